@@ -1,0 +1,152 @@
+//! What every component is: an id, a lifecycle, and (for processors and exporters) a consumer.
+//!
+//! Each component type has a config struct (serde, `deny_unknown_fields`, a doc comment per
+//! field) that implements [`Validate`] and one of the `*Config` traits below, which build the
+//! running component from a [`BuildContext`]. Registering a new type is one line in
+//! [`crate::components`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::pipeline::{SharedConsumer, TracesConsumer};
+use crate::telemetry::Metrics;
+
+/// A component id, `type` or `type/name` (`otlp`, `batch/fast`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId {
+    /// The component type (`otlp`, `batch`, ...).
+    pub type_name: String,
+    /// The optional name after the slash.
+    pub name: Option<String>,
+}
+
+impl ComponentId {
+    /// Parses `type` or `type/name`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (t, n) = match s.split_once('/') {
+            Some((t, n)) => (t, Some(n)),
+            None => (s, None),
+        };
+        let valid = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        };
+        if !valid(t) {
+            return Err(format!(
+                "invalid component id {s:?}: the type must be letters, digits, '_', '-' or '.'"
+            ));
+        }
+        if let Some(n) = n {
+            if n.is_empty() || n.contains('/') {
+                return Err(format!(
+                    "invalid component id {s:?}: expected type or type/name"
+                ));
+            }
+        }
+        Ok(Self {
+            type_name: t.to_string(),
+            name: n.map(str::to_string),
+        })
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.type_name, n),
+            None => f.write_str(&self.type_name),
+        }
+    }
+}
+
+/// Everything the runtime hands a component when building it.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// The component's id, for logs and metrics.
+    pub id: ComponentId,
+    /// The pipeline a processor is built for (processors get one instance per pipeline).
+    pub pipeline: Option<String>,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Start and stop. Every running component has this.
+#[async_trait]
+pub trait Lifecycle: Send + Sync {
+    /// Starts listeners, timers and workers. Errors stop the collector's start-up.
+    async fn start(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Stops taking new work and finishes what is in flight. The service bounds this with its
+    /// shutdown timeout, so implementations may simply wait.
+    async fn shutdown(&self) {}
+}
+
+/// A running processor: a consumer that forwards to the next stage.
+pub trait Processor: Lifecycle + TracesConsumer {}
+impl<T: Lifecycle + TracesConsumer> Processor for T {}
+
+/// A running exporter: the last consumer of a pipeline.
+pub trait Exporter: Lifecycle + TracesConsumer {}
+impl<T: Lifecycle + TracesConsumer> Exporter for T {}
+
+/// A problem found in a component's configuration: a path relative to the component and what
+/// is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path below the component (empty for the component itself).
+    pub path: String,
+    /// What is wrong, naming the bad value.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks a parsed configuration without doing any I/O; returns every problem, not the first.
+pub trait Validate {
+    /// The problems with this configuration; empty when it is valid.
+    fn validate(&self) -> Vec<Problem> {
+        Vec::new()
+    }
+}
+
+/// A receiver's validated configuration.
+pub trait ReceiverConfig: fmt::Debug + Send + Sync {
+    /// Builds the receiver, which will hand what it receives to `next`.
+    fn build(&self, ctx: &BuildContext, next: SharedConsumer)
+    -> anyhow::Result<Arc<dyn Lifecycle>>;
+}
+
+/// A processor's validated configuration.
+pub trait ProcessorConfig: fmt::Debug + Send + Sync {
+    /// Builds one instance for one pipeline, forwarding to `next`.
+    fn build(&self, ctx: &BuildContext, next: SharedConsumer)
+    -> anyhow::Result<Arc<dyn Processor>>;
+}
+
+/// An exporter's validated configuration.
+pub trait ExporterConfig: fmt::Debug + Send + Sync {
+    /// Builds the exporter (one instance, shared by every pipeline that names it).
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>>;
+}
+
+/// An extension's validated configuration.
+pub trait ExtensionConfig: fmt::Debug + Send + Sync {
+    /// Builds the extension.
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        health: crate::telemetry::Health,
+    ) -> anyhow::Result<Arc<dyn Lifecycle>>;
+}

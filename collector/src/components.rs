@@ -1,0 +1,120 @@
+//! The registry of built-in component types. Adding a type is one line here.
+
+use serde_yaml_ng::Value;
+
+use crate::component::{ExporterConfig, ExtensionConfig, Problem, ProcessorConfig, ReceiverConfig};
+use crate::config::parse_component;
+use crate::{exporters, extensions, processors, receivers};
+
+/// How to parse one component type's configuration.
+pub struct Factory<C: ?Sized + 'static> {
+    /// The type name used in ids (`otlp` in `otlp/in`).
+    pub type_name: &'static str,
+    /// One line for `wasmcol components`.
+    pub description: &'static str,
+    /// Parses and validates the YAML section of one component.
+    pub parse: fn(Value) -> Result<Box<C>, Vec<Problem>>,
+}
+
+macro_rules! factory {
+    ($name:literal, $desc:literal, $cfg:ty) => {
+        Factory {
+            type_name: $name,
+            description: $desc,
+            parse: |v| Ok(Box::new(parse_component::<$cfg>(v)?)),
+        }
+    };
+}
+
+/// Receiver types.
+pub static RECEIVERS: &[Factory<dyn ReceiverConfig>] = &[factory!(
+    "otlp",
+    "OTLP over gRPC (4317) and HTTP (4318), protobuf and JSON, gzip/zstd",
+    receivers::otlp::OtlpReceiverConfig
+)];
+
+/// Processor types.
+pub static PROCESSORS: &[Factory<dyn ProcessorConfig>] = &[
+    factory!(
+        "batch",
+        "groups spans into batches by size and time",
+        processors::batch::BatchConfig
+    ),
+    factory!(
+        "memory_limiter",
+        "refuses data with a retryable error while memory use is above its limit",
+        processors::memory_limiter::MemoryLimiterConfig
+    ),
+    factory!(
+        "probabilistic_sampler",
+        "keeps a percentage of traces, consistently by trace id",
+        processors::probabilistic_sampler::ProbabilisticSamplerConfig
+    ),
+];
+
+/// Exporter types.
+pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
+    factory!(
+        "file",
+        "OTLP JSON lines or length-prefixed protobuf to a file, with rotation and zstd",
+        exporters::file::FileExporterConfig
+    ),
+    factory!(
+        "debug",
+        "prints spans to stderr (basic, normal or detailed)",
+        exporters::debug::DebugExporterConfig
+    ),
+    factory!(
+        "nop",
+        "accepts and discards everything",
+        exporters::nop::NopExporterConfig
+    ),
+];
+
+/// Extension types.
+pub static EXTENSIONS: &[Factory<dyn ExtensionConfig>] = &[factory!(
+    "health_check",
+    "HTTP health endpoint: 200 while the collector runs, 503 while starting or stopping",
+    extensions::health_check::HealthCheckConfig
+)];
+
+/// One line per built-in component, grouped by kind, for `wasmcol components`.
+pub fn describe() -> String {
+    let mut out = String::new();
+    let mut section = |title: &str, rows: Vec<(&str, &str)>| {
+        out.push_str(title);
+        out.push_str(":\n");
+        for (name, desc) in rows {
+            out.push_str(&format!("  {name:<24}{desc}\n"));
+        }
+    };
+    section(
+        "receivers",
+        RECEIVERS
+            .iter()
+            .map(|f| (f.type_name, f.description))
+            .collect(),
+    );
+    section(
+        "processors",
+        PROCESSORS
+            .iter()
+            .map(|f| (f.type_name, f.description))
+            .collect(),
+    );
+    section(
+        "exporters",
+        EXPORTERS
+            .iter()
+            .map(|f| (f.type_name, f.description))
+            .collect(),
+    );
+    section(
+        "extensions",
+        EXTENSIONS
+            .iter()
+            .map(|f| (f.type_name, f.description))
+            .collect(),
+    );
+    out
+}

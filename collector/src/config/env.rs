@@ -1,0 +1,143 @@
+//! `${env:VAR}` and `${env:VAR:-default}` expansion, as the OpenTelemetry Collector does it.
+//!
+//! Expansion runs on scalar values after YAML parsing, so a variable can never inject YAML
+//! structure. When a whole scalar is one reference, the result is read again as a YAML scalar,
+//! so `port: ${env:PORT}` gives a number. `$$` stands for a literal `$`.
+
+use serde_yaml_ng::Value;
+
+/// Expands references in every string of `value`, using `lookup` for variables.
+/// Returns a problem (path, message) for each malformed reference.
+pub fn expand(
+    value: &mut Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<(String, String)>,
+) {
+    match value {
+        Value::String(s) if s.contains('$') => match expand_str(s, lookup) {
+            Ok((expanded, whole)) => {
+                *value = if whole {
+                    serde_yaml_ng::from_str::<Value>(&expanded)
+                        .ok()
+                        .filter(|v| !matches!(v, Value::Mapping(_) | Value::Sequence(_)))
+                        .unwrap_or(Value::String(expanded))
+                } else {
+                    Value::String(expanded)
+                };
+            }
+            Err(msg) => problems.push((path.to_string(), msg)),
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand(item, &format!("{path}[{i}]"), lookup, problems);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let key = k.as_str().map(str::to_string).unwrap_or_default();
+                let child = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
+                expand(v, &child, lookup, problems);
+            }
+        }
+        Value::Tagged(t) => expand(&mut t.value, path, lookup, problems),
+        _ => {}
+    }
+}
+
+/// Expands one string. The flag is true when the string was exactly one reference.
+fn expand_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(String, bool), String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut refs = 0;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unterminated reference in {s:?}"))?;
+            let inner = &body[..end];
+            let spec = inner.strip_prefix("env:").ok_or_else(|| {
+                format!("unsupported reference ${{{inner}}}: only ${{env:NAME}} and ${{env:NAME:-default}} are supported")
+            })?;
+            let (name, default) = match spec.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (spec, None),
+            };
+            if name.is_empty()
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Err(format!("invalid environment variable name {name:?}"));
+            }
+            let v = match lookup(name) {
+                Some(v) if !(v.is_empty() && default.is_some()) => v,
+                _ => default.unwrap_or_default().to_string(),
+            };
+            out.push_str(&v);
+            refs += 1;
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    let whole =
+        refs == 1 && s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
+    Ok((out, whole))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PORT" => Some("4317".into()),
+            "HOST" => Some("example".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn run(yaml: &str) -> (Value, Vec<(String, String)>) {
+        let mut v: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let mut problems = Vec::new();
+        expand(&mut v, "", &env, &mut problems);
+        (v, problems)
+    }
+
+    #[test]
+    fn whole_reference_keeps_scalar_type() {
+        let (v, p) = run("port: ${env:PORT}\nhost: ${env:HOST}:${env:PORT}\n");
+        assert!(p.is_empty());
+        assert_eq!(v["port"], Value::from(4317));
+        assert_eq!(v["host"], Value::from("example:4317"));
+    }
+
+    #[test]
+    fn defaults_and_escapes() {
+        let (v, _) =
+            run("a: ${env:NOPE:-fallback}\nb: ${env:EMPTY:-d}\nc: $$HOME\nd: ${env:NOPE}\n");
+        assert_eq!(v["a"], Value::from("fallback"));
+        assert_eq!(v["b"], Value::from("d"));
+        assert_eq!(v["c"], Value::from("$HOME"));
+        assert_eq!(v["d"], Value::Null);
+    }
+
+    #[test]
+    fn malformed_reference_is_a_problem_with_path() {
+        let (_, p) = run("x:\n  y: ${file:/etc/passwd}\n");
+        assert_eq!(p[0].0, "x.y");
+        assert!(p[0].1.contains("only ${env:NAME}"), "{}", p[0].1);
+    }
+}

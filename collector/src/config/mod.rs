@@ -1,0 +1,354 @@
+//! Loading and checking the YAML configuration.
+//!
+//! The file has the OpenTelemetry Collector's shape. Loading goes: parse YAML → expand
+//! `${env:...}` → check the top-level keys → parse each component's section with its type's
+//! config struct → check every pipeline's references. Problems from all steps are gathered and
+//! reported together, each with its YAML path and line.
+
+mod env;
+mod position;
+mod service;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::component::{
+    ComponentId, ExporterConfig, ExtensionConfig, Problem, ProcessorConfig, ReceiverConfig,
+    Validate,
+};
+use crate::components::{self, Factory};
+pub use position::PositionIndex;
+pub use service::{LogsConfig, MetricsConfig, PipelineConfig, ServiceConfig, TelemetryConfig};
+pub use units::{ByteSize, Duration};
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted YAML path (`processors.batch/x.timeout`).
+    pub path: String,
+    /// 1-based line, when the path (or an ancestor) is in the file.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    /// The file the errors are about.
+    pub source: String,
+    /// The problems, in file order.
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{}: {n} problem{}:",
+            self.source,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  {}:{e}", self.source)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A fully parsed and checked configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Receivers by id.
+    pub receivers: BTreeMap<ComponentId, Box<dyn ReceiverConfig>>,
+    /// Processors by id.
+    pub processors: BTreeMap<ComponentId, Box<dyn ProcessorConfig>>,
+    /// Exporters by id.
+    pub exporters: BTreeMap<ComponentId, Box<dyn ExporterConfig>>,
+    /// Extensions by id.
+    pub extensions: BTreeMap<ComponentId, Box<dyn ExtensionConfig>>,
+    /// The `service` section.
+    pub service: ServiceConfig,
+}
+
+/// The top level of the file: exactly these keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopLevel {
+    #[serde(default)]
+    receivers: Option<Mapping>,
+    #[serde(default)]
+    processors: Option<Mapping>,
+    #[serde(default)]
+    exporters: Option<Mapping>,
+    #[serde(default)]
+    extensions: Option<Mapping>,
+    #[serde(default)]
+    connectors: Option<Mapping>,
+    service: Option<Value>,
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            source: source.clone(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                line: None,
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Self::parse(&source, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and checks `text`; `source` names it in errors, `lookup` resolves `${env:...}`.
+    pub fn parse(
+        source: &str,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigErrors> {
+        let mut loader = Loader {
+            index: PositionIndex::build(text),
+            errors: Vec::new(),
+        };
+        let config = loader.load(text, lookup);
+        let mut errors = loader.errors;
+        if errors.is_empty() {
+            if let Some(c) = config {
+                return Ok(c);
+            }
+        }
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(ConfigErrors {
+            source: source.to_string(),
+            errors,
+        })
+    }
+}
+
+struct Loader {
+    index: PositionIndex,
+    errors: Vec<ConfigError>,
+}
+
+impl Loader {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        self.errors.push(ConfigError {
+            line: self.index.line_of(&path),
+            path,
+            message: message.into(),
+        });
+    }
+
+    fn load(&mut self, text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<Config> {
+        let mut root: Value = match serde_yaml_ng::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                self.errors.push(ConfigError {
+                    path: String::new(),
+                    line: e.location().map(|l| l.line()),
+                    message: format!("not valid YAML: {e}"),
+                });
+                return None;
+            }
+        };
+        let mut env_problems = Vec::new();
+        env::expand(&mut root, "", lookup, &mut env_problems);
+        for (path, msg) in env_problems {
+            self.error(path, msg);
+        }
+        if root.is_null() {
+            self.error(
+                "",
+                "the file is empty: it needs at least `service.pipelines`",
+            );
+            return None;
+        }
+        let top: TopLevel = match deserialize_at(root) {
+            Ok(t) => t,
+            Err(problems) => {
+                for p in problems {
+                    self.error(p.path, p.message);
+                }
+                return None;
+            }
+        };
+        if top.connectors.is_some_and(|c| !c.is_empty()) {
+            self.error("connectors", "connectors are not supported");
+        }
+        let receivers = self.components("receivers", top.receivers, components::RECEIVERS);
+        let processors = self.components("processors", top.processors, components::PROCESSORS);
+        let exporters = self.components("exporters", top.exporters, components::EXPORTERS);
+        let extensions = self.components("extensions", top.extensions, components::EXTENSIONS);
+        let service = match top.service {
+            None => {
+                self.error("service", "missing: the file needs `service.pipelines`");
+                None
+            }
+            Some(v) => match deserialize_at::<ServiceConfig>(v) {
+                Ok(s) => Some(s),
+                Err(problems) => {
+                    for p in problems {
+                        self.error(join("service", &p.path), p.message);
+                    }
+                    None
+                }
+            },
+        };
+        let service = service?;
+        for p in service.check_references(
+            &receivers.keys,
+            &processors.keys,
+            &exporters.keys,
+            &extensions.keys,
+        ) {
+            self.error(join("service", &p.path), p.message);
+        }
+        Some(Config {
+            receivers: receivers.built?,
+            processors: processors.built?,
+            exporters: exporters.built?,
+            extensions: extensions.built?,
+            service,
+        })
+    }
+
+    /// Parses one section (`receivers`, ...). `keys` holds every id that was declared, even
+    /// those whose config is broken, so references to them are not reported twice.
+    fn components<C: ?Sized + 'static>(
+        &mut self,
+        section: &str,
+        map: Option<Mapping>,
+        factories: &'static [Factory<C>],
+    ) -> Section<C> {
+        let mut keys = Vec::new();
+        let mut built = Some(BTreeMap::new());
+        for (key, value) in map.unwrap_or_default() {
+            let Some(key) = key.as_str().map(str::to_string) else {
+                self.error(
+                    section,
+                    format!("component ids must be strings, got {key:?}"),
+                );
+                built = None;
+                continue;
+            };
+            let path = format!("{section}.{key}");
+            let id = match ComponentId::parse(&key) {
+                Ok(id) => id,
+                Err(msg) => {
+                    self.error(&path, msg);
+                    built = None;
+                    continue;
+                }
+            };
+            keys.push(id.clone());
+            let Some(factory) = factories.iter().find(|f| f.type_name == id.type_name) else {
+                let known: Vec<_> = factories.iter().map(|f| f.type_name).collect();
+                self.error(
+                    &path,
+                    format!(
+                        "unknown {} type {:?}; known types: {}",
+                        singular(section),
+                        id.type_name,
+                        known.join(", ")
+                    ),
+                );
+                built = None;
+                continue;
+            };
+            match (factory.parse)(value) {
+                Ok(cfg) => {
+                    if let Some(b) = built.as_mut() {
+                        b.insert(id, cfg);
+                    }
+                }
+                Err(problems) => {
+                    for p in problems {
+                        self.error(join(&path, &p.path), p.message);
+                    }
+                    built = None;
+                }
+            }
+        }
+        Section { keys, built }
+    }
+}
+
+struct Section<C: ?Sized> {
+    keys: Vec<ComponentId>,
+    built: Option<BTreeMap<ComponentId, Box<C>>>,
+}
+
+fn singular(section: &str) -> &str {
+    section.strip_suffix('s').unwrap_or(section)
+}
+
+fn join(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (_, true) => parent.to_string(),
+        (true, false) => child.to_string(),
+        (false, false) if child.starts_with('[') => format!("{parent}{child}"),
+        _ => format!("{parent}.{child}"),
+    }
+}
+
+/// Deserializes `value` into `T`, turning a serde error into a [`Problem`] with the path of
+/// the offending field. An empty section (`otlp:` with nothing under it) means all defaults.
+fn deserialize_at<T: DeserializeOwned>(value: Value) -> Result<T, Vec<Problem>> {
+    let value = if value.is_null() {
+        Value::Mapping(Mapping::new())
+    } else {
+        value
+    };
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let mut path = e.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        let message = e.inner().to_string();
+        // Point at the offending key itself rather than its parent.
+        if let Some(field) = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+        {
+            path = join(&path, field);
+        }
+        vec![Problem::new(path, message)]
+    })
+}
+
+/// Parses a component's section into its config type and validates it.
+pub fn parse_component<T: DeserializeOwned + Validate>(value: Value) -> Result<T, Vec<Problem>> {
+    let cfg: T = deserialize_at(value)?;
+    let problems = cfg.validate();
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(problems)
+    }
+}

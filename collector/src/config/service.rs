@@ -1,0 +1,244 @@
+//! The `service` section: which components run, wired into which pipelines.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::units::Duration;
+use crate::component::{ComponentId, Problem};
+
+/// `service:`: pipelines, extensions and the collector's own telemetry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Extensions to start, by id.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Pipelines by id: `traces` or `traces/NAME`.
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Logs and metrics about the collector itself.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// How long SIGTERM/SIGINT waits for in-flight data to drain before exiting anyway.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// One pipeline: receivers fan in, processors run in order, exporters fan out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Receiver ids feeding this pipeline.
+    #[serde(default)]
+    pub receivers: Vec<String>,
+    /// Processor ids, applied in this order.
+    #[serde(default)]
+    pub processors: Vec<String>,
+    /// Exporter ids, each receiving every batch.
+    #[serde(default)]
+    pub exporters: Vec<String>,
+}
+
+/// `service.telemetry`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's log output.
+    #[serde(default)]
+    pub logs: LogsConfig,
+    /// The collector's own metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `service.telemetry.logs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// `debug`, `info`, `warn` or `error`; `RUST_LOG` overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// `console` (human-readable) or `json` (one object per line).
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+            encoding: default_encoding(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+fn default_encoding() -> String {
+    "console".into()
+}
+
+/// `service.telemetry.metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` serving Prometheus text at `/metrics`; `none` turns it off.
+    #[serde(default = "default_metrics_address")]
+    pub address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            address: default_metrics_address(),
+        }
+    }
+}
+
+fn default_metrics_address() -> String {
+    "localhost:8888".into()
+}
+
+/// The signals a pipeline id may name.
+const SIGNALS: &[&str] = &["traces", "metrics", "logs", "profiles"];
+
+impl ServiceConfig {
+    /// Checks pipeline ids, references to components, and telemetry values. Paths are
+    /// relative to `service`.
+    pub fn check_references(
+        &self,
+        receivers: &[ComponentId],
+        processors: &[ComponentId],
+        exporters: &[ComponentId],
+        extensions: &[ComponentId],
+    ) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.pipelines.is_empty() {
+            problems.push(Problem::new(
+                "pipelines",
+                "no pipeline is defined: add at least `traces` with receivers and exporters",
+            ));
+        }
+        check_list(
+            &mut problems,
+            "extensions",
+            &self.extensions,
+            extensions,
+            "extension",
+            true,
+        );
+        for (name, p) in &self.pipelines {
+            let path = format!("pipelines.{name}");
+            match ComponentId::parse(name) {
+                Ok(id) if id.type_name == "traces" => {}
+                Ok(id) if SIGNALS.contains(&id.type_name.as_str()) => problems.push(Problem::new(
+                    &path,
+                    format!(
+                        "{} pipelines are not supported yet: wasmcol handles traces",
+                        id.type_name
+                    ),
+                )),
+                _ => problems.push(Problem::new(
+                    &path,
+                    format!("invalid pipeline id {name:?}: expected traces or traces/NAME"),
+                )),
+            }
+            check_list(
+                &mut problems,
+                &format!("{path}.receivers"),
+                &p.receivers,
+                receivers,
+                "receiver",
+                false,
+            );
+            check_list(
+                &mut problems,
+                &format!("{path}.processors"),
+                &p.processors,
+                processors,
+                "processor",
+                true,
+            );
+            check_list(
+                &mut problems,
+                &format!("{path}.exporters"),
+                &p.exporters,
+                exporters,
+                "exporter",
+                false,
+            );
+        }
+        if !matches!(
+            self.telemetry.logs.level.as_str(),
+            "debug" | "info" | "warn" | "error"
+        ) {
+            problems.push(Problem::new(
+                "telemetry.logs.level",
+                format!(
+                    "expected one of debug, info, warn, error, got {:?}",
+                    self.telemetry.logs.level
+                ),
+            ));
+        }
+        if !matches!(self.telemetry.logs.encoding.as_str(), "console" | "json") {
+            problems.push(Problem::new(
+                "telemetry.logs.encoding",
+                format!(
+                    "expected console or json, got {:?}",
+                    self.telemetry.logs.encoding
+                ),
+            ));
+        }
+        let addr = &self.telemetry.metrics.address;
+        if addr != "none" && crate::net::check_endpoint(addr).is_err() {
+            problems.push(Problem::new(
+                "telemetry.metrics.address",
+                format!("expected host:port or none, got {addr:?}"),
+            ));
+        }
+        if self.shutdown_timeout.is_zero() {
+            problems.push(Problem::new("shutdown_timeout", "must be greater than 0"));
+        }
+        problems
+    }
+}
+
+fn check_list(
+    problems: &mut Vec<Problem>,
+    path: &str,
+    names: &[String],
+    defined: &[ComponentId],
+    what: &str,
+    may_be_empty: bool,
+) {
+    if names.is_empty() && !may_be_empty {
+        problems.push(Problem::new(
+            path,
+            format!("a pipeline needs at least one {what}"),
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        let item = format!("{path}[{i}]");
+        if names[..i].contains(name) {
+            problems.push(Problem::new(
+                &item,
+                format!("{what} {name:?} is listed twice"),
+            ));
+            continue;
+        }
+        match ComponentId::parse(name) {
+            Ok(id) if defined.contains(&id) => {}
+            Ok(_) => problems.push(Problem::new(
+                &item,
+                format!("{what} {name:?} is not defined in the {what}s section"),
+            )),
+            Err(msg) => problems.push(Problem::new(&item, msg)),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Exporters: the last stage of a pipeline.
+
+pub mod debug;
+pub mod file;
+pub mod nop;

@@ -1,0 +1,30 @@
+//! # wasmcol
+//!
+//! An OpenTelemetry Collector distribution whose processing can be extended with sandboxed
+//! WebAssembly plugins.
+//!
+//! The parts, from the outside in:
+//! - [`config`] reads the YAML file (the OpenTelemetry Collector's shape) into a [`Config`].
+//! - [`service`] builds every component and wires them into pipelines, runs them and shuts
+//!   them down.
+//! - [`pipeline`] holds the one interface every stage implements, [`pipeline::TracesConsumer`].
+//! - [`receivers`], [`processors`], [`exporters`], [`extensions`]: the components, one folder
+//!   per type, registered in [`components`].
+//! - [`telemetry`]: the collector's own metrics, health and logs.
+
+pub mod component;
+pub mod components;
+pub mod config;
+pub mod exporters;
+pub mod extensions;
+pub mod net;
+pub mod otlp;
+pub mod pipeline;
+pub mod processors;
+pub mod receivers;
+pub mod service;
+pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use config::Config;

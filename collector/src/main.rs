@@ -1,0 +1,78 @@
+//! The `wasmcol` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wasmcol::Config;
+use wasmcol::config::LogsConfig;
+
+/// An OpenTelemetry Collector distribution extended by sandboxed WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "wasmcol", version, about)]
+struct Cli {
+    /// Configuration file (the OpenTelemetry Collector's YAML shape).
+    #[arg(long, short, global = true, default_value = "configs/default.yaml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Checks a configuration file and lists every problem (exit status 1 if there are any).
+    Validate,
+    /// Lists the built-in receivers, processors, exporters and extensions.
+    Components,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Components) => {
+            print!("{}", wasmcol::components::describe());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Validate) => match Config::load(&cli.config) {
+            Ok(_) => {
+                println!("{}: valid", cli.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => run(&cli.config),
+    }
+}
+
+fn run(path: &PathBuf) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            wasmcol::telemetry::init_logging(&LogsConfig::default());
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    wasmcol::telemetry::init_logging(&config.service.telemetry.logs);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wasmcol")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(wasmcol::service::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! OTLP encodings shared by receivers, exporters and the load generator.
+
+pub mod compression;
+pub mod json;
+
+pub use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};

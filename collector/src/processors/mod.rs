@@ -1,0 +1,5 @@
+//! Processors: stages between receivers and exporters, one instance per pipeline.
+
+pub mod batch;
+pub mod memory_limiter;
+pub mod probabilistic_sampler;

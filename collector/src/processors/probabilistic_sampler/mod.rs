@@ -1,0 +1,182 @@
+//! `probabilistic_sampler`: keeps a fixed percentage of traces, decided by trace id.
+//!
+//! The decision hashes the trace id exactly as the OpenTelemetry Collector's
+//! `probabilistic_sampler` does in `hash_seed` mode (FNV-1a 32 over the seed and the trace id,
+//! 14-bit buckets), so every span of a trace gets the same decision on every collector that
+//! uses the same seed, including Go collectors in the same fleet.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use serde::Deserialize;
+
+use crate::component::{BuildContext, Lifecycle, Problem, Processor, ProcessorConfig, Validate};
+use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::telemetry::ProcessorMetrics;
+
+const NUM_HASH_BUCKETS: u32 = 0x4000;
+const BUCKET_MASK: u32 = NUM_HASH_BUCKETS - 1;
+
+/// `processors.probabilistic_sampler`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbabilisticSamplerConfig {
+    /// Percentage of traces to keep, 0 to 100 (fractions allowed).
+    pub sampling_percentage: f64,
+    /// Seed mixed into the hash; collectors that must agree on decisions use the same seed,
+    /// tiers that must sample independently use different ones.
+    #[serde(default)]
+    pub hash_seed: u32,
+}
+
+impl Validate for ProbabilisticSamplerConfig {
+    fn validate(&self) -> Vec<Problem> {
+        if !(0.0..=100.0).contains(&self.sampling_percentage) {
+            vec![Problem::new(
+                "sampling_percentage",
+                format!(
+                    "must be between 0 and 100, got {}",
+                    self.sampling_percentage
+                ),
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl ProcessorConfig for ProbabilisticSamplerConfig {
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer,
+    ) -> anyhow::Result<Arc<dyn Processor>> {
+        Ok(Arc::new(Sampler {
+            threshold: (self.sampling_percentage * f64::from(NUM_HASH_BUCKETS) / 100.0) as u32,
+            seed: self.hash_seed,
+            next,
+            metrics: ctx
+                .metrics
+                .processor(&ctx.id.to_string(), ctx.pipeline.as_deref().unwrap_or("")),
+        }))
+    }
+}
+
+struct Sampler {
+    threshold: u32,
+    seed: u32,
+    next: SharedConsumer,
+    metrics: ProcessorMetrics,
+}
+
+/// FNV-1a 32 over the seed's four little-endian bytes, then the trace id.
+fn hash(seed: u32, trace_id: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in seed.to_le_bytes().iter().chain(trace_id) {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+impl Sampler {
+    fn keep(&self, span: &Span) -> bool {
+        // `sampling.priority` on a span overrides the hash: > 0 keeps it, 0 drops it.
+        for kv in &span.attributes {
+            if kv.key == "sampling.priority" {
+                match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(Value::IntValue(p)) => return *p > 0,
+                    Some(Value::DoubleValue(p)) => return *p > 0.0,
+                    _ => {}
+                }
+            }
+        }
+        hash(self.seed, &span.trace_id) & BUCKET_MASK < self.threshold
+    }
+}
+
+#[async_trait]
+impl TracesConsumer for Sampler {
+    async fn consume(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
+        let before = batch.span_count();
+        self.metrics.incoming.inc_by(before as u64);
+        let all_kept = batch
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .all(|s| self.keep(s));
+        if !all_kept {
+            let rs = batch.resource_spans_mut();
+            for r in rs.iter_mut() {
+                for ss in &mut r.scope_spans {
+                    ss.spans.retain(|s| self.keep(s));
+                }
+                r.scope_spans.retain(|ss| !ss.spans.is_empty());
+            }
+            rs.retain(|r| !r.scope_spans.is_empty());
+        }
+        let after = batch.span_count();
+        self.metrics.dropped.inc_by((before - after) as u64);
+        if after == 0 {
+            return Ok(());
+        }
+        self.metrics.outgoing.inc_by(after as u64);
+        self.next.consume(batch).await
+    }
+}
+
+impl Lifecycle for Sampler {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Recorder, context, spans};
+
+    #[test]
+    fn fnv1a_matches_reference_values() {
+        // FNV-1a 32 of "" is the offset basis; of "a" is 0xe40c292c (published test vectors).
+        let plain = |data: &[u8]| {
+            let mut h: u32 = 0x811c_9dc5;
+            for b in data {
+                h ^= u32::from(*b);
+                h = h.wrapping_mul(0x0100_0193);
+            }
+            h
+        };
+        assert_eq!(plain(b""), 0x811c_9dc5);
+        assert_eq!(plain(b"a"), 0xe40c_292c);
+        assert_eq!(hash(0, b"a"), plain(&[0, 0, 0, 0, b'a']));
+    }
+
+    async fn kept(pct: f64, seed: u32, n: usize) -> usize {
+        let rec = Recorder::new();
+        let cfg = ProbabilisticSamplerConfig {
+            sampling_percentage: pct,
+            hash_seed: seed,
+        };
+        let p = cfg
+            .build(&context("probabilistic_sampler"), rec.clone())
+            .unwrap();
+        p.consume(spans(n)).await.unwrap();
+        rec.batch_sizes().iter().sum()
+    }
+
+    #[tokio::test]
+    async fn keeps_about_the_percentage() {
+        let n = 20_000;
+        let k = kept(25.0, 7, n).await as f64 / n as f64;
+        assert!((k - 0.25).abs() < 0.02, "kept {k}");
+        assert_eq!(kept(0.0, 7, 1000).await, 0);
+        assert_eq!(kept(100.0, 7, 1000).await, 1000);
+    }
+
+    #[tokio::test]
+    async fn decision_is_consistent_per_trace_and_seed() {
+        let a = kept(50.0, 1, 5000).await;
+        assert_eq!(a, kept(50.0, 1, 5000).await);
+        assert_ne!(a, kept(50.0, 2, 5000).await);
+    }
+}

@@ -1,0 +1,3 @@
+//! Receivers: where data enters the collector.
+
+pub mod otlp;

@@ -1,0 +1,229 @@
+//! OTLP/HTTP transport: `POST /v1/traces` with protobuf or JSON bodies.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::config::HttpConfig;
+use super::{DEFAULT_RETRY_AFTER, Ingest};
+use crate::otlp::compression::{DecompressError, Encoding, decompress};
+use crate::pipeline::{ConsumeError, TraceBatch};
+
+#[derive(Clone)]
+struct AppState {
+    ingest: Ingest,
+    limit: usize,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Proto,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Proto => "application/x-protobuf",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// The `google.rpc.Status` the OTLP spec puts in error response bodies.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn error(format: Format, status: StatusCode, grpc_code: tonic::Code, message: String) -> Response {
+    let body = match format {
+        Format::Proto => RpcStatus {
+            code: grpc_code as i32,
+            message,
+        }
+        .encode_to_vec(),
+        Format::Json => serde_json::json!({ "code": grpc_code as i32, "message": message })
+            .to_string()
+            .into_bytes(),
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let ingest = &state.ingest;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let format = match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Format::Proto,
+        "application/json" => Format::Json,
+        _ => {
+            let reason = format!(
+                "unsupported content type {content_type:?}: use application/x-protobuf or application/json"
+            );
+            ingest.malformed("http", &reason);
+            return error(
+                Format::Json,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                tonic::Code::InvalidArgument,
+                reason,
+            );
+        }
+    };
+    let encoding = match Encoding::from_header(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        Ok(e) => e,
+        Err(reason) => {
+            ingest.malformed("http", &reason);
+            return error(
+                format,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                tonic::Code::InvalidArgument,
+                reason,
+            );
+        }
+    };
+    let too_large = |limit: usize| {
+        let reason = format!("request body exceeds max_request_body_size ({limit} bytes)");
+        ingest.malformed("http", &reason);
+        error(
+            format,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::ResourceExhausted,
+            reason,
+        )
+    };
+    // The wire body is capped at the same limit: a compressed body is never larger than its
+    // content in any legitimate request.
+    let raw: Bytes = match axum::body::to_bytes(body, state.limit).await {
+        Ok(b) => b,
+        Err(_) => return too_large(state.limit),
+    };
+    let plain = match encoding {
+        Encoding::Identity => raw,
+        enc => match decompress(enc, &raw, state.limit) {
+            Ok(b) => Bytes::from(b),
+            Err(DecompressError::TooLarge { limit }) => return too_large(limit),
+            Err(DecompressError::Corrupt(e)) => {
+                let reason = format!("cannot decompress the {enc:?} body: {e}");
+                ingest.malformed("http", &reason);
+                return error(
+                    format,
+                    StatusCode::BAD_REQUEST,
+                    tonic::Code::InvalidArgument,
+                    reason,
+                );
+            }
+        },
+    };
+    let decoded = match format {
+        Format::Proto => ExportTraceServiceRequest::decode(plain).map_err(|e| e.to_string()),
+        Format::Json => crate::otlp::json::decode_traces(&plain),
+    };
+    let request = match decoded {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = format!("cannot decode the request body: {e}");
+            ingest.malformed("http", &reason);
+            return error(
+                format,
+                StatusCode::BAD_REQUEST,
+                tonic::Code::InvalidArgument,
+                reason,
+            );
+        }
+    };
+    match ingest.ingest(TraceBatch::new(request.resource_spans)).await {
+        Ok(()) => {
+            let body = match format {
+                Format::Proto => ExportTraceServiceResponse::default().encode_to_vec(),
+                Format::Json => b"{}".to_vec(),
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, format.content_type())],
+                body,
+            )
+                .into_response()
+        }
+        Err(ConsumeError::Retryable {
+            reason,
+            retry_after,
+        }) => {
+            let secs = retry_after.unwrap_or(DEFAULT_RETRY_AFTER).as_secs().max(1);
+            let mut resp = error(
+                format,
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+                reason,
+            );
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                secs.to_string().parse().expect("digits"),
+            );
+            resp
+        }
+        Err(ConsumeError::Permanent { reason }) => error(
+            format,
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            reason,
+        ),
+    }
+}
+
+/// Binds and serves until `stop` is cancelled; returns the server task.
+pub async fn serve(
+    cfg: &HttpConfig,
+    ingest: Ingest,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener =
+        crate::net::bind(&cfg.endpoint, &format!("receivers.{} http", ingest.id)).await?;
+    tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, path = %cfg.traces_url_path, "OTLP/HTTP listening");
+    let id = ingest.id.clone();
+    let state = AppState {
+        ingest,
+        limit: cfg.max_request_body_size.bytes() as usize,
+    };
+    let app = Router::new()
+        .route(&cfg.traces_url_path, post(export))
+        // We enforce our own limit (before and after decompression).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(receiver = %id, error = %e, "OTLP/HTTP server stopped");
+        }
+    }))
+}

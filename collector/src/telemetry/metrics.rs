@@ -1,0 +1,248 @@
+//! The collector's own metrics, served as Prometheus text at `/metrics`.
+//!
+//! Names follow the OpenTelemetry Collector's (`otelcol_receiver_accepted_spans` becomes
+//! `wasmcol_receiver_accepted_spans_total`) so dashboards translate directly. Components fetch
+//! their counters once at build time; the hot path only does atomic adds.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::process::ProcessStats;
+
+type Labels = Vec<(&'static str, String)>;
+type CounterFamily = Family<Labels, Counter>;
+type GaugeFamily = Family<Labels, Gauge>;
+type FloatCounterFamily = Family<Labels, Counter<f64, AtomicU64>>;
+
+/// All metric families of one collector process.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    receiver_accepted: CounterFamily,
+    receiver_refused: CounterFamily,
+    processor_incoming: CounterFamily,
+    processor_outgoing: CounterFamily,
+    processor_dropped: CounterFamily,
+    processor_refused: CounterFamily,
+    exporter_sent: CounterFamily,
+    exporter_send_failed: CounterFamily,
+    exporter_enqueue_failed: CounterFamily,
+    exporter_retries: CounterFamily,
+    queue_size: GaugeFamily,
+    queue_capacity: GaugeFamily,
+    process_rss: GaugeFamily,
+    process_cpu: FloatCounterFamily,
+    plugin_counters: CounterFamily,
+    process: Mutex<ProcessStats>,
+}
+
+/// Counters of one receiver on one transport.
+#[derive(Clone, Default)]
+pub struct ReceiverMetrics {
+    /// Spans accepted into the pipeline.
+    pub accepted: Counter,
+    /// Spans refused (back-pressure or malformed).
+    pub refused: Counter,
+}
+
+/// Counters of one processor in one pipeline.
+#[derive(Clone, Default)]
+pub struct ProcessorMetrics {
+    /// Spans that came in.
+    pub incoming: Counter,
+    /// Spans passed on.
+    pub outgoing: Counter,
+    /// Spans intentionally dropped (e.g. sampled out).
+    pub dropped: Counter,
+    /// Spans refused back to the sender (e.g. memory limit).
+    pub refused: Counter,
+}
+
+/// Counters of one exporter.
+#[derive(Clone, Default)]
+pub struct ExporterMetrics {
+    /// Spans delivered to the destination.
+    pub sent: Counter,
+    /// Spans given up on after retries or a permanent error.
+    pub send_failed: Counter,
+    /// Spans refused because the sending queue was full.
+    pub enqueue_failed: Counter,
+    /// Send attempts that were retried.
+    pub retries: Counter,
+    /// Batches waiting in the sending queue.
+    pub queue_size: Gauge,
+    /// Capacity of the sending queue, in batches.
+    pub queue_capacity: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Self {
+        let mut reg = Registry::with_prefix("wasmcol");
+        macro_rules! family {
+            ($name:literal, $help:literal, $ty:ty) => {{
+                let f = <$ty>::default();
+                reg.register($name, $help, f.clone());
+                f
+            }};
+        }
+        Self {
+            receiver_accepted: family!(
+                "receiver_accepted_spans",
+                "Spans a receiver accepted into its pipelines",
+                CounterFamily
+            ),
+            receiver_refused: family!(
+                "receiver_refused_spans",
+                "Spans a receiver refused (back-pressure or malformed input)",
+                CounterFamily
+            ),
+            processor_incoming: family!(
+                "processor_incoming_spans",
+                "Spans that entered a processor",
+                CounterFamily
+            ),
+            processor_outgoing: family!(
+                "processor_outgoing_spans",
+                "Spans a processor passed on",
+                CounterFamily
+            ),
+            processor_dropped: family!(
+                "processor_dropped_spans",
+                "Spans a processor dropped on purpose (sampling)",
+                CounterFamily
+            ),
+            processor_refused: family!(
+                "processor_refused_spans",
+                "Spans a processor refused back to the sender",
+                CounterFamily
+            ),
+            exporter_sent: family!(
+                "exporter_sent_spans",
+                "Spans an exporter delivered",
+                CounterFamily
+            ),
+            exporter_send_failed: family!(
+                "exporter_send_failed_spans",
+                "Spans an exporter gave up on",
+                CounterFamily
+            ),
+            exporter_enqueue_failed: family!(
+                "exporter_enqueue_failed_spans",
+                "Spans refused because the exporter's sending queue was full",
+                CounterFamily
+            ),
+            exporter_retries: family!(
+                "exporter_retries",
+                "Export attempts that failed with a retryable error and were retried",
+                CounterFamily
+            ),
+            queue_size: family!(
+                "exporter_queue_size",
+                "Batches waiting in the exporter's sending queue",
+                GaugeFamily
+            ),
+            queue_capacity: family!(
+                "exporter_queue_capacity",
+                "Capacity of the exporter's sending queue, in batches",
+                GaugeFamily
+            ),
+            process_rss: family!(
+                "process_memory_rss_bytes",
+                "Resident set size of the collector process",
+                GaugeFamily
+            ),
+            process_cpu: family!(
+                "process_cpu_seconds",
+                "CPU time (user + system) used by the collector process",
+                FloatCounterFamily
+            ),
+            plugin_counters: family!(
+                "plugin_counter",
+                "Counters reported by plugins",
+                CounterFamily
+            ),
+            registry: Mutex::new(reg),
+            process: Mutex::new(ProcessStats::default()),
+        }
+    }
+
+    /// Counters for receiver `id` on `transport` (`grpc`, `http`, ...).
+    pub fn receiver(&self, id: &str, transport: &str) -> ReceiverMetrics {
+        let l = vec![
+            ("receiver", id.to_string()),
+            ("transport", transport.to_string()),
+        ];
+        ReceiverMetrics {
+            accepted: self.receiver_accepted.get_or_create(&l).clone(),
+            refused: self.receiver_refused.get_or_create(&l).clone(),
+        }
+    }
+
+    /// Counters for processor `id` in `pipeline`.
+    pub fn processor(&self, id: &str, pipeline: &str) -> ProcessorMetrics {
+        let l = vec![
+            ("processor", id.to_string()),
+            ("pipeline", pipeline.to_string()),
+        ];
+        ProcessorMetrics {
+            incoming: self.processor_incoming.get_or_create(&l).clone(),
+            outgoing: self.processor_outgoing.get_or_create(&l).clone(),
+            dropped: self.processor_dropped.get_or_create(&l).clone(),
+            refused: self.processor_refused.get_or_create(&l).clone(),
+        }
+    }
+
+    /// Counters for exporter `id`.
+    pub fn exporter(&self, id: &str) -> ExporterMetrics {
+        let l = vec![("exporter", id.to_string())];
+        ExporterMetrics {
+            sent: self.exporter_sent.get_or_create(&l).clone(),
+            send_failed: self.exporter_send_failed.get_or_create(&l).clone(),
+            enqueue_failed: self.exporter_enqueue_failed.get_or_create(&l).clone(),
+            retries: self.exporter_retries.get_or_create(&l).clone(),
+            queue_size: self.queue_size.get_or_create(&l).clone(),
+            queue_capacity: self.queue_capacity.get_or_create(&l).clone(),
+        }
+    }
+
+    /// A named counter owned by a plugin of processor `id`.
+    pub fn plugin_counter(&self, id: &str, name: &str) -> Counter {
+        let l = vec![("processor", id.to_string()), ("name", name.to_string())];
+        self.plugin_counters.get_or_create(&l).clone()
+    }
+
+    /// Renders every metric in the Prometheus text format, refreshing process statistics first.
+    pub fn render(&self) -> String {
+        if let Ok(mut p) = self.process.lock() {
+            if let Some(sample) = p.sample() {
+                let none: Labels = Vec::new();
+                self.process_rss
+                    .get_or_create(&none)
+                    .set(sample.rss_bytes as i64);
+                let cpu = self.process_cpu.get_or_create(&none);
+                let delta = sample.cpu_seconds - cpu.get();
+                if delta > 0.0 {
+                    cpu.inc_by(delta);
+                }
+            }
+        }
+        let mut out = String::new();
+        if let Ok(reg) = self.registry.lock() {
+            // Writing to a String cannot fail.
+            let _ = encode(&mut out, &reg);
+        }
+        out
+    }
+}

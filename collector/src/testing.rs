@@ -1,0 +1,87 @@
+//! Helpers for unit tests of components: a recording consumer and span factories.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+use crate::component::{BuildContext, ComponentId};
+use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+use crate::telemetry::Metrics;
+
+/// A consumer that records what it gets, and can be told to refuse (retryable).
+#[derive(Default)]
+pub struct Recorder {
+    batches: Mutex<Vec<TraceBatch>>,
+    refusing: AtomicBool,
+}
+
+impl Recorder {
+    /// A new, accepting recorder.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    /// Makes `consume` refuse (retryable) or accept.
+    pub fn refuse(&self, on: bool) {
+        self.refusing.store(on, Ordering::SeqCst);
+    }
+    /// Span count of every accepted batch, in order.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(TraceBatch::span_count)
+            .collect()
+    }
+    /// Every accepted batch.
+    pub fn batches(&self) -> Vec<TraceBatch> {
+        self.batches.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl TracesConsumer for Recorder {
+    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        if self.refusing.load(Ordering::SeqCst) {
+            return Err(ConsumeError::retryable("recorder refuses"));
+        }
+        self.batches.lock().unwrap().push(batch);
+        Ok(())
+    }
+}
+
+/// A build context for component `id` in pipeline `traces`.
+pub fn context(id: &str) -> BuildContext {
+    BuildContext {
+        id: ComponentId::parse(id).unwrap(),
+        pipeline: Some("traces".into()),
+        metrics: Arc::new(Metrics::new()),
+    }
+}
+
+/// A batch of `n` spans with distinct, deterministic trace ids.
+pub fn spans(n: usize) -> TraceBatch {
+    TraceBatch::new(vec![ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans: (0..n)
+                .map(|i| {
+                    let mut trace_id = vec![0u8; 16];
+                    trace_id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+                    trace_id[8..].copy_from_slice(
+                        &(i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes(),
+                    );
+                    Span {
+                        trace_id,
+                        span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                        name: format!("span-{i}"),
+                        ..Default::default()
+                    }
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
