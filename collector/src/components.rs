@@ -69,6 +69,16 @@ pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
         "accepts and discards everything",
         exporters::nop::NopExporterConfig
     ),
+    factory!(
+        "otlp",
+        "OTLP/gRPC to a collector or back end, with a sending queue and retries",
+        exporters::otlp::OtlpExporterConfig
+    ),
+    factory!(
+        "otlphttp",
+        "OTLP/HTTP (protobuf or JSON) to a collector or back end, with a sending queue and retries",
+        exporters::otlphttp::OtlpHttpExporterConfig
+    ),
 ];
 
 /// Extension types.

@@ -39,10 +39,8 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// `path: message`; the line is printed by [`ConfigErrors`] as `file:line:`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
         if self.path.is_empty() {
             f.write_str(&self.message)
         } else {
@@ -70,7 +68,10 @@ impl fmt::Display for ConfigErrors {
             if n == 1 { "" } else { "s" }
         )?;
         for e in &self.errors {
-            writeln!(f, "  {}:{e}", self.source)?;
+            match e.line {
+                Some(line) => writeln!(f, "  {}:{line}: {e}", self.source)?,
+                None => writeln!(f, "  {}: {e}", self.source)?,
+            }
         }
         Ok(())
     }
@@ -134,6 +135,7 @@ impl Config {
         let mut loader = Loader {
             index: PositionIndex::build(text),
             errors: Vec::new(),
+            bad_references: Vec::new(),
         };
         let config = loader.load(text, lookup);
         let mut errors = loader.errors;
@@ -153,11 +155,17 @@ impl Config {
 struct Loader {
     index: PositionIndex,
     errors: Vec<ConfigError>,
+    /// Paths whose `${...}` reference was malformed: already reported, so later checks of
+    /// the unexpanded value are not.
+    bad_references: Vec<String>,
 }
 
 impl Loader {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
+        if self.bad_references.contains(&path) {
+            return;
+        }
         self.errors.push(ConfigError {
             line: self.index.line_of(&path),
             path,
@@ -180,7 +188,8 @@ impl Loader {
         let mut env_problems = Vec::new();
         env::expand(&mut root, "", lookup, &mut env_problems);
         for (path, msg) in env_problems {
-            self.error(path, msg);
+            self.error(path.clone(), msg);
+            self.bad_references.push(path);
         }
         if root.is_null() {
             self.error(
@@ -330,14 +339,8 @@ fn deserialize_at<T: DeserializeOwned>(value: Value) -> Result<T, Vec<Problem>> 
         if path == "." {
             path.clear();
         }
+        // For unknown fields the path already ends at the offending key.
         let message = e.inner().to_string();
-        // Point at the offending key itself rather than its parent.
-        if let Some(field) = message
-            .strip_prefix("unknown field `")
-            .and_then(|m| m.split('`').next())
-        {
-            path = join(&path, field);
-        }
         vec![Problem::new(path, message)]
     })
 }

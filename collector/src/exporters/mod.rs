@@ -3,3 +3,6 @@
 pub mod debug;
 pub mod file;
 pub mod nop;
+pub mod otlp;
+pub mod otlphttp;
+pub mod sending_queue;

@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn bomb_is_stopped_at_the_limit() {
         let bomb = gzip(&vec![0u8; 50 * 1024 * 1024]);
-        assert!(bomb.len() < 100 * 1024);
+        assert!(bomb.len() < 512 * 1024, "{}", bomb.len());
         assert_eq!(
             decompress(Encoding::Gzip, &bomb, 1024 * 1024),
             Err(DecompressError::TooLarge { limit: 1024 * 1024 })

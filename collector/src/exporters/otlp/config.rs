@@ -1,0 +1,165 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+
+use super::grpc::GrpcSender;
+use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
+use crate::config::Duration;
+use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+
+/// Compression of each request body (the OpenTelemetry Collector's `compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip, the OpenTelemetry Collector's default.
+    #[default]
+    Gzip,
+    /// Zstandard.
+    Zstd,
+    /// Uncompressed.
+    #[serde(alias = "")]
+    None,
+}
+
+/// `tls`: only plaintext connections for now.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Connect without TLS. Must be true until TLS is supported.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// `exporters.otlp`: OTLP over gRPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpExporterConfig {
+    /// The OTLP/gRPC server: `host:port` or `http://host:port`. Connections are plaintext.
+    #[serde(default)]
+    pub endpoint: String,
+    /// Transport security; TLS is not supported yet, so only `insecure: true` is accepted.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// `gzip` (default), `zstd` or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// gRPC metadata sent with every request (`authorization: Bearer ...`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Bound on each attempt, also sent to the server as the gRPC deadline; `0` = none.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// The queue between the pipeline and the senders.
+    #[serde(default)]
+    pub sending_queue: QueueConfig,
+    /// Retries of retryable failures.
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl OtlpExporterConfig {
+    /// The `host:port` to connect to, or why `endpoint` is unusable.
+    pub fn authority(&self) -> Result<String, String> {
+        let endpoint = self.endpoint.trim();
+        if endpoint.is_empty() {
+            return Err(
+                "missing: set it to the host:port of an OTLP/gRPC server, e.g. gateway:4317".into(),
+            );
+        }
+        let rest = if let Some(rest) = endpoint.strip_prefix("https://") {
+            if !self.tls.as_ref().is_some_and(|t| t.insecure) {
+                return Err(format!(
+                    "TLS is not supported yet, got {endpoint:?}: use a plain endpoint such as \
+                     {:?} (or set tls.insecure: true to connect without TLS)",
+                    rest.trim_end_matches('/')
+                ));
+            }
+            rest
+        } else if let Some(rest) = endpoint.strip_prefix("http://") {
+            rest
+        } else if let Some((scheme, _)) = endpoint.split_once("://") {
+            return Err(format!(
+                "unsupported scheme {scheme:?} in {endpoint:?}: expected host:port or http://host:port"
+            ));
+        } else {
+            endpoint
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') {
+            return Err(format!(
+                "expected host:port without a path, got {endpoint:?} (gRPC needs no path)"
+            ));
+        }
+        crate::net::check_endpoint(rest)?;
+        Ok(rest.to_string())
+    }
+}
+
+/// Problems with gRPC metadata names and values.
+fn metadata_problems(headers: &BTreeMap<String, String>) -> Vec<Problem> {
+    let mut p = Vec::new();
+    for (name, value) in headers {
+        let path = format!("headers.{name}");
+        if name.to_ascii_lowercase().ends_with("-bin") {
+            p.push(Problem::new(
+                path,
+                format!("binary metadata ({name:?} ends in -bin) is not supported"),
+            ));
+            continue;
+        }
+        if AsciiMetadataKey::from_bytes(name.as_bytes()).is_err() {
+            p.push(Problem::new(path.clone(), format!("{name:?} is not a valid metadata name")));
+        }
+        if AsciiMetadataValue::try_from(value.as_str()).is_err() {
+            p.push(Problem::new(
+                path,
+                format!("{value:?} is not a valid metadata value (printable ASCII only)"),
+            ));
+        }
+    }
+    p
+}
+
+impl Validate for OtlpExporterConfig {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if let Err(e) = self.authority() {
+            p.push(Problem::new("endpoint", e));
+        }
+        if let Some(tls) = &self.tls {
+            if !tls.insecure {
+                p.push(Problem::new(
+                    "tls.insecure",
+                    "TLS is not supported yet: only `insecure: true` (plaintext) is accepted, got false",
+                ));
+            }
+        }
+        p.extend(metadata_problems(&self.headers));
+        p.extend(nested("sending_queue", self.sending_queue.validate()));
+        p.extend(nested("retry_on_failure", self.retry_on_failure.validate()));
+        p
+    }
+}
+
+impl ExporterConfig for OtlpExporterConfig {
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+        let authority = self
+            .authority()
+            .map_err(|e| anyhow::anyhow!("exporters.{}: endpoint: {e}", ctx.id))?;
+        let sender = GrpcSender::new(&authority, self.compression, &self.headers, self.timeout.get())
+            .map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
+        Ok(Arc::new(SendingQueue::new(
+            ctx,
+            sender,
+            &self.sending_queue,
+            &self.retry_on_failure,
+            self.timeout,
+        )))
+    }
+}

@@ -1,0 +1,216 @@
+//! One OTLP/gRPC `Export` call per attempt, over a single lazily connecting HTTP/2 channel.
+
+use std::collections::BTreeMap;
+use std::error::Error as StdError;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+use prost::bytes::{Buf, BufMut};
+use prost::encoding::{DecodeContext, WireType};
+use tonic::client::Grpc;
+use tonic::codec::CompressionEncoding;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+use tonic_prost::ProstCodec;
+use tonic_types::StatusExt;
+
+use super::Compression;
+use crate::exporters::sending_queue::{Accepted, SendError, Sender};
+use crate::otlp::ExportTraceServiceResponse;
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// Responses are tiny; anything this large is not an OTLP response.
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// An `ExportTraceServiceRequest` over spans shared with the pipeline.
+///
+/// The generated `TraceServiceClient::export` takes the request by value, which would mean a
+/// deep copy of every span per attempt (and per exporter in a fan-out). This type encodes
+/// exactly as the request's `repeated ResourceSpans resource_spans = 1` does, so the same wire
+/// bytes go out through `tonic::client::Grpc` with only reference counts bumped.
+#[derive(Debug, Clone, Default)]
+pub struct SharedRequest(pub Arc<Vec<ResourceSpans>>);
+
+impl Message for SharedRequest {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        prost::encoding::message::encode_repeated(1, &self.0, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        if tag == 1 {
+            prost::encoding::message::merge_repeated(wire_type, Arc::make_mut(&mut self.0), buf, ctx)
+        } else {
+            prost::encoding::skip_field(wire_type, tag, buf, ctx)
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        prost::encoding::message::encoded_len_repeated(1, &self.0)
+    }
+
+    fn clear(&mut self) {
+        self.0 = Arc::default();
+    }
+}
+
+/// Sends to one OTLP/gRPC server.
+pub struct GrpcSender {
+    target: String,
+    endpoint: Endpoint,
+    /// Created on first use, inside the runtime (tonic spawns the connection's task).
+    channel: OnceLock<Channel>,
+    compression: Option<CompressionEncoding>,
+    metadata: MetadataMap,
+    timeout: Duration,
+}
+
+impl GrpcSender {
+    /// A sender to `authority` (`host:port`). Headers must have been validated.
+    pub fn new(
+        authority: &str,
+        compression: Compression,
+        headers: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let uri = format!("http://{authority}");
+        let mut endpoint = Endpoint::from_shared(uri.clone())
+            .and_then(|e| e.user_agent(concat!("wasmcol/", env!("CARGO_PKG_VERSION"))))
+            .map_err(|e| format!("endpoint {uri:?}: {}", error_chain(&e)))?
+            .tcp_nodelay(true);
+        if !timeout.is_zero() {
+            endpoint = endpoint.connect_timeout(timeout);
+        }
+        let mut metadata = MetadataMap::new();
+        for (name, value) in headers {
+            let key = AsciiMetadataKey::from_bytes(name.as_bytes())
+                .map_err(|_| format!("headers.{name}: not a valid metadata name"))?;
+            let value = AsciiMetadataValue::try_from(value.as_str())
+                .map_err(|_| format!("headers.{name}: not a valid metadata value"))?;
+            metadata.insert(key, value);
+        }
+        Ok(Self {
+            target: uri,
+            endpoint,
+            channel: OnceLock::new(),
+            compression: match compression {
+                Compression::Gzip => Some(CompressionEncoding::Gzip),
+                Compression::Zstd => Some(CompressionEncoding::Zstd),
+                Compression::None => None,
+            },
+            metadata,
+            timeout,
+        })
+    }
+}
+
+#[async_trait]
+impl Sender for GrpcSender {
+    type Payload = SharedRequest;
+
+    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> SharedRequest {
+        SharedRequest(resource_spans)
+    }
+
+    async fn send(&self, payload: &SharedRequest) -> Result<Accepted, SendError> {
+        let channel = self
+            .channel
+            .get_or_init(|| self.endpoint.connect_lazy())
+            .clone();
+        let mut grpc = Grpc::new(channel)
+            .max_encoding_message_size(usize::MAX)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        if let Some(c) = self.compression {
+            grpc = grpc.send_compressed(c);
+        }
+        grpc.ready()
+            .await
+            .map_err(|e| SendError::retryable(format!("cannot reach {}: {}", self.target, error_chain(&e))))?;
+        let mut request = Request::new(payload.clone());
+        *request.metadata_mut() = self.metadata.clone();
+        if !self.timeout.is_zero() {
+            request.set_timeout(self.timeout);
+        }
+        let codec = ProstCodec::<SharedRequest, ExportTraceServiceResponse>::default();
+        match grpc
+            .unary(request, PathAndQuery::from_static(EXPORT_PATH), codec)
+            .await
+        {
+            Ok(response) => Ok(match response.into_inner().partial_success {
+                Some(p) => Accepted {
+                    rejected_spans: p.rejected_spans.max(0) as u64,
+                    message: p.error_message,
+                },
+                None => Accepted::all(),
+            }),
+            Err(status) => Err(classify(&status)),
+        }
+    }
+}
+
+/// Maps a gRPC status to retryable or permanent, as the OTLP specification lists them.
+pub fn classify(status: &Status) -> SendError {
+    let retry_info = status.get_details_retry_info();
+    let retryable = match status.code() {
+        Code::Unavailable
+        | Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::DataLoss => true,
+        // Only a server that says when to come back is worth retrying; otherwise the request
+        // itself is too large or the quota is gone for good.
+        Code::ResourceExhausted => retry_info.is_some(),
+        _ => false,
+    };
+    let mut reason = format!("gRPC status {}: {}", code_name(status.code()), status.message());
+    if let Some(source) = status.source() {
+        reason.push_str(&format!(" ({})", error_chain(source)));
+    }
+    if retryable {
+        SendError::Retryable {
+            reason,
+            retry_after: retry_info.and_then(|r| r.retry_delay),
+        }
+    } else {
+        SendError::Permanent { reason }
+    }
+}
+
+/// `InvalidArgument` → `INVALID_ARGUMENT`, as gRPC documentation spells codes.
+fn code_name(code: Code) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// An error and its sources, `outer: inner: innermost` (transport errors hide the useful part
+/// in the sources).
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,165 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::Uri;
+use http::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::client::HttpSender;
+use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
+use crate::config::Duration;
+use crate::exporters::otlp::Compression;
+use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+
+/// How request bodies are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Protobuf (`application/x-protobuf`), the OTLP/HTTP default.
+    #[default]
+    Proto,
+    /// OTLP/JSON (`application/json`).
+    Json,
+}
+
+/// `exporters.otlphttp`: OTLP over HTTP/1.1.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpHttpExporterConfig {
+    /// Base URL, `http://host:port`; traces are posted to `ENDPOINT/v1/traces`.
+    #[serde(default)]
+    pub endpoint: String,
+    /// Full URL for traces; overrides `endpoint`.
+    #[serde(default)]
+    pub traces_endpoint: String,
+    /// `proto` (default) or `json`.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// `gzip` (default), `zstd` or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// HTTP headers sent with every request (`authorization: Bearer ...`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Bound on each attempt (connect, send, answer); `0` = none. The OpenTelemetry
+    /// Collector's otlphttp default, 30s.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// The queue between the pipeline and the senders.
+    #[serde(default)]
+    pub sending_queue: QueueConfig,
+    /// Retries of retryable failures.
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Parses an `http://` URL, explaining what is wrong with anything else.
+fn check_url(value: &str) -> Result<Uri, String> {
+    let uri: Uri = value
+        .parse()
+        .map_err(|e| format!("not a URL: {value:?} ({e}); expected http://host:port"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "TLS is not supported yet, got {value:?}: use an http:// URL"
+            ));
+        }
+        Some(other) => {
+            return Err(format!(
+                "unsupported scheme {other:?} in {value:?}: expected http://host:port"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "expected a URL such as http://{value}, got {value:?} (the scheme is required)"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("expected http://host:port, got {value:?} (no host)"));
+    }
+    Ok(uri)
+}
+
+impl OtlpHttpExporterConfig {
+    /// The URL traces are posted to, or the option and what is wrong with it.
+    pub fn traces_url(&self) -> Result<Uri, Problem> {
+        let traces = self.traces_endpoint.trim();
+        if !traces.is_empty() {
+            return check_url(traces).map_err(|e| Problem::new("traces_endpoint", e));
+        }
+        let base = self.endpoint.trim();
+        if base.is_empty() {
+            return Err(Problem::new(
+                "endpoint",
+                "missing: set endpoint (http://host:4318; traces go to /v1/traces) or \
+                 traces_endpoint (the full URL)",
+            ));
+        }
+        check_url(base).map_err(|e| Problem::new("endpoint", e))?;
+        let full = format!("{}/v1/traces", base.trim_end_matches('/'));
+        check_url(&full).map_err(|e| Problem::new("endpoint", e))
+    }
+}
+
+impl Validate for OtlpHttpExporterConfig {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if let Err(problem) = self.traces_url() {
+            p.push(problem);
+        }
+        // A base endpoint overridden by traces_endpoint is unused, but a typo there is still
+        // worth reporting.
+        let base = self.endpoint.trim();
+        if !self.traces_endpoint.trim().is_empty() && !base.is_empty() {
+            if let Err(e) = check_url(base) {
+                p.push(Problem::new("endpoint", e));
+            }
+        }
+        for (name, value) in &self.headers {
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                p.push(Problem::new(
+                    format!("headers.{name}"),
+                    format!("{name:?} is not a valid HTTP header name"),
+                ));
+            }
+            if HeaderValue::from_str(value).is_err() {
+                p.push(Problem::new(
+                    format!("headers.{name}"),
+                    format!("{value:?} is not a valid HTTP header value"),
+                ));
+            }
+        }
+        p.extend(nested("sending_queue", self.sending_queue.validate()));
+        p.extend(nested("retry_on_failure", self.retry_on_failure.validate()));
+        p
+    }
+}
+
+impl ExporterConfig for OtlpHttpExporterConfig {
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+        let url = self
+            .traces_url()
+            .map_err(|p| anyhow::anyhow!("exporters.{}.{}: {}", ctx.id, p.path, p.message))?;
+        let sender = HttpSender::new(
+            url,
+            self.encoding,
+            self.compression,
+            &self.headers,
+            self.timeout.get(),
+        )
+        .map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
+        Ok(Arc::new(SendingQueue::new(
+            ctx,
+            sender,
+            &self.sending_queue,
+            &self.retry_on_failure,
+            self.timeout,
+        )))
+    }
+}

@@ -1,0 +1,128 @@
+use serde::Deserialize;
+
+use crate::component::{Problem, Validate};
+use crate::config::Duration;
+
+/// `sending_queue`: the bounded in-memory queue between the pipeline and the senders, as in
+/// the OpenTelemetry Collector's exporterhelper.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Queue batches and send them from `num_consumers` tasks. When false, the pipeline's
+    /// `consume` call sends (and retries) inline, so a slow back end slows the caller down.
+    pub enabled: bool,
+    /// Tasks sending from the queue concurrently.
+    pub num_consumers: usize,
+    /// Batches the queue holds before further data is refused with a retryable error.
+    pub queue_size: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+        }
+    }
+}
+
+impl Validate for QueueConfig {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if !self.enabled {
+            return p;
+        }
+        if self.num_consumers == 0 {
+            p.push(Problem::new("num_consumers", "must be at least 1, got 0"));
+        }
+        if self.queue_size == 0 {
+            p.push(Problem::new(
+                "queue_size",
+                "must be at least 1, got 0 (set enabled: false to send without a queue)",
+            ));
+        }
+        p
+    }
+}
+
+/// `retry_on_failure`: exponential backoff with jitter for retryable errors.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retry batches that failed with a retryable error. When false they are dropped at the
+    /// first failure.
+    pub enabled: bool,
+    /// Wait before the first retry.
+    pub initial_interval: Duration,
+    /// Upper bound of the wait between two attempts (before jitter).
+    pub max_interval: Duration,
+    /// Give a batch up once this much time has passed since its first attempt; `0` retries
+    /// forever.
+    pub max_elapsed_time: Duration,
+    /// Each wait is the previous one times this factor.
+    pub multiplier: f64,
+    /// Each wait is randomised within ± this fraction, so senders that failed together do
+    /// not retry together.
+    pub randomization_factor: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_interval: Duration::from_secs(5),
+            max_interval: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(300),
+            multiplier: 1.5,
+            randomization_factor: 0.5,
+        }
+    }
+}
+
+impl Validate for RetryConfig {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if !self.enabled {
+            return p;
+        }
+        if self.initial_interval.is_zero() {
+            p.push(Problem::new("initial_interval", "must be greater than 0, got 0s"));
+        }
+        if self.max_interval < self.initial_interval {
+            p.push(Problem::new(
+                "max_interval",
+                format!(
+                    "must be at least initial_interval ({}), got {}",
+                    self.initial_interval, self.max_interval
+                ),
+            ));
+        }
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            p.push(Problem::new(
+                "multiplier",
+                format!("must be 1 or more, got {}", self.multiplier),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.randomization_factor) {
+            p.push(Problem::new(
+                "randomization_factor",
+                format!("must be between 0 and 1, got {}", self.randomization_factor),
+            ));
+        }
+        p
+    }
+}
+
+/// Prefixes the paths of `problems` with `prefix` (`sending_queue`, `retry_on_failure`), for
+/// exporters that embed these blocks in their own config.
+pub fn nested(prefix: &str, problems: Vec<Problem>) -> impl Iterator<Item = Problem> + '_ {
+    problems.into_iter().map(move |p| Problem {
+        path: if p.path.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", p.path)
+        },
+        message: p.message,
+    })
+}

@@ -1,0 +1,76 @@
+//! What an exporter plugs into the sending queue: one attempt at sending one batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+/// The destination took the request. It may still have rejected some spans (OTLP partial
+/// success); those are not retried, because resending the same spans would fail the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Spans the destination rejected.
+    pub rejected_spans: u64,
+    /// The destination's explanation (or warning, when nothing was rejected).
+    pub message: String,
+}
+
+impl Accepted {
+    /// Everything was accepted.
+    pub fn all() -> Self {
+        Self::default()
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth another attempt (the destination is down, overloaded or asked us to wait).
+    #[error("{reason}")]
+    Retryable {
+        /// What failed, with the destination's message.
+        reason: String,
+        /// How long the destination asked us to wait (Retry-After, gRPC RetryInfo).
+        retry_after: Option<Duration>,
+    },
+    /// The same request will never succeed (malformed, unauthorised, rejected).
+    #[error("{reason}")]
+    Permanent {
+        /// What failed, with the destination's message.
+        reason: String,
+    },
+}
+
+impl SendError {
+    /// A retryable failure without a requested delay.
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        Self::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A permanent failure.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self::Permanent {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One protocol's way of sending a batch, driven by [`super::SendingQueue`].
+#[async_trait]
+pub trait Sender: Send + Sync + 'static {
+    /// A batch ready to send, built once and reused by every attempt, so retries neither
+    /// re-encode nor clone the spans.
+    type Payload: Send + Sync + 'static;
+
+    /// Turns a batch's spans (possibly shared with other exporters) into a payload. Runs on
+    /// the caller's task (so encoding spreads over the runtime's threads) before the batch is
+    /// queued.
+    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> Self::Payload;
+
+    /// One attempt. The queue bounds it with the exporter's `timeout`.
+    async fn send(&self, payload: &Self::Payload) -> Result<Accepted, SendError>;
+}

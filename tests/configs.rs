@@ -1,0 +1,108 @@
+//! Configuration files: every file in `configs/` and `tests/configs/valid/` loads; every file
+//! in `tests/configs/invalid/` fails with exactly the problems its `# expect:` lines name.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wasmcol::Config;
+use wasmcol_tests::{binary, workspace_root};
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no YAML files in {}", dir.display());
+    files
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for f in yaml_files(&workspace_root().join("configs")) {
+        if let Err(e) = Config::load(&f) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn valid_cases_load() {
+    for f in yaml_files(&workspace_root().join("tests/configs/valid")) {
+        if let Err(e) = Config::load(&f) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn invalid_cases_report_every_expected_problem() {
+    for f in yaml_files(&workspace_root().join("tests/configs/invalid")) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(!expected.is_empty(), "{} has no `# expect:` line", f.display());
+        let err = match Config::load(&f) {
+            Ok(_) => panic!("{} loaded but should fail", f.display()),
+            Err(e) => e,
+        };
+        let shown: Vec<String> = err
+            .errors
+            .iter()
+            .map(|e| match e.line {
+                Some(line) => format!("line {line}: {e}"),
+                None => e.to_string(),
+            })
+            .collect();
+        for want in &expected {
+            assert!(
+                shown.iter().any(|s| s.contains(want)),
+                "{}: expected a problem containing {want:?}, got:\n{}",
+                f.display(),
+                shown.join("\n")
+            );
+        }
+        assert_eq!(
+            shown.len(),
+            expected.len(),
+            "{}: unexpected extra problems:\n{}",
+            f.display(),
+            shown.join("\n")
+        );
+    }
+}
+
+#[test]
+fn validate_command_lists_all_problems_and_fails() {
+    let f = workspace_root().join("tests/configs/invalid/many_errors.yaml");
+    let out = Command::new(binary("wasmcol"))
+        .args(["validate", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("6 problems"), "{stderr}");
+    assert!(stderr.contains("many_errors.yaml:14: processors.batch.send_batch_max_size"), "{stderr}");
+
+    let ok = Command::new(binary("wasmcol"))
+        .args(["validate", "--config"])
+        .arg(workspace_root().join("configs/default.yaml"))
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
+
+#[test]
+fn components_and_version() {
+    let out = Command::new(binary("wasmcol")).arg("components").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["otlp", "batch", "memory_limiter", "probabilistic_sampler", "file", "debug", "nop", "health_check"] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    let out = Command::new(binary("wasmcol")).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("wasmcol "));
+}
