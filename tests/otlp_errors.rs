@@ -293,9 +293,7 @@ async fn http_corrupt_gzip_is_400() {
     // A gzip header followed by bytes that are not a deflate stream.
     let mut body = vec![0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff];
     body.extend_from_slice(&[0xff; 64]);
-    let r = env
-        .post(&[PROTO, ("content-encoding", "gzip")], body)
-        .await;
+    let r = env.post(&[PROTO, ("content-encoding", "gzip")], body).await;
     assert_eq!(r.status, 400, "{r:?}");
     let s = rpc_status(&r.body);
     assert_eq!(s.code, Code::InvalidArgument as i32, "{s:?}");
@@ -433,13 +431,17 @@ async fn http_json_with_hex_ids_is_accepted() {
     let env = Env::start();
     let body = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"json-client"}}]},"scopeSpans":[{"scope":{"name":"hand-written"},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"eee19b7ec3c1b173","name":"json-span","kind":2,"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000","attributes":[{"key":"http.status","value":{"intValue":"200"}}]}]}]}]}"#;
     let r = env
-        .post(&[("content-type", "application/json; charset=utf-8")], body.to_vec())
+        .post(
+            &[("content-type", "application/json; charset=utf-8")],
+            body.to_vec(),
+        )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(content_type(&r), "application/json");
     let path = env.c.path("out.jsonl");
     assert!(
-        wait_until(Duration::from_secs(10), || !output_span_ids(&path).is_empty()),
+        wait_until(Duration::from_secs(10), || !output_span_ids(&path)
+            .is_empty()),
         "no output:\n{}",
         env.c.log()
     );
@@ -455,7 +457,10 @@ async fn http_json_with_hex_ids_is_accepted() {
     assert_eq!(s.start_time_unix_nano, 1_544_712_660_000_000_000);
     // And the file holds the ids as hex too, as OTLP/JSON requires.
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("\"5b8efff798038103d269b633813fc60c\""), "{text}");
+    assert!(
+        text.contains("\"5b8efff798038103d269b633813fc60c\""),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,7 +477,9 @@ async fn grpc_truncated_message_is_invalid_argument() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     env.assert_logged(&["grpc", "decode"]);
     // The same bytes untruncated go through the raw path fine.
-    env.grpc_raw(full).await.expect("the whole message is valid");
+    env.grpc_raw(full)
+        .await
+        .expect("the whole message is valid");
     env.wait_for_spans(&[1, 2, 3, 4, 5]);
 }
 
@@ -568,9 +575,7 @@ async fn metrics_count_accepted_spans() {
         sent += n as u64;
     }
     // A refused request does not count as accepted.
-    let r = env
-        .post(&[PROTO], b"\xff\xff\xff".to_vec())
-        .await;
+    let r = env.post(&[PROTO], b"\xff\xff\xff".to_vec()).await;
     assert_eq!(r.status, 400);
     let r = env
         .post(&[PROTO], spans_request(4, 5000, 3, 0).encode_to_vec())
@@ -602,7 +607,10 @@ async fn metrics_count_accepted_spans() {
         rss > 1e6 && (rss - actual).abs() < 64.0 * MIB as f64,
         "reported rss {rss}, /proc says {actual}"
     );
-    assert!(text.contains("# TYPE wasmcol_receiver_accepted_spans counter"), "{text}");
+    assert!(
+        text.contains("# TYPE wasmcol_receiver_accepted_spans counter"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -612,9 +620,14 @@ async fn health_check_is_200_while_running() {
         &format!("extensions:\n  health_check:\n    endpoint: 127.0.0.1:{health}\n"),
         "  extensions: [health_check]",
     );
-    let r = http_request("GET", &format!("http://127.0.0.1:{health}/"), &[], Vec::new())
-        .await
-        .expect("health check answers");
+    let r = http_request(
+        "GET",
+        &format!("http://127.0.0.1:{health}/"),
+        &[],
+        Vec::new(),
+    )
+    .await
+    .expect("health check answers");
     assert_eq!(r.status, 200, "{r:?}");
     assert!(
         String::from_utf8_lossy(&r.body).contains("available"),
@@ -625,8 +638,13 @@ async fn health_check_is_200_while_running() {
         .post(&[PROTO], spans_request(1, 1, 1, 0).encode_to_vec())
         .await;
     assert_eq!(r.status, 200);
-    let r = http_request("GET", &format!("http://127.0.0.1:{health}/"), &[], Vec::new())
-        .await
-        .unwrap();
+    let r = http_request(
+        "GET",
+        &format!("http://127.0.0.1:{health}/"),
+        &[],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
 }

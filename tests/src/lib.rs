@@ -106,14 +106,20 @@ impl Collector {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("wasmcol exited with {status} before listening:\n{}", self.log());
+                panic!(
+                    "wasmcol exited with {status} before listening:\n{}",
+                    self.log()
+                );
             }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("wasmcol did not listen on {port} within 20s:\n{}", self.log());
+        panic!(
+            "wasmcol did not listen on {port} within 20s:\n{}",
+            self.log()
+        );
     }
 
     /// Everything the process wrote to stderr so far (logs, with ANSI colours stripped).
@@ -146,7 +152,10 @@ impl Collector {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("wasmcol did not stop within 30s after SIGTERM:\n{}", self.log());
+        panic!(
+            "wasmcol did not stop within 30s after SIGTERM:\n{}",
+            self.log()
+        );
     }
 
     /// A path inside the collector's temporary directory.
@@ -181,8 +190,8 @@ fn strip_ansi(s: &str) -> String {
 
 /// Reads a file exporter's JSON-lines output: every span with its resource.
 pub fn read_json_lines(path: &Path) -> Vec<ResourceSpans> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .flat_map(|l| {
@@ -217,7 +226,13 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// A minimal pipeline config: OTLP gRPC + HTTP on the given ports → (processors) → file
 /// `{dir}/out.jsonl`, metrics on `metrics_port`.
-pub fn file_pipeline_config(grpc: u16, http: u16, metrics: u16, processors: &str, extra: &str) -> String {
+pub fn file_pipeline_config(
+    grpc: u16,
+    http: u16,
+    metrics: u16,
+    processors: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 receivers:
@@ -254,7 +269,8 @@ service:
 impl Collector {
     /// Peak resident memory of the process so far (`VmHWM`), in bytes.
     pub fn peak_rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -266,7 +282,9 @@ impl Collector {
     /// Waits up to `timeout` for one log line that contains every string in `parts`.
     pub fn wait_for_log_line(&self, parts: &[&str], timeout: Duration) -> bool {
         wait_until(timeout, || {
-            self.log().lines().any(|l| parts.iter().all(|p| l.contains(p)))
+            self.log()
+                .lines()
+                .any(|l| parts.iter().all(|p| l.contains(p)))
         })
     }
 }
@@ -294,8 +312,7 @@ pub async fn http_request(
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
-    let client: Client<_, Full<bytes::Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = http::Request::builder()
         .method(http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?)
         .uri(url);
@@ -324,9 +341,14 @@ pub async fn http_request(
 
 /// The Prometheus text served at `http://127.0.0.1:{port}/metrics`.
 pub async fn scrape_metrics(port: u16) -> String {
-    let r = http_request("GET", &format!("http://127.0.0.1:{port}/metrics"), &[], Vec::new())
-        .await
-        .expect("scrape /metrics");
+    let r = http_request(
+        "GET",
+        &format!("http://127.0.0.1:{port}/metrics"),
+        &[],
+        Vec::new(),
+    )
+    .await
+    .expect("scrape /metrics");
     assert_eq!(r.status, 200, "/metrics answered {}", r.status);
     String::from_utf8(r.body).expect("metrics are UTF-8")
 }
@@ -336,7 +358,10 @@ pub async fn scrape_metrics(port: u16) -> String {
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }

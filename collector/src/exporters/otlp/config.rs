@@ -116,7 +116,9 @@ fn metadata_problems(headers: &BTreeMap<String, String>) -> Vec<Problem> {
         if AsciiMetadataKey::from_bytes(name.as_bytes()).is_err() {
             p.push(Problem::new(path.clone(), format!("{name:?} is not a valid metadata name")));
         }
-        if AsciiMetadataValue::try_from(value.as_str()).is_err() {
+        // gRPC allows only printable ASCII in text metadata; tonic would pass other bytes on.
+        let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if !printable || AsciiMetadataValue::try_from(value.as_str()).is_err() {
             p.push(Problem::new(
                 path,
                 format!("{value:?} is not a valid metadata value (printable ASCII only)"),

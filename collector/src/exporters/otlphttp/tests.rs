@@ -133,11 +133,13 @@ fn parse(yaml: &str) -> Result<OtlpHttpExporterConfig, Vec<Problem>> {
 
 /// Builds and starts an exporter to `addr` with short retry intervals; `extra` adds YAML.
 async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter>, ExporterMetrics) {
-    let yaml = format!(
-        "endpoint: http://{addr}\n\
-         retry_on_failure: {{ initial_interval: 20ms, max_interval: 100ms, max_elapsed_time: 5s }}\n\
-         {extra}"
-    );
+    // Short intervals unless the test sets its own.
+    let retry = if extra.contains("retry_on_failure") {
+        ""
+    } else {
+        "retry_on_failure: { initial_interval: 20ms, max_interval: 100ms, max_elapsed_time: 5s }"
+    };
+    let yaml = format!("endpoint: http://{addr}\n{retry}\n{extra}");
     let cfg = parse(&yaml).unwrap();
     let ctx = BuildContext {
         id: ComponentId::parse("otlphttp/test").unwrap(),
