@@ -114,7 +114,10 @@ fn metadata_problems(headers: &BTreeMap<String, String>) -> Vec<Problem> {
             continue;
         }
         if AsciiMetadataKey::from_bytes(name.as_bytes()).is_err() {
-            p.push(Problem::new(path.clone(), format!("{name:?} is not a valid metadata name")));
+            p.push(Problem::new(
+                path.clone(),
+                format!("{name:?} is not a valid metadata name"),
+            ));
         }
         // gRPC allows only printable ASCII in text metadata; tonic would pass other bytes on.
         let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b));
@@ -134,13 +137,13 @@ impl Validate for OtlpExporterConfig {
         if let Err(e) = self.authority() {
             p.push(Problem::new("endpoint", e));
         }
-        if let Some(tls) = &self.tls {
-            if !tls.insecure {
-                p.push(Problem::new(
-                    "tls.insecure",
-                    "TLS is not supported yet: only `insecure: true` (plaintext) is accepted, got false",
-                ));
-            }
+        if let Some(tls) = &self.tls
+            && !tls.insecure
+        {
+            p.push(Problem::new(
+                "tls.insecure",
+                "TLS is not supported yet: only `insecure: true` (plaintext) is accepted, got false",
+            ));
         }
         p.extend(metadata_problems(&self.headers));
         p.extend(nested("sending_queue", self.sending_queue.validate()));
@@ -154,8 +157,13 @@ impl ExporterConfig for OtlpExporterConfig {
         let authority = self
             .authority()
             .map_err(|e| anyhow::anyhow!("exporters.{}: endpoint: {e}", ctx.id))?;
-        let sender = GrpcSender::new(&authority, self.compression, &self.headers, self.timeout.get())
-            .map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
+        let sender = GrpcSender::new(
+            &authority,
+            self.compression,
+            &self.headers,
+            self.timeout.get(),
+        )
+        .map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
         Ok(Arc::new(SendingQueue::new(
             ctx,
             sender,

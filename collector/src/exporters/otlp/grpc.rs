@@ -49,7 +49,12 @@ impl Message for SharedRequest {
         ctx: DecodeContext,
     ) -> Result<(), prost::DecodeError> {
         if tag == 1 {
-            prost::encoding::message::merge_repeated(wire_type, Arc::make_mut(&mut self.0), buf, ctx)
+            prost::encoding::message::merge_repeated(
+                wire_type,
+                Arc::make_mut(&mut self.0),
+                buf,
+                ctx,
+            )
         } else {
             prost::encoding::skip_field(wire_type, tag, buf, ctx)
         }
@@ -133,9 +138,9 @@ impl Sender for GrpcSender {
         if let Some(c) = self.compression {
             grpc = grpc.send_compressed(c);
         }
-        grpc.ready()
-            .await
-            .map_err(|e| SendError::retryable(format!("cannot reach {}: {}", self.target, error_chain(&e))))?;
+        grpc.ready().await.map_err(|e| {
+            SendError::retryable(format!("cannot reach {}: {}", self.target, error_chain(&e)))
+        })?;
         let mut request = Request::new(payload.clone());
         *request.metadata_mut() = self.metadata.clone();
         if !self.timeout.is_zero() {
@@ -173,7 +178,11 @@ pub fn classify(status: &Status) -> SendError {
         Code::ResourceExhausted => retry_info.is_some(),
         _ => false,
     };
-    let mut reason = format!("gRPC status {}: {}", code_name(status.code()), status.message());
+    let mut reason = format!(
+        "gRPC status {}: {}",
+        code_name(status.code()),
+        status.message()
+    );
     if let Some(source) = status.source() {
         reason.push_str(&format!(" ({})", error_chain(source)));
     }

@@ -20,7 +20,9 @@ use super::*;
 use crate::component::{BuildContext, ComponentId, Exporter, ExporterConfig, Problem};
 use crate::config::parse_component;
 use crate::exporters::sending_queue::SendError;
-use crate::otlp::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use crate::otlp::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use crate::pipeline::{ConsumeError, Delivery, DeliveryTracker, Outcome, TraceBatch};
 use crate::telemetry::{ExporterMetrics, Metrics};
 
@@ -195,20 +197,33 @@ async fn outcome(slot: &Slot) -> Outcome {
 async fn delivers_with_metadata_and_gzip() {
     let backend = Backend::with(vec![]);
     let addr = serve(backend.clone()).await;
-    let (exporter, metrics) =
-        exporter(addr, "headers: { authorization: Bearer s3cret, X-Tenant: acme }").await;
+    let (exporter, metrics) = exporter(
+        addr,
+        "headers: { authorization: Bearer s3cret, X-Tenant: acme }",
+    )
+    .await;
     let (b, slot) = batch(&["a", "b"]);
     exporter.consume(b).await.unwrap();
     assert_eq!(outcome(&slot).await, Outcome::Delivered);
-    let seen = backend.seen.lock().unwrap();
-    assert_eq!(seen.len(), 1);
-    let md = &seen[0].metadata;
-    assert_eq!(md.get("authorization").unwrap(), "Bearer s3cret");
-    assert_eq!(md.get("x-tenant").unwrap(), "acme");
-    assert_eq!(md.get("grpc-encoding").unwrap(), "gzip");
-    assert!(md.get("user-agent").unwrap().to_str().unwrap().contains("wasmcol/"));
-    assert!(md.get("grpc-timeout").is_some(), "the per-attempt timeout is the deadline");
-    drop(seen);
+    {
+        let seen = backend.seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let md = &seen[0].metadata;
+        assert_eq!(md.get("authorization").unwrap(), "Bearer s3cret");
+        assert_eq!(md.get("x-tenant").unwrap(), "acme");
+        assert_eq!(md.get("grpc-encoding").unwrap(), "gzip");
+        assert!(
+            md.get("user-agent")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains("wasmcol/")
+        );
+        assert!(
+            md.get("grpc-timeout").is_some(),
+            "the per-attempt timeout is the deadline"
+        );
+    }
     assert_eq!(backend.accepted_span_names(), vec!["a", "b"]);
     assert_eq!(metrics.sent.get(), 2);
     exporter.shutdown().await;
@@ -223,10 +238,14 @@ async fn zstd_and_no_compression() {
         let (b, slot) = batch(&["z"]);
         exporter.consume(b).await.unwrap();
         assert_eq!(outcome(&slot).await, Outcome::Delivered);
-        let seen = backend.seen.lock().unwrap();
-        let encoding = seen[0].metadata.get("grpc-encoding").map(|v| v.to_str().unwrap().to_string());
-        assert_eq!(encoding.as_deref(), expected, "compression: {setting}");
-        drop(seen);
+        {
+            let seen = backend.seen.lock().unwrap();
+            let encoding = seen[0]
+                .metadata
+                .get("grpc-encoding")
+                .map(|v| v.to_str().unwrap().to_string());
+            assert_eq!(encoding.as_deref(), expected, "compression: {setting}");
+        }
         exporter.shutdown().await;
     }
 }
@@ -247,17 +266,31 @@ async fn unavailable_with_retry_info_is_retried_after_the_servers_delay() {
     assert_eq!(backend.attempts(), 2);
     // Exactly once, although it was sent twice.
     assert_eq!(backend.accepted_span_names(), vec!["once"]);
-    let seen = backend.seen.lock().unwrap();
-    // The server's 300ms, not the 20ms backoff step.
-    assert!(seen[1].at - seen[0].at >= delay, "{:?}", seen[1].at - seen[0].at);
-    drop(seen);
-    assert_eq!((metrics.sent.get(), metrics.retries.get(), metrics.send_failed.get()), (1, 1, 0));
+    {
+        let seen = backend.seen.lock().unwrap();
+        // The server's 300ms, not the 20ms backoff step.
+        assert!(
+            seen[1].at - seen[0].at >= delay,
+            "{:?}",
+            seen[1].at - seen[0].at
+        );
+    }
+    assert_eq!(
+        (
+            metrics.sent.get(),
+            metrics.retries.get(),
+            metrics.send_failed.get()
+        ),
+        (1, 1, 0)
+    );
     exporter.shutdown().await;
 }
 
 #[tokio::test]
 async fn invalid_argument_is_not_retried() {
-    let backend = Backend::with(vec![Answer::Fail(Status::invalid_argument("span without trace id"))]);
+    let backend = Backend::with(vec![Answer::Fail(Status::invalid_argument(
+        "span without trace id",
+    ))]);
     let addr = serve(backend.clone()).await;
     let (exporter, metrics) = exporter(addr, "").await;
     let (b, slot) = batch(&["bad", "worse"]);
@@ -265,13 +298,22 @@ async fn invalid_argument_is_not_retried() {
     assert_eq!(outcome(&slot).await, Outcome::Failed);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(backend.attempts(), 1);
-    assert_eq!((metrics.sent.get(), metrics.send_failed.get(), metrics.retries.get()), (0, 2, 0));
+    assert_eq!(
+        (
+            metrics.sent.get(),
+            metrics.send_failed.get(),
+            metrics.retries.get()
+        ),
+        (0, 2, 0)
+    );
     exporter.shutdown().await;
 }
 
 #[tokio::test]
 async fn permanent_error_reaches_the_caller_without_a_queue() {
-    let backend = Backend::with(vec![Answer::Fail(Status::permission_denied("wrong tenant"))]);
+    let backend = Backend::with(vec![Answer::Fail(Status::permission_denied(
+        "wrong tenant",
+    ))]);
     let addr = serve(backend.clone()).await;
     let (exporter, _) = exporter(addr, "sending_queue: { enabled: false }").await;
     let (b, slot) = batch(&["x"]);
@@ -303,7 +345,11 @@ async fn partial_success_is_counted_and_not_retried() {
 #[tokio::test]
 async fn connection_refused_is_retried_until_the_server_appears() {
     // Reserve a port, then free it: nothing listens there until the server starts.
-    let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let (exporter, metrics) = exporter(addr, "").await;
     let (b, slot) = batch(&["late"]);
     exporter.consume(b).await.unwrap();
@@ -407,7 +453,9 @@ fn config_problems_name_the_option_and_value() {
     };
     assert_eq!(
         messages("compression: gzip"),
-        vec!["endpoint: missing: set it to the host:port of an OTLP/gRPC server, e.g. gateway:4317"]
+        vec![
+            "endpoint: missing: set it to the host:port of an OTLP/gRPC server, e.g. gateway:4317"
+        ]
     );
     assert_eq!(
         messages("endpoint: https://gateway:4317"),
@@ -422,11 +470,29 @@ fn config_problems_name_the_option_and_value() {
     );
     assert_eq!(m.len(), 6, "{m:#?}");
     assert!(m[0].starts_with("endpoint: expected host:port"), "{}", m[0]);
-    assert!(m[1].starts_with("tls.insecure: TLS is not supported yet"), "{}", m[1]);
-    assert!(m[2].starts_with("headers.x-bin: binary metadata"), "{}", m[2]);
-    assert!(m[3].starts_with("headers.x-ok: \"café\" is not a valid metadata value"), "{}", m[3]);
-    assert_eq!(m[4], "sending_queue.num_consumers: must be at least 1, got 0");
-    assert_eq!(m[5], "retry_on_failure.multiplier: must be 1 or more, got 0");
+    assert!(
+        m[1].starts_with("tls.insecure: TLS is not supported yet"),
+        "{}",
+        m[1]
+    );
+    assert!(
+        m[2].starts_with("headers.x-bin: binary metadata"),
+        "{}",
+        m[2]
+    );
+    assert!(
+        m[3].starts_with("headers.x-ok: \"café\" is not a valid metadata value"),
+        "{}",
+        m[3]
+    );
+    assert_eq!(
+        m[4],
+        "sending_queue.num_consumers: must be at least 1, got 0"
+    );
+    assert_eq!(
+        m[5],
+        "retry_on_failure.multiplier: must be 1 or more, got 0"
+    );
     let m = messages("endpoint: gw:4317\nbalancer_name: round_robin");
     assert!(m[0].contains("balancer_name"), "{m:?}");
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::header::{
+    CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
+};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -131,9 +133,10 @@ impl Sender for HttpSender {
             .body(Full::new(payload.clone()))
             .expect("a POST with a valid URL");
         *request.headers_mut() = self.headers.clone();
-        let response = self.client.request(request).await.map_err(|e| {
-            SendError::retryable(format!("POST {}: {}", self.url, error_chain(&e)))
-        })?;
+        let response =
+            self.client.request(request).await.map_err(|e| {
+                SendError::retryable(format!("POST {}: {}", self.url, error_chain(&e)))
+            })?;
         let status = response.status();
         let content_type = response
             .headers()
@@ -206,7 +209,8 @@ fn is_json(content_type: &str) -> bool {
 }
 
 fn is_protobuf(content_type: &str) -> bool {
-    content_type.starts_with("application/x-protobuf") || content_type.starts_with("application/protobuf")
+    content_type.starts_with("application/x-protobuf")
+        || content_type.starts_with("application/protobuf")
 }
 
 /// The partial success in a 2xx answer, if any.
@@ -248,17 +252,16 @@ pub fn error_message(content_type: &str, body: &[u8]) -> String {
         return "(empty body)".into();
     }
     if is_protobuf(content_type) {
-        if let Ok(s) = tonic_types::Status::decode(body) {
-            if !s.message.is_empty() {
-                return s.message;
-            }
+        if let Ok(s) = tonic_types::Status::decode(body)
+            && !s.message.is_empty()
+        {
+            return s.message;
         }
-    } else if is_json(content_type) {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-            if let Some(m) = v["message"].as_str().filter(|m| !m.is_empty()) {
-                return m.to_string();
-            }
-        }
+    } else if is_json(content_type)
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(m) = v["message"].as_str().filter(|m| !m.is_empty())
+    {
+        return m.to_string();
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();

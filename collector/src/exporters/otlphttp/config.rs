@@ -81,7 +81,9 @@ fn check_url(value: &str) -> Result<Uri, String> {
         }
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("expected http://host:port, got {value:?} (no host)"));
+        return Err(format!(
+            "expected http://host:port, got {value:?} (no host)"
+        ));
     }
     Ok(uri)
 }
@@ -116,10 +118,11 @@ impl Validate for OtlpHttpExporterConfig {
         // A base endpoint overridden by traces_endpoint is unused, but a typo there is still
         // worth reporting.
         let base = self.endpoint.trim();
-        if !self.traces_endpoint.trim().is_empty() && !base.is_empty() {
-            if let Err(e) = check_url(base) {
-                p.push(Problem::new("endpoint", e));
-            }
+        if !self.traces_endpoint.trim().is_empty()
+            && !base.is_empty()
+            && let Err(e) = check_url(base)
+        {
+            p.push(Problem::new("endpoint", e));
         }
         for (name, value) in &self.headers {
             if HeaderName::from_bytes(name.as_bytes()).is_err() {

@@ -18,10 +18,12 @@
 //! an HTTP date). Every other non-2xx answer is permanent. Error bodies are read up to 64 KiB
 //! and their `google.rpc.Status` message (protobuf or JSON) or text goes into the log line.
 
-mod config;
 mod client;
+mod config;
 #[cfg(test)]
 mod tests;
 
+pub use client::{
+    HttpSender, MAX_RESPONSE_BYTES, accepted, error_message, is_retryable, parse_retry_after,
+};
 pub use config::{Encoding, OtlpHttpExporterConfig};
-pub use client::{HttpSender, MAX_RESPONSE_BYTES, accepted, error_message, is_retryable, parse_retry_after};

@@ -19,7 +19,9 @@ use crate::component::{BuildContext, ComponentId, Exporter, ExporterConfig, Prob
 use crate::config::parse_component;
 use crate::exporters::otlp::Compression;
 use crate::otlp::compression::{Encoding as BodyEncoding, decompress};
-use crate::otlp::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use crate::otlp::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use crate::pipeline::{ConsumeError, Delivery, DeliveryTracker, Outcome, TraceBatch};
 use crate::telemetry::{ExporterMetrics, Metrics};
 
@@ -79,12 +81,22 @@ impl Backend {
     }
 }
 
-async fn handle(State(b): State<Arc<Backend>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(b): State<Arc<Backend>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let latency = *b.latency.lock().unwrap();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let encoding = BodyEncoding::from_header(header("content-encoding").as_deref()).unwrap();
     let raw = decompress(encoding, &body, 64 << 20).unwrap();
     let request = if header("content-type").as_deref() == Some("application/json") {
@@ -202,21 +214,25 @@ fn rpc_status(message: &str) -> Vec<u8> {
 async fn posts_gzipped_protobuf_with_headers_to_v1_traces() {
     let backend = Backend::with(vec![]);
     let addr = serve(backend.clone()).await;
-    let (exporter, metrics) =
-        exporter(addr, "headers: { Authorization: Bearer s3cret, x-tenant: acme }").await;
+    let (exporter, metrics) = exporter(
+        addr,
+        "headers: { Authorization: Bearer s3cret, x-tenant: acme }",
+    )
+    .await;
     let (b, slot) = batch(&["a", "b"]);
     exporter.consume(b).await.unwrap();
     assert_eq!(outcome(&slot).await, Outcome::Delivered);
-    let seen = backend.seen.lock().unwrap();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].path, "/v1/traces");
-    let h = &seen[0].headers;
-    assert_eq!(h["content-type"], "application/x-protobuf");
-    assert_eq!(h["content-encoding"], "gzip");
-    assert_eq!(h["authorization"], "Bearer s3cret");
-    assert_eq!(h["x-tenant"], "acme");
-    assert!(h["user-agent"].to_str().unwrap().starts_with("wasmcol/"));
-    drop(seen);
+    {
+        let seen = backend.seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].path, "/v1/traces");
+        let h = &seen[0].headers;
+        assert_eq!(h["content-type"], "application/x-protobuf");
+        assert_eq!(h["content-encoding"], "gzip");
+        assert_eq!(h["authorization"], "Bearer s3cret");
+        assert_eq!(h["x-tenant"], "acme");
+        assert!(h["user-agent"].to_str().unwrap().starts_with("wasmcol/"));
+    }
     assert_eq!(backend.accepted_span_names(), vec!["a", "b"]);
     assert_eq!(metrics.sent.get(), 2);
     exporter.shutdown().await;
@@ -226,19 +242,22 @@ async fn posts_gzipped_protobuf_with_headers_to_v1_traces() {
 async fn json_and_zstd_to_a_custom_traces_endpoint() {
     let backend = Backend::with(vec![]);
     let addr = serve(backend.clone()).await;
-    let extra = format!(
-        "traces_endpoint: http://{addr}/custom/traces\nencoding: json\ncompression: zstd"
-    );
+    let extra =
+        format!("traces_endpoint: http://{addr}/custom/traces\nencoding: json\ncompression: zstd");
     let (exporter, _) = exporter(addr, &extra).await;
     let (b, slot) = batch(&["j"]);
     exporter.consume(b).await.unwrap();
     assert_eq!(outcome(&slot).await, Outcome::Delivered);
-    let seen = backend.seen.lock().unwrap();
-    assert_eq!(seen[0].path, "/custom/traces");
-    assert_eq!(seen[0].headers["content-type"], "application/json");
-    assert_eq!(seen[0].headers["content-encoding"], "zstd");
-    assert_eq!(seen[0].request.resource_spans[0].scope_spans[0].spans[0].trace_id, vec![1; 16]);
-    drop(seen);
+    {
+        let seen = backend.seen.lock().unwrap();
+        assert_eq!(seen[0].path, "/custom/traces");
+        assert_eq!(seen[0].headers["content-type"], "application/json");
+        assert_eq!(seen[0].headers["content-encoding"], "zstd");
+        assert_eq!(
+            seen[0].request.resource_spans[0].scope_spans[0].spans[0].trace_id,
+            vec![1; 16]
+        );
+    }
     assert_eq!(backend.accepted_span_names(), vec!["j"]);
     exporter.shutdown().await;
 }
@@ -251,7 +270,12 @@ async fn uncompressed_when_asked() {
     let (b, slot) = batch(&["plain"]);
     exporter.consume(b).await.unwrap();
     assert_eq!(outcome(&slot).await, Outcome::Delivered);
-    assert!(backend.seen.lock().unwrap()[0].headers.get("content-encoding").is_none());
+    assert!(
+        backend.seen.lock().unwrap()[0]
+            .headers
+            .get("content-encoding")
+            .is_none()
+    );
     exporter.shutdown().await;
 }
 
@@ -269,11 +293,12 @@ async fn status_503_is_retried_after_retry_after() {
     assert_eq!(outcome(&slot).await, Outcome::Delivered);
     assert_eq!(backend.attempts(), 2);
     assert_eq!(backend.accepted_span_names(), vec!["once"]);
-    let seen = backend.seen.lock().unwrap();
-    let gap = seen[1].at - seen[0].at;
-    // Retry-After's second, not the 20ms backoff step.
-    assert!(gap >= Duration::from_millis(990), "{gap:?}");
-    drop(seen);
+    {
+        let seen = backend.seen.lock().unwrap();
+        let gap = seen[1].at - seen[0].at;
+        // Retry-After's second, not the 20ms backoff step.
+        assert!(gap >= Duration::from_millis(990), "{gap:?}");
+    }
     assert_eq!((metrics.sent.get(), metrics.retries.get()), (1, 1));
     exporter.shutdown().await;
 }
@@ -332,7 +357,8 @@ async fn status_429_json_message_without_retries_is_a_retryable_refusal() {
     let err = exporter.consume(b).await.unwrap_err();
     assert!(err.is_retryable());
     assert!(
-        err.to_string().contains("HTTP 429 Too Many Requests: tenant over quota"),
+        err.to_string()
+            .contains("HTTP 429 Too Many Requests: tenant over quota"),
         "{err}"
     );
     exporter.shutdown().await;
@@ -347,7 +373,11 @@ async fn a_huge_error_page_is_read_capped_and_quoted_short() {
     let (b, _) = batch(&["x"]);
     let err = exporter.consume(b).await.unwrap_err().to_string();
     assert!(!err.contains("(retryable)"));
-    assert!(err.contains("HTTP 500 Internal Server Error: <html>xxx"), "{}", &err[..200]);
+    assert!(
+        err.contains("HTTP 500 Internal Server Error: <html>xxx"),
+        "{}",
+        &err[..200]
+    );
     assert!(err.len() < 1400, "{}", err.len());
     assert!(err.ends_with('…'));
     exporter.shutdown().await;
@@ -356,7 +386,11 @@ async fn a_huge_error_page_is_read_capped_and_quoted_short() {
 #[tokio::test]
 async fn partial_success_is_counted_and_not_retried() {
     let body = r#"{"partialSuccess":{"rejectedSpans":"1","errorMessage":"too old"}}"#;
-    let backend = Backend::with(vec![reply(200, &[("content-type", "application/json")], body)]);
+    let backend = Backend::with(vec![reply(
+        200,
+        &[("content-type", "application/json")],
+        body,
+    )]);
     let addr = serve(backend.clone()).await;
     let (exporter, metrics) = exporter(addr, "encoding: json").await;
     let (b, slot) = batch(&["new", "old"]);
@@ -369,7 +403,11 @@ async fn partial_success_is_counted_and_not_retried() {
 
 #[tokio::test]
 async fn connection_refused_is_retried_until_the_server_appears() {
-    let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let (exporter, metrics) = exporter(addr, "").await;
     let (b, slot) = batch(&["late"]);
     exporter.consume(b).await.unwrap();
@@ -411,9 +449,15 @@ async fn full_queue_refuses_with_a_retryable_error() {
 #[test]
 fn retry_after_in_seconds_or_as_a_date() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+    assert_eq!(
+        parse_retry_after("120", now),
+        Some(Duration::from_secs(120))
+    );
     let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-    assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+    assert_eq!(
+        parse_retry_after(&later, now),
+        Some(Duration::from_secs(30))
+    );
     let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
     assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
     assert_eq!(parse_retry_after("soon", now), None);
@@ -432,11 +476,23 @@ fn retryable_statuses_follow_the_specification() {
 
 #[test]
 fn error_bodies_are_decoded_by_content_type() {
-    assert_eq!(error_message("application/x-protobuf", &rpc_status("bad")), "bad");
-    assert_eq!(error_message("application/json; charset=utf-8", br#"{"message":"quota"}"#), "quota");
-    assert_eq!(error_message("text/plain", b"  upstream down \n"), "upstream down");
+    assert_eq!(
+        error_message("application/x-protobuf", &rpc_status("bad")),
+        "bad"
+    );
+    assert_eq!(
+        error_message("application/json; charset=utf-8", br#"{"message":"quota"}"#),
+        "quota"
+    );
+    assert_eq!(
+        error_message("text/plain", b"  upstream down \n"),
+        "upstream down"
+    );
     // A protobuf content type with a body that is not a Status: quote it as text.
-    assert_eq!(error_message("application/x-protobuf", b"\xff\xffoops"), "\u{fffd}\u{fffd}oops");
+    assert_eq!(
+        error_message("application/x-protobuf", b"\xff\xffoops"),
+        "\u{fffd}\u{fffd}oops"
+    );
     assert_eq!(error_message("", b""), "(empty body)");
     let partial = ExportTraceServiceResponse {
         partial_success: Some(ExportTracePartialSuccess {
@@ -444,8 +500,18 @@ fn error_bodies_are_decoded_by_content_type() {
             error_message: "bad".into(),
         }),
     };
-    assert_eq!(accepted("application/x-protobuf", &partial.encode_to_vec()).rejected_spans, 4);
-    assert_eq!(accepted("application/json", br#"{"partialSuccess":{"rejectedSpans":3}}"#).rejected_spans, 3);
+    assert_eq!(
+        accepted("application/x-protobuf", &partial.encode_to_vec()).rejected_spans,
+        4
+    );
+    assert_eq!(
+        accepted(
+            "application/json",
+            br#"{"partialSuccess":{"rejectedSpans":3}}"#
+        )
+        .rejected_spans,
+        3
+    );
     assert_eq!(accepted("application/json", b"{}").rejected_spans, 0);
 }
 
@@ -484,17 +550,37 @@ fn config_problems_name_the_option_and_value() {
     );
     assert_eq!(
         messages("endpoint: gw:4318"),
-        vec!["endpoint: expected a URL such as http://gw:4318, got \"gw:4318\" (the scheme is required)"]
+        vec![
+            "endpoint: expected a URL such as http://gw:4318, got \"gw:4318\" (the scheme is required)"
+        ]
     );
     let m = messages(
         "endpoint: ftp://gw\ntraces_endpoint: https://gw/v1/traces\nheaders: { \"bad name\": x }\n\
          sending_queue: { queue_size: 0 }",
     );
     assert_eq!(m.len(), 4, "{m:#?}");
-    assert!(m[0].starts_with("traces_endpoint: TLS is not supported yet"), "{}", m[0]);
-    assert!(m[1].starts_with("endpoint: unsupported scheme \"ftp\""), "{}", m[1]);
-    assert_eq!(m[2], "headers.bad name: \"bad name\" is not a valid HTTP header name");
-    assert!(m[3].starts_with("sending_queue.queue_size: must be at least 1, got 0"), "{}", m[3]);
+    assert!(
+        m[0].starts_with("traces_endpoint: TLS is not supported yet"),
+        "{}",
+        m[0]
+    );
+    assert!(
+        m[1].starts_with("endpoint: unsupported scheme \"ftp\""),
+        "{}",
+        m[1]
+    );
+    assert_eq!(
+        m[2],
+        "headers.bad name: \"bad name\" is not a valid HTTP header name"
+    );
+    assert!(
+        m[3].starts_with("sending_queue.queue_size: must be at least 1, got 0"),
+        "{}",
+        m[3]
+    );
     let m = messages("endpoint: http://gw:4318\ncompression: snappy");
-    assert!(m[0].starts_with("compression: unknown variant `snappy`"), "{m:?}");
+    assert!(
+        m[0].starts_with("compression: unknown variant `snappy`"),
+        "{m:?}"
+    );
 }

@@ -65,7 +65,10 @@ mod tests {
         let mut b = Backoff::new(&cfg(0.5));
         for _ in 0..100 {
             let d = b.next_delay();
-            assert!(d >= Duration::from_millis(500) && d < Duration::from_millis(7500), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(500) && d < Duration::from_millis(7500),
+                "{d:?}"
+            );
         }
     }
 }

@@ -87,7 +87,10 @@ impl Validate for RetryConfig {
             return p;
         }
         if self.initial_interval.is_zero() {
-            p.push(Problem::new("initial_interval", "must be greater than 0, got 0s"));
+            p.push(Problem::new(
+                "initial_interval",
+                "must be greater than 0, got 0s",
+            ));
         }
         if self.max_interval < self.initial_interval {
             p.push(Problem::new(

@@ -143,7 +143,12 @@ impl<S: Sender> SendingQueue<S> {
 
     /// Encodes and queues a batch, or refuses it. Synchronous so the lock is never held
     /// across an await.
-    fn enqueue(&self, q: &Queue<S::Payload>, batch: TraceBatch, spans: u64) -> Result<(), ConsumeError> {
+    fn enqueue(
+        &self,
+        q: &Queue<S::Payload>,
+        batch: TraceBatch,
+        spans: u64,
+    ) -> Result<(), ConsumeError> {
         let guard = q.tx.read().expect("sending queue lock");
         let Some(tx) = guard.as_ref() else {
             return Err(self.shutting_down(spans));
@@ -237,7 +242,8 @@ impl<S: Sender> Lifecycle for SendingQueue<S> {
         let never_started = q.rx.lock().expect("sending queue lock").take();
         if let Some(rx) = never_started {
             for item in rx.drain() {
-                self.inner.give_up(item, "the exporter was stopped before it started".into());
+                self.inner
+                    .give_up(item, "the exporter was stopped before it started".into());
             }
         }
         let workers = std::mem::take(&mut *q.workers.lock().expect("sending queue lock"));

@@ -10,7 +10,9 @@ use tokio::time::Instant;
 use super::*;
 use crate::component::{BuildContext, ComponentId, Lifecycle, Validate};
 use crate::config::Duration as ConfigDuration;
-use crate::pipeline::{ConsumeError, Delivery, DeliveryTracker, Outcome, TraceBatch, TracesConsumer};
+use crate::pipeline::{
+    ConsumeError, Delivery, DeliveryTracker, Outcome, TraceBatch, TracesConsumer,
+};
 use crate::telemetry::{ExporterMetrics, Metrics};
 
 /// A scripted sender: answers each attempt with the next scripted result (then success),
@@ -50,7 +52,10 @@ impl Sender for FakeSender {
     }
 
     async fn send(&self, payload: &usize) -> Result<Accepted, SendError> {
-        self.attempts.lock().unwrap().push((Instant::now(), *payload));
+        self.attempts
+            .lock()
+            .unwrap()
+            .push((Instant::now(), *payload));
         if let Some(gate) = &self.gate {
             gate.acquire().await.unwrap().forget();
         }
@@ -162,10 +167,17 @@ async fn retries_with_backoff_then_succeeds() {
     let attempts = q.sender().attempts();
     assert_eq!(
         offsets(start, &attempts),
-        vec![Duration::ZERO, Duration::from_secs(1), Duration::from_secs(3)]
+        vec![
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(3)
+        ]
     );
     let m = metrics(&ctx);
-    assert_eq!((m.sent.get(), m.send_failed.get(), m.retries.get()), (3, 0, 2));
+    assert_eq!(
+        (m.sent.get(), m.send_failed.get(), m.retries.get()),
+        (3, 0, 2)
+    );
     q.shutdown().await;
 }
 
@@ -185,7 +197,10 @@ async fn permanent_error_is_not_retried() {
     assert_eq!(outcome(&seen).await, Outcome::Failed);
     assert_eq!(q.sender().attempts().len(), 1);
     let m = metrics(&ctx);
-    assert_eq!((m.sent.get(), m.send_failed.get(), m.retries.get()), (0, 4, 0));
+    assert_eq!(
+        (m.sent.get(), m.send_failed.get(), m.retries.get()),
+        (0, 4, 0)
+    );
     q.shutdown().await;
 }
 
@@ -207,7 +222,11 @@ async fn server_delay_replaces_the_backoff_step() {
     // 7s as asked, then the backoff's second step (2s): the server's delay did not reset it.
     assert_eq!(
         offsets(start, &q.sender().attempts()),
-        vec![Duration::ZERO, Duration::from_secs(7), Duration::from_secs(9)]
+        vec![
+            Duration::ZERO,
+            Duration::from_secs(7),
+            Duration::from_secs(9)
+        ]
     );
     q.shutdown().await;
 }
@@ -221,7 +240,13 @@ async fn gives_up_at_max_elapsed_time_with_a_last_attempt_at_the_deadline() {
         max_elapsed_time: ConfigDuration::from_secs(10),
         ..retry()
     };
-    let q = SendingQueue::new(&ctx, sender, &queue(10, 1), &retry, ConfigDuration::from_secs(5));
+    let q = SendingQueue::new(
+        &ctx,
+        sender,
+        &queue(10, 1),
+        &retry,
+        ConfigDuration::from_secs(5),
+    );
     q.start().await.unwrap();
     let start = Instant::now();
     let (batch, seen) = tracked(2);
@@ -233,7 +258,10 @@ async fn gives_up_at_max_elapsed_time_with_a_last_attempt_at_the_deadline() {
         vec![Duration::ZERO, Duration::from_secs(10)]
     );
     let m = metrics(&ctx);
-    assert_eq!((m.sent.get(), m.send_failed.get(), m.retries.get()), (0, 2, 1));
+    assert_eq!(
+        (m.sent.get(), m.send_failed.get(), m.retries.get()),
+        (0, 2, 1)
+    );
     q.shutdown().await;
 }
 
@@ -246,7 +274,13 @@ async fn a_slow_attempt_times_out_and_is_retried() {
         max_elapsed_time: ConfigDuration::from_secs(3),
         ..retry()
     };
-    let q = SendingQueue::new(&ctx, sender, &queue(10, 1), &retry, ConfigDuration::from_secs(2));
+    let q = SendingQueue::new(
+        &ctx,
+        sender,
+        &queue(10, 1),
+        &retry,
+        ConfigDuration::from_secs(2),
+    );
     q.start().await.unwrap();
     let (batch, seen) = tracked(1);
     q.consume(batch).await.unwrap();
@@ -285,7 +319,13 @@ async fn full_queue_refuses_with_a_retryable_error() {
     let gate = Arc::new(Semaphore::new(0));
     let mut sender = FakeSender::new(vec![]);
     sender.gate = Some(gate.clone());
-    let q = SendingQueue::new(&ctx, sender, &queue(1, 1), &retry(), ConfigDuration::from_secs(5));
+    let q = SendingQueue::new(
+        &ctx,
+        sender,
+        &queue(1, 1),
+        &retry(),
+        ConfigDuration::from_secs(5),
+    );
     q.start().await.unwrap();
     let (first, first_seen) = tracked(1);
     q.consume(first).await.unwrap();
@@ -318,7 +358,13 @@ async fn shutdown_drains_the_queue_then_refuses() {
     let ctx = ctx();
     let mut sender = FakeSender::new(vec![]);
     sender.latency = Duration::from_millis(100);
-    let q = SendingQueue::new(&ctx, sender, &queue(100, 2), &retry(), ConfigDuration::from_secs(5));
+    let q = SendingQueue::new(
+        &ctx,
+        sender,
+        &queue(100, 2),
+        &retry(),
+        ConfigDuration::from_secs(5),
+    );
     q.start().await.unwrap();
     let mut seen = Vec::new();
     for _ in 0..10 {
@@ -347,7 +393,13 @@ async fn shutdown_stops_retrying_against_a_dead_backend() {
         initial_interval: ConfigDuration::from_secs(20),
         ..retry()
     };
-    let q = SendingQueue::new(&ctx, sender, &queue(100, 1), &retry, ConfigDuration::from_secs(5));
+    let q = SendingQueue::new(
+        &ctx,
+        sender,
+        &queue(100, 1),
+        &retry,
+        ConfigDuration::from_secs(5),
+    );
     q.start().await.unwrap();
     let mut seen = Vec::new();
     for _ in 0..5 {
@@ -360,7 +412,11 @@ async fn shutdown_stops_retrying_against_a_dead_backend() {
     q.shutdown().await;
     // The first batch: its 20s wait is cut short, then two more attempts 1s apart; the other
     // four get one attempt each.
-    assert!(start.elapsed() <= Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() <= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(q.sender().attempts().len(), 1 + 2 + 4);
     for s in &seen {
         assert_eq!(*s.lock().unwrap(), Some(Outcome::Failed));
@@ -377,7 +433,11 @@ async fn without_a_queue_consume_sends_inline() {
     };
     let q = SendingQueue::new(
         &ctx,
-        FakeSender::new(vec![retryable(None), Ok(Accepted::all()), Err(SendError::permanent("bad"))]),
+        FakeSender::new(vec![
+            retryable(None),
+            Ok(Accepted::all()),
+            Err(SendError::permanent("bad")),
+        ]),
         &disabled,
         &retry(),
         ConfigDuration::from_secs(5),
@@ -393,7 +453,10 @@ async fn without_a_queue_consume_sends_inline() {
         ConsumeError::permanent("exporters.otlp/test: bad")
     );
     let m = metrics(&ctx);
-    assert_eq!((m.sent.get(), m.send_failed.get(), m.queue_capacity.get()), (2, 2, 0));
+    assert_eq!(
+        (m.sent.get(), m.send_failed.get(), m.queue_capacity.get()),
+        (2, 2, 0)
+    );
     q.shutdown().await;
 }
 
@@ -435,14 +498,22 @@ fn config_defaults_mirror_the_opentelemetry_collector() {
 #[test]
 fn config_problems_name_the_option_and_value() {
     let q: QueueConfig = serde_yaml_ng::from_str("num_consumers: 0\nqueue_size: 0").unwrap();
-    let paths: Vec<_> = nested("sending_queue", q.validate()).map(|p| p.path).collect();
-    assert_eq!(paths, vec!["sending_queue.num_consumers", "sending_queue.queue_size"]);
+    let paths: Vec<_> = nested("sending_queue", q.validate())
+        .map(|p| p.path)
+        .collect();
+    assert_eq!(
+        paths,
+        vec!["sending_queue.num_consumers", "sending_queue.queue_size"]
+    );
     let r: RetryConfig = serde_yaml_ng::from_str(
         "initial_interval: 10s\nmax_interval: 1s\nmultiplier: 0.5\nrandomization_factor: 2",
     )
     .unwrap();
     let problems = r.validate();
-    let text: Vec<_> = problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+    let text: Vec<_> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
     assert_eq!(
         text,
         vec![
