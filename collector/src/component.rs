@@ -39,12 +39,12 @@ impl ComponentId {
                 "invalid component id {s:?}: the type must be letters, digits, '_', '-' or '.'"
             ));
         }
-        if let Some(n) = n {
-            if n.is_empty() || n.contains('/') {
-                return Err(format!(
-                    "invalid component id {s:?}: expected type or type/name"
-                ));
-            }
+        if let Some(n) = n
+            && (n.is_empty() || n.contains('/'))
+        {
+            return Err(format!(
+                "invalid component id {s:?}: expected type or type/name"
+            ));
         }
         Ok(Self {
             type_name: t.to_string(),

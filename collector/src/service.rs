@@ -19,6 +19,9 @@ use crate::config::Config;
 use crate::pipeline::{SharedConsumer, fan_out};
 use crate::telemetry::{Health, HealthState, Metrics, serve_metrics};
 
+/// One pipeline's processors, in data order.
+type PipelineProcessors = (String, Vec<(ComponentId, Arc<dyn Processor>)>);
+
 /// A built collector, ready to start.
 pub struct Service {
     metrics: Arc<Metrics>,
@@ -28,7 +31,7 @@ pub struct Service {
     extensions: Vec<(ComponentId, Arc<dyn Lifecycle>)>,
     exporters: Vec<(ComponentId, Arc<dyn Exporter>)>,
     /// Per pipeline, processors in data order.
-    processors: Vec<(String, Vec<(ComponentId, Arc<dyn Processor>)>)>,
+    processors: Vec<PipelineProcessors>,
     receivers: Vec<(ComponentId, Arc<dyn Lifecycle>)>,
     stop_telemetry: CancellationToken,
 }

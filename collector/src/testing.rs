@@ -35,10 +35,6 @@ impl Recorder {
             .map(TraceBatch::span_count)
             .collect()
     }
-    /// Every accepted batch.
-    pub fn batches(&self) -> Vec<TraceBatch> {
-        self.batches.lock().unwrap().clone()
-    }
 }
 
 #[async_trait]

@@ -139,10 +139,10 @@ impl Config {
         };
         let config = loader.load(text, lookup);
         let mut errors = loader.errors;
-        if errors.is_empty() {
-            if let Some(c) = config {
-                return Ok(c);
-            }
+        if errors.is_empty()
+            && let Some(c) = config
+        {
+            return Ok(c);
         }
         errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         Err(ConfigErrors {

@@ -78,11 +78,11 @@ impl fmt::Display for Duration {
             return f.write_str("0s");
         }
         let nanos = d.as_nanos();
-        if nanos % 1_000_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000_000) {
             write!(f, "{}s", d.as_secs())
-        } else if nanos % 1_000_000 == 0 {
+        } else if nanos.is_multiple_of(1_000_000) {
             write!(f, "{}ms", d.as_millis())
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             write!(f, "{}us", d.as_micros())
         } else {
             write!(f, "{nanos}ns")

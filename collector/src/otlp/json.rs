@@ -975,10 +975,10 @@ macro_rules! int_scalar {
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 // `fract` is NaN for infinities and NaN, so they fail here too;
                 // `as` saturates, so a huge value fails `try_from`.
-                if v.fract() == 0.0 {
-                    if let Ok(n) = <$t>::try_from(v as i128) {
-                        return Ok(Some(n));
-                    }
+                if v.fract() == 0.0
+                    && let Ok(n) = <$t>::try_from(v as i128)
+                {
+                    return Ok(Some(n));
                 }
                 Err(E::invalid_value(Unexpected::Float(v), &self))
             }

@@ -174,7 +174,7 @@ impl Metrics {
                 CounterFamily
             ),
             registry: Mutex::new(reg),
-            process: Mutex::new(ProcessStats::default()),
+            process: Mutex::new(ProcessStats),
         }
     }
 
@@ -225,17 +225,17 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text format, refreshing process statistics first.
     pub fn render(&self) -> String {
-        if let Ok(mut p) = self.process.lock() {
-            if let Some(sample) = p.sample() {
-                let none: Labels = Vec::new();
-                self.process_rss
-                    .get_or_create(&none)
-                    .set(sample.rss_bytes as i64);
-                let cpu = self.process_cpu.get_or_create(&none);
-                let delta = sample.cpu_seconds - cpu.get();
-                if delta > 0.0 {
-                    cpu.inc_by(delta);
-                }
+        if let Ok(mut p) = self.process.lock()
+            && let Some(sample) = p.sample()
+        {
+            let none: Labels = Vec::new();
+            self.process_rss
+                .get_or_create(&none)
+                .set(sample.rss_bytes as i64);
+            let cpu = self.process_cpu.get_or_create(&none);
+            let delta = sample.cpu_seconds - cpu.get();
+            if delta > 0.0 {
+                cpu.inc_by(delta);
             }
         }
         let mut out = String::new();

@@ -84,7 +84,7 @@ impl TracesConsumer for DebugExporter {
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
         let spans = batch.span_count();
         let print = n < self.config.sampling_initial
-            || (n - self.config.sampling_initial) % self.config.sampling_thereafter == 0;
+            || (n - self.config.sampling_initial).is_multiple_of(self.config.sampling_thereafter);
         if print {
             let text = render(&batch, self.config.verbosity);
             let _ = std::io::stderr().lock().write_all(text.as_bytes());

@@ -92,13 +92,13 @@ impl Validate for FileExporterConfig {
         if self.queue_size == 0 {
             p.push(Problem::new("queue_size", "must be at least 1, got 0"));
         }
-        if let Some(r) = &self.rotation {
-            if r.max_megabytes == 0 {
-                p.push(Problem::new(
-                    "rotation.max_megabytes",
-                    "must be at least 1, got 0",
-                ));
-            }
+        if let Some(r) = &self.rotation
+            && r.max_megabytes == 0
+        {
+            p.push(Problem::new(
+                "rotation.max_megabytes",
+                "must be at least 1, got 0",
+            ));
         }
         p
     }

@@ -77,12 +77,12 @@ impl Writer {
     }
 
     fn write(&mut self, record: Record) {
-        if let Some(rot) = &self.rotation {
-            if self.size > 0 && self.size + record.bytes.len() as u64 > rot.max_bytes {
-                if let Err(e) = self.rotate() {
-                    tracing::error!(path = %self.path.display(), error = %e, "file exporter: rotation failed; still writing to the current file");
-                }
-            }
+        if let Some(rot) = &self.rotation
+            && self.size > 0
+            && self.size + record.bytes.len() as u64 > rot.max_bytes
+            && let Err(e) = self.rotate()
+        {
+            tracing::error!(path = %self.path.display(), error = %e, "file exporter: rotation failed; still writing to the current file");
         }
         match self.out.write_all(&record.bytes) {
             Ok(()) => {

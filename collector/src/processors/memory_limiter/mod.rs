@@ -66,16 +66,17 @@ impl Validate for MemoryLimiterConfig {
                 format!("must be at most 100, got {}", self.limit_percentage),
             ));
         }
-        if let Some(spike) = self.spike_limit_mib {
-            if self.limit_mib > 0 && spike >= self.limit_mib {
-                p.push(Problem::new(
-                    "spike_limit_mib",
-                    format!(
-                        "must be less than limit_mib ({}), got {spike}",
-                        self.limit_mib
-                    ),
-                ));
-            }
+        if let Some(spike) = self.spike_limit_mib
+            && self.limit_mib > 0
+            && spike >= self.limit_mib
+        {
+            p.push(Problem::new(
+                "spike_limit_mib",
+                format!(
+                    "must be less than limit_mib ({}), got {spike}",
+                    self.limit_mib
+                ),
+            ));
         }
         if self.limit_percentage > 0 && self.spike_limit_percentage >= self.limit_percentage {
             p.push(Problem::new(
@@ -108,10 +109,10 @@ impl MemoryLimiterConfig {
 
 /// Total memory available to this process: the cgroup v2 limit if set, else the machine's.
 fn total_memory() -> Option<u64> {
-    if let Ok(s) = std::fs::read_to_string("/sys/fs/cgroup/memory.max") {
-        if let Ok(v) = s.trim().parse::<u64>() {
-            return Some(v);
-        }
+    if let Ok(s) = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        && let Ok(v) = s.trim().parse::<u64>()
+    {
+        return Some(v);
     }
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;

@@ -140,13 +140,13 @@ impl Validate for OtlpReceiverConfig {
                 ));
             }
         }
-        if let (Some(g), Some(h)) = (&self.protocols.grpc, &self.protocols.http) {
-            if g.endpoint == h.endpoint {
-                p.push(Problem::new(
-                    "protocols.http.endpoint",
-                    format!("grpc and http cannot share the endpoint {:?}", h.endpoint),
-                ));
-            }
+        if let (Some(g), Some(h)) = (&self.protocols.grpc, &self.protocols.http)
+            && g.endpoint == h.endpoint
+        {
+            p.push(Problem::new(
+                "protocols.http.endpoint",
+                format!("grpc and http cannot share the endpoint {:?}", h.endpoint),
+            ));
         }
         p
     }
