@@ -200,6 +200,16 @@ service:
         }
     }
     assert!(http_refused > 0, "no HTTP request was refused");
+    // A refused JSON request gets its error as JSON.
+    let json = serde_json::to_vec(&spans_request(1, 0, 1, 0)).unwrap();
+    let r = http_request("POST", &url, &[("content-type", "application/json")], json)
+        .await
+        .expect("HTTP request");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.headers.contains_key(http::header::RETRY_AFTER), "{r:?}");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON error body");
+    assert_eq!(v["code"], Code::Unavailable as i32, "{v}");
+    http_refused += 1;
     let sending_took = started.elapsed();
 
     // Memory stays bounded although ~200 MiB went in.

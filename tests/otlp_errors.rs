@@ -3,7 +3,7 @@
 //! OTLP specification prescribes; every refusal must also be logged with the component and the
 //! reason.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -265,6 +265,20 @@ async fn http_malformed_json_is_400_with_json_error() {
     assert_eq!(code, Code::InvalidArgument as i64);
     assert!(message.contains("cannot decode"), "{message}");
     env.assert_logged(&["transport=\"http\"", "cannot decode the request body"]);
+
+    // Well-formed JSON whose trace id is not hex, as OTLP/JSON requires, is malformed too.
+    let r = env
+        .post(
+            &[JSON],
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"not-a-hex-trace-id!!","spanId":"eee19b7ec3c1b174","name":"x"}]}]}]}"#
+                .to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let (code, _) = json_status(&r.body);
+    assert_eq!(code, Code::InvalidArgument as i64);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(output_span_ids(&env.c.path("out.jsonl")).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,6 +288,11 @@ async fn http_text_plain_is_415() {
     let r = env.post(&[("content-type", "text/plain")], body).await;
     assert_eq!(r.status, 415, "{r:?}");
     env.assert_logged(&["unsupported content type", "text/plain"]);
+    // No Content-Type at all is just as unsupported.
+    let r = env
+        .post(&[], spans_request(1, 1, 1, 0).encode_to_vec())
+        .await;
+    assert_eq!(r.status, 415, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,6 +377,15 @@ async fn http_gzip_bomb_is_413_and_memory_stays_flat() {
         assert_eq!(r.status, 413, "{r:?}");
         let s = rpc_status(&r.body);
         assert_eq!(s.code, Code::ResourceExhausted as i32, "{s:?}");
+    }
+    // A zstd bomb is stopped the same way.
+    let zbomb = zstd::encode_all(std::io::repeat(0).take(200 * MIB as u64), 19).unwrap();
+    assert!(zbomb.len() < 512 * 1024, "{} bytes", zbomb.len());
+    for _ in 0..2 {
+        let r = env
+            .post(&[PROTO, ("content-encoding", "zstd")], zbomb.clone())
+            .await;
+        assert_eq!(r.status, 413, "{r:?}");
     }
     env.assert_logged(&["transport=\"http\"", "exceeds max_request_body_size"]);
     // The peak (VmHWM) catches a buffer that was inflated and freed again in between.

@@ -183,9 +183,8 @@ impl Service {
                     p.shutdown().await;
                 }
             }
-            for (_, e) in &self.exporters {
-                e.shutdown().await;
-            }
+            // Exporters drain independently: in parallel, so their drain times do not add up.
+            futures::future::join_all(self.exporters.iter().map(|(_, e)| e.shutdown())).await;
         };
         let completed = tokio::time::timeout(self.shutdown_timeout, drain)
             .await

@@ -344,8 +344,14 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
+            let rest = l.strip_prefix(series)?;
+            // A series without labels may be printed as `name{}`.
+            let rest = if series.contains('{') {
+                rest
+            } else {
+                rest.strip_prefix("{}").unwrap_or(rest)
+            };
+            rest.strip_prefix(' ')
         })
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use bytes::{BufMut as _, Bytes};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client as HttpClient;
@@ -44,7 +44,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng as _, RngExt as _, SeedableRng as _};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::client::GrpcService as _;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 
@@ -538,20 +538,33 @@ fn unix_nanos() -> u64 {
 // Encoding
 // ---------------------------------------------------------------------------------------------
 
+/// Size of the gRPC message frame header: compressed flag (1 byte) and length (4 bytes).
+const GRPC_FRAME_HEADER: usize = 5;
+
 /// Turns a request into the bytes that go on the wire, reusing buffers between sends.
+///
+/// For gRPC it also writes the message frame and does the compression itself, instead of
+/// leaving both to tonic's client: tonic would need an owned message per call (a deep clone of
+/// the request per send) and always compresses at gzip level 6, which costs several times the
+/// CPU of level 1 that this uses for both protocols.
 struct BodyEncoder {
-    /// What the payload is (gRPC always uses protobuf).
+    /// OTLP/JSON rather than protobuf (HTTP only).
     json: bool,
-    /// Body compression done here; for gRPC tonic compresses, so this is `None`.
+    /// Compression applied to the payload.
     compression: CompressionArg,
-    /// Last body size, to allocate the next buffer at the right size in one go.
-    size_hint: usize,
+    /// Prefix the gRPC frame header.
+    grpc_frame: bool,
+    /// Uncompressed payload, reused between sends when compressing.
+    scratch: Vec<u8>,
+    /// Compressed payload, reused between sends (zstd writes it before the frame is built).
+    compressed: Vec<u8>,
     /// Zstandard context kept between sends (creating one per request is costly).
     zstd: Option<zstd::bulk::Compressor<'static>>,
 }
 
 impl BodyEncoder {
-    fn new(json: bool, compression: CompressionArg) -> anyhow::Result<Self> {
+    /// An encoder for the given payload format, compression and framing.
+    fn new(json: bool, compression: CompressionArg, grpc_frame: bool) -> anyhow::Result<Self> {
         let zstd = match compression {
             CompressionArg::Zstd => {
                 Some(zstd::bulk::Compressor::new(1).context("creating zstd context")?)
@@ -561,88 +574,75 @@ impl BodyEncoder {
         Ok(Self {
             json,
             compression,
-            size_hint: 0,
+            grpc_frame,
+            scratch: Vec::new(),
+            compressed: Vec::new(),
             zstd,
         })
     }
 
-    /// Encodes (and compresses) `request` into a fresh `Bytes`.
-    fn encode(&mut self, request: &ExportTraceServiceRequest) -> anyhow::Result<Bytes> {
-        let raw = if self.json {
-            let mut buf = Vec::with_capacity(self.size_hint);
-            wasmcol::otlp::json::encode_traces(&request.resource_spans, &mut buf);
-            self.size_hint = buf.len() + buf.len() / 8;
-            buf
+    /// Appends the encoded (uncompressed) payload to `out`.
+    fn payload(json: bool, request: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
+        if json {
+            wasmcol::otlp::json::encode_traces(&request.resource_spans, out);
         } else {
-            request.encode_to_vec()
+            out.reserve(request.encoded_len());
+            request.encode_raw(out);
+        }
+    }
+
+    /// Encodes, compresses and frames `request` into a fresh `Bytes` (the only allocation of
+    /// a send once the buffers have warmed up).
+    fn encode(&mut self, request: &ExportTraceServiceRequest) -> anyhow::Result<Bytes> {
+        let prefix = if self.grpc_frame {
+            GRPC_FRAME_HEADER
+        } else {
+            0
         };
-        let body = match self.compression {
-            CompressionArg::None => raw,
+        let mut out = match self.compression {
+            CompressionArg::None => {
+                let mut out = Vec::with_capacity(prefix + self.scratch.capacity());
+                out.resize(prefix, 0);
+                Self::payload(self.json, request, &mut out);
+                // Remember the size so the next buffer is allocated once, at the right size.
+                if out.len() > self.scratch.capacity() {
+                    self.scratch.reserve(out.len());
+                }
+                out
+            }
             CompressionArg::Gzip => {
-                let mut gz = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(raw.len() / 4 + 64),
-                    flate2::Compression::fast(),
-                );
-                gz.write_all(&raw).context("gzip")?;
+                self.scratch.clear();
+                Self::payload(self.json, request, &mut self.scratch);
+                let mut out = Vec::with_capacity(prefix + self.scratch.len() / 3 + 64);
+                out.resize(prefix, 0);
+                let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+                gz.write_all(&self.scratch).context("gzip")?;
                 gz.finish().context("gzip")?
             }
-            CompressionArg::Zstd => match &mut self.zstd {
-                Some(z) => z.compress(&raw).context("zstd")?,
-                None => bail!("zstd context missing"),
-            },
+            CompressionArg::Zstd => {
+                self.scratch.clear();
+                Self::payload(self.json, request, &mut self.scratch);
+                let Some(z) = &mut self.zstd else {
+                    bail!("zstd context missing");
+                };
+                self.compressed.clear();
+                self.compressed
+                    .reserve(zstd::zstd_safe::compress_bound(self.scratch.len()));
+                z.compress_to_buffer(&self.scratch, &mut self.compressed)
+                    .context("zstd")?;
+                let mut out = Vec::with_capacity(prefix + self.compressed.len());
+                out.resize(prefix, 0);
+                out.extend_from_slice(&self.compressed);
+                out
+            }
         };
-        Ok(Bytes::from(body))
-    }
-}
-
-/// gRPC codec that sends already-encoded protobuf bytes and decodes the export response.
-///
-/// tonic's generated client wants an owned message per call, which would mean cloning the
-/// whole request (every string) per send; passing bytes avoids that and makes retries free.
-#[derive(Debug, Clone, Copy, Default)]
-struct PreEncodedCodec;
-
-/// Encoder half of [`PreEncodedCodec`].
-#[derive(Debug)]
-struct PreEncodedEncoder;
-
-/// Decoder half of [`PreEncodedCodec`].
-#[derive(Debug)]
-struct ResponseDecoder;
-
-impl Codec for PreEncodedCodec {
-    type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
-    type Encoder = PreEncodedEncoder;
-    type Decoder = ResponseDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        PreEncodedEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ResponseDecoder
-    }
-}
-
-impl Encoder for PreEncodedEncoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for ResponseDecoder {
-    type Item = ExportTraceServiceResponse;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        ExportTraceServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|e| tonic::Status::internal(format!("decoding response: {e}")))
+        if self.grpc_frame {
+            let len = u32::try_from(out.len() - GRPC_FRAME_HEADER)
+                .context("request too large for one gRPC message")?;
+            out[0] = u8::from(self.compression != CompressionArg::None);
+            out[1..GRPC_FRAME_HEADER].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(Bytes::from(out))
     }
 }
 
@@ -661,18 +661,39 @@ enum Outcome {
     Failed { message: String, transport: bool },
 }
 
-/// Classifies a gRPC error status.
-///
-/// tonic reports connection problems as UNAVAILABLE too, but those carry the underlying error
-/// as `source`; statuses the server actually sent never do. Only the latter are refusals.
-fn classify_grpc_error(status: &tonic::Status) -> Outcome {
-    if let Some(source) = status.source() {
-        return Outcome::Failed {
-            message: format!("gRPC {:?}: {}", status.code(), error_chain(source)),
-            transport: true,
-        };
+/// A connection-level failure.
+fn transport_failure(err: &(dyn StdError + 'static)) -> Outcome {
+    Outcome::Failed {
+        message: error_chain(err),
+        transport: true,
     }
+}
+
+/// Classifies a complete gRPC response: its HTTP status, headers (which carry the status in a
+/// trailers-only response), trailers and body.
+fn classify_grpc(
+    http_status: http::StatusCode,
+    headers: &http::HeaderMap,
+    trailers: Option<&http::HeaderMap>,
+    body: &[u8],
+) -> Outcome {
+    let status = tonic::Status::from_header_map(headers)
+        .or_else(|| trailers.and_then(tonic::Status::from_header_map));
+    let Some(status) = status else {
+        // No gRPC status at all: a proxy or a non-gRPC server answered. Map the HTTP status
+        // as gRPC clients do (429/502/503/504 mean UNAVAILABLE).
+        return match http_status.as_u16() {
+            429 | 502 | 503 | 504 => Outcome::Refused { retry_after: None },
+            _ => Outcome::Failed {
+                message: format!("HTTP {http_status} without a gRPC status"),
+                transport: false,
+            },
+        };
+    };
     match status.code() {
+        tonic::Code::Ok => Outcome::Accepted {
+            rejected_spans: grpc_rejected_spans(body),
+        },
         tonic::Code::Unavailable | tonic::Code::ResourceExhausted => {
             Outcome::Refused { retry_after: None }
         }
@@ -681,6 +702,19 @@ fn classify_grpc_error(status: &tonic::Status) -> Outcome {
             transport: false,
         },
     }
+}
+
+/// The partial-success `rejected_spans` of a gRPC response body (one uncompressed message
+/// frame, as no compressed response is asked for); 0 if absent or unreadable.
+fn grpc_rejected_spans(body: &[u8]) -> u64 {
+    let Some((&[0, a, b, c, d], rest)) = body.split_first_chunk::<GRPC_FRAME_HEADER>() else {
+        return 0;
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    rest.get(..len)
+        .and_then(|m| ExportTraceServiceResponse::decode(m).ok())
+        .and_then(|r| r.partial_success)
+        .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0))
 }
 
 /// Classifies an OTLP/HTTP response (OTLP/HTTP marks 429, 502, 503 and 504 as retryable).
@@ -749,7 +783,7 @@ fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-/// `err: source: source...`, skipping a source whose text repeats the previous one.
+/// `err: source: source...`, skipping a source whose text the previous one already contains.
 fn error_chain(err: &(dyn StdError + 'static)) -> String {
     let mut out = err.to_string();
     let mut last = out.clone();
@@ -768,10 +802,11 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
 
 /// One worker's connection to the endpoint.
 enum Sender {
-    /// OTLP/gRPC over one HTTP/2 connection.
+    /// OTLP/gRPC over one HTTP/2 connection; requests are framed by [`BodyEncoder`].
     Grpc {
-        client: tonic::client::Grpc<Channel>,
-        metadata: MetadataMap,
+        channel: Channel,
+        /// Every request header: gRPC ones and the user's.
+        headers: http::HeaderMap,
     },
     /// OTLP/HTTP over one HTTP/1.1 keep-alive connection.
     Http {
@@ -787,8 +822,7 @@ enum Sender {
 enum Target {
     Grpc {
         endpoint: Box<Endpoint>,
-        metadata: MetadataMap,
-        compression: Option<CompressionEncoding>,
+        headers: http::HeaderMap,
     },
     Http {
         uri: http::Uri,
@@ -815,6 +849,11 @@ impl Target {
         if host_port.is_empty() || host_port.contains('/') {
             bail!("--endpoint {raw:?}: expected HOST:PORT");
         }
+        let content_encoding = match args.compression {
+            CompressionArg::None => None,
+            CompressionArg::Gzip => Some(http::HeaderValue::from_static("gzip")),
+            CompressionArg::Zstd => Some(http::HeaderValue::from_static("zstd")),
+        };
         match args.protocol {
             Protocol::Grpc => {
                 let endpoint = Endpoint::from_shared(format!("http://{host_port}"))
@@ -823,6 +862,7 @@ impl Target {
                     .context("user agent")?
                     .connect_timeout(args.timeout)
                     .tcp_nodelay(true);
+                // Validate as gRPC metadata (lower-case ASCII keys, no binary "-bin" keys).
                 let mut metadata = MetadataMap::new();
                 for (k, v) in &args.headers {
                     let key = AsciiMetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
@@ -831,15 +871,18 @@ impl Target {
                         .with_context(|| format!("--header {k:?}: invalid gRPC metadata value"))?;
                     metadata.append(key, value);
                 }
-                let compression = match args.compression {
-                    CompressionArg::None => None,
-                    CompressionArg::Gzip => Some(CompressionEncoding::Gzip),
-                    CompressionArg::Zstd => Some(CompressionEncoding::Zstd),
-                };
+                let mut headers = metadata.into_headers();
+                headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/grpc"),
+                );
+                if let Some(encoding) = content_encoding {
+                    headers.insert("grpc-encoding", encoding);
+                }
                 Ok(Self::Grpc {
                     endpoint: Box::new(endpoint),
-                    metadata,
-                    compression,
+                    headers,
                 })
             }
             Protocol::Http => {
@@ -861,20 +904,8 @@ impl Target {
                     http::header::USER_AGENT,
                     http::HeaderValue::from_static(USER_AGENT),
                 );
-                match args.compression {
-                    CompressionArg::None => {}
-                    CompressionArg::Gzip => {
-                        headers.insert(
-                            http::header::CONTENT_ENCODING,
-                            http::HeaderValue::from_static("gzip"),
-                        );
-                    }
-                    CompressionArg::Zstd => {
-                        headers.insert(
-                            http::header::CONTENT_ENCODING,
-                            http::HeaderValue::from_static("zstd"),
-                        );
-                    }
+                if let Some(encoding) = content_encoding {
+                    headers.insert(http::header::CONTENT_ENCODING, encoding);
                 }
                 for (k, v) in &args.headers {
                     let name = http::HeaderName::try_from(k.as_str())
@@ -904,20 +935,10 @@ impl Target {
     /// Opens one worker's connection (lazily: a dead endpoint shows up as failed requests).
     fn connect(&self) -> Sender {
         match self {
-            Self::Grpc {
-                endpoint,
-                metadata,
-                compression,
-            } => {
-                let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
-                if let Some(c) = compression {
-                    client = client.send_compressed(*c).accept_compressed(*c);
-                }
-                Sender::Grpc {
-                    client,
-                    metadata: metadata.clone(),
-                }
-            }
+            Self::Grpc { endpoint, headers } => Sender::Grpc {
+                channel: endpoint.connect_lazy(),
+                headers: headers.clone(),
+            },
             Self::Http { uri, headers, json } => {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
@@ -935,9 +956,8 @@ impl Target {
     /// The body encoder matching this target.
     fn body_encoder(&self, compression: CompressionArg) -> anyhow::Result<BodyEncoder> {
         match self {
-            // tonic compresses gRPC messages itself.
-            Self::Grpc { .. } => BodyEncoder::new(false, CompressionArg::None),
-            Self::Http { json, .. } => BodyEncoder::new(*json, compression),
+            Self::Grpc { .. } => BodyEncoder::new(false, compression, true),
+            Self::Http { json, .. } => BodyEncoder::new(*json, compression, false),
         }
     }
 }
@@ -946,25 +966,28 @@ impl Sender {
     /// Sends one request body and classifies the result.
     async fn send(&mut self, body: Bytes) -> Outcome {
         match self {
-            Self::Grpc { client, metadata } => {
-                if let Err(e) = client.ready().await {
-                    let e: Box<dyn StdError + Send + Sync> = e.into();
-                    return Outcome::Failed {
-                        message: error_chain(e.as_ref()),
-                        transport: true,
-                    };
+            Self::Grpc { channel, headers } => {
+                if let Err(e) = std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
+                    return transport_failure(&e);
                 }
-                let mut request = tonic::Request::new(body);
-                *request.metadata_mut() = metadata.clone();
-                let path = http::uri::PathAndQuery::from_static(GRPC_EXPORT_PATH);
-                match client.unary(request, path, PreEncodedCodec).await {
-                    Ok(response) => Outcome::Accepted {
-                        rejected_spans: response
-                            .into_inner()
-                            .partial_success
-                            .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
-                    },
-                    Err(status) => classify_grpc_error(&status),
+                let mut request = http::Request::new(tonic::body::Body::new(Full::new(body)));
+                *request.method_mut() = http::Method::POST;
+                // The channel fills in scheme and authority.
+                *request.uri_mut() = http::Uri::from_static(GRPC_EXPORT_PATH);
+                *request.version_mut() = http::Version::HTTP_2;
+                *request.headers_mut() = headers.clone();
+                let response = match channel.call(request).await {
+                    Ok(r) => r,
+                    Err(e) => return transport_failure(&e),
+                };
+                let (parts, body) = response.into_parts();
+                match body.collect().await {
+                    Ok(collected) => {
+                        let trailers = collected.trailers().cloned();
+                        let data = collected.to_bytes();
+                        classify_grpc(parts.status, &parts.headers, trailers.as_ref(), &data)
+                    }
+                    Err(e) => transport_failure(&e),
                 }
             }
             Self::Http {
@@ -979,22 +1002,14 @@ impl Sender {
                 *request.headers_mut() = headers.clone();
                 let response = match client.request(request).await {
                     Ok(r) => r,
-                    Err(e) => {
-                        return Outcome::Failed {
-                            message: error_chain(&e),
-                            transport: true,
-                        };
-                    }
+                    Err(e) => return transport_failure(&e),
                 };
                 let status = response.status();
                 let retry_after = parse_retry_after(response.headers());
                 // Read the body to the end so the connection can be reused.
                 match response.into_body().collect().await {
                     Ok(body) => classify_http(status, retry_after, &body.to_bytes(), *json),
-                    Err(e) => Outcome::Failed {
-                        message: error_chain(&e),
-                        transport: true,
-                    },
+                    Err(e) => transport_failure(&e),
                 }
             }
         }
@@ -1712,31 +1727,43 @@ mod tests {
     fn encodings_round_trip() {
         let mut g = generator(shape(3, 2, 10));
         let request = g.fill(2, unix_nanos()).clone();
-        let proto = BodyEncoder::new(false, CompressionArg::None)
-            .unwrap()
-            .encode(&request)
-            .unwrap();
+        let encode = |json, compression, grpc| {
+            let mut e = BodyEncoder::new(json, compression, grpc).unwrap();
+            // Twice, so the second send runs with warmed-up buffers.
+            let first = e.encode(&request).unwrap();
+            let second = e.encode(&request).unwrap();
+            assert_eq!(first, second);
+            second
+        };
+        let proto = encode(false, CompressionArg::None, false);
         assert_eq!(
             ExportTraceServiceRequest::decode(proto.as_ref()).unwrap(),
             request
         );
-        let json = BodyEncoder::new(true, CompressionArg::None)
-            .unwrap()
-            .encode(&request)
-            .unwrap();
+        let json = encode(true, CompressionArg::None, false);
         assert_eq!(wasmcol::otlp::json::decode_traces(&json).unwrap(), request);
-        let gz = BodyEncoder::new(false, CompressionArg::Gzip)
-            .unwrap()
-            .encode(&request)
-            .unwrap();
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz.as_ref()), &mut raw)
-            .unwrap();
-        assert_eq!(raw, proto);
-        let zst = BodyEncoder::new(false, CompressionArg::Zstd)
-            .unwrap()
-            .encode(&request)
-            .unwrap();
+        let gunzip = |b: &[u8]| {
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(b), &mut raw).unwrap();
+            raw
+        };
+        assert_eq!(gunzip(&encode(false, CompressionArg::Gzip, false)), proto);
+        assert_eq!(gunzip(&encode(true, CompressionArg::Gzip, false)), json);
+        let zst = encode(false, CompressionArg::Zstd, false);
+        assert_eq!(zstd::decode_all(zst.as_ref()).unwrap(), proto);
+
+        // gRPC frames: flag byte, big-endian length, then the (compressed) message.
+        let frame = |compression| {
+            let b = encode(false, compression, true);
+            let len = u32::from_be_bytes(b[1..5].try_into().unwrap()) as usize;
+            assert_eq!(len, b.len() - 5);
+            (b[0], b.slice(5..))
+        };
+        assert_eq!(frame(CompressionArg::None), (0, proto.clone()));
+        let (flag, gz) = frame(CompressionArg::Gzip);
+        assert_eq!((flag, gunzip(&gz)), (1, proto.to_vec()));
+        let (flag, zst) = frame(CompressionArg::Zstd);
+        assert_eq!(flag, 1);
         assert_eq!(zstd::decode_all(zst.as_ref()).unwrap(), proto);
     }
 
@@ -1792,26 +1819,48 @@ mod tests {
         headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(7)));
 
+        let ok = http::StatusCode::OK;
+        let status = |code: tonic::Code| tonic::Status::new(code, "msg").to_header_map().unwrap();
+        let empty = http::HeaderMap::new();
+        let mut frame = vec![0, 0, 0, 0, partial.len() as u8];
+        frame.extend_from_slice(&partial);
         assert_eq!(
-            classify_grpc_error(&tonic::Status::unavailable("busy")),
-            Outcome::Refused { retry_after: None }
+            classify_grpc(ok, &empty, Some(&status(tonic::Code::Ok)), &frame),
+            Outcome::Accepted { rejected_spans: 2 }
+        );
+        for code in [tonic::Code::Unavailable, tonic::Code::ResourceExhausted] {
+            // In trailers, or in the headers of a trailers-only response.
+            assert_eq!(
+                classify_grpc(ok, &empty, Some(&status(code)), b""),
+                Outcome::Refused { retry_after: None }
+            );
+            assert_eq!(
+                classify_grpc(ok, &status(code), None, b""),
+                Outcome::Refused { retry_after: None }
+            );
+        }
+        assert_eq!(
+            classify_grpc(ok, &status(tonic::Code::InvalidArgument), None, b""),
+            Outcome::Failed {
+                message: "gRPC InvalidArgument: msg".to_owned(),
+                transport: false
+            }
         );
         assert_eq!(
-            classify_grpc_error(&tonic::Status::resource_exhausted("full")),
+            classify_grpc(S::SERVICE_UNAVAILABLE, &empty, None, b""),
             Outcome::Refused { retry_after: None }
         );
         assert!(matches!(
-            classify_grpc_error(&tonic::Status::invalid_argument("bad")),
+            classify_grpc(S::NOT_FOUND, &empty, None, b""),
             Outcome::Failed {
                 transport: false,
                 ..
             }
         ));
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(matches!(
-            classify_grpc_error(&tonic::Status::from_error(Box::new(io))),
+            classify_grpc(ok, &empty, None, b""),
             Outcome::Failed {
-                transport: true,
+                transport: false,
                 ..
             }
         ));
@@ -1835,6 +1884,8 @@ mod tests {
         spans: AtomicU64,
         /// Requests still to refuse.
         refusals_left: AtomicI64,
+        /// The last `x-tenant` header seen.
+        tenant: Mutex<Option<String>>,
     }
 
     impl Sink {
@@ -1848,6 +1899,7 @@ mod tests {
                 requests: AtomicU64::new(0),
                 spans: AtomicU64::new(0),
                 refusals_left: AtomicI64::new(refusals),
+                tenant: Mutex::new(None),
             })
         }
 
@@ -1882,6 +1934,9 @@ mod tests {
             &self,
             request: tonic::Request<ExportTraceServiceRequest>,
         ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            if let Some(t) = request.metadata().get("x-tenant") {
+                *self.0.tenant.lock().unwrap() = t.to_str().ok().map(str::to_owned);
+            }
             match self.0.take(request.get_ref()) {
                 Ok(()) => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
                 Err(true) => Err(tonic::Status::unavailable("busy")),
@@ -1895,8 +1950,8 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let service = TraceServiceServer::new(GrpcSink(sink.clone()))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
         tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
             service,
             tonic::transport::server::TcpIncoming::from(listener),
@@ -1932,6 +1987,9 @@ mod tests {
                     } else {
                         ExportTraceServiceRequest::decode(raw.as_slice()).unwrap()
                     };
+                    if let Some(t) = headers.get("x-tenant") {
+                        *sink.tenant.lock().unwrap() = t.to_str().ok().map(str::to_owned);
+                    }
                     match sink.take(&request) {
                         Ok(()) => (http::StatusCode::OK, [("retry-after", "0")], Vec::new()),
                         Err(true) => (
@@ -1960,29 +2018,34 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn grpc_sends_every_span() {
-        let (sink, addr) = grpc_sink(Answer::Accept).await;
-        let endpoint = addr.to_string();
-        let (s, _) = run_with(&[
-            "--endpoint",
-            &endpoint,
-            "--traces",
-            "20",
-            "--spans-per-trace",
-            "3",
-            "--batch-traces",
-            "4",
-            "--workers",
-            "2",
-            "--compression",
-            "gzip",
-        ])
-        .await;
-        assert_eq!(s.requests_sent, 5);
-        assert_eq!(s.requests_accepted, 5);
-        assert_eq!(s.spans_sent, 60);
-        assert_eq!(s.spans_accepted, 60);
-        assert_eq!(sink.requests.load(Ordering::Relaxed), 5);
-        assert_eq!(sink.spans.load(Ordering::Relaxed), 60);
+        for compression in ["none", "gzip", "zstd"] {
+            let (sink, addr) = grpc_sink(Answer::Accept).await;
+            let endpoint = addr.to_string();
+            let (s, _) = run_with(&[
+                "--endpoint",
+                &endpoint,
+                "--traces",
+                "20",
+                "--spans-per-trace",
+                "3",
+                "--batch-traces",
+                "4",
+                "--workers",
+                "2",
+                "--compression",
+                compression,
+                "--header",
+                "X-Tenant=t1",
+            ])
+            .await;
+            assert_eq!(s.requests_sent, 5, "{compression}");
+            assert_eq!(s.requests_accepted, 5);
+            assert_eq!(s.spans_sent, 60);
+            assert_eq!(s.spans_accepted, 60);
+            assert_eq!(sink.requests.load(Ordering::Relaxed), 5);
+            assert_eq!(sink.spans.load(Ordering::Relaxed), 60);
+            assert_eq!(sink.tenant.lock().unwrap().as_deref(), Some("t1"));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2038,11 +2101,14 @@ mod tests {
                 "2",
                 "--spans-per-trace",
                 "5",
+                "--header",
+                "X-Tenant=t2",
             ])
             .await;
             assert_eq!((s.requests_sent, s.requests_accepted), (4, 4));
             assert_eq!(s.spans_accepted, 35);
             assert_eq!(sink.spans.load(Ordering::Relaxed), 35);
+            assert_eq!(sink.tenant.lock().unwrap().as_deref(), Some("t2"));
         }
     }
 

@@ -341,7 +341,7 @@ impl<S: Sender> Inner<S> {
                 exporter = %self.id,
                 error = %error,
                 spans = item.spans,
-                retry_in = %ConfigDuration(delay),
+                retry_in = ?Duration::from_millis(delay.as_millis() as u64),
                 "exporting failed; will retry"
             );
             tokio::select! {

@@ -51,11 +51,14 @@ impl TraceService for Service {
 /// tonic reports an oversize message as `OUT_OF_RANGE` and an undecodable one as `INTERNAL`;
 /// the OTLP spec wants `RESOURCE_EXHAUSTED` and `INVALID_ARGUMENT`. Our handler never returns
 /// either code, so every such status in a response came from tonic's decoding and is rewritten
-/// (and logged, with the reason tonic gave).
+/// (and logged, with the reason tonic gave). tonic already answers `RESOURCE_EXHAUSTED` when a
+/// compressed message inflates past the limit; our handler never returns that code either, so
+/// it is logged too, unchanged.
 fn fix_status(ingest: &Ingest, headers: &mut http::HeaderMap) {
     let code = match headers.get("grpc-status").and_then(|v| v.to_str().ok()) {
         Some("11") => "8",
         Some("13") => "3",
+        Some("8") => "8",
         _ => return,
     };
     let reason = headers
