@@ -1,6 +1,6 @@
 //! Back-pressure and shutdown, end to end: when the exporter cannot deliver, the queues fill and
-//! the OTLP receiver refuses with retryable statuses (gRPC `UNAVAILABLE` + `RetryInfo`, HTTP 503
-//! + `Retry-After`) while memory stays bounded; once the exporter can deliver again, every span
+//! the OTLP receiver refuses with retryable statuses (gRPC `UNAVAILABLE` with `RetryInfo`, HTTP
+//! 503 with `Retry-After`) while memory stays bounded; once the exporter can deliver again, every span
 //! that was acknowledged arrives exactly once. SIGTERM drains what the batch processor holds.
 
 use std::collections::BTreeSet;

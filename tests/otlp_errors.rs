@@ -379,7 +379,7 @@ async fn http_gzip_bomb_is_413_and_memory_stays_flat() {
         assert_eq!(s.code, Code::ResourceExhausted as i32, "{s:?}");
     }
     // A zstd bomb is stopped the same way.
-    let zbomb = zstd::encode_all(std::io::repeat(0).take(200 * MIB as u64), 19).unwrap();
+    let zbomb = zstd::encode_all(std::io::repeat(0).take(200 * MIB as u64), 1).unwrap();
     assert!(zbomb.len() < 512 * 1024, "{} bytes", zbomb.len());
     for _ in 0..2 {
         let r = env

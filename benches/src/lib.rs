@@ -55,6 +55,7 @@ fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
     }
 }
 

@@ -5,8 +5,8 @@
 //! kept cheap:
 //! - each worker builds its request once, as a template, and per send only rewrites ids,
 //!   timestamps, statuses and attribute values in place (no per-span allocation);
-//! - the request is encoded once per send and the bytes handed to the transport as they are
-//!   (a custom gRPC codec), so a retry resends the same bytes;
+//! - the request is encoded (and compressed, and for gRPC framed) once per send into one
+//!   buffer handed to the transport as it is, so a retry resends the same bytes;
 //! - one HTTP/2 connection (tonic `Channel`) or one HTTP/1 keep-alive connection per worker;
 //! - rate limiting hands out numbered requests with absolute send times, so timer jitter
 //!   never accumulates into drift.
@@ -1105,6 +1105,9 @@ struct Run {
     stats: Stats,
     /// Next request number to claim.
     next_request: AtomicU64,
+    /// How late (nanoseconds) the most recent rate-limited request started; a large value at
+    /// the end means the workers could not keep up with --rate.
+    lag_nanos: AtomicU64,
     /// Cancelled at the deadline or on Ctrl-C; workers finish their request in flight.
     stop: CancellationToken,
     retry: bool,
@@ -1146,13 +1149,17 @@ async fn worker(
             let Some(at) = run.start.checked_add(offset) else {
                 return;
             };
-            if at > Instant::now() {
+            let now = Instant::now();
+            if at > now {
                 tokio::select! {
                     biased;
                     () = run.stop.cancelled() => return,
                     () = tokio::time::sleep_until(at) => {}
                 }
             }
+            let lag =
+                u64::try_from(now.saturating_duration_since(at).as_nanos()).unwrap_or(u64::MAX);
+            run.lag_nanos.store(lag, Ordering::Relaxed);
         }
 
         let request = generator.fill(traces as usize, unix_nanos());
@@ -1274,6 +1281,7 @@ async fn run(args: &Args, target: &Target) -> anyhow::Result<(Summary, Arc<Run>)
         start: Instant::now(),
         stats: Stats::default(),
         next_request: AtomicU64::new(0),
+        lag_nanos: AtomicU64::new(0),
         stop: CancellationToken::new(),
         retry: args.retry,
         timeout: args.timeout,
@@ -1402,6 +1410,14 @@ fn main() -> ExitCode {
         );
     }
 
+    let lag = Duration::from_nanos(run.lag_nanos.load(Ordering::Relaxed));
+    if lag >= Duration::from_secs(1) {
+        eprintln!(
+            "wasmcol-loadgen: warning: {:.1}s behind the --rate schedule at the end; \
+             the workers could not keep up (try more --workers or larger --batch-traces)",
+            lag.as_secs_f64()
+        );
+    }
     let last_error = run.stats.last_error.lock().ok().and_then(|e| e.clone());
     if summary.requests_accepted == 0 && summary.requests_refused == 0 {
         if summary.requests_sent == 0 {
@@ -1820,7 +1836,12 @@ mod tests {
         assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(7)));
 
         let ok = http::StatusCode::OK;
-        let status = |code: tonic::Code| tonic::Status::new(code, "msg").to_header_map().unwrap();
+        let status = |code: tonic::Code| {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-status", (code as i32).to_string().parse().unwrap());
+            h.insert("grpc-message", "msg".parse().unwrap());
+            h
+        };
         let empty = http::HeaderMap::new();
         let mut frame = vec![0, 0, 0, 0, partial.len() as u8];
         frame.extend_from_slice(&partial);

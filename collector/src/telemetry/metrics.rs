@@ -18,7 +18,6 @@ use super::process::ProcessStats;
 type Labels = Vec<(&'static str, String)>;
 type CounterFamily = Family<Labels, Counter>;
 type GaugeFamily = Family<Labels, Gauge>;
-type FloatCounterFamily = Family<Labels, Counter<f64, AtomicU64>>;
 
 /// All metric families of one collector process.
 pub struct Metrics {
@@ -35,8 +34,8 @@ pub struct Metrics {
     exporter_retries: CounterFamily,
     queue_size: GaugeFamily,
     queue_capacity: GaugeFamily,
-    process_rss: GaugeFamily,
-    process_cpu: FloatCounterFamily,
+    process_rss: Gauge,
+    process_cpu: Counter<f64, AtomicU64>,
     plugin_counters: CounterFamily,
     process: Mutex<ProcessStats>,
 }
@@ -161,12 +160,12 @@ impl Metrics {
             process_rss: family!(
                 "process_memory_rss_bytes",
                 "Resident set size of the collector process",
-                GaugeFamily
+                Gauge
             ),
             process_cpu: family!(
                 "process_cpu_seconds",
                 "CPU time (user + system) used by the collector process",
-                FloatCounterFamily
+                Counter<f64, AtomicU64>
             ),
             plugin_counters: family!(
                 "plugin_counter",
@@ -228,14 +227,10 @@ impl Metrics {
         if let Ok(mut p) = self.process.lock()
             && let Some(sample) = p.sample()
         {
-            let none: Labels = Vec::new();
-            self.process_rss
-                .get_or_create(&none)
-                .set(sample.rss_bytes as i64);
-            let cpu = self.process_cpu.get_or_create(&none);
-            let delta = sample.cpu_seconds - cpu.get();
+            self.process_rss.set(sample.rss_bytes as i64);
+            let delta = sample.cpu_seconds - self.process_cpu.get();
             if delta > 0.0 {
-                cpu.inc_by(delta);
+                self.process_cpu.inc_by(delta);
             }
         }
         let mut out = String::new();
