@@ -102,6 +102,12 @@ struct Args {
     #[arg(long, default_value = "rotel")]
     rotel_spec: String,
 
+    /// Extra environment for the wasmcol collector process, e.g.
+    /// `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2` to try another allocator;
+    /// repeatable. Shown in the report.
+    #[arg(long = "wasmcol-env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    wasmcol_env: Vec<(String, String)>,
+
     /// Skip Rotel (wasmcol scenarios only).
     #[arg(long)]
     no_rotel: bool,
@@ -109,6 +115,13 @@ struct Args {
     /// Also write the report to this file.
     #[arg(long)]
     output: Option<PathBuf>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 /// A kind of load.
@@ -435,7 +448,10 @@ fn start_collector(
             std::fs::write(&config, wasmcol_config(target, grpc, metrics, run_dir))?;
             let mut p = Proc::spawn(
                 "wasmcol",
-                Command::new(&env.wasmcol).arg("--config").arg(&config),
+                Command::new(&env.wasmcol)
+                    .arg("--config")
+                    .arg(&config)
+                    .envs(env.args.wasmcol_env.iter().map(|(k, v)| (k, v))),
                 run_dir.join("wasmcol.log"),
             )?;
             wait_for_port(&mut p, grpc)?;
@@ -596,6 +612,17 @@ fn find_binaries(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
         );
     }
     Ok((wasmcol, loadgen))
+}
+
+/// Copies the binaries into `dir`, so that a rebuild of the workspace during a long run
+/// (other people build in the same tree) cannot change what is measured half-way.
+fn snapshot(bins: [&Path; 2], dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let copy = |b: &Path| -> anyhow::Result<PathBuf> {
+        let to = dir.join(b.file_name().expect("a file name"));
+        std::fs::copy(b, &to).with_context(|| format!("copying {}", b.display()))?;
+        Ok(to)
+    };
+    Ok((copy(bins[0])?, copy(bins[1])?))
 }
 
 /// The `rotel-agent` binary: given, or from the PyPI package in the venv (installed if needed).
@@ -816,6 +843,14 @@ fn report(
     let _ = writeln!(r, "- machine: {}", machine());
     let _ = writeln!(r, "- command: `{}`", cmd.join(" "));
     let _ = writeln!(r, "- wasmcol: `{wasmcol_version}`; Rotel: {rotel_version}");
+    if !a.wasmcol_env.is_empty() {
+        let vars: Vec<String> = a
+            .wasmcol_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(r, "- wasmcol ran with environment: `{}`", vars.join(" "));
+    }
     let _ = writeln!(
         r,
         "- load: `wasmcol-loadgen` on the same machine, traces of {} spans, {} string attributes \
@@ -1011,6 +1046,7 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
     );
     let (wasmcol, loadgen) = find_binaries(&args)?;
     let dir = tempfile::Builder::new().prefix("wasmcol-e2e-").tempdir()?;
+    let (wasmcol, loadgen) = snapshot([&wasmcol, &loadgen], dir.path())?;
     let rotel = if args.no_rotel {
         None
     } else {
