@@ -156,6 +156,11 @@ fn pipeline(c: &mut Criterion) {
     let cases: &[(&str, &[&str], &str)] = &[
         ("batch_to_nop", &["batch"], "nop"),
         ("sampler_10pct_to_nop", &["probabilistic_sampler"], "nop"),
+        (
+            "batch_then_sampler_10pct_to_nop",
+            &["batch", "probabilistic_sampler"],
+            "nop",
+        ),
         ("batch_to_file_proto", &["batch"], "file/proto"),
         ("batch_to_file_json", &["batch"], "file/json"),
     ];

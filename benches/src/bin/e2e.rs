@@ -183,6 +183,11 @@ struct RunResult {
     peak_rss_mib: f64,
     /// Spans the collector's exporter reported sent (wasmcol's own metrics), if known.
     exported: Option<u64>,
+    /// CPU seconds of the load generator.
+    loadgen_cpu_secs: f64,
+    /// CPU seconds of everything else on the machine over the run (other people's work on a
+    /// shared machine shows up here).
+    other_cpu_secs: f64,
 }
 
 impl RunResult {
@@ -352,6 +357,44 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow!("short stat"))?
         .parse()?;
     Ok(utime + stime)
+}
+
+/// Busy ticks of the whole machine (all CPUs), from `/proc/stat`.
+fn machine_busy_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let cpu = stat
+        .lines()
+        .next()
+        .ok_or_else(|| anyhow!("empty /proc/stat"))?;
+    let v: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
+    ensure!(v.len() >= 8, "short /proc/stat line {cpu:?}");
+    Ok(v[0] + v[1] + v[2] + v[5] + v[6] + v[7])
+}
+
+/// CPU ticks of this process's children that have exited and been waited for (`cutime` +
+/// `cstime`): the load generator's CPU time, once it is reaped.
+fn reaped_children_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let rest = &stat[stat
+        .rfind(')')
+        .ok_or_else(|| anyhow!("bad /proc/self/stat"))?
+        + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // cutime is field 16, cstime field 17.
+    let cutime: u64 = fields
+        .get(13)
+        .ok_or_else(|| anyhow!("short stat"))?
+        .parse()?;
+    let cstime: u64 = fields
+        .get(14)
+        .ok_or_else(|| anyhow!("short stat"))?
+        .parse()?;
+    Ok(cutime + cstime)
 }
 
 /// A `kB` field of `/proc/PID/status`, in MiB.
@@ -527,6 +570,8 @@ fn one_run(env: &Env, target: Target, load: LoadKind, repeat: usize) -> anyhow::
     collector.check_alive()?;
     let idle_rss_mib = status_mib(pid, "VmRSS:")?;
     let cpu0 = cpu_ticks(pid)?;
+    let machine0 = machine_busy_ticks()?;
+    let children0 = reaped_children_ticks()?;
 
     let mut gen_cmd = Command::new(&env.loadgen);
     gen_cmd.args(loadgen_args(&env.args, load, port));
@@ -537,9 +582,11 @@ fn one_run(env: &Env, target: Target, load: LoadKind, repeat: usize) -> anyhow::
         &run_dir,
     )?;
     // The batch processors flush on a 200 ms timer: include that in the run.
+    let children1 = reaped_children_ticks()?;
     std::thread::sleep(Duration::from_millis(500));
     collector.check_alive()?;
     let cpu1 = cpu_ticks(pid)?;
+    let machine1 = machine_busy_ticks()?;
     let peak_rss_mib = status_mib(pid, "VmHWM:")?;
 
     let exported = match metrics_port {
@@ -566,6 +613,9 @@ fn one_run(env: &Env, target: Target, load: LoadKind, repeat: usize) -> anyhow::
             .ok_or_else(|| anyhow!("no {k:?} in the load generator's summary {json_line}"))
     };
     let accepted = field("spans_accepted")? as u64;
+    let cpu_secs = (cpu1 - cpu0) as f64 / env.ticks;
+    let loadgen_cpu_secs = (children1 - children0) as f64 / env.ticks;
+    let machine_secs = machine1.saturating_sub(machine0) as f64 / env.ticks;
     ensure!(accepted > 0, "the collector accepted no spans: {json_line}");
     Ok(RunResult {
         target,
@@ -575,10 +625,12 @@ fn one_run(env: &Env, target: Target, load: LoadKind, repeat: usize) -> anyhow::
         refused: field("spans_refused")? as u64,
         failed_requests: field("requests_failed")? as u64,
         load_secs: field("elapsed_secs")?,
-        cpu_secs: (cpu1 - cpu0) as f64 / env.ticks,
+        cpu_secs,
         idle_rss_mib,
         peak_rss_mib,
         exported,
+        loadgen_cpu_secs,
+        other_cpu_secs: (machine_secs - cpu_secs - loadgen_cpu_secs).max(0.0),
     })
 }
 
@@ -790,6 +842,7 @@ struct Medians {
     idle_rss: f64,
     peak_rss: f64,
     refused: f64,
+    refused_pct: f64,
 }
 
 fn medians(runs: &[&RunResult]) -> Medians {
@@ -803,6 +856,7 @@ fn medians(runs: &[&RunResult]) -> Medians {
         idle_rss: m(|r| r.idle_rss_mib),
         peak_rss: m(|r| r.peak_rss_mib),
         refused: m(|r| r.refused as f64),
+        refused_pct: m(|r| 100.0 * r.refused as f64 / (r.accepted + r.refused) as f64),
     }
 }
 
@@ -872,7 +926,8 @@ fn report(
         r,
         "- CPU = the collector process's user+system time from `/proc/PID/stat` over the run; \
          peak RSS = `VmHWM`; idle RSS = `VmRSS` 1 s after start; spans/s per core = accepted \
-         spans / collector CPU-seconds\n"
+         spans / collector CPU-seconds; \"other CPU s\" in the last table is everything else \
+         that ran on the machine during the run (a shared machine is noisy)\n"
     );
 
     let mut groups: BTreeMap<(LoadKind, Target), Vec<&RunResult>> = BTreeMap::new();
@@ -884,9 +939,9 @@ fn report(
 
     let _ = writeln!(
         r,
-        "| load | collector | pipeline | runs | accepted spans/s | collector cores | CPU-s per M spans | spans/s per core | idle RSS MiB | peak RSS MiB |"
+        "| load | collector | pipeline | runs | accepted spans/s | refused % | collector cores | CPU-s per M spans | spans/s per core | idle RSS MiB | peak RSS MiB |"
     );
-    let _ = writeln!(r, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(r, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for ((load, target), m) in &med {
         let load_name = match load {
             LoadKind::Fixed => format!("{} spans/s", thousands(a.rate as f64)),
@@ -894,11 +949,12 @@ fn report(
         };
         let _ = writeln!(
             r,
-            "| {load_name} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
+            "| {load_name} | {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
             target.collector(),
             target.pipeline(),
             m.runs,
             thousands(m.spans_per_sec),
+            m.refused_pct,
             m.cores,
             m.cpu_per_million,
             thousands(m.spans_per_core),
@@ -997,13 +1053,16 @@ fn report(
     let _ = writeln!(r, "\n### Every run\n");
     let _ = writeln!(
         r,
-        "| load | pipeline | run | accepted spans | refused | failed requests | exported (collector's count) | load s | CPU s | idle RSS MiB | peak RSS MiB |"
+        "| load | pipeline | run | accepted spans | refused | failed requests | exported (collector's count) | load s | collector CPU s | loadgen CPU s | other CPU s | idle RSS MiB | peak RSS MiB |"
     );
-    let _ = writeln!(r, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        r,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for res in results {
         let _ = writeln!(
             r,
-            "| {:?} | {} {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {:?} | {} {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
             res.load,
             res.target.collector(),
             res.target.pipeline(),
@@ -1014,6 +1073,8 @@ fn report(
             res.exported.map_or("n/a".to_owned(), |e| e.to_string()),
             res.load_secs,
             res.cpu_secs,
+            res.loadgen_cpu_secs,
+            res.other_cpu_secs,
             res.idle_rss_mib,
             res.peak_rss_mib
         );
