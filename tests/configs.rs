@@ -44,7 +44,11 @@ fn invalid_cases_report_every_expected_problem() {
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: "))
             .collect();
-        assert!(!expected.is_empty(), "{} has no `# expect:` line", f.display());
+        assert!(
+            !expected.is_empty(),
+            "{} has no `# expect:` line",
+            f.display()
+        );
         let err = match Config::load(&f) {
             Ok(_) => panic!("{} loaded but should fail", f.display()),
             Err(e) => e,
@@ -86,23 +90,45 @@ fn validate_command_lists_all_problems_and_fails() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("6 problems"), "{stderr}");
-    assert!(stderr.contains("many_errors.yaml:14: processors.batch.send_batch_max_size"), "{stderr}");
+    assert!(
+        stderr.contains("many_errors.yaml:14: processors.batch.send_batch_max_size"),
+        "{stderr}"
+    );
 
     let ok = Command::new(binary("wasmcol"))
         .args(["validate", "--config"])
         .arg(workspace_root().join("configs/default.yaml"))
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }
 
 #[test]
 fn components_and_version() {
-    let out = Command::new(binary("wasmcol")).arg("components").output().unwrap();
+    let out = Command::new(binary("wasmcol"))
+        .arg("components")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["otlp", "batch", "memory_limiter", "probabilistic_sampler", "file", "debug", "nop", "health_check"] {
+    for name in [
+        "otlp",
+        "batch",
+        "memory_limiter",
+        "probabilistic_sampler",
+        "file",
+        "debug",
+        "nop",
+        "health_check",
+    ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
-    let out = Command::new(binary("wasmcol")).arg("--version").output().unwrap();
+    let out = Command::new(binary("wasmcol"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("wasmcol "));
 }

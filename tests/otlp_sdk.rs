@@ -8,7 +8,10 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use serde_json::{Value as Json, json};
-use wasmcol_tests::{Collector, all_spans, file_pipeline_config, free_port, python, read_json_lines, wait_until, workspace_root};
+use wasmcol_tests::{
+    Collector, all_spans, file_pipeline_config, free_port, python, read_json_lines, wait_until,
+    workspace_root,
+};
 
 fn any_json(v: Option<&AnyValue>) -> Json {
     match v.and_then(|v| v.value.as_ref()) {
@@ -36,9 +39,18 @@ fn attrs_json(attrs: &[KeyValue]) -> Json {
 fn output_json(rs: &[ResourceSpans]) -> HashMap<String, Json> {
     let mut out = HashMap::new();
     for r in rs {
-        let resource = attrs_json(&r.resource.as_ref().map(|r| r.attributes.clone()).unwrap_or_default());
+        let resource = attrs_json(
+            &r.resource
+                .as_ref()
+                .map(|r| r.attributes.clone())
+                .unwrap_or_default(),
+        );
         for ss in &r.scope_spans {
-            let scope = ss.scope.as_ref().map(|s| json!([s.name, s.version])).unwrap_or(json!(["", ""]));
+            let scope = ss
+                .scope
+                .as_ref()
+                .map(|s| json!([s.name, s.version]))
+                .unwrap_or(json!(["", ""]));
             for s in &ss.spans {
                 let status = s.status.clone().unwrap_or_default();
                 let span_id = hex::encode(&s.span_id);
@@ -65,7 +77,11 @@ fn output_json(rs: &[ResourceSpans]) -> HashMap<String, Json> {
                         "scope": scope,
                     }),
                 );
-                assert!(prev.is_none(), "span {} written twice", hex::encode(&s.span_id));
+                assert!(
+                    prev.is_none(),
+                    "span {} written twice",
+                    hex::encode(&s.span_id)
+                );
             }
         }
     }
@@ -74,7 +90,10 @@ fn output_json(rs: &[ResourceSpans]) -> HashMap<String, Json> {
 
 fn round_trip(protocol: &str) {
     let (grpc, http, metrics) = (free_port(), free_port(), free_port());
-    let mut collector = Collector::start(&file_pipeline_config(grpc, http, metrics, "batch", ""), grpc);
+    let mut collector = Collector::start(
+        &file_pipeline_config(grpc, http, metrics, "batch", ""),
+        grpc,
+    );
     let endpoint = match protocol {
         "grpc" => format!("127.0.0.1:{grpc}"),
         _ => format!("127.0.0.1:{http}"),
@@ -82,12 +101,25 @@ fn round_trip(protocol: &str) {
     let expected_path = collector.path("expected.json");
     let status = Command::new(python())
         .arg(workspace_root().join("tests/python/send_traces.py"))
-        .args(["--protocol", protocol, "--endpoint", &endpoint, "--traces", "4", "--expected"])
+        .args([
+            "--protocol",
+            protocol,
+            "--endpoint",
+            &endpoint,
+            "--traces",
+            "4",
+            "--expected",
+        ])
         .arg(&expected_path)
         .status()
         .expect("run python");
-    assert!(status.success(), "the Python sender failed:\n{}", collector.log());
-    let expected: Vec<Json> = serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
+    assert!(
+        status.success(),
+        "the Python sender failed:\n{}",
+        collector.log()
+    );
+    let expected: Vec<Json> =
+        serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
     assert_eq!(expected.len(), 12, "the script makes 3 spans per trace");
 
     let out = collector.path("out.jsonl");
@@ -95,13 +127,20 @@ fn round_trip(protocol: &str) {
         out.exists() && all_spans(&read_json_lines(&out)).len() >= expected.len()
     });
     assert!(arrived, "spans did not arrive:\n{}", collector.log());
-    assert_eq!(collector.stop(), 0, "clean exit on SIGTERM:\n{}", collector.log());
+    assert_eq!(
+        collector.stop(),
+        0,
+        "clean exit on SIGTERM:\n{}",
+        collector.log()
+    );
 
     let got = output_json(&read_json_lines(&out));
     assert_eq!(got.len(), expected.len(), "exactly the spans sent");
     for want in &expected {
         let id = want["span_id"].as_str().unwrap();
-        let have = got.get(id).unwrap_or_else(|| panic!("span {id} missing from the output"));
+        let have = got
+            .get(id)
+            .unwrap_or_else(|| panic!("span {id} missing from the output"));
         assert_eq!(have, want, "span {id} differs");
     }
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use wasmcol_tests::{Collector, all_spans, free_port, python, read_json_lines, wait_until, workspace_root};
+use wasmcol_tests::{
+    Collector, all_spans, free_port, python, read_json_lines, wait_until, workspace_root,
+};
 
 fn sidecar_config(grpc: u16, http: u16, metrics: u16, gateway: u16) -> String {
     format!(
@@ -70,10 +72,23 @@ service:
     )
 }
 
-fn send(protocol: &str, endpoint: &str, traces: u32, expected: &std::path::Path) -> Vec<serde_json::Value> {
+fn send(
+    protocol: &str,
+    endpoint: &str,
+    traces: u32,
+    expected: &std::path::Path,
+) -> Vec<serde_json::Value> {
     let status = Command::new(python())
         .arg(workspace_root().join("tests/python/send_traces.py"))
-        .args(["--protocol", protocol, "--endpoint", endpoint, "--traces", &traces.to_string(), "--expected"])
+        .args([
+            "--protocol",
+            protocol,
+            "--endpoint",
+            endpoint,
+            "--traces",
+            &traces.to_string(),
+            "--expected",
+        ])
         .arg(expected)
         .status()
         .expect("run python");
@@ -87,11 +102,24 @@ fn every_span_arrives_once_through_sidecar_and_gateway() {
     let (sc_grpc, sc_http) = (free_port(), free_port());
     // The sidecar starts first; the gateway is not there yet, so the first spans wait in the
     // sidecar's retrying sending queue.
-    let mut sidecar = Collector::start(&sidecar_config(sc_grpc, sc_http, free_port(), gw_port), sc_grpc);
-    let early = send("grpc", &format!("127.0.0.1:{sc_grpc}"), 5, &sidecar.path("early.json"));
+    let mut sidecar = Collector::start(
+        &sidecar_config(sc_grpc, sc_http, free_port(), gw_port),
+        sc_grpc,
+    );
+    let early = send(
+        "grpc",
+        &format!("127.0.0.1:{sc_grpc}"),
+        5,
+        &sidecar.path("early.json"),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let mut gateway = Collector::start(&gateway_config(gw_port, free_port()), gw_port);
-    let late = send("http", &format!("127.0.0.1:{sc_http}"), 5, &sidecar.path("late.json"));
+    let late = send(
+        "http",
+        &format!("127.0.0.1:{sc_http}"),
+        5,
+        &sidecar.path("late.json"),
+    );
 
     let want: Vec<String> = early
         .iter()
@@ -102,7 +130,12 @@ fn every_span_arrives_once_through_sidecar_and_gateway() {
     let arrived = wait_until(Duration::from_secs(15), || {
         out.exists() && all_spans(&read_json_lines(&out)).len() >= want.len()
     });
-    assert!(arrived, "spans missing at the gateway\nsidecar:\n{}\ngateway:\n{}", sidecar.log(), gateway.log());
+    assert!(
+        arrived,
+        "spans missing at the gateway\nsidecar:\n{}\ngateway:\n{}",
+        sidecar.log(),
+        gateway.log()
+    );
     assert_eq!(sidecar.stop(), 0);
     assert_eq!(gateway.stop(), 0);
 
@@ -111,7 +144,11 @@ fn every_span_arrives_once_through_sidecar_and_gateway() {
         *seen.entry(hex::encode(&s.span_id)).or_default() += 1;
     }
     for id in &want {
-        assert_eq!(seen.get(id), Some(&1), "span {id} should arrive exactly once");
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "span {id} should arrive exactly once"
+        );
     }
     assert_eq!(seen.len(), want.len(), "no span other than those sent");
 }

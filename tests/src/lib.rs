@@ -106,14 +106,20 @@ impl Collector {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("wasmcol exited with {status} before listening:\n{}", self.log());
+                panic!(
+                    "wasmcol exited with {status} before listening:\n{}",
+                    self.log()
+                );
             }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("wasmcol did not listen on {port} within 20s:\n{}", self.log());
+        panic!(
+            "wasmcol did not listen on {port} within 20s:\n{}",
+            self.log()
+        );
     }
 
     /// Everything the process wrote to stderr so far (logs, with ANSI colours stripped).
@@ -146,7 +152,10 @@ impl Collector {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("wasmcol did not stop within 30s after SIGTERM:\n{}", self.log());
+        panic!(
+            "wasmcol did not stop within 30s after SIGTERM:\n{}",
+            self.log()
+        );
     }
 
     /// A path inside the collector's temporary directory.
@@ -181,8 +190,8 @@ fn strip_ansi(s: &str) -> String {
 
 /// Reads a file exporter's JSON-lines output: every span with its resource.
 pub fn read_json_lines(path: &Path) -> Vec<ResourceSpans> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .flat_map(|l| {
@@ -217,7 +226,13 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// A minimal pipeline config: OTLP gRPC + HTTP on the given ports → (processors) → file
 /// `{dir}/out.jsonl`, metrics on `metrics_port`.
-pub fn file_pipeline_config(grpc: u16, http: u16, metrics: u16, processors: &str, extra: &str) -> String {
+pub fn file_pipeline_config(
+    grpc: u16,
+    http: u16,
+    metrics: u16,
+    processors: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 receivers:
