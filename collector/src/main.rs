@@ -7,12 +7,6 @@ use clap::{Parser, Subcommand};
 use wasmcol::Config;
 use wasmcol::config::LogsConfig;
 
-// Spans are decoded on receiver threads and freed on the batch processor's: glibc malloc's
-// arena locks cost ~30% of CPU under load, mimalloc's thread-local free lists do not
-// (BENCHMARKS.md has the A/B).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// An OpenTelemetry Collector distribution extended by sandboxed WebAssembly plugins.
 #[derive(Parser)]
 #[command(name = "wasmcol", version, about)]
