@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::process::ProcessStats;
+use super::process::read_sample;
 
 type Labels = Vec<(&'static str, String)>;
 type CounterFamily = Family<Labels, Counter>;
@@ -37,7 +37,6 @@ pub struct Metrics {
     process_rss: Gauge,
     process_cpu: Counter<f64, AtomicU64>,
     plugin_counters: CounterFamily,
-    process: Mutex<ProcessStats>,
 }
 
 /// Counters of one receiver on one transport.
@@ -173,7 +172,6 @@ impl Metrics {
                 CounterFamily
             ),
             registry: Mutex::new(reg),
-            process: Mutex::new(ProcessStats),
         }
     }
 
@@ -224,9 +222,7 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text format, refreshing process statistics first.
     pub fn render(&self) -> String {
-        if let Ok(mut p) = self.process.lock()
-            && let Some(sample) = p.sample()
-        {
+        if let Some(sample) = read_sample("self") {
             self.process_rss.set(sample.rss_bytes as i64);
             let delta = sample.cpu_seconds - self.process_cpu.get();
             if delta > 0.0 {

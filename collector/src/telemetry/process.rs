@@ -9,18 +9,8 @@ pub struct ProcessSample {
     pub cpu_seconds: f64,
 }
 
-/// Reads process statistics; keeps nothing between reads but the clock rate.
-#[derive(Debug, Default)]
-pub struct ProcessStats;
-
-impl ProcessStats {
-    /// Reads `/proc/self/stat`; `None` where there is no procfs.
-    pub fn sample(&mut self) -> Option<ProcessSample> {
-        read_sample("self")
-    }
-}
-
-/// Reads the statistics of process `pid` (`"self"` for this one) from `/proc/PID/stat`.
+/// Reads the statistics of process `pid` (`"self"` for this one) from `/proc/PID/stat`;
+/// `None` where there is no procfs.
 pub fn read_sample(pid: &str) -> Option<ProcessSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces; fields resume after its closing parenthesis.
@@ -43,7 +33,7 @@ mod tests {
 
     #[test]
     fn reads_own_stats() {
-        let s = ProcessStats.sample().expect("procfs on Linux");
+        let s = read_sample("self").expect("procfs on Linux");
         assert!(s.rss_bytes > 1024 * 1024, "rss {}", s.rss_bytes);
         assert!(s.cpu_seconds >= 0.0);
     }

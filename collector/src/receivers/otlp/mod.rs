@@ -76,7 +76,7 @@ impl Ingest {
         }
     }
 
-    /// Counts and logs a request that could not be decoded.
+    /// Logs a request that could not be decoded (its spans are unknown, so not counted).
     pub fn malformed(&self, transport: &str, reason: &str) {
         tracing::warn!(receiver = %self.id, transport, %reason, "malformed request refused");
     }
