@@ -6,14 +6,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Python senders: the unmodified OpenTelemetry SDK from PyPI, in a project-local venv.
-if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http" 2>/dev/null; then
-  echo "== installing the Python OpenTelemetry SDK into .venv"
+if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, chdb, confluent_kafka" 2>/dev/null; then
+  echo "== installing the Python OpenTelemetry SDK and chDB into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 
+# A real Kafka-protocol broker for the Kafka tests: tansu (crates.io), in-memory storage.
+# Built once into ~/.cargo/bin (about 12-15 minutes on 2 cores), then reused.
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  echo "== installing the tansu Kafka broker (cargo install tansu --features dynostore)"
+  cargo install --locked tansu --version 0.6.0 --features dynostore
+fi
+
+# Plugins (built in and test plugins) are WebAssembly components for wasm32-wasip2.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  echo "== adding the wasm32-wasip2 target"
+  rustup target add wasm32-wasip2
+fi
+
 echo "== building"
 cargo build --workspace --bins --all-targets
+
+echo "== doctests (nextest does not run them)"
+cargo test --workspace --doc --quiet
 
 echo "== testing"
 if cargo nextest --version >/dev/null 2>&1; then

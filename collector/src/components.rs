@@ -27,11 +27,18 @@ macro_rules! factory {
 }
 
 /// Receiver types.
-pub static RECEIVERS: &[Factory<dyn ReceiverConfig>] = &[factory!(
-    "otlp",
-    "OTLP over gRPC (4317) and HTTP (4318), protobuf and JSON, gzip/zstd",
-    receivers::otlp::OtlpReceiverConfig
-)];
+pub static RECEIVERS: &[Factory<dyn ReceiverConfig>] = &[
+    factory!(
+        "otlp",
+        "OTLP over gRPC (4317) and HTTP (4318), protobuf and JSON, gzip/zstd",
+        receivers::otlp::OtlpReceiverConfig
+    ),
+    factory!(
+        "kafka",
+        "OTLP messages from Kafka topics in a consumer group, committed only once delivered",
+        receivers::kafka::KafkaReceiverConfig
+    ),
+];
 
 /// Processor types.
 pub static PROCESSORS: &[Factory<dyn ProcessorConfig>] = &[
@@ -49,6 +56,11 @@ pub static PROCESSORS: &[Factory<dyn ProcessorConfig>] = &[
         "probabilistic_sampler",
         "keeps a percentage of traces, consistently by trace id",
         processors::probabilistic_sampler::ProbabilisticSamplerConfig
+    ),
+    factory!(
+        "wasm",
+        "runs a sandboxed WebAssembly plugin (builtin:NAME or a .wasm file) over each batch",
+        processors::wasm::WasmProcessorConfig
     ),
 ];
 
@@ -70,6 +82,11 @@ pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
         exporters::nop::NopExporterConfig
     ),
     factory!(
+        "kafka",
+        "OTLP messages to Kafka, keyed by trace id on request, acked by the brokers",
+        exporters::kafka::KafkaExporterConfig
+    ),
+    factory!(
         "otlp",
         "OTLP/gRPC to a collector or back end, with a sending queue and retries",
         exporters::otlp::OtlpExporterConfig
@@ -78,6 +95,11 @@ pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
         "otlphttp",
         "OTLP/HTTP (protobuf or JSON) to a collector or back end, with a sending queue and retries",
         exporters::otlphttp::OtlpHttpExporterConfig
+    ),
+    factory!(
+        "clickhouse",
+        "spans into ClickHouse over HTTP, in the OpenTelemetry Collector's traces schema",
+        exporters::clickhouse::ClickHouseExporterConfig
     ),
 ];
 
@@ -118,6 +140,10 @@ pub fn describe() -> String {
             .iter()
             .map(|f| (f.type_name, f.description))
             .collect(),
+    );
+    section(
+        "built-in plugins (for the wasm processor: `plugin: builtin:NAME`)",
+        crate::processors::wasm::builtin_plugins(),
     );
     section(
         "extensions",

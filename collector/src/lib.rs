@@ -22,6 +22,7 @@ pub mod otlp;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
+pub mod scaffold;
 pub mod service;
 pub mod telemetry;
 #[cfg(test)]

@@ -24,11 +24,15 @@ enum Command {
     Validate,
     /// Lists the built-in receivers, processors, exporters and extensions.
     Components,
+    /// Plugin development: `wasmcol plugin new NAME` creates a plugin crate.
+    #[command(subcommand)]
+    Plugin(wasmcol::scaffold::PluginCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Plugin(command)) => wasmcol::scaffold::run(command),
         Some(Command::Components) => {
             print!("{}", wasmcol::components::describe());
             ExitCode::SUCCESS

@@ -5,6 +5,7 @@
 //! Tests run against the binaries in the workspace's target directory; `tests/run.sh` (the
 //! README's test command) builds them and installs the Python packages first.
 
+pub mod sdk;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
+
+pub mod kafka;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -75,6 +78,11 @@ impl Collector {
     /// Writes `config` to a temporary directory (the string `{dir}` is replaced by that
     /// directory) and starts `wasmcol` on it, waiting until `ready_port` accepts connections.
     pub fn start(config: &str, ready_port: u16) -> Self {
+        Self::start_with_env(config, ready_port, &[])
+    }
+
+    /// [`Collector::start`] with extra environment variables for the collector process.
+    pub fn start_with_env(config: &str, ready_port: u16, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let text = config.replace("{dir}", &dir.path().display().to_string());
         let path = dir.path().join("config.yaml");
@@ -83,6 +91,7 @@ impl Collector {
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -115,6 +115,19 @@ struct Args {
     /// Also write the report to this file.
     #[arg(long)]
     output: Option<PathBuf>,
+
+    /// Adds a scenario otlp → batch → wasm plugin → nop with this plugin (`builtin:NAME` or
+    /// a `.wasm` path), to compare with the same pipeline without it in the same run.
+    #[arg(long)]
+    plugin: Option<String>,
+
+    /// The plugin's `config:` as inline YAML (flow style), e.g. `{ mode: noop }`.
+    #[arg(long, default_value = "{}")]
+    plugin_config: String,
+
+    /// Which wasmcol pipelines to run (the plugin one needs --plugin).
+    #[arg(long, value_delimiter = ',', default_value = "nop,file,plugin")]
+    pipelines: Vec<String>,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -140,6 +153,8 @@ enum Target {
     WasmcolNop,
     /// wasmcol: otlp → batch → file (proto).
     WasmcolFile,
+    /// wasmcol: otlp → batch → wasm plugin (--plugin) → nop.
+    WasmcolPlugin,
     /// Rotel: OTLP → blackhole.
     Rotel,
 }
@@ -147,7 +162,7 @@ enum Target {
 impl Target {
     fn collector(self) -> &'static str {
         match self {
-            Self::WasmcolNop | Self::WasmcolFile => "wasmcol",
+            Self::WasmcolNop | Self::WasmcolFile | Self::WasmcolPlugin => "wasmcol",
             Self::Rotel => "Rotel",
         }
     }
@@ -156,6 +171,7 @@ impl Target {
         match self {
             Self::WasmcolNop => "otlp/grpc → batch → nop",
             Self::WasmcolFile => "otlp/grpc → batch → file (proto, on disk)",
+            Self::WasmcolPlugin => "otlp/grpc → batch → wasm plugin → nop",
             Self::Rotel => "otlp/grpc → (batch) → blackhole",
         }
     }
@@ -453,7 +469,20 @@ struct Env {
     dir: tempfile::TempDir,
 }
 
-fn wasmcol_config(target: Target, grpc: u16, metrics: u16, dir: &Path) -> String {
+fn wasmcol_config(
+    target: Target,
+    grpc: u16,
+    metrics: u16,
+    dir: &Path,
+    plugin: Option<(&str, &str)>,
+) -> String {
+    let (processors, plugin_yaml) = match (target, plugin) {
+        (Target::WasmcolPlugin, Some((plugin, config))) => (
+            "[batch, wasm/plugin]",
+            format!("  wasm/plugin:\n    plugin: {plugin}\n    config: {config}\n"),
+        ),
+        _ => ("[batch]", String::new()),
+    };
     let exporter = match target {
         Target::WasmcolFile => format!(
             "  file:\n    path: {}/traces.pb\n    format: proto\n    \
@@ -469,10 +498,10 @@ fn wasmcol_config(target: Target, grpc: u16, metrics: u16, dir: &Path) -> String
     };
     format!(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n\
-         processors:\n  batch: {{}}\n\
+         processors:\n  batch: {{}}\n{plugin_yaml}\
          exporters:\n{exporter}\
          service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{metrics}\n  \
-         pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      \
+         pipelines:\n    traces:\n      receivers: [otlp]\n      processors: {processors}\n      \
          exporters: [{name}]\n"
     )
 }
@@ -485,10 +514,18 @@ fn start_collector(
 ) -> anyhow::Result<(Proc, u16, Option<u16>)> {
     let grpc = free_port()?;
     match target {
-        Target::WasmcolNop | Target::WasmcolFile => {
+        Target::WasmcolNop | Target::WasmcolFile | Target::WasmcolPlugin => {
             let metrics = free_port()?;
             let config = run_dir.join("wasmcol.yaml");
-            std::fs::write(&config, wasmcol_config(target, grpc, metrics, run_dir))?;
+            let plugin = env
+                .args
+                .plugin
+                .as_deref()
+                .map(|p| (p, env.args.plugin_config.as_str()));
+            std::fs::write(
+                &config,
+                wasmcol_config(target, grpc, metrics, run_dir, plugin),
+            )?;
             let mut p = Proc::spawn(
                 "wasmcol",
                 Command::new(&env.wasmcol)
@@ -1128,7 +1165,17 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
         args,
     };
 
-    let mut targets = vec![Target::WasmcolNop, Target::WasmcolFile];
+    let wanted = |name: &str| env.args.pipelines.iter().any(|p| p == name);
+    let mut targets = Vec::new();
+    if wanted("nop") {
+        targets.push(Target::WasmcolNop);
+    }
+    if wanted("file") {
+        targets.push(Target::WasmcolFile);
+    }
+    if wanted("plugin") && env.args.plugin.is_some() {
+        targets.push(Target::WasmcolPlugin);
+    }
     if env.rotel.is_some() {
         targets.push(Target::Rotel);
     }

@@ -3,3 +3,4 @@
 pub mod batch;
 pub mod memory_limiter;
 pub mod probabilistic_sampler;
+pub mod wasm;

@@ -1,3 +1,4 @@
 //! Receivers: where data enters the collector.
 
+pub mod kafka;
 pub mod otlp;

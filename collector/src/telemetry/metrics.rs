@@ -37,6 +37,12 @@ pub struct Metrics {
     process_rss: Gauge,
     process_cpu: Counter<f64, AtomicU64>,
     plugin_counters: CounterFamily,
+    plugin_calls: CounterFamily,
+    plugin_failures: CounterFamily,
+    plugin_instantiations: CounterFamily,
+    plugin_recycles: CounterFamily,
+    plugin_skipped: CounterFamily,
+    receiver_malformed: CounterFamily,
 }
 
 /// Counters of one receiver on one transport.
@@ -171,6 +177,36 @@ impl Metrics {
                 "Counters reported by plugins",
                 CounterFamily
             ),
+            receiver_malformed: family!(
+                "receiver_malformed_messages",
+                "Messages a receiver skipped because they could not be decoded (Kafka)",
+                CounterFamily
+            ),
+            plugin_calls: family!(
+                "plugin_calls",
+                "Batches a wasm processor's plugin processed successfully",
+                CounterFamily
+            ),
+            plugin_failures: family!(
+                "plugin_failures",
+                "Plugin calls that failed, by reason (trap, timeout, memory_limit, invalid_output, error)",
+                CounterFamily
+            ),
+            plugin_instantiations: family!(
+                "plugin_instantiations",
+                "Plugin instances created (the first, and each replacement after a failure or recycle)",
+                CounterFamily
+            ),
+            plugin_recycles: family!(
+                "plugin_recycles",
+                "Plugin instances replaced because their memory passed the high-water mark",
+                CounterFamily
+            ),
+            plugin_skipped: family!(
+                "plugin_skipped_batches",
+                "Batches handled per on_error without calling a plugin that is backing off",
+                CounterFamily
+            ),
             registry: Mutex::new(reg),
         }
     }
@@ -185,6 +221,12 @@ impl Metrics {
             accepted: self.receiver_accepted.get_or_create(&l).clone(),
             refused: self.receiver_refused.get_or_create(&l).clone(),
         }
+    }
+
+    /// Messages receiver `id` skipped as undecodable (for receivers that read messages).
+    pub fn receiver_malformed(&self, id: &str) -> Counter {
+        let l = vec![("receiver", id.to_string())];
+        self.receiver_malformed.get_or_create(&l).clone()
     }
 
     /// Counters for processor `id` in `pipeline`.
@@ -218,6 +260,43 @@ impl Metrics {
     pub fn plugin_counter(&self, id: &str, name: &str) -> Counter {
         let l = vec![("processor", id.to_string()), ("name", name.to_string())];
         self.plugin_counters.get_or_create(&l).clone()
+    }
+
+    /// Successful calls of processor `id`'s plugin.
+    pub fn plugin_calls(&self, id: &str) -> Counter {
+        self.plugin_calls
+            .get_or_create(&vec![("processor", id.to_string())])
+            .clone()
+    }
+
+    /// Failed calls of processor `id`'s plugin, for one reason.
+    pub fn plugin_failures(&self, id: &str, reason: &str) -> Counter {
+        let l = vec![
+            ("processor", id.to_string()),
+            ("reason", reason.to_string()),
+        ];
+        self.plugin_failures.get_or_create(&l).clone()
+    }
+
+    /// Instances created for processor `id`.
+    pub fn plugin_instantiations(&self, id: &str) -> Counter {
+        self.plugin_instantiations
+            .get_or_create(&vec![("processor", id.to_string())])
+            .clone()
+    }
+
+    /// Instances of processor `id` recycled at the memory high-water mark.
+    pub fn plugin_recycles(&self, id: &str) -> Counter {
+        self.plugin_recycles
+            .get_or_create(&vec![("processor", id.to_string())])
+            .clone()
+    }
+
+    /// Batches processor `id` handled without its plugin while backing off.
+    pub fn plugin_skipped(&self, id: &str) -> Counter {
+        self.plugin_skipped
+            .get_or_create(&vec![("processor", id.to_string())])
+            .clone()
     }
 
     /// Renders every metric in the Prometheus text format, refreshing process statistics first.

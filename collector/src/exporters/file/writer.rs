@@ -14,7 +14,7 @@ pub struct Record {
     pub bytes: Vec<u8>,
     /// Spans in the batch, for metrics.
     pub spans: u64,
-    /// Released once the bytes are written.
+    /// Released once the bytes are flushed to the file.
     pub delivery: Delivery,
 }
 
@@ -30,6 +30,10 @@ pub struct Writer {
     size: u64,
     rotation: Option<Rotation>,
     metrics: ExporterMetrics,
+    /// Deliveries of records still in `out`'s buffer: released only once flushed, so a
+    /// process killed before the flush never reported them delivered (the Kafka receiver
+    /// commits offsets on that report).
+    unflushed: Vec<Delivery>,
 }
 
 impl Writer {
@@ -47,6 +51,7 @@ impl Writer {
             size,
             rotation,
             metrics,
+            unflushed: Vec::new(),
         })
     }
 
@@ -64,13 +69,13 @@ impl Writer {
                 Err(flume::RecvTimeoutError::Disconnected) => break,
             }
             if Instant::now() >= next_flush {
-                if let Err(e) = self.out.flush() {
+                if let Err(e) = self.flush() {
                     tracing::error!(path = %self.path.display(), error = %e, "file exporter: flush failed");
                 }
                 next_flush = Instant::now() + flush_interval;
             }
         }
-        if let Err(e) = self.out.flush() {
+        if let Err(e) = self.flush() {
             tracing::error!(path = %self.path.display(), error = %e, "file exporter: final flush failed");
         }
         self.metrics.queue_size.set(0);
@@ -88,6 +93,7 @@ impl Writer {
             Ok(()) => {
                 self.size += record.bytes.len() as u64;
                 self.metrics.sent.inc_by(record.spans);
+                self.unflushed.push(record.delivery);
             }
             Err(e) => {
                 tracing::error!(path = %self.path.display(), error = %e, spans = record.spans, "file exporter: write failed; spans lost");
@@ -97,21 +103,33 @@ impl Writer {
         }
     }
 
+    /// Flushes the buffer; then the data in it counts as delivered (or, on error, as lost).
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.out.flush();
+        let failed = result.is_err();
+        for d in self.unflushed.drain(..) {
+            if failed {
+                d.fail();
+            }
+        }
+        result
+    }
+
     /// Renames the current file to `NAME-TIMESTAMP.EXT`, opens a fresh one and deletes the
     /// oldest backups beyond `max_backups`.
     fn rotate(&mut self) -> std::io::Result<()> {
-        let Some(rot) = &self.rotation else {
+        let Some(max_backups) = self.rotation.as_ref().map(|r| r.max_backups) else {
             return Ok(());
         };
-        self.out.flush()?;
+        self.flush()?;
         let backup = backup_name(&self.path, SystemTime::now());
         std::fs::rename(&self.path, &backup)?;
         self.out = BufWriter::with_capacity(1 << 20, open(&self.path, false)?);
         self.size = 0;
-        if rot.max_backups > 0 {
+        if max_backups > 0 {
             let mut backups = list_backups(&self.path)?;
             backups.sort();
-            let excess = backups.len().saturating_sub(rot.max_backups);
+            let excess = backups.len().saturating_sub(max_backups);
             for old in &backups[..excess] {
                 let _ = std::fs::remove_file(old);
             }

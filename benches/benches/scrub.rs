@@ -1,0 +1,362 @@
+//! The built-in plugins `builtin:pii-scrub` and `builtin:enrich` on 8192-span batches of
+//! [`realistic_request`] spans (10 attributes of realistic sizes), with secrets added so the
+//! detectors fire (see [`with_secrets`]).
+//!
+//! - `scrub_stage_8192`: the processor stage alone, on spans already decoded (the input is
+//!   cloned outside the timed section):
+//!   - `wasm_scrub`, `wasm_enrich`: the `wasm` processor built from YAML as the collector
+//!     builds it (copy in, call, edits back, applied);
+//!   - `native_scrub`, `native_enrich`: the same plugin crates compiled natively and run
+//!     in-process through the SDK (`Batch::new` → `Plugin::process` →
+//!     `Batch::into_resource_spans`): the "same redaction in native Rust" baseline.
+//! - `scrub_pipeline_8192`: the same from the protobuf request the receiver gets (decode →
+//!   processor → sink), with `no_plugin` (decode → sink) as the baseline: the per-span cost a
+//!   pipeline pays with and without each plugin.
+//!
+//! Before measuring, the bench checks that the WASM and native runs give the same spans and
+//! that the detectors fired.
+//!
+//! `cargo bench -p wasmcol-benches --bench scrub`
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+use wasmcol::Config;
+use wasmcol::component::{BuildContext, ComponentId};
+use wasmcol::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use wasmcol::telemetry::Metrics;
+use wasmcol_benches::realistic_request;
+use wasmcol_plugin_sdk::{Batch, Plugin, PluginConfig, testing};
+
+const SPANS: usize = 8192;
+
+/// Keeps what reaches the end of the chain, so that freeing it happens outside the timed
+/// section (as for the native runs, whose output criterion drops untimed).
+#[derive(Default)]
+struct Sink(Mutex<Vec<Vec<ResourceSpans>>>);
+
+impl Sink {
+    fn take_last(&self) -> Vec<ResourceSpans> {
+        self.0.lock().unwrap().pop().expect("a batch arrived")
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+#[async_trait]
+impl TracesConsumer for Sink {
+    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        self.0.lock().unwrap().push(batch.into_resource_spans());
+        Ok(())
+    }
+}
+
+/// `pii-scrub` with every detector on (`ip` and `phone` are off by default), e-mails hashed.
+fn scrub_config() -> serde_json::Value {
+    serde_json::json!({
+        "ignored_keys": ["service.name", "http.route"],
+        "detectors": {
+            "credit_card": { "action": "mask", "keep_suffix": 4 },
+            "email": "hash",
+            "ssn": true,
+            "ip": true,
+            "jwt": true,
+            "bearer_token": true,
+            "api_key": true,
+            "iban": true,
+            "phone": true,
+        },
+        "hash": { "key": "bench-key-not-a-secret" },
+    })
+}
+
+/// `enrich` as the plugins README shows it: ownership by lookup, the environment, a route
+/// extracted from the URL, and conditional attributes.
+fn enrich_config() -> serde_json::Value {
+    serde_json::json!({
+        "resource": [
+            { "lookup": { "table": "owners", "key": "service.name", "columns": ["team", "tier"] } },
+            { "environment": { "key": "host.name", "attribute": "collector.host.name" } },
+            { "environment": { "key": "k8s.pod.name", "attribute": "collector.pod.name" } },
+        ],
+        "span": [
+            { "extract": {
+                "from": "url.full",
+                "pattern": "^https?://[^/]+(?P<url.path>/[^?#]*)",
+            } },
+            { "rename": { "from": "http.method", "to": "http.request.method", "mode": "insert" } },
+            { "set": { "attribute": "deployment.environment.name", "value": "production", "mode": "insert" } },
+            { "set": {
+                "attribute": "slo.critical",
+                "value": true,
+                "when": { "attribute": "http.route", "matches": "^/api/v1/checkout" },
+            } },
+        ],
+    })
+}
+
+const OWNERS: &[(&str, &str, &str)] = &[
+    ("checkout-service", "payments", "1"),
+    ("frontend", "web", "2"),
+];
+const HOST_NAME: &str = "gateway-0.eu-west-1.compute.internal";
+const POD_NAME: &str = "wasmcol-gateway-5c9d7f-abcde";
+
+fn indent(v: &serde_json::Value, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    serde_yaml_ng::to_string(v)
+        .unwrap()
+        .lines()
+        .map(|l| format!("{pad}{l}\n"))
+        .collect()
+}
+
+/// The two `wasm` processors, built as the collector builds them, each in front of a sink.
+fn processors() -> [(SharedConsumer, Arc<Sink>); 2] {
+    let rows: String = OWNERS
+        .iter()
+        .map(|(svc, team, tier)| format!("          {svc}: {{ team: {team}, tier: \"{tier}\" }}\n"))
+        .collect();
+    let yaml = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  wasm/scrub:
+    plugin: builtin:pii-scrub
+    config:
+{scrub}
+  wasm/enrich:
+    plugin: builtin:enrich
+    tables:
+      owners:
+        rows:
+{rows}
+    config:
+{enrich}
+exporters:
+  nop: {{}}
+service:
+  telemetry:
+    metrics:
+      address: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [wasm/enrich, wasm/scrub]
+      exporters: [nop]
+"#,
+        scrub = indent(&scrub_config(), 6),
+        enrich = indent(&enrich_config(), 6),
+    );
+    let config = Config::parse("bench.yaml", &yaml, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let metrics = Arc::new(Metrics::new());
+    let build = |name: &str| {
+        let id = ComponentId::parse(name).unwrap();
+        let ctx = BuildContext {
+            id: id.clone(),
+            pipeline: Some("traces".into()),
+            metrics: metrics.clone(),
+        };
+        let sink = Arc::new(Sink::default());
+        let p: SharedConsumer = config.processors[&id].build(&ctx, sink.clone()).unwrap();
+        (p, sink)
+    };
+    [build("wasm/scrub"), build("wasm/enrich")]
+}
+
+fn set_string(spans: &mut ResourceSpans, i: usize, key: &str, f: impl FnOnce(&str) -> String) {
+    let span = &mut spans.scope_spans[0].spans[i];
+    let kv = span.attributes.iter_mut().find(|kv| kv.key == key).unwrap();
+    let Some(Value::StringValue(s)) = kv.value.as_mut().and_then(|v| v.value.as_mut()) else {
+        panic!("{key} is not a string");
+    };
+    *s = f(s);
+}
+
+/// [`realistic_request`] with secrets in three spans of every eight (the URL and SQL
+/// sanitizers already find the `session` parameter and the number literals in every span):
+/// an e-mail in the URL, a card number in a SQL comment, an IP address as the peer name.
+fn with_secrets(mut request: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
+    let rs = &mut request.resource_spans[0];
+    for i in 0..rs.scope_spans[0].spans.len() {
+        match i % 8 {
+            1 => set_string(rs, i, "url.full", |s| {
+                format!("{s}&email=jane.doe{i}@example.com")
+            }),
+            3 => set_string(rs, i, "db.statement", |s| {
+                format!("{s} /* card 4111 1111 1111 1111 */")
+            }),
+            5 => set_string(rs, i, "net.peer.name", |_| {
+                format!("10.12.{}.{}", i % 250, i % 200)
+            }),
+            _ => {}
+        }
+    }
+    request
+}
+
+/// Runs `p` natively on `data`.
+fn native<P: Plugin>(p: &mut P, data: Vec<ResourceSpans>) -> Vec<ResourceSpans> {
+    let mut batch = Batch::new(data);
+    p.process(&mut batch).unwrap();
+    batch.into_resource_spans()
+}
+
+fn attribute_str<'a>(rs: &'a [ResourceSpans], span: usize, key: &str) -> &'a str {
+    let kv = rs[0].scope_spans[0].spans[span]
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .unwrap_or_else(|| panic!("no {key}"));
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => s,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let [(scrub, scrub_sink), (enrich, enrich_sink)] = processors();
+    let request = with_secrets(realistic_request(SPANS));
+    let encoded = request.encode_to_vec();
+    let data: Vec<ResourceSpans> = request.resource_spans;
+
+    // The native runs are served the same tables as the `wasm` processor.
+    testing::set_table(
+        "owners",
+        OWNERS.iter().map(|(svc, team, tier)| {
+            (
+                svc.to_string(),
+                vec![
+                    ("team".to_string(), team.to_string()),
+                    ("tier".to_string(), tier.to_string()),
+                ],
+            )
+        }),
+    );
+    testing::set_table(
+        "environment",
+        [("host.name", HOST_NAME), ("k8s.pod.name", POD_NAME)]
+            .map(|(k, v)| (k.to_string(), vec![("value".to_string(), v.to_string())])),
+    );
+    let mut native_scrub =
+        pii_scrub_plugin::PiiScrub::new(PluginConfig::new(scrub_config())).unwrap();
+    let mut native_enrich = enrich_plugin::Enrich::new(PluginConfig::new(enrich_config())).unwrap();
+
+    // The WASM and native plugins must do the same work.
+    runtime
+        .block_on(scrub.consume(TraceBatch::new(data.clone())))
+        .unwrap();
+    let wasm_out = scrub_sink.take_last();
+    let native_out = native(&mut native_scrub, data.clone());
+    assert!(wasm_out == native_out, "wasm and native pii-scrub disagree");
+    assert!(wasm_out != data, "pii-scrub changed nothing");
+    assert!(
+        attribute_str(&native_out, 1, "url.full").contains("&email=")
+            && !attribute_str(&native_out, 1, "url.full").contains("@example.com")
+    );
+    assert!(attribute_str(&native_out, 3, "db.statement").ends_with("***************1111 */"));
+    assert_eq!(
+        attribute_str(&native_out, 5, "net.peer.name"),
+        "*".repeat(9)
+    );
+    runtime
+        .block_on(enrich.consume(TraceBatch::new(data.clone())))
+        .unwrap();
+    let wasm_out = enrich_sink.take_last();
+    let native_out = native(&mut native_enrich, data.clone());
+    // Span attributes are the same; the resource's environment values come from each side's
+    // own environment table.
+    assert!(
+        wasm_out[0].scope_spans == native_out[0].scope_spans,
+        "wasm and native enrich disagree"
+    );
+    assert_eq!(
+        attribute_str(&native_out, 0, "url.path").chars().next(),
+        Some('/')
+    );
+
+    let no_plugin_sink = Arc::new(Sink::default());
+    for (group, from_bytes) in [("scrub_stage_8192", false), ("scrub_pipeline_8192", true)] {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(SPANS as u64));
+        g.sample_size(20);
+        let input = || {
+            if from_bytes {
+                ExportTraceServiceRequest::decode(&encoded[..])
+                    .unwrap()
+                    .resource_spans
+            } else {
+                data.clone()
+            }
+        };
+        // Untimed: freeing the last outputs, and the clone of already decoded spans. Decoding
+        // (in the pipeline group) is timed.
+        let setup = || {
+            for sink in [&scrub_sink, &enrich_sink, &no_plugin_sink] {
+                sink.clear();
+            }
+            if from_bytes { None } else { Some(data.clone()) }
+        };
+        let take = |pre: Option<Vec<ResourceSpans>>| pre.unwrap_or_else(input);
+        if from_bytes {
+            g.bench_function("no_plugin", |b| {
+                b.iter_batched(
+                    setup,
+                    |pre| {
+                        runtime
+                            .block_on(no_plugin_sink.consume(TraceBatch::new(take(pre))))
+                            .unwrap()
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        for (name, p) in [("wasm_scrub", &scrub), ("wasm_enrich", &enrich)] {
+            g.bench_function(name, |b| {
+                b.iter_batched(
+                    setup,
+                    |pre| {
+                        runtime
+                            .block_on(p.consume(TraceBatch::new(take(pre))))
+                            .unwrap()
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        g.bench_function("native_scrub", |b| {
+            b.iter_batched(
+                setup,
+                |pre| native(&mut native_scrub, take(pre)),
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function("native_enrich", |b| {
+            b.iter_batched(
+                setup,
+                |pre| native(&mut native_enrich, take(pre)),
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,202 @@
+//! Gathers pipeline batches into inserts by rows, bytes and time, in front of the sending
+//! queue, and creates the schema at start.
+//!
+//! `consume` only enqueues into a bounded channel (full: a retryable refusal, so back-pressure
+//! reaches the receivers). One task merges what arrives and hands each insert-sized batch to
+//! the sending queue, waiting while that queue is full.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prost::Message;
+use tokio::time::Instant;
+
+use super::config::BatchConfig;
+use super::sender::ClickHouseSender;
+use crate::component::{BuildContext, Lifecycle};
+use crate::exporters::sending_queue::SendingQueue;
+use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+
+/// Batches waiting to be merged before `consume` refuses.
+const CHANNEL_BATCHES: usize = 256;
+
+/// The running `clickhouse` exporter.
+pub struct Batcher {
+    id: String,
+    queue: Arc<SendingQueue<ClickHouseSender>>,
+    /// `None` when batching is disabled: batches go straight to the queue.
+    tx: Mutex<Option<flume::Sender<TraceBatch>>>,
+    worker: Mutex<Option<Worker>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    enabled: bool,
+}
+
+impl Batcher {
+    /// Wraps `queue`.
+    pub fn new(
+        ctx: &BuildContext,
+        queue: SendingQueue<ClickHouseSender>,
+        cfg: &BatchConfig,
+    ) -> Self {
+        let queue = Arc::new(queue);
+        let (tx, rx) = flume::bounded(CHANNEL_BATCHES);
+        let worker = Worker {
+            id: ctx.id.to_string(),
+            cfg: cfg.clone(),
+            queue: queue.clone(),
+            rx,
+        };
+        Self {
+            id: ctx.id.to_string(),
+            queue,
+            tx: Mutex::new(cfg.enabled.then_some(tx)),
+            worker: Mutex::new(cfg.enabled.then_some(worker)),
+            task: Mutex::new(None),
+            enabled: cfg.enabled,
+        }
+    }
+}
+
+#[async_trait]
+impl TracesConsumer for Batcher {
+    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        if !self.enabled {
+            return self.queue.consume(batch).await;
+        }
+        let tx = self.tx.lock().expect("batcher lock").clone();
+        let Some(tx) = tx else {
+            return Err(ConsumeError::retryable(format!(
+                "exporters.{}: shutting down",
+                self.id
+            )));
+        };
+        tx.try_send(batch).map_err(|_| ConsumeError::Retryable {
+            reason: format!("exporters.{}: batch queue is full", self.id),
+            retry_after: Some(Duration::from_secs(1)),
+        })
+    }
+}
+
+#[async_trait]
+impl Lifecycle for Batcher {
+    async fn start(&self) -> anyhow::Result<()> {
+        self.queue.start().await?;
+        // Created now when the server is there, so a wrong password or a schema the server
+        // refuses stops the start with a clear message; when it is not there yet, the first
+        // insert creates it.
+        let sender = self.queue.sender();
+        match tokio::time::timeout(Duration::from_secs(10), sender.ensure_schema()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if !e.is_retryable() => {
+                anyhow::bail!("exporters.{}: ClickHouse refused the schema: {e}", self.id);
+            }
+            Ok(Err(e)) => tracing::warn!(
+                exporter = %self.id,
+                error = %e,
+                "ClickHouse is not reachable yet; the schema will be created before the first insert"
+            ),
+            Err(_) => tracing::warn!(
+                exporter = %self.id,
+                "ClickHouse did not answer within 10s; the schema will be created before the first insert"
+            ),
+        }
+        if let Some(w) = self.worker.lock().expect("batcher lock").take() {
+            *self.task.lock().expect("batcher lock") = Some(tokio::spawn(w.run()));
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        // Closing the channel makes the worker flush what it holds and exit; then the queue
+        // drains.
+        self.tx.lock().expect("batcher lock").take();
+        let task = self.task.lock().expect("batcher lock").take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        self.queue.shutdown().await;
+    }
+}
+
+struct Worker {
+    id: String,
+    cfg: BatchConfig,
+    queue: Arc<SendingQueue<ClickHouseSender>>,
+    rx: flume::Receiver<TraceBatch>,
+}
+
+impl Worker {
+    async fn run(self) {
+        let mut pending = TraceBatch::default();
+        let (mut rows, mut bytes) = (0usize, 0u64);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let received = match deadline {
+                Some(d) => tokio::select! {
+                    r = self.rx.recv_async() => Some(r),
+                    () = tokio::time::sleep_until(d) => None,
+                },
+                None => Some(self.rx.recv_async().await),
+            };
+            match received {
+                Some(Ok(batch)) => {
+                    rows += batch.span_count();
+                    bytes += batch
+                        .resource_spans
+                        .iter()
+                        .map(|rs| rs.encoded_len() as u64)
+                        .sum::<u64>();
+                    pending.merge(batch);
+                    deadline.get_or_insert_with(|| Instant::now() + self.cfg.timeout.get());
+                    if rows >= self.cfg.max_rows || bytes >= self.cfg.max_bytes.bytes() {
+                        self.flush(std::mem::take(&mut pending)).await;
+                        (rows, bytes, deadline) = (0, 0, None);
+                    }
+                }
+                None => {
+                    self.flush(std::mem::take(&mut pending)).await;
+                    (rows, bytes, deadline) = (0, 0, None);
+                }
+                Some(Err(_)) => {
+                    self.flush(pending).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands `all` to the queue in inserts of at most `max_rows`.
+    async fn flush(&self, mut all: TraceBatch) {
+        while !all.is_empty() {
+            let chunk = if all.span_count() > self.cfg.max_rows {
+                all.split_front(self.cfg.max_rows)
+            } else {
+                std::mem::take(&mut all)
+            };
+            self.send(chunk).await;
+        }
+    }
+
+    /// Waits out a full queue (with a growing pause) so back-pressure fills the channel in
+    /// front of this worker and reaches the receivers instead of losing data.
+    async fn send(&self, batch: TraceBatch) {
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.queue.consume(batch.clone()).await {
+                Ok(()) => return,
+                Err(ConsumeError::Retryable { reason, .. }) => {
+                    tracing::debug!(exporter = %self.id, %reason, "sending queue refused; waiting");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(ConsumeError::Permanent { reason }) => {
+                    // Logged and counted by the queue.
+                    tracing::debug!(exporter = %self.id, %reason, "batch dropped");
+                    batch.delivery.fail();
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! `exporters.clickhouse`: the options, their validation, and building the running exporter.
+
+use std::sync::Arc;
+
+use http::Uri;
+use serde::Deserialize;
+
+use super::batcher::Batcher;
+use super::client::Client;
+use super::schema::Schema;
+use super::sender::ClickHouseSender;
+use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
+use crate::config::{ByteSize, Duration};
+use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+
+/// `Content-Encoding` of insert bodies. ClickHouse's HTTP interface decodes each of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compress {
+    /// LZ4 frame format: the cheapest to produce, as the OpenTelemetry Collector's default.
+    #[default]
+    Lz4,
+    /// Zstandard, level 1: smaller bodies for a little more CPU.
+    Zstd,
+    /// gzip, fastest level.
+    Gzip,
+    /// Uncompressed.
+    None,
+}
+
+impl Compress {
+    /// The `Content-Encoding` header value, if any.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Self::Lz4 => Some("lz4"),
+            Self::Zstd => Some("zstd"),
+            Self::Gzip => Some("gzip"),
+            Self::None => None,
+        }
+    }
+}
+
+/// `table_engine`: the MergeTree-family engine of the tables the exporter creates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableEngine {
+    /// Engine name, e.g. `MergeTree` (default), `ReplicatedMergeTree`, `SharedMergeTree`.
+    #[serde(default = "default_engine_name")]
+    pub name: String,
+    /// Engine parameters, written between the parentheses verbatim (Replicated engines take
+    /// the ZooKeeper path and replica name here; empty uses the server's defaults).
+    #[serde(default)]
+    pub params: String,
+}
+
+fn default_engine_name() -> String {
+    "MergeTree".into()
+}
+
+impl Default for TableEngine {
+    fn default() -> Self {
+        Self {
+            name: default_engine_name(),
+            params: String::new(),
+        }
+    }
+}
+
+/// `batch`: how many spans make one `INSERT`. ClickHouse wants few, large inserts (each one
+/// becomes a part on disk that must later be merged), so the exporter gathers what the
+/// pipeline hands it until one of these limits is reached.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Gather batches at all. When false each pipeline batch is one insert.
+    pub enabled: bool,
+    /// Rows (spans) that make an insert: reaching it sends at once.
+    pub max_rows: usize,
+    /// Size that makes an insert, measured as the spans' OTLP protobuf size (close to the
+    /// size of the rows before compression): reaching it sends at once.
+    pub max_bytes: ByteSize,
+    /// A partial insert is sent after this long.
+    pub timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_rows: 100_000,
+            max_bytes: ByteSize::mib(32),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Validate for BatchConfig {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if !self.enabled {
+            return p;
+        }
+        if self.max_rows == 0 {
+            p.push(Problem::new("max_rows", "must be at least 1, got 0"));
+        }
+        if self.max_bytes.bytes() == 0 {
+            p.push(Problem::new("max_bytes", "must be more than 0, got 0B"));
+        }
+        if self.timeout.is_zero() {
+            p.push(Problem::new(
+                "timeout",
+                "must be more than 0, got 0s (set enabled: false to insert each batch as it comes)",
+            ));
+        }
+        p
+    }
+}
+
+/// `exporters.clickhouse`: spans into ClickHouse over its HTTP interface, in the tables the
+/// OpenTelemetry Collector's ClickHouse exporter creates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseExporterConfig {
+    /// The HTTP interface: `http://host:8123` or `https://host:8443`.
+    #[serde(default)]
+    pub endpoint: String,
+    /// Database of the tables; created when `create_schema` is true.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// User name (sent with HTTP basic authentication); empty uses the server's `default`.
+    #[serde(default)]
+    pub username: String,
+    /// Password of `username`.
+    #[serde(default)]
+    pub password: String,
+    /// The spans table; the lookup and span-metrics tables are named after it.
+    #[serde(default = "default_traces_table")]
+    pub traces_table_name: String,
+    /// Create the database, tables and materialized views at start (`IF NOT EXISTS`).
+    #[serde(default = "default_true")]
+    pub create_schema: bool,
+    /// How long ClickHouse keeps rows (a table TTL; whole days, hours, minutes or seconds);
+    /// `0` keeps them forever.
+    #[serde(default)]
+    pub ttl: Duration,
+    /// A cluster from the server's `remote_servers`: DDL runs `ON CLUSTER`, the rows go to
+    /// `<table>_local` tables on every node and `<table>` becomes a Distributed table over
+    /// them, sharded by trace id.
+    #[serde(default)]
+    pub cluster_name: String,
+    /// The engine of the tables; aggregating tables get its aggregating variant.
+    #[serde(default)]
+    pub table_engine: TableEngine,
+    /// Also create span-metrics tables: per service, span name, kind and status, the count
+    /// and sum/min/max duration per 30 s, rolled up to 10 min by a materialized view.
+    #[serde(default)]
+    pub span_metrics_tables: bool,
+    /// Insert with `async_insert=1`; the exporter always waits for the server's flush
+    /// (`wait_for_async_insert=1`) so an acknowledged insert is on disk.
+    #[serde(default)]
+    pub async_insert: bool,
+    /// Send an `insert_deduplication_token` with each insert, the same for every retry of
+    /// it, so a retried insert the server had already written is not written twice (and
+    /// create a plain `MergeTree` spans table with `non_replicated_deduplication_window`).
+    #[serde(default = "default_true")]
+    pub insert_deduplication: bool,
+    /// `lz4` (default), `zstd`, `gzip` or `none`.
+    #[serde(default)]
+    pub compress: Compress,
+    /// Bound on each attempt (connect, send, answer); `0` = none.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// How spans are gathered into inserts.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// The queue between the batcher and the senders.
+    #[serde(default)]
+    pub sending_queue: QueueConfig,
+    /// Retries of retryable failures.
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+fn default_database() -> String {
+    "default".into()
+}
+fn default_traces_table() -> String {
+    "otel_traces".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// True for names ClickHouse accepts unquoted; anything else is refused rather than quoted,
+/// so a name in the config is the name a user types in a query.
+fn plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses the endpoint, explaining what is wrong with it.
+pub fn check_endpoint(value: &str) -> Result<Uri, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(
+            "missing: set it to ClickHouse's HTTP interface, e.g. http://localhost:8123".into(),
+        );
+    }
+    let uri: Uri = value
+        .parse()
+        .map_err(|e| format!("not a URL: {value:?} ({e}); expected http://host:8123"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => {
+            return Err(format!(
+                "unsupported scheme {other:?} in {value:?}: ClickHouse's HTTP interface is \
+                 http://host:8123 or https://host:8443 (the native protocol, tcp:// or \
+                 clickhouse://, is not spoken)"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "expected a URL such as http://{value}, got {value:?} (the scheme is required)"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!(
+            "expected http://host:port, got {value:?} (no host)"
+        ));
+    }
+    if uri.query().is_some() || !uri.path().trim_end_matches('/').is_empty() {
+        return Err(format!(
+            "expected only scheme, host and port, got {value:?}: set the database with \
+             `database` and settings with the exporter's options"
+        ));
+    }
+    Ok(uri)
+}
+
+impl Validate for ClickHouseExporterConfig {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if let Err(e) = check_endpoint(&self.endpoint) {
+            p.push(Problem::new("endpoint", e));
+        }
+        for (option, value) in [
+            ("database", &self.database),
+            ("traces_table_name", &self.traces_table_name),
+        ] {
+            if !plain_identifier(value) {
+                p.push(Problem::new(
+                    option,
+                    format!(
+                        "{value:?} is not a plain ClickHouse identifier (letters, digits and '_', \
+                         not starting with a digit)"
+                    ),
+                ));
+            }
+        }
+        if !self.cluster_name.is_empty() && !plain_identifier(&self.cluster_name) {
+            p.push(Problem::new(
+                "cluster_name",
+                format!(
+                    "{:?} is not a plain ClickHouse identifier (letters, digits and '_')",
+                    self.cluster_name
+                ),
+            ));
+        }
+        let engine = &self.table_engine.name;
+        if !(plain_identifier(engine) && engine.ends_with("MergeTree")) {
+            p.push(Problem::new(
+                "table_engine.name",
+                format!(
+                    "expected a MergeTree-family engine (MergeTree, ReplicatedMergeTree, \
+                     SharedMergeTree, ...), got {engine:?}"
+                ),
+            ));
+        }
+        if self.table_engine.params.contains([')', ';']) {
+            p.push(Problem::new(
+                "table_engine.params",
+                format!(
+                    "{:?} must be the engine's arguments only (no ')' or ';')",
+                    self.table_engine.params
+                ),
+            ));
+        }
+        if !self.ttl.is_zero() && self.ttl.get().subsec_nanos() != 0 {
+            p.push(Problem::new(
+                "ttl",
+                format!("must be whole seconds, got {}", self.ttl),
+            ));
+        }
+        if self.username.contains(':') {
+            p.push(Problem::new(
+                "username",
+                format!(
+                    "{:?} cannot contain ':' (HTTP basic authentication)",
+                    self.username
+                ),
+            ));
+        }
+        if !self.username.is_empty() && http::HeaderValue::from_str(&self.username).is_err() {
+            p.push(Problem::new("username", "must be printable ASCII"));
+        }
+        p.extend(nested("batch", self.batch.validate()));
+        p.extend(nested("sending_queue", self.sending_queue.validate()));
+        p.extend(nested("retry_on_failure", self.retry_on_failure.validate()));
+        p
+    }
+}
+
+impl ClickHouseExporterConfig {
+    /// The DDL and insert statement this configuration implies.
+    pub fn schema(&self) -> Schema {
+        Schema {
+            database: self.database.clone(),
+            table: self.traces_table_name.clone(),
+            cluster: (!self.cluster_name.is_empty()).then(|| self.cluster_name.clone()),
+            engine: self.table_engine.clone(),
+            ttl: self.ttl.get(),
+            span_metrics: self.span_metrics_tables,
+            deduplication: self.insert_deduplication,
+        }
+    }
+}
+
+impl ExporterConfig for ClickHouseExporterConfig {
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+        let endpoint = check_endpoint(&self.endpoint)
+            .map_err(|e| anyhow::anyhow!("exporters.{}.endpoint: {e}", ctx.id))?;
+        let client = Client::new(endpoint, &self.username, &self.password, self.timeout.get())
+            .map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
+        let schema = self.schema();
+        let sender = ClickHouseSender::new(
+            client,
+            schema.clone(),
+            self.create_schema,
+            self.compress,
+            self.async_insert,
+            self.insert_deduplication,
+        );
+        let queue = SendingQueue::new(
+            ctx,
+            sender,
+            &self.sending_queue,
+            &self.retry_on_failure,
+            self.timeout,
+        );
+        Ok(Arc::new(Batcher::new(ctx, queue, &self.batch)))
+    }
+}

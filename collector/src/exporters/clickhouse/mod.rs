@@ -1,0 +1,48 @@
+//! `clickhouse`: spans into ClickHouse over its HTTP interface, in the schema of the
+//! OpenTelemetry Collector's ClickHouse exporter (so Grafana's ClickHouse data source and
+//! queries written for that exporter work unchanged).
+//!
+//! ```yaml
+//! exporters:
+//!   clickhouse:
+//!     endpoint: http://localhost:8123   # or https://host:8443 (system root certificates)
+//!     database: otel                    # default "default"
+//!     username: ${env:CH_USER}
+//!     password: ${env:CH_PASSWORD}
+//!     traces_table_name: otel_traces    # + otel_traces_trace_id_ts and its view
+//!     create_schema: true
+//!     ttl: 72h                          # table TTL; 0 (default) keeps rows forever
+//!     # cluster_name: my_cluster        # ON CLUSTER DDL, Distributed tables over *_local ones
+//!     # table_engine: { name: ReplicatedMergeTree }
+//!     span_metrics_tables: true         # 30 s counts/durations, rolled up to 10 min
+//!     async_insert: false               # true: async_insert=1 & wait_for_async_insert=1
+//!     compress: lz4                     # lz4 (default), zstd, gzip, none
+//!     timeout: 5s
+//!     batch: { max_rows: 100000, max_bytes: 32MiB, timeout: 5s }
+//!     sending_queue: { num_consumers: 2, queue_size: 100 }
+//!     retry_on_failure: { initial_interval: 1s, max_elapsed_time: 300s }
+//! ```
+//!
+//! Modules: [`config`] (options and validation), [`schema`] (DDL), [`rows`] (RowBinary
+//! encoding), [`client`] (the HTTP subset spoken), [`sender`] (one insert per attempt),
+//! [`batcher`] (rows/bytes/time batching in front of the shared sending queue).
+//!
+//! Delivery: an insert is built once, with a random `insert_deduplication_token`, and every
+//! retry sends the same bytes with the same token, so a retry of an insert the server wrote
+//! (but whose answer was lost) is dropped by the server instead of duplicating rows. Plain
+//! `MergeTree` tables are created with `non_replicated_deduplication_window` for that;
+//! Replicated ones deduplicate by default. Errors are retried when ClickHouse says the state is
+//! passing (too many parts, memory, timeouts, Keeper) or nothing answered; the rest (syntax,
+//! unknown table, authentication, bad data) are permanent and logged with the server's message.
+
+pub mod batcher;
+pub mod client;
+pub mod config;
+pub mod rows;
+pub mod schema;
+pub mod sender;
+#[cfg(test)]
+mod tests;
+
+pub use config::{BatchConfig, ClickHouseExporterConfig, Compress, TableEngine};
+pub use schema::{INSERT_COLUMNS, Schema};

@@ -1,0 +1,184 @@
+//! One insert per batch, plus creating the schema before the first one.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+use super::client::{ChError, Client};
+use super::config::Compress;
+use super::rows;
+use super::schema::Schema;
+use crate::exporters::sending_queue::{Accepted, SendError, Sender};
+
+/// A batch ready to insert. Built once: every retry sends the same bytes with the same
+/// deduplication token, which is what lets ClickHouse recognise a retry of an insert it has
+/// already written.
+pub struct Insert {
+    body: Bytes,
+    token: String,
+    rows: usize,
+}
+
+impl Insert {
+    /// Rows in the insert.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Inserts into the spans table over the HTTP interface.
+pub struct ClickHouseSender {
+    client: Client,
+    schema: Schema,
+    insert_query: String,
+    create_schema: bool,
+    compress: Compress,
+    async_insert: bool,
+    deduplicate: bool,
+    /// The schema exists (created by us, or `create_schema` is off).
+    schema_ready: AtomicBool,
+    /// Serialises schema creation between the senders.
+    schema_lock: tokio::sync::Mutex<()>,
+}
+
+impl ClickHouseSender {
+    /// A sender; the schema is created by [`Self::ensure_schema`] or before the first insert.
+    pub fn new(
+        client: Client,
+        schema: Schema,
+        create_schema: bool,
+        compress: Compress,
+        async_insert: bool,
+        deduplicate: bool,
+    ) -> Self {
+        Self {
+            client,
+            insert_query: schema.insert_query(),
+            schema,
+            create_schema,
+            compress,
+            async_insert,
+            deduplicate,
+            schema_ready: AtomicBool::new(!create_schema),
+            schema_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Creates the database, tables and views unless done already. Every statement is
+    /// `IF NOT EXISTS`, so running them again after a partial failure is harmless.
+    pub async fn ensure_schema(&self) -> Result<(), ChError> {
+        if self.schema_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _guard = self.schema_lock.lock().await;
+        if self.schema_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        for statement in self.schema.ddl() {
+            self.client.execute(&statement).await.map_err(|e| match e {
+                ChError::Server {
+                    status,
+                    code,
+                    message,
+                } => ChError::Server {
+                    status,
+                    code,
+                    message: format!(
+                        "creating the schema: {message} (statement: {})",
+                        statement.lines().next().unwrap_or_default()
+                    ),
+                },
+                other => other,
+            })?;
+        }
+        self.schema_ready.store(true, Ordering::Release);
+        tracing::info!(
+            database = %self.schema.database,
+            table = %self.schema.table,
+            create_schema = self.create_schema,
+            "ClickHouse schema is in place"
+        );
+        Ok(())
+    }
+
+    fn compress(&self, body: Vec<u8>) -> Vec<u8> {
+        match self.compress {
+            Compress::None => body,
+            Compress::Lz4 => {
+                let mut e = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 3));
+                e.write_all(&body).expect("lz4 into memory");
+                e.finish().expect("lz4 into memory")
+            }
+            Compress::Zstd => zstd::bulk::compress(&body, 1).expect("zstd into memory"),
+            Compress::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(body.len() / 4),
+                    flate2::Compression::fast(),
+                );
+                e.write_all(&body).expect("gzip into memory");
+                e.finish().expect("gzip into memory")
+            }
+        }
+    }
+}
+
+/// A fresh token per insert: 128 random bits, so two different inserts never share one.
+fn new_token() -> String {
+    format!("wasmcol-{:032x}", rand::random::<u128>())
+}
+
+#[async_trait]
+impl Sender for ClickHouseSender {
+    type Payload = Insert;
+
+    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> Insert {
+        let mut body = Vec::with_capacity(64 * 1024);
+        let rows = rows::encode(&resource_spans, &mut body);
+        Insert {
+            body: Bytes::from(self.compress(body)),
+            token: new_token(),
+            rows,
+        }
+    }
+
+    async fn send(&self, insert: &Insert) -> Result<Accepted, SendError> {
+        if insert.rows == 0 {
+            return Ok(Accepted::all());
+        }
+        self.ensure_schema().await.map_err(to_send_error)?;
+        let mut settings: Vec<(&str, &str)> = Vec::with_capacity(5);
+        if self.deduplicate {
+            settings.push(("insert_deduplication_token", &insert.token));
+        }
+        if self.async_insert {
+            // Waiting for the flush is what makes an acknowledged insert a written one.
+            settings.push(("async_insert", "1"));
+            settings.push(("wait_for_async_insert", "1"));
+            if self.deduplicate {
+                settings.push(("async_insert_deduplicate", "1"));
+            }
+        }
+        self.client
+            .insert(
+                &self.insert_query,
+                &settings,
+                insert.body.clone(),
+                self.compress.content_encoding(),
+            )
+            .await
+            .map(|()| Accepted::all())
+            .map_err(to_send_error)
+    }
+}
+
+fn to_send_error(e: ChError) -> SendError {
+    if e.is_retryable() {
+        SendError::retryable(format!("ClickHouse: {e}"))
+    } else {
+        SendError::permanent(format!("ClickHouse: {e}"))
+    }
+}

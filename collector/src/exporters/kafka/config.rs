@@ -1,0 +1,251 @@
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+use super::client::{
+    AuthConfig, ClientSettings, KafkaTlsConfig, default_brokers, default_client_id,
+};
+use super::encoding::Encoding;
+use crate::component::{Problem, Validate};
+use crate::config::Duration;
+use crate::exporters::sending_queue::{QueueConfig, RetryConfig, nested};
+
+/// `producer.compression`: codec librdkafka applies to each record batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaCompression {
+    /// Uncompressed (the OpenTelemetry Collector's default).
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4.
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl KafkaCompression {
+    /// librdkafka's name for the codec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+/// `producer.required_acks`: how many replicas must have a record before the broker acks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequiredAcks {
+    /// Every in-sync replica (`all`, or `-1` as the OpenTelemetry Collector writes it).
+    #[default]
+    All,
+    /// The partition leader only (`1`).
+    Leader,
+    /// No acknowledgement (`0`): nothing can be known to be delivered.
+    None,
+}
+
+impl RequiredAcks {
+    /// librdkafka's `acks` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Leader => "1",
+            Self::None => "0",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RequiredAcks {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(-1) => Ok(Self::All),
+            Raw::Int(1) => Ok(Self::Leader),
+            Raw::Int(0) => Ok(Self::None),
+            Raw::Text(t) if t == "all" || t == "-1" => Ok(Self::All),
+            Raw::Text(t) if t == "1" => Ok(Self::Leader),
+            Raw::Text(t) if t == "0" => Ok(Self::None),
+            Raw::Int(n) => Err(de::Error::custom(format!(
+                "expected all, -1, 1 or 0, got {n}"
+            ))),
+            Raw::Text(t) => Err(de::Error::custom(format!(
+                "expected all, -1, 1 or 0, got {t:?}"
+            ))),
+        }
+    }
+}
+
+/// `producer`: how messages are produced.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    /// Largest message, key and value and record overhead included; batches are split so no
+    /// message exceeds it (keep it at or below the broker's `message.max.bytes`).
+    pub max_message_bytes: usize,
+    /// Acknowledgement the broker gives: `all` (default; `-1`), `1` or `0`.
+    pub required_acks: RequiredAcks,
+    /// `none` (default), `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: KafkaCompression,
+    /// Idempotent producer: retries inside librdkafka never duplicate or reorder records.
+    /// Requires `required_acks: all`.
+    pub idempotent: bool,
+    /// How long librdkafka waits to fill a record batch before sending it.
+    pub linger: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1_000_000,
+            required_acks: RequiredAcks::All,
+            compression: KafkaCompression::None,
+            idempotent: true,
+            linger: Duration::from_millis(5),
+        }
+    }
+}
+
+/// `exporters.kafka`: spans to Kafka topics as OTLP messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaExporterConfig {
+    /// Bootstrap brokers, `host:port` each.
+    #[serde(default = "default_brokers")]
+    pub brokers: Vec<String>,
+    /// The client id sent to the brokers.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Topic to write to (the OpenTelemetry Collector's default, `otlp_spans`).
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Resource attribute whose (string) value names the topic for that resource's spans;
+    /// resources without it go to `topic`. Empty = always `topic`.
+    #[serde(default)]
+    pub topic_from_attribute: String,
+    /// `otlp_proto` (default) or `otlp_json`.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// One message per trace with the trace id as its key, so every span of a trace lands in
+    /// the same partition (and reaches the same consumer).
+    #[serde(default)]
+    pub partition_traces_by_id: bool,
+    /// Bound on each attempt: how long librdkafka may try to deliver a message
+    /// (`message.timeout.ms`) before the attempt counts as failed and is retried.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Producer settings.
+    #[serde(default)]
+    pub producer: ProducerConfig,
+    /// Transport security; absent = plaintext.
+    #[serde(default)]
+    pub tls: Option<KafkaTlsConfig>,
+    /// Authentication (`sasl`).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Extra librdkafka producer properties, applied last.
+    #[serde(default)]
+    pub librdkafka_options: BTreeMap<String, String>,
+    /// The queue between the pipeline and the producer.
+    #[serde(default)]
+    pub sending_queue: QueueConfig,
+    /// Retries of failed deliveries.
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+fn default_topic() -> String {
+    "otlp_spans".to_string()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl KafkaExporterConfig {
+    /// The connection settings.
+    pub fn client(&self) -> ClientSettings<'_> {
+        ClientSettings {
+            brokers: &self.brokers,
+            client_id: &self.client_id,
+            tls: self.tls.as_ref(),
+            auth: Some(&self.auth),
+            librdkafka_options: Some(&self.librdkafka_options),
+        }
+    }
+}
+
+/// Kafka's own limit on topic names.
+pub(crate) fn topic_problem(topic: &str) -> Option<String> {
+    if topic.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if topic.len() > 249 || topic == "." || topic == ".." {
+        return Some(format!("{topic:?} is not a valid Kafka topic name"));
+    }
+    let bad = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
+    bad.map(|c| {
+        format!("{topic:?} is not a valid Kafka topic name ({c:?}: only letters, digits, '.', '_' and '-')")
+    })
+}
+
+impl Validate for KafkaExporterConfig {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = self.client().problems();
+        if let Some(e) = topic_problem(&self.topic) {
+            p.push(Problem::new("topic", e));
+        }
+        let min = super::messages::RECORD_OVERHEAD + 16 + 64;
+        let max = 1_000_000_000;
+        if !(min..=max).contains(&self.producer.max_message_bytes) {
+            p.push(Problem::new(
+                "producer.max_message_bytes",
+                format!(
+                    "must be between {min} and {max}, got {}",
+                    self.producer.max_message_bytes
+                ),
+            ));
+        }
+        if self.producer.idempotent && self.producer.required_acks != RequiredAcks::All {
+            p.push(Problem::new(
+                "producer.required_acks",
+                format!(
+                    "the idempotent producer needs `all`, got {} (or set producer.idempotent: false)",
+                    self.producer.required_acks.as_str()
+                ),
+            ));
+        }
+        if self.timeout.is_zero() {
+            p.push(Problem::new(
+                "timeout",
+                "must be greater than 0 (it bounds each delivery attempt), got 0s",
+            ));
+        } else if self.producer.linger >= self.timeout {
+            p.push(Problem::new(
+                "producer.linger",
+                format!(
+                    "must be shorter than timeout ({}), got {}",
+                    self.timeout, self.producer.linger
+                ),
+            ));
+        }
+        p.extend(nested("sending_queue", self.sending_queue.validate()));
+        p.extend(nested("retry_on_failure", self.retry_on_failure.validate()));
+        p
+    }
+}

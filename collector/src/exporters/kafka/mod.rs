@@ -1,0 +1,66 @@
+//! `kafka` exporter: spans to Kafka topics as OTLP messages, with the OpenTelemetry
+//! Collector's option names.
+//!
+//! ```yaml
+//! exporters:
+//!   kafka:
+//!     brokers: [kafka-1:9092, kafka-2:9092]
+//!     topic: otlp_spans
+//!     topic_from_attribute: kafka.topic   # optional: per-resource topic
+//!     encoding: otlp_proto                # or otlp_json
+//!     partition_traces_by_id: true        # key = trace id: a trace stays in one partition
+//!     timeout: 5s                         # per delivery attempt
+//!     producer:
+//!       max_message_bytes: 1000000        # batches are split to stay below
+//!       required_acks: all                # all (-1), 1, 0
+//!       compression: zstd                 # none, gzip, snappy, lz4, zstd
+//!       idempotent: true
+//!       linger: 5ms
+//!     tls: { ca_file: /etc/kafka/ca.pem }
+//!     auth: { sasl: { mechanism: SCRAM-SHA-512, username: u, password: "${env:KAFKA_PASSWORD}" } }
+//!     sending_queue: { queue_size: 1000, num_consumers: 10 }
+//!     retry_on_failure: { initial_interval: 1s, max_elapsed_time: 300s }
+//! ```
+//!
+//! Delivery reports drive the outcome: a batch is delivered when the broker acknowledged every
+//! message cut from it; failed messages are retried from the bounded sending queue; when the
+//! queue is full, upstream gets a retryable refusal.
+
+pub mod client;
+mod config;
+pub mod encoding;
+mod messages;
+mod producer;
+
+pub(crate) use config::topic_problem;
+pub use config::{KafkaCompression, KafkaExporterConfig, ProducerConfig, RequiredAcks};
+pub use encoding::Encoding;
+pub use messages::{OutMessage, RECORD_OVERHEAD, Splitter};
+pub use producer::KafkaSender;
+
+use std::sync::Arc;
+
+use crate::component::{BuildContext, Exporter, ExporterConfig};
+use crate::config::Duration;
+use crate::exporters::sending_queue::SendingQueue;
+
+/// Slack over `timeout` for the sending queue's own bound on an attempt: librdkafka reports a
+/// timed-out message itself, which is the cleaner failure.
+const ATTEMPT_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl ExporterConfig for KafkaExporterConfig {
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+        let sender =
+            KafkaSender::new(self).map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
+        Ok(Arc::new(SendingQueue::new(
+            ctx,
+            sender,
+            &self.sending_queue,
+            &self.retry_on_failure,
+            Duration(self.timeout.get() + ATTEMPT_SLACK),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,230 @@
+//! The producer side: one [`Sender`] attempt = produce every message of a batch not yet acked
+//! and wait for librdkafka's delivery report of each.
+//!
+//! A batch counts as delivered only when the broker acknowledged every one of its messages
+//! (with the configured `acks`). Acked messages are remembered in the payload, so a retry
+//! sends only what is still missing instead of duplicating what already arrived.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use super::config::KafkaExporterConfig;
+use super::messages::{OutMessage, Splitter};
+use crate::exporters::sending_queue::{Accepted, SendError, Sender};
+
+const PENDING: u8 = 0;
+const ACKED: u8 = 1;
+const REJECTED: u8 = 2;
+
+/// How long to wait before offering a message again when librdkafka's local queue is full.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
+
+/// A batch cut into messages, with what happened to each so far.
+pub struct Payload {
+    messages: Vec<OutMessage>,
+    state: Vec<AtomicU8>,
+    /// Spans that fit in no message (see [`Splitter`]).
+    too_large_spans: u64,
+}
+
+/// Produces batches to Kafka with librdkafka.
+pub struct KafkaSender {
+    /// Replaced when librdkafka reports a fatal error (the idempotent producer can end up in
+    /// one, after which it refuses everything).
+    producer: RwLock<Arc<FutureProducer>>,
+    config: ClientConfig,
+    splitter: Splitter,
+}
+
+impl KafkaSender {
+    /// Creates the producer (librdkafka connects lazily, so this succeeds with brokers down).
+    pub fn new(cfg: &KafkaExporterConfig) -> anyhow::Result<Self> {
+        let mut c = cfg.client().client_config();
+        let p = &cfg.producer;
+        c.set("acks", p.required_acks.as_str())
+            .set("enable.idempotence", p.idempotent.to_string())
+            .set("compression.type", p.compression.as_str())
+            .set("linger.ms", p.linger.get().as_millis().to_string())
+            .set("message.max.bytes", p.max_message_bytes.to_string())
+            // librdkafka refuses a batch.size above message.max.bytes.
+            .set("batch.size", p.max_message_bytes.min(1_000_000).to_string())
+            .set(
+                "message.timeout.ms",
+                cfg.timeout.get().as_millis().to_string(),
+            )
+            // The Java client's partitioner: a trace id maps to the same partition whichever
+            // of the usual clients produced it.
+            .set("partitioner", "murmur2_random");
+        // Options the user named win over ours.
+        for (k, v) in &cfg.librdkafka_options {
+            c.set(k, v);
+        }
+        let producer: FutureProducer = c
+            .create()
+            .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+        Ok(Self {
+            producer: RwLock::new(Arc::new(producer)),
+            config: c,
+            splitter: Splitter {
+                encoding: cfg.encoding,
+                topic: Arc::from(cfg.topic.as_str()),
+                topic_from_attribute: cfg.topic_from_attribute.clone(),
+                partition_traces_by_id: cfg.partition_traces_by_id,
+                max_message_bytes: cfg.producer.max_message_bytes,
+            },
+        })
+    }
+}
+
+/// Errors that the same message will meet again on every attempt.
+fn is_permanent(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::InvalidTopic
+        )
+    )
+}
+
+#[async_trait]
+impl Sender for KafkaSender {
+    type Payload = Payload;
+
+    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> Payload {
+        let split = self.splitter.split(&resource_spans);
+        Payload {
+            state: split
+                .messages
+                .iter()
+                .map(|_| AtomicU8::new(PENDING))
+                .collect(),
+            messages: split.messages,
+            too_large_spans: split.rejected_spans,
+        }
+    }
+
+    async fn send(&self, payload: &Payload) -> Result<Accepted, SendError> {
+        let producer = self.producer.read().expect("producer lock").clone();
+        let result = self.send_with(&producer, payload).await;
+        if result.is_err() {
+            self.replace_if_fatal(&producer);
+        }
+        result
+    }
+}
+
+impl KafkaSender {
+    /// Starts a new producer if `failed` (the one in use) is in a fatal state.
+    fn replace_if_fatal(&self, failed: &Arc<FutureProducer>) {
+        let Some((code, reason)) = failed.client().fatal_error() else {
+            return;
+        };
+        let mut current = self.producer.write().expect("producer lock");
+        if !Arc::ptr_eq(&current, failed) {
+            return; // another attempt replaced it already
+        }
+        tracing::error!(?code, %reason, "the Kafka producer hit a fatal error; starting a new one");
+        match self.config.create::<FutureProducer>() {
+            Ok(p) => *current = Arc::new(p),
+            Err(e) => tracing::error!(error = %e, "cannot recreate the Kafka producer"),
+        }
+    }
+
+    async fn send_with(
+        &self,
+        producer: &FutureProducer,
+        payload: &Payload,
+    ) -> Result<Accepted, SendError> {
+        let mut in_flight = Vec::new();
+        let mut last_error: Option<KafkaError> = None;
+        for (i, m) in payload.messages.iter().enumerate() {
+            if payload.state[i].load(Ordering::Acquire) != PENDING {
+                continue;
+            }
+            let mut record = FutureRecord::to(&m.topic).payload(&m.value);
+            if let Some(k) = &m.key {
+                record = record.key(k);
+            }
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        in_flight.push((i, delivery));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        // librdkafka's own buffer is full: wait for deliveries to free it.
+                        // The sending queue's timeout bounds this.
+                        record = r;
+                        tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                    }
+                    Err((e, _)) => {
+                        if is_permanent(&e) {
+                            payload.state[i].store(REJECTED, Ordering::Release);
+                        }
+                        last_error = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        for (i, delivery) in in_flight {
+            match delivery.await {
+                Ok(Ok(_)) => payload.state[i].store(ACKED, Ordering::Release),
+                Ok(Err((e, _))) => {
+                    if is_permanent(&e) {
+                        payload.state[i].store(REJECTED, Ordering::Release);
+                    }
+                    last_error = Some(e);
+                }
+                Err(_) => {
+                    last_error = Some(KafkaError::Canceled);
+                }
+            }
+        }
+        let pending = payload
+            .state
+            .iter()
+            .filter(|s| s.load(Ordering::Acquire) == PENDING)
+            .count();
+        if pending > 0 {
+            let e = last_error.map_or_else(|| "no delivery report".to_string(), |e| e.to_string());
+            return Err(SendError::retryable(format!(
+                "{pending} of {} messages not acknowledged: {e}",
+                payload.messages.len()
+            )));
+        }
+        let rejected: u64 = payload
+            .messages
+            .iter()
+            .zip(&payload.state)
+            .filter(|(_, s)| s.load(Ordering::Acquire) == REJECTED)
+            .map(|(m, _)| m.spans)
+            .sum::<u64>()
+            + payload.too_large_spans;
+        if rejected == 0 {
+            return Ok(Accepted::all());
+        }
+        let why = match last_error {
+            Some(e) => format!("the broker rejected messages: {e}"),
+            None => "spans larger than producer.max_message_bytes".to_string(),
+        };
+        Ok(Accepted {
+            rejected_spans: rejected,
+            message: why,
+        })
+    }
+}

@@ -1,0 +1,214 @@
+//! What a plugin instance's store holds, and the host functions plugins may call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::wasmcol::plugin::{host, types};
+use super::tables::Tables;
+use crate::telemetry::Metrics;
+
+/// Longest log line a plugin may write; the rest is cut.
+const MAX_LOG_BYTES: usize = 4096;
+/// Most distinct counter names one processor's plugin may create.
+const MAX_COUNTERS: usize = 64;
+/// How much of a plugin's stderr (panic messages) is kept for the log.
+const STDERR_CAPACITY: usize = 8192;
+
+/// Shared by every instance of one `wasm` processor.
+pub struct Services {
+    /// The processor id, tagging logs and metrics.
+    pub id: String,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Lookup tables.
+    pub tables: Arc<Tables>,
+    counters: Mutex<HashMap<String, Counter>>,
+}
+
+impl Services {
+    /// Services for processor `id`.
+    pub fn new(id: String, metrics: Arc<Metrics>, tables: Arc<Tables>) -> Self {
+        Self {
+            id,
+            metrics,
+            tables,
+            counters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn add_counter(&self, name: &str, delta: u64) {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = counters.get(name) {
+            c.inc_by(delta);
+            return;
+        }
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid || counters.len() >= MAX_COUNTERS {
+            // Guest-chosen label values: refuse rather than let a plugin blow up cardinality.
+            tracing::debug!(processor = %self.id, counter = %name.escape_debug(), "plugin counter refused");
+            return;
+        }
+        let c = self.metrics.plugin_counter(&self.id, name);
+        c.inc_by(delta);
+        counters.insert(name.to_string(), c);
+    }
+}
+
+/// The store data of one plugin instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Memory accounting and the cap.
+    pub limiter: Limiter,
+    services: Arc<Services>,
+    stderr: MemoryOutputPipe,
+}
+
+impl HostState {
+    /// Fresh state for one instance: WASI with no files, network, environment or arguments.
+    pub fn new(services: Arc<Services>, memory_limit: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(memory_limit),
+            services,
+            stderr,
+        }
+    }
+
+    /// What the plugin wrote to stderr (a panic message, typically), trimmed.
+    pub fn stderr(&self) -> String {
+        let bytes = self.stderr.contents();
+        // One log line: the panic message's own line breaks become "; ".
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// [`StoreLimits`] plus what the host needs to know: the linear memory in use (to recycle
+/// instances past a high-water mark) and whether the cap was hit (to name the failure).
+pub struct Limiter {
+    inner: StoreLimits,
+    /// Bytes of linear memory, summed over the instance's memories.
+    pub memory_bytes: usize,
+    /// Set when a growth was refused.
+    pub hit_limit: bool,
+}
+
+impl Limiter {
+    fn new(memory_limit: usize) -> Self {
+        Self {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_bytes: 0,
+            hit_limit: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        match &allowed {
+            Ok(true) => self.memory_bytes += desired - current,
+            _ => self.hit_limit = true,
+        }
+        allowed
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let mut message = message;
+        if message.len() > MAX_LOG_BYTES {
+            let mut cut = MAX_LOG_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("...");
+        }
+        let id = &self.services.id;
+        match level {
+            host::Level::Trace => tracing::trace!(processor = %id, "plugin: {message}"),
+            host::Level::Debug => tracing::debug!(processor = %id, "plugin: {message}"),
+            host::Level::Info => tracing::info!(processor = %id, "plugin: {message}"),
+            host::Level::Warn => tracing::warn!(processor = %id, "plugin: {message}"),
+            host::Level::Error => tracing::error!(processor = %id, "plugin: {message}"),
+        }
+    }
+
+    fn add_counter(&mut self, name: String, delta: u64) {
+        self.services.add_counter(&name, delta);
+    }
+
+    fn now_unix_nano(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    }
+
+    fn lookup(&mut self, table: String, key: String) -> Option<Vec<(String, String)>> {
+        self.services.tables.lookup(&table, &key)
+    }
+}

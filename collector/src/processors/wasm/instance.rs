@@ -1,0 +1,270 @@
+//! One plugin instance: a store with its limits, the instantiated component, and the calls
+//! into it with a deadline. Anything that goes wrong comes back as a [`CallError`]; the
+//! caller then throws the instance away.
+
+use std::fmt;
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+use wasmcol_plugin_sdk::edit::{self, Edit, Target};
+use wasmcol_plugin_sdk::{StatusCode, Value};
+use wasmtime::Store;
+
+use super::bindings::Plugin as Bindings;
+use super::bindings::wasmcol::plugin::types as wit;
+use super::config::Limits;
+use super::engine::{self, EPOCH_TICK};
+use super::host::{HostState, Services};
+use super::plugin::LoadedPlugin;
+
+/// How a call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The plugin rejected its configuration (from `init`).
+    Rejected(String),
+    /// The plugin returned an error for a batch.
+    Failed(String),
+    /// The call ran past its deadline.
+    Timeout,
+    /// The plugin tried to grow its memory past the cap.
+    MemoryLimit,
+    /// The plugin trapped: a panic, stack overflow, or another fault.
+    Trap(String),
+    /// The plugin's answer was malformed: an index out of range, a bad value, too large.
+    InvalidOutput(String),
+}
+
+impl CallError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CallError::Rejected(_) => "rejected_config",
+            CallError::Failed(_) => "error",
+            CallError::Timeout => "timeout",
+            CallError::MemoryLimit => "memory_limit",
+            CallError::Trap(_) => "trap",
+            CallError::InvalidOutput(_) => "invalid_output",
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Rejected(m) => write!(f, "rejected its configuration: {m}"),
+            CallError::Failed(m) => write!(f, "returned an error: {m}"),
+            CallError::Timeout => f.write_str("ran past its call_timeout and was stopped"),
+            CallError::MemoryLimit => {
+                f.write_str("tried to grow its memory past limits.memory_mib")
+            }
+            CallError::Trap(m) => write!(f, "trapped: {m}"),
+            CallError::InvalidOutput(m) => write!(f, "returned an invalid answer: {m}"),
+        }
+    }
+}
+
+/// A live plugin instance.
+pub struct Instance {
+    store: Store<HostState>,
+    bindings: Bindings,
+    deadline_ticks: u64,
+    max_output: usize,
+}
+
+impl Instance {
+    /// Instantiates `plugin` and calls its `init` with `config_json`.
+    pub fn new(
+        plugin: &LoadedPlugin,
+        services: Arc<Services>,
+        limits: &Limits,
+        config_json: &str,
+    ) -> Result<Self, CallError> {
+        let engine = engine::get().map_err(CallError::Trap)?;
+        let mut store = Store::new(
+            &engine.engine,
+            HostState::new(services, limits.memory_bytes()),
+        );
+        store.limiter(|s| &mut s.limiter);
+        let deadline_ticks = limits
+            .call_timeout
+            .0
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos())
+            .max(1) as u64;
+        store.set_epoch_deadline(deadline_ticks);
+        store.epoch_deadline_trap();
+        let bindings = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&store, e))?;
+        let mut inst = Self {
+            store,
+            bindings,
+            deadline_ticks,
+            max_output: limits.max_output_bytes.0 as usize,
+        };
+        inst.store.set_epoch_deadline(inst.deadline_ticks);
+        let result = inst
+            .bindings
+            .wasmcol_plugin_processor()
+            .call_init(&mut inst.store, config_json)
+            .map_err(|e| classify(&inst.store, e))?;
+        result.map_err(CallError::Rejected)?;
+        Ok(inst)
+    }
+
+    /// Linear memory the instance holds now, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
+    }
+
+    /// Runs the plugin over `data` and applies its answer. On any error `data` is left as it
+    /// was.
+    pub fn process(&mut self, data: &mut Vec<ResourceSpans>) -> Result<(), CallError> {
+        let bytes = edit::encode_batch(data);
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let output = self
+            .bindings
+            .wasmcol_plugin_processor()
+            .call_process(&mut self.store, &bytes)
+            .map_err(|e| classify(&self.store, e))?
+            .map_err(CallError::Failed)?;
+        drop(bytes);
+        match output {
+            wit::Output::Unchanged => Ok(()),
+            wit::Output::Edits(edits) => {
+                let edits = convert_edits(edits, self.max_output)?;
+                let checked = edit::prepare(data, edits).map_err(CallError::InvalidOutput)?;
+                edit::apply(data, checked);
+                Ok(())
+            }
+            wit::Output::Replace(bytes) => {
+                if bytes.len() > self.max_output {
+                    return Err(too_large(bytes.len(), self.max_output));
+                }
+                *data = edit::decode_replacement(&bytes).map_err(CallError::InvalidOutput)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Names a failed call: deadline, memory cap, or the trap with the plugin's last words.
+fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::Interrupt {
+            return CallError::Timeout;
+        }
+        let stderr = store.data().stderr();
+        return CallError::Trap(if stderr.is_empty() {
+            trap.to_string()
+        } else {
+            format!("{trap}; the plugin wrote: {stderr}")
+        });
+    }
+    if store.data().limiter.hit_limit {
+        return CallError::MemoryLimit;
+    }
+    // Lifting the answer failed (e.g. a string that is not UTF-8), or another host-side
+    // check refused it.
+    let msg = format!("{e:#}");
+    if msg.contains("utf-8") || msg.contains("UTF-8") || msg.contains("out of bounds") {
+        CallError::InvalidOutput(msg)
+    } else {
+        CallError::Trap(msg)
+    }
+}
+
+fn too_large(size: usize, max: usize) -> CallError {
+    CallError::InvalidOutput(format!(
+        "the answer is {size} bytes, more than limits.max_output_bytes ({max})"
+    ))
+}
+
+/// Converts WIT edits into the SDK's, counting their size against the output cap and
+/// decoding nested values.
+fn convert_edits(edits: Vec<wit::Edit>, max: usize) -> Result<Vec<Edit>, CallError> {
+    let mut size = 0usize;
+    let mut out = Vec::with_capacity(edits.len());
+    for e in edits {
+        size += 16;
+        let converted = match e {
+            wit::Edit::SetAttribute(s) => {
+                size += s.key.len();
+                let value = match s.value {
+                    wit::Value::Str(v) => {
+                        size += v.len();
+                        Value::Str(v)
+                    }
+                    wit::Value::Int(v) => Value::Int(v),
+                    wit::Value::Double(v) => Value::Double(v),
+                    wit::Value::Boolean(v) => Value::Bool(v),
+                    wit::Value::Bytes(v) => {
+                        size += v.len();
+                        Value::Bytes(v)
+                    }
+                    wit::Value::Encoded(v) => {
+                        size += v.len();
+                        let any = AnyValue::decode(&v[..]).map_err(|e| {
+                            CallError::InvalidOutput(format!(
+                                "attribute {:?}: the encoded value is not an OTLP AnyValue: {e}",
+                                s.key
+                            ))
+                        })?;
+                        Value::Any(any)
+                    }
+                };
+                Edit::SetAttribute {
+                    target: target(s.target),
+                    key: s.key,
+                    value,
+                }
+            }
+            wit::Edit::RemoveAttribute(r) => {
+                size += r.key.len();
+                Edit::RemoveAttribute {
+                    target: target(r.target),
+                    key: r.key,
+                }
+            }
+            wit::Edit::SetSpanName((span, name)) => {
+                size += name.len();
+                Edit::SetSpanName { span, name }
+            }
+            wit::Edit::SetEventName((span, event, name)) => {
+                size += name.len();
+                Edit::SetEventName { span, event, name }
+            }
+            wit::Edit::SetStatus(s) => {
+                size += s.message.len();
+                Edit::SetStatus {
+                    span: s.span,
+                    code: match s.code {
+                        wit::StatusCode::Unset => StatusCode::Unset,
+                        wit::StatusCode::Ok => StatusCode::Ok,
+                        wit::StatusCode::Error => StatusCode::Error,
+                    },
+                    message: s.message,
+                }
+            }
+            wit::Edit::DropSpan(span) => Edit::DropSpan { span },
+        };
+        if size > max {
+            return Err(too_large(size, max));
+        }
+        out.push(converted);
+    }
+    Ok(out)
+}
+
+fn target(t: wit::Target) -> Target {
+    match t {
+        wit::Target::Resource(i) => Target::Resource(i),
+        wit::Target::Scope(i) => Target::Scope(i),
+        wit::Target::Span(i) => Target::Span(i),
+        wit::Target::Event((s, e)) => Target::Event(s, e),
+        wit::Target::Link((s, l)) => Target::Link(s, l),
+    }
+}

@@ -1,0 +1,125 @@
+//! `wasm`: a processor whose logic is a sandboxed WebAssembly component.
+//!
+//! ```yaml
+//! processors:
+//!   wasm/scrub:
+//!     plugin: builtin:pii-scrub        # or a path to a .wasm component
+//!     config: { ... }                  # any YAML, handed to the plugin (as JSON) at load
+//!     tables:                          # read-only lookups for the plugin
+//!       teams: { file: teams.csv, key: service }
+//!     limits: { memory_mib: 64, call_timeout: 50ms, max_output_bytes: 64MiB }
+//!     on_error: pass                   # or drop
+//!     instances: 2                     # parallel instances
+//! ```
+//!
+//! The batch crosses into the plugin as OTLP protobuf bytes, one copy; the plugin answers
+//! with edits (checked, then applied here to the host's copy) or, rarely, a replacement batch.
+//! Every instance runs on its own thread with a memory cap and a per-call deadline; a trap,
+//! timeout or bad answer costs one instance, never the collector.
+
+mod bindings;
+mod builtin;
+mod config;
+mod engine;
+mod host;
+mod instance;
+mod plugin;
+mod tables;
+mod worker;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+pub use config::{Limits, OnError, WasmProcessorConfig};
+pub use tables::TableConfig;
+
+/// (name, description) of the plugins built into this binary, used as
+/// `plugin: builtin:NAME`.
+pub fn builtin_plugins() -> Vec<(&'static str, &'static str)> {
+    builtin::describe()
+}
+
+use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
+use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::telemetry::ProcessorMetrics;
+use host::Services;
+use worker::{Job, PluginMetrics, Shared};
+
+impl ProcessorConfig for WasmProcessorConfig {
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer,
+    ) -> anyhow::Result<Arc<dyn Processor>> {
+        let (plugin, tables, config_json) = self
+            .loaded
+            .get()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the plugin was not loaded by validation"))?;
+        let id = ctx.id.to_string();
+        let shared = Arc::new(Shared {
+            plugin,
+            services: Arc::new(Services::new(id.clone(), ctx.metrics.clone(), tables)),
+            limits: self.limits.clone(),
+            config_json,
+            on_error: self.on_error,
+            metrics: PluginMetrics::new(ctx.metrics.clone(), &id),
+        });
+        // Room for one waiting batch per instance: enough to keep every worker busy, small
+        // enough that back-pressure reaches the sender quickly.
+        let (jobs, rx) = flume::bounded(self.instances);
+        for n in 0..self.instances {
+            let (shared, rx) = (shared.clone(), rx.clone());
+            std::thread::Builder::new()
+                .name(format!("wasm-{id}-{n}"))
+                .spawn(move || worker::run(shared, rx))?;
+        }
+        Ok(Arc::new(WasmProcessor {
+            jobs,
+            next,
+            metrics: ctx
+                .metrics
+                .processor(&id, ctx.pipeline.as_deref().unwrap_or("")),
+        }))
+    }
+}
+
+struct WasmProcessor {
+    jobs: flume::Sender<Job>,
+    next: SharedConsumer,
+    metrics: ProcessorMetrics,
+}
+
+#[async_trait]
+impl Lifecycle for WasmProcessor {}
+
+#[async_trait]
+impl TracesConsumer for WasmProcessor {
+    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        let before = batch.span_count() as u64;
+        self.metrics.incoming.inc_by(before);
+        let (reply, outcome) = oneshot::channel();
+        self.jobs
+            .send_async(Job { batch, reply })
+            .await
+            .map_err(|_| ConsumeError::retryable("the plugin workers have stopped"))?;
+        let Ok(outcome) = outcome.await else {
+            return Err(ConsumeError::retryable(
+                "a plugin worker stopped unexpectedly",
+            ));
+        };
+        let Some(batch) = outcome else {
+            self.metrics.dropped.inc_by(before);
+            return Ok(());
+        };
+        let after = batch.span_count() as u64;
+        self.metrics.dropped.inc_by(before.saturating_sub(after));
+        if after == 0 {
+            return Ok(());
+        }
+        self.metrics.outgoing.inc_by(after);
+        self.next.consume(batch).await
+    }
+}

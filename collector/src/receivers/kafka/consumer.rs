@@ -1,0 +1,427 @@
+//! The consumer task: read, decode, hand to the pipeline, and commit only what was delivered.
+//!
+//! Every message read gets a [`Ticket`] and its batch a [`DeliveryTracker`]; the tracker
+//! reports back once every exporter of the pipeline has finished with the data. Offsets are
+//! stored (for librdkafka's periodic commit) only over a contiguous run of delivered messages,
+//! so a collector killed at any moment re-reads what was not yet delivered and skips nothing.
+//! Data an exporter gave up on is handed to the pipeline again after a pause.
+//!
+//! librdkafka does the committing itself (`enable.auto.commit`, every `commit_interval`) from
+//! offsets this task stores (`enable.auto.offset.store` off); it also commits them when
+//! partitions are revoked and when the consumer closes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::offsets::{Offsets, Ticket};
+use crate::exporters::kafka::Encoding;
+use crate::pipeline::{
+    ConsumeError, Delivery, DeliveryTracker, Outcome, SharedConsumer, TraceBatch, count_spans,
+};
+use crate::telemetry::ReceiverMetrics;
+
+/// Pause before data an exporter gave up on is handed to the pipeline again.
+const REDELIVERY_PAUSE: Duration = Duration::from_secs(1);
+/// Longest pause between attempts while the pipeline refuses with a retryable error.
+const MAX_REFUSAL_PAUSE: Duration = Duration::from_secs(1);
+/// How long shutdown waits for data in flight to be delivered before the final commit.
+/// Whatever is still in flight then is read again by the next consumer (at least once).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keeps the offset bookkeeping in step with the group's partition assignment.
+pub(super) struct GroupContext {
+    pub id: String,
+    pub offsets: Arc<Mutex<Offsets>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                // librdkafka commits the stored offsets now; messages still in flight on these
+                // partitions will be read again by their next owner.
+                let mut offsets = self.offsets.lock().expect("offsets lock");
+                for e in tpl.elements() {
+                    offsets.revoke(e.topic(), e.partition());
+                }
+                tracing::info!(receiver = %self.id, partitions = tpl.count(), "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => {
+                tracing::info!(receiver = %self.id, partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(receiver = %self.id, error = %e, "consumer group rebalance failed");
+            }
+        }
+    }
+}
+
+/// News about one message, sent by trackers and dead-letter tasks to the consumer task.
+struct Finished {
+    ticket: Ticket,
+    outcome: Outcome,
+    /// The message value, kept to hand the data on again if it was not delivered.
+    payload: Arc<[u8]>,
+}
+
+/// The dead-letter destination for undecodable messages.
+pub(super) struct DeadLetter {
+    pub producer: FutureProducer,
+    pub topic: String,
+}
+
+/// Everything the consumer task needs.
+pub(super) struct Worker {
+    pub id: String,
+    pub encoding: Encoding,
+    pub next: SharedConsumer,
+    pub metrics: ReceiverMetrics,
+    pub malformed: Counter,
+    pub consumer: StreamConsumer<GroupContext>,
+    pub offsets: Arc<Mutex<Offsets>>,
+    pub dead_letter: Option<Arc<DeadLetter>>,
+    pub stop: CancellationToken,
+    finished_tx: flume::Sender<Finished>,
+    finished_rx: flume::Receiver<Finished>,
+    redeliver_tx: flume::Sender<Finished>,
+    redeliver_rx: flume::Receiver<Finished>,
+}
+
+/// Builds the consumer for `config` (librdkafka properties) and subscribes it to `topics`.
+pub(super) fn subscribe(
+    config: &ClientConfig,
+    context: GroupContext,
+    topics: &[String],
+) -> anyhow::Result<StreamConsumer<GroupContext>> {
+    let consumer: StreamConsumer<GroupContext> = config
+        .create_with_context(context)
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
+    Ok(consumer)
+}
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        id: String,
+        encoding: Encoding,
+        next: SharedConsumer,
+        metrics: ReceiverMetrics,
+        malformed: Counter,
+        consumer: StreamConsumer<GroupContext>,
+        offsets: Arc<Mutex<Offsets>>,
+        dead_letter: Option<Arc<DeadLetter>>,
+        stop: CancellationToken,
+    ) -> Self {
+        let (finished_tx, finished_rx) = flume::unbounded();
+        let (redeliver_tx, redeliver_rx) = flume::unbounded();
+        Self {
+            id,
+            encoding,
+            next,
+            metrics,
+            malformed,
+            consumer,
+            offsets,
+            dead_letter,
+            stop,
+            finished_tx,
+            finished_rx,
+            redeliver_tx,
+            redeliver_rx,
+        }
+    }
+
+    /// Reads until stopped, then waits (bounded) for data in flight and commits.
+    pub(super) async fn run(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => break,
+                Ok(f) = self.finished_rx.recv_async() => self.on_finished(f),
+                Ok(f) = self.redeliver_rx.recv_async() => self.redeliver(f).await,
+                m = self.consumer.recv() => match m {
+                    Ok(m) => self.on_message(&m).await,
+                    Err(e) => {
+                        tracing::warn!(receiver = %self.id, error = %e, "Kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while self.in_flight() > 0 {
+            tokio::select! {
+                Ok(f) = self.finished_rx.recv_async() => self.on_finished(f),
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        receiver = %self.id,
+                        messages = self.in_flight(),
+                        "stopping with messages not yet delivered; they will be read again"
+                    );
+                    break;
+                }
+            }
+        }
+        // Commit and close (leave the group) off the async threads: both block on the broker.
+        let id = self.id.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            match self.consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                // Nothing stored since the last commit.
+                Err(e)
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
+                Err(e) => tracing::warn!(receiver = %id, error = %e, "final offset commit failed"),
+            }
+            self.consumer.unsubscribe();
+            drop(self);
+        })
+        .await;
+    }
+
+    fn in_flight(&self) -> usize {
+        self.offsets.lock().expect("offsets lock").in_flight()
+    }
+
+    async fn on_message(&self, m: &BorrowedMessage<'_>) {
+        let topic: Arc<str> = Arc::from(m.topic());
+        let ticket =
+            self.offsets
+                .lock()
+                .expect("offsets lock")
+                .begin(&topic, m.partition(), m.offset());
+        let payload = m.payload().unwrap_or_default();
+        match self.encoding.decode(payload) {
+            Ok(rs) => self.dispatch(ticket, rs, Arc::from(payload)).await,
+            Err(reason) => self.on_malformed(ticket, m, &reason),
+        }
+    }
+
+    /// Hands one message's spans to the pipeline, waiting out retryable refusals.
+    async fn dispatch(
+        &self,
+        ticket: Ticket,
+        resource_spans: Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>,
+        payload: Arc<[u8]>,
+    ) {
+        let spans = count_spans(&resource_spans) as u64;
+        if spans == 0 {
+            self.delivered(&ticket);
+            return;
+        }
+        let tx = self.finished_tx.clone();
+        let tracked = ticket.clone();
+        let tracker = DeliveryTracker::new(move |outcome| {
+            // The consumer task may be gone (shutdown); the message is then read again.
+            let _ = tx.send(Finished {
+                ticket: tracked,
+                outcome,
+                payload,
+            });
+        });
+        let batch = TraceBatch {
+            resource_spans: Arc::new(resource_spans),
+            delivery: Delivery::tracked(tracker),
+        };
+        let mut pause = Duration::from_millis(5);
+        let mut counted_refusal = false;
+        loop {
+            match self.next.consume(batch.clone()).await {
+                Ok(()) => {
+                    self.metrics.accepted.inc_by(spans);
+                    return;
+                }
+                Err(ConsumeError::Permanent { reason }) => {
+                    // It would be refused again on every re-read: skip it like bad input.
+                    self.metrics.refused.inc_by(spans);
+                    tracing::error!(
+                        receiver = %self.id,
+                        topic = %ticket.topic,
+                        partition = ticket.partition,
+                        offset = ticket.offset,
+                        %reason,
+                        "the pipeline rejected a message's spans permanently; skipping it"
+                    );
+                    return;
+                }
+                Err(ConsumeError::Retryable {
+                    reason,
+                    retry_after,
+                }) => {
+                    if !counted_refusal {
+                        self.metrics.refused.inc_by(spans);
+                        counted_refusal = true;
+                    }
+                    tracing::debug!(receiver = %self.id, %reason, "pipeline refused; retrying");
+                    let wait = retry_after.map_or(pause, |r| r.min(pause));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.stop.cancelled() => {}
+                    }
+                    if self.stop.is_cancelled() {
+                        // Not delivered: the tracker must not report success.
+                        batch.delivery.fail();
+                        return;
+                    }
+                    // Keep committing what the exporters finish meanwhile.
+                    while let Ok(f) = self.finished_rx.try_recv() {
+                        self.on_finished(f);
+                    }
+                    pause = (pause * 2).min(MAX_REFUSAL_PAUSE);
+                }
+            }
+        }
+    }
+
+    fn on_finished(&self, f: Finished) {
+        match f.outcome {
+            Outcome::Delivered => self.delivered(&f.ticket),
+            Outcome::Failed => {
+                if !self
+                    .offsets
+                    .lock()
+                    .expect("offsets lock")
+                    .is_current(&f.ticket)
+                {
+                    return;
+                }
+                tracing::warn!(
+                    receiver = %self.id,
+                    topic = %f.ticket.topic,
+                    partition = f.ticket.partition,
+                    offset = f.ticket.offset,
+                    "an exporter gave up on a message's spans; handing them to the pipeline again"
+                );
+                let tx = self.redeliver_tx.clone();
+                let stop = self.stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = tokio::time::sleep(REDELIVERY_PAUSE) => { let _ = tx.send(f); }
+                        () = stop.cancelled() => {}
+                    }
+                });
+            }
+        }
+    }
+
+    async fn redeliver(&self, f: Finished) {
+        if !self
+            .offsets
+            .lock()
+            .expect("offsets lock")
+            .is_current(&f.ticket)
+        {
+            return;
+        }
+        match self.encoding.decode(&f.payload) {
+            Ok(rs) => self.dispatch(f.ticket, rs, f.payload).await,
+            // Decoded fine the first time; cannot happen, but never stall the partition.
+            Err(_) => self.delivered(&f.ticket),
+        }
+    }
+
+    /// Marks a message done and stores the offset librdkafka will commit.
+    fn delivered(&self, ticket: &Ticket) {
+        let next = self.offsets.lock().expect("offsets lock").complete(ticket);
+        let Some(next) = next else { return };
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&ticket.topic, ticket.partition, Offset::Offset(next))
+            .is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            // The partition was revoked meanwhile; its next owner reads from the last commit.
+            tracing::debug!(receiver = %self.id, error = %e, "offset not stored");
+        }
+    }
+
+    fn on_malformed(&self, ticket: Ticket, m: &BorrowedMessage<'_>, reason: &str) {
+        self.malformed.inc();
+        tracing::warn!(
+            receiver = %self.id,
+            topic = %ticket.topic,
+            partition = ticket.partition,
+            offset = ticket.offset,
+            bytes = m.payload_len(),
+            error = %reason,
+            "skipping a message that cannot be decoded"
+        );
+        let Some(dl) = self.dead_letter.clone() else {
+            self.delivered(&ticket);
+            return;
+        };
+        let key = m.key().map(<[u8]>::to_vec);
+        let payload: Arc<[u8]> = Arc::from(m.payload().unwrap_or_default());
+        let reason = reason.to_string();
+        let tx = self.finished_tx.clone();
+        let stop = self.stop.clone();
+        let id = self.id.clone();
+        // Committed only once the dead-letter topic has it.
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(100);
+            loop {
+                let partition = ticket.partition.to_string();
+                let offset = ticket.offset.to_string();
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "wasmcol.source.topic",
+                        value: Some(&*ticket.topic),
+                    })
+                    .insert(Header {
+                        key: "wasmcol.source.partition",
+                        value: Some(&partition),
+                    })
+                    .insert(Header {
+                        key: "wasmcol.source.offset",
+                        value: Some(&offset),
+                    })
+                    .insert(Header {
+                        key: "wasmcol.error",
+                        value: Some(&reason),
+                    });
+                let mut record = FutureRecord::to(&dl.topic)
+                    .payload(&*payload)
+                    .headers(headers);
+                if let Some(k) = &key {
+                    record = record.key(k);
+                }
+                match dl.producer.send(record, Duration::from_secs(5)).await {
+                    Ok(_) => {
+                        let _ = tx.send(Finished {
+                            ticket,
+                            outcome: Outcome::Delivered,
+                            payload: Arc::from(&[][..]),
+                        });
+                        return;
+                    }
+                    Err((e, _)) => {
+                        tracing::warn!(receiver = %id, topic = %dl.topic, error = %e, "cannot write to the dead-letter topic; retrying");
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = stop.cancelled() => return,
+                }
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        });
+    }
+}

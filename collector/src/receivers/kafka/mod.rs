@@ -1,0 +1,145 @@
+//! `kafka` receiver: spans from Kafka topics in a consumer group, delivered at least once.
+//!
+//! ```yaml
+//! receivers:
+//!   kafka:
+//!     brokers: [kafka-1:9092]
+//!     topics: [otlp_spans]
+//!     encoding: otlp_proto          # or otlp_json
+//!     group_id: wasmcol-gateway
+//!     client_id: gateway-1
+//!     initial_offset: latest        # or earliest
+//!     session_timeout: 10s
+//!     heartbeat_interval: 3s
+//!     commit_interval: 1s
+//!     max_fetch_wait: 250ms
+//!     dead_letter_topic: otlp_spans_dlq   # optional
+//! ```
+//!
+//! An offset is committed only after every exporter of the pipeline delivered the data of
+//! that message and of every message before it in its partition: a collector killed
+//! mid-stream re-reads, never skips. A message that cannot be decoded is counted
+//! (`wasmcol_receiver_malformed_messages_total`), logged with topic, partition and offset, and
+//! skipped or written to the dead-letter topic; it never stops the partition.
+
+mod config;
+mod consumer;
+mod offsets;
+
+pub use config::{InitialOffset, KafkaReceiverConfig};
+pub use offsets::{Offsets, Ticket};
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::component::{BuildContext, Lifecycle, ReceiverConfig};
+use crate::pipeline::SharedConsumer;
+use consumer::{DeadLetter, GroupContext, Worker};
+
+impl ReceiverConfig for KafkaReceiverConfig {
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer,
+    ) -> anyhow::Result<Arc<dyn Lifecycle>> {
+        let id = ctx.id.to_string();
+        Ok(Arc::new(KafkaReceiver {
+            id: id.clone(),
+            config: self.clone(),
+            next,
+            metrics: ctx.metrics.receiver(&id, "kafka"),
+            malformed: ctx.metrics.receiver_malformed(&id),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+        }))
+    }
+}
+
+struct KafkaReceiver {
+    id: String,
+    config: KafkaReceiverConfig,
+    next: SharedConsumer,
+    metrics: crate::telemetry::ReceiverMetrics,
+    malformed: prometheus_client::metrics::counter::Counter,
+    stop: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl KafkaReceiver {
+    fn consumer_config(&self) -> rdkafka::ClientConfig {
+        let cfg = &self.config;
+        let mut c = cfg.client().client_config();
+        let ms = |d: crate::config::Duration| d.get().as_millis().to_string();
+        c.set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", ms(cfg.commit_interval))
+            // Offsets are stored by us, only for delivered data.
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                match cfg.initial_offset {
+                    InitialOffset::Latest => "latest",
+                    InitialOffset::Earliest => "earliest",
+                },
+            )
+            .set("session.timeout.ms", ms(cfg.session_timeout))
+            .set("heartbeat.interval.ms", ms(cfg.heartbeat_interval))
+            .set("fetch.wait.max.ms", ms(cfg.max_fetch_wait))
+            .set("enable.partition.eof", "false");
+        for (k, v) in &cfg.librdkafka_options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+#[async_trait]
+impl Lifecycle for KafkaReceiver {
+    async fn start(&self) -> anyhow::Result<()> {
+        let offsets = Arc::new(Mutex::new(Offsets::default()));
+        let context = GroupContext {
+            id: self.id.clone(),
+            offsets: offsets.clone(),
+        };
+        let consumer = consumer::subscribe(&self.consumer_config(), context, &self.config.topics)?;
+        let dead_letter = if self.config.dead_letter_topic.is_empty() {
+            None
+        } else {
+            let producer = self
+                .config
+                .client()
+                .client_config()
+                .set("acks", "all")
+                .create()
+                .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {e}"))?;
+            Some(Arc::new(DeadLetter {
+                producer,
+                topic: self.config.dead_letter_topic.clone(),
+            }))
+        };
+        let worker = Arc::new(Worker::new(
+            self.id.clone(),
+            self.config.encoding,
+            self.next.clone(),
+            self.metrics.clone(),
+            self.malformed.clone(),
+            consumer,
+            offsets,
+            dead_letter,
+            self.stop.clone(),
+        ));
+        tracing::info!(receiver = %self.id, topics = ?self.config.topics, group = %self.config.group_id, "consuming");
+        *self.task.lock().expect("kafka receiver lock") = Some(tokio::spawn(worker.run()));
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().expect("kafka receiver lock").take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `builtin:enrich`: adds the context operators need to spans: ownership from lookup
+//! tables, the environment a sidecar runs in, and attributes derived from others.
+//!
+//! Steps are listed under `resource:` (run once per resource) and `span:` (run on each span,
+//! after the resource steps), each optionally guarded by a `when` condition. Tables are
+//! loaded by the host from the processor's `tables:` and read with `host::lookup`; results
+//! are cached, as tables do not change while the collector runs. See `plugins/README.md` for
+//! every option.
+
+mod config;
+mod steps;
+
+#[cfg(test)]
+mod tests;
+
+use wasmcol_plugin_sdk::prelude::*;
+
+pub use config::Config;
+use steps::{Scratch, Step};
+
+/// The plugin.
+pub struct Enrich {
+    resource: Vec<Step>,
+    span: Vec<Step>,
+    scratch: Scratch,
+}
+
+impl Plugin for Enrich {
+    fn new(config: PluginConfig) -> Result<Self, String> {
+        let (resource, span) = config.parse::<Config>()?.build()?;
+        Ok(Self {
+            resource,
+            span,
+            scratch: Scratch::default(),
+        })
+    }
+
+    fn process(&mut self, batch: &mut Batch) -> Result<(), String> {
+        let Self {
+            resource,
+            span,
+            scratch: sc,
+        } = self;
+        if !resource.is_empty() {
+            batch.for_each_resource(|r| {
+                for step in resource.iter_mut() {
+                    step.apply(r, sc);
+                }
+            });
+        }
+        if !span.is_empty() {
+            batch.for_each_span(|s| {
+                for step in span.iter_mut() {
+                    step.apply(s, sc);
+                }
+            });
+        }
+        let counts = std::mem::take(&mut sc.counts);
+        host::add_counter("attributes_set", counts.set);
+        host::add_counter("lookup_hits", counts.hits);
+        host::add_counter("lookup_misses", counts.misses);
+        Ok(())
+    }
+}
+
+export_plugin!(Enrich);

@@ -1,0 +1,174 @@
+//! `builtin:pii-scrub`: removes, masks or hashes personal data and secrets in spans before
+//! they leave the service network.
+//!
+//! Span, resource, scope, event and link attributes are scrubbed (values nested in arrays and
+//! maps too); span and event names and status messages on request. Key rules come first
+//! (`ignored_keys`, `allowed_keys` fail-closed mode, `blocked_keys`), then the URL and SQL
+//! sanitizers, then the value detectors and `blocked_values`. See `plugins/README.md` for
+//! every option.
+
+mod config;
+mod detectors;
+mod sanitize;
+mod scrub;
+
+#[cfg(test)]
+mod tests;
+
+use wasmcol_plugin_sdk::prelude::*;
+use wasmcol_plugin_sdk::proto::common::KeyValue;
+
+pub use config::Config;
+use scrub::{Engine, Outcome, Scratch, Stats};
+
+/// The plugin.
+pub struct PiiScrub {
+    engine: Engine,
+    scratch: Scratch,
+    changes: Vec<(String, Outcome)>,
+}
+
+/// Applies recorded changes through one of the SDK views' set/remove methods.
+macro_rules! apply {
+    ($changes:expr, |$k:ident, $v:ident| $set:expr, |$rk:ident| $remove:expr) => {
+        for (key, outcome) in $changes.drain(..) {
+            match outcome {
+                Outcome::Replace(value) => {
+                    let ($k, $v) = (key, Value::from(value));
+                    $set;
+                }
+                Outcome::Remove => {
+                    let $rk = key;
+                    $remove;
+                }
+                Outcome::Keep => {}
+            }
+        }
+    };
+}
+
+/// The summary attributes for what `stats` saw, as (key, value).
+fn summary(stats: &Stats) -> Vec<(&'static str, Value)> {
+    let mut out = Vec::new();
+    let joined = |keys: &[String]| {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        Value::from(keys.join(","))
+    };
+    let masked = stats.masked + stats.hashed;
+    if masked > 0 {
+        out.push(("redaction.masked.count", Value::Int(masked as i64)));
+        out.push(("redaction.masked.keys", joined(&stats.masked_keys)));
+    }
+    if stats.removed > 0 {
+        out.push(("redaction.redacted.count", Value::Int(stats.removed as i64)));
+        out.push(("redaction.redacted.keys", joined(&stats.removed_keys)));
+    }
+    out
+}
+
+fn status_code(otlp: i32) -> StatusCode {
+    match otlp {
+        1 => StatusCode::Ok,
+        2 => StatusCode::Error,
+        _ => StatusCode::Unset,
+    }
+}
+
+impl Plugin for PiiScrub {
+    fn new(config: PluginConfig) -> Result<Self, String> {
+        let engine = config.parse::<Config>()?.build()?;
+        let mut scratch = Scratch::default();
+        scratch.stats.record_keys = engine.summary;
+        Ok(Self {
+            engine,
+            scratch,
+            changes: Vec::new(),
+        })
+    }
+
+    fn process(&mut self, batch: &mut Batch) -> Result<(), String> {
+        let Self {
+            engine,
+            scratch: sc,
+            changes,
+        } = self;
+        let mut totals = [0u64; 3];
+        let mut add = |s: &Stats| {
+            totals[0] += s.masked;
+            totals[1] += s.hashed;
+            totals[2] += s.removed;
+        };
+
+        batch.for_each_resource(|r| {
+            sc.stats.reset();
+            engine.scrub_attributes(r.attributes(), sc, changes);
+            apply!(changes, |k, v| r.set_attribute(k, v), |k| r
+                .remove_attribute(&k));
+            if engine.summary && sc.stats.any() {
+                for (k, v) in summary(&sc.stats) {
+                    r.set_attribute(k, v);
+                }
+            }
+            add(&sc.stats);
+        });
+
+        batch.for_each_scope(|s| {
+            sc.stats.reset();
+            engine.scrub_attributes(s.attributes(), sc, changes);
+            apply!(changes, |k, v| s.set_attribute(k, v), |k| s
+                .remove_attribute(&k));
+            add(&sc.stats);
+        });
+
+        batch.for_each_span(|span| {
+            sc.stats.reset();
+            engine.scrub_attributes(span.attributes(), sc, changes);
+            apply!(changes, |k, v| span.set_attribute(k, v), |k| span
+                .remove_attribute(&k));
+            for i in 0..span.events().len() {
+                engine.scrub_attributes(&span.events()[i].attributes, sc, changes);
+                apply!(changes, |k, v| span.set_event_attribute(i, k, v), |k| span
+                    .remove_event_attribute(i, &k));
+            }
+            for i in 0..span.links().len() {
+                let attrs: &[KeyValue] = &span.links()[i].attributes;
+                engine.scrub_attributes(attrs, sc, changes);
+                apply!(changes, |k, v| span.set_link_attribute(i, k, v), |k| span
+                    .remove_link_attribute(i, &k));
+            }
+            if engine.span_names {
+                if let Some(name) = engine.scrub_name(span.name(), "span.name", sc) {
+                    span.set_name(name);
+                }
+                for i in 0..span.events().len() {
+                    if let Some(name) = engine.scrub_name(&span.events()[i].name, "event.name", sc)
+                    {
+                        span.set_event_name(i, name);
+                    }
+                }
+            }
+            if engine.status_messages
+                && let Some(status) = span.status()
+                && !status.message.is_empty()
+                && let Some(message) = engine.scrub_name(&status.message, "status.message", sc)
+            {
+                span.set_status(status_code(status.code), message);
+            }
+            if engine.summary && sc.stats.any() {
+                for (k, v) in summary(&sc.stats) {
+                    span.set_attribute(k, v);
+                }
+            }
+            add(&sc.stats);
+        });
+
+        let [masked, hashed, removed] = totals;
+        host::add_counter("values_masked", masked);
+        host::add_counter("values_hashed", hashed);
+        host::add_counter("values_removed", removed);
+        Ok(())
+    }
+}
+
+export_plugin!(PiiScrub);

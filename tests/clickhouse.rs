@@ -1,0 +1,710 @@
+//! The `clickhouse` exporter against a real ClickHouse engine (chDB 26.x behind
+//! `tests/python/clickhouse_front.py`, which serves the HTTP subset the exporter speaks), with
+//! the unmodified OpenTelemetry Python SDK as the sender.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+use wasmcol_tests::{Collector, binary, free_port, python, wait_until, workspace_root};
+
+/// The chDB HTTP front as a child process; killed on drop. Its data directory outlives
+/// restarts, as a server's would.
+struct Front {
+    child: Option<Child>,
+    port: u16,
+    data: PathBuf,
+    password: String,
+}
+
+impl Front {
+    fn start(data: &Path, port: u16, password: &str, extra: &[&str]) -> Self {
+        let mut f = Self {
+            child: None,
+            port,
+            data: data.to_path_buf(),
+            password: password.into(),
+        };
+        f.spawn(extra);
+        f
+    }
+
+    fn spawn(&mut self, extra: &[&str]) {
+        let mut child = Command::new(python())
+            .arg(workspace_root().join("tests/python/clickhouse_front.py"))
+            .arg("--data")
+            .arg(&self.data)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--password",
+                &self.password,
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the chDB front (tests/run.sh installs chdb into .venv)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("LISTENING"),
+            "the front did not start: {line:?}"
+        );
+        self.child = Some(child);
+    }
+
+    /// Kills the process (SIGKILL: nothing flushed on the way out but what the engine wrote).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs a statement; rows of `FORMAT JSONEachRow` queries come back parsed.
+    fn query(&self, sql: &str) -> Result<String, String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        let auth = base64_basic("default", &self.password);
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sql}",
+            sql.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        if head.starts_with("HTTP/1.1 200") {
+            Ok(body.to_string())
+        } else {
+            Err(body.to_string())
+        }
+    }
+
+    fn rows(&self, sql: &str) -> Vec<Json> {
+        let text = self
+            .query(&format!("{sql} FORMAT JSONEachRow"))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn count(&self, sql: &str) -> u64 {
+        self.query(sql)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A number of a JSONEachRow row (64-bit integers may come quoted).
+fn num(v: &Json) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{user}:{password}").into_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A collector: OTLP in on `grpc`, the clickhouse exporter(s) given as YAML out.
+fn collector(grpc: u16, exporters: &str, names: &str) -> Collector {
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+exporters:
+{exporters}
+service:
+  telemetry: {{ metrics: {{ address: none }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [{names}] }}
+"#
+    );
+    Collector::start(&config, grpc)
+}
+
+/// Runs the Python SDK sender; returns the spans it recorded (the JSON of send_traces.py).
+fn send(grpc: u16, traces: u32, service: &str, dir: &Path) -> Vec<Json> {
+    let expected = dir.join(format!("expected-{service}-{}.json", free_port()));
+    let status = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_traces.py"))
+        .args([
+            "--protocol",
+            "grpc",
+            "--endpoint",
+            &format!("127.0.0.1:{grpc}"),
+        ])
+        .args([
+            "--traces",
+            &traces.to_string(),
+            "--service",
+            service,
+            "--expected",
+        ])
+        .arg(&expected)
+        .status()
+        .expect("run python");
+    assert!(status.success(), "the Python sender failed");
+    serde_json::from_str(&std::fs::read_to_string(expected).unwrap()).unwrap()
+}
+
+/// An attribute value of send_traces.py's JSON as the exporter must write it into a map.
+fn attr_string(v: &Json) -> String {
+    let (kind, x) = v.as_object().unwrap().iter().next().unwrap();
+    match kind.as_str() {
+        "string" => x.as_str().unwrap().to_string(),
+        "int" | "bool" => x.to_string(),
+        "double" => x.as_f64().unwrap().to_string(),
+        "array" => Json::Array(
+            x.as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let (_, inner) = e.as_object().unwrap().iter().next().unwrap();
+                    inner.clone()
+                })
+                .collect(),
+        )
+        .to_string(),
+        other => panic!("unexpected attribute kind {other}"),
+    }
+}
+
+fn attrs_map(attrs: &Json) -> Json {
+    Json::Object(
+        attrs
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(attr_string(v))))
+            .collect(),
+    )
+}
+
+const KINDS: [&str; 6] = [
+    "Unspecified",
+    "Internal",
+    "Server",
+    "Client",
+    "Producer",
+    "Consumer",
+];
+const STATUSES: [&str; 3] = ["Unset", "Ok", "Error"];
+
+/// What the row of a sent span must hold, in the shape of the SELECT in the test.
+fn expected_row(s: &Json) -> Json {
+    let n = |k: &str| s[k].as_u64().unwrap();
+    json!({
+        "ts": n("start_time_unix_nano").to_string(),
+        "TraceId": s["trace_id"],
+        "SpanId": s["span_id"],
+        "ParentSpanId": s["parent_span_id"],
+        "TraceState": "",
+        "SpanName": s["name"],
+        "SpanKind": KINDS[n("kind") as usize],
+        "ServiceName": s["resource"]["service.name"]["string"],
+        "ResourceAttributes": attrs_map(&s["resource"]),
+        "ScopeName": s["scope"][0],
+        "ScopeVersion": s["scope"][1],
+        "SpanAttributes": attrs_map(&s["attributes"]),
+        "Duration": (n("end_time_unix_nano") - n("start_time_unix_nano")).to_string(),
+        "StatusCode": STATUSES[n("status_code") as usize],
+        "StatusMessage": s["status_message"],
+        "event_ts": s["events"].as_array().unwrap().iter().map(|e| e["time_unix_nano"].as_u64().unwrap().to_string()).collect::<Vec<_>>(),
+        "Events.Name": s["events"].as_array().unwrap().iter().map(|e| e["name"].clone()).collect::<Vec<_>>(),
+        "Events.Attributes": s["events"].as_array().unwrap().iter().map(|e| attrs_map(&e["attributes"])).collect::<Vec<_>>(),
+        "Links.TraceId": s["links"].as_array().unwrap().iter().map(|l| l["trace_id"].clone()).collect::<Vec<_>>(),
+        "Links.SpanId": s["links"].as_array().unwrap().iter().map(|l| l["span_id"].clone()).collect::<Vec<_>>(),
+        "Links.TraceState": s["links"].as_array().unwrap().iter().map(|_| "").collect::<Vec<_>>(),
+        "Links.Attributes": s["links"].as_array().unwrap().iter().map(|l| attrs_map(&l["attributes"])).collect::<Vec<_>>(),
+    })
+}
+
+const ROW_SELECT: &str = "SELECT toString(toUnixTimestamp64Nano(Timestamp)) AS ts, TraceId, SpanId, \
+    ParentSpanId, TraceState, SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, \
+    ScopeVersion, SpanAttributes, toString(Duration) AS Duration, StatusCode, StatusMessage, \
+    arrayMap(t -> toString(toUnixTimestamp64Nano(t)), Events.Timestamp) AS event_ts, \
+    Events.Name, Events.Attributes, Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes";
+
+fn exporter(name: &str, port: u16, extra: &str) -> String {
+    let batch = if extra.contains("batch:") {
+        ""
+    } else {
+        "    batch: { timeout: 200ms }\n"
+    };
+    format!(
+        "  {name}:\n    endpoint: http://127.0.0.1:{port}\n    database: otel\n    password: pw\n\
+         {batch}    retry_on_failure: {{ initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 0s }}\n{extra}"
+    )
+}
+
+#[test]
+fn sdk_spans_land_field_by_field_and_are_found_by_trace_id() {
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let grpc = free_port();
+    let c = collector(grpc, &exporter("clickhouse", front.port, ""), "clickhouse");
+    let sent = send(grpc, 4, "checkout", c.dir.path());
+    assert_eq!(sent.len(), 12);
+    assert!(
+        wait_until(Duration::from_secs(20), || front
+            .count("SELECT count() FROM otel.otel_traces")
+            == 12),
+        "rows did not arrive:\n{}",
+        c.log()
+    );
+    let rows: HashMap<String, Json> = front
+        .rows(&format!("{ROW_SELECT} FROM otel.otel_traces"))
+        .into_iter()
+        .map(|r| (r["SpanId"].as_str().unwrap().to_string(), r))
+        .collect();
+    assert_eq!(rows.len(), 12, "one row per span");
+    for s in &sent {
+        let row = &rows[s["span_id"].as_str().unwrap()];
+        let want = expected_row(s);
+        for (column, value) in want.as_object().unwrap() {
+            assert_eq!(&row[column], value, "column {column} of span {}", s["name"]);
+        }
+    }
+    // Something worth checking is in there: events, links, typed attributes, an error.
+    assert!(
+        rows.values()
+            .any(|r| r["Events.Name"] == json!(["cache.miss"]))
+    );
+    assert!(
+        rows.values()
+            .any(|r| r["Links.Attributes"] == json!([{"link.kind": "follows"}]))
+    );
+    assert!(
+        rows.values()
+            .any(|r| r["SpanAttributes"]["tags"] == json!(r#"["a","b","c1"]"#))
+    );
+    assert!(
+        rows.values()
+            .any(|r| r["StatusMessage"] == json!("deadline exceeded"))
+    );
+
+    // Lookup by trace id the way Grafana's data source does it: the time range from the
+    // trace_id_ts table, then the spans within it.
+    let trace = sent[0]["trace_id"].as_str().unwrap();
+    let in_trace = sent.iter().filter(|s| s["trace_id"] == trace).count() as u64;
+    assert!(
+        wait_until(Duration::from_secs(5), || front.count(&format!(
+            "SELECT count() FROM otel.otel_traces_trace_id_ts WHERE TraceId = '{trace}'"
+        )) >= 1),
+        "trace {trace} is not in the lookup table"
+    );
+    let found = front.count(&format!(
+        "WITH '{trace}' AS trace_id, \
+         (SELECT min(Start) FROM otel.otel_traces_trace_id_ts WHERE TraceId = trace_id) AS trace_start, \
+         (SELECT max(End) + 1 FROM otel.otel_traces_trace_id_ts WHERE TraceId = trace_id) AS trace_end \
+         SELECT count() FROM otel.otel_traces WHERE TraceId = trace_id \
+         AND Timestamp >= trace_start AND Timestamp <= trace_end"
+    ));
+    assert_eq!(found, in_trace);
+}
+
+#[test]
+fn created_schema_matches_the_collectors_column_by_column() {
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let grpc = free_port();
+    let c = collector(
+        grpc,
+        &exporter(
+            "clickhouse",
+            front.port,
+            "    ttl: 72h\n    span_metrics_tables: true\n",
+        ),
+        "clickhouse",
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            front.count(
+            "SELECT count() FROM system.tables WHERE database = 'otel' AND name = 'otel_traces_span_metrics_10m_mv'"
+        ) == 1
+        }),
+        "schema not created:\n{}",
+        c.log()
+    );
+    let columns: Vec<(String, String, String)> = front
+        .rows(
+            "SELECT name, type, compression_codec FROM system.columns \
+             WHERE database = 'otel' AND table = 'otel_traces' ORDER BY position",
+        )
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["type"].as_str().unwrap().into(),
+                r["compression_codec"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let zstd = "CODEC(ZSTD(1))";
+    let map = "Map(LowCardinality(String), String)";
+    let expected: Vec<(&str, &str, &str)> = vec![
+        ("Timestamp", "DateTime64(9)", "CODEC(Delta(8), ZSTD(1))"),
+        ("TraceId", "String", zstd),
+        ("SpanId", "String", zstd),
+        ("ParentSpanId", "String", zstd),
+        ("TraceState", "String", zstd),
+        ("SpanName", "LowCardinality(String)", zstd),
+        ("SpanKind", "LowCardinality(String)", zstd),
+        ("ServiceName", "LowCardinality(String)", zstd),
+        ("ResourceAttributes", map, zstd),
+        ("ScopeName", "String", zstd),
+        ("ScopeVersion", "String", zstd),
+        ("SpanAttributes", map, zstd),
+        ("Duration", "UInt64", "CODEC(T64, ZSTD(1))"),
+        ("StatusCode", "LowCardinality(String)", zstd),
+        ("StatusMessage", "String", zstd),
+        ("Events.Timestamp", "Array(DateTime64(9))", zstd),
+        ("Events.Name", "Array(LowCardinality(String))", zstd),
+        (
+            "Events.Attributes",
+            "Array(Map(LowCardinality(String), String))",
+            zstd,
+        ),
+        ("Links.TraceId", "Array(String)", zstd),
+        ("Links.SpanId", "Array(String)", zstd),
+        ("Links.TraceState", "Array(String)", zstd),
+        (
+            "Links.Attributes",
+            "Array(Map(LowCardinality(String), String))",
+            zstd,
+        ),
+        ("ResourceAttributeItems", "Array(String)", ""),
+        ("SpanAttributeItems", "Array(String)", ""),
+    ];
+    assert_eq!(columns.len(), expected.len(), "{columns:#?}");
+    for (got, want) in columns.iter().zip(&expected) {
+        assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str()), *want);
+    }
+    let table = &front.rows(
+        "SELECT engine, partition_key, sorting_key, primary_key, engine_full FROM system.tables \
+         WHERE database = 'otel' AND name = 'otel_traces'",
+    )[0];
+    assert_eq!(table["engine"], "MergeTree");
+    assert_eq!(table["partition_key"], "toDate(Timestamp)");
+    assert_eq!(
+        table["sorting_key"],
+        "ServiceName, SpanName, toDateTime(Timestamp), Timestamp"
+    );
+    assert_eq!(
+        table["primary_key"],
+        "ServiceName, SpanName, toDateTime(Timestamp)"
+    );
+    let full = table["engine_full"].as_str().unwrap();
+    assert!(
+        full.contains("TTL toDateTime(Timestamp) + toIntervalDay(3)"),
+        "{full}"
+    );
+    assert!(full.contains("ttl_only_drop_parts = 1"), "{full}");
+    let indexes: Vec<String> = front
+        .rows(
+            "SELECT name, type_full, expr, granularity FROM system.data_skipping_indices \
+             WHERE database = 'otel' AND table = 'otel_traces' ORDER BY name",
+        )
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["name"].as_str().unwrap(),
+                r["expr"].as_str().unwrap(),
+                r["type_full"].as_str().unwrap(),
+                r["granularity"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        indexes,
+        [
+            "idx_duration Duration minmax 1",
+            "idx_lower_span_name lower(SpanName) tokenbf_v1(32768, 3, 0) 8",
+            "idx_res_attr_key mapKeys(ResourceAttributes) bloom_filter(0.01) 1",
+            "idx_res_attr_value mapValues(ResourceAttributes) bloom_filter(0.01) 1",
+            "idx_span_attr_key mapKeys(SpanAttributes) bloom_filter(0.01) 1",
+            "idx_span_attr_value mapValues(SpanAttributes) bloom_filter(0.01) 1",
+            "idx_trace_id TraceId bloom_filter(0.001) 1",
+        ]
+    );
+    let lookup = &front.rows(
+        "SELECT engine, partition_key, sorting_key FROM system.tables \
+         WHERE database = 'otel' AND name = 'otel_traces_trace_id_ts'",
+    )[0];
+    assert_eq!(
+        lookup,
+        &json!({"engine": "AggregatingMergeTree", "partition_key": "toStartOfWeek(Start)", "sorting_key": "(TraceId)"})
+    );
+    let views: Vec<String> = front
+        .rows("SELECT name FROM system.tables WHERE database = 'otel' AND engine = 'MaterializedView' ORDER BY name")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        views,
+        [
+            "otel_traces_span_metrics_10m_mv",
+            "otel_traces_span_metrics_30s_mv",
+            "otel_traces_trace_id_ts_mv"
+        ]
+    );
+}
+
+#[test]
+fn endpoint_down_then_up_loses_nothing_and_duplicates_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let grpc = free_port();
+    // Small inserts, so the outage and the lost answers hit several of them.
+    let c = collector(
+        grpc,
+        &exporter(
+            "clickhouse",
+            port,
+            "    batch: { max_rows: 10, timeout: 100ms }\n",
+        ),
+        "clickhouse",
+    );
+    // Down from the start: the collector starts anyway, the schema waits for the server.
+    let mut sent = send(grpc, 10, "checkout", c.dir.path());
+    assert!(
+        wait_until(Duration::from_secs(10), || c.log().contains("will retry")),
+        "no retry while ClickHouse was down:\n{}",
+        c.log()
+    );
+    // Up, but the first two answers are lost after the rows were written: the retries must
+    // be recognised as such.
+    let mut front = Front::start(data.path(), port, "pw", &["--drop-answers", "2"]);
+    let all = |front: &Front, n: u64| {
+        wait_until(Duration::from_secs(30), || {
+            front.count("SELECT count() FROM otel.otel_traces") >= n
+        })
+    };
+    assert!(all(&front, 30), "rows did not arrive:\n{}", c.log());
+    // Down again in the middle of the traffic, then back.
+    front.kill();
+    sent.extend(send(grpc, 10, "checkout", c.dir.path()));
+    std::thread::sleep(Duration::from_secs(2));
+    front.spawn(&[]);
+    assert!(
+        all(&front, 60),
+        "rows sent during the second outage did not arrive:\n{}",
+        c.log()
+    );
+    std::thread::sleep(Duration::from_secs(2)); // anything late would be a duplicate
+    let counts =
+        &front.rows("SELECT count() AS rows, uniqExact(SpanId) AS spans FROM otel.otel_traces")[0];
+    assert_eq!(
+        (num(&counts["rows"]), num(&counts["spans"])),
+        (60, 60),
+        "{}",
+        c.log()
+    );
+    let ids: Vec<String> = front
+        .rows("SELECT SpanId FROM otel.otel_traces")
+        .iter()
+        .map(|r| r["SpanId"].as_str().unwrap().to_string())
+        .collect();
+    for s in &sent {
+        assert!(ids.contains(&s["span_id"].as_str().unwrap().to_string()));
+    }
+}
+
+#[test]
+fn span_metrics_tables_agree_with_the_spans() {
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let grpc = free_port();
+    let c = collector(
+        grpc,
+        &exporter(
+            "clickhouse",
+            front.port,
+            "    span_metrics_tables: true\n    batch: { max_rows: 7, timeout: 100ms }\n",
+        ),
+        "clickhouse",
+    );
+    let mut sent = send(grpc, 5, "checkout", c.dir.path());
+    sent.extend(send(grpc, 3, "payments", c.dir.path()));
+    let total = sent.len() as u64;
+    assert!(wait_until(Duration::from_secs(20), || front
+        .count("SELECT count() FROM otel.otel_traces")
+        == total));
+
+    // Counted here from what the SDK sent, independently of ClickHouse.
+    let mut want: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
+    for s in &sent {
+        let key = format!(
+            "{}|{}|{}|{}",
+            s["resource"]["service.name"]["string"].as_str().unwrap(),
+            s["name"].as_str().unwrap(),
+            KINDS[s["kind"].as_u64().unwrap() as usize],
+            STATUSES[s["status_code"].as_u64().unwrap() as usize]
+        );
+        let d =
+            s["end_time_unix_nano"].as_u64().unwrap() - s["start_time_unix_nano"].as_u64().unwrap();
+        let e = want.entry(key).or_insert((0, 0, u64::MAX, 0));
+        *e = (e.0 + 1, e.1 + d, e.2.min(d), e.3.max(d));
+    }
+    for table in [
+        "otel_traces_span_metrics_30s",
+        "otel_traces_span_metrics_10m",
+    ] {
+        let got: BTreeMap<String, (u64, u64, u64, u64)> = front
+            .rows(&format!(
+                "SELECT concat(ServiceName, '|', SpanName, '|', SpanKind, '|', StatusCode) AS key, \
+                 sum(Count) AS c, sum(DurationSum) AS s, min(DurationMin) AS lo, max(DurationMax) AS hi \
+                 FROM otel.{table} GROUP BY key"
+            ))
+            .iter()
+            .map(|r| {
+                let n = |k: &str| num(&r[k]);
+                (r["key"].as_str().unwrap().to_string(), (n("c"), n("s"), n("lo"), n("hi")))
+            })
+            .collect();
+        assert_eq!(got, want, "{table}");
+    }
+    // And per 30-second bucket, against the spans table itself.
+    let by_bucket = |sql: &str| -> Vec<Json> { front.rows(sql) };
+    assert_eq!(
+        by_bucket(
+            "SELECT toStartOfInterval(toDateTime(Timestamp), INTERVAL 30 SECOND) AS b, ServiceName, \
+             count() AS c FROM otel.otel_traces GROUP BY b, ServiceName ORDER BY b, ServiceName"
+        ),
+        by_bucket(
+            "SELECT TimeBucket AS b, ServiceName, sum(Count) AS c FROM otel.otel_traces_span_metrics_30s \
+             GROUP BY b, ServiceName ORDER BY b, ServiceName"
+        )
+    );
+}
+
+#[test]
+fn every_compression_and_async_insert_reach_the_engine() {
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let grpc = free_port();
+    let mut exporters = String::new();
+    let mut names = Vec::new();
+    for (name, extra) in [
+        ("lz4", "    compress: lz4\n"),
+        ("zstd", "    compress: zstd\n"),
+        ("gzip", "    compress: gzip\n"),
+        ("none", "    compress: none\n"),
+        ("async", "    async_insert: true\n"),
+    ] {
+        let id = format!("clickhouse/{name}");
+        exporters.push_str(
+            &exporter(&id, front.port, extra)
+                .replace("database: otel", &format!("database: db_{name}")),
+        );
+        names.push(id);
+    }
+    let c = collector(grpc, &exporters, &names.join(", "));
+    send(grpc, 2, "checkout", c.dir.path());
+    for name in ["lz4", "zstd", "gzip", "none", "async"] {
+        assert!(
+            wait_until(Duration::from_secs(20), || front
+                .count(&format!("SELECT count() FROM db_{name}.otel_traces"))
+                == 6),
+            "{name}: rows missing:\n{}",
+            c.log()
+        );
+    }
+}
+
+#[test]
+fn permanent_errors_are_reported_once_and_not_retried() {
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+
+    // With create_schema, a refused login stops the start with the server's message.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yaml");
+    let grpc = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "receivers: {{ otlp: {{ protocols: {{ grpc: {{ endpoint: \"127.0.0.1:{grpc}\" }} }} }} }}\n\
+             exporters: {{ clickhouse: {{ endpoint: \"http://127.0.0.1:{}\", password: wrong }} }}\n\
+             service: {{ telemetry: {{ metrics: {{ address: none }} }}, pipelines: {{ traces: {{ receivers: [otlp], exporters: [clickhouse] }} }} }}\n",
+            front.port
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = Command::new(binary("wasmcol"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(
+        stderr.contains("ClickHouse refused the schema")
+            && stderr.contains("AUTHENTICATION_FAILED"),
+        "{stderr}"
+    );
+
+    // Without it, the table missing: each batch fails once, is dropped, and says why.
+    let grpc = free_port();
+    let c = collector(
+        grpc,
+        &exporter("clickhouse", front.port, "    create_schema: false\n"),
+        "clickhouse",
+    );
+    send(grpc, 1, "checkout", c.dir.path());
+    assert!(
+        wait_until(Duration::from_secs(10), || c
+            .log()
+            .contains("dropping the data")),
+        "{}",
+        c.log()
+    );
+    let log = c.log();
+    assert!(
+        log.contains("UNKNOWN_DATABASE") || log.contains("UNKNOWN_TABLE"),
+        "{log}"
+    );
+    assert!(log.contains("permanent error, not retried"), "{log}");
+    assert!(!log.contains("will retry"), "{log}");
+}

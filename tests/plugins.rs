@@ -1,0 +1,621 @@
+//! WASM plugins in a running collector: hostile plugins cannot take it down, plugin config
+//! errors stop start-up with the plugin's own reason, and an attribute-editing plugin edits
+//! the spans a real OpenTelemetry SDK sent exactly as intended.
+
+use std::process::Command;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use serde_json::{Value as Json, json};
+use wasmcol_tests::sdk::output_json;
+use wasmcol_tests::{
+    Collector, all_spans, binary, free_port, http_request, metric_value, python, read_json_lines,
+    scrape_metrics, wait_until, workspace_root,
+};
+
+const HOSTILE: &str = env!("WASMCOL_TEST_PLUGIN_HOSTILE");
+const TAGGER: &str = env!("WASMCOL_TEST_PLUGIN_TAGGER");
+
+/// OTLP/HTTP → one `wasm` processor → file. `processor` is the YAML under `wasm/p:`.
+fn config(http: u16, metrics: u16, processor: &str) -> String {
+    let processor = processor
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect::<String>();
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  wasm/p:
+{processor}
+exporters:
+  file:
+    path: "{{dir}}/out.jsonl"
+    flush_interval: 20ms
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [wasm/p]
+      exporters: [file]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#
+    )
+}
+
+fn string(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// One request with spans named `names`; span ids start at `first`.
+fn request(first: u64, names: &[&str]) -> Vec<u8> {
+    let spans = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Span {
+            trace_id: vec![7; 16],
+            span_id: (first + i as u64).to_be_bytes().to_vec(),
+            name: n.to_string(),
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            attributes: vec![string("keep", "me")],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![string("service.name", "svc")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+async fn post(http: u16, body: Vec<u8>) -> u16 {
+    http_request(
+        "POST",
+        &format!("http://127.0.0.1:{http}/v1/traces"),
+        &[("content-type", "application/x-protobuf")],
+        body,
+    )
+    .await
+    .expect("the collector answers")
+    .status
+}
+
+/// The output spans by id.
+fn output(c: &Collector) -> Vec<Span> {
+    let out = c.path("out.jsonl");
+    if !out.exists() {
+        return Vec::new();
+    }
+    all_spans(&read_json_lines(&out))
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+fn wait_for_span(c: &Collector, id: u64) -> Span {
+    let mut found = None;
+    wait_until(Duration::from_secs(10), || {
+        found = output(c)
+            .into_iter()
+            .find(|s| s.span_id == id.to_be_bytes());
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("span {id} never arrived:\n{}", c.log()))
+}
+
+fn int_attr(s: &Span, key: &str) -> Option<i64> {
+    s.attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::IntValue(i) => Some(*i),
+            _ => None,
+        }
+    })
+}
+
+async fn failures(metrics: u16, reason: &str) -> f64 {
+    let text = scrape_metrics(metrics).await;
+    metric_value(
+        &text,
+        &format!("wasmcol_plugin_failures_total{{processor=\"wasm/p\",reason=\"{reason}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+/// Starts a collector with the hostile plugin in `mode`, sends a batch that triggers the
+/// misbehaviour, then a normal one. Checks: the collector answered both, the failure was
+/// counted under `reason`, the triggering batch passed unchanged, and a fresh instance
+/// processed the next batch. Returns the collector for further checks.
+async fn survives(mode: &str, limits: &str, reason: &str) -> Collector {
+    let (http, metrics) = (free_port(), free_port());
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!("plugin: {HOSTILE}\nconfig: {{ mode: {mode} }}\nlimits: {limits}"),
+        ),
+        http,
+    );
+    assert_eq!(
+        post(http, request(100, &["trigger"])).await,
+        200,
+        "{}",
+        c.log()
+    );
+    let passed = wait_for_span(&c, 100);
+    assert_eq!(
+        passed.attributes,
+        vec![string("keep", "me")],
+        "passed on unchanged"
+    );
+    assert!(
+        c.wait_for_log_line(
+            &["wasm/p", &format!("reason={reason}")],
+            Duration::from_secs(5)
+        ),
+        "no failure logged for {mode}:\n{}",
+        c.log()
+    );
+    assert_eq!(failures(metrics, reason).await, 1.0, "{}", c.log());
+
+    assert_eq!(post(http, request(200, &["normal"])).await, 200);
+    let next = wait_for_span(&c, 200);
+    assert_eq!(
+        int_attr(&next, "hostile.instance_calls"),
+        Some(1),
+        "a fresh instance processed the next batch"
+    );
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_infinite_loop_is_stopped_at_the_deadline() {
+    let c = survives("loop", "{ call_timeout: 100ms }", "timeout").await;
+    let line = c
+        .log()
+        .lines()
+        .find(|l| l.contains("reason=timeout"))
+        .map(str::to_string)
+        .unwrap();
+    let elapsed: u64 = line
+        .split("elapsed_ms=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no elapsed_ms in {line}"));
+    assert!(
+        (100..=150).contains(&elapsed),
+        "stopped after {elapsed} ms; the deadline is 100 ms (+50 ms allowed)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_bomb_is_refused_at_the_cap() {
+    let c = survives("alloc", "{ memory_mib: 64 }", "memory_limit").await;
+    // The plugin asked for 4 GiB in 64 MiB blocks; the host never gave it more than the cap.
+    let peak = c.peak_rss_bytes();
+    assert!(
+        peak < 160 << 20,
+        "peak RSS {} MiB: the 64 MiB cap did not hold",
+        peak >> 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_recursion_traps() {
+    let c = survives("recurse", "{}", "trap").await;
+    // Depending on frame sizes the wasm call stack or the shadow stack in linear memory runs
+    // out first; either way the call traps.
+    let log = c.log();
+    assert!(
+        log.contains("call stack exhausted") || log.contains("out of bounds memory access"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_is_logged_with_its_message() {
+    let c = survives("panic", "{}", "trap").await;
+    assert!(c.log().contains("panicking on purpose"), "{}", c.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_error_is_counted() {
+    let c = survives("error", "{}", "error").await;
+    assert!(c.log().contains("failing on purpose"), "{}", c.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_out_of_range_index_is_rejected() {
+    let c = survives("bad-index", "{}", "invalid_output").await;
+    assert!(c.log().contains("out of range"), "{}", c.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_utf8_is_rejected() {
+    let c = survives("bad-utf8", "{}", "invalid_output").await;
+    assert!(c.log().to_lowercase().contains("utf-8"), "{}", c.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_replacement_is_rejected() {
+    let c = survives("bad-replacement", "{}", "invalid_output").await;
+    assert!(c.log().contains("not valid OTLP protobuf"), "{}", c.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_output_is_rejected() {
+    let c = survives("oversize", "{ max_output_bytes: 1MiB }", "invalid_output").await;
+    assert!(c.log().contains("limits.max_output_bytes"), "{}", c.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_error_drop_drops_the_failed_batch() {
+    let (http, metrics) = (free_port(), free_port());
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!("plugin: {HOSTILE}\nconfig: {{ mode: panic }}\non_error: drop"),
+        ),
+        http,
+    );
+    assert_eq!(post(http, request(100, &["trigger", "other"])).await, 200);
+    assert_eq!(post(http, request(200, &["normal"])).await, 200);
+    wait_for_span(&c, 200);
+    assert!(
+        output(&c)
+            .iter()
+            .all(|s| s.name != "trigger" && s.name != "other"),
+        "the failed batch was dropped"
+    );
+    let text = scrape_metrics(metrics).await;
+    assert_eq!(
+        metric_value(
+            &text,
+            "wasmcol_processor_dropped_spans_total{processor=\"wasm/p\",pipeline=\"traces\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_traps_do_not_grow_memory() {
+    let (http, metrics) = (free_port(), free_port());
+    // Every second batch panics: failures never come three in a row, so the plugin is called
+    // (and an instance discarded and re-created) every time, with no back-off.
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!("plugin: {HOSTILE}\nconfig: {{ mode: \"every:2\" }}"),
+        ),
+        http,
+    );
+    let mut rss_after_warmup = 0;
+    for i in 0..2000u64 {
+        assert_eq!(post(http, request(1000 + i, &["s"])).await, 200);
+        if i == 199 {
+            rss_after_warmup = c.rss_bytes();
+        }
+    }
+    let traps = failures(metrics, "trap").await;
+    assert_eq!(traps, 1000.0, "{}", c.log().lines().last().unwrap_or(""));
+    let rss_end = c.rss_bytes();
+    let growth = rss_end as f64 / rss_after_warmup as f64 - 1.0;
+    assert!(
+        growth <= 0.05,
+        "RSS grew {:.1}% over 900 traps ({} → {} KiB)",
+        growth * 100.0,
+        rss_after_warmup >> 10,
+        rss_end >> 10
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_failures_back_off() {
+    let (http, metrics) = (free_port(), free_port());
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!("plugin: {HOSTILE}\nconfig: {{ mode: panic }}"),
+        ),
+        http,
+    );
+    for i in 0..10u64 {
+        assert_eq!(post(http, request(100 + i, &["trigger"])).await, 200);
+    }
+    let text = scrape_metrics(metrics).await;
+    let skipped = metric_value(
+        &text,
+        "wasmcol_plugin_skipped_batches_total{processor=\"wasm/p\"}",
+    )
+    .unwrap_or(0.0);
+    assert_eq!(failures(metrics, "trap").await + skipped, 10.0, "{text}");
+    assert!(
+        skipped >= 5.0,
+        "after 3 failures in a row the plugin is paused: {text}"
+    );
+    assert!(c.log().contains("pausing the plugin"), "{}", c.log());
+    // Every batch still went through (on_error: pass).
+    wait_until(Duration::from_secs(5), || output(&c).len() == 10);
+    assert_eq!(output(&c).len(), 10);
+}
+
+/// `wasmcol validate` on a config; returns (exit code, stderr).
+fn validate(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        yaml.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new(binary("wasmcol"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "{dir}"),
+    )
+}
+
+#[test]
+fn plugin_config_errors_stop_validation_and_startup() {
+    let cases = [
+        (
+            format!("plugin: {HOSTILE}\nconfig: {{ mode: reject }}"),
+            "c.yaml:10: processors.wasm/p.config: the plugin rejected its configuration: mode `reject`: this plugin refuses every configuration",
+        ),
+        (
+            format!("plugin: {HOSTILE}\nconfig: {{ mood: noop }}"),
+            "c.yaml:10: processors.wasm/p.config: the plugin rejected its configuration: config: missing field `mode`",
+        ),
+        (
+            "plugin: /nonexistent/p.wasm".to_string(),
+            "c.yaml:9: processors.wasm/p.plugin: cannot read the plugin file \"/nonexistent/p.wasm\": No such file or directory (os error 2)",
+        ),
+        (
+            "plugin: builtin:nope".to_string(),
+            "c.yaml:9: processors.wasm/p.plugin: no built-in plugin named \"nope\"",
+        ),
+        (
+            "plugin: \"{dir}/c.yaml\"".to_string(),
+            "c.yaml:9: processors.wasm/p.plugin: \"{dir}/c.yaml\" is not a WebAssembly component",
+        ),
+        (
+            format!(
+                "plugin: {HOSTILE}\nconfig: {{ mode: noop }}\nlimits: {{ memory_mib: 0, call_timeout: 0s }}\ninstances: 0"
+            ),
+            "processors.wasm/p.instances: must be between 1 and 256, got 0",
+        ),
+        (
+            format!("plugin: {HOSTILE}\ntables: {{ t: {{ file: \"{{dir}}/missing.csv\" }} }}"),
+            "processors.wasm/p.tables.t.file: cannot read {dir}/missing.csv",
+        ),
+    ];
+    for (processor, want) in cases {
+        let yaml = config(free_port(), free_port(), &processor);
+        let (code, stderr) = validate(&yaml);
+        assert_eq!(code, 1, "{processor}: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{processor}\nwant: {want}\ngot: {stderr}"
+        );
+    }
+
+    // Start-up stops with the same message, before listening.
+    let yaml = config(
+        free_port(),
+        free_port(),
+        &format!("plugin: {HOSTILE}\nconfig: {{ mode: reject }}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        yaml.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new(binary("wasmcol"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the plugin rejected its configuration"));
+}
+
+#[test]
+fn a_malformed_table_file_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("teams.csv");
+    std::fs::write(&csv, "service,team\ncheckout,payments\nsearch\n").unwrap();
+    let yaml = config(
+        free_port(),
+        free_port(),
+        &format!(
+            "plugin: {TAGGER}\ntables: {{ teams: {{ file: \"{}\" }} }}",
+            csv.display()
+        ),
+    );
+    let (code, stderr) = validate(&yaml);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!(
+            "processors.wasm/p.tables.teams.file: {}:3: ",
+            csv.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_tagger_edits_python_sdk_spans_exactly_as_intended() {
+    let (http, metrics) = (free_port(), free_port());
+    let mut c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!(
+                "plugin: {TAGGER}\nconfig:\n  teams: {{ checkout: payments }}\n  remove: [http.request.method, ratio]\ninstances: 2"
+            ),
+        ),
+        http,
+    );
+    let expected_path = c.path("expected.json");
+    let status = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_traces.py"))
+        .args([
+            "--protocol",
+            "http",
+            "--endpoint",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .args(["--traces", "4", "--service", "checkout", "--expected"])
+        .arg(&expected_path)
+        .status()
+        .expect("run python");
+    assert!(status.success(), "the Python sender failed:\n{}", c.log());
+    let expected: Vec<Json> =
+        serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
+    assert_eq!(expected.len(), 12);
+    let out = c.path("out.jsonl");
+    assert!(
+        wait_until(Duration::from_secs(10), || out.exists()
+            && all_spans(&read_json_lines(&out)).len() >= expected.len()),
+        "spans did not arrive:\n{}",
+        c.log()
+    );
+    assert_eq!(c.stop(), 0);
+    let got = output_json(&read_json_lines(&out));
+    assert_eq!(got.len(), expected.len());
+    for want in &expected {
+        // The intended edit: `team` added, two attributes removed, nothing else touched.
+        let mut want = want.clone();
+        let attrs = want["attributes"].as_object_mut().unwrap();
+        attrs.remove("http.request.method");
+        attrs.remove("ratio");
+        attrs.insert("team".into(), json!({ "string": "payments" }));
+        let id = want["span_id"].as_str().unwrap().to_string();
+        assert_eq!(got.get(&id), Some(&want), "span {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_are_recycled_past_the_memory_high_water_mark() {
+    let (http, metrics) = (free_port(), free_port());
+    // Each batch makes the instance keep 8 MiB more; past 20 MiB it is replaced between
+    // batches, so no call ever fails.
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!(
+                "plugin: {HOSTILE}\nconfig: {{ mode: \"hoard:8\" }}\nlimits: {{ memory_mib: 64, recycle_memory_mib: 20 }}"
+            ),
+        ),
+        http,
+    );
+    let mut calls = Vec::new();
+    for i in 0..6u64 {
+        assert_eq!(post(http, request(100 + i, &["s"])).await, 200);
+        calls.push(int_attr(&wait_for_span(&c, 100 + i), "hostile.instance_calls").unwrap());
+    }
+    // Instance memory: ~1 MiB + 8 MiB per batch, so the third batch pushes it past 20 MiB.
+    assert_eq!(calls, vec![1, 2, 3, 1, 2, 3], "{}", c.log());
+    let text = scrape_metrics(metrics).await;
+    assert_eq!(
+        metric_value(&text, "wasmcol_plugin_recycles_total{processor=\"wasm/p\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(!text.contains("wasmcol_plugin_failures_total{"), "{text}");
+}
+
+#[test]
+fn compiled_plugins_are_cached_on_disk() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        config(free_port(), free_port(), &format!("plugin: {TAGGER}")),
+    )
+    .unwrap();
+    let files = || {
+        fn count(p: &std::path::Path) -> usize {
+            std::fs::read_dir(p)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                count(&e.path())
+                            } else {
+                                1
+                            }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        count(cache.path())
+    };
+    let run = || {
+        let started = std::time::Instant::now();
+        let out = Command::new(binary("wasmcol"))
+            .args(["validate", "--config"])
+            .arg(&path)
+            .env("WASMCOL_PLUGIN_CACHE", cache.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        started.elapsed()
+    };
+    assert_eq!(files(), 0);
+    let cold = run();
+    // The cache is written by a background worker of the engine; give it a moment.
+    assert!(
+        wait_until(Duration::from_secs(10), || files() > 0),
+        "nothing cached"
+    );
+    let warm = run();
+    assert!(
+        warm < cold,
+        "loading from the cache ({warm:?}) should beat compiling ({cold:?})"
+    );
+}

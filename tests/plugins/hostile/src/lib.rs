@@ -1,0 +1,137 @@
+//! A plugin that misbehaves on purpose. `config.mode` picks how; it misbehaves only on
+//! batches holding a span named `trigger`, and tags the spans of every other batch with
+//! `hostile.instance_calls` (how many batches this instance has seen), so a test can tell a
+//! fresh instance processed the next batch.
+//!
+//! - `noop`: touches nothing (the no-op plugin of the benchmarks)
+//! - `decode`: decodes the batch and changes nothing (measures decoding in the guest)
+//! - `loop`: never returns
+//! - `alloc`: keeps allocating 64 MiB blocks, up to 4 GiB
+//! - `recurse`: recurses without end
+//! - `panic`: panics
+//! - `error`: returns an error
+//! - `bad-index`: returns an edit for a span that does not exist
+//! - `bad-utf8`: returns an attribute key that is not UTF-8
+//! - `bad-replacement`: returns a replacement batch that is not valid protobuf
+//! - `oversize`: returns a 16 MiB attribute value
+//! - `reject`: rejects its configuration
+//! - `every:N`: panics on every N-th batch, otherwise does nothing
+//! - `hoard:N`: keeps N MiB more memory on every batch (never misbehaves otherwise), to
+//!   test recycling at the memory high-water mark
+
+use std::hint::black_box;
+
+use serde::Deserialize;
+use wasmcol_plugin_sdk::prelude::*;
+
+#[derive(Deserialize)]
+struct Config {
+    mode: String,
+}
+
+/// The misbehaving plugin.
+pub struct Hostile {
+    mode: String,
+    calls: u64,
+    hoard: Vec<Vec<u8>>,
+}
+
+impl Plugin for Hostile {
+    fn new(config: PluginConfig) -> Result<Self, String> {
+        let c: Config = config.parse()?;
+        if c.mode == "reject" {
+            return Err("mode `reject`: this plugin refuses every configuration".into());
+        }
+        Ok(Hostile {
+            mode: c.mode,
+            calls: 0,
+            hoard: Vec::new(),
+        })
+    }
+
+    fn process(&mut self, batch: &mut Batch) -> Result<(), String> {
+        self.calls += 1;
+        match self.mode.as_str() {
+            "noop" => return Ok(()),
+            "decode" => {
+                std::hint::black_box(batch.span_count());
+                return Ok(());
+            }
+            _ => {}
+        }
+        if let Some(mib) = self.mode.strip_prefix("hoard:") {
+            let mib: usize = mib
+                .parse()
+                .map_err(|_| format!("bad mode {:?}", self.mode))?;
+            self.hoard.push(vec![1u8; mib << 20]);
+        }
+        let triggered = batch
+            .resource_spans()
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .any(|s| s.name == "trigger");
+        if !triggered && !self.mode.starts_with("every:") || self.mode.starts_with("hoard:") {
+            let calls = self.calls as i64;
+            batch.for_each_span(|s| s.set_attribute("hostile.instance_calls", calls));
+            return Ok(());
+        }
+        match self.mode.as_str() {
+            "loop" => {
+                let mut x = 0u64;
+                loop {
+                    x = black_box(x.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut blocks = Vec::new();
+                for i in 0..64 {
+                    let mut b = vec![0u8; 64 << 20];
+                    b[i] = 1;
+                    blocks.push(b);
+                }
+                black_box(&blocks);
+            }
+            "recurse" => {
+                black_box(recurse(black_box(1)));
+            }
+            "panic" => panic!("hostile plugin: panicking on purpose"),
+            "error" => return Err("hostile plugin: failing on purpose".into()),
+            "bad-index" => {
+                let past_end = batch.span_count() as u32 + 1_000_000;
+                batch.push_edit(wasmcol_plugin_sdk::Edit::SetSpanName {
+                    span: past_end,
+                    name: "renamed".into(),
+                });
+            }
+            "bad-utf8" => {
+                #[allow(unsafe_code)]
+                // SAFETY: deliberately not UTF-8; the string is only copied out to the host,
+                // which must reject it. Nothing in this plugin reads it as text.
+                let key = unsafe { String::from_utf8_unchecked(vec![0xff, 0xfe, 0x41]) };
+                batch.for_each_span(|s| s.set_attribute(key.clone(), "x"));
+            }
+            "bad-replacement" => batch.replace_encoded(vec![0x0a, 0xff, 0xff, 0xff]),
+            "oversize" => {
+                let big = "x".repeat(16 << 20);
+                batch.for_each_span(|s| s.set_attribute("big", big.clone()));
+            }
+            m if m.starts_with("every:") => {
+                let n: u64 = m[6..].parse().map_err(|_| format!("bad mode {m:?}"))?;
+                if self.calls.is_multiple_of(n) {
+                    panic!("hostile plugin: call {} fails", self.calls);
+                }
+            }
+            other => return Err(format!("unknown mode {other:?}")),
+        }
+        Ok(())
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(n: u64) -> u64 {
+    let buf = black_box([n; 64]);
+    recurse(buf[3] + 1) + buf[7]
+}
+
+export_plugin!(Hostile);
