@@ -7,6 +7,8 @@
 //!   - `no_plugin`: no stage (the baseline);
 //!   - `wasm_noop`: a plugin that looks at nothing and changes nothing;
 //!   - `wasm_decode`: a plugin that decodes the batch and changes nothing;
+//!   - `wasm_replace`: a plugin that decodes the batch, copies it and returns it as a full
+//!     replacement (the escape hatch: encode in the guest, decode in the host);
 //!   - `wasm_tagger`: the attribute-editing test plugin (`tests/plugins/tagger`: sets `team`
 //!     by service, removes two attributes);
 //!   - `native_tagger`: the same plugin code compiled natively and run in-process on the
@@ -52,7 +54,7 @@ fn tagger_config() -> serde_json::Value {
     })
 }
 
-fn processors() -> (SharedConsumer, SharedConsumer, SharedConsumer) {
+fn processors() -> [SharedConsumer; 4] {
     let tagger_yaml = serde_yaml_ng::to_string(&tagger_config()).unwrap();
     let tagger_yaml: String = tagger_yaml
         .lines()
@@ -72,6 +74,9 @@ processors:
   wasm/decode:
     plugin: {HOSTILE}
     config: {{ mode: decode }}
+  wasm/replace:
+    plugin: {HOSTILE}
+    config: {{ mode: replace }}
   wasm/tagger:
     plugin: {TAGGER}
     config:
@@ -85,7 +90,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [wasm/noop, wasm/decode, wasm/tagger]
+      processors: [wasm/noop, wasm/decode, wasm/replace, wasm/tagger]
       exporters: [nop]
 "#
     );
@@ -102,11 +107,12 @@ service:
         let p: SharedConsumer = config.processors[&id].build(&ctx, sink).unwrap();
         p
     };
-    (
+    [
         build("wasm/noop"),
         build("wasm/decode"),
+        build("wasm/replace"),
         build("wasm/tagger"),
-    )
+    ]
 }
 
 fn bench(c: &mut Criterion) {
@@ -115,7 +121,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (noop, decode_plugin, tagger) = processors();
+    let [noop, decode_plugin, replace, tagger] = processors();
     let request = realistic_request(SPANS);
     let encoded = request.encode_to_vec();
     let one: Vec<ResourceSpans> = realistic_request(1).resource_spans;
@@ -152,6 +158,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("wasm_decode", |b| {
         b.iter(|| runtime.block_on(decode_plugin.consume(decode())).unwrap())
+    });
+    g.bench_function("wasm_replace", |b| {
+        b.iter(|| runtime.block_on(replace.consume(decode())).unwrap())
     });
     g.bench_function("wasm_tagger", |b| {
         b.iter(|| runtime.block_on(tagger.consume(decode())).unwrap())

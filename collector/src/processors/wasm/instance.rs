@@ -6,7 +6,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::AnyValue;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use wasmcol_plugin_sdk::edit::{self, Edit, Target};
 use wasmcol_plugin_sdk::{StatusCode, Value};
@@ -18,6 +17,7 @@ use super::config::Limits;
 use super::engine::{self, EPOCH_TICK};
 use super::host::{HostState, Services};
 use super::plugin::LoadedPlugin;
+use crate::pipeline::TraceBatch;
 
 /// How a call failed.
 #[derive(Debug)]
@@ -120,10 +120,11 @@ impl Instance {
         self.store.data().limiter.memory_bytes
     }
 
-    /// Runs the plugin over `data` and applies its answer. On any error `data` is left as it
-    /// was.
-    pub fn process(&mut self, data: &mut Vec<ResourceSpans>) -> Result<(), CallError> {
-        let bytes = edit::encode_batch(data);
+    /// Runs the plugin over the batch and applies its answer. On any error the batch is left
+    /// as it was. The spans are only taken for writing (which copies them if an earlier stage
+    /// still shares them, e.g. for a retry) when there is something to change.
+    pub fn process(&mut self, batch: &mut TraceBatch) -> Result<(), CallError> {
+        let bytes = edit::encode_batch(&batch.resource_spans);
         self.store.set_epoch_deadline(self.deadline_ticks);
         let output = self
             .bindings
@@ -136,15 +137,19 @@ impl Instance {
             wit::Output::Unchanged => Ok(()),
             wit::Output::Edits(edits) => {
                 let edits = convert_edits(edits, self.max_output)?;
-                let checked = edit::prepare(data, edits).map_err(CallError::InvalidOutput)?;
-                edit::apply(data, checked);
+                let checked = edit::prepare(&batch.resource_spans, edits)
+                    .map_err(CallError::InvalidOutput)?;
+                if !checked.is_empty() {
+                    edit::apply(batch.resource_spans_mut(), checked);
+                }
                 Ok(())
             }
             wit::Output::Replace(bytes) => {
                 if bytes.len() > self.max_output {
                     return Err(too_large(bytes.len(), self.max_output));
                 }
-                *data = edit::decode_replacement(&bytes).map_err(CallError::InvalidOutput)?;
+                let data = edit::decode_replacement(&bytes).map_err(CallError::InvalidOutput)?;
+                batch.resource_spans = Arc::new(data);
                 Ok(())
             }
         }

@@ -100,10 +100,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                 .map(|i| instance.insert(i))
             }
         }
-        .and_then(|inst| {
-            // Only copies when another holder shares the batch; usually it is ours alone.
-            inst.process(batch.resource_spans_mut())
-        });
+        .and_then(|inst| inst.process(&mut batch));
         match result {
             Ok(()) => {
                 failures = 0;

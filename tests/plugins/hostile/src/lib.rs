@@ -5,6 +5,7 @@
 //!
 //! - `noop`: touches nothing (the no-op plugin of the benchmarks)
 //! - `decode`: decodes the batch and changes nothing (measures decoding in the guest)
+//! - `replace`: returns the batch as a full replacement (measures the escape hatch)
 //! - `loop`: never returns
 //! - `alloc`: keeps allocating 64 MiB blocks, up to 4 GiB
 //! - `recurse`: recurses without end
@@ -55,6 +56,11 @@ impl Plugin for Hostile {
             "noop" => return Ok(()),
             "decode" => {
                 std::hint::black_box(batch.span_count());
+                return Ok(());
+            }
+            "replace" => {
+                let data = batch.resource_spans().to_vec();
+                batch.replace(data);
                 return Ok(());
             }
             _ => {}
