@@ -12,8 +12,8 @@ use wasmtime::{Cache, CacheConfig, Config, Engine, OptLevel};
 use super::bindings::Plugin as Bindings;
 use super::host::HostState;
 
-/// How often the epoch advances. A call's deadline is a whole number of ticks, so a runaway
-/// plugin is stopped at most one tick after its `call_timeout`.
+/// How often the epoch advances. A call's deadline is a whole number of ticks plus one, so a
+/// runaway plugin is stopped between its `call_timeout` and one tick after it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The engine and the linker every plugin instance is made with.

@@ -87,12 +87,14 @@ impl Instance {
             HostState::new(services, limits.memory_bytes()),
         );
         store.limiter(|s| &mut s.limiter);
+        // The clock may tick right after the call starts, so one extra tick keeps the deadline
+        // from ever coming early; it comes at most one tick late.
         let deadline_ticks = limits
             .call_timeout
             .0
             .as_nanos()
-            .div_ceil(EPOCH_TICK.as_nanos())
-            .max(1) as u64;
+            .div_ceil(EPOCH_TICK.as_nanos()) as u64
+            + 1;
         store.set_epoch_deadline(deadline_ticks);
         store.epoch_deadline_trap();
         let bindings = plugin
