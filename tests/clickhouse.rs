@@ -219,14 +219,14 @@ fn attrs_map(attrs: &Json) -> Json {
 }
 
 const KINDS: [&str; 6] = [
-    "Unspecified",
-    "Internal",
-    "Server",
-    "Client",
-    "Producer",
-    "Consumer",
+    "SPAN_KIND_UNSPECIFIED",
+    "SPAN_KIND_INTERNAL",
+    "SPAN_KIND_SERVER",
+    "SPAN_KIND_CLIENT",
+    "SPAN_KIND_PRODUCER",
+    "SPAN_KIND_CONSUMER",
 ];
-const STATUSES: [&str; 3] = ["Unset", "Ok", "Error"];
+const STATUSES: [&str; 3] = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
 
 /// What the row of a sent span must hold, in the shape of the SELECT in the test.
 fn expected_row(s: &Json) -> Json {

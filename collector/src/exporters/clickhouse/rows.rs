@@ -6,8 +6,9 @@
 //! as a plain `String`; `DateTime64(9)` as nanoseconds in an `Int64`.
 //!
 //! Values follow the OpenTelemetry Collector's ClickHouse exporter, so rows written by either
-//! look alike: ids in lower-case hex (empty when all zero), kinds `Server`, `Client`, ...,
-//! status codes `Unset`, `Ok`, `Error`, attribute values as strings (arrays and maps as JSON,
+//! look alike: ids in lower-case hex (empty when all zero), kinds `SPAN_KIND_SERVER`, ...,
+//! status codes `STATUS_CODE_UNSET`, `STATUS_CODE_OK`, `STATUS_CODE_ERROR` (the proto enum names
+//! that exporter writes), attribute values as strings (arrays and maps as JSON,
 //! bytes as base64).
 //!
 //! [`INSERT_COLUMNS`]: super::schema::INSERT_COLUMNS
@@ -117,21 +118,21 @@ fn put_span(
 /// The names the OpenTelemetry Collector's exporter writes.
 pub fn kind_name(kind: i32) -> &'static str {
     match SpanKind::try_from(kind) {
-        Ok(SpanKind::Internal) => "Internal",
-        Ok(SpanKind::Server) => "Server",
-        Ok(SpanKind::Client) => "Client",
-        Ok(SpanKind::Producer) => "Producer",
-        Ok(SpanKind::Consumer) => "Consumer",
-        Ok(SpanKind::Unspecified) | Err(_) => "Unspecified",
+        Ok(SpanKind::Internal) => "SPAN_KIND_INTERNAL",
+        Ok(SpanKind::Server) => "SPAN_KIND_SERVER",
+        Ok(SpanKind::Client) => "SPAN_KIND_CLIENT",
+        Ok(SpanKind::Producer) => "SPAN_KIND_PRODUCER",
+        Ok(SpanKind::Consumer) => "SPAN_KIND_CONSUMER",
+        Ok(SpanKind::Unspecified) | Err(_) => "SPAN_KIND_UNSPECIFIED",
     }
 }
 
 /// The names the OpenTelemetry Collector's exporter writes.
 pub fn status_name(code: i32) -> &'static str {
     match StatusCode::try_from(code) {
-        Ok(StatusCode::Ok) => "Ok",
-        Ok(StatusCode::Error) => "Error",
-        Ok(StatusCode::Unset) | Err(_) => "Unset",
+        Ok(StatusCode::Ok) => "STATUS_CODE_OK",
+        Ok(StatusCode::Error) => "STATUS_CODE_ERROR",
+        Ok(StatusCode::Unset) | Err(_) => "STATUS_CODE_UNSET",
     }
 }
 

@@ -224,12 +224,12 @@ fn row_binary_layout() {
     expected.extend_from_slice("01".repeat(8).as_bytes());
     expected.push(0); // no parent
     expected.push(0); // trace state
-    expected.extend_from_slice(b"\x05GET /\x06Server\x03svc");
+    expected.extend_from_slice(b"\x05GET /\x10SPAN_KIND_SERVER\x03svc");
     expected.extend_from_slice(b"\x01\x0cservice.name\x03svc"); // resource map
     expected.extend_from_slice(b"\x03lib\x031.0");
     expected.push(0); // span attributes
     expected.extend_from_slice(&250u64.to_le_bytes());
-    expected.extend_from_slice(b"\x05Error\x04boom");
+    expected.extend_from_slice(b"\x11STATUS_CODE_ERROR\x04boom");
     expected.extend_from_slice(&[0; 7]); // empty event and link arrays
     assert_eq!(out, expected);
 }
