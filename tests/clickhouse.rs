@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
@@ -19,6 +20,8 @@ struct Front {
     port: u16,
     data: PathBuf,
     password: String,
+    /// Set when the front serves https: how the test's own queries connect.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Front {
@@ -28,6 +31,7 @@ impl Front {
             port,
             data: data.to_path_buf(),
             password: password.into(),
+            tls: None,
         };
         f.spawn(extra);
         f
@@ -70,22 +74,47 @@ impl Front {
 
     /// Runs a statement; rows of `FORMAT JSONEachRow` queries come back parsed.
     fn query(&self, sql: &str) -> Result<String, String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         let auth = base64_basic("default", &self.password);
-        write!(
-            s,
+        let request = format!(
             "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sql}",
             sql.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        );
+        let out = self
+            .exchange(request.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let out = String::from_utf8_lossy(&out);
         let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
         if head.starts_with("HTTP/1.1 200") {
             Ok(body.to_string())
         } else {
             Err(body.to_string())
         }
+    }
+
+    /// Sends `request` on a new connection (TLS when the front serves https) and reads the
+    /// answer up to the close.
+    fn exchange(&self, request: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut tcp = TcpStream::connect(("127.0.0.1", self.port))?;
+        let mut out = Vec::new();
+        let Some(config) = &self.tls else {
+            tcp.write_all(request)?;
+            tcp.read_to_end(&mut out)?;
+            return Ok(out);
+        };
+        let name = rustls::pki_types::ServerName::from(std::net::IpAddr::from([127, 0, 0, 1]));
+        let conn =
+            rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(request)?;
+        tls.flush()?;
+        match tls.read_to_end(&mut out) {
+            // Python's ssl closes without close_notify; the answer is complete by then.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+            r => {
+                r?;
+            }
+        }
+        Ok(out)
     }
 
     fn rows(&self, sql: &str) -> Vec<Json> {
@@ -707,4 +736,286 @@ fn permanent_errors_are_reported_once_and_not_retried() {
     );
     assert!(log.contains("permanent error, not retried"), "{log}");
     assert!(!log.contains("will retry"), "{log}");
+}
+
+/// A throwaway CA and the certificates it signed for the front (127.0.0.1) and for a client,
+/// made with the openssl CLI in a temporary directory.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run the openssl CLI");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &new_key,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=wasmcol test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            ]
+            .concat(),
+        );
+        for (name, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(
+                dir.path().join(format!("{name}.ext")),
+                format!(
+                    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"
+                ),
+            )
+            .unwrap();
+            let (key, csr, pem, extfile) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            let subject = format!("/CN={name}");
+            openssl(
+                &[
+                    &["req"][..],
+                    &new_key,
+                    &["-keyout", &key, "-out", &csr, "-subj", &subject],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+            ]);
+        }
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+
+    /// The test's own client: trusts the CA, presents the client certificate.
+    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(self.path("ca.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let chain = CertificateDer::pem_file_iter(self.path("client.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(self.path("client.key")).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+        Arc::new(config)
+    }
+
+    /// A chDB front serving https with the server certificate; `mutual` also requires a client
+    /// certificate signed by the CA.
+    fn front(&self, data: &Path, mutual: bool) -> Front {
+        let (cert, key, ca) = (
+            self.path("server.pem"),
+            self.path("server.key"),
+            self.path("ca.pem"),
+        );
+        let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
+        if mutual {
+            args.extend(["--tls-client-ca", &ca]);
+        }
+        let mut front = Front::start(data, free_port(), "pw", &args);
+        front.tls = Some(self.client_config());
+        front
+    }
+}
+
+#[test]
+fn https_with_a_private_ca_a_client_certificate_or_no_verification() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    // The front requires a client certificate signed by the CA: both exporters present one.
+    let front = pki.front(data.path(), true);
+    let client_cert = format!(
+        "      cert_file: {:?}\n      key_file: {:?}\n",
+        pki.path("client.pem"),
+        pki.path("client.key")
+    );
+    let https = |name: &str, database: &str, tls: &str| {
+        exporter(name, front.port, &format!("    tls:\n{client_cert}{tls}"))
+            .replace("http://", "https://")
+            .replace("database: otel", &format!("database: {database}"))
+    };
+    let exporters = https(
+        "clickhouse/ca",
+        "otel",
+        &format!("      ca_file: {:?}\n", pki.path("ca.pem")),
+    ) + &https(
+        "clickhouse/skip",
+        "otel_skip",
+        "      insecure_skip_verify: true\n",
+    );
+    let grpc = free_port();
+    let c = collector(grpc, &exporters, "clickhouse/ca, clickhouse/skip");
+    let sent = send(grpc, 3, "checkout", c.dir.path());
+    for database in ["otel", "otel_skip"] {
+        assert!(
+            wait_until(Duration::from_secs(20), || front
+                .count(&format!("SELECT count() FROM {database}.otel_traces"))
+                == sent.len() as u64),
+            "{database}: rows did not arrive over https:\n{}",
+            c.log()
+        );
+    }
+    let ids: Vec<String> = front
+        .rows("SELECT SpanId FROM otel.otel_traces")
+        .iter()
+        .map(|r| r["SpanId"].as_str().unwrap().to_string())
+        .collect();
+    for s in &sent {
+        assert!(ids.contains(&s["span_id"].as_str().unwrap().to_string()));
+    }
+    let log = c.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tls.insecure_skip_verify is set"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("clickhouse/skip"), "{log}");
+}
+
+#[test]
+fn an_untrusted_server_certificate_fails_clearly_and_is_not_retried() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let front = pki.front(data.path(), false);
+
+    // With create_schema (the default), no tls.ca_file: the start stops on the certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yaml");
+    let grpc = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "receivers: {{ otlp: {{ protocols: {{ grpc: {{ endpoint: \"127.0.0.1:{grpc}\" }} }} }} }}\n\
+             exporters: {{ clickhouse: {{ endpoint: \"https://127.0.0.1:{}\", password: pw }} }}\n\
+             service: {{ telemetry: {{ metrics: {{ address: none }} }}, pipelines: {{ traces: {{ receivers: [otlp], exporters: [clickhouse] }} }} }}\n",
+            front.port
+        ),
+    )
+    .unwrap();
+    let stderr_path = dir.path().join("stderr");
+    let mut child = Command::new(binary("wasmcol"))
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_until(Duration::from_secs(15), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the collector should have stopped at start: {status:?}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("TLS with ClickHouse failed")
+            && stderr.contains("invalid peer certificate: UnknownIssuer")
+            && stderr.contains("set tls.ca_file"),
+        "{stderr}"
+    );
+
+    // Without create_schema: the batch fails once with the certificate error and is dropped;
+    // nothing retries a handshake that cannot succeed.
+    let grpc = free_port();
+    let c = collector(
+        grpc,
+        &exporter("clickhouse", front.port, "    create_schema: false\n")
+            .replace("http://", "https://"),
+        "clickhouse",
+    );
+    send(grpc, 1, "checkout", c.dir.path());
+    assert!(
+        wait_until(Duration::from_secs(10), || c
+            .log()
+            .contains("dropping the data")),
+        "{}",
+        c.log()
+    );
+    std::thread::sleep(Duration::from_secs(2)); // a retry loop would show by now
+    let log = c.log();
+    let failures = log
+        .matches("invalid peer certificate: UnknownIssuer")
+        .count();
+    assert!((1..=2).contains(&failures), "{failures} failures:\n{log}");
+    assert!(log.contains("set tls.ca_file"), "{log}");
+    assert!(log.contains("permanent error, not retried"), "{log}");
+    assert!(!log.contains("will retry"), "{log}");
+    assert_eq!(
+        front
+            .query("SELECT count() FROM system.databases WHERE name = 'otel'")
+            .map(|t| t.trim().to_string()),
+        Ok("0".to_string()),
+        "nothing reached the server"
+    );
 }

@@ -113,7 +113,9 @@ impl Problem {
     }
 }
 
-/// Checks a parsed configuration without doing any I/O; returns every problem, not the first.
+/// Checks a parsed configuration; returns every problem, not the first. Checks that need
+/// the files a component names (TLS certificates, lookup tables, plugins) read them here, so
+/// `wasmcol validate` reports what start-up would.
 pub trait Validate {
     /// The problems with this configuration; empty when it is valid.
     fn validate(&self) -> Vec<Problem> {

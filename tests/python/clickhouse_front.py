@@ -3,9 +3,13 @@ of ClickHouse's HTTP interface that wasmcol's clickhouse exporter speaks, so tes
 benchmarks can run the exporter against a current engine without a ClickHouse server.
 
 Usage: clickhouse_front.py --data DIR [--port N] [--user U --password P]
-                           [--tls-cert FILE --tls-key FILE] [--drop-answers N]
+                           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+                           [--drop-answers N]
 
 Prints "LISTENING <port>" on stdout once it accepts connections.
+
+--tls-cert/--tls-key serve https instead of http (PEM certificate chain and key);
+--tls-client-ca also requires a client certificate signed by that CA (mutual TLS).
 
 The subset (what a real server does for the same request):
 - POST / (or GET) with the statement in `?query=`, in the body, or `?query=` followed by the
@@ -233,9 +237,12 @@ def main():
     ap.add_argument("--password", default="")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
+    ap.add_argument("--tls-client-ca")
     ap.add_argument("--drop-answers", type=int, default=0)
     ap.add_argument("--log", action="store_true", help="log every request to stderr")
     args = ap.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
+        ap.error("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
 
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
@@ -246,6 +253,11 @@ def main():
     if args.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cafile=args.tls_client_ca)
+        # The handshake runs in accept(); a client refusing the certificate makes accept() raise
+        # an SSLError (an OSError), which the server logs nowhere and survives.
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print(f"LISTENING {srv.server_address[1]} chdb {chdb.__version__}", flush=True)
     try:

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use prost::Message;
 use tokio::time::Instant;
 
+use super::client::ChError;
 use super::config::BatchConfig;
 use super::sender::ClickHouseSender;
 use crate::component::{BuildContext, Lifecycle};
@@ -88,6 +89,9 @@ impl Lifecycle for Batcher {
         let sender = self.queue.sender();
         match tokio::time::timeout(Duration::from_secs(10), sender.ensure_schema()).await {
             Ok(Ok(())) => {}
+            Ok(Err(e @ ChError::Certificate(_))) => {
+                anyhow::bail!("exporters.{}: TLS with ClickHouse failed: {e}", self.id);
+            }
             Ok(Err(e)) if !e.is_retryable() => {
                 anyhow::bail!("exporters.{}: ClickHouse refused the schema: {e}", self.id);
             }

@@ -6,6 +6,8 @@
 //!   (`insert_deduplication_token`, `async_insert`, `wait_for_async_insert`,
 //!   `async_insert_deduplicate`).
 //! - Credentials by HTTP basic authentication.
+//! - TLS (`https://`) with rustls: the system's root certificates plus `tls.ca_file`, a client
+//!   certificate from `tls.cert_file`/`tls.key_file`, or no verification at all.
 //! - Errors: a non-2xx status, `X-ClickHouse-Exception-Code`, and a body
 //!   `Code: N. DB::Exception: ...`, read up to [`MAX_ERROR_BYTES`].
 
@@ -23,6 +25,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::config::{ClickHouseTlsConfig, pem_error, read_certificates};
 use crate::exporters::otlp::error_chain;
 
 /// Most of an answer the exporter reads: its statements answer with nothing, and an error page
@@ -34,8 +37,14 @@ const MAX_QUOTED_CHARS: usize = 2048;
 /// Why a statement failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChError {
-    /// No answer: connection refused or reset, TLS failure, ...
+    /// No answer: connection refused or reset, timeout, a TLS failure other than a refused
+    /// certificate, ...
     Transport(String),
+    /// The TLS handshake failed on a certificate: the server's was not trusted (unknown CA,
+    /// wrong name, expired) or the server refused ours. Permanent: every attempt would meet
+    /// the same certificates, and only a configuration change (`tls.ca_file`, the server's
+    /// certificate, `tls.cert_file`) helps; retrying would only repeat the error.
+    Certificate(String),
     /// The server answered with an error.
     Server {
         /// HTTP status.
@@ -50,7 +59,7 @@ pub enum ChError {
 impl std::fmt::Display for ChError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Transport(e) => f.write_str(e),
+            Self::Transport(e) | Self::Certificate(e) => f.write_str(e),
             Self::Server {
                 status, message, ..
             } => write!(f, "HTTP {status}: {message}"),
@@ -62,10 +71,12 @@ impl ChError {
     /// Whether the same statement may succeed later. Connection failures, gateway errors
     /// and the ClickHouse errors that describe load or a passing state are retryable; the
     /// rest (syntax, unknown table or column, authentication, bad data) are not: sending the
-    /// same request again would fail the same way.
+    /// same request again would fail the same way, and so would a handshake on a refused
+    /// certificate.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Transport(_) => true,
+            Self::Certificate(_) => false,
             Self::Server { status, code, .. } => match code {
                 Some(code) => RETRYABLE_CODES.contains(code),
                 // No ClickHouse code: a proxy or load balancer answered.
@@ -102,13 +113,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `endpoint` (validated: scheme, host, port). TLS uses the system's root
-    /// certificates.
+    /// A client for `endpoint` (validated: scheme, host, port). TLS trusts the system's root
+    /// certificates and those of `tls.ca_file`.
     pub fn new(
         endpoint: Uri,
         username: &str,
         password: &str,
         timeout: Duration,
+        tls: Option<&ClickHouseTlsConfig>,
     ) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
@@ -117,8 +129,7 @@ impl Client {
             http.set_connect_timeout(Some(timeout));
         }
         let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(Arc::new(rustls::crypto::ring::default_provider()))
-            .map_err(|e| format!("TLS set-up: {e}"))?
+            .with_tls_config(tls_config(tls, endpoint.scheme_str() == Some("https"))?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -190,10 +201,13 @@ impl Client {
             .body(Full::new(body))
             .map_err(|e| ChError::Transport(format!("building the request: {e}")))?;
         let where_ = || url.split('?').next().unwrap_or_default().to_string();
-        let response =
-            self.http.request(request).await.map_err(|e| {
-                ChError::Transport(format!("POST {}: {}", where_(), error_chain(&e)))
-            })?;
+        let response = self.http.request(request).await.map_err(|e| {
+            let text = format!("POST {}: {}", where_(), error_chain(&e));
+            match certificate_problem(&e) {
+                Some(hint) => ChError::Certificate(format!("{text} ({hint})")),
+                None => ChError::Transport(text),
+            }
+        })?;
         let status = response.status();
         let header_code = response
             .headers()
@@ -219,6 +233,164 @@ impl Client {
             message: shorten(&text),
         })
     }
+}
+
+/// The rustls client configuration: roots, client certificate, verification.
+fn tls_config(
+    tls: Option<&ClickHouseTlsConfig>,
+    https: bool,
+) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?;
+    let tls = tls.cloned().unwrap_or_default();
+    let builder = if tls.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+        if !tls.ca_file.is_empty() {
+            for cert in read_certificates(&tls.ca_file).map_err(|e| format!("tls.ca_file: {e}"))? {
+                roots.add(cert).map_err(|e| {
+                    format!(
+                        "tls.ca_file: {:?} holds a certificate rustls refuses as a root: {e}",
+                        tls.ca_file
+                    )
+                })?;
+            }
+        } else if https && added == 0 {
+            let why = native
+                .errors
+                .first()
+                .map_or_else(String::new, |e| format!(" ({e})"));
+            return Err(format!(
+                "no system root certificates found{why}: install them (ca-certificates) or set \
+                 tls.ca_file"
+            ));
+        }
+        builder.with_root_certificates(roots)
+    };
+    // No ALPN: hyper-rustls refuses a configuration that sets it (HTTP/1.1 is all it speaks).
+    let config = if tls.cert_file.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let chain = read_certificates(&tls.cert_file).map_err(|e| format!("tls.cert_file: {e}"))?;
+        let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| {
+            format!(
+                "tls.key_file: {}",
+                pem_error(&tls.key_file, "private key", &e)
+            )
+        })?;
+        builder.with_client_auth_cert(chain, key).map_err(|e| {
+            format!(
+                "tls.cert_file/tls.key_file: {:?} and {:?} are not a usable certificate and key: {e}",
+                tls.cert_file, tls.key_file
+            )
+        })?
+    };
+    Ok(config)
+}
+
+/// `tls.insecure_skip_verify`: any certificate and name are accepted; the handshake's
+/// signatures are still checked, so the connection is encrypted, just not authenticated.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// When `e` is a TLS handshake that failed on a certificate, what to do about it.
+fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use rustls::AlertDescription as A;
+
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let rustls_error = find_rustls_error(err);
+        match rustls_error {
+            Some(rustls::Error::InvalidCertificate(_)) => {
+                return Some(
+                    "ClickHouse's TLS certificate is not trusted: set tls.ca_file to the CA that \
+                     signed it, or fix the certificate; not retried",
+                );
+            }
+            Some(rustls::Error::AlertReceived(
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::CertificateRequired,
+            )) => {
+                return Some(
+                    "ClickHouse refused the client certificate (tls.cert_file/tls.key_file); \
+                     not retried",
+                );
+            }
+            _ => {}
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// The `rustls::Error` that `e` is or wraps in `io::Error`s (tokio-rustls hands it over inside
+/// one and hyper-rustls wraps that in another; `io::Error::source()` skips the wrapped error).
+fn find_rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    find_rustls_error(inner)
 }
 
 /// `Code: 60. DB::Exception: ...` → 60.
@@ -302,6 +474,52 @@ mod tests {
         assert!(!server(404, Some(60)).is_retryable(), "UNKNOWN_TABLE");
         assert!(!server(400, Some(62)).is_retryable(), "SYNTAX_ERROR");
         assert!(!server(500, None).is_retryable());
+    }
+
+    #[test]
+    fn a_refused_certificate_is_found_inside_the_io_errors_and_is_permanent() {
+        use rustls::{AlertDescription, CertificateError, Error as TlsError};
+        // As hyper-rustls hands it over: io::Error(Other, io::Error(InvalidData, rustls)).
+        let wrapped = |e: TlsError| {
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        };
+        let untrusted = wrapped(TlsError::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ));
+        assert!(
+            certificate_problem(&untrusted)
+                .is_some_and(|h| h.contains("tls.ca_file") && h.contains("not retried"))
+        );
+        let refused = wrapped(TlsError::AlertReceived(
+            AlertDescription::CertificateRequired,
+        ));
+        assert!(certificate_problem(&refused).is_some_and(|h| h.contains("tls.cert_file")));
+        let other = wrapped(TlsError::AlertReceived(AlertDescription::HandshakeFailure));
+        assert_eq!(certificate_problem(&other), None);
+        let refused_connection = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(certificate_problem(&refused_connection), None);
+        assert!(!ChError::Certificate("x".into()).is_retryable());
+    }
+
+    #[test]
+    fn tls_settings_build_a_client_configuration() {
+        let config = |tls: ClickHouseTlsConfig| tls_config(Some(&tls), true);
+        assert!(
+            config(ClickHouseTlsConfig {
+                insecure_skip_verify: true,
+                ..Default::default()
+            })
+            .is_ok()
+        );
+        let err = config(ClickHouseTlsConfig {
+            ca_file: "/nonexistent/ca.pem".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.starts_with("tls.ca_file: cannot read \"/nonexistent/ca.pem\""),
+            "{err}"
+        );
     }
 
     #[test]

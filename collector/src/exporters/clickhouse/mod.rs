@@ -6,6 +6,7 @@
 //! exporters:
 //!   clickhouse:
 //!     endpoint: http://localhost:8123   # or https://host:8443 (system root certificates)
+//!     # tls: { ca_file: ca.pem, cert_file: client.pem, key_file: client-key.pem }  # https only
 //!     database: otel                    # default "default"
 //!     username: ${env:CH_USER}
 //!     password: ${env:CH_PASSWORD}
@@ -34,6 +35,10 @@
 //! Replicated ones deduplicate by default. Errors are retried when ClickHouse says the state is
 //! passing (too many parts, memory, timeouts, Keeper) or nothing answered; the rest (syntax,
 //! unknown table, authentication, bad data) are permanent and logged with the server's message.
+//! A TLS handshake that fails on a certificate (the server's is not trusted, or ours is
+//! refused) is permanent too: at start it stops the collector (like a refused login), later each
+//! batch fails once with the certificate error and the `tls.*` option to fix, instead of
+//! retrying a handshake that cannot succeed.
 
 pub mod batcher;
 pub mod client;
@@ -44,5 +49,7 @@ pub mod sender;
 #[cfg(test)]
 mod tests;
 
-pub use config::{BatchConfig, ClickHouseExporterConfig, Compress, TableEngine};
+pub use config::{
+    BatchConfig, ClickHouseExporterConfig, ClickHouseTlsConfig, Compress, TableEngine,
+};
 pub use schema::{INSERT_COLUMNS, Schema};
