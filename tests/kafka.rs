@@ -566,3 +566,109 @@ async fn malformed_messages(dead_letter: bool) {
         ]
     );
 }
+
+/// What the independent client (kafka_check.py) reads from `topic`.
+fn python_read(brokers: &str, topic: &str, out: &std::path::Path) -> serde_json::Value {
+    let status = Command::new(python())
+        .arg(workspace_root().join("tests/python/kafka_check.py"))
+        .args(["--brokers", brokers, "--topic", topic, "--out"])
+        .arg(out)
+        .status()
+        .expect("run kafka_check.py");
+    assert!(status.success(), "kafka_check.py failed");
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+/// Span ids (hex) of a kafka_check.py report.
+fn report_span_ids(report: &serde_json::Value) -> BTreeSet<String> {
+    report["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["span_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// OTLP/HTTP with `x-tenant: acme` → `include_metadata` → batch `metadata_keys` →
+/// `topic_from_metadata_key`: the tenant's spans land in topic `acme`, the rest in `topic`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_metadata_names_the_topic() {
+    let broker = tokio::task::block_in_place(Broker::start);
+    let brokers = broker.address.clone();
+    tokio::task::block_in_place(|| {
+        broker.create_topic("acme", 1);
+        broker.create_topic("otlp_spans", 1);
+    });
+    let http = free_port();
+    let metrics = free_port();
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+        include_metadata: true
+processors:
+  batch:
+    timeout: 100ms
+    metadata_keys: [x-tenant]
+exporters:
+  kafka:
+    brokers: [{brokers}]
+    topic_from_metadata_key: x-tenant
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [kafka]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#
+    );
+    let mut collector = tokio::task::block_in_place(|| Collector::start(&config, http));
+    let url = format!("http://127.0.0.1:{http}/v1/traces");
+    let proto = ("content-type", "application/x-protobuf");
+    // Interleaved, so the batch processor sees both tenants within one timeout.
+    for (k, tenant) in [
+        (0u64, Some("acme")),
+        (1, None),
+        (2, Some("acme")),
+        (3, None),
+    ] {
+        let mut headers = vec![proto];
+        if let Some(t) = tenant {
+            headers.push(("x-tenant", t));
+        }
+        let body = spans_request(k as u8 + 1, k * 10 + 1, 5, 0).encode_to_vec();
+        let reply = wasmcol_tests::http_request("POST", &url, &headers, body)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}", collector.log());
+    }
+    let ids = |ks: &[u64]| -> BTreeSet<String> {
+        ks.iter()
+            .flat_map(|k| (k * 10 + 1..k * 10 + 6).map(|id| format!("{id:016x}")))
+            .collect()
+    };
+    tokio::task::block_in_place(|| {
+        // Read by the independent client until both topics hold 10 spans (or time is up).
+        let mut acme = serde_json::Value::Null;
+        let mut rest = serde_json::Value::Null;
+        wait_until(Duration::from_secs(30), || {
+            acme = python_read(&brokers, "acme", &collector.path("acme.json"));
+            rest = python_read(&brokers, "otlp_spans", &collector.path("rest.json"));
+            report_span_ids(&acme).len() >= 10 && report_span_ids(&rest).len() >= 10
+        });
+        assert_eq!(acme["undecodable"], 0);
+        assert_eq!(report_span_ids(&acme), ids(&[0, 2]), "topic acme: {acme}");
+        assert_eq!(
+            report_span_ids(&rest),
+            ids(&[1, 3]),
+            "topic otlp_spans: {rest}"
+        );
+    });
+    assert_eq!(collector.stop(), 0);
+}

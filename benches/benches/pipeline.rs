@@ -123,6 +123,7 @@ impl Chain {
                     delivery: Delivery::tracked(DeliveryTracker::new(move |o| {
                         let _ = tx.send(o);
                     })),
+                    ..Default::default()
                 }
             })
             .collect();

@@ -26,6 +26,10 @@ impl Recorder {
     pub fn refuse(&self, on: bool) {
         self.refusing.store(on, Ordering::SeqCst);
     }
+    /// Every accepted batch, in order.
+    pub fn batches(&self) -> Vec<TraceBatch> {
+        self.batches.lock().unwrap().clone()
+    }
     /// Span count of every accepted batch, in order.
     pub fn batch_sizes(&self) -> Vec<usize> {
         self.batches

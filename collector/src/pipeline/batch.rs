@@ -5,6 +5,7 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
 use super::delivery::Delivery;
+use super::metadata::Metadata;
 
 /// A batch of spans as decoded from OTLP, plus the delivery tracking that travels with it.
 ///
@@ -18,6 +19,9 @@ pub struct TraceBatch {
     pub resource_spans: Arc<Vec<ResourceSpans>>,
     /// Who must hear when this data has been delivered (empty for receivers that do not care).
     pub delivery: Delivery,
+    /// Metadata of the request(s) the spans came from (empty unless a receiver was told to
+    /// include it); see [`TraceBatch::merge`] for what survives merging.
+    pub metadata: Metadata,
 }
 
 impl TraceBatch {
@@ -26,7 +30,14 @@ impl TraceBatch {
         Self {
             resource_spans: Arc::new(resource_spans),
             delivery: Delivery::default(),
+            metadata: Metadata::default(),
         }
+    }
+
+    /// The same batch with request metadata attached.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
     }
 
     /// Mutable access to the spans, copying them first if another stage shares them.
@@ -50,10 +61,18 @@ impl TraceBatch {
     }
 
     /// Appends `other` (data and delivery tracking) to this batch.
+    ///
+    /// Metadata survives only if both sides agree: merging data of different requests (say,
+    /// two tenants) leaves the merged batch with none, so nothing downstream routes one
+    /// request's spans by another's metadata. An empty batch takes `other`'s metadata as is.
     pub fn merge(&mut self, other: TraceBatch) {
         if self.resource_spans.is_empty() {
             self.resource_spans = other.resource_spans;
+            self.metadata = other.metadata;
         } else {
+            if self.metadata != other.metadata {
+                self.metadata = Metadata::default();
+            }
             let theirs = Arc::unwrap_or_clone(other.resource_spans);
             self.resource_spans_mut().extend(theirs);
         }
@@ -63,7 +82,7 @@ impl TraceBatch {
     /// Splits off and returns the first `n` spans; `self` keeps the rest.
     ///
     /// Resource and scope are copied into both halves where a group is cut, so each half is a
-    /// valid OTLP payload on its own. Both halves share the delivery tracking.
+    /// valid OTLP payload on its own. Both halves share the delivery tracking and metadata.
     pub fn split_front(&mut self, n: usize) -> TraceBatch {
         let delivery = self.delivery.clone();
         let all = self.resource_spans_mut();
@@ -109,6 +128,7 @@ impl TraceBatch {
         TraceBatch {
             resource_spans: Arc::new(front),
             delivery,
+            metadata: self.metadata.clone(),
         }
     }
 }
@@ -185,5 +205,30 @@ mod tests {
         a.merge(batch(&[&[2]]));
         assert_eq!(a.span_count(), 3);
         assert_eq!(a.resource_spans.len(), 2);
+    }
+
+    fn tenant(t: &str) -> Metadata {
+        Metadata::new([("x-tenant".to_string(), t.to_string())])
+    }
+
+    #[test]
+    fn merge_keeps_metadata_only_when_equal() {
+        let mut a = batch(&[&[1]]).with_metadata(tenant("acme"));
+        a.merge(batch(&[&[1]]).with_metadata(tenant("acme")));
+        assert_eq!(a.metadata.get("x-tenant"), Some("acme"));
+        a.merge(batch(&[&[1]]).with_metadata(tenant("other")));
+        assert!(a.metadata.is_empty());
+        assert_eq!(a.span_count(), 3);
+        // Once lost, it stays lost: a later match does not bring it back.
+        a.merge(batch(&[&[1]]).with_metadata(tenant("acme")));
+        assert!(a.metadata.is_empty());
+
+        // An empty batch (the batch processor's starting point) takes the other's metadata.
+        let mut empty = TraceBatch::default();
+        empty.merge(batch(&[&[2]]).with_metadata(tenant("acme")));
+        assert_eq!(empty.metadata, tenant("acme"));
+        let front = empty.split_front(1);
+        assert_eq!(front.metadata, tenant("acme"));
+        assert_eq!(empty.metadata, tenant("acme"));
     }
 }

@@ -10,8 +10,10 @@ mod batch;
 mod consumer;
 mod delivery;
 mod fanout;
+mod metadata;
 
 pub use batch::{TraceBatch, count_spans};
 pub use consumer::{ConsumeError, SharedConsumer, TracesConsumer};
 pub use delivery::{Delivery, DeliveryTracker, Outcome};
 pub use fanout::{FanOut, fan_out};
+pub use metadata::Metadata;

@@ -13,6 +13,7 @@ use super::config::Compress;
 use super::rows;
 use super::schema::Schema;
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
+use crate::pipeline::Metadata;
 
 /// A batch ready to insert. Built once: every retry sends the same bytes with the same
 /// deduplication token, which is what lets ClickHouse recognise a retry of an insert it has
@@ -135,7 +136,7 @@ fn new_token() -> String {
 impl Sender for ClickHouseSender {
     type Payload = Insert;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> Insert {
+    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, _: &Metadata) -> Insert {
         let mut body = Vec::with_capacity(64 * 1024);
         let rows = rows::encode(&resource_spans, &mut body);
         Insert {

@@ -136,6 +136,12 @@ pub struct KafkaExporterConfig {
     /// resources without it go to `topic`. Empty = always `topic`.
     #[serde(default)]
     pub topic_from_attribute: String,
+    /// Request metadata key (case-insensitive) whose value names the topic for the whole
+    /// batch; it wins over `topic_from_attribute` and `topic`, as in the OpenTelemetry
+    /// Collector. Needs `include_metadata` on the receiver and, with a batch processor, the key
+    /// in its `metadata_keys`. Empty = unused.
+    #[serde(default)]
+    pub topic_from_metadata_key: String,
     /// `otlp_proto` (default) or `otlp_json`.
     #[serde(default)]
     pub encoding: Encoding,

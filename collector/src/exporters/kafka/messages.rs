@@ -1,5 +1,5 @@
-//! Turning a batch into Kafka messages: one topic per resource (from an attribute, or the
-//! default), one message per trace when partitioning by trace id (the key is the 16-byte trace
+//! Turning a batch into Kafka messages: one topic per batch (from request metadata) or per
+//! resource (from an attribute, or the default), one message per trace when partitioning by trace id (the key is the 16-byte trace
 //! id, as the OpenTelemetry Collector writes it), and no message above `max_message_bytes`:
 //! spans are packed into messages up to the limit. A single span that cannot fit alone is
 //! rejected, counted and logged, never sent to be refused by the broker.
@@ -13,7 +13,7 @@ use prost::Message;
 use prost::encoding::{self, WireType};
 
 use super::encoding::Encoding;
-use crate::pipeline::{TraceBatch, count_spans};
+use crate::pipeline::{Metadata, TraceBatch, count_spans};
 
 /// Bytes a record needs besides its key and value (record header, varints, batch header
 /// share). Reserved so that key + value + overhead stays within `max_message_bytes`.
@@ -45,6 +45,9 @@ pub struct Splitter {
     pub topic: Arc<str>,
     /// Resource attribute naming the topic; empty = always `topic`.
     pub topic_from_attribute: String,
+    /// Request metadata key naming the topic of the whole batch, before
+    /// `topic_from_attribute`; empty = unused.
+    pub topic_from_metadata_key: String,
     /// One message per trace, keyed by trace id.
     pub partition_traces_by_id: bool,
     /// Largest message (key + value + [`RECORD_OVERHEAD`]).
@@ -184,10 +187,19 @@ fn encode_parts(parts: &[Part<'_>], capacity: usize) -> Vec<u8> {
 }
 
 impl Splitter {
-    /// Cuts `resource_spans` into messages.
+    /// Cuts `resource_spans` (of a batch without metadata) into messages.
     pub fn split(&self, resource_spans: &[ResourceSpans]) -> Split {
+        self.split_for(resource_spans, &Metadata::default())
+    }
+
+    /// Cuts `resource_spans` of a batch with request `metadata` into messages.
+    pub fn split_for(&self, resource_spans: &[ResourceSpans], metadata: &Metadata) -> Split {
         let mut out = Split::default();
-        for (topic, group) in self.by_topic(resource_spans) {
+        let groups = match self.topic_from_metadata(metadata) {
+            Some(topic) => vec![(topic, resource_spans.iter().collect())],
+            None => self.by_topic(resource_spans),
+        };
+        for (topic, group) in groups {
             if self.partition_traces_by_id {
                 for (trace_id, parts) in by_trace(&group) {
                     self.pack(&topic, Some(trace_id), parts, &mut out);
@@ -209,6 +221,17 @@ impl Splitter {
             }
         }
         out
+    }
+
+    /// The topic named by `topic_from_metadata_key`, when set and present (non-empty).
+    fn topic_from_metadata(&self, metadata: &Metadata) -> Option<Arc<str>> {
+        if self.topic_from_metadata_key.is_empty() {
+            return None;
+        }
+        metadata
+            .get(&self.topic_from_metadata_key)
+            .filter(|t| !t.is_empty())
+            .map(Arc::from)
     }
 
     fn topic_of(&self, rs: &ResourceSpans) -> Arc<str> {
@@ -419,6 +442,7 @@ mod tests {
             encoding: Encoding::OtlpProto,
             topic: Arc::from("otlp_spans"),
             topic_from_attribute: String::new(),
+            topic_from_metadata_key: String::new(),
             partition_traces_by_id: partition,
             max_message_bytes: max,
         }
@@ -550,6 +574,38 @@ mod tests {
         let split = splitter(false, 1_000).split(&rs);
         assert_eq!(split.rejected_spans, 1);
         assert_eq!(split.messages.iter().map(|m| m.spans).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn topic_from_metadata_key_wins_over_the_attribute() {
+        let mut s = splitter(false, 1_000_000);
+        s.topic_from_attribute = "kafka.topic".into();
+        s.topic_from_metadata_key = "X-Tenant".into();
+        let mut rs = interleaved(1, 2, 1);
+        rs[0].resource = Some(Resource {
+            attributes: vec![KeyValue {
+                key: "kafka.topic".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("from-attr".into())),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        rs.extend(interleaved(1, 1, 1));
+        let topics = |md: &[(&str, &str)]| -> Vec<(String, u64)> {
+            let md = Metadata::new(md.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            s.split_for(&rs, &md)
+                .messages
+                .iter()
+                .map(|m| (m.topic.to_string(), m.spans))
+                .collect()
+        };
+        assert_eq!(topics(&[("x-tenant", "acme")]), vec![("acme".into(), 3)]);
+        // Absent or empty: the attribute, then the default.
+        let fallback = vec![("from-attr".to_string(), 2), ("otlp_spans".to_string(), 1)];
+        assert_eq!(topics(&[("other", "x")]), fallback);
+        assert_eq!(topics(&[("x-tenant", "")]), fallback);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!     brokers: [kafka-1:9092, kafka-2:9092]
 //!     topic: otlp_spans
 //!     topic_from_attribute: kafka.topic   # optional: per-resource topic
+//!     topic_from_metadata_key: x-tenant   # optional: per-request topic (wins over the attribute)
 //!     encoding: otlp_proto                # or otlp_json
 //!     partition_traces_by_id: true        # key = trace id: a trace stays in one partition
 //!     timeout: 5s                         # per delivery attempt

@@ -18,6 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use super::config::KafkaExporterConfig;
 use super::messages::{OutMessage, Splitter};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
+use crate::pipeline::Metadata;
 
 const PENDING: u8 = 0;
 const ACKED: u8 = 1;
@@ -76,6 +77,7 @@ impl KafkaSender {
                 encoding: cfg.encoding,
                 topic: Arc::from(cfg.topic.as_str()),
                 topic_from_attribute: cfg.topic_from_attribute.clone(),
+                topic_from_metadata_key: cfg.topic_from_metadata_key.clone(),
                 partition_traces_by_id: cfg.partition_traces_by_id,
                 max_message_bytes: cfg.producer.max_message_bytes,
             },
@@ -104,8 +106,8 @@ fn is_permanent(e: &KafkaError) -> bool {
 impl Sender for KafkaSender {
     type Payload = Payload;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> Payload {
-        let split = self.splitter.split(&resource_spans);
+    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, metadata: &Metadata) -> Payload {
+        let split = self.splitter.split_for(&resource_spans, metadata);
         Payload {
             state: split
                 .messages

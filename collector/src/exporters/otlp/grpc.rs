@@ -22,6 +22,7 @@ use tonic_types::StatusExt;
 use super::Compression;
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
 use crate::otlp::ExportTraceServiceResponse;
+use crate::pipeline::Metadata;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 /// Responses are tiny; anything this large is not an OTLP response.
@@ -123,7 +124,7 @@ impl GrpcSender {
 impl Sender for GrpcSender {
     type Payload = SharedRequest;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> SharedRequest {
+    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, _: &Metadata) -> SharedRequest {
         SharedRequest(resource_spans)
     }
 

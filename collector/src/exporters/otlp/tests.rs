@@ -179,6 +179,7 @@ fn batch(names: &[&str]) -> (TraceBatch, Slot) {
             ..Default::default()
         }]),
         delivery: Delivery::tracked(tracker),
+        ..Default::default()
     };
     (batch, slot)
 }

@@ -24,6 +24,7 @@ use super::Encoding;
 use crate::exporters::otlp::{Compression, error_chain};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
 use crate::otlp::ExportTraceServiceResponse;
+use crate::pipeline::Metadata;
 
 /// Most of a response body we read: OTLP answers are tiny, error pages need not be.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -98,7 +99,7 @@ impl Sender for HttpSender {
     /// The encoded, compressed body: what the queue holds is what goes on the wire.
     type Payload = Bytes;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> Bytes {
+    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, _: &Metadata) -> Bytes {
         let body = match self.encoding {
             // The request's only field, encoded from the shared spans without copying them.
             Encoding::Proto => {

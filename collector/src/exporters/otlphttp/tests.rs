@@ -187,6 +187,7 @@ fn batch(names: &[&str]) -> (TraceBatch, Slot) {
             ..Default::default()
         }]),
         delivery: Delivery::tracked(tracker),
+        ..Default::default()
     };
     (batch, slot)
 }

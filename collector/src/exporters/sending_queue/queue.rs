@@ -165,7 +165,10 @@ impl<S: Sender> SendingQueue<S> {
             return Err(full());
         }
         let item = Item {
-            payload: self.inner.sender.prepare(batch.resource_spans),
+            payload: self
+                .inner
+                .sender
+                .prepare(batch.resource_spans, &batch.metadata),
             spans,
             delivery: Some(batch.delivery),
         };
@@ -198,7 +201,10 @@ impl<S: Sender> TracesConsumer for SendingQueue<S> {
         }
         let Some(q) = &self.queue else {
             let item = Item {
-                payload: self.inner.sender.prepare(batch.resource_spans),
+                payload: self
+                    .inner
+                    .sender
+                    .prepare(batch.resource_spans, &batch.metadata),
                 spans,
                 delivery: Some(batch.delivery),
             };

@@ -6,6 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
+use crate::pipeline::Metadata;
+
 /// The destination took the request. It may still have rejected some spans (OTLP partial
 /// success); those are not retried, because resending the same spans would fail the same way.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,10 +68,14 @@ pub trait Sender: Send + Sync + 'static {
     /// re-encode nor clone the spans.
     type Payload: Send + Sync + 'static;
 
-    /// Turns a batch's spans (possibly shared with other exporters) into a payload. Runs on
-    /// the caller's task (so encoding spreads over the runtime's threads) before the batch is
-    /// queued.
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> Self::Payload;
+    /// Turns a batch's spans (possibly shared with other exporters) and request metadata into
+    /// a payload. Runs on the caller's task (so encoding spreads over the runtime's threads)
+    /// before the batch is queued.
+    fn prepare(
+        &self,
+        resource_spans: Arc<Vec<ResourceSpans>>,
+        metadata: &Metadata,
+    ) -> Self::Payload;
 
     /// One attempt. The queue bounds it with the exporter's `timeout`.
     async fn send(&self, payload: &Self::Payload) -> Result<Accepted, SendError>;

@@ -11,7 +11,7 @@ use super::*;
 use crate::component::{BuildContext, ComponentId, Lifecycle, Validate};
 use crate::config::Duration as ConfigDuration;
 use crate::pipeline::{
-    ConsumeError, Delivery, DeliveryTracker, Outcome, TraceBatch, TracesConsumer,
+    ConsumeError, Delivery, DeliveryTracker, Metadata, Outcome, TraceBatch, TracesConsumer,
 };
 use crate::telemetry::{ExporterMetrics, Metrics};
 
@@ -47,7 +47,7 @@ impl FakeSender {
 impl Sender for FakeSender {
     type Payload = usize;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>) -> usize {
+    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, _: &Metadata) -> usize {
         crate::pipeline::count_spans(&resource_spans)
     }
 
@@ -124,6 +124,7 @@ fn tracked(n: usize) -> (TraceBatch, Seen) {
             ..Default::default()
         }]),
         delivery: Delivery::tracked(tracker),
+        ..Default::default()
     };
     (batch, seen)
 }

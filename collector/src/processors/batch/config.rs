@@ -19,6 +19,16 @@ pub struct BatchConfig {
     /// Batches waiting to be merged before the processor refuses new data (retryable).
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
+    /// Request metadata keys (case-insensitive) whose values split batching: each distinct
+    /// combination of their values is batched on its own and sent with just those keys as its
+    /// metadata. Empty (default): one batch, whose metadata survives only where every merged
+    /// request agreed.
+    #[serde(default)]
+    pub metadata_keys: Vec<String>,
+    /// With `metadata_keys`: distinct value combinations this processor will batch over its
+    /// lifetime; data bringing one more is refused (retryable). 0 means no limit.
+    #[serde(default = "default_metadata_cardinality_limit")]
+    pub metadata_cardinality_limit: usize,
 }
 
 fn default_send_batch_size() -> usize {
@@ -30,6 +40,9 @@ fn default_timeout() -> Duration {
 fn default_queue_size() -> usize {
     128
 }
+fn default_metadata_cardinality_limit() -> usize {
+    1000
+}
 
 impl Default for BatchConfig {
     fn default() -> Self {
@@ -38,6 +51,8 @@ impl Default for BatchConfig {
             send_batch_max_size: 0,
             timeout: default_timeout(),
             queue_size: default_queue_size(),
+            metadata_keys: Vec::new(),
+            metadata_cardinality_limit: default_metadata_cardinality_limit(),
         }
     }
 }
@@ -59,6 +74,20 @@ impl Validate for BatchConfig {
         }
         if self.queue_size == 0 {
             p.push(Problem::new("queue_size", "must be at least 1, got 0"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, key) in self.metadata_keys.iter().enumerate() {
+            if key.is_empty() {
+                p.push(Problem::new(
+                    format!("metadata_keys[{i}]"),
+                    "must not be empty",
+                ));
+            } else if !seen.insert(key.to_ascii_lowercase()) {
+                p.push(Problem::new(
+                    format!("metadata_keys[{i}]"),
+                    format!("{key:?} is listed twice (keys are case-insensitive)"),
+                ));
+            }
         }
         p
     }

@@ -4,11 +4,17 @@
 //! and sends on. When the next stage refuses with a retryable error, the task waits and tries
 //! the same batch again, so back-pressure fills this queue and reaches the receiver instead of
 //! losing data.
+//!
+//! With `metadata_keys`, the worker keeps one pending batch (a shard, with its own timer) per
+//! distinct combination of those keys' values in the request metadata, as the OpenTelemetry
+//! Collector does; `consume` counts the combinations and refuses new ones beyond
+//! `metadata_cardinality_limit`.
 
 mod config;
 
 pub use config::BatchConfig;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +22,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
-use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Metadata, SharedConsumer, TraceBatch, TracesConsumer};
 use crate::telemetry::ProcessorMetrics;
 
 impl ProcessorConfig for BatchConfig {
@@ -29,9 +35,13 @@ impl ProcessorConfig for BatchConfig {
         let metrics = ctx
             .metrics
             .processor(&ctx.id.to_string(), ctx.pipeline.as_deref().unwrap_or(""));
+        let mut config = self.clone();
+        for k in &mut config.metadata_keys {
+            k.make_ascii_lowercase();
+        }
         let worker = Worker {
             id: ctx.id.to_string(),
-            config: self.clone(),
+            config: config.clone(),
             next,
             rx,
             metrics: metrics.clone(),
@@ -42,6 +52,8 @@ impl ProcessorConfig for BatchConfig {
             worker: Mutex::new(Some(worker)),
             task: Mutex::new(None),
             metrics,
+            config,
+            shards: Mutex::new(HashSet::new()),
         }))
     }
 }
@@ -52,11 +64,23 @@ struct BatchProcessor {
     worker: Mutex<Option<Worker>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: ProcessorMetrics,
+    /// Lower-cased `metadata_keys`.
+    config: BatchConfig,
+    /// Every `metadata_keys` combination seen so far (for the cardinality limit).
+    shards: Mutex<HashSet<Metadata>>,
+}
+
+/// The part of `metadata` that `keys` select: a batch's shard, and its metadata on the way out.
+fn shard_key(keys: &[String], metadata: &Metadata) -> Metadata {
+    Metadata::new(
+        keys.iter()
+            .flat_map(|k| metadata.get_all(k).map(|v| (k.clone(), v.to_string()))),
+    )
 }
 
 #[async_trait]
 impl TracesConsumer for BatchProcessor {
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+    async fn consume(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
         let spans = batch.span_count() as u64;
         let tx = self.tx.lock().expect("batch lock").clone();
         let refused = |reason: String| {
@@ -69,6 +93,20 @@ impl TracesConsumer for BatchProcessor {
         let Some(tx) = tx else {
             return refused(format!("processors.{}: shutting down", self.id));
         };
+        if !self.config.metadata_keys.is_empty() {
+            batch.metadata = shard_key(&self.config.metadata_keys, &batch.metadata);
+            let limit = self.config.metadata_cardinality_limit;
+            let mut shards = self.shards.lock().expect("batch lock");
+            if !shards.contains(&batch.metadata) {
+                if limit != 0 && shards.len() >= limit {
+                    return refused(format!(
+                        "processors.{}: too many distinct metadata_keys combinations (metadata_cardinality_limit {limit})",
+                        self.id
+                    ));
+                }
+                shards.insert(batch.metadata.clone());
+            }
+        }
         match tx.try_send(batch) {
             Ok(()) => {
                 self.metrics.incoming.inc_by(spans);
@@ -106,12 +144,22 @@ struct Worker {
     metrics: ProcessorMetrics,
 }
 
+/// One pending batch and its timer.
+#[derive(Default)]
+struct Shard {
+    pending: TraceBatch,
+    spans: usize,
+    deadline: Option<Instant>,
+}
+
 impl Worker {
     async fn run(self) {
-        let mut pending = TraceBatch::default();
-        let mut pending_spans = 0usize;
-        let mut deadline: Option<Instant> = None;
+        // Keyed by the batch's `metadata_keys` values (set by `consume`); a single shard when
+        // there are none. Shards are kept once made: `consume` bounds how many there can be.
+        let mut shards: HashMap<Metadata, Shard> = HashMap::new();
+        let by_metadata = !self.config.metadata_keys.is_empty();
         loop {
+            let deadline = shards.values().filter_map(|s| s.deadline).min();
             let received = match deadline {
                 Some(d) => tokio::select! {
                     r = self.rx.recv_async() => Some(r),
@@ -121,33 +169,45 @@ impl Worker {
             };
             match received {
                 Some(Ok(batch)) => {
-                    pending_spans += batch.span_count();
-                    pending.merge(batch);
-                    if deadline.is_none() && !self.config.timeout.is_zero() {
-                        deadline = Some(Instant::now() + self.config.timeout.get());
+                    let key = if by_metadata {
+                        batch.metadata.clone()
+                    } else {
+                        Metadata::default()
+                    };
+                    let shard = shards.entry(key).or_default();
+                    shard.spans += batch.span_count();
+                    shard.pending.merge(batch);
+                    if shard.deadline.is_none() && !self.config.timeout.is_zero() {
+                        shard.deadline = Some(Instant::now() + self.config.timeout.get());
                     }
-                    if pending_spans >= self.config.send_batch_size {
-                        self.flush(&mut pending, &mut pending_spans).await;
-                        deadline = None;
+                    if shard.spans >= self.config.send_batch_size {
+                        self.flush(shard).await;
                     }
                 }
-                // Timer fired.
+                // A timer fired.
                 None => {
-                    self.flush(&mut pending, &mut pending_spans).await;
-                    deadline = None;
+                    let now = Instant::now();
+                    for shard in shards.values_mut() {
+                        if shard.deadline.is_some_and(|d| d <= now) {
+                            self.flush(shard).await;
+                        }
+                    }
                 }
                 // Queue closed and drained: shutting down.
                 Some(Err(_)) => {
-                    self.flush(&mut pending, &mut pending_spans).await;
+                    for shard in shards.values_mut() {
+                        self.flush(shard).await;
+                    }
                     return;
                 }
             }
         }
     }
 
-    async fn flush(&self, pending: &mut TraceBatch, pending_spans: &mut usize) {
-        let mut all = std::mem::take(pending);
-        *pending_spans = 0;
+    async fn flush(&self, shard: &mut Shard) {
+        let mut all = std::mem::take(&mut shard.pending);
+        shard.spans = 0;
+        shard.deadline = None;
         let max = self.config.send_batch_max_size;
         while !all.is_empty() {
             let chunk = if max > 0 && all.span_count() > max {

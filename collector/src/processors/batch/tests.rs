@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::component::ProcessorConfig;
+use crate::pipeline::Metadata;
 use crate::testing::{Recorder, context, spans};
 
 fn build(cfg: BatchConfig, next: Arc<Recorder>) -> Arc<dyn Processor> {
@@ -18,6 +19,7 @@ async fn sends_on_size_and_splits_at_max() {
             send_batch_max_size: 15,
             timeout: crate::config::Duration::from_secs(60),
             queue_size: 8,
+            ..Default::default()
         },
         rec.clone(),
     );
@@ -84,4 +86,127 @@ async fn back_pressure_fills_the_queue_then_refuses_and_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     p.shutdown().await;
     assert_eq!(rec.batch_sizes().iter().sum::<usize>(), accepted);
+}
+
+fn with_md(n: usize, pairs: &[(&str, &str)]) -> TraceBatch {
+    spans(n).with_metadata(Metadata::new(
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    ))
+}
+
+/// (tenant, spans) of every batch sent on, sorted (shards flush in no set order).
+fn by_tenant(rec: &Recorder) -> Vec<(Option<String>, usize)> {
+    let mut v: Vec<_> = rec
+        .batches()
+        .iter()
+        .map(|b| {
+            (
+                b.metadata.get("x-tenant").map(str::to_string),
+                b.span_count(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(start_paused = true)]
+async fn metadata_keys_batch_each_combination_apart() {
+    let rec = Recorder::new();
+    let p = build(
+        BatchConfig {
+            send_batch_size: 5,
+            timeout: crate::config::Duration::from_millis(200),
+            metadata_keys: vec!["X-Tenant".into()],
+            ..Default::default()
+        },
+        rec.clone(),
+    );
+    p.start().await.unwrap();
+    // Other headers differ; only x-tenant splits, and only x-tenant is kept.
+    p.consume(with_md(3, &[("x-tenant", "acme"), ("user-agent", "a")]))
+        .await
+        .unwrap();
+    p.consume(with_md(3, &[("x-tenant", "beta")]))
+        .await
+        .unwrap();
+    p.consume(spans(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(rec.batches().is_empty(), "no shard is full yet");
+    // acme reaches send_batch_size on its own; beta's 3 + none's 1 would have, merged.
+    p.consume(with_md(2, &[("X-TENANT", "acme"), ("user-agent", "b")]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(by_tenant(&rec), vec![(Some("acme".into()), 5)]);
+    let acme = &rec.batches()[0];
+    assert_eq!(
+        acme.metadata.iter().count(),
+        1,
+        "only metadata_keys are kept"
+    );
+    // The other shards go on their own timers.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        by_tenant(&rec),
+        vec![
+            (None, 1),
+            (Some("acme".into()), 5),
+            (Some("beta".into()), 3)
+        ]
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn metadata_cardinality_limit_refuses_new_combinations_retryably() {
+    let rec = Recorder::new();
+    let p = build(
+        BatchConfig {
+            send_batch_size: 100,
+            metadata_keys: vec!["x-tenant".into()],
+            metadata_cardinality_limit: 2,
+            ..Default::default()
+        },
+        rec.clone(),
+    );
+    p.start().await.unwrap();
+    p.consume(with_md(1, &[("x-tenant", "a")])).await.unwrap();
+    p.consume(with_md(1, &[("x-tenant", "b")])).await.unwrap();
+    let err = p
+        .consume(with_md(1, &[("x-tenant", "c")]))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable());
+    assert!(
+        err.to_string().contains("metadata_cardinality_limit 2"),
+        "{err}"
+    );
+    // Known combinations still pass.
+    p.consume(with_md(1, &[("x-tenant", "a")])).await.unwrap();
+    p.shutdown().await;
+    assert_eq!(
+        by_tenant(&rec),
+        vec![(Some("a".into()), 2), (Some("b".into()), 1)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_metadata_keys_metadata_survives_only_agreement() {
+    let rec = Recorder::new();
+    let p = build(
+        BatchConfig {
+            send_batch_size: 100,
+            ..Default::default()
+        },
+        rec.clone(),
+    );
+    p.start().await.unwrap();
+    p.consume(with_md(1, &[("x-tenant", "a")])).await.unwrap();
+    p.consume(with_md(1, &[("x-tenant", "a")])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.consume(with_md(1, &[("x-tenant", "a")])).await.unwrap();
+    p.consume(with_md(1, &[("x-tenant", "b")])).await.unwrap();
+    p.shutdown().await;
+    assert_eq!(by_tenant(&rec), vec![(None, 2), (Some("a".into()), 2)]);
 }

@@ -238,6 +238,7 @@ impl Worker {
         let batch = TraceBatch {
             resource_spans: Arc::new(resource_spans),
             delivery: Delivery::tracked(tracker),
+            ..Default::default()
         };
         let mut pause = Duration::from_millis(5);
         let mut counted_refusal = false;

@@ -47,6 +47,11 @@ pub struct GrpcConfig {
     /// HTTP/2 streams one connection may have open at once.
     #[serde(default = "default_max_concurrent_streams")]
     pub max_concurrent_streams: u32,
+    /// Attach each request's gRPC metadata to its batch (see [`super::request_metadata`] for
+    /// what is kept), for `processors.batch.metadata_keys` and
+    /// `exporters.kafka.topic_from_metadata_key`.
+    #[serde(default)]
+    pub include_metadata: bool,
 }
 
 /// `receivers.otlp.protocols.http`.
@@ -62,6 +67,11 @@ pub struct HttpConfig {
     /// Largest request body accepted, after decompression.
     #[serde(default = "default_max_request_body_size")]
     pub max_request_body_size: ByteSize,
+    /// Attach each request's HTTP headers to its batch (see [`super::request_metadata`] for
+    /// what is kept), for `processors.batch.metadata_keys` and
+    /// `exporters.kafka.topic_from_metadata_key`.
+    #[serde(default)]
+    pub include_metadata: bool,
 }
 
 fn default_grpc_endpoint() -> String {
@@ -89,6 +99,7 @@ impl Default for GrpcConfig {
             endpoint: default_grpc_endpoint(),
             max_recv_msg_size_mib: default_max_recv_msg_size_mib(),
             max_concurrent_streams: default_max_concurrent_streams(),
+            include_metadata: false,
         }
     }
 }
@@ -99,6 +110,7 @@ impl Default for HttpConfig {
             endpoint: default_http_endpoint(),
             traces_url_path: default_traces_url_path(),
             max_request_body_size: default_max_request_body_size(),
+            include_metadata: false,
         }
     }
 }

@@ -17,7 +17,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::config::GrpcConfig;
 use super::{DEFAULT_RETRY_AFTER, Ingest};
-use crate::pipeline::{ConsumeError, TraceBatch};
+use crate::pipeline::ConsumeError;
 
 struct Service {
     ingest: Ingest,
@@ -29,7 +29,10 @@ impl TraceService for Service {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let batch = TraceBatch::new(request.into_inner().resource_spans);
+        let (metadata, _, request) = request.into_parts();
+        let batch = self
+            .ingest
+            .batch(request.resource_spans, &metadata.into_headers());
         match self.ingest.ingest(batch).await {
             Ok(()) => Ok(Response::new(ExportTraceServiceResponse::default())),
             Err(ConsumeError::Retryable {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::HttpConfig;
 use super::{DEFAULT_RETRY_AFTER, Ingest};
 use crate::otlp::compression::{DecompressError, Encoding, decompress};
-use crate::pipeline::{ConsumeError, TraceBatch};
+use crate::pipeline::ConsumeError;
 
 #[derive(Clone)]
 struct AppState {
@@ -160,7 +160,8 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             );
         }
     };
-    match ingest.ingest(TraceBatch::new(request.resource_spans)).await {
+    let batch = ingest.batch(request.resource_spans, &headers);
+    match ingest.ingest(batch).await {
         Ok(()) => {
             let body = match format {
                 Format::Proto => ExportTraceServiceResponse::default().encode_to_vec(),

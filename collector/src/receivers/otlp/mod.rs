@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Lifecycle, ReceiverConfig};
-use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch};
+use crate::pipeline::{ConsumeError, Metadata, SharedConsumer, TraceBatch};
 use crate::telemetry::ReceiverMetrics;
 
 impl ReceiverConfig for OtlpReceiverConfig {
@@ -30,15 +31,17 @@ impl ReceiverConfig for OtlpReceiverConfig {
         let id = ctx.id.to_string();
         Ok(Arc::new(OtlpReceiver {
             config: self.clone(),
-            grpc: self.protocols.grpc.as_ref().map(|_| Ingest {
+            grpc: self.protocols.grpc.as_ref().map(|g| Ingest {
                 id: id.clone(),
                 next: next.clone(),
                 metrics: ctx.metrics.receiver(&id, "grpc"),
+                include_metadata: g.include_metadata,
             }),
-            http: self.protocols.http.as_ref().map(|_| Ingest {
+            http: self.protocols.http.as_ref().map(|h| Ingest {
                 id: id.clone(),
                 next: next.clone(),
                 metrics: ctx.metrics.receiver(&id, "http"),
+                include_metadata: h.include_metadata,
             }),
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
@@ -52,12 +55,56 @@ pub(crate) struct Ingest {
     pub id: String,
     pub next: SharedConsumer,
     pub metrics: ReceiverMetrics,
+    /// Attach request metadata to batches (`include_metadata`).
+    pub include_metadata: bool,
+}
+
+/// Headers never kept as request metadata: they describe the transport and the body's
+/// encoding, not the request, and some (`content-length`, `grpc-timeout`) differ from request
+/// to request, which would keep the batch processor from ever merging requests' metadata.
+const TRANSPORT_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+    "grpc-timeout",
+];
+
+/// A request's headers (HTTP) or metadata (gRPC) as batch metadata: keys lower-cased; values
+/// that are not visible ASCII and binary gRPC metadata (`-bin` keys) are skipped, and so are
+/// [`TRANSPORT_HEADERS`].
+pub(crate) fn request_metadata(headers: &::http::HeaderMap) -> Metadata {
+    Metadata::new(headers.iter().filter_map(|(k, v)| {
+        let k = k.as_str();
+        if k.ends_with("-bin") || TRANSPORT_HEADERS.contains(&k) {
+            return None;
+        }
+        Some((k.to_string(), v.to_str().ok()?.to_string()))
+    }))
 }
 
 /// How long a refused client should wait when the pipeline gives no hint.
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Ingest {
+    /// A batch of `resource_spans`, with the request's metadata when `include_metadata` is on.
+    pub fn batch(
+        &self,
+        resource_spans: Vec<ResourceSpans>,
+        headers: &::http::HeaderMap,
+    ) -> TraceBatch {
+        let batch = TraceBatch::new(resource_spans);
+        if self.include_metadata {
+            batch.with_metadata(request_metadata(headers))
+        } else {
+            batch
+        }
+    }
+
     pub async fn ingest(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         let spans = batch.span_count() as u64;
         if spans == 0 {
@@ -111,5 +158,34 @@ impl Lifecycle for OtlpReceiver {
         for t in tasks {
             let _ = t.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_metadata;
+
+    #[test]
+    fn request_metadata_keeps_ascii_request_headers_only() {
+        let mut h = ::http::HeaderMap::new();
+        h.insert("x-tenant", "acme".parse().unwrap());
+        h.append("x-tenant", "second".parse().unwrap());
+        h.insert("content-type", "application/x-protobuf".parse().unwrap());
+        h.insert("content-length", "42".parse().unwrap());
+        h.insert("trace-bin", "AAEC".parse().unwrap());
+        h.insert(
+            "x-latin1",
+            ::http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
+        let m = request_metadata(&h);
+        assert_eq!(m.get("x-tenant"), Some("acme"));
+        assert_eq!(
+            m.get_all("x-tenant").collect::<Vec<_>>(),
+            ["acme", "second"]
+        );
+        assert_eq!(
+            m.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["x-tenant", "x-tenant"]
+        );
     }
 }
