@@ -52,12 +52,8 @@ fn main() {
     );
     for ((name, _, dir), path) in plugins.iter().zip(&wasm) {
         let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
-        let description = toml
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("description"))
-            .and_then(|r| r.trim_start().strip_prefix('='))
-            .map(|v| v.trim().trim_matches('"').to_string())
-            .unwrap_or_default();
+        let description =
+            wasmcol_plugin_build::package_field(&toml, "description").unwrap_or_default();
         table.push_str(&format!(
             "    ({name:?}, {description:?}, include_bytes!({:?})),\n",
             path.display().to_string()

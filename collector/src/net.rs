@@ -1,4 +1,4 @@
-//! Endpoint strings (`host:port`) as written in configs.
+//! Endpoint strings (`host:port`) as written in configs, and reading HTTP responses safely.
 
 use std::net::SocketAddr;
 
@@ -33,4 +33,27 @@ pub async fn bind(endpoint: &str, what: &str) -> anyhow::Result<tokio::net::TcpL
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("{what}: cannot listen on {endpoint} ({addr}): {e}"))
+}
+
+/// Reads at most `cap` bytes of an HTTP response body; the rest is left unread (and the
+/// connection closed), so a huge error page costs no memory.
+pub async fn read_capped(
+    mut body: hyper::body::Incoming,
+    cap: usize,
+) -> Result<bytes::Bytes, hyper::Error> {
+    use http_body_util::BodyExt as _;
+
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        let room = cap - out.len();
+        if data.len() >= room {
+            out.extend_from_slice(&data[..room]);
+            break;
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out.freeze())
 }

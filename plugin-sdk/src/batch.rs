@@ -196,25 +196,11 @@ impl Batch {
     }
 
     /// What goes back to the host.
-    pub fn into_output(mut self) -> Output {
+    pub fn into_output(self) -> Output {
         if let Some(bytes) = self.encoded {
-            return Output::Replace(bytes);
-        }
-        if self.replaced {
-            let mut data = self.data.take().unwrap_or_default();
-            if self.dropped.iter().any(|d| *d) {
-                let mut i = 0;
-                for rs in &mut data {
-                    for ss in &mut rs.scope_spans {
-                        ss.spans.retain(|_| {
-                            let keep = !self.dropped[i];
-                            i += 1;
-                            keep
-                        });
-                    }
-                }
-            }
-            Output::Replace(encode_batch(&data))
+            Output::Replace(bytes)
+        } else if self.replaced {
+            Output::Replace(encode_batch(&self.into_resource_spans()))
         } else if self.edits.is_empty() {
             Output::Unchanged
         } else {
@@ -227,6 +213,33 @@ fn record(edits: &mut Option<&mut Vec<Edit>>, edit: impl FnOnce() -> Edit) {
     if let Some(e) = edits {
         e.push(edit());
     }
+}
+
+/// Sets an attribute in this copy and records the edit for the host.
+fn set_recorded(
+    attrs: &mut Vec<KeyValue>,
+    edits: &mut Option<&mut Vec<Edit>>,
+    target: Target,
+    key: String,
+    value: Value,
+) {
+    attributes::set(attrs, &key, value.clone().into_any_value());
+    record(edits, || Edit::SetAttribute { target, key, value });
+}
+
+/// Removes an attribute from this copy and records the edit when there was one.
+fn remove_recorded(
+    attrs: &mut Vec<KeyValue>,
+    edits: &mut Option<&mut Vec<Edit>>,
+    target: Target,
+    key: &str,
+) -> Option<AnyValue> {
+    let old = attributes::remove(attrs, key)?;
+    record(edits, || Edit::RemoveAttribute {
+        target,
+        key: key.to_string(),
+    });
+    Some(old)
 }
 
 /// Shared attribute editing for every view.
@@ -249,22 +262,20 @@ macro_rules! attribute_methods {
 
         /// Inserts or replaces attribute `key`.
         pub fn set_attribute(&mut self, key: impl Into<String>, value: impl Into<Value>) {
-            let key = key.into();
-            let value = value.into();
-            attributes::set(&mut self.$field.$($path).*, &key, value.clone().into_any_value());
             let target = self.target;
-            record(&mut self.edits, || Edit::SetAttribute { target, key, value });
+            set_recorded(
+                &mut self.$field.$($path).*,
+                &mut self.edits,
+                target,
+                key.into(),
+                value.into(),
+            );
         }
 
         /// Removes attribute `key`, returning its value.
         pub fn remove_attribute(&mut self, key: &str) -> Option<AnyValue> {
-            let old = attributes::remove(&mut self.$field.$($path).*, key)?;
             let target = self.target;
-            record(&mut self.edits, || Edit::RemoveAttribute {
-                target,
-                key: key.to_string(),
-            });
-            Some(old)
+            remove_recorded(&mut self.$field.$($path).*, &mut self.edits, target, key)
         }
     };
 }
@@ -419,28 +430,23 @@ impl SpanMut<'_> {
         key: impl Into<String>,
         value: impl Into<Value>,
     ) {
-        let (key, value) = (key.into(), value.into());
-        let Some(e) = self.span.events.get_mut(event) else {
-            return;
-        };
-        attributes::set(&mut e.attributes, &key, value.clone().into_any_value());
         let target = Target::Event(self.index, event as u32);
-        record(&mut self.edits, || Edit::SetAttribute {
-            target,
-            key,
-            value,
-        });
+        if let Some(e) = self.span.events.get_mut(event) {
+            set_recorded(
+                &mut e.attributes,
+                &mut self.edits,
+                target,
+                key.into(),
+                value.into(),
+            );
+        }
     }
 
     /// Removes attribute `key` of event `event`.
     pub fn remove_event_attribute(&mut self, event: usize, key: &str) -> Option<AnyValue> {
-        let old = attributes::remove(&mut self.span.events.get_mut(event)?.attributes, key)?;
         let target = Target::Event(self.index, event as u32);
-        record(&mut self.edits, || Edit::RemoveAttribute {
-            target,
-            key: key.to_string(),
-        });
-        Some(old)
+        let attrs = &mut self.span.events.get_mut(event)?.attributes;
+        remove_recorded(attrs, &mut self.edits, target, key)
     }
 
     /// Renames event `event`.
@@ -470,28 +476,23 @@ impl SpanMut<'_> {
         key: impl Into<String>,
         value: impl Into<Value>,
     ) {
-        let (key, value) = (key.into(), value.into());
-        let Some(l) = self.span.links.get_mut(link) else {
-            return;
-        };
-        attributes::set(&mut l.attributes, &key, value.clone().into_any_value());
         let target = Target::Link(self.index, link as u32);
-        record(&mut self.edits, || Edit::SetAttribute {
-            target,
-            key,
-            value,
-        });
+        if let Some(l) = self.span.links.get_mut(link) {
+            set_recorded(
+                &mut l.attributes,
+                &mut self.edits,
+                target,
+                key.into(),
+                value.into(),
+            );
+        }
     }
 
     /// Removes attribute `key` of link `link`.
     pub fn remove_link_attribute(&mut self, link: usize, key: &str) -> Option<AnyValue> {
-        let old = attributes::remove(&mut self.span.links.get_mut(link)?.attributes, key)?;
         let target = Target::Link(self.index, link as u32);
-        record(&mut self.edits, || Edit::RemoveAttribute {
-            target,
-            key: key.to_string(),
-        });
-        Some(old)
+        let attrs = &mut self.span.links.get_mut(link)?.attributes;
+        remove_recorded(attrs, &mut self.edits, target, key)
     }
 
     /// Drops the span from the batch.

@@ -149,13 +149,18 @@ pub fn build_and_export(workspace: &Path, crates: &[&str]) {
 
 /// The `name = "..."` of a manifest's `[package]` section.
 pub fn package_name(toml: &str) -> Option<String> {
+    package_field(toml, "name")
+}
+
+/// A string field (`key = "..."`) of a manifest's `[package]` section.
+pub fn package_field(toml: &str, key: &str) -> Option<String> {
     let mut in_package = false;
     for line in toml.lines() {
         let line = line.trim();
         if line.starts_with('[') {
             in_package = line == "[package]";
         } else if in_package
-            && let Some(rest) = line.strip_prefix("name")
+            && let Some(rest) = line.strip_prefix(key)
             && let Some(v) = rest.trim_start().strip_prefix('=')
         {
             return Some(v.trim().trim_matches('"').to_string());

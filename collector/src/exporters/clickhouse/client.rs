@@ -15,11 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, HeaderValue, USER_AGENT};
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -214,7 +213,7 @@ impl Client {
             .get("x-clickhouse-exception-code")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u32>().ok());
-        let body = read_capped(response.into_body(), MAX_ERROR_BYTES).await;
+        let body = crate::net::read_capped(response.into_body(), MAX_ERROR_BYTES).await;
         if status.is_success() && header_code.is_none() {
             return Ok(());
         }
@@ -412,23 +411,6 @@ fn shorten(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
     }
-}
-
-/// Reads at most `cap` bytes of a body; the rest is left unread (and the connection closed).
-async fn read_capped(mut body: Incoming, cap: usize) -> Result<Bytes, hyper::Error> {
-    let mut out = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        let room = cap - out.len();
-        if data.len() >= room {
-            out.extend_from_slice(&data[..room]);
-            break;
-        }
-        out.extend_from_slice(&data);
-    }
-    Ok(out.freeze())
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.

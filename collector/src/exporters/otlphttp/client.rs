@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{
     CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
 };
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -150,7 +149,7 @@ impl Sender for HttpSender {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let body = read_capped(response.into_body(), MAX_RESPONSE_BYTES).await;
+        let body = crate::net::read_capped(response.into_body(), MAX_RESPONSE_BYTES).await;
         if status.is_success() {
             // The server took the data; an unreadable answer only loses the partial-success
             // details.
@@ -185,24 +184,6 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Reads at most `cap` bytes of a body; the rest is left unread (and the connection closed),
-/// so a huge error page costs no memory.
-async fn read_capped(mut body: Incoming, cap: usize) -> Result<Bytes, hyper::Error> {
-    let mut out = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        let room = cap - out.len();
-        if data.len() >= room {
-            out.extend_from_slice(&data[..room]);
-            break;
-        }
-        out.extend_from_slice(&data);
-    }
-    Ok(out.freeze())
 }
 
 fn is_json(content_type: &str) -> bool {
