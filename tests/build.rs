@@ -7,6 +7,10 @@ fn main() {
     let workspace = manifest.parent().expect("tests/ is inside the workspace");
     wasmcol_plugin_build::build_and_export(
         workspace,
-        &["tests/plugins/hostile", "tests/plugins/tagger"],
+        &[
+            "tests/plugins/hostile",
+            "tests/plugins/tagger",
+            "tests/plugins/policy-hostile",
+        ],
     );
 }

@@ -58,6 +58,11 @@ pub static PROCESSORS: &[Factory<dyn ProcessorConfig>] = &[
         processors::probabilistic_sampler::ProbabilisticSamplerConfig
     ),
     factory!(
+        "tail_sampling",
+        "buffers spans by trace and keeps whole traces as policy plugins decide (builtin:tail-policies)",
+        processors::tail_sampling::TailSamplingConfig
+    ),
+    factory!(
         "wasm",
         "runs a sandboxed WebAssembly plugin (builtin:NAME or a .wasm file) over each batch",
         processors::wasm::WasmProcessorConfig

@@ -8,6 +8,60 @@ wit_bindgen::generate!({
     default_bindings_module: "wasmcol_plugin_sdk::guest",
 });
 
+/// Bindings for the tail-sampling policy world.
+pub mod policy {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "policy",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "wasmcol_plugin_sdk::guest::policy",
+    });
+
+    use exports::wasmcol::plugin::sampler as wit;
+
+    use crate::policy::{Decision, TraceSummary};
+
+    /// Decides for a batch through the runtime, converting from and to the WIT types.
+    pub fn decide<P: crate::policy::Policy>(
+        batch: Vec<u8>,
+        traces: Vec<wit::TraceSummary>,
+    ) -> Result<Vec<wit::Decision>, String> {
+        let counts: Vec<u32> = traces.iter().map(|t| t.resource_spans).collect();
+        let summaries: Vec<TraceSummary> = traces.into_iter().map(summary).collect();
+        let decisions = crate::runtime::decide::<P>(&batch, &summaries, &counts)?;
+        Ok(decisions.into_iter().map(decision).collect())
+    }
+
+    fn summary(t: wit::TraceSummary) -> TraceSummary {
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&t.trace_id.0.to_be_bytes());
+        trace_id[8..].copy_from_slice(&t.trace_id.1.to_be_bytes());
+        TraceSummary {
+            trace_id,
+            span_count: t.span_count,
+            encoded_bytes: t.encoded_bytes,
+            start_unix_nano: t.start_unix_nano,
+            end_unix_nano: t.end_unix_nano,
+            has_root: t.has_root,
+            error_spans: t.error_spans,
+            ok_spans: t.ok_spans,
+            service_name: t.service_name,
+            first_seen_unix_nano: t.first_seen_unix_nano,
+        }
+    }
+
+    fn decision(d: Decision) -> wit::Decision {
+        wit::Decision {
+            sample: d.sample,
+            policy: d.policy,
+            probability: d.probability,
+        }
+    }
+
+    pub use wit::PolicyInfo;
+}
+
 use wasmcol::plugin::types as wit;
 
 use crate::edit::{Edit, Output, StatusCode, Target};

@@ -46,6 +46,7 @@ mod attributes;
 mod batch;
 pub mod edit;
 pub mod host;
+pub mod policy;
 #[doc(hidden)]
 pub mod runtime;
 #[cfg(not(target_arch = "wasm32"))]
@@ -125,6 +126,36 @@ impl PluginConfig {
             }
         })
     }
+}
+
+/// Registers `$policy` (a type implementing [`policy::Policy`]) as a tail-sampling policy
+/// plugin's entry point. Expands to nothing in native builds.
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct Export;
+            impl $crate::guest::policy::exports::wasmcol::plugin::sampler::Guest for Export {
+                fn init(config: String) -> Result<$crate::guest::policy::PolicyInfo, String> {
+                    $crate::runtime::init_policy::<$policy>(config)
+                        .map(|needs_spans| $crate::guest::policy::PolicyInfo { needs_spans })
+                }
+                fn decide(
+                    batch: Vec<u8>,
+                    traces: Vec<
+                        $crate::guest::policy::exports::wasmcol::plugin::sampler::TraceSummary,
+                    >,
+                ) -> Result<
+                    Vec<$crate::guest::policy::exports::wasmcol::plugin::sampler::Decision>,
+                    String,
+                > {
+                    $crate::guest::policy::decide::<$policy>(batch, traces)
+                }
+            }
+            $crate::guest::policy::export!(Export);
+        };
+    };
 }
 
 /// Registers `$plugin` (a type implementing [`Plugin`]) as the plugin's entry point. Expands

@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use crate::edit::{self, Output};
 use crate::host::{Level, Row};
+use crate::policy::{Decision, Policy, Trace, TraceSummary};
 use crate::value::Value;
 use crate::{Batch, Plugin, PluginConfig};
 
@@ -122,4 +123,78 @@ pub fn kv(key: &str, value: Value) -> KeyValue {
 /// A string [`AnyValue`].
 pub fn string_value(s: &str) -> AnyValue {
     Value::from(s).into_any_value()
+}
+
+/// A tail-sampling policy running natively.
+///
+/// ```
+/// use wasmcol_plugin_sdk::PluginConfig;
+/// use wasmcol_plugin_sdk::policy::{Decision, Policy, Trace};
+/// use wasmcol_plugin_sdk::testing::{PolicyHarness, resource_spans, span};
+///
+/// struct KeepLong;
+/// impl Policy for KeepLong {
+///     fn new(_: PluginConfig) -> Result<Self, String> { Ok(KeepLong) }
+///     fn needs_spans(&self) -> bool { false }
+///     fn decide(&mut self, t: &Trace<'_>) -> Decision {
+///         if t.summary.duration_nanos() >= 1_000_000 { Decision::sample("long", 1.0) }
+///         else { Decision::drop("long") }
+///     }
+/// }
+///
+/// let mut h = PolicyHarness::<KeepLong>::new(serde_json::json!({})).unwrap();
+/// let d = h.decide(&[vec![resource_spans("checkout", vec![span("GET /cart", &[])])]]);
+/// assert!(d[0].sample); // the test span lasts 1 ms
+/// ```
+pub struct PolicyHarness<P: Policy> {
+    policy: P,
+}
+
+impl<P: Policy> PolicyHarness<P> {
+    /// Builds the policy from `config`, as the collector does at start-up.
+    pub fn new(config: serde_json::Value) -> Result<Self, String> {
+        Ok(Self {
+            policy: P::new(PluginConfig::new(config))?,
+        })
+    }
+
+    /// Decides for `traces` (each the resource spans of one trace), summarised as the host
+    /// summarises them and with spans withheld when the policy does not need them.
+    pub fn decide(&mut self, traces: &[Vec<ResourceSpans>]) -> Vec<Decision> {
+        let now = crate::host::now_unix_nano();
+        let summaries: Vec<TraceSummary> =
+            traces.iter().map(|t| TraceSummary::of(t, now)).collect();
+        let needs_spans = self.policy.needs_spans();
+        self.policy.begin(now);
+        summaries
+            .iter()
+            .zip(traces)
+            .map(|(summary, rs)| {
+                let resource_spans: &[ResourceSpans] = if needs_spans { rs } else { &[] };
+                self.policy.decide(&Trace {
+                    summary,
+                    resource_spans,
+                })
+            })
+            .collect()
+    }
+
+    /// Decides for traces given only by their summaries (for policies that do not read spans).
+    pub fn decide_summaries(&mut self, summaries: &[TraceSummary]) -> Vec<Decision> {
+        self.policy.begin(crate::host::now_unix_nano());
+        summaries
+            .iter()
+            .map(|summary| {
+                self.policy.decide(&Trace {
+                    summary,
+                    resource_spans: &[],
+                })
+            })
+            .collect()
+    }
+
+    /// The policy itself.
+    pub fn policy(&mut self) -> &mut P {
+        &mut self.policy
+    }
 }

@@ -11,6 +11,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::process::read_sample;
@@ -18,6 +19,7 @@ use super::process::read_sample;
 type Labels = Vec<(&'static str, String)>;
 type CounterFamily = Family<Labels, Counter>;
 type GaugeFamily = Family<Labels, Gauge>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// All metric families of one collector process.
 pub struct Metrics {
@@ -43,6 +45,30 @@ pub struct Metrics {
     plugin_recycles: CounterFamily,
     plugin_skipped: CounterFamily,
     receiver_malformed: CounterFamily,
+    tail_traces: GaugeFamily,
+    tail_bytes: GaugeFamily,
+    tail_cache_bytes: GaugeFamily,
+    tail_decisions: CounterFamily,
+    tail_late_spans: CounterFamily,
+    tail_evictions: CounterFamily,
+    tail_decision_latency: HistogramFamily,
+}
+
+/// Metrics of one `tail_sampling` processor.
+#[derive(Clone)]
+pub struct TailSamplingMetrics {
+    /// Traces in the buffer.
+    pub traces: Gauge,
+    /// Bytes the buffer holds.
+    pub bytes: Gauge,
+    /// Bytes the decision caches hold.
+    pub cache_bytes: Gauge,
+    /// Late spans forwarded (their trace was kept).
+    pub late_sampled: Counter,
+    /// Late spans dropped (their trace was dropped).
+    pub late_dropped: Counter,
+    /// Seconds from a trace's first span to its decision.
+    pub decision_latency: Histogram,
 }
 
 /// Counters of one receiver on one transport.
@@ -207,6 +233,47 @@ impl Metrics {
                 "Batches handled per on_error without calling a plugin that is backing off",
                 CounterFamily
             ),
+            tail_traces: family!(
+                "tail_sampling_traces",
+                "Traces in a tail_sampling processor's buffer",
+                GaugeFamily
+            ),
+            tail_bytes: family!(
+                "tail_sampling_buffer_bytes",
+                "Bytes held by a tail_sampling processor's buffer",
+                GaugeFamily
+            ),
+            tail_cache_bytes: family!(
+                "tail_sampling_cache_bytes",
+                "Bytes held by a tail_sampling processor's decision caches",
+                GaugeFamily
+            ),
+            tail_decisions: family!(
+                "tail_sampling_decisions",
+                "Traces decided, by deciding policy and decision (sampled, not_sampled)",
+                CounterFamily
+            ),
+            tail_late_spans: family!(
+                "tail_sampling_late_spans",
+                "Spans that arrived after their trace was decided, by decision",
+                CounterFamily
+            ),
+            tail_evictions: family!(
+                "tail_sampling_evictions",
+                "Traces decided before decision_wait to make room, by reason (num_traces, buffer_bytes, trace_cap)",
+                CounterFamily
+            ),
+            tail_decision_latency: {
+                let f: HistogramFamily = Family::new_with_constructor(|| {
+                    Histogram::new(exponential_buckets(0.05, 2.0, 12))
+                });
+                reg.register(
+                    "tail_sampling_decision_latency_seconds",
+                    "Time from a trace's first span to its decision",
+                    f.clone(),
+                );
+                f
+            },
             registry: Mutex::new(reg),
         }
     }
@@ -297,6 +364,46 @@ impl Metrics {
         self.plugin_skipped
             .get_or_create(&vec![("processor", id.to_string())])
             .clone()
+    }
+
+    /// Metrics of `tail_sampling` processor `id`.
+    pub fn tail_sampling(&self, id: &str) -> TailSamplingMetrics {
+        let l = vec![("processor", id.to_string())];
+        let late = |decision: &str| {
+            let mut l = l.clone();
+            l.push(("decision", decision.to_string()));
+            self.tail_late_spans.get_or_create(&l).clone()
+        };
+        TailSamplingMetrics {
+            traces: self.tail_traces.get_or_create(&l).clone(),
+            bytes: self.tail_bytes.get_or_create(&l).clone(),
+            cache_bytes: self.tail_cache_bytes.get_or_create(&l).clone(),
+            late_sampled: late("sampled"),
+            late_dropped: late("not_sampled"),
+            decision_latency: self.tail_decision_latency.get_or_create(&l).clone(),
+        }
+    }
+
+    /// Decisions of `tail_sampling` processor `id` by `policy`, `sampled` or not.
+    pub fn tail_decisions(&self, id: &str, policy: &str, sampled: bool) -> Counter {
+        let l = vec![
+            ("processor", id.to_string()),
+            ("policy", policy.to_string()),
+            (
+                "decision",
+                if sampled { "sampled" } else { "not_sampled" }.to_string(),
+            ),
+        ];
+        self.tail_decisions.get_or_create(&l).clone()
+    }
+
+    /// Evictions of `tail_sampling` processor `id` for `reason`.
+    pub fn tail_evictions(&self, id: &str, reason: &str) -> Counter {
+        let l = vec![
+            ("processor", id.to_string()),
+            ("reason", reason.to_string()),
+        ];
+        self.tail_evictions.get_or_create(&l).clone()
     }
 
     /// Renders every metric in the Prometheus text format, refreshing process statistics first.

@@ -8,5 +8,7 @@ mod server;
 
 pub use health::{Health, HealthState};
 pub use logging::init_logging;
-pub use metrics::{ExporterMetrics, Metrics, ProcessorMetrics, ReceiverMetrics};
+pub use metrics::{
+    ExporterMetrics, Metrics, ProcessorMetrics, ReceiverMetrics, TailSamplingMetrics,
+};
 pub use server::serve_metrics;

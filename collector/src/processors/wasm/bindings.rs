@@ -5,3 +5,15 @@ wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit",
     world: "plugin",
 });
+
+/// The tail-sampling policy world. It imports the same `host` interface as processors, so the
+/// bindings (and the one linker) are shared.
+pub mod policy {
+    wasmtime::component::bindgen!({
+        path: "../plugin-sdk/wit",
+        world: "policy",
+        with: {
+            "wasmcol:plugin/host": crate::processors::wasm::bindings::wasmcol::plugin::host,
+        },
+    });
+}

@@ -81,22 +81,7 @@ impl Instance {
         limits: &Limits,
         config_json: &str,
     ) -> Result<Self, CallError> {
-        let engine = engine::get().map_err(CallError::Trap)?;
-        let mut store = Store::new(
-            &engine.engine,
-            HostState::new(services, limits.memory_bytes()),
-        );
-        store.limiter(|s| &mut s.limiter);
-        // The clock may tick right after the call starts, so one extra tick keeps the deadline
-        // from ever coming early; it comes at most one tick late.
-        let deadline_ticks = limits
-            .call_timeout
-            .0
-            .as_nanos()
-            .div_ceil(EPOCH_TICK.as_nanos()) as u64
-            + 1;
-        store.set_epoch_deadline(deadline_ticks);
-        store.epoch_deadline_trap();
+        let (mut store, deadline_ticks) = new_store(services, limits)?;
         let bindings = plugin
             .pre
             .instantiate(&mut store)
@@ -158,8 +143,32 @@ impl Instance {
     }
 }
 
+/// A store with the instance's memory cap and call deadline, and the deadline in epoch ticks.
+pub fn new_store(
+    services: Arc<Services>,
+    limits: &Limits,
+) -> Result<(Store<HostState>, u64), CallError> {
+    let engine = engine::get().map_err(CallError::Trap)?;
+    let mut store = Store::new(
+        &engine.engine,
+        HostState::new(services, limits.memory_bytes()),
+    );
+    store.limiter(|s| &mut s.limiter);
+    // The clock may tick right after the call starts, so one extra tick keeps the deadline
+    // from ever coming early; it comes at most one tick late.
+    let deadline_ticks = limits
+        .call_timeout
+        .0
+        .as_nanos()
+        .div_ceil(EPOCH_TICK.as_nanos()) as u64
+        + 1;
+    store.set_epoch_deadline(deadline_ticks);
+    store.epoch_deadline_trap();
+    Ok((store, deadline_ticks))
+}
+
 /// Names a failed call: deadline, memory cap, or the trap with the plugin's last words.
-fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
+pub fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         if *trap == wasmtime::Trap::Interrupt {
             return CallError::Timeout;
@@ -184,7 +193,7 @@ fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
     }
 }
 
-fn too_large(size: usize, max: usize) -> CallError {
+pub fn too_large(size: usize, max: usize) -> CallError {
     CallError::InvalidOutput(format!(
         "the answer is {size} bytes, more than limits.max_output_bytes ({max})"
     ))

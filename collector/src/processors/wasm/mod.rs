@@ -24,6 +24,7 @@ mod engine;
 mod host;
 mod instance;
 mod plugin;
+pub mod sampler;
 mod tables;
 mod worker;
 
@@ -33,6 +34,9 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 pub use config::{Limits, OnError, WasmProcessorConfig};
+pub use host::Services;
+pub use instance::CallError;
+pub use plugin::StartupError;
 pub use tables::TableConfig;
 
 /// (name, description) of the plugins built into this binary, used as
@@ -44,7 +48,6 @@ pub fn builtin_plugins() -> Vec<(&'static str, &'static str)> {
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
 use crate::telemetry::ProcessorMetrics;
-use host::Services;
 use worker::{Job, PluginMetrics, Shared};
 
 impl ProcessorConfig for WasmProcessorConfig {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::PluginPre;
 use super::builtin;
@@ -46,39 +46,7 @@ const CORE_MODULE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0
 impl LoadedPlugin {
     /// Loads `source`: `builtin:NAME` or a path to a `.wasm` component.
     pub fn load(source: &str) -> Result<Self, String> {
-        let bytes: std::borrow::Cow<'static, [u8]> = match source.strip_prefix("builtin:") {
-            Some(name) => builtin::get(name).map(Into::into).ok_or_else(|| {
-                let names = builtin::names();
-                format!(
-                    "no built-in plugin named {name:?}; built in: {}",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                )
-            })?,
-            None => std::fs::read(source)
-                .map_err(|e| format!("cannot read the plugin file {source:?}: {e}"))?
-                .into(),
-        };
-        if bytes.get(..8) == Some(&CORE_MODULE_HEADER[..]) {
-            return Err(format!(
-                "{source:?} is a core WebAssembly module, not a component: build the plugin for the \
-                 wasm32-wasip2 target (`cargo build --release --target wasm32-wasip2`)"
-            ));
-        }
-        if bytes.get(..8) != Some(&COMPONENT_HEADER[..]) {
-            return Err(format!("{source:?} is not a WebAssembly component"));
-        }
-        let engine = engine::get()?;
-        let component = Component::new(&engine.engine, &bytes)
-            .map_err(|e| format!("{source:?} is not a valid plugin: {e:#}"))?;
-        let pre = engine
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| format!("{source:?} needs something the host does not provide: {e:#}"))?;
-        let pre = PluginPre::new(pre).map_err(|e| {
+        let pre = PluginPre::new(compile(source)?).map_err(|e| {
             format!("{source:?} does not implement the wasmcol:plugin/plugin world: {e:#}")
         })?;
         Ok(Self {
@@ -112,4 +80,41 @@ impl LoadedPlugin {
             }),
         }
     }
+}
+
+/// Finds, compiles (through the on-disk cache) and links the component at `source`
+/// (`builtin:NAME` or a path), for any of the plugin worlds.
+pub fn compile(source: &str) -> Result<InstancePre<HostState>, String> {
+    let bytes: std::borrow::Cow<'static, [u8]> = match source.strip_prefix("builtin:") {
+        Some(name) => builtin::get(name).map(Into::into).ok_or_else(|| {
+            let names = builtin::names();
+            format!(
+                "no built-in plugin named {name:?}; built in: {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })?,
+        None => std::fs::read(source)
+            .map_err(|e| format!("cannot read the plugin file {source:?}: {e}"))?
+            .into(),
+    };
+    if bytes.get(..8) == Some(&CORE_MODULE_HEADER[..]) {
+        return Err(format!(
+            "{source:?} is a core WebAssembly module, not a component: build the plugin for the \
+             wasm32-wasip2 target (`cargo build --release --target wasm32-wasip2`)"
+        ));
+    }
+    if bytes.get(..8) != Some(&COMPONENT_HEADER[..]) {
+        return Err(format!("{source:?} is not a WebAssembly component"));
+    }
+    let engine = engine::get()?;
+    let component = Component::new(&engine.engine, &bytes)
+        .map_err(|e| format!("{source:?} is not a valid plugin: {e:#}"))?;
+    engine
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| format!("{source:?} needs something the host does not provide: {e:#}"))
 }

@@ -1,0 +1,481 @@
+//! The decision loop: one thread per `tail_sampling` processor takes due traces from the
+//! buffer, asks the policy plugins, forwards the kept traces (marked with their policy and
+//! sampling probability) and records every decision for late spans.
+//!
+//! It runs on its own thread so that plugin calls never block the async reactor; forwarding
+//! waits for the next stage, retrying refusals, so a stalled exporter fills the buffer and
+//! the buffer's budget pushes back on receivers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prometheus_client::metrics::counter::Counter;
+use wasmcol_plugin_sdk::policy::Decision;
+
+use super::buffer::{Buffer, DueTrace, Group, Origin, encode_for_policy};
+use super::cache::Kept;
+use super::tracestate;
+use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch};
+use crate::processors::wasm::sampler::{LoadedPolicy, PolicyInstance};
+use crate::processors::wasm::{CallError, Limits, OnError, Services};
+use crate::telemetry::{Metrics, ProcessorMetrics, TailSamplingMetrics};
+
+/// Most traces handed to the policy plugin in one call.
+pub const MAX_TRACES_PER_CALL: usize = 4096;
+/// About how many span bytes go into one call.
+pub const MAX_BYTES_PER_CALL: usize = 8 << 20;
+/// Distinct policy names tracked for metrics and the kept-trace cache; more are folded into
+/// `other` so a plugin cannot blow up label cardinality.
+const MAX_POLICY_NAMES: usize = 256;
+/// Consecutive failures of a plugin before it is paused.
+const FAILURES_BEFORE_BACKOFF: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Attribute written on kept spans: the deciding policy.
+pub const POLICY_ATTRIBUTE: &str = "sampling.policy";
+
+/// The decider's run state, set by the processor.
+pub const RUNNING: u8 = 0;
+/// Shutting down: decide everything pending, then stop.
+pub const DRAIN: u8 = 1;
+/// Shutting down: drop everything pending, then stop.
+pub const DISCARD: u8 = 2;
+
+/// What the processor and its decider share.
+pub struct Shared {
+    /// The processor id, for logs and metrics.
+    pub id: String,
+    /// The trace buffer.
+    pub buffer: Mutex<Buffer>,
+    /// Late spans of kept traces, waiting to be forwarded (with their span count).
+    pub late: Mutex<(Vec<ResourceSpans>, usize)>,
+    /// Wakes the decider (evictions, late spans, shutdown).
+    pub wake: flume::Sender<()>,
+    /// [`RUNNING`], [`DRAIN`] or [`DISCARD`].
+    pub state: AtomicU8,
+    /// The processor's span counters.
+    pub processor: ProcessorMetrics,
+    /// Buffer and decision metrics.
+    pub metrics: TailSamplingMetrics,
+}
+
+impl Shared {
+    /// Wakes the decider without blocking (a pending wake-up is enough).
+    pub fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// One policy plugin and its (lazily created) instance.
+pub struct PolicyRunner {
+    policy: Arc<LoadedPolicy>,
+    config_json: String,
+    services: Arc<Services>,
+    limits: Limits,
+    instance: Option<PolicyInstance>,
+    failures: u32,
+    paused_until: Option<Instant>,
+    calls: Counter,
+    instantiations: Counter,
+}
+
+impl PolicyRunner {
+    /// A runner for `policy` with its configuration.
+    pub fn new(
+        policy: Arc<LoadedPolicy>,
+        config_json: String,
+        services: Arc<Services>,
+        limits: Limits,
+        metrics: &Metrics,
+    ) -> Self {
+        let id = services.id.clone();
+        Self {
+            policy,
+            config_json,
+            services,
+            limits,
+            instance: None,
+            failures: 0,
+            paused_until: None,
+            calls: metrics.plugin_calls(&id),
+            instantiations: metrics.plugin_instantiations(&id),
+        }
+    }
+
+    fn instance(&mut self) -> Result<&mut PolicyInstance, CallError> {
+        if self.instance.is_none() {
+            self.instantiations.inc();
+            self.instance = Some(PolicyInstance::new(
+                &self.policy,
+                self.services.clone(),
+                &self.limits,
+                &self.config_json,
+            )?);
+        }
+        Ok(self.instance.as_mut().expect("just created"))
+    }
+
+    /// Asks the plugin; `None` when it failed or is paused after failing (the caller then
+    /// applies `on_error`).
+    fn decide(
+        &mut self,
+        due: &[DueTrace],
+        spans: &mut Option<(Vec<u8>, Vec<u32>)>,
+    ) -> Option<Vec<Decision>> {
+        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        let started = Instant::now();
+        let result = self.instance().and_then(|inst| {
+            let summaries: Vec<_> = due.iter().map(|t| t.summary.clone()).collect();
+            if inst.needs_spans() {
+                let (bytes, counts) = spans.get_or_insert_with(|| {
+                    let mut bytes = Vec::new();
+                    let counts = encode_for_policy(due, &mut bytes);
+                    (bytes, counts)
+                });
+                inst.decide(bytes, &summaries, counts)
+            } else {
+                inst.decide(&[], &summaries, &vec![0; due.len()])
+            }
+        });
+        match result {
+            Ok(decisions) => {
+                self.calls.inc();
+                self.failures = 0;
+                self.paused_until = None;
+                if self
+                    .instance
+                    .as_ref()
+                    .is_some_and(|i| i.memory_bytes() > self.limits.recycle_bytes())
+                {
+                    self.instance = None;
+                }
+                Some(decisions)
+            }
+            Err(e) => {
+                self.instance = None;
+                self.failures += 1;
+                self.services
+                    .metrics
+                    .plugin_failures(&self.services.id, e.reason())
+                    .inc();
+                let mut pause = None;
+                if self.failures >= FAILURES_BEFORE_BACKOFF {
+                    let exp = (self.failures - FAILURES_BEFORE_BACKOFF).min(16);
+                    let p = (FIRST_BACKOFF * 2u32.pow(exp)).min(MAX_BACKOFF);
+                    self.paused_until = Some(Instant::now() + p);
+                    pause = Some(p);
+                }
+                tracing::warn!(
+                    processor = %self.services.id,
+                    plugin = %self.policy.source,
+                    traces = due.len(),
+                    failures = self.failures,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    reason = %e.reason(),
+                    paused_for = ?pause,
+                    "policy plugin {e}; deciding these traces per on_error"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The decision loop's own state.
+pub struct Decider {
+    shared: Arc<Shared>,
+    policies: Vec<PolicyRunner>,
+    on_error: OnError,
+    next: SharedConsumer,
+    runtime: tokio::runtime::Handle,
+    wake: flume::Receiver<()>,
+    tick: Duration,
+    /// Policy names seen, by index (the kept-trace cache stores the index).
+    names: Vec<String>,
+    name_index: HashMap<String, u16>,
+    counters: HashMap<(u16, bool), Counter>,
+    metrics: Arc<Metrics>,
+}
+
+impl Decider {
+    /// A decider over `shared`'s buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shared: Arc<Shared>,
+        policies: Vec<PolicyRunner>,
+        on_error: OnError,
+        next: SharedConsumer,
+        runtime: tokio::runtime::Handle,
+        wake: flume::Receiver<()>,
+        tick: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            shared,
+            policies,
+            on_error,
+            next,
+            runtime,
+            wake,
+            tick,
+            names: Vec::new(),
+            name_index: HashMap::new(),
+            counters: HashMap::new(),
+            metrics,
+        }
+    }
+
+    /// Runs until shutdown has drained (or discarded) the buffer.
+    pub fn run(mut self) {
+        loop {
+            let state = self.shared.state.load(Ordering::Acquire);
+            if state == DISCARD {
+                let dropped = self.lock().clear();
+                self.shared.processor.dropped.inc_by(dropped);
+                if dropped > 0 {
+                    tracing::info!(processor = %self.shared.id, spans = dropped, "shutdown: pending traces dropped (on_shutdown: drop)");
+                }
+                self.flush_late();
+                return;
+            }
+            if state == DRAIN {
+                self.lock().expire_all();
+            }
+            self.flush_late();
+            let due = self
+                .lock()
+                .take_due(Instant::now(), MAX_TRACES_PER_CALL, MAX_BYTES_PER_CALL);
+            self.update_gauges();
+            if due.is_empty() {
+                if state == DRAIN && self.lock().trace_count() == 0 {
+                    return;
+                }
+                let _ = self.wake.recv_timeout(self.tick);
+                continue;
+            }
+            self.decide_and_forward(due);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
+        self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update_gauges(&self) {
+        let b = self.lock();
+        self.shared.metrics.traces.set(b.trace_count() as i64);
+        self.shared.metrics.bytes.set(b.bytes() as i64);
+        self.shared.metrics.cache_bytes.set(b.cache_bytes() as i64);
+    }
+
+    fn decide_and_forward(&mut self, due: Vec<DueTrace>) {
+        let decisions = self.decide(&due);
+        let now = Instant::now();
+        let mut out = Merger::default();
+        let mut dropped = 0u64;
+        // Record decisions first: spans that arrived while deciding come back from `finish`.
+        let mut late_groups = Vec::with_capacity(due.len());
+        {
+            let mut buffer = self.lock();
+            for (t, d) in due.iter().zip(&decisions) {
+                let kept = d.sample.then(|| Kept {
+                    policy: self.name_index.get(&d.policy).copied().unwrap_or(u16::MAX),
+                    probability: d.probability as f32,
+                });
+                late_groups.push(buffer.finish(t.id, kept, now));
+            }
+        }
+        for ((t, d), late) in due.into_iter().zip(&decisions).zip(late_groups) {
+            let spans =
+                u64::from(t.summary.span_count) + late.iter().map(|g| g.span_count()).sum::<u64>();
+            self.shared
+                .metrics
+                .decision_latency
+                .observe(now.duration_since(t.first_seen).as_secs_f64());
+            if !d.sample {
+                dropped += spans;
+                continue;
+            }
+            for g in t.groups.iter().chain(&late) {
+                if let Err(e) = out.add(g, d) {
+                    tracing::error!(processor = %self.shared.id, "a buffered span group did not decode: {e}");
+                }
+            }
+        }
+        self.shared.processor.dropped.inc_by(dropped);
+        let batch = out.finish();
+        self.forward(batch);
+    }
+
+    /// One decision per trace: the first plugin that keeps a trace decides it; when none does,
+    /// the first plugin's verdict stands. A failed plugin's traces follow `on_error`.
+    fn decide(&mut self, due: &[DueTrace]) -> Vec<Decision> {
+        let mut spans = None;
+        let mut result: Option<Vec<Decision>> = None;
+        let on_error = self.on_error;
+        let fallback = || match on_error {
+            OnError::Pass => Decision::sample("on_error", 1.0),
+            OnError::Drop => Decision::drop("on_error"),
+        };
+        let mut answers = Vec::with_capacity(self.policies.len());
+        for runner in &mut self.policies {
+            answers.push(runner.decide(due, &mut spans));
+        }
+        for answer in answers {
+            let answer = answer.unwrap_or_else(|| due.iter().map(|_| fallback()).collect());
+            match &mut result {
+                None => result = Some(answer),
+                Some(r) => {
+                    for (mine, theirs) in r.iter_mut().zip(answer) {
+                        if !mine.sample && theirs.sample {
+                            *mine = theirs;
+                        }
+                    }
+                }
+            }
+        }
+        let decisions = result.unwrap_or_default();
+        for d in &decisions {
+            let index = self.intern(&d.policy);
+            self.counters
+                .entry((index, d.sample))
+                .or_insert_with(|| {
+                    let name = self
+                        .names
+                        .get(index as usize)
+                        .map_or("other", |s| s.as_str());
+                    self.metrics.tail_decisions(&self.shared.id, name, d.sample)
+                })
+                .inc();
+        }
+        decisions
+    }
+
+    fn intern(&mut self, name: &str) -> u16 {
+        if let Some(&i) = self.name_index.get(name) {
+            return i;
+        }
+        if self.names.len() >= MAX_POLICY_NAMES {
+            return u16::MAX;
+        }
+        let i = self.names.len() as u16;
+        self.names.push(name.to_string());
+        self.name_index.insert(name.to_string(), i);
+        i
+    }
+
+    /// Forwards late spans of kept traces collected by the receivers' threads.
+    fn flush_late(&mut self) {
+        let (late, _) =
+            std::mem::take(&mut *self.shared.late.lock().unwrap_or_else(|e| e.into_inner()));
+        if !late.is_empty() {
+            self.forward(late);
+        }
+    }
+
+    /// Hands kept spans to the next stage, waiting out retryable refusals (that back-pressure
+    /// fills the buffer, whose budget then refuses new data upstream).
+    fn forward(&self, resource_spans: Vec<ResourceSpans>) {
+        if resource_spans.is_empty() {
+            return;
+        }
+        let batch = TraceBatch::new(resource_spans);
+        let spans = batch.span_count() as u64;
+        let mut backoff = Duration::from_millis(10);
+        let mut attempts = 0u32;
+        loop {
+            match self.runtime.block_on(self.next.consume(batch.clone())) {
+                Ok(()) => {
+                    self.shared.processor.outgoing.inc_by(spans);
+                    return;
+                }
+                Err(ConsumeError::Retryable {
+                    reason,
+                    retry_after,
+                }) => {
+                    attempts += 1;
+                    // On shutdown, give up after a few tries rather than hold the process.
+                    if self.shared.state.load(Ordering::Acquire) != RUNNING && attempts > 20 {
+                        tracing::warn!(processor = %self.shared.id, spans, "shutdown: the next stage still refuses ({reason}); kept spans dropped");
+                        self.shared.processor.dropped.inc_by(spans);
+                        return;
+                    }
+                    tracing::debug!(processor = %self.shared.id, "next stage refused kept spans ({reason}); retrying");
+                    std::thread::sleep(retry_after.unwrap_or(backoff).min(Duration::from_secs(1)));
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(ConsumeError::Permanent { reason }) => {
+                    tracing::error!(processor = %self.shared.id, spans, "the next stage refused kept spans for good: {reason}");
+                    self.shared.processor.dropped.inc_by(spans);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Builds the outgoing batch: decodes kept groups, marks their spans, and merges groups of
+/// different traces that share a resource and scope into one `ResourceSpans`.
+#[derive(Default)]
+struct Merger {
+    out: Vec<ResourceSpans>,
+    by_origin: HashMap<*const Origin, usize>,
+}
+
+impl Merger {
+    fn add(&mut self, group: &Group, decision: &Decision) -> Result<(), prost::DecodeError> {
+        let mut rs = group.decode()?;
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                mark(span, decision);
+            }
+        }
+        let key = Arc::as_ptr(group.origin());
+        match self.by_origin.get(&key) {
+            Some(&i) => {
+                let target = &mut self.out[i].scope_spans;
+                for ss in rs.scope_spans {
+                    match target.first_mut() {
+                        Some(t) => t.spans.extend(ss.spans),
+                        None => target.push(ss),
+                    }
+                }
+            }
+            None => {
+                self.by_origin.insert(key, self.out.len());
+                self.out.push(rs);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Vec<ResourceSpans> {
+        self.out
+    }
+}
+
+/// Writes the deciding policy and the sampling probability on a kept span.
+fn mark(span: &mut opentelemetry_proto::tonic::trace::v1::Span, decision: &Decision) {
+    let value = Some(AnyValue {
+        value: Some(any_value::Value::StringValue(decision.policy.clone())),
+    });
+    match span
+        .attributes
+        .iter_mut()
+        .find(|kv| kv.key == POLICY_ATTRIBUTE)
+    {
+        Some(kv) => kv.value = value,
+        None => span.attributes.push(KeyValue {
+            key: POLICY_ATTRIBUTE.to_string(),
+            value,
+            ..Default::default()
+        }),
+    }
+    span.trace_state = tracestate::with_threshold(&span.trace_state, decision.probability);
+}

@@ -1,0 +1,227 @@
+//! `tail_sampling`: buffers spans by trace ID and keeps or drops whole traces, as policy
+//! plugins decide.
+//!
+//! ```yaml
+//! processors:
+//!   tail_sampling:
+//!     decision_wait: 10s
+//!     num_traces: 50000
+//!     max_buffer_bytes: 256MiB
+//!     early_decision: { quiet: 2s }
+//!     policies:                                  # evaluated by builtin:tail-policies
+//!       - { name: errors, type: status_code, status_code: { status_codes: [ERROR] } }
+//!       - { name: slow, type: latency, latency: { threshold_ms: 500 } }
+//!       - { name: rest, type: probabilistic, probabilistic: { sampling_percentage: 5 } }
+//! ```
+//!
+//! The host owns the buffer (memory budget, eviction, late spans, decision caches); policies
+//! run in a sandboxed plugin that sees a batch of complete traces at a time. Kept spans carry
+//! the deciding policy (`sampling.policy`) and their sampling probability (`ot=th:...` in
+//! `tracestate`). Spans count as delivered upstream once buffered.
+
+mod buffer;
+pub mod cache;
+mod config;
+mod decider;
+pub mod tracestate;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+pub use config::{CacheType, DecisionCacheConfig, EarlyDecision, OnShutdown, TailSamplingConfig};
+pub use decider::POLICY_ATTRIBUTE;
+
+use buffer::{Buffer, BufferLimits, Eviction};
+use cache::{BloomWindowCache, BloomWindowSettings, ExactCache, SampledCache};
+use decider::{DISCARD, DRAIN, Decider, PolicyRunner, RUNNING, Shared};
+
+use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
+use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::processors::wasm::Services;
+use prometheus_client::metrics::counter::Counter;
+
+/// Late spans waiting to be forwarded past which new data is refused.
+const MAX_PENDING_LATE_SPANS: usize = 100_000;
+
+impl ProcessorConfig for TailSamplingConfig {
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer,
+    ) -> anyhow::Result<Arc<dyn Processor>> {
+        let loaded =
+            self.loaded.get().cloned().ok_or_else(|| {
+                anyhow::anyhow!("the policy plugins were not loaded by validation")
+            })?;
+        let id = ctx.id.to_string();
+        let services = Arc::new(Services::new(
+            id.clone(),
+            ctx.metrics.clone(),
+            Arc::new(Default::default()),
+        ));
+        let policies = loaded
+            .into_iter()
+            .map(|(policy, json)| {
+                PolicyRunner::new(
+                    policy,
+                    json,
+                    services.clone(),
+                    self.limits.clone(),
+                    &ctx.metrics,
+                )
+            })
+            .collect();
+        let now = Instant::now();
+        let c = &self.decision_cache;
+        let sampled = match (c.sampled_cache_type, c.sampled_cache_size) {
+            (_, 0) => SampledCache::Disabled,
+            (CacheType::Exact, n) => SampledCache::Exact(ExactCache::new(n)),
+            (CacheType::Bloom, n) => SampledCache::Bloom(BloomWindowCache::new(
+                BloomWindowSettings {
+                    shards: c.shards,
+                    window: c.window.0,
+                    expected_items_per_window: n,
+                    false_positive_rate: c.false_positive_rate,
+                },
+                now,
+            )),
+        };
+        let wait = self.decision_wait.0;
+        let limits = BufferLimits {
+            decision_wait: wait,
+            num_traces: self.num_traces,
+            max_bytes: self.max_buffer_bytes.0 as usize,
+            max_spans_per_trace: self.max_spans_per_trace,
+            max_bytes_per_trace: self.max_bytes_per_trace.0 as usize,
+            early_quiet: self.early_decision.as_ref().map(|e| e.quiet.0),
+            expected_traces: (self.expected_new_traces_per_sec as usize)
+                .saturating_mul(wait.as_secs().max(1) as usize),
+        };
+        // Decisions are due at most a tick late: a small fraction of the waits involved.
+        let mut tick = wait / 20;
+        if let Some(q) = limits.early_quiet {
+            tick = tick.min(q / 4);
+        }
+        let tick = tick.clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let (wake, wake_rx) = flume::bounded(1);
+        let shared = Arc::new(Shared {
+            id: id.clone(),
+            buffer: Mutex::new(Buffer::new(
+                limits,
+                sampled,
+                ExactCache::new(c.non_sampled_cache_size),
+            )),
+            late: Mutex::new((Vec::new(), 0)),
+            wake,
+            state: AtomicU8::new(RUNNING),
+            processor: ctx
+                .metrics
+                .processor(&id, ctx.pipeline.as_deref().unwrap_or("")),
+            metrics: ctx.metrics.tail_sampling(&id),
+        });
+        let decider = Decider::new(
+            shared.clone(),
+            policies,
+            self.on_error,
+            next,
+            tokio::runtime::Handle::try_current()
+                .map_err(|_| anyhow::anyhow!("tail_sampling must be built inside the runtime"))?,
+            wake_rx,
+            tick,
+            ctx.metrics.clone(),
+        );
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("tail-{id}"))
+            .spawn(move || {
+                decider.run();
+                let _ = done_tx.send(());
+            })?;
+        let evictions = [Eviction::NumTraces, Eviction::Bytes, Eviction::TraceCap]
+            .map(|e| ctx.metrics.tail_evictions(&id, e.label()));
+        Ok(Arc::new(TailSampling {
+            shared,
+            on_shutdown: self.on_shutdown,
+            done: Mutex::new(Some(done_rx)),
+            evictions,
+        }))
+    }
+}
+
+struct TailSampling {
+    shared: Arc<Shared>,
+    on_shutdown: OnShutdown,
+    done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    /// Eviction counters, by [`Eviction`] in declaration order.
+    evictions: [Counter; 3],
+}
+
+#[async_trait]
+impl Lifecycle for TailSampling {
+    async fn shutdown(&self) {
+        let state = match self.on_shutdown {
+            OnShutdown::Decide => DRAIN,
+            OnShutdown::Drop => DISCARD,
+        };
+        self.shared.state.store(state, Ordering::Release);
+        self.shared.wake();
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+    }
+}
+
+#[async_trait]
+impl TracesConsumer for TailSampling {
+    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        let spans = batch.span_count() as u64;
+        let m = &self.shared.processor;
+        let pending_late = self.shared.late.lock().unwrap_or_else(|e| e.into_inner()).1;
+        let ingested = {
+            let mut buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            if buffer.is_full() || pending_late > MAX_PENDING_LATE_SPANS {
+                drop(buffer);
+                m.refused.inc_by(spans);
+                return Err(ConsumeError::Retryable {
+                    reason: format!(
+                        "processor {}: the trace buffer is full (max_buffer_bytes) until pending \
+                         decisions are made and forwarded",
+                        self.shared.id
+                    ),
+                    retry_after: Some(Duration::from_secs(1)),
+                });
+            }
+            let now_unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            buffer.ingest(&batch.resource_spans, Instant::now(), now_unix)
+        };
+        m.incoming.inc_by(spans);
+        let metrics = &self.shared.metrics;
+        metrics.late_sampled.inc_by(ingested.late_sampled);
+        metrics.late_dropped.inc_by(ingested.late_dropped);
+        m.dropped.inc_by(ingested.late_dropped + ingested.invalid);
+        if ingested.invalid > 0 {
+            tracing::warn!(processor = %self.shared.id, spans = ingested.invalid, "spans without a 16-byte trace id dropped");
+        }
+        for e in &ingested.evictions {
+            self.evictions[*e as usize].inc();
+        }
+        let mut wake = !ingested.evictions.is_empty();
+        if !ingested.forward.is_empty() {
+            let mut late = self.shared.late.lock().unwrap_or_else(|e| e.into_inner());
+            late.0.extend(ingested.forward);
+            late.1 += ingested.late_sampled as usize;
+            wake = true;
+        }
+        if wake {
+            self.shared.wake();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Tail-sampling policy plugins (the `wasmcol:plugin/policy` world): loading, and one
+//! sandboxed instance answering "keep or drop?" for batches of buffered traces. The
+//! `tail_sampling` processor owns the buffer; this is only the call into the guest, with the
+//! same limits, deadline and failure handling as processor plugins.
+
+use std::sync::Arc;
+
+use wasmcol_plugin_sdk::policy::{Decision, TraceSummary};
+use wasmtime::Store;
+
+use super::bindings::policy::Policy as Bindings;
+use super::bindings::policy::PolicyPre;
+use super::bindings::policy::exports::wasmcol::plugin::sampler as wit;
+use super::config::Limits;
+use super::host::{HostState, Services};
+use super::instance::{CallError, classify, new_store, too_large};
+use super::plugin::{StartupError, compile};
+use super::tables::Tables;
+use crate::telemetry::Metrics;
+
+/// Longest policy name a plugin may return; names label metrics, so they stay short.
+const MAX_POLICY_NAME: usize = 128;
+
+/// A compiled and linked policy plugin, ready to instantiate.
+pub struct LoadedPolicy {
+    /// `builtin:NAME` or the file path, for messages.
+    pub source: String,
+    pre: PolicyPre<HostState>,
+}
+
+impl std::fmt::Debug for LoadedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPolicy")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl LoadedPolicy {
+    /// Loads `source`: `builtin:NAME` or a path to a `.wasm` component.
+    pub fn load(source: &str) -> Result<Self, String> {
+        let pre = PolicyPre::new(compile(source)?).map_err(|e| {
+            format!(
+                "{source:?} is not a tail-sampling policy plugin (it does not implement the \
+                 wasmcol:plugin/policy world): {e:#}"
+            )
+        })?;
+        Ok(Self {
+            source: source.to_string(),
+            pre,
+        })
+    }
+
+    /// Instantiates the plugin once and hands it its configuration, as start-up will.
+    pub fn check_config(&self, config_json: &str, limits: &Limits) -> Result<(), StartupError> {
+        let services = Arc::new(Services::new(
+            "validate".into(),
+            Arc::new(Metrics::new()),
+            Arc::new(Tables::default()),
+        ));
+        match PolicyInstance::new(self, services, limits, config_json) {
+            Ok(_) => Ok(()),
+            Err(CallError::Rejected(reason)) => Err(StartupError {
+                path: "config",
+                message: format!("the policy plugin rejected its configuration: {reason}"),
+            }),
+            Err(e) => Err(StartupError {
+                path: "plugin",
+                message: format!("{:?} failed while starting: {e}", self.source),
+            }),
+        }
+    }
+}
+
+/// A live policy instance.
+pub struct PolicyInstance {
+    store: Store<HostState>,
+    bindings: Bindings,
+    deadline_ticks: u64,
+    max_output: usize,
+    needs_spans: bool,
+}
+
+impl PolicyInstance {
+    /// Instantiates `policy` and calls its `init` with `config_json`.
+    pub fn new(
+        policy: &LoadedPolicy,
+        services: Arc<Services>,
+        limits: &Limits,
+        config_json: &str,
+    ) -> Result<Self, CallError> {
+        let (mut store, deadline_ticks) = new_store(services, limits)?;
+        let bindings = policy
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&store, e))?;
+        let info = bindings
+            .wasmcol_plugin_sampler()
+            .call_init(&mut store, config_json)
+            .map_err(|e| classify(&store, e))?
+            .map_err(CallError::Rejected)?;
+        Ok(Self {
+            store,
+            bindings,
+            deadline_ticks,
+            max_output: limits.max_output_bytes.0 as usize,
+            needs_spans: info.needs_spans,
+        })
+    }
+
+    /// Whether the plugin reads span contents (else the host sends summaries only).
+    pub fn needs_spans(&self) -> bool {
+        self.needs_spans
+    }
+
+    /// Linear memory the instance holds now, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
+    }
+
+    /// Asks for one decision per trace. `batch` is the traces' `TracesData` (empty when the
+    /// plugin does not read spans), `counts[i]` the resource spans of trace `i` in it. Every
+    /// answer is checked: one decision per trace, a short policy name, a probability in (0, 1]
+    /// for kept traces.
+    pub fn decide(
+        &mut self,
+        batch: &[u8],
+        summaries: &[TraceSummary],
+        counts: &[u32],
+    ) -> Result<Vec<Decision>, CallError> {
+        let traces: Vec<wit::TraceSummary> = summaries
+            .iter()
+            .zip(counts)
+            .map(|(s, &n)| to_wit(s, n))
+            .collect();
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let answer = self
+            .bindings
+            .wasmcol_plugin_sampler()
+            .call_decide(&mut self.store, batch, &traces)
+            .map_err(|e| classify(&self.store, e))?
+            .map_err(CallError::Failed)?;
+        if answer.len() != summaries.len() {
+            return Err(CallError::InvalidOutput(format!(
+                "{} decisions for {} traces",
+                answer.len(),
+                summaries.len()
+            )));
+        }
+        let mut size = 0usize;
+        answer
+            .into_iter()
+            .map(|d| {
+                size += 16 + d.policy.len();
+                if size > self.max_output {
+                    return Err(too_large(size, self.max_output));
+                }
+                check(d)
+            })
+            .collect()
+    }
+}
+
+fn check(d: wit::Decision) -> Result<Decision, CallError> {
+    if d.policy.len() > MAX_POLICY_NAME {
+        return Err(CallError::InvalidOutput(format!(
+            "a policy name is {} bytes long, at most {MAX_POLICY_NAME} are allowed",
+            d.policy.len()
+        )));
+    }
+    if d.sample && !(d.probability > 0.0 && d.probability <= 1.0) {
+        return Err(CallError::InvalidOutput(format!(
+            "policy {:?} kept a trace with probability {}, which is not in (0, 1]",
+            d.policy, d.probability
+        )));
+    }
+    Ok(Decision {
+        sample: d.sample,
+        policy: d.policy,
+        probability: if d.sample { d.probability } else { 0.0 },
+    })
+}
+
+fn to_wit(s: &TraceSummary, resource_spans: u32) -> wit::TraceSummary {
+    let hi = u64::from_be_bytes(s.trace_id[..8].try_into().expect("8 bytes"));
+    let lo = u64::from_be_bytes(s.trace_id[8..].try_into().expect("8 bytes"));
+    wit::TraceSummary {
+        trace_id: (hi, lo),
+        resource_spans,
+        span_count: s.span_count,
+        encoded_bytes: s.encoded_bytes,
+        start_unix_nano: s.start_unix_nano,
+        end_unix_nano: s.end_unix_nano,
+        has_root: s.has_root,
+        error_spans: s.error_spans,
+        ok_spans: s.ok_spans,
+        service_name: s.service_name.clone(),
+        first_seen_unix_nano: s.first_seen_unix_nano,
+    }
+}
