@@ -850,27 +850,22 @@ policies:
         "the late span keeps its remote parent"
     );
     assert_eq!((s.name.as_str(), s.service.as_str()), ("late", "late"));
-    // BUG: late spans of kept traces are forwarded unmarked: the buffer's ingest path
-    // (collector/src/processors/tail_sampling/buffer.rs, `Buffer::ingest`, the
-    // `self.sampled.lookup(key, now).is_hit()` branch) clones the span as it came, although
-    // the exact cache keeps the deciding policy and probability (`Kept`) for exactly this.
-    // Checked only once they carry a mark; until then the missing mark is reported.
-    match &s.policy {
-        Some(_) => assert_kept(
-            &spans,
-            &SentTrace {
-                trace_id: kept.trace_id.clone(),
-                span_ids: vec![late_kept.1.clone()],
-            },
-            "errors",
-            1.0,
-            "late span of the kept trace",
-        ),
-        None => eprintln!(
-            "BUG: the late span of a kept trace has no sampling.policy (tracestate {:?})",
-            s.trace_state
-        ),
-    }
+    // With the exact cache the verdict is remembered, so the late span is marked like the
+    // rest of its trace.
+    assert!(
+        s.policy.is_some(),
+        "the late span of a kept trace is unmarked: {s:?}"
+    );
+    assert_kept(
+        &spans,
+        &SentTrace {
+            trace_id: kept.trace_id.clone(),
+            span_ids: vec![late_kept.1.clone()],
+        },
+        "errors",
+        1.0,
+        "late span of the kept trace",
+    );
 
     // The dropped trace's late span never comes out, and does not start a new trace: wait
     // past another decision_wait and look again.
@@ -1026,9 +1021,12 @@ policies:
     // is the boundary slack, at most the spans kept in the last `gap` of second k - 1 (gap:
     // from that scrape's sending to k, ~20 ms, plus the time a decision takes to reach the
     // counter). By then the budget's random lane has used its share of the second, so what
-    // is kept there is error traces: ERROR_TRACES_PER_SEC * spans * gap, a few spans. The
-    // slack allowed is 5% of the budget (30 spans), several times that.
-    let slack = BUDGET * 0.05;
+    // is kept there is error traces: ERROR_TRACES_PER_SEC * spans * gap, a few spans, plus
+    // those decided late in second k - 1 whose forwarding reached the counter after k: on a
+    // loaded CI machine that delay reached ~150 ms (32 spans over). The slack allowed is 20%
+    // of the budget (120 spans: the error lane's 200 spans/s for 0.6 s); the total below,
+    // checked without slack, is the strict bound.
+    let slack = BUDGET * 0.2;
     let first = samples
         .iter()
         .find(|s| s.2 > 0.0)

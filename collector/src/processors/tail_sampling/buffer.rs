@@ -210,6 +210,9 @@ pub struct DueTrace {
 pub struct Ingested {
     /// Late spans of kept traces, to forward now.
     pub forward: Vec<ResourceSpans>,
+    /// For each span of `forward`, in order, the verdict its trace was kept with (`None` from
+    /// a Bloom cache, which remembers membership only).
+    pub forward_marks: Vec<Option<Kept>>,
     /// Late spans of kept traces (count).
     pub late_sampled: u64,
     /// Late spans of dropped traces, dropped.
@@ -306,8 +309,10 @@ impl Buffer {
                     };
                     let key = u128::from_be_bytes(id);
                     if !self.traces.contains_key(&key) {
-                        if self.sampled.lookup(key, now).is_hit() {
+                        let hit = self.sampled.lookup(key, now);
+                        if hit.is_hit() {
                             out.late_sampled += 1;
+                            out.forward_marks.push(hit.payload());
                             forward_scope
                                 .get_or_insert_with(|| ScopeSpans {
                                     scope: ss.scope.clone(),

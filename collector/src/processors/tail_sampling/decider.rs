@@ -51,8 +51,9 @@ pub struct Shared {
     pub id: String,
     /// The trace buffer.
     pub buffer: Mutex<Buffer>,
-    /// Late spans of kept traces, waiting to be forwarded (with their span count).
-    pub late: Mutex<(Vec<ResourceSpans>, usize)>,
+    /// Late spans of kept traces, waiting to be forwarded, and for each span (in order) the
+    /// verdict its trace was kept with, when the cache remembers it.
+    pub late: Mutex<(Vec<ResourceSpans>, Vec<Option<Kept>>)>,
     /// Wakes the decider (evictions, late spans, shutdown).
     pub wake: flume::Sender<()>,
     /// [`RUNNING`], [`DRAIN`] or [`DISCARD`].
@@ -370,13 +371,29 @@ impl Decider {
         i
     }
 
-    /// Forwards late spans of kept traces collected by the receivers' threads.
+    /// Forwards late spans of kept traces collected by the receivers' threads, marked like
+    /// the rest of their trace where the cache remembered the verdict.
     fn flush_late(&mut self) {
-        let (late, _) =
+        let (mut late, marks) =
             std::mem::take(&mut *self.shared.late.lock().unwrap_or_else(|e| e.into_inner()));
-        if !late.is_empty() {
-            self.forward(late);
+        if late.is_empty() {
+            return;
         }
+        let mut marks = marks.into_iter();
+        for span in late
+            .iter_mut()
+            .flat_map(|rs| rs.scope_spans.iter_mut())
+            .flat_map(|ss| ss.spans.iter_mut())
+        {
+            if let Some(Some(kept)) = marks.next() {
+                let policy = self
+                    .names
+                    .get(usize::from(kept.policy))
+                    .map_or("other", |s| s.as_str());
+                mark(span, &Decision::sample(policy, f64::from(kept.probability)));
+            }
+        }
+        self.forward(late);
     }
 
     /// Hands kept spans to the next stage, waiting out retryable refusals (that back-pressure

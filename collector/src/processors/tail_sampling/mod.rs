@@ -115,7 +115,7 @@ impl ProcessorConfig for TailSamplingConfig {
                 sampled,
                 ExactCache::new(c.non_sampled_cache_size),
             )),
-            late: Mutex::new((Vec::new(), 0)),
+            late: Mutex::new((Vec::new(), Vec::new())),
             wake,
             state: AtomicU8::new(RUNNING),
             processor: ctx
@@ -181,7 +181,13 @@ impl TracesConsumer for TailSampling {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         let spans = batch.span_count() as u64;
         let m = &self.shared.processor;
-        let pending_late = self.shared.late.lock().unwrap_or_else(|e| e.into_inner()).1;
+        let pending_late = self
+            .shared
+            .late
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .len();
         let ingested = {
             let mut buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
             if buffer.is_full() || pending_late > MAX_PENDING_LATE_SPANS {
@@ -216,7 +222,7 @@ impl TracesConsumer for TailSampling {
         if !ingested.forward.is_empty() {
             let mut late = self.shared.late.lock().unwrap_or_else(|e| e.into_inner());
             late.0.extend(ingested.forward);
-            late.1 += ingested.late_sampled as usize;
+            late.1.extend(ingested.forward_marks);
             wake = true;
         }
         if wake {
