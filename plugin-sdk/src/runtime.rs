@@ -16,9 +16,7 @@ thread_local! {
 
 /// Builds the plugin from its configuration (JSON text).
 pub fn init<P: Plugin>(config: String) -> Result<(), String> {
-    let value: serde_json::Value = serde_json::from_str(&config)
-        .map_err(|e| format!("the host sent a configuration that is not JSON: {e}"))?;
-    let plugin = P::new(PluginConfig::new(value))?;
+    let plugin = P::new(parse_config(&config)?)?;
     PLUGIN.with_borrow_mut(|p| *p = Some(Box::new(plugin)));
     Ok(())
 }
@@ -40,9 +38,7 @@ pub fn process<P: Plugin>(bytes: Vec<u8>) -> Result<Output, String> {
 /// Builds a tail-sampling policy from its configuration (JSON text); returns whether it reads
 /// span contents.
 pub fn init_policy<P: Policy>(config: String) -> Result<bool, String> {
-    let value: serde_json::Value = serde_json::from_str(&config)
-        .map_err(|e| format!("the host sent a configuration that is not JSON: {e}"))?;
-    let policy = P::new(PluginConfig::new(value))?;
+    let policy = P::new(parse_config(&config)?)?;
     let needs_spans = policy.needs_spans();
     PLUGIN.with_borrow_mut(|p| *p = Some(Box::new(policy)));
     Ok(needs_spans)
@@ -70,4 +66,11 @@ pub fn decide<P: Policy>(
             policy.decide(t)
         })
     })
+}
+
+/// The configuration the host sends at `init` (JSON text).
+fn parse_config(config: &str) -> Result<PluginConfig, String> {
+    serde_json::from_str(config)
+        .map(PluginConfig::new)
+        .map_err(|e| format!("the host sent a configuration that is not JSON: {e}"))
 }

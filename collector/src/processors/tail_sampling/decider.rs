@@ -21,7 +21,7 @@ use super::cache::Kept;
 use super::tracestate;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch};
 use crate::processors::wasm::sampler::{LoadedPolicy, PolicyInstance};
-use crate::processors::wasm::{CallError, Limits, OnError, Services};
+use crate::processors::wasm::{CallError, Limits, OnError, Services, pause_after};
 use crate::telemetry::{Metrics, ProcessorMetrics, TailSamplingMetrics};
 
 /// Most traces handed to the policy plugin in one call.
@@ -31,10 +31,6 @@ pub const MAX_BYTES_PER_CALL: usize = 8 << 20;
 /// Distinct policy names tracked for metrics and the kept-trace cache; more are folded into
 /// `other` so a plugin cannot blow up label cardinality.
 const MAX_POLICY_NAMES: usize = 256;
-/// Consecutive failures of a plugin before it is paused.
-const FAILURES_BEFORE_BACKOFF: u32 = 3;
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Attribute written on kept spans: the deciding policy.
 pub const POLICY_ATTRIBUTE: &str = "sampling.policy";
 
@@ -165,12 +161,9 @@ impl PolicyRunner {
                     .metrics
                     .plugin_failures(&self.services.id, e.reason())
                     .inc();
-                let mut pause = None;
-                if self.failures >= FAILURES_BEFORE_BACKOFF {
-                    let exp = (self.failures - FAILURES_BEFORE_BACKOFF).min(16);
-                    let p = (FIRST_BACKOFF * 2u32.pow(exp)).min(MAX_BACKOFF);
+                let pause = pause_after(self.failures);
+                if let Some(p) = pause {
                     self.paused_until = Some(Instant::now() + p);
-                    pause = Some(p);
                 }
                 tracing::warn!(
                     processor = %self.services.id,

@@ -38,6 +38,7 @@ pub use host::Services;
 pub use instance::CallError;
 pub use plugin::StartupError;
 pub use tables::TableConfig;
+pub use worker::pause_after;
 
 /// (name, description) of the plugins built into this binary, used as
 /// `plugin: builtin:NAME`.

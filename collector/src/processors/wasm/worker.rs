@@ -124,9 +124,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                     OnError::Pass => "passing the batch on unchanged",
                     OnError::Drop => "dropping the batch",
                 };
-                if failures >= FAILURES_BEFORE_BACKOFF {
-                    let exp = (failures - FAILURES_BEFORE_BACKOFF).min(16);
-                    let pause = (FIRST_BACKOFF * 2u32.pow(exp)).min(MAX_BACKOFF);
+                if let Some(pause) = pause_after(failures) {
                     paused_until = Some(Instant::now() + pause);
                     tracing::warn!(
                         processor = %shared.services.id,
@@ -149,6 +147,13 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
             }
         }
     }
+}
+
+/// How long to stop calling a plugin after `failures` failures in a row: nothing for the
+/// first few, then [`FIRST_BACKOFF`] doubling up to [`MAX_BACKOFF`].
+pub fn pause_after(failures: u32) -> Option<Duration> {
+    let exp = failures.checked_sub(FAILURES_BEFORE_BACKOFF)?.min(16);
+    Some((FIRST_BACKOFF * 2u32.pow(exp)).min(MAX_BACKOFF))
 }
 
 fn on_error(shared: &Shared, batch: TraceBatch) -> Option<TraceBatch> {
