@@ -1,6 +1,9 @@
 //! OTLP decode and encode of one realistic 512-span request (see
 //! `wasmcol_benches::realistic_request`): protobuf with prost, as the gRPC and HTTP receivers
-//! and the `file`/`otlp` exporters do, and OTLP/JSON with wasmcol's own codec.
+//! and the `file`/`otlp` exporters do, and OTLP/JSON with wasmcol's own codec. `wire_validate`
+//! and `wire_walk` are the no-decode alternative to `proto_decode` (`wasmcol::otlp::wire`):
+//! checking the same bytes as strictly as prost does, and then reading every span's trace id
+//! and times out of them.
 //!
 //! Throughput is in spans, so criterion reports spans per second (one core).
 //!
@@ -12,6 +15,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message as _;
 use wasmcol::otlp::ExportTraceServiceRequest;
 use wasmcol::otlp::json::{decode_traces, encode_traces};
+use wasmcol::otlp::wire;
 use wasmcol_benches::realistic_request;
 
 const SPANS: usize = 512;
@@ -34,6 +38,27 @@ fn codec(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SPANS as u64));
     g.bench_function("proto_decode", |b| {
         b.iter(|| ExportTraceServiceRequest::decode(black_box(proto.as_slice())).expect("decode"))
+    });
+    assert_eq!(wire::validate(&proto).expect("wire validate").spans, SPANS);
+    g.bench_function("wire_validate", |b| {
+        b.iter(|| wire::validate(black_box(proto.as_slice())).expect("validate"))
+    });
+    g.bench_function("wire_walk", |b| {
+        b.iter(|| {
+            // A checksum of what was read, so that none of it is optimised away.
+            let mut sum = 0u64;
+            for rs in wire::TracesView::new(black_box(proto.as_slice())).resource_spans() {
+                for ss in rs.scope_spans() {
+                    for span in ss.spans() {
+                        sum = sum
+                            .wrapping_add(u64::from(span.trace_id().first().copied().unwrap_or(0)))
+                            .wrapping_add(span.start_time_unix_nano())
+                            .wrapping_add(span.end_time_unix_nano());
+                    }
+                }
+            }
+            sum
+        })
     });
     let mut out = Vec::with_capacity(proto.len());
     g.bench_function("proto_encode", |b| {

@@ -233,7 +233,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let [(scrub, scrub_sink), (enrich, enrich_sink)] = processors();
     let request = with_secrets(realistic_request(SPANS));
-    let encoded = request.encode_to_vec();
+    let encoded = bytes::Bytes::from(request.encode_to_vec());
     let data: Vec<ResourceSpans> = request.resource_spans;
 
     // The native runs are served the same tables as the `wasm` processor.
@@ -296,13 +296,12 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(group);
         g.throughput(Throughput::Elements(SPANS as u64));
         g.sample_size(20);
+        // From bytes: checked, as the receivers do; stages that read spans decode them.
         let input = || {
             if from_bytes {
-                ExportTraceServiceRequest::decode(&encoded[..])
-                    .unwrap()
-                    .resource_spans
+                TraceBatch::from_protobuf(encoded.clone()).unwrap()
             } else {
-                data.clone()
+                TraceBatch::new(data.clone())
             }
         };
         // Untimed: freeing the last outputs, and the clone of already decoded spans. Decoding
@@ -313,16 +312,12 @@ fn bench(c: &mut Criterion) {
             }
             if from_bytes { None } else { Some(data.clone()) }
         };
-        let take = |pre: Option<Vec<ResourceSpans>>| pre.unwrap_or_else(input);
+        let take = |pre: Option<Vec<ResourceSpans>>| pre.map_or_else(input, TraceBatch::new);
         if from_bytes {
             g.bench_function("no_plugin", |b| {
                 b.iter_batched(
                     setup,
-                    |pre| {
-                        runtime
-                            .block_on(no_plugin_sink.consume(TraceBatch::new(take(pre))))
-                            .unwrap()
-                    },
+                    |pre| runtime.block_on(no_plugin_sink.consume(take(pre))).unwrap(),
                     BatchSize::LargeInput,
                 )
             });
@@ -331,11 +326,7 @@ fn bench(c: &mut Criterion) {
             g.bench_function(name, |b| {
                 b.iter_batched(
                     setup,
-                    |pre| {
-                        runtime
-                            .block_on(p.consume(TraceBatch::new(take(pre))))
-                            .unwrap()
-                    },
+                    |pre| runtime.block_on(p.consume(take(pre))).unwrap(),
                     BatchSize::LargeInput,
                 )
             });
@@ -343,14 +334,14 @@ fn bench(c: &mut Criterion) {
         g.bench_function("native_scrub", |b| {
             b.iter_batched(
                 setup,
-                |pre| native(&mut native_scrub, take(pre)),
+                |pre| native(&mut native_scrub, take(pre).into_resource_spans()),
                 BatchSize::LargeInput,
             )
         });
         g.bench_function("native_enrich", |b| {
             b.iter_batched(
                 setup,
-                |pre| native(&mut native_enrich, take(pre)),
+                |pre| native(&mut native_enrich, take(pre).into_resource_spans()),
                 BatchSize::LargeInput,
             )
         });

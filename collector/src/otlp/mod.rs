@@ -2,6 +2,7 @@
 
 pub mod compression;
 pub mod json;
+pub mod wire;
 
 pub use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,

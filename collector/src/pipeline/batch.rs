@@ -1,22 +1,34 @@
 //! The unit of data that flows through a pipeline.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use prost::Message;
+use prost::encoding::message;
 
 use super::delivery::Delivery;
 use super::metadata::Metadata;
+use crate::otlp::wire;
 
-/// A batch of spans as decoded from OTLP, plus the delivery tracking that travels with it.
+/// A batch of spans, plus the delivery tracking that travels with it.
 ///
-/// Data is decoded once at the edge (receiver) and shared copy-on-write: a fan-out to several
-/// exporters, or a retry that keeps the batch while trying, only bumps a reference count; a
-/// stage that edits spans calls [`TraceBatch::resource_spans_mut`], which copies only when the
-/// data is shared.
+/// Spans travel in one of two forms:
+/// - **encoded**: the OTLP protobuf bytes a receiver got, checked (as strictly as a decoder
+///   would) but not decoded. Merging concatenates them, exporters that send protobuf write
+///   them as they are, and plugins get them without re-encoding. Most pipelines never decode
+///   a span.
+/// - **decoded**: prost structures, for stages that read or edit spans. An encoded batch is
+///   decoded the first time a stage asks for [`TraceBatch::resource_spans`], once, however
+///   many stages share it.
+///
+/// Both are shared copy-on-write: a fan-out to several exporters, or a retry that keeps the
+/// batch while trying, only bumps a reference count; a stage that edits spans calls
+/// [`TraceBatch::resource_spans_mut`], which copies only when the data is shared.
 #[derive(Debug, Clone, Default)]
 pub struct TraceBatch {
-    /// The spans, grouped by resource and scope exactly as OTLP groups them.
-    pub resource_spans: Arc<Vec<ResourceSpans>>,
+    payload: Payload,
     /// Who must hear when this data has been delivered (empty for receivers that do not care).
     pub delivery: Delivery,
     /// Metadata of the request(s) the spans came from (empty unless a receiver was told to
@@ -24,14 +36,95 @@ pub struct TraceBatch {
     pub metadata: Metadata,
 }
 
+#[derive(Debug, Clone)]
+enum Payload {
+    Decoded(Arc<Vec<ResourceSpans>>),
+    Encoded(Arc<Encoded>),
+}
+
+impl Default for Payload {
+    fn default() -> Self {
+        Payload::Decoded(Arc::default())
+    }
+}
+
+/// Checked protobuf: the parts, concatenated, are one `ExportTraceServiceRequest` encoding
+/// (a repeated field's encodings concatenate into the encoding of the union).
+#[derive(Debug, Default)]
+struct Encoded {
+    /// Each part with the number of spans it holds, so splits at part boundaries need no
+    /// decoding.
+    parts: Vec<(Bytes, usize)>,
+    spans: usize,
+    bytes: usize,
+    /// Filled the first time a stage reads the spans.
+    decoded: OnceLock<Arc<Vec<ResourceSpans>>>,
+}
+
+impl Clone for Encoded {
+    // A clone is made to be changed (merged, split), which makes the decoded cache stale.
+    fn clone(&self) -> Self {
+        Encoded {
+            parts: self.parts.clone(),
+            spans: self.spans,
+            bytes: self.bytes,
+            decoded: OnceLock::new(),
+        }
+    }
+}
+
+impl Encoded {
+    fn decode(&self) -> Vec<ResourceSpans> {
+        let mut out = Vec::new();
+        for (part, _) in &self.parts {
+            match ExportTraceServiceRequest::decode(part.as_ref()) {
+                Ok(req) => out.extend(req.resource_spans),
+                // `wire::validate` accepted these bytes and accepts exactly what prost does
+                // (a differential test holds it to that), so this is a defect, not bad input.
+                Err(e) => {
+                    tracing::error!(error = %e, "checked OTLP bytes failed to decode; part lost")
+                }
+            }
+        }
+        out
+    }
+
+    fn push(&mut self, part: Bytes, spans: usize) {
+        self.bytes += part.len();
+        self.spans += spans;
+        self.parts.push((part, spans));
+    }
+}
+
 impl TraceBatch {
-    /// A batch with no delivery tracking.
+    /// A batch of decoded spans, with no delivery tracking.
     pub fn new(resource_spans: Vec<ResourceSpans>) -> Self {
         Self {
-            resource_spans: Arc::new(resource_spans),
+            payload: Payload::Decoded(Arc::new(resource_spans)),
             delivery: Delivery::default(),
             metadata: Metadata::default(),
         }
+    }
+
+    /// A batch of OTLP protobuf bytes (an `ExportTraceServiceRequest` or `TracesData`),
+    /// checked but not decoded.
+    pub fn from_protobuf(bytes: Bytes) -> Result<Self, wire::WireError> {
+        let checked = wire::validate(&bytes)?;
+        let mut encoded = Encoded::default();
+        if checked.spans > 0 {
+            encoded.push(bytes, checked.spans);
+        }
+        Ok(Self {
+            payload: Payload::Encoded(Arc::new(encoded)),
+            delivery: Delivery::default(),
+            metadata: Metadata::default(),
+        })
+    }
+
+    /// The same batch with delivery tracking attached.
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
     }
 
     /// The same batch with request metadata attached.
@@ -40,19 +133,96 @@ impl TraceBatch {
         self
     }
 
-    /// Mutable access to the spans, copying them first if another stage shares them.
-    pub fn resource_spans_mut(&mut self) -> &mut Vec<ResourceSpans> {
-        Arc::make_mut(&mut self.resource_spans)
+    /// The spans, decoding them first (once) if the batch still holds protobuf bytes.
+    pub fn resource_spans(&self) -> &[ResourceSpans] {
+        match &self.payload {
+            Payload::Decoded(rs) => rs,
+            Payload::Encoded(e) => e.decoded.get_or_init(|| Arc::new(e.decode())),
+        }
     }
 
-    /// Takes the spans out, copying them only if they are shared.
-    pub fn into_resource_spans(self) -> Vec<ResourceSpans> {
-        Arc::unwrap_or_clone(self.resource_spans)
+    /// The spans as a shared vector (decoded if needed), for senders that keep them.
+    pub fn shared_resource_spans(&self) -> Arc<Vec<ResourceSpans>> {
+        match &self.payload {
+            Payload::Decoded(rs) => rs.clone(),
+            Payload::Encoded(e) => e.decoded.get_or_init(|| Arc::new(e.decode())).clone(),
+        }
+    }
+
+    /// Mutable access to the spans, decoding them first if needed and copying them if another
+    /// stage shares them. The batch is decoded from then on.
+    pub fn resource_spans_mut(&mut self) -> &mut Vec<ResourceSpans> {
+        if let Payload::Encoded(_) = self.payload {
+            self.payload = Payload::Decoded(self.shared_resource_spans());
+        }
+        match &mut self.payload {
+            Payload::Decoded(rs) => Arc::make_mut(rs),
+            Payload::Encoded(_) => unreachable!("decoded just above"),
+        }
+    }
+
+    /// Replaces the spans (a stage that rebuilt the batch).
+    pub fn set_resource_spans(&mut self, resource_spans: Vec<ResourceSpans>) {
+        self.payload = Payload::Decoded(Arc::new(resource_spans));
+    }
+
+    /// Takes the spans out, decoding them if needed and copying them only if they are shared.
+    pub fn into_resource_spans(mut self) -> Vec<ResourceSpans> {
+        std::mem::take(self.resource_spans_mut())
+    }
+
+    /// The protobuf parts (concatenated: one `ExportTraceServiceRequest`) when the batch still
+    /// holds the bytes it was received as; `None` once decoded.
+    pub fn protobuf_parts(&self) -> Option<impl ExactSizeIterator<Item = &Bytes>> {
+        match &self.payload {
+            Payload::Encoded(e) => Some(e.parts.iter().map(|(b, _)| b)),
+            Payload::Decoded(_) => None,
+        }
+    }
+
+    /// Length of [`TraceBatch::encode_protobuf`]'s output.
+    pub fn protobuf_len(&self) -> usize {
+        match &self.payload {
+            Payload::Encoded(e) => e.bytes,
+            Payload::Decoded(rs) => message::encoded_len_repeated(1, rs),
+        }
+    }
+
+    /// Appends the batch as one `ExportTraceServiceRequest` (equally, `TracesData`) encoding:
+    /// the received bytes as they are, or the decoded spans encoded.
+    pub fn encode_protobuf(&self, out: &mut Vec<u8>) {
+        match &self.payload {
+            Payload::Encoded(e) => {
+                out.reserve(e.bytes);
+                for (part, _) in &e.parts {
+                    out.extend_from_slice(part);
+                }
+            }
+            Payload::Decoded(rs) => {
+                out.reserve(message::encoded_len_repeated(1, rs));
+                message::encode_repeated(1, rs, out);
+            }
+        }
+    }
+
+    /// The batch as one protobuf buffer; free when it holds exactly one received part.
+    pub fn to_protobuf(&self) -> Bytes {
+        if let Payload::Encoded(e) = &self.payload
+            && let [(part, _)] = e.parts.as_slice()
+        {
+            return part.clone();
+        }
+        let mut out = Vec::with_capacity(self.protobuf_len());
+        self.encode_protobuf(&mut out);
+        Bytes::from(out)
     }
 
     /// Number of spans in the batch.
     pub fn span_count(&self) -> usize {
-        count_spans(&self.resource_spans)
+        match &self.payload {
+            Payload::Decoded(rs) => count_spans(rs),
+            Payload::Encoded(e) => e.spans,
+        }
     }
 
     /// True when the batch holds no span.
@@ -60,77 +230,143 @@ impl TraceBatch {
         self.span_count() == 0
     }
 
-    /// Appends `other` (data and delivery tracking) to this batch.
+    /// Appends `other` (data and delivery tracking) to this batch. Two encoded batches stay
+    /// encoded (their bytes are concatenated); otherwise both are decoded.
     ///
     /// Metadata survives only if both sides agree: merging data of different requests (say,
     /// two tenants) leaves the merged batch with none, so nothing downstream routes one
     /// request's spans by another's metadata. An empty batch takes `other`'s metadata as is.
     pub fn merge(&mut self, other: TraceBatch) {
-        if self.resource_spans.is_empty() {
-            self.resource_spans = other.resource_spans;
+        if self.is_empty() {
+            self.payload = other.payload;
             self.metadata = other.metadata;
         } else {
             if self.metadata != other.metadata {
                 self.metadata = Metadata::default();
             }
-            let theirs = Arc::unwrap_or_clone(other.resource_spans);
-            self.resource_spans_mut().extend(theirs);
+            match (&mut self.payload, other.payload) {
+                (Payload::Encoded(mine), Payload::Encoded(theirs)) => {
+                    let mine = Arc::make_mut(mine);
+                    // Mutating invalidates a decoded cache `make_mut` did not clone away.
+                    mine.decoded = OnceLock::new();
+                    for (part, spans) in Arc::unwrap_or_clone(theirs).parts {
+                        mine.push(part, spans);
+                    }
+                }
+                (_, theirs) => {
+                    let theirs = TraceBatch {
+                        payload: theirs,
+                        ..TraceBatch::default()
+                    };
+                    let theirs = theirs.into_resource_spans();
+                    self.resource_spans_mut().extend(theirs);
+                }
+            }
         }
         self.delivery.merge(other.delivery);
     }
 
     /// Splits off and returns the first `n` spans; `self` keeps the rest.
     ///
-    /// Resource and scope are copied into both halves where a group is cut, so each half is a
-    /// valid OTLP payload on its own. Both halves share the delivery tracking and metadata.
+    /// An encoded batch whose parts add up to exactly `n` splits without decoding. Otherwise,
+    /// resource and scope are copied into both halves where a group is cut, so each half is
+    /// a valid OTLP payload on its own. Both halves share the delivery tracking and metadata.
     pub fn split_front(&mut self, n: usize) -> TraceBatch {
         let delivery = self.delivery.clone();
-        let all = self.resource_spans_mut();
-        // Whole resources that fit.
-        let mut remaining = n;
-        let mut whole = 0;
-        for rs in all.iter() {
-            let c = count_spans(std::slice::from_ref(rs));
-            if c > remaining {
-                break;
-            }
-            remaining -= c;
-            whole += 1;
+        let metadata = self.metadata.clone();
+        if n >= self.span_count() {
+            return TraceBatch {
+                payload: std::mem::take(&mut self.payload),
+                delivery,
+                metadata,
+            };
         }
-        let mut front: Vec<ResourceSpans> = all.drain(..whole).collect();
-        if remaining > 0 && !all.is_empty() {
-            // Cut inside the next resource: whole scopes, then part of one scope.
-            let rs = &mut all[0];
-            let mut whole_scopes = 0;
-            for ss in &rs.scope_spans {
-                if ss.spans.len() > remaining {
-                    break;
-                }
-                remaining -= ss.spans.len();
-                whole_scopes += 1;
+        if let Payload::Encoded(e) = &mut self.payload
+            && let Some(cut) = part_boundary(&e.parts, n)
+        {
+            let e = Arc::make_mut(e);
+            e.decoded = OnceLock::new();
+            let rest = e.parts.split_off(cut);
+            let front = std::mem::replace(&mut e.parts, rest);
+            let mut first = Encoded::default();
+            for (part, spans) in front {
+                first.push(part, spans);
             }
-            let mut scopes: Vec<ScopeSpans> = rs.scope_spans.drain(..whole_scopes).collect();
-            if remaining > 0 {
-                let ss = &mut rs.scope_spans[0];
-                let rest = ss.spans.split_off(remaining);
-                scopes.push(ScopeSpans {
-                    scope: ss.scope.clone(),
-                    spans: std::mem::replace(&mut ss.spans, rest),
-                    schema_url: ss.schema_url.clone(),
-                });
-            }
-            front.push(ResourceSpans {
-                resource: rs.resource.clone(),
-                scope_spans: scopes,
-                schema_url: rs.schema_url.clone(),
-            });
+            e.spans -= first.spans;
+            e.bytes -= first.bytes;
+            return TraceBatch {
+                payload: Payload::Encoded(Arc::new(first)),
+                delivery,
+                metadata,
+            };
         }
+        let front = split_decoded(self.resource_spans_mut(), n);
         TraceBatch {
-            resource_spans: Arc::new(front),
+            payload: Payload::Decoded(Arc::new(front)),
             delivery,
-            metadata: self.metadata.clone(),
+            metadata,
         }
     }
+}
+
+/// The number of leading parts that hold exactly `n` spans, if there is such a cut.
+fn part_boundary(parts: &[(Bytes, usize)], n: usize) -> Option<usize> {
+    let mut total = 0;
+    for (i, (_, spans)) in parts.iter().enumerate() {
+        if total == n {
+            return Some(i);
+        }
+        total += spans;
+        if total > n {
+            return None;
+        }
+    }
+    None
+}
+
+/// Moves the first `n` spans of `all` into a new vector, cutting inside a resource and scope
+/// when needed (their descriptions are copied into both halves).
+fn split_decoded(all: &mut Vec<ResourceSpans>, n: usize) -> Vec<ResourceSpans> {
+    // Whole resources that fit.
+    let mut remaining = n;
+    let mut whole = 0;
+    for rs in all.iter() {
+        let c = count_spans(std::slice::from_ref(rs));
+        if c > remaining {
+            break;
+        }
+        remaining -= c;
+        whole += 1;
+    }
+    let mut front: Vec<ResourceSpans> = all.drain(..whole).collect();
+    if remaining > 0 && !all.is_empty() {
+        // Cut inside the next resource: whole scopes, then part of one scope.
+        let rs = &mut all[0];
+        let mut whole_scopes = 0;
+        for ss in &rs.scope_spans {
+            if ss.spans.len() > remaining {
+                break;
+            }
+            remaining -= ss.spans.len();
+            whole_scopes += 1;
+        }
+        let mut scopes: Vec<ScopeSpans> = rs.scope_spans.drain(..whole_scopes).collect();
+        if remaining > 0 {
+            let ss = &mut rs.scope_spans[0];
+            let rest = ss.spans.split_off(remaining);
+            scopes.push(ScopeSpans {
+                scope: ss.scope.clone(),
+                spans: std::mem::replace(&mut ss.spans, rest),
+                schema_url: ss.schema_url.clone(),
+            });
+        }
+        front.push(ResourceSpans {
+            resource: rs.resource.clone(),
+            scope_spans: scopes,
+            schema_url: rs.schema_url.clone(),
+        });
+    }
+    front
 }
 
 /// Number of spans in a slice of resource spans.
@@ -175,7 +411,7 @@ mod tests {
     }
 
     fn ids(b: &TraceBatch) -> Vec<u8> {
-        b.resource_spans
+        b.resource_spans()
             .iter()
             .flat_map(|rs| &rs.scope_spans)
             .flat_map(|ss| &ss.spans)
@@ -192,7 +428,7 @@ mod tests {
         assert_eq!(ids(&b), vec![4, 5, 6, 7, 8, 9]);
         let front = b.split_front(4);
         assert_eq!(ids(&front), vec![4, 5, 6, 7]);
-        assert_eq!(front.resource_spans.len(), 2);
+        assert_eq!(front.resource_spans().len(), 2);
         assert_eq!(ids(&b), vec![8, 9]);
         let front = b.split_front(10);
         assert_eq!(ids(&front), vec![8, 9]);
@@ -204,7 +440,7 @@ mod tests {
         let mut a = batch(&[&[1]]);
         a.merge(batch(&[&[2]]));
         assert_eq!(a.span_count(), 3);
-        assert_eq!(a.resource_spans.len(), 2);
+        assert_eq!(a.resource_spans().len(), 2);
     }
 
     fn tenant(t: &str) -> Metadata {
@@ -230,5 +466,89 @@ mod tests {
         let front = empty.split_front(1);
         assert_eq!(front.metadata, tenant("acme"));
         assert_eq!(empty.metadata, tenant("acme"));
+    }
+
+    fn encoded(shape: &[&[usize]]) -> TraceBatch {
+        let mut out = Vec::new();
+        batch(shape).encode_protobuf(&mut out);
+        TraceBatch::from_protobuf(Bytes::from(out)).unwrap()
+    }
+
+    fn is_encoded(b: &TraceBatch) -> bool {
+        b.protobuf_parts().is_some()
+    }
+
+    #[test]
+    fn encoded_batches_merge_and_split_at_parts_without_decoding() {
+        let mut a = encoded(&[&[2, 3]]);
+        a.merge(encoded(&[&[4]]));
+        assert!(is_encoded(&a));
+        assert_eq!(a.span_count(), 9);
+        assert_eq!(a.protobuf_parts().unwrap().len(), 2);
+
+        // A cut between the parts keeps both halves encoded.
+        let front = a.split_front(5);
+        assert!(is_encoded(&front) && is_encoded(&a));
+        assert_eq!((front.span_count(), a.span_count()), (5, 4));
+        assert_eq!(ids(&front), vec![1, 2, 3, 4, 5]);
+
+        // The merged bytes are one valid request holding both.
+        let mut b = encoded(&[&[1]]);
+        b.merge(encoded(&[&[2]]));
+        let bytes = b.to_protobuf();
+        let again = TraceBatch::from_protobuf(bytes).unwrap();
+        assert_eq!(again.resource_spans(), b.resource_spans());
+        assert_eq!(again.span_count(), 3);
+    }
+
+    #[test]
+    fn encoded_batches_decode_when_cut_inside_a_part_or_mixed() {
+        let mut a = encoded(&[&[2, 3], &[4]]);
+        let front = a.split_front(3);
+        assert!(!is_encoded(&a));
+        assert_eq!(ids(&front), vec![1, 2, 3]);
+        assert_eq!(ids(&a), vec![4, 5, 6, 7, 8, 9]);
+
+        let mut mixed = encoded(&[&[1]]);
+        mixed.merge(batch(&[&[2]]));
+        assert!(!is_encoded(&mixed));
+        assert_eq!(ids(&mixed), vec![1, 1, 2]);
+    }
+
+    #[test]
+    fn a_single_part_is_handed_on_without_copying() {
+        let b = encoded(&[&[3]]);
+        let part = b.protobuf_parts().unwrap().next().unwrap().clone();
+        assert_eq!(b.to_protobuf().as_ptr(), part.as_ptr());
+        assert_eq!(b.protobuf_len(), part.len());
+    }
+
+    #[test]
+    fn editing_an_encoded_batch_decodes_it_once() {
+        let mut b = encoded(&[&[2]]);
+        let shared = b.clone();
+        b.resource_spans_mut()[0].scope_spans[0].spans.pop();
+        assert!(!is_encoded(&b));
+        assert_eq!(b.span_count(), 1);
+        // The other holder still sees the bytes as received.
+        assert_eq!(shared.span_count(), 2);
+        assert!(is_encoded(&shared));
+        let mut out = Vec::new();
+        b.encode_protobuf(&mut out);
+        assert_eq!(out.len(), b.protobuf_len());
+        assert_eq!(
+            TraceBatch::from_protobuf(Bytes::from(out))
+                .unwrap()
+                .span_count(),
+            1
+        );
+    }
+
+    #[test]
+    fn invalid_bytes_are_refused() {
+        let mut out = Vec::new();
+        batch(&[&[2]]).encode_protobuf(&mut out);
+        out.truncate(out.len() - 1);
+        assert!(TraceBatch::from_protobuf(Bytes::from(out)).is_err());
     }
 }

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use prost::Message;
 use tokio::time::Instant;
 
 use super::client::ChError;
@@ -146,11 +145,7 @@ impl Worker {
             match received {
                 Some(Ok(batch)) => {
                     rows += batch.span_count();
-                    bytes += batch
-                        .resource_spans
-                        .iter()
-                        .map(|rs| rs.encoded_len() as u64)
-                        .sum::<u64>();
+                    bytes += batch.protobuf_len() as u64;
                     pending.merge(batch);
                     deadline.get_or_insert_with(|| Instant::now() + self.cfg.timeout.get());
                     if rows >= self.cfg.max_rows || bytes >= self.cfg.max_bytes.bytes() {

@@ -1,19 +1,17 @@
 //! One insert per batch, plus creating the schema before the first one.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use super::client::{ChError, Client};
 use super::config::Compress;
 use super::rows;
 use super::schema::Schema;
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
-use crate::pipeline::Metadata;
+use crate::pipeline::TraceBatch;
 
 /// A batch ready to insert. Built once: every retry sends the same bytes with the same
 /// deduplication token, which is what lets ClickHouse recognise a retry of an insert it has
@@ -136,9 +134,9 @@ fn new_token() -> String {
 impl Sender for ClickHouseSender {
     type Payload = Insert;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, _: &Metadata) -> Insert {
+    fn prepare(&self, batch: &TraceBatch) -> Insert {
         let mut body = Vec::with_capacity(64 * 1024);
-        let rows = rows::encode(&resource_spans, &mut body);
+        let rows = rows::encode(batch.resource_spans(), &mut body);
         Insert {
             body: Bytes::from(self.compress(body)),
             token: new_token(),

@@ -100,13 +100,13 @@ impl Lifecycle for DebugExporter {}
 pub fn render(batch: &TraceBatch, verbosity: Verbosity) -> String {
     let mut out = format!(
         "Traces {{\"resource spans\": {}, \"spans\": {}}}\n",
-        batch.resource_spans.len(),
+        batch.resource_spans().len(),
         batch.span_count()
     );
     if verbosity == Verbosity::Basic {
         return out;
     }
-    for (ri, rs) in batch.resource_spans.iter().enumerate() {
+    for (ri, rs) in batch.resource_spans().iter().enumerate() {
         if verbosity == Verbosity::Detailed {
             let _ = writeln!(out, "ResourceSpans #{ri}");
             if let Some(r) = &rs.resource {

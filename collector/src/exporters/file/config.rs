@@ -50,7 +50,9 @@ pub struct FileExporterConfig {
     /// Rotate the file by size; absent means never rotate.
     #[serde(default)]
     pub rotation: Option<RotationConfig>,
-    /// Batches waiting to be written before the exporter refuses (retryable).
+    /// Batches waiting to be written before the exporter refuses (retryable). Each holds its
+    /// encoded bytes (about 8 MiB for a full default batch of 1 KB spans), so this bounds the
+    /// exporter's memory when the disk falls behind.
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
 }
@@ -71,7 +73,7 @@ fn default_flush_interval() -> Duration {
     Duration::from_secs(1)
 }
 fn default_queue_size() -> usize {
-    100
+    16
 }
 fn default_max_megabytes() -> u64 {
     100

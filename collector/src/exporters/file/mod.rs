@@ -67,15 +67,12 @@ impl FileExporter {
         let payload = match self.format {
             Format::Json => {
                 let mut out = Vec::with_capacity(batch.span_count() * 256);
-                crate::otlp::json::encode_traces(&batch.resource_spans, &mut out);
+                crate::otlp::json::encode_traces(batch.resource_spans(), &mut out);
                 out
             }
             Format::Proto => {
-                // Encoding a borrowed request would need a clone; encode the fields directly.
                 let mut out = Vec::new();
-                for rs in batch.resource_spans.iter() {
-                    prost::encoding::message::encode(1, rs, &mut out);
-                }
+                batch.encode_protobuf(&mut out);
                 out
             }
         };

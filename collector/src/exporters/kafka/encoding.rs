@@ -1,11 +1,13 @@
 //! Message payloads: OTLP protobuf or OTLP/JSON `ExportTraceServiceRequest`s, the same bytes
 //! the OpenTelemetry Collector's Kafka exporter writes and its receiver reads.
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use serde::Deserialize;
 
 use crate::otlp::ExportTraceServiceRequest;
+use crate::pipeline::TraceBatch;
 
 /// `encoding` of the message values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -55,6 +57,15 @@ impl Encoding {
                 .map_err(|e| format!("not an OTLP/JSON ExportTraceServiceRequest: {e}"))?,
         };
         Ok(req.resource_spans)
+    }
+
+    /// Decodes one message value into a batch; protobuf is checked and kept as bytes.
+    pub fn decode_batch(self, bytes: &Bytes) -> Result<TraceBatch, String> {
+        match self {
+            Self::OtlpProto => TraceBatch::from_protobuf(bytes.clone())
+                .map_err(|e| format!("not an OTLP protobuf ExportTraceServiceRequest: {e}")),
+            Self::OtlpJson => self.decode(bytes).map(TraceBatch::new),
+        }
     }
 }
 

@@ -10,7 +10,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -18,7 +17,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use super::config::KafkaExporterConfig;
 use super::messages::{OutMessage, Splitter};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
-use crate::pipeline::Metadata;
+use crate::pipeline::TraceBatch;
 
 const PENDING: u8 = 0;
 const ACKED: u8 = 1;
@@ -106,8 +105,10 @@ fn is_permanent(e: &KafkaError) -> bool {
 impl Sender for KafkaSender {
     type Payload = Payload;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, metadata: &Metadata) -> Payload {
-        let split = self.splitter.split_for(&resource_spans, metadata);
+    fn prepare(&self, batch: &TraceBatch) -> Payload {
+        let split = self
+            .splitter
+            .split_for(batch.resource_spans(), &batch.metadata);
         Payload {
             state: split
                 .messages

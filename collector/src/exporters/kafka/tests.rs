@@ -24,12 +24,12 @@ async fn a_batch_is_delivered_only_when_the_broker_acks_every_message() {
     let sender = KafkaSender::new(&config(&mock.bootstrap_servers())).unwrap();
 
     // (The first attempt may time out while the producer starts up on a busy machine.)
-    let payload = sender.prepare(testing::spans(5).resource_spans, &Default::default());
+    let payload = sender.prepare(&testing::spans(5));
     assert_eq!(eventually(&sender, &payload).await.rejected_spans, 0);
 
     // With the broker gone, no report is a success: the attempt fails as retryable...
     mock.broker_down(1).unwrap();
-    let payload = sender.prepare(testing::spans(4).resource_spans, &Default::default());
+    let payload = sender.prepare(&testing::spans(4));
     match sender.send(&payload).await {
         Err(SendError::Retryable { reason, .. }) => {
             assert!(

@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use bytes::Bytes;
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::{DecodeContext, WireType};
@@ -22,26 +22,27 @@ use tonic_types::StatusExt;
 use super::Compression;
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
 use crate::otlp::ExportTraceServiceResponse;
-use crate::pipeline::Metadata;
+use crate::pipeline::TraceBatch;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 /// Responses are tiny; anything this large is not an OTLP response.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
-/// An `ExportTraceServiceRequest` over spans shared with the pipeline.
+/// An `ExportTraceServiceRequest`, already encoded.
 ///
 /// The generated `TraceServiceClient::export` takes the request by value, which would mean a
-/// deep copy of every span per attempt (and per exporter in a fan-out). This type encodes
-/// exactly as the request's `repeated ResourceSpans resource_spans = 1` does, so the same wire
-/// bytes go out through `tonic::client::Grpc` with only reference counts bumped.
+/// deep copy of every span per attempt (and per exporter in a fan-out), and an encoding per
+/// attempt. This type holds the request's bytes (those received, when no stage changed the
+/// spans) and writes them as they are through `tonic::client::Grpc`.
 #[derive(Debug, Clone, Default)]
-pub struct SharedRequest(pub Arc<Vec<ResourceSpans>>);
+pub struct SharedRequest(pub Bytes);
 
 impl Message for SharedRequest {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        prost::encoding::message::encode_repeated(1, &self.0, buf);
+        buf.put_slice(&self.0);
     }
 
+    /// Only ever sent, never received: fields are skipped.
     fn merge_field(
         &mut self,
         tag: u32,
@@ -49,24 +50,15 @@ impl Message for SharedRequest {
         buf: &mut impl Buf,
         ctx: DecodeContext,
     ) -> Result<(), prost::DecodeError> {
-        if tag == 1 {
-            prost::encoding::message::merge_repeated(
-                wire_type,
-                Arc::make_mut(&mut self.0),
-                buf,
-                ctx,
-            )
-        } else {
-            prost::encoding::skip_field(wire_type, tag, buf, ctx)
-        }
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
     }
 
     fn encoded_len(&self) -> usize {
-        prost::encoding::message::encoded_len_repeated(1, &self.0)
+        self.0.len()
     }
 
     fn clear(&mut self) {
-        self.0 = Arc::default();
+        self.0 = Bytes::new();
     }
 }
 
@@ -124,8 +116,8 @@ impl GrpcSender {
 impl Sender for GrpcSender {
     type Payload = SharedRequest;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, _: &Metadata) -> SharedRequest {
-        SharedRequest(resource_spans)
+    fn prepare(&self, batch: &TraceBatch) -> SharedRequest {
+        SharedRequest(batch.to_protobuf())
     }
 
     async fn send(&self, payload: &SharedRequest) -> Result<Accepted, SendError> {

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -15,15 +14,13 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
-use prost::encoding::message;
 
 use super::Encoding;
 use crate::exporters::otlp::{Compression, error_chain};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
 use crate::otlp::ExportTraceServiceResponse;
-use crate::pipeline::Metadata;
+use crate::pipeline::TraceBatch;
 
 /// Most of a response body we read: OTLP answers are tiny, error pages need not be.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -98,17 +95,17 @@ impl Sender for HttpSender {
     /// The encoded, compressed body: what the queue holds is what goes on the wire.
     type Payload = Bytes;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, _: &Metadata) -> Bytes {
+    fn prepare(&self, batch: &TraceBatch) -> Bytes {
         let body = match self.encoding {
-            // The request's only field, encoded from the shared spans without copying them.
+            // The received bytes as they are, or the shared spans encoded without copying them.
             Encoding::Proto => {
-                let mut out = Vec::with_capacity(message::encoded_len_repeated(1, &resource_spans));
-                message::encode_repeated(1, &resource_spans, &mut out);
+                let mut out = Vec::with_capacity(batch.protobuf_len());
+                batch.encode_protobuf(&mut out);
                 out
             }
             Encoding::Json => {
                 let mut out = Vec::new();
-                crate::otlp::json::encode_traces(&resource_spans, &mut out);
+                crate::otlp::json::encode_traces(batch.resource_spans(), &mut out);
                 out
             }
         };

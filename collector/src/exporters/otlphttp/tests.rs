@@ -178,17 +178,14 @@ fn batch(names: &[&str]) -> (TraceBatch, Slot) {
             ..Default::default()
         })
         .collect();
-    let batch = TraceBatch {
-        resource_spans: Arc::new(vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
+    let batch = TraceBatch::new(vec![ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans,
             ..Default::default()
-        }]),
-        delivery: Delivery::tracked(tracker),
+        }],
         ..Default::default()
-    };
+    }])
+    .with_delivery(Delivery::tracked(tracker));
     (batch, slot)
 }
 

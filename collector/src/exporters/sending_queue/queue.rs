@@ -165,10 +165,7 @@ impl<S: Sender> SendingQueue<S> {
             return Err(full());
         }
         let item = Item {
-            payload: self
-                .inner
-                .sender
-                .prepare(batch.resource_spans, &batch.metadata),
+            payload: self.inner.sender.prepare(&batch),
             spans,
             delivery: Some(batch.delivery),
         };
@@ -201,10 +198,7 @@ impl<S: Sender> TracesConsumer for SendingQueue<S> {
         }
         let Some(q) = &self.queue else {
             let item = Item {
-                payload: self
-                    .inner
-                    .sender
-                    .prepare(batch.resource_spans, &batch.metadata),
+                payload: self.inner.sender.prepare(&batch),
                 spans,
                 delivery: Some(batch.delivery),
             };

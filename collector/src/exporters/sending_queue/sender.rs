@@ -1,12 +1,10 @@
 //! What an exporter plugs into the sending queue: one attempt at sending one batch.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
-use crate::pipeline::Metadata;
+use crate::pipeline::TraceBatch;
 
 /// The destination took the request. It may still have rejected some spans (OTLP partial
 /// success); those are not retried, because resending the same spans would fail the same way.
@@ -68,14 +66,10 @@ pub trait Sender: Send + Sync + 'static {
     /// re-encode nor clone the spans.
     type Payload: Send + Sync + 'static;
 
-    /// Turns a batch's spans (possibly shared with other exporters) and request metadata into
-    /// a payload. Runs on the caller's task (so encoding spreads over the runtime's threads)
-    /// before the batch is queued.
-    fn prepare(
-        &self,
-        resource_spans: Arc<Vec<ResourceSpans>>,
-        metadata: &Metadata,
-    ) -> Self::Payload;
+    /// Turns a batch (its spans possibly shared with other exporters, its request metadata)
+    /// into a payload. Runs on the caller's task (so encoding spreads over the runtime's
+    /// threads) before the batch is queued.
+    fn prepare(&self, batch: &TraceBatch) -> Self::Payload;
 
     /// One attempt. The queue bounds it with the exporter's `timeout`.
     async fn send(&self, payload: &Self::Payload) -> Result<Accepted, SendError>;

@@ -11,7 +11,7 @@ use super::*;
 use crate::component::{BuildContext, ComponentId, Lifecycle, Validate};
 use crate::config::Duration as ConfigDuration;
 use crate::pipeline::{
-    ConsumeError, Delivery, DeliveryTracker, Metadata, Outcome, TraceBatch, TracesConsumer,
+    ConsumeError, Delivery, DeliveryTracker, Outcome, TraceBatch, TracesConsumer,
 };
 use crate::telemetry::{ExporterMetrics, Metrics};
 
@@ -47,8 +47,8 @@ impl FakeSender {
 impl Sender for FakeSender {
     type Payload = usize;
 
-    fn prepare(&self, resource_spans: Arc<Vec<ResourceSpans>>, _: &Metadata) -> usize {
-        crate::pipeline::count_spans(&resource_spans)
+    fn prepare(&self, batch: &TraceBatch) -> usize {
+        batch.span_count()
     }
 
     async fn send(&self, payload: &usize) -> Result<Accepted, SendError> {
@@ -110,22 +110,19 @@ fn tracked(n: usize) -> (TraceBatch, Seen) {
     let seen: Seen = Arc::new(Mutex::new(None));
     let s = seen.clone();
     let tracker = DeliveryTracker::new(move |o| *s.lock().unwrap() = Some(o));
-    let batch = TraceBatch {
-        resource_spans: Arc::new(vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: (0..n)
-                    .map(|i| Span {
-                        name: format!("s{i}"),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
+    let batch = TraceBatch::new(vec![ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans: (0..n)
+                .map(|i| Span {
+                    name: format!("s{i}"),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
-        }]),
-        delivery: Delivery::tracked(tracker),
+        }],
         ..Default::default()
-    };
+    }])
+    .with_delivery(Delivery::tracked(tracker));
     (batch, seen)
 }
 

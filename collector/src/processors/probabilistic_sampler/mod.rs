@@ -103,7 +103,7 @@ impl TracesConsumer for Sampler {
         let before = batch.span_count();
         self.metrics.incoming.inc_by(before as u64);
         let all_kept = batch
-            .resource_spans
+            .resource_spans()
             .iter()
             .flat_map(|rs| &rs.scope_spans)
             .flat_map(|ss| &ss.spans)

@@ -111,7 +111,8 @@ impl Instance {
     /// as it was. The spans are only taken for writing (which copies them if an earlier stage
     /// still shares them, e.g. for a retry) when there is something to change.
     pub fn process(&mut self, batch: &mut TraceBatch) -> Result<(), CallError> {
-        let bytes = edit::encode_batch(&batch.resource_spans);
+        // The received bytes when no stage changed them (no encoding at all).
+        let bytes = batch.to_protobuf();
         self.store.set_epoch_deadline(self.deadline_ticks);
         let output = self
             .bindings
@@ -124,7 +125,7 @@ impl Instance {
             wit::Output::Unchanged => Ok(()),
             wit::Output::Edits(edits) => {
                 let edits = convert_edits(edits, self.max_output)?;
-                let checked = edit::prepare(&batch.resource_spans, edits)
+                let checked = edit::prepare(batch.resource_spans(), edits)
                     .map_err(CallError::InvalidOutput)?;
                 if !checked.is_empty() {
                     edit::apply(batch.resource_spans_mut(), checked);
@@ -136,7 +137,7 @@ impl Instance {
                     return Err(too_large(bytes.len(), self.max_output));
                 }
                 let data = edit::decode_replacement(&bytes).map_err(CallError::InvalidOutput)?;
-                batch.resource_spans = Arc::new(data);
+                batch.set_resource_spans(data);
                 Ok(())
             }
         }

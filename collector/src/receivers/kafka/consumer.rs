@@ -13,6 +13,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
@@ -26,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::offsets::{Offsets, Ticket};
 use crate::exporters::kafka::Encoding;
 use crate::pipeline::{
-    ConsumeError, Delivery, DeliveryTracker, Outcome, SharedConsumer, TraceBatch, count_spans,
+    ConsumeError, Delivery, DeliveryTracker, Outcome, SharedConsumer, TraceBatch,
 };
 use crate::telemetry::ReceiverMetrics;
 
@@ -73,7 +75,7 @@ struct Finished {
     ticket: Ticket,
     outcome: Outcome,
     /// The message value, kept to hand the data on again if it was not delivered.
-    payload: Arc<[u8]>,
+    payload: Bytes,
 }
 
 /// The dead-letter destination for undecodable messages.
@@ -206,21 +208,16 @@ impl Worker {
                 .lock()
                 .expect("offsets lock")
                 .begin(&topic, m.partition(), m.offset());
-        let payload = m.payload().unwrap_or_default();
-        match self.encoding.decode(payload) {
-            Ok(rs) => self.dispatch(ticket, rs, Arc::from(payload)).await,
+        let payload = Bytes::copy_from_slice(m.payload().unwrap_or_default());
+        match self.encoding.decode_batch(&payload) {
+            Ok(batch) => self.dispatch(ticket, batch, payload).await,
             Err(reason) => self.on_malformed(ticket, m, &reason),
         }
     }
 
     /// Hands one message's spans to the pipeline, waiting out retryable refusals.
-    async fn dispatch(
-        &self,
-        ticket: Ticket,
-        resource_spans: Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>,
-        payload: Arc<[u8]>,
-    ) {
-        let spans = count_spans(&resource_spans) as u64;
+    async fn dispatch(&self, ticket: Ticket, mut batch: TraceBatch, payload: Bytes) {
+        let spans = batch.span_count() as u64;
         if spans == 0 {
             self.delivered(&ticket);
             return;
@@ -235,11 +232,7 @@ impl Worker {
                 payload,
             });
         });
-        let batch = TraceBatch {
-            resource_spans: Arc::new(resource_spans),
-            delivery: Delivery::tracked(tracker),
-            ..Default::default()
-        };
+        batch.delivery = Delivery::tracked(tracker);
         let mut pause = Duration::from_millis(5);
         let mut counted_refusal = false;
         loop {
@@ -330,8 +323,8 @@ impl Worker {
         {
             return;
         }
-        match self.encoding.decode(&f.payload) {
-            Ok(rs) => self.dispatch(f.ticket, rs, f.payload).await,
+        match self.encoding.decode_batch(&f.payload) {
+            Ok(batch) => self.dispatch(f.ticket, batch, f.payload).await,
             // Decoded fine the first time; cannot happen, but never stall the partition.
             Err(_) => self.delivered(&f.ticket),
         }
@@ -409,7 +402,7 @@ impl Worker {
                         let _ = tx.send(Finished {
                             ticket,
                             outcome: Outcome::Delivered,
-                            payload: Arc::from(&[][..]),
+                            payload: Bytes::new(),
                         });
                         return;
                     }

@@ -1,53 +1,141 @@
 //! OTLP/gRPC transport.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use http::HeaderValue;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
+use tonic::body::Body;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
+use tonic::server::{NamedService, UnaryService};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
+use tonic_prost::ProstEncoder;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::config::GrpcConfig;
 use super::{DEFAULT_RETRY_AFTER, Ingest};
-use crate::pipeline::ConsumeError;
+use crate::otlp::ExportTraceServiceResponse;
+use crate::pipeline::{ConsumeError, TraceBatch};
 
-struct Service {
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The trace service's `Export`, taking the request as the bytes the client sent: they are
+/// checked, not decoded, and travel on as they are (see [`TraceBatch`]).
+#[derive(Clone)]
+struct Export {
     ingest: Ingest,
 }
 
-#[tonic::async_trait]
-impl TraceService for Service {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let (metadata, _, request) = request.into_parts();
-        let batch = self
-            .ingest
-            .batch(request.resource_spans, &metadata.into_headers());
-        match self.ingest.ingest(batch).await {
-            Ok(()) => Ok(Response::new(ExportTraceServiceResponse::default())),
-            Err(ConsumeError::Retryable {
-                reason,
-                retry_after,
-            }) => {
-                let delay = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-                Err(Status::with_error_details(
-                    Code::Unavailable,
-                    reason,
-                    ErrorDetails::with_retry_info(Some(delay)),
-                ))
-            }
-            Err(ConsumeError::Permanent { reason }) => Err(Status::invalid_argument(reason)),
+impl UnaryService<Bytes> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = futures::future::BoxFuture<'static, Result<Response<Self::Response>, Status>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let ingest = self.ingest.clone();
+        Box::pin(async move { export(&ingest, request).await })
+    }
+}
+
+async fn export(
+    ingest: &Ingest,
+    request: Request<Bytes>,
+) -> Result<Response<ExportTraceServiceResponse>, Status> {
+    let (metadata, _, body) = request.into_parts();
+    let batch = match TraceBatch::from_protobuf(body) {
+        Ok(batch) => ingest.with_metadata(batch, &metadata.into_headers()),
+        Err(e) => {
+            let reason = format!("cannot decode the request: {e}");
+            ingest.malformed("grpc", &reason);
+            return Err(Status::invalid_argument(reason));
         }
+    };
+    match ingest.ingest(batch).await {
+        Ok(()) => Ok(Response::new(ExportTraceServiceResponse::default())),
+        Err(ConsumeError::Retryable {
+            reason,
+            retry_after,
+        }) => {
+            let delay = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+            Err(Status::with_error_details(
+                Code::Unavailable,
+                reason,
+                ErrorDetails::with_retry_info(Some(delay)),
+            ))
+        }
+        Err(ConsumeError::Permanent { reason }) => Err(Status::invalid_argument(reason)),
+    }
+}
+
+/// Request bodies as bytes, responses through prost.
+#[derive(Default)]
+struct RawRequestCodec;
+
+impl Codec for RawRequestCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ProstEncoder<ExportTraceServiceResponse>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        // Splits the message off tonic's read buffer without copying.
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
+    }
+}
+
+/// The OTLP trace service as a tower service (what tonic's generated server does, with
+/// [`RawRequestCodec`] in place of prost for the request).
+#[derive(Clone)]
+struct TraceServer {
+    export: Arc<Export>,
+    accept: EnabledCompressionEncodings,
+    max_decoding: usize,
+}
+
+impl NamedService for TraceServer {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl<B> tower::Service<http::Request<B>> for TraceServer
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != EXPORT_PATH {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let export = (*self.export).clone();
+        let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
+            .apply_compression_config(self.accept, EnabledCompressionEncodings::default())
+            .apply_max_message_size_config(Some(self.max_decoding), None);
+        Box::pin(async move { Ok(grpc.unary(export, req).await) })
     }
 }
 
@@ -103,12 +191,16 @@ pub async fn serve(
         crate::net::bind(&cfg.endpoint, &format!("receivers.{} grpc", ingest.id)).await?;
     tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, "OTLP/gRPC listening");
     let limit = (cfg.max_recv_msg_size_mib * 1024 * 1024) as usize;
-    let service = TraceServiceServer::new(Service {
-        ingest: ingest.clone(),
-    })
-    .accept_compressed(CompressionEncoding::Gzip)
-    .accept_compressed(CompressionEncoding::Zstd)
-    .max_decoding_message_size(limit);
+    let mut accept = EnabledCompressionEncodings::default();
+    accept.enable(CompressionEncoding::Gzip);
+    accept.enable(CompressionEncoding::Zstd);
+    let service = TraceServer {
+        export: Arc::new(Export {
+            ingest: ingest.clone(),
+        }),
+        accept,
+        max_decoding: limit,
+    };
     let fixer = ingest.clone();
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(cfg.max_concurrent_streams)

@@ -6,16 +6,14 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::config::HttpConfig;
 use super::{DEFAULT_RETRY_AFTER, Ingest};
 use crate::otlp::compression::{DecompressError, Encoding, decompress};
-use crate::pipeline::ConsumeError;
+use crate::pipeline::{ConsumeError, TraceBatch};
 
 #[derive(Clone)]
 struct AppState {
@@ -144,11 +142,13 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         },
     };
     let decoded = match format {
-        Format::Proto => ExportTraceServiceRequest::decode(plain).map_err(|e| e.to_string()),
-        Format::Json => crate::otlp::json::decode_traces(&plain),
+        Format::Proto => TraceBatch::from_protobuf(plain).map_err(|e| e.to_string()),
+        Format::Json => {
+            crate::otlp::json::decode_traces(&plain).map(|r| TraceBatch::new(r.resource_spans))
+        }
     };
-    let request = match decoded {
-        Ok(r) => r,
+    let batch = match decoded {
+        Ok(b) => ingest.with_metadata(b, &headers),
         Err(e) => {
             let reason = format!("cannot decode the request body: {e}");
             ingest.malformed("http", &reason);
@@ -160,7 +160,6 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             );
         }
     };
-    let batch = ingest.batch(request.resource_spans, &headers);
     match ingest.ingest(batch).await {
         Ok(()) => {
             let body = match format {

@@ -1,6 +1,7 @@
 //! `otlp` receiver: OTLP/gRPC and OTLP/HTTP (protobuf and JSON), per the OTLP specification.
 //!
-//! Both transports decode once into a [`TraceBatch`] and hand it to the pipeline. Status codes
+//! Protobuf bodies are checked and kept as bytes, JSON bodies decoded; either way the
+//! transport hands a [`TraceBatch`] to the pipeline. Status codes
 //! follow the spec: back-pressure → gRPC `UNAVAILABLE` with `RetryInfo` / HTTP 503 with
 //! `Retry-After`; malformed → `INVALID_ARGUMENT` / 400; too large → `RESOURCE_EXHAUSTED` / 413;
 //! unsupported media type → 415.
@@ -15,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Lifecycle, ReceiverConfig};
@@ -91,13 +91,8 @@ pub(crate) fn request_metadata(headers: &::http::HeaderMap) -> Metadata {
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Ingest {
-    /// A batch of `resource_spans`, with the request's metadata when `include_metadata` is on.
-    pub fn batch(
-        &self,
-        resource_spans: Vec<ResourceSpans>,
-        headers: &::http::HeaderMap,
-    ) -> TraceBatch {
-        let batch = TraceBatch::new(resource_spans);
+    /// `batch` with the request's metadata when `include_metadata` is on.
+    pub fn with_metadata(&self, batch: TraceBatch, headers: &::http::HeaderMap) -> TraceBatch {
         if self.include_metadata {
             batch.with_metadata(request_metadata(headers))
         } else {

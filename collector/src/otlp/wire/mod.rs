@@ -1,0 +1,1007 @@
+//! Validating and reading protobuf-encoded OTLP trace requests without decoding them.
+//!
+//! A receiver that passes on what a client sent has no need for prost's heap structures (an
+//! allocation per id, string, attribute and list). It does need two things: to know that prost
+//! would accept the bytes, and to know how many spans they hold. [`validate`] finds both in one
+//! pass that allocates nothing. [`TracesView`] then reads fields straight out of the validated
+//! bytes.
+//!
+//! [`validate`] accepts exactly the inputs that
+//! `opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode` (prost
+//! 0.14, opentelemetry-proto 0.33) accepts. The bytes will be decoded again downstream, and
+//! every place that decodes them must agree. When it rejects an input, its error message matches
+//! prost's. To get that, it copies prost's rules one for one:
+//!
+//! - A varint is at most ten bytes, and the tenth byte may not overflow a `u64`. A key must fit
+//!   in 32 bits, have wire type 0 to 5 and a nonzero field number.
+//! - A known field must have its declared wire type. The schema has no repeated numeric fields,
+//!   so packed encoding is never accepted. Strings must be UTF-8. Enums take any varint.
+//! - A nested message is read the way prost's `merge_loop` reads one: fields are read against the
+//!   whole buffer, and the message's end is checked only between fields. A field that runs past
+//!   the end of its message therefore fails where prost fails and with the same error, which is
+//!   often "delimited length exceeded" instead of "buffer underflow".
+//! - The recursion budget works like prost's `DecodeContext`: 100 at the top level. Each nested
+//!   message and each level of an unknown group spends one, and skipping any unknown field
+//!   needs budget left.
+//! - Unknown fields, groups included, are skipped the way `prost::encoding::skip_field` skips
+//!   them.
+//!
+//! The schema includes the fields that opentelemetry-proto 0.33 adds and receivers never read:
+//! `KeyValue.key_strindex`, `AnyValue.string_value_strindex`, `Resource.entity_refs`. They must
+//! still be validated, because a bad value in them makes prost fail.
+
+use std::borrow::Cow;
+use std::fmt;
+
+#[cfg(test)]
+mod tests;
+
+const VARINT: u8 = 0;
+const I64: u8 = 1;
+const LEN: u8 = 2;
+const SGROUP: u8 = 3;
+const EGROUP: u8 = 4;
+const I32: u8 = 5;
+
+/// prost's `RECURSION_LIMIT`. The workspace does not enable prost's `no-recursion-limit`.
+const RECURSION_LIMIT: u32 = 100;
+
+/// The reason bytes are not a valid OTLP trace request.
+///
+/// Its `Display` output is the text of prost's `DecodeError` for the same bytes, for example
+/// `failed to decode Protobuf message: Span.name: ScopeSpans.spans: ResourceSpans.scope_spans:
+/// ExportTraceServiceRequest.resource_spans: invalid string value: data is not UTF-8 encoded`.
+/// Like prost, it lists the innermost (message, field) pair first.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WireError(Box<ErrorInner>);
+
+#[derive(Clone, PartialEq, Eq)]
+struct ErrorInner {
+    kind: ErrorKind,
+    path: Vec<(&'static str, &'static str)>,
+}
+
+/// What is wrong at the innermost point. These are the kinds of prost's `DecodeErrorKind` that
+/// this schema can produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A varint longer than ten bytes, one that overflows a `u64`, or one cut off by the end of
+    /// the input.
+    InvalidVarint,
+    /// Nesting deeper than prost's recursion limit allows.
+    RecursionLimitReached,
+    /// A key whose wire type is 6 or 7.
+    InvalidWireType {
+        /// The wire type.
+        value: u64,
+    },
+    /// A key that does not fit in 32 bits.
+    InvalidKey {
+        /// The key.
+        key: u64,
+    },
+    /// A key with field number 0.
+    InvalidTag,
+    /// A known field with the wrong wire type. Wire types are given as numbers (0 = varint,
+    /// 1 = 64-bit, 2 = length-delimited, 3/4 = start/end group, 5 = 32-bit).
+    UnexpectedWireType {
+        /// The wire type found.
+        actual: u8,
+        /// The wire type the field is declared with.
+        expected: u8,
+    },
+    /// A length or fixed-width value that runs past the end of the input.
+    BufferUnderflow,
+    /// A field that runs past the end of the message that contains it.
+    DelimitedLengthExceeded,
+    /// An end-group key with no matching start group.
+    UnexpectedEndGroupTag,
+    /// A string field that is not UTF-8.
+    InvalidString,
+}
+
+impl WireError {
+    // Cold and out of line, so that the validator's hot path carries only a branch per check.
+    #[cold]
+    #[inline(never)]
+    fn new(kind: ErrorKind) -> Self {
+        WireError(Box::new(ErrorInner {
+            kind,
+            path: Vec::new(),
+        }))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn at(mut self, message: &'static str, field: &'static str) -> Self {
+        self.0.path.push((message, field));
+        self
+    }
+
+    /// The innermost reason.
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// The (message, field) pairs that lead to the error, innermost first, as prost lists
+    /// them: `("Span", "name"), ("ScopeSpans", "spans"), ...`. The list is empty when the
+    /// error is in a top-level key or in an unknown field.
+    pub fn path(&self) -> &[(&'static str, &'static str)] {
+        &self.0.path
+    }
+}
+
+fn wire_type_name(wire_type: u8) -> &'static str {
+    // prost prints its `WireType` with `Debug`, so these are its variant names.
+    match wire_type {
+        VARINT => "Varint",
+        I64 => "SixtyFourBit",
+        LEN => "LengthDelimited",
+        SGROUP => "StartGroup",
+        EGROUP => "EndGroup",
+        _ => "ThirtyTwoBit",
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::InvalidVarint => f.write_str("invalid varint"),
+            Self::RecursionLimitReached => f.write_str("recursion limit reached"),
+            Self::InvalidWireType { value } => write!(f, "invalid wire type value: {value}"),
+            Self::InvalidKey { key } => write!(f, "invalid key value: {key}"),
+            Self::InvalidTag => f.write_str("invalid tag value: 0"),
+            Self::UnexpectedWireType { actual, expected } => write!(
+                f,
+                "invalid wire type: {} (expected {})",
+                wire_type_name(actual),
+                wire_type_name(expected)
+            ),
+            Self::BufferUnderflow => f.write_str("buffer underflow"),
+            Self::DelimitedLengthExceeded => f.write_str("delimited length exceeded"),
+            Self::UnexpectedEndGroupTag => f.write_str("unexpected end group tag"),
+            Self::InvalidString => f.write_str("invalid string value: data is not UTF-8 encoded"),
+        }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("failed to decode Protobuf message: ")?;
+        for (message, field) in &self.0.path {
+            write!(f, "{message}.{field}: ")?;
+        }
+        write!(f, "{}", self.0.kind)
+    }
+}
+
+impl fmt::Debug for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WireError")
+            .field("kind", &self.0.kind)
+            .field("path", &self.0.path)
+            .finish()
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Returned by [`validate`] for bytes that decode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Validated {
+    /// The number of `ResourceSpans`.
+    pub resource_spans: usize,
+    /// The number of spans, counting all `ResourceSpans` and `ScopeSpans`.
+    pub spans: usize,
+}
+
+/// Checks that `buf` is an `ExportTraceServiceRequest` (encoded the same way as `TracesData`)
+/// that prost would decode, and counts its spans. It accepts exactly the inputs for which
+/// `ExportTraceServiceRequest::decode(buf)` is `Ok`, and when it rejects one, the error message
+/// is the one prost gives. It does not allocate unless it fails.
+pub fn validate(buf: &[u8]) -> Result<Validated, WireError> {
+    let mut c = Cursor {
+        buf,
+        pos: 0,
+        counts: Validated::default(),
+    };
+    // `Message::decode` reads top-level fields until the input ends, with the whole budget.
+    while c.pos < buf.len() {
+        let (tag, wire_type) = c.key()?;
+        request_field(&mut c, tag, wire_type, RECURSION_LIMIT)?;
+    }
+    Ok(c.counts)
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    /// Always `<= buf.len()`.
+    pos: usize,
+    counts: Validated,
+}
+
+type Step = Result<(), WireError>;
+
+fn fail<T>(kind: ErrorKind) -> Result<T, WireError> {
+    Err(WireError::new(kind))
+}
+
+#[inline(always)]
+fn check_wire_type(actual: u8, expected: u8) -> Step {
+    if actual == expected {
+        Ok(())
+    } else {
+        fail(ErrorKind::UnexpectedWireType { actual, expected })
+    }
+}
+
+impl<'a> Cursor<'a> {
+    #[inline(always)]
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, WireError> {
+        // Most keys and lengths are one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_long()
+    }
+
+    #[inline]
+    fn varint_long(&mut self) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for (i, &b) in self.buf[self.pos..].iter().take(10).enumerate() {
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                // prost (after protobuf-go's ConsumeVarint) rejects a tenth byte above 1: it
+                // would overflow a u64.
+                if i == 9 && b > 1 {
+                    break;
+                }
+                self.pos += i + 1;
+                return Ok(value);
+            }
+        }
+        fail(ErrorKind::InvalidVarint)
+    }
+
+    /// prost's `decode_key`, with its checks in its order.
+    #[inline(always)]
+    fn key(&mut self) -> Result<(u32, u8), WireError> {
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return fail(ErrorKind::InvalidKey { key });
+        }
+        let wire_type = (key & 7) as u8;
+        if wire_type > I32 {
+            return fail(ErrorKind::InvalidWireType { value: key & 7 });
+        }
+        let tag = key as u32 >> 3;
+        if tag == 0 {
+            return fail(ErrorKind::InvalidTag);
+        }
+        Ok((tag, wire_type))
+    }
+
+    #[inline(always)]
+    fn delimited(&mut self, wire_type: u8) -> Result<&'a [u8], WireError> {
+        check_wire_type(wire_type, LEN)?;
+        let len = self.varint()?;
+        if len > self.remaining() as u64 {
+            return fail(ErrorKind::BufferUnderflow);
+        }
+        let start = self.pos;
+        self.pos += len as usize;
+        Ok(&self.buf[start..self.pos])
+    }
+
+    #[inline(always)]
+    fn bytes(&mut self, wire_type: u8) -> Step {
+        self.delimited(wire_type).map(|_| ())
+    }
+
+    #[inline(always)]
+    fn string(&mut self, wire_type: u8) -> Step {
+        let s = self.delimited(wire_type)?;
+        // Keys, names and most values are ASCII, which `is_ascii` clears a word at a time,
+        // faster than `from_utf8` on short strings.
+        if s.is_ascii() || std::str::from_utf8(s).is_ok() {
+            Ok(())
+        } else {
+            fail(ErrorKind::InvalidString)
+        }
+    }
+
+    /// int32, int64, uint32, bool and enum fields: prost takes any varint for all of them.
+    #[inline(always)]
+    fn int(&mut self, wire_type: u8) -> Step {
+        check_wire_type(wire_type, VARINT)?;
+        self.varint().map(|_| ())
+    }
+
+    #[inline(always)]
+    fn fixed(&mut self, wire_type: u8, expected: u8, width: usize) -> Step {
+        check_wire_type(wire_type, expected)?;
+        if self.remaining() < width {
+            return fail(ErrorKind::BufferUnderflow);
+        }
+        self.pos += width;
+        Ok(())
+    }
+
+    /// `prost::encoding::message::merge`. `depth` is the budget left where the field occurs;
+    /// the message's own fields get one less.
+    #[inline(always)]
+    fn message(
+        &mut self,
+        wire_type: u8,
+        depth: u32,
+        mut field: impl FnMut(&mut Self, u32, u8, u32) -> Step,
+    ) -> Step {
+        check_wire_type(wire_type, LEN)?;
+        if depth == 0 {
+            return fail(ErrorKind::RecursionLimitReached);
+        }
+        let len = self.varint()?;
+        if len > self.remaining() as u64 {
+            return fail(ErrorKind::BufferUnderflow);
+        }
+        let end = self.pos + len as usize;
+        // As in `merge_loop`, a field is read against the whole buffer and may overrun `end`.
+        // If it does, the loop ends and the check after it fails.
+        while self.pos < end {
+            let (tag, wire_type) = self.key()?;
+            field(self, tag, wire_type, depth - 1)?;
+        }
+        if self.pos != end {
+            return fail(ErrorKind::DelimitedLengthExceeded);
+        }
+        Ok(())
+    }
+
+    /// `prost::encoding::skip_field`. The budget check comes first, so an unknown field of any
+    /// wire type fails when no budget is left.
+    fn skip(&mut self, wire_type: u8, tag: u32, depth: u32) -> Step {
+        if depth == 0 {
+            return fail(ErrorKind::RecursionLimitReached);
+        }
+        let len = match wire_type {
+            VARINT => {
+                self.varint()?;
+                0
+            }
+            I64 => 8,
+            LEN => self.varint()?,
+            SGROUP => loop {
+                let (inner_tag, inner_wire_type) = self.key()?;
+                if inner_wire_type == EGROUP {
+                    if inner_tag != tag {
+                        return fail(ErrorKind::UnexpectedEndGroupTag);
+                    }
+                    break 0;
+                }
+                self.skip(inner_wire_type, inner_tag, depth - 1)?;
+            },
+            EGROUP => return fail(ErrorKind::UnexpectedEndGroupTag),
+            // `key` lets through only wire types 0 to 5.
+            _ => 4,
+        };
+        if len > self.remaining() as u64 {
+            return fail(ErrorKind::BufferUnderflow);
+        }
+        self.pos += len as usize;
+        Ok(())
+    }
+}
+
+// One function per message type, named after the message. The `at` names are the prost struct
+// and field names, which prost uses in its error path.
+
+fn request_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    match tag {
+        1 => {
+            c.counts.resource_spans += 1;
+            c.message(wire_type, depth, resource_spans_field)
+                .map_err(|e| e.at("ExportTraceServiceRequest", "resource_spans"))
+        }
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn resource_spans_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "ResourceSpans";
+    match tag {
+        1 => c
+            .message(wire_type, depth, resource_field)
+            .map_err(|e| e.at(M, "resource")),
+        2 => c
+            .message(wire_type, depth, scope_spans_field)
+            .map_err(|e| e.at(M, "scope_spans")),
+        3 => c.string(wire_type).map_err(|e| e.at(M, "schema_url")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn resource_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "Resource";
+    match tag {
+        1 => c
+            .message(wire_type, depth, key_value_field)
+            .map_err(|e| e.at(M, "attributes")),
+        2 => c
+            .int(wire_type)
+            .map_err(|e| e.at(M, "dropped_attributes_count")),
+        3 => c
+            .message(wire_type, depth, entity_ref_field)
+            .map_err(|e| e.at(M, "entity_refs")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn entity_ref_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "EntityRef";
+    match tag {
+        1 => c.string(wire_type).map_err(|e| e.at(M, "schema_url")),
+        // prost-derive names the field with `stringify!`, which keeps the raw identifier.
+        2 => c.string(wire_type).map_err(|e| e.at(M, "r#type")),
+        3 => c.string(wire_type).map_err(|e| e.at(M, "id_keys")),
+        4 => c.string(wire_type).map_err(|e| e.at(M, "description_keys")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn scope_spans_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "ScopeSpans";
+    match tag {
+        1 => c
+            .message(wire_type, depth, scope_field)
+            .map_err(|e| e.at(M, "scope")),
+        2 => {
+            c.counts.spans += 1;
+            c.message(wire_type, depth, span_field)
+                .map_err(|e| e.at(M, "spans"))
+        }
+        3 => c.string(wire_type).map_err(|e| e.at(M, "schema_url")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn scope_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "InstrumentationScope";
+    match tag {
+        1 => c.string(wire_type).map_err(|e| e.at(M, "name")),
+        2 => c.string(wire_type).map_err(|e| e.at(M, "version")),
+        3 => c
+            .message(wire_type, depth, key_value_field)
+            .map_err(|e| e.at(M, "attributes")),
+        4 => c
+            .int(wire_type)
+            .map_err(|e| e.at(M, "dropped_attributes_count")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn span_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "Span";
+    match tag {
+        1 => c.bytes(wire_type).map_err(|e| e.at(M, "trace_id")),
+        2 => c.bytes(wire_type).map_err(|e| e.at(M, "span_id")),
+        3 => c.string(wire_type).map_err(|e| e.at(M, "trace_state")),
+        4 => c.bytes(wire_type).map_err(|e| e.at(M, "parent_span_id")),
+        5 => c.string(wire_type).map_err(|e| e.at(M, "name")),
+        6 => c.int(wire_type).map_err(|e| e.at(M, "kind")),
+        7 => c
+            .fixed(wire_type, I64, 8)
+            .map_err(|e| e.at(M, "start_time_unix_nano")),
+        8 => c
+            .fixed(wire_type, I64, 8)
+            .map_err(|e| e.at(M, "end_time_unix_nano")),
+        9 => c
+            .message(wire_type, depth, key_value_field)
+            .map_err(|e| e.at(M, "attributes")),
+        10 => c
+            .int(wire_type)
+            .map_err(|e| e.at(M, "dropped_attributes_count")),
+        11 => c
+            .message(wire_type, depth, event_field)
+            .map_err(|e| e.at(M, "events")),
+        12 => c
+            .int(wire_type)
+            .map_err(|e| e.at(M, "dropped_events_count")),
+        13 => c
+            .message(wire_type, depth, link_field)
+            .map_err(|e| e.at(M, "links")),
+        14 => c.int(wire_type).map_err(|e| e.at(M, "dropped_links_count")),
+        15 => c
+            .message(wire_type, depth, status_field)
+            .map_err(|e| e.at(M, "status")),
+        16 => c.fixed(wire_type, I32, 4).map_err(|e| e.at(M, "flags")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn event_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "Event";
+    match tag {
+        1 => c
+            .fixed(wire_type, I64, 8)
+            .map_err(|e| e.at(M, "time_unix_nano")),
+        2 => c.string(wire_type).map_err(|e| e.at(M, "name")),
+        3 => c
+            .message(wire_type, depth, key_value_field)
+            .map_err(|e| e.at(M, "attributes")),
+        4 => c
+            .int(wire_type)
+            .map_err(|e| e.at(M, "dropped_attributes_count")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn link_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "Link";
+    match tag {
+        1 => c.bytes(wire_type).map_err(|e| e.at(M, "trace_id")),
+        2 => c.bytes(wire_type).map_err(|e| e.at(M, "span_id")),
+        3 => c.string(wire_type).map_err(|e| e.at(M, "trace_state")),
+        4 => c
+            .message(wire_type, depth, key_value_field)
+            .map_err(|e| e.at(M, "attributes")),
+        5 => c
+            .int(wire_type)
+            .map_err(|e| e.at(M, "dropped_attributes_count")),
+        6 => c.fixed(wire_type, I32, 4).map_err(|e| e.at(M, "flags")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn status_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "Status";
+    match tag {
+        2 => c.string(wire_type).map_err(|e| e.at(M, "message")),
+        3 => c.int(wire_type).map_err(|e| e.at(M, "code")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn key_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    const M: &str = "KeyValue";
+    match tag {
+        1 => c.string(wire_type).map_err(|e| e.at(M, "key")),
+        2 => c
+            .message(wire_type, depth, any_value_field)
+            .map_err(|e| e.at(M, "value")),
+        3 => c.int(wire_type).map_err(|e| e.at(M, "key_strindex")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn any_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    // Every member of the `value` oneof is reported as the field `value`.
+    let step = match tag {
+        1 => c.string(wire_type),
+        2 | 3 | 8 => c.int(wire_type),
+        4 => c.fixed(wire_type, I64, 8),
+        5 => c.message(wire_type, depth, array_value_field),
+        6 => c.message(wire_type, depth, key_value_list_field),
+        7 => c.bytes(wire_type),
+        _ => return c.skip(wire_type, tag, depth),
+    };
+    step.map_err(|e| e.at("AnyValue", "value"))
+}
+
+fn array_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    match tag {
+        1 => c
+            .message(wire_type, depth, any_value_field)
+            .map_err(|e| e.at("ArrayValue", "values")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+fn key_value_list_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+    match tag {
+        1 => c
+            .message(wire_type, depth, key_value_field)
+            .map_err(|e| e.at("KeyValueList", "values")),
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views.
+//
+// The views trust that `validate` accepted their bytes and do not check again. On any other
+// input they stop at the first thing they cannot read, and they never panic: every read is
+// bounds-checked, and groups are skipped by counting levels instead of by recursion.
+
+/// A field value as the views read it.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Len(&'a [u8]),
+    Fixed32(u32),
+    Group,
+}
+
+/// The fields of one message body, in order.
+#[derive(Clone)]
+struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Fields { buf, pos: 0 }
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> Option<u64> {
+        let rest = self.buf.get(self.pos..)?;
+        if let Some(&b) = rest.first()
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Some(u64::from(b));
+        }
+        let mut value = 0u64;
+        for (i, &b) in rest.iter().take(10).enumerate() {
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                self.pos += i + 1;
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn take(&mut self, len: u64) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(usize::try_from(len).ok()?)?;
+        let bytes = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(bytes)
+    }
+
+    fn skip_group(&mut self) -> Option<()> {
+        let mut level = 1usize;
+        loop {
+            let key = self.varint()?;
+            match key & 7 {
+                0 => {
+                    self.varint()?;
+                }
+                1 => {
+                    self.take(8)?;
+                }
+                2 => {
+                    let len = self.varint()?;
+                    self.take(len)?;
+                }
+                3 => level += 1,
+                4 => {
+                    level -= 1;
+                    if level == 0 {
+                        return Some(());
+                    }
+                }
+                5 => {
+                    self.take(4)?;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn read(&mut self) -> Option<(u32, Value<'a>)> {
+        let key = self.varint()?;
+        let tag = u32::try_from(key >> 3).ok()?;
+        let value = match key & 7 {
+            0 => Value::Varint(self.varint()?),
+            1 => Value::Fixed64(u64::from_le_bytes(self.take(8)?.try_into().ok()?)),
+            2 => {
+                let len = self.varint()?;
+                Value::Len(self.take(len)?)
+            }
+            3 => {
+                self.skip_group()?;
+                Value::Group
+            }
+            5 => Value::Fixed32(u32::from_le_bytes(self.take(4)?.try_into().ok()?)),
+            _ => return None,
+        };
+        Some((tag, value))
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (u32, Value<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let field = self.read();
+        if field.is_none() {
+            self.pos = self.buf.len();
+        }
+        field
+    }
+}
+
+/// The bodies of every occurrence of message field `tag`.
+fn messages<'a>(body: &'a [u8], tag: u32) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    Fields::new(body).filter_map(move |field| match field {
+        (t, Value::Len(b)) if t == tag => Some(b),
+        _ => None,
+    })
+}
+
+/// A singular message field. protobuf merges repeated occurrences, and decoding the
+/// concatenation of their bodies gives the same result.
+fn merged(body: &[u8], tag: u32) -> Option<Cow<'_, [u8]>> {
+    let mut out: Option<Cow<'_, [u8]>> = None;
+    for b in messages(body, tag) {
+        out = Some(match out {
+            None => Cow::Borrowed(b),
+            Some(prev) => {
+                let mut all = prev.into_owned();
+                all.extend_from_slice(b);
+                Cow::Owned(all)
+            }
+        });
+    }
+    out
+}
+
+/// A singular length-delimited field: the last occurrence wins.
+fn last_len(body: &[u8], tag: u32) -> &[u8] {
+    messages(body, tag).last().unwrap_or_default()
+}
+
+fn as_str(bytes: &[u8]) -> &str {
+    // Validated bytes are always UTF-8. The views cannot skip the check without `unsafe`, which
+    // the workspace forbids, and other bytes are read as empty.
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// An `ExportTraceServiceRequest` (or `TracesData`) that [`validate`] accepted.
+#[derive(Clone, Copy, Debug)]
+pub struct TracesView<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> TracesView<'a> {
+    /// A view of `buf`, which should have passed [`validate`]. With any other bytes, the
+    /// iterators may end early, but nothing panics.
+    pub fn new(buf: &'a [u8]) -> Self {
+        TracesView { buf }
+    }
+
+    /// The whole request.
+    pub fn encoded(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// `resource_spans`, in order.
+    pub fn resource_spans(&self) -> impl Iterator<Item = ResourceSpansView<'a>> + use<'a> {
+        messages(self.buf, 1).map(|encoded| ResourceSpansView { encoded })
+    }
+}
+
+/// One `ResourceSpans` of a [`TracesView`].
+#[derive(Clone, Copy, Debug)]
+pub struct ResourceSpansView<'a> {
+    encoded: &'a [u8],
+}
+
+impl<'a> ResourceSpansView<'a> {
+    /// The `ResourceSpans` message body (without its key and length).
+    pub fn encoded(&self) -> &'a [u8] {
+        self.encoded
+    }
+
+    /// The `Resource` message body, or `None` if the field is absent. If the field occurs more
+    /// than once, the bodies are concatenated, which is how protobuf merges them. Only that
+    /// case allocates.
+    pub fn resource(&self) -> Option<Cow<'a, [u8]>> {
+        merged(self.encoded, 1)
+    }
+
+    /// `schema_url`.
+    pub fn schema_url(&self) -> &'a str {
+        as_str(last_len(self.encoded, 3))
+    }
+
+    /// `scope_spans`, in order.
+    pub fn scope_spans(&self) -> impl Iterator<Item = ScopeSpansView<'a>> + use<'a> {
+        messages(self.encoded, 2).map(|encoded| ScopeSpansView { encoded })
+    }
+}
+
+/// One `ScopeSpans` of a [`ResourceSpansView`].
+#[derive(Clone, Copy, Debug)]
+pub struct ScopeSpansView<'a> {
+    encoded: &'a [u8],
+}
+
+impl<'a> ScopeSpansView<'a> {
+    /// The `ScopeSpans` message body.
+    pub fn encoded(&self) -> &'a [u8] {
+        self.encoded
+    }
+
+    /// The `InstrumentationScope` message body, merged like [`ResourceSpansView::resource`].
+    pub fn scope(&self) -> Option<Cow<'a, [u8]>> {
+        merged(self.encoded, 1)
+    }
+
+    /// `schema_url`.
+    pub fn schema_url(&self) -> &'a str {
+        as_str(last_len(self.encoded, 3))
+    }
+
+    /// `spans`, in order. Each span's scalar fields are read once, when the iterator reaches
+    /// the span.
+    pub fn spans(&self) -> impl Iterator<Item = SpanView<'a>> + use<'a> {
+        messages(self.encoded, 2).map(SpanView::new)
+    }
+}
+
+/// One span of a [`ScopeSpansView`]. As prost does, it takes the last occurrence of a
+/// singular field, and for `status` it merges the occurrences, so the last `code` seen in any
+/// of them wins. Attributes, events and links can be read from [`SpanView::encoded`].
+#[derive(Clone, Copy, Debug)]
+pub struct SpanView<'a> {
+    encoded: &'a [u8],
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    trace_state: &'a [u8],
+    name: &'a [u8],
+    kind: i32,
+    flags: u32,
+    start_time_unix_nano: u64,
+    end_time_unix_nano: u64,
+    status_code: i32,
+}
+
+impl<'a> SpanView<'a> {
+    fn new(encoded: &'a [u8]) -> Self {
+        let mut span = SpanView {
+            encoded,
+            trace_id: &[],
+            span_id: &[],
+            parent_span_id: &[],
+            trace_state: &[],
+            name: &[],
+            kind: 0,
+            flags: 0,
+            start_time_unix_nano: 0,
+            end_time_unix_nano: 0,
+            status_code: 0,
+        };
+        // One pass, so that reading several fields costs no more than reading one.
+        for field in Fields::new(encoded) {
+            match field {
+                (1, Value::Len(b)) => span.trace_id = b,
+                (2, Value::Len(b)) => span.span_id = b,
+                (3, Value::Len(b)) => span.trace_state = b,
+                (4, Value::Len(b)) => span.parent_span_id = b,
+                (5, Value::Len(b)) => span.name = b,
+                // int32 fields keep the low 32 bits of the varint, as prost's `as i32` does.
+                (6, Value::Varint(v)) => span.kind = v as i32,
+                (7, Value::Fixed64(v)) => span.start_time_unix_nano = v,
+                (8, Value::Fixed64(v)) => span.end_time_unix_nano = v,
+                (15, Value::Len(status)) => {
+                    for field in Fields::new(status) {
+                        if let (3, Value::Varint(v)) = field {
+                            span.status_code = v as i32;
+                        }
+                    }
+                }
+                (16, Value::Fixed32(v)) => span.flags = v,
+                _ => {}
+            }
+        }
+        span
+    }
+
+    /// The `Span` message body.
+    pub fn encoded(&self) -> &'a [u8] {
+        self.encoded
+    }
+
+    /// `trace_id` (16 bytes in a well-formed span; not checked).
+    pub fn trace_id(&self) -> &'a [u8] {
+        self.trace_id
+    }
+
+    /// `span_id` (8 bytes in a well-formed span; not checked).
+    pub fn span_id(&self) -> &'a [u8] {
+        self.span_id
+    }
+
+    /// `parent_span_id`, empty for a root span.
+    pub fn parent_span_id(&self) -> &'a [u8] {
+        self.parent_span_id
+    }
+
+    /// `trace_state`.
+    pub fn trace_state(&self) -> &'a str {
+        as_str(self.trace_state)
+    }
+
+    /// `name`.
+    pub fn name(&self) -> &'a str {
+        as_str(self.name)
+    }
+
+    /// `kind`, a `SpanKind` value, which may be outside the enum's range.
+    pub fn kind(&self) -> i32 {
+        self.kind
+    }
+
+    /// `flags`.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// `start_time_unix_nano`.
+    pub fn start_time_unix_nano(&self) -> u64 {
+        self.start_time_unix_nano
+    }
+
+    /// `end_time_unix_nano`.
+    pub fn end_time_unix_nano(&self) -> u64 {
+        self.end_time_unix_nano
+    }
+
+    /// `status.code`, a `StatusCode` value, or 0 (unset) when the span has no status.
+    pub fn status_code(&self) -> i32 {
+        self.status_code
+    }
+}
+
+/// The string value of attribute `key` in a `Resource` body (from
+/// [`ResourceSpansView::resource`]). When several attributes have that key, the last one
+/// counts, as it would if the attributes were put in a map. `None` if no attribute has the key,
+/// or if the last one's value is not an `AnyValue.string_value`.
+pub fn resource_string_attribute<'b>(resource: &'b [u8], key: &str) -> Option<&'b str> {
+    let mut found = None;
+    for kv in messages(resource, 1) {
+        let mut k: &[u8] = &[];
+        let mut value = None;
+        for field in Fields::new(kv) {
+            match field {
+                (1, Value::Len(b)) => k = b,
+                (2, Value::Len(any)) => {
+                    // Occurrences of `value` merge, and within the `value` oneof the last
+                    // member set wins.
+                    for field in Fields::new(any) {
+                        match field {
+                            (1, Value::Len(s)) => value = Some(s),
+                            (2..=8, _) => value = None,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if k == key.as_bytes() {
+            found = Some(value);
+        }
+    }
+    found.flatten().and_then(|s| std::str::from_utf8(s).ok())
+}

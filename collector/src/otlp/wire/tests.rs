@@ -1,0 +1,1314 @@
+//! `validate` and the views, held against prost. The oracle is always
+//! `ExportTraceServiceRequest::decode`. Each test either builds bytes by hand to reach one of
+//! prost's rules, or takes prost-encoded requests and damages them.
+
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
+    any_value::Value as V,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status,
+    span::{Event, Link},
+};
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::Config;
+use prost::Message as _;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, encode_varint};
+
+use super::*;
+use crate::otlp::ExportTraceServiceRequest;
+
+// ----- Oracle ---------------------------------------------------------------------------------
+
+fn span_count(request: &ExportTraceServiceRequest) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+/// Runs `validate` and prost on `buf` and requires the same verdict: on success the same
+/// counts, and the views read what prost decoded; on failure the same message.
+fn same_as_prost(buf: &[u8]) -> Result<Validated, WireError> {
+    let ours = validate(buf);
+    let theirs = ExportTraceServiceRequest::decode(buf);
+    match (&ours, &theirs) {
+        (Ok(counts), Ok(request)) => {
+            assert_eq!(counts.resource_spans, request.resource_spans.len());
+            assert_eq!(counts.spans, span_count(request));
+            views_match(buf, request);
+        }
+        (Err(ours), Err(theirs)) => {
+            assert_eq!(ours.to_string(), theirs.to_string(), "input {buf:02x?}")
+        }
+        _ => panic!("validate: {ours:?}, prost: {theirs:?}, input {buf:02x?}"),
+    }
+    walk(buf);
+    ours
+}
+
+fn bytes_of(m: &impl prost::Message) -> Vec<u8> {
+    m.encode_to_vec()
+}
+
+/// Compares re-encoded bytes, not structs: a double field may be a NaN.
+fn same_message<M: prost::Message + Default>(body: &[u8], expected: &M) {
+    let decoded = M::decode(body).expect("a view's body decodes");
+    assert_eq!(bytes_of(&decoded), bytes_of(expected));
+}
+
+fn views_match(buf: &[u8], request: &ExportTraceServiceRequest) {
+    let view = TracesView::new(buf);
+    assert_eq!(view.encoded(), buf);
+    let all: Vec<_> = view.resource_spans().collect();
+    assert_eq!(all.len(), request.resource_spans.len());
+    for (rv, rs) in all.iter().zip(&request.resource_spans) {
+        same_message(rv.encoded(), rs);
+        assert_eq!(rv.schema_url(), rs.schema_url);
+        let resource = rv.resource();
+        assert_eq!(resource.is_some(), rs.resource.is_some());
+        if let (Some(body), Some(expected)) = (&resource, &rs.resource) {
+            same_message(body, expected);
+            let mut keys: Vec<&str> = expected.attributes.iter().map(|a| a.key.as_str()).collect();
+            keys.extend(["service.name", "missing"]);
+            for key in keys {
+                assert_eq!(
+                    resource_string_attribute(body, key),
+                    expected_string_attribute(expected, key),
+                    "attribute {key:?}"
+                );
+            }
+        }
+        let scopes: Vec<_> = rv.scope_spans().collect();
+        assert_eq!(scopes.len(), rs.scope_spans.len());
+        for (sv, ss) in scopes.iter().zip(&rs.scope_spans) {
+            same_message(sv.encoded(), ss);
+            assert_eq!(sv.schema_url(), ss.schema_url);
+            let scope = sv.scope();
+            assert_eq!(scope.is_some(), ss.scope.is_some());
+            if let (Some(body), Some(expected)) = (&scope, &ss.scope) {
+                same_message(body, expected);
+            }
+            let spans: Vec<_> = sv.spans().collect();
+            assert_eq!(spans.len(), ss.spans.len());
+            for (span, expected) in spans.iter().zip(&ss.spans) {
+                same_message(span.encoded(), expected);
+                assert_eq!(span.trace_id(), expected.trace_id);
+                assert_eq!(span.span_id(), expected.span_id);
+                assert_eq!(span.parent_span_id(), expected.parent_span_id);
+                assert_eq!(span.trace_state(), expected.trace_state);
+                assert_eq!(span.name(), expected.name);
+                assert_eq!(span.kind(), expected.kind);
+                assert_eq!(span.flags(), expected.flags);
+                assert_eq!(span.start_time_unix_nano(), expected.start_time_unix_nano);
+                assert_eq!(span.end_time_unix_nano(), expected.end_time_unix_nano);
+                assert_eq!(
+                    span.status_code(),
+                    expected.status.as_ref().map_or(0, |s| s.code)
+                );
+            }
+        }
+    }
+}
+
+fn expected_string_attribute<'r>(resource: &'r Resource, key: &str) -> Option<&'r str> {
+    let last = resource.attributes.iter().rev().find(|a| a.key == key)?;
+    match last.value.as_ref()?.value.as_ref()? {
+        V::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Reads everything the views offer; on bytes `validate` rejects, this must merely not panic.
+fn walk(buf: &[u8]) {
+    use std::hint::black_box;
+    for rs in TracesView::new(buf).resource_spans() {
+        black_box((rs.encoded(), rs.schema_url()));
+        if let Some(resource) = rs.resource() {
+            black_box(resource_string_attribute(&resource, "service.name"));
+        }
+        for ss in rs.scope_spans() {
+            black_box((ss.encoded(), ss.scope(), ss.schema_url()));
+            for span in ss.spans() {
+                black_box((span.encoded(), span.trace_id(), span.span_id()));
+                black_box((span.parent_span_id(), span.name(), span.trace_state()));
+                black_box((span.kind(), span.flags(), span.status_code()));
+                black_box((span.start_time_unix_nano(), span.end_time_unix_nano()));
+            }
+        }
+    }
+}
+
+// ----- Hand-made encodings --------------------------------------------------------------------
+
+fn varint(v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_varint(v, &mut out);
+    out
+}
+
+fn key(tag: u32, wire_type: u8) -> Vec<u8> {
+    varint(u64::from(tag) << 3 | u64::from(wire_type))
+}
+
+fn ld(tag: u32, body: &[u8]) -> Vec<u8> {
+    [key(tag, LEN), varint(body.len() as u64), body.to_vec()].concat()
+}
+
+/// A field with the given wire type and a well-formed payload for it.
+fn field(tag: u32, wire_type: u8) -> Vec<u8> {
+    match wire_type {
+        VARINT => [key(tag, VARINT), varint(300)].concat(),
+        I64 => [key(tag, I64), vec![7; 8]].concat(),
+        LEN => ld(tag, b""),
+        SGROUP => [key(tag, SGROUP), key(tag, EGROUP)].concat(),
+        I32 => [key(tag, I32), vec![7; 4]].concat(),
+        _ => unreachable!("no payload for wire type {wire_type}"),
+    }
+}
+
+/// Wraps `body` in the messages that `path` (field numbers, outermost first) leads through.
+fn nest(path: &[u32], body: &[u8]) -> Vec<u8> {
+    match path.split_first() {
+        None => body.to_vec(),
+        Some((&tag, rest)) => ld(tag, &nest(rest, body)),
+    }
+}
+
+/// Every message type: its name, the field numbers that lead to it from the request, and its
+/// known fields with their wire types (from the generated prost structs).
+const SCHEMA: &[(&str, &[u32], &[(u32, u8)])] = &[
+    ("ExportTraceServiceRequest", &[], &[(1, LEN)]),
+    ("ResourceSpans", &[1], &[(1, LEN), (2, LEN), (3, LEN)]),
+    ("Resource", &[1, 1], &[(1, LEN), (2, VARINT), (3, LEN)]),
+    (
+        "EntityRef",
+        &[1, 1, 3],
+        &[(1, LEN), (2, LEN), (3, LEN), (4, LEN)],
+    ),
+    ("ScopeSpans", &[1, 2], &[(1, LEN), (2, LEN), (3, LEN)]),
+    (
+        "InstrumentationScope",
+        &[1, 2, 1],
+        &[(1, LEN), (2, LEN), (3, LEN), (4, VARINT)],
+    ),
+    (
+        "Span",
+        &[1, 2, 2],
+        &[
+            (1, LEN),
+            (2, LEN),
+            (3, LEN),
+            (4, LEN),
+            (5, LEN),
+            (6, VARINT),
+            (7, I64),
+            (8, I64),
+            (9, LEN),
+            (10, VARINT),
+            (11, LEN),
+            (12, VARINT),
+            (13, LEN),
+            (14, VARINT),
+            (15, LEN),
+            (16, I32),
+        ],
+    ),
+    (
+        "Event",
+        &[1, 2, 2, 11],
+        &[(1, I64), (2, LEN), (3, LEN), (4, VARINT)],
+    ),
+    (
+        "Link",
+        &[1, 2, 2, 13],
+        &[
+            (1, LEN),
+            (2, LEN),
+            (3, LEN),
+            (4, LEN),
+            (5, VARINT),
+            (6, I32),
+        ],
+    ),
+    ("Status", &[1, 2, 2, 15], &[(2, LEN), (3, VARINT)]),
+    (
+        "KeyValue",
+        &[1, 2, 2, 9],
+        &[(1, LEN), (2, LEN), (3, VARINT)],
+    ),
+    (
+        "AnyValue",
+        &[1, 2, 2, 9, 2],
+        &[
+            (1, LEN),
+            (2, VARINT),
+            (3, VARINT),
+            (4, I64),
+            (5, LEN),
+            (6, LEN),
+            (7, LEN),
+            (8, VARINT),
+        ],
+    ),
+    ("ArrayValue", &[1, 2, 2, 9, 2, 5], &[(1, LEN)]),
+    ("KeyValueList", &[1, 2, 2, 9, 2, 6], &[(1, LEN)]),
+];
+
+fn kv(key: &str, value: V) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        key_strindex: 0,
+    }
+}
+
+fn s(key: &str, value: &str) -> KeyValue {
+    kv(key, V::StringValue(value.to_owned()))
+}
+
+/// A request with one of everything: two resources, entity refs, scopes, server and client
+/// spans with events, links, nested attribute values and statuses.
+fn sample_request() -> ExportTraceServiceRequest {
+    let span = |i: u8, parent: bool| Span {
+        trace_id: vec![0xa0 + i / 4; 16],
+        span_id: vec![i; 8],
+        trace_state: if i % 2 == 0 {
+            "vendor=1".into()
+        } else {
+            String::new()
+        },
+        parent_span_id: if parent { vec![i - 1; 8] } else { Vec::new() },
+        flags: 0x101,
+        name: format!("GET /orders/{i}"),
+        kind: 2 + i32::from(parent),
+        start_time_unix_nano: 1_763_700_000_000_000_000 + u64::from(i) * 1_000,
+        end_time_unix_nano: 1_763_700_000_000_500_000 + u64::from(i) * 1_000,
+        attributes: vec![
+            s("http.request.method", "GET"),
+            kv("http.response.status_code", V::IntValue(200)),
+            kv("retry", V::BoolValue(i % 3 == 0)),
+            kv("ratio", V::DoubleValue(0.25)),
+            kv("blob", V::BytesValue(vec![0, 0xff, i])),
+            kv(
+                "tags",
+                V::ArrayValue(ArrayValue {
+                    values: vec![
+                        AnyValue {
+                            value: Some(V::StringValue("a".into())),
+                        },
+                        AnyValue {
+                            value: Some(V::KvlistValue(KeyValueList {
+                                values: vec![s("inner", "b"), kv("n", V::IntValue(-1))],
+                            })),
+                        },
+                    ],
+                }),
+            ),
+        ],
+        dropped_attributes_count: 1,
+        events: vec![Event {
+            time_unix_nano: 1_763_700_000_000_100_000,
+            name: "exception".into(),
+            attributes: vec![
+                s("exception.type", "java.sql.SQLTransientConnectionException"),
+                s(
+                    "exception.message",
+                    "Connection is not available — timed out",
+                ),
+            ],
+            dropped_attributes_count: 0,
+        }],
+        dropped_events_count: 2,
+        links: vec![Link {
+            trace_id: vec![0xbb; 16],
+            span_id: vec![0xcc; 8],
+            trace_state: "k=v".into(),
+            attributes: vec![s("link.kind", "follows")],
+            dropped_attributes_count: 0,
+            flags: 0x100,
+        }],
+        dropped_links_count: 3,
+        status: Some(Status {
+            message: if i == 0 {
+                "timeout".into()
+            } else {
+                String::new()
+            },
+            code: i32::from(i == 0) * 2,
+        }),
+    };
+    let resource = |service: &str| Resource {
+        attributes: vec![
+            s("service.name", service),
+            s("host.name", "node-7"),
+            kv("process.pid", V::IntValue(4242)),
+        ],
+        dropped_attributes_count: 0,
+        entity_refs: vec![EntityRef {
+            schema_url: "https://opentelemetry.io/schemas/1.30.0".into(),
+            r#type: "service".into(),
+            id_keys: vec!["service.name".into()],
+            description_keys: vec!["host.name".into(), "process.pid".into()],
+        }],
+    };
+    let scope = |name: &str| InstrumentationScope {
+        name: name.into(),
+        version: "1.2.3".into(),
+        attributes: vec![s("scope.attr", "x")],
+        dropped_attributes_count: 0,
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![
+            ResourceSpans {
+                resource: Some(resource("checkout")),
+                scope_spans: vec![
+                    ScopeSpans {
+                        scope: Some(scope("io.opentelemetry.servlet")),
+                        spans: vec![span(0, false), span(1, true)],
+                        schema_url: "https://opentelemetry.io/schemas/1.30.0".into(),
+                    },
+                    ScopeSpans {
+                        scope: Some(scope("io.opentelemetry.jdbc")),
+                        spans: vec![span(2, true)],
+                        schema_url: String::new(),
+                    },
+                ],
+                schema_url: "https://opentelemetry.io/schemas/1.30.0".into(),
+            },
+            ResourceSpans {
+                resource: Some(resource("payments")),
+                scope_spans: vec![ScopeSpans {
+                    scope: None,
+                    spans: vec![span(4, false)],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            },
+        ],
+    }
+}
+
+fn expect_kind(buf: &[u8], kind: ErrorKind) -> WireError {
+    let err = same_as_prost(buf).expect_err("invalid");
+    assert_eq!(err.kind(), kind, "{err}");
+    err
+}
+
+// ----- Unit tests -----------------------------------------------------------------------------
+
+#[test]
+fn accepts_sample_request_and_counts_spans() {
+    let buf = sample_request().encode_to_vec();
+    assert_eq!(
+        same_as_prost(&buf).expect("valid"),
+        Validated {
+            resource_spans: 2,
+            spans: 4
+        }
+    );
+    assert_eq!(same_as_prost(&[]).expect("empty"), Validated::default());
+}
+
+#[test]
+fn truncated_at_every_offset_fails_like_prost() {
+    let buf = sample_request().encode_to_vec();
+    let mut failures = 0;
+    for len in 0..buf.len() {
+        failures += usize::from(same_as_prost(&buf[..len]).is_err());
+    }
+    // Only the cut between the two ResourceSpans (and the empty prefix) leaves a valid request.
+    assert_eq!(failures, buf.len() - 2);
+}
+
+#[test]
+fn bad_utf8_deep_inside_an_event_attribute() {
+    let mut request = sample_request();
+    let nested = V::ArrayValue(ArrayValue {
+        values: vec![AnyValue {
+            value: Some(V::KvlistValue(KeyValueList {
+                values: vec![s("k", "MARKER-VALUE")],
+            })),
+        }],
+    });
+    request.resource_spans[1].scope_spans[0].spans[0].events[0]
+        .attributes
+        .push(kv("deep", nested));
+    let mut buf = request.encode_to_vec();
+    let at = buf
+        .windows(12)
+        .position(|w| w == b"MARKER-VALUE")
+        .expect("marker");
+    buf[at + 6] = 0xff;
+    let err = expect_kind(&buf, ErrorKind::InvalidString);
+    assert_eq!(
+        err.path(),
+        [
+            ("AnyValue", "value"),
+            ("KeyValue", "value"),
+            ("KeyValueList", "values"),
+            ("AnyValue", "value"),
+            ("ArrayValue", "values"),
+            ("AnyValue", "value"),
+            ("KeyValue", "value"),
+            ("Event", "attributes"),
+            ("Span", "events"),
+            ("ScopeSpans", "spans"),
+            ("ResourceSpans", "scope_spans"),
+            ("ExportTraceServiceRequest", "resource_spans"),
+        ]
+    );
+    assert!(err.to_string().starts_with(
+        "failed to decode Protobuf message: AnyValue.value: KeyValue.value: KeyValueList.values:"
+    ));
+}
+
+#[test]
+fn bad_utf8_in_every_string_field() {
+    let mut invalid_strings = 0;
+    // A string field of each message type, reached through SCHEMA's paths.
+    for (name, path, fields) in SCHEMA {
+        for &(tag, wire_type) in *fields {
+            if wire_type != LEN {
+                continue;
+            }
+            for bad in [&b"\xff"[..], b"ok\xc3", b"\xed\xa0\x80"] {
+                let buf = nest(path, &ld(tag, bad));
+                let result = same_as_prost(&buf);
+                // Bytes fields take anything, and a message field fails on the bytes as
+                // fields; only string fields must say "not UTF-8".
+                if let Err(e) = &result
+                    && e.kind() == ErrorKind::InvalidString
+                {
+                    assert_eq!(e.path()[0].0, *name);
+                    invalid_strings += 1;
+                }
+            }
+        }
+    }
+    // 15 string fields (repeated ones included), each failing on each of the three.
+    assert_eq!(invalid_strings, 15 * 3);
+    let buf = nest(&[1, 1, 3], &ld(2, b"\xff"));
+    let err = expect_kind(&buf, ErrorKind::InvalidString);
+    assert_eq!(err.path()[0], ("EntityRef", "r#type"));
+}
+
+#[test]
+fn wrong_wire_type_for_every_known_field() {
+    for (name, path, fields) in SCHEMA {
+        for &(tag, declared) in *fields {
+            assert!(
+                same_as_prost(&nest(path, &field(tag, declared))).is_ok(),
+                "{name} field {tag}"
+            );
+            for wire_type in [VARINT, I64, LEN, SGROUP, I32] {
+                if wire_type == declared {
+                    continue;
+                }
+                let err = expect_kind(
+                    &nest(path, &field(tag, wire_type)),
+                    ErrorKind::UnexpectedWireType {
+                        actual: wire_type,
+                        expected: declared,
+                    },
+                );
+                assert_eq!(err.path()[0].0, *name);
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_encoding_is_not_accepted_for_scalar_fields() {
+    // prost accepts packed encoding only for repeated numeric fields, and this schema has none.
+    let packed = [key(6, LEN), varint(2), vec![1, 2]].concat();
+    expect_kind(
+        &nest(&[1, 2, 2], &packed),
+        ErrorKind::UnexpectedWireType {
+            actual: LEN,
+            expected: VARINT,
+        },
+    );
+}
+
+#[test]
+fn unknown_fields_and_groups_are_skipped_at_every_level() {
+    let group = [
+        key(40, SGROUP),
+        field(1, VARINT),
+        field(2, LEN),
+        key(41, SGROUP),
+        field(3, I64),
+        key(42, SGROUP),
+        key(42, EGROUP),
+        field(4, I32),
+        key(41, EGROUP),
+        key(40, EGROUP),
+    ]
+    .concat();
+    for (_, path, _) in SCHEMA {
+        let mut body = Vec::new();
+        for wire_type in [VARINT, I64, LEN, SGROUP, I32] {
+            body.extend(field(17 + u32::from(wire_type), wire_type));
+        }
+        body.extend(&group);
+        body.extend(ld(1000, b"\xff\xff anything, even bad UTF-8"));
+        body.extend(field((1 << 29) - 1, VARINT));
+        let buf = nest(path, &body);
+        same_as_prost(&buf).expect("unknown fields are skipped");
+    }
+    // The sample request with an unknown field before every ResourceSpans still reads the same.
+    let sample = sample_request().encode_to_vec();
+    let buf = [group.clone(), sample.clone(), field(9, I64)].concat();
+    assert_eq!(same_as_prost(&buf).expect("valid").spans, 4);
+}
+
+#[test]
+fn malformed_groups_fail_like_prost() {
+    for (_, path, _) in SCHEMA {
+        // An end group that closes nothing.
+        expect_kind(
+            &nest(path, &key(20, EGROUP)),
+            ErrorKind::UnexpectedEndGroupTag,
+        );
+        // One that closes a different group.
+        expect_kind(
+            &nest(path, &[key(20, SGROUP), key(21, EGROUP)].concat()),
+            ErrorKind::UnexpectedEndGroupTag,
+        );
+        // A group the message ends inside of, and one the input ends inside of.
+        let unclosed = [key(20, SGROUP), field(1, VARINT)].concat();
+        same_as_prost(&nest(path, &unclosed)).expect_err("unclosed group");
+        same_as_prost(&[nest(path, &[]), unclosed].concat()).expect_err("unclosed group");
+    }
+}
+
+#[test]
+fn field_number_zero_and_wire_types_6_and_7_are_invalid() {
+    for (_, path, _) in SCHEMA {
+        for wire_type in 0..=5 {
+            expect_kind(&nest(path, &key(0, wire_type)), ErrorKind::InvalidTag);
+        }
+        for wire_type in [6, 7] {
+            expect_kind(
+                &nest(path, &key(1, wire_type)),
+                ErrorKind::InvalidWireType {
+                    value: u64::from(wire_type),
+                },
+            );
+        }
+    }
+}
+
+#[test]
+fn varint_limits() {
+    let ten_bytes = |last: u8| [vec![0xff; 9], vec![last]].concat();
+    // As the value of an unknown field, as a length, and as a key.
+    for prefix in [key(2, VARINT), key(1, LEN), Vec::new()] {
+        let ok = [prefix.clone(), ten_bytes(0x01)].concat();
+        let result = same_as_prost(&ok);
+        if prefix == key(2, VARINT) {
+            result.expect("u64::MAX is a valid varint");
+        }
+        for bad in [ten_bytes(0x02), ten_bytes(0x7f), vec![0xff; 11], vec![0x80]] {
+            expect_kind(&[prefix.clone(), bad].concat(), ErrorKind::InvalidVarint);
+        }
+    }
+    let kind = |v: &[u8]| nest(&[1, 2, 2], &[key(6, VARINT), v.to_vec()].concat());
+    same_as_prost(&kind(&ten_bytes(0x01))).expect("enum takes any varint");
+    expect_kind(&kind(&ten_bytes(0x02)), ErrorKind::InvalidVarint);
+    // Over-long but in-range encodings are fine.
+    same_as_prost(&[key(2, VARINT), vec![0x80, 0x80, 0x00]].concat()).expect("padded varint");
+    same_as_prost(&[vec![0x8a, 0x80, 0x00], varint(0)].concat()).expect("padded key");
+    // Keys must fit in 32 bits.
+    let big_key = varint(u64::from(u32::MAX) + 1);
+    expect_kind(
+        &big_key,
+        ErrorKind::InvalidKey {
+            key: u64::from(u32::MAX) + 1,
+        },
+    );
+    expect_kind(
+        &nest(&[1, 2, 2, 15], &big_key),
+        ErrorKind::InvalidKey { key: 1 << 32 },
+    );
+    same_as_prost(&[varint(u64::from(u32::MAX) - 2), vec![0; 4]].concat()).expect("largest tag");
+}
+
+#[test]
+fn lengths_past_the_end() {
+    // A message longer than the input; a string longer than the input; a fixed64 cut short by
+    // the end of the input; one running past the end of its span but not of the input.
+    for (buf, kind) in [
+        (
+            [key(1, LEN), varint(5), vec![0; 4]].concat(),
+            ErrorKind::BufferUnderflow,
+        ),
+        (
+            nest(&[1], &[key(3, LEN), varint(100)].concat()),
+            ErrorKind::BufferUnderflow,
+        ),
+        (
+            nest(&[1, 2, 2], &[key(7, I64), vec![0; 7]].concat()),
+            ErrorKind::BufferUnderflow,
+        ),
+        (
+            [
+                nest(&[1, 2, 2], &[key(7, I64), vec![0; 7]].concat()),
+                field(9, VARINT),
+            ]
+            .concat(),
+            ErrorKind::DelimitedLengthExceeded,
+        ),
+    ] {
+        expect_kind(&buf, kind);
+    }
+    // prost reads a field against the whole input, so a string running past its message is
+    // checked for UTF-8 with the bytes that follow, and fails on them.
+    let mut span = [key(5, LEN), varint(3), b"ab".to_vec()].concat();
+    span = [ld(2, &span), vec![0xff]].concat();
+    let buf = nest(&[1, 2], &span);
+    expect_kind(&buf, ErrorKind::InvalidString);
+}
+
+/// Attribute value nested `levels` ArrayValues deep, as a request.
+fn nested_any_value(levels: usize, innermost: &[u8]) -> Vec<u8> {
+    let mut any = innermost.to_vec();
+    for _ in 0..levels {
+        any = ld(5, &ld(1, &any));
+    }
+    nest(&[1, 2, 2, 9, 2], &any)
+}
+
+/// The deepest nesting `make` can take before prost's recursion limit, checked against prost
+/// for every depth up to there and one beyond.
+fn recursion_boundary(make: impl Fn(usize) -> Vec<u8>) -> usize {
+    let mut levels = 0;
+    while same_as_prost(&make(levels)).is_ok() {
+        levels += 1;
+        assert!(levels < 200, "no recursion limit");
+    }
+    expect_kind(&make(levels), ErrorKind::RecursionLimitReached);
+    expect_kind(&make(levels + 1), ErrorKind::RecursionLimitReached);
+    levels - 1
+}
+
+/// An attribute whose value is a KeyValueList holding one KeyValue, `levels` times over,
+/// as a request; the innermost KeyValue's body is `innermost`.
+fn nested_key_values(levels: usize, innermost: &[u8]) -> Vec<u8> {
+    let mut kv = innermost.to_vec();
+    for _ in 0..levels {
+        kv = ld(2, &ld(6, &ld(1, &kv)));
+    }
+    nest(&[1, 2, 2, 9], &kv)
+}
+
+#[test]
+fn recursion_limit_for_nested_values() {
+    // Top-level fields have budget 100, and ResourceSpans, ScopeSpans, Span, KeyValue,
+    // AnyValue each spend one: the outer AnyValue's fields have 95. Each ArrayValue level
+    // spends two more, and a message needs budget left where it occurs: 95 - 2 * 47 = 1.
+    assert_eq!(
+        recursion_boundary(|n| nested_any_value(n, &field(1, LEN))),
+        47
+    );
+    // Each KeyValueList level spends three (AnyValue, KeyValueList, KeyValue), so the deepest
+    // KeyValue's fields have budget 96 - 3 * 32 = 0 ...
+    assert_eq!(
+        recursion_boundary(|n| nested_key_values(n, &ld(1, b"key"))),
+        32
+    );
+    // ... where its scalar fields still decode, but an unknown field of any kind does not,
+    // because prost's `skip_field` checks the budget before it looks at the wire type.
+    same_as_prost(&nested_key_values(32, &field(3, VARINT))).expect("scalar at budget 0");
+    for wire_type in [VARINT, I64, LEN, SGROUP, I32] {
+        expect_kind(
+            &nested_key_values(32, &field(20, wire_type)),
+            ErrorKind::RecursionLimitReached,
+        );
+    }
+    expect_kind(
+        &nested_key_values(32, &ld(2, b"")),
+        ErrorKind::RecursionLimitReached,
+    );
+}
+
+#[test]
+fn recursion_limit_for_unknown_groups() {
+    let groups = |levels: usize| {
+        let mut body = field(21, VARINT);
+        for _ in 0..levels {
+            body = [key(20, SGROUP), body, key(20, EGROUP)].concat();
+        }
+        nest(&[1, 2, 2], &body)
+    };
+    // Span fields have budget 97; each group level spends one and the innermost skip needs one.
+    assert_eq!(recursion_boundary(groups), 96);
+}
+
+#[test]
+fn error_text_reads_like_prost() {
+    let buf = nest(&[1, 2, 2], &ld(5, b"\xff"));
+    let err = validate(&buf).expect_err("bad name");
+    assert_eq!(
+        err.to_string(),
+        "failed to decode Protobuf message: Span.name: ScopeSpans.spans: \
+         ResourceSpans.scope_spans: ExportTraceServiceRequest.resource_spans: \
+         invalid string value: data is not UTF-8 encoded"
+    );
+    let err = validate(&nest(&[1, 1], &field(2, LEN))).expect_err("bad wire type");
+    assert_eq!(
+        err.to_string(),
+        "failed to decode Protobuf message: Resource.dropped_attributes_count: \
+         ResourceSpans.resource: ExportTraceServiceRequest.resource_spans: \
+         invalid wire type: LengthDelimited (expected Varint)"
+    );
+    let err: Box<dyn std::error::Error> = Box::new(err);
+    assert!(format!("{err:?}").contains("UnexpectedWireType"));
+}
+
+#[test]
+fn views_follow_prost_merge_rules() {
+    let status = |code: i32, message: &str| {
+        bytes_of(&Status {
+            message: message.into(),
+            code,
+        })
+    };
+    let span = [
+        ld(1, &[1; 16]),
+        ld(5, b"first"),
+        ld(15, &status(2, "boom")),
+        [key(6, VARINT), varint(1)].concat(),
+        ld(1, &[2; 16]),
+        ld(5, b"second"),
+        // A later Status without a code keeps the earlier code; prost merges the two.
+        ld(15, &status(0, "more")),
+        [key(6, VARINT), varint(u64::MAX)].concat(),
+        [key(7, I64), 5u64.to_le_bytes().to_vec()].concat(),
+        [key(7, I64), 6u64.to_le_bytes().to_vec()].concat(),
+    ]
+    .concat();
+    let resource_a = bytes_of(&Resource {
+        attributes: vec![s("service.name", "a"), s("x", "1")],
+        ..Default::default()
+    });
+    let resource_b = bytes_of(&Resource {
+        attributes: vec![s("service.name", "b"), kv("x", V::IntValue(1))],
+        dropped_attributes_count: 4,
+        ..Default::default()
+    });
+    let rs = [
+        ld(1, &resource_a),
+        ld(3, b"schema-1"),
+        ld(2, &ld(2, &span)),
+        ld(1, &resource_b),
+        ld(3, b"schema-2"),
+    ]
+    .concat();
+    let buf = ld(1, &rs);
+    same_as_prost(&buf).expect("valid");
+
+    let rv = TracesView::new(&buf).resource_spans().next().expect("one");
+    assert_eq!(rv.schema_url(), "schema-2");
+    let resource = rv.resource().expect("resource");
+    assert!(matches!(resource, Cow::Owned(_)));
+    assert_eq!(
+        resource_string_attribute(&resource, "service.name"),
+        Some("b")
+    );
+    assert_eq!(resource_string_attribute(&resource, "x"), None);
+    let sv = rv.scope_spans().next().expect("one");
+    assert!(sv.scope().is_none());
+    let view = sv.spans().next().expect("one");
+    assert_eq!(view.trace_id(), [2; 16]);
+    assert_eq!(view.name(), "second");
+    assert_eq!(view.status_code(), 2);
+    assert_eq!(view.kind(), -1);
+    assert_eq!(view.start_time_unix_nano(), 6);
+    assert_eq!(view.end_time_unix_nano(), 0);
+    assert_eq!(view.encoded(), span);
+
+    let single = ld(1, &ld(1, &resource_a));
+    let rv = TracesView::new(&single)
+        .resource_spans()
+        .next()
+        .expect("one");
+    assert!(matches!(rv.resource(), Some(Cow::Borrowed(_))));
+    let empty = ld(1, &ld(1, b""));
+    let rv = TracesView::new(&empty)
+        .resource_spans()
+        .next()
+        .expect("one");
+    assert_eq!(rv.resource().as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn resource_string_attribute_reads_only_string_values() {
+    let resource = Resource {
+        attributes: vec![
+            s("service.name", "checkout"),
+            kv("pid", V::IntValue(7)),
+            s("dup", "old"),
+            s("dup", "new"),
+            KeyValue {
+                key: "none".into(),
+                value: None,
+                key_strindex: 0,
+            },
+        ],
+        ..Default::default()
+    };
+    let body = bytes_of(&resource);
+    assert_eq!(
+        resource_string_attribute(&body, "service.name"),
+        Some("checkout")
+    );
+    assert_eq!(resource_string_attribute(&body, "pid"), None);
+    assert_eq!(resource_string_attribute(&body, "dup"), Some("new"));
+    assert_eq!(resource_string_attribute(&body, "none"), None);
+    assert_eq!(resource_string_attribute(&body, "absent"), None);
+    // A value given in two AnyValue occurrences: the last member of the oneof wins.
+    let merged = ld(
+        1,
+        &[
+            ld(1, b"k"),
+            ld(2, &ld(1, b"str")),
+            ld(2, &[key(3, VARINT), varint(1)].concat()),
+        ]
+        .concat(),
+    );
+    assert_eq!(resource_string_attribute(&merged, "k"), None);
+    let merged = ld(
+        1,
+        &[
+            ld(1, b"k"),
+            ld(2, &[key(3, VARINT), varint(1)].concat()),
+            ld(2, &ld(1, b"str")),
+        ]
+        .concat(),
+    );
+    assert_eq!(resource_string_attribute(&merged, "k"), Some("str"));
+}
+
+#[test]
+fn views_never_panic_on_invalid_bytes() {
+    let buf = sample_request().encode_to_vec();
+    for len in 0..buf.len() {
+        walk(&buf[..len]);
+    }
+    let mut buf = buf;
+    for i in 0..buf.len() {
+        let old = buf[i];
+        for b in [0x00, 0x80, 0xff, 0x0b, 0x0c] {
+            buf[i] = b;
+            walk(&buf);
+        }
+        buf[i] = old;
+    }
+    walk(&[0x0b; 4096]);
+    walk(&[0xff; 20]);
+}
+
+// ----- Differential property test -------------------------------------------------------------
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![Just(String::new()), "[a-z./]{1,10}", ".{0,4}"]
+}
+
+fn key_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("service.name".to_owned()),
+        Just("a".to_owned()),
+        Just("b".to_owned()),
+        text()
+    ]
+}
+
+fn count() -> impl Strategy<Value = u32> {
+    prop_oneof![3 => Just(0u32), 1 => any::<u32>()]
+}
+
+fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(Vec::new()),
+        vec(any::<u8>(), len),
+        vec(any::<u8>(), 0..20)
+    ]
+}
+
+fn any_value() -> impl Strategy<Value = AnyValue> {
+    let leaf = prop_oneof![
+        1 => Just(None),
+        3 => text().prop_map(|v| Some(V::StringValue(v))),
+        1 => any::<bool>().prop_map(|v| Some(V::BoolValue(v))),
+        1 => any::<i64>().prop_map(|v| Some(V::IntValue(v))),
+        1 => any::<f64>().prop_map(|v| Some(V::DoubleValue(v))),
+        1 => vec(any::<u8>(), 0..6).prop_map(|v| Some(V::BytesValue(v))),
+        1 => any::<i32>().prop_map(|v| Some(V::StringValueStrindex(v))),
+    ]
+    .prop_map(|value| AnyValue { value });
+    leaf.prop_recursive(4, 24, 3, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..3).prop_map(|values| AnyValue {
+                value: Some(V::ArrayValue(ArrayValue { values })),
+            }),
+            vec((key_name(), option::of(inner), any::<i32>()), 0..3).prop_map(|kvs| {
+                AnyValue {
+                    value: Some(V::KvlistValue(KeyValueList {
+                        values: kvs.into_iter().map(key_value_of).collect(),
+                    })),
+                }
+            }),
+        ]
+    })
+}
+
+fn key_value_of((key, value, strindex): (String, Option<AnyValue>, i32)) -> KeyValue {
+    KeyValue {
+        key,
+        value,
+        key_strindex: if strindex % 4 == 0 { strindex } else { 0 },
+    }
+}
+
+fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+    vec(
+        (key_name(), option::of(any_value()), any::<i32>()).prop_map(key_value_of),
+        0..4,
+    )
+}
+
+fn resource() -> impl Strategy<Value = Resource> {
+    let entity_ref = (text(), text(), vec(text(), 0..2), vec(text(), 0..2)).prop_map(
+        |(schema_url, r#type, id_keys, description_keys)| EntityRef {
+            schema_url,
+            r#type,
+            id_keys,
+            description_keys,
+        },
+    );
+    (attributes(), count(), vec(entity_ref, 0..2)).prop_map(
+        |(attributes, dropped_attributes_count, entity_refs)| Resource {
+            attributes,
+            dropped_attributes_count,
+            entity_refs,
+        },
+    )
+}
+
+fn scope() -> impl Strategy<Value = InstrumentationScope> {
+    (text(), text(), attributes(), count()).prop_map(
+        |(name, version, attributes, dropped_attributes_count)| InstrumentationScope {
+            name,
+            version,
+            attributes,
+            dropped_attributes_count,
+        },
+    )
+}
+
+fn span() -> impl Strategy<Value = Span> {
+    let event = (any::<u64>(), text(), attributes(), count()).prop_map(
+        |(time_unix_nano, name, attributes, dropped_attributes_count)| Event {
+            time_unix_nano,
+            name,
+            attributes,
+            dropped_attributes_count,
+        },
+    );
+    let link = (id(16), id(8), text(), attributes(), count(), any::<u32>()).prop_map(
+        |(trace_id, span_id, trace_state, attributes, dropped_attributes_count, flags)| Link {
+            trace_id,
+            span_id,
+            trace_state,
+            attributes,
+            dropped_attributes_count,
+            flags,
+        },
+    );
+    let status = (text(), prop_oneof![0..3i32, any::<i32>()])
+        .prop_map(|(message, code)| Status { message, code });
+    (
+        (id(16), id(8), text(), id(8), any::<u32>(), text()),
+        (
+            prop_oneof![0..6i32, any::<i32>()],
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        (attributes(), vec(event, 0..2), vec(link, 0..2)),
+        (count(), count(), count(), option::of(status)),
+    )
+        .prop_map(
+            |(
+                (trace_id, span_id, trace_state, parent_span_id, flags, name),
+                (kind, start_time_unix_nano, end_time_unix_nano),
+                (attributes, events, links),
+                (dropped_attributes_count, dropped_events_count, dropped_links_count, status),
+            )| Span {
+                trace_id,
+                span_id,
+                trace_state,
+                parent_span_id,
+                flags,
+                name,
+                kind,
+                start_time_unix_nano,
+                end_time_unix_nano,
+                attributes,
+                dropped_attributes_count,
+                events,
+                dropped_events_count,
+                links,
+                dropped_links_count,
+                status,
+            },
+        )
+}
+
+fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+    let scope_spans =
+        (option::of(scope()), vec(span(), 0..4), text()).prop_map(|(scope, spans, schema_url)| {
+            ScopeSpans {
+                scope,
+                spans,
+                schema_url,
+            }
+        });
+    let resource_spans = (option::of(resource()), vec(scope_spans, 0..3), text()).prop_map(
+        |(resource, scope_spans, schema_url)| ResourceSpans {
+            resource,
+            scope_spans,
+            schema_url,
+        },
+    );
+    vec(resource_spans, 0..3)
+        .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
+}
+
+/// SplitMix64: deterministic choices for the rewriter, from one generated seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn one_in(&mut self, n: u64) -> bool {
+        self.next() % n == 0
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Request,
+    ResourceSpans,
+    Resource,
+    ScopeSpans,
+    Scope,
+    Span,
+    Event,
+    Link,
+    Status,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+    Other,
+}
+
+/// The message type of field `tag` of `kind`, or `None` if it is not a message field.
+fn child(kind: Kind, tag: u32) -> Option<Kind> {
+    use Kind::*;
+    Some(match (kind, tag) {
+        (Request, 1) => ResourceSpans,
+        (ResourceSpans, 1) => Resource,
+        (ResourceSpans, 2) => ScopeSpans,
+        (Resource, 1) => KeyValue,
+        (Resource, 3) => Other,
+        (ScopeSpans, 1) => Scope,
+        (ScopeSpans, 2) => Span,
+        (Scope, 3) | (Span, 9) | (Event, 3) | (Link, 4) | (KeyValueList, 1) => KeyValue,
+        (Span, 11) => Event,
+        (Span, 13) => Link,
+        (Span, 15) => Status,
+        (KeyValue, 2) | (ArrayValue, 1) => AnyValue,
+        (AnyValue, 5) => ArrayValue,
+        (AnyValue, 6) => KeyValueList,
+        _ => return None,
+    })
+}
+
+fn unknown_field(rng: &mut Rng, depth: u32) -> Vec<u8> {
+    let tag = 17 + (rng.next() % 30) as u32;
+    match rng.next() % 6 {
+        0 => [key(tag, VARINT), varint(rng.next() >> (rng.next() % 64))].concat(),
+        1 => [key(tag, I64), rng.next().to_le_bytes().to_vec()].concat(),
+        2 => ld(tag, &rng.next().to_le_bytes()[..(rng.next() % 9) as usize]),
+        3 => [key(tag, I32), rng.next().to_le_bytes()[..4].to_vec()].concat(),
+        _ if depth < 3 => {
+            let mut group = key(tag, SGROUP);
+            for _ in 0..rng.next() % 3 {
+                group.extend(unknown_field(rng, depth + 1));
+            }
+            group.extend(key(tag, EGROUP));
+            group
+        }
+        _ => field(tag, VARINT),
+    }
+}
+
+/// Re-encodes a valid message body of type `kind`, adding what prost's encoder never writes
+/// but decoders must take: unknown fields and groups, singular messages given more than once,
+/// and spans whose fields come in two rounds (last wins, statuses merge).
+fn rewrite(mut body: &[u8], kind: Kind, rng: &mut Rng, out: &mut Vec<u8>) {
+    let mut previous_span: Option<Vec<u8>> = None;
+    while !body.is_empty() {
+        if rng.one_in(10) {
+            out.extend(unknown_field(rng, 0));
+        }
+        let start = body;
+        let (tag, wire_type) = decode_key(&mut body).expect("valid input");
+        let Some(child_kind) = child(kind, tag).filter(|_| wire_type == WireType::LengthDelimited)
+        else {
+            prost::encoding::skip_field(wire_type, tag, &mut body, DecodeContext::default())
+                .expect("valid input");
+            out.extend(&start[..start.len() - body.len()]);
+            continue;
+        };
+        let len = decode_varint(&mut body).expect("valid input") as usize;
+        let (inner, rest) = body.split_at(len);
+        body = rest;
+        let mut new = Vec::new();
+        rewrite(inner, child_kind, rng, &mut new);
+        if child_kind == Kind::Span {
+            let this = new.clone();
+            if let Some(previous) = &previous_span
+                && rng.one_in(3)
+            {
+                new = [previous.clone(), new].concat();
+            }
+            previous_span = Some(this);
+        }
+        out.extend(ld(tag, &new));
+        let singular = matches!(
+            (kind, tag),
+            (Kind::ResourceSpans, 1)
+                | (Kind::ScopeSpans, 1)
+                | (Kind::Span, 15)
+                | (Kind::KeyValue, 2)
+        );
+        if singular && rng.one_in(4) {
+            let mut again = Vec::new();
+            rewrite(inner, child_kind, rng, &mut again);
+            out.extend(ld(tag, if rng.one_in(2) { &again } else { &[] }));
+        }
+    }
+    if rng.one_in(10) {
+        out.extend(unknown_field(rng, 0));
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    Truncate(Index),
+    Flip(Index, u8),
+    Set(Index, u8),
+    Insert(Index, Vec<u8>),
+    Delete(Index, usize),
+    /// Copies a range of the input to another place in it.
+    Splice(Index, Index, Index),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        any::<Index>().prop_map(Mutation::Truncate),
+        (any::<Index>(), 1..=255u8).prop_map(|(i, x)| Mutation::Flip(i, x)),
+        (
+            any::<Index>(),
+            prop::sample::select(vec![0x00, 0x01, 0x7f, 0x80, 0xff, 0x0b, 0x0c, 0x0f, 0x12])
+        )
+            .prop_map(|(i, b)| Mutation::Set(i, b)),
+        (any::<Index>(), vec(any::<u8>(), 1..4)).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        (any::<Index>(), 1..8usize).prop_map(|(i, n)| Mutation::Delete(i, n)),
+        (any::<Index>(), any::<Index>(), any::<Index>())
+            .prop_map(|(a, b, c)| Mutation::Splice(a, b, c)),
+    ]
+}
+
+fn apply(buf: &mut Vec<u8>, m: &Mutation) {
+    if buf.is_empty() {
+        if let Mutation::Insert(_, bytes) = m {
+            buf.extend(bytes);
+        }
+        return;
+    }
+    let len = buf.len();
+    match m {
+        Mutation::Truncate(i) => buf.truncate(i.index(len)),
+        Mutation::Flip(i, x) => buf[i.index(len)] ^= x,
+        Mutation::Set(i, b) => buf[i.index(len)] = *b,
+        Mutation::Insert(i, bytes) => {
+            let at = i.index(len + 1);
+            buf.splice(at..at, bytes.iter().copied());
+        }
+        Mutation::Delete(i, n) => {
+            let at = i.index(len);
+            buf.drain(at..(at + n).min(len));
+        }
+        Mutation::Splice(a, b, c) => {
+            let (a, b) = (a.index(len), b.index(len));
+            let piece = buf[a.min(b)..=a.max(b)].to_vec();
+            let at = c.index(len + 1);
+            buf.splice(at..at, piece);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 512,
+        // No regression files written into the source tree; a failure prints its input.
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    #[test]
+    fn prop_validate_matches_prost(
+        request in request(),
+        seed in any::<u64>(),
+        mutations in vec(mutation(), 0..3),
+    ) {
+        let plain = request.encode_to_vec();
+        let mut buf = if seed % 3 == 0 {
+            plain
+        } else {
+            let mut out = Vec::new();
+            rewrite(&plain, Kind::Request, &mut Rng(seed), &mut out);
+            out
+        };
+        if mutations.is_empty() {
+            let counts = same_as_prost(&buf).expect("an unmutated request is valid");
+            prop_assert_eq!(counts.spans, span_count(&request));
+        }
+        for m in &mutations {
+            apply(&mut buf, m);
+            same_as_prost(&buf).ok();
+        }
+    }
+
+    #[test]
+    fn prop_random_bytes_match_prost(buf in vec(any::<u8>(), 0..48)) {
+        same_as_prost(&buf).ok();
+    }
+}
