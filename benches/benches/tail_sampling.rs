@@ -1,7 +1,8 @@
 //! Tail sampling: buffer + decide throughput, and memory per buffered span.
 //!
 //! Each iteration hands the `tail_sampling` processor a stream of requests (realistic spans,
-//! re-grouped into traces of the case's shape, in 1000-span requests) and waits until every
+//! re-grouped into traces of the case's shape, in 1000-span requests; protobuf bytes checked
+//! into a batch as the OTLP receivers do, inside the measurement) and waits until every
 //! span has been decided (kept spans reached the sink, the rest counted as dropped). Policies:
 //! errors, slow (latency) and 10% probabilistic, through `builtin:tail-policies`; the
 //! `_attribute` case adds a `string_attribute` policy, so the plugin reads spans too.
@@ -22,8 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
 use wasmcol::Config;
 use wasmcol::component::{BuildContext, ComponentId, Processor};
@@ -74,7 +76,7 @@ impl Shape {
 
 /// `total` spans in requests of [`REQUEST_SPANS`], re-grouped into traces of `shape` with
 /// fresh trace IDs (seeded by `seed`, so every iteration's traces are new to the buffer).
-fn requests(total: usize, shape: Shape, seed: u64) -> (Vec<Vec<ResourceSpans>>, usize) {
+fn requests(total: usize, shape: Shape, seed: u64) -> (Vec<Bytes>, usize) {
     let template = realistic_request(REQUEST_SPANS).resource_spans;
     let mut rng = SplitMix64::new(seed);
     let mut out = Vec::new();
@@ -97,7 +99,9 @@ fn requests(total: usize, shape: Shape, seed: u64) -> (Vec<Vec<ResourceSpans>>, 
             left_in_trace -= 1;
             encoded += span.encoded_len();
         }
-        out.push(rs);
+        out.push(Bytes::from(
+            TracesData { resource_spans: rs }.encode_to_vec(),
+        ));
     }
     (out, encoded)
 }
@@ -163,7 +167,8 @@ fn memory_per_span(runtime: &tokio::runtime::Runtime, shape: Shape, label: &str)
     let (reqs, encoded) = requests(200_000, shape, 7);
     let spans = reqs.len() * REQUEST_SPANS;
     for rs in reqs {
-        runtime.block_on(p.consume(TraceBatch::new(rs))).unwrap();
+        let batch = TraceBatch::from_protobuf(rs).unwrap();
+        runtime.block_on(p.consume(batch)).unwrap();
     }
     // The gauge is refreshed by the decision thread, once per tick (1 s at this wait).
     std::thread::sleep(Duration::from_millis(1500));
@@ -216,7 +221,8 @@ fn bench(c: &mut Criterion) {
                     let before = sink.0.load(Ordering::Relaxed) + counters.dropped.get();
                     let started = cpu_seconds();
                     for rs in reqs {
-                        runtime.block_on(p.consume(TraceBatch::new(rs))).unwrap();
+                        let batch = TraceBatch::from_protobuf(rs).unwrap();
+                        runtime.block_on(p.consume(batch)).unwrap();
                     }
                     let deadline = Instant::now() + Duration::from_secs(60);
                     while sink.0.load(Ordering::Relaxed) + counters.dropped.get() - before

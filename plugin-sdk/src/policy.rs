@@ -108,28 +108,40 @@ impl TraceSummary {
     /// Counts one span (of the resource whose `service.name` is `service`, `encoded_len`
     /// bytes when encoded) into the summary.
     pub fn add(&mut self, span: &Span, service: Option<&str>, encoded_len: usize) {
+        let status = span.status.as_ref().map_or(0, |s| s.code);
+        let facts = SpanFacts {
+            start_unix_nano: span.start_time_unix_nano,
+            end_unix_nano: span.end_time_unix_nano,
+            status_code: status,
+            root: span.parent_span_id.is_empty(),
+        };
+        self.add_facts(&facts, service, encoded_len);
+    }
+
+    /// [`TraceSummary::add`] for a span the caller has not decoded (a host reading protobuf
+    /// directly): only the fields a summary needs.
+    pub fn add_facts(&mut self, span: &SpanFacts, service: Option<&str>, encoded_len: usize) {
         let first = self.span_count == 0;
         self.span_count = self.span_count.saturating_add(1);
         self.encoded_bytes = self
             .encoded_bytes
             .saturating_add(u32::try_from(encoded_len).unwrap_or(u32::MAX));
-        if first || span.start_time_unix_nano < self.start_unix_nano {
-            self.start_unix_nano = span.start_time_unix_nano;
+        if first || span.start_unix_nano < self.start_unix_nano {
+            self.start_unix_nano = span.start_unix_nano;
         }
-        self.end_unix_nano = self.end_unix_nano.max(span.end_time_unix_nano);
-        match span.status.as_ref().map(|s| s.code()) {
-            Some(StatusCode::Error) => self.error_spans += 1,
-            Some(StatusCode::Ok) => self.ok_spans += 1,
+        self.end_unix_nano = self.end_unix_nano.max(span.end_unix_nano);
+        match StatusCode::try_from(span.status_code) {
+            Ok(StatusCode::Error) => self.error_spans += 1,
+            Ok(StatusCode::Ok) => self.ok_spans += 1,
             _ => {}
         }
-        let root = span.parent_span_id.is_empty();
         if let Some(service) = service
-            && ((root && !self.has_root) || self.service_name.is_empty())
+            && ((span.root && !self.has_root) || self.service_name.is_empty())
         {
             self.service_name.clear();
             self.service_name.push_str(service);
         }
-        self.has_root |= root;
+        self.has_root |= span.root;
     }
 
     /// The trace's duration: latest end minus earliest start.
@@ -176,6 +188,19 @@ pub fn service_name(resource: Option<&Resource>) -> Option<&str> {
             any_value::Value::StringValue(s) => Some(s.as_str()),
             _ => None,
         })
+}
+
+/// What a [`TraceSummary`] takes from one span.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpanFacts {
+    /// The span's start.
+    pub start_unix_nano: u64,
+    /// The span's end.
+    pub end_unix_nano: u64,
+    /// The span's status code (`0` unset, `1` OK, `2` error).
+    pub status_code: i32,
+    /// The span has no parent.
+    pub root: bool,
 }
 
 /// One trace, as a policy sees it.

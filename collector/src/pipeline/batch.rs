@@ -121,6 +121,25 @@ impl TraceBatch {
         })
     }
 
+    /// A batch of protobuf bytes the caller built itself from checked parts (so checking them
+    /// again would be wasted work; debug builds still do), holding `spans` spans.
+    pub fn from_trusted_protobuf(bytes: Bytes, spans: usize) -> Self {
+        debug_assert_eq!(
+            wire::validate(&bytes).map(|v| v.spans).ok(),
+            Some(spans),
+            "built protobuf must be valid"
+        );
+        let mut encoded = Encoded::default();
+        if spans > 0 {
+            encoded.push(bytes, spans);
+        }
+        Self {
+            payload: Payload::Encoded(Arc::new(encoded)),
+            delivery: Delivery::default(),
+            metadata: Metadata::default(),
+        }
+    }
+
     /// The same batch with delivery tracking attached.
     pub fn with_delivery(mut self, delivery: Delivery) -> Self {
         self.delivery = delivery;

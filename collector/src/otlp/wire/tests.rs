@@ -500,6 +500,30 @@ fn bad_utf8_in_every_string_field() {
 }
 
 #[test]
+fn ascii_fast_path_sees_every_byte() {
+    for len in 0..=80 {
+        let mut text = vec![b'a'; len];
+        assert!(all_ascii(&text));
+        same_as_prost(&nest(&[1, 2, 2], &ld(5, &text))).expect("ASCII name");
+        for at in 0..len {
+            for b in [0x80, 0xc3, 0xff] {
+                text[at] = b;
+                assert!(!all_ascii(&text), "len {len}, byte {b:#x} at {at}");
+                expect_kind(&nest(&[1, 2, 2], &ld(5, &text)), ErrorKind::InvalidString);
+            }
+            // Valid UTF-8 that is not ASCII takes the slow path and passes.
+            text[at] = 0xc3;
+            if at + 1 < len {
+                text[at + 1] = 0xa9;
+                same_as_prost(&nest(&[1, 2, 2], &ld(5, &text))).expect("UTF-8 name");
+                text[at + 1] = b'a';
+            }
+            text[at] = b'a';
+        }
+    }
+}
+
+#[test]
 fn wrong_wire_type_for_every_known_field() {
     for (name, path, fields) in SCHEMA {
         for &(tag, declared) in *fields {

@@ -19,12 +19,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
-use wasmcol_plugin_sdk::policy::{TraceSummary, service_name};
+use wasmcol_plugin_sdk::policy::{SpanFacts, TraceSummary, service_name};
 
 use super::cache::{ExactCache, Kept, SampledCache};
+use crate::otlp::wire;
 
 /// A trace ID, the 16 bytes read big-endian.
 pub type TraceId = u128;
@@ -100,12 +103,64 @@ impl Origin {
         if !ss.schema_url.is_empty() {
             prost::encoding::string::encode(3, &ss.schema_url, &mut scope);
         }
+        Self::with(resource, scope, live)
+    }
+
+    /// From checked protobuf: the same fields, copied rather than encoded.
+    fn from_wire(
+        rs: &wire::ResourceSpansView<'_>,
+        ss: &wire::ScopeSpansView<'_>,
+        live: &Arc<AtomicUsize>,
+    ) -> Arc<Self> {
+        let mut resource = Vec::new();
+        if let Some(r) = rs.resource() {
+            write_bytes_field(1, &r, &mut resource);
+        }
+        if !rs.schema_url().is_empty() {
+            write_bytes_field(3, rs.schema_url().as_bytes(), &mut resource);
+        }
+        let mut scope = Vec::new();
+        if let Some(s) = ss.scope() {
+            write_bytes_field(1, &s, &mut scope);
+        }
+        if !ss.schema_url().is_empty() {
+            write_bytes_field(3, ss.schema_url().as_bytes(), &mut scope);
+        }
+        Self::with(resource, scope, live)
+    }
+
+    fn with(resource: Vec<u8>, scope: Vec<u8>, live: &Arc<AtomicUsize>) -> Arc<Self> {
         live.fetch_add(Self::cost(&resource, &scope), Ordering::Relaxed);
         Arc::new(Self {
             resource,
             scope,
             live: live.clone(),
         })
+    }
+
+    /// Length of one `ResourceSpans` holding `spans` (`ScopeSpans.spans` entries) under this
+    /// origin, and of its inner `ScopeSpans`.
+    fn encoded_lens(&self, spans: &[u8]) -> (usize, usize) {
+        let scope_len = self.scope.len() + spans.len();
+        let rs_len = self.resource.len() + 1 + encoded_len_varint(scope_len as u64) + scope_len;
+        (rs_len, scope_len)
+    }
+
+    fn write_resource_spans(&self, spans: &[u8], scope_len: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.resource);
+        encode_key(2, WireType::LengthDelimited, out);
+        encode_varint(scope_len as u64, out);
+        out.extend_from_slice(&self.scope);
+        out.extend_from_slice(spans);
+    }
+
+    /// Writes `spans` (`ScopeSpans.spans` entries) under this origin as one
+    /// `TracesData.resource_spans` entry (field 1).
+    pub fn write_traces_data_entry(&self, spans: &[u8], out: &mut Vec<u8>) {
+        let (rs_len, scope_len) = self.encoded_lens(spans);
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint(rs_len as u64, out);
+        self.write_resource_spans(spans, scope_len, out);
     }
 
     fn cost(resource: &[u8], scope: &[u8]) -> usize {
@@ -118,6 +173,13 @@ impl Drop for Origin {
         self.live
             .fetch_sub(Self::cost(&self.resource, &self.scope), Ordering::Relaxed);
     }
+}
+
+/// Writes a length-delimited field.
+pub fn write_bytes_field(tag: u32, body: &[u8], out: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(body.len() as u64, out);
+    out.extend_from_slice(body);
 }
 
 /// Spans of one trace from one origin: `ScopeSpans.spans` entries, encoded back to back.
@@ -133,36 +195,23 @@ impl Group {
         u64::from(self.count)
     }
 
-    /// Length of this group as one encoded `ResourceSpans`, and of its inner `ScopeSpans`.
-    fn encoded_lens(&self) -> (usize, usize) {
-        let scope_len = self.origin.scope.len() + self.spans.len();
-        let rs_len =
-            self.origin.resource.len() + 1 + encoded_len_varint(scope_len as u64) + scope_len;
-        (rs_len, scope_len)
-    }
-
-    /// Writes the group as the body of one `ResourceSpans`.
-    fn write_resource_spans(&self, scope_len: usize, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.origin.resource);
-        encode_key(2, WireType::LengthDelimited, out);
-        encode_varint(scope_len as u64, out);
-        out.extend_from_slice(&self.origin.scope);
-        out.extend_from_slice(&self.spans);
+    /// The group's spans: `ScopeSpans.spans` entries (field 2), encoded back to back.
+    pub fn span_entries(&self) -> &[u8] {
+        &self.spans
     }
 
     /// Writes the group as one `TracesData.resource_spans` entry (field 1).
     pub fn write_traces_data_entry(&self, out: &mut Vec<u8>) {
-        let (rs_len, scope_len) = self.encoded_lens();
-        encode_key(1, WireType::LengthDelimited, out);
-        encode_varint(rs_len as u64, out);
-        self.write_resource_spans(scope_len, out);
+        self.origin.write_traces_data_entry(&self.spans, out);
     }
 
     /// Decodes the group back into OTLP.
+    #[cfg(test)]
     pub fn decode(&self) -> Result<ResourceSpans, prost::DecodeError> {
-        let (rs_len, scope_len) = self.encoded_lens();
+        let (rs_len, scope_len) = self.origin.encoded_lens(&self.spans);
         let mut buf = Vec::with_capacity(rs_len);
-        self.write_resource_spans(scope_len, &mut buf);
+        self.origin
+            .write_resource_spans(&self.spans, scope_len, &mut buf);
         ResourceSpans::decode(&buf[..])
     }
 
@@ -203,6 +252,13 @@ pub struct DueTrace {
     pub groups: Vec<Group>,
     /// When its first span arrived.
     pub first_seen: Instant,
+}
+
+/// Where [`Buffer::route`] sends a span.
+enum Route {
+    Buffer(TraceId),
+    Forward,
+    Gone,
 }
 
 /// What ingesting one batch produced besides buffered spans.
@@ -295,6 +351,7 @@ impl Buffer {
         now_unix_nano: u64,
     ) -> Ingested {
         let mut out = Ingested::default();
+        let mut encoded = Vec::new();
         for rs in batch {
             let service = service_name(rs.resource.as_ref());
             // Late spans of kept traces are forwarded with their resource and scope.
@@ -303,16 +360,9 @@ impl Buffer {
                 let mut origin: Option<Arc<Origin>> = None;
                 let mut forward_scope: Option<ScopeSpans> = None;
                 for span in &ss.spans {
-                    let Ok(id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) else {
-                        out.invalid += 1;
-                        continue;
-                    };
-                    let key = u128::from_be_bytes(id);
-                    if !self.traces.contains_key(&key) {
-                        let hit = self.sampled.lookup(key, now);
-                        if hit.is_hit() {
-                            out.late_sampled += 1;
-                            out.forward_marks.push(hit.payload());
+                    let key = match self.route(&span.trace_id, now, now_unix_nano, &mut out) {
+                        Route::Buffer(key) => key,
+                        Route::Forward => {
                             forward_scope
                                 .get_or_insert_with(|| ScopeSpans {
                                     scope: ss.scope.clone(),
@@ -323,17 +373,20 @@ impl Buffer {
                                 .push(span.clone());
                             continue;
                         }
-                        if self.not_sampled.get(key).is_some() {
-                            out.late_dropped += 1;
-                            continue;
-                        }
-                        self.make_room(&mut out.evictions);
-                        self.insert_new(key, id, now, now_unix_nano);
-                    }
+                        Route::Gone => continue,
+                    };
                     let origin = origin
                         .get_or_insert_with(|| Origin::new(rs, ss, &self.origin_bytes))
                         .clone();
-                    self.add_span(key, span, origin, service, now, &mut out.evictions);
+                    encoded.clear();
+                    span.encode_raw(&mut encoded);
+                    let facts = SpanFacts {
+                        start_unix_nano: span.start_time_unix_nano,
+                        end_unix_nano: span.end_time_unix_nano,
+                        status_code: span.status.as_ref().map_or(0, |s| s.code),
+                        root: span.parent_span_id.is_empty(),
+                    };
+                    self.add_span(key, &encoded, &facts, origin, service, now, &mut out);
                 }
                 if let Some(fs) = forward_scope {
                     forward
@@ -349,6 +402,104 @@ impl Buffer {
             out.forward.extend(forward);
         }
         out
+    }
+
+    /// [`Buffer::ingest`] for checked protobuf (`ExportTraceServiceRequest`s that
+    /// [`wire::validate`] accepted): spans are copied as they are, never decoded, except late
+    /// spans of kept traces, which are forwarded decoded.
+    pub fn ingest_protobuf<'a>(
+        &mut self,
+        requests: impl IntoIterator<Item = &'a [u8]>,
+        now: Instant,
+        now_unix_nano: u64,
+    ) -> Ingested {
+        let mut out = Ingested::default();
+        let all = requests.into_iter().map(wire::TracesView::new);
+        for rs in all.flat_map(|r| r.resource_spans()) {
+            let resource = rs.resource();
+            let service = resource
+                .as_deref()
+                .and_then(|r| wire::resource_string_attribute(r, "service.name"));
+            let mut forward: Option<ResourceSpans> = None;
+            for ss in rs.scope_spans() {
+                let mut origin: Option<Arc<Origin>> = None;
+                let mut forward_scope: Option<ScopeSpans> = None;
+                for span in ss.spans() {
+                    let key = match self.route(span.trace_id(), now, now_unix_nano, &mut out) {
+                        Route::Buffer(key) => key,
+                        Route::Forward => {
+                            // Rare (late spans of kept traces): decoding is fine here.
+                            forward_scope
+                                .get_or_insert_with(|| ScopeSpans {
+                                    scope: ss
+                                        .scope()
+                                        .and_then(|s| InstrumentationScope::decode(&s[..]).ok()),
+                                    spans: Vec::new(),
+                                    schema_url: ss.schema_url().to_string(),
+                                })
+                                .spans
+                                .push(Span::decode(span.encoded()).unwrap_or_default());
+                            continue;
+                        }
+                        Route::Gone => continue,
+                    };
+                    let origin = origin
+                        .get_or_insert_with(|| Origin::from_wire(&rs, &ss, &self.origin_bytes))
+                        .clone();
+                    let facts = SpanFacts {
+                        start_unix_nano: span.start_time_unix_nano(),
+                        end_unix_nano: span.end_time_unix_nano(),
+                        status_code: span.status_code(),
+                        root: span.parent_span_id().is_empty(),
+                    };
+                    self.add_span(key, span.encoded(), &facts, origin, service, now, &mut out);
+                }
+                if let Some(fs) = forward_scope {
+                    forward
+                        .get_or_insert_with(|| ResourceSpans {
+                            resource: resource.as_deref().and_then(|r| Resource::decode(r).ok()),
+                            scope_spans: Vec::new(),
+                            schema_url: rs.schema_url().to_string(),
+                        })
+                        .scope_spans
+                        .push(fs);
+                }
+            }
+            out.forward.extend(forward);
+        }
+        out
+    }
+
+    /// Where a span with `trace_id` goes: into the buffer (its trace made room for if new),
+    /// forwarded (late span of a kept trace) or gone (late span of a dropped trace, or an
+    /// invalid ID); counted in `out`.
+    fn route(
+        &mut self,
+        trace_id: &[u8],
+        now: Instant,
+        now_unix_nano: u64,
+        out: &mut Ingested,
+    ) -> Route {
+        let Ok(id) = <[u8; 16]>::try_from(trace_id) else {
+            out.invalid += 1;
+            return Route::Gone;
+        };
+        let key = u128::from_be_bytes(id);
+        if !self.traces.contains_key(&key) {
+            let hit = self.sampled.lookup(key, now);
+            if hit.is_hit() {
+                out.late_sampled += 1;
+                out.forward_marks.push(hit.payload());
+                return Route::Forward;
+            }
+            if self.not_sampled.get(key).is_some() {
+                out.late_dropped += 1;
+                return Route::Gone;
+            }
+            self.make_room(&mut out.evictions);
+            self.insert_new(key, id, now, now_unix_nano);
+        }
+        Route::Buffer(key)
     }
 
     fn insert_new(&mut self, key: TraceId, id: [u8; 16], now: Instant, now_unix_nano: u64) {
@@ -368,19 +519,22 @@ impl Buffer {
         self.waiting += 1;
     }
 
+    /// Adds one span (`span`: its encoded body) to the buffered trace `key`.
+    #[allow(clippy::too_many_arguments)]
     fn add_span(
         &mut self,
         key: TraceId,
-        span: &Span,
+        span: &[u8],
+        facts: &SpanFacts,
         origin: Arc<Origin>,
         service: Option<&str>,
         now: Instant,
-        evictions: &mut Vec<Eviction>,
+        out: &mut Ingested,
     ) {
         let Some(trace) = self.traces.get_mut(&key) else {
             return;
         };
-        let len = span.encoded_len();
+        let len = span.len();
         let framed = 1 + encoded_len_varint(len as u64) + len;
         let group = match trace
             .groups
@@ -406,18 +560,16 @@ impl Buffer {
             let extra = framed.max(group.spans.len() / 4);
             group.spans.reserve_exact(extra);
         }
-        encode_key(2, WireType::LengthDelimited, &mut group.spans);
-        encode_varint(len as u64, &mut group.spans);
-        span.encode_raw(&mut group.spans);
+        write_bytes_field(2, span, &mut group.spans);
         group.count += 1;
         let grown = group.spans.capacity() - before;
         trace.bytes += grown;
         self.trace_bytes += grown;
         let had_root = trace.summary.has_root;
-        trace.summary.add(span, service, framed);
+        trace.summary.add_facts(facts, service, framed);
         trace.last_seen = now;
         if !had_root
-            && span.parent_span_id.is_empty()
+            && facts.root
             && self.limits.early_quiet.is_some()
             && trace.state == State::Waiting
         {
@@ -429,7 +581,7 @@ impl Buffer {
             trace.state = State::Urgent;
             self.waiting -= 1;
             self.urgent.push_back(key);
-            evictions.push(Eviction::TraceCap);
+            out.evictions.push(Eviction::TraceCap);
         }
     }
 

@@ -83,16 +83,50 @@ fn spans_of(groups: &[Group]) -> Vec<Span> {
         .collect()
 }
 
+/// How a test hands spans to the buffer: decoded, or as checked protobuf (what the OTLP
+/// receivers produce). Both must buffer exactly the same.
+type Ingest = fn(&mut Buffer, &[ResourceSpans], Instant, u64) -> Ingested;
+
+fn decoded(b: &mut Buffer, rs: &[ResourceSpans], now: Instant, unix: u64) -> Ingested {
+    b.ingest(rs, now, unix)
+}
+
+fn protobuf(b: &mut Buffer, rs: &[ResourceSpans], now: Instant, unix: u64) -> Ingested {
+    let bytes = TracesData {
+        resource_spans: rs.to_vec(),
+    }
+    .encode_to_vec();
+    crate::otlp::wire::validate(&bytes).expect("valid");
+    // Split in two requests where possible, as a merged batch arrives.
+    let cut = if rs.len() > 1 {
+        prost::encoding::message::encoded_len(1, &rs[0])
+    } else {
+        bytes.len()
+    };
+    b.ingest_protobuf([&bytes[..cut], &bytes[cut..]], now, unix)
+}
+
 #[test]
 fn traces_wait_for_decision_wait_then_come_out_oldest_first_with_summaries() {
+    waits_then_comes_out_oldest_first(decoded);
+}
+
+#[test]
+fn protobuf_traces_wait_then_come_out_oldest_first_with_summaries() {
+    waits_then_comes_out_oldest_first(protobuf);
+}
+
+fn waits_then_comes_out_oldest_first(ingest: Ingest) {
     let t0 = Instant::now();
     let mut b = buffer(limits());
-    b.ingest(
+    ingest(
+        &mut b,
         &batch("a", vec![span(1, 1, None, false), span(2, 2, None, true)]),
         t0,
         5,
     );
-    b.ingest(
+    ingest(
+        &mut b,
         &batch(
             "b",
             vec![span(1, 3, Some(1), true), span(3, 4, Some(9), false)],
@@ -192,9 +226,19 @@ fn a_trace_past_its_cap_is_decided_at_once() {
 
 #[test]
 fn late_spans_follow_the_decision_and_spans_during_the_decision_join_it() {
+    late_spans_follow_the_decision(decoded);
+}
+
+#[test]
+fn protobuf_late_spans_follow_the_decision() {
+    late_spans_follow_the_decision(protobuf);
+}
+
+fn late_spans_follow_the_decision(ingest: Ingest) {
     let t0 = Instant::now();
     let mut b = buffer(limits());
-    b.ingest(
+    ingest(
+        &mut b,
         &batch("a", vec![span(1, 1, None, false), span(2, 2, None, false)]),
         t0,
         0,
@@ -202,7 +246,12 @@ fn late_spans_follow_the_decision_and_spans_during_the_decision_join_it() {
     let due = b.take_due(t0 + WAIT, 100, usize::MAX);
     assert_eq!(due.len(), 2);
     // Arrives while trace 1 is being decided: joins it.
-    let during = b.ingest(&batch("a", vec![span(1, 5, Some(1), false)]), t0 + WAIT, 0);
+    let during = ingest(
+        &mut b,
+        &batch("a", vec![span(1, 5, Some(1), false)]),
+        t0 + WAIT,
+        0,
+    );
     assert_eq!((during.late_sampled, during.late_dropped), (0, 0));
     let kept = Kept {
         policy: 0,
@@ -213,7 +262,8 @@ fn late_spans_follow_the_decision_and_spans_during_the_decision_join_it() {
     assert!(b.finish(due[1].id, None, t0 + WAIT).is_empty());
     assert_eq!(b.trace_count(), 0);
 
-    let late = b.ingest(
+    let late = ingest(
+        &mut b,
         &batch(
             "a",
             vec![span(1, 6, Some(1), false), span(2, 7, Some(2), false)],
@@ -226,6 +276,7 @@ fn late_spans_follow_the_decision_and_spans_during_the_decision_join_it() {
         late.forward[0].scope_spans[0].spans,
         vec![span(1, 6, Some(1), false)]
     );
+    assert_eq!(late.forward[0].resource, batch("a", vec![])[0].resource);
     assert_eq!(b.trace_count(), 0, "late spans never start a new trace");
 }
 

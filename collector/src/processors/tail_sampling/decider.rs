@@ -16,9 +16,10 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prometheus_client::metrics::counter::Counter;
 use wasmcol_plugin_sdk::policy::Decision;
 
-use super::buffer::{Buffer, DueTrace, Group, Origin, encode_for_policy};
+use super::buffer::{Buffer, DueTrace, Group, Origin, encode_for_policy, write_bytes_field};
 use super::cache::Kept;
 use super::tracestate;
+use crate::otlp::wire;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch};
 use crate::processors::wasm::sampler::{LoadedPolicy, PolicyInstance};
 use crate::processors::wasm::{CallError, Limits, OnError, Services, pause_after};
@@ -297,14 +298,13 @@ impl Decider {
                 continue;
             }
             for g in t.groups.iter().chain(&late) {
-                if let Err(e) = out.add(g, d) {
-                    tracing::error!(processor = %self.shared.id, "a buffered span group did not decode: {e}");
-                }
+                out.add(g, d);
             }
         }
         self.shared.processor.dropped.inc_by(dropped);
-        let batch = out.finish();
-        self.forward(batch);
+        if let Some(batch) = out.finish() {
+            self.forward(batch);
+        }
     }
 
     /// One decision per trace: the first plugin that keeps a trace decides it; when none does,
@@ -386,16 +386,12 @@ impl Decider {
                 mark(span, &Decision::sample(policy, f64::from(kept.probability)));
             }
         }
-        self.forward(late);
+        self.forward(TraceBatch::new(late));
     }
 
     /// Hands kept spans to the next stage, waiting out retryable refusals (that back-pressure
     /// fills the buffer, whose budget then refuses new data upstream).
-    fn forward(&self, resource_spans: Vec<ResourceSpans>) {
-        if resource_spans.is_empty() {
-            return;
-        }
-        let batch = TraceBatch::new(resource_spans);
+    fn forward(&self, batch: TraceBatch) {
         let spans = batch.span_count() as u64;
         let mut backoff = Duration::from_millis(10);
         let mut attempts = 0u32;
@@ -430,43 +426,80 @@ impl Decider {
     }
 }
 
-/// Builds the outgoing batch: decodes kept groups, marks their spans, and merges groups of
-/// different traces that share a resource and scope into one `ResourceSpans`.
+/// Builds the outgoing batch as protobuf, never decoding: kept groups' spans are copied and
+/// marked, and groups of different traces that share a resource and scope are gathered under
+/// one `ResourceSpans`.
 #[derive(Default)]
 struct Merger {
-    out: Vec<ResourceSpans>,
+    /// Per origin: its span entries and how many.
+    out: Vec<(Arc<Origin>, Vec<u8>, usize)>,
     by_origin: HashMap<*const Origin, usize>,
+    span: Vec<u8>,
+    attribute: Vec<u8>,
 }
 
 impl Merger {
-    fn add(&mut self, group: &Group, decision: &Decision) -> Result<(), prost::DecodeError> {
-        let mut rs = group.decode()?;
-        for ss in &mut rs.scope_spans {
-            for span in &mut ss.spans {
-                mark(span, decision);
-            }
-        }
+    fn add(&mut self, group: &Group, decision: &Decision) {
         let key = Arc::as_ptr(group.origin());
-        match self.by_origin.get(&key) {
-            Some(&i) => {
-                let target = &mut self.out[i].scope_spans;
-                for ss in rs.scope_spans {
-                    match target.first_mut() {
-                        Some(t) => t.spans.extend(ss.spans),
-                        None => target.push(ss),
-                    }
-                }
-            }
-            None => {
-                self.by_origin.insert(key, self.out.len());
-                self.out.push(rs);
-            }
+        let i = *self.by_origin.entry(key).or_insert_with(|| {
+            self.out.push((group.origin().clone(), Vec::new(), 0));
+            self.out.len() - 1
+        });
+        policy_attribute(&decision.policy, &mut self.attribute);
+        let (_, entries, count) = &mut self.out[i];
+        for field in wire::raw_fields(group.span_entries()) {
+            self.span.clear();
+            mark_encoded(
+                field.payload,
+                &self.attribute,
+                decision.probability,
+                &mut self.span,
+            );
+            write_bytes_field(2, &self.span, entries);
+            *count += 1;
         }
-        Ok(())
     }
 
-    fn finish(self) -> Vec<ResourceSpans> {
-        self.out
+    fn finish(self) -> Option<TraceBatch> {
+        let spans: usize = self.out.iter().map(|(_, _, n)| n).sum();
+        if spans == 0 {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        for (origin, entries, _) in &self.out {
+            origin.write_traces_data_entry(entries, &mut bytes);
+        }
+        Some(TraceBatch::from_trusted_protobuf(bytes.into(), spans))
+    }
+}
+
+/// The encoded `KeyValue` of the policy attribute.
+fn policy_attribute(policy: &str, out: &mut Vec<u8>) {
+    out.clear();
+    write_bytes_field(1, POLICY_ATTRIBUTE.as_bytes(), out);
+    let value_len = 1 + prost::encoding::encoded_len_varint(policy.len() as u64) + policy.len();
+    prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(value_len as u64, out);
+    write_bytes_field(1, policy.as_bytes(), out);
+}
+
+/// [`mark`] on an encoded span body, written to `out`: every field is copied except the
+/// trace state and any earlier policy attribute, then the policy attribute (`attribute`, an
+/// encoded `KeyValue`) and the trace state with the threshold are appended. Decoders read
+/// the same span `mark` would produce (repeated fields append; the last trace state wins).
+fn mark_encoded(span: &[u8], attribute: &[u8], probability: f64, out: &mut Vec<u8>) {
+    let mut trace_state = "";
+    for field in wire::raw_fields(span) {
+        match field.number {
+            3 => trace_state = std::str::from_utf8(field.payload).unwrap_or_default(),
+            9 if wire::key_value_key(field.payload) == Some(POLICY_ATTRIBUTE) => {}
+            _ => out.extend_from_slice(field.bytes),
+        }
+    }
+    write_bytes_field(9, attribute, out);
+    let state = tracestate::with_threshold(trace_state, probability);
+    if !state.is_empty() {
+        write_bytes_field(3, state.as_bytes(), out);
     }
 }
 
@@ -488,4 +521,60 @@ fn mark(span: &mut opentelemetry_proto::tonic::trace::v1::Span, decision: &Decis
         }),
     }
     span.trace_state = tracestate::with_threshold(&span.trace_state, decision.probability);
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message;
+
+    use super::*;
+
+    fn string_kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The byte-level marking and the decoded one give the same span.
+    #[test]
+    fn marking_bytes_matches_marking_the_decoded_span() {
+        let spans = [
+            Span::default(),
+            Span {
+                trace_id: vec![7; 16],
+                name: "GET /".into(),
+                trace_state: "vendor=a,ot=rv:0123456789abcd".into(),
+                attributes: vec![string_kv("http.route", "/"), string_kv("n", "1")],
+                ..Default::default()
+            },
+            Span {
+                trace_state: "ot=th:8".into(),
+                attributes: vec![string_kv(POLICY_ATTRIBUTE, "upstream"), string_kv("x", "y")],
+                ..Default::default()
+            },
+        ];
+        for probability in [1.0, 0.25, 0.001] {
+            let decision = Decision::sample("errors", probability);
+            for span in &spans {
+                let mut expected = span.clone();
+                mark(&mut expected, &decision);
+
+                let mut attribute = Vec::new();
+                policy_attribute(&decision.policy, &mut attribute);
+                let mut out = Vec::new();
+                mark_encoded(&span.encode_to_vec(), &attribute, probability, &mut out);
+                let mut got = Span::decode(&out[..]).unwrap();
+                // `mark` replaces an earlier policy attribute in place; the bytes version
+                // drops it and appends: same set, different position.
+                got.attributes.sort_by(|a, b| a.key.cmp(&b.key));
+                expected.attributes.sort_by(|a, b| a.key.cmp(&b.key));
+                assert_eq!(got, expected, "p={probability}");
+            }
+        }
+    }
 }

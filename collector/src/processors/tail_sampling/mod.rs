@@ -205,7 +205,12 @@ impl TracesConsumer for TailSampling {
             let now_unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
-            buffer.ingest(batch.resource_spans(), Instant::now(), now_unix)
+            match batch.protobuf_parts() {
+                Some(parts) => {
+                    buffer.ingest_protobuf(parts.map(|p| &p[..]), Instant::now(), now_unix)
+                }
+                None => buffer.ingest(batch.resource_spans(), Instant::now(), now_unix),
+            }
         };
         m.incoming.inc_by(spans);
         let metrics = &self.shared.metrics;
