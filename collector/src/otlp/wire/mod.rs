@@ -1000,11 +1000,11 @@ impl<'a> SpanView<'a> {
 }
 
 /// The string value of attribute `key` in a `Resource` body (from
-/// [`ResourceSpansView::resource`]). When several attributes have that key, the last one
-/// counts, as it would if the attributes were put in a map. `None` if no attribute has the key,
-/// or if the last one's value is not an `AnyValue.string_value`.
+/// [`ResourceSpansView::resource`]). When several attributes have that key, the first one
+/// counts, as in the plugin SDK's attribute lookups (so decoded and encoded paths agree).
+/// `None` if no attribute has the key, or if the first one's value is not an
+/// `AnyValue.string_value`.
 pub fn resource_string_attribute<'b>(resource: &'b [u8], key: &str) -> Option<&'b str> {
-    let mut found = None;
     for kv in messages(resource, 1) {
         let mut k: &[u8] = &[];
         let mut value = None;
@@ -1026,10 +1026,10 @@ pub fn resource_string_attribute<'b>(resource: &'b [u8], key: &str) -> Option<&'
             }
         }
         if k == key.as_bytes() {
-            found = Some(value);
+            return value.and_then(|s| std::str::from_utf8(s).ok());
         }
     }
-    found.flatten().and_then(|s| std::str::from_utf8(s).ok())
+    None
 }
 
 /// One top-level field of a message body, as encoded.

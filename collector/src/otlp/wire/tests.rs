@@ -118,8 +118,8 @@ fn views_match(buf: &[u8], request: &ExportTraceServiceRequest) {
 }
 
 fn expected_string_attribute<'r>(resource: &'r Resource, key: &str) -> Option<&'r str> {
-    let last = resource.attributes.iter().rev().find(|a| a.key == key)?;
-    match last.value.as_ref()?.value.as_ref()? {
+    let first = resource.attributes.iter().find(|a| a.key == key)?;
+    match first.value.as_ref()?.value.as_ref()? {
         V::StringValue(s) => Some(s),
         _ => None,
     }
@@ -181,9 +181,11 @@ fn nest(path: &[u32], body: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Every message type: its name, the field numbers that lead to it from the request, and its
-/// known fields with their wire types (from the generated prost structs).
-const SCHEMA: &[(&str, &[u32], &[(u32, u8)])] = &[
+/// A message type: its name, the field numbers that lead to it from the request, and its known
+/// fields with their wire types (from the generated prost structs).
+type MessageSchema = (&'static str, &'static [u32], &'static [(u32, u8)]);
+
+const SCHEMA: &[MessageSchema] = &[
     ("ExportTraceServiceRequest", &[], &[(1, LEN)]),
     ("ResourceSpans", &[1], &[(1, LEN), (2, LEN), (3, LEN)]),
     ("Resource", &[1, 1], &[(1, LEN), (2, VARINT), (3, LEN)]),
@@ -279,7 +281,7 @@ fn sample_request() -> ExportTraceServiceRequest {
     let span = |i: u8, parent: bool| Span {
         trace_id: vec![0xa0 + i / 4; 16],
         span_id: vec![i; 8],
-        trace_state: if i % 2 == 0 {
+        trace_state: if i.is_multiple_of(2) {
             "vendor=1".into()
         } else {
             String::new()
@@ -293,7 +295,7 @@ fn sample_request() -> ExportTraceServiceRequest {
         attributes: vec![
             s("http.request.method", "GET"),
             kv("http.response.status_code", V::IntValue(200)),
-            kv("retry", V::BoolValue(i % 3 == 0)),
+            kv("retry", V::BoolValue(i.is_multiple_of(3))),
             kv("ratio", V::DoubleValue(0.25)),
             kv("blob", V::BytesValue(vec![0, 0xff, i])),
             kv(
@@ -843,9 +845,10 @@ fn views_follow_prost_merge_rules() {
     assert_eq!(rv.schema_url(), "schema-2");
     let resource = rv.resource().expect("resource");
     assert!(matches!(resource, Cow::Owned(_)));
+    // Merged occurrences concatenate their attribute lists: the first occurrence's comes first.
     assert_eq!(
         resource_string_attribute(&resource, "service.name"),
-        Some("b")
+        Some("a")
     );
     assert_eq!(resource_string_attribute(&resource, "x"), None);
     let sv = rv.scope_spans().next().expect("one");
@@ -895,7 +898,7 @@ fn resource_string_attribute_reads_only_string_values() {
         Some("checkout")
     );
     assert_eq!(resource_string_attribute(&body, "pid"), None);
-    assert_eq!(resource_string_attribute(&body, "dup"), Some("new"));
+    assert_eq!(resource_string_attribute(&body, "dup"), Some("old"));
     assert_eq!(resource_string_attribute(&body, "none"), None);
     assert_eq!(resource_string_attribute(&body, "absent"), None);
     // A value given in two AnyValue occurrences: the last member of the oneof wins.
@@ -1098,7 +1101,7 @@ fn span() -> impl Strategy<Value = Span> {
 
 fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
     let scope_spans =
-        (option::of(scope()), vec(span(), 0..4), text()).prop_map(|(scope, spans, schema_url)| {
+        (option::of(scope()), vec(span(), 0..5), text()).prop_map(|(scope, spans, schema_url)| {
             ScopeSpans {
                 scope,
                 spans,
@@ -1112,7 +1115,7 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
             schema_url,
         },
     );
-    vec(resource_spans, 0..3)
+    vec(resource_spans, 1..3)
         .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
 }
 
@@ -1129,7 +1132,7 @@ impl Rng {
     }
 
     fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 }
 
