@@ -850,7 +850,7 @@ fn views_follow_prost_merge_rules() {
         resource_string_attribute(&resource, "service.name"),
         Some("a")
     );
-    assert_eq!(resource_string_attribute(&resource, "x"), None);
+    assert_eq!(resource_string_attribute(&resource, "x"), Some("1"));
     let sv = rv.scope_spans().next().expect("one");
     assert!(sv.scope().is_none());
     let view = sv.spans().next().expect("one");
