@@ -386,7 +386,7 @@ fn run_once() -> Run {
 
     let out = c.path("out.jsonl");
     assert!(
-        wait_until(Duration::from_secs(10), || out.exists()
+        wait_until(Duration::from_secs(30), || out.exists()
             && all_spans(&read_json_lines(&out)).len() >= SPANS),
         "spans did not arrive:\n{}",
         c.log()

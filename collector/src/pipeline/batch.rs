@@ -185,6 +185,17 @@ impl TraceBatch {
         self.payload = Payload::Decoded(Arc::new(resource_spans));
     }
 
+    /// Replaces the spans with protobuf the caller built from checked parts (see
+    /// [`TraceBatch::from_trusted_protobuf`]); delivery tracking and metadata stay.
+    pub fn set_trusted_protobuf(&mut self, bytes: Bytes, spans: usize) {
+        self.payload = TraceBatch::from_trusted_protobuf(bytes, spans).payload;
+    }
+
+    /// Replaces the spans with `other`'s; delivery tracking and metadata stay.
+    pub fn set_payload_of(&mut self, other: TraceBatch) {
+        self.payload = other.payload;
+    }
+
     /// Takes the spans out, decoding them if needed and copying them only if they are shared.
     pub fn into_resource_spans(mut self) -> Vec<ResourceSpans> {
         std::mem::take(self.resource_spans_mut())

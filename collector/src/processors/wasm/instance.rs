@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use prost::Message;
-use wasmcol_plugin_sdk::edit::{self, Edit, Target};
+use wasmcol_plugin_sdk::edit::{Edit, Target};
 use wasmcol_plugin_sdk::{StatusCode, Value};
 use wasmtime::Store;
 
@@ -17,6 +17,7 @@ use super::config::Limits;
 use super::engine::{self, EPOCH_TICK};
 use super::host::{HostState, Services};
 use super::plugin::LoadedPlugin;
+use super::wire_edit;
 use crate::pipeline::TraceBatch;
 
 /// How a call failed.
@@ -108,8 +109,9 @@ impl Instance {
     }
 
     /// Runs the plugin over the batch and applies its answer. On any error the batch is left
-    /// as it was. The spans are only taken for writing (which copies them if an earlier stage
-    /// still shares them, e.g. for a retry) when there is something to change.
+    /// as it was. Edits are applied to the protobuf the plugin saw, never decoding it, and
+    /// the batch (which an earlier stage may still share, e.g. for a retry) is replaced by
+    /// the edited bytes only when there is something to change.
     pub fn process(&mut self, batch: &mut TraceBatch) -> Result<(), CallError> {
         // The received bytes when no stage changed them (no encoding at all).
         let bytes = batch.to_protobuf();
@@ -120,24 +122,27 @@ impl Instance {
             .call_process(&mut self.store, &bytes)
             .map_err(|e| classify(&self.store, e))?
             .map_err(CallError::Failed)?;
-        drop(bytes);
         match output {
             wit::Output::Unchanged => Ok(()),
             wit::Output::Edits(edits) => {
                 let edits = convert_edits(edits, self.max_output)?;
-                let checked = edit::prepare(batch.resource_spans(), edits)
-                    .map_err(CallError::InvalidOutput)?;
-                if !checked.is_empty() {
-                    edit::apply(batch.resource_spans_mut(), checked);
+                if edits.is_empty() {
+                    return Ok(());
                 }
+                let edited = wire_edit::apply(&bytes, edits).map_err(CallError::InvalidOutput)?;
+                batch.set_trusted_protobuf(edited.bytes.into(), edited.spans);
                 Ok(())
             }
-            wit::Output::Replace(bytes) => {
-                if bytes.len() > self.max_output {
-                    return Err(too_large(bytes.len(), self.max_output));
+            wit::Output::Replace(replacement) => {
+                if replacement.len() > self.max_output {
+                    return Err(too_large(replacement.len(), self.max_output));
                 }
-                let data = edit::decode_replacement(&bytes).map_err(CallError::InvalidOutput)?;
-                batch.set_resource_spans(data);
+                let replaced = TraceBatch::from_protobuf(replacement.into()).map_err(|e| {
+                    CallError::InvalidOutput(format!(
+                        "the replacement batch is not valid OTLP protobuf: {e}"
+                    ))
+                })?;
+                batch.set_payload_of(replaced);
                 Ok(())
             }
         }

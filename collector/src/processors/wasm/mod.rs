@@ -26,6 +26,7 @@ mod instance;
 mod plugin;
 pub mod sampler;
 mod tables;
+mod wire_edit;
 mod worker;
 
 use std::sync::Arc;
