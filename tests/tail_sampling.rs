@@ -27,6 +27,9 @@
 //!   writes the kept ones out before exiting; `on_shutdown: drop` writes none.
 //! - `wasmcol validate` rejects an unknown policy type and a bad regex, naming the processor
 //!   and the policy.
+//! - scale-out behind Kafka (`configs/gateway-tail.yaml`, a real Kafka-protocol broker): two
+//!   gateways of one consumer group split a topic keyed by trace ID; every trace is decided
+//!   once, by one gateway, and comes out whole or not at all.
 //!
 //! The tests take a lock so that the two load tests run alone: they measure rates and memory,
 //! and this machine may have two cores.
@@ -1598,4 +1601,165 @@ policies:
         assert_eq!(out.status.code(), Some(1), "validate must fail:\n{stderr}");
         assert!(stderr.contains(want), "expected {want:?} in:\n{stderr}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale-out behind Kafka
+
+/// A trace ID with real randomness in its low 56 bits (the bits consistent sampling reads).
+fn random_trace_id(t: u64) -> Vec<u8> {
+    let hi = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d_4c95_7f2d;
+    let lo = (t ^ 0xd1b5_4a32_d192_ed03).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    [hi.to_be_bytes(), lo.to_be_bytes()].concat()
+}
+
+/// The topology of `configs/gateway-tail.yaml`: two gateways in one consumer group read a
+/// topic keyed by trace ID (what the `kafka` exporter writes with `partition_traces_by_id`),
+/// each trace's spans in two messages. Each gateway owns whole partitions, hence whole traces:
+/// every trace comes out complete or not at all, never from both gateways, and both decide.
+#[test]
+fn gateways_behind_kafka_each_decide_whole_traces() {
+    use prost::Message;
+    use wasmcol_tests::kafka::{Broker, produce};
+
+    let _lock = shared();
+    const TRACES: u64 = 120;
+    const SPANS: usize = 6;
+    let broker = Broker::start();
+    broker.create_topic("otlp_spans", 4);
+    let config = |metrics: u16| {
+        let mut text =
+            std::fs::read_to_string(workspace_root().join("configs/gateway-tail.yaml")).unwrap();
+        for (from, to) in [
+            (
+                "${env:WASMCOL_KAFKA_BROKERS:-localhost:9092}",
+                broker.address.clone(),
+            ),
+            (
+                "${env:WASMCOL_OUTPUT:-./data/gateway/sampled.pb}",
+                "{dir}/sampled.pb".into(),
+            ),
+            (
+                "${env:WASMCOL_METRICS_ADDRESS:-localhost:8890}",
+                format!("127.0.0.1:{metrics}"),
+            ),
+            ("decision_wait: 30s", "decision_wait: 3s".into()),
+            (
+                "early_decision: { quiet: 5s }",
+                "early_decision: { quiet: 1s }".into(),
+            ),
+            ("random_percentage: 1", "random_percentage: 50".into()),
+            ("timeout: 1s", "timeout: 200ms".into()),
+        ] {
+            assert!(text.contains(from), "gateway-tail.yaml has no {from:?}");
+            text = text.replace(from, &to);
+        }
+        text
+    };
+    let ports = [free_port(), free_port()];
+    let mut gateways = ports.map(|p| Collector::start(&config(p), p));
+    // Both in the group before anything is produced, so the partitions are split.
+    let joined = wait_until(Duration::from_secs(60), || {
+        gateways
+            .iter()
+            .all(|g| g.log().contains("partitions assigned"))
+    });
+    assert!(joined, "{}\n{}", gateways[0].log(), gateways[1].log());
+    std::thread::sleep(Duration::from_secs(2));
+
+    let mut messages = Vec::new();
+    for t in 0..TRACES {
+        let id = random_trace_id(t);
+        for part in 0..2u64 {
+            let mut req = wasmcol_tests::spans_request(1, t * 10 + part * 3 + 1, SPANS / 2, 16);
+            for rs in &mut req.resource_spans {
+                for ss in &mut rs.scope_spans {
+                    for s in &mut ss.spans {
+                        s.trace_id = id.clone();
+                    }
+                }
+            }
+            messages.push((Some(hex::encode(&id).into_bytes()), req.encode_to_vec()));
+        }
+    }
+    produce(&broker.address, "otlp_spans", &messages);
+
+    // Every trace decided, by one gateway or the other.
+    let decided = wait_until(Duration::from_secs(60), || {
+        ports
+            .iter()
+            .map(|&p| metric(&scrape(p), DECISIONS, &[]))
+            .sum::<f64>()
+            >= TRACES as f64
+    });
+    let per_gateway: Vec<f64> = ports
+        .iter()
+        .map(|&p| metric(&scrape(p), DECISIONS, &[]))
+        .collect();
+    assert!(
+        decided,
+        "decisions {per_gateway:?}\n{}\n{}",
+        gateways[0].log(),
+        gateways[1].log()
+    );
+    assert_eq!(
+        per_gateway.iter().sum::<f64>(),
+        TRACES as f64,
+        "each trace decided once"
+    );
+    assert!(
+        per_gateway.iter().all(|&d| d > 0.0),
+        "both gateways decide traces: {per_gateway:?}"
+    );
+    for g in &mut gateways {
+        assert_eq!(g.stop(), 0, "{}", g.log());
+    }
+
+    // Per gateway: trace → spans written.
+    let outputs: Vec<HashMap<Vec<u8>, usize>> = gateways
+        .iter()
+        .map(|g| {
+            use wasmcol::exporters::file::{Compression, Format, read_length_prefixed};
+            let bytes = std::fs::read(g.path("sampled.pb")).unwrap_or_default();
+            let mut spans: HashMap<Vec<u8>, usize> = HashMap::new();
+            for r in read_length_prefixed(&bytes, Format::Proto, Compression::Zstd).unwrap() {
+                for s in r
+                    .resource_spans
+                    .iter()
+                    .flat_map(|rs| &rs.scope_spans)
+                    .flat_map(|ss| &ss.spans)
+                {
+                    *spans.entry(s.trace_id.clone()).or_default() += 1;
+                }
+            }
+            spans
+        })
+        .collect();
+    for (trace, n) in outputs.iter().flatten() {
+        assert_eq!(
+            *n,
+            SPANS,
+            "trace {} came out with {n} spans",
+            hex::encode(trace)
+        );
+    }
+    for trace in outputs[0].keys() {
+        assert!(
+            !outputs[1].contains_key(trace),
+            "trace {} came out of both gateways",
+            hex::encode(trace)
+        );
+    }
+    // 50% random, consistent by trace ID: within 5 sigma of the binomial expectation.
+    let kept = outputs[0].len() + outputs[1].len();
+    eprintln!(
+        "decisions per gateway {per_gateway:?}; traces kept per gateway {}, {}",
+        outputs[0].len(),
+        outputs[1].len()
+    );
+    let sigma = (TRACES as f64 * 0.25).sqrt();
+    assert!(
+        (kept as f64 - TRACES as f64 / 2.0).abs() <= 5.0 * sigma,
+        "{kept} of {TRACES} traces kept"
+    );
 }
