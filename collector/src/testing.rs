@@ -39,6 +39,23 @@ impl Recorder {
             .map(TraceBatch::span_count)
             .collect()
     }
+
+    /// The span ids of every span received, in order.
+    pub fn span_ids(&self) -> Vec<Vec<u8>> {
+        self.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b.resource_spans()
+                    .iter()
+                    .flat_map(|rs| &rs.scope_spans)
+                    .flat_map(|ss| &ss.spans)
+                    .map(|s| s.span_id.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
 }
 
 #[async_trait]

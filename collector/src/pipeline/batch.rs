@@ -124,14 +124,21 @@ impl TraceBatch {
     /// A batch of protobuf bytes the caller built itself from checked parts (so checking them
     /// again would be wasted work; debug builds still do), holding `spans` spans.
     pub fn from_trusted_protobuf(bytes: Bytes, spans: usize) -> Self {
-        debug_assert_eq!(
-            wire::validate(&bytes).map(|v| v.spans).ok(),
-            Some(spans),
-            "built protobuf must be valid"
-        );
+        Self::from_trusted_parts([(bytes, spans)])
+    }
+
+    /// [`TraceBatch::from_trusted_protobuf`] for several requests, each with its span count.
+    pub fn from_trusted_parts(parts: impl IntoIterator<Item = (Bytes, usize)>) -> Self {
         let mut encoded = Encoded::default();
-        if spans > 0 {
-            encoded.push(bytes, spans);
+        for (bytes, spans) in parts {
+            debug_assert_eq!(
+                wire::validate(&bytes).map(|v| v.spans).ok(),
+                Some(spans),
+                "built protobuf must be valid"
+            );
+            if spans > 0 {
+                encoded.push(bytes, spans);
+            }
         }
         Self {
             payload: Payload::Encoded(Arc::new(encoded)),

@@ -1032,6 +1032,39 @@ pub fn resource_string_attribute<'b>(resource: &'b [u8], key: &str) -> Option<&'
     None
 }
 
+/// The first attribute named `key` in a message body whose attributes are field `tag`
+/// (`Span`: 9) with an int or double value, as `f64`; attributes with that key and another
+/// kind of value are passed over.
+pub fn numeric_attribute(body: &[u8], tag: u32, key: &str) -> Option<f64> {
+    for kv in messages(body, tag) {
+        let mut k: &[u8] = &[];
+        let mut value = None;
+        for field in Fields::new(kv) {
+            match field {
+                (1, Value::Len(b)) => k = b,
+                (2, Value::Len(any)) => {
+                    // As for strings: occurrences merge, the last oneof member set wins.
+                    for field in Fields::new(any) {
+                        match field {
+                            (3, Value::Varint(v)) => value = Some(v as i64 as f64),
+                            (4, Value::Fixed64(v)) => value = Some(f64::from_bits(v)),
+                            (1..=8, _) => value = None,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if k == key.as_bytes()
+            && let Some(v) = value
+        {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// One top-level field of a message body, as encoded.
 #[derive(Debug, Clone, Copy)]
 pub struct RawField<'a> {

@@ -12,11 +12,17 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde::Deserialize;
 
+use wasmcol_plugin_sdk::edit::Edit;
+
 use crate::component::{BuildContext, Lifecycle, Problem, Processor, ProcessorConfig, Validate};
+use crate::otlp::wire;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::processors::wasm::wire_edit;
 use crate::telemetry::ProcessorMetrics;
 
 const NUM_HASH_BUCKETS: u32 = 0x4000;
+/// Span attribute that overrides the hash: > 0 keeps the span, 0 drops it.
+const PRIORITY: &str = "sampling.priority";
 const BUCKET_MASK: u32 = NUM_HASH_BUCKETS - 1;
 
 /// `processors.probabilistic_sampler`.
@@ -85,7 +91,7 @@ impl Sampler {
     fn keep(&self, span: &Span) -> bool {
         // `sampling.priority` on a span overrides the hash: > 0 keeps it, 0 drops it.
         for kv in &span.attributes {
-            if kv.key == "sampling.priority" {
+            if kv.key == PRIORITY {
                 match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                     Some(Value::IntValue(p)) => return *p > 0,
                     Some(Value::DoubleValue(p)) => return *p > 0.0,
@@ -93,15 +99,59 @@ impl Sampler {
                 }
             }
         }
-        hash(self.seed, &span.trace_id) & BUCKET_MASK < self.threshold
+        self.keep_trace(&span.trace_id)
     }
-}
 
-#[async_trait]
-impl TracesConsumer for Sampler {
-    async fn consume(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
-        let before = batch.span_count();
-        self.metrics.incoming.inc_by(before as u64);
+    /// [`Sampler::keep`] on a span read in place.
+    fn keep_encoded(&self, span: &wire::SpanView<'_>) -> bool {
+        match wire::numeric_attribute(span.encoded(), 9, PRIORITY) {
+            Some(p) => p > 0.0,
+            None => self.keep_trace(span.trace_id()),
+        }
+    }
+
+    fn keep_trace(&self, trace_id: &[u8]) -> bool {
+        hash(self.seed, trace_id) & BUCKET_MASK < self.threshold
+    }
+
+    /// Samples a batch still held as received bytes: each request's dropped spans are cut out
+    /// of its bytes (untouched requests are kept as they are), never decoding the spans.
+    fn sample_encoded(&self, batch: &mut TraceBatch) {
+        let Some(parts) = batch.protobuf_parts() else {
+            return;
+        };
+        let mut out = Vec::with_capacity(parts.len());
+        for part in parts {
+            let view = wire::TracesView::new(part);
+            let mut index = 0u32;
+            let mut drops = Vec::new();
+            let mut total = 0usize;
+            for span in view
+                .resource_spans()
+                .flat_map(|rs| rs.scope_spans())
+                .flat_map(|ss| ss.spans())
+            {
+                if !self.keep_encoded(&span) {
+                    drops.push(Edit::DropSpan { span: index });
+                }
+                index += 1;
+                total += 1;
+            }
+            if drops.is_empty() {
+                out.push((part.clone(), total));
+                continue;
+            }
+            // Indices come from the same bytes, so they are always in range.
+            match wire_edit::apply(part, drops) {
+                Ok(kept) => out.push((kept.bytes.into(), kept.spans)),
+                Err(e) => tracing::error!(error = %e, "sampling checked bytes failed; part lost"),
+            }
+        }
+        batch.set_payload_of(TraceBatch::from_trusted_parts(out));
+    }
+
+    /// Samples decoded spans in place.
+    fn sample_decoded(&self, batch: &mut TraceBatch) {
         let all_kept = batch
             .resource_spans()
             .iter()
@@ -117,6 +167,19 @@ impl TracesConsumer for Sampler {
                 r.scope_spans.retain(|ss| !ss.spans.is_empty());
             }
             rs.retain(|r| !r.scope_spans.is_empty());
+        }
+    }
+}
+
+#[async_trait]
+impl TracesConsumer for Sampler {
+    async fn consume(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
+        let before = batch.span_count();
+        self.metrics.incoming.inc_by(before as u64);
+        if batch.protobuf_parts().is_some() {
+            self.sample_encoded(&mut batch);
+        } else {
+            self.sample_decoded(&mut batch);
         }
         let after = batch.span_count();
         self.metrics.dropped.inc_by((before - after) as u64);
@@ -178,5 +241,65 @@ mod tests {
         let a = kept(50.0, 1, 5000).await;
         assert_eq!(a, kept(50.0, 1, 5000).await);
         assert_ne!(a, kept(50.0, 2, 5000).await);
+    }
+
+    /// A batch of `n` spans in `parts` requests, some spans carrying `sampling.priority` (an
+    /// int, a double, or a string, which does not count).
+    fn with_priorities(n: usize) -> TraceBatch {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+        let mut rs = spans(n).into_resource_spans();
+        for (i, span) in rs[0].scope_spans[0].spans.iter_mut().enumerate() {
+            let value = match i % 7 {
+                0 => Value::IntValue(1),
+                1 => Value::IntValue(0),
+                2 => Value::DoubleValue(0.5),
+                3 => Value::StringValue("1".into()),
+                _ => continue,
+            };
+            span.attributes.push(KeyValue {
+                key: PRIORITY.into(),
+                value: Some(AnyValue { value: Some(value) }),
+                ..Default::default()
+            });
+        }
+        TraceBatch::new(rs)
+    }
+
+    /// The byte path keeps exactly the spans the decoded path keeps.
+    #[tokio::test]
+    async fn bytes_and_decoded_spans_are_sampled_alike() {
+        let run = |batch: TraceBatch| async move {
+            let rec = Recorder::new();
+            let cfg = ProbabilisticSamplerConfig {
+                sampling_percentage: 30.0,
+                hash_seed: 3,
+            };
+            let p = cfg
+                .build(&context("probabilistic_sampler"), rec.clone())
+                .unwrap();
+            p.consume(batch).await.unwrap();
+            rec.span_ids()
+        };
+        let decoded = run(with_priorities(3000)).await;
+        // The same spans as received bytes, in three requests.
+        let mut encoded = TraceBatch::default();
+        for chunk in with_priorities(3000).into_resource_spans()[0].scope_spans[0]
+            .spans
+            .chunks(1000)
+        {
+            let mut part = spans(0).into_resource_spans();
+            part[0].scope_spans[0].spans = chunk.to_vec();
+            let mut bytes = Vec::new();
+            TraceBatch::new(part).encode_protobuf(&mut bytes);
+            encoded.merge(TraceBatch::from_protobuf(bytes.into()).unwrap());
+        }
+        assert_eq!(encoded.protobuf_parts().map(|p| p.len()), Some(3));
+        let from_bytes = run(encoded).await;
+        assert!(
+            decoded.len() > 700 && decoded.len() < 1500,
+            "{}",
+            decoded.len()
+        );
+        assert_eq!(from_bytes, decoded);
     }
 }

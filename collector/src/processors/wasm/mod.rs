@@ -26,7 +26,7 @@ mod instance;
 mod plugin;
 pub mod sampler;
 mod tables;
-mod wire_edit;
+pub(crate) mod wire_edit;
 mod worker;
 
 use std::sync::Arc;
