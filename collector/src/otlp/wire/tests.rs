@@ -21,6 +21,8 @@ use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, encode
 
 use super::*;
 use crate::otlp::ExportTraceServiceRequest;
+/// Deterministic choices for the rewriter, from one generated seed.
+use crate::testing::SplitMix64 as Rng;
 
 // ----- Oracle ---------------------------------------------------------------------------------
 
@@ -1117,23 +1119,6 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
     );
     vec(resource_spans, 1..3)
         .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
-}
-
-/// SplitMix64: deterministic choices for the rewriter, from one generated seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn one_in(&mut self, n: u64) -> bool {
-        self.next().is_multiple_of(n)
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

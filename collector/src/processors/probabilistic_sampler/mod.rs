@@ -123,18 +123,16 @@ impl Sampler {
         let mut out = Vec::with_capacity(parts.len());
         for part in parts {
             let view = wire::TracesView::new(part);
-            let mut index = 0u32;
             let mut drops = Vec::new();
             let mut total = 0usize;
-            for span in view
+            let all = view
                 .resource_spans()
                 .flat_map(|rs| rs.scope_spans())
-                .flat_map(|ss| ss.spans())
-            {
+                .flat_map(|ss| ss.spans());
+            for (index, span) in (0u32..).zip(all) {
                 if !self.keep_encoded(&span) {
                     drops.push(Edit::DropSpan { span: index });
                 }
-                index += 1;
                 total += 1;
             }
             if drops.is_empty() {

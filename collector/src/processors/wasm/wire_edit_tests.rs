@@ -24,6 +24,7 @@ use wasmcol_plugin_sdk::edit::{self, Edit, StatusCode, Target};
 use super::*;
 use crate::otlp::ExportTraceServiceRequest;
 use crate::otlp::wire::validate;
+use crate::testing::SplitMix64;
 
 // ----- Oracle ---------------------------------------------------------------------------------
 
@@ -220,20 +221,15 @@ fn remove(target: Target, key: &str) -> Edit {
 // ----- A noisy encoder ------------------------------------------------------------------------
 
 /// Decides, from a seed, where to add what prost never writes.
-struct Noise(u64);
+struct Noise(SplitMix64);
 
 impl Noise {
     fn next(&mut self) -> u64 {
-        // SplitMix64.
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next()
     }
 
     fn one_in(&mut self, n: u64) -> bool {
-        self.next().is_multiple_of(n)
+        self.0.one_in(n)
     }
 
     /// Maybe an unknown field of some wire type, groups included.
@@ -422,7 +418,7 @@ fn noisy_span(sp: &Span, n: &mut Noise) -> Vec<u8> {
 /// `data` encoded with noise; decoding it gives `data` back only up to the decoys, which is
 /// fine: the oracle decodes these bytes, not `data`.
 fn noisy(data: &[ResourceSpans], seed: u64) -> Vec<u8> {
-    let n = &mut Noise(seed);
+    let n = &mut Noise(SplitMix64(seed));
     let mut out = Vec::new();
     for rs in data {
         let mut body = Vec::new();
