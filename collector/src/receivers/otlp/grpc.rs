@@ -24,18 +24,17 @@ use crate::pipeline::{ConsumeError, TraceBatch};
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// The trace service's `Export`, taking the request as the bytes the client sent: they are
-/// checked, not decoded, and travel on as they are (see [`TraceBatch`]).
+/// checked, not decoded, and travel on as they are (see [`TraceBatch`]). Shared by every
+/// request, so a call costs a reference count, not a copy of the receiver's state.
 #[derive(Clone)]
-struct Export {
-    ingest: Ingest,
-}
+struct Export(Arc<Ingest>);
 
 impl UnaryService<Bytes> for Export {
     type Response = ExportTraceServiceResponse;
     type Future = futures::future::BoxFuture<'static, Result<Response<Self::Response>, Status>>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let ingest = self.ingest.clone();
+        let ingest = self.0.clone();
         Box::pin(async move { export(&ingest, request).await })
     }
 }
@@ -105,7 +104,7 @@ impl Decoder for RawDecoder {
 /// [`RawRequestCodec`] in place of prost for the request).
 #[derive(Clone)]
 struct TraceServer {
-    export: Arc<Export>,
+    export: Export,
     accept: EnabledCompressionEncodings,
     max_decoding: usize,
 }
@@ -131,7 +130,7 @@ where
         if req.uri().path() != EXPORT_PATH {
             return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
         }
-        let export = (*self.export).clone();
+        let export = self.export.clone();
         let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
             .apply_compression_config(self.accept, EnabledCompressionEncodings::default())
             .apply_max_message_size_config(Some(self.max_decoding), None);
@@ -195,9 +194,7 @@ pub async fn serve(
     accept.enable(CompressionEncoding::Gzip);
     accept.enable(CompressionEncoding::Zstd);
     let service = TraceServer {
-        export: Arc::new(Export {
-            ingest: ingest.clone(),
-        }),
+        export: Export(Arc::new(ingest.clone())),
         accept,
         max_decoding: limit,
     };
