@@ -32,7 +32,7 @@ const MAX_DELAY_WHILE_STOPPING: Duration = Duration::from_secs(1);
 ///
 /// Shutdown stops accepting, lets the consumers drain the queue and returns when they are
 /// done. While stopping, a batch that fails with a retryable error gets at most
-/// [`RETRIES_WHILE_STOPPING`] more attempts, at most [`MAX_DELAY_WHILE_STOPPING`] apart; once
+/// `RETRIES_WHILE_STOPPING` more attempts, at most `MAX_DELAY_WHILE_STOPPING` apart; once
 /// one batch has been given up that way the destination is taken to be down and every
 /// remaining batch gets a single attempt, so draining a full queue towards a dead back end
 /// ends quickly. The service bounds the whole drain with its own timeout.

@@ -150,7 +150,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
 }
 
 /// How long to stop calling a plugin after `failures` failures in a row: nothing for the
-/// first few, then [`FIRST_BACKOFF`] doubling up to [`MAX_BACKOFF`].
+/// first few, then `FIRST_BACKOFF` doubling up to `MAX_BACKOFF`.
 pub fn pause_after(failures: u32) -> Option<Duration> {
     let exp = failures.checked_sub(FAILURES_BEFORE_BACKOFF)?.min(16);
     Some((FIRST_BACKOFF * 2u32.pow(exp)).min(MAX_BACKOFF))

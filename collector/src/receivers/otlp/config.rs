@@ -47,7 +47,7 @@ pub struct GrpcConfig {
     /// HTTP/2 streams one connection may have open at once.
     #[serde(default = "default_max_concurrent_streams")]
     pub max_concurrent_streams: u32,
-    /// Attach each request's gRPC metadata to its batch (see [`super::request_metadata`] for
+    /// Attach each request's gRPC metadata to its batch (see `request_metadata` in the receiver for
     /// what is kept), for `processors.batch.metadata_keys` and
     /// `exporters.kafka.topic_from_metadata_key`.
     #[serde(default)]
@@ -67,7 +67,7 @@ pub struct HttpConfig {
     /// Largest request body accepted, after decompression.
     #[serde(default = "default_max_request_body_size")]
     pub max_request_body_size: ByteSize,
-    /// Attach each request's HTTP headers to its batch (see [`super::request_metadata`] for
+    /// Attach each request's HTTP headers to its batch (see `request_metadata` in the receiver for
     /// what is kept), for `processors.batch.metadata_keys` and
     /// `exporters.kafka.topic_from_metadata_key`.
     #[serde(default)]
