@@ -1,6 +1,10 @@
 //! The batch a plugin works on: typed, mutable views of resources, scopes and spans. Every
 //! change is made to the plugin's copy at once (so later reads see it) and recorded as an
 //! [`Edit`] for the host.
+//!
+//! View mode (`for_each_*_view`) instead reads the protobuf in place, without decoding it,
+//! and only records edits: changes are not visible to later reads within the call. A plugin
+//! uses one mode or the other in a call; mixing them panics.
 
 use std::cell::OnceCell;
 
@@ -13,6 +17,16 @@ use prost::Message;
 use crate::attributes;
 use crate::edit::{Edit, Output, StatusCode, Target, encode_batch};
 use crate::value::{Value, as_str};
+use crate::view::{self, AttributesView, ResourceView, ScopeView, SpanView};
+
+/// Which API a call has used so far: the two do not see each other's changes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    #[default]
+    Unused,
+    Mutable,
+    View,
+}
 
 /// One batch of spans, as handed to [`crate::Plugin::process`].
 ///
@@ -26,6 +40,9 @@ pub struct Batch {
     dropped: Vec<bool>,
     replaced: bool,
     encoded: Option<Vec<u8>>,
+    mode: Mode,
+    /// `data` encoded, for view mode over a batch that was built rather than received.
+    view_buf: OnceCell<Vec<u8>>,
 }
 
 impl Batch {
@@ -52,6 +69,19 @@ impl Batch {
                 .expect("the host sends valid OTLP protobuf")
                 .resource_spans
         })
+    }
+
+    fn enter(&mut self, mode: Mode) {
+        assert!(
+            self.mode == Mode::Unused || self.mode == mode,
+            "a batch is read either through views or through the mutable API within one call, \
+             not both"
+        );
+        assert!(
+            mode != Mode::View || !self.replaced,
+            "view mode reads the batch as received; it cannot follow replace()"
+        );
+        self.mode = mode;
     }
 
     /// Decodes if needed; borrows only the data field, so edits can be recorded alongside.
@@ -81,6 +111,7 @@ impl Batch {
 
     /// Calls `f` for each resource.
     pub fn for_each_resource(&mut self, mut f: impl FnMut(&mut ResourceMut<'_>)) {
+        self.enter(Mode::Mutable);
         let replaced = self.replaced;
         self.decoded();
         let data = self.data.get_mut().expect("decoded");
@@ -96,6 +127,7 @@ impl Batch {
 
     /// Calls `f` for each instrumentation scope.
     pub fn for_each_scope(&mut self, mut f: impl FnMut(&mut ScopeMut<'_>)) {
+        self.enter(Mode::Mutable);
         let replaced = self.replaced;
         self.decoded();
         let data = self.data.get_mut().expect("decoded");
@@ -116,6 +148,7 @@ impl Batch {
 
     /// Calls `f` for each span that has not been dropped, in batch order.
     pub fn for_each_span(&mut self, mut f: impl FnMut(&mut SpanMut<'_>)) {
+        self.enter(Mode::Mutable);
         let replaced = self.replaced;
         let total = self.span_count();
         if self.dropped.len() < total {
@@ -146,6 +179,93 @@ impl Batch {
         }
     }
 
+    /// The protobuf view mode reads: as received, or `data` encoded once.
+    fn view_bytes<'s>(
+        raw: &'s [u8],
+        data: &'s OnceCell<Vec<ResourceSpans>>,
+        buf: &'s OnceCell<Vec<u8>>,
+    ) -> &'s [u8] {
+        match data.get() {
+            Some(d) if raw.is_empty() => buf.get_or_init(|| encode_batch(d)),
+            _ => raw,
+        }
+    }
+
+    /// Calls `f` for each resource, in view mode: the resource is read in place and changes
+    /// are only recorded, so they are not visible to later reads within this call.
+    pub fn for_each_resource_view(&mut self, mut f: impl FnMut(&mut ResourceViewMut<'_>)) {
+        self.enter(Mode::View);
+        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let edits = &mut self.edits;
+        view::walk(
+            bytes,
+            |i, resource| {
+                let start = edits.len();
+                f(&mut ResourceViewMut {
+                    resource,
+                    target: Target::Resource(i),
+                    edits: &mut *edits,
+                    start,
+                });
+            },
+            None,
+            None,
+        );
+    }
+
+    /// Calls `f` for each instrumentation scope, in view mode (see
+    /// [`Self::for_each_resource_view`]).
+    pub fn for_each_scope_view(&mut self, mut f: impl FnMut(&mut ScopeViewMut<'_>)) {
+        self.enter(Mode::View);
+        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let edits = &mut self.edits;
+        view::walk(
+            bytes,
+            |_, _| {},
+            Some(&mut |i, resource, scope| {
+                let start = edits.len();
+                f(&mut ScopeViewMut {
+                    resource,
+                    scope,
+                    target: Target::Scope(i),
+                    edits: &mut *edits,
+                    start,
+                });
+            }),
+            None,
+        );
+    }
+
+    /// Calls `f` for each span that has not been dropped, in batch order, in view mode (see
+    /// [`Self::for_each_resource_view`]).
+    pub fn for_each_span_view(&mut self, mut f: impl FnMut(&mut SpanViewMut<'_>)) {
+        self.enter(Mode::View);
+        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let edits = &mut self.edits;
+        let dropped = &mut self.dropped;
+        view::walk(
+            bytes,
+            |_, _| {},
+            None,
+            Some(&mut |span: SpanView<'_>| {
+                let i = span.index() as usize;
+                if dropped.len() <= i {
+                    dropped.resize(i + 1, false);
+                }
+                if dropped[i] {
+                    return;
+                }
+                let start = edits.len();
+                f(&mut SpanViewMut {
+                    span,
+                    edits: &mut *edits,
+                    start,
+                    dropped: &mut dropped[i],
+                });
+            }),
+        );
+    }
+
     /// Replaces the whole batch: the escape hatch for changes edits cannot express (adding
     /// spans, restructuring). It costs a full encode here and a decode in the host, so prefer
     /// edits. Edits made before are folded into `data` by the caller; later changes through
@@ -156,6 +276,7 @@ impl Batch {
         self.edits.clear();
         self.dropped.clear();
         self.replaced = true;
+        self.mode = Mode::Unused;
     }
 
     /// Records an edit without applying it to this copy: for plugins that compute edits
@@ -178,6 +299,13 @@ impl Batch {
         }
         self.decoded();
         let mut data = self.data.take().unwrap_or_default();
+        if self.mode == Mode::View {
+            // The host's own checks and application, so the result equals the collector's.
+            let checked = crate::edit::prepare(&data, self.edits)
+                .expect("view-mode edits index the batch they were recorded on");
+            crate::edit::apply(&mut data, checked);
+            return data;
+        }
         if self.dropped.iter().any(|d| *d) {
             let mut i = 0;
             for rs in &mut data {
@@ -501,6 +629,231 @@ impl SpanMut<'_> {
             *self.dropped = true;
             let span = self.index;
             record(&mut self.edits, || Edit::DropSpan { span });
+        }
+    }
+}
+
+/// Whether attribute `key` of `target` is there now: in the batch as received, then as the
+/// edits this handle recorded left it (the only ones that can touch `target`).
+fn present_now(attrs: AttributesView<'_>, edits: &[Edit], target: Target, key: &str) -> bool {
+    edits
+        .iter()
+        .fold(attrs.contains(key), |present, e| match e {
+            Edit::SetAttribute {
+                target: t, key: k, ..
+            } if *t == target && k == key => true,
+            Edit::RemoveAttribute { target: t, key: k } if *t == target && k == key => false,
+            _ => present,
+        })
+}
+
+/// Records a removal the way the mutable API does: only when the attribute is there.
+fn remove_viewed(
+    attrs: AttributesView<'_>,
+    edits: &mut Vec<Edit>,
+    start: usize,
+    target: Target,
+    key: &str,
+) -> bool {
+    let present = present_now(attrs, &edits[start..], target, key);
+    if present {
+        edits.push(Edit::RemoveAttribute {
+            target,
+            key: key.to_string(),
+        });
+    }
+    present
+}
+
+/// Attribute editing for the view-mode handles.
+macro_rules! view_attribute_methods {
+    ($($view:ident).+) => {
+        /// The attributes as received.
+        pub fn attributes(&self) -> AttributesView<'a> {
+            self.$($view).+.attributes()
+        }
+
+        /// Records setting attribute `key` (not visible to reads within this call).
+        pub fn set_attribute(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+            self.edits.push(Edit::SetAttribute {
+                target: self.target,
+                key: key.into(),
+                value: value.into(),
+            });
+        }
+
+        /// Records removing attribute `key` when it is there; returns whether it was.
+        pub fn remove_attribute(&mut self, key: &str) -> bool {
+            let attrs = self.$($view).+.attributes();
+            remove_viewed(attrs, self.edits, self.start, self.target, key)
+        }
+    };
+}
+
+/// A resource in view mode: read in place, changes recorded for the host only.
+pub struct ResourceViewMut<'a> {
+    resource: ResourceView<'a>,
+    target: Target,
+    edits: &'a mut Vec<Edit>,
+    start: usize,
+}
+
+impl<'a> ResourceViewMut<'a> {
+    /// The resource.
+    pub fn resource(&self) -> ResourceView<'a> {
+        self.resource
+    }
+
+    view_attribute_methods!(resource);
+}
+
+/// An instrumentation scope in view mode.
+pub struct ScopeViewMut<'a> {
+    resource: ResourceView<'a>,
+    scope: ScopeView<'a>,
+    target: Target,
+    edits: &'a mut Vec<Edit>,
+    start: usize,
+}
+
+impl<'a> ScopeViewMut<'a> {
+    /// The resource the scope belongs to.
+    pub fn resource(&self) -> ResourceView<'a> {
+        self.resource
+    }
+
+    /// The scope.
+    pub fn scope(&self) -> ScopeView<'a> {
+        self.scope
+    }
+
+    view_attribute_methods!(scope);
+}
+
+/// A span in view mode: the [`SpanView`] (through `Deref`) plus methods that record edits
+/// with the same targets as [`SpanMut`]'s. Reads see the span as received.
+pub struct SpanViewMut<'a> {
+    span: SpanView<'a>,
+    edits: &'a mut Vec<Edit>,
+    start: usize,
+    dropped: &'a mut bool,
+}
+
+impl<'a> std::ops::Deref for SpanViewMut<'a> {
+    type Target = SpanView<'a>;
+
+    fn deref(&self) -> &SpanView<'a> {
+        &self.span
+    }
+}
+
+impl<'a> SpanViewMut<'a> {
+    /// The span as received.
+    pub fn view(&self) -> SpanView<'a> {
+        self.span
+    }
+
+    /// Records setting span attribute `key`.
+    pub fn set_attribute(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+        self.edits.push(Edit::SetAttribute {
+            target: Target::Span(self.span.index()),
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+
+    /// Records removing span attribute `key` when it is there; returns whether it was.
+    pub fn remove_attribute(&mut self, key: &str) -> bool {
+        let target = Target::Span(self.span.index());
+        remove_viewed(self.span.attributes(), self.edits, self.start, target, key)
+    }
+
+    /// Records renaming the span.
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.edits.push(Edit::SetSpanName {
+            span: self.span.index(),
+            name: name.into(),
+        });
+    }
+
+    /// Records setting the span's status.
+    pub fn set_status(&mut self, code: StatusCode, message: impl Into<String>) {
+        self.edits.push(Edit::SetStatus {
+            span: self.span.index(),
+            code,
+            message: message.into(),
+        });
+    }
+
+    /// Records setting attribute `key` of event `event` (ignored when out of range, as in
+    /// [`SpanMut::set_event_attribute`]).
+    pub fn set_event_attribute(
+        &mut self,
+        event: usize,
+        key: impl Into<String>,
+        value: impl Into<Value>,
+    ) {
+        if event < self.span.event_count() {
+            self.edits.push(Edit::SetAttribute {
+                target: Target::Event(self.span.index(), event as u32),
+                key: key.into(),
+                value: value.into(),
+            });
+        }
+    }
+
+    /// Records removing attribute `key` of event `event`; returns whether it was there.
+    pub fn remove_event_attribute(&mut self, event: usize, key: &str) -> bool {
+        let Some(e) = self.span.events().nth(event) else {
+            return false;
+        };
+        let target = Target::Event(self.span.index(), event as u32);
+        remove_viewed(e.attributes(), self.edits, self.start, target, key)
+    }
+
+    /// Records renaming event `event` (ignored when out of range).
+    pub fn set_event_name(&mut self, event: usize, name: impl Into<String>) {
+        if event < self.span.event_count() {
+            self.edits.push(Edit::SetEventName {
+                span: self.span.index(),
+                event: event as u32,
+                name: name.into(),
+            });
+        }
+    }
+
+    /// Records setting attribute `key` of link `link` (ignored when out of range).
+    pub fn set_link_attribute(
+        &mut self,
+        link: usize,
+        key: impl Into<String>,
+        value: impl Into<Value>,
+    ) {
+        if link < self.span.link_count() {
+            self.edits.push(Edit::SetAttribute {
+                target: Target::Link(self.span.index(), link as u32),
+                key: key.into(),
+                value: value.into(),
+            });
+        }
+    }
+
+    /// Records removing attribute `key` of link `link`; returns whether it was there.
+    pub fn remove_link_attribute(&mut self, link: usize, key: &str) -> bool {
+        let Some(l) = self.span.links().nth(link) else {
+            return false;
+        };
+        let target = Target::Link(self.span.index(), link as u32);
+        remove_viewed(l.attributes(), self.edits, self.start, target, key)
+    }
+
+    /// Records dropping the span; later `for_each_span_view` calls skip it.
+    pub fn drop_span(&mut self) {
+        if !*self.dropped {
+            *self.dropped = true;
+            self.edits.push(Edit::DropSpan {
+                span: self.span.index(),
+            });
         }
     }
 }

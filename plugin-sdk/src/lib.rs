@@ -52,6 +52,7 @@ pub mod runtime;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod value;
+pub mod view;
 
 // The tutorial's Rust blocks run as doctests (`cargo test -p wasmcol-plugin-sdk --doc`).
 #[cfg(doctest)]
@@ -62,7 +63,9 @@ pub mod readme {}
 #[doc(hidden)]
 pub mod guest;
 
-pub use batch::{Batch, ResourceMut, ScopeMut, SpanMut};
+pub use batch::{
+    Batch, ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, SpanMut, SpanViewMut,
+};
 pub use edit::{Edit, Output, StatusCode, Target};
 pub use value::{Value, as_str};
 
@@ -76,9 +79,10 @@ pub mod proto {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::host::{self, Level};
+    pub use crate::view::{AttributeView, AttributesView, SpanView, ValueView};
     pub use crate::{
-        Batch, Plugin, PluginConfig, ResourceMut, ScopeMut, SpanMut, StatusCode, Value, as_str,
-        export_plugin,
+        Batch, Plugin, PluginConfig, ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, SpanMut,
+        SpanViewMut, StatusCode, Value, as_str, export_plugin,
     };
 }
 

@@ -16,7 +16,6 @@ mod scrub;
 mod tests;
 
 use wasmcol_plugin_sdk::prelude::*;
-use wasmcol_plugin_sdk::proto::common::KeyValue;
 
 pub use config::Config;
 use scrub::{Engine, Outcome, Scratch, Stats};
@@ -100,7 +99,9 @@ impl Plugin for PiiScrub {
             totals[2] += s.removed;
         };
 
-        batch.for_each_resource(|r| {
+        // View mode: scrubbing only reads and records edits, and never needs to see its own
+        // changes, so the batch is never decoded.
+        batch.for_each_resource_view(|r| {
             sc.stats.reset();
             engine.scrub_attributes(r.attributes(), sc, changes);
             apply!(changes, |k, v| r.set_attribute(k, v), |k| r
@@ -113,7 +114,7 @@ impl Plugin for PiiScrub {
             add(&sc.stats);
         });
 
-        batch.for_each_scope(|s| {
+        batch.for_each_scope_view(|s| {
             sc.stats.reset();
             engine.scrub_attributes(s.attributes(), sc, changes);
             apply!(changes, |k, v| s.set_attribute(k, v), |k| s
@@ -121,37 +122,36 @@ impl Plugin for PiiScrub {
             add(&sc.stats);
         });
 
-        batch.for_each_span(|span| {
+        batch.for_each_span_view(|span| {
             sc.stats.reset();
-            engine.scrub_attributes(span.attributes(), sc, changes);
+            let view = span.view();
+            engine.scrub_attributes(view.attributes(), sc, changes);
             apply!(changes, |k, v| span.set_attribute(k, v), |k| span
                 .remove_attribute(&k));
-            for i in 0..span.events().len() {
-                engine.scrub_attributes(&span.events()[i].attributes, sc, changes);
+            for (i, event) in view.events().enumerate() {
+                engine.scrub_attributes(event.attributes(), sc, changes);
                 apply!(changes, |k, v| span.set_event_attribute(i, k, v), |k| span
                     .remove_event_attribute(i, &k));
             }
-            for i in 0..span.links().len() {
-                let attrs: &[KeyValue] = &span.links()[i].attributes;
-                engine.scrub_attributes(attrs, sc, changes);
+            for (i, link) in view.links().enumerate() {
+                engine.scrub_attributes(link.attributes(), sc, changes);
                 apply!(changes, |k, v| span.set_link_attribute(i, k, v), |k| span
                     .remove_link_attribute(i, &k));
             }
             if engine.span_names {
-                if let Some(name) = engine.scrub_name(span.name(), "span.name", sc) {
+                if let Some(name) = engine.scrub_name(view.name(), "span.name", sc) {
                     span.set_name(name);
                 }
-                for i in 0..span.events().len() {
-                    if let Some(name) = engine.scrub_name(&span.events()[i].name, "event.name", sc)
-                    {
+                for (i, event) in view.events().enumerate() {
+                    if let Some(name) = engine.scrub_name(event.name(), "event.name", sc) {
                         span.set_event_name(i, name);
                     }
                 }
             }
             if engine.status_messages
-                && let Some(status) = span.status()
+                && let Some(status) = view.status()
                 && !status.message.is_empty()
-                && let Some(message) = engine.scrub_name(&status.message, "status.message", sc)
+                && let Some(message) = engine.scrub_name(status.message, "status.message", sc)
             {
                 span.set_status(status_code(status.code), message);
             }

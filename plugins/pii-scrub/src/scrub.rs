@@ -11,6 +11,7 @@ use sha2::Sha256;
 use wasmcol_plugin_sdk::proto::common::{
     AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value as V,
 };
+use wasmcol_plugin_sdk::view::{ArrayView, AttributesView, KvListView, ValueView};
 
 use crate::config::Action;
 use crate::detectors::{Check, Hit, is_card_int};
@@ -325,26 +326,27 @@ impl Engine {
     /// Scrubs a list of attributes, pushing `(key, outcome)` for each that changes.
     pub fn scrub_attributes(
         &self,
-        attrs: &[KeyValue],
+        attrs: AttributesView<'_>,
         sc: &mut Scratch,
         changes: &mut Vec<(String, Outcome)>,
     ) {
         for kv in attrs {
-            let class = sc.class(self, &kv.key);
-            let outcome = match (class, &kv.value) {
+            let class = sc.class(self, kv.key);
+            let outcome = match (class, kv.value) {
                 (KeyClass::Ignored, _) => Outcome::Keep,
                 (KeyClass::Disallowed, _) => {
-                    sc.stats.note(Action::Remove, &kv.key, 1);
+                    sc.stats.note(Action::Remove, kv.key, 1);
                     Outcome::Remove
                 }
-                (_, None) => Outcome::Keep,
-                (KeyClass::Blocked(i), Some(v)) => {
-                    self.whole(v, self.blocked_keys[i], &kv.key, &mut sc.stats)
+                // No value and an empty one both stay: there is nothing to redact.
+                (_, ValueView::Empty) => Outcome::Keep,
+                (KeyClass::Blocked(i), v) => {
+                    self.whole(v, self.blocked_keys[i], kv.key, &mut sc.stats)
                 }
-                (class, Some(v)) => self.scan(v, class, &kv.key, &mut sc.hits, &mut sc.stats),
+                (class, v) => self.scan(v, class, kv.key, &mut sc.hits, &mut sc.stats),
             };
             if outcome != Outcome::Keep {
-                changes.push((kv.key.clone(), outcome));
+                changes.push((kv.key.to_string(), outcome));
             }
         }
     }
@@ -359,30 +361,30 @@ impl Engine {
     }
 
     /// Redacts a whole value (a blocked key's): every scalar in it.
-    fn whole(&self, v: &AnyValue, t: Treatment, key: &str, st: &mut Stats) -> Outcome {
-        let text: Cow<'_, str> = match &v.value {
-            None => return Outcome::Keep,
-            Some(V::StringValue(s)) if self.allowed(s) => return Outcome::Keep,
+    fn whole(&self, v: ValueView<'_>, t: Treatment, key: &str, st: &mut Stats) -> Outcome {
+        let text: Cow<'_, str> = match v {
+            ValueView::Empty => return Outcome::Keep,
+            ValueView::Str(s) if self.allowed(s) => return Outcome::Keep,
             _ if t.action == Action::Remove => {
                 st.note(Action::Remove, key, 1);
                 return Outcome::Remove;
             }
-            Some(V::ArrayValue(a)) => {
+            ValueView::Array(a) => {
                 return self
                     .nested_array(a, |e, _| self.whole(e, t, key, st))
                     .map_or(Outcome::Keep, Outcome::Replace);
             }
-            Some(V::KvlistValue(l)) => {
+            ValueView::KvList(l) => {
                 return self
                     .nested_map(l, |e, _| self.whole(e, t, key, st))
                     .map_or(Outcome::Keep, Outcome::Replace);
             }
-            Some(V::StringValue(s)) => Cow::Borrowed(s),
-            Some(V::IntValue(i)) => Cow::Owned(i.to_string()),
-            Some(V::StringValueStrindex(i)) => Cow::Owned(i.to_string()),
-            Some(V::DoubleValue(d)) => Cow::Owned(d.to_string()),
-            Some(V::BoolValue(b)) => Cow::Owned(b.to_string()),
-            Some(V::BytesValue(b)) => Cow::Owned(hex::encode(b)),
+            ValueView::Str(s) => Cow::Borrowed(s),
+            ValueView::Int(i) => Cow::Owned(i.to_string()),
+            ValueView::StrIndex(i) => Cow::Owned(i.to_string()),
+            ValueView::Double(d) => Cow::Owned(d.to_string()),
+            ValueView::Bool(b) => Cow::Owned(b.to_string()),
+            ValueView::Bytes(b) => Cow::Owned(hex::encode(b)),
         };
         let mut out = String::new();
         self.redactor.write(&text, t, &mut out);
@@ -393,14 +395,14 @@ impl Engine {
     /// Sanitizes (by key) and scans a value, recursing into arrays and maps.
     fn scan(
         &self,
-        v: &AnyValue,
+        v: ValueView<'_>,
         class: KeyClass,
         key: &str,
         hits: &mut Vec<Hit>,
         st: &mut Stats,
     ) -> Outcome {
-        match &v.value {
-            Some(V::StringValue(s)) => {
+        match v {
+            ValueView::Str(s) => {
                 let sanitized = match class {
                     KeyClass::Url => self.sanitize_url(s, key, st),
                     KeyClass::Sql => sanitize::sql(s).inspect(|_| st.note(Action::Mask, key, 1)),
@@ -413,8 +415,8 @@ impl Engine {
                     Text::Remove => Outcome::Remove,
                 }
             }
-            Some(V::IntValue(i)) => match self.card_in_ints {
-                Some(t) if is_card_int(*i) && !self.allowed(&i.to_string()) => {
+            ValueView::Int(i) => match self.card_in_ints {
+                Some(t) if is_card_int(i) && !self.allowed(&i.to_string()) => {
                     st.note(t.action, key, 1);
                     if t.action == Action::Remove {
                         return Outcome::Remove;
@@ -425,10 +427,10 @@ impl Engine {
                 }
                 _ => Outcome::Keep,
             },
-            Some(V::ArrayValue(a)) => self
+            ValueView::Array(a) => self
                 .nested_array(a, |e, _| self.scan(e, KeyClass::Scan, key, hits, st))
                 .map_or(Outcome::Keep, Outcome::Replace),
-            Some(V::KvlistValue(l)) => self
+            ValueView::KvList(l) => self
                 .nested_map(l, |e, k| match self.classify(k, false) {
                     KeyClass::Ignored | KeyClass::Disallowed => Outcome::Keep,
                     KeyClass::Blocked(i) => self.whole(e, self.blocked_keys[i], key, st),
@@ -442,20 +444,21 @@ impl Engine {
     /// Applies `f` to each element; a new array value when any changed.
     fn nested_array(
         &self,
-        a: &ArrayValue,
-        mut f: impl FnMut(&AnyValue, &str) -> Outcome,
+        a: ArrayView<'_>,
+        mut f: impl FnMut(ValueView<'_>, &str) -> Outcome,
     ) -> Option<AnyValue> {
         let mut out: Option<Vec<AnyValue>> = None;
-        for (i, e) in a.values.iter().enumerate() {
+        for (i, e) in a.iter().enumerate() {
+            let before = || a.iter().take(i).map(|v| v.to_any_value()).collect();
             match f(e, "") {
                 Outcome::Keep => {
                     if let Some(o) = &mut out {
-                        o.push(e.clone());
+                        o.push(e.to_any_value());
                     }
                 }
-                Outcome::Replace(n) => out.get_or_insert_with(|| a.values[..i].to_vec()).push(n),
+                Outcome::Replace(n) => out.get_or_insert_with(before).push(n),
                 Outcome::Remove => {
-                    out.get_or_insert_with(|| a.values[..i].to_vec());
+                    out.get_or_insert_with(before);
                 }
             }
         }
@@ -467,31 +470,29 @@ impl Engine {
     /// Applies `f` to each entry's value; a new map value when any changed.
     fn nested_map(
         &self,
-        l: &KeyValueList,
-        mut f: impl FnMut(&AnyValue, &str) -> Outcome,
+        l: KvListView<'_>,
+        mut f: impl FnMut(ValueView<'_>, &str) -> Outcome,
     ) -> Option<AnyValue> {
         let mut out: Option<Vec<KeyValue>> = None;
-        for (i, kv) in l.values.iter().enumerate() {
-            let outcome = match &kv.value {
-                Some(v) => f(v, &kv.key),
-                None => Outcome::Keep,
+        for (i, kv) in l.iter().enumerate() {
+            let before = || l.iter().take(i).map(|e| e.to_key_value()).collect();
+            let outcome = match kv.value {
+                ValueView::Empty => Outcome::Keep,
+                v => f(v, kv.key),
             };
             match outcome {
                 Outcome::Keep => {
                     if let Some(o) = &mut out {
-                        o.push(kv.clone());
+                        o.push(kv.to_key_value());
                     }
                 }
-                Outcome::Replace(n) => {
-                    out.get_or_insert_with(|| l.values[..i].to_vec())
-                        .push(KeyValue {
-                            key: kv.key.clone(),
-                            value: Some(n),
-                            ..Default::default()
-                        })
-                }
+                Outcome::Replace(n) => out.get_or_insert_with(before).push(KeyValue {
+                    key: kv.key.to_string(),
+                    value: Some(n),
+                    ..Default::default()
+                }),
                 Outcome::Remove => {
-                    out.get_or_insert_with(|| l.values[..i].to_vec());
+                    out.get_or_insert_with(before);
                 }
             }
         }
