@@ -26,7 +26,7 @@ mod instance;
 mod plugin;
 pub mod sampler;
 mod tables;
-pub(crate) mod wire_edit;
+pub mod wire_edit;
 mod worker;
 
 use std::sync::Arc;
