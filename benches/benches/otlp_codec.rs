@@ -3,7 +3,9 @@
 //! and the `file`/`otlp` exporters do, and OTLP/JSON with wasmcol's own codec. `wire_validate`
 //! and `wire_walk` are the no-decode alternative to `proto_decode` (`wasmcol::otlp::wire`):
 //! checking the same bytes as strictly as prost does, and then reading every span's trace id
-//! and times out of them.
+//! and times out of them. `plugin_edits` applies a plugin's edits (three per span) to the
+//! request's bytes as the host does (`wire_edit_apply`), against decoding, editing and
+//! re-encoding it.
 //!
 //! Throughput is in spans, so criterion reports spans per second (one core).
 //!
@@ -11,12 +13,15 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message as _;
 use wasmcol::otlp::ExportTraceServiceRequest;
 use wasmcol::otlp::json::{decode_traces, encode_traces};
 use wasmcol::otlp::wire;
+use wasmcol::processors::wasm::wire_edit;
 use wasmcol_benches::realistic_request;
+use wasmcol_plugin_sdk::Value;
+use wasmcol_plugin_sdk::edit::{self, Edit, Target};
 
 const SPANS: usize = 512;
 
@@ -78,6 +83,50 @@ fn codec(c: &mut Criterion) {
             encode_traces(black_box(&request.resource_spans), &mut out);
             black_box(out.len())
         })
+    });
+    g.finish();
+
+    // A plugin's edits (1 set of a new key, 1 overwrite, 1 remove per span) applied to the
+    // batch's protobuf, as the host does, against decoding, editing and re-encoding it.
+    let edits: Vec<Edit> = (0..SPANS as u32)
+        .flat_map(|span| {
+            let set = |key: &str, value: &str| Edit::SetAttribute {
+                target: Target::Span(span),
+                key: key.to_string(),
+                value: Value::Str(value.to_string()),
+            };
+            [
+                set("team", "payments"),
+                set("url.full", "https://shop.example.com/[redacted]"),
+                Edit::RemoveAttribute {
+                    target: Target::Span(span),
+                    key: "user_agent.original".to_string(),
+                },
+            ]
+        })
+        .collect();
+    let mut g = c.benchmark_group("plugin_edits");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("wire_edit_apply", |b| {
+        b.iter_batched(
+            || edits.clone(),
+            |e| wire_edit::apply(black_box(&proto), e).expect("edits apply"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("decode_apply_encode", |b| {
+        b.iter_batched(
+            || edits.clone(),
+            |e| {
+                let mut data = ExportTraceServiceRequest::decode(black_box(proto.as_slice()))
+                    .expect("decode")
+                    .resource_spans;
+                let checked = edit::prepare(&data, e).expect("edits check");
+                edit::apply(&mut data, checked);
+                edit::encode_batch(&data)
+            },
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }
