@@ -24,11 +24,8 @@ use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
-use wasmcol::Config;
-use wasmcol::component::{BuildContext, ComponentId};
 use wasmcol::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
-use wasmcol::telemetry::Metrics;
-use wasmcol_benches::realistic_request;
+use wasmcol_benches::{Processors, realistic_request};
 use wasmcol_plugin_sdk::{Batch, Plugin, PluginConfig};
 
 const HOSTILE: &str = env!("WASMCOL_TEST_PLUGIN_HOSTILE");
@@ -59,15 +56,8 @@ fn processors() -> [SharedConsumer; 4] {
         .lines()
         .map(|l| format!("      {l}\n"))
         .collect();
-    let yaml = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-processors:
-  wasm/noop:
+    let section = format!(
+        r#"  wasm/noop:
     plugin: {HOSTILE}
     config: {{ mode: noop }}
   wasm/decode:
@@ -79,39 +69,11 @@ processors:
   wasm/tagger:
     plugin: {TAGGER}
     config:
-{tagger_yaml}
-exporters:
-  nop: {{}}
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [wasm/noop, wasm/decode, wasm/replace, wasm/tagger]
-      exporters: [nop]
-"#
+{tagger_yaml}"#
     );
-    let config = Config::parse("bench.yaml", &yaml, &|_| None).unwrap_or_else(|e| panic!("{e}"));
-    let metrics = Arc::new(Metrics::new());
-    let build = |name: &str| {
-        let id = ComponentId::parse(name).unwrap();
-        let ctx = BuildContext {
-            id: id.clone(),
-            pipeline: Some("traces".into()),
-            metrics: metrics.clone(),
-        };
-        let sink: SharedConsumer = Arc::new(Sink(AtomicUsize::new(0)));
-        let p: SharedConsumer = config.processors[&id].build(&ctx, sink).unwrap();
-        p
-    };
-    [
-        build("wasm/noop"),
-        build("wasm/decode"),
-        build("wasm/replace"),
-        build("wasm/tagger"),
-    ]
+    let ids = ["wasm/noop", "wasm/decode", "wasm/replace", "wasm/tagger"];
+    let built = Processors::parse(&section, &ids);
+    ids.map(|id| -> SharedConsumer { built.build(id, Arc::new(Sink(AtomicUsize::new(0)))) })
 }
 
 fn bench(c: &mut Criterion) {

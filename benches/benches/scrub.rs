@@ -30,12 +30,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
-use wasmcol::Config;
-use wasmcol::component::{BuildContext, ComponentId};
 use wasmcol::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
 use wasmcol::processors::wasm::wire_edit;
-use wasmcol::telemetry::Metrics;
-use wasmcol_benches::realistic_request;
+use wasmcol_benches::{Processors, realistic_request};
 use wasmcol_plugin_sdk::edit::Output;
 use wasmcol_plugin_sdk::{Batch, Plugin, PluginConfig, testing};
 
@@ -140,15 +137,8 @@ fn processors() -> [(SharedConsumer, Arc<Sink>); 2] {
         .iter()
         .map(|(svc, team, tier)| format!("          {svc}: {{ team: {team}, tier: \"{tier}\" }}\n"))
         .collect();
-    let yaml = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-processors:
-  wasm/scrub:
+    let section = format!(
+        r#"  wasm/scrub:
     plugin: builtin:pii-scrub
     config:
 {scrub}
@@ -159,36 +149,16 @@ processors:
         rows:
 {rows}
     config:
-{enrich}
-exporters:
-  nop: {{}}
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [wasm/enrich, wasm/scrub]
-      exporters: [nop]
-"#,
+{enrich}"#,
         scrub = indent(&scrub_config(), 6),
         enrich = indent(&enrich_config(), 6),
     );
-    let config = Config::parse("bench.yaml", &yaml, &|_| None).unwrap_or_else(|e| panic!("{e}"));
-    let metrics = Arc::new(Metrics::new());
-    let build = |name: &str| {
-        let id = ComponentId::parse(name).unwrap();
-        let ctx = BuildContext {
-            id: id.clone(),
-            pipeline: Some("traces".into()),
-            metrics: metrics.clone(),
-        };
+    let built = Processors::parse(&section, &["wasm/enrich", "wasm/scrub"]);
+    ["wasm/scrub", "wasm/enrich"].map(|id| {
         let sink = Arc::new(Sink::default());
-        let p: SharedConsumer = config.processors[&id].build(&ctx, sink.clone()).unwrap();
+        let p: SharedConsumer = built.build(id, sink.clone());
         (p, sink)
-    };
-    [build("wasm/scrub"), build("wasm/enrich")]
+    })
 }
 
 fn set_string(spans: &mut ResourceSpans, i: usize, key: &str, f: impl FnOnce(&str) -> String) {

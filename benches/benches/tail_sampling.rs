@@ -27,12 +27,11 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
-use wasmcol::Config;
-use wasmcol::component::{BuildContext, ComponentId, Processor};
-use wasmcol::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use wasmcol::component::Processor;
+use wasmcol::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
 use wasmcol::telemetry::Metrics;
 use wasmcol::telemetry::process::read_sample;
-use wasmcol_benches::{SplitMix64, realistic_request};
+use wasmcol_benches::{Processors, SplitMix64, realistic_request};
 
 /// Spans per request.
 const REQUEST_SPANS: usize = 1000;
@@ -106,48 +105,24 @@ fn requests(total: usize, shape: Shape, seed: u64) -> (Vec<Bytes>, usize) {
     (out, encoded)
 }
 
-fn processor(
-    policies: &str,
-    decision_wait: &str,
-    metrics: &Arc<Metrics>,
-) -> (Arc<dyn Processor>, Arc<Sink>) {
-    let yaml = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-processors:
-  tail_sampling:
+/// The processor (built inside the runtime: it starts its decision thread there), its sink and
+/// its metrics registry.
+fn processor(policies: &str, decision_wait: &str) -> (Arc<dyn Processor>, Arc<Sink>, Arc<Metrics>) {
+    let section = format!(
+        r#"  tail_sampling:
     decision_wait: {decision_wait}
     num_traces: 200000
     max_buffer_bytes: 1GiB
     policies:
-{policies}
-exporters:
-  nop: {{}}
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [tail_sampling]
-      exporters: [nop]
-"#
+{policies}"#
     );
-    let config = Config::parse("bench.yaml", &yaml, &|_| None).unwrap_or_else(|e| panic!("{e}"));
-    let id = ComponentId::parse("tail_sampling").unwrap();
-    let ctx = BuildContext {
-        id: id.clone(),
-        pipeline: Some("traces".into()),
-        metrics: metrics.clone(),
-    };
+    let built = Processors::parse(&section, &["tail_sampling"]);
     let sink = Arc::new(Sink(AtomicU64::new(0)));
-    let next: SharedConsumer = sink.clone();
-    (config.processors[&id].build(&ctx, next).unwrap(), sink)
+    (
+        built.build("tail_sampling", sink.clone()),
+        sink,
+        built.metrics,
+    )
 }
 
 const POLICIES: &str = r#"      - { name: errors, type: status_code, status_code: { status_codes: [ERROR] } }
@@ -162,8 +137,7 @@ fn cpu_seconds() -> f64 {
 }
 
 fn memory_per_span(runtime: &tokio::runtime::Runtime, shape: Shape, label: &str) {
-    let metrics = Arc::new(Metrics::new());
-    let (p, _sink) = runtime.block_on(async { processor(POLICIES, "1h", &metrics) });
+    let (p, _sink, metrics) = runtime.block_on(async { processor(POLICIES, "1h") });
     let (reqs, encoded) = requests(200_000, shape, 7);
     let spans = reqs.len() * REQUEST_SPANS;
     for rs in reqs {
@@ -208,8 +182,7 @@ fn bench(c: &mut Criterion) {
             format!("{POLICIES}{ATTRIBUTE_POLICY}"),
         ),
     ] {
-        let metrics = Arc::new(Metrics::new());
-        let (p, sink) = runtime.block_on(async { processor(&policies, "1ms", &metrics) });
+        let (p, sink, metrics) = runtime.block_on(async { processor(&policies, "1ms") });
         let counters = metrics.processor("tail_sampling", "traces");
         let mut seed = 1;
         g.bench_function(label, |b| {

@@ -3,8 +3,12 @@
 //! - [`realistic_request`] builds the OTLP request the criterion benches (`benches/`) feed to
 //!   the codecs and the pipeline: HTTP-server-like spans with the attribute sizes seen in
 //!   production traces, not the tiny synthetic spans that flatter a decoder.
+//! - [`Processors`] builds processors from a YAML `processors:` section exactly as the
+//!   collector does, for benches that drive one stage in-process.
 //! - The end-to-end harness that compares the `wasmcol` binary with Rotel is
 //!   `src/bin/e2e.rs`; see `BENCHMARKS.md` at the repository root for how to run both.
+
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -13,6 +17,53 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+
+/// Processors parsed from YAML and built exactly as the collector builds them (`Config::parse`,
+/// then each processor's `build`), sharing one metrics registry.
+pub struct Processors {
+    config: wasmcol::Config,
+    /// The registry every built processor reports to.
+    pub metrics: Arc<wasmcol::telemetry::Metrics>,
+}
+
+impl Processors {
+    /// `section` is the body of a `processors:` section (entries indented two spaces); every
+    /// processor in it is listed in one `traces` pipeline, in `ids` order.
+    pub fn parse(section: &str, ids: &[&str]) -> Self {
+        let yaml = format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n\
+             processors:\n{section}\n\
+             exporters:\n  nop: {{}}\n\
+             service:\n  telemetry:\n    metrics:\n      address: none\n  \
+             pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [{}]\n      \
+             exporters: [nop]\n",
+            ids.join(", ")
+        );
+        let config = wasmcol::Config::parse("bench.yaml", &yaml, &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Processors {
+            config,
+            metrics: Arc::new(wasmcol::telemetry::Metrics::new()),
+        }
+    }
+
+    /// Builds processor `id` in front of `next`.
+    pub fn build(
+        &self,
+        id: &str,
+        next: wasmcol::pipeline::SharedConsumer,
+    ) -> Arc<dyn wasmcol::component::Processor> {
+        let id = wasmcol::component::ComponentId::parse(id).expect("processor id");
+        let ctx = wasmcol::component::BuildContext {
+            id: id.clone(),
+            pipeline: Some("traces".into()),
+            metrics: self.metrics.clone(),
+        };
+        self.config.processors[&id]
+            .build(&ctx, next)
+            .unwrap_or_else(|e| panic!("{id}: {e:#}"))
+    }
+}
 
 /// Spans per trace in [`realistic_request`]: one SERVER root and its CLIENT children.
 pub const SPANS_PER_TRACE: usize = 8;
