@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
-use wasmcol_plugin_sdk::policy::{SpanFacts, TraceSummary, service_name};
+use wasmcol_plugin_sdk::policy::{SpanFacts, TraceSummary};
 
 use super::cache::{ExactCache, Kept, SampledCache};
 use crate::otlp::wire;
@@ -88,25 +88,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    fn new(rs: &ResourceSpans, ss: &ScopeSpans, live: &Arc<AtomicUsize>) -> Arc<Self> {
-        let mut resource = Vec::new();
-        if let Some(r) = &rs.resource {
-            prost::encoding::message::encode(1, r, &mut resource);
-        }
-        if !rs.schema_url.is_empty() {
-            prost::encoding::string::encode(3, &rs.schema_url, &mut resource);
-        }
-        let mut scope = Vec::new();
-        if let Some(s) = &ss.scope {
-            prost::encoding::message::encode(1, s, &mut scope);
-        }
-        if !ss.schema_url.is_empty() {
-            prost::encoding::string::encode(3, &ss.schema_url, &mut scope);
-        }
-        Self::with(resource, scope, live)
-    }
-
-    /// From checked protobuf: the same fields, copied rather than encoded.
+    /// From checked protobuf: the fields copied as they are.
     fn from_wire(
         rs: &wire::ResourceSpansView<'_>,
         ss: &wire::ScopeSpansView<'_>,
@@ -342,71 +324,24 @@ impl Buffer {
         self.bytes() >= self.limits.max_bytes
     }
 
-    /// Buffers the spans of `batch`, routes late spans per the decision caches and makes room
-    /// by evicting the oldest waiting traces.
+    /// Buffers decoded spans: encoded once, then as [`Buffer::ingest_protobuf`] (the receivers
+    /// hand on protobuf, so this is the path of stages that decoded the batch before).
     pub fn ingest(
         &mut self,
         batch: &[ResourceSpans],
         now: Instant,
         now_unix_nano: u64,
     ) -> Ingested {
-        let mut out = Ingested::default();
-        let mut encoded = Vec::new();
-        for rs in batch {
-            let service = service_name(rs.resource.as_ref());
-            // Late spans of kept traces are forwarded with their resource and scope.
-            let mut forward: Option<ResourceSpans> = None;
-            for ss in &rs.scope_spans {
-                let mut origin: Option<Arc<Origin>> = None;
-                let mut forward_scope: Option<ScopeSpans> = None;
-                for span in &ss.spans {
-                    let key = match self.route(&span.trace_id, now, now_unix_nano, &mut out) {
-                        Route::Buffer(key) => key,
-                        Route::Forward => {
-                            forward_scope
-                                .get_or_insert_with(|| ScopeSpans {
-                                    scope: ss.scope.clone(),
-                                    spans: Vec::new(),
-                                    schema_url: ss.schema_url.clone(),
-                                })
-                                .spans
-                                .push(span.clone());
-                            continue;
-                        }
-                        Route::Gone => continue,
-                    };
-                    let origin = origin
-                        .get_or_insert_with(|| Origin::new(rs, ss, &self.origin_bytes))
-                        .clone();
-                    encoded.clear();
-                    span.encode_raw(&mut encoded);
-                    let facts = SpanFacts {
-                        start_unix_nano: span.start_time_unix_nano,
-                        end_unix_nano: span.end_time_unix_nano,
-                        status_code: span.status.as_ref().map_or(0, |s| s.code),
-                        root: span.parent_span_id.is_empty(),
-                    };
-                    self.add_span(key, &encoded, &facts, origin, service, now, &mut out);
-                }
-                if let Some(fs) = forward_scope {
-                    forward
-                        .get_or_insert_with(|| ResourceSpans {
-                            resource: rs.resource.clone(),
-                            scope_spans: Vec::new(),
-                            schema_url: rs.schema_url.clone(),
-                        })
-                        .scope_spans
-                        .push(fs);
-                }
-            }
-            out.forward.extend(forward);
-        }
-        out
+        let mut encoded =
+            Vec::with_capacity(prost::encoding::message::encoded_len_repeated(1, batch));
+        prost::encoding::message::encode_repeated(1, batch, &mut encoded);
+        self.ingest_protobuf([&encoded[..]], now, now_unix_nano)
     }
 
-    /// [`Buffer::ingest`] for checked protobuf (`ExportTraceServiceRequest`s that
-    /// [`wire::validate`] accepted): spans are copied as they are, never decoded, except late
-    /// spans of kept traces, which are forwarded decoded.
+    /// Buffers the spans of checked protobuf (`ExportTraceServiceRequest`s that
+    /// [`wire::validate`] accepted), routes late spans per the decision caches and makes room by
+    /// evicting the oldest waiting traces. Spans are copied as they are, never decoded, except
+    /// late spans of kept traces, which are forwarded decoded.
     pub fn ingest_protobuf<'a>(
         &mut self,
         requests: impl IntoIterator<Item = &'a [u8]>,
