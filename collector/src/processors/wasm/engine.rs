@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Cache, CacheConfig, Config, Engine, OptLevel};
+use wasmtime::{Cache, CacheConfig, Config, Engine, OptLevel, ProfilingStrategy};
 
 use super::bindings::Plugin as Bindings;
 use super::host::HostState;
@@ -35,6 +35,9 @@ fn create() -> Result<PluginEngine, String> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.cranelift_opt_level(OptLevel::Speed);
+    if let Some(strategy) = profiler()? {
+        config.profiler(strategy);
+    }
     let cache_dir = cache_dir();
     if let Some(dir) = &cache_dir {
         let mut cc = CacheConfig::new();
@@ -88,4 +91,18 @@ fn cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("wasmcol").join("plugins"))
+}
+
+/// `WASMCOL_PLUGIN_PROFILER=perfmap` writes `/tmp/perf-<pid>.map`, so `perf` names plugin
+/// functions (as wasmtime's `--profile=perfmap` does); unset or empty, nothing is written.
+fn profiler() -> Result<Option<ProfilingStrategy>, String> {
+    let Some(v) = std::env::var_os("WASMCOL_PLUGIN_PROFILER").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Some("perfmap") => Ok(Some(ProfilingStrategy::PerfMap)),
+        _ => Err(format!(
+            "WASMCOL_PLUGIN_PROFILER: {v:?} is not a profiler (the one supported is `perfmap`)"
+        )),
+    }
 }
