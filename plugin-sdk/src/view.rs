@@ -20,7 +20,26 @@ enum Wire<'a> {
     I32,
 }
 
+#[inline(always)]
 fn varint(buf: &mut &[u8]) -> Option<u64> {
+    // Tags and most lengths are one byte: that case stays inline at every call.
+    if let [b, rest @ ..] = *buf
+        && *b < 0x80
+    {
+        *buf = rest;
+        return Some(u64::from(*b));
+    }
+    long_varint(buf)
+}
+
+fn long_varint(buf: &mut &[u8]) -> Option<u64> {
+    // Lengths up to 16 KiB: two bytes, the first with its continuation bit set.
+    if let [b0, b1, rest @ ..] = *buf
+        && *b1 < 0x80
+    {
+        *buf = rest;
+        return Some(u64::from(b0 & 0x7f) | u64::from(*b1) << 7);
+    }
     let mut v = 0u64;
     for shift in 0..10 {
         let (&b, rest) = buf.split_first()?;
@@ -251,23 +270,29 @@ pub struct AttributeView<'a> {
 impl<'a> AttributeView<'a> {
     fn parse(body: &'a [u8]) -> Self {
         let mut key: &[u8] = &[];
-        let mut present = false;
+        let mut values = 0u32;
+        let mut value_body: &[u8] = &[];
         let mut key_strindex = 0;
         for (n, w) in (Fields { buf: body }) {
             match (n, w) {
                 (1, Wire::Len(b)) => key = b,
-                (2, Wire::Len(_)) => present = true,
+                (2, Wire::Len(b)) => {
+                    values += 1;
+                    value_body = b;
+                }
                 (3, Wire::Varint(v)) => key_strindex = v as i32,
                 _ => {}
             }
         }
-        let value = if present {
-            ValueView::parse(Msg {
+        let present = values > 0;
+        let value = match values {
+            0 => ValueView::Empty,
+            // The usual case: one value field, read on its own.
+            1 => ValueView::parse(Msg::whole(value_body)),
+            _ => ValueView::parse(Msg {
                 buf: body,
                 field: 2,
-            })
-        } else {
-            ValueView::Empty
+            }),
         };
         Self {
             key: text(key),
@@ -591,6 +616,11 @@ pub struct SpanView<'a> {
     status: bool,
     events: u32,
     links: u32,
+    /// Where the first attribute, event and link fields start in `body`: their lists are read
+    /// from there, past the ids, name and times.
+    attributes_at: u32,
+    events_at: u32,
+    links_at: u32,
 }
 
 impl<'a> SpanView<'a> {
@@ -608,23 +638,49 @@ impl<'a> SpanView<'a> {
             status: false,
             events: 0,
             links: 0,
+            attributes_at: u32::MAX,
+            events_at: 0,
+            links_at: 0,
         };
         let mut name: &[u8] = &[];
-        for (n, w) in (Fields { buf: body }) {
+        let mut fields = Fields { buf: body };
+        loop {
+            // Bodies are far below 4 GiB (the host's request size limit).
+            let at = (body.len() - fields.buf.len()) as u32;
+            let Some((n, w)) = fields.next() else { break };
             match (n, w) {
                 (1, Wire::Len(b)) => s.trace_id = b,
                 (2, Wire::Len(b)) => s.span_id = b,
                 (5, Wire::Len(b)) => name = b,
                 (7, Wire::I64(v)) => s.start = v,
                 (8, Wire::I64(v)) => s.end = v,
-                (11, Wire::Len(_)) => s.events += 1,
-                (13, Wire::Len(_)) => s.links += 1,
+                (9, Wire::Len(_)) => s.attributes_at = s.attributes_at.min(at),
+                (11, Wire::Len(_)) => {
+                    if s.events == 0 {
+                        s.events_at = at;
+                    }
+                    s.events += 1;
+                }
+                (13, Wire::Len(_)) => {
+                    if s.links == 0 {
+                        s.links_at = at;
+                    }
+                    s.links += 1;
+                }
                 (15, Wire::Len(_)) => s.status = true,
                 _ => {}
             }
         }
         s.name = text(name);
         s
+    }
+
+    /// `body` from the first `at` on (empty when the field is absent).
+    fn from(&self, at: u32, present: bool) -> &'a [u8] {
+        match self.body.get(at as usize..) {
+            Some(rest) if present => rest,
+            _ => &[],
+        }
     }
 
     /// The span's position in the batch.
@@ -677,7 +733,8 @@ impl<'a> SpanView<'a> {
 
     /// The span's attributes.
     pub fn attributes(&self) -> AttributesView<'a> {
-        AttributesView::new(Msg::whole(self.body), 9)
+        let body = self.from(self.attributes_at, self.attributes_at != u32::MAX);
+        AttributesView::new(Msg::whole(body), 9)
     }
 
     /// How many events the span has.
@@ -687,7 +744,7 @@ impl<'a> SpanView<'a> {
 
     /// The span's events, in order (positions match the `event` of the edit methods).
     pub fn events(&self) -> impl Iterator<Item = EventView<'a>> + use<'a> {
-        bodies(self.body, 11).map(|body| EventView { body })
+        bodies(self.from(self.events_at, self.events > 0), 11).map(|body| EventView { body })
     }
 
     /// How many links the span has.
@@ -697,7 +754,7 @@ impl<'a> SpanView<'a> {
 
     /// The span's links, in order.
     pub fn links(&self) -> impl Iterator<Item = LinkView<'a>> + use<'a> {
-        bodies(self.body, 13).map(|body| LinkView { body })
+        bodies(self.from(self.links_at, self.links > 0), 13).map(|body| LinkView { body })
     }
 
     /// The resource the span belongs to.
