@@ -563,12 +563,7 @@ impl Config {
             value_rules,
             allowed_values,
             card_in_ints,
-            redactor: Redactor {
-                mask_char: self.mask.char,
-                hmac,
-                hash_length: self.hash.length,
-                hash_prefix: self.hash.prefix,
-            },
+            redactor: Redactor::new(self.mask.char, hmac, self.hash.length, self.hash.prefix),
             span_names: self.span_names,
             status_messages: self.status_messages,
             summary: self.summary,

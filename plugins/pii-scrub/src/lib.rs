@@ -18,7 +18,7 @@ mod tests;
 use wasmcol_plugin_sdk::prelude::*;
 
 pub use config::Config;
-use scrub::{Engine, Outcome, Scratch, Stats};
+use scrub::{Engine, List, Outcome, Scratch, Stats};
 
 /// The plugin.
 pub struct PiiScrub {
@@ -103,7 +103,7 @@ impl Plugin for PiiScrub {
         // changes, so the batch is never decoded.
         batch.for_each_resource_view(|r| {
             sc.stats.reset();
-            engine.scrub_attributes(r.attributes(), sc, changes);
+            engine.scrub_attributes(r.attributes(), List::Resource, sc, changes);
             apply!(changes, |k, v| r.set_attribute(k, v), |k| r
                 .remove_attribute(&k));
             if engine.summary && sc.stats.any() {
@@ -116,7 +116,7 @@ impl Plugin for PiiScrub {
 
         batch.for_each_scope_view(|s| {
             sc.stats.reset();
-            engine.scrub_attributes(s.attributes(), sc, changes);
+            engine.scrub_attributes(s.attributes(), List::Scope, sc, changes);
             apply!(changes, |k, v| s.set_attribute(k, v), |k| s
                 .remove_attribute(&k));
             add(&sc.stats);
@@ -125,16 +125,16 @@ impl Plugin for PiiScrub {
         batch.for_each_span_view(|span| {
             sc.stats.reset();
             let view = span.view();
-            engine.scrub_attributes(view.attributes(), sc, changes);
+            engine.scrub_attributes(view.attributes(), List::Span, sc, changes);
             apply!(changes, |k, v| span.set_attribute(k, v), |k| span
                 .remove_attribute(&k));
             for (i, event) in view.events().enumerate() {
-                engine.scrub_attributes(event.attributes(), sc, changes);
+                engine.scrub_attributes(event.attributes(), List::Event, sc, changes);
                 apply!(changes, |k, v| span.set_event_attribute(i, k, v), |k| span
                     .remove_event_attribute(i, &k));
             }
             for (i, link) in view.links().enumerate() {
-                engine.scrub_attributes(link.attributes(), sc, changes);
+                engine.scrub_attributes(link.attributes(), List::Link, sc, changes);
                 apply!(changes, |k, v| span.set_link_attribute(i, k, v), |k| span
                     .remove_link_attribute(i, &k));
             }

@@ -107,9 +107,26 @@ fn skip_quoted(b: &[u8], start: usize, q: u8) -> usize {
     b.len()
 }
 
+/// Bytes that may start a literal, a comment or a quoted identifier. Every other byte is
+/// copied as it is, and the sanitizer skips runs of them in one tight loop: in the sandbox,
+/// each turn of the general loop below costs several times more than a table lookup.
+static STARTS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = matches!(
+            c as u8,
+            b'-' | b'/' | b'\'' | b'"' | b'`' | b'$' | b'.' | b'0'..=b'9'
+        );
+        c += 1;
+    }
+    t
+};
+
 /// Replaces SQL literals with `?`: quoted strings (with `E`/`N`/`X`/`B` prefixes),
 /// dollar-quoted strings and numbers. Identifiers (also `"quoted"` and `` `quoted` ``),
 /// keywords, `$1` placeholders and comments are kept.
+#[inline(never)]
 pub fn sql(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = String::new();
@@ -121,6 +138,15 @@ pub fn sql(s: &str) -> Option<String> {
         *pos = end;
     };
     while i < b.len() {
+        let run = b[i..]
+            .iter()
+            .take_while(|&&c| !STARTS[usize::from(c)])
+            .count();
+        if run > 0 {
+            i += run;
+            prev_ident = is_ident(b[i - 1]);
+            continue;
+        }
         let c = b[i];
         let next = b.get(i + 1).copied();
         match c {
@@ -198,4 +224,110 @@ pub fn sql(s: &str) -> Option<String> {
     }
     out.push_str(&s[pos..]);
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The sanitizer as first written, one byte per turn: the fast path must not change what
+    /// it does.
+    fn sql_byte_by_byte(s: &str) -> Option<String> {
+        let b = s.as_bytes();
+        let mut out = String::new();
+        let (mut pos, mut i) = (0, 0);
+        let mut prev_ident = false;
+        let literal = |out: &mut String, pos: &mut usize, start: usize, end: usize| {
+            out.push_str(&s[*pos..start]);
+            out.push('?');
+            *pos = end;
+        };
+        while i < b.len() {
+            let c = b[i];
+            let next = b.get(i + 1).copied();
+            match c {
+                b'-' if next == Some(b'-') => {
+                    i = s[i..].find('\n').map_or(b.len(), |n| i + n);
+                    prev_ident = false;
+                }
+                b'/' if next == Some(b'*') => {
+                    i = s[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
+                    prev_ident = false;
+                }
+                b'\'' => {
+                    let prefixed = i >= 1
+                        && matches!(b[i - 1].to_ascii_uppercase(), b'E' | b'N' | b'X' | b'B')
+                        && (i < 2 || !is_ident(b[i - 2]));
+                    let start = if prefixed { i - 1 } else { i };
+                    let end = skip_quoted(b, i, b'\'');
+                    literal(&mut out, &mut pos, start, end);
+                    i = end;
+                    prev_ident = false;
+                }
+                b'"' | b'`' => {
+                    i = skip_quoted(b, i, c);
+                    prev_ident = false;
+                }
+                b'$' if next.is_some_and(|n| n.is_ascii_digit()) => {
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    prev_ident = false;
+                }
+                b'$' if !prev_ident => {
+                    // `$$…$$` or `$tag$…$tag$`.
+                    let tag_len = b[i + 1..]
+                        .iter()
+                        .position(|&x| !(x.is_ascii_alphanumeric() || x == b'_'));
+                    match tag_len.filter(|&n| b[i + 1 + n] == b'$') {
+                        Some(n) => {
+                            let tag = &s[i..i + n + 2];
+                            let body = i + n + 2;
+                            let end = s[body..]
+                                .find(tag)
+                                .map_or(b.len(), |k| body + k + tag.len());
+                            literal(&mut out, &mut pos, i, end);
+                            i = end;
+                        }
+                        None => i += 1,
+                    }
+                    prev_ident = false;
+                }
+                b'0'..=b'9' | b'.'
+                    if !prev_ident && (c != b'.' || next.is_some_and(|n| n.is_ascii_digit())) =>
+                {
+                    let start = i;
+                    i += 1;
+                    while i < b.len() {
+                        match b[i] {
+                            b'e' | b'E' if matches!(b.get(i + 1), Some(b'+' | b'-')) => i += 2,
+                            x if x.is_ascii_alphanumeric() || x == b'.' || x == b'_' => i += 1,
+                            _ => break,
+                        }
+                    }
+                    literal(&mut out, &mut pos, start, i);
+                    prev_ident = false;
+                }
+                _ => {
+                    prev_ident = is_ident(c);
+                    i += 1;
+                }
+            }
+        }
+        if pos == 0 {
+            return None;
+        }
+        out.push_str(&s[pos..]);
+        Some(out)
+    }
+
+    proptest! {
+        #[test]
+        fn skipping_runs_changes_nothing(s in "([a-zA-Z_ ,()=<>*+;\n]|[0-9.eE+-]|['\"`$/*-]|é|\\\\){0,60}") {
+            prop_assert_eq!(sql(&s), sql_byte_by_byte(&s));
+        }
+    }
 }

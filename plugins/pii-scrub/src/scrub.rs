@@ -85,6 +85,8 @@ pub struct UrlRule {
 pub struct Redactor {
     /// The mask character.
     pub mask_char: char,
+    /// [`MASK_RUN`] mask characters in a row, appended by the slice.
+    mask_run: String,
     /// The keyed hash, when configured.
     pub hmac: Option<Hmac<Sha256>>,
     /// Hex characters kept from the digest.
@@ -93,7 +95,26 @@ pub struct Redactor {
     pub hash_prefix: String,
 }
 
+/// Mask characters written per slice of [`Redactor::mask_run`].
+const MASK_RUN: usize = 64;
+
 impl Redactor {
+    /// A redactor masking with `mask_char` and hashing with `hmac`.
+    pub fn new(
+        mask_char: char,
+        hmac: Option<Hmac<Sha256>>,
+        hash_length: usize,
+        hash_prefix: String,
+    ) -> Self {
+        Self {
+            mask_char,
+            mask_run: std::iter::repeat_n(mask_char, MASK_RUN).collect(),
+            hmac,
+            hash_length,
+            hash_prefix,
+        }
+    }
+
     /// Appends the replacement of `text` under `t` to `out` (nothing for `remove`).
     pub fn write(&self, text: &str, t: Treatment, out: &mut String) {
         match t.action {
@@ -112,12 +133,30 @@ impl Redactor {
             (t.keep_prefix, t.keep_suffix)
         };
         out.reserve(text.len());
+        if n == text.len() {
+            // ASCII: characters are bytes, so the kept ends are slices.
+            out.push_str(&text[..keep_prefix]);
+            self.mask_run(n - keep_prefix - keep_suffix, out);
+            out.push_str(&text[n - keep_suffix..]);
+            return;
+        }
         for (i, c) in text.chars().enumerate() {
             out.push(if i < keep_prefix || i >= n - keep_suffix {
                 c
             } else {
                 self.mask_char
             });
+        }
+    }
+
+    /// Appends `n` mask characters, a slice of [`Self::mask_run`] at a time.
+    fn mask_run(&self, mut n: usize, out: &mut String) {
+        let width = self.mask_char.len_utf8();
+        let run = self.mask_run.len() / width;
+        while n > 0 {
+            let k = n.min(run);
+            out.push_str(&self.mask_run[..k * width]);
+            n -= k;
         }
     }
 
@@ -237,10 +276,29 @@ impl Stats {
     }
 }
 
-/// Reusable working memory: the key classification cache, match buffer and counts.
+/// The kinds of attribute list, each with its own keys by position in [`Scratch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    /// Resource attributes.
+    Resource,
+    /// Scope attributes.
+    Scope,
+    /// Span attributes.
+    Span,
+    /// Event attributes.
+    Event,
+    /// Link attributes.
+    Link,
+}
+
+/// Reusable working memory: the key classification caches, match buffer and counts.
 #[derive(Default)]
 pub struct Scratch {
     keys: HashMap<String, KeyClass>,
+    /// By kind of list, the key last seen at each position and its class. Instrumentation
+    /// writes the same keys in the same order span after span, so one comparison usually
+    /// finds the class, where the map would hash the key first.
+    recent: [Vec<(String, KeyClass)>; 5],
     hits: Vec<Hit>,
     /// What the current span or resource had redacted.
     pub stats: Stats,
@@ -249,7 +307,40 @@ pub struct Scratch {
 /// Attribute keys repeat from batch to batch; the cache is bounded for the ones that do not.
 const KEY_CACHE_MAX: usize = 4096;
 
+/// Positions remembered per kind of list; attributes further on use the map alone.
+const RECENT_MAX: usize = 64;
+
+/// `a == b`, eight bytes at a time. Compiled to wasm, `==` on slices calls the C library's
+/// `memcmp`, which compares a byte at a time; keys are compared once per attribute.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tails_equal = a8.remainder().iter().eq(b8.remainder());
+    tails_equal && a8.zip(b8).all(|(x, y)| word(x) == word(y))
+}
+
 impl Scratch {
+    fn class_at(&mut self, engine: &Engine, list: List, pos: usize, key: &str) -> KeyClass {
+        if let Some((k, c)) = self.recent[list as usize].get(pos)
+            && same(k.as_bytes(), key.as_bytes())
+        {
+            return *c;
+        }
+        let c = self.class(engine, key);
+        let recent = &mut self.recent[list as usize];
+        if let Some((k, class)) = recent.get_mut(pos) {
+            k.clear();
+            k.push_str(key);
+            *class = c;
+        } else if pos == recent.len() && pos < RECENT_MAX {
+            recent.push((key.to_string(), c));
+        }
+        c
+    }
+
     fn class(&mut self, engine: &Engine, key: &str) -> KeyClass {
         if let Some(c) = self.keys.get(key) {
             return *c;
@@ -327,11 +418,12 @@ impl Engine {
     pub fn scrub_attributes(
         &self,
         attrs: AttributesView<'_>,
+        list: List,
         sc: &mut Scratch,
         changes: &mut Vec<(String, Outcome)>,
     ) {
-        for kv in attrs {
-            let class = sc.class(self, kv.key);
+        for (pos, kv) in attrs.into_iter().enumerate() {
+            let class = sc.class_at(self, list, pos, kv.key);
             let outcome = match (class, kv.value) {
                 (KeyClass::Ignored, _) => Outcome::Keep,
                 (KeyClass::Disallowed, _) => {

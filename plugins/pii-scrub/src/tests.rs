@@ -453,6 +453,19 @@ fn mask_keeps_the_configured_prefix_and_suffix() {
     // Never more than half in clear.
     let c = json!({"blocked_keys": [{"pattern": "pin", "keep_suffix": 4}]});
     assert_eq!(scrub_one(c, "pin", "123456").unwrap(), "******");
+    // Characters, not bytes, are kept and masked.
+    let c = json!({"mask": {"char": "•"}, "blocked_keys": [{"pattern": "name", "keep_prefix": 2, "keep_suffix": 1}]});
+    assert_eq!(
+        scrub_one(c.clone(), "name", "Ñandú Müller").unwrap(),
+        "Ña•••••••••r"
+    );
+    assert_eq!(
+        scrub_one(c.clone(), "name", "Jane Doe").unwrap(),
+        "Ja•••••e"
+    );
+    let long = "x".repeat(150);
+    let want = format!("xx{}x", "•".repeat(147));
+    assert_eq!(scrub_one(c, "name", &long).unwrap(), want);
 }
 
 fn hashed(key: &str, value: &str) -> String {
@@ -623,6 +636,51 @@ fn url_query_parameters_and_passwords_are_redacted() {
     );
     let plain = "https://shop.example/cart?item=3";
     assert_eq!(scrub_one(json!({}), "url.full", plain).unwrap(), plain);
+}
+
+#[test]
+fn keys_are_classified_wherever_they_stand() {
+    // The same positions hold other keys from span to span, and the same key moves: each
+    // value is treated by its own key.
+    let mut h = harness(json!({"blocked_keys": ["^secret$"]}));
+    let sql = "SELECT 1";
+    let orders = [
+        vec![
+            kv("db.statement", sql.into()),
+            kv("secret", "abcdefgh".into()),
+        ],
+        vec![
+            kv("secret", "abcdefgh".into()),
+            kv("db.statement", sql.into()),
+        ],
+        vec![kv("note", sql.into()), kv("db.statement", sql.into())],
+    ];
+    let spans: Vec<Span> = orders
+        .iter()
+        .map(|attrs| {
+            let mut s = span("op", &[]);
+            s.attributes = attrs.clone();
+            s
+        })
+        .collect();
+    for round in 0..2 {
+        let out = h
+            .process(vec![resource_spans("svc", spans.clone())])
+            .unwrap();
+        for (i, s) in out[0].scope_spans[0].spans.iter().enumerate() {
+            let attrs = &s.attributes;
+            assert_eq!(
+                text(get(attrs, "db.statement").unwrap()),
+                "SELECT ?",
+                "{round}/{i}"
+            );
+            if i < 2 {
+                assert_eq!(text(get(attrs, "secret").unwrap()), stars(8), "{round}/{i}");
+            } else {
+                assert_eq!(text(get(attrs, "note").unwrap()), sql, "{round}/{i}");
+            }
+        }
+    }
 }
 
 #[test]
