@@ -1,0 +1,165 @@
+//! The WASM/native time ratio of `builtin:pii-scrub` and `builtin:enrich`, measured in pairs.
+//!
+//! Each pair runs the `scrub_pipeline_8192` case of `--bench scrub` (the request checked into
+//! a batch → the plugin stage → the protobuf sink) once with the `wasm` processor and once with
+//! the same plugin compiled natively, back to back, in alternating order. On a shared machine
+//! whose speed drifts by ±15% between criterion's groups, the ratio within a pair is what the
+//! drift leaves alone; the median over the pairs is the figure to quote.
+//!
+//! ```sh
+//! cargo bench -p wasmcol-benches --bench scrub_ratio                  # 31 pairs per plugin
+//! cargo bench -p wasmcol-benches --bench scrub_ratio -- --pairs 61
+//! # one case alone, a fixed number of times (for `perf record`):
+//! cargo bench -p wasmcol-benches --bench scrub_ratio -- --only wasm_scrub --iterations 100
+//! ```
+
+mod scrub_fixture;
+
+use std::time::{Duration, Instant};
+
+use scrub_fixture::{Fixture, SPANS, as_host_runs};
+use wasmcol::pipeline::{TraceBatch, TracesConsumer};
+
+/// The four cases, by name.
+const CASES: [&str; 4] = ["wasm_scrub", "native_scrub", "wasm_enrich", "native_enrich"];
+
+struct Args {
+    pairs: usize,
+    warm_up: usize,
+    only: Option<(usize, usize)>,
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "scrub_ratio: {problem}\nusage: scrub_ratio [--pairs N] [--warm-up N] \
+         [--only {} --iterations N]",
+        CASES.join("|")
+    );
+    std::process::exit(2);
+}
+
+fn number(flag: &str, value: Option<String>) -> usize {
+    value
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| usage(&format!("{flag} takes a positive number")))
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        pairs: 31,
+        warm_up: 5,
+        only: None,
+    };
+    let (mut only, mut iterations) = (None, None);
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--pairs" => args.pairs = number("--pairs", it.next()),
+            "--warm-up" => args.warm_up = number("--warm-up", it.next()),
+            "--iterations" => iterations = Some(number("--iterations", it.next())),
+            "--only" => {
+                let name = it.next().unwrap_or_default();
+                only = Some(
+                    CASES
+                        .iter()
+                        .position(|c| *c == name)
+                        .unwrap_or_else(|| usage(&format!("no case {name:?}"))),
+                );
+            }
+            // `cargo bench` passes `--bench`.
+            "--bench" => {}
+            other => usage(&format!("unknown argument {other:?}")),
+        }
+    }
+    match (only, iterations) {
+        (Some(case), Some(n)) => args.only = Some((case, n)),
+        (None, None) => {}
+        _ => usage("--only and --iterations go together"),
+    }
+    args
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn quartiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 4], v[v.len() * 3 / 4])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let args = args();
+    let mut f = Fixture::new();
+    let mut run = |case: usize| -> Duration {
+        for (_, sink) in [&f.scrub, &f.enrich] {
+            sink.clear();
+        }
+        let start = Instant::now();
+        // As in `scrub_pipeline_8192`: the receiver's check is timed with the stage.
+        let batch = TraceBatch::from_protobuf(f.encoded.clone()).unwrap();
+        match case {
+            0 => f.runtime.block_on(f.scrub.0.consume(batch)).unwrap(),
+            2 => f.runtime.block_on(f.enrich.0.consume(batch)).unwrap(),
+            1 | 3 => {
+                let out = if case == 1 {
+                    as_host_runs(&mut f.native_scrub, batch)
+                } else {
+                    as_host_runs(&mut f.native_enrich, batch)
+                };
+                // The native stage hands its batch to the same kind of sink.
+                f.runtime.block_on(f.scrub.1.consume(out)).unwrap();
+            }
+            _ => unreachable!(),
+        }
+        start.elapsed()
+    };
+
+    if let Some((case, n)) = args.only {
+        let times: Vec<f64> = (0..n).map(|_| ms(run(case))).collect();
+        println!(
+            "{}: median {:.1} ms over {n} runs",
+            CASES[case],
+            median(times)
+        );
+        return;
+    }
+
+    println!(
+        "{} spans per batch; {} warm-up pairs, then {} measured pairs per plugin\n",
+        SPANS, args.warm_up, args.pairs
+    );
+    println!("| plugin | WASM median | native median | WASM/native, median of pairs | quartiles |");
+    println!("|---|---:|---:|---:|---:|");
+    for (plugin, wasm, native) in [("pii-scrub", 0, 1), ("enrich", 2, 3)] {
+        let (mut w, mut n, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..args.warm_up + args.pairs {
+            // Alternate which goes first, so neither always runs on a warmer cache.
+            let (a, b) = if i % 2 == 0 {
+                let a = run(wasm);
+                (a, run(native))
+            } else {
+                let b = run(native);
+                (run(wasm), b)
+            };
+            if i >= args.warm_up {
+                w.push(ms(a));
+                n.push(ms(b));
+                ratios.push(ms(a) / ms(b));
+            }
+        }
+        let (q1, q3) = quartiles(ratios.clone());
+        println!(
+            "| `{plugin}` | {:.1} ms | {:.1} ms | **{:.2}×** | {q1:.2}–{q3:.2} |",
+            median(w),
+            median(n),
+            median(ratios)
+        );
+    }
+}
