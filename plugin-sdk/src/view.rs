@@ -115,7 +115,7 @@ fn last_bytes(buf: &[u8], number: u32) -> &[u8] {
 
 /// Invalid UTF-8 cannot reach a plugin (prost rejects it in the host), so it reads as empty.
 fn text(b: &[u8]) -> &str {
-    std::str::from_utf8(b).unwrap_or_default()
+    simdutf8::basic::from_utf8(b).unwrap_or_default()
 }
 
 /// A message that may be split over several occurrences of a singular message field: the

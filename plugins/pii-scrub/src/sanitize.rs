@@ -1,5 +1,10 @@
 //! Structure-aware sanitizers: URL query parameters and credentials, SQL literals. Each returns
 //! `None` when it changed nothing, so untouched values cost no allocation.
+//!
+//! Searches for a delimiter go through `memchr`, which looks at 16 bytes at a time in the
+//! sandbox (simd128) where `str::find` looks at four.
+
+use memchr::{memchr, memchr3, memmem, memrchr};
 
 /// What to do with a URL secret.
 pub enum UrlSecret<'a> {
@@ -27,14 +32,13 @@ pub fn url(
         UrlSecret::Drop => {}
     };
 
-    let scheme_end = s.find("://");
+    let b = s.as_bytes();
+    let scheme_end = memmem::find(b, b"://");
     if let (true, Some(i)) = (userinfo, scheme_end) {
         let auth = i + 3;
-        let auth_end = s[auth..]
-            .find(['/', '?', '#'])
-            .map_or(s.len(), |j| auth + j);
-        if let Some(at) = s[auth..auth_end].rfind('@')
-            && let Some(colon) = s[auth..auth + at].find(':')
+        let auth_end = memchr3(b'/', b'?', b'#', &b[auth..]).map_or(s.len(), |j| auth + j);
+        if let Some(at) = memrchr(b'@', &b[auth..auth_end])
+            && let Some(colon) = memchr(b':', &b[auth..auth + at])
             && colon + 1 < at
         {
             let (pw_start, pw_end) = (auth + colon + 1, auth + at);
@@ -45,18 +49,21 @@ pub fn url(
         }
     }
 
-    let (q_start, q_end) = if let Some(q) = s.find('?') {
-        (q + 1, s[q + 1..].find('#').map_or(s.len(), |h| q + 1 + h))
-    } else if scheme_end.is_none() && !s.starts_with('/') && s.contains('=') {
-        (0, s.find('#').unwrap_or(s.len()))
+    let (q_start, q_end) = if let Some(q) = memchr(b'?', b) {
+        (
+            q + 1,
+            memchr(b'#', &b[q + 1..]).map_or(s.len(), |h| q + 1 + h),
+        )
+    } else if scheme_end.is_none() && !s.starts_with('/') && memchr(b'=', b).is_some() {
+        (0, memchr(b'#', b).unwrap_or(s.len()))
     } else {
         (s.len(), s.len())
     };
     let mut p = q_start;
     while p < q_end {
-        let amp = s[p..q_end].find('&').map_or(q_end, |k| p + k);
+        let amp = memchr(b'&', &b[p..q_end]).map_or(q_end, |k| p + k);
         let pair = &s[p..amp];
-        if let Some(eq) = pair.find('=') {
+        if let Some(eq) = memchr(b'=', pair.as_bytes()) {
             let (name, value) = (&pair[..eq], &pair[eq + 1..]);
             if !value.is_empty() && params.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 if drop {
@@ -151,11 +158,11 @@ pub fn sql(s: &str) -> Option<String> {
         let next = b.get(i + 1).copied();
         match c {
             b'-' if next == Some(b'-') => {
-                i = s[i..].find('\n').map_or(b.len(), |n| i + n);
+                i = memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n);
                 prev_ident = false;
             }
             b'/' if next == Some(b'*') => {
-                i = s[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
+                i = memmem::find(&b[i + 2..], b"*/").map_or(b.len(), |n| i + 2 + n + 2);
                 prev_ident = false;
             }
             b'\'' => {
@@ -188,8 +195,7 @@ pub fn sql(s: &str) -> Option<String> {
                     Some(n) => {
                         let tag = &s[i..i + n + 2];
                         let body = i + n + 2;
-                        let end = s[body..]
-                            .find(tag)
+                        let end = memmem::find(&b[body..], tag.as_bytes())
                             .map_or(b.len(), |k| body + k + tag.len());
                         literal(&mut out, &mut pos, i, end);
                         i = end;
@@ -249,11 +255,11 @@ mod tests {
             let next = b.get(i + 1).copied();
             match c {
                 b'-' if next == Some(b'-') => {
-                    i = s[i..].find('\n').map_or(b.len(), |n| i + n);
+                    i = memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n);
                     prev_ident = false;
                 }
                 b'/' if next == Some(b'*') => {
-                    i = s[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
+                    i = memmem::find(&b[i + 2..], b"*/").map_or(b.len(), |n| i + 2 + n + 2);
                     prev_ident = false;
                 }
                 b'\'' => {
