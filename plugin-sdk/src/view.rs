@@ -209,7 +209,7 @@ impl<'a> AttributesView<'a> {
     /// The value of the first attribute named `key` (what [`crate::SpanMut::attribute`] finds).
     pub fn get(&self, key: &str) -> Option<ValueView<'a>> {
         self.iter()
-            .find(|a| a.key == key)
+            .find(|a| a.key == key.as_bytes())
             .and_then(|a| a.present.then_some(a.value))
     }
 
@@ -223,7 +223,7 @@ impl<'a> AttributesView<'a> {
 
     /// Whether an attribute named `key` is present.
     pub fn contains(&self, key: &str) -> bool {
-        self.iter().any(|a| a.key == key)
+        self.iter().any(|a| a.key == key.as_bytes())
     }
 
     /// The attributes, decoded.
@@ -256,10 +256,11 @@ impl<'a> Iterator for Attributes<'a> {
 }
 
 /// One attribute.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct AttributeView<'a> {
-    /// The key.
-    pub key: &'a str,
+    /// The key's bytes: checked as UTF-8 only when [`Self::key`] is asked for, because most
+    /// keys are only compared (the check is a byte-at-a-time loop for short text in wasm).
+    key: &'a [u8],
     /// The value ([`ValueView::Empty`] when the attribute has none).
     pub value: ValueView<'a>,
     /// Whether the value field is there at all: decoding tells `None` from an empty value.
@@ -295,20 +296,39 @@ impl<'a> AttributeView<'a> {
             }),
         };
         Self {
-            key: text(key),
+            key,
             value,
             present,
             key_strindex,
         }
     }
 
+    /// The key.
+    pub fn key(&self) -> &'a str {
+        text(self.key)
+    }
+
+    /// The key's bytes, unchecked: for comparing keys, which needs no UTF-8 check.
+    pub fn key_bytes(&self) -> &'a [u8] {
+        self.key
+    }
+
     /// The attribute, decoded: equal to what prost decodes.
     pub fn to_key_value(&self) -> KeyValue {
         KeyValue {
-            key: self.key.to_string(),
+            key: self.key().to_string(),
             value: self.present.then(|| self.value.to_any_value()),
             key_strindex: self.key_strindex,
         }
+    }
+}
+
+impl std::fmt::Debug for AttributeView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttributeView")
+            .field("key", &self.key())
+            .field("value", &self.value)
+            .finish()
     }
 }
 

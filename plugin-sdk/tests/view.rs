@@ -223,7 +223,7 @@ fn values_and_lookups_read_like_the_decoded_attributes() {
         let view: AttributesView<'_> = s.attributes();
         assert_eq!(view.iter().count(), attrs.len());
         for (a, kv) in view.iter().zip(&attrs) {
-            assert_eq!(a.key, kv.key);
+            assert_eq!(a.key(), kv.key);
             assert_eq!(a.value.to_any_value(), kv.value.clone().unwrap_or_default());
         }
         // The first of duplicate keys, like the mutable API's lookups.

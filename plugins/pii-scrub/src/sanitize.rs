@@ -4,7 +4,7 @@
 //! Searches for a delimiter go through `memchr`, which looks at 16 bytes at a time in the
 //! sandbox (simd128) where `str::find` looks at four.
 
-use memchr::{memchr, memchr3, memmem, memrchr};
+use memchr::{memchr, memchr_iter, memchr3, memmem, memrchr};
 
 /// What to do with a URL secret.
 pub enum UrlSecret<'a> {
@@ -33,7 +33,7 @@ pub fn url(
     };
 
     let b = s.as_bytes();
-    let scheme_end = memmem::find(b, b"://");
+    let scheme_end = scheme_end(b);
     if let (true, Some(i)) = (userinfo, scheme_end) {
         let auth = i + 3;
         let auth_end = memchr3(b'/', b'?', b'#', &b[auth..]).map_or(s.len(), |j| auth + j);
@@ -87,6 +87,12 @@ pub fn url(
     }
     out.push_str(&s[pos..]);
     Some(out)
+}
+
+/// Where the first `://` starts. The scheme's colon is usually the first colon, so this finds
+/// it by `memchr`, without the searcher `memmem::find` builds on every call.
+fn scheme_end(b: &[u8]) -> Option<usize> {
+    memchr_iter(b':', b).find(|&i| b[i + 1..].starts_with(b"//"))
 }
 
 fn is_ident(b: u8) -> bool {

@@ -11,7 +11,7 @@ use sha2::Sha256;
 use wasmcol_plugin_sdk::proto::common::{
     AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value as V,
 };
-use wasmcol_plugin_sdk::view::{ArrayView, AttributesView, KvListView, ValueView};
+use wasmcol_plugin_sdk::view::{ArrayView, AttributeView, AttributesView, KvListView, ValueView};
 
 use crate::config::Action;
 use crate::detectors::{Check, Hit, is_card_int};
@@ -322,36 +322,47 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     tails_equal && a8.zip(b8).all(|(x, y)| word(x) == word(y))
 }
 
-impl Scratch {
-    fn class_at(&mut self, engine: &Engine, list: List, pos: usize, key: &str) -> KeyClass {
-        if let Some((k, c)) = self.recent[list as usize].get(pos)
-            && same(k.as_bytes(), key.as_bytes())
-        {
-            return *c;
-        }
-        let c = self.class(engine, key);
-        let recent = &mut self.recent[list as usize];
+/// The class of the key `kv` has, at position `pos` of a `list`, and the key. When the key
+/// is the one last seen there, the remembered copy is returned: it was checked as UTF-8 when
+/// first seen, so a repeated key is compared but never checked again.
+fn class_at<'k>(
+    recent: &'k mut [Vec<(String, KeyClass)>; 5],
+    keys: &mut HashMap<String, KeyClass>,
+    engine: &Engine,
+    (list, pos): (List, usize),
+    kv: &AttributeView<'k>,
+) -> (KeyClass, &'k str) {
+    let recent = &mut recent[list as usize];
+    let hit = recent
+        .get(pos)
+        .is_some_and(|(k, _)| same(k.as_bytes(), kv.key_bytes()));
+    if !hit {
+        let key = kv.key();
+        let c = class(keys, engine, key);
         if let Some((k, class)) = recent.get_mut(pos) {
             k.clear();
             k.push_str(key);
             *class = c;
         } else if pos == recent.len() && pos < RECENT_MAX {
             recent.push((key.to_string(), c));
+        } else {
+            return (c, key);
         }
-        c
     }
+    let (k, c) = &recent[pos];
+    (*c, k)
+}
 
-    fn class(&mut self, engine: &Engine, key: &str) -> KeyClass {
-        if let Some(c) = self.keys.get(key) {
-            return *c;
-        }
-        let c = engine.classify(key, true);
-        if self.keys.len() >= KEY_CACHE_MAX {
-            self.keys.clear();
-        }
-        self.keys.insert(key.to_string(), c);
-        c
+fn class(keys: &mut HashMap<String, KeyClass>, engine: &Engine, key: &str) -> KeyClass {
+    if let Some(c) = keys.get(key) {
+        return *c;
     }
+    let c = engine.classify(key, true);
+    if keys.len() >= KEY_CACHE_MAX {
+        keys.clear();
+    }
+    keys.insert(key.to_string(), c);
+    c
 }
 
 /// The validated configuration, ready to scrub.
@@ -422,23 +433,27 @@ impl Engine {
         sc: &mut Scratch,
         changes: &mut Vec<(String, Outcome)>,
     ) {
+        let Scratch {
+            keys,
+            recent,
+            hits,
+            stats,
+        } = sc;
         for (pos, kv) in attrs.into_iter().enumerate() {
-            let class = sc.class_at(self, list, pos, kv.key);
+            let (class, key) = class_at(recent, keys, self, (list, pos), &kv);
             let outcome = match (class, kv.value) {
                 (KeyClass::Ignored, _) => Outcome::Keep,
                 (KeyClass::Disallowed, _) => {
-                    sc.stats.note(Action::Remove, kv.key, 1);
+                    stats.note(Action::Remove, key, 1);
                     Outcome::Remove
                 }
                 // No value and an empty one both stay: there is nothing to redact.
                 (_, ValueView::Empty) => Outcome::Keep,
-                (KeyClass::Blocked(i), v) => {
-                    self.whole(v, self.blocked_keys[i], kv.key, &mut sc.stats)
-                }
-                (class, v) => self.scan(v, class, kv.key, &mut sc.hits, &mut sc.stats),
+                (KeyClass::Blocked(i), v) => self.whole(v, self.blocked_keys[i], key, stats),
+                (class, v) => self.scan(v, class, key, hits, stats),
             };
             if outcome != Outcome::Keep {
-                changes.push((kv.key.to_string(), outcome));
+                changes.push((key.to_string(), outcome));
             }
         }
     }
@@ -570,7 +585,7 @@ impl Engine {
             let before = || l.iter().take(i).map(|e| e.to_key_value()).collect();
             let outcome = match kv.value {
                 ValueView::Empty => Outcome::Keep,
-                v => f(v, kv.key),
+                v => f(v, kv.key()),
             };
             match outcome {
                 Outcome::Keep => {
@@ -579,7 +594,7 @@ impl Engine {
                     }
                 }
                 Outcome::Replace(n) => out.get_or_insert_with(before).push(KeyValue {
-                    key: kv.key.to_string(),
+                    key: kv.key().to_string(),
                     value: Some(n),
                     ..Default::default()
                 }),
