@@ -88,7 +88,7 @@ pub fn new_plugin(args: &NewArgs) -> Result<PathBuf, String> {
 /// The crate's files (path inside the crate, contents) for plugin `name` depending on the
 /// SDK at `sdk`.
 pub fn render(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
-    const FILES: [(&str, &str); 4] = [
+    const FILES: [(&str, &str); 5] = [
         (
             "Cargo.toml",
             include_str!("../../plugin-sdk/template/Cargo.toml.tmpl"),
@@ -104,6 +104,10 @@ pub fn render(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
         (
             ".gitignore",
             include_str!("../../plugin-sdk/template/gitignore.tmpl"),
+        ),
+        (
+            ".cargo/config.toml",
+            include_str!("../../plugin-sdk/template/cargo-config.toml.tmpl"),
         ),
     ];
     let sdk_text = sdk.display().to_string();
@@ -301,6 +305,7 @@ mod tests {
                 .contains("wasmcol-plugin-sdk = { path = \"/opt/wasmcol/plugin-sdk\" }")
         );
         assert!(text("src/lib.rs").contains("export_plugin!(SlowSpans);"));
+        assert!(text(".cargo/config.toml").contains("[target.wasm32-wasip2]"));
         assert!(text("README.md").contains("plugin: target/wasm32-wasip2/release/slow_spans.wasm"));
         assert_eq!(toml_escape("a\"b\\c"), "a\\\"b\\\\c");
     }
