@@ -18,11 +18,12 @@
 
 mod scrub_fixture;
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rustix::time::{ClockId, clock_gettime};
 
-use scrub_fixture::{Fixture, SPANS, as_host_runs};
+use scrub_fixture::{Fixture, SPANS, as_host_runs, serve_tables};
 use wasmcol::pipeline::{TraceBatch, TracesConsumer};
 
 /// The four cases, by name.
@@ -112,27 +113,69 @@ struct Times {
     cpu: f64,
 }
 
+/// Runs the native plugins on a thread of their own, as the `wasm` processor runs the sandbox
+/// on its worker thread: both stages hand their batch across threads and back, and neither
+/// runs on the thread that times it.
+struct NativeWorker {
+    jobs: mpsc::Sender<(usize, TraceBatch)>,
+    done: mpsc::Receiver<TraceBatch>,
+}
+
+impl NativeWorker {
+    fn start(mut scrub: pii_scrub_plugin::PiiScrub, mut enrich: enrich_plugin::Enrich) -> Self {
+        let (jobs, job_rx) = mpsc::channel::<(usize, TraceBatch)>();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("native-plugin".into())
+            .spawn(move || {
+                serve_tables();
+                for (case, batch) in job_rx {
+                    let out = if case == 1 {
+                        as_host_runs(&mut scrub, batch)
+                    } else {
+                        as_host_runs(&mut enrich, batch)
+                    };
+                    if done_tx.send(out).is_err() {
+                        break;
+                    }
+                }
+            })
+            .unwrap();
+        Self { jobs, done }
+    }
+
+    fn process(&self, case: usize, batch: TraceBatch) -> TraceBatch {
+        self.jobs.send((case, batch)).unwrap();
+        self.done.recv().unwrap()
+    }
+}
+
 fn main() {
     let args = args();
-    let mut f = Fixture::new();
-    let mut run = |case: usize| -> Times {
-        for (_, sink) in [&f.scrub, &f.enrich] {
+    let Fixture {
+        runtime,
+        scrub,
+        enrich,
+        encoded,
+        native_scrub,
+        native_enrich,
+        ..
+    } = Fixture::new();
+    let native = NativeWorker::start(native_scrub, native_enrich);
+    let run = |case: usize| -> Times {
+        for (_, sink) in [&scrub, &enrich] {
             sink.clear();
         }
         let (start, start_cpu) = (Instant::now(), cpu());
         // As in `scrub_pipeline_8192`: the receiver's check is timed with the stage.
-        let batch = TraceBatch::from_protobuf(f.encoded.clone()).unwrap();
+        let batch = TraceBatch::from_protobuf(encoded.clone()).unwrap();
         match case {
-            0 => f.runtime.block_on(f.scrub.0.consume(batch)).unwrap(),
-            2 => f.runtime.block_on(f.enrich.0.consume(batch)).unwrap(),
+            0 => runtime.block_on(scrub.0.consume(batch)).unwrap(),
+            2 => runtime.block_on(enrich.0.consume(batch)).unwrap(),
             1 | 3 => {
-                let out = if case == 1 {
-                    as_host_runs(&mut f.native_scrub, batch)
-                } else {
-                    as_host_runs(&mut f.native_enrich, batch)
-                };
+                let out = native.process(case, batch);
                 // The native stage hands its batch to the same kind of sink.
-                f.runtime.block_on(f.scrub.1.consume(out)).unwrap();
+                runtime.block_on(scrub.1.consume(out)).unwrap();
             }
             _ => unreachable!(),
         }

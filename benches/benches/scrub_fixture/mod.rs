@@ -216,6 +216,27 @@ pub fn attribute_str<'a>(rs: &'a [ResourceSpans], span: usize, key: &str) -> &'a
     }
 }
 
+/// Serves native plugins on this thread the same lookup tables as the `wasm` processors get.
+pub fn serve_tables() {
+    testing::set_table(
+        "owners",
+        OWNERS.iter().map(|(svc, team, tier)| {
+            (
+                svc.to_string(),
+                vec![
+                    ("team".to_string(), team.to_string()),
+                    ("tier".to_string(), tier.to_string()),
+                ],
+            )
+        }),
+    );
+    testing::set_table(
+        "environment",
+        [("host.name", HOST_NAME), ("k8s.pod.name", POD_NAME)]
+            .map(|(k, v)| (k.to_string(), vec![("value".to_string(), v.to_string())])),
+    );
+}
+
 /// Everything a scrub bench measures, checked.
 pub struct Fixture {
     /// The runtime the processors run on.
@@ -248,24 +269,7 @@ impl Fixture {
         let encoded = bytes::Bytes::from(request.encode_to_vec());
         let data: Vec<ResourceSpans> = request.resource_spans;
 
-        // The native runs are served the same tables as the `wasm` processor.
-        testing::set_table(
-            "owners",
-            OWNERS.iter().map(|(svc, team, tier)| {
-                (
-                    svc.to_string(),
-                    vec![
-                        ("team".to_string(), team.to_string()),
-                        ("tier".to_string(), tier.to_string()),
-                    ],
-                )
-            }),
-        );
-        testing::set_table(
-            "environment",
-            [("host.name", HOST_NAME), ("k8s.pod.name", POD_NAME)]
-                .map(|(k, v)| (k.to_string(), vec![("value".to_string(), v.to_string())])),
-        );
+        serve_tables();
         let mut native_scrub =
             pii_scrub_plugin::PiiScrub::new(PluginConfig::new(scrub_config())).unwrap();
         let mut native_enrich =
