@@ -5,9 +5,9 @@
 //! the same plugin compiled natively, back to back, in alternating order. On a shared machine
 //! whose speed drifts by ±15% between criterion's groups, the ratio within a pair is what the
 //! drift leaves alone; the median over the pairs is the figure to quote. Each run is timed by
-//! the wall clock and by the process's CPU clock (all threads: the sandbox runs on its own);
-//! the CPU time leaves out the time other processes took the cores, so its ratio is the
-//! steadier of the two on a busy machine.
+//! the wall clock and by the process's CPU clock (all threads: each stage runs on a thread of
+//! its own, as the sandbox does in the collector); the CPU time leaves out the time other
+//! processes took the cores, so its ratio is the steadier of the two on a busy machine.
 //!
 //! ```sh
 //! cargo bench -p wasmcol-benches --bench scrub_ratio                  # 31 pairs per plugin
