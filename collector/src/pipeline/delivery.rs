@@ -3,10 +3,14 @@
 //! A receiver that must know when its data has been delivered (the Kafka receiver commits an
 //! offset only then) attaches a [`DeliveryTracker`] to the batch. Every copy of the batch made by
 //! fan-out, batching or splitting shares the tracker; when the last copy is dropped the tracker
-//! reports [`Outcome::Delivered`], or [`Outcome::Failed`] if any holder gave the data up.
+//! reports [`Outcome::Delivered`], [`Outcome::Failed`] if any holder gave the data up for now
+//! (worth another try), or [`Outcome::Rejected`] if a destination refused it for good.
+//!
+//! A copy dropped while its thread unwinds from a panic counts as failed: the holder did not
+//! finish with it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How the data behind a tracker ended.
@@ -14,16 +18,28 @@ use std::sync::{Arc, Mutex};
 pub enum Outcome {
     /// Every exporter that received a copy delivered it.
     Delivered,
-    /// At least one copy was dropped without being delivered.
+    /// At least one copy was dropped without being delivered, for a reason that may pass
+    /// (a back end down past the retry budget, a shutdown, a panic): the data is worth
+    /// handing over again.
     Failed,
+    /// No copy failed, but at least one was refused for good (a permanent error or a partial
+    /// rejection by its destination): handing the same data over again would fail the same
+    /// way.
+    Rejected,
 }
+
+/// `DeliveryTracker::state` values, in increasing precedence.
+const DELIVERED: u8 = 0;
+const REJECTED: u8 = 1;
+const FAILED: u8 = 2;
 
 type Callback = Box<dyn FnOnce(Outcome) + Send>;
 
 /// Calls its callback once, when the last batch referring to it is gone.
 pub struct DeliveryTracker {
     callback: Mutex<Option<Callback>>,
-    failed: AtomicBool,
+    /// The worst that happened to a copy: `DELIVERED`, `REJECTED` or `FAILED`.
+    state: AtomicU8,
 }
 
 impl DeliveryTracker {
@@ -31,17 +47,17 @@ impl DeliveryTracker {
     pub fn new(callback: impl FnOnce(Outcome) + Send + 'static) -> Arc<Self> {
         Arc::new(Self {
             callback: Mutex::new(Some(Box::new(callback))),
-            failed: AtomicBool::new(false),
+            state: AtomicU8::new(DELIVERED),
         })
     }
 }
 
 impl Drop for DeliveryTracker {
     fn drop(&mut self) {
-        let outcome = if self.failed.load(Ordering::Acquire) {
-            Outcome::Failed
-        } else {
-            Outcome::Delivered
+        let outcome = match self.state.load(Ordering::Acquire) {
+            DELIVERED => Outcome::Delivered,
+            REJECTED => Outcome::Rejected,
+            _ => Outcome::Failed,
         };
         if let Some(cb) = self.callback.lock().ok().and_then(|mut c| c.take()) {
             cb(outcome);
@@ -64,14 +80,39 @@ impl Delivery {
     }
 
     /// Adds the trackers of `other`.
-    pub fn merge(&mut self, other: Delivery) {
-        self.trackers.extend(other.trackers);
+    pub fn merge(&mut self, mut other: Delivery) {
+        self.trackers.append(&mut other.trackers);
     }
 
-    /// Marks the data as lost: the trackers will report [`Outcome::Failed`].
+    /// Marks the data as not delivered, for now: the trackers will report
+    /// [`Outcome::Failed`].
     pub fn fail(&self) {
+        self.mark(FAILED);
+    }
+
+    /// Marks the data as refused for good: unless another copy failed, the trackers will
+    /// report [`Outcome::Rejected`].
+    pub fn reject(&self) {
+        self.mark(REJECTED);
+    }
+
+    /// True when no tracker listens (most receivers do not track delivery).
+    pub fn is_untracked(&self) -> bool {
+        self.trackers.is_empty()
+    }
+
+    fn mark(&self, state: u8) {
         for t in &self.trackers {
-            t.failed.store(true, Ordering::Release);
+            t.state.fetch_max(state, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        // A holder that panicked did not deliver what it held.
+        if std::thread::panicking() {
+            self.fail();
         }
     }
 }
@@ -113,6 +154,41 @@ mod tests {
         let b = a.clone();
         b.fail();
         drop(b);
+        drop(a);
+        assert_eq!(*seen.lock().unwrap(), Some(Outcome::Failed));
+    }
+
+    #[test]
+    fn a_failure_outranks_a_rejection() {
+        let (t, seen) = probe();
+        let a = Delivery::tracked(t);
+        let b = a.clone();
+        a.reject();
+        drop(a);
+        b.fail();
+        drop(b);
+        assert_eq!(*seen.lock().unwrap(), Some(Outcome::Failed));
+
+        let (t, seen) = probe();
+        let a = Delivery::tracked(t);
+        let b = a.clone();
+        a.reject();
+        drop(a);
+        drop(b);
+        assert_eq!(*seen.lock().unwrap(), Some(Outcome::Rejected));
+    }
+
+    #[test]
+    fn a_copy_dropped_by_a_panic_fails() {
+        let (t, seen) = probe();
+        let a = Delivery::tracked(t);
+        let b = a.clone();
+        let r = std::thread::spawn(move || {
+            let _held = b;
+            panic!("a stage failed while holding the batch");
+        })
+        .join();
+        assert!(r.is_err());
         drop(a);
         assert_eq!(*seen.lock().unwrap(), Some(Outcome::Failed));
     }

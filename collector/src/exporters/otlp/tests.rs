@@ -293,7 +293,7 @@ async fn invalid_argument_is_not_retried() {
     let (exporter, metrics) = exporter(addr, "").await;
     let (b, slot) = batch(&["bad", "worse"]);
     exporter.consume(b).await.unwrap();
-    assert_eq!(outcome(&slot).await, Outcome::Failed);
+    assert_eq!(outcome(&slot).await, Outcome::Rejected);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(backend.attempts(), 1);
     assert_eq!(
@@ -320,7 +320,7 @@ async fn permanent_error_reaches_the_caller_without_a_queue() {
         err,
         ConsumeError::permanent("exporters.otlp/test: gRPC status PERMISSION_DENIED: wrong tenant")
     );
-    assert_eq!(*slot.lock().unwrap(), Some(Outcome::Failed));
+    assert_eq!(*slot.lock().unwrap(), Some(Outcome::Rejected));
     exporter.shutdown().await;
 }
 
@@ -334,7 +334,7 @@ async fn partial_success_is_counted_and_not_retried() {
     let (exporter, metrics) = exporter(addr, "").await;
     let (b, slot) = batch(&["new", "old", "newer"]);
     exporter.consume(b).await.unwrap();
-    assert_eq!(outcome(&slot).await, Outcome::Failed);
+    assert_eq!(outcome(&slot).await, Outcome::Rejected);
     assert_eq!(backend.attempts(), 1);
     assert_eq!((metrics.sent.get(), metrics.send_failed.get()), (2, 1));
     exporter.shutdown().await;

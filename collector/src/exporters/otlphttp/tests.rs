@@ -318,7 +318,7 @@ async fn status_400_is_permanent_and_quotes_the_rpc_status() {
             "exporters.otlphttp/test: POST http://{addr}/v1/traces: HTTP 400 Bad Request: span 3 has no trace id"
         ))
     );
-    assert_eq!(*slot.lock().unwrap(), Some(Outcome::Failed));
+    assert_eq!(*slot.lock().unwrap(), Some(Outcome::Rejected));
     assert_eq!(backend.attempts(), 1);
     assert_eq!((metrics.send_failed.get(), metrics.retries.get()), (2, 0));
     exporter.shutdown().await;
@@ -331,7 +331,7 @@ async fn status_400_through_the_queue_is_not_retried() {
     let (exporter, metrics) = exporter(addr, "").await;
     let (b, slot) = batch(&["x"]);
     exporter.consume(b).await.unwrap();
-    assert_eq!(outcome(&slot).await, Outcome::Failed);
+    assert_eq!(outcome(&slot).await, Outcome::Rejected);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(backend.attempts(), 1);
     assert_eq!(metrics.send_failed.get(), 1);
@@ -393,7 +393,7 @@ async fn partial_success_is_counted_and_not_retried() {
     let (exporter, metrics) = exporter(addr, "encoding: json").await;
     let (b, slot) = batch(&["new", "old"]);
     exporter.consume(b).await.unwrap();
-    assert_eq!(outcome(&slot).await, Outcome::Failed);
+    assert_eq!(outcome(&slot).await, Outcome::Rejected);
     assert_eq!(backend.attempts(), 1);
     assert_eq!((metrics.sent.get(), metrics.send_failed.get()), (1, 1));
     exporter.shutdown().await;

@@ -67,10 +67,15 @@ impl<P> Item<P> {
         self.delivery.take();
     }
 
-    /// Marks the data as lost.
-    fn fail(mut self) {
+    /// Marks the data as not delivered; `for_good` when the destination refused it (resending
+    /// it would fail the same way), otherwise it is worth handing over again.
+    fn fail(mut self, for_good: bool) {
         if let Some(d) = self.delivery.take() {
-            d.fail();
+            if for_good {
+                d.reject();
+            } else {
+                d.fail();
+            }
         }
     }
 }
@@ -295,7 +300,7 @@ impl<S: Sender> Inner<S> {
             };
             let retry_after = match &error {
                 SendError::Permanent { .. } => {
-                    self.give_up(item, format!("{error} (permanent error, not retried)"));
+                    self.reject(item, format!("{error} (permanent error, not retried)"));
                     return Err(error);
                 }
                 SendError::Retryable { retry_after, .. } => *retry_after,
@@ -365,7 +370,7 @@ impl<S: Sender> Inner<S> {
                 "the destination rejected part of the batch; rejected spans are not retried"
             );
             self.metrics.send_failed.inc_by(rejected);
-            item.fail();
+            item.fail(true);
             return;
         }
         if !accepted.message.is_empty() {
@@ -379,6 +384,7 @@ impl<S: Sender> Inner<S> {
         item.release();
     }
 
+    /// Drops a batch that could not be delivered for now (retries exhausted, shutdown).
     fn give_up(&self, item: Item<S::Payload>, why: String) {
         tracing::error!(
             exporter = %self.id,
@@ -387,6 +393,18 @@ impl<S: Sender> Inner<S> {
             "exporting failed; dropping the data"
         );
         self.metrics.send_failed.inc_by(item.spans);
-        item.fail();
+        item.fail(false);
+    }
+
+    /// Drops a batch the destination refused for good.
+    fn reject(&self, item: Item<S::Payload>, why: String) {
+        tracing::error!(
+            exporter = %self.id,
+            reason = %why,
+            spans = item.spans,
+            "the destination rejected the data; dropping it"
+        );
+        self.metrics.send_failed.inc_by(item.spans);
+        item.fail(true);
     }
 }

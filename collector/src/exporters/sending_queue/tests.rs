@@ -192,7 +192,7 @@ async fn permanent_error_is_not_retried() {
     q.start().await.unwrap();
     let (batch, seen) = tracked(4);
     q.consume(batch).await.unwrap();
-    assert_eq!(outcome(&seen).await, Outcome::Failed);
+    assert_eq!(outcome(&seen).await, Outcome::Rejected);
     assert_eq!(q.sender().attempts().len(), 1);
     let m = metrics(&ctx);
     assert_eq!(
@@ -304,7 +304,7 @@ async fn partial_rejection_counts_failed_spans_without_retrying() {
     q.start().await.unwrap();
     let (batch, seen) = tracked(5);
     q.consume(batch).await.unwrap();
-    assert_eq!(outcome(&seen).await, Outcome::Failed);
+    assert_eq!(outcome(&seen).await, Outcome::Rejected);
     assert_eq!(q.sender().attempts().len(), 1);
     let m = metrics(&ctx);
     assert_eq!((m.sent.get(), m.send_failed.get()), (3, 2));

@@ -241,7 +241,7 @@ impl Worker {
                 }
                 Err(ConsumeError::Permanent { reason }) => {
                     tracing::error!(processor = %self.id, %reason, spans, "next stage rejected a batch; dropping it");
-                    batch.delivery.fail();
+                    batch.delivery.reject();
                     self.metrics.dropped.inc_by(spans);
                     return;
                 }

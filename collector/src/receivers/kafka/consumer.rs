@@ -285,7 +285,9 @@ impl Worker {
 
     fn on_finished(&self, f: Finished) {
         match f.outcome {
-            Outcome::Delivered => self.delivered(&f.ticket),
+            // Refused for good by an exporter (which logged and counted why): reading it
+            // again would fail the same way, so the offset moves on.
+            Outcome::Delivered | Outcome::Rejected => self.delivered(&f.ticket),
             Outcome::Failed => {
                 if !self
                     .offsets
