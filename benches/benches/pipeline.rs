@@ -88,6 +88,8 @@ impl Chain {
             id: id.clone(),
             pipeline: Some("traces".to_owned()),
             metrics: metrics.clone(),
+            stores: Default::default(),
+            acknowledge_when_stored: false,
         };
         let id = ComponentId::parse(exporter).expect("exporter id");
         let exp = config.exporters[&id].build(&ctx(&id)).expect("exporter");

@@ -58,6 +58,8 @@ impl Processors {
             id: id.clone(),
             pipeline: Some("traces".into()),
             metrics: self.metrics.clone(),
+            stores: Default::default(),
+            acknowledge_when_stored: false,
         };
         self.config.processors[&id]
             .build(&ctx, next)

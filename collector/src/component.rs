@@ -5,12 +5,14 @@
 //! running component from a [`BuildContext`]. Registering a new type is one line in
 //! [`crate::components`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::pipeline::{SharedConsumer, TracesConsumer};
+use crate::storage::Store;
 use crate::telemetry::Metrics;
 
 /// A component id, `type` or `type/name` (`otlp`, `batch/fast`).
@@ -71,6 +73,12 @@ pub struct BuildContext {
     pub pipeline: Option<String>,
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
+    /// The storage extensions (`file_storage`) enabled in `service.extensions`, by id, for
+    /// exporters whose `sending_queue.storage` names one.
+    pub stores: Arc<BTreeMap<ComponentId, Store>>,
+    /// For receivers: every exporter downstream keeps its queue on disk, so answer a client
+    /// only once its data is stored there (or delivered).
+    pub acknowledge_when_stored: bool,
 }
 
 /// Start and stop. Every running component has this.
@@ -141,6 +149,13 @@ pub trait ProcessorConfig: fmt::Debug + Send + Sync {
 pub trait ExporterConfig: fmt::Debug + Send + Sync {
     /// Builds the exporter (one instance, shared by every pipeline that names it).
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>>;
+
+    /// The storage extension its sending queue keeps data in (`sending_queue.storage`), if
+    /// any. Data handed to such an exporter is on disk once `consume` returns and its delivery
+    /// is released.
+    fn storage(&self) -> Option<ComponentId> {
+        None
+    }
 }
 
 /// An extension's validated configuration.
@@ -151,4 +166,10 @@ pub trait ExtensionConfig: fmt::Debug + Send + Sync {
         ctx: &BuildContext,
         health: crate::telemetry::Health,
     ) -> anyhow::Result<Arc<dyn Lifecycle>>;
+
+    /// The place and policy this extension offers exporters' sending queues
+    /// (`file_storage`), if it is a storage extension.
+    fn store(&self) -> Option<Store> {
+        None
+    }
 }

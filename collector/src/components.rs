@@ -109,11 +109,18 @@ pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
 ];
 
 /// Extension types.
-pub static EXTENSIONS: &[Factory<dyn ExtensionConfig>] = &[factory!(
-    "health_check",
-    "HTTP health endpoint: 200 while the collector runs, 503 while starting or stopping",
-    extensions::health_check::HealthCheckConfig
-)];
+pub static EXTENSIONS: &[Factory<dyn ExtensionConfig>] = &[
+    factory!(
+        "health_check",
+        "HTTP health endpoint: 200 while the collector runs, 503 while starting or stopping",
+        extensions::health_check::HealthCheckConfig
+    ),
+    factory!(
+        "file_storage",
+        "a directory where exporters keep their sending queues on disk (sending_queue.storage)",
+        extensions::file_storage::FileStorageConfig
+    ),
+];
 
 /// One line per built-in component, grouped by kind, for `wasmcol components`.
 pub fn describe() -> String {

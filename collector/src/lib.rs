@@ -12,6 +12,8 @@
 //!   receiver got, checked by [`otlp::wire`], decoded only by a stage that reads spans.
 //! - [`receivers`], [`processors`], [`exporters`], [`extensions`]: the components, one folder
 //!   per type, registered in [`components`].
+//! - [`storage`]: the on-disk queue behind `sending_queue.storage` (the `file_storage`
+//!   extension).
 //! - [`telemetry`]: the collector's own metrics, health and logs.
 
 pub mod component;
@@ -26,6 +28,7 @@ pub mod processors;
 pub mod receivers;
 pub mod scaffold;
 pub mod service;
+pub mod storage;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::component::{BuildContext, ComponentId, Exporter, Lifecycle, Processor};
 use crate::config::Config;
 use crate::pipeline::{SharedConsumer, fan_out};
+use crate::storage::Store;
 use crate::telemetry::{Health, HealthState, Metrics, serve_metrics};
 
 /// One pipeline's processors, in data order.
@@ -36,11 +37,18 @@ pub struct Service {
     stop_telemetry: CancellationToken,
 }
 
-fn ctx(id: &ComponentId, pipeline: Option<&str>, metrics: &Arc<Metrics>) -> BuildContext {
+fn ctx(
+    id: &ComponentId,
+    pipeline: Option<&str>,
+    metrics: &Arc<Metrics>,
+    stores: &Arc<BTreeMap<ComponentId, Store>>,
+) -> BuildContext {
     BuildContext {
         id: id.clone(),
         pipeline: pipeline.map(str::to_string),
         metrics: metrics.clone(),
+        stores: stores.clone(),
+        acknowledge_when_stored: false,
     }
 }
 
@@ -53,6 +61,16 @@ impl Service {
     pub fn build(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let health = Health::default();
         let pipelines = &config.service.pipelines;
+        let stores: Arc<BTreeMap<ComponentId, Store>> = Arc::new(
+            config
+                .service
+                .extensions
+                .iter()
+                .map(|name| id_of(name))
+                .filter_map(|id| Some((id.clone(), config.extensions[&id].store()?)))
+                .collect(),
+        );
+        let metrics = &metrics;
 
         let mut exporters: BTreeMap<ComponentId, Arc<dyn Exporter>> = BTreeMap::new();
         for p in pipelines.values() {
@@ -62,7 +80,7 @@ impl Service {
                     continue;
                 }
                 let exp = config.exporters[&id]
-                    .build(&ctx(&id, None, &metrics))
+                    .build(&ctx(&id, None, metrics, &stores))
                     .with_context(|| format!("exporters.{id}"))?;
                 exporters.insert(id, exp);
             }
@@ -81,7 +99,7 @@ impl Service {
             for name in p.processors.iter().rev() {
                 let id = id_of(name);
                 let proc = config.processors[&id]
-                    .build(&ctx(&id, Some(pname), &metrics), next)
+                    .build(&ctx(&id, Some(pname), metrics, &stores), next)
                     .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
                 next = proc.clone();
                 built.push((id, proc));
@@ -89,6 +107,24 @@ impl Service {
             built.reverse();
             processors.push((pname.clone(), built));
             heads.insert(pname.as_str(), next);
+        }
+
+        // Pipelines whose every exporter keeps its queue on disk: their receivers answer once
+        // the data is stored, so what a client was told is accepted survives a crash.
+        let stored_pipelines: Vec<&String> = pipelines
+            .iter()
+            .filter(|(_, p)| {
+                p.exporters
+                    .iter()
+                    .all(|e| config.exporters[&id_of(e)].storage().is_some())
+            })
+            .map(|(name, _)| name)
+            .collect();
+        for name in &stored_pipelines {
+            tracing::info!(
+                pipeline = %name,
+                "every exporter keeps its queue on disk: clients are answered once their data is stored"
+            );
         }
 
         let mut receivers = Vec::new();
@@ -104,8 +140,13 @@ impl Service {
                 .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == id))
                 .map(|(name, _)| heads[name.as_str()].clone())
                 .collect();
+            let mut rctx = ctx(&id, None, metrics, &stores);
+            rctx.acknowledge_when_stored = pipelines
+                .iter()
+                .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == id))
+                .all(|(name, _)| stored_pipelines.contains(&name));
             let rec = config.receivers[&id]
-                .build(&ctx(&id, None, &metrics), fan_out(targets))
+                .build(&rctx, fan_out(targets))
                 .with_context(|| format!("receivers.{id}"))?;
             receivers.push((id, rec));
         }
@@ -114,13 +155,13 @@ impl Service {
         for name in &config.service.extensions {
             let id = id_of(name);
             let ext = config.extensions[&id]
-                .build(&ctx(&id, None, &metrics), health.clone())
+                .build(&ctx(&id, None, metrics, &stores), health.clone())
                 .with_context(|| format!("extensions.{id}"))?;
             extensions.push((id, ext));
         }
 
         Ok(Self {
-            metrics,
+            metrics: metrics.clone(),
             health,
             metrics_address: config.service.telemetry.metrics.address.clone(),
             shutdown_timeout: config.service.shutdown_timeout.get(),

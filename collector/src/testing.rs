@@ -75,6 +75,8 @@ pub fn context(id: &str) -> BuildContext {
         id: ComponentId::parse(id).unwrap(),
         pipeline: Some("traces".into()),
         metrics: Arc::new(Metrics::new()),
+        stores: Default::default(),
+        acknowledge_when_stored: false,
     }
 }
 

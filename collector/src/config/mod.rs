@@ -238,6 +238,27 @@ impl Loader {
         ) {
             self.error(join("service", &p.path), p.message);
         }
+        if let Some(exporters) = &exporters.built {
+            for (id, exporter) in exporters {
+                let Some(storage) = exporter.storage() else {
+                    continue;
+                };
+                let path = format!("exporters.{id}.sending_queue.storage");
+                if !extensions.keys.contains(&storage) {
+                    self.error(
+                        path,
+                        format!("extension \"{storage}\" is not defined in the extensions section"),
+                    );
+                } else if !service.extensions.iter().any(|e| *e == storage.to_string()) {
+                    self.error(
+                        path,
+                        format!(
+                            "extension \"{storage}\" is not enabled: add it to service.extensions"
+                        ),
+                    );
+                }
+            }
+        }
         Some(Config {
             receivers: receivers.built?,
             processors: processors.built?,

@@ -36,6 +36,8 @@ pub struct Metrics {
     exporter_retries: CounterFamily,
     queue_size: GaugeFamily,
     queue_capacity: GaugeFamily,
+    queue_disk_bytes: GaugeFamily,
+    queue_corrupt: CounterFamily,
     process_rss: Gauge,
     process_cpu: Counter<f64, AtomicU64>,
     plugin_counters: CounterFamily,
@@ -104,10 +106,14 @@ pub struct ExporterMetrics {
     pub enqueue_failed: Counter,
     /// Send attempts that were retried.
     pub retries: Counter,
-    /// Batches waiting in the sending queue.
+    /// What waits in the sending queue, counted as its `sizer` says (batches by default).
     pub queue_size: Gauge,
-    /// Capacity of the sending queue, in batches.
+    /// Capacity of the sending queue, in the same unit.
     pub queue_capacity: Gauge,
+    /// Bytes the queue's files take on disk (`sending_queue.storage`).
+    pub queue_disk_bytes: Gauge,
+    /// Damaged records the on-disk queue found and skipped.
+    pub queue_corrupt: Counter,
 }
 
 impl Default for Metrics {
@@ -180,13 +186,23 @@ impl Metrics {
             ),
             queue_size: family!(
                 "exporter_queue_size",
-                "Batches waiting in the exporter's sending queue",
+                "What waits in the exporter's sending queue (batches, spans or bytes: its sizer)",
                 GaugeFamily
             ),
             queue_capacity: family!(
                 "exporter_queue_capacity",
-                "Capacity of the exporter's sending queue, in batches",
+                "Capacity of the exporter's sending queue, in the unit of its sizer",
                 GaugeFamily
+            ),
+            queue_disk_bytes: family!(
+                "exporter_queue_disk_bytes",
+                "Bytes the exporter's on-disk sending queue takes (sending_queue.storage)",
+                GaugeFamily
+            ),
+            queue_corrupt: family!(
+                "exporter_queue_corrupt_records",
+                "Damaged records the on-disk sending queue found and skipped",
+                CounterFamily
             ),
             process_rss: family!(
                 "process_memory_rss_bytes",
@@ -320,6 +336,8 @@ impl Metrics {
             retries: self.exporter_retries.get_or_create(&l).clone(),
             queue_size: self.queue_size.get_or_create(&l).clone(),
             queue_capacity: self.queue_capacity.get_or_create(&l).clone(),
+            queue_disk_bytes: self.queue_disk_bytes.get_or_create(&l).clone(),
+            queue_corrupt: self.queue_corrupt.get_or_create(&l).clone(),
         }
     }
 

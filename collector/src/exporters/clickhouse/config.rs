@@ -431,6 +431,10 @@ impl ClickHouseExporterConfig {
 }
 
 impl ExporterConfig for ClickHouseExporterConfig {
+    fn storage(&self) -> Option<crate::component::ComponentId> {
+        self.sending_queue.storage_id()
+    }
+
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
         let endpoint = check_endpoint(&self.endpoint)
             .map_err(|e| anyhow::anyhow!("exporters.{}.endpoint: {e}", ctx.id))?;

@@ -50,6 +50,10 @@ use crate::exporters::sending_queue::SendingQueue;
 const ATTEMPT_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ExporterConfig for KafkaExporterConfig {
+    fn storage(&self) -> Option<crate::component::ComponentId> {
+        self.sending_queue.storage_id()
+    }
+
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
         let sender =
             KafkaSender::new(self).map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;

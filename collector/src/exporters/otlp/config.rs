@@ -153,6 +153,10 @@ impl Validate for OtlpExporterConfig {
 }
 
 impl ExporterConfig for OtlpExporterConfig {
+    fn storage(&self) -> Option<crate::component::ComponentId> {
+        self.sending_queue.storage_id()
+    }
+
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
         let authority = self
             .authority()

@@ -149,6 +149,8 @@ async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter>, Exporter
         id: ComponentId::parse("otlp/test").unwrap(),
         pipeline: None,
         metrics: Arc::new(Metrics::new()),
+        stores: Default::default(),
+        acknowledge_when_stored: false,
     };
     let exporter = cfg.build(&ctx).unwrap();
     exporter.start().await.unwrap();
@@ -378,7 +380,9 @@ async fn full_queue_refuses_with_a_retryable_error() {
     let err = exporter.consume(third).await.unwrap_err();
     assert_eq!(
         err,
-        ConsumeError::retryable("exporters.otlp/test: sending queue is full (1 batches)")
+        ConsumeError::retryable(
+            "exporters.otlp/test: sending queue is full (queue_size: 1, sizer: requests)"
+        )
     );
     assert_eq!(metrics.enqueue_failed.get(), 2);
     assert_eq!(outcome(&first_slot).await, Outcome::Delivered);

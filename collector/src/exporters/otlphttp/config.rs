@@ -145,6 +145,10 @@ impl Validate for OtlpHttpExporterConfig {
 }
 
 impl ExporterConfig for OtlpHttpExporterConfig {
+    fn storage(&self) -> Option<crate::component::ComponentId> {
+        self.sending_queue.storage_id()
+    }
+
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
         let url = self
             .traces_url()

@@ -157,6 +157,8 @@ async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter>, Exporter
         id: ComponentId::parse("otlphttp/test").unwrap(),
         pipeline: None,
         metrics: Arc::new(Metrics::new()),
+        stores: Default::default(),
+        acknowledge_when_stored: false,
     };
     let exporter = cfg.build(&ctx).unwrap();
     exporter.start().await.unwrap();
@@ -435,7 +437,9 @@ async fn full_queue_refuses_with_a_retryable_error() {
     let err = exporter.consume(third).await.unwrap_err();
     assert_eq!(
         err,
-        ConsumeError::retryable("exporters.otlphttp/test: sending queue is full (1 batches)")
+        ConsumeError::retryable(
+            "exporters.otlphttp/test: sending queue is full (queue_size: 1, sizer: requests)"
+        )
     );
     assert_eq!(metrics.enqueue_failed.get(), 1);
     assert_eq!(outcome(&first_slot).await, Outcome::Delivered);

@@ -1,10 +1,10 @@
 use serde::Deserialize;
 
-use crate::component::{Problem, Validate};
+use crate::component::{ComponentId, Problem, Validate};
 use crate::config::Duration;
 
-/// `sending_queue`: the bounded in-memory queue between the pipeline and the senders, as in
-/// the OpenTelemetry Collector's exporterhelper.
+/// `sending_queue`: the bounded queue between the pipeline and the senders, as in the
+/// OpenTelemetry Collector's exporterhelper: in memory, or on disk with `storage`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
@@ -13,8 +13,28 @@ pub struct QueueConfig {
     pub enabled: bool,
     /// Tasks sending from the queue concurrently.
     pub num_consumers: usize,
-    /// Batches the queue holds before further data is refused with a retryable error.
-    pub queue_size: usize,
+    /// What the queue holds before further data is refused with a retryable error, counted
+    /// as `sizer` says.
+    pub queue_size: u64,
+    /// How `queue_size` counts: `requests` (batches), `items` (spans) or `bytes` (their
+    /// protobuf encoding).
+    pub sizer: Sizer,
+    /// A `file_storage` extension (`file_storage` or `file_storage/NAME`, listed in
+    /// `service.extensions`) that keeps the queue on disk: it survives restarts and crashes,
+    /// and data counts as delivered upstream once it is written there.
+    pub storage: Option<String>,
+}
+
+/// How a queue's size is counted (`sizer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sizer {
+    /// Batches, whatever their size.
+    Requests,
+    /// Spans.
+    Items,
+    /// Bytes of the batches' protobuf encoding.
+    Bytes,
 }
 
 impl Default for QueueConfig {
@@ -23,13 +43,43 @@ impl Default for QueueConfig {
             enabled: true,
             num_consumers: 10,
             queue_size: 1000,
+            sizer: Sizer::Requests,
+            storage: None,
         }
+    }
+}
+
+impl QueueConfig {
+    /// The storage extension's id, when the queue is kept on disk.
+    pub fn storage_id(&self) -> Option<ComponentId> {
+        if !self.enabled {
+            return None;
+        }
+        self.storage
+            .as_deref()
+            .and_then(|s| ComponentId::parse(s).ok())
     }
 }
 
 impl Validate for QueueConfig {
     fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
+        if let Some(s) = &self.storage {
+            match ComponentId::parse(s) {
+                Ok(id) if id.type_name == "file_storage" => {}
+                Ok(_) => p.push(Problem::new(
+                    "storage",
+                    format!("must name a file_storage extension (file_storage/NAME), got {s:?}"),
+                )),
+                Err(m) => p.push(Problem::new("storage", m)),
+            }
+            if !self.enabled {
+                p.push(Problem::new(
+                    "storage",
+                    format!("needs the queue: set enabled: true or remove storage {s:?}"),
+                ));
+            }
+        }
         if !self.enabled {
             return p;
         }

@@ -9,7 +9,9 @@
 //!     sending_queue:
 //!       enabled: true
 //!       num_consumers: 10
-//!       queue_size: 1000         # batches
+//!       queue_size: 1000         # counted as `sizer` says
+//!       sizer: requests          # requests (batches), items (spans) or bytes
+//!       storage: file_storage    # optional: keep the queue on disk (a file_storage extension)
 //!     retry_on_failure:
 //!       enabled: true
 //!       initial_interval: 5s
@@ -21,14 +23,20 @@
 //!
 //! An exporter implements [`Sender`] (prepare a payload once, make one attempt) and wraps it
 //! in a [`SendingQueue`], which is the running exporter.
+//!
+//! With `storage`, the queue lives in a [`crate::storage::DiskQueue`] in the extension's
+//! directory: a batch is acknowledged upstream once it is written there, survives restarts and
+//! `kill -9`, and what was not sent when the collector stops is sent after the next start,
+//! first. A record that was being sent when the process died is sent again (at least once).
 
 mod backoff;
 mod config;
+mod persistent;
 mod queue;
 mod sender;
 #[cfg(test)]
 mod tests;
 
-pub use config::{QueueConfig, RetryConfig, nested};
+pub use config::{QueueConfig, RetryConfig, Sizer, nested};
 pub use queue::SendingQueue;
 pub use sender::{Accepted, SendError, Sender};

@@ -1,7 +1,7 @@
 //! The queue, its consumer tasks and the retry loop.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,10 +10,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
+use super::config::Sizer;
+use super::persistent::{self, StoredRecord};
 use super::{Accepted, QueueConfig, RetryConfig, SendError, Sender};
 use crate::component::{BuildContext, Lifecycle};
 use crate::config::Duration as ConfigDuration;
 use crate::pipeline::{ConsumeError, Delivery, TraceBatch, TracesConsumer};
+use crate::storage::{DEFAULT_SEGMENT_BYTES, DiskQueue, PushError, QueueOptions, Store};
 use crate::telemetry::ExporterMetrics;
 
 /// Attempts a failing batch still gets once shutdown has begun (besides the one in flight).
@@ -28,7 +31,10 @@ const MAX_DELAY_WHILE_STOPPING: Duration = Duration::from_secs(1);
 /// Delivery: a batch's [`Delivery`] is released once the destination took it, and marked
 /// failed when the batch is given up (permanent error, partial rejection, retries exhausted,
 /// shutdown, or the process stopping with the batch still queued). A batch refused at the door
-/// (queue full, shutting down) is left to the caller, who gets the retryable error.
+/// (queue full, shutting down) is left to the caller, who gets the retryable error. With an
+/// on-disk queue the delivery is released once the batch is stored; the record is removed
+/// when it is sent or given up for good, and kept for the next start when the exporter stops
+/// first.
 ///
 /// Shutdown stops accepting, lets the consumers drain the queue and returns when they are
 /// done. While stopping, a batch that fails with a retryable error gets at most
@@ -42,22 +48,49 @@ pub struct SendingQueue<S: Sender> {
     queue: Option<Queue<S::Payload>>,
 }
 
-struct Queue<P> {
+/// Where queued batches wait.
+enum Queue<P> {
+    /// In memory: lost if the process stops before they are sent.
+    Memory(MemoryQueue<P>),
+    /// On disk (`sending_queue.storage`).
+    Disk(DiskBackend),
+}
+
+struct MemoryQueue<P> {
     /// Taken at shutdown: the consumers then drain what is left and stop.
     tx: RwLock<Option<flume::Sender<Item<P>>>>,
     /// Taken by `start`, which hands a clone to every consumer.
     rx: Mutex<Option<flume::Receiver<Item<P>>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     num_consumers: usize,
-    capacity: usize,
+    capacity: u64,
+    sizer: Sizer,
+    /// What the queue holds, in `sizer` units (shared with the consumers, which subtract).
+    used: Arc<AtomicU64>,
+}
+
+struct DiskBackend {
+    /// `None` when the named extension is not enabled (a config built by hand); `start` fails.
+    store: Option<Store>,
+    storage_id: String,
+    owner: String,
+    options: QueueOptions,
+    num_consumers: usize,
+    /// Opened by `start`.
+    queue: OnceLock<Arc<DiskQueue>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// One batch on its way. Dropping it while it still holds its delivery (the runtime stopped
-/// with the batch queued) marks the data as lost.
+/// with the batch queued) marks the data as lost; dropping it while it holds its on-disk record
+/// hands the record out again.
 struct Item<P> {
     payload: P,
     spans: u64,
+    /// Size in the memory queue's `sizer` units.
+    units: u64,
     delivery: Option<Delivery>,
+    stored: Option<StoredRecord>,
 }
 
 impl<P> Item<P> {
@@ -65,6 +98,9 @@ impl<P> Item<P> {
     /// accepted and the caller keeps responsibility for it.
     fn release(mut self) {
         self.delivery.take();
+        if let Some(r) = self.stored.take() {
+            r.ack();
+        }
     }
 
     /// Marks the data as not delivered; `for_good` when the destination refused it (resending
@@ -75,6 +111,24 @@ impl<P> Item<P> {
                 d.reject();
             } else {
                 d.fail();
+            }
+        }
+        if let Some(r) = self.stored.take() {
+            r.ack();
+        }
+    }
+
+    /// The exporter is stopping and the batch was not sent: an on-disk record stays for the next
+    /// start (true); a batch in memory is lost (false, and marked failed).
+    fn keep_for_next_start(mut self) -> bool {
+        match self.stored.take() {
+            Some(r) => {
+                r.keep();
+                true
+            }
+            None => {
+                self.fail(false);
+                false
             }
         }
     }
@@ -101,7 +155,7 @@ struct Inner<S> {
 
 impl<S: Sender> SendingQueue<S> {
     /// Wraps `sender`; `timeout` bounds each attempt (zero: no bound). Consumer tasks start
-    /// with [`Lifecycle::start`].
+    /// (and an on-disk queue opens) with [`Lifecycle::start`].
     pub fn new(
         ctx: &BuildContext,
         sender: S,
@@ -113,13 +167,34 @@ impl<S: Sender> SendingQueue<S> {
         let metrics = ctx.metrics.exporter(&id);
         let queue = queue.enabled.then(|| {
             metrics.queue_capacity.set(queue.queue_size as i64);
-            let (tx, rx) = flume::bounded(queue.queue_size);
-            Queue {
-                tx: RwLock::new(Some(tx)),
-                rx: Mutex::new(Some(rx)),
-                workers: Mutex::new(Vec::new()),
-                num_consumers: queue.num_consumers.max(1),
-                capacity: queue.queue_size,
+            let num_consumers = queue.num_consumers.max(1);
+            match queue.storage_id() {
+                Some(storage) => Queue::Disk(DiskBackend {
+                    store: ctx.stores.get(&storage).cloned(),
+                    storage_id: storage.to_string(),
+                    owner: persistent::owner(&ctx.id),
+                    options: QueueOptions {
+                        capacity: queue.queue_size,
+                        sizer: persistent::sizer(queue.sizer),
+                        fsync: false,
+                        max_segment_bytes: DEFAULT_SEGMENT_BYTES,
+                    },
+                    num_consumers,
+                    queue: OnceLock::new(),
+                    workers: Mutex::new(Vec::new()),
+                }),
+                None => {
+                    let (tx, rx) = flume::unbounded();
+                    Queue::Memory(MemoryQueue {
+                        tx: RwLock::new(Some(tx)),
+                        rx: Mutex::new(Some(rx)),
+                        workers: Mutex::new(Vec::new()),
+                        num_consumers,
+                        capacity: queue.queue_size,
+                        sizer: queue.sizer,
+                        used: Arc::new(AtomicU64::new(0)),
+                    })
+                }
             }
         });
         Self {
@@ -146,11 +221,24 @@ impl<S: Sender> SendingQueue<S> {
         ConsumeError::retryable(format!("exporters.{}: shutting down", self.inner.id))
     }
 
+    fn full(&self, spans: u64, capacity: u64, sizer: Sizer) -> ConsumeError {
+        self.inner.metrics.enqueue_failed.inc_by(spans);
+        ConsumeError::retryable(format!(
+            "exporters.{}: sending queue is full (queue_size: {capacity}, sizer: {})",
+            self.inner.id,
+            match sizer {
+                Sizer::Requests => "requests",
+                Sizer::Items => "items",
+                Sizer::Bytes => "bytes",
+            }
+        ))
+    }
+
     /// Encodes and queues a batch, or refuses it. Synchronous so the lock is never held
     /// across an await.
     fn enqueue(
         &self,
-        q: &Queue<S::Payload>,
+        q: &MemoryQueue<S::Payload>,
         batch: TraceBatch,
         spans: u64,
     ) -> Result<(), ConsumeError> {
@@ -158,35 +246,96 @@ impl<S: Sender> SendingQueue<S> {
         let Some(tx) = guard.as_ref() else {
             return Err(self.shutting_down(spans));
         };
-        let full = || {
-            self.inner.metrics.enqueue_failed.inc_by(spans);
-            ConsumeError::retryable(format!(
-                "exporters.{}: sending queue is full ({} batches)",
-                self.inner.id, q.capacity
-            ))
+        let units = match q.sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => spans,
+            Sizer::Bytes => batch.protobuf_len() as u64,
         };
-        // Checked first so a full queue costs no encoding.
-        if tx.is_full() {
-            return Err(full());
+        // Checked first so a full queue costs no encoding. An empty queue takes a batch larger
+        // than its capacity, which would otherwise never get through.
+        let used = q.used.fetch_add(units, Ordering::AcqRel);
+        if used > 0 && used + units > q.capacity {
+            q.used.fetch_sub(units, Ordering::AcqRel);
+            return Err(self.full(spans, q.capacity, q.sizer));
         }
         let item = Item {
             payload: self.inner.sender.prepare(&batch),
             spans,
+            units,
             delivery: Some(batch.delivery),
+            stored: None,
         };
-        match tx.try_send(item) {
+        match tx.send(item) {
             Ok(()) => {
-                self.inner.metrics.queue_size.set(tx.len() as i64);
+                self.inner
+                    .metrics
+                    .queue_size
+                    .set(q.used.load(Ordering::Relaxed) as i64);
                 Ok(())
             }
-            Err(flume::TrySendError::Full(item)) => {
-                item.release();
-                Err(full())
-            }
-            Err(flume::TrySendError::Disconnected(item)) => {
+            Err(flume::SendError(item)) => {
+                q.used.fetch_sub(units, Ordering::AcqRel);
                 item.release();
                 Err(self.shutting_down(spans))
             }
+        }
+    }
+
+    /// Writes a batch to the on-disk queue; the batch's delivery is released once it is there
+    /// (and, with `fsync`, on stable storage).
+    async fn store(
+        &self,
+        d: &DiskBackend,
+        batch: TraceBatch,
+        spans: u64,
+    ) -> Result<(), ConsumeError> {
+        let Some(queue) = d.queue.get().cloned() else {
+            return Err(self.shutting_down(spans));
+        };
+        let record = persistent::encode(&batch);
+        let q = queue.clone();
+        let pushed = tokio::task::spawn_blocking(move || q.push(spans as u32, &record))
+            .await
+            .map_err(|e| {
+                ConsumeError::retryable(format!(
+                    "exporters.{}: writing to the queue failed: {e}",
+                    self.inner.id
+                ))
+            })?;
+        let written = match pushed {
+            Ok(w) => w,
+            Err(PushError::Full { capacity }) => {
+                return Err(self.full(spans, capacity, d.sizer()));
+            }
+            Err(PushError::Closed) => return Err(self.shutting_down(spans)),
+            Err(PushError::Io(e)) => {
+                self.inner.metrics.enqueue_failed.inc_by(spans);
+                tracing::error!(exporter = %self.inner.id, error = %e, spans, "cannot write to the on-disk sending queue; refusing the data");
+                return Err(ConsumeError::retryable(format!(
+                    "exporters.{}: cannot write to the on-disk queue: {e}",
+                    self.inner.id
+                )));
+            }
+        };
+        if let Err(e) = queue.synced(written.seq).await {
+            self.inner.metrics.enqueue_failed.inc_by(spans);
+            return Err(ConsumeError::retryable(format!(
+                "exporters.{}: fsync of the on-disk queue failed: {e}",
+                self.inner.id
+            )));
+        }
+        self.inner.update_disk_metrics(&queue);
+        drop(batch);
+        Ok(())
+    }
+}
+
+impl DiskBackend {
+    fn sizer(&self) -> Sizer {
+        match self.options.sizer {
+            crate::storage::Sizer::Requests => Sizer::Requests,
+            crate::storage::Sizer::Items => Sizer::Items,
+            crate::storage::Sizer::Bytes => Sizer::Bytes,
         }
     }
 }
@@ -201,76 +350,197 @@ impl<S: Sender> TracesConsumer for SendingQueue<S> {
         if self.inner.stopping.is_cancelled() {
             return Err(self.shutting_down(spans));
         }
-        let Some(q) = &self.queue else {
-            let item = Item {
-                payload: self.inner.sender.prepare(&batch),
-                spans,
-                delivery: Some(batch.delivery),
-            };
-            let id = &self.inner.id;
-            return self.inner.export(item).await.map_err(|e| match e {
-                SendError::Permanent { reason } => {
-                    ConsumeError::permanent(format!("exporters.{id}: {reason}"))
-                }
-                SendError::Retryable { reason, .. } => {
-                    ConsumeError::retryable(format!("exporters.{id}: {reason}"))
-                }
-            });
-        };
-        self.enqueue(q, batch, spans)
+        match &self.queue {
+            None => {
+                let item = Item {
+                    payload: self.inner.sender.prepare(&batch),
+                    spans,
+                    units: 0,
+                    delivery: Some(batch.delivery),
+                    stored: None,
+                };
+                let id = &self.inner.id;
+                self.inner.export(item).await.map_err(|e| match e {
+                    SendError::Permanent { reason } => {
+                        ConsumeError::permanent(format!("exporters.{id}: {reason}"))
+                    }
+                    SendError::Retryable { reason, .. } => {
+                        ConsumeError::retryable(format!("exporters.{id}: {reason}"))
+                    }
+                })
+            }
+            Some(Queue::Memory(q)) => self.enqueue(q, batch, spans),
+            Some(Queue::Disk(d)) => self.store(d, batch, spans).await,
+        }
     }
 }
 
 #[async_trait]
 impl<S: Sender> Lifecycle for SendingQueue<S> {
     async fn start(&self) -> anyhow::Result<()> {
-        let Some(q) = &self.queue else {
-            return Ok(());
-        };
-        let Some(rx) = q.rx.lock().expect("sending queue lock").take() else {
-            return Ok(());
-        };
-        let mut workers = q.workers.lock().expect("sending queue lock");
-        for _ in 0..q.num_consumers {
-            workers.push(tokio::spawn(consume_queue(self.inner.clone(), rx.clone())));
+        match &self.queue {
+            None => Ok(()),
+            Some(Queue::Memory(q)) => {
+                let Some(rx) = q.rx.lock().expect("sending queue lock").take() else {
+                    return Ok(());
+                };
+                let mut workers = q.workers.lock().expect("sending queue lock");
+                for _ in 0..q.num_consumers {
+                    workers.push(tokio::spawn(consume_queue(
+                        self.inner.clone(),
+                        rx.clone(),
+                        q.used.clone(),
+                    )));
+                }
+                Ok(())
+            }
+            Some(Queue::Disk(d)) => self.start_disk(d).await,
         }
-        Ok(())
     }
 
     async fn shutdown(&self) {
         self.inner.stopping.cancel();
-        let Some(q) = &self.queue else {
-            return;
+        match &self.queue {
+            None => {}
+            Some(Queue::Memory(q)) => {
+                // Without the sender, the consumers stop once the queue is empty.
+                drop(q.tx.write().expect("sending queue lock").take());
+                let never_started = q.rx.lock().expect("sending queue lock").take();
+                if let Some(rx) = never_started {
+                    for item in rx.drain() {
+                        self.inner
+                            .give_up(item, "the exporter was stopped before it started".into());
+                    }
+                }
+                let workers = std::mem::take(&mut *q.workers.lock().expect("sending queue lock"));
+                self.inner.join(workers).await;
+                self.inner.metrics.queue_size.set(0);
+            }
+            Some(Queue::Disk(d)) => {
+                let Some(queue) = d.queue.get() else {
+                    return;
+                };
+                // Consumers send what they can and stop at the first batch the destination
+                // will not take; the rest stays on disk for the next start.
+                queue.close();
+                let workers = std::mem::take(&mut *d.workers.lock().expect("sending queue lock"));
+                self.inner.join(workers).await;
+                let left = queue.stats();
+                if left.size > 0 {
+                    tracing::info!(exporter = %self.inner.id, pending = left.size, "data not yet sent stays in the on-disk queue for the next start");
+                }
+                self.inner.update_disk_metrics(queue);
+            }
+        }
+    }
+}
+
+impl<S: Sender> SendingQueue<S> {
+    async fn start_disk(&self, d: &DiskBackend) -> anyhow::Result<()> {
+        let Some(store) = d.store.clone() else {
+            anyhow::bail!(
+                "sending_queue.storage: extension {:?} is not enabled in service.extensions",
+                d.storage_id
+            );
         };
-        // Without the sender, the consumers stop once the queue is empty.
-        drop(q.tx.write().expect("sending queue lock").take());
-        let never_started = q.rx.lock().expect("sending queue lock").take();
-        if let Some(rx) = never_started {
-            for item in rx.drain() {
-                self.inner
-                    .give_up(item, "the exporter was stopped before it started".into());
-            }
+        let owner = d.owner.clone();
+        let options = d.options.clone();
+        let (queue, recovered) =
+            tokio::task::spawn_blocking(move || store.open_queue(&owner, options))
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the on-disk queue failed: {e}"))?
+                .map_err(|e| anyhow::anyhow!("sending_queue.storage {:?}: {e:#}", d.storage_id))?;
+        if recovered.records > 0 || recovered.corrupt_records > 0 || recovered.torn_tail_bytes > 0 {
+            tracing::info!(
+                exporter = %self.inner.id,
+                batches = recovered.records,
+                spans = recovered.items,
+                bytes = recovered.bytes,
+                corrupt_records = recovered.corrupt_records,
+                torn_tail_bytes = recovered.torn_tail_bytes,
+                "on-disk sending queue recovered; pending data is sent first"
+            );
         }
-        let workers = std::mem::take(&mut *q.workers.lock().expect("sending queue lock"));
-        for w in workers {
-            if let Err(e) = w.await {
-                tracing::error!(exporter = %self.inner.id, error = %e, "sending queue consumer failed");
-            }
+        self.inner
+            .metrics
+            .queue_corrupt
+            .inc_by(recovered.corrupt_records);
+        let queue = Arc::new(queue);
+        self.inner.update_disk_metrics(&queue);
+        let _ = d.queue.set(queue.clone());
+        let mut workers = d.workers.lock().expect("sending queue lock");
+        for _ in 0..d.num_consumers {
+            workers.push(tokio::spawn(consume_disk(
+                self.inner.clone(),
+                queue.clone(),
+            )));
         }
-        self.inner.metrics.queue_size.set(0);
+        Ok(())
     }
 }
 
 /// One consumer task: sends batches until the queue is closed and empty.
-async fn consume_queue<S: Sender>(inner: Arc<Inner<S>>, rx: flume::Receiver<Item<S::Payload>>) {
+async fn consume_queue<S: Sender>(
+    inner: Arc<Inner<S>>,
+    rx: flume::Receiver<Item<S::Payload>>,
+    used: Arc<AtomicU64>,
+) {
     while let Ok(item) = rx.recv_async().await {
-        inner.metrics.queue_size.set(rx.len() as i64);
+        let left = used.fetch_sub(item.units, Ordering::AcqRel) - item.units;
+        inner.metrics.queue_size.set(left as i64);
         // The outcome is logged and counted inside; nobody is waiting for it.
         let _ = inner.export(item).await;
     }
 }
 
+/// One consumer task of an on-disk queue: sends records until the queue is closed and
+/// drained, or (while stopping) until the destination stops taking data.
+async fn consume_disk<S: Sender>(inner: Arc<Inner<S>>, queue: Arc<DiskQueue>) {
+    while let Some((id, items, record)) = queue.pop().await {
+        let stored = StoredRecord::new(queue.clone(), id);
+        let batch = match persistent::decode(record) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(exporter = %inner.id, error = %e, spans = items, "a record of the on-disk queue is damaged; skipping it");
+                inner.metrics.queue_corrupt.inc();
+                inner.metrics.send_failed.inc_by(u64::from(items));
+                stored.ack();
+                continue;
+            }
+        };
+        let item = Item {
+            payload: inner.sender.prepare(&batch),
+            spans: batch.span_count() as u64,
+            units: 0,
+            delivery: None,
+            stored: Some(stored),
+        };
+        let _ = inner.export(item).await;
+        inner.update_disk_metrics(&queue);
+        if inner.stopping.is_cancelled() && inner.gave_up_while_stopping.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+}
+
 impl<S: Sender> Inner<S> {
+    /// Waits for consumer tasks to end, logging any that failed.
+    async fn join(&self, workers: Vec<JoinHandle<()>>) {
+        for w in workers {
+            if let Err(e) = w.await {
+                tracing::error!(exporter = %self.id, error = %e, "sending queue consumer failed");
+            }
+        }
+    }
+
+    fn update_disk_metrics(&self, queue: &DiskQueue) {
+        let stats = queue.stats();
+        self.metrics.queue_size.set(stats.size as i64);
+        self.metrics
+            .queue_disk_bytes
+            .set(stats.bytes_on_disk as i64);
+    }
+
     async fn attempt(&self, payload: &S::Payload) -> Result<Accepted, SendError> {
         if self.timeout.is_zero() {
             return self.sender.send(payload).await;
@@ -335,7 +605,13 @@ impl<S: Sender> Inner<S> {
                     || self.gave_up_while_stopping.load(Ordering::Relaxed)
                 {
                     self.gave_up_while_stopping.store(true, Ordering::Relaxed);
-                    self.give_up(item, format!("{error} (the exporter is shutting down)"));
+                    let spans = item.spans;
+                    if item.keep_for_next_start() {
+                        tracing::info!(exporter = %self.id, error = %error, spans, "not sent before shutdown; kept in the on-disk queue");
+                    } else {
+                        tracing::error!(exporter = %self.id, reason = %format!("{error} (the exporter is shutting down)"), spans, "exporting failed; dropping the data");
+                        self.metrics.send_failed.inc_by(spans);
+                    }
                     return Err(error);
                 }
                 retries_while_stopping += 1;

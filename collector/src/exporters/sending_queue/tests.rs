@@ -76,6 +76,8 @@ fn ctx() -> BuildContext {
         id: ComponentId::parse("otlp/test").unwrap(),
         pipeline: None,
         metrics: Arc::new(Metrics::new()),
+        stores: Default::default(),
+        acknowledge_when_stored: false,
     }
 }
 
@@ -95,11 +97,12 @@ fn retry() -> RetryConfig {
     }
 }
 
-fn queue(size: usize, consumers: usize) -> QueueConfig {
+fn queue(size: u64, consumers: usize) -> QueueConfig {
     QueueConfig {
         enabled: true,
         num_consumers: consumers,
         queue_size: size,
+        ..QueueConfig::default()
     }
 }
 
@@ -337,7 +340,9 @@ async fn full_queue_refuses_with_a_retryable_error() {
     let err = q.consume(third).await.unwrap_err();
     assert_eq!(
         err,
-        ConsumeError::retryable("exporters.otlp/test: sending queue is full (1 batches)")
+        ConsumeError::retryable(
+            "exporters.otlp/test: sending queue is full (queue_size: 1, sizer: requests)"
+        )
     );
     let m = metrics(&ctx);
     assert_eq!(m.enqueue_failed.get(), 7);

@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Lifecycle, ReceiverConfig};
-use crate::pipeline::{ConsumeError, Metadata, SharedConsumer, TraceBatch};
+use crate::pipeline::{
+    ConsumeError, Delivery, DeliveryTracker, Metadata, Outcome, SharedConsumer, TraceBatch,
+};
 use crate::telemetry::ReceiverMetrics;
 
 impl ReceiverConfig for OtlpReceiverConfig {
@@ -36,12 +38,14 @@ impl ReceiverConfig for OtlpReceiverConfig {
                 next: next.clone(),
                 metrics: ctx.metrics.receiver(&id, "grpc"),
                 include_metadata: g.include_metadata,
+                acknowledge_when_stored: ctx.acknowledge_when_stored,
             }),
             http: self.protocols.http.as_ref().map(|h| Ingest {
                 id: id.clone(),
                 next: next.clone(),
                 metrics: ctx.metrics.receiver(&id, "http"),
                 include_metadata: h.include_metadata,
+                acknowledge_when_stored: ctx.acknowledge_when_stored,
             }),
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
@@ -57,6 +61,9 @@ pub(crate) struct Ingest {
     pub metrics: ReceiverMetrics,
     /// Attach request metadata to batches (`include_metadata`).
     pub include_metadata: bool,
+    /// Answer only once every exporter has stored (or delivered) the data; see
+    /// [`crate::component::BuildContext::acknowledge_when_stored`].
+    pub acknowledge_when_stored: bool,
 }
 
 /// Headers never kept as request metadata: they describe the transport and the body's
@@ -100,12 +107,41 @@ impl Ingest {
         }
     }
 
-    pub async fn ingest(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+    pub async fn ingest(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
         let spans = batch.span_count() as u64;
         if spans == 0 {
             return Ok(());
         }
-        match self.next.consume(batch).await {
+        let stored = if self.acknowledge_when_stored {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let tracker = DeliveryTracker::new(move |outcome| {
+                let _ = tx.send(outcome);
+            });
+            batch.delivery.merge(Delivery::tracked(tracker));
+            Some(rx)
+        } else {
+            None
+        };
+        let result = match self.next.consume(batch).await {
+            Ok(()) => match stored {
+                None => Ok(()),
+                // Processors in between (a batch processor) may hold the data a while; the
+                // answer waits for them and for the exporters' disk writes.
+                Some(rx) => match rx.await {
+                    Ok(Outcome::Delivered) => Ok(()),
+                    Ok(Outcome::Rejected) => Err(ConsumeError::permanent(format!(
+                        "receivers.{}: an exporter refused the data for good",
+                        self.id
+                    ))),
+                    Ok(Outcome::Failed) | Err(_) => Err(ConsumeError::retryable(format!(
+                        "receivers.{}: the data could not be stored",
+                        self.id
+                    ))),
+                },
+            },
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(()) => {
                 self.metrics.accepted.inc_by(spans);
                 Ok(())
