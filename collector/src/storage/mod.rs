@@ -79,5 +79,6 @@ mod segment;
 mod tests;
 
 pub use queue::{
-    DEFAULT_SEGMENT_BYTES, DiskQueue, OpenError, PushError, QueueOptions, RecordId, Recovered, Sizer, Stats, Written,
+    DEFAULT_SEGMENT_BYTES, DiskQueue, OpenError, PushError, QueueOptions, RecordId, Recovered,
+    Sizer, Stats, Written,
 };

@@ -152,7 +152,10 @@ pub enum OpenError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
-    move |source| OpenError::Io { path: path.to_path_buf(), source }
+    move |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Locks a mutex, carrying on if a thread panicked while holding it: every critical section
@@ -173,7 +176,10 @@ struct Entry {
 
 impl Entry {
     fn pos(&self) -> Pos {
-        Pos { seg: self.seg, offset: self.offset }
+        Pos {
+            seg: self.seg,
+            offset: self.offset,
+        }
     }
 }
 
@@ -294,7 +300,10 @@ pub struct DiskQueue {
 
 impl std::fmt::Debug for DiskQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiskQueue").field("dir", &self.inner.dir).field("stats", &self.stats()).finish()
+        f.debug_struct("DiskQueue")
+            .field("dir", &self.inner.dir)
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -304,7 +313,11 @@ impl DiskQueue {
     /// [`OpenError::Locked`], naming the directory). Recovers: reads the head file, scans the
     /// segments from the head on, truncates a torn tail of the last segment, skips corrupt
     /// records (counted), deletes segments wholly behind the head.
-    pub fn open(dir: &Path, options: QueueOptions, lock_timeout: Duration) -> Result<(Self, Recovered), OpenError> {
+    pub fn open(
+        dir: &Path,
+        options: QueueOptions,
+        lock_timeout: Duration,
+    ) -> Result<(Self, Recovered), OpenError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
         let lock_path = dir.join("LOCK");
         let lock_file = OpenOptions::new()
@@ -321,7 +334,10 @@ impl DiskQueue {
                 Err(TryLockError::WouldBlock) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(OpenError::Locked { dir: dir.to_path_buf(), timeout: lock_timeout });
+                        return Err(OpenError::Locked {
+                            dir: dir.to_path_buf(),
+                            timeout: lock_timeout,
+                        });
                     }
                     std::thread::sleep(LOCK_RETRY.min(deadline - now));
                 }
@@ -331,7 +347,12 @@ impl DiskQueue {
         segment::remove_head_tmp(dir).map_err(io_error(dir))?;
 
         let recovery = recover(dir, options.sizer, options.fsync)?;
-        let Recovery { index, writer, recovered, bytes_on_disk } = recovery;
+        let Recovery {
+            index,
+            writer,
+            recovered,
+            bytes_on_disk,
+        } = recovery;
         let written = writer.next_seq - 1;
         let sync = SyncState {
             written,
@@ -379,7 +400,13 @@ impl DiskQueue {
                 "persistent queue recovered"
             );
         }
-        Ok((DiskQueue { inner, thread: Some(thread) }, recovered))
+        Ok((
+            DiskQueue {
+                inner,
+                thread: Some(thread),
+            },
+            recovered,
+        ))
     }
 
     /// Appends one record (blocking: call it from `spawn_blocking`). When it returns `Ok` the
@@ -398,7 +425,10 @@ impl DiskQueue {
             _ => {
                 return Err(PushError::Io(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("a record of {} bytes is over the 1 GiB limit", payload.len()),
+                    format!(
+                        "a record of {} bytes is over the 1 GiB limit",
+                        payload.len()
+                    ),
                 )));
             }
         };
@@ -409,28 +439,44 @@ impl DiskQueue {
         {
             let index = lock(&inner.index);
             if index.size > 0 && index.size.saturating_add(units) > inner.capacity {
-                return Err(PushError::Full { capacity: inner.capacity });
+                return Err(PushError::Full {
+                    capacity: inner.capacity,
+                });
             }
         }
         let record_len = HEADER_LEN + u64::from(len);
-        if writer.needs_roll || (writer.offset > 0 && writer.offset + record_len > inner.max_segment_bytes) {
+        if writer.needs_roll
+            || (writer.offset > 0 && writer.offset + record_len > inner.max_segment_bytes)
+        {
             inner.roll(&mut writer).map_err(PushError::Io)?;
         }
         let header = segment::encode_header(items, payload);
-        if let Err(e) = write_all_vectored(&writer.file, &mut [IoSlice::new(&header), IoSlice::new(payload)]) {
+        if let Err(e) = write_all_vectored(
+            &writer.file,
+            &mut [IoSlice::new(&header), IoSlice::new(payload)],
+        ) {
             inner.undo_partial_write(&mut writer);
             return Err(PushError::Io(e));
         }
         let seq = writer.next_seq;
         writer.next_seq += 1;
-        let entry = Entry { seq, seg: writer.seg, offset: writer.offset, len, items };
+        let entry = Entry {
+            seq,
+            seg: writer.seg,
+            offset: writer.offset,
+            len,
+            items,
+        };
         writer.offset += record_len;
         inner.bytes_on_disk.fetch_add(record_len, Ordering::Relaxed);
         {
             let mut index = lock(&inner.index);
             index.ready.push_back(entry);
             index.size += units;
-            index.tail = Pos { seg: writer.seg, offset: writer.offset };
+            index.tail = Pos {
+                seg: writer.seg,
+                offset: writer.offset,
+            };
         }
         if inner.fsync {
             let mut sync = lock(&inner.sync);
@@ -456,10 +502,15 @@ impl DiskQueue {
         done.wait_for(|&done| done >= seq)
             .await
             .map(|_| ())
-            .map_err(|_| io::Error::other("the persistent queue stopped before the record was fsynced"))?;
+            .map_err(|_| {
+                io::Error::other("the persistent queue stopped before the record was fsynced")
+            })?;
         let failures = lock(&inner.sync_failures);
         match failures.iter().find(|f| f.first <= seq && seq <= f.last) {
-            Some(f) => Err(io::Error::new(f.kind, format!("fsync of the persistent queue failed: {}", f.message))),
+            Some(f) => Err(io::Error::new(
+                f.kind,
+                format!("fsync of the persistent queue failed: {}", f.message),
+            )),
             None => Ok(()),
         }
     }
@@ -483,10 +534,16 @@ impl DiskQueue {
                 notified.await;
                 continue;
             };
-            let mut put_back = PutBackOnDrop { inner, seq: Some(entry.seq) };
+            let mut put_back = PutBackOnDrop {
+                inner,
+                seq: Some(entry.seq),
+            };
             let read = match file {
                 Some(file) => read_off_thread(file, entry).await,
-                None => Err(ReadError::Io(io::Error::new(io::ErrorKind::NotFound, "its segment file is gone"))),
+                None => Err(ReadError::Io(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "its segment file is gone",
+                ))),
             };
             put_back.seq = None;
             match read {
@@ -633,7 +690,12 @@ fn write_all_vectored(file: &File, mut bufs: &mut [IoSlice<'_>]) -> io::Result<(
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         match (&mut &*file).write_vectored(bufs) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the file accepted no bytes")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the file accepted no bytes",
+                ));
+            }
             Ok(n) => IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -674,7 +736,8 @@ impl Inner {
         if writer.needs_roll {
             // The sealed segment keeps the bytes that could not be truncated away.
             if let Ok(meta) = writer.file.metadata() {
-                self.bytes_on_disk.fetch_add(meta.len().saturating_sub(writer.offset), Ordering::Relaxed);
+                self.bytes_on_disk
+                    .fetch_add(meta.len().saturating_sub(writer.offset), Ordering::Relaxed);
             }
         }
         {
@@ -699,7 +762,10 @@ impl Inner {
     /// that, seal it (now, or at the next push if a new segment cannot be created either).
     fn undo_partial_write(&self, writer: &mut Writer) {
         let offset = writer.offset;
-        let truncated = writer.file.set_len(offset).and_then(|()| (&mut &*writer.file).seek(SeekFrom::Start(offset)));
+        let truncated = writer
+            .file
+            .set_len(offset)
+            .and_then(|()| (&mut &*writer.file).seek(SeekFrom::Start(offset)));
         if let Err(e) = truncated {
             tracing::error!(
                 path = %segment::segment_path(&self.dir, writer.seg).display(),
@@ -729,9 +795,14 @@ impl Inner {
                     break (sync_due, head_due, sync.shutdown);
                 }
                 sync = if dirty {
-                    self.wake_sync.wait_timeout(sync, HEAD_INTERVAL - waited).unwrap_or_else(PoisonError::into_inner).0
+                    self.wake_sync
+                        .wait_timeout(sync, HEAD_INTERVAL - waited)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
                 } else {
-                    self.wake_sync.wait(sync).unwrap_or_else(PoisonError::into_inner)
+                    self.wake_sync
+                        .wait(sync)
+                        .unwrap_or_else(PoisonError::into_inner)
                 };
             };
             let skip_final_head = sync.skip_final_head;
@@ -745,7 +816,13 @@ impl Inner {
                     .iter()
                     .chain(std::iter::once(&current))
                     .try_for_each(|file| file.sync_data())
-                    .and_then(|()| if dir_dirty { segment::sync_dir(&self.dir) } else { Ok(()) });
+                    .and_then(|()| {
+                        if dir_dirty {
+                            segment::sync_dir(&self.dir)
+                        } else {
+                            Ok(())
+                        }
+                    });
                 if let Err(e) = result {
                     tracing::error!(dir = %self.dir.display(), error = %e, "fsync of the persistent queue failed");
                     if dir_dirty {
@@ -807,7 +884,11 @@ impl Inner {
             let path = segment::segment_path(&self.dir, id);
             match fs::remove_file(&path) {
                 Ok(()) => {
-                    self.bytes_on_disk.fetch_sub(len.min(self.bytes_on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
+                    let _ = self.bytes_on_disk.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |b| Some(b.saturating_sub(len)),
+                    );
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -845,7 +926,10 @@ fn recover(dir: &Path, sizer: Sizer, fsync: bool) -> Result<Recovery, OpenError>
         }
         _ => None,
     };
-    let start = start.unwrap_or(Pos { seg: present.first().copied().unwrap_or(0), offset: 0 });
+    let start = start.unwrap_or(Pos {
+        seg: present.first().copied().unwrap_or(0),
+        offset: 0,
+    });
 
     let mut recovered = Recovered::default();
     let mut segments = BTreeMap::new();
@@ -863,7 +947,11 @@ fn recover(dir: &Path, sizer: Sizer, fsync: bool) -> Result<Recovery, OpenError>
             }
         }
         let is_last = i + 1 == present.len();
-        let file = OpenOptions::new().read(true).write(is_last).open(&path).map_err(io_error(&path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(is_last)
+            .open(&path)
+            .map_err(io_error(&path))?;
         let from = if id == start.seg { start.offset } else { 0 };
         let scan = segment::scan(&file, from).map_err(io_error(&path))?;
         let mut len = scan.file_len;
@@ -890,7 +978,13 @@ fn recover(dir: &Path, sizer: Sizer, fsync: bool) -> Result<Recovery, OpenError>
             }
         }
         for found in &scan.records {
-            ready.push_back(Entry { seq: next_seq, seg: id, offset: found.offset, len: found.len, items: found.items });
+            ready.push_back(Entry {
+                seq: next_seq,
+                seg: id,
+                offset: found.offset,
+                len: found.len,
+                items: found.items,
+            });
             next_seq += 1;
             recovered.records += 1;
             recovered.items += u64::from(found.items);
@@ -919,8 +1013,13 @@ fn recover(dir: &Path, sizer: Sizer, fsync: bool) -> Result<Recovery, OpenError>
             (id, file, 0)
         }
     };
-    (&mut &*file).seek(SeekFrom::Start(offset)).map_err(io_error(&segment::segment_path(dir, seg)))?;
-    let size = ready.iter().map(|e| sizer.units(e.items, u64::from(e.len))).sum();
+    (&mut &*file)
+        .seek(SeekFrom::Start(offset))
+        .map_err(io_error(&segment::segment_path(dir, seg)))?;
+    let size = ready
+        .iter()
+        .map(|e| sizer.units(e.items, u64::from(e.len)))
+        .sum();
     let index = Index {
         segments,
         ready,
@@ -929,6 +1028,17 @@ fn recover(dir: &Path, sizer: Sizer, fsync: bool) -> Result<Recovery, OpenError>
         size,
         tail: Pos { seg, offset },
     };
-    let writer = Writer { seg, file, offset, next_seq, needs_roll: false };
-    Ok(Recovery { index, writer, recovered, bytes_on_disk })
+    let writer = Writer {
+        seg,
+        file,
+        offset,
+        next_seq,
+        needs_roll: false,
+    };
+    Ok(Recovery {
+        index,
+        writer,
+        recovered,
+        bytes_on_disk,
+    })
 }

@@ -54,7 +54,11 @@ pub(crate) struct Header {
 
 pub(crate) fn decode_header(bytes: &[u8; HEADER_LEN as usize]) -> Header {
     let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    Header { len: word(0), crc: word(4), items: word(8) }
+    Header {
+        len: word(0),
+        crc: word(4),
+        items: word(8),
+    }
 }
 
 /// `dir/NNNNNNNNNNNNNNNNNNNN.seg`: zero-padded so names sort as ids do.
@@ -85,7 +89,11 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 
 /// Creates segment `id`, which must not exist yet.
 pub(crate) fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).create_new(true).open(segment_path(dir, id))
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(segment_path(dir, id))
 }
 
 /// Makes created, renamed and removed names in `dir` durable.
@@ -125,7 +133,11 @@ pub(crate) fn scan(file: &File, start: u64) -> io::Result<Scan> {
     let file_len = file.metadata()?.len();
     let mut records = Vec::new();
     if start >= file_len {
-        return Ok(Scan { records, file_len, stop: Stop::Clean });
+        return Ok(Scan {
+            records,
+            file_len,
+            stop: Stop::Clean,
+        });
     }
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     reader.seek(SeekFrom::Start(start))?;
@@ -137,14 +149,23 @@ pub(crate) fn scan(file: &File, start: u64) -> io::Result<Scan> {
             break Stop::Clean;
         }
         if got < raw.len() {
-            break Stop::Bad { offset, reason: "the record header is cut short" };
+            break Stop::Bad {
+                offset,
+                reason: "the record header is cut short",
+            };
         }
         let header = decode_header(&raw);
         if header.len > MAX_PAYLOAD_BYTES {
-            break Stop::Bad { offset, reason: "the record length is over the 1 GiB cap" };
+            break Stop::Bad {
+                offset,
+                reason: "the record length is over the 1 GiB cap",
+            };
         }
         if offset + HEADER_LEN + u64::from(header.len) > file_len {
-            break Stop::Bad { offset, reason: "the record runs past the end of the file" };
+            break Stop::Bad {
+                offset,
+                reason: "the record runs past the end of the file",
+            };
         }
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&header.items.to_le_bytes());
@@ -161,15 +182,29 @@ pub(crate) fn scan(file: &File, start: u64) -> io::Result<Scan> {
         }
         if remaining > 0 {
             // The file shrank under us; treat it as the cut-short record it now is.
-            break Stop::Bad { offset, reason: "the record runs past the end of the file" };
+            break Stop::Bad {
+                offset,
+                reason: "the record runs past the end of the file",
+            };
         }
         if hasher.finalize() != header.crc {
-            break Stop::Bad { offset, reason: "the record's checksum does not match" };
+            break Stop::Bad {
+                offset,
+                reason: "the record's checksum does not match",
+            };
         }
-        records.push(Found { offset, len: header.len, items: header.items });
+        records.push(Found {
+            offset,
+            len: header.len,
+            items: header.items,
+        });
         offset += HEADER_LEN + u64::from(header.len);
     };
-    Ok(Scan { records, file_len, stop })
+    Ok(Scan {
+        records,
+        file_len,
+        stop,
+    })
 }
 
 /// Reads until `buf` is full or the end of the input; returns how many bytes were read.
@@ -188,15 +223,24 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Reads the record at `offset` (as indexed: `len` and `items` must match its header) with
 /// pread, leaving the writer's file position alone.
-pub(crate) fn read_record(file: &File, offset: u64, len: u32, items: u32) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn read_record(
+    file: &File,
+    offset: u64,
+    len: u32,
+    items: u32,
+) -> Result<Vec<u8>, ReadError> {
     let mut raw = [0u8; HEADER_LEN as usize];
-    file.read_exact_at(&mut raw, offset).map_err(ReadError::Io)?;
+    file.read_exact_at(&mut raw, offset)
+        .map_err(ReadError::Io)?;
     let header = decode_header(&raw);
     if header.len != len || header.items != items {
-        return Err(ReadError::Corrupt("the record header changed since it was written"));
+        return Err(ReadError::Corrupt(
+            "the record header changed since it was written",
+        ));
     }
     let mut payload = vec![0u8; len as usize];
-    file.read_exact_at(&mut payload, offset + HEADER_LEN).map_err(ReadError::Io)?;
+    file.read_exact_at(&mut payload, offset + HEADER_LEN)
+        .map_err(ReadError::Io)?;
     if checksum(header.items, &payload) != header.crc {
         return Err(ReadError::Corrupt("the record's checksum does not match"));
     }
@@ -241,7 +285,10 @@ fn decode_head(bytes: &[u8]) -> HeadFile {
         word.copy_from_slice(&bytes[i..i + 8]);
         u64::from_le_bytes(word)
     };
-    HeadFile::At(Pos { seg: u64_at(4), offset: u64_at(12) })
+    HeadFile::At(Pos {
+        seg: u64_at(4),
+        offset: u64_at(12),
+    })
 }
 
 /// Reads `dir/head`. A missing file is normal (a new queue); a damaged one is reported as such.
@@ -257,7 +304,11 @@ pub(crate) fn read_head(dir: &Path) -> io::Result<HeadFile> {
 /// rename are durable before this returns, so a segment deleted afterwards is never needed.
 pub(crate) fn write_head(dir: &Path, pos: Pos, fsync: bool) -> io::Result<()> {
     let tmp = dir.join(HEAD_TMP_FILE);
-    let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     file.write_all(&encode_head(pos))?;
     if fsync {
         file.sync_all()?;
