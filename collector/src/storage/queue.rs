@@ -285,6 +285,28 @@ struct Inner {
     bytes_on_disk: AtomicU64,
     /// Held for the queue's lifetime: the lock goes with the descriptor.
     _lock: File,
+    #[cfg(test)]
+    faults: Mutex<Faults>,
+}
+
+/// Where a test can make I/O fail (see `Faults`).
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    ShortWrite,
+    Truncate,
+    Create,
+}
+
+/// Tests only: how many of each I/O failure to inject, as a full disk would cause them.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Record writes that stop after half the payload.
+    pub(crate) short_writes: u32,
+    /// Truncations (undoing a failed write) that fail.
+    pub(crate) failed_truncates: u32,
+    /// Segment creations that fail.
+    pub(crate) failed_creates: u32,
 }
 
 /// A persistent FIFO of opaque records in a directory of append-only segment files.
@@ -383,6 +405,8 @@ impl DiskQueue {
             corrupt_records: AtomicU64::new(recovered.corrupt_records),
             bytes_on_disk: AtomicU64::new(bytes_on_disk),
             _lock: lock_file,
+            #[cfg(test)]
+            faults: Mutex::new(Faults::default()),
         });
         let background = inner.clone();
         let thread = std::thread::Builder::new()
@@ -451,10 +475,21 @@ impl DiskQueue {
             inner.roll(&mut writer).map_err(PushError::Io)?;
         }
         let header = segment::encode_header(items, payload);
-        if let Err(e) = write_all_vectored(
-            &writer.file,
-            &mut [IoSlice::new(&header), IoSlice::new(payload)],
-        ) {
+        let result = match inner.injected(Fault::ShortWrite) {
+            Some(e) => write_all_vectored(
+                &writer.file,
+                &mut [
+                    IoSlice::new(&header),
+                    IoSlice::new(&payload[..payload.len() / 2]),
+                ],
+            )
+            .and(Err(e)),
+            None => write_all_vectored(
+                &writer.file,
+                &mut [IoSlice::new(&header), IoSlice::new(payload)],
+            ),
+        };
+        if let Err(e) = result {
             inner.undo_partial_write(&mut writer);
             return Err(PushError::Io(e));
         }
@@ -623,6 +658,12 @@ impl DiskQueue {
         &self.inner.dir
     }
 
+    /// Makes the next I/O operations fail, as a full disk would.
+    #[cfg(test)]
+    pub(crate) fn inject(&self, set: impl FnOnce(&mut Faults)) {
+        set(&mut lock(&self.inner.faults));
+    }
+
     /// Stops like a killed process would: no last head write (the fsync thread just exits).
     #[cfg(test)]
     pub(crate) fn crash(mut self) {
@@ -732,6 +773,9 @@ impl Inner {
     /// Starts segment `writer.seg + 1` and makes it the one written.
     fn roll(&self, writer: &mut Writer) -> io::Result<()> {
         let id = writer.seg + 1;
+        if let Some(e) = self.injected(Fault::Create) {
+            return Err(e);
+        }
         let file = Arc::new(segment::create_segment(&self.dir, id)?);
         if writer.needs_roll {
             // The sealed segment keeps the bytes that could not be truncated away.
@@ -762,10 +806,13 @@ impl Inner {
     /// that, seal it (now, or at the next push if a new segment cannot be created either).
     fn undo_partial_write(&self, writer: &mut Writer) {
         let offset = writer.offset;
-        let truncated = writer
-            .file
-            .set_len(offset)
-            .and_then(|()| (&mut &*writer.file).seek(SeekFrom::Start(offset)));
+        let truncated = match self.injected(Fault::Truncate) {
+            Some(e) => Err(e),
+            None => writer
+                .file
+                .set_len(offset)
+                .and_then(|()| (&mut &*writer.file).seek(SeekFrom::Start(offset))),
+        };
         if let Err(e) = truncated {
             tracing::error!(
                 path = %segment::segment_path(&self.dir, writer.seg).display(),
@@ -777,6 +824,28 @@ impl Inner {
                 tracing::error!(dir = %self.dir.display(), error = %e, "could not start a new segment; retrying at the next push");
             }
         }
+    }
+
+    /// A failure injected by a test, if one is due.
+    #[cfg(test)]
+    fn injected(&self, fault: Fault) -> Option<io::Error> {
+        let mut faults = lock(&self.faults);
+        let due = match fault {
+            Fault::ShortWrite => &mut faults.short_writes,
+            Fault::Truncate => &mut faults.failed_truncates,
+            Fault::Create => &mut faults.failed_creates,
+        };
+        if *due == 0 {
+            return None;
+        }
+        *due -= 1;
+        Some(io::Error::from(io::ErrorKind::StorageFull))
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    fn injected(&self, _: Fault) -> Option<io::Error> {
+        None
     }
 
     /// The background thread: fsyncs (group commit) and writes the head, until the queue drops.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
+use super::queue;
 use super::segment::{self, HEADER_LEN};
 use super::*;
 
@@ -741,4 +742,91 @@ fn the_queue_and_its_futures_can_be_shared_across_threads() {
     send_sync(&queue);
     send(&queue.pop());
     send(&queue.synced(1));
+}
+
+#[tokio::test]
+async fn a_failed_write_leaves_the_queue_whole() {
+    // (what fails, segment files after the failed push, damaged records found by the next open)
+    type Inject = fn(&mut queue::Faults);
+    let cases: [(&str, Inject, usize, u64); 3] = [
+        ("a short write, cut away", |f| f.short_writes = 1, 1, 0),
+        (
+            "a short write that cannot be cut away: the segment is sealed",
+            |f| (f.short_writes, f.failed_truncates) = (1, 1),
+            2,
+            1,
+        ),
+        (
+            "nor can a new segment be created until the next push",
+            |f| (f.short_writes, f.failed_truncates, f.failed_creates) = (1, 1, 1),
+            1,
+            1,
+        ),
+    ];
+    for (what, inject, files_after, corrupt) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (queue, _) = open(dir.path(), unbounded());
+        for n in 0..2 {
+            queue.push(1, &payload(n, 100)).expect("push");
+        }
+        queue.inject(inject);
+        match queue.push(1, &payload(2, 100)) {
+            Err(PushError::Io(e)) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{what}")
+            }
+            other => panic!("{what}: expected an I/O error, got {other:?}"),
+        }
+        assert_eq!(
+            queue.stats().size,
+            2,
+            "{what}: the failed record is not counted"
+        );
+        assert_eq!(segment_files(dir.path()).len(), files_after, "{what}");
+        queue
+            .push(1, &payload(3, 100))
+            .unwrap_or_else(|e| panic!("{what}: the next push: {e}"));
+        let popped = pop_n(&queue, 3).await;
+        assert_eq!(
+            popped.iter().map(|p| p.2).collect::<Vec<_>>(),
+            vec![0, 1, 3],
+            "{what}"
+        );
+        assert_eq!(queue.stats().corrupt_records, 0, "{what}");
+        for (id, _, _) in &popped[..1] {
+            queue.ack(*id);
+        }
+        queue.crash();
+        let (queue, recovered) = open(dir.path(), unbounded());
+        assert_eq!(recovered.torn_tail_bytes, 0, "{what}");
+        // A sealed segment still holds the half record after its last good one.
+        assert_eq!(recovered.corrupt_records, corrupt, "{what}");
+        let back = drain(&queue).await;
+        assert!(back == [0, 1, 3] || back == [1, 3], "{what}: {back:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_pop_dropped_mid_read_puts_its_record_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (queue, _) = open(dir.path(), unbounded());
+    for n in 0..2 {
+        queue.push(1, &payload(n, 100_000)).expect("push");
+    }
+    let mut cancelled = false;
+    for _ in 0..100 {
+        let mut pop = Box::pin(queue.pop());
+        match futures::poll!(pop.as_mut()) {
+            std::task::Poll::Pending => {
+                drop(pop); // taken from the queue, its read still running
+                cancelled = true;
+                break;
+            }
+            // The read finished within the first poll: put it back and try again.
+            std::task::Poll::Ready(Some((id, _, _))) => queue.nack(id),
+            std::task::Poll::Ready(None) => panic!("the queue is open"),
+        }
+    }
+    assert!(cancelled, "never caught a pop mid-read");
+    let popped = pop_n(&queue, 2).await;
+    assert_eq!(popped.iter().map(|p| p.2).collect::<Vec<_>>(), vec![0, 1]);
 }
