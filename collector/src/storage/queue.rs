@@ -20,6 +20,9 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// How often, at most, the head file is rewritten while records are being acknowledged.
 const HEAD_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Segment handles kept open for readers (besides the writer's own).
+const MAX_READ_HANDLES: usize = 4;
+
 /// How often `open` tries the lock again while another process holds it.
 const LOCK_RETRY: Duration = Duration::from_millis(20);
 
@@ -186,8 +189,10 @@ impl Entry {
 /// Which records are where. Sequence numbers follow log order, so the smallest sequence number
 /// still held anywhere here is the head.
 struct Index {
-    /// Open handles of the live segments (at or after the head), for readers.
-    segments: BTreeMap<u64, Arc<File>>,
+    /// The live segments (at or after the head), with an open handle for the one written and
+    /// the few read last: a long queue has many segments, and a descriptor each could exhaust
+    /// the process's limit.
+    segments: BTreeMap<u64, Option<Arc<File>>>,
     /// Not handed out yet, in log order.
     ready: VecDeque<Entry>,
     /// Handed out, then put back: handed out again before `ready`.
@@ -220,7 +225,29 @@ impl Index {
             None => self.ready.pop_front()?,
         };
         self.in_flight.insert(entry.seq, entry);
-        Some((entry, self.segments.get(&entry.seg).cloned()))
+        Some((entry, self.segments.get(&entry.seg).cloned().flatten()))
+    }
+
+    /// Keeps a handle a reader opened, closing the oldest cached ones past the limit.
+    fn cache_reader(&mut self, seg: u64, file: Arc<File>) {
+        let Some(slot) = self.segments.get_mut(&seg) else {
+            return; // deleted meanwhile
+        };
+        *slot = Some(file);
+        let open: Vec<u64> = self
+            .segments
+            .iter()
+            .filter(|(_, f)| f.is_some())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in open
+            .iter()
+            .take(open.len().saturating_sub(MAX_READ_HANDLES))
+        {
+            if *id != seg {
+                self.segments.insert(*id, None);
+            }
+        }
     }
 }
 
@@ -573,14 +600,12 @@ impl DiskQueue {
                 inner,
                 seq: Some(entry.seq),
             };
-            let read = match file {
-                Some(file) => read_off_thread(file, entry).await,
-                None => Err(ReadError::Io(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "its segment file is gone",
-                ))),
-            };
+            let path = segment::segment_path(&inner.dir, entry.seg);
+            let (read, opened) = read_off_thread(file, path, entry).await;
             put_back.seq = None;
+            if let Some(file) = opened {
+                lock(&inner.index).cache_reader(entry.seg, file);
+            }
             match read {
                 Ok(payload) => return Some((RecordId(entry.seq), entry.items, payload)),
                 Err(e) => {
@@ -709,20 +734,45 @@ impl Drop for PutBackOnDrop<'_> {
 }
 
 /// Reads a record on tokio's blocking pool (a cold page cache means disk reads), or inline
-/// outside a runtime.
-async fn read_off_thread(file: Arc<File>, entry: Entry) -> Result<Vec<u8>, ReadError> {
-    let read = move |file: &File| segment::read_record(file, entry.offset, entry.len, entry.items);
+/// outside a runtime, opening its segment if no handle is cached (the one opened is returned).
+async fn read_off_thread(
+    file: Option<Arc<File>>,
+    path: PathBuf,
+    entry: Entry,
+) -> (Result<Vec<u8>, ReadError>, Option<Arc<File>>) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            let file2 = file.clone();
-            match runtime.spawn_blocking(move || read(&file2)).await {
+            let (file2, path2) = (file.clone(), path.clone());
+            match runtime
+                .spawn_blocking(move || read_entry(file2, &path2, entry))
+                .await
+            {
                 Ok(result) => result,
                 // Cancelled by a runtime shutting down: read here instead.
-                Err(_) => read(&file),
+                Err(_) => read_entry(file, &path, entry),
             }
         }
-        Err(_) => read(&file),
+        Err(_) => read_entry(file, &path, entry),
     }
+}
+
+fn read_entry(
+    file: Option<Arc<File>>,
+    path: &Path,
+    entry: Entry,
+) -> (Result<Vec<u8>, ReadError>, Option<Arc<File>>) {
+    let (file, opened) = match file {
+        Some(file) => (file, None),
+        None => match File::open(path) {
+            Ok(file) => {
+                let file = Arc::new(file);
+                (file.clone(), Some(file))
+            }
+            Err(e) => return (Err(ReadError::Io(e)), None),
+        },
+    };
+    let read = segment::read_record(&file, entry.offset, entry.len, entry.items);
+    (read, opened)
 }
 
 /// `write_all` for two buffers in one writev(2) (header and payload, without copying them
@@ -786,14 +836,19 @@ impl Inner {
         }
         {
             let mut index = lock(&self.index);
-            index.segments.insert(id, file.clone());
+            // The reader opens the old segment again when it gets there.
+            index.segments.insert(writer.seg, None);
+            index.segments.insert(id, Some(file.clone()));
             index.tail = Pos { seg: id, offset: 0 };
         }
         {
             let mut sync = lock(&self.sync);
             let old = std::mem::replace(&mut sync.current, file.clone());
-            sync.sealed.push(old);
-            sync.dir_dirty = true;
+            if self.fsync {
+                // Without fsync nobody drains the list: the handle would stay open for good.
+                sync.sealed.push(old);
+                sync.dir_dirty = true;
+            }
         }
         writer.seg = id;
         writer.file = file;
@@ -947,10 +1002,9 @@ impl Inner {
             let live = index.segments.split_off(&head.seg);
             std::mem::replace(&mut index.segments, live)
         };
-        for (id, file) in behind {
-            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            drop(file);
+        for id in behind.into_keys() {
             let path = segment::segment_path(&self.dir, id);
+            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             match fs::remove_file(&path) {
                 Ok(()) => {
                     let _ = self.bytes_on_disk.fetch_update(
@@ -1060,10 +1114,12 @@ fn recover(dir: &Path, sizer: Sizer, fsync: bool) -> Result<Recovery, OpenError>
             recovered.bytes += u64::from(found.len);
         }
         bytes_on_disk += len;
-        let file = Arc::new(file);
-        segments.insert(id, file.clone());
         if is_last {
+            let file = Arc::new(file);
+            segments.insert(id, Some(file.clone()));
             last = Some((id, file, len));
+        } else {
+            segments.insert(id, None);
         }
     }
     let (seg, file, offset) = match last {
@@ -1078,7 +1134,7 @@ fn recover(dir: &Path, sizer: Sizer, fsync: bool) -> Result<Recovery, OpenError>
             if fsync {
                 segment::sync_dir(dir).map_err(io_error(dir))?;
             }
-            segments.insert(id, file.clone());
+            segments.insert(id, Some(file.clone()));
             (id, file, 0)
         }
     };

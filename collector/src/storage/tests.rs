@@ -830,3 +830,44 @@ async fn a_pop_dropped_mid_read_puts_its_record_back() {
     let popped = pop_n(&queue, 2).await;
     assert_eq!(popped.iter().map(|p| p.2).collect::<Vec<_>>(), vec![0, 1]);
 }
+
+#[tokio::test]
+async fn a_long_queue_keeps_few_segment_files_open() {
+    fn open_segment_descriptors(dir: &Path) -> usize {
+        let dir = dir.canonicalize().expect("canonical dir");
+        fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .filter_map(|e| fs::read_link(e.expect("fd").path()).ok())
+            .filter(|target| {
+                target.starts_with(&dir) && target.extension().is_some_and(|e| e == "seg")
+            })
+            .count()
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (queue, _) = open(dir.path(), small_segments(2, 20));
+    for n in 0..100 {
+        queue.push(1, &payload(n, 20)).expect("push");
+    }
+    assert_eq!(segment_files(dir.path()).len(), 50);
+    assert!(
+        open_segment_descriptors(dir.path()) <= 2,
+        "rolled-away segments are closed"
+    );
+    let popped = pop_n(&queue, 100).await;
+    assert_eq!(
+        popped.iter().map(|p| p.2).collect::<Vec<_>>(),
+        (0..100).collect::<Vec<_>>()
+    );
+    assert!(
+        open_segment_descriptors(dir.path()) <= 6,
+        "readers keep a few handles"
+    );
+    queue.crash();
+    let (queue, recovered) = open(dir.path(), small_segments(2, 20));
+    assert_eq!(recovered.records, 100);
+    assert!(
+        open_segment_descriptors(dir.path()) <= 1,
+        "recovery closes what it scanned"
+    );
+    assert_eq!(drain(&queue).await, (0..100).collect::<Vec<_>>());
+}
