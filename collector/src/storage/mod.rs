@@ -61,9 +61,22 @@
 //! background thread fsyncs as soon as anything is unsynced, one fsync covering every record
 //! written before it, so under load fsyncs run back to back, each amortized over many records,
 //! and an idle queue does no fsync at all. Truncations, new segments (the directory) and head
-//! writes are fsynced too when the option is on. A failed I/O in `push` (a full disk) is cut
-//! back out of the segment before the error is returned, so the queue stays readable and the
-//! next push can succeed once there is room.
+//! writes are fsynced too when the option is on.
+//!
+//! A failed write in `push` (a full disk) is cut back out of the segment before the error is
+//! returned, so the queue stays readable and the next push can succeed once there is room. If
+//! even the cut fails, the segment is sealed and writing goes on in a new one; the half record
+//! left at the end of the sealed segment is counted as one corrupt record by the next open
+//! (the records before it are kept).
+//!
+//! # Resources
+//!
+//! Memory: the index holds 32 bytes per pending record and no payloads; `pop` reads one
+//! record at a time (on tokio's blocking pool). Descriptors: the segment being written and the
+//! few last read are kept open, others are opened when the reader reaches them, so a long
+//! queue of small segments does not run into the process's file limit. Disk: segments wholly
+//! behind the head are deleted; the one being written stays, so an empty queue may keep up to
+//! `max_segment_bytes` on disk until the next segment starts.
 //!
 //! # Capacity
 //!
