@@ -322,6 +322,7 @@ enum Fault {
     ShortWrite,
     Truncate,
     Create,
+    Sync,
 }
 
 /// Tests only: how many of each I/O failure to inject, as a full disk would cause them.
@@ -334,6 +335,8 @@ pub(crate) struct Faults {
     pub(crate) failed_truncates: u32,
     /// Segment creations that fail.
     pub(crate) failed_creates: u32,
+    /// Group-commit fsyncs that fail.
+    pub(crate) failed_syncs: u32,
 }
 
 /// A persistent FIFO of opaque records in a directory of append-only segment files.
@@ -376,19 +379,20 @@ impl DiskQueue {
             .truncate(false)
             .open(&lock_path)
             .map_err(io_error(&lock_path))?;
-        let deadline = Instant::now() + lock_timeout;
+        // No deadline (wait for good) if the timeout is too long to add to now.
+        let deadline = Instant::now().checked_add(lock_timeout);
         loop {
             match lock_file.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
-                    let now = Instant::now();
-                    if now >= deadline {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left == Some(Duration::ZERO) {
                         return Err(OpenError::Locked {
                             dir: dir.to_path_buf(),
                             timeout: lock_timeout,
                         });
                     }
-                    std::thread::sleep(LOCK_RETRY.min(deadline - now));
+                    std::thread::sleep(left.map_or(LOCK_RETRY, |left| LOCK_RETRY.min(left)));
                 }
                 Err(TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
             }
@@ -889,6 +893,7 @@ impl Inner {
             Fault::ShortWrite => &mut faults.short_writes,
             Fault::Truncate => &mut faults.failed_truncates,
             Fault::Create => &mut faults.failed_creates,
+            Fault::Sync => &mut faults.failed_syncs,
         };
         if *due == 0 {
             return None;
@@ -936,10 +941,14 @@ impl Inner {
                 let current = sync.current.clone();
                 let dir_dirty = std::mem::take(&mut sync.dir_dirty);
                 drop(sync);
-                let result = files
-                    .iter()
-                    .chain(std::iter::once(&current))
-                    .try_for_each(|file| file.sync_data())
+                let injected = self.injected(Fault::Sync).map_or(Ok(()), Err);
+                let result = injected
+                    .and_then(|()| {
+                        files
+                            .iter()
+                            .chain(std::iter::once(&current))
+                            .try_for_each(|file| file.sync_data())
+                    })
                     .and_then(|()| {
                         if dir_dirty {
                             segment::sync_dir(&self.dir)

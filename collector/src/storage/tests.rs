@@ -871,3 +871,28 @@ async fn a_long_queue_keeps_few_segment_files_open() {
     );
     assert_eq!(drain(&queue).await, (0..100).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_failed_fsync_is_reported_to_the_records_it_covered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (queue, _) = open(
+        dir.path(),
+        QueueOptions {
+            fsync: true,
+            ..unbounded()
+        },
+    );
+    queue.inject(|f| f.failed_syncs = 1);
+    let first = queue.push(1, &payload(0, 20)).expect("push");
+    let err = queue.synced(first.seq).await.expect_err("its fsync failed");
+    assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
+    let second = queue.push(1, &payload(1, 20)).expect("push");
+    queue
+        .synced(second.seq)
+        .await
+        .expect("the next fsync succeeds");
+    assert!(
+        queue.synced(first.seq).await.is_err(),
+        "the failure is remembered"
+    );
+}
