@@ -20,6 +20,18 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// How often, at most, the head file is rewritten while records are being acknowledged.
 const HEAD_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Read errors that may pass (not a missing file or a short one) are retried this many times,
+/// waiting twice as long each time, before the record is skipped as damaged.
+const READ_RETRIES: u32 = 5;
+const READ_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+fn is_transient(e: &io::Error) -> bool {
+    !matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof
+    )
+}
+
 /// Segment handles kept open for readers (besides the writer's own).
 const MAX_READ_HANDLES: usize = 4;
 
@@ -323,6 +335,7 @@ enum Fault {
     Truncate,
     Create,
     Sync,
+    Read,
 }
 
 /// Tests only: how many of each I/O failure to inject, as a full disk would cause them.
@@ -337,6 +350,8 @@ pub(crate) struct Faults {
     pub(crate) failed_creates: u32,
     /// Group-commit fsyncs that fail.
     pub(crate) failed_syncs: u32,
+    /// Record reads that fail.
+    pub(crate) failed_reads: u32,
 }
 
 /// A persistent FIFO of opaque records in a directory of append-only segment files.
@@ -605,11 +620,33 @@ impl DiskQueue {
                 seq: Some(entry.seq),
             };
             let path = segment::segment_path(&inner.dir, entry.seg);
-            let (read, opened) = read_off_thread(file, path, entry).await;
+            let mut file = file;
+            let mut retries = 0;
+            let read = loop {
+                let (read, opened) = match inner.injected(Fault::Read) {
+                    Some(e) => (Err(ReadError::Io(e)), None),
+                    None => read_off_thread(file.take(), path.clone(), entry).await,
+                };
+                if let Some(opened) = opened {
+                    lock(&inner.index).cache_reader(entry.seg, opened);
+                }
+                match read {
+                    // Out of descriptors, say: worth another try before the record is given up.
+                    Err(ReadError::Io(e)) if retries < READ_RETRIES && is_transient(&e) => {
+                        let backoff = READ_RETRY_BACKOFF * 2u32.pow(retries);
+                        tracing::warn!(path = %path.display(), offset = entry.offset, error = %e, ?backoff, "reading a record of the persistent queue failed; retrying");
+                        retries += 1;
+                        tokio::time::sleep(backoff).await;
+                        file = lock(&inner.index)
+                            .segments
+                            .get(&entry.seg)
+                            .cloned()
+                            .flatten();
+                    }
+                    read => break read,
+                }
+            };
             put_back.seq = None;
-            if let Some(file) = opened {
-                lock(&inner.index).cache_reader(entry.seg, file);
-            }
             match read {
                 Ok(payload) => return Some((RecordId(entry.seq), entry.items, payload)),
                 Err(e) => {
@@ -894,6 +931,7 @@ impl Inner {
             Fault::Truncate => &mut faults.failed_truncates,
             Fault::Create => &mut faults.failed_creates,
             Fault::Sync => &mut faults.failed_syncs,
+            Fault::Read => &mut faults.failed_reads,
         };
         if *due == 0 {
             return None;

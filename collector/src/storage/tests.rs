@@ -896,3 +896,29 @@ async fn a_failed_fsync_is_reported_to_the_records_it_covered() {
         "the failure is remembered"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_read_is_retried_and_a_missing_segment_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (queue, _) = open(dir.path(), small_segments(2, 20));
+    for n in 0..6 {
+        queue.push(1, &payload(n, 20)).expect("push");
+    }
+    queue.inject(|f| f.failed_reads = 2);
+    let first = pop_n(&queue, 1).await;
+    assert_eq!(first[0].2, 0, "the record is read once the failures pass");
+    assert_eq!(queue.stats().corrupt_records, 0);
+    // Segment 1 (records 2 and 3) removed behind the queue's back: skipped, counted.
+    fs::remove_file(segment::segment_path(dir.path(), 1)).expect("remove segment");
+    let rest = pop_n(&queue, 3).await;
+    assert_eq!(rest.iter().map(|p| p.2).collect::<Vec<_>>(), vec![1, 4, 5]);
+    assert_eq!(queue.stats().corrupt_records, 2);
+    queue.inject(|f| f.failed_reads = 100);
+    queue.push(1, &payload(6, 20)).expect("push");
+    queue.close();
+    assert!(
+        queue.pop().await.is_none(),
+        "a record that never reads is given up, not retried forever"
+    );
+    assert_eq!(queue.stats().corrupt_records, 3);
+}
