@@ -48,7 +48,8 @@
 //!   segment is read as usual.
 //!
 //! A record damaged after it was scanned fails its checksum when handed out: it is logged,
-//! counted, acknowledged and skipped, so it never blocks the queue. This is the approach of
+//! counted, acknowledged and skipped, so it never blocks the queue (as is one whose segment
+//! vanished, or that still cannot be read after a few retries). This is the approach of
 //! Vector's disk buffer: checksummed records, and a damaged tail detected and dropped rather
 //! than allowed to poison what comes after it.
 //!

@@ -599,8 +599,9 @@ impl DiskQueue {
     /// The oldest record not yet handed out (records put back with [`nack`](Self::nack) come
     /// first), waiting for one; `None` once closed with no record left to hand out. Reads the
     /// record from its file and checks its checksum; a damaged record is counted in
-    /// `corrupt_records`, logged, acknowledged and skipped. Cancel-safe: a record taken by a
-    /// `pop` dropped before it returns is put back.
+    /// `corrupt_records`, logged, acknowledged and skipped, and so is one that cannot be read
+    /// (after a few retries ~3 s apart in all, for errors that may pass), so no record blocks
+    /// the queue. Cancel-safe: a record taken by a `pop` dropped before it returns is put back.
     pub async fn pop(&self) -> Option<(RecordId, u32, Vec<u8>)> {
         let inner = &*self.inner;
         loop {
