@@ -600,7 +600,7 @@ impl DiskQueue {
     /// first), waiting for one; `None` once closed with no record left to hand out. Reads the
     /// record from its file and checks its checksum; a damaged record is counted in
     /// `corrupt_records`, logged, acknowledged and skipped, and so is one that cannot be read
-    /// (after a few retries ~3 s apart in all, for errors that may pass), so no record blocks
+    /// (after retries over about 3 s, for errors that may pass), so no record blocks
     /// the queue. Cancel-safe: a record taken by a `pop` dropped before it returns is put back.
     pub async fn pop(&self) -> Option<(RecordId, u32, Vec<u8>)> {
         let inner = &*self.inner;
@@ -974,6 +974,9 @@ impl Inner {
                 };
             };
             let skip_final_head = sync.skip_final_head;
+            if head_due {
+                sync.head_now = false;
+            }
             if sync_due {
                 let target = sync.written;
                 let files: Vec<Arc<File>> = std::mem::take(&mut sync.sealed);
@@ -1014,9 +1017,6 @@ impl Inner {
                 synced = target;
                 self.synced.send_replace(target);
             } else {
-                if head_due {
-                    sync.head_now = false;
-                }
                 drop(sync);
             }
             if shutdown && skip_final_head {
