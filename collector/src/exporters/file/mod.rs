@@ -19,9 +19,10 @@
 //! the write buffer holding it is flushed to the OS: every `flush_interval`, before a rotation
 //! and at shutdown. With `fsync: true` (wasmcol's own option) the flush also `fsync`s the file
 //! before the report, once per `flush_interval` at most.
-//! - A process crash (kill -9, OOM) loses what was not flushed: batches in the write queue
-//!   and the write buffer, at most `queue_size` batches plus one `flush_interval` of data,
-//!   none of it reported delivered. Everything flushed is in the OS's page cache and survives.
+//! - A process crash (kill -9, OOM) loses what this exporter had not flushed: batches in the
+//!   write queue and the write buffer, at most `queue_size` batches plus one `flush_interval`
+//!   of writes, none of it reported delivered. Everything flushed is in the OS's page cache and
+//!   survives. (What earlier stages, such as the `batch` processor, hold is theirs to keep.)
 //! - An OS crash or power loss can also lose flushed data not yet written back by the OS,
 //!   unless `fsync: true`.
 //! - A crash in the middle of a write can leave a torn last record (part of a JSON line, or a
