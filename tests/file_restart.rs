@@ -24,6 +24,11 @@ const PER_REQUEST: u64 = 100;
 /// otlp → batch → file at `path` (rotation on, as configs/default.yaml) with `file_extra`
 /// lines under `exporters.file`; returns the collector and its gRPC port.
 fn start(path: &Path, file_extra: &str) -> (Collector, u16) {
+    start_wrapped(path, file_extra, &[])
+}
+
+/// [`start`] through a wrapper command (see [`Collector::start_wrapped`]).
+fn start_wrapped(path: &Path, file_extra: &str, wrapper: &[&str]) -> (Collector, u16) {
     let (grpc, http, metrics) = (free_port(), free_port(), free_port());
     let base = file_pipeline_config(grpc, http, metrics, "batch", "");
     let original = "    path: \"{dir}/out.jsonl\"\n";
@@ -38,7 +43,7 @@ fn start(path: &Path, file_extra: &str) -> (Collector, u16) {
             path.display()
         ),
     );
-    (Collector::start(&config, http), grpc)
+    (Collector::start_wrapped(&config, http, &[], wrapper), grpc)
 }
 
 /// Sends spans `first..first + n` over gRPC, `PER_REQUEST` at a time; every request must be
@@ -293,4 +298,50 @@ async fn restart_after_kill_9_cuts_a_torn_proto_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_kill_9_cuts_a_torn_zstd_frame() {
     torn_tail_after_kill_9(Compression::Zstd).await;
+}
+
+/// A write that fails half-way (the process's file size limit standing in for a full disk)
+/// leaves no partial record behind: the writer cuts the file back to its last flush and the
+/// batches not flushed count as failed, so the file still reads cleanly to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_failing_half_way_leaves_no_partial_record() {
+    const LIMIT: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("traces.pb");
+    // Writing past RLIMIT_FSIZE raises SIGXFSZ (fatal by default); ignored, the write fails
+    // with EFBIG instead. An ignored signal stays ignored across exec.
+    let script = format!("trap '' XFSZ; exec prlimit --fsize={LIMIT}:{LIMIT} \"$0\" \"$@\"");
+    let (mut c, grpc) = start_wrapped(
+        &path,
+        "    format: proto\n",
+        &["bash", "-c", script.as_str()],
+    );
+    // About 150 bytes per span: 2,000 spans fit; once they are in the file, 10,000 more cross
+    // the limit in the middle of a record.
+    send(grpc, 3, 0, 2_000).await;
+    let flushed = wait_until(Duration::from_secs(10), || {
+        std::fs::read(&path).is_ok_and(|b| {
+            length_prefixed_span_ids(&b, Format::Proto, Compression::None).len() == 2_000
+        })
+    });
+    assert!(
+        flushed,
+        "the first spans did not reach the file:\n{}",
+        c.log()
+    );
+    send(grpc, 3, 2_000, 10_000).await;
+    assert!(
+        c.wait_for_log_line(&["file exporter", "failed"], Duration::from_secs(10)),
+        "the size limit was never hit:\n{}",
+        c.log()
+    );
+    c.stop();
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len <= LIMIT, "{len} bytes despite the limit");
+    let ids = clean_ids(&path, Format::Proto, Compression::None);
+    assert!(
+        ids.len() >= 2_000,
+        "{} spans left of those written before the limit",
+        ids.len()
+    );
 }

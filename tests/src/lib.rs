@@ -83,11 +83,31 @@ impl Collector {
 
     /// [`Collector::start`] with extra environment variables for the collector process.
     pub fn start_with_env(config: &str, ready_port: u16, env: &[(&str, &str)]) -> Self {
+        Self::start_wrapped(config, ready_port, env, &[])
+    }
+
+    /// [`Collector::start_with_env`] through a wrapper command: `wrapper` followed by the
+    /// `wasmcol` command line (e.g. `["prlimit", "--fsize=100000"]`), which must `exec` it so
+    /// [`Collector::pid`] stays the collector's.
+    pub fn start_wrapped(
+        config: &str,
+        ready_port: u16,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let text = config.replace("{dir}", &dir.path().display().to_string());
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, text).expect("write config");
-        let mut child = Command::new(binary("wasmcol"))
+        let mut command = match wrapper.split_first() {
+            None => Command::new(binary("wasmcol")),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary("wasmcol"));
+                c
+            }
+        };
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info")

@@ -28,7 +28,11 @@
 //! - A crash in the middle of a write can leave a torn last record (part of a JSON line, or a
 //!   length prefix whose bytes never came; with `compression: zstd` a torn frame). The next
 //!   start with `append: true` cuts it off before writing (logged with the byte count), and
-//!   [`read_length_prefixed`] and [`complete_len`] stop before it.
+//!   [`read_length_prefixed`] and [`complete_len`] stop before it. Bytes at the end that do
+//!   not look like the start of a record (garbage, a complete record that does not decode)
+//!   are not cut: the whole file is moved aside as a backup instead.
+//! - A write or flush that fails (a full disk) fails every batch not yet flushed (retryable)
+//!   and cuts the file back to its last flush, so no partial record is left mid-file.
 
 mod config;
 mod tail;

@@ -24,6 +24,13 @@ pub struct Tail {
     /// file and for a file that holds something else (another format, not ours): the writer
     /// moves such a file aside instead of cutting anything off it.
     pub recognized: bool,
+    /// The bytes after `complete` look like the beginning of one record, as a write
+    /// interrupted by a crash leaves them (a partial JSON line starting with `{`; part of a
+    /// length prefix; a length prefix with the start of a zstd frame or of a protobuf request
+    /// after it). False for anything else there (garbage, a complete record that does not
+    /// decode): the writer then keeps the whole file as a backup rather than cut data it
+    /// cannot explain. True when nothing follows `complete`.
+    pub torn_record: bool,
 }
 
 impl Tail {
@@ -101,6 +108,7 @@ fn scan_lines(src: &mut impl Source) -> std::io::Result<Tail> {
             complete: 0,
             len,
             recognized: false,
+            torn_record: starts_like_a_line(src, 0)?,
         });
     };
     let last_start = rfind_newline(src, last_nl)?.map_or(0, |i| i + 1);
@@ -112,11 +120,22 @@ fn scan_lines(src: &mut impl Source) -> std::io::Result<Tail> {
         line_decodes(src, 0, first_nl)?
     };
     Ok(Tail {
-        // A complete last line that does not decode is garbage from the same torn write.
+        // A complete last line that does not decode is garbage: readers skip it as well.
         complete: if last_ok { last_nl + 1 } else { last_start },
         len,
         recognized,
+        torn_record: last_ok && starts_like_a_line(src, last_nl + 1)?,
     })
+}
+
+/// Whether the bytes from `start` to the end are empty or begin like one of our JSON lines.
+fn starts_like_a_line(src: &mut impl Source, start: u64) -> std::io::Result<bool> {
+    if start >= src.len() {
+        return Ok(true);
+    }
+    let mut first = [0u8; 1];
+    src.read_at(start, &mut first)?;
+    Ok(first[0] == b'{')
 }
 
 /// Length-prefixed records: a record is complete once its length and that many bytes are there.
@@ -143,6 +162,7 @@ fn scan_length_prefixed(
             complete: 0,
             len,
             recognized: false,
+            torn_record: starts_like_a_record(src, 0, compression)?,
         });
     };
     let last_ok = record_decodes(src, last_start, offset, format, compression)?;
@@ -157,7 +177,36 @@ fn scan_length_prefixed(
         complete: if last_ok { offset } else { last_start },
         len,
         recognized,
+        torn_record: last_ok && starts_like_a_record(src, offset, compression)?,
     })
+}
+
+/// The first bytes of every record body the exporter writes: a zstd frame's magic number,
+/// or the tag of `ExportTraceServiceRequest.resource_spans` (field 1, length-delimited).
+/// JSON in a length-prefixed file is always compressed.
+fn body_start(compression: Compression) -> &'static [u8] {
+    match compression {
+        Compression::Zstd => &[0x28, 0xb5, 0x2f, 0xfd],
+        Compression::None => &[0x0a],
+    }
+}
+
+/// Whether the bytes from `start` to the end (shorter than the record their prefix
+/// announces) are empty or begin like one of our records.
+fn starts_like_a_record(
+    src: &mut impl Source,
+    start: u64,
+    compression: Compression,
+) -> std::io::Result<bool> {
+    let present = src.len().saturating_sub(start + 4);
+    let expected = body_start(compression);
+    let n = present.min(expected.len() as u64) as usize;
+    if n == 0 {
+        return Ok(true);
+    }
+    let mut first = vec![0u8; n];
+    src.read_at(start + 4, &mut first)?;
+    Ok(first == expected[..n])
 }
 
 const CHUNK: u64 = 64 * 1024;
@@ -306,7 +355,8 @@ mod tests {
                 Tail {
                     complete: bytes.len() as u64,
                     len: bytes.len() as u64,
-                    recognized: true
+                    recognized: true,
+                    torn_record: true,
                 },
                 "{f:?}/{c:?}"
             );
@@ -326,6 +376,7 @@ mod tests {
                 assert_eq!(t.complete, good as u64, "{f:?}/{c:?} torn at {cut}");
                 assert_eq!(t.torn_bytes(), (cut - good) as u64);
                 assert!(t.recognized, "{f:?}/{c:?} torn at {cut}");
+                assert!(t.torn_record, "{f:?}/{c:?} torn at {cut}");
             }
         }
     }
@@ -349,7 +400,8 @@ mod tests {
                 Tail {
                     complete: 0,
                     len: 0,
-                    recognized: false
+                    recognized: false,
+                    torn_record: true,
                 }
             );
         }
@@ -368,6 +420,24 @@ mod tests {
             let t = tail_of(&bytes, f, c);
             assert_eq!(t.complete, good as u64, "{f:?}/{c:?}");
             assert!(t.recognized);
+            assert!(
+                !t.torn_record,
+                "{f:?}/{c:?}: not what an interrupted write leaves"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_after_the_last_record_is_not_a_torn_record() {
+        for (f, c) in ALL {
+            let mut bytes = record(1, f, c);
+            let good = bytes.len();
+            // A length prefix announcing more than follows, but not a record's beginning.
+            bytes.extend(b"\x00\x00\x10\x00 garbage");
+            let t = tail_of(&bytes, f, c);
+            assert_eq!(t.complete, good as u64, "{f:?}/{c:?}");
+            assert!(t.recognized);
+            assert!(!t.torn_record, "{f:?}/{c:?}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! flushes on a timer, rotates by size.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,6 +46,10 @@ pub struct Writer {
     path: PathBuf,
     out: BufWriter<File>,
     size: u64,
+    /// Length of the file up to the last successful flush: every record before it was
+    /// reported delivered. A failed write or flush cuts the file back to it, so a partial
+    /// record (a full disk) never sits in the middle of the file.
+    flushed_size: u64,
     rotation: Option<Rotation>,
     fsync: bool,
     metrics: ExporterMetrics,
@@ -66,6 +70,7 @@ impl Writer {
             path: path.to_path_buf(),
             out: BufWriter::with_capacity(1 << 20, file),
             size,
+            flushed_size: size,
             rotation: options.rotation,
             fsync: options.fsync,
             metrics,
@@ -114,9 +119,10 @@ impl Writer {
                 self.unflushed.push(record.delivery);
             }
             Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, spans = record.spans, "file exporter: write failed; spans lost");
+                tracing::error!(path = %self.path.display(), error = %e, spans = record.spans, "file exporter: write failed; the batch is refused (retryable)");
                 record.delivery.fail();
                 self.metrics.send_failed.inc_by(record.spans);
+                self.cut_back();
             }
         }
     }
@@ -128,13 +134,37 @@ impl Writer {
         if result.is_ok() && self.fsync && !self.unflushed.is_empty() {
             result = self.out.get_ref().sync_data();
         }
-        let failed = result.is_err();
-        for d in self.unflushed.drain(..) {
-            if failed {
-                d.fail();
-            }
+        if result.is_ok() {
+            self.flushed_size = self.size;
+            self.unflushed.clear();
+        } else {
+            self.cut_back();
         }
         result
+    }
+
+    /// After a failed write or flush: fails every batch not yet flushed (they are retried
+    /// upstream) and cuts the file back to the last flush, dropping whatever part of them
+    /// reached it. Writing then continues after the last complete record.
+    fn cut_back(&mut self) {
+        for d in self.unflushed.drain(..) {
+            d.fail();
+        }
+        let result = self.out.get_ref().try_clone().and_then(|file| {
+            let failed = std::mem::replace(&mut self.out, BufWriter::with_capacity(1 << 20, file));
+            // Taken apart rather than dropped: dropping would write the failed bytes.
+            drop(failed.into_parts());
+            let file = self.out.get_mut();
+            file.set_len(self.flushed_size)?;
+            file.seek(SeekFrom::Start(self.flushed_size))?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => self.size = self.flushed_size,
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "file exporter: cannot cut a failed write back off the file; its last record may be torn");
+            }
+        }
     }
 
     /// Renames the current file to `NAME-TIMESTAMP.EXT`, opens a fresh one and deletes the
@@ -148,6 +178,7 @@ impl Writer {
         std::fs::rename(&self.path, &backup)?;
         self.out = BufWriter::with_capacity(1 << 20, create_fresh(&self.path)?);
         self.size = 0;
+        self.flushed_size = 0;
         if self.fsync {
             sync_dir(&self.path)?;
         }
@@ -187,6 +218,17 @@ fn take_over(path: &Path, options: &Options) -> std::io::Result<File> {
         );
         drop(file);
         move_aside(path, len, options, "it is in another format")?;
+        return create_fresh(path);
+    }
+    if tail.torn_bytes() > 0 && !tail.torn_record {
+        tracing::warn!(
+            path = %path.display(),
+            unreadable_bytes = tail.torn_bytes(),
+            readable_bytes = tail.complete,
+            "file exporter: the existing file ends in bytes that are not an interrupted record; keeping it whole instead of cutting them off"
+        );
+        drop(file);
+        move_aside(path, len, options, "its end is unreadable")?;
         return create_fresh(path);
     }
     if tail.torn_bytes() > 0 {
@@ -627,6 +669,20 @@ mod tests {
         let backups = backups_of(&path);
         assert_eq!(backups.len(), 1);
         assert_eq!(std::fs::read(&backups[0]).unwrap(), json);
+    }
+
+    #[test]
+    fn append_true_keeps_a_file_with_an_unexplained_tail_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut old = json_line("first");
+        old.extend(b"not json\n");
+        std::fs::write(&path, &old).unwrap();
+        let _w = open(&path, options(true, Format::Json, None));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        let backups = backups_of(&path);
+        assert_eq!(backups.len(), 1);
+        assert_eq!(std::fs::read(&backups[0]).unwrap(), old, "kept whole");
     }
 
     #[test]
