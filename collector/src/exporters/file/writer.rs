@@ -53,10 +53,10 @@ pub struct Writer {
     rotation: Option<Rotation>,
     fsync: bool,
     metrics: ExporterMetrics,
-    /// Deliveries of records still in `out`'s buffer: released only once flushed, so a
-    /// process killed before the flush never reported them delivered (the Kafka receiver
-    /// commits offsets on that report).
-    unflushed: Vec<Delivery>,
+    /// Deliveries (and span counts) of records still in `out`'s buffer: released only once
+    /// flushed, so a process killed before the flush never reported them delivered (the
+    /// Kafka receiver commits offsets on that report).
+    unflushed: Vec<(Delivery, u64)>,
 }
 
 impl Writer {
@@ -115,8 +115,7 @@ impl Writer {
         match self.out.write_all(&record.bytes) {
             Ok(()) => {
                 self.size += record.bytes.len() as u64;
-                self.metrics.sent.inc_by(record.spans);
-                self.unflushed.push(record.delivery);
+                self.unflushed.push((record.delivery, record.spans));
             }
             Err(e) => {
                 tracing::error!(path = %self.path.display(), error = %e, spans = record.spans, "file exporter: write failed; the batch is refused (retryable)");
@@ -136,7 +135,8 @@ impl Writer {
         }
         if result.is_ok() {
             self.flushed_size = self.size;
-            self.unflushed.clear();
+            let spans: u64 = self.unflushed.drain(..).map(|(_, spans)| spans).sum();
+            self.metrics.sent.inc_by(spans);
         } else {
             self.cut_back();
         }
@@ -147,8 +147,9 @@ impl Writer {
     /// upstream) and cuts the file back to the last flush, dropping whatever part of them
     /// reached it. Writing then continues after the last complete record.
     fn cut_back(&mut self) {
-        for d in self.unflushed.drain(..) {
+        for (d, spans) in self.unflushed.drain(..) {
             d.fail();
+            self.metrics.send_failed.inc_by(spans);
         }
         let result = self.out.get_ref().try_clone().and_then(|file| {
             let failed = std::mem::replace(&mut self.out, BufWriter::with_capacity(1 << 20, file));
@@ -507,8 +508,10 @@ mod tests {
         let new = json_line("after");
         let seen = write(&mut w, &new);
         assert_eq!(*seen.lock().unwrap(), None, "reported before the flush");
+        assert_eq!(w.metrics.sent.get(), 0, "counted as sent before the flush");
         w.flush().unwrap();
         assert_eq!(*seen.lock().unwrap(), Some(Outcome::Delivered));
+        assert_eq!(w.metrics.sent.get(), 1);
         assert_eq!(std::fs::read(&path).unwrap(), new);
         let backups = backups_of(&path);
         assert_eq!(backups.len(), 3, "{:?}", names(dir.path()));
