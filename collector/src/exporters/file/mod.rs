@@ -22,12 +22,13 @@
 //! - A process crash (kill -9, OOM) loses what this exporter had not flushed: batches in the
 //!   write queue and the write buffer, at most `queue_size` batches plus one `flush_interval`
 //!   of writes, none of it reported delivered. Everything flushed is in the OS's page cache and
-//!   survives. (What earlier stages, such as the `batch` processor, hold is theirs to keep.)
+//!   survives. (What earlier stages such as `batch` still hold is outside this exporter.)
 //! - An OS crash or power loss can also lose flushed data not yet written back by the OS,
 //!   unless `fsync: true`.
 //! - A crash in the middle of a write can leave a torn last record (part of a JSON line, or a
 //!   length prefix whose bytes never came; with `compression: zstd` a torn frame). The next
-//!   start with `append: true` cuts it off before writing (logged with the byte count), and
+//!   start with `append: true` cuts it off before writing (logged with the byte count; with
+//!   `append: false` the backup keeps its bytes as they are), and
 //!   [`read_length_prefixed`] and [`complete_len`] stop before it. Bytes at the end that do
 //!   not look like the start of a record (garbage, a complete record that does not decode)
 //!   are not cut: the whole file is moved aside as a backup instead.
