@@ -177,23 +177,21 @@ async fn restart_after_sigterm_appends_with_append_true() {
     restart_after_sigterm(true).await;
 }
 
-/// kill -9 while a client sends into a `format: proto` file with `append: true`; the last
-/// record is then torn (the file cut in its middle, as a write interrupted by a crash leaves
-/// it); the restart cuts the fragment off (and logs its size), and every span acknowledged
-/// after the restart is in a file that reads cleanly to its end, after everything the file
-/// held before.
-async fn torn_tail_after_kill_9(compression: Compression) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("traces.pb");
-    let extra = format!(
+/// `exporters.file` lines for a `format: proto` file with `append: true`.
+fn proto_append(compression: Compression) -> String {
+    format!(
         "    format: proto\n    compression: {}\n    append: true\n",
         match compression {
             Compression::None => "none",
             Compression::Zstd => "zstd",
         }
-    );
+    )
+}
 
-    let (first, grpc) = start(&path, &extra);
+/// Starts a collector writing to `path`, kills it with SIGKILL while a client is sending,
+/// once a few records are in the file.
+async fn kill_9_while_sending(path: &Path, extra: &str) {
+    let (first, grpc) = start(path, extra);
     let acked = Arc::new(Mutex::new(0u64));
     let sender = {
         let acked = acked.clone();
@@ -217,9 +215,8 @@ async fn torn_tail_after_kill_9(compression: Compression) {
             }
         })
     };
-    // Kill once a few records are in the file and the client is still sending.
     let written = wait_until(Duration::from_secs(20), || {
-        std::fs::read(&path).is_ok_and(|b| framed_records(&b).len() >= 3)
+        std::fs::read(path).is_ok_and(|b| framed_records(&b).len() >= 3)
     });
     assert!(written, "nothing reached the file:\n{}", first.log());
     let status = Command::new("kill")
@@ -232,7 +229,46 @@ async fn torn_tail_after_kill_9(compression: Compression) {
         .expect("the client stops once the collector is gone")
         .unwrap();
     drop(first);
-    assert!(*acked.lock().unwrap() > 0);
+    assert!(*acked.lock().unwrap() > 0, "nothing was acknowledged");
+}
+
+/// Spans after the restart: ids `AFTER..AFTER + N`.
+const AFTER: u64 = 1_000_000;
+
+/// Asserts that `ids` (read from one file) hold every id in `kept` and `AFTER..AFTER + N`,
+/// each once, and nothing else.
+fn assert_holds(ids: &[u64], kept: &[u64]) {
+    let got: HashSet<u64> = ids.iter().copied().collect();
+    let lost: Vec<u64> = kept.iter().filter(|i| !got.contains(i)).copied().collect();
+    assert!(
+        lost.is_empty(),
+        "{} spans written before the kill are gone",
+        lost.len()
+    );
+    let missing: Vec<u64> = (AFTER..AFTER + N).filter(|i| !got.contains(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} spans acknowledged after the restart are missing (e.g. {:?})",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(
+        ids.len(),
+        kept.len() + N as usize,
+        "duplicates or strays in the output"
+    );
+}
+
+/// kill -9 while a client sends into a `format: proto` file with `append: true`; the last
+/// record is then torn (the file cut in its middle, as a write interrupted by a crash leaves
+/// it); the restart cuts the fragment off (and logs its size), and every span acknowledged
+/// after the restart is in a file that reads cleanly to its end, after everything the file
+/// held before.
+async fn torn_tail_after_kill_9(compression: Compression) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("traces.pb");
+    let extra = proto_append(compression);
+    kill_9_while_sending(&path, &extra).await;
 
     // Tear the last complete record: keep its length prefix and half of its body (and drop
     // whatever torn bytes the kill itself may have left after it).
@@ -255,7 +291,6 @@ async fn torn_tail_after_kill_9(compression: Compression) {
         "the restart did not log cutting {cut_bytes}:\n{}",
         second.log()
     );
-    const AFTER: u64 = 1_000_000;
     send(grpc, 2, AFTER, N).await;
     assert_eq!(second.stop(), 0, "second run:\n{}", second.log());
 
@@ -264,30 +299,7 @@ async fn torn_tail_after_kill_9(compression: Compression) {
         std::slice::from_ref(&path),
         "no backup expected"
     );
-    let ids = clean_ids(&path, Format::Proto, compression);
-    let got: HashSet<u64> = ids.iter().copied().collect();
-    let lost_before: Vec<u64> = before
-        .iter()
-        .filter(|i| !got.contains(i))
-        .copied()
-        .collect();
-    assert!(
-        lost_before.is_empty(),
-        "{} spans written before the kill are gone",
-        lost_before.len()
-    );
-    let missing: Vec<u64> = (AFTER..AFTER + N).filter(|i| !got.contains(i)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} spans acknowledged after the restart are missing (e.g. {:?})",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    assert_eq!(
-        ids.len(),
-        before.len() + N as usize,
-        "duplicates in the output"
-    );
+    assert_holds(&clean_ids(&path, Format::Proto, compression), &before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,6 +310,44 @@ async fn restart_after_kill_9_cuts_a_torn_proto_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_kill_9_cuts_a_torn_zstd_frame() {
     torn_tail_after_kill_9(Compression::Zstd).await;
+}
+
+/// kill -9, then garbage appended to the file (a length prefix announcing more than follows,
+/// but no record's beginning after it): the restart does not cut what it cannot explain; it
+/// moves the file aside whole and starts a fresh one, which reads cleanly and holds every span
+/// acknowledged after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_kill_9_keeps_a_file_with_garbage_at_the_end_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("traces.pb");
+    let extra = proto_append(Compression::None);
+    kill_9_while_sending(&path, &extra).await;
+
+    // Garbage after the last complete record (past any torn bytes the kill itself left).
+    let mut damaged = std::fs::read(&path).unwrap();
+    let (_, end) = *framed_records(&damaged).last().unwrap();
+    damaged.truncate(end);
+    damaged.extend(b"\x00\x00\x10\x00 not a record");
+    std::fs::write(&path, &damaged).unwrap();
+
+    let (mut second, grpc) = start(&path, &extra);
+    assert!(
+        second.wait_for_log_line(&["moved the existing file aside"], Duration::from_secs(5)),
+        "the restart did not move the file aside:\n{}",
+        second.log()
+    );
+    send(grpc, 2, AFTER, N).await;
+    assert_eq!(second.stop(), 0, "second run:\n{}", second.log());
+
+    let files = outputs(&path);
+    assert_eq!(files.len(), 2, "{files:?}");
+    let backup = files.iter().find(|f| **f != path).unwrap();
+    assert_eq!(
+        std::fs::read(backup).unwrap(),
+        damaged,
+        "the backup was changed"
+    );
+    assert_holds(&clean_ids(&path, Format::Proto, Compression::None), &[]);
 }
 
 /// A write that fails half-way (the process's file size limit standing in for a full disk)
