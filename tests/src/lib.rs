@@ -83,11 +83,31 @@ impl Collector {
 
     /// [`Collector::start`] with extra environment variables for the collector process.
     pub fn start_with_env(config: &str, ready_port: u16, env: &[(&str, &str)]) -> Self {
+        Self::start_wrapped(config, ready_port, env, &[])
+    }
+
+    /// [`Collector::start_with_env`] through a wrapper command: `wrapper` followed by the
+    /// `wasmcol` command line (e.g. `["prlimit", "--fsize=100000"]`), which must `exec` it so
+    /// [`Collector::pid`] stays the collector's.
+    pub fn start_wrapped(
+        config: &str,
+        ready_port: u16,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let text = config.replace("{dir}", &dir.path().display().to_string());
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, text).expect("write config");
-        let mut child = Command::new(binary("wasmcol"))
+        let mut command = match wrapper.split_first() {
+            None => Command::new(binary("wasmcol")),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary("wasmcol"));
+                c
+            }
+        };
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info")
@@ -197,18 +217,31 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// Reads a file exporter's JSON-lines output: every span with its resource.
+/// Reads a file exporter's JSON-lines output: every span with its resource. A torn last line
+/// (a process killed mid-write, or a line still being written) is skipped.
 pub fn read_json_lines(path: &Path) -> Vec<ResourceSpans> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    complete_json_lines(&bytes)
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .flat_map(|l| {
-            wasmcol::otlp::json::decode_traces(l.as_bytes())
-                .unwrap_or_else(|e| panic!("output line is not OTLP/JSON ({e}): {l}"))
+            wasmcol::otlp::json::decode_traces(l)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "output line is not OTLP/JSON ({e}): {}",
+                        String::from_utf8_lossy(l)
+                    )
+                })
                 .resource_spans
         })
         .collect()
+}
+
+/// The lines of `bytes` up to the end of its last complete OTLP/JSON line, as the file
+/// exporter's own tail detection finds it.
+fn complete_json_lines(bytes: &[u8]) -> &[u8] {
+    use wasmcol::exporters::file::{Compression, Format, complete_len};
+    &bytes[..complete_len(bytes, Format::Json, Compression::None)]
 }
 
 /// All spans in `rs`, flattened.
@@ -461,14 +494,11 @@ pub fn output_span_ids(path: &Path) -> Vec<u64> {
     json_lines_span_ids(&bytes)
 }
 
-/// Span ids in OTLP/JSON lines; an unterminated last line is ignored.
+/// Span ids in OTLP/JSON lines; a torn last line (unterminated, or one that does not decode)
+/// is ignored.
 pub fn json_lines_span_ids(bytes: &[u8]) -> Vec<u64> {
-    let complete = match bytes.iter().rposition(|b| *b == b'\n') {
-        Some(i) => &bytes[..=i],
-        None => return Vec::new(),
-    };
     let mut ids = Vec::new();
-    for line in complete.split(|b| *b == b'\n') {
+    for line in complete_json_lines(bytes).split(|b| *b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -481,4 +511,18 @@ pub fn json_lines_span_ids(bytes: &[u8]) -> Vec<u64> {
         ids.extend(span_ids(&req.resource_spans));
     }
     ids
+}
+
+/// Span ids in a file exporter's `format: proto` (or compressed) output; a torn last record
+/// is ignored, any other unreadable record panics.
+pub fn length_prefixed_span_ids(
+    bytes: &[u8],
+    format: wasmcol::exporters::file::Format,
+    compression: wasmcol::exporters::file::Compression,
+) -> Vec<u64> {
+    wasmcol::exporters::file::read_length_prefixed(bytes, format, compression)
+        .unwrap_or_else(|e| panic!("output is not {format:?}/{compression:?} records: {e}"))
+        .iter()
+        .flat_map(|r| span_ids(&r.resource_spans))
+        .collect()
 }

@@ -41,12 +41,25 @@ pub struct FileExporterConfig {
     /// `none` (default) or `zstd`.
     #[serde(default)]
     pub compression: Compression,
-    /// Append to an existing file instead of truncating it at start.
+    /// What happens to a non-empty file found at `path` at start. `true`: new data is
+    /// appended to it, after cutting off a torn last record that an earlier run killed
+    /// mid-write left behind. `false` (default): the file is never truncated; it is renamed
+    /// to a backup name (`NAME-TIMESTAMP.EXT`, as rotation names its backups, so rotation
+    /// counts and prunes it; without rotation it is kept) and a fresh file is started.
     #[serde(default)]
     pub append: bool,
-    /// How often buffered writes are flushed to the file.
+    /// How often buffered writes are flushed to the file (handed to the OS). A batch is
+    /// reported delivered only after its flush, so this is also the longest a batch waits
+    /// for its delivery report; a process crash loses only what was not yet flushed (and
+    /// was therefore never reported delivered).
     #[serde(default = "default_flush_interval")]
     pub flush_interval: Duration,
+    /// Also `fsync` the file at each flush before reporting the batches delivered, so a
+    /// delivered batch survives a power loss or an OS crash, not only a process crash. One
+    /// `fsync` per `flush_interval` at most (group commit). Not an option of the OpenTelemetry
+    /// Collector's file exporter; wasmcol's own. Default `false`.
+    #[serde(default)]
+    pub fsync: bool,
     /// Rotate the file by size; absent means never rotate.
     #[serde(default)]
     pub rotation: Option<RotationConfig>,

@@ -3,8 +3,40 @@
 //! Batches are encoded on the caller's task (so encoding spreads over the runtime's threads)
 //! and handed to one writer thread through a bounded queue; a full queue is a retryable
 //! refusal. The writer flushes on `flush_interval` and rotates by size.
+//!
+//! # Restarts
+//!
+//! Nothing found at `path` at start is destroyed. With `append: true` the writer continues
+//! the file; with `append: false` (the default, as in the OpenTelemetry Collector) a non-empty
+//! file is renamed to a backup (`NAME-TIMESTAMP.EXT`, rotation's naming, so `max_backups`
+//! counts it; without rotation it is never deleted) and a fresh file is started. A file that
+//! does not read in the configured format and compression is moved aside even with
+//! `append: true`. Rotation deletes only names of that exact backup shape for this `path`.
+//!
+//! # Durability
+//!
+//! A batch is reported delivered (the Kafka receiver commits its offset on that report) once
+//! the write buffer holding it is flushed to the OS: every `flush_interval`, before a rotation
+//! and at shutdown. With `fsync: true` (wasmcol's own option) the flush also `fsync`s the file
+//! before the report, once per `flush_interval` at most.
+//! - A process crash (kill -9, OOM) loses what this exporter had not flushed: batches in the
+//!   write queue and the write buffer, at most `queue_size` batches plus one `flush_interval`
+//!   of writes, none of it reported delivered. Everything flushed is in the OS's page cache and
+//!   survives. (What earlier stages such as `batch` still hold is outside this exporter.)
+//! - An OS crash or power loss can also lose flushed data not yet written back by the OS,
+//!   unless `fsync: true`.
+//! - A crash in the middle of a write can leave a torn last record (part of a JSON line, or a
+//!   length prefix whose bytes never came; with `compression: zstd` a torn frame). The next
+//!   start with `append: true` cuts it off before writing (logged with the byte count; with
+//!   `append: false` the backup keeps its bytes as they are), and
+//!   [`read_length_prefixed`] and [`complete_len`] stop before it. Bytes at the end that do
+//!   not look like the start of a record (garbage, a complete record that does not decode)
+//!   are not cut: the whole file is moved aside as a backup instead.
+//! - A write or flush that fails (a full disk) fails every batch not yet flushed (retryable)
+//!   and cuts the file back to its last flush, so no partial record is left mid-file.
 
 mod config;
+mod tail;
 mod writer;
 
 pub use config::{Compression, FileExporterConfig, Format, RotationConfig};
@@ -13,13 +45,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use prost::Message;
 
 use crate::component::{BuildContext, Exporter, ExporterConfig, Lifecycle};
 use crate::otlp::ExportTraceServiceRequest;
 use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
 use crate::telemetry::ExporterMetrics;
-use writer::{Record, Rotation, Writer};
+use writer::{Options, Record, Rotation, Writer};
 
 impl ExporterConfig for FileExporterConfig {
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
@@ -29,13 +60,17 @@ impl ExporterConfig for FileExporterConfig {
             max_bytes: r.max_megabytes * 1024 * 1024,
             max_backups: r.max_backups,
         });
-        let writer = Writer::open(
-            Path::new(&self.path),
-            self.append,
+        let options = Options {
+            append: self.append,
+            format: self.format,
+            compression: self.compression,
             rotation,
-            metrics.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("exporters.{}: cannot open {:?}: {e}", ctx.id, self.path))?;
+            fsync: self.fsync,
+        };
+        let writer =
+            Writer::open(Path::new(&self.path), options, metrics.clone()).map_err(|e| {
+                anyhow::anyhow!("exporters.{}: cannot open {:?}: {e}", ctx.id, self.path)
+            })?;
         let (tx, rx) = flume::bounded(self.queue_size);
         let flush = self.flush_interval.get();
         let thread = std::thread::Builder::new()
@@ -144,14 +179,16 @@ impl Lifecycle for FileExporter {
 }
 
 /// Reads back a file written in `proto` format (or any compressed one): the decoded requests.
-/// Used by tests and tools.
+/// A torn last record (see [`complete_len`]) is skipped; any other unreadable record is an
+/// error. Used by tests and tools.
 pub fn read_length_prefixed(
     bytes: &[u8],
     format: Format,
     compression: Compression,
 ) -> Result<Vec<ExportTraceServiceRequest>, String> {
+    let complete = complete_len(bytes, format, compression);
     let mut out = Vec::new();
-    let mut rest = bytes;
+    let mut rest = &bytes[..complete];
     while !rest.is_empty() {
         if rest.len() < 4 {
             return Err("truncated length prefix".into());
@@ -159,16 +196,17 @@ pub fn read_length_prefixed(
         let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
         let body = rest.get(4..4 + len).ok_or("truncated record")?;
         rest = &rest[4 + len..];
-        let payload = match compression {
-            Compression::None => body.to_vec(),
-            Compression::Zstd => zstd::decode_all(body).map_err(|e| e.to_string())?,
-        };
-        out.push(match format {
-            Format::Proto => {
-                ExportTraceServiceRequest::decode(payload.as_slice()).map_err(|e| e.to_string())?
-            }
-            Format::Json => crate::otlp::json::decode_traces(&payload)?,
-        });
+        out.push(tail::decode_record(body, format, compression)?);
     }
     Ok(out)
+}
+
+/// Length of the readable part of a file this exporter wrote as `format` and `compression`:
+/// everything but a torn last record (an unterminated JSON line, a length prefix with fewer
+/// bytes after it than it announces, or a last record that does not decode). Equal to
+/// `bytes.len()` for a file that reads cleanly to its end.
+pub fn complete_len(bytes: &[u8], format: Format, compression: Compression) -> usize {
+    tail::scan(&mut &bytes[..], format, compression)
+        .expect("reading a slice cannot fail")
+        .complete as usize
 }
