@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod processors;
 pub mod receivers;
 pub mod scaffold;
+pub mod serve;
 pub mod service;
 pub mod telemetry;
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use wasmcol::Config;
 use wasmcol::config::LogsConfig;
+use wasmcol::service::Stopped;
 
 /// An OpenTelemetry Collector distribution extended by sandboxed WebAssembly plugins.
 #[derive(Parser)]
@@ -72,8 +73,13 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(wasmcol::service::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = runtime.block_on(wasmcol::service::run(config));
+    // Whatever is still running was given up by the drain (or by a second stop signal): do not
+    // wait for it, or a stuck blocking task would hold the process past shutdown_timeout.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(Stopped::Drained) => ExitCode::SUCCESS,
+        Ok(Stopped::Forced(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
