@@ -107,7 +107,11 @@ async fn half_sent_grpc_call(
     let call = tokio::spawn(async move {
         let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
         let status = headers
             .get("grpc-status")
             .or_else(|| body.trailers().and_then(|t| t.get("grpc-status")))

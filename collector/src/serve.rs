@@ -220,3 +220,98 @@ where
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// A server whose one route answers after `delay`.
+    async fn server(delay: Duration, stop: CancellationToken) -> (u16, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                tokio::time::sleep(delay).await;
+                format!("got {}", body.len())
+            }),
+        );
+        let task = spawn(listener, Protocol::Http1, app, stop, "test".into());
+        (port, task)
+    }
+
+    fn request(len: usize) -> String {
+        format!("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {len}\r\n\r\n")
+    }
+
+    #[tokio::test]
+    async fn a_request_in_progress_is_answered_and_a_stalled_one_cut() {
+        let stop = CancellationToken::new();
+        let (port, task) = server(Duration::from_millis(300), stop.clone()).await;
+
+        // Sends a whole request, answered 300 ms later: after the stop, within the grace.
+        let mut answered = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        answered
+            .write_all(format!("{}abc", request(3)).as_bytes())
+            .await
+            .unwrap();
+        // Promises 10 bytes, sends 5.
+        let mut stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stalled
+            .write_all(format!("{}12345", request(10)).as_bytes())
+            .await
+            .unwrap();
+        // An idle keep-alive connection.
+        let idle = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let stopped = Instant::now();
+        stop.cancel();
+        // The listener closes at once.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+
+        let mut reply = String::new();
+        answered.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.ends_with("got 3"), "{reply}");
+
+        task.await.unwrap();
+        let took = stopped.elapsed();
+        assert!(
+            took >= IN_FLIGHT_GRACE && took < IN_FLIGHT_GRACE + Duration::from_millis(500),
+            "{took:?}"
+        );
+        let mut cut = Vec::new();
+        let _ = stalled.read_to_end(&mut cut).await;
+        assert!(cut.is_empty(), "{}", String::from_utf8_lossy(&cut));
+        drop(idle);
+    }
+
+    #[tokio::test]
+    async fn with_nothing_in_progress_the_server_stops_at_once() {
+        let stop = CancellationToken::new();
+        let (port, task) = server(Duration::ZERO, stop.clone()).await;
+        let mut idle = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        idle.write_all(format!("{}abc", request(3)).as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        // Now idle between requests (keep-alive).
+        let stopped = Instant::now();
+        stop.cancel();
+        task.await.unwrap();
+        assert!(
+            stopped.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            stopped.elapsed()
+        );
+    }
+}

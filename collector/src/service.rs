@@ -11,9 +11,10 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, ComponentId, Exporter, Lifecycle, Processor};
@@ -358,5 +359,139 @@ impl Signals {
             _ = self.term.recv() => SIGTERM,
             _ = self.int.recv() => SIGINT,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+
+    type Log = Arc<Mutex<Vec<(String, Duration)>>>;
+
+    /// A component whose shutdown takes `takes` (`None`: never ends) and then records its
+    /// name and when it finished.
+    struct Fake {
+        name: &'static str,
+        takes: Option<Duration>,
+        t0: Instant,
+        log: Log,
+    }
+
+    #[async_trait]
+    impl Lifecycle for Fake {
+        async fn shutdown(&self) {
+            match self.takes {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+            let at = self.t0.elapsed();
+            self.log.lock().unwrap().push((self.name.into(), at));
+        }
+    }
+
+    #[async_trait]
+    impl TracesConsumer for Fake {
+        async fn consume(&self, _: TraceBatch) -> Result<(), ConsumeError> {
+            Ok(())
+        }
+    }
+
+    fn fake(name: &'static str, takes: Option<Duration>, t0: Instant, log: &Log) -> Arc<Fake> {
+        Arc::new(Fake {
+            name,
+            takes,
+            t0,
+            log: log.clone(),
+        })
+    }
+
+    fn id(s: &str) -> ComponentId {
+        ComponentId::parse(s).unwrap()
+    }
+
+    /// receivers `r`, one pipeline with processors `p1`, `p2`, exporters `e1`, `e2`.
+    fn service(timeout: Duration, takes: &[Option<Duration>; 5], log: &Log) -> Service {
+        let t0 = Instant::now();
+        let [r, p1, p2, e1, e2] = takes;
+        Service {
+            metrics: Arc::new(Metrics::new()),
+            health: Health::default(),
+            metrics_address: "none".into(),
+            shutdown_timeout: timeout,
+            extensions: Vec::new(),
+            exporters: vec![
+                (id("e1"), fake("e1", *e1, t0, log) as Arc<dyn Exporter>),
+                (id("e2"), fake("e2", *e2, t0, log) as Arc<dyn Exporter>),
+            ],
+            processors: vec![(
+                "traces".into(),
+                vec![
+                    (id("p1"), fake("p1", *p1, t0, log) as Arc<dyn Processor>),
+                    (id("p2"), fake("p2", *p2, t0, log) as Arc<dyn Processor>),
+                ],
+            )],
+            receivers: vec![(id("r"), fake("r", *r, t0, log) as Arc<dyn Lifecycle>)],
+            stop_telemetry: CancellationToken::new(),
+        }
+    }
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stages_stop_in_data_order() {
+        let log = Log::default();
+        let s = service(
+            Duration::from_secs(5),
+            &[ms(10), ms(10), ms(10), ms(10), ms(30)],
+            &log,
+        );
+        s.health.set(HealthState::Ready);
+        assert!(s.shutdown().await);
+        assert_eq!(s.health.get(), HealthState::Stopping);
+        let order: Vec<_> = log.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(order, ["r", "p1", "p2", "e1", "e2"]);
+        // Exporters drain side by side: e2 ends 30 ms after the processors, not 40.
+        assert_eq!(log.lock().unwrap()[4].1, Duration::from_millis(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stuck_stages_leave_the_exporters_their_share() {
+        let log = Log::default();
+        // 8 s over four stages: the stuck receiver and first processor get 2 s each, the
+        // second processor (quick) 2 s, the exporters what is left: about 4 s.
+        let s = service(
+            Duration::from_secs(8),
+            &[None, None, ms(10), ms(3500), ms(100)],
+            &log,
+        );
+        let t0 = Instant::now();
+        assert!(!s.shutdown().await, "stuck stages were not reported");
+        assert!(t0.elapsed() <= Duration::from_secs(8), "{:?}", t0.elapsed());
+        let done: Vec<_> = log.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(done, ["p2", "e2", "e1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exporter_that_never_ends_is_cut_at_the_timeout() {
+        let log = Log::default();
+        let s = service(
+            Duration::from_secs(3),
+            &[ms(10), ms(10), ms(10), None, ms(10)],
+            &log,
+        );
+        let t0 = Instant::now();
+        assert!(!s.shutdown().await);
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_millis(3100),
+            "{took:?}"
+        );
     }
 }
