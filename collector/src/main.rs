@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wasmcol::Config;
@@ -52,6 +53,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long, after the drain, tasks and blocking work get to end before the process exits.
+const RUNTIME_STOP_WAIT: Duration = Duration::from_millis(200);
+
 fn run(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -74,9 +78,13 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     let outcome = runtime.block_on(wasmcol::service::run(config));
-    // Whatever is still running was given up by the drain (or by a second stop signal): do not
-    // wait for it, or a stuck blocking task would hold the process past shutdown_timeout.
-    runtime.shutdown_background();
+    // Whatever still runs was given up by the drain (or by a second stop signal). Tasks get a
+    // moment to be dropped, but a blocking task stuck in a system call is not waited for: that
+    // would hold the process past shutdown_timeout (dropping the runtime waits for ever).
+    match outcome {
+        Ok(Stopped::Forced(_)) => runtime.shutdown_background(),
+        _ => runtime.shutdown_timeout(RUNTIME_STOP_WAIT),
+    }
     match outcome {
         Ok(Stopped::Drained) => ExitCode::SUCCESS,
         Ok(Stopped::Forced(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),
