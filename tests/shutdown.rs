@@ -283,7 +283,7 @@ async fn second_sigterm_during_the_drain_exits_at_once() {
     // every export attempt waits out its 30 s timeout, so the drain cannot finish quickly.
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let backend = black_hole.local_addr().unwrap().port();
-    let grpc = free_port();
+    let (grpc, health) = (free_port(), free_port());
     let config = format!(
         r#"
 receivers:
@@ -300,7 +300,11 @@ exporters:
     retry_on_failure:
       initial_interval: 10s
       max_elapsed_time: 0s
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
 service:
+  extensions: [health_check]
   shutdown_timeout: 30s
   pipelines:
     traces:
@@ -312,6 +316,9 @@ service:
 "#
     );
     let mut c = Collector::start(&config, grpc);
+    let health_url = format!("http://127.0.0.1:{health}/");
+    let ready = http_request("GET", &health_url, &[], Vec::new()).await;
+    assert_eq!(ready.map(|r| r.status), Ok(200), "health before the drain");
     let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
         .await
         .expect("connect");
@@ -325,6 +332,18 @@ service:
         c.wait_for_log_line(&["shutting down: draining"], Duration::from_secs(10)),
         "{}",
         c.log()
+    );
+    // Not ready during the drain, and still answering so.
+    let draining = http_request("GET", &health_url, &[], Vec::new())
+        .await
+        .expect("the health check answers during the drain");
+    assert_eq!(
+        draining.status, 503,
+        "health during the drain: {draining:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&draining.body).contains("stopping"),
+        "{draining:?}"
     );
     // SIGHUP during the drain is ignored too.
     c.signal("HUP");
