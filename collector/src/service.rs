@@ -228,7 +228,7 @@ impl Service {
         if !completed {
             tracing::warn!(
                 timeout = ?self.shutdown_timeout,
-                "shutdown timed out: data still queued was not delivered"
+                "shutdown cut short: data the stages named above still held was not delivered"
             );
         }
 
