@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod processors;
 pub mod receivers;
 pub mod scaffold;
+pub mod serve;
 pub mod service;
 /// The on-disk queue engine (a log-structured, checksummed FIFO) behind persistent sending queues.
 pub mod storage;

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wasmcol::Config;
 use wasmcol::config::LogsConfig;
+use wasmcol::service::Stopped;
 
 /// An OpenTelemetry Collector distribution extended by sandboxed WebAssembly plugins.
 #[derive(Parser)]
@@ -51,6 +53,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long, after the drain, tasks and blocking work get to end before the process exits.
+const RUNTIME_STOP_WAIT: Duration = Duration::from_millis(200);
+
 fn run(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -72,8 +77,17 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(wasmcol::service::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = runtime.block_on(wasmcol::service::run(config));
+    // Whatever still runs was given up by the drain (or by a second stop signal). Tasks get a
+    // moment to be dropped, but a blocking task stuck in a system call is not waited for: that
+    // would hold the process past shutdown_timeout (dropping the runtime waits for ever).
+    match outcome {
+        Ok(Stopped::Forced(_)) => runtime.shutdown_background(),
+        _ => runtime.shutdown_timeout(RUNTIME_STOP_WAIT),
+    }
+    match outcome {
+        Ok(Stopped::Drained) => ExitCode::SUCCESS,
+        Ok(Stopped::Forced(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE

@@ -4,14 +4,17 @@
 //! Build order is backwards along the data path: exporters (one instance each, shared by the
 //! pipelines that name them), then each pipeline's processors from last to first (one instance
 //! per pipeline), then receivers, which fan out to the head of every pipeline that lists them.
-//! Start order is the same; shutdown is the reverse (receivers first, so nothing new enters,
-//! then processors flush, then exporters drain), bounded by `service.shutdown_timeout`.
+//! Start order is the same; shutdown is the reverse (health turns not-ready, receivers stop so
+//! nothing new enters, then processors flush, then exporters drain), each stage bounded by its
+//! share of `service.shutdown_timeout` (see [`Service::shutdown`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, ComponentId, Exporter, Lifecycle, Processor};
@@ -224,41 +227,118 @@ impl Service {
         Ok(())
     }
 
-    /// Stops receivers, flushes processors, drains exporters; gives up after the shutdown
-    /// timeout. Returns false if the timeout cut the drain short.
+    /// Drains the collector within `service.shutdown_timeout`; returns false if some stage
+    /// had to be cut short. In order:
+    /// 1. health turns not-ready, so load balancers stop sending here;
+    /// 2. receivers stop: listeners close, requests in progress get
+    ///    [`crate::serve::IN_FLIGHT_GRACE`] to be answered, then their connections are cut;
+    /// 3. each pipeline's processors shut down in data order (a batch processor flushes to
+    ///    the next stage), pipelines side by side;
+    /// 4. exporters drain their queues, side by side;
+    /// 5. extensions stop and the metrics endpoint closes.
+    ///
+    /// Each stage gets its share of the time that remains (what is left divided by the
+    /// stages still to run, this one included), so a stuck receiver or processor cannot eat
+    /// the time the exporters need; time a stage does not use passes on to the next ones,
+    /// and the exporters get all that is left.
     pub async fn shutdown(&self) -> bool {
+        let deadline = Instant::now() + self.shutdown_timeout;
         self.health.set(HealthState::Stopping);
-        let drain = async {
-            for (_, r) in &self.receivers {
-                r.shutdown().await;
-            }
-            for (_, procs) in &self.processors {
-                for (_, p) in procs {
-                    p.shutdown().await;
+        let depth = self
+            .processors
+            .iter()
+            .map(|(_, p)| p.len())
+            .max()
+            .unwrap_or(0);
+
+        let budget = share(deadline, depth + 2);
+        let receivers = futures::future::join_all(
+            self.receivers
+                .iter()
+                .map(|(id, r)| bounded(format!("receivers.{id}"), budget, r.shutdown())),
+        );
+        let mut completed = receivers.await.into_iter().all(|done| done);
+
+        let pipelines =
+            futures::future::join_all(self.processors.iter().map(|(pname, procs)| async move {
+                let mut done = true;
+                for (i, (id, p)) in procs.iter().enumerate() {
+                    // This processor, the ones after it, then the exporters.
+                    let budget = share(deadline, procs.len() - i + 1);
+                    let what = format!("processors.{id} (pipeline {pname})");
+                    done &= bounded(what, budget, p.shutdown()).await;
                 }
-            }
-            // Exporters drain independently: in parallel, so their drain times do not add up.
-            futures::future::join_all(self.exporters.iter().map(|(_, e)| e.shutdown())).await;
-        };
-        let completed = tokio::time::timeout(self.shutdown_timeout, drain)
-            .await
-            .is_ok();
+                done
+            }));
+        completed &= pipelines.await.into_iter().all(|done| done);
+
+        let budget = share(deadline, 1);
+        let exporters = futures::future::join_all(
+            self.exporters
+                .iter()
+                .map(|(id, e)| bounded(format!("exporters.{id}"), budget, e.shutdown())),
+        );
+        completed &= exporters.await.into_iter().all(|done| done);
         if !completed {
             tracing::warn!(
                 timeout = ?self.shutdown_timeout,
-                "shutdown timed out: data still queued was not delivered"
+                "shutdown cut short: data the stages named above still held was not delivered"
             );
         }
-        for (_, e) in &self.extensions {
-            e.shutdown().await;
-        }
+
+        // Extensions outlive the drain (exporters may use them); they get what is left, and
+        // at least the grace a server needs to answer its last requests.
+        let budget = share(deadline, 1).max(crate::serve::IN_FLIGHT_GRACE);
+        futures::future::join_all(
+            self.extensions
+                .iter()
+                .map(|(id, e)| bounded(format!("extensions.{id}"), budget, e.shutdown())),
+        )
+        .await;
         self.stop_telemetry.cancel();
         completed
     }
 }
 
-/// Runs the collector described by `config` until SIGTERM or SIGINT, then drains and returns.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// An equal share, among `stages` stages, of the time left until `deadline`.
+fn share(deadline: Instant, stages: usize) -> Duration {
+    deadline.saturating_duration_since(Instant::now()) / stages.max(1) as u32
+}
+
+/// Runs one component's shutdown for at most `budget`; false (and a warning naming the
+/// component) if it did not finish. What it left undone is abandoned, not waited for.
+async fn bounded(what: String, budget: Duration, shutdown: impl Future<Output = ()>) -> bool {
+    let started = Instant::now();
+    if tokio::time::timeout(budget, shutdown).await.is_ok() {
+        tracing::debug!(component = %what, took = ?started.elapsed(), "stopped");
+        return true;
+    }
+    tracing::warn!(
+        component = %what,
+        budget = ?budget,
+        "did not finish shutting down within its share of service.shutdown_timeout; moving on"
+    );
+    false
+}
+
+/// How [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The drain finished, or `service.shutdown_timeout` ran out (exit status 0).
+    Drained,
+    /// A second SIGTERM or SIGINT during the drain: the process exits at once, with status
+    /// 128 + this signal number, as a shell reports a process killed by it.
+    Forced(i32),
+}
+
+/// Runs the collector described by `config` until SIGTERM or SIGINT, then drains (see
+/// [`Service::shutdown`]) and returns. A second SIGTERM or SIGINT during the drain returns at
+/// once ([`Stopped::Forced`]). SIGHUP is logged and ignored from the moment this is called,
+/// for the rest of the process's life.
+pub async fn run(config: Config) -> anyhow::Result<Stopped> {
+    // Before building anything: plugins may take seconds to compile, and a SIGHUP or SIGTERM
+    // in that time must not get the default action (death).
+    let mut signals = Signals::install()?;
     let metrics = Arc::new(Metrics::new());
     let service = Service::build(&config, metrics)?;
     if let Err(e) = service.start().await {
@@ -267,19 +347,205 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let pipelines: Vec<_> = config.service.pipelines.keys().cloned().collect();
     tracing::info!(?pipelines, "collector started");
-    wait_for_signal().await;
-    tracing::info!("shutting down: draining in-flight data");
-    service.shutdown().await;
+    let first = signals.stop().await;
+    tracing::info!(
+        signal = first.name,
+        timeout = ?service.shutdown_timeout,
+        "shutting down: draining in-flight data (send SIGTERM or SIGINT again to exit at once)"
+    );
+    tokio::select! {
+        _ = service.shutdown() => {}
+        second = signals.stop() => {
+            tracing::error!(
+                signal = second.name,
+                "second stop signal during the drain: exiting at once; data not yet delivered is lost"
+            );
+            return Ok(Stopped::Forced(second.number));
+        }
+    }
     tracing::info!("stopped");
-    Ok(())
+    Ok(Stopped::Drained)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// A stop signal's name and number.
+#[derive(Debug, Clone, Copy)]
+struct StopSignal {
+    name: &'static str,
+    number: i32,
+}
+
+const SIGTERM: StopSignal = StopSignal {
+    name: "SIGTERM",
+    number: 15,
+};
+const SIGINT: StopSignal = StopSignal {
+    name: "SIGINT",
+    number: 2,
+};
+
+/// The process's signal handlers: SIGTERM and SIGINT stop it, SIGHUP is ignored.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers. Installing one replaces the signal's default action for the
+    /// rest of the process's life, so SIGHUP never kills it, even after the logging task
+    /// ends with the runtime.
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::warn!("config reload is not supported yet; ignoring SIGHUP");
+            }
+        });
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT.
+    async fn stop(&mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.term.recv() => SIGTERM,
+            _ = self.int.recv() => SIGINT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+
+    type Log = Arc<Mutex<Vec<(String, Duration)>>>;
+
+    /// A component whose shutdown takes `takes` (`None`: never ends) and then records its
+    /// name and when it finished.
+    struct Fake {
+        name: &'static str,
+        takes: Option<Duration>,
+        t0: Instant,
+        log: Log,
+    }
+
+    #[async_trait]
+    impl Lifecycle for Fake {
+        async fn shutdown(&self) {
+            match self.takes {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+            let at = self.t0.elapsed();
+            self.log.lock().unwrap().push((self.name.into(), at));
+        }
+    }
+
+    #[async_trait]
+    impl TracesConsumer for Fake {
+        async fn consume(&self, _: TraceBatch) -> Result<(), ConsumeError> {
+            Ok(())
+        }
+    }
+
+    fn fake(name: &'static str, takes: Option<Duration>, t0: Instant, log: &Log) -> Arc<Fake> {
+        Arc::new(Fake {
+            name,
+            takes,
+            t0,
+            log: log.clone(),
+        })
+    }
+
+    fn id(s: &str) -> ComponentId {
+        ComponentId::parse(s).unwrap()
+    }
+
+    /// receivers `r`, one pipeline with processors `p1`, `p2`, exporters `e1`, `e2`.
+    fn service(timeout: Duration, takes: &[Option<Duration>; 5], log: &Log) -> Service {
+        let t0 = Instant::now();
+        let [r, p1, p2, e1, e2] = takes;
+        Service {
+            metrics: Arc::new(Metrics::new()),
+            health: Health::default(),
+            metrics_address: "none".into(),
+            shutdown_timeout: timeout,
+            extensions: Vec::new(),
+            exporters: vec![
+                (id("e1"), fake("e1", *e1, t0, log) as Arc<dyn Exporter>),
+                (id("e2"), fake("e2", *e2, t0, log) as Arc<dyn Exporter>),
+            ],
+            processors: vec![(
+                "traces".into(),
+                vec![
+                    (id("p1"), fake("p1", *p1, t0, log) as Arc<dyn Processor>),
+                    (id("p2"), fake("p2", *p2, t0, log) as Arc<dyn Processor>),
+                ],
+            )],
+            receivers: vec![(id("r"), fake("r", *r, t0, log) as Arc<dyn Lifecycle>)],
+            stop_telemetry: CancellationToken::new(),
+        }
+    }
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stages_stop_in_data_order() {
+        let log = Log::default();
+        let s = service(
+            Duration::from_secs(5),
+            &[ms(10), ms(10), ms(10), ms(10), ms(30)],
+            &log,
+        );
+        s.health.set(HealthState::Ready);
+        assert!(s.shutdown().await);
+        assert_eq!(s.health.get(), HealthState::Stopping);
+        let order: Vec<_> = log.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(order, ["r", "p1", "p2", "e1", "e2"]);
+        // Exporters drain side by side: e2 ends 30 ms after the processors, not 40.
+        assert_eq!(log.lock().unwrap()[4].1, Duration::from_millis(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stuck_stages_leave_the_exporters_their_share() {
+        let log = Log::default();
+        // 8 s over four stages: the stuck receiver and first processor get 2 s each, the
+        // second processor (quick) 2 s, the exporters what is left: about 4 s.
+        let s = service(
+            Duration::from_secs(8),
+            &[None, None, ms(10), ms(3500), ms(100)],
+            &log,
+        );
+        let t0 = Instant::now();
+        assert!(!s.shutdown().await, "stuck stages were not reported");
+        assert!(t0.elapsed() <= Duration::from_secs(8), "{:?}", t0.elapsed());
+        let done: Vec<_> = log.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(done, ["p2", "e2", "e1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exporter_that_never_ends_is_cut_at_the_timeout() {
+        let log = Log::default();
+        let s = service(
+            Duration::from_secs(3),
+            &[ms(10), ms(10), ms(10), None, ms(10)],
+            &log,
+        );
+        let t0 = Instant::now();
+        assert!(!s.shutdown().await);
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_millis(3100),
+            "{took:?}"
+        );
     }
 }

@@ -31,9 +31,11 @@ pub async fn serve_metrics(
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .with_state(metrics);
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-    }))
+    Ok(crate::serve::spawn(
+        listener,
+        crate::serve::Protocol::Http1,
+        app,
+        stop,
+        "service.telemetry.metrics".into(),
+    ))
 }

@@ -55,12 +55,13 @@ impl Lifecycle for HealthCheck {
         let app = Router::new()
             .route(&self.config.path, get(status))
             .with_state(self.health.clone());
-        let stop = self.stop.clone();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-        });
+        let task = crate::serve::spawn(
+            listener,
+            crate::serve::Protocol::Http1,
+            app,
+            self.stop.clone(),
+            "health_check".into(),
+        );
         *self.task.lock().expect("health task lock") = Some(task);
         Ok(())
     }

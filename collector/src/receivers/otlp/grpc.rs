@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
 use tonic::server::{NamedService, UnaryService};
-use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 use tonic_prost::ProstEncoder;
 use tonic_types::{ErrorDetails, StatusExt};
@@ -180,7 +179,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Binds and serves until `stop` is cancelled; returns the server task.
+/// Binds and serves until `stop` is cancelled; returns the server task, which ends once
+/// requests in progress are answered or cut (see [`crate::serve`]).
 pub async fn serve(
     cfg: &GrpcConfig,
     ingest: Ingest,
@@ -199,25 +199,24 @@ pub async fn serve(
         max_decoding: limit,
     };
     let fixer = ingest.clone();
-    let router = tonic::transport::Server::builder()
-        .max_concurrent_streams(cfg.max_concurrent_streams)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .layer(tower::util::MapResponseLayer::new(
-            move |mut resp: http::Response<tonic::body::Body>| {
-                fix_status(&fixer, resp.headers_mut());
-                resp
-            },
-        ))
-        .add_service(service);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Ok(tokio::spawn(async move {
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-        {
-            tracing::error!(receiver = %ingest.id, error = %e, "OTLP/gRPC server stopped");
-        }
-    }))
+    let service = tower::util::MapResponse::new(
+        service,
+        move |mut resp: http::Response<tonic::body::Body>| {
+            fix_status(&fixer, resp.headers_mut());
+            resp
+        },
+    );
+    let protocol = crate::serve::Protocol::Http2 {
+        max_concurrent_streams: cfg.max_concurrent_streams,
+        keepalive_interval: Some(Duration::from_secs(30)),
+    };
+    Ok(crate::serve::spawn(
+        listener,
+        protocol,
+        service,
+        stop,
+        format!("receivers.{} grpc", ingest.id),
+    ))
 }
 
 #[cfg(test)]

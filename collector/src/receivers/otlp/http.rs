@@ -199,7 +199,8 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     }
 }
 
-/// Binds and serves until `stop` is cancelled; returns the server task.
+/// Binds and serves until `stop` is cancelled; returns the server task, which ends once
+/// requests in progress are answered or cut (see [`crate::serve`]).
 pub async fn serve(
     cfg: &HttpConfig,
     ingest: Ingest,
@@ -218,12 +219,11 @@ pub async fn serve(
         // We enforce our own limit (before and after decompression).
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
-            tracing::error!(receiver = %id, error = %e, "OTLP/HTTP server stopped");
-        }
-    }))
+    Ok(crate::serve::spawn(
+        listener,
+        crate::serve::Protocol::Http1,
+        app,
+        stop,
+        format!("receivers.{id} http"),
+    ))
 }

@@ -183,7 +183,8 @@ impl Lifecycle for OtlpReceiver {
     }
 
     async fn shutdown(&self) {
-        // Stop accepting; servers finish the requests in flight before their tasks end.
+        // Stop accepting; servers answer the requests in flight, or cut them after a short
+        // grace, before their tasks end (see `crate::serve`).
         self.stop.cancel();
         let tasks = std::mem::take(&mut *self.tasks.lock().expect("otlp receiver lock"));
         for t in tasks {
