@@ -67,14 +67,13 @@ impl<P> Item<P> {
         self.delivery.take();
     }
 
-    /// Marks the data as not delivered; `for_good` when the destination refused it (resending
-    /// it would fail the same way), otherwise it is worth handing over again.
-    fn fail(mut self, for_good: bool) {
+    /// Marks the data as not delivered; `rejected` (why) when the destination refused it
+    /// (resending it would fail the same way), otherwise it is worth handing over again.
+    fn fail(mut self, rejected: Option<&str>) {
         if let Some(d) = self.delivery.take() {
-            if for_good {
-                d.reject();
-            } else {
-                d.fail();
+            match rejected {
+                Some(reason) => d.reject_because(reason),
+                None => d.fail(),
             }
         }
     }
@@ -370,7 +369,11 @@ impl<S: Sender> Inner<S> {
                 "the destination rejected part of the batch; rejected spans are not retried"
             );
             self.metrics.send_failed.inc_by(rejected);
-            item.fail(true);
+            let why = format!(
+                "{}: the destination rejected {rejected} of {} spans: {}",
+                self.id, item.spans, accepted.message
+            );
+            item.fail(Some(&why));
             return;
         }
         if !accepted.message.is_empty() {
@@ -393,7 +396,7 @@ impl<S: Sender> Inner<S> {
             "exporting failed; dropping the data"
         );
         self.metrics.send_failed.inc_by(item.spans);
-        item.fail(false);
+        item.fail(None);
     }
 
     /// Drops a batch the destination refused for good.
@@ -405,6 +408,6 @@ impl<S: Sender> Inner<S> {
             "the destination rejected the data; dropping it"
         );
         self.metrics.send_failed.inc_by(item.spans);
-        item.fail(true);
+        item.fail(Some(&why));
     }
 }

@@ -12,7 +12,7 @@
 //! offsets this task stores (`enable.auto.offset.store` off); it also commits them when
 //! partitions are revoked and when the consumer closes.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,7 +41,7 @@ const MAX_REFUSAL_PAUSE: Duration = Duration::from_secs(1);
 /// How long shutdown waits for data in flight to be delivered before the final commit.
 /// Whatever is still in flight then is read again by the next consumer (at least once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// The reason given for rejected data when the exporter that refused it did not say why here
+/// The reason given for rejected data when the stage that refused it did not say why here
 /// (it logged why itself).
 const REJECTED_BY_EXPORTER: &str = "an exporter refused the data for good";
 
@@ -258,16 +258,13 @@ impl Worker {
         message.spans = spans;
         let tx = self.finished_tx.clone();
         let tracked = ticket.clone();
-        // Set when the pipeline refuses the batch for good right away.
-        let refusal: Arc<OnceLock<String>> = Arc::default();
-        let refused = refusal.clone();
-        let tracker = DeliveryTracker::new(move |outcome| {
+        let tracker = DeliveryTracker::with_reason(move |outcome, reason| {
             // The consumer task may be gone (shutdown); the message is then read again.
             let _ = tx.send(Finished {
                 ticket: tracked,
                 outcome,
                 message,
-                reason: refused.get().cloned(),
+                reason,
             });
         });
         batch.delivery = Delivery::tracked(tracker);
@@ -283,8 +280,7 @@ impl Worker {
                     // It would be refused again on every re-read: handled like data an
                     // exporter rejects (see `on_rejected`) once the tracker reports.
                     self.metrics.refused.inc_by(spans);
-                    let _ = refusal.set(reason);
-                    batch.delivery.reject();
+                    batch.delivery.reject_because(&reason);
                     return;
                 }
                 Err(ConsumeError::Retryable {
