@@ -35,6 +35,8 @@
 mod config;
 mod consumer;
 mod offsets;
+#[cfg(test)]
+mod tests;
 
 pub use config::{InitialOffset, KafkaReceiverConfig};
 pub use offsets::{Offsets, Ticket};
