@@ -38,7 +38,9 @@ impl Pipeline {
 #[async_trait]
 impl TracesConsumer for Pipeline {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        let name = batch.resource_spans()[0].scope_spans[0].spans[0].name.clone();
+        let name = batch.resource_spans()[0].scope_spans[0].spans[0]
+            .name
+            .clone();
         let first_time = {
             let mut seen = self.seen.lock().unwrap();
             let first = !seen.contains(&name);
@@ -169,7 +171,9 @@ fn dead_letters(brokers: &str, at_least: usize) -> Vec<DeadLetter> {
             .unwrap_or_default();
         out.push(DeadLetter {
             key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-            name: batch.resource_spans()[0].scope_spans[0].spans[0].name.clone(),
+            name: batch.resource_spans()[0].scope_spans[0].spans[0]
+                .name
+                .clone(),
             headers,
         });
     }
@@ -258,7 +262,10 @@ async fn refused_data_is_dead_lettered_and_the_offset_moves_on() {
     let header = |d: &DeadLetter, k: &str| d.headers.get(k).cloned().unwrap_or_default();
     assert_eq!(dlq[0].key, "key-refuse-4");
     assert_eq!(header(&dlq[0], "wasmcol.source.offset"), "4");
-    assert_eq!(header(&dlq[0], "wasmcol.error"), "processor x: unknown tenant");
+    assert_eq!(
+        header(&dlq[0], "wasmcol.error"),
+        "processor x: unknown tenant"
+    );
     assert_eq!(dlq[1].key, "key-reject-2");
     assert_eq!(header(&dlq[1], "wasmcol.source.topic"), "spans");
     assert_eq!(header(&dlq[1], "wasmcol.source.partition"), "0");
@@ -286,7 +293,10 @@ async fn without_a_dead_letter_topic_refused_data_is_counted_and_skipped() {
     );
     assert_eq!(r.pipeline.seen(), ["reject-0", "refuse-1", "ok-2"]);
     assert_eq!((r.rejected)(), (2, 2));
-    assert_eq!(tokio::task::block_in_place(|| dlq_high_watermark(&brokers)), 0);
+    assert_eq!(
+        tokio::task::block_in_place(|| dlq_high_watermark(&brokers)),
+        0
+    );
     r.receiver.shutdown().await;
 }
 
