@@ -9,7 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -174,6 +174,10 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     /// Its value.
     pub value: Vec<u8>,
+    /// Its offset.
+    pub offset: i64,
+    /// Its headers, in order (a header without a value reads as empty).
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// Reads every message of `topic` from the beginning until none arrives for a second (at
@@ -214,6 +218,15 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
                 partition: m.partition(),
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().unwrap_or_default().to_vec(),
+                offset: m.offset(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             });
         }
     }

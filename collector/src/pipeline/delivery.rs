@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How the data behind a tracker ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,21 +33,32 @@ const DELIVERED: u8 = 0;
 const REJECTED: u8 = 1;
 const FAILED: u8 = 2;
 
-type Callback = Box<dyn FnOnce(Outcome) + Send>;
+type Callback = Box<dyn FnOnce(Outcome, Option<String>) + Send>;
 
 /// Calls its callback once, when the last batch referring to it is gone.
 pub struct DeliveryTracker {
     callback: Mutex<Option<Callback>>,
     /// The worst that happened to a copy: `DELIVERED`, `REJECTED` or `FAILED`.
     state: AtomicU8,
+    /// Why the data was refused for good, as the first holder to say so put it.
+    reason: OnceLock<String>,
 }
 
 impl DeliveryTracker {
     /// A tracker that calls `callback` with the outcome once all copies are gone.
     pub fn new(callback: impl FnOnce(Outcome) + Send + 'static) -> Arc<Self> {
+        Self::with_reason(move |outcome, _| callback(outcome))
+    }
+
+    /// Like [`DeliveryTracker::new`]; with [`Outcome::Rejected`] the callback also gets the
+    /// reason, when a holder gave one ([`Delivery::reject_because`]).
+    pub fn with_reason(
+        callback: impl FnOnce(Outcome, Option<String>) + Send + 'static,
+    ) -> Arc<Self> {
         Arc::new(Self {
             callback: Mutex::new(Some(Box::new(callback))),
             state: AtomicU8::new(DELIVERED),
+            reason: OnceLock::new(),
         })
     }
 }
@@ -59,8 +70,12 @@ impl Drop for DeliveryTracker {
             REJECTED => Outcome::Rejected,
             _ => Outcome::Failed,
         };
+        let reason = match outcome {
+            Outcome::Rejected => self.reason.take(),
+            _ => None,
+        };
         if let Some(cb) = self.callback.lock().ok().and_then(|mut c| c.take()) {
-            cb(outcome);
+            cb(outcome, reason);
         }
     }
 }
@@ -93,6 +108,14 @@ impl Delivery {
     /// Marks the data as refused for good: unless another copy failed, the trackers will
     /// report [`Outcome::Rejected`].
     pub fn reject(&self) {
+        self.mark(REJECTED);
+    }
+
+    /// [`Delivery::reject`], saying why (trackers keep the first reason they are given).
+    pub fn reject_because(&self, reason: &str) {
+        for t in &self.trackers {
+            let _ = t.reason.get_or_init(|| reason.to_string());
+        }
         self.mark(REJECTED);
     }
 
@@ -176,6 +199,37 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(*seen.lock().unwrap(), Some(Outcome::Rejected));
+    }
+
+    #[test]
+    fn a_rejection_keeps_the_first_reason() {
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        let a = Delivery::tracked(DeliveryTracker::with_reason(move |o, r| {
+            *s.lock().unwrap() = Some((o, r));
+        }));
+        let b = a.clone();
+        a.reject_because("HTTP 400: span 3 has no trace id");
+        b.reject_because("another reason");
+        drop((a, b));
+        assert_eq!(
+            seen.lock().unwrap().clone(),
+            Some((
+                Outcome::Rejected,
+                Some("HTTP 400: span 3 has no trace id".to_string())
+            ))
+        );
+
+        // A failure outranks the rejection, and its reason does not apply.
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        let a = Delivery::tracked(DeliveryTracker::with_reason(move |o, r| {
+            *s.lock().unwrap() = Some((o, r));
+        }));
+        a.reject_because("refused");
+        a.fail();
+        drop(a);
+        assert_eq!(seen.lock().unwrap().clone(), Some((Outcome::Failed, None)));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Metrics {
     plugin_recycles: CounterFamily,
     plugin_skipped: CounterFamily,
     receiver_malformed: CounterFamily,
+    receiver_rejected_messages: CounterFamily,
+    receiver_rejected_spans: CounterFamily,
     tail_traces: GaugeFamily,
     tail_bytes: GaugeFamily,
     tail_cache_bytes: GaugeFamily,
@@ -224,6 +226,16 @@ impl Metrics {
                 "Messages a receiver skipped because they could not be decoded (Kafka)",
                 CounterFamily
             ),
+            receiver_rejected_messages: family!(
+                "receiver_rejected_messages",
+                "Messages a receiver skipped or dead-lettered because the pipeline refused their data for good (Kafka)",
+                CounterFamily
+            ),
+            receiver_rejected_spans: family!(
+                "receiver_rejected_spans",
+                "Spans in the messages counted by wasmcol_receiver_rejected_messages_total",
+                CounterFamily
+            ),
             plugin_calls: family!(
                 "plugin_calls",
                 "Batches a wasm processor's plugin processed successfully",
@@ -310,6 +322,16 @@ impl Metrics {
     pub fn receiver_malformed(&self, id: &str) -> Counter {
         let l = vec![("receiver", id.to_string())];
         self.receiver_malformed.get_or_create(&l).clone()
+    }
+
+    /// Messages receiver `id` skipped (or dead-lettered) because an exporter or processor
+    /// refused their data for good, and the spans in them: `(messages, spans)`.
+    pub fn receiver_rejected(&self, id: &str) -> (Counter, Counter) {
+        let l = vec![("receiver", id.to_string())];
+        (
+            self.receiver_rejected_messages.get_or_create(&l).clone(),
+            self.receiver_rejected_spans.get_or_create(&l).clone(),
+        )
     }
 
     /// Counters for processor `id` in `pipeline`.

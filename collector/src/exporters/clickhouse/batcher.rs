@@ -192,7 +192,7 @@ impl Worker {
                 Err(ConsumeError::Permanent { reason }) => {
                     // Logged and counted by the queue.
                     tracing::debug!(exporter = %self.id, %reason, "batch dropped");
-                    batch.delivery.reject();
+                    batch.delivery.reject_because(&reason);
                     return;
                 }
             }

@@ -103,14 +103,13 @@ impl<P> Item<P> {
         }
     }
 
-    /// Marks the data as not delivered; `for_good` when the destination refused it (resending
-    /// it would fail the same way), otherwise it is worth handing over again.
-    fn fail(mut self, for_good: bool) {
+    /// Marks the data as not delivered; `rejected` (why) when the destination refused it
+    /// (resending it would fail the same way), otherwise it is worth handing over again.
+    fn fail(mut self, rejected: Option<&str>) {
         if let Some(d) = self.delivery.take() {
-            if for_good {
-                d.reject();
-            } else {
-                d.fail();
+            match rejected {
+                Some(reason) => d.reject_because(reason),
+                None => d.fail(),
             }
         }
         if let Some(r) = self.stored.take() {
@@ -646,7 +645,11 @@ impl<S: Sender> Inner<S> {
                 "the destination rejected part of the batch; rejected spans are not retried"
             );
             self.metrics.send_failed.inc_by(rejected);
-            item.fail(true);
+            let why = format!(
+                "{}: the destination rejected {rejected} of {} spans: {}",
+                self.id, item.spans, accepted.message
+            );
+            item.fail(Some(&why));
             return;
         }
         if !accepted.message.is_empty() {
@@ -669,7 +672,7 @@ impl<S: Sender> Inner<S> {
             "exporting failed; dropping the data"
         );
         self.metrics.send_failed.inc_by(item.spans);
-        item.fail(false);
+        item.fail(None);
     }
 
     /// Drops a batch the destination refused for good.
@@ -681,6 +684,6 @@ impl<S: Sender> Inner<S> {
             "the destination rejected the data; dropping it"
         );
         self.metrics.send_failed.inc_by(item.spans);
-        item.fail(true);
+        item.fail(Some(&why));
     }
 }

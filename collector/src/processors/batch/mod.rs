@@ -241,7 +241,7 @@ impl Worker {
                 }
                 Err(ConsumeError::Permanent { reason }) => {
                     tracing::error!(processor = %self.id, %reason, spans, "next stage rejected a batch; dropping it");
-                    batch.delivery.reject();
+                    batch.delivery.reject_because(&reason);
                     self.metrics.dropped.inc_by(spans);
                     return;
                 }

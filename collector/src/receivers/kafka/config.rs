@@ -57,8 +57,9 @@ pub struct KafkaReceiverConfig {
     /// lower latency and more requests.
     #[serde(default = "default_max_fetch_wait")]
     pub max_fetch_wait: Duration,
-    /// Topic that receives messages that cannot be decoded (as they were, with their origin in
-    /// headers); empty = log, count and skip them.
+    /// Topic that receives messages that cannot be decoded or whose data the pipeline refused
+    /// for good (as they were, with their origin and the reason in headers); empty = log,
+    /// count and skip them.
     #[serde(default)]
     pub dead_letter_topic: String,
     /// Transport security; absent = plaintext.
@@ -130,7 +131,7 @@ impl Validate for KafkaReceiverConfig {
                 p.push(Problem::new(
                     "dead_letter_topic",
                     format!(
-                        "{:?} is also in topics: undecodable messages would be read again forever",
+                        "{:?} is also in topics: dead-lettered messages would be read again forever",
                         self.dead_letter_topic
                     ),
                 ));

@@ -4,7 +4,9 @@
 //! reports back once every exporter of the pipeline has finished with the data. Offsets are
 //! stored (for librdkafka's periodic commit) only over a contiguous run of delivered messages,
 //! so a collector killed at any moment re-reads what was not yet delivered and skips nothing.
-//! Data an exporter gave up on is handed to the pipeline again after a pause.
+//! Data an exporter gave up on for now is handed to the pipeline again after a pause; data
+//! refused for good (a permanent error, a partial rejection) would be refused again on every
+//! re-read, so it is counted, logged and skipped, or written to the dead-letter topic first.
 //!
 //! librdkafka does the committing itself (`enable.auto.commit`, every `commit_interval`) from
 //! offsets this task stores (`enable.auto.offset.store` off); it also commits them when
@@ -39,6 +41,9 @@ const MAX_REFUSAL_PAUSE: Duration = Duration::from_secs(1);
 /// How long shutdown waits for data in flight to be delivered before the final commit.
 /// Whatever is still in flight then is read again by the next consumer (at least once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The reason given for rejected data when the stage that refused it did not say why here
+/// (it logged why itself).
+const REJECTED_BY_EXPORTER: &str = "an exporter refused the data for good";
 
 /// Keeps the offset bookkeeping in step with the group's partition assignment.
 pub(super) struct GroupContext {
@@ -70,15 +75,33 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+/// What is kept of a message while its data is in the pipeline: enough to hand it on again,
+/// or to write it unchanged to the dead-letter topic.
+#[derive(Clone, Default)]
+struct Kept {
+    payload: Bytes,
+    /// Only kept when there is a dead-letter topic.
+    key: Option<Bytes>,
+    spans: u64,
+}
+
 /// News about one message, sent by trackers and dead-letter tasks to the consumer task.
 struct Finished {
     ticket: Ticket,
     outcome: Outcome,
-    /// The message value, kept to hand the data on again if it was not delivered.
-    payload: Bytes,
+    message: Kept,
+    /// Why the data was refused for good, when the receiver was told.
+    reason: Option<String>,
 }
 
-/// The dead-letter destination for undecodable messages.
+/// Counters of messages whose data the pipeline refused for good.
+#[derive(Clone)]
+pub(super) struct RejectedMetrics {
+    pub messages: Counter,
+    pub spans: Counter,
+}
+
+/// The dead-letter destination for undecodable and rejected messages.
 pub(super) struct DeadLetter {
     pub producer: FutureProducer,
     pub topic: String,
@@ -91,6 +114,7 @@ pub(super) struct Worker {
     pub next: SharedConsumer,
     pub metrics: ReceiverMetrics,
     pub malformed: Counter,
+    pub rejected: RejectedMetrics,
     pub consumer: StreamConsumer<GroupContext>,
     pub offsets: Arc<Mutex<Offsets>>,
     pub dead_letter: Option<Arc<DeadLetter>>,
@@ -125,6 +149,7 @@ impl Worker {
         next: SharedConsumer,
         metrics: ReceiverMetrics,
         malformed: Counter,
+        rejected: RejectedMetrics,
         consumer: StreamConsumer<GroupContext>,
         offsets: Arc<Mutex<Offsets>>,
         dead_letter: Option<Arc<DeadLetter>>,
@@ -138,6 +163,7 @@ impl Worker {
             next,
             metrics,
             malformed,
+            rejected,
             consumer,
             offsets,
             dead_letter,
@@ -208,28 +234,37 @@ impl Worker {
                 .lock()
                 .expect("offsets lock")
                 .begin(&topic, m.partition(), m.offset());
-        let payload = Bytes::copy_from_slice(m.payload().unwrap_or_default());
-        match self.encoding.decode_batch(&payload) {
-            Ok(batch) => self.dispatch(ticket, batch, payload).await,
-            Err(reason) => self.on_malformed(ticket, m, &reason),
+        let mut message = Kept {
+            payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+            key: None,
+            spans: 0,
+        };
+        if self.dead_letter.is_some() {
+            message.key = m.key().map(Bytes::copy_from_slice);
+        }
+        match self.encoding.decode_batch(&message.payload) {
+            Ok(batch) => self.dispatch(ticket, batch, message).await,
+            Err(reason) => self.on_malformed(ticket, message, &reason),
         }
     }
 
     /// Hands one message's spans to the pipeline, waiting out retryable refusals.
-    async fn dispatch(&self, ticket: Ticket, mut batch: TraceBatch, payload: Bytes) {
+    async fn dispatch(&self, ticket: Ticket, mut batch: TraceBatch, mut message: Kept) {
         let spans = batch.span_count() as u64;
         if spans == 0 {
             self.delivered(&ticket);
             return;
         }
+        message.spans = spans;
         let tx = self.finished_tx.clone();
         let tracked = ticket.clone();
-        let tracker = DeliveryTracker::new(move |outcome| {
+        let tracker = DeliveryTracker::with_reason(move |outcome, reason| {
             // The consumer task may be gone (shutdown); the message is then read again.
             let _ = tx.send(Finished {
                 ticket: tracked,
                 outcome,
-                payload,
+                message,
+                reason,
             });
         });
         batch.delivery = Delivery::tracked(tracker);
@@ -242,16 +277,10 @@ impl Worker {
                     return;
                 }
                 Err(ConsumeError::Permanent { reason }) => {
-                    // It would be refused again on every re-read: skip it like bad input.
+                    // It would be refused again on every re-read: handled like data an
+                    // exporter rejects (see `on_rejected`) once the tracker reports.
                     self.metrics.refused.inc_by(spans);
-                    tracing::error!(
-                        receiver = %self.id,
-                        topic = %ticket.topic,
-                        partition = ticket.partition,
-                        offset = ticket.offset,
-                        %reason,
-                        "the pipeline rejected a message's spans permanently; skipping it"
-                    );
+                    batch.delivery.reject_because(&reason);
                     return;
                 }
                 Err(ConsumeError::Retryable {
@@ -285,9 +314,8 @@ impl Worker {
 
     fn on_finished(&self, f: Finished) {
         match f.outcome {
-            // Refused for good by an exporter (which logged and counted why): reading it
-            // again would fail the same way, so the offset moves on.
-            Outcome::Delivered | Outcome::Rejected => self.delivered(&f.ticket),
+            Outcome::Delivered => self.delivered(&f.ticket),
+            Outcome::Rejected => self.on_rejected(f),
             Outcome::Failed => {
                 if !self
                     .offsets
@@ -325,8 +353,8 @@ impl Worker {
         {
             return;
         }
-        match self.encoding.decode_batch(&f.payload) {
-            Ok(batch) => self.dispatch(f.ticket, batch, f.payload).await,
+        match self.encoding.decode_batch(&f.message.payload) {
+            Ok(batch) => self.dispatch(f.ticket, batch, f.message).await,
             // Decoded fine the first time; cannot happen, but never stall the partition.
             Err(_) => self.delivered(&f.ticket),
         }
@@ -349,28 +377,66 @@ impl Worker {
         }
     }
 
-    fn on_malformed(&self, ticket: Ticket, m: &BorrowedMessage<'_>, reason: &str) {
+    /// Data refused for good: reading it again would fail the same way, so it is counted,
+    /// logged and skipped, or written to the dead-letter topic before its offset moves on.
+    fn on_rejected(&self, f: Finished) {
+        if !self
+            .offsets
+            .lock()
+            .expect("offsets lock")
+            .is_current(&f.ticket)
+        {
+            // The partition was revoked; its next owner reads the message again.
+            return;
+        }
+        self.rejected.messages.inc();
+        self.rejected.spans.inc_by(f.message.spans);
+        let reason = f.reason.unwrap_or_else(|| REJECTED_BY_EXPORTER.to_string());
+        let next_step = if self.dead_letter.is_some() {
+            "writing it to the dead-letter topic"
+        } else {
+            "skipping it"
+        };
+        tracing::error!(
+            receiver = %self.id,
+            topic = %f.ticket.topic,
+            partition = f.ticket.partition,
+            offset = f.ticket.offset,
+            spans = f.message.spans,
+            %reason,
+            "the pipeline refused a message's spans for good; {next_step}"
+        );
+        self.dead_letter_or_skip(f.ticket, f.message, reason);
+    }
+
+    fn on_malformed(&self, ticket: Ticket, message: Kept, reason: &str) {
         self.malformed.inc();
         tracing::warn!(
             receiver = %self.id,
             topic = %ticket.topic,
             partition = ticket.partition,
             offset = ticket.offset,
-            bytes = m.payload_len(),
+            bytes = message.payload.len(),
             error = %reason,
             "skipping a message that cannot be decoded"
         );
+        self.dead_letter_or_skip(ticket, message, reason.to_string());
+    }
+
+    /// Writes a message unchanged to the dead-letter topic, its origin and `reason` in
+    /// headers, and commits it only once the topic has it; without a dead-letter topic,
+    /// commits it at once.
+    fn dead_letter_or_skip(&self, ticket: Ticket, message: Kept, reason: String) {
         let Some(dl) = self.dead_letter.clone() else {
             self.delivered(&ticket);
             return;
         };
-        let key = m.key().map(<[u8]>::to_vec);
-        let payload: Arc<[u8]> = Arc::from(m.payload().unwrap_or_default());
-        let reason = reason.to_string();
         let tx = self.finished_tx.clone();
         let stop = self.stop.clone();
         let id = self.id.clone();
-        // Committed only once the dead-letter topic has it.
+        // A failed write is retried until it succeeds or the receiver stops; the offset waits,
+        // so a stop leaves the message to be read again (handing it to the pipeline again
+        // instead would only have it refused again, and duplicate it at exporters that took it).
         tokio::spawn(async move {
             let mut pause = Duration::from_millis(100);
             loop {
@@ -394,17 +460,18 @@ impl Worker {
                         value: Some(&reason),
                     });
                 let mut record = FutureRecord::to(&dl.topic)
-                    .payload(&*payload)
+                    .payload(&*message.payload)
                     .headers(headers);
-                if let Some(k) = &key {
-                    record = record.key(k);
+                if let Some(k) = &message.key {
+                    record = record.key(&**k);
                 }
                 match dl.producer.send(record, Duration::from_secs(5)).await {
                     Ok(_) => {
                         let _ = tx.send(Finished {
                             ticket,
                             outcome: Outcome::Delivered,
-                            payload: Bytes::new(),
+                            message: Kept::default(),
+                            reason: None,
                         });
                         return;
                     }

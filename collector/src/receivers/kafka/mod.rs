@@ -18,13 +18,25 @@
 //!
 //! An offset is committed only after every exporter of the pipeline delivered the data of
 //! that message and of every message before it in its partition: a collector killed
-//! mid-stream re-reads, never skips. A message that cannot be decoded is counted
-//! (`wasmcol_receiver_malformed_messages_total`), logged with topic, partition and offset, and
-//! skipped or written to the dead-letter topic; it never stops the partition.
+//! mid-stream re-reads, never skips. Data an exporter gave up on for now (retries exhausted,
+//! shutdown) is handed to the pipeline again. Neither bad input nor bad data stops a
+//! partition:
+//! - a message that cannot be decoded is counted (`wasmcol_receiver_malformed_messages_total`),
+//!   logged with topic, partition and offset, and skipped or written to the dead-letter topic;
+//! - a message whose data the pipeline refused for good (a permanent error or a partial
+//!   rejection by a destination) is counted (`wasmcol_receiver_rejected_messages_total`,
+//!   `wasmcol_receiver_rejected_spans_total`), logged with topic, partition, offset and the
+//!   reason, and skipped or written to the dead-letter topic.
+//!
+//! Dead-letter messages are the original key and value, with headers `wasmcol.source.topic`,
+//! `wasmcol.source.partition`, `wasmcol.source.offset` and `wasmcol.error` (the reason); the
+//! offset is committed only once the dead-letter topic has acknowledged the write.
 
 mod config;
 mod consumer;
 mod offsets;
+#[cfg(test)]
+mod tests;
 
 pub use config::{InitialOffset, KafkaReceiverConfig};
 pub use offsets::{Offsets, Ticket};
@@ -36,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Lifecycle, ReceiverConfig};
 use crate::pipeline::SharedConsumer;
-use consumer::{DeadLetter, GroupContext, Worker};
+use consumer::{DeadLetter, GroupContext, RejectedMetrics, Worker};
 
 impl ReceiverConfig for KafkaReceiverConfig {
     fn build(
@@ -45,12 +57,14 @@ impl ReceiverConfig for KafkaReceiverConfig {
         next: SharedConsumer,
     ) -> anyhow::Result<Arc<dyn Lifecycle>> {
         let id = ctx.id.to_string();
+        let (messages, spans) = ctx.metrics.receiver_rejected(&id);
         Ok(Arc::new(KafkaReceiver {
             id: id.clone(),
             config: self.clone(),
             next,
             metrics: ctx.metrics.receiver(&id, "kafka"),
             malformed: ctx.metrics.receiver_malformed(&id),
+            rejected: RejectedMetrics { messages, spans },
             stop: CancellationToken::new(),
             task: Mutex::new(None),
         }))
@@ -63,6 +77,7 @@ struct KafkaReceiver {
     next: SharedConsumer,
     metrics: crate::telemetry::ReceiverMetrics,
     malformed: prometheus_client::metrics::counter::Counter,
+    rejected: RejectedMetrics,
     stop: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -125,6 +140,7 @@ impl Lifecycle for KafkaReceiver {
             self.next.clone(),
             self.metrics.clone(),
             self.malformed.clone(),
+            self.rejected.clone(),
             consumer,
             offsets,
             dead_letter,
