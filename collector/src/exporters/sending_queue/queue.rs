@@ -126,7 +126,7 @@ impl<P> Item<P> {
                 true
             }
             None => {
-                self.fail(false);
+                self.fail(None);
                 false
             }
         }
