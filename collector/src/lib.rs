@@ -21,6 +21,7 @@ pub mod exporters;
 pub mod extensions;
 pub mod net;
 pub mod otlp;
+pub mod panics;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;

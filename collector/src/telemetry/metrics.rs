@@ -44,6 +44,7 @@ pub struct Metrics {
     plugin_instantiations: CounterFamily,
     plugin_recycles: CounterFamily,
     plugin_skipped: CounterFamily,
+    component_panics: CounterFamily,
     receiver_malformed: CounterFamily,
     tail_traces: GaugeFamily,
     tail_bytes: GaugeFamily,
@@ -108,6 +109,8 @@ pub struct ExporterMetrics {
     pub queue_size: Gauge,
     /// Capacity of the sending queue, in batches.
     pub queue_capacity: Gauge,
+    /// Panics caught in the sending queue's consumer tasks.
+    pub panics: Counter,
 }
 
 impl Default for Metrics {
@@ -215,7 +218,7 @@ impl Metrics {
             ),
             plugin_failures: family!(
                 "plugin_failures",
-                "Plugin calls that failed, by reason (trap, timeout, memory_limit, invalid_output, error)",
+                "Plugin calls that failed, by reason (trap, timeout, memory_limit, invalid_output, error, panic)",
                 CounterFamily
             ),
             plugin_instantiations: family!(
@@ -231,6 +234,11 @@ impl Metrics {
             plugin_skipped: family!(
                 "plugin_skipped_batches",
                 "Batches handled per on_error without calling a plugin that is backing off",
+                CounterFamily
+            ),
+            component_panics: family!(
+                "component_panics",
+                "Panics caught in a component's workers (each restarted; the data it held failed, retryable)",
                 CounterFamily
             ),
             tail_traces: family!(
@@ -320,6 +328,7 @@ impl Metrics {
             retries: self.exporter_retries.get_or_create(&l).clone(),
             queue_size: self.queue_size.get_or_create(&l).clone(),
             queue_capacity: self.queue_capacity.get_or_create(&l).clone(),
+            panics: self.component_panics("exporter", id),
         }
     }
 
@@ -364,6 +373,12 @@ impl Metrics {
         self.plugin_skipped
             .get_or_create(&vec![("processor", id.to_string())])
             .clone()
+    }
+
+    /// Panics caught in the workers of component `id` of `kind` (`processor`, `exporter`).
+    pub fn component_panics(&self, kind: &str, id: &str) -> Counter {
+        let l = vec![("kind", kind.to_string()), ("component", id.to_string())];
+        self.component_panics.get_or_create(&l).clone()
     }
 
     /// Metrics of `tail_sampling` processor `id`.

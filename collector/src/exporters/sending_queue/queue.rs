@@ -261,12 +261,31 @@ impl<S: Sender> Lifecycle for SendingQueue<S> {
     }
 }
 
-/// One consumer task: sends batches until the queue is closed and empty.
+/// One consumer task: sends batches until the queue is closed and empty. A panic while
+/// sending one batch fails that batch (the `Item` is dropped still holding its delivery) and
+/// the task carries on with the next, after a growing pause if it keeps panicking.
 async fn consume_queue<S: Sender>(inner: Arc<Inner<S>>, rx: flume::Receiver<Item<S::Payload>>) {
+    use futures::FutureExt;
+    let mut restarts = crate::panics::Restarts::new();
     while let Ok(item) = rx.recv_async().await {
         inner.metrics.queue_size.set(rx.len() as i64);
+        let spans = item.spans;
         // The outcome is logged and counted inside; nobody is waiting for it.
-        let _ = inner.export(item).await;
+        let sent = std::panic::AssertUnwindSafe(inner.export(item))
+            .catch_unwind()
+            .await;
+        if let Err(payload) = sent {
+            inner.metrics.send_failed.inc_by(spans);
+            let wait = restarts.panicked();
+            crate::panics::report(
+                &inner.metrics.panics,
+                &inner.id,
+                "sending queue consumer",
+                &crate::panics::message(&*payload),
+                &format!("the batch failed ({spans} spans); next batch in {wait:?}"),
+            );
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

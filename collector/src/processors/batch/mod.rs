@@ -3,7 +3,8 @@
 //! `consume` only enqueues (a full queue is a retryable refusal); one task per instance merges
 //! and sends on. When the next stage refuses with a retryable error, the task waits and tries
 //! the same batch again, so back-pressure fills this queue and reaches the receiver instead of
-//! losing data.
+//! losing data. A panic in the task fails what it held (retryable) and a new task takes over
+//! the queue.
 //!
 //! With `metadata_keys`, the worker keeps one pending batch (a shard, with its own timer) per
 //! distinct combination of those keys' values in the request metadata, as the OpenTelemetry
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
@@ -52,6 +54,7 @@ impl ProcessorConfig for BatchConfig {
             worker: Mutex::new(Some(worker)),
             task: Mutex::new(None),
             metrics,
+            panics: ctx.metrics.component_panics("processor", &ctx.id.to_string()),
             config,
             shards: Mutex::new(HashSet::new()),
         }))
@@ -64,6 +67,8 @@ struct BatchProcessor {
     worker: Mutex<Option<Worker>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: ProcessorMetrics,
+    /// Panics caught in the worker task.
+    panics: Counter,
     /// Lower-cased `metadata_keys`.
     config: BatchConfig,
     /// Every `metadata_keys` combination seen so far (for the cardinality limit).
@@ -121,7 +126,10 @@ impl TracesConsumer for BatchProcessor {
 impl Lifecycle for BatchProcessor {
     async fn start(&self) -> anyhow::Result<()> {
         if let Some(w) = self.worker.lock().expect("batch lock").take() {
-            *self.task.lock().expect("batch lock") = Some(tokio::spawn(w.run()));
+            let (id, panics) = (self.id.clone(), self.panics.clone());
+            *self.task.lock().expect("batch lock") = Some(tokio::spawn(async move {
+                crate::panics::supervise_task(id, "batch", panics, || w.clone().run()).await
+            }));
         }
         Ok(())
     }
@@ -136,6 +144,10 @@ impl Lifecycle for BatchProcessor {
     }
 }
 
+/// The merging task's state. A panic in it (or in a next stage it calls) ends the task, whose
+/// pending batches then fail (their `Delivery` is dropped while the thread unwinds); a fresh
+/// clone takes over the same queue.
+#[derive(Clone)]
 struct Worker {
     id: String,
     config: BatchConfig,

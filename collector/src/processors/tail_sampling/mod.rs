@@ -135,12 +135,19 @@ impl ProcessorConfig for TailSamplingConfig {
             ctx.metrics.clone(),
         );
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("tail-{id}"))
-            .spawn(move || {
+        let (mut decider, mut done_tx) = (decider, Some(done_tx));
+        // The decider catches panics while deciding; this restarts it should one escape.
+        crate::panics::spawn_thread(
+            format!("tail-{id}"),
+            id.clone(),
+            ctx.metrics.component_panics("processor", &id),
+            move || {
                 decider.run();
-                let _ = done_tx.send(());
-            })?;
+                if let Some(tx) = done_tx.take() {
+                    let _ = tx.send(());
+                }
+            },
+        )?;
         let evictions = [Eviction::NumTraces, Eviction::Bytes, Eviction::TraceCap]
             .map(|e| ctx.metrics.tail_evictions(&id, e.label()));
         Ok(Arc::new(TailSampling {
