@@ -90,7 +90,9 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
     let mut instance: Option<Instance> = None;
     let mut failures = 0u32;
     let mut paused_until: Option<Instant> = None;
-    for Job { mut batch, reply } in jobs.iter() {
+    // Bound in this order so that, should a panic escape, the batch drops (marked failed)
+    // before the reply does (the caller's retryable error).
+    for Job { reply, mut batch } in jobs.iter() {
         if paused_until.is_some_and(|t| Instant::now() < t) {
             shared.metrics.skipped.inc();
             let _ = reply.send(Ok(on_error(&shared, batch)));
@@ -124,7 +126,9 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                         ))
                     ),
                 );
+                // Failed and let go before the caller hears, so a tracker has its outcome.
                 batch.delivery.fail();
+                drop(batch);
                 let _ = reply.send(Err(ConsumeError::retryable(format!(
                     "processors.{}: a plugin worker panicked: {message}",
                     shared.services.id
