@@ -86,6 +86,15 @@ impl Restarts {
     }
 }
 
+/// "restarting now" or "restarting in 200ms", for the log.
+pub fn restarting(wait: Duration) -> String {
+    if wait.is_zero() {
+        "restarting now".to_string()
+    } else {
+        format!("restarting in {wait:?}")
+    }
+}
+
 fn pause(in_a_row: u32) -> Duration {
     match in_a_row.checked_sub(FREE_RESTARTS + 1) {
         None => Duration::ZERO,
@@ -115,7 +124,7 @@ pub fn spawn_thread(
                         &component,
                         &worker,
                         &message(&*payload),
-                        &format!("the batch it held failed (retryable); restarting in {wait:?}"),
+                        &format!("the batch it held failed (retryable); {}", restarting(wait)),
                     );
                     std::thread::sleep(wait);
                 }
@@ -146,7 +155,7 @@ pub async fn supervise_task<F>(
                     &component,
                     worker,
                     &message(&*e.into_panic()),
-                    &format!("the data it held failed (retryable); restarting in {wait:?}"),
+                    &format!("the data it held failed (retryable); {}", restarting(wait)),
                 );
                 tokio::time::sleep(wait).await;
             }

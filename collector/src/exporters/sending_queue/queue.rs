@@ -282,7 +282,10 @@ async fn consume_queue<S: Sender>(inner: Arc<Inner<S>>, rx: flume::Receiver<Item
                 &inner.id,
                 "sending queue consumer",
                 &crate::panics::message(&*payload),
-                &format!("the batch failed ({spans} spans); next batch in {wait:?}"),
+                &format!(
+                    "the batch failed ({spans} spans); {}",
+                    crate::panics::restarting(wait)
+                ),
             );
             tokio::time::sleep(wait).await;
         }

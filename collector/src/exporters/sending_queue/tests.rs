@@ -567,6 +567,9 @@ async fn a_panic_while_sending_fails_that_batch_and_the_consumer_carries_on() {
     assert_eq!(outcome(&first_seen).await, Outcome::Failed);
     assert_eq!(outcome(&second_seen).await, Outcome::Delivered);
     let m = metrics(&ctx);
-    assert_eq!((m.sent.get(), m.send_failed.get(), m.panics.get()), (3, 2, 1));
+    assert_eq!(
+        (m.sent.get(), m.send_failed.get(), m.panics.get()),
+        (3, 2, 1)
+    );
     q.shutdown().await;
 }

@@ -54,7 +54,9 @@ impl ProcessorConfig for BatchConfig {
             worker: Mutex::new(Some(worker)),
             task: Mutex::new(None),
             metrics,
-            panics: ctx.metrics.component_panics("processor", &ctx.id.to_string()),
+            panics: ctx
+                .metrics
+                .component_panics("processor", &ctx.id.to_string()),
             config,
             shards: Mutex::new(HashSet::new()),
         }))

@@ -155,17 +155,21 @@ impl PolicyRunner {
         let started = Instant::now();
         // A host-side panic during the call counts as the plugin failing (`reason="panic"`):
         // the instance is replaced and these traces follow `on_error`.
-        let result = catch_unwind(AssertUnwindSafe(|| self.call(due, spans))).unwrap_or_else(|payload| {
-            let message = panics::message(&*payload);
-            panics::report(
-                &self.services.metrics.component_panics("processor", &self.services.id),
-                &self.services.id,
-                "tail_sampling policy call",
-                &message,
-                "the policy instance is replaced; these traces are decided per on_error",
-            );
-            Err(CallError::Panic(message))
-        });
+        let result =
+            catch_unwind(AssertUnwindSafe(|| self.call(due, spans))).unwrap_or_else(|payload| {
+                let message = panics::message(&*payload);
+                panics::report(
+                    &self
+                        .services
+                        .metrics
+                        .component_panics("processor", &self.services.id),
+                    &self.services.id,
+                    "tail_sampling policy call",
+                    &message,
+                    "the policy instance is replaced; these traces are decided per on_error",
+                );
+                Err(CallError::Panic(message))
+            });
         match result {
             Ok(decisions) => {
                 self.calls.inc();
@@ -301,8 +305,8 @@ impl Decider {
                     "tail_sampling decider",
                     &panics::message(&*payload),
                     &format!(
-                        "{traces} traces ({spans} spans) being decided are lost; \
-                         the decider carries on in {wait:?}"
+                        "{traces} traces ({spans} spans) being decided are lost; {}",
+                        panics::restarting(wait)
                     ),
                 );
                 std::thread::sleep(wait);
@@ -576,13 +580,14 @@ fn mark(span: &mut opentelemetry_proto::tonic::trace::v1::Span, decision: &Decis
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use opentelemetry_proto::tonic::trace::v1::Span;
     use prost::Message;
 
     use super::*;
 
-    /// Processors whose next policy call panics on the host side.
+    /// Processors whose next policy call panics on the host side (`ID#buffer`: whose next
+    /// batch panics while buffering).
     static PANIC_NEXT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
     pub fn maybe_panic(id: &str) {
@@ -661,6 +666,30 @@ mod tests {
         p.consume(trace(2, 3)).await.unwrap();
         eventually("the second trace", || rec.batch_sizes() == vec![2, 3]).await;
         assert_eq!(metrics.plugin_calls(id).get(), 1);
+        p.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_while_buffering_refuses_the_batch_retryably() {
+        use crate::pipeline::{Delivery, DeliveryTracker, Outcome};
+        let id = "tail_sampling/buffer-panics";
+        let rec = crate::testing::Recorder::new();
+        let (p, metrics) = build(id, rec.clone());
+        PANIC_NEXT.lock().unwrap().push(format!("{id}#buffer"));
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        let delivery =
+            Delivery::tracked(DeliveryTracker::new(move |o| *s.lock().unwrap() = Some(o)));
+        let err = p
+            .consume(trace(1, 2).with_delivery(delivery))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(*seen.lock().unwrap(), Some(Outcome::Failed));
+        assert_eq!(metrics.component_panics("processor", id).get(), 1);
+        // The buffer still works.
+        p.consume(trace(2, 3)).await.unwrap();
+        eventually("the second trace", || rec.batch_sizes() == vec![3]).await;
         p.shutdown().await;
     }
 

@@ -246,8 +246,7 @@ mod tests {
     async fn a_panic_fails_the_batch_retryably_and_the_next_gets_a_fresh_instance() {
         let id = "wasm/panics-once";
         let cfg: super::super::WasmProcessorConfig =
-            parse_component(serde_yaml_ng::from_str("plugin: builtin:pii-scrub").unwrap())
-                .unwrap();
+            parse_component(serde_yaml_ng::from_str("plugin: builtin:pii-scrub").unwrap()).unwrap();
         let ctx = context(id);
         let metrics = ctx.metrics.clone();
         let rec = Recorder::new();
@@ -258,15 +257,17 @@ mod tests {
         PANIC_NEXT.lock().unwrap().push(id.to_string());
         let seen = std::sync::Arc::new(Mutex::new(None));
         let s = seen.clone();
-        let delivery = Delivery::tracked(DeliveryTracker::new(move |o| {
-            *s.lock().unwrap() = Some(o)
-        }));
+        let delivery =
+            Delivery::tracked(DeliveryTracker::new(move |o| *s.lock().unwrap() = Some(o)));
         let err = p
             .consume(spans(3).with_delivery(delivery))
             .await
             .unwrap_err();
         assert!(err.is_retryable(), "{err}");
-        assert!(err.to_string().contains("injected host-side panic"), "{err}");
+        assert!(
+            err.to_string().contains("injected host-side panic"),
+            "{err}"
+        );
         assert_eq!(*seen.lock().unwrap(), Some(Outcome::Failed));
         assert_eq!(metrics.plugin_failures(id, "panic").get(), 1);
         assert_eq!(metrics.component_panics("processor", id).get(), 1);
