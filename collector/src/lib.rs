@@ -13,6 +13,7 @@
 //! - [`receivers`], [`processors`], [`exporters`], [`extensions`]: the components, one folder
 //!   per type, registered in [`components`].
 //! - [`telemetry`]: the collector's own metrics, health and logs.
+//! - [`panics`]: a panic in a worker is caught, reported, and the worker restarted.
 
 pub mod component;
 pub mod components;
