@@ -264,10 +264,13 @@ async fn a_panic_in_the_task_fails_what_it_held_and_a_new_task_takes_over() {
     assert_eq!(*seen.lock().unwrap(), Some(Outcome::Failed));
     assert_eq!(metrics.component_panics("processor", "batch").get(), 1);
 
-    // The restarted task takes the next batch from the same queue.
+    // The restarted task takes the next batch from the same queue, and counts what the
+    // panic lost as dropped.
     p.consume(spans(3)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(rec.batch_sizes(), vec![3]);
+    let m = metrics.processor("batch", "traces");
+    assert_eq!((m.outgoing.get(), m.dropped.get()), (3, 2));
     p.shutdown().await;
     assert_eq!(metrics.component_panics("processor", "batch").get(), 1);
 }
