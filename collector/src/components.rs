@@ -16,6 +16,17 @@ pub struct Factory<C: ?Sized + 'static> {
     pub parse: fn(Value) -> Result<Box<C>, Vec<Problem>>,
 }
 
+// Not derived: `derive` would ask `C: Clone` of the unsized component trait.
+impl<C: ?Sized + 'static> Clone for Factory<C> {
+    fn clone(&self) -> Self {
+        Self {
+            type_name: self.type_name,
+            description: self.description,
+            parse: self.parse,
+        }
+    }
+}
+
 macro_rules! factory {
     ($name:literal, $desc:literal, $cfg:ty) => {
         Factory {
@@ -68,6 +79,31 @@ pub static PROCESSORS: &[Factory<dyn ProcessorConfig>] = &[
         processors::wasm::WasmProcessorConfig
     ),
 ];
+
+/// Processor types that exist for tests only: registered when `WASMCOL_TEST_COMPONENTS=1`
+/// is set at start-up, never otherwise.
+pub static TEST_PROCESSORS: &[Factory<dyn ProcessorConfig>] = &[factory!(
+    "test_panic",
+    "(test facility) panics on its worker thread for the first panic_batches batches",
+    processors::test_panic::TestPanicConfig
+)];
+
+/// The environment variable that registers [`TEST_PROCESSORS`].
+pub const TEST_COMPONENTS_ENV: &str = "WASMCOL_TEST_COMPONENTS";
+
+/// The processor types of this process: [`PROCESSORS`], plus [`TEST_PROCESSORS`] when
+/// `WASMCOL_TEST_COMPONENTS=1` was set when first asked (at start-up).
+pub fn processors() -> &'static [Factory<dyn ProcessorConfig>] {
+    static ALL: std::sync::LazyLock<Vec<Factory<dyn ProcessorConfig>>> =
+        std::sync::LazyLock::new(|| {
+            let mut all = PROCESSORS.to_vec();
+            if std::env::var(TEST_COMPONENTS_ENV).is_ok_and(|v| v == "1") {
+                all.extend_from_slice(TEST_PROCESSORS);
+            }
+            all
+        });
+    &ALL
+}
 
 /// Exporter types.
 pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
@@ -141,7 +177,7 @@ pub fn describe() -> String {
     );
     section(
         "processors",
-        PROCESSORS
+        processors()
             .iter()
             .map(|f| (f.type_name, f.description))
             .collect(),

@@ -15,6 +15,7 @@
 //! - [`storage`]: the on-disk queue behind `sending_queue.storage` (the `file_storage`
 //!   extension).
 //! - [`telemetry`]: the collector's own metrics, health and logs.
+//! - [`panics`]: a panic in a worker is caught, reported, and the worker restarted.
 
 pub mod component;
 pub mod components;
@@ -23,6 +24,7 @@ pub mod exporters;
 pub mod extensions;
 pub mod net;
 pub mod otlp;
+pub mod panics;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;

@@ -211,7 +211,7 @@ impl Loader {
             self.error("connectors", "connectors are not supported");
         }
         let receivers = self.components("receivers", top.receivers, components::RECEIVERS);
-        let processors = self.components("processors", top.processors, components::PROCESSORS);
+        let processors = self.components("processors", top.processors, components::processors());
         let exporters = self.components("exporters", top.exporters, components::EXPORTERS);
         let extensions = self.components("extensions", top.extensions, components::EXTENSIONS);
         let service = match top.service {

@@ -4,4 +4,5 @@ pub mod batch;
 pub mod memory_limiter;
 pub mod probabilistic_sampler;
 pub mod tail_sampling;
+pub mod test_panic;
 pub mod wasm;

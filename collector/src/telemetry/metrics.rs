@@ -46,6 +46,7 @@ pub struct Metrics {
     plugin_instantiations: CounterFamily,
     plugin_recycles: CounterFamily,
     plugin_skipped: CounterFamily,
+    component_panics: CounterFamily,
     receiver_malformed: CounterFamily,
     receiver_rejected_messages: CounterFamily,
     receiver_rejected_spans: CounterFamily,
@@ -116,6 +117,8 @@ pub struct ExporterMetrics {
     pub queue_disk_bytes: Gauge,
     /// Damaged records the on-disk queue found and skipped.
     pub queue_corrupt: Counter,
+    /// Panics caught in the sending queue's consumer tasks.
+    pub panics: Counter,
 }
 
 impl Default for Metrics {
@@ -243,7 +246,7 @@ impl Metrics {
             ),
             plugin_failures: family!(
                 "plugin_failures",
-                "Plugin calls that failed, by reason (trap, timeout, memory_limit, invalid_output, error)",
+                "Plugin calls that failed, by reason (trap, timeout, memory_limit, invalid_output, error, panic)",
                 CounterFamily
             ),
             plugin_instantiations: family!(
@@ -259,6 +262,11 @@ impl Metrics {
             plugin_skipped: family!(
                 "plugin_skipped_batches",
                 "Batches handled per on_error without calling a plugin that is backing off",
+                CounterFamily
+            ),
+            component_panics: family!(
+                "component_panics",
+                "Panics caught in a component's workers (each restarted; the data it held failed, retryable)",
                 CounterFamily
             ),
             tail_traces: family!(
@@ -360,6 +368,7 @@ impl Metrics {
             queue_capacity: self.queue_capacity.get_or_create(&l).clone(),
             queue_disk_bytes: self.queue_disk_bytes.get_or_create(&l).clone(),
             queue_corrupt: self.queue_corrupt.get_or_create(&l).clone(),
+            panics: self.component_panics("exporter", id),
         }
     }
 
@@ -404,6 +413,12 @@ impl Metrics {
         self.plugin_skipped
             .get_or_create(&vec![("processor", id.to_string())])
             .clone()
+    }
+
+    /// Panics caught in the workers of component `id` of `kind` (`processor`, `exporter`).
+    pub fn component_panics(&self, kind: &str, id: &str) -> Counter {
+        let l = vec![("kind", kind.to_string()), ("component", id.to_string())];
+        self.component_panics.get_or_create(&l).clone()
     }
 
     /// Metrics of `tail_sampling` processor `id`.

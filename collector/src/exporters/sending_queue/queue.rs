@@ -478,23 +478,47 @@ impl<S: Sender> SendingQueue<S> {
     }
 }
 
-/// One consumer task: sends batches until the queue is closed and empty.
+/// One consumer task: sends batches until the queue is closed and empty. A panic while
+/// sending one batch fails that batch (the `Item` is dropped still holding its delivery) and
+/// the task carries on with the next, after a growing pause if it keeps panicking.
 async fn consume_queue<S: Sender>(
     inner: Arc<Inner<S>>,
     rx: flume::Receiver<Item<S::Payload>>,
     used: Arc<AtomicU64>,
 ) {
+    use futures::FutureExt;
+    let mut restarts = crate::panics::Restarts::new();
     while let Ok(item) = rx.recv_async().await {
         let left = used.fetch_sub(item.units, Ordering::AcqRel) - item.units;
         inner.metrics.queue_size.set(left as i64);
+        let spans = item.spans;
         // The outcome is logged and counted inside; nobody is waiting for it.
-        let _ = inner.export(item).await;
+        let sent = std::panic::AssertUnwindSafe(inner.export(item))
+            .catch_unwind()
+            .await;
+        if let Err(payload) = sent {
+            inner.metrics.send_failed.inc_by(spans);
+            let wait = restarts.panicked();
+            crate::panics::report(
+                &inner.metrics.panics,
+                &inner.id,
+                "sending queue consumer",
+                &crate::panics::message(&*payload),
+                &format!(
+                    "the batch failed ({spans} spans); {}",
+                    crate::panics::restarting(wait)
+                ),
+            );
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 
 /// One consumer task of an on-disk queue: sends records until the queue is closed and
 /// drained, or (while stopping) until the destination stops taking data.
 async fn consume_disk<S: Sender>(inner: Arc<Inner<S>>, queue: Arc<DiskQueue>) {
+    use futures::FutureExt;
+    let mut restarts = crate::panics::Restarts::new();
     while let Some((id, items, record)) = queue.pop().await {
         let stored = StoredRecord::new(queue.clone(), id);
         let batch = match persistent::decode(record) {
@@ -514,7 +538,25 @@ async fn consume_disk<S: Sender>(inner: Arc<Inner<S>>, queue: Arc<DiskQueue>) {
             delivery: None,
             stored: Some(stored),
         };
-        let _ = inner.export(item).await;
+        let spans = item.spans;
+        let sent = std::panic::AssertUnwindSafe(inner.export(item))
+            .catch_unwind()
+            .await;
+        if let Err(payload) = sent {
+            // The record was handed back as the item unwound: it is sent again.
+            let wait = restarts.panicked();
+            crate::panics::report(
+                &inner.metrics.panics,
+                &inner.id,
+                "sending queue consumer",
+                &crate::panics::message(&*payload),
+                &format!(
+                    "the batch ({spans} spans) stays queued; {}",
+                    crate::panics::restarting(wait)
+                ),
+            );
+            tokio::time::sleep(wait).await;
+        }
         inner.update_disk_metrics(&queue);
         if inner.stopping.is_cancelled() && inner.gave_up_while_stopping.load(Ordering::Relaxed) {
             break;

@@ -527,3 +527,54 @@ fn config_problems_name_the_option_and_value() {
     );
     assert!(serde_yaml_ng::from_str::<QueueConfig>("size: 3").is_err());
 }
+
+/// Panics on its first attempt, then delivers.
+#[derive(Default)]
+struct PanicsOnce {
+    attempts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Sender for PanicsOnce {
+    type Payload = usize;
+
+    fn prepare(&self, batch: &TraceBatch) -> usize {
+        batch.span_count()
+    }
+
+    async fn send(&self, _: &usize) -> Result<Accepted, SendError> {
+        if self
+            .attempts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            panic!("the sender broke");
+        }
+        Ok(Accepted::all())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_while_sending_fails_that_batch_and_the_consumer_carries_on() {
+    let ctx = ctx();
+    let q = SendingQueue::new(
+        &ctx,
+        PanicsOnce::default(),
+        &queue(10, 1),
+        &retry(),
+        ConfigDuration::from_secs(5),
+    );
+    q.start().await.unwrap();
+    let (first, first_seen) = tracked(2);
+    let (second, second_seen) = tracked(3);
+    q.consume(first).await.unwrap();
+    q.consume(second).await.unwrap();
+    assert_eq!(outcome(&first_seen).await, Outcome::Failed);
+    assert_eq!(outcome(&second_seen).await, Outcome::Delivered);
+    let m = metrics(&ctx);
+    assert_eq!(
+        (m.sent.get(), m.send_failed.get(), m.panics.get()),
+        (3, 2, 1)
+    );
+    q.shutdown().await;
+}

@@ -3,7 +3,8 @@
 //! `consume` only enqueues (a full queue is a retryable refusal); one task per instance merges
 //! and sends on. When the next stage refuses with a retryable error, the task waits and tries
 //! the same batch again, so back-pressure fills this queue and reaches the receiver instead of
-//! losing data.
+//! losing data. A panic in the task fails what it held (retryable), counted as dropped, and a
+//! new task takes over the queue.
 //!
 //! With `metadata_keys`, the worker keeps one pending batch (a shard, with its own timer) per
 //! distinct combination of those keys' values in the request metadata, as the OpenTelemetry
@@ -15,10 +16,12 @@ mod config;
 pub use config::BatchConfig;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
@@ -45,6 +48,7 @@ impl ProcessorConfig for BatchConfig {
             next,
             rx,
             metrics: metrics.clone(),
+            held: Arc::default(),
         };
         Ok(Arc::new(BatchProcessor {
             id: ctx.id.to_string(),
@@ -52,6 +56,9 @@ impl ProcessorConfig for BatchConfig {
             worker: Mutex::new(Some(worker)),
             task: Mutex::new(None),
             metrics,
+            panics: ctx
+                .metrics
+                .component_panics("processor", &ctx.id.to_string()),
             config,
             shards: Mutex::new(HashSet::new()),
         }))
@@ -64,6 +71,8 @@ struct BatchProcessor {
     worker: Mutex<Option<Worker>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: ProcessorMetrics,
+    /// Panics caught in the worker task.
+    panics: Counter,
     /// Lower-cased `metadata_keys`.
     config: BatchConfig,
     /// Every `metadata_keys` combination seen so far (for the cardinality limit).
@@ -121,7 +130,10 @@ impl TracesConsumer for BatchProcessor {
 impl Lifecycle for BatchProcessor {
     async fn start(&self) -> anyhow::Result<()> {
         if let Some(w) = self.worker.lock().expect("batch lock").take() {
-            *self.task.lock().expect("batch lock") = Some(tokio::spawn(w.run()));
+            let (id, panics) = (self.id.clone(), self.panics.clone());
+            *self.task.lock().expect("batch lock") = Some(tokio::spawn(async move {
+                crate::panics::supervise_task(id, "batch", panics, || w.clone().run()).await
+            }));
         }
         Ok(())
     }
@@ -136,12 +148,19 @@ impl Lifecycle for BatchProcessor {
     }
 }
 
+/// The merging task's state. A panic in it (or in a next stage it calls) ends the task, whose
+/// pending batches then fail (their `Delivery` is dropped while the thread unwinds); a fresh
+/// clone takes over the same queue.
+#[derive(Clone)]
 struct Worker {
     id: String,
     config: BatchConfig,
     next: SharedConsumer,
     rx: flume::Receiver<TraceBatch>,
     metrics: ProcessorMetrics,
+    /// Spans taken from the queue and not yet sent on or dropped, shared by the task and its
+    /// replacement: what a panic lost, counted as dropped when the new task starts.
+    held: Arc<AtomicU64>,
 }
 
 /// One pending batch and its timer.
@@ -154,6 +173,10 @@ struct Shard {
 
 impl Worker {
     async fn run(self) {
+        let lost = self.held.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            self.metrics.dropped.inc_by(lost);
+        }
         // Keyed by the batch's `metadata_keys` values (set by `consume`); a single shard when
         // there are none. Shards are kept once made: `consume` bounds how many there can be.
         let mut shards: HashMap<Metadata, Shard> = HashMap::new();
@@ -176,6 +199,8 @@ impl Worker {
                     };
                     let shard = shards.entry(key).or_default();
                     shard.spans += batch.span_count();
+                    self.held
+                        .fetch_add(batch.span_count() as u64, Ordering::Relaxed);
                     shard.pending.merge(batch);
                     if shard.deadline.is_none() && !self.config.timeout.is_zero() {
                         shard.deadline = Some(Instant::now() + self.config.timeout.get());
@@ -228,6 +253,7 @@ impl Worker {
             match self.next.consume(batch.clone()).await {
                 Ok(()) => {
                     self.metrics.outgoing.inc_by(spans);
+                    self.held.fetch_sub(spans, Ordering::Relaxed);
                     return;
                 }
                 Err(ConsumeError::Retryable {
@@ -243,6 +269,7 @@ impl Worker {
                     tracing::error!(processor = %self.id, %reason, spans, "next stage rejected a batch; dropping it");
                     batch.delivery.reject_because(&reason);
                     self.metrics.dropped.inc_by(spans);
+                    self.held.fetch_sub(spans, Ordering::Relaxed);
                     return;
                 }
             }

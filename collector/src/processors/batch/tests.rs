@@ -210,3 +210,67 @@ async fn without_metadata_keys_metadata_survives_only_agreement() {
     p.shutdown().await;
     assert_eq!(by_tenant(&rec), vec![(None, 2), (Some("a".into()), 2)]);
 }
+
+/// Panics on the first `n` batches, then passes them to the recorder.
+struct PanicsFirst {
+    left: std::sync::atomic::AtomicUsize,
+    rec: Arc<Recorder>,
+}
+
+#[async_trait::async_trait]
+impl crate::pipeline::TracesConsumer for PanicsFirst {
+    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("the next stage broke");
+        }
+        self.rec.consume(batch).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_task_fails_what_it_held_and_a_new_task_takes_over() {
+    use crate::pipeline::{Delivery, DeliveryTracker, Outcome};
+    let rec = Recorder::new();
+    let ctx = context("batch");
+    let metrics = ctx.metrics.clone();
+    let p = BatchConfig {
+        send_batch_size: 1,
+        ..Default::default()
+    }
+    .build(
+        &ctx,
+        Arc::new(PanicsFirst {
+            left: 1.into(),
+            rec: rec.clone(),
+        }),
+    )
+    .unwrap();
+    p.start().await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let s = seen.clone();
+    let tracked = |n| {
+        let s = s.clone();
+        spans(n).with_delivery(Delivery::tracked(DeliveryTracker::new(move |o| {
+            *s.lock().unwrap() = Some(o)
+        })))
+    };
+    p.consume(tracked(2)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(*seen.lock().unwrap(), Some(Outcome::Failed));
+    assert_eq!(metrics.component_panics("processor", "batch").get(), 1);
+
+    // The restarted task takes the next batch from the same queue, and counts what the
+    // panic lost as dropped.
+    p.consume(spans(3)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(rec.batch_sizes(), vec![3]);
+    let m = metrics.processor("batch", "traces");
+    assert_eq!((m.outgoing.get(), m.dropped.get()), (3, 2));
+    p.shutdown().await;
+    assert_eq!(metrics.component_panics("processor", "batch").get(), 1);
+}

@@ -7,6 +7,7 @@
 //! the buffer's budget pushes back on receivers.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use super::buffer::{Buffer, DueTrace, Group, Origin, encode_for_policy, write_by
 use super::cache::Kept;
 use super::tracestate;
 use crate::otlp::wire;
+use crate::panics;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch};
 use crate::processors::wasm::sampler::{LoadedPolicy, PolicyInstance};
 use crate::processors::wasm::{CallError, Limits, OnError, Services, pause_after};
@@ -117,18 +119,15 @@ impl PolicyRunner {
         Ok(self.instance.as_mut().expect("just created"))
     }
 
-    /// Asks the plugin; `None` when it failed or is paused after failing (the caller then
-    /// applies `on_error`).
-    fn decide(
+    /// One call of the plugin over `due`, creating the instance first if needed.
+    fn call(
         &mut self,
         due: &[DueTrace],
         spans: &mut Option<(Vec<u8>, Vec<u32>)>,
-    ) -> Option<Vec<Decision>> {
-        if self.paused_until.is_some_and(|t| Instant::now() < t) {
-            return None;
-        }
-        let started = Instant::now();
-        let result = self.instance().and_then(|inst| {
+    ) -> Result<Vec<Decision>, CallError> {
+        #[cfg(test)]
+        tests::maybe_panic(&self.services.id);
+        self.instance().and_then(|inst| {
             let summaries: Vec<_> = due.iter().map(|t| t.summary.clone()).collect();
             if inst.needs_spans() {
                 let (bytes, counts) = spans.get_or_insert_with(|| {
@@ -140,7 +139,37 @@ impl PolicyRunner {
             } else {
                 inst.decide(&[], &summaries, &vec![0; due.len()])
             }
-        });
+        })
+    }
+
+    /// Asks the plugin; `None` when it failed or is paused after failing (the caller then
+    /// applies `on_error`).
+    fn decide(
+        &mut self,
+        due: &[DueTrace],
+        spans: &mut Option<(Vec<u8>, Vec<u32>)>,
+    ) -> Option<Vec<Decision>> {
+        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        let started = Instant::now();
+        // A host-side panic during the call counts as the plugin failing (`reason="panic"`):
+        // the instance is replaced and these traces follow `on_error`.
+        let result =
+            catch_unwind(AssertUnwindSafe(|| self.call(due, spans))).unwrap_or_else(|payload| {
+                let message = panics::message(&*payload);
+                panics::report(
+                    &self
+                        .services
+                        .metrics
+                        .component_panics("processor", &self.services.id),
+                    &self.services.id,
+                    "tail_sampling policy call",
+                    &message,
+                    "the policy instance is replaced; these traces are decided per on_error",
+                );
+                Err(CallError::Panic(message))
+            });
         match result {
             Ok(decisions) => {
                 self.calls.inc();
@@ -226,8 +255,13 @@ impl Decider {
         }
     }
 
-    /// Runs until shutdown has drained (or discarded) the buffer.
-    pub fn run(mut self) {
+    /// Runs until shutdown has drained (or discarded) the buffer. Called again after a panic
+    /// escaped it (see [`crate::panics::spawn_thread`]): policy instances start afresh.
+    pub fn run(&mut self) {
+        for p in &mut self.policies {
+            p.instance = None;
+        }
+        let mut restarts = panics::Restarts::new();
         loop {
             let state = self.shared.state.load(Ordering::Acquire);
             if state == DISCARD {
@@ -254,7 +288,29 @@ impl Decider {
                 let _ = self.wake.recv_timeout(self.tick);
                 continue;
             }
-            self.decide_and_forward(due);
+            // Spans of traces being decided are acknowledged upstream once buffered, so a
+            // panic here cannot hand them back: they are counted as dropped, and the loop
+            // carries on (after a pause when it keeps panicking).
+            let spans: u64 = due.iter().map(|t| u64::from(t.summary.span_count)).sum();
+            let traces = due.len();
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.decide_and_forward(due))) {
+                self.shared.processor.dropped.inc_by(spans);
+                for p in &mut self.policies {
+                    p.instance = None;
+                }
+                let wait = restarts.panicked();
+                panics::report(
+                    &self.metrics.component_panics("processor", &self.shared.id),
+                    &self.shared.id,
+                    "tail_sampling decider",
+                    &panics::message(&*payload),
+                    &format!(
+                        "{traces} traces ({spans} spans) being decided are lost; {}",
+                        panics::restarting(wait)
+                    ),
+                );
+                std::thread::sleep(wait);
+            }
         }
     }
 
@@ -524,11 +580,154 @@ fn mark(span: &mut opentelemetry_proto::tonic::trace::v1::Span, decision: &Decis
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use opentelemetry_proto::tonic::trace::v1::Span;
     use prost::Message;
 
     use super::*;
+
+    /// Processors whose next policy call panics on the host side (`ID#buffer`: whose next
+    /// batch panics while buffering).
+    static PANIC_NEXT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub fn maybe_panic(id: &str) {
+        let mut ids = PANIC_NEXT.lock().unwrap();
+        if let Some(i) = ids.iter().position(|p| p == id) {
+            ids.remove(i);
+            drop(ids);
+            panic!("injected host-side panic");
+        }
+    }
+
+    /// `tail_sampling` processor `id` keeping every trace after 50ms, in front of `next`.
+    fn build(
+        id: &str,
+        next: SharedConsumer,
+    ) -> (Arc<dyn crate::component::Processor>, Arc<Metrics>) {
+        use crate::component::ProcessorConfig;
+        let cfg: super::super::TailSamplingConfig = crate::config::parse_component(
+            serde_yaml_ng::from_str(
+                "decision_wait: 50ms\n\
+                 policies: [{ name: all, type: probabilistic, probabilistic: { sampling_percentage: 100 } }]",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let ctx = crate::testing::context(id);
+        let metrics = ctx.metrics.clone();
+        (cfg.build(&ctx, next).unwrap(), metrics)
+    }
+
+    /// Waits up to 5 s for `cond`.
+    async fn eventually(what: &str, cond: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// `n` spans of trace `trace`.
+    fn trace(trace: u8, n: usize) -> TraceBatch {
+        let mut b = crate::testing::spans(n);
+        for rs in b.resource_spans_mut() {
+            for ss in &mut rs.scope_spans {
+                for s in &mut ss.spans {
+                    s.trace_id = vec![trace; 16];
+                }
+            }
+        }
+        b
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_a_policy_call_is_a_plugin_failure_and_on_error_decides() {
+        let id = "tail_sampling/policy-panics";
+        let rec = crate::testing::Recorder::new();
+        let (p, metrics) = build(id, rec.clone());
+        PANIC_NEXT.lock().unwrap().push(id.to_string());
+        p.consume(trace(1, 2)).await.unwrap();
+        eventually("the first trace", || rec.batch_sizes() == vec![2]).await;
+        // on_error: pass keeps the trace, marked as decided by on_error.
+        let batches = rec.batches();
+        let span = &batches[0].resource_spans()[0].scope_spans[0].spans[0];
+        let policy = span.attributes.iter().find(|kv| kv.key == POLICY_ATTRIBUTE);
+        assert_eq!(
+            policy.and_then(|kv| kv.value.clone()),
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue("on_error".into()))
+            })
+        );
+        assert_eq!(metrics.plugin_failures(id, "panic").get(), 1);
+        assert_eq!(metrics.component_panics("processor", id).get(), 1);
+        // The next trace is decided by a fresh instance.
+        p.consume(trace(2, 3)).await.unwrap();
+        eventually("the second trace", || rec.batch_sizes() == vec![2, 3]).await;
+        assert_eq!(metrics.plugin_calls(id).get(), 1);
+        p.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_while_buffering_refuses_the_batch_retryably() {
+        use crate::pipeline::{Delivery, DeliveryTracker, Outcome};
+        let id = "tail_sampling/buffer-panics";
+        let rec = crate::testing::Recorder::new();
+        let (p, metrics) = build(id, rec.clone());
+        PANIC_NEXT.lock().unwrap().push(format!("{id}#buffer"));
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        let delivery =
+            Delivery::tracked(DeliveryTracker::new(move |o| *s.lock().unwrap() = Some(o)));
+        let err = p
+            .consume(trace(1, 2).with_delivery(delivery))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(*seen.lock().unwrap(), Some(Outcome::Failed));
+        assert_eq!(metrics.component_panics("processor", id).get(), 1);
+        // The buffer still works.
+        p.consume(trace(2, 3)).await.unwrap();
+        eventually("the second trace", || rec.batch_sizes() == vec![3]).await;
+        p.shutdown().await;
+    }
+
+    /// Panics on its first batch, then records.
+    struct PanicsFirst {
+        panicked: std::sync::atomic::AtomicBool,
+        rec: Arc<crate::testing::Recorder>,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::pipeline::TracesConsumer for PanicsFirst {
+        async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+            if !self.panicked.swap(true, Ordering::SeqCst) {
+                panic!("the next stage broke");
+            }
+            self.rec.consume(batch).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_while_forwarding_loses_those_traces_and_the_decider_carries_on() {
+        let id = "tail_sampling/forward-panics";
+        let rec = crate::testing::Recorder::new();
+        let next = Arc::new(PanicsFirst {
+            panicked: false.into(),
+            rec: rec.clone(),
+        });
+        let (p, metrics) = build(id, next);
+        p.consume(trace(1, 2)).await.unwrap();
+        let panics = metrics.component_panics("processor", id);
+        eventually("the panic", || panics.get() == 1).await;
+        let dropped = metrics.processor(id, "traces").dropped;
+        assert_eq!(dropped.get(), 2);
+        p.consume(trace(2, 3)).await.unwrap();
+        eventually("the second trace", || rec.batch_sizes() == vec![3]).await;
+        assert_eq!(panics.get(), 1);
+        p.shutdown().await;
+    }
 
     fn string_kv(key: &str, value: &str) -> KeyValue {
         KeyValue {

@@ -18,6 +18,10 @@
 //! run in a sandboxed plugin that sees a batch of complete traces at a time. Kept spans carry
 //! the deciding policy (`sampling.policy`) and their sampling probability (`ot=th:...` in
 //! `tracestate`). Spans count as delivered upstream once buffered.
+//!
+//! Panics are contained: one while buffering refuses that batch (retryable); one in a policy
+//! call is a plugin failure (`reason="panic"`, the traces follow `on_error`); one elsewhere in
+//! the decider loses the traces being decided (counted as dropped) and the loop carries on.
 
 mod buffer;
 pub mod cache;
@@ -140,12 +144,19 @@ impl ProcessorConfig for TailSamplingConfig {
             ctx.metrics.clone(),
         );
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("tail-{id}"))
-            .spawn(move || {
+        let (mut decider, mut done_tx) = (decider, Some(done_tx));
+        // The decider catches panics while deciding; this restarts it should one escape.
+        crate::panics::spawn_thread(
+            format!("tail-{id}"),
+            id.clone(),
+            ctx.metrics.component_panics("processor", &id),
+            move || {
                 decider.run();
-                let _ = done_tx.send(());
-            })?;
+                if let Some(tx) = done_tx.take() {
+                    let _ = tx.send(());
+                }
+            },
+        )?;
         let evictions = [Eviction::NumTraces, Eviction::Bytes, Eviction::TraceCap]
             .map(|e| ctx.metrics.tail_evictions(&id, e.label()));
         Ok(Arc::new(TailSampling {
@@ -153,6 +164,7 @@ impl ProcessorConfig for TailSamplingConfig {
             on_shutdown: self.on_shutdown,
             done: Mutex::new(Some(done_rx)),
             evictions,
+            panics: ctx.metrics.component_panics("processor", &id),
         }))
     }
 }
@@ -163,6 +175,8 @@ struct TailSampling {
     done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     /// Eviction counters, by [`Eviction`] in declaration order.
     evictions: [Counter; 3],
+    /// Panics caught while buffering.
+    panics: Counter,
 }
 
 #[async_trait]
@@ -210,11 +224,37 @@ impl TracesConsumer for TailSampling {
             let now_unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
-            match batch.protobuf_parts() {
-                Some(parts) => {
-                    buffer.ingest_protobuf(parts.map(|p| &p[..]), Instant::now(), now_unix)
+            // A panic while buffering (a defect) refuses this batch, retryably, rather than
+            // unwinding into the receiver; the buffer's lock is taken past poisoning.
+            let ingest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                #[cfg(test)]
+                decider::tests::maybe_panic(&format!("{}#buffer", self.shared.id));
+                match batch.protobuf_parts() {
+                    Some(parts) => {
+                        buffer.ingest_protobuf(parts.map(|p| &p[..]), Instant::now(), now_unix)
+                    }
+                    None => buffer.ingest(batch.resource_spans(), Instant::now(), now_unix),
                 }
-                None => buffer.ingest(batch.resource_spans(), Instant::now(), now_unix),
+            }));
+            match ingest {
+                Ok(ingested) => ingested,
+                Err(payload) => {
+                    drop(buffer);
+                    let message = crate::panics::message(&*payload);
+                    crate::panics::report(
+                        &self.panics,
+                        &self.shared.id,
+                        "tail_sampling buffer",
+                        &message,
+                        "the batch is refused (retryable)",
+                    );
+                    m.refused.inc_by(spans);
+                    batch.delivery.fail();
+                    return Err(ConsumeError::retryable(format!(
+                        "processor {}: buffering the batch panicked: {message}",
+                        self.shared.id
+                    )));
+                }
             }
         };
         m.incoming.inc_by(spans);

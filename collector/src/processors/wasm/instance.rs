@@ -35,6 +35,8 @@ pub enum CallError {
     Trap(String),
     /// The plugin's answer was malformed: an index out of range, a bad value, too large.
     InvalidOutput(String),
+    /// The host panicked during the call (a defect on the host side, caught by the caller).
+    Panic(String),
 }
 
 impl CallError {
@@ -47,6 +49,7 @@ impl CallError {
             CallError::MemoryLimit => "memory_limit",
             CallError::Trap(_) => "trap",
             CallError::InvalidOutput(_) => "invalid_output",
+            CallError::Panic(_) => "panic",
         }
     }
 }
@@ -62,6 +65,7 @@ impl fmt::Display for CallError {
             }
             CallError::Trap(m) => write!(f, "trapped: {m}"),
             CallError::InvalidOutput(m) => write!(f, "returned an invalid answer: {m}"),
+            CallError::Panic(m) => write!(f, "call ended in a host-side panic: {m}"),
         }
     }
 }

@@ -15,7 +15,8 @@
 //! The batch crosses into the plugin as OTLP protobuf bytes, one copy; the plugin answers
 //! with edits (checked, then applied here to the host's copy) or, rarely, a replacement batch.
 //! Every instance runs on its own thread with a memory cap and a per-call deadline; a trap,
-//! timeout or bad answer costs one instance, never the collector.
+//! timeout or bad answer costs one instance, never the collector. A panic on the host side
+//! costs the instance too, and the batch fails with a retryable error.
 
 mod bindings;
 mod builtin;
@@ -77,9 +78,13 @@ impl ProcessorConfig for WasmProcessorConfig {
         let (jobs, rx) = flume::bounded(self.instances);
         for n in 0..self.instances {
             let (shared, rx) = (shared.clone(), rx.clone());
-            std::thread::Builder::new()
-                .name(format!("wasm-{id}-{n}"))
-                .spawn(move || worker::run(shared, rx))?;
+            // The worker catches a panic per batch; this restarts it should one escape.
+            crate::panics::spawn_thread(
+                format!("wasm-{id}-{n}"),
+                id.clone(),
+                shared.metrics.panics.clone(),
+                move || worker::run(shared.clone(), rx.clone()),
+            )?;
         }
         Ok(Arc::new(WasmProcessor {
             jobs,
@@ -110,10 +115,18 @@ impl TracesConsumer for WasmProcessor {
             .send_async(Job { batch, reply })
             .await
             .map_err(|_| ConsumeError::retryable("the plugin workers have stopped"))?;
-        let Ok(outcome) = outcome.await else {
-            return Err(ConsumeError::retryable(
-                "a plugin worker stopped unexpectedly",
-            ));
+        let outcome = match outcome.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => {
+                self.metrics.refused.inc_by(before);
+                return Err(e);
+            }
+            Err(_) => {
+                self.metrics.refused.inc_by(before);
+                return Err(ConsumeError::retryable(
+                    "a plugin worker stopped unexpectedly",
+                ));
+            }
         };
         let Some(batch) = outcome else {
             self.metrics.dropped.inc_by(before);

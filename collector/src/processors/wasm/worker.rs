@@ -6,6 +6,10 @@
 //! plugin. After repeated failures the worker stops calling the plugin for a while (doubling
 //! up to [`MAX_BACKOFF`]) and handles batches per `on_error`, so a crash-looping plugin costs
 //! almost nothing.
+//!
+//! A panic while handling a batch (a host-side defect: the plugin's own panics are traps) is
+//! caught here: it counts as a failure (`reason="panic"`), the instance is replaced, and the
+//! batch fails with a retryable error instead of being passed on or dropped per `on_error`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +17,14 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use super::config::{Limits, OnError};
 use super::host::Services;
 use super::instance::Instance;
 use super::plugin::LoadedPlugin;
-use crate::pipeline::TraceBatch;
+use crate::panics;
+use crate::pipeline::{ConsumeError, TraceBatch};
 use crate::telemetry::Metrics;
 
 /// Consecutive failures before the worker backs off.
@@ -25,11 +32,11 @@ const FAILURES_BEFORE_BACKOFF: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// One batch for a worker, and where to send the outcome: the batch to pass on, or `None`
-/// when it was dropped.
+/// One batch for a worker, and where to send the outcome: the batch to pass on, `None` when
+/// it was dropped, or the error to answer (the worker panicked on it).
 pub struct Job {
     pub batch: TraceBatch,
-    pub reply: oneshot::Sender<Option<TraceBatch>>,
+    pub reply: oneshot::Sender<Result<Option<TraceBatch>, ConsumeError>>,
 }
 
 /// What every worker of one processor shares.
@@ -53,6 +60,8 @@ pub struct PluginMetrics {
     pub recycles: Counter,
     /// Batches handled per `on_error` without calling the plugin, while backing off.
     pub skipped: Counter,
+    /// Panics caught in the workers (`wasmcol_component_panics_total`).
+    pub panics: Counter,
     metrics: Arc<Metrics>,
     id: String,
 }
@@ -65,6 +74,7 @@ impl PluginMetrics {
             instantiations: metrics.plugin_instantiations(id),
             recycles: metrics.plugin_recycles(id),
             skipped: metrics.plugin_skipped(id),
+            panics: metrics.component_panics("processor", id),
             metrics,
             id: id.to_string(),
         }
@@ -80,27 +90,52 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
     let mut instance: Option<Instance> = None;
     let mut failures = 0u32;
     let mut paused_until: Option<Instant> = None;
-    for Job { mut batch, reply } in jobs.iter() {
+    // Bound in this order so that, should a panic escape, the batch drops (marked failed)
+    // before the reply does (the caller's retryable error).
+    for Job { reply, mut batch } in jobs.iter() {
         if paused_until.is_some_and(|t| Instant::now() < t) {
             shared.metrics.skipped.inc();
-            let _ = reply.send(on_error(&shared, batch));
+            let _ = reply.send(Ok(on_error(&shared, batch)));
             continue;
         }
         let started = Instant::now();
-        let result = match instance.as_mut() {
-            Some(inst) => Ok(inst),
-            None => {
-                shared.metrics.instantiations.inc();
-                Instance::new(
-                    &shared.plugin,
-                    shared.services.clone(),
-                    &shared.limits,
-                    &shared.config_json,
-                )
-                .map(|i| instance.insert(i))
+        let attempt = catch_unwind(AssertUnwindSafe(|| {
+            call(&shared, &mut instance, &mut batch)
+        }));
+        let result = match attempt {
+            Ok(result) => result,
+            Err(payload) => {
+                // The instance may be half-way through anything: never call it again.
+                instance = None;
+                failures += 1;
+                shared.metrics.failure("panic");
+                let pause = pause_after(failures);
+                if let Some(p) = pause {
+                    paused_until = Some(Instant::now() + p);
+                }
+                let message = panics::message(&*payload);
+                panics::report(
+                    &shared.metrics.panics,
+                    &shared.services.id,
+                    std::thread::current().name().unwrap_or("wasm worker"),
+                    &message,
+                    &format!(
+                        "the batch failed (retryable); the plugin instance is replaced{}",
+                        pause.map_or(String::new(), |p| format!(
+                            "; {failures} failures in a row, pausing the plugin for {p:?}"
+                        ))
+                    ),
+                );
+                // Failed and let go before the caller hears, so a tracker has its outcome.
+                batch.delivery.fail();
+                drop(batch);
+                let _ = reply.send(Err(ConsumeError::retryable(format!(
+                    "processors.{}: a plugin worker panicked: {message}",
+                    shared.services.id
+                ))));
+                continue;
             }
-        }
-        .and_then(|inst| inst.process(&mut batch));
+        };
         match result {
             Ok(()) => {
                 failures = 0;
@@ -114,7 +149,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                     tracing::debug!(processor = %shared.services.id, "plugin instance recycled (memory high-water mark)");
                     instance = None;
                 }
-                let _ = reply.send(Some(batch));
+                let _ = reply.send(Ok(Some(batch)));
             }
             Err(e) => {
                 instance = None;
@@ -143,10 +178,33 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                         "plugin {e}; {action}"
                     );
                 }
-                let _ = reply.send(on_error(&shared, batch));
+                let _ = reply.send(Ok(on_error(&shared, batch)));
             }
         }
     }
+}
+
+/// Runs the plugin over `batch`, creating the instance first if there is none.
+fn call(
+    shared: &Shared,
+    instance: &mut Option<Instance>,
+    batch: &mut TraceBatch,
+) -> Result<(), super::CallError> {
+    #[cfg(test)]
+    tests::maybe_panic(&shared.services.id);
+    let inst = match instance {
+        Some(inst) => inst,
+        None => {
+            shared.metrics.instantiations.inc();
+            instance.insert(Instance::new(
+                &shared.plugin,
+                shared.services.clone(),
+                &shared.limits,
+                &shared.config_json,
+            )?)
+        }
+    };
+    inst.process(batch)
 }
 
 /// How long to stop calling a plugin after `failures` failures in a row: nothing for the
@@ -160,5 +218,64 @@ fn on_error(shared: &Shared, batch: TraceBatch) -> Option<TraceBatch> {
     match shared.on_error {
         OnError::Pass => Some(batch),
         OnError::Drop => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use crate::component::ProcessorConfig;
+    use crate::config::parse_component;
+    use crate::pipeline::{Delivery, DeliveryTracker, Outcome};
+    use crate::testing::{Recorder, context, spans};
+
+    /// Processors whose next call panics on the host side.
+    static PANIC_NEXT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub fn maybe_panic(id: &str) {
+        let mut ids = PANIC_NEXT.lock().unwrap();
+        if let Some(i) = ids.iter().position(|p| p == id) {
+            ids.remove(i);
+            drop(ids);
+            panic!("injected host-side panic");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_fails_the_batch_retryably_and_the_next_gets_a_fresh_instance() {
+        let id = "wasm/panics-once";
+        let cfg: super::super::WasmProcessorConfig =
+            parse_component(serde_yaml_ng::from_str("plugin: builtin:pii-scrub").unwrap()).unwrap();
+        let ctx = context(id);
+        let metrics = ctx.metrics.clone();
+        let rec = Recorder::new();
+        let p = cfg.build(&ctx, rec.clone()).unwrap();
+
+        // A first batch creates the instance.
+        p.consume(spans(2)).await.unwrap();
+        PANIC_NEXT.lock().unwrap().push(id.to_string());
+        let seen = std::sync::Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        let delivery =
+            Delivery::tracked(DeliveryTracker::new(move |o| *s.lock().unwrap() = Some(o)));
+        let err = p
+            .consume(spans(3).with_delivery(delivery))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(
+            err.to_string().contains("injected host-side panic"),
+            "{err}"
+        );
+        assert_eq!(*seen.lock().unwrap(), Some(Outcome::Failed));
+        assert_eq!(metrics.plugin_failures(id, "panic").get(), 1);
+        assert_eq!(metrics.component_panics("processor", id).get(), 1);
+
+        // The same worker carries on with a new instance.
+        p.consume(spans(4)).await.unwrap();
+        assert_eq!(rec.batch_sizes(), vec![2, 4]);
+        assert_eq!(metrics.plugin_instantiations(id).get(), 2);
+        assert_eq!(metrics.plugin_calls(id).get(), 2);
     }
 }
