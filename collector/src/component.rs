@@ -77,7 +77,9 @@ pub struct BuildContext {
     /// exporters whose `sending_queue.storage` names one.
     pub stores: Arc<BTreeMap<ComponentId, Store>>,
     /// For receivers: every exporter downstream keeps its queue on disk, so answer a client
-    /// only once its data is stored there (or delivered).
+    /// only once its data is stored there (or delivered). For processors: every sender of the
+    /// pipeline waits for that answer, so data the next stage refuses can be failed back to
+    /// them (they retry) instead of being held and retried here.
     pub acknowledge_when_stored: bool,
 }
 

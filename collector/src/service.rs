@@ -89,29 +89,6 @@ impl Service {
             }
         }
 
-        let mut heads: BTreeMap<&str, SharedConsumer> = BTreeMap::new();
-        let mut processors = Vec::new();
-        for (pname, p) in pipelines {
-            let mut next: SharedConsumer = fan_out(
-                p.exporters
-                    .iter()
-                    .map(|n| exporters[&id_of(n)].clone() as SharedConsumer)
-                    .collect(),
-            );
-            let mut built = Vec::new();
-            for name in p.processors.iter().rev() {
-                let id = id_of(name);
-                let proc = config.processors[&id]
-                    .build(&ctx(&id, Some(pname), metrics, &stores), next)
-                    .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
-                next = proc.clone();
-                built.push((id, proc));
-            }
-            built.reverse();
-            processors.push((pname.clone(), built));
-            heads.insert(pname.as_str(), next);
-        }
-
         // Pipelines whose every exporter keeps its queue on disk: their receivers answer once
         // the data is stored, so what a client was told is accepted survives a crash.
         let mut stored_pipelines: Vec<&String> = Vec::new();
@@ -143,6 +120,50 @@ impl Service {
             }
         }
 
+        // A receiver answers on store when every pipeline it feeds is stored; the processors
+        // of a pipeline whose every receiver does may refuse instead of holding data back.
+        let answers_on_store = |receiver: &ComponentId| {
+            pipelines
+                .iter()
+                .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == *receiver))
+                .all(|(name, _)| stored_pipelines.contains(&name))
+        };
+        let answered_pipelines: Vec<&String> = stored_pipelines
+            .iter()
+            .copied()
+            .filter(|name| {
+                pipelines[*name]
+                    .receivers
+                    .iter()
+                    .all(|r| answers_on_store(&id_of(r)))
+            })
+            .collect();
+
+        let mut heads: BTreeMap<&str, SharedConsumer> = BTreeMap::new();
+        let mut processors = Vec::new();
+        for (pname, p) in pipelines {
+            let mut next: SharedConsumer = fan_out(
+                p.exporters
+                    .iter()
+                    .map(|n| exporters[&id_of(n)].clone() as SharedConsumer)
+                    .collect(),
+            );
+            let mut built = Vec::new();
+            for name in p.processors.iter().rev() {
+                let id = id_of(name);
+                let mut pctx = ctx(&id, Some(pname), metrics, &stores);
+                pctx.acknowledge_when_stored = answered_pipelines.contains(&pname);
+                let proc = config.processors[&id]
+                    .build(&pctx, next)
+                    .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
+                next = proc.clone();
+                built.push((id, proc));
+            }
+            built.reverse();
+            processors.push((pname.clone(), built));
+            heads.insert(pname.as_str(), next);
+        }
+
         let mut receivers = Vec::new();
         let mut receiver_ids: Vec<ComponentId> = pipelines
             .values()
@@ -157,10 +178,7 @@ impl Service {
                 .map(|(name, _)| heads[name.as_str()].clone())
                 .collect();
             let mut rctx = ctx(&id, None, metrics, &stores);
-            rctx.acknowledge_when_stored = pipelines
-                .iter()
-                .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == id))
-                .all(|(name, _)| stored_pipelines.contains(&name));
+            rctx.acknowledge_when_stored = answers_on_store(&id);
             let rec = config.receivers[&id]
                 .build(&rctx, fan_out(targets))
                 .with_context(|| format!("receivers.{id}"))?;

@@ -3,7 +3,10 @@
 //! `consume` only enqueues (a full queue is a retryable refusal); one task per instance merges
 //! and sends on. When the next stage refuses with a retryable error, the task waits and tries
 //! the same batch again, so back-pressure fills this queue and reaches the receiver instead of
-//! losing data. A panic in the task fails what it held (retryable), counted as dropped, and a
+//! losing data. In a pipeline whose senders all wait for their data to be stored on disk
+//! (every exporter has `sending_queue.storage`), such a refusal instead fails the batch back
+//! to them at once, so they get a retryable answer rather than a request that hangs. A panic in
+//! the task fails what it held (retryable), counted as dropped, and a
 //! new task takes over the queue.
 //!
 //! With `metadata_keys`, the worker keeps one pending batch (a shard, with its own timer) per
@@ -49,6 +52,7 @@ impl ProcessorConfig for BatchConfig {
             rx,
             metrics: metrics.clone(),
             held: Arc::default(),
+            refuse_back: ctx.acknowledge_when_stored,
         };
         Ok(Arc::new(BatchProcessor {
             id: ctx.id.to_string(),
@@ -161,6 +165,11 @@ struct Worker {
     /// Spans taken from the queue and not yet sent on or dropped, shared by the task and its
     /// replacement: what a panic lost, counted as dropped when the new task starts.
     held: Arc<AtomicU64>,
+    /// Every sender of this pipeline waits for its data to be stored
+    /// ([`BuildContext::acknowledge_when_stored`]): a retryable refusal of the next stage fails
+    /// the batch back to them (they retry) instead of being waited out here, where their
+    /// requests would hang.
+    refuse_back: bool,
 }
 
 /// One pending batch and its timer.
@@ -260,6 +269,13 @@ impl Worker {
                     reason,
                     retry_after,
                 }) => {
+                    if self.refuse_back {
+                        tracing::debug!(processor = %self.id, %reason, spans, "next stage refused; refusing the batch's requests");
+                        batch.delivery.fail();
+                        self.metrics.refused.inc_by(spans);
+                        self.held.fetch_sub(spans, Ordering::Relaxed);
+                        return;
+                    }
                     tracing::debug!(processor = %self.id, %reason, "next stage refused; retrying");
                     let wait = retry_after.unwrap_or(pause).min(pause);
                     tokio::time::sleep(wait).await;

@@ -88,6 +88,33 @@ async fn back_pressure_fills_the_queue_then_refuses_and_loses_nothing() {
     assert_eq!(rec.batch_sizes().iter().sum::<usize>(), accepted);
 }
 
+#[tokio::test(start_paused = true)]
+async fn with_stored_answers_a_refusal_fails_the_batch_back_at_once() {
+    use crate::pipeline::{Delivery, DeliveryTracker, Outcome};
+    let rec = Recorder::new();
+    rec.refuse(true);
+    let mut ctx = context("batch");
+    ctx.acknowledge_when_stored = true;
+    let p = BatchConfig {
+        send_batch_size: 1,
+        ..Default::default()
+    }
+    .build(&ctx, rec.clone())
+    .unwrap();
+    p.start().await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tracker = DeliveryTracker::new(move |o| {
+        let _ = tx.send(o);
+    });
+    p.consume(spans(1).with_delivery(Delivery::tracked(tracker)))
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(1), rx).await;
+    assert_eq!(outcome.unwrap().unwrap(), Outcome::Failed);
+    p.shutdown().await;
+    assert!(rec.batch_sizes().is_empty());
+}
+
 fn with_md(n: usize, pairs: &[(&str, &str)]) -> TraceBatch {
     spans(n).with_metadata(Metadata::new(
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
