@@ -1209,16 +1209,21 @@ fn medians(runs: &[&RunResult]) -> Medians {
     }
 }
 
-/// The file system type of `dir` (`ext4`, `tmpfs`, ...), as `stat -f` says.
+/// The file system type of `dir` (`ext4`, `tmpfs`, ...): that of the longest mount point of
+/// `/proc/self/mounts` holding it.
 fn fs_type(dir: &Path) -> String {
-    Command::new("stat")
-        .args(["-f", "-c", "%T"])
-        .arg(dir)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".to_owned())
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, kind) = (f.next()?, f.next()?, f.next()?);
+            dir.starts_with(point)
+                .then(|| (point.len(), kind.to_owned()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown".to_owned(), |(_, kind)| kind)
 }
 
 /// The load average of `/proc/loadavg` (1, 5, 15 minutes).
