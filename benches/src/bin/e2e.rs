@@ -5,6 +5,10 @@
 //! ```sh
 //! cargo build --release -p wasmcol --bins
 //! cargo run --release -p wasmcol-benches --bin e2e -- --duration 20 --repeats 3
+//! # the persistent queue (issue 14): enough connections to keep 10k spans/s going while each
+//! # answer waits for the batch processor and the disk
+//! cargo run --release -p wasmcol-benches --bin e2e -- --duration 10 --repeats 3 \
+//!     --pipelines queue-memory,queue-disk,queue-disk-fsync --fixed-workers 32 --saturated-workers 32
 //! ```
 //!
 //! Scenarios (each run starts a fresh collector process on free 127.0.0.1 ports):
@@ -1694,4 +1698,66 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
         std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(failures.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every generated configuration is one wasmcol accepts.
+    #[test]
+    fn queue_configs_are_valid() {
+        let dir = Path::new("/tmp/wasmcol-e2e-test-queue");
+        let check = |yaml: &str| {
+            if let Err(e) = wasmcol::config::Config::parse("e2e", yaml, &|_| None) {
+                panic!("{yaml}\n{e:?}");
+            }
+        };
+        for queue in [QueueKind::Memory, QueueKind::Disk, QueueKind::DiskFsync] {
+            for batch in [BatchKind::Default, BatchKind::Timeout10ms, BatchKind::None] {
+                let yaml = queue_gateway_config(queue, batch, (4317, 8888, 4318), dir, "none");
+                check(&yaml);
+                assert_eq!(
+                    yaml.contains("storage: file_storage"),
+                    queue != QueueKind::Memory
+                );
+                assert_eq!(
+                    yaml.contains("fsync: true"),
+                    queue == QueueKind::DiskFsync,
+                    "{yaml}"
+                );
+                assert_eq!(
+                    yaml.contains("timeout: 10ms"),
+                    batch == BatchKind::Timeout10ms
+                );
+                assert_eq!(yaml.contains("[batch]"), batch != BatchKind::None);
+            }
+        }
+        check(&sink_config(4318, 8889));
+    }
+
+    #[test]
+    fn pipeline_names() {
+        assert_eq!(Target::from_pipeline_name("nop"), Some(Target::WasmcolNop));
+        assert_eq!(
+            Target::from_pipeline_name("queue-disk-fsync"),
+            Some(Target::WasmcolQueue(
+                QueueKind::DiskFsync,
+                BatchKind::Default
+            ))
+        );
+        assert_eq!(
+            Target::from_pipeline_name("queue-disk-batch10ms"),
+            Some(Target::WasmcolQueue(
+                QueueKind::Disk,
+                BatchKind::Timeout10ms
+            ))
+        );
+        assert_eq!(
+            Target::from_pipeline_name("queue-memory-nobatch"),
+            Some(Target::WasmcolQueue(QueueKind::Memory, BatchKind::None))
+        );
+        assert_eq!(Target::from_pipeline_name("queue-tape"), None);
+        assert_eq!(Target::from_pipeline_name("plugin"), None);
+    }
 }
