@@ -37,7 +37,13 @@ impl Sink {
 
 /// The collector under test: OTLP/HTTP in, a batch processor, `otlphttp` out to `sink_http`
 /// with its queue in `queue_dir`.
-fn gateway_config(http: u16, metrics: u16, sink_http: u16, queue_dir: &Path, queue: &str) -> String {
+fn gateway_config(
+    http: u16,
+    metrics: u16,
+    sink_http: u16,
+    queue_dir: &Path,
+    queue: &str,
+) -> String {
     format!(
         r#"
 extensions:
@@ -189,7 +195,13 @@ fn kill_9_loop_loses_nothing_acknowledged() {
     let started = Instant::now();
     for cycle in 0..=CYCLES {
         let http = free_port();
-        let config = gateway_config(http, free_port(), sink.http, queue.path(), "num_consumers: 4");
+        let config = gateway_config(
+            http,
+            free_port(),
+            sink.http,
+            queue.path(),
+            "num_consumers: 4",
+        );
         let mut gateway = Collector::start(&config, http);
         port.store(u64::from(http), Ordering::Relaxed);
         if load.is_none() {
@@ -272,7 +284,10 @@ fn back_end_down_for_a_minute_loses_nothing_and_memory_stays_flat() {
         on_disk / 1048576.0,
         peak_rss as f64 / 1048576.0
     );
-    assert!(acked_while_down > 10_000, "too little load: {acked_while_down} spans");
+    assert!(
+        acked_while_down > 10_000,
+        "too little load: {acked_while_down} spans"
+    );
     assert!(
         on_disk > 20.0 * 1048576.0,
         "the queue should hold the outage on disk, holds {on_disk} bytes"
@@ -354,7 +369,11 @@ fn a_full_disk_refuses_retryably_and_recovers() {
     // Space comes back once the back end takes the data; new data is accepted again.
     let sink = Sink::start(sink_port);
     let (missing, _, _) = settle(&sink, &acked_full, Duration::from_secs(60));
-    assert!(missing.is_empty(), "{} acknowledged spans lost", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged spans lost",
+        missing.len()
+    );
     let load = Load::start(port, 2, 100, 1000);
     assert!(
         wait_until(Duration::from_secs(30), || load.acked() >= 5_000),
@@ -364,7 +383,11 @@ fn a_full_disk_refuses_retryably_and_recovers() {
     let (acked_after, _, _) = load.finish();
     assert_eq!(gateway.stop(), 0, "{}", gateway.log());
     let (missing, _, _) = settle(&sink, &acked_after, Duration::from_secs(60));
-    assert!(missing.is_empty(), "{} acknowledged spans lost", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged spans lost",
+        missing.len()
+    );
     // The queue is not corrupt: a new process opens it without complaint.
     let restarted = Collector::start(&config, http);
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -143,6 +143,13 @@ pub trait ProcessorConfig: fmt::Debug + Send + Sync {
     /// Builds one instance for one pipeline, forwarding to `next`.
     fn build(&self, ctx: &BuildContext, next: SharedConsumer)
     -> anyhow::Result<Arc<dyn Processor>>;
+
+    /// False for a processor that reports data delivered before passing it on (one that
+    /// buffers for long, like `tail_sampling`): receivers in front of it cannot wait for the
+    /// exporters' disk writes, so the pipeline's answers do not mean "stored".
+    fn passes_acknowledgement_on(&self) -> bool {
+        true
+    }
 }
 
 /// An exporter's validated configuration.

@@ -111,20 +111,33 @@ impl Service {
 
         // Pipelines whose every exporter keeps its queue on disk: their receivers answer once
         // the data is stored, so what a client was told is accepted survives a crash.
-        let stored_pipelines: Vec<&String> = pipelines
-            .iter()
-            .filter(|(_, p)| {
-                p.exporters
-                    .iter()
-                    .all(|e| config.exporters[&id_of(e)].storage().is_some())
-            })
-            .map(|(name, _)| name)
-            .collect();
-        for name in &stored_pipelines {
-            tracing::info!(
-                pipeline = %name,
-                "every exporter keeps its queue on disk: clients are answered once their data is stored"
-            );
+        let mut stored_pipelines: Vec<&String> = Vec::new();
+        for (name, p) in pipelines {
+            if !p
+                .exporters
+                .iter()
+                .all(|e| config.exporters[&id_of(e)].storage().is_some())
+            {
+                continue;
+            }
+            let early: Vec<&String> = p
+                .processors
+                .iter()
+                .filter(|n| !config.processors[&id_of(n)].passes_acknowledgement_on())
+                .collect();
+            if early.is_empty() {
+                tracing::info!(
+                    pipeline = %name,
+                    "every exporter keeps its queue on disk: clients are answered once their data is stored"
+                );
+                stored_pipelines.push(name);
+            } else {
+                tracing::warn!(
+                    pipeline = %name,
+                    processors = ?early,
+                    "every exporter keeps its queue on disk, but these processors count data as delivered once they buffer it: what they hold is lost if the process is killed"
+                );
+            }
         }
 
         let mut receivers = Vec::new();

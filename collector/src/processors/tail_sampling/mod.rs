@@ -48,6 +48,11 @@ use prometheus_client::metrics::counter::Counter;
 const MAX_PENDING_LATE_SPANS: usize = 100_000;
 
 impl ProcessorConfig for TailSamplingConfig {
+    fn passes_acknowledgement_on(&self) -> bool {
+        // Buffered spans count as delivered (a trace may wait `decision_wait`).
+        false
+    }
+
     fn build(
         &self,
         ctx: &BuildContext,

@@ -194,7 +194,83 @@ impl Lifecycle for OtlpReceiver {
 
 #[cfg(test)]
 mod tests {
-    use super::request_metadata;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::{Ingest, request_metadata};
+    use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+    use crate::telemetry::Metrics;
+
+    /// A stage that keeps every batch until told what to do with it.
+    #[derive(Default)]
+    struct Holder(Mutex<Vec<TraceBatch>>);
+
+    #[async_trait]
+    impl TracesConsumer for Holder {
+        async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+            self.0.lock().unwrap().push(batch);
+            Ok(())
+        }
+    }
+
+    fn ingest(next: Arc<Holder>, acknowledge_when_stored: bool) -> Ingest {
+        Ingest {
+            id: "otlp".into(),
+            next,
+            metrics: Metrics::new().receiver("otlp", "grpc"),
+            include_metadata: false,
+            acknowledge_when_stored,
+        }
+    }
+
+    fn one_span() -> TraceBatch {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        TraceBatch::new(vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    #[tokio::test]
+    async fn answers_only_once_the_data_is_stored() {
+        let holder = Arc::new(Holder::default());
+        let ingest = ingest(holder.clone(), true);
+        let answer = tokio::spawn(async move { ingest.ingest(one_span()).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !answer.is_finished(),
+            "answered while a stage still held the data"
+        );
+        holder.0.lock().unwrap().clear();
+        assert_eq!(answer.await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn data_that_could_not_be_stored_is_refused_retryably() {
+        let holder = Arc::new(Holder::default());
+        let ingest = ingest(holder.clone(), true);
+        let answer = tokio::spawn(async move { ingest.ingest(one_span()).await });
+        while holder.0.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let held = holder.0.lock().unwrap().pop().unwrap();
+        held.delivery.fail();
+        drop(held);
+        assert!(answer.await.unwrap().unwrap_err().is_retryable());
+    }
+
+    #[tokio::test]
+    async fn without_storage_the_answer_does_not_wait() {
+        let holder = Arc::new(Holder::default());
+        let ingest = ingest(holder.clone(), false);
+        assert_eq!(ingest.ingest(one_span()).await, Ok(()));
+        assert_eq!(holder.0.lock().unwrap().len(), 1);
+    }
 
     #[test]
     fn request_metadata_keeps_ascii_request_headers_only() {
