@@ -2100,7 +2100,7 @@ mod tests {
             }
             let taken = self.0.take(request.get_ref());
             if let Answer::SlowEvery(n, delay) = self.0.answer
-                && self.0.requests.load(Ordering::Relaxed) % n == 0
+                && self.0.requests.load(Ordering::Relaxed).is_multiple_of(n)
             {
                 tokio::time::sleep(delay).await;
             }
