@@ -904,7 +904,7 @@ fn measure(
             if Instant::now() >= deadline {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     // The batch processors flush on a 200 ms timer: include that in the run.
