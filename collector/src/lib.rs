@@ -28,6 +28,7 @@ pub mod processors;
 pub mod receivers;
 pub mod scaffold;
 pub mod service;
+/// The on-disk queue engine (a log-structured, checksummed FIFO) behind persistent sending queues.
 pub mod storage;
 pub mod telemetry;
 #[cfg(test)]
