@@ -5,12 +5,24 @@
 //! ```sh
 //! cargo build --release -p wasmcol --bins
 //! cargo run --release -p wasmcol-benches --bin e2e -- --duration 20 --repeats 3
+//! # the persistent queue (issue 14): enough connections to keep 10k spans/s going while each
+//! # answer waits for the batch processor and the disk
+//! cargo run --release -p wasmcol-benches --bin e2e -- --duration 10 --repeats 3 \
+//!     --pipelines queue-memory,queue-disk,queue-disk-fsync --fixed-workers 32 --saturated-workers 32
 //! ```
 //!
 //! Scenarios (each run starts a fresh collector process on free 127.0.0.1 ports):
 //! - collectors: `wasmcol` with `otlp` (gRPC) → `batch` → `nop`; `wasmcol` with `otlp` →
 //!   `batch` → `file` (protobuf, on disk); Rotel with OTLP gRPC → its `blackhole` exporter
 //!   (Rotel batches by default, 8192 spans / 200 ms, like our `batch` defaults);
+//! - the persistent queue (issue 14), `--pipelines queue-memory,queue-disk,queue-disk-fsync`:
+//!   `wasmcol` with `otlp` (gRPC) → `batch` → `otlphttp` whose sending queue is in memory,
+//!   on disk (`sending_queue.storage: file_storage`, `fsync: false`) or on disk with
+//!   `fsync: true`. The otlphttp destination is a second `wasmcol` (otlp/http → nop) that the
+//!   harness starts on a free port; only the first process (the gateway) is measured. A suffix
+//!   changes the batch processor: `-batch10ms` (`timeout: 10ms`) or `-nobatch` (none), e.g.
+//!   `queue-disk-fsync-nobatch`. With the queue on disk the gateway answers a client only once
+//!   its data is stored, so the batch processor's wait is part of the answer time;
 //! - loads: a fixed rate (default 10 000 spans/s) and saturated (no rate limit, several
 //!   workers, a few hundred spans per request).
 //!
@@ -19,7 +31,10 @@
 //! the load starts until 0.5 s after it ends (so the last batch's flush is included), and its
 //! peak resident memory (`VmHWM` of `/proc/PID/status`). Derived: CPU-seconds per million
 //! spans, cores used (CPU-seconds / load duration), spans per second per core
-//! (= accepted spans / CPU-seconds).
+//! (= accepted spans / CPU-seconds). For the queue pipelines the run lasts until the gateway
+//! has sent everything it accepted (at most 60 s more), so the sending side's CPU is counted
+//! too. The load generator's latency percentiles of acknowledged requests (p50/p90/p99/max)
+//! are reported per scenario.
 //!
 //! Every process started is killed when its run ends, including on errors.
 
@@ -125,9 +140,21 @@ struct Args {
     #[arg(long, default_value = "{}")]
     plugin_config: String,
 
-    /// Which wasmcol pipelines to run (the plugin one needs --plugin).
+    /// Which wasmcol pipelines to run: `nop`, `file`, `plugin` (needs --plugin), and the
+    /// persistent queue's `queue-memory`, `queue-disk`, `queue-disk-fsync`, each optionally
+    /// with `-batch10ms` or `-nobatch`.
     #[arg(long, value_delimiter = ',', default_value = "nop,file,plugin")]
     pipelines: Vec<String>,
+
+    /// Directory for the queue pipelines' `file_storage` (a fresh folder per run below it,
+    /// removed after the run) [default: the run's temporary directory].
+    #[arg(long)]
+    queue_dir: Option<PathBuf>,
+
+    /// `compression` of the queue pipelines' otlphttp exporter (`none`, `gzip`, `zstd`); none
+    /// by default, so the figures show the queue's cost rather than gzip's.
+    #[arg(long, default_value = "none")]
+    otlphttp_compression: String,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -155,24 +182,88 @@ enum Target {
     WasmcolFile,
     /// wasmcol: otlp → batch → wasm plugin (--plugin) → nop.
     WasmcolPlugin,
+    /// wasmcol: otlp → (batch) → otlphttp to a second wasmcol, with this sending queue.
+    WasmcolQueue(QueueKind, BatchKind),
     /// Rotel: OTLP → blackhole.
     Rotel,
 }
 
+/// Where the otlphttp exporter's sending queue lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum QueueKind {
+    /// In memory (the default).
+    Memory,
+    /// `storage: file_storage`, `fsync: false`.
+    Disk,
+    /// `storage: file_storage`, `fsync: true`.
+    DiskFsync,
+}
+
+/// The batch processor in front of the otlphttp exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum BatchKind {
+    /// `batch: {}` (8192 spans / 200 ms).
+    Default,
+    /// `batch: { timeout: 10ms }`.
+    Timeout10ms,
+    /// No batch processor.
+    None,
+}
+
 impl Target {
+    /// The target a `--pipelines` name stands for (`None` for `plugin`, which depends on
+    /// --plugin, and for unknown names).
+    fn from_pipeline_name(name: &str) -> Option<Self> {
+        match name {
+            "nop" => return Some(Self::WasmcolNop),
+            "file" => return Some(Self::WasmcolFile),
+            _ => {}
+        }
+        let rest = name.strip_prefix("queue-")?;
+        let (rest, batch) = if let Some(r) = rest.strip_suffix("-batch10ms") {
+            (r, BatchKind::Timeout10ms)
+        } else if let Some(r) = rest.strip_suffix("-nobatch") {
+            (r, BatchKind::None)
+        } else {
+            (rest, BatchKind::Default)
+        };
+        let queue = match rest {
+            "memory" => QueueKind::Memory,
+            "disk" => QueueKind::Disk,
+            "disk-fsync" => QueueKind::DiskFsync,
+            _ => return None,
+        };
+        Some(Self::WasmcolQueue(queue, batch))
+    }
+
     fn collector(self) -> &'static str {
         match self {
-            Self::WasmcolNop | Self::WasmcolFile | Self::WasmcolPlugin => "wasmcol",
+            Self::WasmcolNop | Self::WasmcolFile | Self::WasmcolPlugin | Self::WasmcolQueue(..) => {
+                "wasmcol"
+            }
             Self::Rotel => "Rotel",
         }
     }
 
-    fn pipeline(self) -> &'static str {
+    fn pipeline(self) -> String {
         match self {
-            Self::WasmcolNop => "otlp/grpc → batch → nop",
-            Self::WasmcolFile => "otlp/grpc → batch → file (proto, on disk)",
-            Self::WasmcolPlugin => "otlp/grpc → batch → wasm plugin → nop",
-            Self::Rotel => "otlp/grpc → (batch) → blackhole",
+            Self::WasmcolNop => "otlp/grpc → batch → nop".to_owned(),
+            Self::WasmcolFile => "otlp/grpc → batch → file (proto, on disk)".to_owned(),
+            Self::WasmcolPlugin => "otlp/grpc → batch → wasm plugin → nop".to_owned(),
+            Self::WasmcolQueue(queue, batch) => {
+                let batch = match batch {
+                    BatchKind::Default => "batch → ",
+                    BatchKind::Timeout10ms => "batch (10ms) → ",
+                    BatchKind::None => "",
+                };
+                let queue = match queue {
+                    QueueKind::Memory => "memory queue",
+                    QueueKind::Disk => "disk queue",
+                    QueueKind::DiskFsync => "disk queue, fsync",
+                };
+                format!("otlp/grpc → {batch}otlphttp ({queue})")
+            }
+            Self::Rotel => "otlp/grpc → (batch) → blackhole".to_owned(),
         }
     }
 }
@@ -204,6 +295,15 @@ struct RunResult {
     /// CPU seconds of everything else on the machine over the run (other people's work on a
     /// shared machine shows up here).
     other_cpu_secs: f64,
+    /// CPU seconds of the otlphttp destination (queue pipelines), not part of `cpu_secs`.
+    sink_cpu_secs: Option<f64>,
+    /// Spans the otlphttp destination received (queue pipelines).
+    delivered: Option<u64>,
+    /// Seconds from the end of the load until the gateway had sent everything it accepted
+    /// (queue pipelines).
+    drain_secs: Option<f64>,
+    /// Answer time of acknowledged requests, from the load generator: p50, p90, p99, max (ms).
+    latency_ms: Option<[f64; 4]>,
 }
 
 impl RunResult {
@@ -467,6 +567,62 @@ struct Env {
     rotel: Option<PathBuf>,
     ticks: f64,
     dir: tempfile::TempDir,
+    /// `/proc/loadavg` when the harness started.
+    load_before: String,
+}
+
+/// The gateway of a queue pipeline: otlp/grpc → (batch) → otlphttp to `sink_http`, its sending
+/// queue as `queue` says (on disk below `queue_dir`).
+fn queue_gateway_config(
+    queue: QueueKind,
+    batch: BatchKind,
+    ports: (u16, u16, u16),
+    queue_dir: &Path,
+    compression: &str,
+) -> String {
+    let (grpc, metrics, sink_http) = ports;
+    let (processors, batch_yaml) = match batch {
+        BatchKind::Default => ("[batch]", "  batch: {}\n"),
+        BatchKind::Timeout10ms => ("[batch]", "  batch: { timeout: 10ms }\n"),
+        BatchKind::None => ("[]", ""),
+    };
+    let (extensions, storage) = match queue {
+        QueueKind::Memory => (String::new(), ""),
+        QueueKind::Disk | QueueKind::DiskFsync => (
+            format!(
+                "extensions:\n  file_storage:\n    directory: {}\n    create_directory: true\n    \
+                 fsync: {}\n",
+                queue_dir.display(),
+                queue == QueueKind::DiskFsync
+            ),
+            ", storage: file_storage",
+        ),
+    };
+    let service_extensions = if storage.is_empty() {
+        ""
+    } else {
+        "  extensions: [file_storage]\n"
+    };
+    format!(
+        "{extensions}\
+         receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n\
+         processors:\n{batch_yaml}\
+         exporters:\n  otlphttp:\n    endpoint: http://127.0.0.1:{sink_http}\n    \
+         compression: {compression}\n    sending_queue: {{ enabled: true{storage} }}\n\
+         service:\n{service_extensions}  telemetry:\n    metrics:\n      address: 127.0.0.1:{metrics}\n  \
+         pipelines:\n    traces:\n      receivers: [otlp]\n      processors: {processors}\n      \
+         exporters: [otlphttp]\n"
+    )
+}
+
+/// The queue pipelines' destination: otlp/http → nop.
+fn sink_config(http: u16, metrics: u16) -> String {
+    format!(
+        "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{http}\n\
+         exporters:\n  nop: {{}}\n\
+         service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{metrics}\n  \
+         pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [nop]\n"
+    )
 }
 
 fn wasmcol_config(
@@ -506,14 +662,61 @@ fn wasmcol_config(
     )
 }
 
-/// Starts the collector of `target`; returns it, its gRPC port and (wasmcol) metrics port.
-fn start_collector(
-    env: &Env,
-    target: Target,
-    run_dir: &Path,
-) -> anyhow::Result<(Proc, u16, Option<u16>)> {
+/// A started collector under test.
+struct Started {
+    collector: Proc,
+    /// Its OTLP/gRPC port.
+    grpc: u16,
+    /// Its metrics port (wasmcol).
+    metrics: Option<u16>,
+    /// The otlphttp destination of a queue pipeline, and its metrics port.
+    sink: Option<(Proc, u16)>,
+}
+
+/// Starts the collector of `target` (and, for a queue pipeline, its destination first).
+fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<Started> {
     let grpc = free_port()?;
     match target {
+        Target::WasmcolQueue(queue, batch) => {
+            let (sink_http, sink_metrics) = (free_port()?, free_port()?);
+            let sink_yaml = run_dir.join("sink.yaml");
+            std::fs::write(&sink_yaml, sink_config(sink_http, sink_metrics))?;
+            let mut sink = Proc::spawn(
+                "wasmcol (otlphttp destination)",
+                Command::new(&env.wasmcol).arg("--config").arg(&sink_yaml),
+                run_dir.join("sink.log"),
+            )?;
+            wait_for_port(&mut sink, sink_http)?;
+
+            let metrics = free_port()?;
+            let queue_dir = queue_dir_of(env, run_dir, target).expect("a queue pipeline");
+            let config = run_dir.join("wasmcol.yaml");
+            std::fs::write(
+                &config,
+                queue_gateway_config(
+                    queue,
+                    batch,
+                    (grpc, metrics, sink_http),
+                    &queue_dir,
+                    &env.args.otlphttp_compression,
+                ),
+            )?;
+            let mut p = Proc::spawn(
+                "wasmcol",
+                Command::new(&env.wasmcol)
+                    .arg("--config")
+                    .arg(&config)
+                    .envs(env.args.wasmcol_env.iter().map(|(k, v)| (k, v))),
+                run_dir.join("wasmcol.log"),
+            )?;
+            wait_for_port(&mut p, grpc)?;
+            Ok(Started {
+                collector: p,
+                grpc,
+                metrics: Some(metrics),
+                sink: Some((sink, sink_metrics)),
+            })
+        }
         Target::WasmcolNop | Target::WasmcolFile | Target::WasmcolPlugin => {
             let metrics = free_port()?;
             let config = run_dir.join("wasmcol.yaml");
@@ -535,7 +738,12 @@ fn start_collector(
                 run_dir.join("wasmcol.log"),
             )?;
             wait_for_port(&mut p, grpc)?;
-            Ok((p, grpc, Some(metrics)))
+            Ok(Started {
+                collector: p,
+                grpc,
+                metrics: Some(metrics),
+                sink: None,
+            })
         }
         Target::Rotel => {
             let rotel = env.rotel.as_ref().expect("Rotel scenarios need Rotel");
@@ -554,7 +762,12 @@ fn start_collector(
                 run_dir.join("rotel.log"),
             )?;
             wait_for_port(&mut p, grpc)?;
-            Ok((p, grpc, None))
+            Ok(Started {
+                collector: p,
+                grpc,
+                metrics: None,
+                sink: None,
+            })
         }
     }
 }
@@ -600,13 +813,55 @@ fn one_run(env: &Env, target: Target, load: LoadKind, repeat: usize) -> anyhow::
         .path()
         .join(format!("{target:?}-{load:?}-{repeat}").to_lowercase());
     std::fs::create_dir_all(&run_dir)?;
-    let (mut collector, port, metrics_port) = start_collector(env, target, &run_dir)?;
+    let started = start_collector(env, target, &run_dir)?;
+    let result = measure(env, target, load, repeat, &run_dir, started);
+    if let Some(dir) = queue_dir_of(env, &run_dir, target) {
+        // Queued data is not needed once the run is measured (and can be large).
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+/// The `file_storage` directory `start_collector` gives a queue pipeline's run.
+fn queue_dir_of(env: &Env, run_dir: &Path, target: Target) -> Option<PathBuf> {
+    matches!(target, Target::WasmcolQueue(..)).then(|| {
+        env.args
+            .queue_dir
+            .as_deref()
+            .unwrap_or(run_dir)
+            .join(format!(
+                "queue-{}",
+                run_dir
+                    .file_name()
+                    .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned())
+            ))
+    })
+}
+
+fn measure(
+    env: &Env,
+    target: Target,
+    load: LoadKind,
+    repeat: usize,
+    run_dir: &Path,
+    started: Started,
+) -> anyhow::Result<RunResult> {
+    let Started {
+        mut collector,
+        grpc: port,
+        metrics: metrics_port,
+        mut sink,
+    } = started;
     let pid = collector.pid();
     // Let start-up work (threads, allocator arenas) settle before the baseline.
     std::thread::sleep(Duration::from_secs(1));
     collector.check_alive()?;
     let idle_rss_mib = status_mib(pid, "VmRSS:")?;
     let cpu0 = cpu_ticks(pid)?;
+    let sink_cpu0 = match &sink {
+        Some((p, _)) => Some(cpu_ticks(p.pid())?),
+        None => None,
+    };
     let machine0 = machine_busy_ticks()?;
     let children0 = reaped_children_ticks()?;
 
@@ -616,26 +871,9 @@ fn one_run(env: &Env, target: Target, load: LoadKind, repeat: usize) -> anyhow::
         "wasmcol-loadgen",
         &mut gen_cmd,
         Duration::from_secs(env.args.duration + 30),
-        &run_dir,
+        run_dir,
     )?;
-    // The batch processors flush on a 200 ms timer: include that in the run.
     let children1 = reaped_children_ticks()?;
-    std::thread::sleep(Duration::from_millis(500));
-    collector.check_alive()?;
-    let cpu1 = cpu_ticks(pid)?;
-    let machine1 = machine_busy_ticks()?;
-    let peak_rss_mib = status_mib(pid, "VmHWM:")?;
-
-    let exported = match metrics_port {
-        Some(p) => Some(scrape_counter(p, "wasmcol_exporter_sent_spans_total")?),
-        None => None,
-    };
-    drop(collector);
-    if target == Target::WasmcolFile {
-        // The file is not needed once the run is measured.
-        let _ = std::fs::remove_file(run_dir.join("traces.pb"));
-    }
-
     let json_line = out
         .lines()
         .rev()
@@ -650,10 +888,71 @@ fn one_run(env: &Env, target: Target, load: LoadKind, repeat: usize) -> anyhow::
             .ok_or_else(|| anyhow!("no {k:?} in the load generator's summary {json_line}"))
     };
     let accepted = field("spans_accepted")? as u64;
+
+    // A queue pipeline may still be sending what it accepted: wait for it (bounded), so the
+    // sending side's CPU is part of the run.
+    let load_end = Instant::now();
+    let mut drain_secs = None;
+    if let (Some(_), Some(m)) = (&sink, metrics_port) {
+        let deadline = load_end + Duration::from_secs(60);
+        loop {
+            collector.check_alive()?;
+            if scrape_counter(m, "wasmcol_exporter_sent_spans_total")? >= accepted {
+                drain_secs = Some(load_end.elapsed().as_secs_f64());
+                break;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // The batch processors flush on a 200 ms timer: include that in the run.
+    std::thread::sleep(Duration::from_millis(500));
+    collector.check_alive()?;
+    let cpu1 = cpu_ticks(pid)?;
+    let sink_cpu1 = match &mut sink {
+        Some((p, _)) => {
+            p.check_alive()?;
+            Some(cpu_ticks(p.pid())?)
+        }
+        None => None,
+    };
+    let machine1 = machine_busy_ticks()?;
+    let peak_rss_mib = status_mib(pid, "VmHWM:")?;
+
+    let exported = match metrics_port {
+        Some(p) => Some(scrape_counter(p, "wasmcol_exporter_sent_spans_total")?),
+        None => None,
+    };
+    let delivered = match &sink {
+        Some((_, m)) => Some(scrape_counter(*m, "wasmcol_exporter_sent_spans_total")?),
+        None => None,
+    };
+    drop(collector);
+    drop(sink);
+    if target == Target::WasmcolFile {
+        // The file is not needed once the run is measured.
+        let _ = std::fs::remove_file(run_dir.join("traces.pb"));
+    }
+
     let cpu_secs = (cpu1 - cpu0) as f64 / env.ticks;
     let loadgen_cpu_secs = (children1 - children0) as f64 / env.ticks;
+    let sink_cpu_secs = sink_cpu0
+        .zip(sink_cpu1)
+        .map(|(a, b)| (b - a) as f64 / env.ticks);
     let machine_secs = machine1.saturating_sub(machine0) as f64 / env.ticks;
     ensure!(accepted > 0, "the collector accepted no spans: {json_line}");
+    let latency = |k: &str| summary.get(k).and_then(serde_json::Value::as_f64);
+    let latency_ms = match (
+        latency("latency_p50_ms"),
+        latency("latency_p90_ms"),
+        latency("latency_p99_ms"),
+        latency("latency_max_ms"),
+    ) {
+        (Some(a), Some(b), Some(c), Some(d)) => Some([a, b, c, d]),
+        _ => None,
+    };
     Ok(RunResult {
         target,
         load,
@@ -667,7 +966,12 @@ fn one_run(env: &Env, target: Target, load: LoadKind, repeat: usize) -> anyhow::
         peak_rss_mib,
         exported,
         loadgen_cpu_secs,
-        other_cpu_secs: (machine_secs - cpu_secs - loadgen_cpu_secs).max(0.0),
+        other_cpu_secs: (machine_secs - cpu_secs - loadgen_cpu_secs - sink_cpu_secs.unwrap_or(0.0))
+            .max(0.0),
+        sink_cpu_secs,
+        delivered,
+        drain_secs,
+        latency_ms,
     })
 }
 
@@ -880,6 +1184,8 @@ struct Medians {
     peak_rss: f64,
     refused: f64,
     refused_pct: f64,
+    /// p50, p90, p99, max of acknowledged requests (ms), each the median over the runs.
+    latency_ms: Option<[f64; 4]>,
 }
 
 fn medians(runs: &[&RunResult]) -> Medians {
@@ -894,7 +1200,42 @@ fn medians(runs: &[&RunResult]) -> Medians {
         peak_rss: m(|r| r.peak_rss_mib),
         refused: m(|r| r.refused as f64),
         refused_pct: m(|r| 100.0 * r.refused as f64 / (r.accepted + r.refused) as f64),
+        latency_ms: runs.iter().all(|r| r.latency_ms.is_some()).then(|| {
+            std::array::from_fn(|i| {
+                median(
+                    runs.iter()
+                        .filter_map(|r| r.latency_ms)
+                        .map(|l| l[i])
+                        .collect(),
+                )
+            })
+        }),
     }
+}
+
+/// The file system type of `dir` (`ext4`, `tmpfs`, ...): that of the longest mount point of
+/// `/proc/self/mounts` holding it.
+fn fs_type(dir: &Path) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, kind) = (f.next()?, f.next()?, f.next()?);
+            dir.starts_with(point)
+                .then(|| (point.len(), kind.to_owned()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown".to_owned(), |(_, kind)| kind)
+}
+
+/// The load average of `/proc/loadavg` (1, 5, 15 minutes).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn thousands(x: f64) -> String {
@@ -914,6 +1255,73 @@ fn thousands(x: f64) -> String {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**missed**" }
+}
+
+/// The persistent queue's tables: each queue pipeline against the in-memory queue (with the
+/// same batch processor) of the same load, and the latency of acknowledged requests of every
+/// scenario.
+fn queue_sections(r: &mut String, a: &Args, med: &BTreeMap<(LoadKind, Target), Medians>) {
+    if !med
+        .keys()
+        .any(|(_, t)| matches!(t, Target::WasmcolQueue(..)))
+    {
+        return;
+    }
+    let load_name = |load: LoadKind| match load {
+        LoadKind::Fixed => format!("{} spans/s", thousands(a.rate as f64)),
+        LoadKind::Saturated => "saturated".to_owned(),
+    };
+    let _ = writeln!(
+        r,
+        "\n### Persistent queue: ratios to the in-memory queue (medians; the in-memory queue \
+         with the same batch processor and load = 1)\n"
+    );
+    let _ = writeln!(
+        r,
+        "| load | pipeline | accepted spans/s | spans/s per core | CPU-s per M spans | peak RSS MiB | CPU per span ratio | spans/s per core ratio | peak RSS ratio |"
+    );
+    let _ = writeln!(r, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (&(load, target), m) in med {
+        let Target::WasmcolQueue(_, batch) = target else {
+            continue;
+        };
+        let base = med.get(&(load, Target::WasmcolQueue(QueueKind::Memory, batch)));
+        let ratio = |f: fn(&Medians) -> f64| {
+            base.map_or("n/a".to_owned(), |b| format!("{:.2}", f(m) / f(b)))
+        };
+        let _ = writeln!(
+            r,
+            "| {} | {} | {} | {} | {:.2} | {:.1} | {} | {} | {} |",
+            load_name(load),
+            target.pipeline(),
+            thousands(m.spans_per_sec),
+            thousands(m.spans_per_core),
+            m.cpu_per_million,
+            m.peak_rss,
+            ratio(|m| m.cpu_per_million),
+            ratio(|m| m.spans_per_core),
+            ratio(|m| m.peak_rss),
+        );
+    }
+
+    let _ = writeln!(
+        r,
+        "\n### Latency of acknowledged requests (load generator, ms; medians over runs)\n"
+    );
+    let _ = writeln!(r, "| load | collector | pipeline | p50 | p90 | p99 | max |");
+    let _ = writeln!(r, "|---|---|---|---:|---:|---:|---:|");
+    for (&(load, target), m) in med {
+        let Some([p50, p90, p99, max]) = m.latency_ms else {
+            continue;
+        };
+        let _ = writeln!(
+            r,
+            "| {} | {} | {} | {p50:.1} | {p90:.1} | {p99:.1} | {max:.1} |",
+            load_name(load),
+            target.collector(),
+            target.pipeline(),
+        );
+    }
 }
 
 fn report(
@@ -964,8 +1372,35 @@ fn report(
         "- CPU = the collector process's user+system time from `/proc/PID/stat` over the run; \
          peak RSS = `VmHWM`; idle RSS = `VmRSS` 1 s after start; spans/s per core = accepted \
          spans / collector CPU-seconds; \"other CPU s\" in the last table is everything else \
-         that ran on the machine during the run (a shared machine is noisy)\n"
+         that ran on the machine during the run (a shared machine is noisy)"
     );
+    let _ = writeln!(
+        r,
+        "- load average (1, 5, 15 min) at the start: {}; at the end: {}",
+        env.load_before,
+        load_average()
+    );
+    if results
+        .iter()
+        .any(|res| matches!(res.target, Target::WasmcolQueue(..)))
+    {
+        let queue_dir = a.queue_dir.as_deref().unwrap_or(env.dir.path());
+        let _ = writeln!(
+            r,
+            "- queue pipelines: the otlphttp exporter (`compression: {}`, sending queue \
+             defaults: 10 consumers, 1000 batches) sends to a second `wasmcol` (otlp/http → nop) \
+             on the same machine; only the gateway (the first process) is measured, the \
+             destination's CPU is in the last table. A run lasts until the gateway has sent \
+             everything it accepted (\"drain s\" after the load), plus 0.5 s. `file_storage` \
+             directory: {} ({}). Latency = the load generator's time from sending a request to \
+             its success answer, acknowledged requests only (median over runs of each \
+             percentile)",
+            a.otlphttp_compression,
+            queue_dir.display(),
+            fs_type(queue_dir)
+        );
+    }
+    let _ = writeln!(r);
 
     let mut groups: BTreeMap<(LoadKind, Target), Vec<&RunResult>> = BTreeMap::new();
     for res in results {
@@ -1028,6 +1463,8 @@ fn report(
         }
     }
 
+    queue_sections(&mut r, a, &med);
+
     let _ = writeln!(r, "\n### Targets\n");
     let fixed = |t| med.get(&(LoadKind::Fixed, t));
     if let (Some(w), Some(rt)) = (fixed(Target::WasmcolNop), fixed(Target::Rotel)) {
@@ -1074,6 +1511,22 @@ fn report(
             verdict(w.spans_per_core >= 300_000.0)
         );
     }
+    for (&(load, target), m) in &med {
+        if load == LoadKind::Saturated
+            && let Target::WasmcolQueue(QueueKind::Disk | QueueKind::DiskFsync, _) = target
+        {
+            let _ = writeln!(
+                r,
+                "- saturated, persistent queue ≥ 250K spans/s per gateway core ({}): {} spans/s \
+                 per core ({} spans/s on {:.2} cores) → {}",
+                target.pipeline(),
+                thousands(m.spans_per_core),
+                thousands(m.spans_per_sec),
+                m.cores,
+                verdict(m.spans_per_core >= 250_000.0)
+            );
+        }
+    }
     let refused: Vec<String> = med
         .iter()
         .filter(|(_, m)| m.refused > 0.0)
@@ -1090,16 +1543,16 @@ fn report(
     let _ = writeln!(r, "\n### Every run\n");
     let _ = writeln!(
         r,
-        "| load | pipeline | run | accepted spans | refused | failed requests | exported (collector's count) | load s | collector CPU s | loadgen CPU s | other CPU s | idle RSS MiB | peak RSS MiB |"
+        "| load | pipeline | run | accepted spans | refused | failed requests | exported (collector's count) | delivered (destination's count) | load s | drain s | collector CPU s | destination CPU s | loadgen CPU s | other CPU s | idle RSS MiB | peak RSS MiB | latency p50 / p99 / max ms |"
     );
     let _ = writeln!(
         r,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for res in results {
         let _ = writeln!(
             r,
-            "| {:?} | {} {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {:?} | {} {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
             res.load,
             res.target.collector(),
             res.target.pipeline(),
@@ -1108,12 +1561,24 @@ fn report(
             res.refused,
             res.failed_requests,
             res.exported.map_or("n/a".to_owned(), |e| e.to_string()),
+            res.delivered.map_or("n/a".to_owned(), |e| e.to_string()),
             res.load_secs,
+            match (res.drain_secs, &res.target) {
+                (Some(d), _) => format!("{d:.2}"),
+                (None, Target::WasmcolQueue(..)) => "> 60 (not all sent)".to_owned(),
+                (None, _) => "n/a".to_owned(),
+            },
             res.cpu_secs,
+            res.sink_cpu_secs
+                .map_or("n/a".to_owned(), |c| format!("{c:.2}")),
             res.loadgen_cpu_secs,
             res.other_cpu_secs,
             res.idle_rss_mib,
-            res.peak_rss_mib
+            res.peak_rss_mib,
+            res.latency_ms.map_or("n/a".to_owned(), |l| format!(
+                "{:.1} / {:.1} / {:.1}",
+                l[0], l[2], l[3]
+            )),
         );
     }
     if !failures.is_empty() {
@@ -1163,18 +1628,25 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
         rotel,
         dir,
         args,
+        load_before: load_average(),
     };
 
-    let wanted = |name: &str| env.args.pipelines.iter().any(|p| p == name);
     let mut targets = Vec::new();
-    if wanted("nop") {
-        targets.push(Target::WasmcolNop);
-    }
-    if wanted("file") {
-        targets.push(Target::WasmcolFile);
-    }
-    if wanted("plugin") && env.args.plugin.is_some() {
-        targets.push(Target::WasmcolPlugin);
+    for name in &env.args.pipelines {
+        let target = match name.as_str() {
+            "plugin" if env.args.plugin.is_some() => Target::WasmcolPlugin,
+            "plugin" => continue,
+            other => Target::from_pipeline_name(other).ok_or_else(|| {
+                anyhow!(
+                    "--pipelines: unknown pipeline {other:?} (nop, file, plugin, \
+                     queue-memory, queue-disk, queue-disk-fsync, optionally with \
+                     -batch10ms or -nobatch)"
+                )
+            })?,
+        };
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
     }
     if env.rotel.is_some() {
         targets.push(Target::Rotel);
@@ -1226,4 +1698,66 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
         std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(failures.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every generated configuration is one wasmcol accepts.
+    #[test]
+    fn queue_configs_are_valid() {
+        let dir = Path::new("/tmp/wasmcol-e2e-test-queue");
+        let check = |yaml: &str| {
+            if let Err(e) = wasmcol::config::Config::parse("e2e", yaml, &|_| None) {
+                panic!("{yaml}\n{e:?}");
+            }
+        };
+        for queue in [QueueKind::Memory, QueueKind::Disk, QueueKind::DiskFsync] {
+            for batch in [BatchKind::Default, BatchKind::Timeout10ms, BatchKind::None] {
+                let yaml = queue_gateway_config(queue, batch, (4317, 8888, 4318), dir, "none");
+                check(&yaml);
+                assert_eq!(
+                    yaml.contains("storage: file_storage"),
+                    queue != QueueKind::Memory
+                );
+                assert_eq!(
+                    yaml.contains("fsync: true"),
+                    queue == QueueKind::DiskFsync,
+                    "{yaml}"
+                );
+                assert_eq!(
+                    yaml.contains("timeout: 10ms"),
+                    batch == BatchKind::Timeout10ms
+                );
+                assert_eq!(yaml.contains("[batch]"), batch != BatchKind::None);
+            }
+        }
+        check(&sink_config(4318, 8889));
+    }
+
+    #[test]
+    fn pipeline_names() {
+        assert_eq!(Target::from_pipeline_name("nop"), Some(Target::WasmcolNop));
+        assert_eq!(
+            Target::from_pipeline_name("queue-disk-fsync"),
+            Some(Target::WasmcolQueue(
+                QueueKind::DiskFsync,
+                BatchKind::Default
+            ))
+        );
+        assert_eq!(
+            Target::from_pipeline_name("queue-disk-batch10ms"),
+            Some(Target::WasmcolQueue(
+                QueueKind::Disk,
+                BatchKind::Timeout10ms
+            ))
+        );
+        assert_eq!(
+            Target::from_pipeline_name("queue-memory-nobatch"),
+            Some(Target::WasmcolQueue(QueueKind::Memory, BatchKind::None))
+        );
+        assert_eq!(Target::from_pipeline_name("queue-tape"), None);
+        assert_eq!(Target::from_pipeline_name("plugin"), None);
+    }
 }

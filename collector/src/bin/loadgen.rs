@@ -14,6 +14,12 @@
 //! Counting: every attempt is a sent request. "accepted" is a success response, "refused" a
 //! retryable refusal (gRPC `UNAVAILABLE`/`RESOURCE_EXHAUSTED` from the server, HTTP
 //! 429/502/503/504), "failed" everything else (connection errors, timeouts, other statuses).
+//!
+//! Latency: the time from handing an attempt to the transport to its complete success
+//! response, for accepted attempts only, summarised as p50/p90/p99/max. It is the server's
+//! answer time as one client sees it, not time since the rate schedule said the request was
+//! due (a worker waiting on a slow answer sends its next request late; the end-of-run lag
+//! warning says when that happened).
 
 use std::error::Error as StdError;
 use std::io::Write as _;
@@ -1032,8 +1038,104 @@ struct Stats {
     spans_refused: AtomicU64,
     /// Spans the server rejected through OTLP partial success.
     spans_rejected: AtomicU64,
+    /// Answer times of accepted attempts.
+    latency: LatencyHistogram,
     /// Most recent failure, for the summary.
     last_error: Mutex<Option<String>>,
+}
+
+/// Sub-buckets per power of two in [`LatencyHistogram`]: a value is reported within 1/128
+/// (0.8 %) of itself.
+const LATENCY_SUB_BITS: u32 = 7;
+const LATENCY_SUB: u64 = 1 << LATENCY_SUB_BITS;
+/// Buckets covering every `u64` of nanoseconds.
+const LATENCY_BUCKETS: usize = ((64 - LATENCY_SUB_BITS + 1) as usize) << LATENCY_SUB_BITS;
+
+/// Nanosecond latencies in log-linear buckets (as HdrHistogram does): fixed memory however long
+/// the run, lock-free recording from every worker, percentiles within 0.8 %.
+#[derive(Debug)]
+struct LatencyHistogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    /// The largest value recorded, exactly.
+    max: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: (0..LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    /// The bucket of `nanos`: exact below [`LATENCY_SUB`], then [`LATENCY_SUB`] buckets per
+    /// power of two.
+    fn index(nanos: u64) -> usize {
+        if nanos < LATENCY_SUB {
+            return nanos as usize;
+        }
+        let shift = 63 - nanos.leading_zeros() - LATENCY_SUB_BITS;
+        ((u64::from(shift) + 1) * LATENCY_SUB + ((nanos >> shift) - LATENCY_SUB)) as usize
+    }
+
+    /// The largest value that falls in bucket `index`.
+    fn upper_bound(index: usize) -> u64 {
+        let i = index as u64;
+        if i < LATENCY_SUB {
+            return i;
+        }
+        let shift = i / LATENCY_SUB - 1;
+        let mantissa = u128::from(i % LATENCY_SUB + LATENCY_SUB);
+        u64::try_from(((mantissa + 1) << shift) - 1).unwrap_or(u64::MAX)
+    }
+
+    fn record(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[Self::index(nanos)].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.max.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// The value below or at which a fraction `q` of the recorded values lie (nearest rank,
+    /// rounded up to its bucket's bound, never above the maximum); `None` when empty.
+    fn quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let max = self.max.load(Ordering::Relaxed);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(Duration::from_nanos(Self::upper_bound(i).min(max)));
+            }
+        }
+        Some(Duration::from_nanos(max))
+    }
+
+    /// p50, p90, p99 and max in milliseconds, for the summary.
+    fn summary_ms(&self) -> [Option<f64>; 4] {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let max = (self.count.load(Ordering::Relaxed) > 0)
+            .then(|| ms(Duration::from_nanos(self.max.load(Ordering::Relaxed))));
+        [
+            self.quantile(0.50).map(ms),
+            self.quantile(0.90).map(ms),
+            self.quantile(0.99).map(ms),
+            max,
+        ]
+    }
 }
 
 impl Stats {
@@ -1066,6 +1168,12 @@ impl Stats {
     fn snapshot(&self, elapsed: Duration) -> Summary {
         let spans_accepted = self.spans_accepted.load(Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
+        let [
+            latency_p50_ms,
+            latency_p90_ms,
+            latency_p99_ms,
+            latency_max_ms,
+        ] = self.latency.summary_ms();
         Summary {
             requests_sent: self.requests_sent.load(Ordering::Relaxed),
             requests_accepted: self.requests_accepted.load(Ordering::Relaxed),
@@ -1080,6 +1188,10 @@ impl Stats {
             } else {
                 0.0
             },
+            latency_p50_ms,
+            latency_p90_ms,
+            latency_p99_ms,
+            latency_max_ms,
         }
     }
 }
@@ -1096,6 +1208,11 @@ struct Summary {
     spans_refused: u64,
     elapsed_secs: f64,
     spans_per_sec: f64,
+    /// Answer time of accepted attempts, in milliseconds (`null` when none was accepted).
+    latency_p50_ms: Option<f64>,
+    latency_p90_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    latency_max_ms: Option<f64>,
 }
 
 /// State shared by the workers of one run.
@@ -1189,6 +1306,7 @@ async fn worker(
 
         let mut backoff = INITIAL_BACKOFF;
         loop {
+            let sent_at = Instant::now();
             let outcome = match tokio::time::timeout(run.timeout, sender.send(body.clone())).await {
                 Ok(o) => o,
                 Err(_) => Outcome::Failed {
@@ -1196,6 +1314,9 @@ async fn worker(
                     transport: true,
                 },
             };
+            if matches!(outcome, Outcome::Accepted { .. }) {
+                run.stats.latency.record(sent_at.elapsed());
+            }
             run.stats.record(spans, &outcome);
             match outcome {
                 Outcome::Refused { retry_after } if run.retry => {
@@ -1354,6 +1475,17 @@ fn format_summary(args: &Args, target: &Target, s: &Summary, spans_rejected: u64
         s.spans_refused,
         s.spans_per_sec,
     );
+    if let (Some(p50), Some(p90), Some(p99), Some(max)) = (
+        s.latency_p50_ms,
+        s.latency_p90_ms,
+        s.latency_p99_ms,
+        s.latency_max_ms,
+    ) {
+        out.push_str(&format!(
+            "\nlatency of accepted requests: p50 {p50:.2} ms, p90 {p90:.2} ms, \
+             p99 {p99:.2} ms, max {max:.2} ms"
+        ));
+    }
     if spans_rejected > 0 {
         out.push_str(&format!(
             "\n{spans_rejected} spans rejected by the server (partial success)"
@@ -1902,6 +2034,8 @@ mod tests {
         /// Refuse the first N requests, then accept.
         RefuseFirst(i64),
         Invalid,
+        /// Accept, answering every Nth request only after this long (gRPC only).
+        SlowEvery(u64, Duration),
     }
 
     /// Counts what reaches it and answers as told.
@@ -1964,7 +2098,13 @@ mod tests {
             if let Some(t) = request.metadata().get("x-tenant") {
                 *self.0.tenant.lock().unwrap() = t.to_str().ok().map(str::to_owned);
             }
-            match self.0.take(request.get_ref()) {
+            let taken = self.0.take(request.get_ref());
+            if let Answer::SlowEvery(n, delay) = self.0.answer
+                && self.0.requests.load(Ordering::Relaxed).is_multiple_of(n)
+            {
+                tokio::time::sleep(delay).await;
+            }
+            match taken {
                 Ok(()) => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
                 Err(true) => Err(tonic::Status::unavailable("busy")),
                 Err(false) => Err(tonic::Status::invalid_argument("no")),
@@ -2199,6 +2339,102 @@ mod tests {
             assert_eq!((s.requests_sent, s.requests_failed), (2, 2), "{protocol}");
             assert_eq!(s.requests_refused, 0);
         }
+    }
+
+    #[test]
+    fn latency_histogram_buckets_and_percentiles() {
+        // Every value lands in a bucket whose bound is at or above it and within 1/128.
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            129,
+            255,
+            256,
+            257,
+            1_000,
+            123_456_789,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
+            let i = LatencyHistogram::index(v);
+            assert!(i < LATENCY_BUCKETS, "{v}");
+            let upper = LatencyHistogram::upper_bound(i);
+            assert!(upper >= v, "{v}: bound {upper}");
+            assert!((upper - v) as f64 <= v as f64 / 128.0, "{v}: bound {upper}");
+            if i > 0 {
+                assert!(LatencyHistogram::upper_bound(i - 1) < v, "{v}");
+            }
+        }
+
+        let h = LatencyHistogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        assert_eq!(h.summary_ms(), [None; 4]);
+        // 1..=1000 ms: nearest-rank p50 = 500 ms, p90 = 900 ms, p99 = 990 ms, max 1000 ms.
+        for ms in 1..=1000 {
+            h.record(Duration::from_millis(ms));
+        }
+        let close = |got: Option<Duration>, want_ms: f64| {
+            let got = got.unwrap().as_secs_f64() * 1e3;
+            assert!(
+                got >= want_ms && got <= want_ms * (1.0 + 1.0 / 128.0),
+                "{got} vs {want_ms}"
+            );
+        };
+        close(h.quantile(0.5), 500.0);
+        close(h.quantile(0.9), 900.0);
+        close(h.quantile(0.99), 990.0);
+        assert_eq!(h.quantile(1.0), Some(Duration::from_millis(1000)));
+        let [p50, p90, p99, max] = h.summary_ms();
+        let (p50, p90, p99) = (p50.unwrap(), p90.unwrap(), p99.unwrap());
+        assert!(
+            p50 < p90 && p90 < p99 && p99 < max.unwrap(),
+            "{p50} {p90} {p99}"
+        );
+        assert_eq!(max, Some(1000.0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn latency_of_accepted_requests() {
+        // Requests 10 and 20 of 20 are answered after 150 ms, the rest at once.
+        let (_, addr) = grpc_sink(Answer::SlowEvery(10, Duration::from_millis(150))).await;
+        let endpoint = addr.to_string();
+        let (s, run) = run_with(&["--endpoint", &endpoint, "--traces", "20"]).await;
+        assert_eq!(s.requests_accepted, 20);
+        assert_eq!(run.stats.latency.count.load(Ordering::Relaxed), 20);
+        let (p50, p90, p99, max) = (
+            s.latency_p50_ms.unwrap(),
+            s.latency_p90_ms.unwrap(),
+            s.latency_p99_ms.unwrap(),
+            s.latency_max_ms.unwrap(),
+        );
+        // Nearest rank: p90 is the 18th of 20 (fast), p99 the 20th (slow).
+        assert!(p50 > 0.0 && p50 < 100.0, "{s:?}");
+        assert!(p90 >= p50 && p90 < 100.0, "{s:?}");
+        assert!(p99 >= 150.0 && p99 <= max, "{s:?}");
+        assert!((150.0..2_000.0).contains(&max), "{s:?}");
+        let text = format_summary(
+            &Args::try_parse_from(["loadgen"]).unwrap(),
+            &Target::from_args(&Args::try_parse_from(["loadgen"]).unwrap()).unwrap(),
+            &s,
+            0,
+        );
+        assert!(
+            text.contains("latency of accepted requests: p50 "),
+            "{text}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["latency_max_ms"].as_f64(), Some(max));
+
+        // Nothing accepted: no latency figures, in JSON as null.
+        let (_, addr) = grpc_sink(Answer::Invalid).await;
+        let endpoint = addr.to_string();
+        let (s, _) = run_with(&["--endpoint", &endpoint, "--traces", "2"]).await;
+        assert_eq!(s.requests_failed, 2);
+        assert_eq!(s.latency_p50_ms, None);
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json["latency_p99_ms"].is_null(), "{json}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
