@@ -218,6 +218,11 @@ struct Index {
 }
 
 impl Index {
+    /// True when no record is waiting, put back or in flight.
+    fn holds_nothing(&self) -> bool {
+        self.ready.is_empty() && self.nacked.is_empty() && self.in_flight.is_empty()
+    }
+
     fn head(&self) -> Pos {
         let oldest = [
             self.ready.front().copied(),
@@ -515,10 +520,19 @@ impl DiskQueue {
             }
         }
         let record_len = HEADER_LEN + u64::from(len);
+        // A queue that emptied starts a new segment once the one being written is sizeable, so
+        // the old one is deleted and its space comes back now, not when it fills (on a full
+        // disk it could not fill).
+        let emptied =
+            writer.offset >= inner.max_segment_bytes / 4 && lock(&inner.index).holds_nothing();
         if writer.needs_roll
+            || emptied
             || (writer.offset > 0 && writer.offset + record_len > inner.max_segment_bytes)
         {
             inner.roll(&mut writer).map_err(PushError::Io)?;
+            if emptied {
+                inner.mark_head_dirty();
+            }
         }
         let header = segment::encode_header(items, payload);
         let result = match inner.injected(Fault::ShortWrite) {

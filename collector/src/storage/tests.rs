@@ -323,6 +323,32 @@ async fn segments_roll_and_are_deleted_once_acked() {
 }
 
 #[tokio::test]
+async fn an_emptied_queue_starts_a_new_segment_and_frees_the_old_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let record = HEADER_LEN + 50;
+    // Room for 8 records a segment: 2 already pass a quarter of it.
+    let (queue, _) = open(dir.path(), small_segments(8, 50));
+    for n in 0..2 {
+        queue.push(1, &payload(n, 50)).expect("push");
+    }
+    for (id, _, _) in pop_n(&queue, 2).await {
+        queue.ack(id);
+    }
+    let old = segment_files(dir.path());
+    assert_eq!(old.len(), 1);
+    queue
+        .push(1, &payload(2, 50))
+        .expect("push into the emptied queue");
+    wait_until("the emptied segment is deleted", || {
+        let files = segment_files(dir.path());
+        files.len() == 1 && files != old
+    })
+    .await;
+    assert_eq!(queue.stats().bytes_on_disk, record);
+    assert_eq!(drain(&queue).await, vec![2]);
+}
+
+#[tokio::test]
 async fn a_torn_tail_is_cut_and_appending_resumes_after_it() {
     const RECORD: u64 = HEADER_LEN + 40;
     // (what is done to the last segment, records left, torn bytes)
