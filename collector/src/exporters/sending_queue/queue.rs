@@ -723,7 +723,7 @@ impl<S: Sender> Inner<S> {
             exporter = %self.id,
             reason = %why,
             spans = item.spans,
-            "the destination rejected the data; dropping it"
+            "the destination rejected the data for good; dropping the data"
         );
         self.metrics.send_failed.inc_by(item.spans);
         item.fail(Some(&why));
