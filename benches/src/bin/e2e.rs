@@ -673,6 +673,20 @@ struct Started {
     sink: Option<(Proc, u16)>,
 }
 
+/// Starts the `wasmcol` under test on `config` and waits until it listens on `grpc`.
+fn spawn_wasmcol(env: &Env, config: &Path, run_dir: &Path, grpc: u16) -> anyhow::Result<Proc> {
+    let mut p = Proc::spawn(
+        "wasmcol",
+        Command::new(&env.wasmcol)
+            .arg("--config")
+            .arg(config)
+            .envs(env.args.wasmcol_env.iter().map(|(k, v)| (k, v))),
+        run_dir.join("wasmcol.log"),
+    )?;
+    wait_for_port(&mut p, grpc)?;
+    Ok(p)
+}
+
 /// Starts the collector of `target` (and, for a queue pipeline, its destination first).
 fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<Started> {
     let grpc = free_port()?;
@@ -701,15 +715,7 @@ fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<
                     &env.args.otlphttp_compression,
                 ),
             )?;
-            let mut p = Proc::spawn(
-                "wasmcol",
-                Command::new(&env.wasmcol)
-                    .arg("--config")
-                    .arg(&config)
-                    .envs(env.args.wasmcol_env.iter().map(|(k, v)| (k, v))),
-                run_dir.join("wasmcol.log"),
-            )?;
-            wait_for_port(&mut p, grpc)?;
+            let p = spawn_wasmcol(env, &config, run_dir, grpc)?;
             Ok(Started {
                 collector: p,
                 grpc,
@@ -729,15 +735,7 @@ fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<
                 &config,
                 wasmcol_config(target, grpc, metrics, run_dir, plugin),
             )?;
-            let mut p = Proc::spawn(
-                "wasmcol",
-                Command::new(&env.wasmcol)
-                    .arg("--config")
-                    .arg(&config)
-                    .envs(env.args.wasmcol_env.iter().map(|(k, v)| (k, v))),
-                run_dir.join("wasmcol.log"),
-            )?;
-            wait_for_port(&mut p, grpc)?;
+            let p = spawn_wasmcol(env, &config, run_dir, grpc)?;
             Ok(Started {
                 collector: p,
                 grpc,

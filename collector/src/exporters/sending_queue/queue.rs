@@ -74,6 +74,8 @@ struct DiskBackend {
     store: Option<Store>,
     storage_id: String,
     owner: String,
+    /// How `queue_size` counts, for refusals' messages (the queue's own copy is in `options`).
+    sizer: Sizer,
     options: QueueOptions,
     num_consumers: usize,
     /// Opened by `start`.
@@ -172,6 +174,7 @@ impl<S: Sender> SendingQueue<S> {
                     store: ctx.stores.get(&storage).cloned(),
                     storage_id: storage.to_string(),
                     owner: persistent::owner(&ctx.id),
+                    sizer: queue.sizer,
                     options: QueueOptions {
                         capacity: queue.queue_size,
                         sizer: persistent::sizer(queue.sizer),
@@ -304,7 +307,7 @@ impl<S: Sender> SendingQueue<S> {
         let written = match pushed {
             Ok(w) => w,
             Err(PushError::Full { capacity }) => {
-                return Err(self.full(spans, capacity, d.sizer()));
+                return Err(self.full(spans, capacity, d.sizer));
             }
             Err(PushError::Closed) => return Err(self.shutting_down(spans)),
             Err(PushError::Io(e)) => {
@@ -326,16 +329,6 @@ impl<S: Sender> SendingQueue<S> {
         self.inner.update_disk_metrics(&queue);
         drop(batch);
         Ok(())
-    }
-}
-
-impl DiskBackend {
-    fn sizer(&self) -> Sizer {
-        match self.options.sizer {
-            crate::storage::Sizer::Requests => Sizer::Requests,
-            crate::storage::Sizer::Items => Sizer::Items,
-            crate::storage::Sizer::Bytes => Sizer::Bytes,
-        }
     }
 }
 
