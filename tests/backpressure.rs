@@ -201,7 +201,7 @@ service:
     }
     assert!(http_refused > 0, "no HTTP request was refused");
     // A refused JSON request gets its error as JSON.
-    let json = serde_json::to_vec(&spans_request(1, 0, 1, 0)).unwrap();
+    let json = serde_json::to_vec(&spans_request(1, 1, 1, 0)).unwrap();
     let r = http_request("POST", &url, &[("content-type", "application/json")], json)
         .await
         .expect("HTTP request");

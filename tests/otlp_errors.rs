@@ -597,7 +597,7 @@ async fn metrics_count_accepted_spans() {
     for i in 0..7u64 {
         let n = (i + 1) as usize;
         client
-            .export(spans_request(4, i * 100, n, 0))
+            .export(spans_request(4, i * 100 + 1, n, 0))
             .await
             .expect("export");
         sent += n as u64;

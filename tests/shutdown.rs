@@ -164,14 +164,14 @@ async fn sigterm_drains_every_acknowledged_span_despite_stalled_clients() {
     let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
         .await
         .expect("connect");
-    for k in 0..6u64 {
+    for k in 1..7u64 {
         client
             .export(spans_request(1, k * 1000, 100, 64))
             .await
             .expect("gRPC export acknowledged");
         acknowledged.extend(k * 1000..k * 1000 + 100);
     }
-    for k in 6..11u64 {
+    for k in 7..12u64 {
         let r = http_request(
             "POST",
             &format!("http://127.0.0.1:{http}/v1/traces"),
@@ -242,7 +242,7 @@ async fn sighup_is_logged_and_ignored() {
         .await
         .expect("connect");
     client
-        .export(spans_request(1, 0, 10, 0))
+        .export(spans_request(1, 1, 10, 0))
         .await
         .expect("export before SIGHUP");
 
@@ -273,7 +273,7 @@ async fn sighup_is_logged_and_ignored() {
 
     assert_eq!(c.stop(), 0, "exit status\n{}", c.log());
     let delivered: BTreeSet<u64> = output_span_ids(&c.path("out.jsonl")).into_iter().collect();
-    let expected: BTreeSet<u64> = (0..10).chain(1000..1010).collect();
+    let expected: BTreeSet<u64> = (1..11).chain(1000..1010).collect();
     assert_eq!(delivered, expected, "{}", c.log());
 }
 
@@ -323,7 +323,7 @@ service:
         .await
         .expect("connect");
     client
-        .export(spans_request(1, 0, 10, 0))
+        .export(spans_request(1, 1, 10, 0))
         .await
         .expect("export acknowledged (queued)");
 

@@ -19,6 +19,7 @@
 
 pub mod component;
 pub mod components;
+pub mod compute;
 pub mod config;
 pub mod exporters;
 pub mod extensions;

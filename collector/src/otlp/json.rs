@@ -52,17 +52,66 @@ use super::ExportTraceServiceRequest;
 /// expected 32 hex digits at line 1 column 97`.
 pub fn decode_traces(bytes: &[u8]) -> Result<ExportTraceServiceRequest, String> {
     let mut path = Path::default();
+    decode(bytes, &mut path).map_err(|e| error_text(&path, &e))
+}
+
+/// What [`decode_traces_within`] decoded.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The request, without its invalid spans.
+    pub request: ExportTraceServiceRequest,
+    /// Spans left out for an invalid trace or span id (empty or all zeros).
+    pub invalid_spans: usize,
+}
+
+/// Why [`decode_traces_within`] decoded nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not an OTLP/JSON request: the message [`decode_traces`] gives.
+    Malformed(String),
+    /// The decoded request would take more than the budget: `budget` bytes.
+    OverBudget {
+        /// The budget, in bytes.
+        budget: usize,
+    },
+}
+
+/// [`decode_traces`] for a receiver: spans with an invalid trace or span id (empty or all
+/// zeros; a wrong length is malformed) are left out and counted, never held, and decoding stops
+/// as soon as the elements of repeated fields kept so far take more than `budget` bytes (the
+/// same measure as [`crate::otlp::wire::Validated::decoded_bytes`], less the strings, which
+/// are never longer than the JSON text they come from).
+pub fn decode_traces_within(bytes: &[u8], budget: usize) -> Result<Decoded, DecodeError> {
+    let mut path = Path {
+        bounded: true,
+        budget,
+        ..Path::default()
+    };
+    match decode(bytes, &mut path) {
+        Ok(request) => Ok(Decoded {
+            request,
+            invalid_spans: path.invalid_spans,
+        }),
+        Err(_) if path.used > path.budget => Err(DecodeError::OverBudget { budget }),
+        Err(e) => Err(DecodeError::Malformed(error_text(&path, &e))),
+    }
+}
+
+fn decode(bytes: &[u8], path: &mut Path) -> Result<ExportTraceServiceRequest, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let result = Root(&mut path).deserialize(&mut de).and_then(|request| {
+    Root(path).deserialize(&mut de).and_then(|request| {
         de.end()?;
         Ok(request)
-    });
-    result.map_err(|e| match e.classify() {
+    })
+}
+
+fn error_text(path: &Path, e: &serde_json::Error) -> String {
+    match e.classify() {
         // Only a bad value has a meaningful place in the message tree; a
         // syntax error's line and column say all there is to say.
-        Category::Data if !path.0.is_empty() => format!("{path}: {e}"),
+        Category::Data if !path.steps.is_empty() => format!("{path}: {e}"),
         _ => e.to_string(),
-    })
+    }
 }
 
 /// Appends `{"resourceSpans":[...]}` for `resource_spans` to `out`, on one line (no newline).
@@ -93,8 +142,32 @@ pub fn encode_traces(resource_spans: &[ResourceSpans], out: &mut Vec<u8>) {
 /// Each step is pushed before its value is decoded and popped after it
 /// succeeds; on an error nothing is popped, so the stack is left naming the
 /// value that failed.
+///
+/// It also carries what [`decode_traces_within`] keeps track of.
 #[derive(Default)]
-struct Path(Vec<Step>);
+struct Path {
+    steps: Vec<Step>,
+    /// Leave invalid spans out and stop past `budget`.
+    bounded: bool,
+    budget: usize,
+    /// Bytes taken by the elements of repeated fields kept so far.
+    used: usize,
+    invalid_spans: usize,
+}
+
+impl Path {
+    /// Counts one element of `size` bytes against the budget.
+    fn charge<E: de::Error>(&mut self, size: usize) -> Result<(), E> {
+        self.used = self.used.saturating_add(size);
+        if self.bounded && self.used > self.budget {
+            return Err(E::custom(format_args!(
+                "the request takes more than {} bytes decoded",
+                self.budget
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// One step of a [`Path`].
 enum Step {
@@ -104,7 +177,7 @@ enum Step {
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, step) in self.0.iter().enumerate() {
+        for (i, step) in self.steps.iter().enumerate() {
             match step {
                 Step::Field(name) if i == 0 => f.write_str(name)?,
                 Step::Field(name) => write!(f, ".{name}")?,
@@ -151,6 +224,12 @@ trait JsonMessage: Default {
         map: &mut A,
         path: &mut Path,
     ) -> Result<(), A::Error>;
+
+    /// Whether a bounded decoding keeps this element of a list (see
+    /// [`decode_traces_within`]).
+    fn valid(&self) -> bool {
+        true
+    }
 }
 
 /// The known fields of one message.
@@ -252,9 +331,9 @@ impl<'de, T: JsonMessage> Visitor<'de> for Nested<'_, T> {
         while let Some(key) = map.next_key_seed(KeySeed::<T::Field>(PhantomData))? {
             match key {
                 Some(field) => {
-                    self.path.0.push(Step::Field(field.name()));
+                    self.path.steps.push(Step::Field(field.name()));
                     message.decode_field(field, &mut map, self.path)?;
-                    self.path.0.pop();
+                    self.path.steps.pop();
                 }
                 // Skipped whole, nested objects and arrays included.
                 None => {
@@ -293,16 +372,22 @@ impl<'de, T: JsonMessage> Visitor<'de> for Repeated<'_, T> {
 
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Vec<T>, S::Error> {
         let mut items = Vec::new();
-        loop {
-            self.path.0.push(Step::Index(items.len()));
+        for index in 0.. {
+            self.path.steps.push(Step::Index(index));
             let Some(item) = seq.next_element_seed(Nested::<T>::new(self.path))? else {
                 break;
             };
-            self.path.0.pop();
+            self.path.steps.pop();
             // A `null` element is taken leniently as an empty message.
-            items.push(item.unwrap_or_default());
+            let item = item.unwrap_or_default();
+            if self.path.bounded && !item.valid() {
+                self.path.invalid_spans += 1;
+                continue;
+            }
+            self.path.charge(std::mem::size_of::<T>())?;
+            items.push(item);
         }
-        self.path.0.pop();
+        self.path.steps.pop();
         Ok(items)
     }
 }
@@ -530,6 +615,11 @@ fields! {
 impl JsonMessage for Span {
     const NAME: &'static str = "Span";
     type Field = SpanField;
+
+    fn valid(&self) -> bool {
+        crate::otlp::wire::valid_id(&self.trace_id, 16)
+            && crate::otlp::wire::valid_id(&self.span_id, 8)
+    }
 
     fn decode_field<'de, A: MapAccess<'de>>(
         &mut self,

@@ -1,6 +1,7 @@
 //! OTLP encodings shared by receivers, exporters and the load generator.
 
 pub mod compression;
+pub mod intake;
 pub mod json;
 pub mod wire;
 

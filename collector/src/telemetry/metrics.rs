@@ -26,6 +26,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     receiver_accepted: CounterFamily,
     receiver_refused: CounterFamily,
+    receiver_invalid: CounterFamily,
+    receiver_over_budget: CounterFamily,
     processor_incoming: CounterFamily,
     processor_outgoing: CounterFamily,
     processor_dropped: CounterFamily,
@@ -83,6 +85,10 @@ pub struct ReceiverMetrics {
     pub accepted: Counter,
     /// Spans refused (back-pressure or malformed).
     pub refused: Counter,
+    /// Spans dropped for an invalid trace or span id.
+    pub invalid: Counter,
+    /// Requests refused for what they would take decoded.
+    pub over_budget: Counter,
 }
 
 /// Counters of one processor in one pipeline.
@@ -147,6 +153,16 @@ impl Metrics {
             receiver_refused: family!(
                 "receiver_refused_spans",
                 "Spans a receiver refused (back-pressure or malformed input)",
+                CounterFamily
+            ),
+            receiver_invalid: family!(
+                "receiver_invalid_spans",
+                "Spans a receiver dropped for an invalid trace or span id (empty or all zeros)",
+                CounterFamily
+            ),
+            receiver_over_budget: family!(
+                "receiver_over_budget_requests",
+                "Requests (or Kafka messages) refused because decoded they would take more memory than their size limit allows",
                 CounterFamily
             ),
             processor_incoming: family!(
@@ -323,6 +339,8 @@ impl Metrics {
         ReceiverMetrics {
             accepted: self.receiver_accepted.get_or_create(&l).clone(),
             refused: self.receiver_refused.get_or_create(&l).clone(),
+            invalid: self.receiver_invalid.get_or_create(&l).clone(),
+            over_budget: self.receiver_over_budget.get_or_create(&l).clone(),
         }
     }
 

@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::component::{BuildContext, Exporter, ExporterConfig, Lifecycle};
+use crate::compute;
 use crate::otlp::ExportTraceServiceRequest;
 use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
 use crate::telemetry::ExporterMetrics;
@@ -96,10 +97,10 @@ struct FileExporter {
     metrics: ExporterMetrics,
 }
 
-impl FileExporter {
-    /// Encodes one batch as a framed record.
-    fn encode(&self, batch: &TraceBatch) -> Vec<u8> {
-        let payload = match self.format {
+/// Encodes one batch as a framed record.
+fn encode(format: Format, compression: Compression, batch: &TraceBatch) -> Vec<u8> {
+    {
+        let payload = match format {
             Format::Json => {
                 let mut out = Vec::with_capacity(batch.span_count() * 256);
                 crate::otlp::json::encode_traces(batch.resource_spans(), &mut out);
@@ -111,7 +112,7 @@ impl FileExporter {
                 out
             }
         };
-        match (self.format, self.compression) {
+        match (format, compression) {
             (Format::Json, Compression::None) => {
                 let mut line = payload;
                 line.push(b'\n');
@@ -145,10 +146,21 @@ impl TracesConsumer for FileExporter {
                 self.id
             )));
         };
+        // Decoding and encoding a large batch takes a while: off the reactor.
+        let (format, compression) = (self.format, self.compression);
+        let effort = batch.span_count().saturating_mul(256);
+        let (bytes, delivery) = compute::run(effort, move || {
+            (encode(format, compression, &batch), batch.delivery)
+        })
+        .await
+        .map_err(|p| {
+            self.metrics.enqueue_failed.inc_by(spans);
+            ConsumeError::retryable(format!("exporters.{}: {p}", self.id))
+        })?;
         let record = Record {
-            bytes: self.encode(&batch),
+            bytes,
             spans,
-            delivery: batch.delivery,
+            delivery,
         };
         match tx.try_send(record) {
             Ok(()) => {

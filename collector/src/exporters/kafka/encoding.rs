@@ -7,7 +7,7 @@ use prost::Message;
 use serde::Deserialize;
 
 use crate::otlp::ExportTraceServiceRequest;
-use crate::pipeline::TraceBatch;
+use crate::otlp::intake::{self, Accepted, Budget, Refusal};
 
 /// `encoding` of the message values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -59,13 +59,22 @@ impl Encoding {
         Ok(req.resource_spans)
     }
 
-    /// Decodes one message value into a batch; protobuf is checked and kept as bytes.
-    pub fn decode_batch(self, bytes: &Bytes) -> Result<TraceBatch, String> {
-        match self {
-            Self::OtlpProto => TraceBatch::from_protobuf(bytes.clone())
-                .map_err(|e| format!("not an OTLP protobuf ExportTraceServiceRequest: {e}")),
-            Self::OtlpJson => self.decode(bytes).map(TraceBatch::new),
-        }
+    /// Decodes one message value into a batch within `budget` (see [`crate::otlp::intake`]);
+    /// protobuf is checked and kept as bytes, spans with invalid ids are dropped and counted.
+    pub fn decode_batch(self, bytes: &Bytes, budget: Budget) -> Result<Accepted, Refusal> {
+        let accepted = match self {
+            Self::OtlpProto => intake::protobuf(bytes.clone(), budget),
+            Self::OtlpJson => intake::json(bytes, budget),
+        };
+        accepted.map_err(|refusal| match (self, refusal) {
+            (Self::OtlpProto, Refusal::Malformed(m)) => Refusal::Malformed(format!(
+                "not an OTLP protobuf ExportTraceServiceRequest: {m}"
+            )),
+            (Self::OtlpJson, Refusal::Malformed(m)) => {
+                Refusal::Malformed(format!("not an OTLP/JSON ExportTraceServiceRequest: {m}"))
+            }
+            (_, over) => over,
+        })
     }
 }
 

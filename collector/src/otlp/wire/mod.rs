@@ -194,6 +194,40 @@ pub struct Validated {
     pub resource_spans: usize,
     /// The number of spans, counting all `ResourceSpans` and `ScopeSpans`.
     pub spans: usize,
+    /// Spans whose trace id is not 16 bytes with one of them nonzero, or whose span id is not
+    /// 8 bytes with one of them nonzero: the OTLP specification calls them invalid.
+    pub invalid_spans: usize,
+    /// An upper bound on the heap memory prost's structures take once the bytes are decoded:
+    /// the size of every element of every repeated field plus the bytes of every string and
+    /// bytes field (allocator overhead and spare `Vec` capacity not counted). Protobuf is
+    /// compact where those structures are not: an empty span is two bytes on the wire and
+    /// about 250 in memory, so this, not the length of the bytes, is what a decoding stage
+    /// costs.
+    pub decoded_bytes: usize,
+}
+
+/// Element sizes of the repeated fields, as prost lays them out.
+mod sizes {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, EntityRef, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
+    use std::mem::size_of;
+
+    pub const RESOURCE_SPANS: usize = size_of::<ResourceSpans>();
+    pub const SCOPE_SPANS: usize = size_of::<ScopeSpans>();
+    pub const SPAN: usize = size_of::<Span>();
+    pub const EVENT: usize = size_of::<span::Event>();
+    pub const LINK: usize = size_of::<span::Link>();
+    pub const KEY_VALUE: usize = size_of::<KeyValue>();
+    pub const ANY_VALUE: usize = size_of::<AnyValue>();
+    pub const ENTITY_REF: usize = size_of::<EntityRef>();
+    pub const STRING: usize = size_of::<String>();
+}
+
+/// Whether `id` is a valid trace id (`len` 16) or span id (`len` 8): the right length and
+/// not all zeros.
+#[inline(always)]
+pub fn valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|&b| b != 0)
 }
 
 /// Checks that `buf` is an `ExportTraceServiceRequest` (encoded the same way as `TracesData`)
@@ -205,6 +239,8 @@ pub fn validate(buf: &[u8]) -> Result<Validated, WireError> {
         buf,
         pos: 0,
         counts: Validated::default(),
+        trace_id_ok: false,
+        span_id_ok: false,
     };
     // `Message::decode` reads top-level fields until the input ends, with the whole budget.
     while c.pos < buf.len() {
@@ -219,6 +255,18 @@ struct Cursor<'a> {
     /// Always `<= buf.len()`.
     pos: usize,
     counts: Validated,
+    /// Whether the span being read has a valid trace id and span id so far (a field that
+    /// occurs twice counts as its last occurrence, as in prost).
+    trace_id_ok: bool,
+    span_id_ok: bool,
+}
+
+impl Cursor<'_> {
+    /// Counts one element of a repeated field of `size` bytes.
+    #[inline(always)]
+    fn element(&mut self, size: usize) {
+        self.counts.decoded_bytes = self.counts.decoded_bytes.saturating_add(size);
+    }
 }
 
 type Step = Result<(), WireError>;
@@ -332,12 +380,23 @@ impl<'a> Cursor<'a> {
 
     #[inline(always)]
     fn bytes(&mut self, wire_type: u8) -> Step {
-        self.delimited(wire_type).map(|_| ())
+        let b = self.delimited(wire_type)?;
+        self.element(b.len());
+        Ok(())
+    }
+
+    /// A bytes field holding an id of `len` bytes; returns whether it is a valid one.
+    #[inline(always)]
+    fn id(&mut self, wire_type: u8, len: usize) -> Result<bool, WireError> {
+        let b = self.delimited(wire_type)?;
+        self.element(b.len());
+        Ok(valid_id(b, len))
     }
 
     #[inline(always)]
     fn string(&mut self, wire_type: u8) -> Step {
         let s = self.delimited(wire_type)?;
+        self.element(s.len());
         if all_ascii(s) || std::str::from_utf8(s).is_ok() {
             Ok(())
         } else {
@@ -434,6 +493,7 @@ fn request_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Ste
     match tag {
         1 => {
             c.counts.resource_spans += 1;
+            c.element(sizes::RESOURCE_SPANS);
             c.message(wire_type, depth, resource_spans_field)
                 .map_err(|e| e.at("ExportTraceServiceRequest", "resource_spans"))
         }
@@ -447,9 +507,11 @@ fn resource_spans_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32)
         1 => c
             .message(wire_type, depth, resource_field)
             .map_err(|e| e.at(M, "resource")),
-        2 => c
-            .message(wire_type, depth, scope_spans_field)
-            .map_err(|e| e.at(M, "scope_spans")),
+        2 => {
+            c.element(sizes::SCOPE_SPANS);
+            c.message(wire_type, depth, scope_spans_field)
+                .map_err(|e| e.at(M, "scope_spans"))
+        }
         3 => c.string(wire_type).map_err(|e| e.at(M, "schema_url")),
         _ => c.skip(wire_type, tag, depth),
     }
@@ -458,15 +520,19 @@ fn resource_spans_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32)
 fn resource_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
     const M: &str = "Resource";
     match tag {
-        1 => c
-            .message(wire_type, depth, key_value_field)
-            .map_err(|e| e.at(M, "attributes")),
+        1 => {
+            c.element(sizes::KEY_VALUE);
+            c.message(wire_type, depth, key_value_field)
+                .map_err(|e| e.at(M, "attributes"))
+        }
         2 => c
             .int(wire_type)
             .map_err(|e| e.at(M, "dropped_attributes_count")),
-        3 => c
-            .message(wire_type, depth, entity_ref_field)
-            .map_err(|e| e.at(M, "entity_refs")),
+        3 => {
+            c.element(sizes::ENTITY_REF);
+            c.message(wire_type, depth, entity_ref_field)
+                .map_err(|e| e.at(M, "entity_refs"))
+        }
         _ => c.skip(wire_type, tag, depth),
     }
 }
@@ -477,8 +543,14 @@ fn entity_ref_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> 
         1 => c.string(wire_type).map_err(|e| e.at(M, "schema_url")),
         // prost-derive names the field with `stringify!`, which keeps the raw identifier.
         2 => c.string(wire_type).map_err(|e| e.at(M, "r#type")),
-        3 => c.string(wire_type).map_err(|e| e.at(M, "id_keys")),
-        4 => c.string(wire_type).map_err(|e| e.at(M, "description_keys")),
+        3 => {
+            c.element(sizes::STRING);
+            c.string(wire_type).map_err(|e| e.at(M, "id_keys"))
+        }
+        4 => {
+            c.element(sizes::STRING);
+            c.string(wire_type).map_err(|e| e.at(M, "description_keys"))
+        }
         _ => c.skip(wire_type, tag, depth),
     }
 }
@@ -491,8 +563,15 @@ fn scope_spans_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) ->
             .map_err(|e| e.at(M, "scope")),
         2 => {
             c.counts.spans += 1;
+            c.element(sizes::SPAN);
+            c.trace_id_ok = false;
+            c.span_id_ok = false;
             c.message(wire_type, depth, span_field)
-                .map_err(|e| e.at(M, "spans"))
+                .map_err(|e| e.at(M, "spans"))?;
+            if !(c.trace_id_ok && c.span_id_ok) {
+                c.counts.invalid_spans += 1;
+            }
+            Ok(())
         }
         3 => c.string(wire_type).map_err(|e| e.at(M, "schema_url")),
         _ => c.skip(wire_type, tag, depth),
@@ -504,9 +583,11 @@ fn scope_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step 
     match tag {
         1 => c.string(wire_type).map_err(|e| e.at(M, "name")),
         2 => c.string(wire_type).map_err(|e| e.at(M, "version")),
-        3 => c
-            .message(wire_type, depth, key_value_field)
-            .map_err(|e| e.at(M, "attributes")),
+        3 => {
+            c.element(sizes::KEY_VALUE);
+            c.message(wire_type, depth, key_value_field)
+                .map_err(|e| e.at(M, "attributes"))
+        }
         4 => c
             .int(wire_type)
             .map_err(|e| e.at(M, "dropped_attributes_count")),
@@ -517,8 +598,14 @@ fn scope_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step 
 fn span_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
     const M: &str = "Span";
     match tag {
-        1 => c.bytes(wire_type).map_err(|e| e.at(M, "trace_id")),
-        2 => c.bytes(wire_type).map_err(|e| e.at(M, "span_id")),
+        1 => {
+            c.trace_id_ok = c.id(wire_type, 16).map_err(|e| e.at(M, "trace_id"))?;
+            Ok(())
+        }
+        2 => {
+            c.span_id_ok = c.id(wire_type, 8).map_err(|e| e.at(M, "span_id"))?;
+            Ok(())
+        }
         3 => c.string(wire_type).map_err(|e| e.at(M, "trace_state")),
         4 => c.bytes(wire_type).map_err(|e| e.at(M, "parent_span_id")),
         5 => c.string(wire_type).map_err(|e| e.at(M, "name")),
@@ -529,21 +616,27 @@ fn span_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
         8 => c
             .fixed(wire_type, I64, 8)
             .map_err(|e| e.at(M, "end_time_unix_nano")),
-        9 => c
-            .message(wire_type, depth, key_value_field)
-            .map_err(|e| e.at(M, "attributes")),
+        9 => {
+            c.element(sizes::KEY_VALUE);
+            c.message(wire_type, depth, key_value_field)
+                .map_err(|e| e.at(M, "attributes"))
+        }
         10 => c
             .int(wire_type)
             .map_err(|e| e.at(M, "dropped_attributes_count")),
-        11 => c
-            .message(wire_type, depth, event_field)
-            .map_err(|e| e.at(M, "events")),
+        11 => {
+            c.element(sizes::EVENT);
+            c.message(wire_type, depth, event_field)
+                .map_err(|e| e.at(M, "events"))
+        }
         12 => c
             .int(wire_type)
             .map_err(|e| e.at(M, "dropped_events_count")),
-        13 => c
-            .message(wire_type, depth, link_field)
-            .map_err(|e| e.at(M, "links")),
+        13 => {
+            c.element(sizes::LINK);
+            c.message(wire_type, depth, link_field)
+                .map_err(|e| e.at(M, "links"))
+        }
         14 => c.int(wire_type).map_err(|e| e.at(M, "dropped_links_count")),
         15 => c
             .message(wire_type, depth, status_field)
@@ -560,9 +653,11 @@ fn event_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step 
             .fixed(wire_type, I64, 8)
             .map_err(|e| e.at(M, "time_unix_nano")),
         2 => c.string(wire_type).map_err(|e| e.at(M, "name")),
-        3 => c
-            .message(wire_type, depth, key_value_field)
-            .map_err(|e| e.at(M, "attributes")),
+        3 => {
+            c.element(sizes::KEY_VALUE);
+            c.message(wire_type, depth, key_value_field)
+                .map_err(|e| e.at(M, "attributes"))
+        }
         4 => c
             .int(wire_type)
             .map_err(|e| e.at(M, "dropped_attributes_count")),
@@ -576,9 +671,11 @@ fn link_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
         1 => c.bytes(wire_type).map_err(|e| e.at(M, "trace_id")),
         2 => c.bytes(wire_type).map_err(|e| e.at(M, "span_id")),
         3 => c.string(wire_type).map_err(|e| e.at(M, "trace_state")),
-        4 => c
-            .message(wire_type, depth, key_value_field)
-            .map_err(|e| e.at(M, "attributes")),
+        4 => {
+            c.element(sizes::KEY_VALUE);
+            c.message(wire_type, depth, key_value_field)
+                .map_err(|e| e.at(M, "attributes"))
+        }
         5 => c
             .int(wire_type)
             .map_err(|e| e.at(M, "dropped_attributes_count")),
@@ -624,18 +721,22 @@ fn any_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> S
 
 fn array_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
     match tag {
-        1 => c
-            .message(wire_type, depth, any_value_field)
-            .map_err(|e| e.at("ArrayValue", "values")),
+        1 => {
+            c.element(sizes::ANY_VALUE);
+            c.message(wire_type, depth, any_value_field)
+                .map_err(|e| e.at("ArrayValue", "values"))
+        }
         _ => c.skip(wire_type, tag, depth),
     }
 }
 
 fn key_value_list_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
     match tag {
-        1 => c
-            .message(wire_type, depth, key_value_field)
-            .map_err(|e| e.at("KeyValueList", "values")),
+        1 => {
+            c.element(sizes::KEY_VALUE);
+            c.message(wire_type, depth, key_value_field)
+                .map_err(|e| e.at("KeyValueList", "values"))
+        }
         _ => c.skip(wire_type, tag, depth),
     }
 }

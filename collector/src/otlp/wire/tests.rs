@@ -35,6 +35,80 @@ fn span_count(request: &ExportTraceServiceRequest) -> usize {
         .sum()
 }
 
+fn invalid_span_count(request: &ExportTraceServiceRequest) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .filter(|s| !(valid_id(&s.trace_id, 16) && valid_id(&s.span_id, 8)))
+        .count()
+}
+
+/// What [`Validated::decoded_bytes`] bounds: every element of every repeated field, plus the
+/// bytes of every string and bytes field, of the decoded request.
+fn decoded_size(request: &ExportTraceServiceRequest) -> usize {
+    use std::mem::size_of;
+    fn kvs(list: &[KeyValue]) -> usize {
+        list.iter()
+            .map(|kv| size_of::<KeyValue>() + kv.key.len() + kv.value.as_ref().map_or(0, any))
+            .sum()
+    }
+    fn any(v: &AnyValue) -> usize {
+        match &v.value {
+            Some(V::StringValue(s)) => s.len(),
+            Some(V::BytesValue(b)) => b.len(),
+            Some(V::ArrayValue(a)) => a
+                .values
+                .iter()
+                .map(|v| size_of::<AnyValue>() + any(v))
+                .sum(),
+            Some(V::KvlistValue(l)) => kvs(&l.values),
+            _ => 0,
+        }
+    }
+    let mut total = 0;
+    for rs in &request.resource_spans {
+        total += size_of::<ResourceSpans>() + rs.schema_url.len();
+        if let Some(r) = &rs.resource {
+            total += kvs(&r.attributes);
+            for e in &r.entity_refs {
+                total += size_of::<EntityRef>() + e.schema_url.len() + e.r#type.len();
+                for k in e.id_keys.iter().chain(&e.description_keys) {
+                    total += size_of::<String>() + k.len();
+                }
+            }
+        }
+        for ss in &rs.scope_spans {
+            total += size_of::<ScopeSpans>() + ss.schema_url.len();
+            if let Some(s) = &ss.scope {
+                total += s.name.len() + s.version.len() + kvs(&s.attributes);
+            }
+            for span in &ss.spans {
+                total += size_of::<Span>()
+                    + span.trace_id.len()
+                    + span.span_id.len()
+                    + span.trace_state.len()
+                    + span.parent_span_id.len()
+                    + span.name.len()
+                    + kvs(&span.attributes)
+                    + span.status.as_ref().map_or(0, |s| s.message.len());
+                for e in &span.events {
+                    total += size_of::<Event>() + e.name.len() + kvs(&e.attributes);
+                }
+                for l in &span.links {
+                    total += size_of::<Link>()
+                        + l.trace_id.len()
+                        + l.span_id.len()
+                        + l.trace_state.len()
+                        + kvs(&l.attributes);
+                }
+            }
+        }
+    }
+    total
+}
+
 /// Runs `validate` and prost on `buf` and requires the same verdict: on success the same
 /// counts, and the views read what prost decoded; on failure the same message.
 fn same_as_prost(buf: &[u8]) -> Result<Validated, WireError> {
@@ -44,6 +118,13 @@ fn same_as_prost(buf: &[u8]) -> Result<Validated, WireError> {
         (Ok(counts), Ok(request)) => {
             assert_eq!(counts.resource_spans, request.resource_spans.len());
             assert_eq!(counts.spans, span_count(request));
+            assert_eq!(counts.invalid_spans, invalid_span_count(request));
+            let decoded = decoded_size(request);
+            assert!(
+                counts.decoded_bytes >= decoded,
+                "estimate {} below the decoded size {decoded}, input {buf:02x?}",
+                counts.decoded_bytes
+            );
             views_match(buf, request);
         }
         (Err(ours), Err(theirs)) => {
@@ -414,7 +495,9 @@ fn accepts_sample_request_and_counts_spans() {
         same_as_prost(&buf).expect("valid"),
         Validated {
             resource_spans: 2,
-            spans: 4
+            spans: 4,
+            invalid_spans: invalid_span_count(&sample_request()),
+            decoded_bytes: decoded_size(&sample_request()),
         }
     );
     assert_eq!(same_as_prost(&[]).expect("empty"), Validated::default());

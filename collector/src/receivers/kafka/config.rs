@@ -98,6 +98,15 @@ fn default_commit_interval() -> Duration {
 }
 
 impl KafkaReceiverConfig {
+    /// librdkafka's `message.max.bytes`: what `librdkafka_options` sets, or librdkafka's
+    /// default (1,000,000, which is also the broker's default limit).
+    pub fn max_message_bytes(&self) -> usize {
+        self.librdkafka_options
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1_000_000)
+    }
+
     /// The connection settings.
     pub fn client(&self) -> ClientSettings<'_> {
         ClientSettings {

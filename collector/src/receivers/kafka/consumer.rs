@@ -28,7 +28,9 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::offsets::{Offsets, Ticket};
+use crate::compute;
 use crate::exporters::kafka::Encoding;
+use crate::otlp::intake::{Budget, Refusal};
 use crate::pipeline::{
     ConsumeError, Delivery, DeliveryTracker, Outcome, SharedConsumer, TraceBatch,
 };
@@ -111,6 +113,9 @@ pub(super) struct DeadLetter {
 pub(super) struct Worker {
     pub id: String,
     pub encoding: Encoding,
+    /// The size limit on messages the decoding budget is derived from (librdkafka's
+    /// `message.max.bytes`; a larger message the broker took gets its own size).
+    pub max_message_bytes: usize,
     pub next: SharedConsumer,
     pub metrics: ReceiverMetrics,
     pub malformed: Counter,
@@ -146,6 +151,7 @@ impl Worker {
     pub(super) fn new(
         id: String,
         encoding: Encoding,
+        max_message_bytes: usize,
         next: SharedConsumer,
         metrics: ReceiverMetrics,
         malformed: Counter,
@@ -160,6 +166,7 @@ impl Worker {
         Self {
             id,
             encoding,
+            max_message_bytes,
             next,
             metrics,
             malformed,
@@ -242,9 +249,35 @@ impl Worker {
         if self.dead_letter.is_some() {
             message.key = m.key().map(Bytes::copy_from_slice);
         }
-        match self.encoding.decode_batch(&message.payload) {
+        match self.decode(&message.payload).await {
             Ok(batch) => self.dispatch(ticket, batch, message).await,
             Err(reason) => self.on_malformed(ticket, message, &reason),
+        }
+    }
+
+    /// A message's spans, within the budget its size allows (see [`crate::otlp::intake`]):
+    /// decoded off the reactor when large, spans with invalid ids dropped and counted.
+    async fn decode(&self, payload: &Bytes) -> Result<TraceBatch, String> {
+        let budget = Budget::for_limit(
+            payload.len().max(self.max_message_bytes),
+            "message.max.bytes",
+        );
+        let encoding = self.encoding;
+        let bytes = payload.clone();
+        match compute::run(bytes.len(), move || encoding.decode_batch(&bytes, budget)).await {
+            Ok(Ok(accepted)) => {
+                if accepted.invalid_spans > 0 {
+                    self.metrics.invalid.inc_by(accepted.invalid_spans as u64);
+                }
+                Ok(accepted.batch)
+            }
+            Ok(Err(refusal)) => {
+                if let Refusal::OverBudget(_) = refusal {
+                    self.metrics.over_budget.inc();
+                }
+                Err(refusal.to_string())
+            }
+            Err(panicked) => Err(panicked.to_string()),
         }
     }
 
@@ -353,7 +386,7 @@ impl Worker {
         {
             return;
         }
-        match self.encoding.decode_batch(&f.message.payload) {
+        match self.decode(&f.message.payload).await {
             Ok(batch) => self.dispatch(f.ticket, batch, f.message).await,
             // Decoded fine the first time; cannot happen, but never stall the partition.
             Err(_) => self.delivered(&f.ticket),

@@ -137,6 +137,7 @@ impl Lifecycle for KafkaReceiver {
         let worker = Arc::new(Worker::new(
             self.id.clone(),
             self.config.encoding,
+            self.config.max_message_bytes(),
             self.next.clone(),
             self.metrics.clone(),
             self.malformed.clone(),

@@ -17,13 +17,15 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::config::GrpcConfig;
 use super::{DEFAULT_RETRY_AFTER, Ingest};
+use crate::compute;
 use crate::otlp::ExportTraceServiceResponse;
-use crate::pipeline::{ConsumeError, TraceBatch};
+use crate::otlp::intake::{self, Refusal};
+use crate::pipeline::ConsumeError;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// The trace service's `Export`, taking the request as the bytes the client sent: they are
-/// checked, not decoded, and travel on as they are (see [`TraceBatch`]). Shared by every
+/// checked, not decoded, and travel on as they are (see [`crate::pipeline::TraceBatch`]). Shared by every
 /// request, so a call costs a reference count, not a copy of the receiver's state.
 #[derive(Clone)]
 struct Export(Arc<Ingest>);
@@ -43,16 +45,28 @@ async fn export(
     request: Request<Bytes>,
 ) -> Result<Response<ExportTraceServiceResponse>, Status> {
     let (metadata, _, body) = request.into_parts();
-    let batch = match TraceBatch::from_protobuf(body) {
-        Ok(batch) => ingest.with_metadata(batch, &metadata.into_headers()),
-        Err(e) => {
+    let budget = ingest.budget;
+    let accepted = match compute::run(body.len(), move || intake::protobuf(body, budget)).await {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(Refusal::Malformed(e))) => {
             let reason = format!("cannot decode the request: {e}");
             ingest.malformed("grpc", &reason);
             return Err(Status::invalid_argument(reason));
         }
+        // No RetryInfo: the same request fails the same way again.
+        Ok(Err(Refusal::OverBudget(reason))) => {
+            ingest.metrics.over_budget.inc();
+            ingest.malformed("grpc", &reason);
+            return Err(Status::resource_exhausted(reason));
+        }
+        Err(panicked) => return Err(Status::internal(panicked.to_string())),
     };
+    let partial_success = ingest.partial_success(&accepted);
+    let batch = ingest.with_metadata(accepted.batch, &metadata.into_headers());
     match ingest.ingest(batch).await {
-        Ok(()) => Ok(Response::new(ExportTraceServiceResponse::default())),
+        Ok(()) => Ok(Response::new(ExportTraceServiceResponse {
+            partial_success,
+        })),
         Err(ConsumeError::Retryable {
             reason,
             retry_after,

@@ -12,13 +12,27 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::HttpConfig;
 use super::{DEFAULT_RETRY_AFTER, Ingest};
+use crate::compute;
 use crate::otlp::compression::{DecompressError, Encoding, decompress};
-use crate::pipeline::{ConsumeError, TraceBatch};
+use crate::otlp::intake::{self, Accepted, Refusal};
+use crate::pipeline::ConsumeError;
 
 #[derive(Clone)]
 struct AppState {
     ingest: Ingest,
     limit: usize,
+}
+
+/// Why a body became no batch, as the handler answers it.
+enum Failure {
+    /// 413.
+    TooLarge(String),
+    /// 400.
+    Malformed(String),
+}
+
+fn body_too_large(limit: usize) -> String {
+    format!("request body exceeds max_request_body_size ({limit} bytes)")
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -108,8 +122,7 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             );
         }
     };
-    let too_large = |limit: usize| {
-        let reason = format!("request body exceeds max_request_body_size ({limit} bytes)");
+    let too_large = |reason: String| {
         ingest.malformed("http", &reason);
         error(
             format,
@@ -118,39 +131,49 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             reason,
         )
     };
+    let limit = state.limit;
     // The wire body is capped at the same limit: a compressed body is never larger than its
     // content in any legitimate request.
-    let raw: Bytes = match axum::body::to_bytes(body, state.limit).await {
+    let raw: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => return too_large(state.limit),
+        Err(_) => return too_large(body_too_large(limit)),
     };
-    let plain = match encoding {
-        Encoding::Identity => raw,
-        enc => match decompress(enc, &raw, state.limit) {
-            Ok(b) => Bytes::from(b),
-            Err(DecompressError::TooLarge { limit }) => return too_large(limit),
-            Err(DecompressError::Corrupt(e)) => {
-                let reason = format!("cannot decompress the {enc:?} body: {e}");
-                ingest.malformed("http", &reason);
-                return error(
-                    format,
-                    StatusCode::BAD_REQUEST,
-                    tonic::Code::InvalidArgument,
-                    reason,
-                );
+    let budget = ingest.budget;
+    let effort = compute::body_effort(raw.len(), encoding != Encoding::Identity);
+    let decoded = compute::run(effort, move || -> Result<Accepted, Failure> {
+        let plain = match encoding {
+            Encoding::Identity => raw,
+            enc => match decompress(enc, &raw, limit) {
+                Ok(b) => Bytes::from(b),
+                Err(DecompressError::TooLarge { limit }) => {
+                    return Err(Failure::TooLarge(body_too_large(limit)));
+                }
+                Err(DecompressError::Corrupt(e)) => {
+                    return Err(Failure::Malformed(format!(
+                        "cannot decompress the {enc:?} body: {e}"
+                    )));
+                }
+            },
+        };
+        let accepted = match format {
+            Format::Proto => intake::protobuf(plain, budget),
+            Format::Json => intake::json(&plain, budget),
+        };
+        accepted.map_err(|refusal| match refusal {
+            Refusal::Malformed(m) => {
+                Failure::Malformed(format!("cannot decode the request body: {m}"))
             }
-        },
-    };
-    let decoded = match format {
-        Format::Proto => TraceBatch::from_protobuf(plain).map_err(|e| e.to_string()),
-        Format::Json => {
-            crate::otlp::json::decode_traces(&plain).map(|r| TraceBatch::new(r.resource_spans))
+            Refusal::OverBudget(m) => Failure::TooLarge(m),
+        })
+    })
+    .await;
+    let accepted = match decoded {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(Failure::TooLarge(reason))) => {
+            ingest.metrics.over_budget.inc();
+            return too_large(reason);
         }
-    };
-    let batch = match decoded {
-        Ok(b) => ingest.with_metadata(b, &headers),
-        Err(e) => {
-            let reason = format!("cannot decode the request body: {e}");
+        Ok(Err(Failure::Malformed(reason))) => {
             ingest.malformed("http", &reason);
             return error(
                 format,
@@ -159,12 +182,36 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
                 reason,
             );
         }
+        Err(panicked) => {
+            return error(
+                format,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                tonic::Code::Internal,
+                panicked.to_string(),
+            );
+        }
     };
+    let partial = ingest.partial_success(&accepted);
+    let batch = ingest.with_metadata(accepted.batch, &headers);
     match ingest.ingest(batch).await {
         Ok(()) => {
             let body = match format {
-                Format::Proto => ExportTraceServiceResponse::default().encode_to_vec(),
-                Format::Json => b"{}".to_vec(),
+                Format::Proto => ExportTraceServiceResponse {
+                    partial_success: partial,
+                }
+                .encode_to_vec(),
+                Format::Json => match partial {
+                    None => b"{}".to_vec(),
+                    Some(p) => serde_json::json!({
+                        "partialSuccess": {
+                            // An int64: a string in proto3's JSON mapping.
+                            "rejectedSpans": p.rejected_spans.to_string(),
+                            "errorMessage": p.error_message,
+                        }
+                    })
+                    .to_string()
+                    .into_bytes(),
+                },
             };
             (
                 StatusCode::OK,

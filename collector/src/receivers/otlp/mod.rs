@@ -19,10 +19,12 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Lifecycle, ReceiverConfig};
+use crate::otlp::intake::{Accepted, Budget};
 use crate::pipeline::{
     ConsumeError, Delivery, DeliveryTracker, Metadata, Outcome, SharedConsumer, TraceBatch,
 };
 use crate::telemetry::ReceiverMetrics;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 
 impl ReceiverConfig for OtlpReceiverConfig {
     fn build(
@@ -39,6 +41,11 @@ impl ReceiverConfig for OtlpReceiverConfig {
                 metrics: ctx.metrics.receiver(&id, "grpc"),
                 include_metadata: g.include_metadata,
                 acknowledge_when_stored: ctx.acknowledge_when_stored,
+                budget: Budget::for_limit(
+                    usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
+                        .unwrap_or(usize::MAX),
+                    "max_recv_msg_size_mib",
+                ),
             }),
             http: self.protocols.http.as_ref().map(|h| Ingest {
                 id: id.clone(),
@@ -46,6 +53,10 @@ impl ReceiverConfig for OtlpReceiverConfig {
                 metrics: ctx.metrics.receiver(&id, "http"),
                 include_metadata: h.include_metadata,
                 acknowledge_when_stored: ctx.acknowledge_when_stored,
+                budget: Budget::for_limit(
+                    usize::try_from(h.max_request_body_size.bytes()).unwrap_or(usize::MAX),
+                    "max_request_body_size",
+                ),
             }),
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
@@ -64,6 +75,8 @@ pub(crate) struct Ingest {
     /// Answer only once every exporter has stored (or delivered) the data; see
     /// [`crate::component::BuildContext::acknowledge_when_stored`].
     pub acknowledge_when_stored: bool,
+    /// What one request may take once decoded.
+    pub budget: Budget,
 }
 
 /// Headers never kept as request metadata: they describe the transport and the body's
@@ -154,6 +167,16 @@ impl Ingest {
         }
     }
 
+    /// Counts the spans `accepted` left out and says so in OTLP's terms.
+    pub fn partial_success(&self, accepted: &Accepted) -> Option<ExportTracePartialSuccess> {
+        let message = accepted.partial_success()?;
+        self.metrics.invalid.inc_by(accepted.invalid_spans as u64);
+        Some(ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(accepted.invalid_spans).unwrap_or(i64::MAX),
+            error_message: message,
+        })
+    }
+
     /// Logs a request that could not be decoded (its spans are unknown, so not counted).
     pub fn malformed(&self, transport: &str, reason: &str) {
         tracing::warn!(receiver = %self.id, transport, %reason, "malformed request refused");
@@ -223,6 +246,7 @@ mod tests {
             metrics: Metrics::new().receiver("otlp", "grpc"),
             include_metadata: false,
             acknowledge_when_stored,
+            budget: crate::otlp::intake::Budget::for_limit(1 << 20, "max_recv_msg_size_mib"),
         }
     }
 
