@@ -70,7 +70,7 @@ where
 
 fn panicked(payload: &(dyn std::any::Any + Send)) -> Panicked {
     let message = crate::panics::message(payload);
-    tracing::error!(panic = %message, "a request's decoding panicked; the request is refused");
+    tracing::error!(panic = %message, "work run off the reactor panicked; its data is refused");
     Panicked(message)
 }
 

@@ -44,6 +44,7 @@ use cache::{BloomWindowCache, BloomWindowSettings, ExactCache, SampledCache};
 use decider::{DISCARD, DRAIN, Decider, PolicyRunner, RUNNING, Shared};
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
+use crate::compute;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
 use crate::processors::wasm::Services;
 use prometheus_client::metrics::counter::Counter;
@@ -199,64 +200,14 @@ impl Lifecycle for TailSampling {
 impl TracesConsumer for TailSampling {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         let spans = batch.span_count() as u64;
+        let shared = self.shared.clone();
+        let panics = self.panics.clone();
+        // Buffering reads every span: a large batch is buffered off the reactor.
+        let effort = batch.span_count().saturating_mul(256);
+        let ingested = compute::run(effort, move || buffer_batch(&shared, &panics, batch, spans))
+            .await
+            .map_err(|p| ConsumeError::retryable(format!("processor {}: {p}", self.shared.id)))??;
         let m = &self.shared.processor;
-        let pending_late = self
-            .shared
-            .late
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .len();
-        let ingested = {
-            let mut buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
-            if buffer.is_full() || pending_late > MAX_PENDING_LATE_SPANS {
-                drop(buffer);
-                m.refused.inc_by(spans);
-                return Err(ConsumeError::Retryable {
-                    reason: format!(
-                        "processor {}: the trace buffer is full (max_buffer_bytes) until pending \
-                         decisions are made and forwarded",
-                        self.shared.id
-                    ),
-                    retry_after: Some(Duration::from_secs(1)),
-                });
-            }
-            let now_unix = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            // A panic while buffering (a defect) refuses this batch, retryably, rather than
-            // unwinding into the receiver; the buffer's lock is taken past poisoning.
-            let ingest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                #[cfg(test)]
-                decider::tests::maybe_panic(&format!("{}#buffer", self.shared.id));
-                match batch.protobuf_parts() {
-                    Some(parts) => {
-                        buffer.ingest_protobuf(parts.map(|p| &p[..]), Instant::now(), now_unix)
-                    }
-                    None => buffer.ingest(batch.resource_spans(), Instant::now(), now_unix),
-                }
-            }));
-            match ingest {
-                Ok(ingested) => ingested,
-                Err(payload) => {
-                    drop(buffer);
-                    let message = crate::panics::message(&*payload);
-                    crate::panics::report(
-                        &self.panics,
-                        &self.shared.id,
-                        "tail_sampling buffer",
-                        &message,
-                        "the batch is refused (retryable)",
-                    );
-                    m.refused.inc_by(spans);
-                    batch.delivery.fail();
-                    return Err(ConsumeError::retryable(format!(
-                        "processor {}: buffering the batch panicked: {message}",
-                        self.shared.id
-                    )));
-                }
-            }
-        };
         m.incoming.inc_by(spans);
         let metrics = &self.shared.metrics;
         metrics.late_sampled.inc_by(ingested.late_sampled);
@@ -279,5 +230,71 @@ impl TracesConsumer for TailSampling {
             self.shared.wake();
         }
         Ok(())
+    }
+}
+
+/// Buffers `batch` (off the reactor when large; see [`compute`]).
+fn buffer_batch(
+    shared: &Shared,
+    panics: &Counter,
+    batch: TraceBatch,
+    spans: u64,
+) -> Result<buffer::Ingested, ConsumeError> {
+    let m = &shared.processor;
+    let pending_late = shared
+        .late
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .1
+        .len();
+    {
+        let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.is_full() || pending_late > MAX_PENDING_LATE_SPANS {
+            drop(buffer);
+            m.refused.inc_by(spans);
+            return Err(ConsumeError::Retryable {
+                reason: format!(
+                    "processor {}: the trace buffer is full (max_buffer_bytes) until pending \
+                     decisions are made and forwarded",
+                    shared.id
+                ),
+                retry_after: Some(Duration::from_secs(1)),
+            });
+        }
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        // A panic while buffering (a defect) refuses this batch, retryably, rather than
+        // unwinding into the receiver; the buffer's lock is taken past poisoning.
+        let ingest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            #[cfg(test)]
+            decider::tests::maybe_panic(&format!("{}#buffer", shared.id));
+            match batch.protobuf_parts() {
+                Some(parts) => {
+                    buffer.ingest_protobuf(parts.map(|p| &p[..]), Instant::now(), now_unix)
+                }
+                None => buffer.ingest(batch.resource_spans(), Instant::now(), now_unix),
+            }
+        }));
+        match ingest {
+            Ok(ingested) => Ok(ingested),
+            Err(payload) => {
+                drop(buffer);
+                let message = crate::panics::message(&*payload);
+                crate::panics::report(
+                    panics,
+                    &shared.id,
+                    "tail_sampling buffer",
+                    &message,
+                    "the batch is refused (retryable)",
+                );
+                m.refused.inc_by(spans);
+                batch.delivery.fail();
+                Err(ConsumeError::retryable(format!(
+                    "processor {}: buffering the batch panicked: {message}",
+                    shared.id
+                )))
+            }
+        }
     }
 }
