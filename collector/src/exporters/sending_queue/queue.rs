@@ -14,6 +14,7 @@ use super::config::Sizer;
 use super::persistent::{self, StoredRecord};
 use super::{Accepted, QueueConfig, RetryConfig, SendError, Sender};
 use crate::component::{BuildContext, Lifecycle};
+use crate::compute;
 use crate::config::Duration as ConfigDuration;
 use crate::pipeline::{ConsumeError, Delivery, TraceBatch, TracesConsumer};
 use crate::storage::{DEFAULT_SEGMENT_BYTES, DiskQueue, PushError, QueueOptions, Store};
@@ -236,36 +237,53 @@ impl<S: Sender> SendingQueue<S> {
         ))
     }
 
-    /// Encodes and queues a batch, or refuses it. Synchronous so the lock is never held
-    /// across an await.
-    fn enqueue(
+    /// Encodes and queues a batch, or refuses it. The lock on the channel is never held across
+    /// an await: the capacity is reserved first (so a full queue costs no encoding), then the
+    /// batch encoded, then queued.
+    async fn enqueue(
         &self,
         q: &MemoryQueue<S::Payload>,
         batch: TraceBatch,
         spans: u64,
     ) -> Result<(), ConsumeError> {
-        let guard = q.tx.read().expect("sending queue lock");
-        let Some(tx) = guard.as_ref() else {
+        if q.tx.read().expect("sending queue lock").is_none() {
             return Err(self.shutting_down(spans));
-        };
+        }
         let units = match q.sizer {
             Sizer::Requests => 1,
             Sizer::Items => spans,
             Sizer::Bytes => batch.protobuf_len() as u64,
         };
-        // Checked first so a full queue costs no encoding. An empty queue takes a batch larger
-        // than its capacity, which would otherwise never get through.
+        // An empty queue takes a batch larger than its capacity, which would otherwise never
+        // get through.
         let used = q.used.fetch_add(units, Ordering::AcqRel);
         if used > 0 && used + units > q.capacity {
             q.used.fetch_sub(units, Ordering::AcqRel);
             return Err(self.full(spans, q.capacity, q.sizer));
         }
+        let (payload, batch) = match prepare(&self.inner, batch).await {
+            Ok(prepared) => prepared,
+            Err(panicked) => {
+                q.used.fetch_sub(units, Ordering::AcqRel);
+                self.inner.metrics.enqueue_failed.inc_by(spans);
+                return Err(ConsumeError::retryable(format!(
+                    "exporters.{}: {panicked}",
+                    self.inner.id
+                )));
+            }
+        };
         let item = Item {
-            payload: self.inner.sender.prepare(&batch),
+            payload,
             spans,
             units,
             delivery: Some(batch.delivery),
             stored: None,
+        };
+        let guard = q.tx.read().expect("sending queue lock");
+        let Some(tx) = guard.as_ref() else {
+            q.used.fetch_sub(units, Ordering::AcqRel);
+            item.release();
+            return Err(self.shutting_down(spans));
         };
         match tx.send(item) {
             Ok(()) => {
@@ -344,8 +362,12 @@ impl<S: Sender> TracesConsumer for SendingQueue<S> {
         }
         match &self.queue {
             None => {
+                let (payload, batch) = prepare(&self.inner, batch).await.map_err(|p| {
+                    self.inner.metrics.enqueue_failed.inc_by(spans);
+                    ConsumeError::retryable(format!("exporters.{}: {p}", self.inner.id))
+                })?;
                 let item = Item {
-                    payload: self.inner.sender.prepare(&batch),
+                    payload,
                     spans,
                     units: 0,
                     delivery: Some(batch.delivery),
@@ -361,7 +383,7 @@ impl<S: Sender> TracesConsumer for SendingQueue<S> {
                     }
                 })
             }
-            Some(Queue::Memory(q)) => self.enqueue(q, batch, spans),
+            Some(Queue::Memory(q)) => self.enqueue(q, batch, spans).await,
             Some(Queue::Disk(d)) => self.store(d, batch, spans).await,
         }
     }
@@ -474,6 +496,17 @@ impl<S: Sender> SendingQueue<S> {
 /// One consumer task: sends batches until the queue is closed and empty. A panic while
 /// sending one batch fails that batch (the `Item` is dropped still holding its delivery) and
 /// the task carries on with the next, after a growing pause if it keeps panicking.
+/// Encodes `batch` for sending, off the reactor when it is large (see [`compute`]); gives the
+/// batch back for its delivery tracking.
+async fn prepare<S: Sender>(
+    inner: &Arc<Inner<S>>,
+    batch: TraceBatch,
+) -> Result<(S::Payload, TraceBatch), compute::Panicked> {
+    let effort = batch.span_count().saturating_mul(256);
+    let inner = inner.clone();
+    compute::run(effort, move || (inner.sender.prepare(&batch), batch)).await
+}
+
 async fn consume_queue<S: Sender>(
     inner: Arc<Inner<S>>,
     rx: flume::Receiver<Item<S::Payload>>,
@@ -524,8 +557,17 @@ async fn consume_disk<S: Sender>(inner: Arc<Inner<S>>, queue: Arc<DiskQueue>) {
                 continue;
             }
         };
+        let (payload, batch) = match prepare(&inner, batch).await {
+            Ok(prepared) => prepared,
+            Err(panicked) => {
+                // Left in the queue: read again after a restart.
+                tracing::error!(exporter = %inner.id, error = %panicked, "encoding a stored batch failed; it stays in the queue");
+                stored.keep();
+                continue;
+            }
+        };
         let item = Item {
-            payload: inner.sender.prepare(&batch),
+            payload,
             spans: batch.span_count() as u64,
             units: 0,
             delivery: None,
