@@ -567,6 +567,76 @@ async fn malformed_messages(dead_letter: bool) {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amplifying_messages_are_skipped_and_invalid_spans_dropped() {
+    let broker = tokio::task::block_in_place(Broker::start);
+    let address = broker.address.clone();
+    tokio::task::block_in_place(|| {
+        broker.create_topic("spans", 1);
+        let mut messages = otlp_messages(0..1, 10);
+        // 300,000 empty spans: 600 KB, about 75 MB decoded, over 8 x message.max.bytes.
+        let spans = [0x12u8, 0x00].repeat(300_000);
+        let mut scope = vec![0x12];
+        prost::encoding::encode_varint(spans.len() as u64, &mut scope);
+        scope.extend_from_slice(&spans);
+        let mut big = vec![0x0a];
+        prost::encoding::encode_varint(scope.len() as u64, &mut big);
+        big.extend_from_slice(&scope);
+        messages.push((Some(b"big".to_vec()), big));
+        // Ten spans, three of them with an all-zero span id.
+        let mut mixed = spans_request(2, 11, 10, 20);
+        for span in &mut mixed.resource_spans[0].scope_spans[0].spans[..3] {
+            span.span_id = vec![0; 8];
+        }
+        messages.push((None, mixed.encode_to_vec()));
+        messages.extend(otlp_messages(2..3, 10));
+        produce(&address, "spans", &messages);
+    });
+
+    let metrics = free_port();
+    let gateway = Collector::start(&gateway_config(&address, "spans", metrics, ""), metrics);
+    let out = gateway.path("out.jsonl");
+    let mut want: Vec<u64> = (1..=10).chain(14..=20).chain(21..=30).collect();
+    want.sort();
+    let arrived = wait_until(Duration::from_secs(30), || {
+        let mut ids = output_span_ids(&out);
+        ids.sort();
+        ids.dedup();
+        ids == want
+    });
+    assert!(arrived, "{:?}\n{}", output_span_ids(&out), gateway.log());
+    let text = scrape_metrics(metrics).await;
+    for (series, value) in [
+        (
+            r#"wasmcol_receiver_over_budget_requests_total{receiver="kafka",transport="kafka"}"#,
+            1.0,
+        ),
+        (
+            r#"wasmcol_receiver_invalid_spans_total{receiver="kafka",transport="kafka"}"#,
+            3.0,
+        ),
+        (
+            r#"wasmcol_receiver_malformed_messages_total{receiver="kafka"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(metric_value(&text, series), Some(value), "{series}\n{text}");
+    }
+    assert!(
+        gateway.wait_for_log_line(
+            &[
+                "cannot be decoded",
+                "offset=1",
+                "300000 spans",
+                "message.max.bytes"
+            ],
+            Duration::from_secs(5)
+        ),
+        "{}",
+        gateway.log()
+    );
+}
+
 /// What the independent client (kafka_check.py) reads from `topic`.
 fn python_read(brokers: &str, topic: &str, out: &std::path::Path) -> serde_json::Value {
     let status = Command::new(python())

@@ -44,7 +44,14 @@ fn codec(c: &mut Criterion) {
     g.bench_function("proto_decode", |b| {
         b.iter(|| ExportTraceServiceRequest::decode(black_box(proto.as_slice())).expect("decode"))
     });
-    assert_eq!(wire::validate(&proto).expect("wire validate").spans, SPANS);
+    let checked = wire::validate(&proto).expect("wire validate");
+    assert_eq!(checked.spans, SPANS);
+    eprintln!(
+        "otlp_codec: decoded estimate {} bytes, {:.2} x the protobuf (the receivers' budget allows {})",
+        checked.decoded_bytes,
+        checked.decoded_bytes as f64 / proto.len() as f64,
+        wasmcol::otlp::intake::DECODED_BYTES_PER_LIMIT_BYTE
+    );
     g.bench_function("wire_validate", |b| {
         b.iter(|| wire::validate(black_box(proto.as_slice())).expect("validate"))
     });
