@@ -9,116 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::component::{BuildContext, Lifecycle, Problem, Processor, ProcessorConfig, Validate};
-use crate::config::Duration;
+use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
 use crate::telemetry::ProcessorMetrics;
 use crate::telemetry::process::read_sample;
 
-/// `processors.memory_limiter`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemoryLimiterConfig {
-    /// How often memory use is measured.
-    #[serde(default = "default_check_interval")]
-    pub check_interval: Duration,
-    /// Hard limit on resident memory, in MiB. Either this or `limit_percentage` is required.
-    #[serde(default)]
-    pub limit_mib: u64,
-    /// Headroom below the hard limit where refusing starts, in MiB (default 20% of the limit).
-    #[serde(default)]
-    pub spike_limit_mib: Option<u64>,
-    /// Hard limit as a percentage of the machine's (or cgroup's) memory, instead of `limit_mib`.
-    #[serde(default)]
-    pub limit_percentage: u64,
-    /// Headroom as a percentage of total memory, used with `limit_percentage`.
-    #[serde(default)]
-    pub spike_limit_percentage: u64,
-}
-
-fn default_check_interval() -> Duration {
-    Duration::from_secs(1)
-}
-
-impl Validate for MemoryLimiterConfig {
-    fn validate(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
-        if self.check_interval.is_zero() {
-            p.push(Problem::new("check_interval", "must be greater than 0"));
-        }
-        match (self.limit_mib, self.limit_percentage) {
-            (0, 0) => p.push(Problem::new(
-                "limit_mib",
-                "set limit_mib or limit_percentage (both are 0)",
-            )),
-            (m, pct) if m > 0 && pct > 0 => p.push(Problem::new(
-                "limit_percentage",
-                format!("set only one of limit_mib ({m}) and limit_percentage ({pct})"),
-            )),
-            _ => {}
-        }
-        if self.limit_percentage > 100 {
-            p.push(Problem::new(
-                "limit_percentage",
-                format!("must be at most 100, got {}", self.limit_percentage),
-            ));
-        }
-        if let Some(spike) = self.spike_limit_mib
-            && self.limit_mib > 0
-            && spike >= self.limit_mib
-        {
-            p.push(Problem::new(
-                "spike_limit_mib",
-                format!(
-                    "must be less than limit_mib ({}), got {spike}",
-                    self.limit_mib
-                ),
-            ));
-        }
-        if self.limit_percentage > 0 && self.spike_limit_percentage >= self.limit_percentage {
-            p.push(Problem::new(
-                "spike_limit_percentage",
-                format!(
-                    "must be less than limit_percentage ({}), got {}",
-                    self.limit_percentage, self.spike_limit_percentage
-                ),
-            ));
-        }
-        p
-    }
-}
-
-impl MemoryLimiterConfig {
-    /// (hard, soft) limits in bytes.
-    fn limits(&self) -> anyhow::Result<(u64, u64)> {
-        const MIB: u64 = 1024 * 1024;
-        if self.limit_mib > 0 {
-            let spike = self.spike_limit_mib.unwrap_or(self.limit_mib / 5);
-            return Ok((self.limit_mib * MIB, (self.limit_mib - spike) * MIB));
-        }
-        let total = total_memory()
-            .ok_or_else(|| anyhow::anyhow!("limit_percentage: cannot read the total memory"))?;
-        let hard = total / 100 * self.limit_percentage;
-        let soft = hard - total / 100 * self.spike_limit_percentage;
-        Ok((hard, soft))
-    }
-}
-
-/// Total memory available to this process: the cgroup v2 limit if set, else the machine's.
-fn total_memory() -> Option<u64> {
-    if let Ok(s) = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        && let Ok(v) = s.trim().parse::<u64>()
-    {
-        return Some(v);
-    }
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
+mod config;
+pub use config::MemoryLimiterConfig;
 
 impl ProcessorConfig for MemoryLimiterConfig {
     fn build(
