@@ -5,6 +5,8 @@ use serde::Deserialize;
 use crate::component::{Problem, Validate};
 use crate::config::Duration;
 
+use super::cgroup::Limit;
+
 /// `processors.memory_limiter`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,30 +81,20 @@ impl Validate for MemoryLimiterConfig {
 }
 
 impl MemoryLimiterConfig {
-    /// (hard, soft) limits in bytes.
-    pub(super) fn limits(&self) -> anyhow::Result<(u64, u64)> {
+    /// (hard, soft) limits in bytes; `available` is the memory `limit_percentage` and
+    /// `spike_limit_percentage` are percentages of (see [`super::cgroup::available_memory`]).
+    pub(super) fn limits(&self, available: Option<&Limit>) -> anyhow::Result<(u64, u64)> {
         const MIB: u64 = 1024 * 1024;
         if self.limit_mib > 0 {
             let spike = self.spike_limit_mib.unwrap_or(self.limit_mib / 5);
             return Ok((self.limit_mib * MIB, (self.limit_mib - spike) * MIB));
         }
-        let total = total_memory()
-            .ok_or_else(|| anyhow::anyhow!("limit_percentage: cannot read the total memory"))?;
-        let hard = total / 100 * self.limit_percentage;
-        let soft = hard - total / 100 * self.spike_limit_percentage;
+        let total = available
+            .ok_or_else(|| anyhow::anyhow!("limit_percentage: cannot read the available memory"))?
+            .bytes;
+        let percent = |p: u64| (total as u128 * p as u128 / 100) as u64;
+        let hard = percent(self.limit_percentage);
+        let soft = hard - percent(self.spike_limit_percentage);
         Ok((hard, soft))
     }
-}
-
-/// Total memory available to this process: the cgroup v2 limit if set, else the machine's.
-fn total_memory() -> Option<u64> {
-    if let Ok(s) = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        && let Ok(v) = s.trim().parse::<u64>()
-    {
-        return Some(v);
-    }
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
