@@ -1,5 +1,6 @@
 //! `memory_limiter` in a memory-limited cgroup, end to end: the real `wasmcol` runs in a cgroup
-//! of its own (created here under the test's cgroup, v1 or v2) with `limit_percentage` taken
+//! of its own (created here under the test's cgroup, v1 or v2; in v2 beside it where the test's
+//! cgroup cannot delegate `memory` because processes sit in it) with `limit_percentage` taken
 //! from that cgroup's limit, in front of an exporter whose receiver reads slowly. A burst at 3x
 //! the normal load builds up the exporter's queue; the limiter must refuse (HTTP 503, retried by
 //! the load generator) before the kernel's OOM killer acts, the process must survive and keep
@@ -51,32 +52,49 @@ impl MemCgroup {
             let Some(own) = own_cgroup(&cgroups, &mountinfo, v2) else {
                 continue;
             };
-            let dir = own.join(&name);
-            let made = (|| -> std::io::Result<()> {
+            let made = (|| -> std::io::Result<PathBuf> {
                 if v2 {
                     let controllers = std::fs::read_to_string(own.join("cgroup.controllers"))?;
                     if !controllers.split_whitespace().any(|c| c == "memory") {
                         return Err(std::io::Error::other("no memory controller"));
                     }
+                    // A child of our own cgroup needs `memory` in its subtree_control, which
+                    // cgroup v2 refuses while processes sit in it; then make a sibling: the
+                    // parent already delegates `memory` (it is in our cgroup.controllers).
                     let sub = std::fs::read_to_string(own.join("cgroup.subtree_control"))?;
-                    if !sub.split_whitespace().any(|c| c == "memory") {
-                        std::fs::write(own.join("cgroup.subtree_control"), "+memory")?;
+                    let base = if sub.split_whitespace().any(|c| c == "memory")
+                        || std::fs::write(own.join("cgroup.subtree_control"), "+memory").is_ok()
+                    {
+                        own.clone()
+                    } else {
+                        own.parent()
+                            .ok_or_else(|| std::io::Error::other("the root cgroup"))?
+                            .to_path_buf()
+                    };
+                    let dir = base.join(&name);
+                    std::fs::create_dir(&dir)?;
+                    let limited = std::fs::write(dir.join("memory.max"), limit.to_string());
+                    if let Err(e) = limited {
+                        let _ = std::fs::remove_dir(&dir);
+                        return Err(e);
                     }
-                    std::fs::create_dir(&dir)?;
-                    std::fs::write(dir.join("memory.max"), limit.to_string())?;
                     let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                    Ok(dir)
                 } else {
+                    let dir = own.join(&name);
                     std::fs::create_dir(&dir)?;
-                    std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string())?;
+                    let limited =
+                        std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string());
+                    if let Err(e) = limited {
+                        let _ = std::fs::remove_dir(&dir);
+                        return Err(e);
+                    }
+                    Ok(dir)
                 }
-                Ok(())
             })();
             match made {
-                Ok(()) => return Ok(Self { dir, v2 }),
-                Err(e) => {
-                    let _ = std::fs::remove_dir(&dir);
-                    errors.push(format!("{}: {e}", dir.display()));
-                }
+                Ok(dir) => return Ok(Self { dir, v2 }),
+                Err(e) => errors.push(format!("{}: {e}", own.display())),
             }
         }
         Err(if errors.is_empty() {
