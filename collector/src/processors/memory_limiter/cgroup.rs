@@ -299,6 +299,24 @@ mod tests {
     }
 
     #[test]
+    fn a_mount_of_another_subtree_is_skipped() {
+        let t = tree(&[
+            ("/proc/self/cgroup", "5:cpu,memory:/a/b\n"),
+            (
+                "/proc/self/mountinfo",
+                "60 40 0:40 /other /x rw - cgroup cgroup rw,cpu,memory\n\
+                 61 40 0:40 / /y rw - cgroup cgroup rw,cpu,memory\n",
+            ),
+            ("/x/memory.limit_in_bytes", "1048576\n"),
+            ("/x/a/b/memory.limit_in_bytes", "1048576\n"),
+            ("/y/a/memory.limit_in_bytes", "734003200\n"),
+        ]);
+        let l = cgroup_limit(t.path()).unwrap();
+        assert_eq!(l.bytes, 700 << 20);
+        assert!(l.source.ends_with("y/a/memory.limit_in_bytes"));
+    }
+
+    #[test]
     fn unlimited_everywhere_is_none() {
         let t = tree(&[
             ("/proc/self/cgroup", "4:memory:/a\n0::/a\n"),
