@@ -193,7 +193,22 @@ pub fn flush_suppressed() {
 /// from this call site, then one line with the count of the lines left out. The message is a
 /// string literal after the level, then the fields:
 /// `log_limited!(warn, "malformed request refused", receiver = %id, %reason)`.
+/// A message with formatting arguments takes a fixed text for the count line first, then
+/// `;` and the arguments of `tracing::warn!` as they were:
+/// `log_limited!(warn, "plugin log"; processor = %id, "plugin: {message}")`.
 macro_rules! log_limited {
+    ($mac:ident, $key:literal; $($args:tt)+) => {{
+        static LIMITER: $crate::telemetry::LogLimiter = $crate::telemetry::LogLimiter::new(
+            $crate::telemetry::log_limited!(@level $mac),
+            $key,
+        );
+        if LIMITER.allow() {
+            ::tracing::$mac!($($args)+);
+        }
+    }};
+    (@level error) => { ::tracing::Level::ERROR };
+    (@level warn) => { ::tracing::Level::WARN };
+    (@level info) => { ::tracing::Level::INFO };
     (error, $msg:literal $(, $($fields:tt)+)?) => {
         $crate::telemetry::log_limited!(@site error, ERROR, $msg $(, $($fields)+)?)
     };
@@ -303,6 +318,7 @@ mod tests {
             log_limited!(warn, "test line", %reason, n = 1);
             log_limited!(error, "test line without fields");
             log_limited!(info, "test info", reason);
+            log_limited!(warn, "formatted"; n = 2, "formatted {reason}");
         }
     }
 }
