@@ -382,7 +382,7 @@ impl Worker {
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 Err(ConsumeError::Permanent { reason }) => {
-                    tracing::error!(processor = %self.id, %reason, spans, "next stage rejected a batch; dropping it");
+                    crate::telemetry::log_limited!(error, "next stage rejected a batch; dropping it", processor = %self.id, %reason, spans);
                     batch.delivery.reject_because(&reason);
                     self.metrics.dropped.inc_by(spans);
                     self.held.fetch_sub(spans, Ordering::Relaxed);
