@@ -85,6 +85,8 @@ fn run(path: &Path) -> ExitCode {
         Ok(Stopped::Forced(_)) => runtime.shutdown_background(),
         _ => runtime.shutdown_timeout(RUNTIME_STOP_WAIT),
     }
+    // Lines held back by rate-limited log sites are accounted for before the process ends.
+    wasmcol::telemetry::flush_suppressed();
     match outcome {
         Ok(Stopped::Drained) => ExitCode::SUCCESS,
         Ok(Stopped::Forced(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),
