@@ -53,6 +53,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: every connection, queue file and
+/// plugin takes descriptors, and distributions often leave the soft limit at 1024.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        tracing::debug!(open_files = ?limit.current, "open-files limit already at its hard limit");
+        return;
+    }
+    let before = limit.current;
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => {
+            tracing::info!(from = ?before, to = ?limit.maximum, "raised the open-files limit")
+        }
+        Err(e) => tracing::warn!(limit = ?before, error = %e, "cannot raise the open-files limit"),
+    }
+}
+
 /// How long, after the drain, tasks and blocking work get to end before the process exits.
 const RUNTIME_STOP_WAIT: Duration = Duration::from_millis(200);
 
@@ -66,6 +88,7 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     wasmcol::telemetry::init_logging(&config.service.telemetry.logs);
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wasmcol")
