@@ -512,6 +512,11 @@ impl Watch {
             {
                 return Verdict::Cut("grace after max_connection_age over");
             }
+            // With nothing in progress, hyper still waits for the client to acknowledge the
+            // GOAWAY's ping; a client that never does is not waited for long.
+            if a.requests == 0 && due(since + IN_FLIGHT_GRACE) {
+                return Verdict::Cut("nothing in progress after GOAWAY");
+            }
             return Verdict::Wait(next);
         }
         match bounds {
