@@ -498,7 +498,7 @@ impl Watch {
     ) -> Verdict {
         let a = self.lock();
         let mut next: Option<Instant> = None;
-        // `Some(Ok(()))`-like helper: over the deadline, or remember the earliest one.
+        // True when `deadline` has passed; otherwise it is remembered if the earliest yet.
         let mut due = |deadline: Instant| -> bool {
             if now >= deadline {
                 return true;
@@ -528,12 +528,12 @@ impl Watch {
                     {
                         return Verdict::Cut("read_header_timeout");
                     }
-                } else if idle && !a.write_blocked {
-                    if let Some(t) = l.idle_timeout.or(l.read_timeout)
-                        && due(a.quiet_since + t)
-                    {
-                        return Verdict::Cut("idle_timeout");
-                    }
+                } else if idle
+                    && !a.write_blocked
+                    && let Some(t) = l.idle_timeout.or(l.read_timeout)
+                    && due(a.quiet_since + t)
+                {
+                    return Verdict::Cut("idle_timeout");
                 }
                 if let Some((started, headers)) = a.request {
                     if !a.body_done
@@ -818,6 +818,125 @@ mod tests {
             stopped.elapsed() < Duration::from_millis(200),
             "{:?}",
             stopped.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn over_max_connections_a_client_waits_until_one_closes() {
+        let stop = CancellationToken::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route("/", axum::routing::post(|| async { "ok" }));
+        let config = Listener::new(Protocol::Http1(Http1Limits::INTERNAL), 2);
+        let reached = config.limit_reached.clone();
+        let open = config.open.clone();
+        let task = spawn(listener, config, app, stop.clone(), "test".into());
+
+        let first = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let _second = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // The third connects (the kernel's backlog) but is not served while two are open.
+        let mut third = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        third
+            .write_all(format!("{}abc", request(3)).as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
+        assert!(early.is_err(), "served over the cap: {early:?}");
+        assert_eq!(open.get(), 2);
+        assert!(reached.get() >= 1);
+
+        drop(first);
+        let n = tokio::time::timeout(Duration::from_secs(2), third.read(&mut buf))
+            .await
+            .expect("served once a slot is free")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    fn limits() -> Bounds {
+        Bounds::Http1(Http1Limits {
+            read_header_timeout: Some(Duration::from_secs(1)),
+            read_timeout: Some(Duration::from_secs(5)),
+            write_timeout: Some(Duration::from_secs(3)),
+            idle_timeout: Some(Duration::from_secs(10)),
+        })
+    }
+
+    #[test]
+    fn http1_bounds_follow_the_request() {
+        let t0 = tokio::time::Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let w = Watch::new(t0);
+        // A new connection: the header timeout runs from its start.
+        assert_eq!(w.check(t0, limits(), None), Verdict::Wait(Some(s(1))));
+        assert_eq!(
+            w.check(s(1), limits(), None),
+            Verdict::Cut("read_header_timeout")
+        );
+
+        // Headers read at 0.5 s, the body not yet: read and write timeouts run.
+        {
+            let mut a = w.lock();
+            a.head_started = None;
+            a.request = Some((t0, t0 + Duration::from_millis(500)));
+            a.body_done = false;
+            a.requests = 1;
+        }
+        assert_eq!(
+            w.check(s(2), limits(), None),
+            Verdict::Wait(Some(t0 + Duration::from_millis(3500)))
+        );
+        assert_eq!(w.check(s(4), limits(), None), Verdict::Cut("write_timeout"));
+        {
+            let mut a = w.lock();
+            a.body_done = true;
+            a.requests = 0;
+            a.quiet_since = s(2);
+        }
+        // Answered at 2 s: idle until 12 s, unless a next request starts.
+        assert_eq!(w.check(s(4), limits(), None), Verdict::Wait(Some(s(12))));
+        assert_eq!(w.check(s(12), limits(), None), Verdict::Cut("idle_timeout"));
+        w.read(10);
+        let started = w.lock().head_started.expect("a request started");
+        assert_eq!(
+            w.check(started, limits(), None),
+            Verdict::Wait(Some(started + Duration::from_secs(1)))
+        );
+    }
+
+    #[test]
+    fn http2_bounds_goaway_then_cut() {
+        let t0 = tokio::time::Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let l = Bounds::Http2(Http2Limits {
+            max_concurrent_streams: 10,
+            max_connection_idle: Some(Duration::from_secs(5)),
+            max_connection_age: Some(Duration::from_secs(60)),
+            max_connection_age_grace: Some(Duration::from_secs(3)),
+            keepalive_time: None,
+            keepalive_timeout: Duration::from_secs(20),
+        });
+        let w = Watch::new(t0);
+        assert_eq!(w.check(s(10), l, None), Verdict::Cut("no HTTP/2 preface"));
+        w.read(24);
+        assert_eq!(w.check(s(1), l, None), Verdict::Wait(Some(s(5))));
+        assert_eq!(
+            w.check(s(5), l, None),
+            Verdict::Finish("max_connection_idle", None)
+        );
+        w.lock().requests = 1;
+        assert_eq!(
+            w.check(s(60), l, None),
+            Verdict::Finish("max_connection_age", Some(Duration::from_secs(3)))
+        );
+        let finishing = Some((s(60), Some(Duration::from_secs(3))));
+        assert_eq!(w.check(s(62), l, finishing), Verdict::Wait(Some(s(63))));
+        assert_eq!(
+            w.check(s(63), l, finishing),
+            Verdict::Cut("grace after max_connection_age over")
         );
     }
 }
