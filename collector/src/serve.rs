@@ -105,7 +105,20 @@ pub struct Http2Limits {
     pub keepalive_time: Option<Duration>,
     /// A ping unanswered for this long closes the connection.
     pub keepalive_timeout: Duration,
+    /// The client's pings must come at least this far apart (`enforcement_policy.min_time`).
+    pub ping_min_time: Duration,
+    /// The client may ping while no RPC is in progress
+    /// (`enforcement_policy.permit_without_stream`); otherwise such pings count as too soon.
+    pub ping_without_stream: bool,
 }
+
+/// Pings too soon a client may send before its connection is closed (grpc-go's
+/// `maxPingStrikes`).
+const MAX_PING_STRIKES: u32 = 2;
+
+/// How far apart pings must be while no RPC is in progress and `ping_without_stream` is off
+/// (grpc-go's rule: once per two hours).
+const PING_WITHOUT_STREAM_MIN_TIME: Duration = Duration::from_secs(2 * 3600);
 
 /// The protocol a listener speaks, with the bounds of its connections.
 #[derive(Debug, Clone, Copy)]
@@ -271,9 +284,14 @@ async fn serve_connection<S, B>(
     B::Error: Into<BoxError>,
 {
     let watch = Arc::new(Watch::new(Instant::now()));
+    let frames = match protocol {
+        Protocol::Http1(_) => None,
+        Protocol::Http2(l) => Some(FrameScanner::new(l)),
+    };
     let io = TokioIo::new(Watched {
         tcp,
         watch: watch.clone(),
+        frames,
     });
     let svc = {
         let watch = watch.clone();
@@ -424,6 +442,11 @@ struct Activity {
     body_done: bool,
     /// The socket refused a write (the client is not reading).
     write_blocked: bool,
+    /// HTTP/2: when the client last pinged, how many of its pings came too soon since the
+    /// last request began or ended, and whether that is too many.
+    last_ping: Option<Instant>,
+    ping_strikes: u32,
+    too_many_pings: bool,
 }
 
 impl Watch {
@@ -438,6 +461,9 @@ impl Watch {
                 request: None,
                 body_done: true,
                 write_blocked: false,
+                last_ping: None,
+                ping_strikes: 0,
+                too_many_pings: false,
             }),
             changed: Notify::new(),
         }
@@ -455,6 +481,8 @@ impl Watch {
         a.request = Some((started, now));
         a.body_done = req.body().is_end_stream();
         a.requests += 1;
+        // Pings around real traffic are fair (flow-control probes follow data).
+        a.ping_strikes = 0;
         drop(a);
         self.changed.notify_one();
         InFlight(self.clone())
@@ -468,6 +496,28 @@ impl Watch {
         a.heard = true;
         if a.requests == 0 && a.body_done && a.head_started.is_none() {
             a.head_started = Some(Instant::now());
+            drop(a);
+            self.changed.notify_one();
+        }
+    }
+
+    /// The client pinged at `now`: a ping sooner than the policy allows is a strike, and
+    /// more than [`MAX_PING_STRIKES`] close the connection (grpc-go's rule).
+    fn ping(&self, now: Instant, min_time: Duration, without_stream: bool) {
+        let mut a = self.lock();
+        let allowed = if a.requests == 0 && !without_stream {
+            PING_WITHOUT_STREAM_MIN_TIME
+        } else {
+            min_time
+        };
+        if let Some(last) = a.last_ping
+            && now.duration_since(last) < allowed
+        {
+            a.ping_strikes += 1;
+        }
+        a.last_ping = Some(now);
+        if a.ping_strikes > MAX_PING_STRIKES && !a.too_many_pings {
+            a.too_many_pings = true;
             drop(a);
             self.changed.notify_one();
         }
@@ -554,6 +604,12 @@ impl Watch {
                 if !a.heard && due(a.accepted + HTTP2_PREFACE_TIMEOUT) {
                     return Verdict::Cut("no HTTP/2 preface");
                 }
+                if a.too_many_pings {
+                    return Verdict::Finish(
+                        "too many pings (keepalive.enforcement_policy)",
+                        Some(IN_FLIGHT_GRACE),
+                    );
+                }
                 if let Some(age) = l.max_connection_age
                     && due(a.accepted + age)
                 {
@@ -578,6 +634,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let mut a = self.0.lock();
         a.requests -= 1;
+        a.ping_strikes = 0;
         if a.requests == 0 {
             a.quiet_since = Instant::now();
         }
@@ -645,6 +702,64 @@ impl Drop for RequestBody {
 struct Watched {
     tcp: TcpStream,
     watch: Arc<Watch>,
+    /// HTTP/2: finds the client's pings in what it sends.
+    frames: Option<FrameScanner>,
+}
+
+/// Follows the HTTP/2 frames a client sends (headers only; payloads are skipped) to apply
+/// the ping policy. hyper answers pings itself and does not report them.
+struct FrameScanner {
+    /// Bytes of the connection preface still to skip.
+    preface: usize,
+    header: [u8; 9],
+    have: usize,
+    /// Payload bytes of the current frame still to skip.
+    skip: usize,
+    min_time: Duration,
+    without_stream: bool,
+}
+
+impl FrameScanner {
+    fn new(l: Http2Limits) -> Self {
+        Self {
+            preface: 24,
+            header: [0; 9],
+            have: 0,
+            skip: 0,
+            min_time: l.ping_min_time,
+            without_stream: l.ping_without_stream,
+        }
+    }
+
+    /// Scans `bytes`, the next ones the client sent; returns how many pings they held.
+    fn scan(&mut self, mut bytes: &[u8]) -> usize {
+        let mut pings = 0;
+        let n = self.preface.min(bytes.len());
+        self.preface -= n;
+        bytes = &bytes[n..];
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.have).min(bytes.len());
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == 9 {
+                let h = self.header;
+                // Type 6 is PING; flag 0x1 marks an acknowledgement (of the server's pings).
+                if h[3] == 6 && h[4] & 1 == 0 {
+                    pings += 1;
+                }
+                self.skip = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                self.have = 0;
+            }
+        }
+        pings
+    }
 }
 
 impl AsyncRead for Watched {
@@ -656,6 +771,13 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let r = ready!(Pin::new(&mut self.tcp).poll_read(cx, buf));
         self.watch.read(buf.filled().len() - before);
+        let this = &mut *self;
+        if let Some(frames) = &mut this.frames {
+            for _ in 0..frames.scan(&buf.filled()[before..]) {
+                this.watch
+                    .ping(Instant::now(), frames.min_time, frames.without_stream);
+            }
+        }
         Poll::Ready(r)
     }
 }
@@ -918,6 +1040,8 @@ mod tests {
             max_connection_age_grace: Some(Duration::from_secs(3)),
             keepalive_time: None,
             keepalive_timeout: Duration::from_secs(20),
+            ping_min_time: Duration::from_secs(300),
+            ping_without_stream: false,
         });
         let w = Watch::new(t0);
         assert_eq!(w.check(s(10), l, None), Verdict::Cut("no HTTP/2 preface"));
@@ -937,6 +1061,47 @@ mod tests {
         assert_eq!(
             w.check(s(63), l, finishing),
             Verdict::Cut("grace after max_connection_age over")
+        );
+    }
+
+    #[test]
+    fn too_many_client_pings_end_the_connection() {
+        let l = Http2Limits {
+            max_concurrent_streams: 10,
+            max_connection_idle: None,
+            max_connection_age: None,
+            max_connection_age_grace: None,
+            keepalive_time: None,
+            keepalive_timeout: Duration::from_secs(20),
+            ping_min_time: Duration::from_secs(300),
+            ping_without_stream: true,
+        };
+        let mut scanner = FrameScanner::new(l);
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend([0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100]); // SETTINGS
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let ack = [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        bytes.extend(ping);
+        bytes.extend(ack);
+        bytes.extend(ping);
+        // Split anywhere, the frames are found alike.
+        let (a, b) = bytes.split_at(30);
+        assert_eq!(scanner.scan(a) + scanner.scan(b), 2);
+
+        let t0 = tokio::time::Instant::now();
+        let w = Watch::new(t0);
+        w.read(1);
+        for i in 0..3 {
+            w.ping(t0 + Duration::from_secs(i), l.ping_min_time, true);
+        }
+        assert_eq!(w.check(t0, Bounds::Http2(l), None), Verdict::Wait(None));
+        w.ping(t0 + Duration::from_secs(3), l.ping_min_time, true);
+        assert_eq!(
+            w.check(t0, Bounds::Http2(l), None),
+            Verdict::Finish(
+                "too many pings (keepalive.enforcement_policy)",
+                Some(IN_FLIGHT_GRACE)
+            )
         );
     }
 }

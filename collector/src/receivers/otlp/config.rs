@@ -108,6 +108,32 @@ pub struct GrpcKeepalive {
     /// Bounds on each connection's life and the server's pings.
     #[serde(default)]
     pub server_parameters: GrpcServerParameters,
+    /// How often clients may ping.
+    #[serde(default)]
+    pub enforcement_policy: GrpcEnforcementPolicy,
+}
+
+/// `receivers.otlp.protocols.grpc.keepalive.enforcement_policy` (grpc-go's
+/// `keepalive.EnforcementPolicy`). A client that pings more often gets, at its third ping too
+/// soon, a GOAWAY and its connection closed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcEnforcementPolicy {
+    /// Shortest time a client must leave between its pings.
+    #[serde(default = "default_ping_min_time")]
+    pub min_time: Duration,
+    /// Allow pings while no RPC is in progress; otherwise such pings count as too soon.
+    #[serde(default)]
+    pub permit_without_stream: bool,
+}
+
+impl Default for GrpcEnforcementPolicy {
+    fn default() -> Self {
+        Self {
+            min_time: default_ping_min_time(),
+            permit_without_stream: false,
+        }
+    }
 }
 
 /// `receivers.otlp.protocols.grpc.keepalive.server_parameters` (grpc-go's
@@ -155,6 +181,7 @@ impl GrpcConfig {
     /// The listener these options describe.
     pub fn listener(&self) -> crate::serve::Listener {
         let k = &self.keepalive.server_parameters;
+        let e = &self.keepalive.enforcement_policy;
         crate::serve::Listener::new(
             crate::serve::Protocol::Http2(crate::serve::Http2Limits {
                 max_concurrent_streams: self.max_concurrent_streams,
@@ -163,6 +190,8 @@ impl GrpcConfig {
                 max_connection_age_grace: bound(k.max_connection_age_grace),
                 keepalive_time: bound(k.time),
                 keepalive_timeout: k.timeout.get(),
+                ping_min_time: e.min_time.get(),
+                ping_without_stream: e.permit_without_stream,
             }),
             self.max_connections,
         )
@@ -201,6 +230,9 @@ fn default_max_connections() -> usize {
 }
 fn default_keepalive_time() -> Duration {
     Duration::from_secs(30)
+}
+fn default_ping_min_time() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_keepalive_timeout() -> Duration {
     Duration::from_secs(20)
