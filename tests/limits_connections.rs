@@ -20,6 +20,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(20);
 const SLACK: Duration = Duration::from_secs(5);
 
 fn config(grpc: u16, http: u16, metrics: u16) -> String {
+    config_with_idle(grpc, http, metrics, "1s")
+}
+
+fn config_with_idle(grpc: u16, http: u16, metrics: u16, idle: &str) -> String {
     format!(
         r#"
 receivers:
@@ -29,7 +33,7 @@ receivers:
         endpoint: 127.0.0.1:{grpc}
         keepalive:
           server_parameters:
-            max_connection_idle: 1s
+            max_connection_idle: {idle}
       http:
         endpoint: 127.0.0.1:{http}
         read_header_timeout: {header}s
@@ -251,20 +255,28 @@ fn an_idle_grpc_connection_gets_a_goaway_and_is_closed() {
     // The client preface and an empty SETTINGS frame; then nothing.
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
     s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let mut got = Vec::new();
-    let r = s.read_to_end(&mut got);
+    let (frames, _) = frames_until_closed(&mut s, Duration::from_secs(15));
     let took = opened.elapsed();
-    assert!(
-        r.is_ok() || r.as_ref().unwrap_err().kind() == ErrorKind::ConnectionReset,
-        "{r:?} after {took:?}"
-    );
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(10),
         "closed after {took:?}:\n{}",
         collector.log()
     );
-    // Walk the server's frames: one of them is a GOAWAY (type 7).
+    // One of the server's frames is a GOAWAY (type 7).
+    assert!(frames.contains(&7), "frame types {frames:?}");
+}
+
+/// Reads what the server sends until it closes (or `within` passes); returns the frame types.
+fn frames_until_closed(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Duration) {
+    let opened = Instant::now();
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    let took = opened.elapsed();
+    assert!(
+        r.is_ok() || r.as_ref().unwrap_err().kind() == ErrorKind::ConnectionReset,
+        "not closed: {r:?} after {took:?}"
+    );
     let mut frames = Vec::new();
     let mut at = 0;
     while at + 9 <= got.len() {
@@ -272,5 +284,43 @@ fn an_idle_grpc_connection_gets_a_goaway_and_is_closed() {
         frames.push(got[at + 3]);
         at += 9 + len;
     }
+    (frames, took)
+}
+
+/// gRPC `keepalive.enforcement_policy`: a client that pings with no RPC in progress, again
+/// and again, gets a GOAWAY and its connection closed (the default policy, as grpc-go's).
+#[test]
+fn a_client_flooding_pings_gets_a_goaway() {
+    let (grpc, http, metrics) = (free_port(), free_port(), free_port());
+    let collector = Collector::start(&config_with_idle(grpc, http, metrics, "0s"), grpc);
+    let mut s = TcpStream::connect(("127.0.0.1", grpc)).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+    for i in 0..4u8 {
+        s.write_all(&[0, 0, 8, 6, 0, 0, 0, 0, 0, i, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+    }
+    let (frames, took) = frames_until_closed(&mut s, Duration::from_secs(15));
     assert!(frames.contains(&7), "frame types {frames:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "closed after {took:?}:\n{}",
+        collector.log()
+    );
+
+    // Two pings are not a flood: that connection stays open.
+    let mut calm = TcpStream::connect(("127.0.0.1", grpc)).unwrap();
+    calm.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    calm.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+    for i in 0..2u8 {
+        calm.write_all(&[0, 0, 8, 6, 0, 0, 0, 0, 0, i, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+    }
+    calm.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut got = Vec::new();
+    let r = calm.read_to_end(&mut got);
+    assert!(
+        matches!(&r, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "closed: {r:?}"
+    );
 }
