@@ -56,22 +56,28 @@ fn main() -> ExitCode {
 /// Raises the soft limit on open files to the hard limit: every connection, queue file and
 /// plugin takes descriptors, and distributions often leave the soft limit at 1024.
 fn raise_open_files_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let show = |n: Option<u64>| n.map_or("unlimited".to_string(), |n| n.to_string());
     let limit = getrlimit(Resource::Nofile);
     if limit.current == limit.maximum {
-        tracing::debug!(open_files = ?limit.current, "open-files limit already at its hard limit");
+        tracing::debug!(open_files = %show(limit.current), "open-files limit already at its hard limit");
         return;
     }
-    let before = limit.current;
-    let raised = rustix::process::Rlimit {
+    let raised = Rlimit {
         current: limit.maximum,
         maximum: limit.maximum,
     };
     match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => {
-            tracing::info!(from = ?before, to = ?limit.maximum, "raised the open-files limit")
-        }
-        Err(e) => tracing::warn!(limit = ?before, error = %e, "cannot raise the open-files limit"),
+        Ok(()) => tracing::info!(
+            from = %show(limit.current),
+            to = %show(limit.maximum),
+            "raised the open-files limit"
+        ),
+        Err(e) => tracing::warn!(
+            limit = %show(limit.current),
+            error = %e,
+            "cannot raise the open-files limit"
+        ),
     }
 }
 
