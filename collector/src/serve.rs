@@ -237,7 +237,7 @@ async fn run<S, B>(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(server = %what, error = %e, "cannot accept a connection");
+                    crate::telemetry::log_limited!(warn, "cannot accept a connection", server = %what, error = %e);
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 }
             },
