@@ -575,13 +575,7 @@ async fn amplifying_messages_are_skipped_and_invalid_spans_dropped() {
         broker.create_topic("spans", 1);
         let mut messages = otlp_messages(0..1, 10);
         // 300,000 empty spans: 600 KB, about 75 MB decoded, over 8 x message.max.bytes.
-        let spans = [0x12u8, 0x00].repeat(300_000);
-        let mut scope = vec![0x12];
-        prost::encoding::encode_varint(spans.len() as u64, &mut scope);
-        scope.extend_from_slice(&spans);
-        let mut big = vec![0x0a];
-        prost::encoding::encode_varint(scope.len() as u64, &mut big);
-        big.extend_from_slice(&scope);
+        let big = wasmcol_tests::empty_spans_request(300_000);
         messages.push((Some(b"big".to_vec()), big));
         // Ten spans, three of them with an all-zero span id.
         let mut mixed = spans_request(2, 11, 10, 20);

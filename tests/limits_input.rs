@@ -125,17 +125,7 @@ async fn empty_span_floods_are_refused_without_the_memory() {
 
     // Ten million 2-byte empty spans in protobuf: 20 MB, about 20 KB gzipped.
     const M: usize = 10_000_000;
-    let mut span_bytes = Vec::with_capacity(2 * M);
-    for _ in 0..M {
-        span_bytes.extend_from_slice(&[0x12, 0x00]);
-    }
-    // ScopeSpans { spans } inside ResourceSpans { scope_spans } inside the request.
-    let mut scope = vec![0x12];
-    prost::encoding::encode_varint(span_bytes.len() as u64, &mut scope);
-    let scope_len = scope.len() + span_bytes.len();
-    let mut resource = vec![0x0a];
-    prost::encoding::encode_varint(scope_len as u64, &mut resource);
-    let proto = gzip_of([resource, scope, span_bytes]);
+    let proto = gzip_of([wasmcol_tests::empty_spans_request(M)]);
     assert!(
         proto.len() < 40_000,
         "the gzip body is {} bytes",

@@ -527,13 +527,7 @@ async fn grpc_empty_span_flood_is_refused_for_its_decoded_size() {
     let env = Env::start();
     // 400,000 empty spans: 800 KB on the wire (under `max_recv_msg_size_mib: 1`), about
     // 100 MB once decoded (over 8 x 1 MiB).
-    let spans = [0x12u8, 0x00].repeat(400_000);
-    let mut scope = vec![0x12];
-    prost::encoding::encode_varint(spans.len() as u64, &mut scope);
-    scope.extend_from_slice(&spans);
-    let mut message = vec![0x0a];
-    prost::encoding::encode_varint(scope.len() as u64, &mut message);
-    message.extend_from_slice(&scope);
+    let message = wasmcol_tests::empty_spans_request(400_000);
     let err = env.grpc_raw(message).await.expect_err("refused");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("400000 spans"), "{err:?}");

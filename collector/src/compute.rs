@@ -4,17 +4,25 @@
 //! milliseconds of CPU. Done on a tokio worker thread, it holds that thread for as long, and on
 //! a two-core machine a few such requests stall everything else the workers run: health
 //! checks, other clients' small requests, Kafka heartbeats and exporters' sends. So work on
-//! large inputs goes to blocking threads, at most [`slots`] jobs at once (the CPU quota the
-//! process has, as `std::thread::available_parallelism` reads it from the cgroup); further jobs
-//! wait for a slot without holding a worker. Small inputs are handled in place: handing them
-//! to another thread costs more than the work.
+//! large inputs goes to a pool of [`slots`] threads of its own (the CPU quota the process has,
+//! as `std::thread::available_parallelism` reads it from the cgroup), run at a lower priority
+//! ([`NICENESS`]) so that, when the pool keeps every core busy, the async threads still get the
+//! CPU as soon as they have something to do. Further jobs wait in line without holding an
+//! async thread. Small inputs are handled in place: handing them to another thread costs more
+//! than the work.
 
 use std::sync::OnceLock;
 
-use tokio::sync::Semaphore;
-
 /// Inputs at least this large are worked on off the reactor.
 pub const OFF_REACTOR_BYTES: usize = 256 * 1024;
+
+/// How much lower than the rest of the process the pool's threads run (Linux nice values).
+pub const NICENESS: i32 = 5;
+
+/// How many heavy jobs run at once.
+pub fn slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// The effort [`run`] is told of for a request body of `len` bytes: a compressed body is
 /// weighed as what it may inflate to (a 20 KB gzip body can hold 20 MB).
@@ -26,14 +34,40 @@ pub fn body_effort(len: usize, compressed: bool) -> usize {
     }
 }
 
-/// How many heavy jobs run at once.
-pub fn slots() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+type Job = Box<dyn FnOnce() + Send>;
+
+fn pool() -> &'static flume::Sender<Job> {
+    static POOL: OnceLock<flume::Sender<Job>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = flume::unbounded::<Job>();
+        for i in 0..slots() {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("wasmcol-compute-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    // Jobs catch their own panics (see `run`), so the thread outlives them.
+                    while let Ok(job) = rx.recv() {
+                        job();
+                    }
+                })
+                .expect("spawn a compute thread");
+        }
+        tx
+    })
 }
 
-fn gate() -> &'static Semaphore {
-    static GATE: OnceLock<Semaphore> = OnceLock::new();
-    GATE.get_or_init(|| Semaphore::new(slots()))
+/// Lowers this thread's priority by [`NICENESS`] (on Linux a thread has a nice value of its
+/// own). Best effort: where it is not allowed the thread runs at the normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let me = rustix::thread::gettid();
+        let now = rustix::process::getpriority_process(Some(me)).unwrap_or(0);
+        if let Err(e) = rustix::process::setpriority_process(Some(me), now + NICENESS) {
+            tracing::debug!(error = %e, "cannot lower the compute thread's priority");
+        }
+    }
 }
 
 /// A job that panicked; the panic's message.
@@ -46,26 +80,29 @@ impl std::fmt::Display for Panicked {
     }
 }
 
-/// Runs `job`, on a blocking thread once a slot is free if `size` (the bytes it works on) is
-/// at least [`OFF_REACTOR_BYTES`], in place otherwise. A panic in the job comes back as
-/// [`Panicked`] and is counted like other components' panics.
+/// Runs `job`, on the pool if `size` (the bytes it works on) is at least
+/// [`OFF_REACTOR_BYTES`], in place otherwise. A panic in the job comes back as [`Panicked`].
 pub async fn run<T, F>(size: usize, job: F) -> Result<T, Panicked>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let guarded = move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+            .map_err(|p| panicked(p.as_ref()))
+    };
     if size < OFF_REACTOR_BYTES {
-        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
-            .map_err(|p| panicked(p.as_ref()));
+        return guarded();
     }
-    // The semaphore is never closed.
-    let _slot = gate().acquire().await.expect("never closed");
-    tokio::task::spawn_blocking(job)
-        .await
-        .map_err(|e| match e.try_into_panic() {
-            Ok(p) => panicked(p.as_ref()),
-            Err(e) => Panicked(e.to_string()),
-        })
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sent = pool().send(Box::new(move || {
+        let _ = tx.send(guarded());
+    }));
+    if sent.is_err() {
+        return Err(Panicked("the compute pool is gone".into()));
+    }
+    rx.await
+        .unwrap_or_else(|_| Err(Panicked("the compute pool dropped a job".into())))
 }
 
 fn panicked(payload: &(dyn std::any::Any + Send)) -> Panicked {
@@ -92,6 +129,23 @@ mod tests {
         let other = tokio::spawn(async move { tx.send(()).unwrap() });
         other.await.unwrap();
         assert_eq!(heavy.await.unwrap(), Ok(7));
+    }
+
+    #[test]
+    fn pool_threads_run_at_a_lower_priority() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mine = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        rt.block_on(run(OFF_REACTOR_BYTES, move || {
+            tx.send(rustix::process::getpriority_process(Some(
+                rustix::thread::gettid(),
+            )))
+            .unwrap();
+        }))
+        .unwrap();
+        assert_eq!(rx.recv().unwrap().unwrap(), mine + NICENESS);
     }
 
     #[tokio::test]

@@ -53,6 +53,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: every connection, queue file and
+/// plugin takes descriptors, and distributions often leave the soft limit at 1024.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let show = |n: Option<u64>| n.map_or("unlimited".to_string(), |n| n.to_string());
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        tracing::debug!(open_files = %show(limit.current), "open-files limit already at its hard limit");
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(
+            from = %show(limit.current),
+            to = %show(limit.maximum),
+            "raised the open-files limit"
+        ),
+        Err(e) => tracing::warn!(
+            limit = %show(limit.current),
+            error = %e,
+            "cannot raise the open-files limit"
+        ),
+    }
+}
+
 /// How long, after the drain, tasks and blocking work get to end before the process exits.
 const RUNTIME_STOP_WAIT: Duration = Duration::from_millis(200);
 
@@ -66,6 +94,7 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     wasmcol::telemetry::init_logging(&config.service.telemetry.logs);
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wasmcol")
@@ -85,6 +114,8 @@ fn run(path: &Path) -> ExitCode {
         Ok(Stopped::Forced(_)) => runtime.shutdown_background(),
         _ => runtime.shutdown_timeout(RUNTIME_STOP_WAIT),
     }
+    // Lines held back by rate-limited log sites are accounted for before the process ends.
+    wasmcol::telemetry::flush_suppressed();
     match outcome {
         Ok(Stopped::Drained) => ExitCode::SUCCESS,
         Ok(Stopped::Forced(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),

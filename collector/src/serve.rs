@@ -12,18 +12,33 @@
 //!    request handler it runs are dropped. A cut request was never answered, so nothing it
 //!    carried was acknowledged; the client sees the connection close and retries elsewhere
 //!    or later.
+//!
+//! Every connection is also bounded in time while it runs (see [`Http1Limits`] and
+//! [`Http2Limits`]): a client that sends half a request and stalls, or keeps a connection open
+//! doing nothing, is disconnected after the configured timeout, and a listener serves at most
+//! `max_connections` at once; further clients wait in the kernel's accept backlog until one
+//! closes.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// How long requests already in progress at shutdown get to finish before their connections
 /// are cut. An OTLP export on a working network is answered in milliseconds, so one second
@@ -35,18 +50,116 @@ pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(1);
 /// Pause after a failed `accept` (out of file descriptors, mostly), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// The protocol a listener speaks.
+/// How long an HTTP/2 client has to send its first bytes (the connection preface) after
+/// connecting. A real client sends them at once; a socket that stays silent holds a
+/// connection slot and is dropped.
+pub const HTTP2_PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time bounds of an HTTP/1 connection, named and meant as in the OpenTelemetry Collector's
+/// `confighttp` (Go's `http.Server`). `None` turns a bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http1Limits {
+    /// From the connection's start (first request) or a request's first byte (later ones)
+    /// until its headers are read; past it the connection is cut.
+    pub read_header_timeout: Option<Duration>,
+    /// From the same start until the request's body is read whole; past it the connection
+    /// is cut and the request never answered.
+    pub read_timeout: Option<Duration>,
+    /// From a request's headers until its response is written; past it the connection is cut.
+    pub write_timeout: Option<Duration>,
+    /// How long a keep-alive connection may wait, with nothing in progress, for its next
+    /// request; then it is closed.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Http1Limits {
+    /// Bounds for the collector's own small endpoints (`/metrics`, the health check).
+    pub const INTERNAL: Self = Self {
+        read_header_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(Duration::from_secs(30)),
+        write_timeout: Some(Duration::from_secs(30)),
+        idle_timeout: Some(Duration::from_secs(60)),
+    };
+}
+
+/// The connection cap of the collector's own small endpoints (`/metrics`, the health check):
+/// enough for any number of scrapers and probes, small enough that a flood of connections
+/// to them costs little.
+pub const INTERNAL_MAX_CONNECTIONS: usize = 256;
+
+/// Bounds of an HTTP/2 (gRPC) connection, named and meant as in the OpenTelemetry
+/// Collector's `configgrpc` (grpc-go's `keepalive.ServerParameters` and
+/// `EnforcementPolicy`). `None` turns a bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// Streams a client may open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// A connection with no request in progress for this long gets a GOAWAY.
+    pub max_connection_idle: Option<Duration>,
+    /// A connection open this long gets a GOAWAY, whatever it does.
+    pub max_connection_age: Option<Duration>,
+    /// After `max_connection_age`, how long its requests in progress get before the
+    /// connection is cut (`None`: as long as they need).
+    pub max_connection_age_grace: Option<Duration>,
+    /// After this long without hearing from the client, the server pings it (`None`: never).
+    pub keepalive_time: Option<Duration>,
+    /// A ping unanswered for this long closes the connection.
+    pub keepalive_timeout: Duration,
+    /// The client's pings must come at least this far apart (`enforcement_policy.min_time`).
+    pub ping_min_time: Duration,
+    /// The client may ping while no RPC is in progress
+    /// (`enforcement_policy.permit_without_stream`); otherwise such pings count as too soon.
+    pub ping_without_stream: bool,
+}
+
+/// Pings too soon a client may send before its connection is closed (grpc-go's
+/// `maxPingStrikes`).
+const MAX_PING_STRIKES: u32 = 2;
+
+/// How far apart pings must be while no RPC is in progress and `ping_without_stream` is off
+/// (grpc-go's rule: once per two hours).
+const PING_WITHOUT_STREAM_MIN_TIME: Duration = Duration::from_secs(2 * 3600);
+
+/// The protocol a listener speaks, with the bounds of its connections.
 #[derive(Debug, Clone, Copy)]
 pub enum Protocol {
     /// HTTP/1.1 (OTLP/HTTP, `/metrics`, the health check).
-    Http1,
+    Http1(Http1Limits),
     /// HTTP/2 with prior knowledge (gRPC).
-    Http2 {
-        /// Streams a client may open at once on one connection.
-        max_concurrent_streams: u32,
-        /// Interval of the server's keep-alive pings (`None`: no pings).
-        keepalive_interval: Option<Duration>,
-    },
+    Http2(Http2Limits),
+}
+
+/// A listener's protocol, its cap on open connections, and where it counts them.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// What the listener speaks and how long its connections may take.
+    pub protocol: Protocol,
+    /// Connections served at once; while this many are open, new ones wait in the kernel's
+    /// accept backlog (and past the backlog the kernel refuses or drops them).
+    pub max_connections: usize,
+    /// Connections open now.
+    pub open: Gauge,
+    /// Times the listener reached `max_connections` and stopped accepting until one closed.
+    pub limit_reached: Counter,
+}
+
+impl Listener {
+    /// A listener with no metrics.
+    pub fn new(protocol: Protocol, max_connections: usize) -> Self {
+        Self {
+            protocol,
+            max_connections,
+            open: Gauge::default(),
+            limit_reached: Counter::default(),
+        }
+    }
+
+    /// The same listener, counting its connections in these metrics.
+    pub fn counted(mut self, open: &Gauge, limit_reached: &Counter) -> Self {
+        self.open = open.clone();
+        self.limit_reached = limit_reached.clone();
+        self
+    }
 }
 
 /// The error type request handlers may return; hyper closes the stream or connection on it.
@@ -58,13 +171,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// server in logs.
 pub fn spawn<S, B>(
     listener: TcpListener,
-    protocol: Protocol,
+    config: Listener,
     service: S,
     stop: CancellationToken,
     what: String,
 ) -> JoinHandle<()>
 where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -72,17 +185,17 @@ where
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    tokio::spawn(run(listener, protocol, service, stop, what))
+    tokio::spawn(run(listener, config, service, stop, what))
 }
 
 async fn run<S, B>(
     listener: TcpListener,
-    protocol: Protocol,
+    config: Listener,
     service: S,
     stop: CancellationToken,
     what: String,
 ) where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -91,8 +204,21 @@ async fn run<S, B>(
     B::Error: Into<BoxError>,
 {
     let cut = CancellationToken::new();
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let mut connections = JoinSet::new();
     loop {
+        // A free slot first, then a connection: at the cap, clients wait in the backlog.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                config.limit_reached.inc();
+                tracing::debug!(server = %what, max_connections = config.max_connections, "connection limit reached; new connections wait");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                }
+            }
+        };
         tokio::select! {
             _ = stop.cancelled() => break,
             // Reaps finished connections so the set holds only open ones.
@@ -101,12 +227,17 @@ async fn run<S, B>(
                 Ok((tcp, _)) => {
                     // Responses are small and sent whole: do not hold them back (Nagle).
                     let _ = tcp.set_nodelay(true);
-                    let io = TokioIo::new(tcp);
-                    let svc = TowerToHyperService::new(service.clone());
-                    connections.spawn(serve_connection(io, svc, protocol, stop.clone(), cut.clone()));
+                    let open = config.open.clone();
+                    open.inc();
+                    let connection = serve_connection(tcp, service.clone(), config.protocol, stop.clone(), cut.clone());
+                    connections.spawn(async move {
+                        connection.await;
+                        open.dec();
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
-                    tracing::warn!(server = %what, error = %e, "cannot accept a connection");
+                    crate::telemetry::log_limited!(warn, "cannot accept a connection", server = %what, error = %e);
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 }
             },
@@ -135,15 +266,16 @@ async fn run<S, B>(
     }
 }
 
-/// Serves one connection until it ends, `stop` asks it to finish, or `cut` drops it.
+/// Serves one connection until it ends, a bound ends it, `stop` asks it to finish, or `cut`
+/// drops it.
 async fn serve_connection<S, B>(
-    io: TokioIo<tokio::net::TcpStream>,
-    service: TowerToHyperService<S>,
+    tcp: TcpStream,
+    service: S,
     protocol: Protocol,
     stop: CancellationToken,
     cut: CancellationToken,
 ) where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -151,33 +283,73 @@ async fn serve_connection<S, B>(
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let watch = Arc::new(Watch::new(Instant::now()));
+    let frames = match protocol {
+        Protocol::Http1(_) => None,
+        Protocol::Http2(l) => Some(FrameScanner::new(l)),
+    };
+    let io = TokioIo::new(Watched {
+        tcp,
+        watch: watch.clone(),
+        frames,
+    });
+    let svc = {
+        let watch = watch.clone();
+        hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let request = watch.begin(&req);
+            let req = req.map(|inner| RequestBody {
+                inner,
+                watch: watch.clone(),
+                ended: false,
+            });
+            answered(service.clone().oneshot(req), request)
+        })
+    };
     match protocol {
-        Protocol::Http1 => {
+        Protocol::Http1(limits) => {
             let conn = hyper::server::conn::http1::Builder::new()
-                // With a timer, hyper enforces its header read timeout (30 s): a client that
-                // never finishes its headers does not hold the connection for ever.
                 .timer(TokioTimer::new())
-                .serve_connection(io, service);
-            drive(conn, |c| c.graceful_shutdown(), stop, cut).await;
+                // The header timeout is kept here (see `Watch`): hyper's also runs on idle
+                // keep-alive connections, where `idle_timeout` applies instead.
+                .header_read_timeout(None)
+                .serve_connection(io, svc);
+            drive(
+                conn,
+                |c| c.graceful_shutdown(),
+                &watch,
+                Bounds::Http1(limits),
+                stop,
+                cut,
+            )
+            .await;
         }
-        Protocol::Http2 {
-            max_concurrent_streams,
-            keepalive_interval,
-        } => {
+        Protocol::Http2(limits) => {
             let conn = hyper::server::conn::http2::Builder::new(CutExecutor(cut.clone()))
                 .timer(TokioTimer::new())
-                .max_concurrent_streams(max_concurrent_streams)
-                .keep_alive_interval(keepalive_interval)
-                .serve_connection(io, service);
-            drive(conn, |c| c.graceful_shutdown(), stop, cut).await;
+                .max_concurrent_streams(limits.max_concurrent_streams)
+                .keep_alive_interval(limits.keepalive_time)
+                .keep_alive_timeout(limits.keepalive_timeout)
+                .serve_connection(io, svc);
+            drive(
+                conn,
+                |c| c.graceful_shutdown(),
+                &watch,
+                Bounds::Http2(limits),
+                stop,
+                cut,
+            )
+            .await;
         }
     }
 }
 
-/// Runs `conn`; on `stop`, asks it to finish with `graceful`; on `cut`, drops it.
+/// Runs `conn` under its time bounds; on `stop`, asks it to finish with `graceful`; on `cut`,
+/// drops it.
 async fn drive<C, E>(
     conn: C,
-    graceful: impl FnOnce(Pin<&mut C>),
+    graceful: impl Fn(Pin<&mut C>),
+    watch: &Watch,
+    bounds: Bounds,
     stop: CancellationToken,
     cut: CancellationToken,
 ) where
@@ -185,18 +357,468 @@ async fn drive<C, E>(
     E: std::fmt::Display,
 {
     let mut conn = pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stop.cancelled() => {
-            graceful(conn.as_mut());
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = cut.cancelled() => return,
+    let mut finishing: Option<(Instant, Option<Duration>)> = None;
+    let result = loop {
+        let now = Instant::now();
+        let next = match watch.check(now, bounds, finishing) {
+            Verdict::Wait(next) => next,
+            Verdict::Finish(reason, grace) => {
+                tracing::debug!(reason, "closing a connection");
+                graceful(conn.as_mut());
+                finishing = Some((now, grace));
+                continue;
             }
+            Verdict::Cut(reason) => {
+                tracing::debug!(reason, "cutting a connection");
+                return;
+            }
+        };
+        let wake = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = stop.cancelled() => {
+                graceful(conn.as_mut());
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    _ = cut.cancelled() => return,
+                }
+            }
+            _ = wake => {}
+            _ = watch.changed.notified() => {}
         }
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// The bounds `drive` enforces.
+#[derive(Debug, Clone, Copy)]
+enum Bounds {
+    Http1(Http1Limits),
+    Http2(Http2Limits),
+}
+
+/// What a connection's bounds say now.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Nothing is over a bound; look again at this instant (or when something changes).
+    Wait(Option<Instant>),
+    /// Ask the connection to finish (HTTP/2: a GOAWAY), then cut it after the grace if given.
+    Finish(&'static str, Option<Duration>),
+    /// Drop the connection now.
+    Cut(&'static str),
+}
+
+/// What one connection is doing, kept by its socket ([`Watched`]), its request handler
+/// wrapper and its bodies ([`RequestBody`]), and checked against its bounds by `drive`.
+struct Watch {
+    state: Mutex<Activity>,
+    /// Wakes `drive` when a bound may have become due sooner.
+    changed: Notify,
+}
+
+#[derive(Debug)]
+struct Activity {
+    accepted: Instant,
+    /// Bytes were ever read (HTTP/2: the preface has arrived).
+    heard: bool,
+    /// Requests whose handler has not answered yet.
+    requests: usize,
+    /// When the handlers last went quiet (or the connection started).
+    quiet_since: Instant,
+    /// HTTP/1: when the next request started, before its headers are read (the connection's
+    /// start for the first request).
+    head_started: Option<Instant>,
+    /// HTTP/1: when the current request started (its first byte, or its headers if that is
+    /// unknown) and when its headers were read.
+    request: Option<(Instant, Instant)>,
+    /// HTTP/1: the current request's body is read whole (or dropped by its handler).
+    body_done: bool,
+    /// The socket refused a write (the client is not reading).
+    write_blocked: bool,
+    /// HTTP/2: when the client last pinged, how many of its pings came too soon since the
+    /// last request began or ended, and whether that is too many.
+    last_ping: Option<Instant>,
+    ping_strikes: u32,
+    too_many_pings: bool,
+}
+
+impl Watch {
+    fn new(now: Instant) -> Self {
+        Self {
+            state: Mutex::new(Activity {
+                accepted: now,
+                heard: false,
+                requests: 0,
+                quiet_since: now,
+                head_started: Some(now),
+                request: None,
+                body_done: true,
+                write_blocked: false,
+                last_ping: None,
+                ping_strikes: 0,
+                too_many_pings: false,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Activity> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request's headers are read and its handler is about to run.
+    fn begin(self: &Arc<Self>, req: &http::Request<Incoming>) -> InFlight {
+        let now = Instant::now();
+        let mut a = self.lock();
+        let started = a.head_started.take().unwrap_or(now);
+        a.request = Some((started, now));
+        a.body_done = req.body().is_end_stream();
+        a.requests += 1;
+        // Pings around real traffic are fair (flow-control probes follow data).
+        a.ping_strikes = 0;
+        drop(a);
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+
+    fn read(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let mut a = self.lock();
+        a.heard = true;
+        if a.requests == 0 && a.body_done && a.head_started.is_none() {
+            a.head_started = Some(Instant::now());
+            drop(a);
+            self.changed.notify_one();
+        }
+    }
+
+    /// The client pinged at `now`: a ping sooner than the policy allows is a strike, and
+    /// more than [`MAX_PING_STRIKES`] close the connection (grpc-go's rule).
+    fn ping(&self, now: Instant, min_time: Duration, without_stream: bool) {
+        let mut a = self.lock();
+        let allowed = if a.requests == 0 && !without_stream {
+            PING_WITHOUT_STREAM_MIN_TIME
+        } else {
+            min_time
+        };
+        if let Some(last) = a.last_ping
+            && now.duration_since(last) < allowed
+        {
+            a.ping_strikes += 1;
+        }
+        a.last_ping = Some(now);
+        if a.ping_strikes > MAX_PING_STRIKES && !a.too_many_pings {
+            a.too_many_pings = true;
+            drop(a);
+            self.changed.notify_one();
+        }
+    }
+
+    fn write_blocked(&self, blocked: bool) {
+        let mut a = self.lock();
+        if a.write_blocked != blocked {
+            a.write_blocked = blocked;
+            drop(a);
+            if blocked {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    fn body_done(&self) {
+        self.lock().body_done = true;
+    }
+
+    /// Checks the bounds at `now`; `finishing` is when `drive` asked the connection to
+    /// finish, with the grace it has.
+    fn check(
+        &self,
+        now: Instant,
+        bounds: Bounds,
+        finishing: Option<(Instant, Option<Duration>)>,
+    ) -> Verdict {
+        let a = self.lock();
+        let mut next: Option<Instant> = None;
+        // True when `deadline` has passed; otherwise it is remembered if the earliest yet.
+        let mut due = |deadline: Instant| -> bool {
+            if now >= deadline {
+                return true;
+            }
+            next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            false
+        };
+        if let Some((since, grace)) = finishing {
+            if let Some(grace) = grace
+                && due(since + grace)
+            {
+                return Verdict::Cut("grace after max_connection_age over");
+            }
+            // With nothing in progress, hyper still waits for the client to acknowledge the
+            // GOAWAY's ping; a client that never does is not waited for long.
+            if a.requests == 0 && due(since + IN_FLIGHT_GRACE) {
+                return Verdict::Cut("nothing in progress after GOAWAY");
+            }
+            return Verdict::Wait(next);
+        }
+        match bounds {
+            Bounds::Http1(l) => {
+                let idle = a.requests == 0 && a.body_done;
+                if idle && let Some(start) = a.head_started {
+                    if let Some(t) = l.read_header_timeout.or(l.read_timeout)
+                        && due(start + t)
+                    {
+                        return Verdict::Cut("read_header_timeout");
+                    }
+                } else if idle
+                    && !a.write_blocked
+                    && let Some(t) = l.idle_timeout.or(l.read_timeout)
+                    && due(a.quiet_since + t)
+                {
+                    return Verdict::Cut("idle_timeout");
+                }
+                if let Some((started, headers)) = a.request {
+                    if !a.body_done
+                        && let Some(t) = l.read_timeout
+                        && due(started + t)
+                    {
+                        return Verdict::Cut("read_timeout");
+                    }
+                    if (a.requests > 0 || a.write_blocked)
+                        && let Some(t) = l.write_timeout
+                        && due(headers + t)
+                    {
+                        return Verdict::Cut("write_timeout");
+                    }
+                }
+            }
+            Bounds::Http2(l) => {
+                if !a.heard && due(a.accepted + HTTP2_PREFACE_TIMEOUT) {
+                    return Verdict::Cut("no HTTP/2 preface");
+                }
+                if a.too_many_pings {
+                    return Verdict::Finish(
+                        "too many pings (keepalive.enforcement_policy)",
+                        Some(IN_FLIGHT_GRACE),
+                    );
+                }
+                if let Some(age) = l.max_connection_age
+                    && due(a.accepted + age)
+                {
+                    return Verdict::Finish("max_connection_age", l.max_connection_age_grace);
+                }
+                if a.requests == 0
+                    && let Some(t) = l.max_connection_idle
+                    && due(a.quiet_since + t)
+                {
+                    return Verdict::Finish("max_connection_idle", None);
+                }
+            }
+        }
+        Verdict::Wait(next)
+    }
+}
+
+/// One request in progress; its end (answered or dropped) is noted.
+struct InFlight(Arc<Watch>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut a = self.0.lock();
+        a.requests -= 1;
+        a.ping_strikes = 0;
+        if a.requests == 0 {
+            a.quiet_since = Instant::now();
+        }
+        drop(a);
+        self.0.changed.notify_one();
+    }
+}
+
+/// Runs a request's handler; the request ends when it answers or is dropped.
+async fn answered<F: Future>(handler: F, request: InFlight) -> F::Output {
+    let out = handler.await;
+    drop(request);
+    out
+}
+
+/// The body of a request, as handlers see it: hyper's, with its end noted (the connection's
+/// `read_timeout` stops counting there).
+pub struct RequestBody {
+    inner: Incoming,
+    watch: Arc<Watch>,
+    ended: bool,
+}
+
+impl RequestBody {
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.watch.body_done();
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if frame.is_none() || self.inner.is_end_stream() {
+            self.end();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        // A handler that drops the body no longer waits for it; hyper drains or closes.
+        self.end();
+    }
+}
+
+/// A connection's socket, noting reads and refused writes in its [`Watch`].
+struct Watched {
+    tcp: TcpStream,
+    watch: Arc<Watch>,
+    /// HTTP/2: finds the client's pings in what it sends.
+    frames: Option<FrameScanner>,
+}
+
+/// Follows the HTTP/2 frames a client sends (headers only; payloads are skipped) to apply
+/// the ping policy. hyper answers pings itself and does not report them.
+struct FrameScanner {
+    /// Bytes of the connection preface still to skip.
+    preface: usize,
+    header: [u8; 9],
+    have: usize,
+    /// Payload bytes of the current frame still to skip.
+    skip: usize,
+    min_time: Duration,
+    without_stream: bool,
+}
+
+impl FrameScanner {
+    fn new(l: Http2Limits) -> Self {
+        Self {
+            preface: 24,
+            header: [0; 9],
+            have: 0,
+            skip: 0,
+            min_time: l.ping_min_time,
+            without_stream: l.ping_without_stream,
+        }
+    }
+
+    /// Scans `bytes`, the next ones the client sent; returns how many pings they held.
+    fn scan(&mut self, mut bytes: &[u8]) -> usize {
+        let mut pings = 0;
+        let n = self.preface.min(bytes.len());
+        self.preface -= n;
+        bytes = &bytes[n..];
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.have).min(bytes.len());
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == 9 {
+                let h = self.header;
+                // Type 6 is PING; flag 0x1 marks an acknowledgement (of the server's pings).
+                if h[3] == 6 && h[4] & 1 == 0 {
+                    pings += 1;
+                }
+                self.skip = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                self.have = 0;
+            }
+        }
+        pings
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = ready!(Pin::new(&mut self.tcp).poll_read(cx, buf));
+        self.watch.read(buf.filled().len() - before);
+        let this = &mut *self;
+        if let Some(frames) = &mut this.frames {
+            for _ in 0..frames.scan(&buf.filled()[before..]) {
+                this.watch
+                    .ping(Instant::now(), frames.min_time, frames.without_stream);
+            }
+        }
+        Poll::Ready(r)
+    }
+}
+
+impl Watched {
+    fn note_write<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        self.watch.write_blocked(r.is_pending());
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        self.note_write(r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.note_write(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.tcp).poll_flush(cx);
+        self.note_write(r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
 
@@ -241,7 +863,13 @@ mod tests {
                 format!("got {}", body.len())
             }),
         );
-        let task = spawn(listener, Protocol::Http1, app, stop, "test".into());
+        let task = spawn(
+            listener,
+            Listener::new(Protocol::Http1(Http1Limits::INTERNAL), 16),
+            app,
+            stop,
+            "test".into(),
+        );
         (port, task)
     }
 
@@ -312,6 +940,168 @@ mod tests {
             stopped.elapsed() < Duration::from_millis(200),
             "{:?}",
             stopped.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn over_max_connections_a_client_waits_until_one_closes() {
+        let stop = CancellationToken::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route("/", axum::routing::post(|| async { "ok" }));
+        let config = Listener::new(Protocol::Http1(Http1Limits::INTERNAL), 2);
+        let reached = config.limit_reached.clone();
+        let open = config.open.clone();
+        let task = spawn(listener, config, app, stop.clone(), "test".into());
+
+        let first = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let _second = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // The third connects (the kernel's backlog) but is not served while two are open.
+        let mut third = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        third
+            .write_all(format!("{}abc", request(3)).as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
+        assert!(early.is_err(), "served over the cap: {early:?}");
+        assert_eq!(open.get(), 2);
+        assert!(reached.get() >= 1);
+
+        drop(first);
+        let n = tokio::time::timeout(Duration::from_secs(2), third.read(&mut buf))
+            .await
+            .expect("served once a slot is free")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    fn limits() -> Bounds {
+        Bounds::Http1(Http1Limits {
+            read_header_timeout: Some(Duration::from_secs(1)),
+            read_timeout: Some(Duration::from_secs(5)),
+            write_timeout: Some(Duration::from_secs(3)),
+            idle_timeout: Some(Duration::from_secs(10)),
+        })
+    }
+
+    #[test]
+    fn http1_bounds_follow_the_request() {
+        let t0 = tokio::time::Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let w = Watch::new(t0);
+        // A new connection: the header timeout runs from its start.
+        assert_eq!(w.check(t0, limits(), None), Verdict::Wait(Some(s(1))));
+        assert_eq!(
+            w.check(s(1), limits(), None),
+            Verdict::Cut("read_header_timeout")
+        );
+
+        // Headers read at 0.5 s, the body not yet: read and write timeouts run.
+        {
+            let mut a = w.lock();
+            a.head_started = None;
+            a.request = Some((t0, t0 + Duration::from_millis(500)));
+            a.body_done = false;
+            a.requests = 1;
+        }
+        assert_eq!(
+            w.check(s(2), limits(), None),
+            Verdict::Wait(Some(t0 + Duration::from_millis(3500)))
+        );
+        assert_eq!(w.check(s(4), limits(), None), Verdict::Cut("write_timeout"));
+        {
+            let mut a = w.lock();
+            a.body_done = true;
+            a.requests = 0;
+            a.quiet_since = s(2);
+        }
+        // Answered at 2 s: idle until 12 s, unless a next request starts.
+        assert_eq!(w.check(s(4), limits(), None), Verdict::Wait(Some(s(12))));
+        assert_eq!(w.check(s(12), limits(), None), Verdict::Cut("idle_timeout"));
+        w.read(10);
+        let started = w.lock().head_started.expect("a request started");
+        assert_eq!(
+            w.check(started, limits(), None),
+            Verdict::Wait(Some(started + Duration::from_secs(1)))
+        );
+    }
+
+    #[test]
+    fn http2_bounds_goaway_then_cut() {
+        let t0 = tokio::time::Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let l = Bounds::Http2(Http2Limits {
+            max_concurrent_streams: 10,
+            max_connection_idle: Some(Duration::from_secs(5)),
+            max_connection_age: Some(Duration::from_secs(60)),
+            max_connection_age_grace: Some(Duration::from_secs(3)),
+            keepalive_time: None,
+            keepalive_timeout: Duration::from_secs(20),
+            ping_min_time: Duration::from_secs(300),
+            ping_without_stream: false,
+        });
+        let w = Watch::new(t0);
+        assert_eq!(w.check(s(10), l, None), Verdict::Cut("no HTTP/2 preface"));
+        w.read(24);
+        assert_eq!(w.check(s(1), l, None), Verdict::Wait(Some(s(5))));
+        assert_eq!(
+            w.check(s(5), l, None),
+            Verdict::Finish("max_connection_idle", None)
+        );
+        w.lock().requests = 1;
+        assert_eq!(
+            w.check(s(60), l, None),
+            Verdict::Finish("max_connection_age", Some(Duration::from_secs(3)))
+        );
+        let finishing = Some((s(60), Some(Duration::from_secs(3))));
+        assert_eq!(w.check(s(62), l, finishing), Verdict::Wait(Some(s(63))));
+        assert_eq!(
+            w.check(s(63), l, finishing),
+            Verdict::Cut("grace after max_connection_age over")
+        );
+    }
+
+    #[test]
+    fn too_many_client_pings_end_the_connection() {
+        let l = Http2Limits {
+            max_concurrent_streams: 10,
+            max_connection_idle: None,
+            max_connection_age: None,
+            max_connection_age_grace: None,
+            keepalive_time: None,
+            keepalive_timeout: Duration::from_secs(20),
+            ping_min_time: Duration::from_secs(300),
+            ping_without_stream: true,
+        };
+        let mut scanner = FrameScanner::new(l);
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend([0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100]); // SETTINGS
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let ack = [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        bytes.extend(ping);
+        bytes.extend(ack);
+        bytes.extend(ping);
+        // Split anywhere, the frames are found alike.
+        let (a, b) = bytes.split_at(30);
+        assert_eq!(scanner.scan(a) + scanner.scan(b), 2);
+
+        let t0 = tokio::time::Instant::now();
+        let w = Watch::new(t0);
+        w.read(1);
+        for i in 0..3 {
+            w.ping(t0 + Duration::from_secs(i), l.ping_min_time, true);
+        }
+        assert_eq!(w.check(t0, Bounds::Http2(l), None), Verdict::Wait(None));
+        w.ping(t0 + Duration::from_secs(3), l.ping_min_time, true);
+        assert_eq!(
+            w.check(t0, Bounds::Http2(l), None),
+            Verdict::Finish(
+                "too many pings (keepalive.enforcement_policy)",
+                Some(IN_FLIGHT_GRACE)
+            )
         );
     }
 }

@@ -649,7 +649,7 @@ impl DiskQueue {
                     // Out of descriptors, say: worth another try before the record is given up.
                     Err(ReadError::Io(e)) if retries < READ_RETRIES && is_transient(&e) => {
                         let backoff = READ_RETRY_BACKOFF * 2u32.pow(retries);
-                        tracing::warn!(path = %path.display(), offset = entry.offset, error = %e, ?backoff, "reading a record of the persistent queue failed; retrying");
+                        crate::telemetry::log_limited!(warn, "reading a record of the persistent queue failed; retrying", path = %path.display(), offset = entry.offset, error = %e, ?backoff);
                         retries += 1;
                         tokio::time::sleep(backoff).await;
                         file = lock(&inner.index)
@@ -925,14 +925,13 @@ impl Inner {
                 .and_then(|()| (&mut &*writer.file).seek(SeekFrom::Start(offset))),
         };
         if let Err(e) = truncated {
-            tracing::error!(
+            crate::telemetry::log_limited!(error, "could not cut a failed write from the persistent queue; starting a new segment",
                 path = %segment::segment_path(&self.dir, writer.seg).display(),
-                error = %e,
-                "could not cut a failed write from the persistent queue; starting a new segment"
+                error = %e
             );
             writer.needs_roll = true;
             if let Err(e) = self.roll(writer) {
-                tracing::error!(dir = %self.dir.display(), error = %e, "could not start a new segment; retrying at the next push");
+                crate::telemetry::log_limited!(error, "could not start a new segment; retrying at the next push", dir = %self.dir.display(), error = %e);
             }
         }
     }
@@ -1013,7 +1012,7 @@ impl Inner {
                         }
                     });
                 if let Err(e) = result {
-                    tracing::error!(dir = %self.dir.display(), error = %e, "fsync of the persistent queue failed");
+                    crate::telemetry::log_limited!(error, "fsync of the persistent queue failed", dir = %self.dir.display(), error = %e);
                     if dir_dirty {
                         lock(&self.sync).dir_dirty = true;
                     }
@@ -1054,7 +1053,7 @@ impl Inner {
             return;
         }
         if let Err(e) = segment::write_head(&self.dir, head, self.fsync) {
-            tracing::error!(dir = %self.dir.display(), error = %e, "could not write the persistent queue's head file");
+            crate::telemetry::log_limited!(error, "could not write the persistent queue's head file", dir = %self.dir.display(), error = %e);
             self.head_dirty.store(true, Ordering::SeqCst);
             return;
         }
@@ -1077,7 +1076,7 @@ impl Inner {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "could not delete an acknowledged segment");
+                    crate::telemetry::log_limited!(error, "could not delete an acknowledged segment", path = %path.display(), error = %e);
                 }
             }
         }

@@ -28,6 +28,8 @@ pub struct Metrics {
     receiver_refused: CounterFamily,
     receiver_invalid: CounterFamily,
     receiver_over_budget: CounterFamily,
+    receiver_open_connections: GaugeFamily,
+    receiver_connection_limit_reached: CounterFamily,
     processor_incoming: CounterFamily,
     processor_outgoing: CounterFamily,
     processor_dropped: CounterFamily,
@@ -89,6 +91,10 @@ pub struct ReceiverMetrics {
     pub invalid: Counter,
     /// Requests refused for what they would take decoded.
     pub over_budget: Counter,
+    /// Connections open now.
+    pub open_connections: Gauge,
+    /// Times the listener reached `max_connections` and left new connections waiting.
+    pub connection_limit_reached: Counter,
 }
 
 /// Counters of one processor in one pipeline.
@@ -163,6 +169,16 @@ impl Metrics {
             receiver_over_budget: family!(
                 "receiver_over_budget_requests",
                 "Requests (or Kafka messages) refused because decoded they would take more memory than their size limit allows",
+                CounterFamily
+            ),
+            receiver_open_connections: family!(
+                "receiver_open_connections",
+                "Connections a receiver's listener has open",
+                GaugeFamily
+            ),
+            receiver_connection_limit_reached: family!(
+                "receiver_connection_limit_reached",
+                "Times a receiver's listener had max_connections open and left new connections waiting in the accept backlog",
                 CounterFamily
             ),
             processor_incoming: family!(
@@ -341,6 +357,11 @@ impl Metrics {
             refused: self.receiver_refused.get_or_create(&l).clone(),
             invalid: self.receiver_invalid.get_or_create(&l).clone(),
             over_budget: self.receiver_over_budget.get_or_create(&l).clone(),
+            open_connections: self.receiver_open_connections.get_or_create(&l).clone(),
+            connection_limit_reached: self
+                .receiver_connection_limit_reached
+                .get_or_create(&l)
+                .clone(),
         }
     }
 

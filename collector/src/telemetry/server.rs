@@ -33,7 +33,10 @@ pub async fn serve_metrics(
         .with_state(metrics);
     Ok(crate::serve::spawn(
         listener,
-        crate::serve::Protocol::Http1,
+        crate::serve::Listener::new(
+            crate::serve::Protocol::Http1(crate::serve::Http1Limits::INTERNAL),
+            crate::serve::INTERNAL_MAX_CONNECTIONS,
+        ),
         app,
         stop,
         "service.telemetry.metrics".into(),

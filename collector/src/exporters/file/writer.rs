@@ -93,7 +93,7 @@ impl Writer {
             }
             if Instant::now() >= next_flush {
                 if let Err(e) = self.flush() {
-                    tracing::error!(path = %self.path.display(), error = %e, "file exporter: flush failed");
+                    crate::telemetry::log_limited!(error, "file exporter: flush failed", path = %self.path.display(), error = %e);
                 }
                 next_flush = Instant::now() + flush_interval;
             }
@@ -110,7 +110,7 @@ impl Writer {
             && self.size + record.bytes.len() as u64 > rot.max_bytes
             && let Err(e) = self.rotate()
         {
-            tracing::error!(path = %self.path.display(), error = %e, "file exporter: rotation failed; still writing to the current file");
+            crate::telemetry::log_limited!(error, "file exporter: rotation failed; still writing to the current file", path = %self.path.display(), error = %e);
         }
         match self.out.write_all(&record.bytes) {
             Ok(()) => {
@@ -118,7 +118,7 @@ impl Writer {
                 self.unflushed.push((record.delivery, record.spans));
             }
             Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, spans = record.spans, "file exporter: write failed; the batch is refused (retryable)");
+                crate::telemetry::log_limited!(error, "file exporter: write failed; the batch is refused (retryable)", path = %self.path.display(), error = %e, spans = record.spans);
                 record.delivery.fail();
                 self.metrics.send_failed.inc_by(record.spans);
                 self.cut_back();
@@ -163,7 +163,7 @@ impl Writer {
         match result {
             Ok(()) => self.size = self.flushed_size,
             Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "file exporter: cannot cut a failed write back off the file; its last record may be torn");
+                crate::telemetry::log_limited!(error, "file exporter: cannot cut a failed write back off the file; its last record may be torn", path = %self.path.display(), error = %e);
             }
         }
     }

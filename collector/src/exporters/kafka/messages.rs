@@ -298,10 +298,9 @@ impl Splitter {
                     add = len + headers(&chunk, &current);
                 }
                 if add > limit {
-                    tracing::warn!(
+                    crate::telemetry::log_limited!(warn, "a span is larger than max_message_bytes on its own; dropping it",
                         topic = %topic,
-                        max_message_bytes = self.max_message_bytes,
-                        "a span is larger than max_message_bytes on its own; dropping it"
+                        max_message_bytes = self.max_message_bytes
                     );
                     out.rejected_spans += 1;
                     continue;
@@ -387,10 +386,9 @@ impl Splitter {
             return;
         }
         if spans == 1 {
-            tracing::warn!(
+            crate::telemetry::log_limited!(warn, "a span is larger than max_message_bytes on its own; dropping it",
                 topic = %topic,
-                max_message_bytes = self.max_message_bytes,
-                "a span is larger than max_message_bytes on its own; dropping it"
+                max_message_bytes = self.max_message_bytes
             );
             out.rejected_spans += 1;
             return;

@@ -140,10 +140,12 @@ impl KafkaSender {
         if !Arc::ptr_eq(&current, failed) {
             return; // another attempt replaced it already
         }
-        tracing::error!(?code, %reason, "the Kafka producer hit a fatal error; starting a new one");
+        crate::telemetry::log_limited!(error, "the Kafka producer hit a fatal error; starting a new one", ?code, %reason);
         match self.config.create::<FutureProducer>() {
             Ok(p) => *current = Arc::new(p),
-            Err(e) => tracing::error!(error = %e, "cannot recreate the Kafka producer"),
+            Err(e) => {
+                crate::telemetry::log_limited!(error, "cannot recreate the Kafka producer", error = %e)
+            }
         }
     }
 

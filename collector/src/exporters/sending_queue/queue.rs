@@ -330,7 +330,7 @@ impl<S: Sender> SendingQueue<S> {
             Err(PushError::Closed) => return Err(self.shutting_down(spans)),
             Err(PushError::Io(e)) => {
                 self.inner.metrics.enqueue_failed.inc_by(spans);
-                tracing::error!(exporter = %self.inner.id, error = %e, spans, "cannot write to the on-disk sending queue; refusing the data");
+                crate::telemetry::log_limited!(error, "cannot write to the on-disk sending queue; refusing the data", exporter = %self.inner.id, error = %e, spans);
                 return Err(ConsumeError::retryable(format!(
                     "exporters.{}: cannot write to the on-disk queue: {e}",
                     self.inner.id
@@ -550,7 +550,7 @@ async fn consume_disk<S: Sender>(inner: Arc<Inner<S>>, queue: Arc<DiskQueue>) {
         let batch = match persistent::decode(record) {
             Ok(b) => b,
             Err(e) => {
-                tracing::error!(exporter = %inner.id, error = %e, spans = items, "a record of the on-disk queue is damaged; skipping it");
+                crate::telemetry::log_limited!(error, "a record of the on-disk queue is damaged; skipping it", exporter = %inner.id, error = %e, spans = items);
                 inner.metrics.queue_corrupt.inc();
                 inner.metrics.send_failed.inc_by(u64::from(items));
                 stored.ack();
@@ -685,7 +685,7 @@ impl<S: Sender> Inner<S> {
                     if item.keep_for_next_start() {
                         tracing::info!(exporter = %self.id, error = %error, spans, "not sent before shutdown; kept in the on-disk queue");
                     } else {
-                        tracing::error!(exporter = %self.id, reason = %format!("{error} (the exporter is shutting down)"), spans, "exporting failed; dropping the data");
+                        crate::telemetry::log_limited!(error, "exporting failed; dropping the data", exporter = %self.id, reason = %format!("{error} (the exporter is shutting down)"), spans);
                         self.metrics.send_failed.inc_by(spans);
                     }
                     return Err(error);
@@ -694,12 +694,11 @@ impl<S: Sender> Inner<S> {
                 delay = delay.min(MAX_DELAY_WHILE_STOPPING);
             }
             self.metrics.retries.inc();
-            tracing::info!(
+            crate::telemetry::log_limited!(info, "exporting failed; will retry",
                 exporter = %self.id,
                 error = %error,
                 spans = item.spans,
-                retry_in = ?Duration::from_millis(delay.as_millis() as u64),
-                "exporting failed; will retry"
+                retry_in = ?Duration::from_millis(delay.as_millis() as u64)
             );
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -714,12 +713,11 @@ impl<S: Sender> Inner<S> {
         let rejected = accepted.rejected_spans.min(item.spans);
         self.metrics.sent.inc_by(item.spans - rejected);
         if rejected > 0 {
-            tracing::warn!(
+            crate::telemetry::log_limited!(warn, "the destination rejected part of the batch; rejected spans are not retried",
                 exporter = %self.id,
                 rejected,
                 spans = item.spans,
-                message = %accepted.message,
-                "the destination rejected part of the batch; rejected spans are not retried"
+                message = %accepted.message
             );
             self.metrics.send_failed.inc_by(rejected);
             let why = format!(
@@ -730,11 +728,10 @@ impl<S: Sender> Inner<S> {
             return;
         }
         if !accepted.message.is_empty() {
-            tracing::warn!(
+            crate::telemetry::log_limited!(warn, "the destination accepted the batch with a warning",
                 exporter = %self.id,
                 spans = item.spans,
-                message = %accepted.message,
-                "the destination accepted the batch with a warning"
+                message = %accepted.message
             );
         }
         item.release();
@@ -742,11 +739,10 @@ impl<S: Sender> Inner<S> {
 
     /// Drops a batch that could not be delivered for now (retries exhausted, shutdown).
     fn give_up(&self, item: Item<S::Payload>, why: String) {
-        tracing::error!(
+        crate::telemetry::log_limited!(error, "exporting failed; dropping the data",
             exporter = %self.id,
             reason = %why,
-            spans = item.spans,
-            "exporting failed; dropping the data"
+            spans = item.spans
         );
         self.metrics.send_failed.inc_by(item.spans);
         item.fail(None);
@@ -754,11 +750,10 @@ impl<S: Sender> Inner<S> {
 
     /// Drops a batch the destination refused for good.
     fn reject(&self, item: Item<S::Payload>, why: String) {
-        tracing::error!(
+        crate::telemetry::log_limited!(error, "the destination rejected the data for good; dropping the data",
             exporter = %self.id,
             reason = %why,
-            spans = item.spans,
-            "the destination rejected the data for good; dropping the data"
+            spans = item.spans
         );
         self.metrics.send_failed.inc_by(item.spans);
         item.fail(Some(&why));

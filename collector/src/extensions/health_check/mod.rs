@@ -57,7 +57,10 @@ impl Lifecycle for HealthCheck {
             .with_state(self.health.clone());
         let task = crate::serve::spawn(
             listener,
-            crate::serve::Protocol::Http1,
+            crate::serve::Listener::new(
+                crate::serve::Protocol::Http1(crate::serve::Http1Limits::INTERNAL),
+                crate::serve::INTERNAL_MAX_CONNECTIONS,
+            ),
             app,
             self.stop.clone(),
             "health_check".into(),

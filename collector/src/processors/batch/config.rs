@@ -25,10 +25,17 @@ pub struct BatchConfig {
     /// request agreed.
     #[serde(default)]
     pub metadata_keys: Vec<String>,
-    /// With `metadata_keys`: distinct value combinations this processor will batch over its
-    /// lifetime; data bringing one more is refused (retryable). 0 means no limit.
+    /// With `metadata_keys`: distinct value combinations batched at once (each held until it
+    /// expires, see `metadata_expiration`); data bringing one more is refused (retryable).
+    /// 0 means no limit.
     #[serde(default = "default_metadata_cardinality_limit")]
     pub metadata_cardinality_limit: usize,
+    /// With `metadata_keys`: a combination that brings no data for this long is sent on and
+    /// forgotten, so it no longer counts against `metadata_cardinality_limit`. Default:
+    /// 10 × `timeout`, at least 1s; `0s` keeps combinations for the processor's lifetime.
+    /// wasmcol's own option (the OpenTelemetry Collector never forgets a combination).
+    #[serde(default)]
+    pub metadata_expiration: Option<Duration>,
 }
 
 fn default_send_batch_size() -> usize {
@@ -53,7 +60,23 @@ impl Default for BatchConfig {
             queue_size: default_queue_size(),
             metadata_keys: Vec::new(),
             metadata_cardinality_limit: default_metadata_cardinality_limit(),
+            metadata_expiration: None,
         }
+    }
+}
+
+impl BatchConfig {
+    /// How long an idle `metadata_keys` combination is kept; `None` for ever (no
+    /// `metadata_keys`, or `metadata_expiration: 0s`).
+    pub fn expiration(&self) -> Option<std::time::Duration> {
+        if self.metadata_keys.is_empty() {
+            return None;
+        }
+        let e = match self.metadata_expiration {
+            Some(e) => e.get(),
+            None => (self.timeout.get() * 10).max(std::time::Duration::from_secs(1)),
+        };
+        (!e.is_zero()).then_some(e)
     }
 }
 
@@ -74,6 +97,18 @@ impl Validate for BatchConfig {
         }
         if self.queue_size == 0 {
             p.push(Problem::new("queue_size", "must be at least 1, got 0"));
+        }
+        if let Some(e) = self.metadata_expiration
+            && !e.is_zero()
+            && e < self.timeout
+        {
+            p.push(Problem::new(
+                "metadata_expiration",
+                format!(
+                    "must be 0s (never) or at least timeout ({}), got {}",
+                    self.timeout, e
+                ),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, key) in self.metadata_keys.iter().enumerate() {

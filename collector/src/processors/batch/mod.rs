@@ -12,13 +12,15 @@
 //! With `metadata_keys`, the worker keeps one pending batch (a shard, with its own timer) per
 //! distinct combination of those keys' values in the request metadata, as the OpenTelemetry
 //! Collector does; `consume` counts the combinations and refuses new ones beyond
-//! `metadata_cardinality_limit`.
+//! `metadata_cardinality_limit`. Unlike the Collector, a shard that receives nothing for
+//! `metadata_expiration` is sent on and freed, so clients choosing new values (tenants come
+//! and go) neither lock each other out for good nor grow the process's memory.
 
 mod config;
 
 pub use config::BatchConfig;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,9 +47,11 @@ impl ProcessorConfig for BatchConfig {
         for k in &mut config.metadata_keys {
             k.make_ascii_lowercase();
         }
+        let live = Arc::new(Mutex::new(HashMap::new()));
         let worker = Worker {
             id: ctx.id.to_string(),
             config: config.clone(),
+            live: live.clone(),
             next,
             rx,
             metrics: metrics.clone(),
@@ -64,7 +68,7 @@ impl ProcessorConfig for BatchConfig {
                 .metrics
                 .component_panics("processor", &ctx.id.to_string()),
             config,
-            shards: Mutex::new(HashSet::new()),
+            live,
         }))
     }
 }
@@ -79,9 +83,15 @@ struct BatchProcessor {
     panics: Counter,
     /// Lower-cased `metadata_keys`.
     config: BatchConfig,
-    /// Every `metadata_keys` combination seen so far (for the cardinality limit).
-    shards: Mutex<HashSet<Metadata>>,
+    /// The worker's shards, shared with it (see [`Live`]).
+    live: Live,
 }
+
+/// With `metadata_keys`: every combination that has a shard in the worker or a batch on its way
+/// there (what `metadata_cardinality_limit` counts), with the number of batches queued for it
+/// and not yet taken by the worker. `consume` adds entries; the worker removes an entry with its
+/// shard once the shard has been idle for `metadata_expiration` and no batch for it is queued.
+type Live = Arc<Mutex<HashMap<Metadata, usize>>>;
 
 /// The part of `metadata` that `keys` select: a batch's shard, and its metadata on the way out.
 fn shard_key(keys: &[String], metadata: &Metadata) -> Metadata {
@@ -109,16 +119,24 @@ impl TracesConsumer for BatchProcessor {
         if !self.config.metadata_keys.is_empty() {
             batch.metadata = shard_key(&self.config.metadata_keys, &batch.metadata);
             let limit = self.config.metadata_cardinality_limit;
-            let mut shards = self.shards.lock().expect("batch lock");
-            if !shards.contains(&batch.metadata) {
-                if limit != 0 && shards.len() >= limit {
-                    return refused(format!(
-                        "processors.{}: too many distinct metadata_keys combinations (metadata_cardinality_limit {limit})",
-                        self.id
-                    ));
-                }
-                shards.insert(batch.metadata.clone());
+            // Held across the send so the worker, which takes the lock to count the batch
+            // out, cannot see it before it is counted in.
+            let mut live = self.live.lock().expect("batch lock");
+            if limit != 0 && live.len() >= limit && !live.contains_key(&batch.metadata) {
+                return refused(format!(
+                    "processors.{}: too many distinct metadata_keys combinations (metadata_cardinality_limit {limit}); idle ones are freed after metadata_expiration",
+                    self.id
+                ));
             }
+            let key = batch.metadata.clone();
+            return match tx.try_send(batch) {
+                Ok(()) => {
+                    *live.entry(key).or_insert(0) += 1;
+                    self.metrics.incoming.inc_by(spans);
+                    Ok(())
+                }
+                Err(_) => refused(format!("processors.{}: queue is full", self.id)),
+            };
         }
         match tx.try_send(batch) {
             Ok(()) => {
@@ -159,6 +177,8 @@ impl Lifecycle for BatchProcessor {
 struct Worker {
     id: String,
     config: BatchConfig,
+    /// Shared with `consume` (see [`Live`]).
+    live: Live,
     next: SharedConsumer,
     rx: flume::Receiver<TraceBatch>,
     metrics: ProcessorMetrics,
@@ -173,11 +193,23 @@ struct Worker {
 }
 
 /// One pending batch and its timer.
-#[derive(Default)]
 struct Shard {
     pending: TraceBatch,
     spans: usize,
     deadline: Option<Instant>,
+    /// When data last arrived (for `metadata_expiration`).
+    last_data: Instant,
+}
+
+impl Shard {
+    fn new(now: Instant) -> Self {
+        Self {
+            pending: TraceBatch::default(),
+            spans: 0,
+            deadline: None,
+            last_data: now,
+        }
+    }
 }
 
 impl Worker {
@@ -187,11 +219,27 @@ impl Worker {
             self.metrics.dropped.inc_by(lost);
         }
         // Keyed by the batch's `metadata_keys` values (set by `consume`); a single shard when
-        // there are none. Shards are kept once made: `consume` bounds how many there can be.
+        // there are none. `consume` bounds how many there can be; idle ones expire.
         let mut shards: HashMap<Metadata, Shard> = HashMap::new();
         let by_metadata = !self.config.metadata_keys.is_empty();
+        let expiration = self.config.expiration();
+        // Expiry is checked a few times per `metadata_expiration`, not at every wake-up.
+        let sweep_every = expiration.map(|e| (e / 4).max(Duration::from_millis(10)));
+        let mut next_sweep = sweep_every.map(|s| Instant::now() + s);
+        if by_metadata {
+            // A task taking over after a panic adopts its predecessor's shards (now empty),
+            // so they expire like any other.
+            let now = Instant::now();
+            for key in self.live.lock().expect("batch lock").keys() {
+                shards.insert(key.clone(), Shard::new(now));
+            }
+        }
         loop {
-            let deadline = shards.values().filter_map(|s| s.deadline).min();
+            let deadline = shards
+                .values()
+                .filter_map(|s| s.deadline)
+                .chain(next_sweep.filter(|_| !shards.is_empty()))
+                .min();
             let received = match deadline {
                 Some(d) => tokio::select! {
                     r = self.rx.recv_async() => Some(r),
@@ -201,12 +249,22 @@ impl Worker {
             };
             match received {
                 Some(Ok(batch)) => {
+                    let now = Instant::now();
                     let key = if by_metadata {
+                        if let Some(queued) = self
+                            .live
+                            .lock()
+                            .expect("batch lock")
+                            .get_mut(&batch.metadata)
+                        {
+                            *queued = queued.saturating_sub(1);
+                        }
                         batch.metadata.clone()
                     } else {
                         Metadata::default()
                     };
-                    let shard = shards.entry(key).or_default();
+                    let shard = shards.entry(key).or_insert_with(|| Shard::new(now));
+                    shard.last_data = now;
                     shard.spans += batch.span_count();
                     self.held
                         .fetch_add(batch.span_count() as u64, Ordering::Relaxed);
@@ -226,6 +284,12 @@ impl Worker {
                             self.flush(shard).await;
                         }
                     }
+                    if let (Some(e), Some(every)) = (expiration, sweep_every)
+                        && next_sweep.is_some_and(|t| t <= now)
+                    {
+                        self.expire(&mut shards, e).await;
+                        next_sweep = Some(Instant::now() + every);
+                    }
                 }
                 // Queue closed and drained: shutting down.
                 Some(Err(_)) => {
@@ -236,6 +300,42 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Sends on and frees every shard that received nothing for `expiration`, unless a batch
+    /// for it is still queued (it will arrive and refresh it).
+    async fn expire(&self, shards: &mut HashMap<Metadata, Shard>, expiration: Duration) {
+        let now = Instant::now();
+        let idle: Vec<Metadata> = shards
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_data) >= expiration)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let mut freed = 0usize;
+        for key in idle {
+            if let Some(shard) = shards.get_mut(&key)
+                && !shard.pending.is_empty()
+            {
+                self.flush(shard).await;
+            }
+            let mut live = self.live.lock().expect("batch lock");
+            if live.get(&key).is_some_and(|&queued| queued > 0) {
+                continue;
+            }
+            live.remove(&key);
+            shards.remove(&key);
+            freed += 1;
+        }
+        // Maps keep their peak capacity: give it back once most of it is unused.
+        if shards.capacity() > 64 && shards.capacity() > 4 * shards.len() {
+            shards.shrink_to_fit();
+            let mut live = self.live.lock().expect("batch lock");
+            live.shrink_to_fit();
+        }
+        tracing::debug!(processor = %self.id, freed, left = shards.len(), "idle metadata_keys shards expired");
     }
 
     async fn flush(&self, shard: &mut Shard) {
@@ -282,7 +382,7 @@ impl Worker {
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 Err(ConsumeError::Permanent { reason }) => {
-                    tracing::error!(processor = %self.id, %reason, spans, "next stage rejected a batch; dropping it");
+                    crate::telemetry::log_limited!(error, "next stage rejected a batch; dropping it", processor = %self.id, %reason, spans);
                     batch.delivery.reject_because(&reason);
                     self.metrics.dropped.inc_by(spans);
                     self.held.fetch_sub(spans, Ordering::Relaxed);

@@ -219,6 +219,90 @@ async fn metadata_cardinality_limit_refuses_new_combinations_retryably() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn idle_combinations_expire_and_free_their_place_under_the_limit() {
+    let rec = Recorder::new();
+    let p = build(
+        BatchConfig {
+            send_batch_size: 100,
+            timeout: crate::config::Duration::from_millis(100),
+            metadata_keys: vec!["x-tenant".into()],
+            metadata_cardinality_limit: 2,
+            metadata_expiration: Some(crate::config::Duration::from_secs(1)),
+            ..Default::default()
+        },
+        rec.clone(),
+    );
+    p.start().await.unwrap();
+    p.consume(with_md(1, &[("x-tenant", "a")])).await.unwrap();
+    p.consume(with_md(1, &[("x-tenant", "b")])).await.unwrap();
+    assert!(p.consume(with_md(1, &[("x-tenant", "c")])).await.is_err());
+    // "a" keeps sending; "b" falls silent and expires.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        p.consume(with_md(1, &[("x-tenant", "a")])).await.unwrap();
+    }
+    p.consume(with_md(1, &[("x-tenant", "c")])).await.unwrap();
+    assert!(
+        p.consume(with_md(1, &[("x-tenant", "d")])).await.is_err(),
+        "a and c hold both places"
+    );
+    // "b" comes back as a new combination once "c" has expired too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.consume(with_md(1, &[("x-tenant", "b")])).await.unwrap();
+    p.shutdown().await;
+    let total: usize = by_tenant(&rec).iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        total,
+        10,
+        "every accepted span is sent on: {:?}",
+        by_tenant(&rec)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expiring_shard_sends_what_it_holds_first() {
+    let rec = Recorder::new();
+    let p = build(
+        BatchConfig {
+            send_batch_size: 100,
+            // No timer: only size, expiry or shutdown send a batch.
+            timeout: crate::config::Duration::from_millis(0),
+            metadata_keys: vec!["x-tenant".into()],
+            metadata_expiration: Some(crate::config::Duration::from_millis(500)),
+            ..Default::default()
+        },
+        rec.clone(),
+    );
+    p.start().await.unwrap();
+    p.consume(with_md(3, &[("x-tenant", "a")])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rec.batches().is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(by_tenant(&rec), vec![(Some("a".into()), 3)]);
+    p.shutdown().await;
+}
+
+#[test]
+fn metadata_expiration_defaults_to_ten_timeouts_and_zero_disables_it() {
+    let mut c = BatchConfig {
+        metadata_keys: vec!["x-tenant".into()],
+        ..Default::default()
+    };
+    assert_eq!(c.expiration(), Some(Duration::from_secs(2)));
+    c.timeout = crate::config::Duration::from_millis(10);
+    assert_eq!(c.expiration(), Some(Duration::from_secs(1)));
+    c.metadata_expiration = Some(crate::config::Duration::from_millis(0));
+    assert_eq!(c.expiration(), None);
+    c.metadata_expiration = Some(crate::config::Duration::from_millis(5));
+    let problems = crate::component::Validate::validate(&c);
+    assert_eq!(problems.len(), 1);
+    assert!(format!("{:?}", problems[0]).contains("metadata_expiration"));
+    c.metadata_keys.clear();
+    c.metadata_expiration = None;
+    assert_eq!(c.expiration(), None, "no shards, nothing to expire");
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_metadata_keys_metadata_survives_only_agreement() {
     let rec = Recorder::new();
     let p = build(

@@ -214,7 +214,7 @@ impl TracesConsumer for TailSampling {
         metrics.late_dropped.inc_by(ingested.late_dropped);
         m.dropped.inc_by(ingested.late_dropped + ingested.invalid);
         if ingested.invalid > 0 {
-            tracing::warn!(processor = %self.shared.id, spans = ingested.invalid, "spans without a 16-byte trace id dropped");
+            crate::telemetry::log_limited!(warn, "spans without a 16-byte trace id dropped", processor = %self.shared.id, spans = ingested.invalid);
         }
         for e in &ingested.evictions {
             self.evictions[*e as usize].inc();

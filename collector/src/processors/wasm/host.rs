@@ -191,9 +191,15 @@ impl host::Host for HostState {
         match level {
             host::Level::Trace => tracing::trace!(processor = %id, "plugin: {message}"),
             host::Level::Debug => tracing::debug!(processor = %id, "plugin: {message}"),
-            host::Level::Info => tracing::info!(processor = %id, "plugin: {message}"),
-            host::Level::Warn => tracing::warn!(processor = %id, "plugin: {message}"),
-            host::Level::Error => tracing::error!(processor = %id, "plugin: {message}"),
+            host::Level::Info => {
+                crate::telemetry::log_limited!(info, "plugin log"; processor = %id, "plugin: {message}")
+            }
+            host::Level::Warn => {
+                crate::telemetry::log_limited!(warn, "plugin log"; processor = %id, "plugin: {message}")
+            }
+            host::Level::Error => {
+                crate::telemetry::log_limited!(error, "plugin log"; processor = %id, "plugin: {message}")
+            }
         }
     }
 

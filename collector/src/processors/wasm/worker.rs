@@ -161,7 +161,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                 };
                 if let Some(pause) = pause_after(failures) {
                     paused_until = Some(Instant::now() + pause);
-                    tracing::warn!(
+                    crate::telemetry::log_limited!(warn, "plugin call failed; pausing the plugin";
                         processor = %shared.services.id,
                         plugin = %shared.plugin.source,
                         failures,
@@ -170,7 +170,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                         "plugin {e}; {action}; {failures} failures in a row, pausing the plugin for {pause:?}"
                     );
                 } else {
-                    tracing::warn!(
+                    crate::telemetry::log_limited!(warn, "plugin call failed";
                         processor = %shared.services.id,
                         plugin = %shared.plugin.source,
                         elapsed_ms = started.elapsed().as_millis() as u64,

@@ -193,7 +193,7 @@ impl Worker {
                 m = self.consumer.recv() => match m {
                     Ok(m) => self.on_message(&m).await,
                     Err(e) => {
-                        tracing::warn!(receiver = %self.id, error = %e, "Kafka consumer error");
+                        crate::telemetry::log_limited!(warn, "Kafka consumer error", receiver = %self.id, error = %e);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -358,12 +358,11 @@ impl Worker {
                 {
                     return;
                 }
-                tracing::warn!(
+                crate::telemetry::log_limited!(warn, "an exporter gave up on a message's spans; handing them to the pipeline again",
                     receiver = %self.id,
                     topic = %f.ticket.topic,
                     partition = f.ticket.partition,
-                    offset = f.ticket.offset,
-                    "an exporter gave up on a message's spans; handing them to the pipeline again"
+                    offset = f.ticket.offset
                 );
                 let tx = self.redeliver_tx.clone();
                 let stop = self.stop.clone();
@@ -430,7 +429,7 @@ impl Worker {
         } else {
             "skipping it"
         };
-        tracing::error!(
+        crate::telemetry::log_limited!(error, "the pipeline refused a message's spans for good";
             receiver = %self.id,
             topic = %f.ticket.topic,
             partition = f.ticket.partition,
@@ -444,14 +443,13 @@ impl Worker {
 
     fn on_malformed(&self, ticket: Ticket, message: Kept, reason: &str) {
         self.malformed.inc();
-        tracing::warn!(
+        crate::telemetry::log_limited!(warn, "skipping a message that cannot be decoded",
             receiver = %self.id,
             topic = %ticket.topic,
             partition = ticket.partition,
             offset = ticket.offset,
             bytes = message.payload.len(),
-            error = %reason,
-            "skipping a message that cannot be decoded"
+            error = %reason
         );
         self.dead_letter_or_skip(ticket, message, reason.to_string());
     }
@@ -509,7 +507,7 @@ impl Worker {
                         return;
                     }
                     Err((e, _)) => {
-                        tracing::warn!(receiver = %id, topic = %dl.topic, error = %e, "cannot write to the dead-letter topic; retrying");
+                        crate::telemetry::log_limited!(warn, "cannot write to the dead-letter topic; retrying", receiver = %id, topic = %dl.topic, error = %e);
                     }
                 }
                 tokio::select! {

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Deserializer};
 
 use crate::component::{Problem, Validate};
-use crate::config::ByteSize;
+use crate::config::{ByteSize, Duration};
 
 /// `receivers.otlp`.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +47,13 @@ pub struct GrpcConfig {
     /// HTTP/2 streams one connection may have open at once.
     #[serde(default = "default_max_concurrent_streams")]
     pub max_concurrent_streams: u32,
+    /// Connections served at once (not a Collector option). While this many are open, new
+    /// ones wait in the kernel's accept backlog until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Keep-alive and connection-lifetime bounds (the Collector's `configgrpc.keepalive`).
+    #[serde(default)]
+    pub keepalive: GrpcKeepalive,
     /// Attach each request's gRPC metadata to its batch (see `request_metadata` in the receiver for
     /// what is kept), for `processors.batch.metadata_keys` and
     /// `exporters.kafka.topic_from_metadata_key`.
@@ -67,11 +74,143 @@ pub struct HttpConfig {
     /// Largest request body accepted, after decompression.
     #[serde(default = "default_max_request_body_size")]
     pub max_request_body_size: ByteSize,
+    /// Longest time to read a whole request, headers and body, from its first byte; then
+    /// the connection is cut and the request never answered. `0`: no bound.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: Duration,
+    /// Longest time to read a request's headers, from the connection's start (first
+    /// request) or the request's first byte; then the connection is cut. `0`: `read_timeout`.
+    #[serde(default = "default_read_header_timeout")]
+    pub read_header_timeout: Duration,
+    /// Longest time from a request's headers until its response is written; then the
+    /// connection is cut. `0`: no bound.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request; then it is closed.
+    /// `0`: `read_timeout`.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+    /// Connections served at once (not a Collector option). While this many are open, new
+    /// ones wait in the kernel's accept backlog until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Attach each request's HTTP headers to its batch (see `request_metadata` in the receiver for
     /// what is kept), for `processors.batch.metadata_keys` and
     /// `exporters.kafka.topic_from_metadata_key`.
     #[serde(default)]
     pub include_metadata: bool,
+}
+
+/// `receivers.otlp.protocols.grpc.keepalive`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcKeepalive {
+    /// Bounds on each connection's life and the server's pings.
+    #[serde(default)]
+    pub server_parameters: GrpcServerParameters,
+    /// How often clients may ping.
+    #[serde(default)]
+    pub enforcement_policy: GrpcEnforcementPolicy,
+}
+
+/// `receivers.otlp.protocols.grpc.keepalive.enforcement_policy` (grpc-go's
+/// `keepalive.EnforcementPolicy`). A client that pings more often gets, at its third ping too
+/// soon, a GOAWAY and its connection closed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcEnforcementPolicy {
+    /// Shortest time a client must leave between its pings.
+    #[serde(default = "default_ping_min_time")]
+    pub min_time: Duration,
+    /// Allow pings while no RPC is in progress; otherwise such pings count as too soon.
+    #[serde(default)]
+    pub permit_without_stream: bool,
+}
+
+impl Default for GrpcEnforcementPolicy {
+    fn default() -> Self {
+        Self {
+            min_time: default_ping_min_time(),
+            permit_without_stream: false,
+        }
+    }
+}
+
+/// `receivers.otlp.protocols.grpc.keepalive.server_parameters` (grpc-go's
+/// `keepalive.ServerParameters`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcServerParameters {
+    /// A connection with no RPC in progress for this long gets a GOAWAY. `0`: no bound.
+    #[serde(default)]
+    pub max_connection_idle: Duration,
+    /// A connection open this long gets a GOAWAY (clients reconnect, which spreads them
+    /// over replicas). `0`: no bound.
+    #[serde(default)]
+    pub max_connection_age: Duration,
+    /// After `max_connection_age`, how long RPCs in progress get before the connection is
+    /// cut. `0`: as long as they need.
+    #[serde(default)]
+    pub max_connection_age_grace: Duration,
+    /// After this long without hearing from the client, the server pings it. `0`: no pings.
+    #[serde(default = "default_keepalive_time")]
+    pub time: Duration,
+    /// A ping unanswered for this long closes the connection.
+    #[serde(default = "default_keepalive_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for GrpcServerParameters {
+    fn default() -> Self {
+        Self {
+            max_connection_idle: Duration::default(),
+            max_connection_age: Duration::default(),
+            max_connection_age_grace: Duration::default(),
+            time: default_keepalive_time(),
+            timeout: default_keepalive_timeout(),
+        }
+    }
+}
+
+/// `Some` for a bound, `None` for `0` (no bound).
+fn bound(d: Duration) -> Option<std::time::Duration> {
+    (!d.is_zero()).then_some(d.get())
+}
+
+impl GrpcConfig {
+    /// The listener these options describe.
+    pub fn listener(&self) -> crate::serve::Listener {
+        let k = &self.keepalive.server_parameters;
+        let e = &self.keepalive.enforcement_policy;
+        crate::serve::Listener::new(
+            crate::serve::Protocol::Http2(crate::serve::Http2Limits {
+                max_concurrent_streams: self.max_concurrent_streams,
+                max_connection_idle: bound(k.max_connection_idle),
+                max_connection_age: bound(k.max_connection_age),
+                max_connection_age_grace: bound(k.max_connection_age_grace),
+                keepalive_time: bound(k.time),
+                keepalive_timeout: k.timeout.get(),
+                ping_min_time: e.min_time.get(),
+                ping_without_stream: e.permit_without_stream,
+            }),
+            self.max_connections,
+        )
+    }
+}
+
+impl HttpConfig {
+    /// The listener these options describe.
+    pub fn listener(&self) -> crate::serve::Listener {
+        crate::serve::Listener::new(
+            crate::serve::Protocol::Http1(crate::serve::Http1Limits {
+                read_header_timeout: bound(self.read_header_timeout),
+                read_timeout: bound(self.read_timeout),
+                write_timeout: bound(self.write_timeout),
+                idle_timeout: bound(self.idle_timeout),
+            }),
+            self.max_connections,
+        )
+    }
 }
 
 fn default_grpc_endpoint() -> String {
@@ -86,6 +225,30 @@ fn default_max_recv_msg_size_mib() -> u64 {
 fn default_max_concurrent_streams() -> u32 {
     256
 }
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_keepalive_time() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_ping_min_time() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_read_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_traces_url_path() -> String {
     "/v1/traces".into()
 }
@@ -99,6 +262,8 @@ impl Default for GrpcConfig {
             endpoint: default_grpc_endpoint(),
             max_recv_msg_size_mib: default_max_recv_msg_size_mib(),
             max_concurrent_streams: default_max_concurrent_streams(),
+            max_connections: default_max_connections(),
+            keepalive: GrpcKeepalive::default(),
             include_metadata: false,
         }
     }
@@ -110,6 +275,11 @@ impl Default for HttpConfig {
             endpoint: default_http_endpoint(),
             traces_url_path: default_traces_url_path(),
             max_request_body_size: default_max_request_body_size(),
+            read_timeout: default_read_timeout(),
+            read_header_timeout: default_read_header_timeout(),
+            write_timeout: default_write_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
             include_metadata: false,
         }
     }
@@ -134,6 +304,37 @@ impl Validate for OtlpReceiverConfig {
                     "must be at least 1, got 0",
                 ));
             }
+            if g.max_concurrent_streams == 0 {
+                p.push(Problem::new(
+                    "protocols.grpc.max_concurrent_streams",
+                    "must be at least 1, got 0",
+                ));
+            }
+            if g.max_connections == 0 {
+                p.push(Problem::new(
+                    "protocols.grpc.max_connections",
+                    "must be at least 1, got 0",
+                ));
+            }
+            let k = &g.keepalive.server_parameters;
+            if !k.time.is_zero() && k.timeout.is_zero() {
+                p.push(Problem::new(
+                    "protocols.grpc.keepalive.server_parameters.timeout",
+                    format!(
+                        "must be greater than 0 while pings are on (time: {}), got 0s",
+                        k.time
+                    ),
+                ));
+            }
+            if !k.max_connection_age_grace.is_zero() && k.max_connection_age.is_zero() {
+                p.push(Problem::new(
+                    "protocols.grpc.keepalive.server_parameters.max_connection_age_grace",
+                    format!(
+                        "has no effect without max_connection_age, got {}",
+                        k.max_connection_age_grace
+                    ),
+                ));
+            }
         }
         if let Some(h) = &self.protocols.http {
             if let Err(m) = crate::net::check_endpoint(&h.endpoint) {
@@ -149,6 +350,12 @@ impl Validate for OtlpReceiverConfig {
                 p.push(Problem::new(
                     "protocols.http.max_request_body_size",
                     "must be greater than 0",
+                ));
+            }
+            if h.max_connections == 0 {
+                p.push(Problem::new(
+                    "protocols.http.max_connections",
+                    "must be at least 1, got 0",
                 ));
             }
         }

@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::HeaderValue;
@@ -220,13 +219,13 @@ pub async fn serve(
             resp
         },
     );
-    let protocol = crate::serve::Protocol::Http2 {
-        max_concurrent_streams: cfg.max_concurrent_streams,
-        keepalive_interval: Some(Duration::from_secs(30)),
-    };
+    let listener_config = cfg.listener().counted(
+        &ingest.metrics.open_connections,
+        &ingest.metrics.connection_limit_reached,
+    );
     Ok(crate::serve::spawn(
         listener,
-        protocol,
+        listener_config,
         service,
         stop,
         format!("receivers.{} grpc", ingest.id),

@@ -257,6 +257,10 @@ pub async fn serve(
         crate::net::bind(&cfg.endpoint, &format!("receivers.{} http", ingest.id)).await?;
     tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, path = %cfg.traces_url_path, "OTLP/HTTP listening");
     let id = ingest.id.clone();
+    let listener_config = cfg.listener().counted(
+        &ingest.metrics.open_connections,
+        &ingest.metrics.connection_limit_reached,
+    );
     let state = AppState {
         ingest,
         limit: cfg.max_request_body_size.bytes() as usize,
@@ -268,7 +272,7 @@ pub async fn serve(
         .with_state(state);
     Ok(crate::serve::spawn(
         listener,
-        crate::serve::Protocol::Http1,
+        listener_config,
         app,
         stop,
         format!("receivers.{id} http"),

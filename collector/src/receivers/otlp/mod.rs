@@ -179,7 +179,7 @@ impl Ingest {
 
     /// Logs a request that could not be decoded (its spans are unknown, so not counted).
     pub fn malformed(&self, transport: &str, reason: &str) {
-        tracing::warn!(receiver = %self.id, transport, %reason, "malformed request refused");
+        crate::telemetry::log_limited!(warn, "malformed request refused", receiver = %self.id, transport, %reason);
     }
 }
 
