@@ -20,9 +20,8 @@ pub fn read_sample(pid: &str) -> Option<ProcessSample> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     let rss_pages: u64 = fields.get(21)?.parse().ok()?;
     const TICKS_PER_SECOND: f64 = 100.0; // USER_HZ is 100 on every Linux target we ship.
-    const PAGE_SIZE: u64 = 4096;
     Some(ProcessSample {
-        rss_bytes: rss_pages * PAGE_SIZE,
+        rss_bytes: rss_pages * rustix::param::page_size() as u64,
         cpu_seconds: (utime + stime) / TICKS_PER_SECOND,
     })
 }
