@@ -119,7 +119,7 @@ async fn restart_after_sigterm(append: bool) {
     let extra = format!("    append: {append}\n");
 
     let (mut first, grpc) = start(&path, &extra);
-    send(grpc, 1, 0, N).await;
+    send(grpc, 1, 1, N).await;
     assert_eq!(first.stop(), 0, "first run:\n{}", first.log());
     let first_ids = clean_ids(&path, Format::Json, Compression::None);
     assert_eq!(
@@ -140,7 +140,7 @@ async fn restart_after_sigterm(append: bool) {
         "second start did not log {expected_log:?}:\n{}",
         second.log()
     );
-    send(grpc, 1, N, N).await;
+    send(grpc, 1, N + 1, N).await;
     assert_eq!(second.stop(), 0, "second run:\n{}", second.log());
 
     let files = outputs(&path);
@@ -151,7 +151,7 @@ async fn restart_after_sigterm(append: bool) {
         ids.extend(clean_ids(f, Format::Json, Compression::None));
     }
     let distinct: HashSet<u64> = ids.iter().copied().collect();
-    let missing: Vec<u64> = (0..2 * N).filter(|i| !distinct.contains(i)).collect();
+    let missing: Vec<u64> = (1..=2 * N).filter(|i| !distinct.contains(i)).collect();
     assert!(
         missing.is_empty(),
         "{} of {} spans missing after the restart (e.g. {:?}); files {files:?}",
@@ -368,7 +368,7 @@ async fn a_write_failing_half_way_leaves_no_partial_record() {
     );
     // About 150 bytes per span: 2,000 spans fit; once they are in the file, 10,000 more cross
     // the limit in the middle of a record.
-    send(grpc, 3, 0, 2_000).await;
+    send(grpc, 3, 1, 2_000).await;
     let flushed = wait_until(Duration::from_secs(10), || {
         std::fs::read(&path).is_ok_and(|b| {
             length_prefixed_span_ids(&b, Format::Proto, Compression::None).len() == 2_000
@@ -379,7 +379,7 @@ async fn a_write_failing_half_way_leaves_no_partial_record() {
         "the first spans did not reach the file:\n{}",
         c.log()
     );
-    send(grpc, 3, 2_000, 10_000).await;
+    send(grpc, 3, 2_001, 10_000).await;
     assert!(
         c.wait_for_log_line(&["file exporter", "failed"], Duration::from_secs(10)),
         "the size limit was never hit:\n{}",
