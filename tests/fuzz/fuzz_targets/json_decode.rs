@@ -14,10 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let decoded = json::decode_traces(data);
     let bounded = json::decode_traces_within(data, BUDGET);
     let Ok(request) = decoded else {
-        assert!(
-            matches!(bounded, Err(DecodeError::Malformed(_))),
-            "{bounded:?}"
-        );
+        // Malformed, or over its budget before the point where it is malformed.
+        assert!(bounded.is_err(), "{bounded:?}");
         return;
     };
 
