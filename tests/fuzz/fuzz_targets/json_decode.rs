@@ -7,8 +7,8 @@ use libfuzzer_sys::fuzz_target;
 use wasmcol_fuzz::measure;
 use wasmcol_fuzz::otlp::json::{self, DecodeError};
 
-/// Small enough that fuzzed inputs reach it.
-const BUDGET: usize = 16 * 1024;
+/// Small enough that the seed requests (3 spans) sit near it, so both answers are common.
+const BUDGET: usize = 4 * 1024;
 
 fuzz_target!(|data: &[u8]| {
     let decoded = json::decode_traces(data);
