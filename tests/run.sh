@@ -28,6 +28,28 @@ fi
 echo "== building"
 cargo build --workspace --bins --all-targets
 
+# Coverage-guided fuzzing (tests/fuzz): a short libFuzzer run per target from the committed seed
+# corpus, on the stable toolchain. A crash or a hang (an input over 5 s) fails the run and
+# leaves the input in tests/fuzz/artifacts/TARGET/.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "== installing cargo-fuzz"
+  cargo install --locked cargo-fuzz --version 0.13.2
+fi
+echo "== fuzzing (${FUZZ_SECONDS:=30} s per target)"
+(cd tests/fuzz && cargo fuzz build -s none)
+for target in $(cd tests/fuzz && cargo fuzz list); do
+  log="tests/fuzz/target/$target.log"
+  mkdir -p "tests/fuzz/corpus/$target"
+  if (cd tests/fuzz && cargo fuzz run -s none "$target" "corpus/$target" "seeds/$target" -- \
+      -max_total_time="$FUZZ_SECONDS" -timeout=5 -print_final_stats=1) >"$log" 2>&1; then
+    echo "$target: $(grep -E '^Done' "$log")"
+  else
+    tail -n 60 "$log"
+    echo "fuzz target $target failed (full log: $log)"
+    exit 1
+  fi
+done
+
 echo "== doctests (nextest does not run them)"
 cargo test --workspace --doc --quiet
 
