@@ -19,6 +19,12 @@ pub const OFF_REACTOR_BYTES: usize = 256 * 1024;
 /// How much lower than the rest of the process the pool's threads run (Linux nice values).
 pub const NICENESS: i32 = 5;
 
+/// The effort [`run`] is told of for work that reads or writes every span of `batch`: about
+/// 256 bytes a span, so batches of a thousand spans and more go off the reactor.
+pub fn batch_effort(batch: &crate::pipeline::TraceBatch) -> usize {
+    batch.span_count().saturating_mul(256)
+}
+
 /// How many heavy jobs run at once.
 pub fn slots() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -148,7 +148,7 @@ impl TracesConsumer for FileExporter {
         };
         // Decoding and encoding a large batch takes a while: off the reactor.
         let (format, compression) = (self.format, self.compression);
-        let effort = batch.span_count().saturating_mul(256);
+        let effort = compute::batch_effort(&batch);
         let (bytes, delivery) = compute::run(effort, move || {
             (encode(format, compression, &batch), batch.delivery)
         })

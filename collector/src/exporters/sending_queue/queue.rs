@@ -502,7 +502,7 @@ async fn prepare<S: Sender>(
     inner: &Arc<Inner<S>>,
     batch: TraceBatch,
 ) -> Result<(S::Payload, TraceBatch), compute::Panicked> {
-    let effort = batch.span_count().saturating_mul(256);
+    let effort = compute::batch_effort(&batch);
     let inner = inner.clone();
     compute::run(effort, move || (inner.sender.prepare(&batch), batch)).await
 }

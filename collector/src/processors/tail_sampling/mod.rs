@@ -203,7 +203,7 @@ impl TracesConsumer for TailSampling {
         let shared = self.shared.clone();
         let panics = self.panics.clone();
         // Buffering reads every span: a large batch is buffered off the reactor.
-        let effort = batch.span_count().saturating_mul(256);
+        let effort = compute::batch_effort(&batch);
         let ingested = compute::run(effort, move || buffer_batch(&shared, &panics, batch, spans))
             .await
             .map_err(|p| ConsumeError::retryable(format!("processor {}: {p}", self.shared.id)))??;
@@ -247,54 +247,50 @@ fn buffer_batch(
         .unwrap_or_else(|e| e.into_inner())
         .1
         .len();
-    {
-        let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if buffer.is_full() || pending_late > MAX_PENDING_LATE_SPANS {
-            drop(buffer);
-            m.refused.inc_by(spans);
-            return Err(ConsumeError::Retryable {
-                reason: format!(
-                    "processor {}: the trace buffer is full (max_buffer_bytes) until pending \
-                     decisions are made and forwarded",
-                    shared.id
-                ),
-                retry_after: Some(Duration::from_secs(1)),
-            });
+    let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+    if buffer.is_full() || pending_late > MAX_PENDING_LATE_SPANS {
+        drop(buffer);
+        m.refused.inc_by(spans);
+        return Err(ConsumeError::Retryable {
+            reason: format!(
+                "processor {}: the trace buffer is full (max_buffer_bytes) until pending \
+                 decisions are made and forwarded",
+                shared.id
+            ),
+            retry_after: Some(Duration::from_secs(1)),
+        });
+    }
+    let now_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // A panic while buffering (a defect) refuses this batch, retryably, rather than
+    // unwinding into the receiver; the buffer's lock is taken past poisoning.
+    let ingest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        #[cfg(test)]
+        decider::tests::maybe_panic(&format!("{}#buffer", shared.id));
+        match batch.protobuf_parts() {
+            Some(parts) => buffer.ingest_protobuf(parts.map(|p| &p[..]), Instant::now(), now_unix),
+            None => buffer.ingest(batch.resource_spans(), Instant::now(), now_unix),
         }
-        let now_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        // A panic while buffering (a defect) refuses this batch, retryably, rather than
-        // unwinding into the receiver; the buffer's lock is taken past poisoning.
-        let ingest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            #[cfg(test)]
-            decider::tests::maybe_panic(&format!("{}#buffer", shared.id));
-            match batch.protobuf_parts() {
-                Some(parts) => {
-                    buffer.ingest_protobuf(parts.map(|p| &p[..]), Instant::now(), now_unix)
-                }
-                None => buffer.ingest(batch.resource_spans(), Instant::now(), now_unix),
-            }
-        }));
-        match ingest {
-            Ok(ingested) => Ok(ingested),
-            Err(payload) => {
-                drop(buffer);
-                let message = crate::panics::message(&*payload);
-                crate::panics::report(
-                    panics,
-                    &shared.id,
-                    "tail_sampling buffer",
-                    &message,
-                    "the batch is refused (retryable)",
-                );
-                m.refused.inc_by(spans);
-                batch.delivery.fail();
-                Err(ConsumeError::retryable(format!(
-                    "processor {}: buffering the batch panicked: {message}",
-                    shared.id
-                )))
-            }
+    }));
+    match ingest {
+        Ok(ingested) => Ok(ingested),
+        Err(payload) => {
+            drop(buffer);
+            let message = crate::panics::message(&*payload);
+            crate::panics::report(
+                panics,
+                &shared.id,
+                "tail_sampling buffer",
+                &message,
+                "the batch is refused (retryable)",
+            );
+            m.refused.inc_by(spans);
+            batch.delivery.fail();
+            Err(ConsumeError::retryable(format!(
+                "processor {}: buffering the batch panicked: {message}",
+                shared.id
+            )))
         }
     }
 }
