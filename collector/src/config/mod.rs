@@ -6,8 +6,10 @@
 //! reported together, each with its YAML path and line.
 
 mod env;
+pub mod opaque;
 mod position;
 mod service;
+pub mod tls;
 pub mod units;
 
 use std::collections::BTreeMap;
