@@ -10,6 +10,7 @@ use super::client::Client;
 use super::schema::Schema;
 use super::sender::ClickHouseSender;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
+use crate::config::opaque::Opaque;
 use crate::config::{ByteSize, Duration};
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
 
@@ -213,9 +214,9 @@ pub struct ClickHouseExporterConfig {
     /// User name (sent with HTTP basic authentication); empty uses the server's `default`.
     #[serde(default)]
     pub username: String,
-    /// Password of `username`.
+    /// Password of `username`; never printed.
     #[serde(default)]
-    pub password: String,
+    pub password: Opaque,
     /// The spans table; the lookup and span-metrics tables are named after it.
     #[serde(default = "default_traces_table")]
     pub traces_table_name: String,
@@ -438,14 +439,23 @@ impl ExporterConfig for ClickHouseExporterConfig {
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
         let endpoint = check_endpoint(&self.endpoint)
             .map_err(|e| anyhow::anyhow!("exporters.{}.endpoint: {e}", ctx.id))?;
+        let https = endpoint.scheme_str() == Some("https");
         let client = Client::new(
             endpoint,
             &self.username,
-            &self.password,
+            self.password.expose(),
             self.timeout.get(),
             self.tls.as_ref(),
         )
         .map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
+        if !self.password.is_empty() {
+            crate::net::warn_plaintext_credentials(
+                &format!("exporters.{}", ctx.id),
+                "password",
+                https,
+                [self.endpoint.as_str()],
+            );
+        }
         if self.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
             tracing::warn!(
                 exporter = %ctx.id,

@@ -78,7 +78,7 @@ impl GrpcSender {
     pub fn new(
         authority: &str,
         compression: Compression,
-        headers: &BTreeMap<String, String>,
+        headers: &BTreeMap<String, crate::config::opaque::Opaque>,
         timeout: Duration,
     ) -> Result<Self, String> {
         let uri = format!("http://{authority}");
@@ -93,7 +93,7 @@ impl GrpcSender {
         for (name, value) in headers {
             let key = AsciiMetadataKey::from_bytes(name.as_bytes())
                 .map_err(|_| format!("headers.{name}: not a valid metadata name"))?;
-            let value = AsciiMetadataValue::try_from(value.as_str())
+            let value = AsciiMetadataValue::try_from(value.expose())
                 .map_err(|_| format!("headers.{name}: not a valid metadata value"))?;
             metadata.insert(key, value);
         }
