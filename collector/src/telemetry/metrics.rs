@@ -61,6 +61,7 @@ pub struct Metrics {
     tail_late_spans: CounterFamily,
     tail_evictions: CounterFamily,
     tail_decision_latency: HistogramFamily,
+    kafka_topic_not_allowed: CounterFamily,
 }
 
 /// Metrics of one `tail_sampling` processor.
@@ -342,6 +343,11 @@ impl Metrics {
                 );
                 f
             },
+            kafka_topic_not_allowed: family!(
+                "exporter_kafka_topic_not_allowed_batches",
+                "Batches whose request metadata named a topic outside allowed_topics (sent to the default topic)",
+                CounterFamily
+            ),
             registry: Mutex::new(reg),
         }
     }
@@ -498,6 +504,14 @@ impl Metrics {
             ("reason", reason.to_string()),
         ];
         self.tail_evictions.get_or_create(&l).clone()
+    }
+
+    /// Batches Kafka exporter `id` sent to its default topic because their metadata named a
+    /// topic outside `allowed_topics`.
+    pub fn kafka_topic_not_allowed(&self, id: &str) -> Counter {
+        self.kafka_topic_not_allowed
+            .get_or_create(&vec![("exporter", id.to_string())])
+            .clone()
     }
 
     /// Renders every metric in the Prometheus text format, refreshing process statistics first.
