@@ -99,9 +99,67 @@ pub struct HttpConfig {
     /// `exporters.kafka.topic_from_metadata_key`.
     #[serde(default)]
     pub include_metadata: bool,
+    /// Cross-origin requests from browsers; absent = no CORS headers at all.
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
 }
 
-/// `receivers.otlp.protocols.grpc.keepalive`.
+/// `receivers.otlp.protocols.http.cors` (the Collector's `confighttp.CORSConfig`), for
+/// browser SDKs on other origins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins allowed to send spans, as browsers write them (`https://app.example.com`); `*`
+    /// stands for any run of characters (`https://*.example.com`; `"*"` alone: any origin).
+    /// Empty: CORS is off.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Request headers allowed besides Accept, Accept-Language, Content-Type and
+    /// Content-Language (and X-Requested-With when none are listed); `"*"`: any.
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    /// Seconds browsers may cache a preflight answer (`Access-Control-Max-Age`); 0: not sent.
+    #[serde(default)]
+    pub max_age: u64,
+}
+
+impl CorsConfig {
+    fn problems(&self, p: &mut Vec<Problem>) {
+        let path = "protocols.http.cors";
+        if self.allowed_origins.is_empty() && !self.allowed_headers.is_empty() {
+            p.push(Problem::new(
+                format!("{path}.allowed_headers"),
+                "has no effect without allowed_origins",
+            ));
+        }
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            let at = format!("{path}.allowed_origins[{i}]");
+            let Some((_, host)) = o.split_once("://").filter(|(s, _)| !s.is_empty()) else {
+                if o != "*" {
+                    p.push(Problem::new(
+                        at,
+                        format!("expected scheme://host[:port] (e.g. https://*.example.com) or \"*\", got {o:?}"),
+                    ));
+                }
+                continue;
+            };
+            if host.is_empty() || host.contains('/') {
+                p.push(Problem::new(
+                    at,
+                    format!("{o:?} never matches: an origin is scheme://host[:port], with no path or final '/'"),
+                ));
+            }
+        }
+        for (i, h) in self.allowed_headers.iter().enumerate() {
+            if h != "*" && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                p.push(Problem::new(
+                    format!("{path}.allowed_headers[{i}]"),
+                    format!("{h:?} is not an HTTP header name"),
+                ));
+            }
+        }
+    }
+}
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrpcKeepalive {
@@ -281,6 +339,7 @@ impl Default for HttpConfig {
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
             include_metadata: false,
+            cors: None,
         }
     }
 }
@@ -357,6 +416,9 @@ impl Validate for OtlpReceiverConfig {
                     "protocols.http.max_connections",
                     "must be at least 1, got 0",
                 ));
+            }
+            if let Some(cors) = &h.cors {
+                cors.problems(&mut p);
             }
         }
         if let (Some(g), Some(h)) = (&self.protocols.grpc, &self.protocols.http)
