@@ -1083,6 +1083,101 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// A TLS server (HTTP/1, ALPN `http/1.1`) on the test certificate; its port, task and
+    /// failed-handshake counter.
+    async fn tls_server(stop: CancellationToken) -> (u16, JoinHandle<()>, Counter) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, include_str!("config/tls/testdata/server.crt")).unwrap();
+        std::fs::write(&key, include_str!("config/tls/testdata/server.key")).unwrap();
+        let tls = crate::config::tls::server::ServerTlsConfig {
+            cert_file: cert.display().to_string(),
+            key_file: key.display().to_string(),
+            ..Default::default()
+        }
+        .build("test.tls", &["http/1.1"])
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route("/", axum::routing::post(|| async { "ok" }));
+        let failures = Counter::default();
+        let config = Listener::new(Protocol::Http1(Http1Limits::INTERNAL), 16)
+            .with_tls(Arc::new(tls), &failures);
+        let task = spawn(listener, config, app, stop, "test".into());
+        (port, task, failures)
+    }
+
+    #[tokio::test]
+    async fn tls_requests_are_served_and_failed_handshakes_counted() {
+        let stop = CancellationToken::new();
+        let (port, task, failures) = tls_server(stop.clone()).await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(
+                crate::config::tls::certificates(
+                    "",
+                    include_str!("config/tls/testdata/server.crt"),
+                    "ca",
+                )
+                .unwrap()
+                .remove(0),
+            )
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(request(0).as_bytes()).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        assert_eq!(failures.get(), 0);
+
+        // Plaintext is a failed handshake; a connection closed before a word is not.
+        let mut plain = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        plain.write_all(request(0).as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        let _ = plain.read_to_end(&mut reply).await;
+        assert!(!reply.starts_with(b"HTTP"), "{reply:?}");
+        drop(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(failures.get(), 1);
+
+        // A client stalled mid-handshake does not hold up the stop.
+        let _stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stopped = Instant::now();
+        stop.cancel();
+        task.await.unwrap();
+        assert!(
+            stopped.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            stopped.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_tls_handshake_times_out() {
+        let stop = CancellationToken::new();
+        let (port, task, failures) = tls_server(stop.clone()).await;
+        let mut stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // Sends nothing: the server gives up after TLS_HANDSHAKE_TIMEOUT (time is paused and
+        // jumps ahead while everything waits).
+        let mut buf = Vec::new();
+        let n = stalled.read_to_end(&mut buf).await.unwrap_or(0);
+        assert_eq!(n, 0);
+        assert_eq!(failures.get(), 1);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
     fn limits() -> Bounds {
         Bounds::Http1(Http1Limits {
             read_header_timeout: Some(Duration::from_secs(1)),
