@@ -21,6 +21,7 @@ struct Ports {
     grpc: u16,
     http: u16,
     metrics: u16,
+    health: u16,
 }
 
 impl Ports {
@@ -29,14 +30,16 @@ impl Ports {
             grpc: free_port(),
             http: free_port(),
             metrics: free_port(),
+            health: free_port(),
         }
     }
 }
 
-/// gRPC with mutual TLS (`client_ca_file`), HTTP with server TLS only; both serve `cert`.
+/// gRPC with mutual TLS (`client_ca_file`), HTTP and the health check with server TLS only;
+/// all serve `cert`.
 fn config(pki: &Pki, cert: &Path, key: &Path, ports: &Ports, reload: &str) -> String {
     let (cert, key, ca) = (cert.display(), key.display(), pki.ca.display());
-    let (grpc, http, metrics) = (ports.grpc, ports.http, ports.metrics);
+    let (grpc, http, metrics, health) = (ports.grpc, ports.http, ports.metrics, ports.health);
     format!(
         r#"
 receivers:
@@ -56,6 +59,10 @@ receivers:
           cert_file: {cert}
           key_file: {key}
           reload_interval: {reload}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+    tls: {{ cert_file: {cert}, key_file: {key} }}
 processors:
   batch:
     timeout: 50ms
@@ -64,6 +71,7 @@ exporters:
     path: "{{dir}}/out.jsonl"
     flush_interval: 50ms
 service:
+  extensions: [health_check]
   pipelines:
     traces:
       receivers: [otlp]
@@ -228,6 +236,13 @@ fn delivered(protocol: &str) {
     assert_same(&sent.spans, &collector);
     // The readiness check's bare connect (closed before any TLS) is not a failed handshake.
     assert_eq!(handshake_failures(&ports, protocol), 0.0);
+    // The health check speaks HTTPS with the same certificate.
+    let health = probe(
+        ports.health,
+        &["--ca", pki.ca.to_str().unwrap(), "--alpn", "http/1.1"],
+    );
+    assert_eq!(health["ok"], true, "{health}");
+    assert_eq!(health["serial"], SERVER_SERIAL, "{health}");
 }
 
 #[test]
