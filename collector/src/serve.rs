@@ -342,9 +342,17 @@ async fn handshake(
             return None;
         }
         Ok(Err(e)) => {
-            failed(&format_args!(
-                "no TLS ClientHello (a plaintext client?): {e}"
-            ));
+            let garbled = e
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| matches!(e, rustls::Error::InvalidMessage(_)));
+            if garbled {
+                failed(&format_args!(
+                    "not a TLS ClientHello (a plaintext client?): {e}"
+                ));
+            } else {
+                failed(&format_args!("ClientHello refused: {e}"));
+            }
             return None;
         }
         Err(_) => {
