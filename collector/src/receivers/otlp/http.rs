@@ -307,12 +307,14 @@ pub async fn serve(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener =
         crate::net::bind(&cfg.endpoint, &format!("receivers.{} http", ingest.id)).await?;
-    tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, path = %cfg.traces_url_path, "OTLP/HTTP listening");
+    tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, path = %cfg.traces_url_path, tls = cfg.tls.is_some(), "OTLP/HTTP listening");
     let id = ingest.id.clone();
-    let listener_config = cfg.listener().counted(
-        &ingest.metrics.open_connections,
-        &ingest.metrics.connection_limit_reached,
-    );
+    let listener_config = cfg
+        .tls_listener(&ingest.id, &ingest.metrics.tls_handshake_failures)?
+        .counted(
+            &ingest.metrics.open_connections,
+            &ingest.metrics.connection_limit_reached,
+        );
     let state = AppState {
         ingest,
         limit: cfg.max_request_body_size.bytes() as usize,
