@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use crate::component::{Problem, Validate};
 use crate::config::{ByteSize, Duration};
-use crate::processors::wasm::sampler::LoadedPolicy;
-use crate::processors::wasm::{Limits, OnError};
+use crate::plugin_host::policy::LoadedPolicy;
+use crate::plugin_host::{Limits, OnError};
 
 /// The policy plugin shipped in the binary, which evaluates `policies:`.
 pub const BUILTIN_POLICIES: &str = "builtin:tail-policies";

@@ -23,8 +23,8 @@ use super::tracestate;
 use crate::otlp::wire;
 use crate::panics;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch};
-use crate::processors::wasm::sampler::{LoadedPolicy, PolicyInstance};
-use crate::processors::wasm::{CallError, Limits, OnError, Services, pause_after};
+use crate::plugin_host::policy::{LoadedPolicy, PolicyInstance};
+use crate::plugin_host::{CallError, Limits, OnError, Services, pause_after};
 use crate::telemetry::{Metrics, ProcessorMetrics, TailSamplingMetrics};
 
 /// Most traces handed to the policy plugin in one call.

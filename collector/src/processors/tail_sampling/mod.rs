@@ -46,7 +46,7 @@ use decider::{DISCARD, DRAIN, Decider, PolicyRunner, RUNNING, Shared};
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::compute;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
-use crate::processors::wasm::Services;
+use crate::plugin_host::Services;
 use prometheus_client::metrics::counter::Counter;
 
 /// Late spans waiting to be forwarded past which new data is refused.

@@ -18,40 +18,21 @@
 //! timeout or bad answer costs one instance, never the collector. A panic on the host side
 //! costs the instance too, and the batch fails with a retryable error.
 
-mod bindings;
-mod builtin;
 mod config;
-mod engine;
-mod host;
-mod instance;
-mod plugin;
-pub mod sampler;
-mod tables;
 pub mod wire_edit;
-mod worker;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
-pub use config::{Limits, OnError, WasmProcessorConfig};
-pub use host::Services;
-pub use instance::CallError;
-pub use plugin::StartupError;
-pub use tables::TableConfig;
-pub use worker::pause_after;
-
-/// (name, description) of the plugins built into this binary, used as
-/// `plugin: builtin:NAME`.
-pub fn builtin_plugins() -> Vec<(&'static str, &'static str)> {
-    builtin::describe()
-}
+pub use config::WasmProcessorConfig;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::plugin_host::Services;
+use crate::plugin_host::worker::{self, Job, PluginMetrics, Shared};
 use crate::telemetry::ProcessorMetrics;
-use worker::{Job, PluginMetrics, Shared};
 
 impl ProcessorConfig for WasmProcessorConfig {
     fn build(

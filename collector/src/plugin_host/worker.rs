@@ -19,9 +19,9 @@ use tokio::sync::oneshot;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::config::{Limits, OnError};
 use super::host::Services;
 use super::instance::Instance;
+use super::limits::{Limits, OnError};
 use super::plugin::LoadedPlugin;
 use crate::panics;
 use crate::pipeline::{ConsumeError, TraceBatch};
@@ -35,17 +35,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// One batch for a worker, and where to send the outcome: the batch to pass on, `None` when
 /// it was dropped, or the error to answer (the worker panicked on it).
 pub struct Job {
+    /// The batch to run the plugin over.
     pub batch: TraceBatch,
+    /// Where the outcome goes.
     pub reply: oneshot::Sender<Result<Option<TraceBatch>, ConsumeError>>,
 }
 
 /// What every worker of one processor shares.
 pub struct Shared {
+    /// The compiled plugin each instance is made from.
     pub plugin: Arc<LoadedPlugin>,
+    /// Logs, counters and tables for the plugin.
     pub services: Arc<Services>,
+    /// Limits of each instance.
     pub limits: Limits,
+    /// The plugin's configuration, handed to `init`.
     pub config_json: String,
+    /// What happens to a batch the plugin failed on.
     pub on_error: OnError,
+    /// The processor's plugin counters.
     pub metrics: PluginMetrics,
 }
 
@@ -245,7 +253,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_fails_the_batch_retryably_and_the_next_gets_a_fresh_instance() {
         let id = "wasm/panics-once";
-        let cfg: super::super::WasmProcessorConfig =
+        let cfg: crate::processors::wasm::WasmProcessorConfig =
             parse_component(serde_yaml_ng::from_str("plugin: builtin:pii-scrub").unwrap()).unwrap();
         let ctx = context(id);
         let metrics = ctx.metrics.clone();

@@ -13,12 +13,12 @@ use wasmtime::Store;
 
 use super::bindings::Plugin as Bindings;
 use super::bindings::wasmcol::plugin::types as wit;
-use super::config::Limits;
 use super::engine::{self, EPOCH_TICK};
 use super::host::{HostState, Services};
+use super::limits::Limits;
 use super::plugin::LoadedPlugin;
-use super::wire_edit;
 use crate::pipeline::TraceBatch;
+use crate::processors::wasm::wire_edit;
 
 /// How a call failed.
 #[derive(Debug)]
@@ -203,6 +203,7 @@ pub fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
     }
 }
 
+/// The error for an answer past `limits.max_output_bytes`.
 pub fn too_large(size: usize, max: usize) -> CallError {
     CallError::InvalidOutput(format!(
         "the answer is {size} bytes, more than limits.max_output_bytes ({max})"
