@@ -33,8 +33,16 @@ pub enum CallError {
     MemoryLimit,
     /// The plugin trapped: a panic, stack overflow, or another fault.
     Trap(String),
-    /// The plugin's answer was malformed: an index out of range, a bad value, too large.
+    /// The plugin's answer was malformed: an index out of range, a bad value.
     InvalidOutput(String),
+    /// The plugin's answer was larger than `limits.max_output_bytes` (counted as
+    /// `invalid_output`).
+    OutputTooLarge {
+        /// Bytes the answer held, counted up to the point it passed the cap.
+        size: usize,
+        /// The cap.
+        max: usize,
+    },
     /// The host panicked during the call (a defect on the host side, caught by the caller).
     Panic(String),
 }
@@ -48,9 +56,18 @@ impl CallError {
             CallError::Timeout => "timeout",
             CallError::MemoryLimit => "memory_limit",
             CallError::Trap(_) => "trap",
-            CallError::InvalidOutput(_) => "invalid_output",
+            CallError::InvalidOutput(_) | CallError::OutputTooLarge { .. } => "invalid_output",
             CallError::Panic(_) => "panic",
         }
+    }
+
+    /// True when the batch was too big for the plugin's limits (memory, output size): the
+    /// same data in smaller pieces may well succeed.
+    pub fn exceeds_limits(&self) -> bool {
+        matches!(
+            self,
+            CallError::MemoryLimit | CallError::OutputTooLarge { .. }
+        )
     }
 }
 
@@ -65,6 +82,11 @@ impl fmt::Display for CallError {
             }
             CallError::Trap(m) => write!(f, "trapped: {m}"),
             CallError::InvalidOutput(m) => write!(f, "returned an invalid answer: {m}"),
+            CallError::OutputTooLarge { size, max } => write!(
+                f,
+                "returned an invalid answer: the answer is {size} bytes, more than \
+                 limits.max_output_bytes ({max})"
+            ),
             CallError::Panic(m) => write!(f, "call ended in a host-side panic: {m}"),
         }
     }
@@ -205,9 +227,7 @@ pub fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
 
 /// The error for an answer past `limits.max_output_bytes`.
 pub fn too_large(size: usize, max: usize) -> CallError {
-    CallError::InvalidOutput(format!(
-        "the answer is {size} bytes, more than limits.max_output_bytes ({max})"
-    ))
+    CallError::OutputTooLarge { size, max }
 }
 
 /// Converts WIT edits into the SDK's, counting their size against the output cap and

@@ -13,6 +13,21 @@ pub enum OnError {
     Pass,
     /// Drop the batch (counted as dropped spans).
     Drop,
+    /// Refuse the batch with a retryable error (gRPC UNAVAILABLE, HTTP 503, a Kafka offset
+    /// left uncommitted): nothing unprocessed leaves the processor and nothing is lost while
+    /// the sender retries. The right choice for a plugin whose job is to remove data.
+    Refuse,
+}
+
+impl OnError {
+    /// The option's spelling in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Pass => "pass",
+            OnError::Drop => "drop",
+            OnError::Refuse => "refuse",
+        }
+    }
 }
 
 /// Resource limits of each plugin instance.

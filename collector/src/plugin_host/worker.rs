@@ -3,9 +3,13 @@
 //! batches are processed at once.
 //!
 //! A failed call discards the instance; the next batch gets a fresh one from the pre-linked
-//! plugin. After repeated failures the worker stops calling the plugin for a while (doubling
-//! up to [`MAX_BACKOFF`]) and handles batches per `on_error`, so a crash-looping plugin costs
-//! almost nothing.
+//! plugin. A batch too big for the plugin's limits (memory cap, output cap) is halved and
+//! each half tried again with a fresh instance, down to single spans ([`MAX_SPLIT_DEPTH`]
+//! halvings at most); the batch succeeds only if every piece does. After repeated failures
+//! the worker stops calling the plugin for a while (doubling up to [`MAX_BACKOFF`]) and
+//! handles batches per `on_error`, so a crash-looping plugin costs almost nothing. With
+//! `on_error: refuse` a failed batch, and every batch while paused, is refused with a
+//! retryable error: nothing unprocessed is passed on.
 //!
 //! A panic while handling a batch (a host-side defect: the plugin's own panics are traps) is
 //! caught here: it counts as a failure (`reason="panic"`), the instance is replaced, and the
@@ -31,6 +35,8 @@ use crate::telemetry::Metrics;
 const FAILURES_BEFORE_BACKOFF: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Most times a batch is halved after failing for its size (1,024 pieces at most).
+pub const MAX_SPLIT_DEPTH: u32 = 10;
 
 /// One batch for a worker, and where to send the outcome: the batch to pass on, `None` when
 /// it was dropped, or the error to answer (the worker panicked on it).
@@ -101,14 +107,18 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
     // Bound in this order so that, should a panic escape, the batch drops (marked failed)
     // before the reply does (the caller's retryable error).
     for Job { reply, mut batch } in jobs.iter() {
-        if paused_until.is_some_and(|t| Instant::now() < t) {
+        if let Some(until) = paused_until.filter(|t| Instant::now() < *t) {
             shared.metrics.skipped.inc();
-            let _ = reply.send(Ok(on_error(&shared, batch)));
+            let why = format!(
+                "processors.{}: the plugin is paused after failing {failures} times in a row",
+                shared.services.id
+            );
+            let _ = reply.send(on_error(&shared, batch, &why, Some(until - Instant::now())));
             continue;
         }
         let started = Instant::now();
         let attempt = catch_unwind(AssertUnwindSafe(|| {
-            call(&shared, &mut instance, &mut batch)
+            call_or_split(&shared, &mut instance, &mut batch)
         }));
         let result = match attempt {
             Ok(result) => result,
@@ -166,6 +176,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                 let action = match shared.on_error {
                     OnError::Pass => "passing the batch on unchanged",
                     OnError::Drop => "dropping the batch",
+                    OnError::Refuse => "refusing the batch (retryable)",
                 };
                 if let Some(pause) = pause_after(failures) {
                     paused_until = Some(Instant::now() + pause);
@@ -186,10 +197,64 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                         "plugin {e}; {action}"
                     );
                 }
-                let _ = reply.send(Ok(on_error(&shared, batch)));
+                let why = format!(
+                    "processors.{}: the plugin failed on this batch ({})",
+                    shared.services.id,
+                    e.reason()
+                );
+                let _ = reply.send(on_error(&shared, batch, &why, None));
             }
         }
     }
+}
+
+/// [`call`], and when the batch was too big for the plugin's limits, the same in halves
+/// (recursively), each with a fresh instance. Every failure on the way is counted; the one
+/// returned is counted by the caller.
+fn call_or_split(
+    shared: &Shared,
+    instance: &mut Option<Instance>,
+    batch: &mut TraceBatch,
+) -> Result<(), super::CallError> {
+    match call(shared, instance, batch) {
+        Err(e) if e.exceeds_limits() && batch.span_count() > 1 => {
+            *instance = None;
+            shared.metrics.failure(e.reason());
+            tracing::debug!(processor = %shared.services.id, spans = batch.span_count(), "plugin {e}; retrying the batch in halves");
+            let processed = call_in_halves(shared, instance, batch, 1)?;
+            batch.set_payload_of(processed);
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Runs the plugin over each half of `whole`'s spans, halving again a piece that fails for
+/// its size, and returns the processed spans in order (without `whole`'s delivery tracking,
+/// which stays with the caller's batch).
+fn call_in_halves(
+    shared: &Shared,
+    instance: &mut Option<Instance>,
+    whole: &TraceBatch,
+    depth: u32,
+) -> Result<TraceBatch, super::CallError> {
+    let mut back = TraceBatch::default();
+    back.set_payload_of(whole.clone());
+    let front = back.split_front(back.span_count() / 2);
+    let mut out = TraceBatch::default();
+    for mut piece in [front, back] {
+        match call(shared, instance, &mut piece) {
+            Ok(()) => {}
+            Err(e) if e.exceeds_limits() && piece.span_count() > 1 && depth < MAX_SPLIT_DEPTH => {
+                *instance = None;
+                shared.metrics.failure(e.reason());
+                piece = call_in_halves(shared, instance, &piece, depth + 1)?;
+            }
+            Err(e) => return Err(e),
+        }
+        out.merge(piece);
+    }
+    Ok(out)
 }
 
 /// Runs the plugin over `batch`, creating the instance first if there is none.
@@ -222,10 +287,26 @@ pub fn pause_after(failures: u32) -> Option<Duration> {
     Some((FIRST_BACKOFF * 2u32.pow(exp)).min(MAX_BACKOFF))
 }
 
-fn on_error(shared: &Shared, batch: TraceBatch) -> Option<TraceBatch> {
+/// What becomes of a batch the plugin failed on (or was not called for, while paused):
+/// passed on unchanged, dropped, or refused with a retryable error saying `why`.
+fn on_error(
+    shared: &Shared,
+    batch: TraceBatch,
+    why: &str,
+    retry_after: Option<Duration>,
+) -> Result<Option<TraceBatch>, ConsumeError> {
     match shared.on_error {
-        OnError::Pass => Some(batch),
-        OnError::Drop => None,
+        OnError::Pass => Ok(Some(batch)),
+        OnError::Drop => Ok(None),
+        OnError::Refuse => {
+            // Failed and let go before the caller hears, so a tracker has its outcome.
+            batch.delivery.fail();
+            drop(batch);
+            Err(ConsumeError::Retryable {
+                reason: format!("{why}; refused (on_error: refuse)"),
+                retry_after,
+            })
+        }
     }
 }
 

@@ -62,7 +62,9 @@ pub struct TailSamplingConfig {
     #[serde(default)]
     pub limits: Limits,
     /// When a policy plugin fails (trap, timeout, bad answer): `pass` keeps the traces of that
-    /// call, `drop` drops them. The buffer itself is never lost.
+    /// call, `drop` drops them, `refuse` keeps them too (they were accepted when buffered) and
+    /// refuses new data with a retryable error while the failing plugin is paused. The buffer
+    /// itself is never lost.
     #[serde(default)]
     pub on_error: OnError,
     /// On shutdown: `decide` pending traces now (and forward the kept ones), or `drop` them.

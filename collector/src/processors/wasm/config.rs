@@ -24,9 +24,12 @@ pub struct WasmProcessorConfig {
     /// Per-instance limits.
     #[serde(default)]
     pub limits: Limits,
-    /// What to do with a batch the plugin failed on.
+    /// What to do with a batch the plugin failed on: `pass` it on unchanged, `drop` it, or
+    /// `refuse` it (a retryable error to the sender). Default: `refuse` for
+    /// `builtin:pii-scrub` (a scrubber that fails must not let data through unscrubbed),
+    /// `pass` for every other plugin.
     #[serde(default)]
-    pub on_error: OnError,
+    pub on_error: Option<OnError>,
     /// Instances running in parallel, each on its own thread.
     #[serde(default = "default_instances")]
     pub instances: usize,
@@ -37,6 +40,21 @@ pub struct WasmProcessorConfig {
 
 fn default_instances() -> usize {
     1
+}
+
+/// Plugins whose job is to remove data: a failure must not pass the batch on unchanged.
+const REMOVES_DATA: &[&str] = &["builtin:pii-scrub"];
+
+impl WasmProcessorConfig {
+    /// `on_error` as configured, or its default for this plugin.
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+            .unwrap_or(if REMOVES_DATA.contains(&self.plugin.as_str()) {
+                OnError::Refuse
+            } else {
+                OnError::Pass
+            })
+    }
 }
 
 impl Validate for WasmProcessorConfig {

@@ -8,7 +8,7 @@
 //!     tables:                          # read-only lookups for the plugin
 //!       teams: { file: teams.csv, key: service }
 //!     limits: { memory_mib: 64, call_timeout: 50ms, max_output_bytes: 64MiB }
-//!     on_error: pass                   # or drop
+//!     on_error: refuse                 # or pass, drop (default: refuse for pii-scrub, else pass)
 //!     instances: 2                     # parallel instances
 //! ```
 //!
@@ -51,7 +51,7 @@ impl ProcessorConfig for WasmProcessorConfig {
             services: Arc::new(Services::new(id.clone(), ctx.metrics.clone(), tables)),
             limits: self.limits.clone(),
             config_json,
-            on_error: self.on_error,
+            on_error: self.on_error(),
             metrics: PluginMetrics::new(ctx.metrics.clone(), &id),
         });
         // Room for one waiting batch per instance: enough to keep every worker busy, small
@@ -122,3 +122,6 @@ impl TracesConsumer for WasmProcessor {
         self.next.consume(batch).await
     }
 }
+
+#[cfg(test)]
+mod tests;
