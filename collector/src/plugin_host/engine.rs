@@ -10,7 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Cache, CacheConfig, Config, Engine, OptLevel, ProfilingStrategy};
 
 use super::bindings::Plugin as Bindings;
-use super::host::HostState;
+use super::host::{BoundedPoll, BoundedPollView, HostState};
 
 /// How often the epoch advances. A call's deadline is a whole number of ticks plus one, so a
 /// runaway plugin is stopped between its `call_timeout` and one tick after it.
@@ -69,6 +69,14 @@ fn create() -> Result<PluginEngine, String> {
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+    // Blocking waits (sleep, poll, clock subscriptions) end at the call's deadline.
+    linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<HostState, BoundedPoll>(
+        &mut linker,
+        |s| BoundedPollView::of(s),
+    )
+    .map_err(|e| format!("cannot link the bounded WASI poll: {e:#}"))?;
+    linker.allow_shadowing(false);
     Bindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
         .map_err(|e| format!("cannot link the host interface: {e:#}"))?;
     match &cache_dir {

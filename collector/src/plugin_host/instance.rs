@@ -96,7 +96,7 @@ impl fmt::Display for CallError {
 pub struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
-    deadline_ticks: u64,
+    deadline: Deadline,
     max_output: usize,
 }
 
@@ -108,7 +108,7 @@ impl Instance {
         limits: &Limits,
         config_json: &str,
     ) -> Result<Self, CallError> {
-        let (mut store, deadline_ticks) = new_store(services, limits)?;
+        let (mut store, deadline) = new_store(services, limits)?;
         let bindings = plugin
             .pre
             .instantiate(&mut store)
@@ -116,10 +116,10 @@ impl Instance {
         let mut inst = Self {
             store,
             bindings,
-            deadline_ticks,
+            deadline,
             max_output: limits.max_output_bytes.0 as usize,
         };
-        inst.store.set_epoch_deadline(inst.deadline_ticks);
+        inst.deadline.arm(&mut inst.store);
         let result = inst
             .bindings
             .wasmcol_plugin_processor()
@@ -141,7 +141,7 @@ impl Instance {
     pub fn process(&mut self, batch: &mut TraceBatch) -> Result<(), CallError> {
         // The received bytes when no stage changed them (no encoding at all).
         let bytes = batch.to_protobuf();
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.deadline.arm(&mut self.store);
         let output = self
             .bindings
             .wasmcol_plugin_processor()
@@ -175,11 +175,28 @@ impl Instance {
     }
 }
 
-/// A store with the instance's memory cap and call deadline, and the deadline in epoch ticks.
+/// A call's deadline: epoch ticks for guest code, a point in time for blocking WASI waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    ticks: u64,
+    timeout: std::time::Duration,
+}
+
+impl Deadline {
+    /// Starts the clock for one call: guest code is interrupted, and blocking waits (sleep,
+    /// poll) end, once `call_timeout` has passed.
+    pub fn arm(&self, store: &mut Store<HostState>) {
+        store.set_epoch_deadline(self.ticks);
+        store.data_mut().call_deadline = std::time::Instant::now() + self.timeout;
+    }
+}
+
+/// A store with the instance's memory cap and call deadline (armed for the first call), and
+/// the deadline.
 pub fn new_store(
     services: Arc<Services>,
     limits: &Limits,
-) -> Result<(Store<HostState>, u64), CallError> {
+) -> Result<(Store<HostState>, Deadline), CallError> {
     let engine = engine::get().map_err(CallError::Trap)?;
     let mut store = Store::new(
         &engine.engine,
@@ -188,15 +205,18 @@ pub fn new_store(
     store.limiter(|s| &mut s.limiter);
     // The clock may tick right after the call starts, so one extra tick keeps the deadline
     // from ever coming early; it comes at most one tick late.
-    let deadline_ticks = limits
-        .call_timeout
-        .0
-        .as_nanos()
-        .div_ceil(EPOCH_TICK.as_nanos()) as u64
-        + 1;
-    store.set_epoch_deadline(deadline_ticks);
+    let deadline = Deadline {
+        ticks: limits
+            .call_timeout
+            .0
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos()) as u64
+            + 1,
+        timeout: limits.call_timeout.0,
+    };
+    deadline.arm(&mut store);
     store.epoch_deadline_trap();
-    Ok((store, deadline_ticks))
+    Ok((store, deadline))
 }
 
 /// Names a failed call: deadline, memory cap, or the trap with the plugin's last words.

@@ -7,6 +7,7 @@
 //! - `decode`: decodes the batch and changes nothing (measures decoding in the guest)
 //! - `replace`: returns the batch as a full replacement (measures the escape hatch)
 //! - `loop`: never returns
+//! - `sleep`: sleeps 20 s (`std::thread::sleep`, a blocking WASI wait in host code)
 //! - `alloc`: keeps allocating 64 MiB blocks, up to 4 GiB
 //! - `recurse`: recurses without end
 //! - `panic`: panics
@@ -89,6 +90,7 @@ impl Plugin for Hostile {
                     x = black_box(x.wrapping_add(1));
                 }
             }
+            "sleep" => std::thread::sleep(std::time::Duration::from_secs(20)),
             "alloc" => {
                 let mut blocks = Vec::new();
                 for i in 0..64 {
