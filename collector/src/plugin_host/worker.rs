@@ -11,11 +11,19 @@
 //! `on_error: refuse` a failed batch, and every batch while paused, is refused with a
 //! retryable error: nothing unprocessed is passed on.
 //!
+//! A watchdog makes sure the sender hears within `call_timeout` + [`WATCHDOG_GRACE`] whatever
+//! the call does: guest code is interrupted at the deadline and blocking WASI waits end
+//! there, but host-side work on a plugin's answer is not interruptible. When a call overruns,
+//! the watchdog answers for the batch per `on_error` (counted as `reason="timeout"`), starts a
+//! new worker in place of the stuck one, and the stuck worker discards its instance and ends
+//! once the call returns.
+//!
 //! A panic while handling a batch (a host-side defect: the plugin's own panics are traps) is
 //! caught here: it counts as a failure (`reason="panic"`), the instance is replaced, and the
 //! batch fails with a retryable error instead of being passed on or dropped per `on_error`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
@@ -35,6 +43,10 @@ use crate::telemetry::Metrics;
 const FAILURES_BEFORE_BACKOFF: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How far past `call_timeout` a call may run before the watchdog answers for it.
+pub const WATCHDOG_GRACE: Duration = Duration::from_millis(40);
+/// How often the watchdog looks at the calls in progress.
+const WATCHDOG_TICK: Duration = Duration::from_millis(5);
 /// Most times a batch is halved after failing for its size (1,024 pieces at most).
 pub const MAX_SPLIT_DEPTH: u32 = 10;
 
@@ -47,8 +59,13 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Option<TraceBatch>, ConsumeError>>,
 }
 
+/// The outcome of one job: the batch to pass on, `None` when dropped, or the refusal.
+type Reply = oneshot::Sender<Result<Option<TraceBatch>, ConsumeError>>;
+
 /// What every worker of one processor shares.
 pub struct Shared {
+    /// The calls in progress, for the watchdog.
+    pub watchdog: Watchdog,
     /// The compiled plugin each instance is made from.
     pub plugin: Arc<LoadedPlugin>,
     /// Logs, counters and tables for the plugin.
@@ -99,7 +116,144 @@ impl PluginMetrics {
     }
 }
 
-/// Runs one worker until every sender of `jobs` is gone.
+/// The calls in progress of one processor's workers.
+pub struct Watchdog {
+    epoch: Instant,
+    calls: Mutex<Vec<Weak<Watched>>>,
+    replacements: AtomicU64,
+}
+
+impl Default for Watchdog {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            calls: Mutex::new(Vec::new()),
+            replacements: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Watchdog {
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+}
+
+/// One job under watch: whoever answers first (the worker or the watchdog) takes the reply.
+struct Watched {
+    reply: Mutex<Option<Reply>>,
+    /// The batch as it came in, for the watchdog to answer with per `on_error`.
+    batch: Mutex<Option<TraceBatch>>,
+    /// When the call in progress must be over (nanoseconds after the watchdog's epoch); 0
+    /// while no call runs.
+    due: AtomicU64,
+    /// Set by the watchdog when it answered: the worker must stop.
+    abandoned: AtomicBool,
+}
+
+impl Watched {
+    /// Starts the watchdog's clock for `calls` plugin calls in a row.
+    fn arm(&self, shared: &Shared, calls: u32) {
+        let due = Instant::now() + shared.limits.call_timeout.0 * calls + WATCHDOG_GRACE;
+        self.due
+            .store(shared.watchdog.nanos(due).max(1), Ordering::Release);
+    }
+
+    /// Sends the outcome unless the watchdog answered already.
+    fn answer(&self, outcome: Result<Option<TraceBatch>, ConsumeError>) {
+        let reply = self.reply.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// Starts `instances` workers taking jobs from `jobs`, and the watchdog.
+pub fn start(
+    shared: Arc<Shared>,
+    jobs: flume::Receiver<Job>,
+    instances: usize,
+) -> std::io::Result<()> {
+    for n in 0..instances {
+        spawn_worker(&shared, &jobs, n.to_string())?;
+    }
+    let (weak, id) = (Arc::downgrade(&shared), shared.services.id.clone());
+    std::thread::Builder::new()
+        .name(format!("wasm-{id}-watchdog"))
+        .spawn(move || watchdog(weak, jobs))?;
+    Ok(())
+}
+
+fn spawn_worker(
+    shared: &Arc<Shared>,
+    jobs: &flume::Receiver<Job>,
+    name: String,
+) -> std::io::Result<()> {
+    let id = shared.services.id.clone();
+    let (shared, jobs) = (shared.clone(), jobs.clone());
+    // The worker catches a panic per batch; this restarts it should one escape.
+    panics::spawn_thread(
+        format!("wasm-{id}-{name}"),
+        id,
+        shared.metrics.panics.clone(),
+        move || run(shared.clone(), jobs.clone()),
+    )
+    .map(drop)
+}
+
+/// Answers for calls that overran their deadline; ends with the processor.
+fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
+    loop {
+        std::thread::sleep(WATCHDOG_TICK);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = shared.watchdog.nanos(Instant::now());
+        let overdue: Vec<Arc<Watched>> = {
+            let mut calls = shared
+                .watchdog
+                .calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            calls.retain(|w| w.strong_count() > 0);
+            calls
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter(|w| {
+                    let due = w.due.load(Ordering::Acquire);
+                    due != 0 && due <= now
+                })
+                .collect()
+        };
+        for w in overdue {
+            if w.abandoned.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            shared.metrics.failure("timeout");
+            let n = shared.watchdog.replacements.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::log_limited!(warn, "plugin call overran its deadline";
+                processor = %shared.services.id,
+                plugin = %shared.plugin.source,
+                reason = "timeout",
+                "plugin call still running {WATCHDOG_GRACE:?} past limits.call_timeout (host-side work on its answer); answered per on_error ({}), the instance is discarded and a new worker started",
+                shared.on_error.as_str()
+            );
+            let batch = w.batch.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(batch) = batch {
+                let why = format!(
+                    "processors.{}: the plugin call overran limits.call_timeout",
+                    shared.services.id
+                );
+                w.answer(on_error(&shared, batch, &why, None));
+            }
+            if let Err(e) = spawn_worker(&shared, &jobs, format!("r{n}")) {
+                tracing::error!(processor = %shared.services.id, "cannot start a plugin worker: {e}");
+            }
+        }
+    }
+}
+
+/// Runs one worker until every sender of `jobs` is gone, or the watchdog gave up on it.
 pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
     let mut instance: Option<Instance> = None;
     let mut failures = 0u32;
@@ -107,19 +261,44 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
     // Bound in this order so that, should a panic escape, the batch drops (marked failed)
     // before the reply does (the caller's retryable error).
     for Job { reply, mut batch } in jobs.iter() {
+        let watched = Arc::new(Watched {
+            reply: Mutex::new(Some(reply)),
+            batch: Mutex::new(Some(batch.clone())),
+            due: AtomicU64::new(0),
+            abandoned: AtomicBool::new(false),
+        });
         if let Some(until) = paused_until.filter(|t| Instant::now() < *t) {
             shared.metrics.skipped.inc();
             let why = format!(
                 "processors.{}: the plugin is paused after failing {failures} times in a row",
                 shared.services.id
             );
-            let _ = reply.send(on_error(&shared, batch, &why, Some(until - Instant::now())));
+            watched.answer(on_error(&shared, batch, &why, Some(until - Instant::now())));
             continue;
         }
+        shared
+            .watchdog
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(&watched));
         let started = Instant::now();
         let attempt = catch_unwind(AssertUnwindSafe(|| {
-            call_or_split(&shared, &mut instance, &mut batch)
+            call_or_split(&shared, &watched, &mut instance, &mut batch)
         }));
+        watched.due.store(0, Ordering::Release);
+        if watched.abandoned.load(Ordering::Acquire) {
+            // The watchdog answered for this batch and started a worker in our place.
+            return;
+        }
+        // From here on only this worker answers.
+        drop(
+            watched
+                .batch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let result = match attempt {
             Ok(result) => result,
             Err(payload) => {
@@ -147,7 +326,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                 // Failed and let go before the caller hears, so a tracker has its outcome.
                 batch.delivery.fail();
                 drop(batch);
-                let _ = reply.send(Err(ConsumeError::retryable(format!(
+                watched.answer(Err(ConsumeError::retryable(format!(
                     "processors.{}: a plugin worker panicked: {message}",
                     shared.services.id
                 ))));
@@ -167,7 +346,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                     tracing::debug!(processor = %shared.services.id, "plugin instance recycled (memory high-water mark)");
                     instance = None;
                 }
-                let _ = reply.send(Ok(Some(batch)));
+                watched.answer(Ok(Some(batch)));
             }
             Err(e) => {
                 instance = None;
@@ -202,7 +381,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
                     shared.services.id,
                     e.reason()
                 );
-                let _ = reply.send(on_error(&shared, batch, &why, None));
+                watched.answer(on_error(&shared, batch, &why, None));
             }
         }
     }
@@ -213,15 +392,16 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
 /// returned is counted by the caller.
 fn call_or_split(
     shared: &Shared,
+    watched: &Watched,
     instance: &mut Option<Instance>,
     batch: &mut TraceBatch,
 ) -> Result<(), super::CallError> {
-    match call(shared, instance, batch) {
+    match call(shared, watched, instance, batch) {
         Err(e) if e.exceeds_limits() && batch.span_count() > 1 => {
             *instance = None;
             shared.metrics.failure(e.reason());
             tracing::debug!(processor = %shared.services.id, spans = batch.span_count(), "plugin {e}; retrying the batch in halves");
-            let processed = call_in_halves(shared, instance, batch, 1)?;
+            let processed = call_in_halves(shared, watched, instance, batch, 1)?;
             batch.set_payload_of(processed);
             Ok(())
         }
@@ -234,6 +414,7 @@ fn call_or_split(
 /// which stays with the caller's batch).
 fn call_in_halves(
     shared: &Shared,
+    watched: &Watched,
     instance: &mut Option<Instance>,
     whole: &TraceBatch,
     depth: u32,
@@ -243,12 +424,12 @@ fn call_in_halves(
     let front = back.split_front(back.span_count() / 2);
     let mut out = TraceBatch::default();
     for mut piece in [front, back] {
-        match call(shared, instance, &mut piece) {
+        match call(shared, watched, instance, &mut piece) {
             Ok(()) => {}
             Err(e) if e.exceeds_limits() && piece.span_count() > 1 && depth < MAX_SPLIT_DEPTH => {
                 *instance = None;
                 shared.metrics.failure(e.reason());
-                piece = call_in_halves(shared, instance, &piece, depth + 1)?;
+                piece = call_in_halves(shared, watched, instance, &piece, depth + 1)?;
             }
             Err(e) => return Err(e),
         }
@@ -260,6 +441,7 @@ fn call_in_halves(
 /// Runs the plugin over `batch`, creating the instance first if there is none.
 fn call(
     shared: &Shared,
+    watched: &Watched,
     instance: &mut Option<Instance>,
     batch: &mut TraceBatch,
 ) -> Result<(), super::CallError> {
@@ -268,6 +450,8 @@ fn call(
     let inst = match instance {
         Some(inst) => inst,
         None => {
+            // Instantiation (start functions, then `init`) is two calls with a deadline each.
+            watched.arm(shared, 2);
             shared.metrics.instantiations.inc();
             instance.insert(Instance::new(
                 &shared.plugin,
@@ -277,6 +461,9 @@ fn call(
             )?)
         }
     };
+    watched.arm(shared, 1);
+    #[cfg(test)]
+    tests::maybe_stall(&shared.services.id);
     inst.process(batch)
 }
 
@@ -329,6 +516,57 @@ mod tests {
             drop(ids);
             panic!("injected host-side panic");
         }
+    }
+
+    /// Processors whose next call is held up on the host side for 2 s.
+    static STALL_NEXT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub fn maybe_stall(id: &str) {
+        let mut ids = STALL_NEXT.lock().unwrap();
+        if let Some(i) = ids.iter().position(|p| p == id) {
+            ids.remove(i);
+            drop(ids);
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_watchdog_answers_for_a_call_that_overruns_and_a_new_worker_takes_over() {
+        let id = "wasm/stalls-once";
+        let cfg: crate::processors::wasm::WasmProcessorConfig = parse_component(
+            serde_yaml_ng::from_str("plugin: builtin:enrich\nlimits: { call_timeout: 100ms }")
+                .unwrap(),
+        )
+        .unwrap();
+        let ctx = context(id);
+        let metrics = ctx.metrics.clone();
+        let rec = Recorder::new();
+        let p = cfg.build(&ctx, rec.clone()).unwrap();
+        p.consume(spans(1)).await.unwrap();
+
+        STALL_NEXT.lock().unwrap().push(id.to_string());
+        let started = std::time::Instant::now();
+        p.consume(spans(2)).await.unwrap();
+        let took = started.elapsed();
+        // call_timeout + 50 ms, plus 20 ms for this test's own scheduling on a busy machine
+        // (the watchdog answers 40-45 ms after the deadline).
+        assert!(
+            took < std::time::Duration::from_millis(150 + 20),
+            "answered after {took:?}"
+        );
+        assert_eq!(
+            rec.batch_sizes(),
+            vec![1, 2],
+            "passed on per on_error: pass"
+        );
+        assert_eq!(metrics.plugin_failures(id, "timeout").get(), 1);
+
+        // The stuck worker still sleeps; its replacement handles the next batch.
+        let started = std::time::Instant::now();
+        p.consume(spans(3)).await.unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(rec.batch_sizes(), vec![1, 2, 3]);
+        assert_eq!(metrics.plugin_calls(id).get(), 2);
     }
 
     #[tokio::test]

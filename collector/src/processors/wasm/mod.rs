@@ -31,7 +31,7 @@ pub use config::WasmProcessorConfig;
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
 use crate::plugin_host::Services;
-use crate::plugin_host::worker::{self, Job, PluginMetrics, Shared};
+use crate::plugin_host::worker::{self, Job, PluginMetrics, Shared, Watchdog};
 use crate::telemetry::ProcessorMetrics;
 
 impl ProcessorConfig for WasmProcessorConfig {
@@ -53,20 +53,12 @@ impl ProcessorConfig for WasmProcessorConfig {
             config_json,
             on_error: self.on_error(),
             metrics: PluginMetrics::new(ctx.metrics.clone(), &id),
+            watchdog: Watchdog::default(),
         });
         // Room for one waiting batch per instance: enough to keep every worker busy, small
         // enough that back-pressure reaches the sender quickly.
         let (jobs, rx) = flume::bounded(self.instances);
-        for n in 0..self.instances {
-            let (shared, rx) = (shared.clone(), rx.clone());
-            // The worker catches a panic per batch; this restarts it should one escape.
-            crate::panics::spawn_thread(
-                format!("wasm-{id}-{n}"),
-                id.clone(),
-                shared.metrics.panics.clone(),
-                move || worker::run(shared.clone(), rx.clone()),
-            )?;
-        }
+        worker::start(shared, rx, self.instances)?;
         Ok(Arc::new(WasmProcessor {
             jobs,
             next,
