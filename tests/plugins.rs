@@ -231,6 +231,50 @@ async fn a_blocking_sleep_is_stopped_at_the_deadline() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sender_hears_within_the_deadline_whatever_the_answer_costs_the_host() {
+    // 200,000 edits cost the guest little and the host a lot (lifting, applying); whatever
+    // that costs, the watchdog answers by call_timeout + 50 ms.
+    let (http, metrics) = (free_port(), free_port());
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!(
+                "plugin: {HOSTILE}\nconfig: {{ mode: edits }}\nlimits: {{ call_timeout: 200ms }}"
+            ),
+        ),
+        http,
+    );
+    assert_eq!(post(http, request(50, &["warm-up"])).await, 200);
+    wait_for_span(&c, 50);
+    let started = std::time::Instant::now();
+    assert_eq!(post(http, request(100, &["trigger"])).await, 200);
+    let took = started.elapsed();
+    // call_timeout + 50 ms, plus 30 ms for the HTTP round trip on a busy machine.
+    assert!(
+        took < Duration::from_millis(280),
+        "answered after {took:?}:\n{}",
+        c.log()
+    );
+    let span = wait_for_span(&c, 100);
+    let timeouts = failures(metrics, "timeout").await;
+    if timeouts == 1.0 {
+        assert_eq!(
+            span.attributes,
+            vec![string("keep", "me")],
+            "passed on unchanged"
+        );
+    } else {
+        assert_eq!(timeouts, 0.0);
+        assert_eq!(span.attributes.len(), 200_001, "processed in time");
+    }
+    // The collector carries on: the next batch is processed (by a new worker, if the
+    // watchdog gave up on the old one).
+    assert_eq!(post(http, request(200, &["normal"])).await, 200);
+    assert!(int_attr(&wait_for_span(&c, 200), "hostile.instance_calls").is_some());
+}
+
 /// `spans` spans from id `first` on, each with a `note` of about `bytes` bytes of card numbers.
 fn card_request(first: u64, spans: usize, bytes: usize) -> Vec<u8> {
     let note = format!("card {CARD}; ").repeat(bytes / (CARD.len() + 7) + 1);

@@ -234,7 +234,7 @@ fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
             crate::telemetry::log_limited!(warn, "plugin call overran its deadline";
                 processor = %shared.services.id,
                 plugin = %shared.plugin.source,
-                reason = "timeout",
+                reason = %"timeout",
                 "plugin call still running {WATCHDOG_GRACE:?} past limits.call_timeout (host-side work on its answer); answered per on_error ({}), the instance is discarded and a new worker started",
                 shared.on_error.as_str()
             );
