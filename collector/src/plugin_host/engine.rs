@@ -58,8 +58,17 @@ fn create() -> Result<PluginEngine, String> {
     std::thread::Builder::new()
         .name("wasmcol-epoch".into())
         .spawn(move || {
+            // The epoch follows the clock, not the number of wake-ups: on a busy machine this
+            // thread wakes late, and the ticks it missed are made up at once, so a deadline
+            // does not stretch with the load.
+            let start = std::time::Instant::now();
+            let mut ticks = 0u128;
             while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
+                let due = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                while ticks < due {
+                    engine.increment_epoch();
+                    ticks += 1;
+                }
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }

@@ -149,6 +149,8 @@ struct Watched {
     due: AtomicU64,
     /// Set by the watchdog when it answered: the worker must stop.
     abandoned: AtomicBool,
+    /// When the worker took the job.
+    started: Instant,
 }
 
 impl Watched {
@@ -234,6 +236,7 @@ fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
             crate::telemetry::log_limited!(warn, "plugin call overran its deadline";
                 processor = %shared.services.id,
                 plugin = %shared.plugin.source,
+                elapsed_ms = w.started.elapsed().as_millis() as u64,
                 reason = %"timeout",
                 "plugin call still running {WATCHDOG_GRACE:?} past limits.call_timeout (host-side work on its answer); answered per on_error ({}), the instance is discarded and a new worker started",
                 shared.on_error.as_str()
@@ -266,6 +269,7 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
             batch: Mutex::new(Some(batch.clone())),
             due: AtomicU64::new(0),
             abandoned: AtomicBool::new(false),
+            started: Instant::now(),
         });
         if let Some(until) = paused_until.filter(|t| Instant::now() < *t) {
             shared.metrics.skipped.inc();
