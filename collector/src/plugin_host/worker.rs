@@ -490,8 +490,9 @@ fn on_error(
         OnError::Pass => Ok(Some(batch)),
         OnError::Drop => Ok(None),
         OnError::Refuse => {
-            // Failed and let go before the caller hears, so a tracker has its outcome.
-            batch.delivery.fail();
+            // Like any retryable refusal, the delivery is left unmarked: the caller keeps its
+            // copy to retry with (the Kafka receiver retries with the same tracker, which a
+            // failed mark would spoil for good).
             drop(batch);
             Err(ConsumeError::Retryable {
                 reason: format!("{why}; refused (on_error: refuse)"),
