@@ -17,8 +17,8 @@ use super::engine::{self, EPOCH_TICK};
 use super::host::{HostState, Services};
 use super::limits::Limits;
 use super::plugin::LoadedPlugin;
+use crate::otlp::wire::edit as wire_edit;
 use crate::pipeline::TraceBatch;
-use crate::processors::wasm::wire_edit;
 
 /// How a call failed.
 #[derive(Debug)]

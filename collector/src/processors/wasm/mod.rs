@@ -19,7 +19,6 @@
 //! costs the instance too, and the batch fails with a retryable error.
 
 mod config;
-pub mod wire_edit;
 
 use std::sync::Arc;
 
