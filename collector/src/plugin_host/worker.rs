@@ -147,8 +147,9 @@ struct Watched {
     /// When the call in progress must be over (nanoseconds after the watchdog's epoch); 0
     /// while no call runs.
     due: AtomicU64,
-    /// Set by the watchdog when it answered: the worker must stop.
-    abandoned: AtomicBool,
+    /// Set by whichever of the worker (its call returned) and the watchdog (the call overran)
+    /// comes first; that one answers, and a worker that comes second stops.
+    claimed: AtomicBool,
     /// When the worker took the job.
     started: Instant,
 }
@@ -228,7 +229,8 @@ fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
                 .collect()
         };
         for w in overdue {
-            if w.abandoned.swap(true, Ordering::AcqRel) {
+            if w.claimed.swap(true, Ordering::AcqRel) {
+                // The call returned meanwhile: its worker answers.
                 continue;
             }
             shared.metrics.failure("timeout");
@@ -261,16 +263,17 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
     let mut instance: Option<Instance> = None;
     let mut failures = 0u32;
     let mut paused_until: Option<Instant> = None;
-    // Bound in this order so that, should a panic escape, the batch drops (marked failed)
-    // before the reply does (the caller's retryable error).
-    for Job { reply, mut batch } in jobs.iter() {
+    for job in jobs.iter() {
         let watched = Arc::new(Watched {
-            reply: Mutex::new(Some(reply)),
-            batch: Mutex::new(Some(batch.clone())),
+            reply: Mutex::new(Some(job.reply)),
+            batch: Mutex::new(Some(job.batch.clone())),
             due: AtomicU64::new(0),
-            abandoned: AtomicBool::new(false),
+            claimed: AtomicBool::new(false),
             started: Instant::now(),
         });
+        // Bound after the reply so that, should a panic escape, the batch drops (marked
+        // failed) before the reply does (the caller's retryable error).
+        let mut batch = job.batch;
         if let Some(until) = paused_until.filter(|t| Instant::now() < *t) {
             shared.metrics.skipped.inc();
             let why = format!(
@@ -291,11 +294,11 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
             call_or_split(&shared, &watched, &mut instance, &mut batch)
         }));
         watched.due.store(0, Ordering::Release);
-        if watched.abandoned.load(Ordering::Acquire) {
+        if watched.claimed.swap(true, Ordering::AcqRel) {
             // The watchdog answered for this batch and started a worker in our place.
             return;
         }
-        // From here on only this worker answers.
+        // Only this worker answers now.
         drop(
             watched
                 .batch
