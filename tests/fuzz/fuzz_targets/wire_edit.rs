@@ -8,8 +8,8 @@ use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, KeyValue, KeyValueList, any_value,
 };
 use prost::Message as _;
-use wasmcol_fuzz::otlp::{ExportTraceServiceRequest, wire};
 use wasmcol_fuzz::otlp::wire::edit as wire_edit;
+use wasmcol_fuzz::otlp::{ExportTraceServiceRequest, wire};
 use wasmcol_plugin_sdk::Value;
 use wasmcol_plugin_sdk::edit::{self, Edit, StatusCode, Target};
 
