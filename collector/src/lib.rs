@@ -17,6 +17,7 @@
 //! - [`telemetry`]: the collector's own metrics, health and logs.
 //! - [`panics`]: a panic in a worker is caught, reported, and the worker restarted.
 
+pub mod auth;
 pub mod component;
 pub mod components;
 pub mod compute;

@@ -59,6 +59,10 @@ pub struct GrpcConfig {
     /// `exporters.kafka.topic_from_metadata_key`.
     #[serde(default)]
     pub include_metadata: bool,
+    /// Authenticate every request with this authenticator extension before its body is
+    /// read (`auth: { authenticator: bearertokenauth/in }`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 /// `receivers.otlp.protocols.http`.
@@ -99,6 +103,10 @@ pub struct HttpConfig {
     /// `exporters.kafka.topic_from_metadata_key`.
     #[serde(default)]
     pub include_metadata: bool,
+    /// Authenticate every request with this authenticator extension before its body is
+    /// read (`auth: { authenticator: bearertokenauth/in }`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 /// `receivers.otlp.protocols.grpc.keepalive`.
@@ -175,6 +183,18 @@ impl Default for GrpcServerParameters {
 /// `Some` for a bound, `None` for `0` (no bound).
 fn bound(d: Duration) -> Option<std::time::Duration> {
     (!d.is_zero()).then_some(d.get())
+}
+
+impl OtlpReceiverConfig {
+    /// Each protocol's `auth`, with its path.
+    pub fn auth(&self) -> Vec<(String, &crate::auth::AuthConfig)> {
+        let grpc = self.protocols.grpc.as_ref().and_then(|g| g.auth.as_ref());
+        let http = self.protocols.http.as_ref().and_then(|h| h.auth.as_ref());
+        [("protocols.grpc.auth", grpc), ("protocols.http.auth", http)]
+            .into_iter()
+            .filter_map(|(p, a)| Some((p.to_string(), a?)))
+            .collect()
+    }
 }
 
 impl GrpcConfig {
@@ -265,6 +285,7 @@ impl Default for GrpcConfig {
             max_connections: default_max_connections(),
             keepalive: GrpcKeepalive::default(),
             include_metadata: false,
+            auth: None,
         }
     }
 }
@@ -281,6 +302,7 @@ impl Default for HttpConfig {
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
             include_metadata: false,
+            auth: None,
         }
     }
 }
@@ -358,6 +380,9 @@ impl Validate for OtlpReceiverConfig {
                     "must be at least 1, got 0",
                 ));
             }
+        }
+        for (path, a) in self.auth() {
+            p.extend(a.validate(&path));
         }
         if let (Some(g), Some(h)) = (&self.protocols.grpc, &self.protocols.http)
             && g.endpoint == h.endpoint
