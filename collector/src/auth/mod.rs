@@ -330,6 +330,9 @@ pub struct Idle;
 #[async_trait]
 impl Lifecycle for Idle {}
 
+/// Turns a file's bytes into a value, or says why it cannot.
+type Parse<T> = Box<dyn Fn(&[u8]) -> Result<T, String> + Send + Sync>;
+
 /// A value read from a file, read again when the file changes (modification time, size or
 /// inode differ), checked at most once per `interval` when the value is asked for. A file
 /// that cannot be read or parsed keeps the previous value, with a warning.
@@ -337,7 +340,7 @@ pub struct Watched<T> {
     what: String,
     path: PathBuf,
     interval: Duration,
-    parse: Box<dyn Fn(&[u8]) -> Result<T, String> + Send + Sync>,
+    parse: Parse<T>,
     state: Mutex<WatchState<T>>,
 }
 

@@ -194,13 +194,13 @@ impl Validate for BasicAuthConfig {
         {
             p.extend(e);
         }
-        if let Some(c) = &self.client_auth {
-            if c.username.is_empty() || c.username.contains(':') {
-                p.push(Problem::new(
-                    "client_auth.username",
-                    format!("must be non-empty and without ':', got {:?}", c.username),
-                ));
-            }
+        if let Some(c) = &self.client_auth
+            && (c.username.is_empty() || c.username.contains(':'))
+        {
+            p.push(Problem::new(
+                "client_auth.username",
+                format!("must be non-empty and without ':', got {:?}", c.username),
+            ));
         }
         p
     }

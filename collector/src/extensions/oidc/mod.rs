@@ -127,8 +127,11 @@ fn parse_pem(bytes: &[u8]) -> Result<Keys, String> {
     Ok(Keys(vec![(None, family, key)]))
 }
 
+/// The option naming the key file, the file, and how to read it.
+type KeyFile<'a> = (&'static str, &'a PathBuf, fn(&[u8]) -> Result<Keys, String>);
+
 impl OidcConfig {
-    fn key_file(&self) -> Option<(&'static str, &PathBuf, fn(&[u8]) -> Result<Keys, String>)> {
+    fn key_file(&self) -> Option<KeyFile<'_>> {
         if !self.jwks_file.as_os_str().is_empty() {
             Some(("jwks_file", &self.jwks_file, parse_jwks))
         } else if !self.public_key_file.as_os_str().is_empty() {
