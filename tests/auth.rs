@@ -246,6 +246,118 @@ service:
 }
 
 #[test]
+fn an_otlphttp_exporter_with_basicauth_reaches_a_receiver_requiring_it() {
+    let hash = bcrypt::hash("agent-password", 4).unwrap();
+    let (g_http, g_metrics) = (free_port(), free_port());
+    let gateway_config = format!(
+        r#"
+extensions:
+  basicauth/in:
+    htpasswd:
+      inline: |
+        agent-7:{hash}
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{g_http}
+        auth: {{ authenticator: basicauth/in }}
+processors:
+  batch:
+    timeout: 50ms
+    metadata_keys: [auth.subject]
+exporters:
+  file:
+    path: "{{dir}}/out.jsonl"
+    flush_interval: 50ms
+  debug:
+    verbosity: detailed
+service:
+  extensions: [basicauth/in]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [file, debug]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{g_metrics}
+"#
+    );
+    let gateway = Collector::start(&gateway_config, g_http);
+    let agent = |password: &str| {
+        let (a_http, a_metrics) = (free_port(), free_port());
+        let config = format!(
+            r#"
+extensions:
+  basicauth/out:
+    client_auth: {{ username: agent-7, password: "{password}" }}
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{a_http}
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:{g_http}
+    auth: {{ authenticator: basicauth/out }}
+    retry_on_failure: {{ enabled: false }}
+service:
+  extensions: [basicauth/out]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlphttp]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{a_metrics}
+"#
+        );
+        (Collector::start(&config, a_http), a_http, a_metrics)
+    };
+
+    // A wrong password: the gateway refuses (401, permanent for the exporter), nothing lands.
+    let (mut wrong, a_http, a_metrics) = agent("not-the-password");
+    send_with_sdk(&wrong, "http", &format!("127.0.0.1:{a_http}"), "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let failed = wait_until(Duration::from_secs(10), || {
+        let text = rt.block_on(scrape_metrics(a_metrics));
+        metric_value(
+            &text,
+            "wasmcol_exporter_send_failed_spans_total{exporter=\"otlphttp\"}",
+        )
+        .is_some_and(|v| v >= 12.0)
+    });
+    assert!(
+        failed,
+        "the refused export was not counted:\n{}",
+        wrong.log()
+    );
+    assert!(wrong.log().contains("401"), "{}", wrong.log());
+    assert_eq!(wrong.stop(), 0);
+    let text = rt.block_on(scrape_metrics(g_metrics));
+    assert!(
+        metric_value(
+            &text,
+            "wasmcol_receiver_auth_failures_total{receiver=\"otlp\",transport=\"http\",reason=\"invalid\"}"
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+
+    let (mut right, a_http, _) = agent("agent-password");
+    let expected = send_with_sdk(&right, "http", &format!("127.0.0.1:{a_http}"), "");
+    assert_delivered(&gateway, &expected);
+    assert!(
+        gateway.wait_for_log_line(&["Authenticated subject: agent-7"], Duration::from_secs(5)),
+        "the user name did not reach the batch:\n{}",
+        gateway.log()
+    );
+    assert_eq!(right.stop(), 0, "clean exit:\n{}", right.log());
+    assert!(!gateway.log().contains("agent-password") && !right.log().contains("agent-password"));
+}
+
+#[test]
 fn an_authenticator_reference_must_name_an_enabled_extension_of_the_right_side() {
     let check = |yaml: &str| -> String {
         let dir = tempfile::tempdir().unwrap();
