@@ -17,7 +17,8 @@
 //! Only bcrypt hashes (`$2y$`, `$2b$`, `$2a$`: what `htpasswd -B` writes) are accepted; MD5
 //! (`$apr1$`), SHA-1 (`{SHA}`), crypt and plain-text entries are refused when the configuration
 //! is loaded. Entries in `inline` win over those of the same user in `file`. The subject of an
-//! authenticated request (metadata `auth.subject`) is the user name. A bcrypt check costs
+//! authenticated request (metadata `auth.subject`) is the user name; an unknown user name costs
+//! the same bcrypt check as a wrong password, so timing does not reveal users. A bcrypt check costs
 //! milliseconds of CPU, so it runs off the network threads, and credentials once verified are
 //! remembered (by their SHA-256 digest, never in clear) until the set of remembered ones
 //! grows past 1024.
@@ -282,15 +283,22 @@ impl ServerAuthenticator for BasicServer {
             .split_once(':')
             .ok_or_else(|| Refused::malformed("the Basic credentials hold no ':'"))?;
         let refused = || Refused::invalid(format!("wrong user name or password (user {user:?})"));
-        let Some(hash) = self.users.get(user).cloned() else {
-            return Err(refused());
+        // An unknown user costs a bcrypt check all the same (against another user's hash), so
+        // the answer's timing does not tell which users exist.
+        let (hash, known) = match self.users.get(user) {
+            Some(h) => (h.clone(), true),
+            None => match self.users.values().next() {
+                Some(h) => (h.clone(), false),
+                None => return Err(refused()),
+            },
         };
         let print = fingerprint(user, password);
-        if self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&print)
+        if known
+            && self
+                .verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&print)
         {
             return Ok(Authenticated {
                 subject: user.to_string(),
@@ -303,7 +311,7 @@ impl ServerAuthenticator for BasicServer {
             .ok()
             .and_then(Result::ok)
             .unwrap_or(false);
-        if !ok {
+        if !ok || !known {
             return Err(refused());
         }
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -396,6 +404,9 @@ mod tests {
         assert_eq!(wrong.reason, "invalid");
         assert!(!wrong.message.contains("wrong\""), "{}", wrong.message);
         assert!(server.authenticate(&basic("carol", "x")).await.is_err());
+        // An unknown user is checked against another user's hash: a match must not let it in.
+        let unknown = server.authenticate(&basic("carol", "correct horse")).await;
+        assert_eq!(unknown.unwrap_err().reason, "invalid");
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, "Basic !!!".parse().unwrap());
         assert_eq!(
