@@ -89,6 +89,7 @@ impl Chain {
             pipeline: Some("traces".to_owned()),
             metrics: metrics.clone(),
             stores: Default::default(),
+            authenticators: Default::default(),
             acknowledge_when_stored: false,
         };
         let id = ComponentId::parse(exporter).expect("exporter id");

@@ -59,6 +59,7 @@ impl Processors {
             pipeline: Some("traces".into()),
             metrics: self.metrics.clone(),
             stores: Default::default(),
+            authenticators: Default::default(),
             acknowledge_when_stored: false,
         };
         self.config.processors[&id]

@@ -76,6 +76,9 @@ pub struct BuildContext {
     /// The storage extensions (`file_storage`) enabled in `service.extensions`, by id, for
     /// exporters whose `sending_queue.storage` names one.
     pub stores: Arc<BTreeMap<ComponentId, Store>>,
+    /// The authenticator extensions enabled in `service.extensions`, by id, for receivers and
+    /// exporters whose `auth.authenticator` names one.
+    pub authenticators: crate::auth::Authenticators,
     /// For receivers: every exporter downstream keeps its queue on disk, so answer a client
     /// only once its data is stored there (or delivered). For processors: every sender of the
     /// pipeline waits for that answer, so data the next stage refuses can be failed back to
@@ -138,6 +141,12 @@ pub trait ReceiverConfig: fmt::Debug + Send + Sync {
     /// Builds the receiver, which will hand what it receives to `next`.
     fn build(&self, ctx: &BuildContext, next: SharedConsumer)
     -> anyhow::Result<Arc<dyn Lifecycle>>;
+
+    /// The `auth.authenticator` values it names (server side), each with its option's path
+    /// below the receiver (`protocols.grpc.auth.authenticator`).
+    fn authenticators(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A processor's validated configuration.
@@ -165,6 +174,12 @@ pub trait ExporterConfig: fmt::Debug + Send + Sync {
     fn storage(&self) -> Option<ComponentId> {
         None
     }
+
+    /// The `auth.authenticator` values it names (client side), each with its option's path
+    /// below the exporter.
+    fn authenticators(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// An extension's validated configuration.
@@ -180,5 +195,21 @@ pub trait ExtensionConfig: fmt::Debug + Send + Sync {
     /// (`file_storage`), if it is a storage extension.
     fn store(&self) -> Option<Store> {
         None
+    }
+
+    /// The sides this extension authenticates as configured (`bearertokenauth`, `basicauth`,
+    /// `oidc`); empty for extensions that are no authenticator.
+    fn authenticator_sides(&self) -> Vec<crate::auth::Side> {
+        Vec::new()
+    }
+
+    /// Builds the authenticator this extension offers, if it is one. Called once, before
+    /// the receivers and exporters that use it are built.
+    fn authenticator(
+        &self,
+        ctx: &BuildContext,
+    ) -> anyhow::Result<Option<crate::auth::Authenticator>> {
+        let _ = ctx;
+        Ok(None)
     }
 }

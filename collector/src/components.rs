@@ -156,6 +156,21 @@ pub static EXTENSIONS: &[Factory<dyn ExtensionConfig>] = &[
         "a directory where exporters keep their sending queues on disk (sending_queue.storage)",
         extensions::file_storage::FileStorageConfig
     ),
+    factory!(
+        "bearertokenauth",
+        "a static bearer token: checked on receivers' requests, sent with exporters' (auth.authenticator)",
+        extensions::bearertokenauth::BearerTokenAuthConfig
+    ),
+    factory!(
+        "basicauth",
+        "HTTP Basic authentication: htpasswd users (bcrypt) for receivers, client_auth for exporters",
+        extensions::basicauth::BasicAuthConfig
+    ),
+    factory!(
+        "oidc",
+        "checks receivers' requests for a JWT (RS256/ES256) signed by the issuer's keys",
+        extensions::oidc::OidcConfig
+    ),
 ];
 
 /// One line per built-in component, grouped by kind, for `wasmcol components`.

@@ -19,6 +19,7 @@
 //!   `tail_sampling`'s policies).
 //! - [`panics`]: a panic in a worker is caught, reported, and the worker restarted.
 
+pub mod auth;
 pub mod component;
 pub mod components;
 pub mod compute;

@@ -17,6 +17,7 @@ use anyhow::Context;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticators;
 use crate::component::{BuildContext, ComponentId, Exporter, Lifecycle, Processor};
 use crate::config::Config;
 use crate::pipeline::{SharedConsumer, fan_out};
@@ -45,12 +46,14 @@ fn ctx(
     pipeline: Option<&str>,
     metrics: &Arc<Metrics>,
     stores: &Arc<BTreeMap<ComponentId, Store>>,
+    authenticators: &Authenticators,
 ) -> BuildContext {
     BuildContext {
         id: id.clone(),
         pipeline: pipeline.map(str::to_string),
         metrics: metrics.clone(),
         stores: stores.clone(),
+        authenticators: authenticators.clone(),
         acknowledge_when_stored: false,
     }
 }
@@ -74,6 +77,19 @@ impl Service {
                 .collect(),
         );
         let metrics = &metrics;
+        let no_auth = Authenticators::default();
+        let mut authenticators = BTreeMap::new();
+        for name in &config.service.extensions {
+            let id = id_of(name);
+            if let Some(a) = config.extensions[&id]
+                .authenticator(&ctx(&id, None, metrics, &stores, &no_auth))
+                .with_context(|| format!("extensions.{id}"))?
+            {
+                authenticators.insert(id, a);
+            }
+        }
+        let authenticators: Authenticators = Arc::new(authenticators);
+        let auth = &authenticators;
 
         let mut exporters: BTreeMap<ComponentId, Arc<dyn Exporter>> = BTreeMap::new();
         for p in pipelines.values() {
@@ -83,7 +99,7 @@ impl Service {
                     continue;
                 }
                 let exp = config.exporters[&id]
-                    .build(&ctx(&id, None, metrics, &stores))
+                    .build(&ctx(&id, None, metrics, &stores, auth))
                     .with_context(|| format!("exporters.{id}"))?;
                 exporters.insert(id, exp);
             }
@@ -151,7 +167,7 @@ impl Service {
             let mut built = Vec::new();
             for name in p.processors.iter().rev() {
                 let id = id_of(name);
-                let mut pctx = ctx(&id, Some(pname), metrics, &stores);
+                let mut pctx = ctx(&id, Some(pname), metrics, &stores, auth);
                 pctx.acknowledge_when_stored = answered_pipelines.contains(&pname);
                 let proc = config.processors[&id]
                     .build(&pctx, next)
@@ -177,7 +193,7 @@ impl Service {
                 .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == id))
                 .map(|(name, _)| heads[name.as_str()].clone())
                 .collect();
-            let mut rctx = ctx(&id, None, metrics, &stores);
+            let mut rctx = ctx(&id, None, metrics, &stores, auth);
             rctx.acknowledge_when_stored = answers_on_store(&id);
             let rec = config.receivers[&id]
                 .build(&rctx, fan_out(targets))
@@ -189,7 +205,7 @@ impl Service {
         for name in &config.service.extensions {
             let id = id_of(name);
             let ext = config.extensions[&id]
-                .build(&ctx(&id, None, metrics, &stores), health.clone())
+                .build(&ctx(&id, None, metrics, &stores, auth), health.clone())
                 .with_context(|| format!("extensions.{id}"))?;
             extensions.push((id, ext));
         }

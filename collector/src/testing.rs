@@ -76,6 +76,7 @@ pub fn context(id: &str) -> BuildContext {
         pipeline: Some("traces".into()),
         metrics: Arc::new(Metrics::new()),
         stores: Default::default(),
+        authenticators: Default::default(),
         acknowledge_when_stored: false,
     }
 }

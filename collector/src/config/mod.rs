@@ -262,6 +262,7 @@ impl Loader {
                 }
             }
         }
+        self.check_authenticators(&receivers, &exporters, &extensions, &service);
         Some(Config {
             receivers: receivers.built?,
             processors: processors.built?,
@@ -269,6 +270,47 @@ impl Loader {
             extensions: extensions.built?,
             service,
         })
+    }
+
+    /// Checks every `auth.authenticator`: it names a defined, enabled extension that
+    /// authenticates on the right side (server for receivers, client for exporters).
+    fn check_authenticators(
+        &mut self,
+        receivers: &Section<dyn ReceiverConfig>,
+        exporters: &Section<dyn ExporterConfig>,
+        extensions: &Section<dyn ExtensionConfig>,
+        service: &ServiceConfig,
+    ) {
+        use crate::auth::{Side, check_reference};
+        let defined = |id: &ComponentId| -> Option<Vec<Side>> {
+            if !extensions.keys.contains(id) {
+                return None;
+            }
+            // A declared extension whose own config is broken was reported already.
+            Some(match &extensions.built {
+                Some(b) => b
+                    .get(id)
+                    .map(|e| e.authenticator_sides())
+                    .unwrap_or_default(),
+                None => vec![Side::Server, Side::Client],
+            })
+        };
+        let mut refs: Vec<(String, String, Side)> = Vec::new();
+        for (id, r) in receivers.built.iter().flatten() {
+            for (path, name) in r.authenticators() {
+                refs.push((format!("receivers.{id}.{path}"), name, Side::Server));
+            }
+        }
+        for (id, e) in exporters.built.iter().flatten() {
+            for (path, name) in e.authenticators() {
+                refs.push((format!("exporters.{id}.{path}"), name, Side::Client));
+            }
+        }
+        for (path, name, side) in refs {
+            if let Some(msg) = check_reference(&name, side, &defined, &service.extensions) {
+                self.error(path, msg);
+            }
+        }
     }
 
     /// Parses one section (`receivers`, ...). `keys` holds every id that was declared, even

@@ -54,6 +54,7 @@ pub struct Metrics {
     receiver_malformed: CounterFamily,
     receiver_rejected_messages: CounterFamily,
     receiver_rejected_spans: CounterFamily,
+    receiver_auth_failures: CounterFamily,
     tail_traces: GaugeFamily,
     tail_bytes: GaugeFamily,
     tail_cache_bytes: GaugeFamily,
@@ -275,6 +276,11 @@ impl Metrics {
                 "Spans in the messages counted by wasmcol_receiver_rejected_messages_total",
                 CounterFamily
             ),
+            receiver_auth_failures: family!(
+                "receiver_auth_failures",
+                "Requests a receiver refused because authentication failed, by reason (missing, malformed, invalid, expired, not_yet_valid)",
+                CounterFamily
+            ),
             plugin_calls: family!(
                 "plugin_calls",
                 "Batches a wasm processor's plugin processed successfully",
@@ -397,6 +403,17 @@ impl Metrics {
             self.receiver_rejected_messages.get_or_create(&l).clone(),
             self.receiver_rejected_spans.get_or_create(&l).clone(),
         )
+    }
+
+    /// Requests receiver `id` refused on `transport` because authentication failed for
+    /// `reason`.
+    pub fn receiver_auth_failures(&self, id: &str, transport: &str, reason: &str) -> Counter {
+        let l = vec![
+            ("receiver", id.to_string()),
+            ("transport", transport.to_string()),
+            ("reason", reason.to_string()),
+        ];
+        self.receiver_auth_failures.get_or_create(&l).clone()
     }
 
     /// Counters for processor `id` in `pipeline`.

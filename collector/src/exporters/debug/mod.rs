@@ -106,6 +106,17 @@ pub fn render(batch: &TraceBatch, verbosity: Verbosity) -> String {
     if verbosity == Verbosity::Basic {
         return out;
     }
+    // Who sent it, when a receiver authenticated the request (never the credential).
+    if verbosity == Verbosity::Detailed
+        && let Some(subject) = batch.metadata.get(crate::auth::SUBJECT_KEY)
+    {
+        let groups: Vec<&str> = batch.metadata.get_all(crate::auth::GROUPS_KEY).collect();
+        let _ = writeln!(
+            out,
+            "Authenticated subject: {subject} (groups: [{}])",
+            groups.join(", ")
+        );
+    }
     for (ri, rs) in batch.resource_spans().iter().enumerate() {
         if verbosity == Verbosity::Detailed {
             let _ = writeln!(out, "ResourceSpans #{ri}");

@@ -71,6 +71,8 @@ pub struct GrpcSender {
     compression: Option<CompressionEncoding>,
     metadata: MetadataMap,
     timeout: Duration,
+    /// Adds credentials to each request (`auth`).
+    auth: Option<std::sync::Arc<dyn crate::auth::ClientAuthenticator>>,
 }
 
 impl GrpcSender {
@@ -108,7 +110,17 @@ impl GrpcSender {
             },
             metadata,
             timeout,
+            auth: None,
         })
+    }
+
+    /// Adds `auth`'s headers (their current values) to every request.
+    pub fn with_auth(
+        mut self,
+        auth: Option<std::sync::Arc<dyn crate::auth::ClientAuthenticator>>,
+    ) -> Self {
+        self.auth = auth;
+        self
     }
 }
 
@@ -136,6 +148,14 @@ impl Sender for GrpcSender {
         })?;
         let mut request = Request::new(payload.clone());
         *request.metadata_mut() = self.metadata.clone();
+        for (name, value) in self.auth.iter().flat_map(|a| a.headers()) {
+            if let (Ok(k), Ok(v)) = (
+                AsciiMetadataKey::from_bytes(name.as_str().as_bytes()),
+                AsciiMetadataValue::try_from(value.as_bytes()),
+            ) {
+                request.metadata_mut().insert(k, v);
+            }
+        }
         if !self.timeout.is_zero() {
             request.set_timeout(self.timeout);
         }

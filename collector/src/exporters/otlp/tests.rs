@@ -150,6 +150,7 @@ async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter>, Exporter
         pipeline: None,
         metrics: Arc::new(Metrics::new()),
         stores: Default::default(),
+        authenticators: Default::default(),
         acknowledge_when_stored: false,
     };
     let exporter = cfg.build(&ctx).unwrap();

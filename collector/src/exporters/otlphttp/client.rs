@@ -35,6 +35,8 @@ pub struct HttpSender {
     headers: HeaderMap,
     encoding: Encoding,
     compression: Compression,
+    /// Adds credentials to each request (`auth`).
+    auth: Option<std::sync::Arc<dyn crate::auth::ClientAuthenticator>>,
 }
 
 impl HttpSender {
@@ -86,7 +88,17 @@ impl HttpSender {
             headers,
             encoding,
             compression,
+            auth: None,
         })
+    }
+
+    /// Adds `auth`'s headers (their current values) to every request.
+    pub fn with_auth(
+        mut self,
+        auth: Option<std::sync::Arc<dyn crate::auth::ClientAuthenticator>>,
+    ) -> Self {
+        self.auth = auth;
+        self
     }
 }
 
@@ -130,6 +142,9 @@ impl Sender for HttpSender {
             .body(Full::new(payload.clone()))
             .expect("a POST with a valid URL");
         *request.headers_mut() = self.headers.clone();
+        for (name, value) in self.auth.iter().flat_map(|a| a.headers()) {
+            request.headers_mut().insert(name, value);
+        }
         let response =
             self.client.request(request).await.map_err(|e| {
                 SendError::retryable(format!("POST {}: {}", self.url, error_chain(&e)))

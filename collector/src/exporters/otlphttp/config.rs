@@ -53,6 +53,9 @@ pub struct OtlpHttpExporterConfig {
     /// Retries of retryable failures.
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
+    /// Add an authenticator extension's credentials to every request.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 fn default_timeout() -> Duration {
@@ -141,6 +144,7 @@ impl Validate for OtlpHttpExporterConfig {
                 ));
             }
         }
+        p.extend(self.auth.iter().flat_map(|a| a.validate("auth")));
         p.extend(nested("sending_queue", self.sending_queue.validate()));
         p.extend(nested("retry_on_failure", self.retry_on_failure.validate()));
         p
@@ -150,6 +154,12 @@ impl Validate for OtlpHttpExporterConfig {
 impl ExporterConfig for OtlpHttpExporterConfig {
     fn storage(&self) -> Option<crate::component::ComponentId> {
         self.sending_queue.storage_id()
+    }
+
+    fn authenticators(&self) -> Vec<(String, String)> {
+        let a = self.auth.iter();
+        a.map(|a| ("auth.authenticator".into(), a.authenticator.clone()))
+            .collect()
     }
 
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
@@ -163,7 +173,13 @@ impl ExporterConfig for OtlpHttpExporterConfig {
             &self.headers,
             self.timeout.get(),
         )
-        .map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
+        .map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?
+        .with_auth(
+            self.auth
+                .as_ref()
+                .map(|a| a.client(&ctx.authenticators))
+                .transpose()?,
+        );
         Ok(Arc::new(SendingQueue::new(
             ctx,
             sender,

@@ -77,6 +77,7 @@ fn ctx() -> BuildContext {
         pipeline: None,
         metrics: Arc::new(Metrics::new()),
         stores: Default::default(),
+        authenticators: Default::default(),
         acknowledge_when_stored: false,
     }
 }

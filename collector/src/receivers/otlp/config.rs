@@ -63,6 +63,10 @@ pub struct GrpcConfig {
     /// Serve TLS (HTTP/2 over TLS, ALPN `h2`); mutual TLS with `client_ca_file`.
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
+    /// Authenticate every request with this authenticator extension before its body is
+    /// read (`auth: { authenticator: bearertokenauth/in }`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 /// `receivers.otlp.protocols.http`.
@@ -109,6 +113,10 @@ pub struct HttpConfig {
     /// Cross-origin requests from browsers; absent = no CORS headers at all.
     #[serde(default)]
     pub cors: Option<CorsConfig>,
+    /// Authenticate every request with this authenticator extension before its body is
+    /// read (`auth: { authenticator: bearertokenauth/in }`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 /// `receivers.otlp.protocols.http.cors` (the Collector's `confighttp.CORSConfig`), for
@@ -261,6 +269,18 @@ fn with_tls(
     })
 }
 
+impl OtlpReceiverConfig {
+    /// Each protocol's `auth`, with its path.
+    pub fn auth(&self) -> Vec<(String, &crate::auth::AuthConfig)> {
+        let grpc = self.protocols.grpc.as_ref().and_then(|g| g.auth.as_ref());
+        let http = self.protocols.http.as_ref().and_then(|h| h.auth.as_ref());
+        [("protocols.grpc.auth", grpc), ("protocols.http.auth", http)]
+            .into_iter()
+            .filter_map(|(p, a)| Some((p.to_string(), a?)))
+            .collect()
+    }
+}
+
 impl GrpcConfig {
     /// The listener of receiver `id`, with TLS when `tls` is set (reading the certificates).
     pub fn tls_listener(
@@ -377,6 +397,7 @@ impl Default for GrpcConfig {
             keepalive: GrpcKeepalive::default(),
             include_metadata: false,
             tls: None,
+            auth: None,
         }
     }
 }
@@ -395,6 +416,7 @@ impl Default for HttpConfig {
             include_metadata: false,
             tls: None,
             cors: None,
+            auth: None,
         }
     }
 }
@@ -481,6 +503,9 @@ impl Validate for OtlpReceiverConfig {
             if let Some(cors) = &h.cors {
                 cors.problems(&mut p);
             }
+        }
+        for (path, a) in self.auth() {
+            p.extend(a.validate(&path));
         }
         if let (Some(g), Some(h)) = (&self.protocols.grpc, &self.protocols.http)
             && g.endpoint == h.endpoint

@@ -43,7 +43,7 @@ async fn export(
     ingest: &Ingest,
     request: Request<Bytes>,
 ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-    let (metadata, _, body) = request.into_parts();
+    let (metadata, extensions, body) = request.into_parts();
     let budget = ingest.budget;
     let accepted = match compute::run(body.len(), move || intake::protobuf(body, budget)).await {
         Ok(Ok(accepted)) => accepted,
@@ -61,7 +61,8 @@ async fn export(
         Err(panicked) => return Err(Status::internal(panicked.to_string())),
     };
     let partial_success = ingest.partial_success(&accepted);
-    let batch = ingest.with_metadata(accepted.batch, &metadata.into_headers());
+    let who = extensions.get::<crate::auth::Authenticated>();
+    let batch = ingest.with_metadata(accepted.batch, &metadata.into_headers(), who);
     match ingest.ingest(batch).await {
         Ok(()) => Ok(Response::new(ExportTraceServiceResponse {
             partial_success,
@@ -138,7 +139,7 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         if req.uri().path() != EXPORT_PATH {
             return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
         }
@@ -146,7 +147,18 @@ where
         let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
             .apply_compression_config(self.accept, EnabledCompressionEncodings::default())
             .apply_max_message_size_config(Some(self.max_decoding), None);
-        Box::pin(async move { Ok(grpc.unary(export, req).await) })
+        Box::pin(async move {
+            // Before the body is read: a refused client's message is never decoded.
+            if let Some(guard) = &export.0.auth {
+                match guard.check(req.headers()).await {
+                    Ok(who) => {
+                        req.extensions_mut().insert(who);
+                    }
+                    Err(r) => return Ok(Status::unauthenticated(r.message).into_http()),
+                }
+            }
+            Ok(grpc.unary(export, req).await)
+        })
     }
 }
 

@@ -81,6 +81,28 @@ fn error(format: Format, status: StatusCode, grpc_code: tonic::Code, message: St
 
 async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let ingest = &state.ingest;
+    // Before the body is read: a refused client's body is never taken in.
+    let who = match &ingest.auth {
+        None => None,
+        Some(guard) => match guard.check(&headers).await {
+            Ok(who) => Some(who),
+            Err(r) => {
+                let proto = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("protobuf"));
+                let mut resp = error(
+                    if proto { Format::Proto } else { Format::Json },
+                    StatusCode::UNAUTHORIZED,
+                    tonic::Code::Unauthenticated,
+                    r.message,
+                );
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, guard.challenge());
+                return resp;
+            }
+        },
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -193,7 +215,7 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         }
     };
     let partial = ingest.partial_success(&accepted);
-    let batch = ingest.with_metadata(accepted.batch, &headers);
+    let batch = ingest.with_metadata(accepted.batch, &headers, who.as_ref());
     match ingest.ingest(batch).await {
         Ok(()) => {
             let body = match format {

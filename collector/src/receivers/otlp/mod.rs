@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Authenticated, Guard};
 use crate::component::{BuildContext, Lifecycle, ReceiverConfig};
 use crate::otlp::intake::{Accepted, Budget};
 use crate::pipeline::{
@@ -33,6 +34,17 @@ impl ReceiverConfig for OtlpReceiverConfig {
         next: SharedConsumer,
     ) -> anyhow::Result<Arc<dyn Lifecycle>> {
         let id = ctx.id.to_string();
+        let guard = |a: Option<&crate::auth::AuthConfig>, transport| {
+            a.map(|a| Guard::new(a, ctx, transport)).transpose()
+        };
+        let grpc_auth = guard(
+            self.protocols.grpc.as_ref().and_then(|g| g.auth.as_ref()),
+            "grpc",
+        )?;
+        let http_auth = guard(
+            self.protocols.http.as_ref().and_then(|h| h.auth.as_ref()),
+            "http",
+        )?;
         Ok(Arc::new(OtlpReceiver {
             config: self.clone(),
             grpc: self.protocols.grpc.as_ref().map(|g| Ingest {
@@ -40,6 +52,7 @@ impl ReceiverConfig for OtlpReceiverConfig {
                 next: next.clone(),
                 metrics: ctx.metrics.receiver(&id, "grpc"),
                 include_metadata: g.include_metadata,
+                auth: grpc_auth,
                 acknowledge_when_stored: ctx.acknowledge_when_stored,
                 budget: Budget::for_limit(
                     usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
@@ -52,6 +65,7 @@ impl ReceiverConfig for OtlpReceiverConfig {
                 next: next.clone(),
                 metrics: ctx.metrics.receiver(&id, "http"),
                 include_metadata: h.include_metadata,
+                auth: http_auth,
                 acknowledge_when_stored: ctx.acknowledge_when_stored,
                 budget: Budget::for_limit(
                     usize::try_from(h.max_request_body_size.bytes()).unwrap_or(usize::MAX),
@@ -61,6 +75,12 @@ impl ReceiverConfig for OtlpReceiverConfig {
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
         }))
+    }
+
+    fn authenticators(&self) -> Vec<(String, String)> {
+        let refs = self.auth().into_iter();
+        refs.map(|(p, a)| (format!("{p}.authenticator"), a.authenticator.clone()))
+            .collect()
     }
 }
 
@@ -72,6 +92,8 @@ pub(crate) struct Ingest {
     pub metrics: ReceiverMetrics,
     /// Attach request metadata to batches (`include_metadata`).
     pub include_metadata: bool,
+    /// Checks each request's credentials before its body is read (`auth`).
+    pub auth: Option<Guard>,
     /// Answer only once every exporter has stored (or delivered) the data; see
     /// [`crate::component::BuildContext::acknowledge_when_stored`].
     pub acknowledge_when_stored: bool,
@@ -96,11 +118,11 @@ const TRANSPORT_HEADERS: &[&str] = &[
 
 /// A request's headers (HTTP) or metadata (gRPC) as batch metadata: keys lower-cased; values
 /// that are not visible ASCII and binary gRPC metadata (`-bin` keys) are skipped, and so are
-/// [`TRANSPORT_HEADERS`].
+/// [`TRANSPORT_HEADERS`] and `auth.*` keys (only authentication sets those).
 pub(crate) fn request_metadata(headers: &::http::HeaderMap) -> Metadata {
     Metadata::new(headers.iter().filter_map(|(k, v)| {
         let k = k.as_str();
-        if k.ends_with("-bin") || TRANSPORT_HEADERS.contains(&k) {
+        if k.ends_with("-bin") || TRANSPORT_HEADERS.contains(&k) || crate::auth::is_reserved(k) {
             return None;
         }
         Some((k.to_string(), v.to_str().ok()?.to_string()))
@@ -111,12 +133,27 @@ pub(crate) fn request_metadata(headers: &::http::HeaderMap) -> Metadata {
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Ingest {
-    /// `batch` with the request's metadata when `include_metadata` is on.
-    pub fn with_metadata(&self, batch: TraceBatch, headers: &::http::HeaderMap) -> TraceBatch {
-        if self.include_metadata {
-            batch.with_metadata(request_metadata(headers))
-        } else {
-            batch
+    /// `batch` with the request's metadata when `include_metadata` is on, and the subject
+    /// `who` of an authenticated request (without the credential's header).
+    pub fn with_metadata(
+        &self,
+        batch: TraceBatch,
+        headers: &::http::HeaderMap,
+        who: Option<&Authenticated>,
+    ) -> TraceBatch {
+        let kept = || request_metadata(headers);
+        match (&self.auth, who) {
+            (Some(guard), Some(who)) => {
+                let pairs = if self.include_metadata {
+                    kept()
+                } else {
+                    Metadata::default()
+                };
+                let pairs = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+                batch.with_metadata(guard.metadata(pairs.collect::<Vec<_>>(), who))
+            }
+            _ if self.include_metadata => batch.with_metadata(kept()),
+            _ => batch,
         }
     }
 
@@ -245,6 +282,7 @@ mod tests {
             next,
             metrics: Metrics::new().receiver("otlp", "grpc"),
             include_metadata: false,
+            auth: None,
             acknowledge_when_stored,
             budget: crate::otlp::intake::Budget::for_limit(1 << 20, "max_recv_msg_size_mib"),
         }
