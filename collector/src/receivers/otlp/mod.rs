@@ -34,6 +34,24 @@ impl ReceiverConfig for OtlpReceiverConfig {
         next: SharedConsumer,
     ) -> anyhow::Result<Arc<dyn Lifecycle>> {
         let id = ctx.id.to_string();
+        // Clients' tokens and passwords would reach a listener off this machine unencrypted.
+        let component = format!("receivers.{id}");
+        if let Some(g) = self.protocols.grpc.as_ref().filter(|g| g.auth.is_some()) {
+            crate::net::warn_plaintext_credentials(
+                &component,
+                "protocols.grpc.auth",
+                g.tls.is_some(),
+                [g.endpoint.as_str()],
+            );
+        }
+        if let Some(h) = self.protocols.http.as_ref().filter(|h| h.auth.is_some()) {
+            crate::net::warn_plaintext_credentials(
+                &component,
+                "protocols.http.auth",
+                h.tls.is_some(),
+                [h.endpoint.as_str()],
+            );
+        }
         let guard = |a: Option<&crate::auth::AuthConfig>, transport| {
             a.map(|a| Guard::new(a, ctx, transport)).transpose()
         };
