@@ -410,3 +410,28 @@ service:
         "{e}"
     );
 }
+
+#[test]
+fn a_receiver_taking_credentials_in_plaintext_off_loopback_is_warned_about() {
+    let (grpc, http, metrics) = (free_port(), free_port(), free_port());
+    // On loopback: no warning.
+    let mut c = Collector::start(&gateway_config(grpc, http, metrics), http);
+    assert_eq!(c.stop(), 0);
+    assert!(
+        !c.log().contains("travel in plaintext"),
+        "warned on loopback:\n{}",
+        c.log()
+    );
+    // On every address, without TLS: one warning per protocol, naming the option.
+    let open = gateway_config(grpc, http, metrics).replace("127.0.0.1:", "0.0.0.0:");
+    let mut c = Collector::start(&open, http);
+    assert_eq!(c.stop(), 0);
+    let log = c.log();
+    for option in ["protocols.grpc.auth", "protocols.http.auth"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("travel in plaintext") && l.contains(option)),
+            "no warning for {option}:\n{log}"
+        );
+    }
+}
