@@ -1,7 +1,8 @@
 //! Authenticator extensions end to end: the unmodified Python OTel SDK sends with a bearer
 //! token (over HTTP and gRPC) and every span arrives, with the authenticated subject in the
 //! batch's metadata; a wrong or missing token gets HTTP 401 / gRPC UNAUTHENTICATED and is
-//! counted; one wasmcol's `otlp` exporter authenticates to another wasmcol's receiver.
+//! counted; one wasmcol's `otlp` exporter authenticates to another wasmcol's receiver; `oidc`
+//! passes a JWT signed by its key and refuses expired ones, another audience and another key.
 
 use std::process::Command;
 use std::time::Duration;
@@ -434,4 +435,112 @@ fn a_receiver_taking_credentials_in_plaintext_off_loopback_is_warned_about() {
             "no warning for {option}:\n{log}"
         );
     }
+}
+
+/// A collector whose HTTP receiver requires `oidc` with `public_key_file`.
+fn oidc_config(http: u16, metrics: u16, key: &std::path::Path) -> String {
+    format!(
+        r#"
+extensions:
+  oidc:
+    issuer_url: https://issuer.example.com
+    audience: wasmcol
+    public_key_file: {key}
+    username_claim: email
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+        auth: {{ authenticator: oidc }}
+processors:
+  batch:
+    timeout: 50ms
+exporters:
+  file:
+    path: "{{dir}}/out.jsonl"
+    flush_interval: 50ms
+service:
+  extensions: [oidc]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [file]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#,
+        key = key.display()
+    )
+}
+
+#[test]
+fn oidc_passes_a_jwt_signed_by_the_key_and_refuses_expired_foreign_audience_and_key() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let signer = rcgen::KeyPair::generate().unwrap();
+    let stranger = rcgen::KeyPair::generate().unwrap();
+    let public = dir.path().join("issuer.pem");
+    std::fs::write(&public, signer.public_key_pem()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let jwt = |key: &rcgen::KeyPair, aud: &str, exp: i64| {
+        let claims = serde_json::json!({
+            "iss": "https://issuer.example.com", "aud": aud, "sub": "u-1",
+            "email": "agent@example.com", "iat": now, "exp": exp,
+        });
+        let key = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        encode(&Header::new(Algorithm::ES256), &claims, &key).unwrap()
+    };
+
+    let (http, metrics) = (free_port(), free_port());
+    let mut c = Collector::start(&oidc_config(http, metrics, &public), http);
+    // The Python SDK with a valid token: every span arrives.
+    let good = jwt(&signer, "wasmcol", now + 600);
+    let headers = format!("authorization=Bearer%20{good}");
+    let expected = send_with_sdk(&c, "http", &format!("127.0.0.1:{http}"), &headers);
+    assert_delivered(&c, &expected);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("http://127.0.0.1:{http}/v1/traces");
+    let post = |token: &str| {
+        let auth = format!("Bearer {token}");
+        rt.block_on(http_request(
+            "POST",
+            &url,
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("authorization", &auth),
+            ],
+            spans_request(1, 1, 1, 0).encode_to_vec(),
+        ))
+        .unwrap()
+        .status
+    };
+    assert_eq!(post(&good), 200);
+    for (what, token, reason) in [
+        ("expired", jwt(&signer, "wasmcol", now - 600), "expired"),
+        (
+            "wrong audience",
+            jwt(&signer, "other", now + 600),
+            "invalid",
+        ),
+        ("wrong key", jwt(&stranger, "wasmcol", now + 600), "invalid"),
+    ] {
+        assert_eq!(post(&token), 401, "{what} was not refused");
+        let text = rt.block_on(scrape_metrics(metrics));
+        let series = format!(
+            "wasmcol_receiver_auth_failures_total{{receiver=\"otlp\",transport=\"http\",reason=\"{reason}\"}}"
+        );
+        assert!(
+            metric_value(&text, &series).unwrap_or(0.0) >= 1.0,
+            "{what}: {series} not counted:\n{text}"
+        );
+    }
+    assert_eq!(c.stop(), 0);
+    assert!(!c.log().contains(&good), "the token was logged");
 }
