@@ -10,6 +10,8 @@
 //! rustls does the TLS, with the `ring` provider; it speaks TLS 1.2 and 1.3 only, so 1.0 and
 //! 1.1 are refused at configuration time.
 
+pub mod client;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
