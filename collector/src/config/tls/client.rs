@@ -167,11 +167,35 @@ impl ClientTlsConfig {
         if let Err(e) = provider(&self.cipher_suites, "") {
             push_prefixed(&mut p, e);
         }
-        if !p.is_empty() {
-            return p;
+        // Each file on its own, so every bad one is reported.
+        let pick = |file: &str, pem: &str, file_opt: &'static str, pem_opt: &'static str| {
+            if !pem.is_empty() {
+                Some(pem_opt)
+            } else if !file.is_empty() {
+                Some(file_opt)
+            } else {
+                None
+            }
+        };
+        if let Some(opt) = pick(&self.ca_file, &self.ca_pem, "ca_file", "ca_pem")
+            && let Err(e) = certificates(&self.ca_file, &self.ca_pem, opt)
+        {
+            push_prefixed(&mut p, e);
         }
-        // The files, read as the build reads them.
-        if let Err(e) = self.rustls_config(&[]) {
+        if let Some(opt) = pick(&self.cert_file, &self.cert_pem, "cert_file", "cert_pem")
+            && let Err(e) = certificates(&self.cert_file, &self.cert_pem, opt)
+        {
+            push_prefixed(&mut p, e);
+        }
+        if let Some(opt) = pick(&self.key_file, self.key_pem.expose(), "key_file", "key_pem")
+            && let Err(e) = private_key(&self.key_file, self.key_pem.expose(), opt)
+        {
+            push_prefixed(&mut p, e);
+        }
+        // Then the whole, as the build makes it: a key that is not the certificate's, no roots.
+        if p.is_empty()
+            && let Err(e) = self.rustls_config(&[])
+        {
             push_prefixed(&mut p, e);
         }
         p

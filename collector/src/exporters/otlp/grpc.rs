@@ -194,7 +194,13 @@ pub fn classify(status: &Status) -> SendError {
         status.message()
     );
     if let Some(source) = status.source() {
-        reason.push_str(&format!(" ({})", error_chain(source)));
+        let chain = error_chain(source);
+        // A transport error repeats itself as the status message; say it once.
+        if !status.message().is_empty() && chain.contains(status.message()) {
+            reason = format!("gRPC status {}: {chain}", code_name(status.code()));
+        } else {
+            reason.push_str(&format!(" ({chain})"));
+        }
     }
     if retryable {
         SendError::Retryable {

@@ -549,7 +549,8 @@ fn config_problems_name_the_option_and_value() {
     assert_eq!(
         messages("endpoint: https://gw:4318\ntls: { cert_file: /no/client.pem }"),
         vec![
-            "tls.key_file: missing: a client certificate is given, so set key_file (or key_pem) too"
+            "tls.key_file: missing: a client certificate is given, so set key_file (or key_pem) too",
+            "tls.cert_file: cannot read \"/no/client.pem\": No such file or directory (os error 2)"
         ]
     );
     assert_eq!(
