@@ -278,9 +278,8 @@ impl ClientTlsConfig {
         };
         if self.insecure_skip_verify {
             tracing::warn!(
-                what,
-                "insecure_skip_verify is set: the server's certificate is not verified, so anyone \
-                 on the path can read and change what is sent"
+                "{what}.insecure_skip_verify is set: the server's certificate is not verified, \
+                 so anyone on the path can read and change what is sent"
             );
         }
         Ok(ClientTls {
