@@ -351,7 +351,9 @@ impl ClientTls {
 
     /// A hyper connector: TCP from `http`, then TLS for `https://` URIs (plaintext for
     /// `http://` ones).
-    pub fn connector(self: &Arc<Self>, http: HttpConnector) -> HttpsConnector {
+    pub fn connector(self: &Arc<Self>, mut http: HttpConnector) -> HttpsConnector {
+        // HttpConnector connects `http://` URIs only unless told otherwise; TLS is ours.
+        http.enforce_http(false);
         HttpsConnector {
             http,
             tls: Some(self.clone()),
@@ -431,7 +433,7 @@ pub struct HttpsConnector {
 }
 
 impl HttpsConnector {
-    /// Plaintext only: an `https://` URI is refused.
+    /// Plaintext only: an `https://` URI is refused (by `http`, which enforces `http://`).
     pub fn plaintext(http: HttpConnector) -> Self {
         Self { http, tls: None }
     }
@@ -453,10 +455,7 @@ impl tower::Service<Uri> for HttpsConnector {
         let https = uri.scheme_str() == Some("https");
         let host = uri.host().unwrap_or_default().to_string();
         let tls = self.tls.clone();
-        // HttpConnector connects `http://` only unless told otherwise; TLS is ours.
-        let mut http = self.http.clone();
-        http.enforce_http(false);
-        let connect = tower::Service::call(&mut http, uri);
+        let connect = tower::Service::call(&mut self.http, uri);
         Box::pin(async move {
             let tcp = connect.await.map_err(|e| {
                 io::Error::other(format!(
