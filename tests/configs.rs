@@ -132,3 +132,51 @@ fn components_and_version() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("wasmcol "));
 }
+
+/// Secrets (passwords, header values) may be wrong in every way a config allows, and still
+/// never appear in a problem: not from a failed `${...}` reference, not from a value's type,
+/// not from a value check. The other problems are there, so the file was checked.
+#[test]
+fn secrets_never_appear_in_problems() {
+    let config = r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: "hunter2${oops"
+exporters:
+  kafka:
+    brokers: [kafka-1]
+    auth: { sasl: { mechanism: PLAIN, username: spans, password: "${env:KAFKA_PASSWORD}" } }
+  clickhouse:
+    endpoint: http://ch:8123
+    password: "hunter2${vault:hunter2}"
+  otlp:
+    endpoint: gateway:4317
+    headers: { authorization: "Bearer hunter2\u00e9" }
+  otlphttp:
+    endpoint: http://gateway:4318
+    headers: { authorization: "Bearer hunter2\n" }
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [kafka, clickhouse, otlp, otlphttp]
+"#;
+    // A number-like secret is read as a number by `${env:...}`; a password takes it as text.
+    let err = Config::parse("secrets.yaml", config, &|name| {
+        (name == "KAFKA_PASSWORD").then(|| "12345".to_string())
+    })
+    .unwrap_err()
+    .to_string();
+    for problem in [
+        "receivers.otlp.protocols.grpc.endpoint: unterminated reference",
+        "exporters.kafka.brokers[0]",
+        "exporters.clickhouse.password: unsupported reference ${vault:...}",
+        "exporters.otlp.headers.authorization: the value is not valid metadata",
+        "exporters.otlphttp.headers.authorization: the value is not a valid HTTP header value",
+    ] {
+        assert!(err.contains(problem), "{problem:?} missing from:\n{err}");
+    }
+    assert!(!err.contains("hunter2") && !err.contains("12345"), "{err}");
+}

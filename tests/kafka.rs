@@ -654,7 +654,8 @@ fn report_span_ids(report: &serde_json::Value) -> BTreeSet<String> {
 }
 
 /// OTLP/HTTP with `x-tenant: acme` → `include_metadata` → batch `metadata_keys` →
-/// `topic_from_metadata_key`: the tenant's spans land in topic `acme`, the rest in `topic`.
+/// `topic_from_metadata_key`: the tenant's spans land in topic `acme`, the rest in `topic`,
+/// and so do those of a tenant outside `allowed_topics` (counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_metadata_names_the_topic() {
     let broker = tokio::task::block_in_place(Broker::start);
@@ -681,6 +682,7 @@ exporters:
   kafka:
     brokers: [{brokers}]
     topic_from_metadata_key: x-tenant
+    allowed_topics: [acme]
 service:
   pipelines:
     traces:
@@ -701,6 +703,7 @@ service:
         (1, None),
         (2, Some("acme")),
         (3, None),
+        (4, Some("otlp_spans_dlq")),
     ] {
         let mut headers = vec![proto];
         if let Some(t) = tenant {
@@ -724,15 +727,31 @@ service:
         wait_until(Duration::from_secs(30), || {
             acme = python_read(&brokers, "acme", &collector.path("acme.json"));
             rest = python_read(&brokers, "otlp_spans", &collector.path("rest.json"));
-            report_span_ids(&acme).len() >= 10 && report_span_ids(&rest).len() >= 10
+            report_span_ids(&acme).len() >= 10 && report_span_ids(&rest).len() >= 15
         });
         assert_eq!(acme["undecodable"], 0);
         assert_eq!(report_span_ids(&acme), ids(&[0, 2]), "topic acme: {acme}");
         assert_eq!(
             report_span_ids(&rest),
-            ids(&[1, 3]),
+            ids(&[1, 3, 4]),
             "topic otlp_spans: {rest}"
         );
     });
+    let text = scrape_metrics(metrics).await;
+    assert_eq!(
+        metric_value(
+            &text,
+            "wasmcol_exporter_kafka_topic_not_allowed_batches_total{exporter=\"kafka\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        collector
+            .log()
+            .contains("a batch named a topic outside allowed_topics"),
+        "{}",
+        collector.log()
+    );
     assert_eq!(collector.stop(), 0);
 }

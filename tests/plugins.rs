@@ -194,25 +194,143 @@ async fn survives(mode: &str, limits: &str, reason: &str) -> Collector {
     c
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_infinite_loop_is_stopped_at_the_deadline() {
-    let c = survives("loop", "{ call_timeout: 100ms }", "timeout").await;
+/// How long the failed call took, from its `elapsed_ms` in the failure's log line.
+fn failed_call_ms(c: &Collector, reason: &str) -> u64 {
     let line = c
         .log()
         .lines()
-        .find(|l| l.contains("reason=timeout"))
+        .find(|l| l.contains(&format!("reason={reason}")))
         .map(str::to_string)
         .unwrap();
-    let elapsed: u64 = line
-        .split("elapsed_ms=")
+    line.split("elapsed_ms=")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no elapsed_ms in {line}"));
+        .unwrap_or_else(|| panic!("no elapsed_ms in {line}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_infinite_loop_is_stopped_at_the_deadline() {
+    let c = survives("loop", "{ call_timeout: 100ms }", "timeout").await;
+    let elapsed = failed_call_ms(&c, "timeout");
     assert!(
         (100..=150).contains(&elapsed),
         "stopped after {elapsed} ms; the deadline is 100 ms (+50 ms allowed)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocking_sleep_is_stopped_at_the_deadline() {
+    // `std::thread::sleep(20 s)` waits in host code (WASI poll), out of the epoch's reach;
+    // the host bounds that wait by the call's deadline too.
+    let c = survives("sleep", "{ call_timeout: 200ms }", "timeout").await;
+    let elapsed = failed_call_ms(&c, "timeout");
+    assert!(
+        (200..=250).contains(&elapsed),
+        "stopped after {elapsed} ms; the deadline is 200 ms (+50 ms allowed)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sender_hears_within_the_deadline_whatever_the_answer_costs_the_host() {
+    // 200,000 edits cost the guest little and the host a lot (lifting, applying); whatever
+    // that costs, the watchdog answers by call_timeout + 50 ms.
+    let (http, metrics) = (free_port(), free_port());
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!(
+                "plugin: {HOSTILE}\nconfig: {{ mode: edits }}\nlimits: {{ call_timeout: 200ms }}"
+            ),
+        ),
+        http,
+    );
+    assert_eq!(post(http, request(50, &["warm-up"])).await, 200);
+    wait_for_span(&c, 50);
+    let started = std::time::Instant::now();
+    assert_eq!(post(http, request(100, &["trigger"])).await, 200);
+    let took = started.elapsed();
+    // call_timeout + 50 ms, plus 30 ms for the HTTP round trip on a busy machine.
+    assert!(
+        took < Duration::from_millis(280),
+        "answered after {took:?}:\n{}",
+        c.log()
+    );
+    let span = wait_for_span(&c, 100);
+    let timeouts = failures(metrics, "timeout").await;
+    if timeouts == 1.0 {
+        assert_eq!(
+            span.attributes,
+            vec![string("keep", "me")],
+            "passed on unchanged"
+        );
+    } else {
+        assert_eq!(timeouts, 0.0);
+        assert_eq!(span.attributes.len(), 200_001, "processed in time");
+    }
+    // The collector carries on: the next batch is processed (by a new worker, if the
+    // watchdog gave up on the old one).
+    assert_eq!(post(http, request(200, &["normal"])).await, 200);
+    assert!(int_attr(&wait_for_span(&c, 200), "hostile.instance_calls").is_some());
+}
+
+/// `spans` spans from id `first` on, each with a `note` of about `bytes` bytes of card numbers.
+fn card_request(first: u64, spans: usize, bytes: usize) -> Vec<u8> {
+    let note = format!("card {CARD}; ").repeat(bytes / (CARD.len() + 7) + 1);
+    let mut req =
+        ExportTraceServiceRequest::decode(&request(first, &vec!["pay"; spans])[..]).unwrap();
+    for s in &mut req.resource_spans[0].scope_spans[0].spans {
+        s.attributes.push(string("note", &note));
+    }
+    req.encode_to_vec()
+}
+
+const CARD: &str = "4111 1111 1111 1111";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_scrubber_leaks_nothing_and_loses_nothing() {
+    let (http, metrics) = (free_port(), free_port());
+    // The scrubber's defaults (on_error: refuse) with a memory cap far below the requests.
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            "plugin: builtin:pii-scrub\nlimits: { memory_mib: 8, call_timeout: 2s }",
+        ),
+        http,
+    );
+    // One span of 12 MB cannot be scrubbed in 8 MiB, whole or split: the sender is told to
+    // retry, and nothing is written.
+    assert_eq!(
+        post(http, card_request(1, 1, 12 << 20)).await,
+        503,
+        "{}",
+        c.log()
+    );
+    assert!(failures(metrics, "memory_limit").await >= 1.0);
+    // 1,000 spans of 10 KB (10 MB) fail whole, then go through in pieces, all scrubbed.
+    assert_eq!(
+        post(http, card_request(100, 1000, 10_000)).await,
+        200,
+        "{}",
+        c.log()
+    );
+    wait_until(Duration::from_secs(20), || output(&c).len() == 1000);
+    let spans = output(&c);
+    assert_eq!(spans.len(), 1000, "{}", c.log());
+    let mut ids: Vec<u64> = spans
+        .iter()
+        .map(|s| u64::from_be_bytes(s.span_id[..].try_into().unwrap()))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (100..1100).collect::<Vec<_>>(),
+        "the refused span never arrived"
+    );
+    let text = std::fs::read_to_string(c.path("out.jsonl")).unwrap();
+    assert!(!text.contains(CARD), "a card number reached the exporter");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1267,13 +1267,15 @@ policies:
     );
 }
 
-/// `tail_sampling` with the test plugin in `trap-on-trigger` mode and `on_error`.
-fn trap_config(on_error: &str) -> String {
+/// `tail_sampling` with the test plugin in `mode` (`trap-on-trigger` or `sleep-on-trigger`)
+/// and `on_error`.
+fn trap_config(mode: &str, on_error: &str) -> String {
     format!(
         r#"
 decision_wait: 1s
 plugin: "{POLICY_HOSTILE}"
-config: {{ mode: trap-on-trigger, service: keep-me }}
+config: {{ mode: {mode}, service: keep-me }}
+limits: {{ call_timeout: 200ms }}
 on_error: {on_error}
 "#
     )
@@ -1282,9 +1284,16 @@ on_error: {on_error}
 #[test]
 fn a_trapping_policy_plugin_follows_on_error() {
     let _lock = shared();
-    for on_error in ["pass", "drop"] {
-        let (c, ports) = start(&trap_config(on_error), Exporter::File);
-        let what = format!("on_error: {on_error}");
+    // `refuse` keeps a failed call's traces (they were accepted when buffered); a policy that
+    // sleeps 20 s is stopped at its call_timeout like one that traps.
+    for (mode, on_error, reason) in [
+        ("trap-on-trigger", "pass", "trap"),
+        ("trap-on-trigger", "drop", "trap"),
+        ("sleep-on-trigger", "refuse", "timeout"),
+    ] {
+        let (c, ports) = start(&trap_config(mode, on_error), Exporter::File);
+        let what = format!("{mode}, on_error: {on_error}");
+        let keeps = on_error != "drop";
         // One request: the trap trace and six others arrive together, so they are due at the
         // same moment and decided in one call.
         let spec = json!({
@@ -1306,15 +1315,29 @@ fn a_trapping_policy_plugin_follows_on_error() {
             Duration::from_secs(20),
         );
         assert_eq!(
-            metric(&text, FAILURES, &[("reason", "trap")]),
+            metric(&text, FAILURES, &[("reason", reason)]),
             1.0,
-            "{what}: the trap is counted: {text}"
+            "{what}: the failure is counted: {text}"
         );
         assert!(
             c.log().contains("policy plugin"),
             "{what}: the failure is logged:\n{}",
             c.log()
         );
+        if reason == "timeout" {
+            let log = c.log();
+            let ms: u64 = log
+                .lines()
+                .find(|l| l.contains("reason=timeout"))
+                .and_then(|l| l.split("elapsed_ms=").nth(1))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{what}: no elapsed_ms logged:\n{log}"));
+            assert!(
+                ms <= 250,
+                "{what}: the call took {ms} ms; call_timeout is 200 ms (+50 ms allowed)"
+            );
+        }
 
         // Then ordinary traces, decided normally by a fresh instance.
         let spec = json!({
@@ -1333,7 +1356,7 @@ fn a_trapping_policy_plugin_follows_on_error() {
             13.0,
             Duration::from_secs(20),
         );
-        let expected = 6 + if on_error == "pass" { 14 } else { 0 };
+        let expected = 6 + if keeps { 14 } else { 0 };
         let out = wait_for_output(&c, expected, Duration::from_secs(10));
         let spans = by_span_id(&out);
         assert_eq!(out.len(), expected, "{what}: {out:#?}");
@@ -1345,7 +1368,7 @@ fn a_trapping_policy_plugin_follows_on_error() {
                 &[("policy", policy), ("decision", decision)],
             )
         };
-        if on_error == "pass" {
+        if keeps {
             for t in &failed_traces {
                 assert_kept(&spans, t, "on_error", 1.0, &what);
             }

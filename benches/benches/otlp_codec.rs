@@ -18,7 +18,7 @@ use prost::Message as _;
 use wasmcol::otlp::ExportTraceServiceRequest;
 use wasmcol::otlp::json::{decode_traces, encode_traces};
 use wasmcol::otlp::wire;
-use wasmcol::processors::wasm::wire_edit;
+use wasmcol::otlp::wire::edit as wire_edit;
 use wasmcol_benches::realistic_request;
 use wasmcol_plugin_sdk::Value;
 use wasmcol_plugin_sdk::edit::{self, Edit, Target};

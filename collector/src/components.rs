@@ -191,7 +191,7 @@ pub fn describe() -> String {
     );
     section(
         "built-in plugins (for the wasm processor: `plugin: builtin:NAME`)",
-        crate::processors::wasm::builtin_plugins(),
+        crate::plugin_host::builtin_plugins(),
     );
     section(
         "extensions",

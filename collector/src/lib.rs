@@ -15,6 +15,8 @@
 //! - [`storage`]: the on-disk queue behind `sending_queue.storage` (the `file_storage`
 //!   extension).
 //! - [`telemetry`]: the collector's own metrics, health and logs.
+//! - [`plugin_host`]: loads and runs sandboxed WebAssembly plugins (the `wasm` processor's and
+//!   `tail_sampling`'s policies).
 //! - [`panics`]: a panic in a worker is caught, reported, and the worker restarted.
 
 pub mod component;
@@ -27,6 +29,7 @@ pub mod net;
 pub mod otlp;
 pub mod panics;
 pub mod pipeline;
+pub mod plugin_host;
 pub mod processors;
 pub mod receivers;
 pub mod scaffold;

@@ -1,6 +1,7 @@
-//! Endpoint strings (`host:port`) as written in configs, and reading HTTP responses safely.
+//! Endpoint strings (`host:port`) as written in configs, reading HTTP responses safely, and the
+//! warning for credentials sent in plaintext.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Checks that `endpoint` looks like `host:port` with a numeric port.
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
@@ -56,4 +57,125 @@ pub async fn read_capped(
         out.extend_from_slice(&data);
     }
     Ok(out.freeze())
+}
+
+/// The host of an endpoint as configs write it: `host:port`, `[::1]:port`, a bare host, or a
+/// URL (`https://user@host:port/path`).
+fn host_of(endpoint: &str) -> &str {
+    let e = endpoint.trim();
+    let e = e.split_once("://").map_or(e, |(_, rest)| rest);
+    let authority = e.split(['/', '?', '#']).next().unwrap_or(e);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    match authority.rsplit_once(':') {
+        // One colon: host:port. More: a bare IPv6 address.
+        Some((host, _)) if !host.contains(':') => host,
+        _ => authority,
+    }
+}
+
+/// True when `endpoint` names this machine: `localhost` (or a name under it), or a loopback
+/// address. Other names are not resolved: they count as remote.
+pub fn is_loopback(endpoint: &str) -> bool {
+    let host = host_of(endpoint);
+    let lower = host.to_ascii_lowercase();
+    let lower = lower.trim_end_matches('.');
+    lower == "localhost"
+        || lower.ends_with(".localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The first endpoint credentials would reach in plaintext: `None` when the connection is
+/// `encrypted` or every endpoint is on this machine.
+pub fn plaintext_credentials_target<'a>(
+    encrypted: bool,
+    endpoints: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    if encrypted {
+        return None;
+    }
+    endpoints.into_iter().find(|e| !is_loopback(e))
+}
+
+/// Logs one warning when credentials configured at `option` of `component` (e.g.
+/// `exporters.kafka`, `auth.sasl`) would travel unencrypted to an endpoint off this machine.
+/// Call it once, when the component is built. Returns true when it warned.
+pub fn warn_plaintext_credentials<'a>(
+    component: &str,
+    option: &str,
+    encrypted: bool,
+    endpoints: impl IntoIterator<Item = &'a str>,
+) -> bool {
+    let Some(endpoint) = plaintext_credentials_target(encrypted, endpoints) else {
+        return false;
+    };
+    tracing::warn!(
+        component,
+        option,
+        endpoint,
+        "{component}: the credentials of {option} travel in plaintext to {endpoint}: anyone on \
+         the path can read them; enable TLS"
+    );
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_endpoints() {
+        for e in [
+            "localhost:9092",
+            "LOCALHOST",
+            "kafka.localhost:9092",
+            "127.0.0.1:4317",
+            "127.1.2.3",
+            "[::1]:4317",
+            "::1",
+            "http://localhost:4318/v1/traces",
+            "https://user@127.0.0.1:8123",
+        ] {
+            assert!(is_loopback(e), "{e}");
+        }
+        for e in [
+            "kafka-1:9092",
+            "10.0.0.1:9092",
+            "0.0.0.0:4317",
+            "[2001:db8::1]:4317",
+            "http://gateway:4318",
+            "http://localhost.example.com:4318",
+            "",
+        ] {
+            assert!(!is_loopback(e), "{e}");
+        }
+    }
+
+    #[test]
+    fn plaintext_target_is_the_first_remote_endpoint() {
+        let brokers = ["localhost:9092", "kafka-2:9092", "kafka-3:9092"];
+        assert_eq!(
+            plaintext_credentials_target(false, brokers),
+            Some("kafka-2:9092")
+        );
+        assert_eq!(plaintext_credentials_target(true, brokers), None);
+        assert_eq!(
+            plaintext_credentials_target(false, ["127.0.0.1:9092", "localhost:9093"]),
+            None
+        );
+        assert!(!warn_plaintext_credentials(
+            "exporters.kafka",
+            "auth.sasl",
+            false,
+            ["localhost:9092"]
+        ));
+        assert!(warn_plaintext_credentials(
+            "exporters.kafka",
+            "auth.sasl",
+            false,
+            ["kafka:9092"]
+        ));
+    }
 }

@@ -18,10 +18,16 @@
 //! doing nothing, is disconnected after the configured timeout, and a listener serves at most
 //! `max_connections` at once; further clients wait in the kernel's accept backlog until one
 //! closes.
+//!
+//! A listener with TLS ([`Listener::with_tls`]) does the handshake in the connection's task,
+//! within [`TLS_HANDSHAKE_TIMEOUT`], with the configuration its files hold now (so a rotated
+//! certificate is used by the next connection); the bounds above then apply to the decrypted
+//! stream. A failed handshake is counted and logged (rate-limited), and the connection closed.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
@@ -54,6 +60,11 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// connecting. A real client sends them at once; a socket that stays silent holds a
 /// connection slot and is dropped.
 pub const HTTP2_PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client has, from connecting, to complete the TLS handshake. A real client
+/// needs a few round trips; a socket that stalls mid-handshake holds a connection slot and
+/// is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time bounds of an HTTP/1 connection, named and meant as in the OpenTelemetry Collector's
 /// `confighttp` (Go's `http.Server`). `None` turns a bound off.
@@ -141,6 +152,19 @@ pub struct Listener {
     pub open: Gauge,
     /// Times the listener reached `max_connections` and stopped accepting until one closed.
     pub limit_reached: Counter,
+    /// TLS, when the listener speaks it.
+    pub tls: Option<Tls>,
+}
+
+/// A listener's TLS: the rustls configuration (re-read from its files when they change) and
+/// where failed handshakes are counted.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The server configuration; each connection takes the current one.
+    pub config: Arc<crate::config::tls::Reloading<rustls::ServerConfig>>,
+    /// Handshakes that failed (refused certificates, protocol versions, plaintext clients,
+    /// timeouts).
+    pub handshake_failures: Counter,
 }
 
 impl Listener {
@@ -151,7 +175,22 @@ impl Listener {
             max_connections,
             open: Gauge::default(),
             limit_reached: Counter::default(),
+            tls: None,
         }
+    }
+
+    /// The same listener, speaking TLS with `config`, counting failed handshakes in
+    /// `failures`.
+    pub fn with_tls(
+        mut self,
+        config: Arc<crate::config::tls::Reloading<rustls::ServerConfig>>,
+        failures: &Counter,
+    ) -> Self {
+        self.tls = Some(Tls {
+            config,
+            handshake_failures: failures.clone(),
+        });
+        self
     }
 
     /// The same listener, counting its connections in these metrics.
@@ -204,6 +243,7 @@ async fn run<S, B>(
     B::Error: Into<BoxError>,
 {
     let cut = CancellationToken::new();
+    let what: Arc<str> = what.into();
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let mut connections = JoinSet::new();
     loop {
@@ -224,14 +264,27 @@ async fn run<S, B>(
             // Reaps finished connections so the set holds only open ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
+                Ok((tcp, peer)) => {
                     // Responses are small and sent whole: do not hold them back (Nagle).
                     let _ = tcp.set_nodelay(true);
                     let open = config.open.clone();
                     open.inc();
-                    let connection = serve_connection(tcp, service.clone(), config.protocol, stop.clone(), cut.clone());
+                    let (service, protocol, stop, cut) = (service.clone(), config.protocol, stop.clone(), cut.clone());
+                    let (tls, what) = (config.tls.clone(), what.clone());
                     connections.spawn(async move {
-                        connection.await;
+                        match tls {
+                            None => serve_connection(tcp, service, protocol, stop, cut).await,
+                            Some(tls) => {
+                                let stream = tokio::select! {
+                                    s = handshake(tcp, &tls, peer, &what) => s,
+                                    // Nothing was asked yet: nothing to finish.
+                                    _ = stop.cancelled() => None,
+                                };
+                                if let Some(stream) = stream {
+                                    serve_connection(stream, service, protocol, stop, cut).await;
+                                }
+                            }
+                        }
                         open.dec();
                         drop(slot);
                     });
@@ -266,10 +319,68 @@ async fn run<S, B>(
     }
 }
 
+/// The TLS handshake of a connection to a TLS listener, bounded by [`TLS_HANDSHAKE_TIMEOUT`];
+/// `None` if it failed (counted and logged, except for a client that closed before saying
+/// anything: a port probe).
+async fn handshake(
+    tcp: TcpStream,
+    tls: &Tls,
+    peer: SocketAddr,
+    what: &str,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let deadline = Instant::now() + TLS_HANDSHAKE_TIMEOUT;
+    let failed = |error: &dyn std::fmt::Display| {
+        tls.handshake_failures.inc();
+        // rustls' errors name the alert or the certificate problem, never key material.
+        crate::telemetry::log_limited!(warn, "TLS handshake failed", server = %what, %peer, error = %error);
+    };
+    let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let start = match tokio::time::timeout_at(deadline, hello).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(server = %what, %peer, "connection closed before a TLS ClientHello");
+            return None;
+        }
+        Ok(Err(e)) => {
+            let garbled = e
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| matches!(e, rustls::Error::InvalidMessage(_)));
+            if garbled {
+                failed(&format_args!(
+                    "not a TLS ClientHello (a plaintext client?): {e}"
+                ));
+            } else {
+                failed(&format_args!("ClientHello refused: {e}"));
+            }
+            return None;
+        }
+        Err(_) => {
+            failed(&format_args!(
+                "no ClientHello within {TLS_HANDSHAKE_TIMEOUT:?}"
+            ));
+            return None;
+        }
+    };
+    match tokio::time::timeout_at(deadline, start.into_stream(tls.config.current())).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            failed(&e);
+            None
+        }
+        Err(_) => {
+            failed(&format_args!(
+                "not complete within {TLS_HANDSHAKE_TIMEOUT:?}"
+            ));
+            None
+        }
+    }
+}
+
 /// Serves one connection until it ends, a bound ends it, `stop` asks it to finish, or `cut`
 /// drops it.
-async fn serve_connection<S, B>(
-    tcp: TcpStream,
+async fn serve_connection<I, S, B>(
+    io: I,
     service: S,
     protocol: Protocol,
     stop: CancellationToken,
@@ -282,6 +393,7 @@ async fn serve_connection<S, B>(
     S::Future: Send + 'static,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let watch = Arc::new(Watch::new(Instant::now()));
     let frames = match protocol {
@@ -289,7 +401,7 @@ async fn serve_connection<S, B>(
         Protocol::Http2(l) => Some(FrameScanner::new(l)),
     };
     let io = TokioIo::new(Watched {
-        tcp,
+        io,
         watch: watch.clone(),
         frames,
     });
@@ -698,9 +810,10 @@ impl Drop for RequestBody {
     }
 }
 
-/// A connection's socket, noting reads and refused writes in its [`Watch`].
-struct Watched {
-    tcp: TcpStream,
+/// A connection's stream (the socket, or the TLS stream over it: what is seen here is the
+/// plaintext), noting reads and refused writes in its [`Watch`].
+struct Watched<I> {
+    io: I,
     watch: Arc<Watch>,
     /// HTTP/2: finds the client's pings in what it sends.
     frames: Option<FrameScanner>,
@@ -762,14 +875,14 @@ impl FrameScanner {
     }
 }
 
-impl AsyncRead for Watched {
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let r = ready!(Pin::new(&mut self.tcp).poll_read(cx, buf));
+        let r = ready!(Pin::new(&mut self.io).poll_read(cx, buf));
         self.watch.read(buf.filled().len() - before);
         let this = &mut *self;
         if let Some(frames) = &mut this.frames {
@@ -782,20 +895,20 @@ impl AsyncRead for Watched {
     }
 }
 
-impl Watched {
+impl<I> Watched<I> {
     fn note_write<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         self.watch.write_blocked(r.is_pending());
         r
     }
 }
 
-impl AsyncWrite for Watched {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
         self.note_write(r)
     }
 
@@ -804,21 +917,21 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         self.note_write(r)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.tcp).poll_flush(cx);
+        let r = Pin::new(&mut self.io).poll_flush(cx);
         self.note_write(r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -974,6 +1087,101 @@ mod tests {
             .expect("served once a slot is free")
             .unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// A TLS server (HTTP/1, ALPN `http/1.1`) on the test certificate; its port, task and
+    /// failed-handshake counter.
+    async fn tls_server(stop: CancellationToken) -> (u16, JoinHandle<()>, Counter) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, include_str!("config/tls/testdata/server.crt")).unwrap();
+        std::fs::write(&key, include_str!("config/tls/testdata/server.key")).unwrap();
+        let tls = crate::config::tls::server::ServerTlsConfig {
+            cert_file: cert.display().to_string(),
+            key_file: key.display().to_string(),
+            ..Default::default()
+        }
+        .build("test.tls", &["http/1.1"])
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route("/", axum::routing::post(|| async { "ok" }));
+        let failures = Counter::default();
+        let config = Listener::new(Protocol::Http1(Http1Limits::INTERNAL), 16)
+            .with_tls(Arc::new(tls), &failures);
+        let task = spawn(listener, config, app, stop, "test".into());
+        (port, task, failures)
+    }
+
+    #[tokio::test]
+    async fn tls_requests_are_served_and_failed_handshakes_counted() {
+        let stop = CancellationToken::new();
+        let (port, task, failures) = tls_server(stop.clone()).await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(
+                crate::config::tls::certificates(
+                    "",
+                    include_str!("config/tls/testdata/server.crt"),
+                    "ca",
+                )
+                .unwrap()
+                .remove(0),
+            )
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(request(0).as_bytes()).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        assert_eq!(failures.get(), 0);
+
+        // Plaintext is a failed handshake; a connection closed before a word is not.
+        let mut plain = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        plain.write_all(request(0).as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        let _ = plain.read_to_end(&mut reply).await;
+        assert!(!reply.starts_with(b"HTTP"), "{reply:?}");
+        drop(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(failures.get(), 1);
+
+        // A client stalled mid-handshake does not hold up the stop.
+        let _stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stopped = Instant::now();
+        stop.cancel();
+        task.await.unwrap();
+        assert!(
+            stopped.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            stopped.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_tls_handshake_times_out() {
+        let stop = CancellationToken::new();
+        let (port, task, failures) = tls_server(stop.clone()).await;
+        let mut stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // Sends nothing: the server gives up after TLS_HANDSHAKE_TIMEOUT (time is paused and
+        // jumps ahead while everything waits).
+        let mut buf = Vec::new();
+        let n = stalled.read_to_end(&mut buf).await.unwrap_or(0);
+        assert_eq!(n, 0);
+        assert_eq!(failures.get(), 1);
         stop.cancel();
         task.await.unwrap();
     }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 
 pub mod kafka;
+pub mod tls;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

@@ -1,8 +1,15 @@
-//! `${env:VAR}` and `${env:VAR:-default}` expansion, as the OpenTelemetry Collector does it.
+//! `${env:VAR}`, `${env:VAR:-default}` and `${file:path}` expansion, as the OpenTelemetry
+//! Collector does it.
 //!
 //! Expansion runs on scalar values after YAML parsing, so a variable can never inject YAML
-//! structure. When a whole scalar is one reference, the result is read again as a YAML scalar,
-//! so `port: ${env:PORT}` gives a number. `$$` stands for a literal `$`.
+//! structure. When a whole scalar is one `env` reference, the result is read again as a YAML
+//! scalar, so `port: ${env:PORT}` gives a number. `$$` stands for a literal `$`.
+//!
+//! `${file:path}` is the file's content (secrets mounted as files), always as a string, with
+//! one final line break dropped (what `echo` and most editors leave). A relative path is taken
+//! from the working directory, as the Collector does.
+//!
+//! Error messages never repeat the value being expanded: it may be a secret.
 
 use serde_yaml_ng::Value;
 
@@ -16,8 +23,8 @@ pub fn expand(
 ) {
     match value {
         Value::String(s) if s.contains('$') => match expand_str(s, lookup) {
-            Ok((expanded, whole)) => {
-                *value = if whole {
+            Ok((expanded, reparse)) => {
+                *value = if reparse {
                     serde_yaml_ng::from_str::<Value>(&expanded)
                         .ok()
                         .filter(|v| !matches!(v, Value::Mapping(_) | Value::Sequence(_)))
@@ -49,11 +56,13 @@ pub fn expand(
     }
 }
 
-/// Expands one string. The flag is true when the string was exactly one reference.
+/// Expands one string. The flag is true when the string was exactly one `env` reference (its
+/// result is then read as a YAML scalar).
 fn expand_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(String, bool), String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     let mut refs = 0;
+    let mut files = 0;
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
@@ -63,10 +72,23 @@ fn expand_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(Strin
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body
                 .find('}')
-                .ok_or_else(|| format!("unterminated reference in {s:?}"))?;
+                .ok_or("unterminated reference: a `${` without its `}`")?;
             let inner = &body[..end];
+            if let Some(path) = inner.strip_prefix("file:") {
+                out.push_str(&read_secret_file(path)?);
+                refs += 1;
+                files += 1;
+                rest = &body[end + 1..];
+                continue;
+            }
             let spec = inner.strip_prefix("env:").ok_or_else(|| {
-                format!("unsupported reference ${{{inner}}}: only ${{env:NAME}} and ${{env:NAME:-default}} are supported")
+                // Only the scheme is named: the rest may be part of a secret.
+                let scheme = inner
+                    .split_once(':')
+                    .map(|(scheme, _)| scheme)
+                    .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
+                    .map_or_else(String::new, |s| format!(" ${{{s}:...}}"));
+                format!("unsupported reference{scheme}: only ${{env:NAME}}, ${{env:NAME:-default}} and ${{file:path}} are supported")
             })?;
             let (name, default) = match spec.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -93,7 +115,23 @@ fn expand_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(Strin
     out.push_str(rest);
     let whole =
         refs == 1 && s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
-    Ok((out, whole))
+    Ok((out, whole && files == 0))
+}
+
+/// The content of the file `path` names, without one final line break.
+fn read_secret_file(path: &str) -> Result<String, String> {
+    if path.is_empty() {
+        return Err("${file:} needs a path: ${file:/run/secrets/name}".into());
+    }
+    let mut text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read ${{file:{path}}}: {e}"))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -136,8 +174,52 @@ mod tests {
 
     #[test]
     fn malformed_reference_is_a_problem_with_path() {
-        let (_, p) = run("x:\n  y: ${file:/etc/passwd}\n");
+        let (_, p) = run("x:\n  y: ${vault:secret/x}\n");
         assert_eq!(p[0].0, "x.y");
-        assert!(p[0].1.contains("only ${env:NAME}"), "{}", p[0].1);
+        assert!(
+            p[0].1
+                .starts_with("unsupported reference ${vault:...}: only ${env:NAME}"),
+            "{}",
+            p[0].1
+        );
+    }
+
+    #[test]
+    fn errors_do_not_repeat_the_value() {
+        let (_, p) = run("a: hunter2${oops\nb: \"hunter2${hun:ter2}\"\n");
+        assert_eq!(p.len(), 2);
+        for (_, m) in &p {
+            assert!(!m.contains("hunter2") && !m.contains("ter2"), "{m}");
+        }
+    }
+
+    #[test]
+    fn file_references_read_the_file_as_a_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("password");
+        std::fs::write(&secret, "12345\n").unwrap();
+        let crlf = dir.path().join("token");
+        std::fs::write(&crlf, "abc\r\n\n").unwrap();
+        let (v, p) = run(&format!(
+            "a: ${{file:{}}}\nb: Bearer ${{file:{}}}\n",
+            secret.display(),
+            crlf.display()
+        ));
+        assert!(p.is_empty(), "{p:?}");
+        // A number-like secret stays a string; one final line break goes, no more.
+        assert_eq!(v["a"], Value::from("12345"));
+        assert_eq!(v["b"], Value::from("Bearer abc\r\n"));
+    }
+
+    #[test]
+    fn a_missing_file_names_the_path_and_the_option() {
+        let (_, p) = run("auth:\n  password: ${file:/nonexistent/wasmcol-secret}\n");
+        assert_eq!(p[0].0, "auth.password");
+        assert!(
+            p[0].1
+                .starts_with("cannot read ${file:/nonexistent/wasmcol-secret}: "),
+            "{}",
+            p[0].1
+        );
     }
 }

@@ -11,6 +11,7 @@ mod position;
 mod service;
 pub mod tls;
 pub mod units;
+pub mod wildcard;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -48,7 +48,43 @@ impl fmt::Display for Opaque {
 
 impl<'de> Deserialize<'de> for Opaque {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Self)
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Takes any scalar as its text: a secret that looks like a number (`${env:PIN}` read as
+/// YAML) must not fail with an error message that quotes it.
+struct SecretVisitor;
+
+impl serde::de::Visitor<'_> for SecretVisitor {
+    type Value = Opaque;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Opaque, E> {
+        Ok(Opaque::new(v))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Opaque, E> {
+        Ok(Opaque(v))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Opaque, E> {
+        Ok(Opaque(v.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Opaque, E> {
+        Ok(Opaque(v.to_string()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Opaque, E> {
+        Ok(Opaque(v.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Opaque, E> {
+        Ok(Opaque(v.to_string()))
     }
 }
 
@@ -68,5 +104,15 @@ mod tests {
         }
         let printed = format!("{:?}", Holder { password: s });
         assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn a_number_like_secret_is_its_text() {
+        let s: Opaque = serde_yaml_ng::from_str("12345").unwrap();
+        assert_eq!(s.expose(), "12345");
+        let err = serde_yaml_ng::from_str::<Opaque>("[1]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected a string"), "{err}");
     }
 }

@@ -61,6 +61,8 @@ pub struct Metrics {
     tail_late_spans: CounterFamily,
     tail_evictions: CounterFamily,
     tail_decision_latency: HistogramFamily,
+    receiver_tls_handshake_failures: CounterFamily,
+    kafka_topic_not_allowed: CounterFamily,
 }
 
 /// Metrics of one `tail_sampling` processor.
@@ -95,6 +97,8 @@ pub struct ReceiverMetrics {
     pub open_connections: Gauge,
     /// Times the listener reached `max_connections` and left new connections waiting.
     pub connection_limit_reached: Counter,
+    /// TLS handshakes that failed (see [`crate::serve::Tls`]).
+    pub tls_handshake_failures: Counter,
 }
 
 /// Counters of one processor in one pipeline.
@@ -342,6 +346,16 @@ impl Metrics {
                 );
                 f
             },
+            receiver_tls_handshake_failures: family!(
+                "receiver_tls_handshake_failures",
+                "TLS handshakes a receiver's listener failed (certificate refused, protocol version, plaintext client, timeout)",
+                CounterFamily
+            ),
+            kafka_topic_not_allowed: family!(
+                "exporter_kafka_topic_not_allowed_batches",
+                "Batches whose request metadata named a topic outside allowed_topics (sent to the default topic)",
+                CounterFamily
+            ),
             registry: Mutex::new(reg),
         }
     }
@@ -360,6 +374,10 @@ impl Metrics {
             open_connections: self.receiver_open_connections.get_or_create(&l).clone(),
             connection_limit_reached: self
                 .receiver_connection_limit_reached
+                .get_or_create(&l)
+                .clone(),
+            tls_handshake_failures: self
+                .receiver_tls_handshake_failures
                 .get_or_create(&l)
                 .clone(),
         }
@@ -498,6 +516,14 @@ impl Metrics {
             ("reason", reason.to_string()),
         ];
         self.tail_evictions.get_or_create(&l).clone()
+    }
+
+    /// Batches Kafka exporter `id` sent to its default topic because their metadata named a
+    /// topic outside `allowed_topics`.
+    pub fn kafka_topic_not_allowed(&self, id: &str) -> Counter {
+        self.kafka_topic_not_allowed
+            .get_or_create(&vec![("exporter", id.to_string())])
+            .clone()
     }
 
     /// Renders every metric in the Prometheus text format, refreshing process statistics first.

@@ -11,6 +11,7 @@
 //! 1.1 are refused at configuration time.
 
 pub mod client;
+pub mod server;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

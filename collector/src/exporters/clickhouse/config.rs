@@ -10,6 +10,7 @@ use super::client::Client;
 use super::schema::Schema;
 use super::sender::ClickHouseSender;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
+use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::config::{ByteSize, Duration};
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
@@ -131,9 +132,9 @@ pub struct ClickHouseExporterConfig {
     /// User name (sent with HTTP basic authentication); empty uses the server's `default`.
     #[serde(default)]
     pub username: String,
-    /// Password of `username`.
+    /// Password of `username`; never printed.
     #[serde(default)]
-    pub password: String,
+    pub password: Opaque,
     /// The spans table; the lookup and span-metrics tables are named after it.
     #[serde(default = "default_traces_table")]
     pub traces_table_name: String,
@@ -362,7 +363,8 @@ impl ExporterConfig for ClickHouseExporterConfig {
         let endpoint = check_endpoint(&self.endpoint)
             .map_err(|e| anyhow::anyhow!("exporters.{}.endpoint: {e}", ctx.id))?;
         // https:// without a tls block: the system's roots, as any TLS client.
-        let tls = (endpoint.scheme_str() == Some("https"))
+        let https = endpoint.scheme_str() == Some("https");
+        let tls = https
             .then(|| {
                 let tls = self.tls.clone().unwrap_or_default();
                 tls.build(&format!("exporters.{}.tls", ctx.id), &["http/1.1"])
@@ -372,10 +374,18 @@ impl ExporterConfig for ClickHouseExporterConfig {
         let client = Client::new(
             endpoint,
             &self.username,
-            &self.password,
+            self.password.expose(),
             self.timeout.get(),
             tls.map(Arc::new),
         );
+        if !self.password.is_empty() {
+            crate::net::warn_plaintext_credentials(
+                &format!("exporters.{}", ctx.id),
+                "password",
+                https,
+                [self.endpoint.as_str()],
+            );
+        }
         let schema = self.schema();
         let sender = ClickHouseSender::new(
             client,

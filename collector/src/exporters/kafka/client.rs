@@ -8,6 +8,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use crate::component::Problem;
+use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::exporters::sending_queue::nested;
 
@@ -43,8 +44,30 @@ pub struct SaslConfig {
     pub mechanism: SaslMechanism,
     /// The SASL username.
     pub username: String,
-    /// The SASL password (use `${env:VAR}` rather than writing it in the file).
-    pub password: String,
+    /// The SASL password (use `${env:VAR}` or `${file:path}` rather than writing it in the
+    /// file); never printed.
+    pub password: Opaque,
+}
+
+/// Warns once, naming `component`, when a client made from `config` would send a SASL PLAIN
+/// password unencrypted to a broker off this machine. It reads the final librdkafka settings, so
+/// `librdkafka_options` that change the protocol count too.
+pub fn warn_plaintext_sasl(component: &str, config: &ClientConfig) -> bool {
+    let is = |key, want: &str| {
+        config
+            .get(key)
+            .is_some_and(|v| v.eq_ignore_ascii_case(want))
+    };
+    if !is("sasl.mechanisms", "PLAIN") {
+        return false;
+    }
+    let brokers = config.get("bootstrap.servers").unwrap_or_default();
+    crate::net::warn_plaintext_credentials(
+        component,
+        "auth.sasl",
+        !is("security.protocol", "sasl_plaintext"),
+        brokers.split(',').map(str::trim),
+    )
 }
 
 /// `auth`: how the client proves who it is.
@@ -155,7 +178,7 @@ impl ClientSettings<'_> {
         if let Some(s) = sasl {
             c.set("sasl.mechanisms", s.mechanism.as_str());
             c.set("sasl.username", &s.username);
-            c.set("sasl.password", &s.password);
+            c.set("sasl.password", s.password.expose());
         }
         for (k, v) in self.librdkafka_options.into_iter().flatten() {
             c.set(k, v);
@@ -234,7 +257,7 @@ mod tests {
             sasl: Some(SaslConfig {
                 mechanism: SaslMechanism::ScramSha512,
                 username: "u".into(),
-                password: "p".into(),
+                password: Opaque::new("p"),
             }),
         };
         let s = ClientSettings {
@@ -258,6 +281,37 @@ mod tests {
         .client_config();
         assert_eq!(plain.get("security.protocol"), Some("plaintext"));
         assert_eq!(plain.get("bootstrap.servers"), Some("localhost:9092"));
+    }
+
+    #[test]
+    fn sasl_plain_without_tls_to_a_remote_broker_warns() {
+        let remote = vec!["localhost:9092".to_string(), "kafka-1:9092".to_string()];
+        let auth = |mechanism| AuthConfig {
+            sasl: Some(SaslConfig {
+                mechanism,
+                username: "u".into(),
+                password: Opaque::new("p"),
+            }),
+        };
+        let plain = auth(SaslMechanism::Plain);
+        let scram = auth(SaslMechanism::ScramSha256);
+        let settings = |brokers, auth| ClientSettings {
+            brokers,
+            client_id: "wasmcol",
+            auth: Some(auth),
+            ..Default::default()
+        };
+        let warns =
+            |s: ClientSettings<'_>| warn_plaintext_sasl("exporters.kafka", &s.client_config());
+        assert!(warns(settings(&remote, &plain)));
+        // SCRAM never sends the password itself.
+        assert!(!warns(settings(&remote, &scram)));
+        assert!(!warns(settings(&remote[..1], &plain)));
+        let mut options = BTreeMap::new();
+        options.insert("security.protocol".to_string(), "SASL_SSL".to_string());
+        let mut tls_by_option = settings(&remote, &plain);
+        tls_by_option.librdkafka_options = Some(&options);
+        assert!(!warns(tls_by_option));
     }
 }
 

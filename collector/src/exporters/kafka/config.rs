@@ -137,9 +137,16 @@ pub struct KafkaExporterConfig {
     /// Request metadata key (case-insensitive) whose value names the topic for the whole
     /// batch; it wins over `topic_from_attribute` and `topic`, as in the OpenTelemetry
     /// Collector. Needs `include_metadata` on the receiver and, with a batch processor, the key
-    /// in its `metadata_keys`. Empty = unused.
+    /// in its `metadata_keys`. Empty = unused. Clients choose this value, so it needs
+    /// `allowed_topics`.
     #[serde(default)]
     pub topic_from_metadata_key: String,
+    /// Topics clients may choose with `topic_from_metadata_key` (not a Collector option):
+    /// names, or patterns where `*` stands for any run of characters (`tenant-*`). A batch
+    /// naming any other topic goes to `topic`, counted in
+    /// `wasmcol_exporter_kafka_topic_not_allowed_batches_total` and logged.
+    #[serde(default)]
+    pub allowed_topics: Vec<String>,
     /// `otlp_proto` (default) or `otlp_json`.
     #[serde(default)]
     pub encoding: Encoding,
@@ -213,6 +220,34 @@ impl Validate for KafkaExporterConfig {
         let mut p = self.client().problems();
         if let Some(e) = topic_problem(&self.topic) {
             p.push(Problem::new("topic", e));
+        }
+        if !self.topic_from_metadata_key.is_empty() && self.allowed_topics.is_empty() {
+            p.push(Problem::new(
+                "topic_from_metadata_key",
+                format!(
+                    "clients choose the topic with {:?}: add `allowed_topics` with the topics \
+                     they may choose (names, or patterns such as `tenant-*`)",
+                    self.topic_from_metadata_key
+                ),
+            ));
+        }
+        if self.topic_from_metadata_key.is_empty() && !self.allowed_topics.is_empty() {
+            p.push(Problem::new(
+                "allowed_topics",
+                "has no effect without topic_from_metadata_key",
+            ));
+        }
+        for (i, t) in self.allowed_topics.iter().enumerate() {
+            // `*` aside, an entry must be a topic name.
+            if topic_problem(&t.replace('*', "x")).is_some() {
+                p.push(Problem::new(
+                    format!("allowed_topics[{i}]"),
+                    format!(
+                        "{t:?} is neither a Kafka topic name nor a pattern of one (only \
+                         letters, digits, '.', '_', '-' and '*')"
+                    ),
+                ));
+            }
         }
         let min = super::messages::RECORD_OVERHEAD + 16 + 64;
         let max = 1_000_000_000;

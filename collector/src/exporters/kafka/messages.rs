@@ -48,6 +48,9 @@ pub struct Splitter {
     /// Request metadata key naming the topic of the whole batch, before
     /// `topic_from_attribute`; empty = unused.
     pub topic_from_metadata_key: String,
+    /// Topics (or `*` patterns) `topic_from_metadata_key` may name; a batch naming another
+    /// goes to `topic`.
+    pub allowed_topics: Vec<String>,
     /// One message per trace, keyed by trace id.
     pub partition_traces_by_id: bool,
     /// Largest message (key + value + [`RECORD_OVERHEAD`]).
@@ -61,6 +64,9 @@ pub struct Split {
     pub messages: Vec<OutMessage>,
     /// Spans too large to fit in any message on their own.
     pub rejected_spans: u64,
+    /// The topic the batch's metadata named when it was not allowed (the batch then went to
+    /// `topic`).
+    pub topic_not_allowed: Option<String>,
 }
 
 /// Spans of one scope of one resource, borrowed from the batch: messages are cut and encoded
@@ -196,7 +202,11 @@ impl Splitter {
     pub fn split_for(&self, resource_spans: &[ResourceSpans], metadata: &Metadata) -> Split {
         let mut out = Split::default();
         let groups = match self.topic_from_metadata(metadata) {
-            Some(topic) => vec![(topic, resource_spans.iter().collect())],
+            Some(Ok(topic)) => vec![(topic, resource_spans.iter().collect())],
+            Some(Err(refused)) => {
+                out.topic_not_allowed = Some(refused);
+                vec![(self.topic.clone(), resource_spans.iter().collect())]
+            }
             None => self.by_topic(resource_spans),
         };
         for (topic, group) in groups {
@@ -223,15 +233,22 @@ impl Splitter {
         out
     }
 
-    /// The topic named by `topic_from_metadata_key`, when set and present (non-empty).
-    fn topic_from_metadata(&self, metadata: &Metadata) -> Option<Arc<str>> {
+    /// The topic named by `topic_from_metadata_key`, when set and present (non-empty): `Ok`
+    /// when `allowed_topics` has it (and it is a topic name), else `Err` with the value.
+    fn topic_from_metadata(&self, metadata: &Metadata) -> Option<Result<Arc<str>, String>> {
         if self.topic_from_metadata_key.is_empty() {
             return None;
         }
-        metadata
+        let topic = metadata
             .get(&self.topic_from_metadata_key)
-            .filter(|t| !t.is_empty())
-            .map(Arc::from)
+            .filter(|t| !t.is_empty())?;
+        let allowed = crate::config::wildcard::any_matches(&self.allowed_topics, topic)
+            && super::topic_problem(topic).is_none();
+        Some(if allowed {
+            Ok(Arc::from(topic))
+        } else {
+            Err(topic.to_string())
+        })
     }
 
     fn topic_of(&self, rs: &ResourceSpans) -> Arc<str> {
@@ -441,6 +458,7 @@ mod tests {
             topic: Arc::from("otlp_spans"),
             topic_from_attribute: String::new(),
             topic_from_metadata_key: String::new(),
+            allowed_topics: Vec::new(),
             partition_traces_by_id: partition,
             max_message_bytes: max,
         }
@@ -579,6 +597,7 @@ mod tests {
         let mut s = splitter(false, 1_000_000);
         s.topic_from_attribute = "kafka.topic".into();
         s.topic_from_metadata_key = "X-Tenant".into();
+        s.allowed_topics = vec!["acme".into(), "tenant-*".into()];
         let mut rs = interleaved(1, 2, 1);
         rs[0].resource = Some(Resource {
             attributes: vec![KeyValue {
@@ -604,6 +623,27 @@ mod tests {
         let fallback = vec![("from-attr".to_string(), 2), ("otlp_spans".to_string(), 1)];
         assert_eq!(topics(&[("other", "x")]), fallback);
         assert_eq!(topics(&[("x-tenant", "")]), fallback);
+        assert_eq!(
+            topics(&[("x-tenant", "tenant-7")]),
+            vec![("tenant-7".into(), 3)]
+        );
+    }
+
+    #[test]
+    fn a_topic_outside_allowed_topics_goes_to_the_default_topic() {
+        let mut s = splitter(false, 1_000_000);
+        s.topic_from_metadata_key = "x-tenant".into();
+        s.allowed_topics = vec!["acme".into(), "tenant-*".into()];
+        let rs = interleaved(2, 2, 1);
+        for refused in ["__consumer_offsets", "acme2", "tenant-a/b", "tenant-*x"] {
+            let md = Metadata::new([("x-tenant".to_string(), refused.to_string())]);
+            let split = s.split_for(&rs, &md);
+            assert_eq!(split.topic_not_allowed.as_deref(), Some(refused));
+            assert!(split.messages.iter().all(|m| &*m.topic == "otlp_spans"));
+            assert_eq!(split.messages.iter().map(|m| m.spans).sum::<u64>(), 4);
+        }
+        let md = Metadata::new([("x-tenant".to_string(), "acme".to_string())]);
+        assert_eq!(s.split_for(&rs, &md).topic_not_allowed, None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!     topic: otlp_spans
 //!     topic_from_attribute: kafka.topic   # optional: per-resource topic
 //!     topic_from_metadata_key: x-tenant   # optional: per-request topic (wins over the attribute)
+//!     allowed_topics: [acme, "tenant-*"]  # required with it: what clients may choose
 //!     encoding: otlp_proto                # or otlp_json
 //!     partition_traces_by_id: true        # key = trace id: a trace stays in one partition
 //!     timeout: 5s                         # per delivery attempt
@@ -55,8 +56,13 @@ impl ExporterConfig for KafkaExporterConfig {
     }
 
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
-        let sender =
-            KafkaSender::new(self).map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
+        client::warn_plaintext_sasl(
+            &format!("exporters.{}", ctx.id),
+            &self.client().client_config(),
+        );
+        let id = ctx.id.to_string();
+        let sender = KafkaSender::new(self, &id, ctx.metrics.kafka_topic_not_allowed(&id))
+            .map_err(|e| anyhow::anyhow!("exporters.{id}: {e}"))?;
         Ok(Arc::new(SendingQueue::new(
             ctx,
             sender,

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -41,11 +42,21 @@ pub struct KafkaSender {
     producer: RwLock<Arc<FutureProducer>>,
     config: ClientConfig,
     splitter: Splitter,
+    /// The exporter's id, for log lines.
+    id: String,
+    /// Batches whose metadata named a topic outside `allowed_topics`.
+    topic_not_allowed: Counter,
 }
 
 impl KafkaSender {
-    /// Creates the producer (librdkafka connects lazily, so this succeeds with brokers down).
-    pub fn new(cfg: &KafkaExporterConfig) -> anyhow::Result<Self> {
+    /// Creates the producer for exporter `id` (librdkafka connects lazily, so this succeeds
+    /// with brokers down); `topic_not_allowed` counts batches that named a topic outside
+    /// `allowed_topics`.
+    pub fn new(
+        cfg: &KafkaExporterConfig,
+        id: &str,
+        topic_not_allowed: Counter,
+    ) -> anyhow::Result<Self> {
         let mut c = cfg.client().client_config();
         let p = &cfg.producer;
         c.set("acks", p.required_acks.as_str())
@@ -77,9 +88,12 @@ impl KafkaSender {
                 topic: Arc::from(cfg.topic.as_str()),
                 topic_from_attribute: cfg.topic_from_attribute.clone(),
                 topic_from_metadata_key: cfg.topic_from_metadata_key.clone(),
+                allowed_topics: cfg.allowed_topics.clone(),
                 partition_traces_by_id: cfg.partition_traces_by_id,
                 max_message_bytes: cfg.producer.max_message_bytes,
             },
+            id: id.to_string(),
+            topic_not_allowed,
         })
     }
 }
@@ -109,6 +123,16 @@ impl Sender for KafkaSender {
         let split = self
             .splitter
             .split_for(batch.resource_spans(), &batch.metadata);
+        if let Some(topic) = &split.topic_not_allowed {
+            self.topic_not_allowed.inc();
+            // The value comes from a client: quoted, and cut short.
+            let topic: String = topic.chars().take(64).collect();
+            crate::telemetry::log_limited!(warn, "topic not in allowed_topics";
+                exporter = %self.id,
+                topic = ?topic,
+                "a batch named a topic outside allowed_topics: sent to the default topic"
+            );
+        }
         Payload {
             state: split
                 .messages

@@ -21,7 +21,12 @@ fn config(brokers: &str) -> KafkaExporterConfig {
 async fn a_batch_is_delivered_only_when_the_broker_acks_every_message() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("spans", 3, 1).unwrap();
-    let sender = KafkaSender::new(&config(&mock.bootstrap_servers())).unwrap();
+    let sender = KafkaSender::new(
+        &config(&mock.bootstrap_servers()),
+        "kafka",
+        Default::default(),
+    )
+    .unwrap();
 
     // (The first attempt may time out while the producer starts up on a busy machine.)
     let payload = sender.prepare(&testing::spans(5));

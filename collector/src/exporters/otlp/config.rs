@@ -7,6 +7,7 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use super::grpc::GrpcSender;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
 use crate::config::Duration;
+use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
 
@@ -39,9 +40,10 @@ pub struct OtlpExporterConfig {
     /// `gzip` (default), `zstd` or `none`.
     #[serde(default)]
     pub compression: Compression,
-    /// gRPC metadata sent with every request (`authorization: Bearer ...`).
+    /// gRPC metadata sent with every request (`authorization: Bearer ...`); values are
+    /// secrets, never printed.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Opaque>,
     /// Bound on each attempt, also sent to the server as the gRPC deadline; `0` = none.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
@@ -92,7 +94,7 @@ impl OtlpExporterConfig {
 }
 
 /// Problems with gRPC metadata names and values.
-fn metadata_problems(headers: &BTreeMap<String, String>) -> Vec<Problem> {
+fn metadata_problems(headers: &BTreeMap<String, Opaque>) -> Vec<Problem> {
     let mut p = Vec::new();
     for (name, value) in headers {
         let path = format!("headers.{name}");
@@ -110,11 +112,13 @@ fn metadata_problems(headers: &BTreeMap<String, String>) -> Vec<Problem> {
             ));
         }
         // gRPC allows only printable ASCII in text metadata; tonic would pass other bytes on.
+        let value = value.expose();
         let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b));
-        if !printable || AsciiMetadataValue::try_from(value.as_str()).is_err() {
+        if !printable || AsciiMetadataValue::try_from(value).is_err() {
+            // The value is not shown: it may be a credential.
             p.push(Problem::new(
                 path,
-                format!("{value:?} is not a valid metadata value (printable ASCII only)"),
+                "the value is not valid metadata (printable ASCII only)",
             ));
         }
     }

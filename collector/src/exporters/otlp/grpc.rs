@@ -83,7 +83,7 @@ impl GrpcSender {
         authority: &str,
         tls: Option<Arc<ClientTls>>,
         compression: Compression,
-        headers: &BTreeMap<String, String>,
+        headers: &BTreeMap<String, crate::config::opaque::Opaque>,
         timeout: Duration,
     ) -> Result<Self, String> {
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -106,7 +106,7 @@ impl GrpcSender {
         for (name, value) in headers {
             let key = AsciiMetadataKey::from_bytes(name.as_bytes())
                 .map_err(|_| format!("headers.{name}: not a valid metadata name"))?;
-            let value = AsciiMetadataValue::try_from(value.as_str())
+            let value = AsciiMetadataValue::try_from(value.expose())
                 .map_err(|_| format!("headers.{name}: not a valid metadata value"))?;
             metadata.insert(key, value);
         }

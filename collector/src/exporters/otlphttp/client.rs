@@ -47,7 +47,7 @@ impl HttpSender {
         tls: Option<Arc<ClientTls>>,
         encoding: Encoding,
         compression: Compression,
-        configured: &BTreeMap<String, String>,
+        configured: &BTreeMap<String, crate::config::opaque::Opaque>,
         timeout: Duration,
     ) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
@@ -58,7 +58,7 @@ impl HttpSender {
         for (name, value) in configured {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("headers.{name}: not a valid HTTP header name"))?;
-            let value = HeaderValue::from_str(value)
+            let value = HeaderValue::from_str(value.expose())
                 .map_err(|_| format!("headers.{name}: not a valid HTTP header value"))?;
             headers.insert(name, value);
         }

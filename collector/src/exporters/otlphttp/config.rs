@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::client::HttpSender;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
 use crate::config::Duration;
+use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::exporters::otlp::Compression;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
@@ -43,9 +44,10 @@ pub struct OtlpHttpExporterConfig {
     /// `gzip` (default), `zstd` or `none`.
     #[serde(default)]
     pub compression: Compression,
-    /// HTTP headers sent with every request (`authorization: Bearer ...`).
+    /// HTTP headers sent with every request (`authorization: Bearer ...`); values are
+    /// secrets, never printed.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Opaque>,
     /// Bound on each attempt (connect, send, answer); `0` = none. The OpenTelemetry
     /// Collector's otlphttp default, 30s.
     #[serde(default = "default_timeout")]
@@ -135,10 +137,11 @@ impl Validate for OtlpHttpExporterConfig {
                     format!("{name:?} is not a valid HTTP header name"),
                 ));
             }
-            if HeaderValue::from_str(value).is_err() {
+            if HeaderValue::from_str(value.expose()).is_err() {
+                // The value is not shown: it may be a credential.
                 p.push(Problem::new(
                     format!("headers.{name}"),
-                    format!("{value:?} is not a valid HTTP header value"),
+                    "the value is not a valid HTTP header value",
                 ));
             }
         }

@@ -1,6 +1,7 @@
 use serde::Deserialize;
 
 use crate::component::{Problem, Validate};
+use crate::config::tls::server::ServerTlsConfig;
 
 /// `extensions.health_check`.
 #[derive(Debug, Clone, Deserialize)]
@@ -12,6 +13,9 @@ pub struct HealthCheckConfig {
     /// URL path answering the probe.
     #[serde(default = "default_path")]
     pub path: String,
+    /// Serve HTTPS (see the OTLP receiver's `tls`); probes then use `scheme: HTTPS`.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 fn default_endpoint() -> String {
@@ -32,6 +36,9 @@ impl Validate for HealthCheckConfig {
                 "path",
                 format!("must start with '/', got {:?}", self.path),
             ));
+        }
+        if let Some(tls) = &self.tls {
+            p.extend(tls.problems("tls."));
         }
         p
     }

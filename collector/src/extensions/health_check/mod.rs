@@ -51,16 +51,24 @@ async fn status(State(health): State<Health>) -> (StatusCode, &'static str) {
 #[async_trait]
 impl Lifecycle for HealthCheck {
     async fn start(&self) -> anyhow::Result<()> {
+        let mut listener_config = crate::serve::Listener::new(
+            crate::serve::Protocol::Http1(crate::serve::Http1Limits::INTERNAL),
+            crate::serve::INTERNAL_MAX_CONNECTIONS,
+        );
+        if let Some(tls) = &self.config.tls {
+            let config = tls
+                .build("extensions.health_check.tls", &["http/1.1"])
+                .map_err(anyhow::Error::msg)?;
+            // Failed handshakes are logged; probes are not counted as a receiver's.
+            listener_config = listener_config.with_tls(Arc::new(config), &Default::default());
+        }
         let listener = crate::net::bind(&self.config.endpoint, "health_check").await?;
         let app = Router::new()
             .route(&self.config.path, get(status))
             .with_state(self.health.clone());
         let task = crate::serve::spawn(
             listener,
-            crate::serve::Listener::new(
-                crate::serve::Protocol::Http1(crate::serve::Http1Limits::INTERNAL),
-                crate::serve::INTERNAL_MAX_CONNECTIONS,
-            ),
+            listener_config,
             app,
             self.stop.clone(),
             "health_check".into(),

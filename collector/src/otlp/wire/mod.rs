@@ -33,6 +33,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+pub mod edit;
 #[cfg(test)]
 mod tests;
 

@@ -16,8 +16,8 @@ use wasmcol_plugin_sdk::edit::Edit;
 
 use crate::component::{BuildContext, Lifecycle, Problem, Processor, ProcessorConfig, Validate};
 use crate::otlp::wire;
+use crate::otlp::wire::edit as wire_edit;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
-use crate::processors::wasm::wire_edit;
 use crate::telemetry::ProcessorMetrics;
 
 const NUM_HASH_BUCKETS: u32 = 0x4000;

@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use crate::component::{Problem, Validate};
 use crate::config::{ByteSize, Duration};
-use crate::processors::wasm::sampler::LoadedPolicy;
-use crate::processors::wasm::{Limits, OnError};
+use crate::plugin_host::policy::LoadedPolicy;
+use crate::plugin_host::{Limits, OnError};
 
 /// The policy plugin shipped in the binary, which evaluates `policies:`.
 pub const BUILTIN_POLICIES: &str = "builtin:tail-policies";
@@ -62,7 +62,9 @@ pub struct TailSamplingConfig {
     #[serde(default)]
     pub limits: Limits,
     /// When a policy plugin fails (trap, timeout, bad answer): `pass` keeps the traces of that
-    /// call, `drop` drops them. The buffer itself is never lost.
+    /// call, `drop` drops them, `refuse` keeps them too (they were accepted when buffered) and
+    /// refuses new data with a retryable error while the failing plugin is paused. The buffer
+    /// itself is never lost.
     #[serde(default)]
     pub on_error: OnError,
     /// On shutdown: `decide` pending traces now (and forward the kept ones), or `drop` them.

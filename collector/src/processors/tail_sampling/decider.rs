@@ -23,8 +23,8 @@ use super::tracestate;
 use crate::otlp::wire;
 use crate::panics;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch};
-use crate::processors::wasm::sampler::{LoadedPolicy, PolicyInstance};
-use crate::processors::wasm::{CallError, Limits, OnError, Services, pause_after};
+use crate::plugin_host::policy::{LoadedPolicy, PolicyInstance};
+use crate::plugin_host::{CallError, Limits, OnError, Services, pause_after};
 use crate::telemetry::{Metrics, ProcessorMetrics, TailSamplingMetrics};
 
 /// Most traces handed to the policy plugin in one call.
@@ -57,6 +57,9 @@ pub struct Shared {
     pub wake: flume::Sender<()>,
     /// [`RUNNING`], [`DRAIN`] or [`DISCARD`].
     pub state: AtomicU8,
+    /// Until when a policy plugin is paused after failing repeatedly (set by the decider);
+    /// with `on_error: refuse`, new data is refused meanwhile.
+    pub policy_paused_until: Mutex<Option<Instant>>,
     /// The processor's span counters.
     pub processor: ProcessorMetrics,
     /// Buffer and decision metrics.
@@ -369,14 +372,28 @@ impl Decider {
         let mut spans = None;
         let mut result: Option<Vec<Decision>> = None;
         let on_error = self.on_error;
+        // The traces were accepted (acknowledged upstream) when buffered, so they cannot be
+        // refused any more: `refuse` keeps them, losing nothing, and refuses new data while
+        // the plugin is paused (see `policy_paused_until`).
         let fallback = || match on_error {
-            OnError::Pass => Decision::sample("on_error", 1.0),
+            OnError::Pass | OnError::Refuse => Decision::sample("on_error", 1.0),
             OnError::Drop => Decision::drop("on_error"),
         };
         let mut answers = Vec::with_capacity(self.policies.len());
         for runner in &mut self.policies {
             answers.push(runner.decide(due, &mut spans));
         }
+        let now = Instant::now();
+        let paused = self
+            .policies
+            .iter()
+            .filter_map(|r| r.paused_until.filter(|t| *t > now))
+            .max();
+        *self
+            .shared
+            .policy_paused_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = paused;
         for answer in answers {
             let answer = answer.unwrap_or_else(|| due.iter().map(|_| fallback()).collect());
             match &mut result {
@@ -604,12 +621,22 @@ pub(super) mod tests {
         id: &str,
         next: SharedConsumer,
     ) -> (Arc<dyn crate::component::Processor>, Arc<Metrics>) {
+        build_with(id, "", next)
+    }
+
+    /// [`build`] with `extra` YAML lines.
+    fn build_with(
+        id: &str,
+        extra: &str,
+        next: SharedConsumer,
+    ) -> (Arc<dyn crate::component::Processor>, Arc<Metrics>) {
         use crate::component::ProcessorConfig;
         let cfg: super::super::TailSamplingConfig = crate::config::parse_component(
-            serde_yaml_ng::from_str(
+            serde_yaml_ng::from_str(&format!(
                 "decision_wait: 50ms\n\
-                 policies: [{ name: all, type: probabilistic, probabilistic: { sampling_percentage: 100 } }]",
-            )
+                 policies: [{{ name: all, type: probabilistic, probabilistic: {{ sampling_percentage: 100 }} }}]\n\
+                 {extra}"
+            ))
             .unwrap(),
         )
         .unwrap();
@@ -666,6 +693,28 @@ pub(super) mod tests {
         p.consume(trace(2, 3)).await.unwrap();
         eventually("the second trace", || rec.batch_sizes() == vec![2, 3]).await;
         assert_eq!(metrics.plugin_calls(id).get(), 1);
+        p.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_error_refuse_keeps_failed_traces_and_refuses_while_paused() {
+        let id = "tail_sampling/policy-refuse";
+        let rec = crate::testing::Recorder::new();
+        let (p, metrics) = build_with(id, "on_error: refuse", rec.clone());
+        for n in 1..=3u8 {
+            PANIC_NEXT.lock().unwrap().push(id.to_string());
+            p.consume(trace(n, 1)).await.unwrap();
+            eventually("the failed trace, kept", || {
+                rec.batch_sizes().len() == n as usize
+            })
+            .await;
+        }
+        assert_eq!(metrics.plugin_failures(id, "panic").get(), 3);
+        // Three failures in a row pause the plugin; meanwhile new data is refused.
+        let err = p.consume(trace(9, 1)).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("on_error: refuse"), "{err}");
+        assert_eq!(rec.batch_sizes(), vec![1, 1, 1], "kept, never dropped");
         p.shutdown().await;
     }
 

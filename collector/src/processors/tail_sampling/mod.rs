@@ -46,7 +46,8 @@ use decider::{DISCARD, DRAIN, Decider, PolicyRunner, RUNNING, Shared};
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::compute;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
-use crate::processors::wasm::Services;
+use crate::plugin_host::OnError;
+use crate::plugin_host::Services;
 use prometheus_client::metrics::counter::Counter;
 
 /// Late spans waiting to be forwarded past which new data is refused.
@@ -128,6 +129,7 @@ impl ProcessorConfig for TailSamplingConfig {
             late: Mutex::new((Vec::new(), Vec::new())),
             wake,
             state: AtomicU8::new(RUNNING),
+            policy_paused_until: Mutex::new(None),
             processor: ctx
                 .metrics
                 .processor(&id, ctx.pipeline.as_deref().unwrap_or("")),
@@ -163,6 +165,7 @@ impl ProcessorConfig for TailSamplingConfig {
         Ok(Arc::new(TailSampling {
             shared,
             on_shutdown: self.on_shutdown,
+            refuse_while_paused: self.on_error == OnError::Refuse,
             done: Mutex::new(Some(done_rx)),
             evictions,
             panics: ctx.metrics.component_panics("processor", &id),
@@ -173,6 +176,8 @@ impl ProcessorConfig for TailSamplingConfig {
 struct TailSampling {
     shared: Arc<Shared>,
     on_shutdown: OnShutdown,
+    /// `on_error: refuse`: refuse new data while a policy plugin is paused after failures.
+    refuse_while_paused: bool,
     done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     /// Eviction counters, by [`Eviction`] in declaration order.
     evictions: [Counter; 3],
@@ -200,6 +205,24 @@ impl Lifecycle for TailSampling {
 impl TracesConsumer for TailSampling {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         let spans = batch.span_count() as u64;
+        if self.refuse_while_paused {
+            let paused = *self
+                .shared
+                .policy_paused_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(left) = paused.and_then(|t| t.checked_duration_since(Instant::now())) {
+                self.shared.processor.refused.inc_by(spans);
+                return Err(ConsumeError::Retryable {
+                    reason: format!(
+                        "processor {}: the policy plugin is paused after repeated failures \
+                         (on_error: refuse)",
+                        self.shared.id
+                    ),
+                    retry_after: Some(left),
+                });
+            }
+        }
         let shared = self.shared.clone();
         let panics = self.panics.clone();
         // Buffering reads every span: a large batch is buffered off the reactor.

@@ -5,73 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 
-use super::plugin::LoadedPlugin;
-use super::tables::{TableConfig, Tables};
 use crate::component::{Problem, Validate};
-use crate::config::{ByteSize, Duration};
-
-/// What happens to a batch when the plugin fails on it (trap, timeout, error, bad output).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OnError {
-    /// Pass the batch on unchanged.
-    #[default]
-    Pass,
-    /// Drop the batch (counted as dropped spans).
-    Drop,
-}
-
-/// Resource limits of each plugin instance.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Linear memory cap per instance, in MiB. A growth past it traps the call.
-    #[serde(default = "default_memory_mib")]
-    pub memory_mib: u64,
-    /// Deadline for one call (one batch). Enforced by epoch interruption.
-    #[serde(default = "default_call_timeout")]
-    pub call_timeout: Duration,
-    /// Largest answer a plugin may return for one batch (edits or a replacement batch).
-    #[serde(default = "default_max_output")]
-    pub max_output_bytes: ByteSize,
-    /// Linear memory above which an instance is replaced after a call (memory never shrinks
-    /// inside an instance). Default: half of `memory_mib`.
-    #[serde(default)]
-    pub recycle_memory_mib: Option<u64>,
-}
-
-fn default_memory_mib() -> u64 {
-    128
-}
-fn default_call_timeout() -> Duration {
-    Duration(std::time::Duration::from_millis(500))
-}
-fn default_max_output() -> ByteSize {
-    ByteSize(64 << 20)
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            memory_mib: default_memory_mib(),
-            call_timeout: default_call_timeout(),
-            max_output_bytes: default_max_output(),
-            recycle_memory_mib: None,
-        }
-    }
-}
-
-impl Limits {
-    /// The memory cap in bytes.
-    pub fn memory_bytes(&self) -> usize {
-        (self.memory_mib as usize) << 20
-    }
-
-    /// Linear memory past which an instance is recycled, in bytes.
-    pub fn recycle_bytes(&self) -> usize {
-        (self.recycle_memory_mib.unwrap_or(self.memory_mib / 2) as usize) << 20
-    }
-}
+use crate::plugin_host::{Limits, LoadedPlugin, OnError, TableConfig, Tables};
 
 /// `processors.wasm/NAME`.
 #[derive(Debug, Deserialize)]
@@ -89,9 +24,12 @@ pub struct WasmProcessorConfig {
     /// Per-instance limits.
     #[serde(default)]
     pub limits: Limits,
-    /// What to do with a batch the plugin failed on.
+    /// What to do with a batch the plugin failed on: `pass` it on unchanged, `drop` it, or
+    /// `refuse` it (a retryable error to the sender). Default: `refuse` for
+    /// `builtin:pii-scrub` (a scrubber that fails must not let data through unscrubbed),
+    /// `pass` for every other plugin.
     #[serde(default)]
-    pub on_error: OnError,
+    pub on_error: Option<OnError>,
     /// Instances running in parallel, each on its own thread.
     #[serde(default = "default_instances")]
     pub instances: usize,
@@ -102,6 +40,21 @@ pub struct WasmProcessorConfig {
 
 fn default_instances() -> usize {
     1
+}
+
+/// Plugins whose job is to remove data: a failure must not pass the batch on unchanged.
+const REMOVES_DATA: &[&str] = &["builtin:pii-scrub"];
+
+impl WasmProcessorConfig {
+    /// `on_error` as configured, or its default for this plugin.
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+            .unwrap_or(if REMOVES_DATA.contains(&self.plugin.as_str()) {
+                OnError::Refuse
+            } else {
+                OnError::Pass
+            })
+    }
 }
 
 impl Validate for WasmProcessorConfig {

@@ -8,7 +8,7 @@
 //!     tables:                          # read-only lookups for the plugin
 //!       teams: { file: teams.csv, key: service }
 //!     limits: { memory_mib: 64, call_timeout: 50ms, max_output_bytes: 64MiB }
-//!     on_error: pass                   # or drop
+//!     on_error: refuse                 # or pass, drop (default: refuse for pii-scrub, else pass)
 //!     instances: 2                     # parallel instances
 //! ```
 //!
@@ -18,40 +18,20 @@
 //! timeout or bad answer costs one instance, never the collector. A panic on the host side
 //! costs the instance too, and the batch fails with a retryable error.
 
-mod bindings;
-mod builtin;
 mod config;
-mod engine;
-mod host;
-mod instance;
-mod plugin;
-pub mod sampler;
-mod tables;
-pub mod wire_edit;
-mod worker;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
-pub use config::{Limits, OnError, WasmProcessorConfig};
-pub use host::Services;
-pub use instance::CallError;
-pub use plugin::StartupError;
-pub use tables::TableConfig;
-pub use worker::pause_after;
-
-/// (name, description) of the plugins built into this binary, used as
-/// `plugin: builtin:NAME`.
-pub fn builtin_plugins() -> Vec<(&'static str, &'static str)> {
-    builtin::describe()
-}
+pub use config::WasmProcessorConfig;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::plugin_host::Services;
+use crate::plugin_host::worker::{self, Job, PluginMetrics, Shared, Watchdog};
 use crate::telemetry::ProcessorMetrics;
-use worker::{Job, PluginMetrics, Shared};
 
 impl ProcessorConfig for WasmProcessorConfig {
     fn build(
@@ -70,22 +50,14 @@ impl ProcessorConfig for WasmProcessorConfig {
             services: Arc::new(Services::new(id.clone(), ctx.metrics.clone(), tables)),
             limits: self.limits.clone(),
             config_json,
-            on_error: self.on_error,
+            on_error: self.on_error(),
             metrics: PluginMetrics::new(ctx.metrics.clone(), &id),
+            watchdog: Watchdog::default(),
         });
         // Room for one waiting batch per instance: enough to keep every worker busy, small
         // enough that back-pressure reaches the sender quickly.
         let (jobs, rx) = flume::bounded(self.instances);
-        for n in 0..self.instances {
-            let (shared, rx) = (shared.clone(), rx.clone());
-            // The worker catches a panic per batch; this restarts it should one escape.
-            crate::panics::spawn_thread(
-                format!("wasm-{id}-{n}"),
-                id.clone(),
-                shared.metrics.panics.clone(),
-                move || worker::run(shared.clone(), rx.clone()),
-            )?;
-        }
+        worker::start(shared, rx, self.instances)?;
         Ok(Arc::new(WasmProcessor {
             jobs,
             next,
@@ -141,3 +113,6 @@ impl TracesConsumer for WasmProcessor {
         self.next.consume(batch).await
     }
 }
+
+#[cfg(test)]
+mod tests;

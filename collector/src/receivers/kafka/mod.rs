@@ -57,6 +57,10 @@ impl ReceiverConfig for KafkaReceiverConfig {
         next: SharedConsumer,
     ) -> anyhow::Result<Arc<dyn Lifecycle>> {
         let id = ctx.id.to_string();
+        crate::exporters::kafka::client::warn_plaintext_sasl(
+            &format!("receivers.{id}"),
+            &self.client().client_config(),
+        );
         let (messages, spans) = ctx.metrics.receiver_rejected(&id);
         Ok(Arc::new(KafkaReceiver {
             id: id.clone(),

@@ -1,6 +1,7 @@
 use serde::{Deserialize, Deserializer};
 
 use crate::component::{Problem, Validate};
+use crate::config::tls::server::ServerTlsConfig;
 use crate::config::{ByteSize, Duration};
 
 /// `receivers.otlp`.
@@ -59,6 +60,9 @@ pub struct GrpcConfig {
     /// `exporters.kafka.topic_from_metadata_key`.
     #[serde(default)]
     pub include_metadata: bool,
+    /// Serve TLS (HTTP/2 over TLS, ALPN `h2`); mutual TLS with `client_ca_file`.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 /// `receivers.otlp.protocols.http`.
@@ -99,6 +103,69 @@ pub struct HttpConfig {
     /// `exporters.kafka.topic_from_metadata_key`.
     #[serde(default)]
     pub include_metadata: bool,
+    /// Serve HTTPS (HTTP/1.1 over TLS, ALPN `http/1.1`); mutual TLS with `client_ca_file`.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
+    /// Cross-origin requests from browsers; absent = no CORS headers at all.
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
+}
+
+/// `receivers.otlp.protocols.http.cors` (the Collector's `confighttp.CORSConfig`), for
+/// browser SDKs on other origins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins allowed to send spans, as browsers write them (`https://app.example.com`); `*`
+    /// stands for any run of characters (`https://*.example.com`; `"*"` alone: any origin).
+    /// Empty: CORS is off.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Request headers allowed besides Accept, Accept-Language, Content-Type and
+    /// Content-Language (and X-Requested-With when none are listed); `"*"`: any.
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    /// Seconds browsers may cache a preflight answer (`Access-Control-Max-Age`); 0: not sent.
+    #[serde(default)]
+    pub max_age: u64,
+}
+
+impl CorsConfig {
+    fn problems(&self, p: &mut Vec<Problem>) {
+        let path = "protocols.http.cors";
+        if self.allowed_origins.is_empty() && !self.allowed_headers.is_empty() {
+            p.push(Problem::new(
+                format!("{path}.allowed_headers"),
+                "has no effect without allowed_origins",
+            ));
+        }
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            let at = format!("{path}.allowed_origins[{i}]");
+            let Some((_, host)) = o.split_once("://").filter(|(s, _)| !s.is_empty()) else {
+                if o != "*" {
+                    p.push(Problem::new(
+                        at,
+                        format!("expected scheme://host[:port] (e.g. https://*.example.com) or \"*\", got {o:?}"),
+                    ));
+                }
+                continue;
+            };
+            if host.is_empty() || host.contains('/') {
+                p.push(Problem::new(
+                    at,
+                    format!("{o:?} never matches: an origin is scheme://host[:port], with no path or final '/'"),
+                ));
+            }
+        }
+        for (i, h) in self.allowed_headers.iter().enumerate() {
+            if h != "*" && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                p.push(Problem::new(
+                    format!("{path}.allowed_headers[{i}]"),
+                    format!("{h:?} is not an HTTP header name"),
+                ));
+            }
+        }
+    }
 }
 
 /// `receivers.otlp.protocols.grpc.keepalive`.
@@ -177,7 +244,34 @@ fn bound(d: Duration) -> Option<std::time::Duration> {
     (!d.is_zero()).then_some(d.get())
 }
 
+/// `listener` with `tls` when set; `what` is the options' path for errors and logs.
+fn with_tls(
+    listener: crate::serve::Listener,
+    tls: Option<&ServerTlsConfig>,
+    what: String,
+    alpn: &str,
+    failures: &prometheus_client::metrics::counter::Counter,
+) -> anyhow::Result<crate::serve::Listener> {
+    Ok(match tls {
+        None => listener,
+        Some(tls) => {
+            let config = tls.build(&what, &[alpn]).map_err(anyhow::Error::msg)?;
+            listener.with_tls(std::sync::Arc::new(config), failures)
+        }
+    })
+}
+
 impl GrpcConfig {
+    /// The listener of receiver `id`, with TLS when `tls` is set (reading the certificates).
+    pub fn tls_listener(
+        &self,
+        id: &str,
+        failures: &prometheus_client::metrics::counter::Counter,
+    ) -> anyhow::Result<crate::serve::Listener> {
+        let what = format!("receivers.{id}.protocols.grpc.tls");
+        with_tls(self.listener(), self.tls.as_ref(), what, "h2", failures)
+    }
+
     /// The listener these options describe.
     pub fn listener(&self) -> crate::serve::Listener {
         let k = &self.keepalive.server_parameters;
@@ -199,6 +293,23 @@ impl GrpcConfig {
 }
 
 impl HttpConfig {
+    /// The listener of receiver `id`, with TLS when `tls` is set (reading the certificates).
+    /// HTTP/1.1 only: the listener serves HTTP/1.
+    pub fn tls_listener(
+        &self,
+        id: &str,
+        failures: &prometheus_client::metrics::counter::Counter,
+    ) -> anyhow::Result<crate::serve::Listener> {
+        let what = format!("receivers.{id}.protocols.http.tls");
+        with_tls(
+            self.listener(),
+            self.tls.as_ref(),
+            what,
+            "http/1.1",
+            failures,
+        )
+    }
+
     /// The listener these options describe.
     pub fn listener(&self) -> crate::serve::Listener {
         crate::serve::Listener::new(
@@ -265,6 +376,7 @@ impl Default for GrpcConfig {
             max_connections: default_max_connections(),
             keepalive: GrpcKeepalive::default(),
             include_metadata: false,
+            tls: None,
         }
     }
 }
@@ -281,6 +393,8 @@ impl Default for HttpConfig {
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
             include_metadata: false,
+            tls: None,
+            cors: None,
         }
     }
 }
@@ -315,6 +429,9 @@ impl Validate for OtlpReceiverConfig {
                     "protocols.grpc.max_connections",
                     "must be at least 1, got 0",
                 ));
+            }
+            if let Some(tls) = &g.tls {
+                p.extend(tls.problems("protocols.grpc.tls."));
             }
             let k = &g.keepalive.server_parameters;
             if !k.time.is_zero() && k.timeout.is_zero() {
@@ -357,6 +474,12 @@ impl Validate for OtlpReceiverConfig {
                     "protocols.http.max_connections",
                     "must be at least 1, got 0",
                 ));
+            }
+            if let Some(tls) = &h.tls {
+                p.extend(tls.problems("protocols.http.tls."));
+            }
+            if let Some(cors) = &h.cors {
+                cors.problems(&mut p);
             }
         }
         if let (Some(g), Some(h)) = (&self.protocols.grpc, &self.protocols.http)

@@ -201,7 +201,7 @@ pub async fn serve(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener =
         crate::net::bind(&cfg.endpoint, &format!("receivers.{} grpc", ingest.id)).await?;
-    tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, "OTLP/gRPC listening");
+    tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, tls = cfg.tls.is_some(), "OTLP/gRPC listening");
     let limit = (cfg.max_recv_msg_size_mib * 1024 * 1024) as usize;
     let mut accept = EnabledCompressionEncodings::default();
     accept.enable(CompressionEncoding::Gzip);
@@ -219,10 +219,12 @@ pub async fn serve(
             resp
         },
     );
-    let listener_config = cfg.listener().counted(
-        &ingest.metrics.open_connections,
-        &ingest.metrics.connection_limit_reached,
-    );
+    let listener_config = cfg
+        .tls_listener(&ingest.id, &ingest.metrics.tls_handshake_failures)?
+        .counted(
+            &ingest.metrics.open_connections,
+            &ingest.metrics.connection_limit_reached,
+        );
     Ok(crate::serve::spawn(
         listener,
         listener_config,

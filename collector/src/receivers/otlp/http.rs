@@ -9,8 +9,9 @@ use axum::routing::post;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
-use super::config::HttpConfig;
+use super::config::{CorsConfig, HttpConfig};
 use super::{DEFAULT_RETRY_AFTER, Ingest};
 use crate::compute;
 use crate::otlp::compression::{DecompressError, Encoding, decompress};
@@ -246,6 +247,57 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     }
 }
 
+/// The CORS layer `cors` describes, answering as the Collector's does: preflights (`OPTIONS`)
+/// get the allowed method (POST), headers and max age; a request from an allowed origin gets
+/// that origin back in `Access-Control-Allow-Origin` (never `*`, since credentials are allowed
+/// as in the Collector), one from another origin gets no CORS headers, so the browser blocks
+/// it. `None` when no origin is allowed.
+fn cors_layer(cors: &CorsConfig) -> Option<CorsLayer> {
+    if cors.allowed_origins.is_empty() {
+        return None;
+    }
+    // Origins compare case-insensitively (scheme and host are).
+    let origins: Vec<String> = cors
+        .allowed_origins
+        .iter()
+        .map(|o| o.to_ascii_lowercase())
+        .collect();
+    let allow_origin = AllowOrigin::predicate(move |origin, _| {
+        origin
+            .to_str()
+            .is_ok_and(|o| crate::config::wildcard::any_matches(&origins, &o.to_ascii_lowercase()))
+    });
+    let allow_headers = if cors.allowed_headers.iter().any(|h| h == "*") {
+        AllowHeaders::mirror_request()
+    } else {
+        let mut names = vec![
+            header::ACCEPT,
+            header::ACCEPT_LANGUAGE,
+            header::CONTENT_TYPE,
+            header::CONTENT_LANGUAGE,
+        ];
+        if cors.allowed_headers.is_empty() {
+            names.push(header::HeaderName::from_static("x-requested-with"));
+        }
+        // Validated with the config.
+        names.extend(
+            cors.allowed_headers
+                .iter()
+                .filter_map(|h| header::HeaderName::from_bytes(h.as_bytes()).ok()),
+        );
+        AllowHeaders::list(names)
+    };
+    let mut layer = CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([axum::http::Method::POST])
+        .allow_headers(allow_headers)
+        .allow_credentials(true);
+    if cors.max_age > 0 {
+        layer = layer.max_age(std::time::Duration::from_secs(cors.max_age));
+    }
+    Some(layer)
+}
+
 /// Binds and serves until `stop` is cancelled; returns the server task, which ends once
 /// requests in progress are answered or cut (see [`crate::serve`]).
 pub async fn serve(
@@ -255,21 +307,26 @@ pub async fn serve(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener =
         crate::net::bind(&cfg.endpoint, &format!("receivers.{} http", ingest.id)).await?;
-    tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, path = %cfg.traces_url_path, "OTLP/HTTP listening");
+    tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, path = %cfg.traces_url_path, tls = cfg.tls.is_some(), "OTLP/HTTP listening");
     let id = ingest.id.clone();
-    let listener_config = cfg.listener().counted(
-        &ingest.metrics.open_connections,
-        &ingest.metrics.connection_limit_reached,
-    );
+    let listener_config = cfg
+        .tls_listener(&ingest.id, &ingest.metrics.tls_handshake_failures)?
+        .counted(
+            &ingest.metrics.open_connections,
+            &ingest.metrics.connection_limit_reached,
+        );
     let state = AppState {
         ingest,
         limit: cfg.max_request_body_size.bytes() as usize,
     };
-    let app = Router::new()
+    let mut app = Router::new()
         .route(&cfg.traces_url_path, post(export))
         // We enforce our own limit (before and after decompression).
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state);
+        .layer(DefaultBodyLimit::disable());
+    if let Some(cors) = cfg.cors.as_ref().and_then(cors_layer) {
+        app = app.layer(cors);
+    }
+    let app = app.with_state(state);
     Ok(crate::serve::spawn(
         listener,
         listener_config,

@@ -7,6 +7,9 @@
 //! - `decode`: decodes the batch and changes nothing (measures decoding in the guest)
 //! - `replace`: returns the batch as a full replacement (measures the escape hatch)
 //! - `loop`: never returns
+//! - `sleep`: sleeps 20 s (`std::thread::sleep`, a blocking WASI wait in host code)
+//! - `edits`: answers with 200,000 attribute edits with distinct keys on one span (cheap to
+//!   make, a lot of work for the host)
 //! - `alloc`: keeps allocating 64 MiB blocks, up to 4 GiB
 //! - `recurse`: recurses without end
 //! - `panic`: panics
@@ -87,6 +90,16 @@ impl Plugin for Hostile {
                 let mut x = 0u64;
                 loop {
                     x = black_box(x.wrapping_add(1));
+                }
+            }
+            "sleep" => std::thread::sleep(std::time::Duration::from_secs(20)),
+            "edits" => {
+                for i in 0..200_000u32 {
+                    batch.push_edit(wasmcol_plugin_sdk::Edit::SetAttribute {
+                        target: wasmcol_plugin_sdk::edit::Target::Span(0),
+                        key: format!("k{i}"),
+                        value: wasmcol_plugin_sdk::Value::Int(i as i64),
+                    });
                 }
             }
             "alloc" => {

@@ -7,6 +7,8 @@
 //! - `trap-on-trigger`: panics (a trap, for the host) on any batch holding a span named
 //!   `trigger`; otherwise decides like `keep-service` (like `keep-all` without `service`).
 //!   Reads span contents, so the host sends them.
+//! - `sleep-on-trigger`: like `trap-on-trigger`, but sleeps 20 s instead of trapping (a policy
+//!   that never answers).
 
 use serde::Deserialize;
 use wasmcol_plugin_sdk::PluginConfig;
@@ -31,6 +33,7 @@ enum Mode {
     KeepAll,
     KeepService,
     TrapOnTrigger,
+    SleepOnTrigger,
 }
 
 impl PolicyHostile {
@@ -52,9 +55,10 @@ impl Policy for PolicyHostile {
             "keep-all" => Mode::KeepAll,
             "keep-service" => Mode::KeepService,
             "trap-on-trigger" => Mode::TrapOnTrigger,
+            "sleep-on-trigger" => Mode::SleepOnTrigger,
             other => {
                 return Err(format!(
-                    "config.mode: unknown mode {other:?}, expected keep-all, keep-service or trap-on-trigger"
+                    "config.mode: unknown mode {other:?}, expected keep-all, keep-service, trap-on-trigger or sleep-on-trigger"
                 ));
             }
         };
@@ -68,7 +72,7 @@ impl Policy for PolicyHostile {
     }
 
     fn needs_spans(&self) -> bool {
-        self.mode == Mode::TrapOnTrigger
+        matches!(self.mode, Mode::TrapOnTrigger | Mode::SleepOnTrigger)
     }
 
     fn decide(&mut self, trace: &Trace<'_>) -> Decision {
@@ -78,6 +82,12 @@ impl Policy for PolicyHostile {
             Mode::TrapOnTrigger => {
                 if trace.spans().any(|(_, _, span)| span.name == "trigger") {
                     panic!("policy-hostile: a span named `trigger`, trapping on purpose");
+                }
+                self.by_service(trace)
+            }
+            Mode::SleepOnTrigger => {
+                if trace.spans().any(|(_, _, span)| span.name == "trigger") {
+                    std::thread::sleep(std::time::Duration::from_secs(20));
                 }
                 self.by_service(trace)
             }

@@ -8,10 +8,10 @@ use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::PluginPre;
 use super::builtin;
-use super::config::Limits;
 use super::engine;
 use super::host::{HostState, Services};
 use super::instance::{CallError, Instance};
+use super::limits::Limits;
 use super::tables::Tables;
 use crate::telemetry::Metrics;
 

@@ -797,5 +797,5 @@ impl<'a> Writer<'a> {
 }
 
 #[cfg(test)]
-#[path = "wire_edit_tests.rs"]
+#[path = "edit_tests.rs"]
 mod tests;

@@ -11,9 +11,9 @@ use wasmtime::Store;
 use super::bindings::policy::Policy as Bindings;
 use super::bindings::policy::PolicyPre;
 use super::bindings::policy::exports::wasmcol::plugin::sampler as wit;
-use super::config::Limits;
 use super::host::{HostState, Services};
-use super::instance::{CallError, classify, new_store, too_large};
+use super::instance::{CallError, Deadline, classify, new_store, too_large};
+use super::limits::Limits;
 use super::plugin::{StartupError, compile};
 use super::tables::Tables;
 use crate::telemetry::Metrics;
@@ -76,7 +76,7 @@ impl LoadedPolicy {
 pub struct PolicyInstance {
     store: Store<HostState>,
     bindings: Bindings,
-    deadline_ticks: u64,
+    deadline: Deadline,
     max_output: usize,
     needs_spans: bool,
 }
@@ -89,7 +89,7 @@ impl PolicyInstance {
         limits: &Limits,
         config_json: &str,
     ) -> Result<Self, CallError> {
-        let (mut store, deadline_ticks) = new_store(services, limits)?;
+        let (mut store, deadline) = new_store(services, limits)?;
         let bindings = policy
             .pre
             .instantiate(&mut store)
@@ -102,7 +102,7 @@ impl PolicyInstance {
         Ok(Self {
             store,
             bindings,
-            deadline_ticks,
+            deadline,
             max_output: limits.max_output_bytes.0 as usize,
             needs_spans: info.needs_spans,
         })
@@ -133,7 +133,7 @@ impl PolicyInstance {
             .zip(counts)
             .map(|(s, &n)| to_wit(s, n))
             .collect();
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.deadline.arm(&mut self.store);
         let answer = self
             .bindings
             .wasmcol_plugin_sampler()

@@ -13,11 +13,11 @@ use wasmtime::Store;
 
 use super::bindings::Plugin as Bindings;
 use super::bindings::wasmcol::plugin::types as wit;
-use super::config::Limits;
 use super::engine::{self, EPOCH_TICK};
 use super::host::{HostState, Services};
+use super::limits::Limits;
 use super::plugin::LoadedPlugin;
-use super::wire_edit;
+use crate::otlp::wire::edit as wire_edit;
 use crate::pipeline::TraceBatch;
 
 /// How a call failed.
@@ -33,8 +33,16 @@ pub enum CallError {
     MemoryLimit,
     /// The plugin trapped: a panic, stack overflow, or another fault.
     Trap(String),
-    /// The plugin's answer was malformed: an index out of range, a bad value, too large.
+    /// The plugin's answer was malformed: an index out of range, a bad value.
     InvalidOutput(String),
+    /// The plugin's answer was larger than `limits.max_output_bytes` (counted as
+    /// `invalid_output`).
+    OutputTooLarge {
+        /// Bytes the answer held, counted up to the point it passed the cap.
+        size: usize,
+        /// The cap.
+        max: usize,
+    },
     /// The host panicked during the call (a defect on the host side, caught by the caller).
     Panic(String),
 }
@@ -48,9 +56,18 @@ impl CallError {
             CallError::Timeout => "timeout",
             CallError::MemoryLimit => "memory_limit",
             CallError::Trap(_) => "trap",
-            CallError::InvalidOutput(_) => "invalid_output",
+            CallError::InvalidOutput(_) | CallError::OutputTooLarge { .. } => "invalid_output",
             CallError::Panic(_) => "panic",
         }
+    }
+
+    /// True when the batch was too big for the plugin's limits (memory, output size): the
+    /// same data in smaller pieces may well succeed.
+    pub fn exceeds_limits(&self) -> bool {
+        matches!(
+            self,
+            CallError::MemoryLimit | CallError::OutputTooLarge { .. }
+        )
     }
 }
 
@@ -65,6 +82,11 @@ impl fmt::Display for CallError {
             }
             CallError::Trap(m) => write!(f, "trapped: {m}"),
             CallError::InvalidOutput(m) => write!(f, "returned an invalid answer: {m}"),
+            CallError::OutputTooLarge { size, max } => write!(
+                f,
+                "returned an invalid answer: the answer is {size} bytes, more than \
+                 limits.max_output_bytes ({max})"
+            ),
             CallError::Panic(m) => write!(f, "call ended in a host-side panic: {m}"),
         }
     }
@@ -74,7 +96,7 @@ impl fmt::Display for CallError {
 pub struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
-    deadline_ticks: u64,
+    deadline: Deadline,
     max_output: usize,
 }
 
@@ -86,7 +108,7 @@ impl Instance {
         limits: &Limits,
         config_json: &str,
     ) -> Result<Self, CallError> {
-        let (mut store, deadline_ticks) = new_store(services, limits)?;
+        let (mut store, deadline) = new_store(services, limits)?;
         let bindings = plugin
             .pre
             .instantiate(&mut store)
@@ -94,10 +116,10 @@ impl Instance {
         let mut inst = Self {
             store,
             bindings,
-            deadline_ticks,
+            deadline,
             max_output: limits.max_output_bytes.0 as usize,
         };
-        inst.store.set_epoch_deadline(inst.deadline_ticks);
+        inst.deadline.arm(&mut inst.store);
         let result = inst
             .bindings
             .wasmcol_plugin_processor()
@@ -119,7 +141,7 @@ impl Instance {
     pub fn process(&mut self, batch: &mut TraceBatch) -> Result<(), CallError> {
         // The received bytes when no stage changed them (no encoding at all).
         let bytes = batch.to_protobuf();
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.deadline.arm(&mut self.store);
         let output = self
             .bindings
             .wasmcol_plugin_processor()
@@ -153,11 +175,28 @@ impl Instance {
     }
 }
 
-/// A store with the instance's memory cap and call deadline, and the deadline in epoch ticks.
+/// A call's deadline: epoch ticks for guest code, a point in time for blocking WASI waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    ticks: u64,
+    timeout: std::time::Duration,
+}
+
+impl Deadline {
+    /// Starts the clock for one call: guest code is interrupted, and blocking waits (sleep,
+    /// poll) end, once `call_timeout` has passed.
+    pub fn arm(&self, store: &mut Store<HostState>) {
+        store.set_epoch_deadline(self.ticks);
+        store.data_mut().call_deadline = std::time::Instant::now() + self.timeout;
+    }
+}
+
+/// A store with the instance's memory cap and call deadline (armed for the first call), and
+/// the deadline.
 pub fn new_store(
     services: Arc<Services>,
     limits: &Limits,
-) -> Result<(Store<HostState>, u64), CallError> {
+) -> Result<(Store<HostState>, Deadline), CallError> {
     let engine = engine::get().map_err(CallError::Trap)?;
     let mut store = Store::new(
         &engine.engine,
@@ -166,15 +205,18 @@ pub fn new_store(
     store.limiter(|s| &mut s.limiter);
     // The clock may tick right after the call starts, so one extra tick keeps the deadline
     // from ever coming early; it comes at most one tick late.
-    let deadline_ticks = limits
-        .call_timeout
-        .0
-        .as_nanos()
-        .div_ceil(EPOCH_TICK.as_nanos()) as u64
-        + 1;
-    store.set_epoch_deadline(deadline_ticks);
+    let deadline = Deadline {
+        ticks: limits
+            .call_timeout
+            .0
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos()) as u64
+            + 1,
+        timeout: limits.call_timeout.0,
+    };
+    deadline.arm(&mut store);
     store.epoch_deadline_trap();
-    Ok((store, deadline_ticks))
+    Ok((store, deadline))
 }
 
 /// Names a failed call: deadline, memory cap, or the trap with the plugin's last words.
@@ -203,10 +245,9 @@ pub fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
     }
 }
 
+/// The error for an answer past `limits.max_output_bytes`.
 pub fn too_large(size: usize, max: usize) -> CallError {
-    CallError::InvalidOutput(format!(
-        "the answer is {size} bytes, more than limits.max_output_bytes ({max})"
-    ))
+    CallError::OutputTooLarge { size, max }
 }
 
 /// Converts WIT edits into the SDK's, counting their size against the output cap and

@@ -13,7 +13,7 @@ pub mod policy {
         path: "../plugin-sdk/wit",
         world: "policy",
         with: {
-            "wasmcol:plugin/host": crate::processors::wasm::bindings::wasmcol::plugin::host,
+            "wasmcol:plugin/host": crate::plugin_host::bindings::wasmcol::plugin::host,
         },
     });
 }

@@ -10,7 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Cache, CacheConfig, Config, Engine, OptLevel, ProfilingStrategy};
 
 use super::bindings::Plugin as Bindings;
-use super::host::HostState;
+use super::host::{BoundedPoll, BoundedPollView, HostState};
 
 /// How often the epoch advances. A call's deadline is a whole number of ticks plus one, so a
 /// runaway plugin is stopped between its `call_timeout` and one tick after it.
@@ -58,8 +58,17 @@ fn create() -> Result<PluginEngine, String> {
     std::thread::Builder::new()
         .name("wasmcol-epoch".into())
         .spawn(move || {
+            // The epoch follows the clock, not the number of wake-ups: on a busy machine this
+            // thread wakes late, and the ticks it missed are made up at once, so a deadline
+            // does not stretch with the load.
+            let start = std::time::Instant::now();
+            let mut ticks = 0u128;
             while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
+                let due = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                while ticks < due {
+                    engine.increment_epoch();
+                    ticks += 1;
+                }
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }
@@ -69,6 +78,14 @@ fn create() -> Result<PluginEngine, String> {
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+    // Blocking waits (sleep, poll, clock subscriptions) end at the call's deadline.
+    linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<HostState, BoundedPoll>(
+        &mut linker,
+        |s| BoundedPollView::of(s),
+    )
+    .map_err(|e| format!("cannot link the bounded WASI poll: {e:#}"))?;
+    linker.allow_shadowing(false);
     Bindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
         .map_err(|e| format!("cannot link the host interface: {e:#}"))?;
     match &cache_dir {

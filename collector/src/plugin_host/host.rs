@@ -2,9 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
+use wasmtime::component::{HasData, Resource};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::bindings::sync::io::poll as wasi_poll;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -71,6 +74,8 @@ pub struct HostState {
     pub limiter: Limiter,
     services: Arc<Services>,
     stderr: MemoryOutputPipe,
+    /// When the call in progress must end; blocking WASI waits give up there.
+    pub call_deadline: Instant,
 }
 
 impl HostState {
@@ -89,6 +94,7 @@ impl HostState {
             limiter: Limiter::new(memory_limit),
             services,
             stderr,
+            call_deadline: Instant::now(),
         }
     }
 
@@ -216,5 +222,88 @@ impl host::Host for HostState {
 
     fn lookup(&mut self, table: String, key: String) -> Option<Vec<(String, String)>> {
         self.services.tables.lookup(&table, &key)
+    }
+}
+
+/// `wasi:io/poll` with every wait bounded by the call's deadline. WASI's own `poll` and
+/// `pollable.block` wait in host code, where the epoch deadline cannot reach (a guest's
+/// `std::thread::sleep(20 s)` would hold its worker for 20 s); these check readiness until
+/// the deadline and then stop the call as a timeout.
+pub struct BoundedPoll;
+
+impl HasData for BoundedPoll {
+    type Data<'a> = BoundedPollView<'a>;
+}
+
+/// What [`BoundedPoll`] works on: the instance's resource table and the call's deadline.
+pub struct BoundedPollView<'a> {
+    table: &'a mut ResourceTable,
+    deadline: Instant,
+}
+
+impl<'a> BoundedPollView<'a> {
+    /// The view of `state`.
+    pub fn of(state: &'a mut HostState) -> Self {
+        Self {
+            table: &mut state.table,
+            deadline: state.call_deadline,
+        }
+    }
+
+    fn is_ready(&mut self, rep: u32) -> wasmtime::Result<bool> {
+        wasi_poll::HostPollable::ready(&mut *self.table, Resource::new_borrow(rep))
+    }
+
+    /// Waits (checking every millisecond) until `ready` finds something, or the deadline.
+    fn wait<T>(
+        &mut self,
+        mut ready: impl FnMut(&mut Self) -> wasmtime::Result<Option<T>>,
+    ) -> wasmtime::Result<T> {
+        loop {
+            if let Some(done) = ready(self)? {
+                return Ok(done);
+            }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(1)));
+        }
+    }
+}
+
+impl wasi_poll::Host for BoundedPollView<'_> {
+    fn poll(
+        &mut self,
+        pollables: Vec<Resource<wasi_poll::Pollable>>,
+    ) -> wasmtime::Result<Vec<u32>> {
+        if pollables.is_empty() {
+            return Err(wasmtime::Error::msg("empty poll list"));
+        }
+        let reps: Vec<u32> = pollables.iter().map(Resource::rep).collect();
+        self.wait(|view| {
+            let mut ready = Vec::new();
+            for (i, rep) in reps.iter().enumerate() {
+                if view.is_ready(*rep)? {
+                    ready.push(i as u32);
+                }
+            }
+            Ok((!ready.is_empty()).then_some(ready))
+        })
+    }
+}
+
+impl wasi_poll::HostPollable for BoundedPollView<'_> {
+    fn ready(&mut self, pollable: Resource<wasi_poll::Pollable>) -> wasmtime::Result<bool> {
+        wasi_poll::HostPollable::ready(&mut *self.table, pollable)
+    }
+
+    fn block(&mut self, pollable: Resource<wasi_poll::Pollable>) -> wasmtime::Result<()> {
+        let rep = pollable.rep();
+        self.wait(|view| Ok(view.is_ready(rep)?.then_some(())))
+    }
+
+    fn drop(&mut self, pollable: Resource<wasi_poll::Pollable>) -> wasmtime::Result<()> {
+        wasi_poll::HostPollable::drop(&mut *self.table, pollable)
     }
 }

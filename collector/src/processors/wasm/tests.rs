@@ -1,0 +1,126 @@
+//! `on_error` and the splitting of batches too big for a plugin's limits, with the built-in
+//! scrubber (the plugin whose failure must never let data through).
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+
+use super::WasmProcessorConfig;
+use crate::component::{ProcessorConfig, Validate};
+use crate::config::parse_component;
+use crate::pipeline::{ConsumeError, TraceBatch};
+use crate::plugin_host::OnError;
+use crate::testing::{Recorder, context, spans};
+
+const CARD: &str = "4111 1111 1111 1111";
+
+fn config(yaml: &str) -> WasmProcessorConfig {
+    let cfg: WasmProcessorConfig = parse_component(serde_yaml_ng::from_str(yaml).unwrap()).unwrap();
+    let problems = cfg.validate();
+    assert!(problems.is_empty(), "{problems:?}");
+    cfg
+}
+
+/// `n` spans, each with an attribute of `bytes` bytes full of card numbers.
+fn cards(n: usize, bytes: usize) -> TraceBatch {
+    let text = format!("card {CARD}; ").repeat(bytes / (CARD.len() + 7) + 1);
+    let mut batch = spans(n);
+    for span in &mut batch.resource_spans_mut()[0].scope_spans[0].spans {
+        span.attributes.push(KeyValue {
+            key: "note".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(text.clone())),
+            }),
+            ..Default::default()
+        });
+    }
+    batch
+}
+
+fn leaks(batches: &[TraceBatch]) -> bool {
+    let needle = CARD.as_bytes();
+    batches.iter().any(|b| {
+        let mut bytes = Vec::new();
+        b.encode_protobuf(&mut bytes);
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+#[test]
+fn on_error_defaults_to_refuse_for_the_scrubber_only() {
+    let scrub: WasmProcessorConfig =
+        parse_component(serde_yaml_ng::from_str("plugin: builtin:pii-scrub").unwrap()).unwrap();
+    assert_eq!(scrub.on_error(), OnError::Refuse);
+    let pass: WasmProcessorConfig = parse_component(
+        serde_yaml_ng::from_str("plugin: builtin:pii-scrub\non_error: pass").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pass.on_error(), OnError::Pass);
+    let enrich: WasmProcessorConfig =
+        parse_component(serde_yaml_ng::from_str("plugin: builtin:enrich").unwrap()).unwrap();
+    assert_eq!(enrich.on_error(), OnError::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_scrubber_refuses_and_lets_nothing_through() {
+    let id = "wasm/scrub-refuse";
+    let cfg = config("plugin: builtin:pii-scrub\nlimits: { memory_mib: 8 }");
+    let ctx = context(id);
+    let metrics = ctx.metrics.clone();
+    let rec = Recorder::new();
+    let p = cfg.build(&ctx, rec.clone()).unwrap();
+
+    // One span with 12 MB of card numbers cannot fit in 8 MiB, whole or split.
+    let err = p.consume(cards(1, 12 << 20)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("on_error: refuse"), "{err}");
+    assert!(rec.batches().is_empty(), "nothing passed on");
+
+    // The back-off follows the same rule: after three failures in a row the plugin is
+    // paused, and a batch arriving meanwhile is refused too (with when to come back).
+    for _ in 0..2 {
+        assert!(p.consume(cards(1, 12 << 20)).await.is_err());
+    }
+    match p.consume(cards(1, 1000)).await {
+        Err(ConsumeError::Retryable {
+            reason,
+            retry_after,
+        }) => {
+            assert!(reason.contains("paused"), "{reason}");
+            assert!(retry_after.is_some());
+        }
+        other => panic!("expected a retryable refusal while paused, got {other:?}"),
+    }
+    assert!(rec.batches().is_empty(), "nothing passed on while paused");
+    assert_eq!(metrics.plugin_failures(id, "memory_limit").get(), 3);
+    assert_eq!(metrics.plugin_skipped(id).get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_too_big_for_the_memory_cap_is_split_and_scrubbed() {
+    let id = "wasm/scrub-split";
+    let cfg = config("plugin: builtin:pii-scrub\nlimits: { memory_mib: 8, call_timeout: 5s }");
+    let ctx = context(id);
+    let metrics = ctx.metrics.clone();
+    let rec = Recorder::new();
+    let p = cfg.build(&ctx, rec.clone()).unwrap();
+
+    // 1,000 spans of 10 KB each: 10 MB, more than the cap, in one batch.
+    let batch = cards(1000, 10_000);
+    assert!(batch.to_protobuf().len() > 8 << 20);
+    p.consume(batch).await.unwrap();
+    assert_eq!(
+        rec.batch_sizes(),
+        vec![1000],
+        "every span, in one batch, in order"
+    );
+    let out = &rec.batches()[0];
+    let ids: Vec<u64> = out.resource_spans()[..]
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| u64::from_be_bytes(s.span_id[..].try_into().unwrap()))
+        .collect();
+    assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
+    assert!(!leaks(&rec.batches()), "a card number got through");
+    assert!(metrics.plugin_failures(id, "memory_limit").get() >= 1);
+    assert!(metrics.plugin_calls(id).get() >= 1);
+}
