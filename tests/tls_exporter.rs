@@ -2,9 +2,11 @@
 //! `otlphttp` exporter with a `tls` block) and a gateway (OTLP in, file out). Spans come from the
 //! Python OpenTelemetry SDK.
 //!
-//! The gateway's TLS is terminated in front of it by the test (rustls, with a required client
-//! certificate for mutual TLS), so what is tested is the exporter's side: its certificate, its
-//! trust in the server's CA, ALPN, and the errors it gives when that goes wrong.
+//! The first test uses the gateway's own TLS (`receivers.otlp.protocols.*.tls` with
+//! `client_ca_file`). The others terminate TLS in front of a plaintext gateway in the test
+//! (rustls, with a required client certificate), which lets them count handshakes and check the
+//! exporter's side alone: its certificate, its trust in the server's CA, ALPN, and the errors
+//! it gives when that goes wrong.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -242,6 +244,68 @@ fn assert_all_arrive(sent: &[String], gateway: &Collector, sidecar: &Collector) 
     got.sort();
     want.sort();
     assert_eq!(got, want);
+}
+
+#[test]
+fn sidecar_to_gateway_over_mutual_tls_between_two_wasmcol_processes() {
+    let pki = wasmcol_tests::tls::Pki::new();
+    let (cert, key, ca) = (
+        pki.server.cert.display(),
+        pki.server.key.display(),
+        pki.ca.display(),
+    );
+    let (gw_grpc, gw_http) = (free_port(), free_port());
+    let gateway = Collector::start(
+        &format!(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{gw_grpc}
+        tls: {{ cert_file: {cert}, key_file: {key}, client_ca_file: {ca} }}
+      http:
+        endpoint: 127.0.0.1:{gw_http}
+        tls: {{ cert_file: {cert}, key_file: {key}, client_ca_file: {ca} }}
+exporters:
+  file:
+    path: "{{dir}}/out.jsonl"
+    flush_interval: 50ms
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#,
+            metrics = free_port()
+        ),
+        gw_grpc,
+    );
+    let client_tls = format!(
+        "    tls:\n      ca_file: {ca}\n      cert_file: {}\n      key_file: {}\n",
+        pki.client.cert.display(),
+        pki.client.key.display()
+    );
+    // gRPC to a bare host:port (TLS, as the Collector), and OTLP/HTTP to https://.
+    let sc = free_port();
+    let grpc_sidecar = sidecar(
+        sc,
+        "otlp/gateway",
+        &format!("    endpoint: 127.0.0.1:{gw_grpc}\n{client_tls}"),
+    );
+    let mut sent = send(sc, 10, &grpc_sidecar.path("expected.json"));
+    let sc_http = free_port();
+    let http_sidecar = sidecar(
+        sc_http,
+        "otlphttp/gateway",
+        &format!("    endpoint: https://localhost:{gw_http}\n{client_tls}"),
+    );
+    sent.extend(send(sc_http, 10, &http_sidecar.path("expected.json")));
+    assert_eq!(sent.len(), 60);
+    assert_all_arrive(&sent, &gateway, &grpc_sidecar);
 }
 
 #[test]
