@@ -15,52 +15,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use wasmcol_tests::tls::{Pair, Pki};
 use wasmcol_tests::{
     Collector, all_spans, free_port, python, read_json_lines, wait_until, workspace_root,
 };
 
-/// A CA with a server certificate (localhost, 127.0.0.1) and a client certificate, written as
-/// `NAME-ca.pem`, `NAME-server.pem`, `NAME-server-key.pem`, `NAME-client.pem`,
-/// `NAME-client-key.pem` into `dir`.
-fn make_pki(dir: &Path, name: &str) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let ca = params.self_signed(&ca_key).unwrap();
-    std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).unwrap();
-    let issuer = Issuer::new(params, ca_key);
-    for (leaf, names) in [
-        (
-            "server",
-            vec!["localhost".to_string(), "127.0.0.1".to_string()],
-        ),
-        ("client", vec!["sidecar".to_string()]),
-    ] {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        std::fs::write(dir.join(format!("{name}-{leaf}.pem")), cert.pem()).unwrap();
-        std::fs::write(
-            dir.join(format!("{name}-{leaf}-key.pem")),
-            key.serialize_pem(),
-        )
-        .unwrap();
-    }
-}
-
-/// A rustls server with `name`'s server certificate that requires a client certificate signed
-/// by `name`'s CA.
-fn mutual_tls_server(dir: &Path, name: &str, alpn: &[u8]) -> rustls::ServerConfig {
+/// A rustls server with the test server certificate that requires a client certificate
+/// signed by the test CA.
+fn mutual_tls_server(pki: &Pki, alpn: &[u8]) -> rustls::ServerConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(CertificateDer::from_pem_file(dir.join(format!("{name}-ca.pem"))).unwrap())
+        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
         .unwrap();
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
@@ -71,8 +39,8 @@ fn mutual_tls_server(dir: &Path, name: &str, alpn: &[u8]) -> rustls::ServerConfi
         .unwrap()
         .with_client_cert_verifier(verifier)
         .with_single_cert(
-            vec![CertificateDer::from_pem_file(dir.join(format!("{name}-server.pem"))).unwrap()],
-            PrivateKeyDer::from_pem_file(dir.join(format!("{name}-server-key.pem"))).unwrap(),
+            vec![CertificateDer::from_pem_file(&pki.server.cert).unwrap()],
+            PrivateKeyDer::from_pem_file(&pki.server.key).unwrap(),
         )
         .unwrap();
     config.alpn_protocols = vec![alpn.to_vec()];
@@ -219,11 +187,13 @@ fn received(gateway: &Collector) -> Vec<String> {
     all_spans(&rs).iter().map(|s| s.name.clone()).collect()
 }
 
-fn tls_block(dir: &Path, ca: &str, client: &str) -> String {
-    let d = dir.display();
+/// The exporter's `tls` block: trust `ca`, present `client`.
+fn tls_block(ca: &Path, client: &Pair) -> String {
     format!(
-        "    tls:\n      ca_file: {d}/{ca}-ca.pem\n      cert_file: {d}/{client}-client.pem\n      \
-         key_file: {d}/{client}-client-key.pem\n"
+        "    tls:\n      ca_file: {}\n      cert_file: {}\n      key_file: {}\n",
+        ca.display(),
+        client.cert.display(),
+        client.key.display()
     )
 }
 
@@ -248,7 +218,7 @@ fn assert_all_arrive(sent: &[String], gateway: &Collector, sidecar: &Collector) 
 
 #[test]
 fn sidecar_to_gateway_over_mutual_tls_between_two_wasmcol_processes() {
-    let pki = wasmcol_tests::tls::Pki::new();
+    let pki = Pki::new();
     let (cert, key, ca) = (
         pki.server.cert.display(),
         pki.server.key.display(),
@@ -310,11 +280,10 @@ service:
 
 #[test]
 fn otlp_exporter_sends_every_span_over_mutual_tls() {
-    let pki = tempfile::tempdir().unwrap();
-    make_pki(pki.path(), "good");
+    let pki = Pki::new();
     let (gw_grpc, gw_http) = (free_port(), free_port());
     let gateway = gateway(gw_grpc, gw_http);
-    let (front, handshakes, _rt) = tls_front(gw_grpc, mutual_tls_server(pki.path(), "good", b"h2"));
+    let (front, handshakes, _rt) = tls_front(gw_grpc, mutual_tls_server(&pki, b"h2"));
     // A bare host:port: TLS, as the Collector.
     let sc = free_port();
     let sidecar = sidecar(
@@ -322,7 +291,7 @@ fn otlp_exporter_sends_every_span_over_mutual_tls() {
         "otlp/gateway",
         &format!(
             "    endpoint: 127.0.0.1:{front}\n{}",
-            tls_block(pki.path(), "good", "good")
+            tls_block(&pki.ca, &pki.client)
         ),
     );
     let sent = send(sc, 10, &sidecar.path("expected.json"));
@@ -334,19 +303,17 @@ fn otlp_exporter_sends_every_span_over_mutual_tls() {
 
 #[test]
 fn otlphttp_exporter_sends_every_span_over_https_with_a_client_certificate() {
-    let pki = tempfile::tempdir().unwrap();
-    make_pki(pki.path(), "good");
+    let pki = Pki::new();
     let (gw_grpc, gw_http) = (free_port(), free_port());
     let gateway = gateway(gw_grpc, gw_http);
-    let (front, handshakes, _rt) =
-        tls_front(gw_http, mutual_tls_server(pki.path(), "good", b"http/1.1"));
+    let (front, handshakes, _rt) = tls_front(gw_http, mutual_tls_server(&pki, b"http/1.1"));
     let sc = free_port();
     let sidecar = sidecar(
         sc,
         "otlphttp",
         &format!(
             "    endpoint: https://localhost:{front}\n{}",
-            tls_block(pki.path(), "good", "good")
+            tls_block(&pki.ca, &pki.client)
         ),
     );
     let sent = send(sc, 10, &sidecar.path("expected.json"));
@@ -356,20 +323,18 @@ fn otlphttp_exporter_sends_every_span_over_https_with_a_client_certificate() {
 
 #[test]
 fn a_server_from_another_ca_is_refused_and_the_log_says_which_option_to_fix() {
-    let pki = tempfile::tempdir().unwrap();
-    make_pki(pki.path(), "good");
-    make_pki(pki.path(), "other");
+    let pki = Pki::new();
     let (gw_grpc, gw_http) = (free_port(), free_port());
     let gateway = gateway(gw_grpc, gw_http);
-    let (front, handshakes, _rt) = tls_front(gw_grpc, mutual_tls_server(pki.path(), "good", b"h2"));
+    let (front, handshakes, _rt) = tls_front(gw_grpc, mutual_tls_server(&pki, b"h2"));
     let sc = free_port();
-    // Trusts "other", whose CA did not sign the gateway's certificate.
+    // Trusts another CA than the one that signed the gateway's certificate.
     let sidecar = sidecar(
         sc,
         "otlp/gateway",
         &format!(
             "    endpoint: https://127.0.0.1:{front}\n{}",
-            tls_block(pki.path(), "other", "good")
+            tls_block(&pki.other_ca, &pki.client)
         ),
     );
     send(sc, 2, &sidecar.path("expected.json"));
@@ -390,19 +355,17 @@ fn a_server_from_another_ca_is_refused_and_the_log_says_which_option_to_fix() {
 
 #[test]
 fn a_client_certificate_from_another_ca_is_refused() {
-    let pki = tempfile::tempdir().unwrap();
-    make_pki(pki.path(), "good");
-    make_pki(pki.path(), "other");
+    let pki = Pki::new();
     let (gw_grpc, gw_http) = (free_port(), free_port());
     let gateway = gateway(gw_grpc, gw_http);
-    let (front, handshakes, _rt) = tls_front(gw_grpc, mutual_tls_server(pki.path(), "good", b"h2"));
+    let (front, handshakes, _rt) = tls_front(gw_grpc, mutual_tls_server(&pki, b"h2"));
     let sc = free_port();
     let sidecar = sidecar(
         sc,
         "otlp/gateway",
         &format!(
             "    endpoint: 127.0.0.1:{front}\n{}",
-            tls_block(pki.path(), "good", "other")
+            tls_block(&pki.ca, &pki.other_client)
         ),
     );
     send(sc, 2, &sidecar.path("expected.json"));
@@ -420,8 +383,7 @@ fn a_client_certificate_from_another_ca_is_refused() {
 
 #[test]
 fn tls_to_a_plaintext_gateway_says_to_set_insecure() {
-    let pki = tempfile::tempdir().unwrap();
-    make_pki(pki.path(), "good");
+    let pki = Pki::new();
     let (gw_grpc, gw_http) = (free_port(), free_port());
     let gateway = gateway(gw_grpc, gw_http);
     let sc = free_port();
@@ -431,7 +393,7 @@ fn tls_to_a_plaintext_gateway_says_to_set_insecure() {
         "otlp/gateway",
         &format!(
             "    endpoint: 127.0.0.1:{gw_grpc}\n{}",
-            tls_block(pki.path(), "good", "good")
+            tls_block(&pki.ca, &pki.client)
         ),
     );
     send(sc, 2, &sidecar.path("expected.json"));
