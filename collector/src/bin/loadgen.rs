@@ -53,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::client::GrpcService as _;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
+use wasmcol::config::tls::client::{ClientTls, ClientTlsConfig, HttpsConnector};
 
 /// gRPC method path of the OTLP trace export call.
 const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -88,10 +89,22 @@ struct Args {
     protocol: Protocol,
 
     /// HOST:PORT to send to [default: localhost:4317 for grpc, localhost:4318 for http].
-    /// HTTP posts to http://ENDPOINT/v1/traces. A leading "http://" is accepted; TLS is not
-    /// supported.
+    /// HTTP posts to http://ENDPOINT/v1/traces. A leading "http://" is accepted; "https://"
+    /// means TLS (verified against the system's roots unless --tls-ca is given).
     #[arg(long, value_name = "HOST:PORT")]
     endpoint: Option<String>,
+
+    /// PEM CA certificate that signed the collector's certificate; turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<String>,
+
+    /// PEM client certificate for mutual TLS (with --tls-key); turns TLS on.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<String>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<String>,
 
     /// Body encoding for --protocol http.
     #[arg(long, value_enum, default_value_t = HttpEncoding::Proto)]
@@ -806,6 +819,16 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
     out
 }
 
+/// TCP with TLS when `tls` is set; the collector's exporters' connector.
+fn connector(tls: &Option<Arc<ClientTls>>) -> HttpsConnector {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    match tls {
+        Some(tls) => tls.connector(http),
+        None => HttpsConnector::plaintext(http),
+    }
+}
+
 /// One worker's connection to the endpoint.
 enum Sender {
     /// OTLP/gRPC over one HTTP/2 connection; requests are framed by [`BodyEncoder`].
@@ -816,7 +839,7 @@ enum Sender {
     },
     /// OTLP/HTTP over one HTTP/1.1 keep-alive connection.
     Http {
-        client: Box<HttpClient<HttpConnector, Full<Bytes>>>,
+        client: Box<HttpClient<HttpsConnector, Full<Bytes>>>,
         uri: http::Uri,
         headers: http::HeaderMap,
         json: bool,
@@ -829,11 +852,13 @@ enum Target {
     Grpc {
         endpoint: Box<Endpoint>,
         headers: http::HeaderMap,
+        tls: Option<Arc<ClientTls>>,
     },
     Http {
         uri: http::Uri,
         headers: http::HeaderMap,
         json: bool,
+        tls: Option<Arc<ClientTls>>,
     },
 }
 
@@ -845,13 +870,32 @@ impl Target {
             Protocol::Http => "localhost:4318",
         };
         let raw = args.endpoint.as_deref().unwrap_or(default).trim();
-        if raw.starts_with("https://") {
-            bail!("--endpoint {raw:?}: TLS is not supported");
-        }
+        let https = raw.starts_with("https://");
         let host_port = raw
-            .strip_prefix("http://")
+            .strip_prefix("https://")
+            .or_else(|| raw.strip_prefix("http://"))
             .unwrap_or(raw)
             .trim_end_matches('/');
+        // TLS with the collector's own client settings (and its certificate reload).
+        let tls = if https || args.tls_ca.is_some() || args.tls_cert.is_some() {
+            let config = ClientTlsConfig {
+                ca_file: args.tls_ca.clone().unwrap_or_default(),
+                cert_file: args.tls_cert.clone().unwrap_or_default(),
+                key_file: args.tls_key.clone().unwrap_or_default(),
+                ..ClientTlsConfig::default()
+            };
+            let alpn = match args.protocol {
+                Protocol::Grpc => "h2",
+                Protocol::Http => "http/1.1",
+            };
+            let built = config
+                .build("tls", &[alpn])
+                .map_err(|e| anyhow::anyhow!("--tls-ca/--tls-cert/--tls-key: {e}"))?;
+            Some(Arc::new(built))
+        } else {
+            None
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         if host_port.is_empty() || host_port.contains('/') {
             bail!("--endpoint {raw:?}: expected HOST:PORT");
         }
@@ -862,7 +906,7 @@ impl Target {
         };
         match args.protocol {
             Protocol::Grpc => {
-                let endpoint = Endpoint::from_shared(format!("http://{host_port}"))
+                let endpoint = Endpoint::from_shared(format!("{scheme}://{host_port}"))
                     .with_context(|| format!("--endpoint {raw:?}"))?
                     .user_agent(USER_AGENT)
                     .context("user agent")?
@@ -889,10 +933,11 @@ impl Target {
                 Ok(Self::Grpc {
                     endpoint: Box::new(endpoint),
                     headers,
+                    tls,
                 })
             }
             Protocol::Http => {
-                let uri: http::Uri = format!("http://{host_port}/v1/traces")
+                let uri: http::Uri = format!("{scheme}://{host_port}/v1/traces")
                     .parse()
                     .with_context(|| format!("--endpoint {raw:?}"))?;
                 let json = args.http_encoding == HttpEncoding::Json;
@@ -920,7 +965,12 @@ impl Target {
                         .with_context(|| format!("--header {k:?}: invalid header value"))?;
                     headers.append(name, value);
                 }
-                Ok(Self::Http { uri, headers, json })
+                Ok(Self::Http {
+                    uri,
+                    headers,
+                    json,
+                    tls,
+                })
             }
         }
     }
@@ -941,14 +991,22 @@ impl Target {
     /// Opens one worker's connection (lazily: a dead endpoint shows up as failed requests).
     fn connect(&self) -> Sender {
         match self {
-            Self::Grpc { endpoint, headers } => Sender::Grpc {
-                channel: endpoint.connect_lazy(),
+            Self::Grpc {
+                endpoint,
+                headers,
+                tls,
+            } => Sender::Grpc {
+                channel: endpoint.connect_with_connector_lazy(connector(tls)),
                 headers: headers.clone(),
             },
-            Self::Http { uri, headers, json } => {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                let client = Box::new(HttpClient::builder(TokioExecutor::new()).build(connector));
+            Self::Http {
+                uri,
+                headers,
+                json,
+                tls,
+            } => {
+                let client =
+                    Box::new(HttpClient::builder(TokioExecutor::new()).build(connector(tls)));
                 Sender::Http {
                     client,
                     uri: uri.clone(),
@@ -1857,7 +1915,9 @@ mod tests {
         ])
         .unwrap();
         match Target::from_args(&args).unwrap() {
-            Target::Http { uri, headers, json } => {
+            Target::Http {
+                uri, headers, json, ..
+            } => {
                 assert_eq!(uri, "http://localhost:4318/v1/traces");
                 assert!(json);
                 assert_eq!(headers["x-tenant"], "t1");
@@ -1867,7 +1927,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         for bad in [
-            vec!["loadgen", "--endpoint", "https://x:1"],
+            vec!["loadgen", "--tls-ca", "/nonexistent/ca.pem"],
             vec!["loadgen", "--endpoint", "x:1/path"],
             vec!["loadgen", "--header", "bad key=v"],
         ] {

@@ -10,6 +10,7 @@
 //! rustls does the TLS, with the `ring` provider; it speaks TLS 1.2 and 1.3 only, so 1.0 and
 //! 1.1 are refused at configuration time.
 
+pub mod client;
 pub mod server;
 
 use std::path::PathBuf;

@@ -6,8 +6,8 @@
 //!   (`insert_deduplication_token`, `async_insert`, `wait_for_async_insert`,
 //!   `async_insert_deduplicate`).
 //! - Credentials by HTTP basic authentication.
-//! - TLS (`https://`) with rustls: the system's root certificates plus `tls.ca_file`, a client
-//!   certificate from `tls.cert_file`/`tls.key_file`, or no verification at all.
+//! - TLS (`https://`) with rustls and the shared client `tls` options
+//!   ([`crate::config::tls::client`]); certificates rotated on disk apply to new connections.
 //! - Errors: a non-2xx status, `X-ClickHouse-Exception-Code`, and a body
 //!   `Code: N. DB::Exception: ...`, read up to [`MAX_ERROR_BYTES`].
 
@@ -19,12 +19,11 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, HeaderValue, USER_AGENT};
 use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::config::{ClickHouseTlsConfig, pem_error, read_certificates};
+use crate::config::tls::client::{ClientTls, HttpsConnector};
 use crate::exporters::otlp::error_chain;
 
 /// Most of an answer the exporter reads: its statements answer with nothing, and an error page
@@ -106,36 +105,34 @@ const RETRYABLE_CODES: &[u32] = &[
 
 /// A pooled HTTP/1.1 client for one ClickHouse endpoint (plaintext or TLS).
 pub struct Client {
-    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: HyperClient<HttpsConnector, Full<Bytes>>,
     base: String,
     auth: Option<HeaderValue>,
 }
 
 impl Client {
-    /// A client for `endpoint` (validated: scheme, host, port). TLS trusts the system's root
-    /// certificates and those of `tls.ca_file`.
+    /// A client for `endpoint` (validated: scheme, host, port), with `tls` for an `https://`
+    /// one.
     pub fn new(
         endpoint: Uri,
         username: &str,
         password: &str,
         timeout: Duration,
-        tls: Option<&ClickHouseTlsConfig>,
-    ) -> Result<Self, String> {
+        tls: Option<Arc<ClientTls>>,
+    ) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        http.enforce_http(false);
         if !timeout.is_zero() {
             http.set_connect_timeout(Some(timeout));
         }
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(tls, endpoint.scheme_str() == Some("https"))?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = match &tls {
+            Some(tls) => tls.connector(http),
+            None => HttpsConnector::plaintext(http),
+        };
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(tls);
+            .build(connector);
         let auth = (!username.is_empty() || !password.is_empty()).then(|| {
             let user = if username.is_empty() {
                 "default"
@@ -154,7 +151,7 @@ impl Client {
             endpoint.scheme_str().unwrap_or("http"),
             endpoint.authority().map_or("", |a| a.as_str())
         );
-        Ok(Self { http, base, auth })
+        Self { http, base, auth }
     }
 
     /// Runs a statement with no data (DDL).
@@ -231,119 +228,6 @@ impl Client {
             code,
             message: shorten(&text),
         })
-    }
-}
-
-/// The rustls client configuration: roots, client certificate, verification.
-fn tls_config(
-    tls: Option<&ClickHouseTlsConfig>,
-    https: bool,
-) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::PrivateKeyDer;
-    use rustls::pki_types::pem::PemObject as _;
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?;
-    let tls = tls.cloned().unwrap_or_default();
-    let builder = if tls.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-        if !tls.ca_file.is_empty() {
-            for cert in read_certificates(&tls.ca_file).map_err(|e| format!("tls.ca_file: {e}"))? {
-                roots.add(cert).map_err(|e| {
-                    format!(
-                        "tls.ca_file: {:?} holds a certificate rustls refuses as a root: {e}",
-                        tls.ca_file
-                    )
-                })?;
-            }
-        } else if https && added == 0 {
-            let why = native
-                .errors
-                .first()
-                .map_or_else(String::new, |e| format!(" ({e})"));
-            return Err(format!(
-                "no system root certificates found{why}: install them (ca-certificates) or set \
-                 tls.ca_file"
-            ));
-        }
-        builder.with_root_certificates(roots)
-    };
-    // No ALPN: hyper-rustls refuses a configuration that sets it (HTTP/1.1 is all it speaks).
-    let config = if tls.cert_file.is_empty() {
-        builder.with_no_client_auth()
-    } else {
-        let chain = read_certificates(&tls.cert_file).map_err(|e| format!("tls.cert_file: {e}"))?;
-        let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| {
-            format!(
-                "tls.key_file: {}",
-                pem_error(&tls.key_file, "private key", &e)
-            )
-        })?;
-        builder.with_client_auth_cert(chain, key).map_err(|e| {
-            format!(
-                "tls.cert_file/tls.key_file: {:?} and {:?} are not a usable certificate and key: {e}",
-                tls.cert_file, tls.key_file
-            )
-        })?
-    };
-    Ok(config)
-}
-
-/// `tls.insecure_skip_verify`: any certificate and name are accepted; the handshake's
-/// signatures are still checked, so the connection is encrypted, just not authenticated.
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -485,15 +369,16 @@ mod tests {
 
     #[test]
     fn tls_settings_build_a_client_configuration() {
-        let config = |tls: ClickHouseTlsConfig| tls_config(Some(&tls), true);
+        use crate::config::tls::client::ClientTlsConfig;
+        let config = |tls: ClientTlsConfig| tls.build("tls", &[]);
         assert!(
-            config(ClickHouseTlsConfig {
+            config(ClientTlsConfig {
                 insecure_skip_verify: true,
                 ..Default::default()
             })
             .is_ok()
         );
-        let err = config(ClickHouseTlsConfig {
+        let err = config(ClientTlsConfig {
             ca_file: "/nonexistent/ca.pem".into(),
             ..Default::default()
         })

@@ -11,6 +11,7 @@ use super::schema::Schema;
 use super::sender::ClickHouseSender;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
 use crate::config::opaque::Opaque;
+use crate::config::tls::client::ClientTlsConfig;
 use crate::config::{ByteSize, Duration};
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
 
@@ -117,89 +118,6 @@ impl Validate for BatchConfig {
     }
 }
 
-/// `tls`: how an `https://` endpoint is trusted and how the exporter proves who it is, in the
-/// OpenTelemetry Collector's shape (and the Kafka components' names). Absent: the system's
-/// root certificates, no client certificate. The files are read when the configuration is
-/// validated, so `wasmcol validate` reports a wrong path, and again when the exporter is built.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClickHouseTlsConfig {
-    /// PEM file with CA certificates trusted in addition to the system's root certificates
-    /// (a private CA that signed the server's certificate); empty = the system's only.
-    #[serde(default)]
-    pub ca_file: String,
-    /// PEM client certificate (chain), for servers that require mutual TLS; needs `key_file`.
-    #[serde(default)]
-    pub cert_file: String,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert_file`.
-    #[serde(default)]
-    pub key_file: String,
-    /// Accept any server certificate and name (for tests only: it defeats TLS's protection
-    /// against a man in the middle; a warning is logged at start).
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
-impl Validate for ClickHouseTlsConfig {
-    fn validate(&self) -> Vec<Problem> {
-        use rustls::pki_types::PrivateKeyDer;
-        use rustls::pki_types::pem::PemObject as _;
-
-        let mut p = Vec::new();
-        if self.cert_file.is_empty() != self.key_file.is_empty() {
-            p.push(Problem::new(
-                "",
-                "cert_file and key_file go together: set both or neither",
-            ));
-        }
-        for (option, path) in [("ca_file", &self.ca_file), ("cert_file", &self.cert_file)] {
-            if !path.is_empty()
-                && let Err(e) = read_certificates(path)
-            {
-                p.push(Problem::new(option, e));
-            }
-        }
-        if !self.key_file.is_empty()
-            && let Err(e) = PrivateKeyDer::from_pem_file(&self.key_file)
-        {
-            p.push(Problem::new(
-                "key_file",
-                pem_error(&self.key_file, "private key", &e),
-            ));
-        }
-        p
-    }
-}
-
-/// The certificates of a PEM file, explaining what is wrong with it: unreadable, not PEM, or no
-/// `CERTIFICATE` block in it.
-pub fn read_certificates(
-    path: &str,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| pem_error(path, "certificate", &e))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "no PEM certificate (BEGIN CERTIFICATE) in {path:?}"
-        ));
-    }
-    Ok(certs)
-}
-
-/// `pki_types::pem::Error` for a file, with the path and what was looked for.
-pub fn pem_error(path: &str, what: &str, e: &rustls::pki_types::pem::Error) -> String {
-    use rustls::pki_types::pem::Error;
-    match e {
-        Error::Io(io) => format!("cannot read {path:?}: {io}"),
-        Error::NoItemsFound => format!("no PEM {what} in {path:?}"),
-        other => format!("{path:?} is not a valid PEM {what} file: {other}"),
-    }
-}
-
 /// `exporters.clickhouse`: spans into ClickHouse over its HTTP interface, in the tables the
 /// OpenTelemetry Collector's ClickHouse exporter creates.
 #[derive(Debug, Clone, Deserialize)]
@@ -263,9 +181,10 @@ pub struct ClickHouseExporterConfig {
     /// Retries of retryable failures.
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
-    /// TLS of an `https://` endpoint: extra CA, client certificate, or no verification.
+    /// TLS of an `https://` endpoint, the options every exporter's `tls` has; absent = the
+    /// system's root certificates, no client certificate.
     #[serde(default)]
-    pub tls: Option<ClickHouseTlsConfig>,
+    pub tls: Option<ClientTlsConfig>,
 }
 
 fn default_database() -> String {
@@ -334,7 +253,10 @@ impl Validate for ClickHouseExporterConfig {
         let mut p = Vec::new();
         match check_endpoint(&self.endpoint) {
             Err(e) => p.push(Problem::new("endpoint", e)),
-            Ok(uri) if self.tls.is_some() && uri.scheme_str() == Some("http") => {
+            Ok(uri)
+                if self.tls.as_ref().is_some_and(|t| !t.insecure)
+                    && uri.scheme_str() == Some("http") =>
+            {
                 p.push(Problem::new(
                     "tls",
                     format!(
@@ -344,10 +266,11 @@ impl Validate for ClickHouseExporterConfig {
                     ),
                 ));
             }
+            Ok(uri) if uri.scheme_str() == Some("https") => {
+                let tls = self.tls.clone().unwrap_or_default();
+                p.extend(nested("tls", tls.problems()));
+            }
             Ok(_) => {}
-        }
-        if let Some(tls) = &self.tls {
-            p.extend(nested("tls", tls.validate()));
         }
         for (option, value) in [
             ("database", &self.database),
@@ -439,29 +362,28 @@ impl ExporterConfig for ClickHouseExporterConfig {
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
         let endpoint = check_endpoint(&self.endpoint)
             .map_err(|e| anyhow::anyhow!("exporters.{}.endpoint: {e}", ctx.id))?;
+        // https:// without a tls block: the system's roots, as any TLS client.
         let https = endpoint.scheme_str() == Some("https");
+        let tls = https
+            .then(|| {
+                let tls = self.tls.clone().unwrap_or_default();
+                tls.build(&format!("exporters.{}.tls", ctx.id), &["http/1.1"])
+            })
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let client = Client::new(
             endpoint,
             &self.username,
             self.password.expose(),
             self.timeout.get(),
-            self.tls.as_ref(),
-        )
-        .map_err(|e| anyhow::anyhow!("exporters.{}: {e}", ctx.id))?;
+            tls.map(Arc::new),
+        );
         if !self.password.is_empty() {
             crate::net::warn_plaintext_credentials(
                 &format!("exporters.{}", ctx.id),
                 "password",
                 https,
                 [self.endpoint.as_str()],
-            );
-        }
-        if self.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
-            tracing::warn!(
-                exporter = %ctx.id,
-                endpoint = %self.endpoint.trim(),
-                "tls.insecure_skip_verify is set: ClickHouse's certificate is not verified, \
-                 so anyone on the path can read and change what is sent"
             );
         }
         let schema = self.schema();

@@ -49,7 +49,5 @@ pub mod sender;
 #[cfg(test)]
 mod tests;
 
-pub use config::{
-    BatchConfig, ClickHouseExporterConfig, ClickHouseTlsConfig, Compress, TableEngine,
-};
+pub use config::{BatchConfig, ClickHouseExporterConfig, Compress, TableEngine};
 pub use schema::{INSERT_COLUMNS, Schema};

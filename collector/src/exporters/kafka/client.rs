@@ -9,29 +9,8 @@ use serde::Deserialize;
 
 use crate::component::Problem;
 use crate::config::opaque::Opaque;
-
-/// `tls`: encrypt connections to the brokers. Absent = plaintext.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaTlsConfig {
-    /// Connect without TLS although the block is present (the OpenTelemetry Collector's
-    /// `insecure`).
-    #[serde(default)]
-    pub insecure: bool,
-    /// PEM file with the CA certificates that signed the brokers' certificates; empty = the
-    /// system's CA store.
-    #[serde(default)]
-    pub ca_file: String,
-    /// PEM client certificate, for brokers that require mutual TLS.
-    #[serde(default)]
-    pub cert_file: String,
-    /// PEM private key of `cert_file`.
-    #[serde(default)]
-    pub key_file: String,
-    /// Accept any broker certificate (for tests only: it defeats TLS's protection).
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
+use crate::config::tls::client::ClientTlsConfig;
+use crate::exporters::sending_queue::nested;
 
 /// SASL mechanisms librdkafka supports without extra system libraries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -108,8 +87,8 @@ pub struct ClientSettings<'a> {
     pub brokers: &'a [String],
     /// The client id sent to the brokers.
     pub client_id: &'a str,
-    /// Transport security; `None` = plaintext.
-    pub tls: Option<&'a KafkaTlsConfig>,
+    /// Transport security; `None` (or `insecure: true`) = plaintext.
+    pub tls: Option<&'a ClientTlsConfig>,
     /// Authentication.
     pub auth: Option<&'a AuthConfig>,
     /// Extra librdkafka properties, applied last.
@@ -127,7 +106,7 @@ pub fn default_client_id() -> String {
 }
 
 impl ClientSettings<'_> {
-    /// Problems with these settings (no I/O; files are checked when the client starts).
+    /// Problems with these settings; the TLS files are read, as the client will read them.
     pub fn problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.brokers.is_empty() {
@@ -144,13 +123,9 @@ impl ClientSettings<'_> {
         if self.client_id.trim().is_empty() {
             p.push(Problem::new("client_id", "must not be empty"));
         }
-        if let Some(tls) = &self.tls
-            && tls.cert_file.is_empty() != tls.key_file.is_empty()
-        {
-            p.push(Problem::new(
-                "tls",
-                "cert_file and key_file go together: set both or neither",
-            ));
+        if let Some(tls) = self.tls.filter(|t| !t.insecure) {
+            p.extend(nested("tls", tls.problems()));
+            p.extend(nested("tls", librdkafka_cannot(tls)));
         }
         if let Some(sasl) = self.auth.and_then(|a| a.sasl.as_ref())
             && sasl.username.is_empty()
@@ -183,12 +158,17 @@ impl ClientSettings<'_> {
         };
         c.set("security.protocol", protocol);
         if let Some(t) = tls {
-            if !t.ca_file.is_empty() {
-                c.set("ssl.ca.location", &t.ca_file);
-            }
-            if !t.cert_file.is_empty() {
-                c.set("ssl.certificate.location", &t.cert_file);
-                c.set("ssl.key.location", &t.key_file);
+            for (property, value) in [
+                ("ssl.ca.location", &t.ca_file),
+                ("ssl.ca.pem", &t.ca_pem),
+                ("ssl.certificate.location", &t.cert_file),
+                ("ssl.certificate.pem", &t.cert_pem),
+                ("ssl.key.location", &t.key_file),
+                ("ssl.key.pem", &t.key_pem.expose().to_string()),
+            ] {
+                if !value.is_empty() {
+                    c.set(property, value);
+                }
             }
             if t.insecure_skip_verify {
                 c.set("enable.ssl.certificate.verification", "false");
@@ -207,6 +187,60 @@ impl ClientSettings<'_> {
     }
 }
 
+/// The `tls` options librdkafka has no property for, each a problem saying so.
+/// (`reload_interval` is not one: librdkafka reads the files when the client starts, which the
+/// README says.)
+fn librdkafka_cannot(tls: &ClientTlsConfig) -> Vec<Problem> {
+    let mut p = Vec::new();
+    if !tls.server_name_override.is_empty() {
+        p.push(Problem::new(
+            "server_name_override",
+            format!(
+                "{:?}: not supported for Kafka (librdkafka verifies each broker's advertised \
+                 host name); remove it, or set insecure_skip_verify for tests",
+                tls.server_name_override
+            ),
+        ));
+    }
+    if !tls.cipher_suites.is_empty() {
+        p.push(Problem::new(
+            "cipher_suites",
+            format!(
+                "{:?}: not supported for Kafka; set librdkafka_options: {{ ssl.cipher.suites: ... }} \
+                 with OpenSSL's names instead",
+                tls.cipher_suites
+            ),
+        ));
+    }
+    if tls.min_version != crate::config::tls::DEFAULT_MIN_VERSION && !tls.min_version.is_empty() {
+        p.push(Problem::new(
+            "min_version",
+            format!(
+                "{:?}: not supported for Kafka (librdkafka has no such property; OpenSSL's \
+                 minimum, TLS 1.2, applies); remove it",
+                tls.min_version
+            ),
+        ));
+    }
+    if !tls.max_version.is_empty() {
+        p.push(Problem::new(
+            "max_version",
+            format!(
+                "{:?}: not supported for Kafka (librdkafka has no such property); remove it",
+                tls.max_version
+            ),
+        ));
+    }
+    if tls.include_system_ca_certs_pool && !(tls.ca_file.is_empty() && tls.ca_pem.is_empty()) {
+        p.push(Problem::new(
+            "include_system_ca_certs_pool",
+            "not supported for Kafka together with ca_file or ca_pem (librdkafka trusts one or \
+             the other): put the system's CA certificates into ca_file, or remove ca_file",
+        ));
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,8 +248,9 @@ mod tests {
     #[test]
     fn tls_and_sasl_become_librdkafka_properties() {
         let brokers = default_brokers();
-        let tls = KafkaTlsConfig {
+        let tls = ClientTlsConfig {
             ca_file: "/ca.pem".into(),
+            key_pem: crate::config::opaque::Opaque::new("-----BEGIN PRIVATE KEY-----"),
             ..Default::default()
         };
         let auth = AuthConfig {
@@ -235,6 +270,7 @@ mod tests {
         let c = s.client_config();
         assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(c.get("ssl.ca.location"), Some("/ca.pem"));
+        assert_eq!(c.get("ssl.key.pem"), Some("-----BEGIN PRIVATE KEY-----"));
         assert_eq!(c.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
         assert_eq!(c.get("sasl.username"), Some("u"));
         let plain = ClientSettings {
@@ -276,5 +312,65 @@ mod tests {
         let mut tls_by_option = settings(&remote, &plain);
         tls_by_option.librdkafka_options = Some(&options);
         assert!(!warns(tls_by_option));
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn tls_options_librdkafka_cannot_honour_are_problems() {
+        let brokers = default_brokers();
+        let tls: ClientTlsConfig = serde_yaml_ng::from_str(
+            "{ insecure_skip_verify: true, server_name_override: kafka.internal, \
+             cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256], min_version: \"1.3\" }",
+        )
+        .unwrap();
+        let s = ClientSettings {
+            brokers: &brokers,
+            client_id: "wasmcol",
+            tls: Some(&tls),
+            ..Default::default()
+        };
+        let paths: Vec<String> = s.problems().into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "tls.server_name_override",
+                "tls.cipher_suites",
+                "tls.min_version"
+            ]
+        );
+        // A file that is not there is found at validation, not at the first connection.
+        let tls = ClientTlsConfig {
+            ca_file: "/no/ca.pem".into(),
+            ..Default::default()
+        };
+        let s = ClientSettings {
+            brokers: &brokers,
+            client_id: "wasmcol",
+            tls: Some(&tls),
+            ..Default::default()
+        };
+        let p = s.problems();
+        assert_eq!(p[0].path, "tls.ca_file");
+        assert!(p[0].message.contains("/no/ca.pem"), "{p:?}");
+        // insecure: plaintext, and nothing is read.
+        let tls = ClientTlsConfig {
+            insecure: true,
+            ..tls
+        };
+        let s = ClientSettings {
+            brokers: &brokers,
+            client_id: "wasmcol",
+            tls: Some(&tls),
+            ..Default::default()
+        };
+        assert!(s.problems().is_empty());
+        assert_eq!(
+            s.client_config().get("security.protocol"),
+            Some("plaintext")
+        );
     }
 }

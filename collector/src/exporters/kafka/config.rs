@@ -3,9 +3,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::client::{
-    AuthConfig, ClientSettings, KafkaTlsConfig, default_brokers, default_client_id,
-};
+use super::client::{AuthConfig, ClientSettings, default_brokers, default_client_id};
 use super::encoding::Encoding;
 use crate::component::{Problem, Validate};
 use crate::config::Duration;
@@ -165,7 +163,7 @@ pub struct KafkaExporterConfig {
     pub producer: ProducerConfig,
     /// Transport security; absent = plaintext.
     #[serde(default)]
-    pub tls: Option<KafkaTlsConfig>,
+    pub tls: Option<crate::config::tls::client::ClientTlsConfig>,
     /// Authentication (`sasl`).
     #[serde(default)]
     pub auth: AuthConfig,

@@ -8,6 +8,7 @@ use super::grpc::GrpcSender;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
 use crate::config::Duration;
 use crate::config::opaque::Opaque;
+use crate::config::tls::client::ClientTlsConfig;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
 
 /// Compression of each request body (the OpenTelemetry Collector's `compression`).
@@ -24,25 +25,18 @@ pub enum Compression {
     None,
 }
 
-/// `tls`: only plaintext connections for now.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Connect without TLS. Must be true until TLS is supported.
-    #[serde(default)]
-    pub insecure: bool,
-}
-
 /// `exporters.otlp`: OTLP over gRPC.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpExporterConfig {
-    /// The OTLP/gRPC server: `host:port` or `http://host:port`. Connections are plaintext.
+    /// The OTLP/gRPC server: `host:port` (TLS unless `tls.insecure`), `https://host:port`
+    /// (TLS) or `http://host:port` (plaintext).
     #[serde(default)]
     pub endpoint: String,
-    /// Transport security; TLS is not supported yet, so only `insecure: true` is accepted.
+    /// Transport security, as the Collector's: TLS verified against the system's roots
+    /// unless set otherwise; `insecure: true` for plaintext.
     #[serde(default)]
-    pub tls: Option<TlsConfig>,
+    pub tls: ClientTlsConfig,
     /// `gzip` (default), `zstd` or `none`.
     #[serde(default)]
     pub compression: Compression,
@@ -69,31 +63,27 @@ fn default_timeout() -> Duration {
 }
 
 impl OtlpExporterConfig {
-    /// The `host:port` to connect to, or why `endpoint` is unusable.
-    pub fn authority(&self) -> Result<String, String> {
+    /// The `host:port` to connect to and whether TLS is used, or why `endpoint` is unusable.
+    /// As the Collector: `https://` is TLS, `http://` plaintext, a bare `host:port` follows
+    /// `tls.insecure`.
+    pub fn authority(&self) -> Result<(String, bool), String> {
         let endpoint = self.endpoint.trim();
         if endpoint.is_empty() {
             return Err(
                 "missing: set it to the host:port of an OTLP/gRPC server, e.g. gateway:4317".into(),
             );
         }
-        let rest = if let Some(rest) = endpoint.strip_prefix("https://") {
-            if !self.tls.as_ref().is_some_and(|t| t.insecure) {
-                return Err(format!(
-                    "TLS is not supported yet, got {endpoint:?}: use a plain endpoint such as \
-                     {:?} (or set tls.insecure: true to connect without TLS)",
-                    rest.trim_end_matches('/')
-                ));
-            }
-            rest
+        let (rest, tls) = if let Some(rest) = endpoint.strip_prefix("https://") {
+            (rest, true)
         } else if let Some(rest) = endpoint.strip_prefix("http://") {
-            rest
+            (rest, false)
         } else if let Some((scheme, _)) = endpoint.split_once("://") {
             return Err(format!(
-                "unsupported scheme {scheme:?} in {endpoint:?}: expected host:port or http://host:port"
+                "unsupported scheme {scheme:?} in {endpoint:?}: expected host:port, \
+                 https://host:port or http://host:port"
             ));
         } else {
-            endpoint
+            (endpoint, !self.tls.insecure)
         };
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') {
@@ -102,7 +92,7 @@ impl OtlpExporterConfig {
             ));
         }
         crate::net::check_endpoint(rest)?;
-        Ok(rest.to_string())
+        Ok((rest.to_string(), tls))
     }
 }
 
@@ -141,16 +131,10 @@ fn metadata_problems(headers: &BTreeMap<String, Opaque>) -> Vec<Problem> {
 impl Validate for OtlpExporterConfig {
     fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
-        if let Err(e) = self.authority() {
-            p.push(Problem::new("endpoint", e));
-        }
-        if let Some(tls) = &self.tls
-            && !tls.insecure
-        {
-            p.push(Problem::new(
-                "tls.insecure",
-                "TLS is not supported yet: only `insecure: true` (plaintext) is accepted, got false",
-            ));
+        match self.authority() {
+            Err(e) => p.push(Problem::new("endpoint", e)),
+            Ok((_, true)) => p.extend(nested("tls", self.tls.problems())),
+            Ok((_, false)) => {}
         }
         p.extend(metadata_problems(&self.headers));
         p.extend(self.auth.iter().flat_map(|a| a.validate("auth")));
@@ -172,11 +156,19 @@ impl ExporterConfig for OtlpExporterConfig {
     }
 
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
-        let authority = self
+        let (authority, tls) = self
             .authority()
             .map_err(|e| anyhow::anyhow!("exporters.{}: endpoint: {e}", ctx.id))?;
+        let tls = tls
+            .then(|| {
+                self.tls
+                    .build(&format!("exporters.{}.tls", ctx.id), &["h2"])
+            })
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let sender = GrpcSender::new(
             &authority,
+            tls.map(Arc::new),
             self.compression,
             &self.headers,
             self.timeout.get(),

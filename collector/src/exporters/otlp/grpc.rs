@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::{DecodeContext, WireType};
@@ -20,6 +21,7 @@ use tonic_prost::ProstCodec;
 use tonic_types::StatusExt;
 
 use super::Compression;
+use crate::config::tls::client::{ClientTls, HttpsConnector};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
 use crate::otlp::ExportTraceServiceResponse;
 use crate::pipeline::TraceBatch;
@@ -66,6 +68,7 @@ impl Message for SharedRequest {
 pub struct GrpcSender {
     target: String,
     endpoint: Endpoint,
+    connector: HttpsConnector,
     /// Created on first use, inside the runtime (tonic spawns the connection's task).
     channel: OnceLock<Channel>,
     compression: Option<CompressionEncoding>,
@@ -76,21 +79,31 @@ pub struct GrpcSender {
 }
 
 impl GrpcSender {
-    /// A sender to `authority` (`host:port`). Headers must have been validated.
+    /// A sender to `authority` (`host:port`), over TLS when `tls` is given. Headers must have
+    /// been validated.
     pub fn new(
         authority: &str,
+        tls: Option<Arc<ClientTls>>,
         compression: Compression,
         headers: &BTreeMap<String, crate::config::opaque::Opaque>,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let uri = format!("http://{authority}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let uri = format!("{scheme}://{authority}");
         let mut endpoint = Endpoint::from_shared(uri.clone())
             .and_then(|e| e.user_agent(concat!("wasmcol/", env!("CARGO_PKG_VERSION"))))
-            .map_err(|e| format!("endpoint {uri:?}: {}", error_chain(&e)))?
-            .tcp_nodelay(true);
+            .map_err(|e| format!("endpoint {uri:?}: {}", error_chain(&e)))?;
         if !timeout.is_zero() {
             endpoint = endpoint.connect_timeout(timeout);
         }
+        // Our connector, so TLS is rustls with the configuration current at each connection
+        // (certificates rotated on disk apply to the next one).
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        let connector = match &tls {
+            Some(tls) => tls.connector(http),
+            None => HttpsConnector::plaintext(http),
+        };
         let mut metadata = MetadataMap::new();
         for (name, value) in headers {
             let key = AsciiMetadataKey::from_bytes(name.as_bytes())
@@ -102,6 +115,7 @@ impl GrpcSender {
         Ok(Self {
             target: uri,
             endpoint,
+            connector,
             channel: OnceLock::new(),
             compression: match compression {
                 Compression::Gzip => Some(CompressionEncoding::Gzip),
@@ -135,7 +149,10 @@ impl Sender for GrpcSender {
     async fn send(&self, payload: &SharedRequest) -> Result<Accepted, SendError> {
         let channel = self
             .channel
-            .get_or_init(|| self.endpoint.connect_lazy())
+            .get_or_init(|| {
+                self.endpoint
+                    .connect_with_connector_lazy(self.connector.clone())
+            })
             .clone();
         let mut grpc = Grpc::new(channel)
             .max_encoding_message_size(usize::MAX)
@@ -197,7 +214,13 @@ pub fn classify(status: &Status) -> SendError {
         status.message()
     );
     if let Some(source) = status.source() {
-        reason.push_str(&format!(" ({})", error_chain(source)));
+        let chain = error_chain(source);
+        // A transport error repeats itself as the status message; say it once.
+        if !status.message().is_empty() && chain.contains(status.message()) {
+            reason = format!("gRPC status {}: {chain}", code_name(status.code()));
+        } else {
+            reason.push_str(&format!(" ({chain})"));
+        }
     }
     if retryable {
         SendError::Retryable {

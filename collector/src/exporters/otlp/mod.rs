@@ -4,7 +4,8 @@
 //! ```yaml
 //! exporters:
 //!   otlp/gateway:
-//!     endpoint: gateway:4317        # or http://gateway:4317; plaintext only for now
+//!     endpoint: gateway:4317        # TLS; http://gateway:4317 or tls.insecure for plaintext
+//!     tls: { ca_file: /certs/ca.pem, cert_file: /certs/client.pem, key_file: /certs/client-key.pem }
 //!     compression: gzip             # gzip (default), zstd, none
 //!     headers: { authorization: "Bearer ${env:TOKEN}" }
 //!     timeout: 5s
@@ -23,5 +24,5 @@ mod grpc;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Compression, OtlpExporterConfig, TlsConfig};
+pub use config::{Compression, OtlpExporterConfig};
 pub use grpc::{GrpcSender, SharedRequest, classify, error_chain};

@@ -143,7 +143,12 @@ async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter>, Exporter
     } else {
         "retry_on_failure: { initial_interval: 20ms, max_interval: 100ms, max_elapsed_time: 5s }"
     };
-    let yaml = format!("endpoint: {addr}\n{retry}\n{extra}");
+    let tls = if extra.contains("tls:") {
+        ""
+    } else {
+        "tls: { insecure: true }"
+    };
+    let yaml = format!("endpoint: {addr}\n{tls}\n{retry}\n{extra}");
     let cfg = parse(&yaml).unwrap();
     let ctx = BuildContext {
         id: ComponentId::parse("otlp/test").unwrap(),
@@ -438,11 +443,14 @@ fn defaults_follow_the_opentelemetry_collector() {
     assert_eq!(cfg.timeout, crate::config::Duration::from_secs(5));
     assert!(cfg.sending_queue.enabled);
     assert_eq!(cfg.sending_queue.queue_size, 1000);
-    assert_eq!(cfg.authority().unwrap(), "gateway:4317");
+    // As the Collector: TLS unless told otherwise; the scheme wins over tls.insecure.
+    assert_eq!(cfg.authority().unwrap(), ("gateway:4317".into(), true));
+    let cfg = parse("endpoint: gateway:4317\ntls: { insecure: true }").unwrap();
+    assert_eq!(cfg.authority().unwrap(), ("gateway:4317".into(), false));
     let cfg = parse("endpoint: http://gateway:4317/").unwrap();
-    assert_eq!(cfg.authority().unwrap(), "gateway:4317");
+    assert_eq!(cfg.authority().unwrap(), ("gateway:4317".into(), false));
     let cfg = parse("endpoint: https://gateway:4317\ntls: { insecure: true }").unwrap();
-    assert_eq!(cfg.authority().unwrap(), "gateway:4317");
+    assert_eq!(cfg.authority().unwrap(), ("gateway:4317".into(), true));
 }
 
 #[test]
@@ -461,41 +469,152 @@ fn config_problems_name_the_option_and_value() {
         ]
     );
     assert_eq!(
-        messages("endpoint: https://gateway:4317"),
-        vec![
-            "endpoint: TLS is not supported yet, got \"https://gateway:4317\": use a plain \
-             endpoint such as \"gateway:4317\" (or set tls.insecure: true to connect without TLS)"
-        ]
+        messages("endpoint: https://gateway:4317\ntls: { ca_file: /no/ca.pem }"),
+        vec!["tls.ca_file: cannot read \"/no/ca.pem\": No such file or directory (os error 2)"]
     );
+    // A plaintext hop does not read the tls block.
+    parse("endpoint: http://gateway:4317\ntls: { ca_file: /no/ca.pem }").unwrap();
     let m = messages(
-        "endpoint: gateway\ntls: { insecure: false }\nheaders: { x-bin: a, x-ok: \"caf\u{e9}\" }\n\
+        "endpoint: gateway\ntls: { min_version: \"1.0\" }\nheaders: { x-bin: a, x-ok: \"caf\u{e9}\" }\n\
          sending_queue: { num_consumers: 0 }\nretry_on_failure: { multiplier: 0 }",
     );
-    assert_eq!(m.len(), 6, "{m:#?}");
+    assert_eq!(m.len(), 5, "{m:#?}");
     assert!(m[0].starts_with("endpoint: expected host:port"), "{}", m[0]);
+    let m = messages("endpoint: gateway:4317\ntls: { min_version: \"1.0\" }");
     assert!(
-        m[1].starts_with("tls.insecure: TLS is not supported yet"),
+        m[0].starts_with("tls.min_version: TLS 1.0 is not supported"),
+        "{}",
+        m[0]
+    );
+    let m = messages(
+        "endpoint: gateway:1\ntls: { insecure: true }\nheaders: { x-bin: a, x-ok: \"caf\u{e9}\" }\n\
+         sending_queue: { num_consumers: 0 }\nretry_on_failure: { multiplier: 0 }",
+    );
+    assert!(
+        m[0].starts_with("headers.x-bin: binary metadata"),
+        "{}",
+        m[0]
+    );
+    assert!(
+        m[1].starts_with("headers.x-ok: the value is not valid metadata"),
         "{}",
         m[1]
     );
-    assert!(
-        m[2].starts_with("headers.x-bin: binary metadata"),
-        "{}",
-        m[2]
-    );
-    assert!(
-        m[3].starts_with("headers.x-ok: the value is not valid metadata"),
-        "{}",
-        m[3]
-    );
     assert_eq!(
-        m[4],
+        m[2],
         "sending_queue.num_consumers: must be at least 1, got 0"
     );
     assert_eq!(
-        m[5],
+        m[3],
         "retry_on_failure.multiplier: must be 1 or more, got 0"
     );
     let m = messages("endpoint: gw:4317\nbalancer_name: round_robin");
     assert!(m[0].contains("balancer_name"), "{m:?}");
+}
+
+/// A TLS endpoint in front of `backend` (plaintext): it terminates TLS with `config` and
+/// relays the bytes, as a TLS-terminating proxy would. Counts handshakes that succeeded.
+async fn tls_in_front_of(
+    backend: SocketAddr,
+    config: rustls::ServerConfig,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut plain = tokio::net::TcpStream::connect(backend).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (addr, handshakes)
+}
+
+fn tls_yaml(dir: &std::path::Path, ca: &str) -> String {
+    format!(
+        "tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}",
+        dir.join(ca).display(),
+        dir.join("client.pem").display(),
+        dir.join("client-key.pem").display()
+    )
+}
+
+#[tokio::test]
+async fn delivers_over_mutual_tls_to_a_bare_endpoint() {
+    use crate::config::tls::client::test_pki::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("test CA");
+    pki.write(dir.path());
+    let backend = Backend::with(vec![]);
+    let plain = serve(backend.clone()).await;
+    let (addr, handshakes) = tls_in_front_of(plain, pki.server_config(true, &["h2"])).await;
+    // A bare host:port is TLS, as in the Collector.
+    let (exporter, metrics) = exporter(addr, &tls_yaml(dir.path(), "ca.pem")).await;
+    let (b, slot) = batch(&["secret-a", "secret-b"]);
+    exporter.consume(b).await.unwrap();
+    assert_eq!(outcome(&slot).await, Outcome::Delivered);
+    assert_eq!(backend.accepted_span_names(), vec!["secret-a", "secret-b"]);
+    assert_eq!(metrics.sent.get(), 2);
+    assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_to_a_plaintext_server_says_to_set_insecure() {
+    use crate::config::tls::client::test_pki::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    Pki::new("test CA").write(dir.path());
+    let addr = serve(Backend::with(vec![])).await;
+    let extra = format!(
+        "{}\nsending_queue: {{ enabled: false }}\nretry_on_failure: {{ enabled: false }}",
+        tls_yaml(dir.path(), "ca.pem")
+    );
+    let (exporter, _) = exporter(addr, &extra).await;
+    let (b, _) = batch(&["x"]);
+    let err = format!("{:?}", exporter.consume(b).await.unwrap_err());
+    assert!(
+        err.contains("exporters.otlp/test.tls.insecure: true"),
+        "the error says what to do: {err}"
+    );
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_refused() {
+    use crate::config::tls::client::test_pki::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("test CA");
+    pki.write(dir.path());
+    std::fs::write(
+        dir.path().join("other-ca.pem"),
+        Pki::new("other CA").ca.cert,
+    )
+    .unwrap();
+    let backend = Backend::with(vec![]);
+    let plain = serve(backend.clone()).await;
+    let (addr, handshakes) = tls_in_front_of(plain, pki.server_config(false, &["h2"])).await;
+    let extra = format!(
+        "{}\nsending_queue: {{ enabled: false }}\nretry_on_failure: {{ enabled: false }}",
+        tls_yaml(dir.path(), "other-ca.pem")
+    );
+    let (exporter, _) = exporter(addr, &extra).await;
+    let (b, _) = batch(&["x"]);
+    let err = format!("{:?}", exporter.consume(b).await.unwrap_err());
+    assert!(
+        err.contains("certificate is not trusted") && err.contains("tls.ca_file"),
+        "{err}"
+    );
+    assert_eq!(backend.attempts(), 0);
+    assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    exporter.shutdown().await;
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message;
 
 use super::Encoding;
+use crate::config::tls::client::{ClientTls, HttpsConnector};
 use crate::exporters::otlp::{Compression, error_chain};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
 use crate::otlp::ExportTraceServiceResponse;
@@ -29,7 +31,7 @@ const MAX_QUOTED_CHARS: usize = 1024;
 
 /// Sends to one OTLP/HTTP URL.
 pub struct HttpSender {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector, Full<Bytes>>,
     url: Uri,
     /// Every request's headers: the configured ones plus content type and encoding.
     headers: HeaderMap,
@@ -40,9 +42,11 @@ pub struct HttpSender {
 }
 
 impl HttpSender {
-    /// A sender posting to `url`. Headers must have been validated.
+    /// A sender posting to `url`, with `tls` for an `https://` one. Headers must have been
+    /// validated.
     pub fn new(
         url: Uri,
+        tls: Option<Arc<ClientTls>>,
         encoding: Encoding,
         compression: Compression,
         configured: &BTreeMap<String, crate::config::opaque::Opaque>,
@@ -78,6 +82,10 @@ impl HttpSender {
         if !timeout.is_zero() {
             connector.set_connect_timeout(Some(timeout));
         }
+        let connector = match &tls {
+            Some(tls) => tls.connector(connector),
+            None => HttpsConnector::plaintext(connector),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))

@@ -548,8 +548,11 @@ fn config_problems_name_the_option_and_value() {
         ]
     );
     assert_eq!(
-        messages("endpoint: https://gw:4318"),
-        vec!["endpoint: TLS is not supported yet, got \"https://gw:4318\": use an http:// URL"]
+        messages("endpoint: https://gw:4318\ntls: { cert_file: /no/client.pem }"),
+        vec![
+            "tls.key_file: missing: a client certificate is given, so set key_file (or key_pem) too",
+            "tls.cert_file: cannot read \"/no/client.pem\": No such file or directory (os error 2)"
+        ]
     );
     assert_eq!(
         messages("endpoint: gw:4318"),
@@ -559,11 +562,11 @@ fn config_problems_name_the_option_and_value() {
     );
     let m = messages(
         "endpoint: ftp://gw\ntraces_endpoint: https://gw/v1/traces\nheaders: { \"bad name\": x }\n\
-         sending_queue: { queue_size: 0 }",
+         sending_queue: { queue_size: 0 }\ntls: { min_version: \"1.1\" }",
     );
     assert_eq!(m.len(), 4, "{m:#?}");
     assert!(
-        m[0].starts_with("traces_endpoint: TLS is not supported yet"),
+        m[0].starts_with("tls.min_version: TLS 1.1 is not supported"),
         "{}",
         m[0]
     );
@@ -586,4 +589,69 @@ fn config_problems_name_the_option_and_value() {
         m[0].starts_with("compression: unknown variant `snappy`"),
         "{m:?}"
     );
+}
+
+/// An HTTPS server in front of `backend`: terminates TLS with `config` and relays the bytes.
+async fn tls_in_front_of(backend: SocketAddr, config: rustls::ServerConfig) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut plain = tokio::net::TcpStream::connect(backend).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn posts_over_https_with_a_client_certificate() {
+    use crate::config::tls::client::test_pki::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("test CA");
+    pki.write(dir.path());
+    let backend = Backend::with(vec![]);
+    let plain = serve(backend.clone()).await;
+    let addr = tls_in_front_of(plain, pki.server_config(true, &["http/1.1"])).await;
+    let d = dir.path().display();
+    let cfg = parse(&format!(
+        "endpoint: https://localhost:{}\n\
+         tls: {{ ca_file: {d}/ca.pem, cert_file: {d}/client.pem, key_file: {d}/client-key.pem }}\n\
+         sending_queue: {{ enabled: false }}",
+        addr.port()
+    ))
+    .unwrap();
+    let ctx = BuildContext {
+        id: ComponentId::parse("otlphttp/tls").unwrap(),
+        pipeline: None,
+        metrics: Arc::new(Metrics::new()),
+        stores: Default::default(),
+        acknowledge_when_stored: false,
+    };
+    let exporter = cfg.build(&ctx).unwrap();
+    exporter.start().await.unwrap();
+    let (b, _) = batch(&["over-https"]);
+    exporter.consume(b).await.unwrap();
+    assert_eq!(backend.accepted_span_names(), vec!["over-https"]);
+
+    // The same server, trusted through another CA: refused, and the error says why.
+    std::fs::write(dir.path().join("other.pem"), Pki::new("other CA").ca.cert).unwrap();
+    let cfg = parse(&format!(
+        "endpoint: https://localhost:{}\ntls: {{ ca_file: {d}/other.pem }}\n\
+         sending_queue: {{ enabled: false }}\nretry_on_failure: {{ enabled: false }}",
+        addr.port()
+    ))
+    .unwrap();
+    let exporter = cfg.build(&ctx).unwrap();
+    exporter.start().await.unwrap();
+    let (b, _) = batch(&["refused"]);
+    let err = format!("{:?}", exporter.consume(b).await.unwrap_err());
+    assert!(err.contains("certificate is not trusted"), "{err}");
+    assert_eq!(backend.attempts(), 1);
 }

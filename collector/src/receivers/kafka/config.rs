@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::component::{Problem, Validate};
 use crate::config::Duration;
 use crate::exporters::kafka::client::{
-    AuthConfig, ClientSettings, KafkaTlsConfig, default_brokers, default_client_id,
+    AuthConfig, ClientSettings, default_brokers, default_client_id,
 };
 use crate::exporters::kafka::{Encoding, topic_problem};
 
@@ -64,7 +64,7 @@ pub struct KafkaReceiverConfig {
     pub dead_letter_topic: String,
     /// Transport security; absent = plaintext.
     #[serde(default)]
-    pub tls: Option<KafkaTlsConfig>,
+    pub tls: Option<crate::config::tls::client::ClientTlsConfig>,
     /// Authentication (`sasl`).
     #[serde(default)]
     pub auth: AuthConfig,
