@@ -159,6 +159,14 @@ impl ExporterConfig for OtlpExporterConfig {
         let (authority, tls) = self
             .authority()
             .map_err(|e| anyhow::anyhow!("exporters.{}: endpoint: {e}", ctx.id))?;
+        if self.auth.is_some() {
+            crate::net::warn_plaintext_credentials(
+                &format!("exporters.{}", ctx.id),
+                "auth",
+                tls,
+                [authority.as_str()],
+            );
+        }
         let tls = tls
             .then(|| {
                 self.tls

@@ -170,7 +170,17 @@ impl ExporterConfig for OtlpHttpExporterConfig {
         let url = self
             .traces_url()
             .map_err(|p| anyhow::anyhow!("exporters.{}.{}: {}", ctx.id, p.path, p.message))?;
-        let tls = (url.scheme_str() == Some("https"))
+        let https = url.scheme_str() == Some("https");
+        if self.auth.is_some() {
+            let authority = url.authority().map(|a| a.as_str()).unwrap_or_default();
+            crate::net::warn_plaintext_credentials(
+                &format!("exporters.{}", ctx.id),
+                "auth",
+                https,
+                [authority],
+            );
+        }
+        let tls = https
             .then(|| {
                 self.tls
                     .build(&format!("exporters.{}.tls", ctx.id), &["http/1.1"])

@@ -632,6 +632,7 @@ async fn posts_over_https_with_a_client_certificate() {
         pipeline: None,
         metrics: Arc::new(Metrics::new()),
         stores: Default::default(),
+        authenticators: Default::default(),
         acknowledge_when_stored: false,
     };
     let exporter = cfg.build(&ctx).unwrap();
