@@ -127,8 +127,14 @@ fn sidecar_to_gateway_over_mutual_tls_with_a_token_as_the_readme_says() {
         ("WASMCOL_GRPC_ENDPOINT", format!("127.0.0.1:{gw_grpc}")),
         ("WASMCOL_HTTP_ENDPOINT", format!("127.0.0.1:{gw_http}")),
         ("WASMCOL_HEALTH_ENDPOINT", format!("127.0.0.1:{gw_health}")),
-        ("WASMCOL_METRICS_ADDRESS", format!("127.0.0.1:{}", free_port())),
-        ("WASMCOL_OUTPUT", path(work.path().join("gateway/traces.pb"))),
+        (
+            "WASMCOL_METRICS_ADDRESS",
+            format!("127.0.0.1:{}", free_port()),
+        ),
+        (
+            "WASMCOL_OUTPUT",
+            path(work.path().join("gateway/traces.pb")),
+        ),
         ("WASMCOL_TLS_CERT", path(tls.join("gateway.crt"))),
         ("WASMCOL_TLS_KEY", path(tls.join("gateway.key"))),
         ("WASMCOL_TLS_CA", path(tls.join("ca.crt"))),
@@ -142,7 +148,10 @@ fn sidecar_to_gateway_over_mutual_tls_with_a_token_as_the_readme_says() {
         ("WASMCOL_GRPC_ENDPOINT", format!("127.0.0.1:{sc_grpc}")),
         ("WASMCOL_HTTP_ENDPOINT", format!("127.0.0.1:{sc_http}")),
         ("WASMCOL_HEALTH_ENDPOINT", format!("127.0.0.1:{sc_health}")),
-        ("WASMCOL_METRICS_ADDRESS", format!("127.0.0.1:{}", free_port())),
+        (
+            "WASMCOL_METRICS_ADDRESS",
+            format!("127.0.0.1:{}", free_port()),
+        ),
         ("WASMCOL_GATEWAY_ENDPOINT", format!("localhost:{gw_grpc}")),
         ("WASMCOL_TLS_CERT", path(tls.join("sidecar.crt"))),
         ("WASMCOL_TLS_KEY", path(tls.join("sidecar.key"))),
@@ -194,7 +203,10 @@ fn sidecar_to_gateway_over_mutual_tls_with_a_token_as_the_readme_says() {
             &args,
             &expected(&format!("direct-{protocol}.json")),
         );
-        assert!(ok && ids.len() == 12, "the gateway refused {protocol}: {err}");
+        assert!(
+            ok && ids.len() == 12,
+            "the gateway refused {protocol}: {err}"
+        );
         want.extend(ids);
     }
     // Refused: no token; a token but no client certificate.
@@ -208,7 +220,10 @@ fn sidecar_to_gateway_over_mutual_tls_with_a_token_as_the_readme_says() {
             &args,
             &expected(&format!("no-token-{protocol}.json")),
         );
-        assert!(!ok && ids.is_empty(), "{protocol} without a token was accepted");
+        assert!(
+            !ok && ids.is_empty(),
+            "{protocol} without a token was accepted"
+        );
         let (ok, ids, _) = send(
             protocol,
             &format!("localhost:{port}"),
@@ -224,7 +239,8 @@ fn sidecar_to_gateway_over_mutual_tls_with_a_token_as_the_readme_says() {
 
     let out = work.path().join("gateway/traces.pb");
     let arrived = wait_until(Duration::from_secs(20), || {
-        gateway_span_ids(&out).is_some_and(|got| want.iter().all(|id| got.binary_search(id).is_ok()))
+        gateway_span_ids(&out)
+            .is_some_and(|got| want.iter().all(|id| got.binary_search(id).is_ok()))
     });
     assert!(
         arrived,
