@@ -227,6 +227,7 @@ receivers:
 exporters:
   otlp:
     endpoint: 127.0.0.1:{g_grpc}
+    tls: {{ insecure: true }}
     auth: {{ authenticator: bearertokenauth/out }}
     retry_on_failure: {{ enabled: false }}
 service:
