@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use wasmtime::component::{HasData, Resource};
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::bindings::sync::io::poll as wasi_poll;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::wasmcol::plugin::{host, types};
+use super::limits::Limiter;
 use super::tables::Tables;
 use crate::telemetry::Metrics;
 
@@ -117,66 +117,6 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-/// [`StoreLimits`] plus what the host needs to know: the linear memory in use (to recycle
-/// instances past a high-water mark) and whether the cap was hit (to name the failure).
-pub struct Limiter {
-    inner: StoreLimits,
-    /// Bytes of linear memory, summed over the instance's memories.
-    pub memory_bytes: usize,
-    /// Set when a growth was refused.
-    pub hit_limit: bool,
-}
-
-impl Limiter {
-    fn new(memory_limit: usize) -> Self {
-        Self {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(memory_limit)
-                .trap_on_grow_failure(true)
-                .build(),
-            memory_bytes: 0,
-            hit_limit: false,
-        }
-    }
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum);
-        match &allowed {
-            Ok(true) => self.memory_bytes += desired - current,
-            _ => self.hit_limit = true,
-        }
-        allowed
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.inner.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.inner.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.inner.memories()
     }
 }
 

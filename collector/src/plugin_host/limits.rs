@@ -1,6 +1,7 @@
 //! The limits every plugin instance runs under, and what happens to data when a call fails.
 
 use serde::Deserialize;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 use crate::config::{ByteSize, Duration};
 
@@ -79,5 +80,66 @@ impl Limits {
     /// Linear memory past which an instance is recycled, in bytes.
     pub fn recycle_bytes(&self) -> usize {
         (self.recycle_memory_mib.unwrap_or(self.memory_mib / 2) as usize) << 20
+    }
+}
+
+/// [`StoreLimits`] plus what the host needs to know: the linear memory in use (to recycle
+/// instances past a high-water mark) and whether the cap was hit (to name the failure).
+pub struct Limiter {
+    inner: StoreLimits,
+    /// Bytes of linear memory, summed over the instance's memories.
+    pub memory_bytes: usize,
+    /// Set when a growth was refused.
+    pub hit_limit: bool,
+}
+
+impl Limiter {
+    /// A limiter capping linear memory at `memory_limit` bytes.
+    pub fn new(memory_limit: usize) -> Self {
+        Self {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_bytes: 0,
+            hit_limit: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        match &allowed {
+            Ok(true) => self.memory_bytes += desired - current,
+            _ => self.hit_limit = true,
+        }
+        allowed
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
