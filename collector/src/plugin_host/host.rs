@@ -21,6 +21,9 @@ const MAX_LOG_BYTES: usize = 4096;
 const MAX_COUNTERS: usize = 64;
 /// How much of a plugin's stderr (panic messages) is kept for the log.
 const STDERR_CAPACITY: usize = 8192;
+/// Most host resources (streams, pollables, clocks' subscriptions) one instance may hold at
+/// once: each costs host memory outside the instance's budget, and a plugin needs a handful.
+const MAX_HOST_RESOURCES: usize = 1024;
 
 /// Shared by every instance of one `wasm` processor.
 pub struct Services {
@@ -80,7 +83,7 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh state for one instance: WASI with no files, network, environment or arguments.
-    pub fn new(services: Arc<Services>, memory_limit: usize) -> Self {
+    pub fn new(services: Arc<Services>, memory_budget: usize) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -88,10 +91,12 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
-            limiter: Limiter::new(memory_limit),
+            table,
+            limiter: Limiter::new(memory_budget),
             services,
             stderr,
             call_deadline: Instant::now(),
