@@ -737,3 +737,57 @@ fn compiled_plugins_are_cached_on_disk() {
         "loading from the cache ({warm:?}) should beat compiling ({cold:?})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_flood_is_limited_escaped_and_counted() {
+    let (http, metrics) = (free_port(), free_port());
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!(
+                "plugin: {HOSTILE}\nconfig: {{ mode: log-flood }}\nlimits: {{ call_timeout: 5s }}"
+            ),
+        ),
+        http,
+    );
+    // 10,000 lines with line breaks and escape sequences in one call.
+    assert_eq!(
+        post(http, request(100, &["trigger"])).await,
+        200,
+        "{}",
+        c.log()
+    );
+    let span = wait_for_span(&c, 100);
+    assert_eq!(int_attr(&span, "hostile.instance_calls"), Some(1));
+
+    let text = scrape_metrics(metrics).await;
+    let suppressed = metric_value(
+        &text,
+        "wasmcol_plugin_log_lines_suppressed_total{processor=\"wasm/p\"}",
+    );
+    assert_eq!(suppressed, Some(10_000.0 - 20.0), "{text}");
+    let log = c.log();
+    let written: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("plugin: flood "))
+        .collect();
+    assert_eq!(written.len(), 20, "{log}");
+    for line in &written {
+        assert!(
+            line.contains("\\n2026-01-01T00:00:00Z ERROR forged line\\r\\n\\u{1b}[2J"),
+            "{line}"
+        );
+        assert!(line.len() < 4096 + 512, "{} bytes", line.len());
+    }
+    assert!(
+        !log.contains("\n2026-01-01T00:00:00Z ERROR forged"),
+        "a forged line got through"
+    );
+    assert!(!log.contains('\u{1b}'), "an escape sequence got through");
+
+    // Still up and healthy: the next batch is processed by the same instance.
+    assert_eq!(post(http, request(200, &["normal"])).await, 200);
+    let next = wait_for_span(&c, 200);
+    assert_eq!(int_attr(&next, "hostile.instance_calls"), Some(2));
+}
