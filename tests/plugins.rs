@@ -791,3 +791,39 @@ async fn a_log_flood_is_limited_escaped_and_counted() {
     let next = wait_for_span(&c, 200);
     assert_eq!(int_attr(&next, "hostile.instance_calls"), Some(2));
 }
+
+/// The cache holds native code run outside the sandbox: one that others can write is not
+/// used (`compiled_plugins_are_cached_on_disk` shows a private one is).
+#[test]
+fn a_cache_directory_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = tmp.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        config(free_port(), free_port(), &format!("plugin: {TAGGER}")),
+    )
+    .unwrap();
+    let out = Command::new(binary("wasmcol"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env("WASMCOL_PLUGIN_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The engine writes its cache from a background worker; give it the time it takes when
+    // it does (see `compiled_plugins_are_cached_on_disk`).
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        0,
+        "compiled code was written where others can swap it"
+    );
+}
