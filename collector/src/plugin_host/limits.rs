@@ -146,8 +146,13 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            // Past the memory's own declared maximum: `memory.grow` returns -1, as in any
+            // WebAssembly runtime; nothing is allocated.
+            return Ok(false);
+        }
         let grow = desired.saturating_sub(current);
-        if maximum.is_some_and(|m| desired > m) || self.used().saturating_add(grow) > self.budget {
+        if self.used().saturating_add(grow) > self.budget {
             return self.refuse("memory growth");
         }
         self.memory_bytes += grow;
@@ -160,13 +165,14 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            // Past the table's own declared maximum: `table.grow` returns -1.
+            return Ok(false);
+        }
         let grow = desired
             .saturating_sub(current)
             .saturating_mul(TABLE_ELEMENT_BYTES);
-        if desired > MAX_TABLE_ELEMENTS
-            || maximum.is_some_and(|m| desired > m)
-            || self.used().saturating_add(grow) > self.budget
-        {
+        if desired > MAX_TABLE_ELEMENTS || self.used().saturating_add(grow) > self.budget {
             return self.refuse("table growth");
         }
         self.table_bytes += grow;
@@ -273,9 +279,9 @@ mod tests {
         assert!(matches!(err, CallError::MemoryLimit), "{err}");
     }
 
-    /// A module with a memory of `pages` and a table, whose start function grows the table
-    /// by `grow` elements.
-    fn growing_table(pages: u64, grow: i32) -> Vec<u8> {
+    /// A module with a memory of `pages` and a table (of at most `maximum` elements), whose
+    /// start function grows the table by `grow` elements.
+    fn growing_table(pages: u64, grow: i32, maximum: Option<u64>) -> Vec<u8> {
         let mut m = Module::new();
         let mut types = TypeSection::new();
         types.ty().function([], []);
@@ -288,7 +294,7 @@ mod tests {
             element_type: RefType::FUNCREF,
             table64: false,
             minimum: 1,
-            maximum: None,
+            maximum,
             shared: false,
         });
         m.section(&tables);
@@ -313,16 +319,23 @@ mod tests {
 
     #[test]
     fn table_grow_to_2_pow_28_is_refused_as_a_memory_limit() {
-        let err = instantiate(&growing_table(1, 1 << 28), 128).unwrap_err();
+        let err = instantiate(&growing_table(1, 1 << 28, None), 128).unwrap_err();
         assert!(matches!(err, CallError::MemoryLimit), "{err}");
     }
 
     #[test]
     fn table_growth_counts_against_the_memory_budget() {
         // 1,000 elements fit beside 1 MiB of linear memory in a 2 MiB budget...
-        instantiate(&growing_table(16, 1000), 2).unwrap();
+        instantiate(&growing_table(16, 1000, None), 2).unwrap();
         // ...but not beside a memory that already fills it.
-        let err = instantiate(&growing_table(32, 1000), 2).unwrap_err();
+        let err = instantiate(&growing_table(32, 1000, None), 2).unwrap_err();
         assert!(matches!(err, CallError::MemoryLimit), "{err}");
+    }
+
+    #[test]
+    fn growth_past_a_declared_maximum_fails_as_in_any_runtime() {
+        // `table.grow` past the table's own maximum returns -1 (the start function drops it):
+        // the plugin carries on, nothing was allocated or counted.
+        instantiate(&growing_table(1, 100, Some(10)), 8).unwrap();
     }
 }
