@@ -737,3 +737,93 @@ fn compiled_plugins_are_cached_on_disk() {
         "loading from the cache ({warm:?}) should beat compiling ({cold:?})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_flood_is_limited_escaped_and_counted() {
+    let (http, metrics) = (free_port(), free_port());
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!(
+                "plugin: {HOSTILE}\nconfig: {{ mode: log-flood }}\nlimits: {{ call_timeout: 5s }}"
+            ),
+        ),
+        http,
+    );
+    // 10,000 lines with line breaks and escape sequences in one call.
+    assert_eq!(
+        post(http, request(100, &["trigger"])).await,
+        200,
+        "{}",
+        c.log()
+    );
+    let span = wait_for_span(&c, 100);
+    assert_eq!(int_attr(&span, "hostile.instance_calls"), Some(1));
+
+    let text = scrape_metrics(metrics).await;
+    let suppressed = metric_value(
+        &text,
+        "wasmcol_plugin_log_lines_suppressed_total{processor=\"wasm/p\"}",
+    );
+    assert_eq!(suppressed, Some(10_000.0 - 20.0), "{text}");
+    let log = c.log();
+    let written: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("plugin: flood "))
+        .collect();
+    assert_eq!(written.len(), 20, "{log}");
+    for line in &written {
+        assert!(
+            line.contains("\\n2026-01-01T00:00:00Z ERROR forged line\\r\\n\\u{1b}[2J"),
+            "{line}"
+        );
+        assert!(line.len() < 4096 + 512, "{} bytes", line.len());
+    }
+    assert!(
+        !log.contains("\n2026-01-01T00:00:00Z ERROR forged"),
+        "a forged line got through"
+    );
+    assert!(!log.contains('\u{1b}'), "an escape sequence got through");
+
+    // Still up and healthy: the next batch is processed by the same instance.
+    assert_eq!(post(http, request(200, &["normal"])).await, 200);
+    let next = wait_for_span(&c, 200);
+    assert_eq!(int_attr(&next, "hostile.instance_calls"), Some(2));
+}
+
+/// The cache holds native code run outside the sandbox: one that others can write is not
+/// used (`compiled_plugins_are_cached_on_disk` shows a private one is).
+#[test]
+fn a_cache_directory_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = tmp.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        config(free_port(), free_port(), &format!("plugin: {TAGGER}")),
+    )
+    .unwrap();
+    let out = Command::new(binary("wasmcol"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env("WASMCOL_PLUGIN_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The engine writes its cache from a background worker; give it the time it takes when
+    // it does (see `compiled_plugins_are_cached_on_disk`).
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        0,
+        "compiled code was written where others can swap it"
+    );
+}

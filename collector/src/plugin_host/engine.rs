@@ -2,7 +2,8 @@
 //! compiled plugins, the epoch clock that enforces call deadlines, and the linker holding
 //! everything a plugin may import.
 
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -38,7 +39,15 @@ fn create() -> Result<PluginEngine, String> {
     if let Some(strategy) = profiler()? {
         config.profiler(strategy);
     }
-    let cache_dir = cache_dir();
+    let cache_dir = cache_dir().filter(|dir| match trusted(dir) {
+        Ok(()) => true,
+        Err(why) => {
+            // Whoever can write the cache runs native code outside the sandbox: compile
+            // every plugin afresh instead.
+            tracing::warn!(dir = %dir.display(), "plugin cache not used: {why}");
+            false
+        }
+    });
     if let Some(dir) = &cache_dir {
         let mut cc = CacheConfig::new();
         cc.with_directory(dir);
@@ -110,6 +119,92 @@ fn cache_dir() -> Option<PathBuf> {
     Some(base.join("wasmcol").join("plugins"))
 }
 
+/// Most entries of the cache looked at before it is trusted.
+const MAX_CACHE_ENTRIES: usize = 100_000;
+
+/// Whether the compiled code in `dir` can be trusted: the cache holds native code that runs
+/// outside the sandbox, so nobody but this user (and root) may be able to write it. `dir` is
+/// made private (0700) when missing; it must then belong to this user and not be writable by
+/// its group or others, every directory above it must belong to this user or root and be
+/// writable by nobody else (or be sticky, like `/tmp`), and every entry in it must belong to
+/// this user and be writable by nobody else.
+pub fn trusted(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create it: {e}"))?;
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let real = dir
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve it: {e}"))?;
+    let meta = |p: &Path| {
+        std::fs::symlink_metadata(p).map_err(|e| format!("cannot inspect {}: {e}", p.display()))
+    };
+    let owned = |p: &Path, m: &std::fs::Metadata| {
+        if m.uid() != me {
+            return Err(format!(
+                "{} belongs to user {}, not to this user ({me})",
+                p.display(),
+                m.uid()
+            ));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is writable by its group or others (mode {:o}); `chmod go-w` it",
+                p.display(),
+                m.mode() & 0o7777
+            ));
+        }
+        Ok(())
+    };
+    let top = meta(&real)?;
+    if !top.is_dir() {
+        return Err(format!("{} is not a directory", real.display()));
+    }
+    owned(&real, &top)?;
+    for above in real.ancestors().skip(1) {
+        let m = meta(above)?;
+        let by_others = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
+        if (m.uid() != me && m.uid() != 0) || by_others {
+            return Err(format!(
+                "{} (above the cache) can be changed by other users (owner {}, mode {:o})",
+                above.display(),
+                m.uid(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    let mut todo = vec![real];
+    let mut seen = 0usize;
+    while let Some(d) = todo.pop() {
+        let entries =
+            std::fs::read_dir(&d).map_err(|e| format!("cannot read {}: {e}", d.display()))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("cannot read {}: {e}", d.display()))?
+                .path();
+            seen += 1;
+            if seen > MAX_CACHE_ENTRIES {
+                return Err(format!(
+                    "it holds more than {MAX_CACHE_ENTRIES} entries; empty it"
+                ));
+            }
+            let m = meta(&path)?;
+            if m.file_type().is_symlink() {
+                return Err(format!("{} is a symbolic link", path.display()));
+            }
+            owned(&path, &m)?;
+            if m.is_dir() {
+                todo.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `WASMCOL_PLUGIN_PROFILER=perfmap` writes `/tmp/perf-<pid>.map`, so `perf` names plugin
 /// functions (as wasmtime's `--profile=perfmap` does); unset or empty, nothing is written.
 fn profiler() -> Result<Option<ProfilingStrategy>, String> {
@@ -121,5 +216,66 @@ fn profiler() -> Result<Option<ProfilingStrategy>, String> {
         _ => Err(format!(
             "WASMCOL_PLUGIN_PROFILER: {v:?} is not a profiler (the one supported is `perfmap`)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_new_cache_is_private_and_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wasmcol").join("plugins");
+        trusted(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::write(dir.join("artifact"), b"code").unwrap();
+        trusted(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cache_others_can_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        trusted(&dir).unwrap();
+        chmod(&dir, 0o777);
+        let err = trusted(&dir).unwrap_err();
+        assert!(err.contains("writable by its group or others"), "{err}");
+
+        // A private directory with one entry others can write.
+        chmod(&dir, 0o700);
+        let sub = dir.join("modules");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("artifact"), b"code").unwrap();
+        chmod(&sub.join("artifact"), 0o666);
+        let err = trusted(&dir).unwrap_err();
+        assert!(err.contains("artifact"), "{err}");
+        chmod(&sub.join("artifact"), 0o600);
+        trusted(&dir).unwrap();
+
+        // A symbolic link in the cache.
+        std::os::unix::fs::symlink("/etc/passwd", sub.join("link")).unwrap();
+        let err = trusted(&dir).unwrap_err();
+        assert!(err.contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn a_cache_under_a_directory_others_can_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o777);
+        let err = trusted(&open.join("cache")).unwrap_err();
+        assert!(err.contains("above the cache"), "{err}");
+        // Sticky, like /tmp: others cannot rename or remove what is ours.
+        chmod(&open, 0o1777);
+        trusted(&open.join("cache")).unwrap();
     }
 }

@@ -6,21 +6,29 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use wasmtime::component::{HasData, Resource};
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::bindings::sync::io::poll as wasi_poll;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::wasmcol::plugin::{host, types};
+use super::limits::Limiter;
 use super::tables::Tables;
-use crate::telemetry::Metrics;
+use crate::telemetry::{LogLimiter, Metrics};
 
-/// Longest log line a plugin may write; the rest is cut.
-const MAX_LOG_BYTES: usize = 4096;
+/// Longest log line a plugin may write, escaped; the rest is cut.
+pub const MAX_LOG_BYTES: usize = 4096;
+/// Lines one processor's plugin may log per [`LOG_INTERVAL`]; the rest are counted, and the
+/// count logged once the window is over.
+pub const LOG_BURST: u32 = 20;
+/// The window of [`LOG_BURST`].
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Most distinct counter names one processor's plugin may create.
 const MAX_COUNTERS: usize = 64;
 /// How much of a plugin's stderr (panic messages) is kept for the log.
 const STDERR_CAPACITY: usize = 8192;
+/// Most host resources (streams, pollables, clocks' subscriptions) one instance may hold at
+/// once: each costs host memory outside the instance's budget, and a plugin needs a handful.
+const MAX_HOST_RESOURCES: usize = 1024;
 
 /// Shared by every instance of one `wasm` processor.
 pub struct Services {
@@ -31,17 +39,65 @@ pub struct Services {
     /// Lookup tables.
     pub tables: Arc<Tables>,
     counters: Mutex<HashMap<String, Counter>>,
+    log_limit: LogLimiter,
+    log_suppressed: Counter,
 }
 
 impl Services {
     /// Services for processor `id`.
     pub fn new(id: String, metrics: Arc<Metrics>, tables: Arc<Tables>) -> Self {
         Self {
+            log_limit: LogLimiter::with_limits(
+                tracing::Level::WARN,
+                "plugin log lines suppressed",
+                LOG_BURST,
+                LOG_INTERVAL,
+            ),
+            log_suppressed: metrics.plugin_log_suppressed(&id),
             id,
             metrics,
             tables,
             counters: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Writes one line of the plugin's log: rate limited per processor (the lines left out
+    /// are counted, and reported with the next line written or when the processor stops),
+    /// control characters escaped so a line stays one line, and cut at [`MAX_LOG_BYTES`].
+    fn log(&self, level: host::Level, message: &str) {
+        let enabled = match level {
+            host::Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+            host::Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            host::Level::Info => tracing::enabled!(tracing::Level::INFO),
+            host::Level::Warn => tracing::enabled!(tracing::Level::WARN),
+            host::Level::Error => tracing::enabled!(tracing::Level::ERROR),
+        };
+        if !enabled {
+            // Lines nobody reads cost nothing and use none of the plugin's allowance.
+            return;
+        }
+        let verdict = self.log_limit.decide(Instant::now());
+        if verdict.report > 0 {
+            self.report_suppressed(verdict.report);
+        }
+        if !verdict.log {
+            self.log_suppressed.inc();
+            return;
+        }
+        let message = escape_log_line(message, MAX_LOG_BYTES);
+        let id = &self.id;
+        match level {
+            host::Level::Trace => tracing::trace!(processor = %id, "plugin: {message}"),
+            host::Level::Debug => tracing::debug!(processor = %id, "plugin: {message}"),
+            host::Level::Info => tracing::info!(processor = %id, "plugin: {message}"),
+            host::Level::Warn => tracing::warn!(processor = %id, "plugin: {message}"),
+            host::Level::Error => tracing::error!(processor = %id, "plugin: {message}"),
+        }
+    }
+
+    fn report_suppressed(&self, n: u64) {
+        tracing::warn!(processor = %self.id, suppressed = n,
+            "plugin log lines suppressed ({n} similar messages suppressed)");
     }
 
     fn add_counter(&self, name: &str, delta: u64) {
@@ -80,7 +136,7 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh state for one instance: WASI with no files, network, environment or arguments.
-    pub fn new(services: Arc<Services>, memory_limit: usize) -> Self {
+    pub fn new(services: Arc<Services>, memory_budget: usize) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -88,10 +144,12 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
-            limiter: Limiter::new(memory_limit),
+            table,
+            limiter: Limiter::new(memory_budget),
             services,
             stderr,
             call_deadline: Instant::now(),
@@ -120,93 +178,46 @@ impl WasiView for HostState {
     }
 }
 
-/// [`StoreLimits`] plus what the host needs to know: the linear memory in use (to recycle
-/// instances past a high-water mark) and whether the cap was hit (to name the failure).
-pub struct Limiter {
-    inner: StoreLimits,
-    /// Bytes of linear memory, summed over the instance's memories.
-    pub memory_bytes: usize,
-    /// Set when a growth was refused.
-    pub hit_limit: bool,
-}
-
-impl Limiter {
-    fn new(memory_limit: usize) -> Self {
-        Self {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(memory_limit)
-                .trap_on_grow_failure(true)
-                .build(),
-            memory_bytes: 0,
-            hit_limit: false,
+impl Drop for Services {
+    fn drop(&mut self) {
+        // The last window's count, once the processor is gone (at shutdown or a reload).
+        let n = self.log_limit.take_ended(Instant::now() + LOG_INTERVAL);
+        if n > 0 {
+            self.report_suppressed(n);
         }
     }
 }
 
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum);
-        match &allowed {
-            Ok(true) => self.memory_bytes += desired - current,
-            _ => self.hit_limit = true,
+/// `message` as one log line of at most `max` bytes: control characters (line breaks, escape
+/// sequences, NUL) and the characters that reorder text (bidirectional overrides) are written
+/// as `\n`, `\u{1b}` and so on, a backslash as `\\`, so what a plugin logs cannot forge or
+/// split lines; past `max`, the rest is cut and the cut bytes counted.
+pub fn escape_log_line(message: &str, max: usize) -> String {
+    let mut out = String::with_capacity(message.len().min(max) + 32);
+    for (i, c) in message.char_indices() {
+        let start = out.len();
+        let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() || reorders {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
-        allowed
+        if out.len() > max {
+            out.truncate(start);
+            out.push_str(&format!("... ({} bytes cut)", message.len() - i));
+            break;
+        }
     }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.inner.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.inner.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.inner.memories()
-    }
+    out
 }
 
 impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
-        let mut message = message;
-        if message.len() > MAX_LOG_BYTES {
-            let mut cut = MAX_LOG_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str("...");
-        }
-        let id = &self.services.id;
-        match level {
-            host::Level::Trace => tracing::trace!(processor = %id, "plugin: {message}"),
-            host::Level::Debug => tracing::debug!(processor = %id, "plugin: {message}"),
-            host::Level::Info => {
-                crate::telemetry::log_limited!(info, "plugin log"; processor = %id, "plugin: {message}")
-            }
-            host::Level::Warn => {
-                crate::telemetry::log_limited!(warn, "plugin log"; processor = %id, "plugin: {message}")
-            }
-            host::Level::Error => {
-                crate::telemetry::log_limited!(error, "plugin log"; processor = %id, "plugin: {message}")
-            }
-        }
+        self.services.log(level, &message);
     }
 
     fn add_counter(&mut self, name: String, delta: u64) {
@@ -305,5 +316,58 @@ impl wasi_poll::HostPollable for BoundedPollView<'_> {
 
     fn drop(&mut self, pollable: Resource<wasi_poll::Pollable>) -> wasmtime::Result<()> {
         wasi_poll::HostPollable::drop(&mut *self.table, pollable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_stays_one_line() {
+        let line = escape_log_line("a\nfake=\"line\"\r\n\u{1b}[31mred\u{0}\\n\u{202e}x", 4096);
+        assert_eq!(
+            line,
+            "a\\nfake=\"line\"\\r\\n\\u{1b}[31mred\\u{0}\\\\n\\u{202e}x"
+        );
+        assert!(!line.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn a_long_line_is_cut_and_says_how_much() {
+        let line = escape_log_line(&"é".repeat(10_000), 4096);
+        assert!(line.len() <= 4096 + 32, "{}", line.len());
+        assert!(line.ends_with("... (15904 bytes cut)"), "{}", &line[4000..]);
+        // Escaping counts against the cap, not the raw length.
+        let line = escape_log_line(&"\n".repeat(4096), 4096);
+        assert!(
+            line.starts_with("\\n\\n") && line.ends_with("(2048 bytes cut)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn each_processor_has_its_own_log_allowance_and_counts_what_it_leaves_out() {
+        let metrics = Arc::new(Metrics::new());
+        let flood = Services::new("wasm/flood".into(), metrics.clone(), Default::default());
+        let quiet = Services::new("wasm/quiet".into(), metrics.clone(), Default::default());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..1000 {
+                flood.log(host::Level::Error, "line\nforged");
+            }
+            quiet.log(host::Level::Error, "still heard");
+            // Lines nobody would see use none of the allowance.
+            for _ in 0..1000 {
+                quiet.log(host::Level::Trace, "unseen");
+            }
+        });
+        assert_eq!(
+            metrics.plugin_log_suppressed("wasm/flood").get(),
+            1000 - u64::from(LOG_BURST)
+        );
+        assert_eq!(metrics.plugin_log_suppressed("wasm/quiet").get(), 0);
     }
 }

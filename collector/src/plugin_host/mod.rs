@@ -6,8 +6,10 @@
 //! - [`plugin`] loads a processor plugin (built in or a file), [`policy`] a policy plugin.
 //! - [`instance`]: one live processor instance and its calls; [`CallError`] says how a call
 //!   failed.
-//! - [`limits`]: memory cap, deadline and output cap of each instance, and `on_error`.
-//! - [`host`]: the store's data and the host functions (log, counters, clock, lookups).
+//! - [`limits`]: memory budget (linear memory and tables), deadline and output cap of each
+//!   instance, and `on_error`.
+//! - [`host`]: the store's data and the host functions (a rate-limited, escaped log,
+//!   counters, clock, lookups).
 //! - [`tables`]: read-only lookup tables.
 //! - [`worker`]: the threads that run processor instances, with failure back-off.
 

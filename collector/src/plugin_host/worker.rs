@@ -21,6 +21,9 @@
 //! A panic while handling a batch (a host-side defect: the plugin's own panics are traps) is
 //! caught here: it counts as a failure (`reason="panic"`), the instance is replaced, and the
 //! batch fails with a retryable error instead of being passed on or dropped per `on_error`.
+//! A panic that escapes a worker, or one in the watchdog, is caught by
+//! [`panics::spawn_thread`], counted in `wasmcol_component_panics_total`, and the thread
+//! restarted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -181,9 +184,13 @@ pub fn start(
         spawn_worker(&shared, &jobs, n.to_string())?;
     }
     let (weak, id) = (Arc::downgrade(&shared), shared.services.id.clone());
-    std::thread::Builder::new()
-        .name(format!("wasm-{id}-watchdog"))
-        .spawn(move || watchdog(weak, jobs))?;
+    // Restarted should it panic: without it, no call would be bounded any more.
+    panics::spawn_thread(
+        format!("wasm-{id}-watchdog"),
+        id,
+        shared.metrics.panics.clone(),
+        move || watchdog(weak.clone(), jobs.clone()),
+    )?;
     Ok(())
 }
 
@@ -211,6 +218,8 @@ fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        #[cfg(test)]
+        tests::maybe_panic(&format!("{}#watchdog", shared.services.id));
         let now = shared.watchdog.nanos(Instant::now());
         let overdue: Vec<Arc<Watched>> = {
             let mut calls = shared
@@ -575,6 +584,41 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(rec.batch_sizes(), vec![1, 2, 3]);
         assert_eq!(metrics.plugin_calls(id).get(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panicking_watchdog_is_restarted_and_still_bounds_calls() {
+        let id = "wasm/watchdog-panics";
+        let cfg: crate::processors::wasm::WasmProcessorConfig = parse_component(
+            serde_yaml_ng::from_str("plugin: builtin:enrich\nlimits: { call_timeout: 100ms }")
+                .unwrap(),
+        )
+        .unwrap();
+        let ctx = context(id);
+        let metrics = ctx.metrics.clone();
+        let rec = Recorder::new();
+        let p = cfg.build(&ctx, rec.clone()).unwrap();
+        p.consume(spans(1)).await.unwrap();
+
+        PANIC_NEXT.lock().unwrap().push(format!("{id}#watchdog"));
+        let panics = metrics.component_panics("processor", id);
+        let started = std::time::Instant::now();
+        while panics.get() == 0 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+
+        // The restarted watchdog answers for a call that overruns.
+        STALL_NEXT.lock().unwrap().push(id.to_string());
+        let started = std::time::Instant::now();
+        p.consume(spans(2)).await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_millis(150 + 20),
+            "answered after {took:?}"
+        );
+        assert_eq!(metrics.plugin_failures(id, "timeout").get(), 1);
+        assert_eq!(rec.batch_sizes(), vec![1, 2]);
     }
 
     #[tokio::test]

@@ -50,6 +50,7 @@ pub struct Metrics {
     plugin_instantiations: CounterFamily,
     plugin_recycles: CounterFamily,
     plugin_skipped: CounterFamily,
+    plugin_log_suppressed: CounterFamily,
     component_panics: CounterFamily,
     receiver_malformed: CounterFamily,
     receiver_rejected_messages: CounterFamily,
@@ -306,6 +307,11 @@ impl Metrics {
                 "Batches handled per on_error without calling a plugin that is backing off",
                 CounterFamily
             ),
+            plugin_log_suppressed: family!(
+                "plugin_log_lines_suppressed",
+                "Log lines of a plugin left out by its rate limit",
+                CounterFamily
+            ),
             component_panics: family!(
                 "component_panics",
                 "Panics caught in a component's workers (each restarted; the data it held failed, retryable)",
@@ -485,6 +491,13 @@ impl Metrics {
     /// Batches processor `id` handled without its plugin while backing off.
     pub fn plugin_skipped(&self, id: &str) -> Counter {
         self.plugin_skipped
+            .get_or_create(&vec![("processor", id.to_string())])
+            .clone()
+    }
+
+    /// Log lines of processor `id`'s plugin left out by its rate limit.
+    pub fn plugin_log_suppressed(&self, id: &str) -> Counter {
+        self.plugin_log_suppressed
             .get_or_create(&vec![("processor", id.to_string())])
             .clone()
     }

@@ -13,6 +13,8 @@
 //! - `alloc`: keeps allocating 64 MiB blocks, up to 4 GiB
 //! - `recurse`: recurses without end
 //! - `panic`: panics
+//! - `log-flood`: writes 10,000 error lines, each with line breaks, a terminal escape
+//!   sequence and a forged log line in it, then succeeds (tagging the spans as usual)
 //! - `error`: returns an error
 //! - `bad-index`: returns an edit for a span that does not exist
 //! - `bad-utf8`: returns an attribute key that is not UTF-8
@@ -86,6 +88,19 @@ impl Plugin for Hostile {
             return Ok(());
         }
         match self.mode.as_str() {
+            "log-flood" => {
+                for i in 0..10_000 {
+                    host::log(
+                        Level::Error,
+                        &format!(
+                            "flood {i}\n2026-01-01T00:00:00Z ERROR forged line\r\n\u{1b}[2J{}",
+                            "x".repeat(i % 8192)
+                        ),
+                    );
+                }
+                let calls = self.calls as i64;
+                batch.for_each_span(|s| s.set_attribute("hostile.instance_calls", calls));
+            }
             "loop" => {
                 let mut x = 0u64;
                 loop {
