@@ -234,14 +234,16 @@ async fn a_blocking_sleep_is_stopped_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sender_hears_within_the_deadline_whatever_the_answer_costs_the_host() {
     // 200,000 edits cost the guest little and the host a lot (lifting, applying); whatever
-    // that costs, the watchdog answers by call_timeout + 50 ms.
+    // that costs, the watchdog answers by call_timeout + 50 ms. `max_edits` lets them through
+    // to the applier here; `too_many_edits_are_refused_as_on_error_says` covers the default.
     let (http, metrics) = (free_port(), free_port());
     let c = Collector::start(
         &config(
             http,
             metrics,
             &format!(
-                "plugin: {HOSTILE}\nconfig: {{ mode: edits }}\nlimits: {{ call_timeout: 200ms }}"
+                "plugin: {HOSTILE}\nconfig: {{ mode: edits }}\n\
+                 limits: {{ call_timeout: 200ms, max_edits: 1000000 }}"
             ),
         ),
         http,
@@ -825,5 +827,154 @@ fn a_cache_directory_others_can_write_is_not_used() {
         std::fs::read_dir(&cache).unwrap().count(),
         0,
         "compiled code was written where others can swap it"
+    );
+}
+
+/// What became of one batch that triggered a hostile plugin.
+struct Hostile {
+    c: Collector,
+    metrics: u16,
+    /// The HTTP status the sender got for the triggering batch, and after how long.
+    status: u16,
+    took: Duration,
+    /// How much the collector's peak resident memory (`VmHWM`) rose with it.
+    peak_growth: u64,
+}
+
+/// Starts the hostile plugin in `mode` (`processor` adds lines under `wasm/p`), warms it up,
+/// then sends one batch that triggers it; `fails` says whether the call is to fail.
+async fn trigger(mode: &str, processor: &str, fails: bool) -> Hostile {
+    let (http, metrics) = (free_port(), free_port());
+    let c = Collector::start(
+        &config(
+            http,
+            metrics,
+            &format!("plugin: {HOSTILE}\nconfig: {{ mode: {mode} }}\n{processor}"),
+        ),
+        http,
+    );
+    assert_eq!(post(http, request(50, &["warm-up"])).await, 200);
+    wait_for_span(&c, 50);
+    let peak_before = c.peak_rss_bytes();
+    let started = std::time::Instant::now();
+    let status = post(http, request(100, &["trigger"])).await;
+    let took = started.elapsed();
+    // The call is over once its failure is logged, or its output written; the peak is read
+    // after that.
+    if fails {
+        assert!(
+            c.wait_for_log_line(&["wasm/p", "reason="], Duration::from_secs(5)),
+            "no failure logged for {mode}:\n{}",
+            c.log()
+        );
+    } else {
+        wait_for_span(&c, 100);
+    }
+    let peak_growth = c.peak_rss_bytes().saturating_sub(peak_before);
+    // The collector carries on: the next batch is processed by a fresh instance.
+    assert_eq!(post(http, request(200, &["normal"])).await, 200);
+    assert!(int_attr(&wait_for_span(&c, 200), "hostile.instance_calls").is_some());
+    Hostile {
+        c,
+        metrics,
+        status,
+        took,
+        peak_growth,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_aliasing_one_large_string_are_refused_before_they_are_copied() {
+    // 10,000 values that all point at one 1 MiB string: 10 GiB if lifted string by string.
+    // The host stops lifting at what max_output_bytes and max_edits allow.
+    let h = trigger(
+        "alias",
+        "limits: { memory_mib: 64, call_timeout: 500ms }\non_error: pass",
+        true,
+    )
+    .await;
+    let log = h.c.log();
+    assert_eq!(h.status, 200, "{log}");
+    assert!(
+        h.took < Duration::from_millis(580),
+        "answered after {:?}; call_timeout is 500 ms (+50 ms, +30 ms for HTTP):\n{log}",
+        h.took
+    );
+    assert_eq!(failures(h.metrics, "invalid_output").await, 1.0, "{log}");
+    assert!(
+        log.contains("lifting it out of the plugin's memory would take more than"),
+        "{log}"
+    );
+    assert_eq!(
+        wait_for_span(&h.c, 100).attributes,
+        vec![string("keep", "me")],
+        "passed on unchanged (on_error: pass)"
+    );
+    assert!(
+        h.peak_growth < 2 * (64 << 20),
+        "peak RSS rose by {} MiB; memory_mib is 64:\n{log}",
+        h.peak_growth >> 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_edits_are_refused_as_on_error_says() {
+    // 200,000 edits on one span, past the default limits.max_edits (100,000): refused before
+    // any is applied, and the batch (one span, nothing to split) refused to the sender.
+    let h = trigger(
+        "edits",
+        "limits: { memory_mib: 64, call_timeout: 3s }\non_error: refuse",
+        true,
+    )
+    .await;
+    let log = h.c.log();
+    assert_eq!(
+        h.status, 503,
+        "refused, retryable (on_error: refuse):\n{log}"
+    );
+    // The list is lifted (bounded by max_output_bytes) before it is counted, which takes a
+    // while in an unoptimised build; the deadline still holds.
+    assert!(
+        h.took < Duration::from_millis(3080),
+        "answered after {:?}; call_timeout is 3 s (+50 ms, +30 ms for HTTP):\n{log}",
+        h.took
+    );
+    assert_eq!(failures(h.metrics, "invalid_output").await, 1.0, "{log}");
+    assert!(
+        log.contains("200000 edits, more than limits.max_edits (100000)"),
+        "{log}"
+    );
+    assert!(
+        !output(&h.c)
+            .iter()
+            .any(|s| s.span_id == 100u64.to_be_bytes()),
+        "the refused span never reaches the output"
+    );
+    assert!(
+        h.peak_growth < 2 * (64 << 20),
+        "peak RSS rose by {} MiB; memory_mib is 64:\n{log}",
+        h.peak_growth >> 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_thousand_edits_on_one_span_are_applied_in_time() {
+    // Within a raised max_edits, the host applies 200,000 distinct keys on one span (in
+    // O(n log n); quadratic, this took minutes): the span arrives with all of them, and the
+    // host's memory stays bounded. The generous deadline is for unoptimised builds.
+    let h = trigger(
+        "edits",
+        "limits: { memory_mib: 64, call_timeout: 20s, max_edits: 200000 }\non_error: drop",
+        false,
+    )
+    .await;
+    let log = h.c.log();
+    assert_eq!(h.status, 200, "{log}");
+    assert_eq!(failures(h.metrics, "timeout").await, 0.0, "{log}");
+    assert_eq!(wait_for_span(&h.c, 100).attributes.len(), 200_001);
+    assert!(
+        h.peak_growth < 2 * (64 << 20),
+        "peak RSS rose by {} MiB; memory_mib is 64:\n{log}",
+        h.peak_growth >> 20
     );
 }

@@ -43,6 +43,22 @@ pub enum CallError {
         /// The cap.
         max: usize,
     },
+    /// The plugin answered with more than `limits.max_edits` edits (counted as
+    /// `invalid_output`).
+    TooManyEdits {
+        /// Edits in the answer.
+        edits: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Lifting the plugin's answer (or the arguments of a host call) out of its memory would
+    /// have taken more than `budget` bytes of host memory, so it stopped there (counted as
+    /// `invalid_output`). The budget is what an answer within `limits.max_output_bytes` and
+    /// `limits.max_edits` needs; strings that alias one another count once per use.
+    OverBudget {
+        /// The budget, in bytes.
+        budget: usize,
+    },
     /// The host panicked during the call (a defect on the host side, caught by the caller).
     Panic(String),
 }
@@ -56,7 +72,10 @@ impl CallError {
             CallError::Timeout => "timeout",
             CallError::MemoryLimit => "memory_limit",
             CallError::Trap(_) => "trap",
-            CallError::InvalidOutput(_) | CallError::OutputTooLarge { .. } => "invalid_output",
+            CallError::InvalidOutput(_)
+            | CallError::OutputTooLarge { .. }
+            | CallError::TooManyEdits { .. }
+            | CallError::OverBudget { .. } => "invalid_output",
             CallError::Panic(_) => "panic",
         }
     }
@@ -66,7 +85,10 @@ impl CallError {
     pub fn exceeds_limits(&self) -> bool {
         matches!(
             self,
-            CallError::MemoryLimit | CallError::OutputTooLarge { .. }
+            CallError::MemoryLimit
+                | CallError::OutputTooLarge { .. }
+                | CallError::TooManyEdits { .. }
+                | CallError::OverBudget { .. }
         )
     }
 }
@@ -87,6 +109,16 @@ impl fmt::Display for CallError {
                 "returned an invalid answer: the answer is {size} bytes, more than \
                  limits.max_output_bytes ({max})"
             ),
+            CallError::TooManyEdits { edits, max } => write!(
+                f,
+                "returned an invalid answer: {edits} edits, more than limits.max_edits ({max})"
+            ),
+            CallError::OverBudget { budget } => write!(
+                f,
+                "returned an invalid answer: lifting it out of the plugin's memory would take \
+                 more than {budget} bytes (what limits.max_output_bytes and limits.max_edits \
+                 allow)"
+            ),
             CallError::Panic(m) => write!(f, "call ended in a host-side panic: {m}"),
         }
     }
@@ -98,6 +130,7 @@ pub struct Instance {
     bindings: Bindings,
     deadline: Deadline,
     max_output: usize,
+    max_edits: usize,
 }
 
 impl Instance {
@@ -109,6 +142,10 @@ impl Instance {
         config_json: &str,
     ) -> Result<Self, CallError> {
         let (mut store, deadline) = new_store(services, limits)?;
+        // Wasmtime counts every byte it copies out of guest memory (each string and list, each
+        // time it is used) against this budget before allocating it, so an answer cannot make
+        // the host allocate more than the limits allow, however its strings alias each other.
+        store.set_hostcall_fuel(lift_budget(limits));
         let bindings = plugin
             .pre
             .instantiate(&mut store)
@@ -118,6 +155,7 @@ impl Instance {
             bindings,
             deadline,
             max_output: limits.max_output_bytes.0 as usize,
+            max_edits: limits.max_edits,
         };
         inst.deadline.arm(&mut inst.store);
         let result = inst
@@ -151,6 +189,12 @@ impl Instance {
         match output {
             wit::Output::Unchanged => Ok(()),
             wit::Output::Edits(edits) => {
+                if edits.len() > self.max_edits {
+                    return Err(CallError::TooManyEdits {
+                        edits: edits.len(),
+                        max: self.max_edits,
+                    });
+                }
                 let edits = convert_edits(edits, self.max_output)?;
                 if edits.is_empty() {
                     return Ok(());
@@ -235,6 +279,12 @@ pub fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
     if store.data().limiter.hit_limit {
         return CallError::MemoryLimit;
     }
+    // Wasmtime's error for a lift past `Store::set_hostcall_fuel` (its type is private).
+    if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        return CallError::OverBudget {
+            budget: store.hostcall_fuel(),
+        };
+    }
     // Lifting the answer failed (e.g. a string that is not UTF-8), or another host-side
     // check refused it.
     let msg = format!("{e:#}");
@@ -243,6 +293,19 @@ pub fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
     } else {
         CallError::Trap(msg)
     }
+}
+
+/// Host memory that lifting an answer within the limits takes, at most: its strings and byte
+/// lists (`max_output_bytes`), the edit list (`max_edits` edits as the host holds them), and
+/// room for an error message.
+pub fn lift_budget(limits: &Limits) -> usize {
+    (limits.max_output_bytes.0 as usize)
+        .saturating_add(
+            limits
+                .max_edits
+                .saturating_mul(std::mem::size_of::<wit::Edit>()),
+        )
+        .saturating_add(64 << 10)
 }
 
 /// The error for an answer past `limits.max_output_bytes`.

@@ -45,6 +45,11 @@ pub struct Limits {
     /// Largest answer a plugin may return for one batch (edits or a replacement batch).
     #[serde(default = "default_max_output")]
     pub max_output_bytes: ByteSize,
+    /// Most edits a plugin may answer with for one batch. A longer list is refused before
+    /// any edit is applied (counted as `invalid_output`; the batch is retried in halves, then
+    /// handled as `on_error` says).
+    #[serde(default = "default_max_edits")]
+    pub max_edits: usize,
     /// Linear memory above which an instance is replaced after a call (memory never shrinks
     /// inside an instance). Default: half of `memory_mib`.
     #[serde(default)]
@@ -60,6 +65,9 @@ fn default_call_timeout() -> Duration {
 fn default_max_output() -> ByteSize {
     ByteSize(64 << 20)
 }
+fn default_max_edits() -> usize {
+    100_000
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -67,6 +75,7 @@ impl Default for Limits {
             memory_mib: default_memory_mib(),
             call_timeout: default_call_timeout(),
             max_output_bytes: default_max_output(),
+            max_edits: default_max_edits(),
             recycle_memory_mib: None,
         }
     }

@@ -91,6 +91,9 @@ impl Validate for WasmProcessorConfig {
                 "must be more than 0",
             ));
         }
+        if l.max_edits == 0 {
+            problems.push(Problem::new("limits.max_edits", "must be more than 0"));
+        }
         if let Some(r) = l.recycle_memory_mib
             && (r == 0 || r > l.memory_mib)
         {

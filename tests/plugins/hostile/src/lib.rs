@@ -10,6 +10,8 @@
 //! - `sleep`: sleeps 20 s (`std::thread::sleep`, a blocking WASI wait in host code)
 //! - `edits`: answers with 200,000 attribute edits with distinct keys on one span (cheap to
 //!   make, a lot of work for the host)
+//! - `alias`: answers with 10,000 attribute edits whose values all point at one 1 MiB string
+//!   in its memory (10 GiB once lifted string by string, from 1 MiB of guest memory)
 //! - `alloc`: keeps allocating 64 MiB blocks, up to 4 GiB
 //! - `recurse`: recurses without end
 //! - `panic`: panics
@@ -114,6 +116,24 @@ impl Plugin for Hostile {
                         target: wasmcol_plugin_sdk::edit::Target::Span(0),
                         key: format!("k{i}"),
                         value: wasmcol_plugin_sdk::Value::Int(i as i64),
+                    });
+                }
+            }
+            "alias" => {
+                let big = "x".repeat(1 << 20).into_bytes();
+                let mut big = std::mem::ManuallyDrop::new(big);
+                let (ptr, len, cap) = (big.as_mut_ptr(), big.len(), big.capacity());
+                for i in 0..10_000u32 {
+                    #[allow(unsafe_code)]
+                    // SAFETY: deliberately unsound: every value aliases one buffer, which is
+                    // never freed here. The strings only travel to the host, which must
+                    // refuse the answer before copying them all; the instance is then
+                    // discarded, so its allocator never sees them again.
+                    let value = unsafe { String::from_raw_parts(ptr, len, cap) };
+                    batch.push_edit(wasmcol_plugin_sdk::Edit::SetAttribute {
+                        target: wasmcol_plugin_sdk::edit::Target::Span(0),
+                        key: format!("k{i}"),
+                        value: wasmcol_plugin_sdk::Value::Str(value),
                     });
                 }
             }
