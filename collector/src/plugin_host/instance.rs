@@ -259,7 +259,21 @@ pub fn new_store(
         timeout: limits.call_timeout.0,
     };
     deadline.arm(&mut store);
-    store.epoch_deadline_trap();
+    // The epoch thread makes up ticks it missed on a busy machine, so the epoch can reach a
+    // deadline before the clock does: the call is interrupted only once `call_deadline` has
+    // really passed, and otherwise runs on for the ticks still left.
+    store.epoch_deadline_callback(|ctx| {
+        let left = ctx
+            .data()
+            .call_deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(wasmtime::Trap::Interrupt.into());
+        }
+        Ok(wasmtime::UpdateDeadline::Continue(
+            left.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64,
+        ))
+    });
     Ok((store, deadline))
 }
 
