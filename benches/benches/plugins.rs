@@ -14,6 +14,10 @@
 //!   - `native_tagger`: the same plugin code compiled natively and run in-process on the
 //!     host's data through the SDK (no encoding, no sandbox): the "same logic in native
 //!     Rust" baseline.
+//! - `after_traps`: the hostile plugin in mode `panic` over 8192-span batches it does not
+//!   fail on (it tags every span): `fresh`, then `after_1000_traps`, the same processor after
+//!   1,000 batches that made it panic (each trap discards the instance and starts a new one).
+//!   The two should match: a trap leaves nothing behind.
 //!
 //! `cargo bench -p wasmcol-benches --bench plugins`
 
@@ -50,7 +54,7 @@ fn tagger_config() -> serde_json::Value {
     })
 }
 
-fn processors() -> [SharedConsumer; 4] {
+fn processors() -> [SharedConsumer; 5] {
     let tagger_yaml = serde_yaml_ng::to_string(&tagger_config()).unwrap();
     let tagger_yaml: String = tagger_yaml
         .lines()
@@ -69,9 +73,18 @@ fn processors() -> [SharedConsumer; 4] {
   wasm/tagger:
     plugin: {TAGGER}
     config:
-{tagger_yaml}"#
+{tagger_yaml}  wasm/panic:
+    plugin: {HOSTILE}
+    config: {{ mode: panic }}
+"#
     );
-    let ids = ["wasm/noop", "wasm/decode", "wasm/replace", "wasm/tagger"];
+    let ids = [
+        "wasm/noop",
+        "wasm/decode",
+        "wasm/replace",
+        "wasm/tagger",
+        "wasm/panic",
+    ];
     let built = Processors::parse(&section, &ids);
     ids.map(|id| -> SharedConsumer { built.build(id, Arc::new(Sink(AtomicUsize::new(0)))) })
 }
@@ -82,7 +95,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let [noop, decode_plugin, replace, tagger] = processors();
+    let [noop, decode_plugin, replace, tagger, panicky] = processors();
     let request = realistic_request(SPANS);
     let encoded = request.encode_to_vec();
     let one: Vec<ResourceSpans> = realistic_request(1).resource_spans;
@@ -131,6 +144,29 @@ fn bench(c: &mut Criterion) {
                 .block_on(sink.consume(TraceBatch::new(batch.into_resource_spans())))
                 .unwrap()
         })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("after_traps");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.sample_size(30);
+    g.bench_function("fresh", |b| {
+        b.iter(|| runtime.block_on(panicky.consume(decode())).unwrap())
+    });
+    // A batch it panics on, then one it does not: failures never come three in a row, so
+    // the plugin is called every time instead of being paused.
+    let mut trigger = realistic_request(1).resource_spans;
+    trigger[0].scope_spans[0].spans[0].name = "trigger".into();
+    for _ in 0..1000 {
+        runtime
+            .block_on(panicky.consume(TraceBatch::new(trigger.clone())))
+            .unwrap();
+        runtime
+            .block_on(panicky.consume(TraceBatch::new(one.clone())))
+            .unwrap();
+    }
+    g.bench_function("after_1000_traps", |b| {
+        b.iter(|| runtime.block_on(panicky.consume(decode())).unwrap())
     });
     g.finish();
 }
