@@ -48,8 +48,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How far past `call_timeout` a call may run before the watchdog answers for it.
 pub const WATCHDOG_GRACE: Duration = Duration::from_millis(40);
-/// How often the watchdog looks at the calls in progress.
-const WATCHDOG_TICK: Duration = Duration::from_millis(5);
+/// The watchdog's shortest nap, so that a deadline in the past cannot make it spin.
+const WATCHDOG_MIN_NAP: Duration = Duration::from_millis(1);
 /// Most times a batch is halved after failing for its size (1,024 pieces at most).
 pub const MAX_SPLIT_DEPTH: u32 = 10;
 
@@ -212,15 +212,23 @@ fn spawn_worker(
 }
 
 /// Answers for calls that overran their deadline; ends with the processor.
+///
+/// It sleeps until the earliest deadline of the calls in progress, and at most
+/// `call_timeout` + [`WATCHDOG_GRACE`]: a call armed while it sleeps is due no earlier than
+/// that, so the watchdog is always awake in time without being told of new calls, and an
+/// idle processor costs a wake-up per `call_timeout`, not one every few milliseconds.
 fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
+    let mut nap = WATCHDOG_MIN_NAP;
     loop {
-        std::thread::sleep(WATCHDOG_TICK);
+        std::thread::sleep(nap);
         let Some(shared) = shared.upgrade() else {
             return;
         };
         #[cfg(test)]
         tests::maybe_panic(&format!("{}#watchdog", shared.services.id));
         let now = shared.watchdog.nanos(Instant::now());
+        let longest = shared.limits.call_timeout.0 + WATCHDOG_GRACE;
+        let mut next = now.saturating_add(longest.as_nanos() as u64);
         let overdue: Vec<Arc<Watched>> = {
             let mut calls = shared
                 .watchdog
@@ -233,10 +241,14 @@ fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
                 .filter_map(Weak::upgrade)
                 .filter(|w| {
                     let due = w.due.load(Ordering::Acquire);
+                    if due > now {
+                        next = next.min(due);
+                    }
                     due != 0 && due <= now
                 })
                 .collect()
         };
+        nap = Duration::from_nanos(next - now).max(WATCHDOG_MIN_NAP);
         for w in overdue {
             if w.claimed.swap(true, Ordering::AcqRel) {
                 // The call returned meanwhile: its worker answers.
