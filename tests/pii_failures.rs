@@ -201,7 +201,7 @@ async fn an_answer_over_max_output_bytes_is_refused() {
         "{}",
         c.log()
     );
-    // Wait out the back-off of two failures (none yet: it starts at the third).
+    // Two failures do not pause the plugin yet (that starts at the third).
     let clean = spans_request(4, 50, 3, 10).encode_to_vec();
     assert_eq!(post(http, &clean).await, 200, "{}", c.log());
     assert_scrubbed_output(&c, &ids(50, 3));
