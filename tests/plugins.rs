@@ -1239,6 +1239,12 @@ async fn table_grow_to_2_pow_28_is_a_memory_limit_refused_as_on_error_says() {
     )
     .await;
     f.assert_handled("memory_limit", 300, 32, "refuse").await;
+    assert!(
+        f.c.log()
+            .contains("plugin tried to grow its memory past limits.memory_mib; refusing the batch"),
+        "{}",
+        f.c.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1276,7 +1282,7 @@ async fn an_edit_with_a_value_nested_100_deep_is_invalid_output() {
         log.contains(
             "returned an invalid answer: attribute \"nested\": the encoded value is not an \
              OTLP AnyValue"
-        ),
+        ) && log.contains("recursion limit reached"),
         "{log}"
     );
 }
@@ -1294,7 +1300,8 @@ async fn a_replacement_with_a_value_nested_100_deep_is_invalid_output() {
     f.assert_handled("invalid_output", 500, 32, "refuse").await;
     let log = f.c.log();
     assert!(
-        log.contains("the replacement batch is not valid OTLP protobuf"),
+        log.contains("the replacement batch is not valid OTLP protobuf")
+            && log.contains("recursion limit reached"),
         "{log}"
     );
 }
