@@ -15,7 +15,7 @@ use serde_json::{Value as Json, json};
 use wasmcol_tests::sdk::output_json;
 use wasmcol_tests::{
     Collector, all_spans, binary, free_port, http_request, metric_value, python, read_json_lines,
-    scrape_metrics, wait_until, workspace_root,
+    scrape_metrics, wait_until, wat_plugin, workspace_root,
 };
 
 const HOSTILE: &str = env!("WASMCOL_TEST_PLUGIN_HOSTILE");
@@ -976,5 +976,332 @@ async fn two_hundred_thousand_edits_on_one_span_are_applied_in_time() {
         h.peak_growth < 2 * (64 << 20),
         "peak RSS rose by {} MiB; memory_mib is 64:\n{log}",
         h.peak_growth >> 20
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plugins written in WebAssembly text (`wasmcol_tests::wat_plugin`), for what a Rust plugin
+// cannot do: a second linear memory, a memory with a huge declared maximum, `table.grow`.
+
+/// The processor of a WAT plugin that answers `ok(unchanged)`, running `on_trigger` first
+/// on a batch holding a span named `trigger`; `declarations` add memories and tables.
+fn wat_plugin(declarations: &str, on_trigger: &str) -> tempfile::TempPath {
+    wat_plugin::component(&wat_plugin::processor(declarations, on_trigger))
+        .expect("the WAT plugin builds")
+}
+
+/// [`config`] with a `health_check` extension on `health`.
+fn config_with_health(http: u16, metrics: u16, health: u16, processor: &str) -> String {
+    config(http, metrics, processor).replace(
+        "service:\n  pipelines:",
+        &format!(
+            "extensions:\n  health_check:\n    endpoint: 127.0.0.1:{health}\n\
+             service:\n  extensions: [health_check]\n  pipelines:"
+        ),
+    )
+}
+
+/// What became of one batch that made a plugin fail, in a collector with a health check.
+struct Failed {
+    c: Collector,
+    metrics: u16,
+    /// The HTTP status the sender got for the triggering batch, and after how long.
+    status: u16,
+    took: Duration,
+    /// How much the collector's peak resident memory (`VmHWM`) rose with it.
+    peak_growth: u64,
+}
+
+/// Starts a collector with `processor` (the lines under `wasm/p`), warms it up (span 50),
+/// sends one batch holding a span named `trigger` (span 100) and waits for its failure to be
+/// logged. Then checks the collector carries on: the health check answers, and the next
+/// batch (span 200) is processed, `next` saying how it must look.
+async fn fails_on_trigger(processor: &str, next: impl Fn(&Span) -> bool) -> Failed {
+    let (http, metrics, health) = (free_port(), free_port(), free_port());
+    let c = Collector::start(&config_with_health(http, metrics, health, processor), http);
+    assert_eq!(
+        post(http, request(50, &["warm-up"])).await,
+        200,
+        "{}",
+        c.log()
+    );
+    wait_for_span(&c, 50);
+    let peak_before = c.peak_rss_bytes();
+    let started = std::time::Instant::now();
+    let status = post(http, request(100, &["trigger"])).await;
+    let took = started.elapsed();
+    assert!(
+        c.wait_for_log_line(&["wasm/p", "reason="], Duration::from_secs(5)),
+        "no failure logged:\n{}",
+        c.log()
+    );
+    let peak_growth = c.peak_rss_bytes().saturating_sub(peak_before);
+    let healthy = http_request(
+        "GET",
+        &format!("http://127.0.0.1:{health}/"),
+        &[],
+        Vec::new(),
+    )
+    .await
+    .map(|r| r.status)
+    .ok();
+    assert_eq!(healthy, Some(200), "the health check answers:\n{}", c.log());
+    assert_eq!(post(http, request(200, &["normal"])).await, 200);
+    let span = wait_for_span(&c, 200);
+    assert!(next(&span), "the next batch: {span:?}\n{}", c.log());
+    Failed {
+        c,
+        metrics,
+        status,
+        took,
+        peak_growth,
+    }
+}
+
+impl Failed {
+    /// The checks every hostile case shares: one failure counted under `reason` (and no
+    /// other), the call and the sender's answer within `call_timeout_ms` + 50 ms (+30 ms for
+    /// HTTP), peak RSS growth below 2 × `memory_mib`, and the triggering batch handled as
+    /// `on_error` says.
+    async fn assert_handled(
+        &self,
+        reason: &str,
+        call_timeout_ms: u64,
+        memory_mib: u64,
+        on_error: &str,
+    ) {
+        let log = self.c.log();
+        let text = scrape_metrics(self.metrics).await;
+        assert_eq!(failures(self.metrics, reason).await, 1.0, "{text}\n{log}");
+        assert_eq!(
+            text.matches("wasmcol_plugin_failures_total{").count(),
+            1,
+            "failures under another reason:\n{text}"
+        );
+        let elapsed = failed_call_ms(&self.c, reason);
+        assert!(
+            elapsed <= call_timeout_ms + 50,
+            "the call took {elapsed} ms; call_timeout is {call_timeout_ms} ms (+50 ms)"
+        );
+        assert!(
+            self.took < Duration::from_millis(call_timeout_ms + 80),
+            "answered after {:?}; call_timeout is {call_timeout_ms} ms (+50 ms, +30 ms for HTTP)",
+            self.took
+        );
+        assert!(
+            self.peak_growth < 2 * (memory_mib << 20),
+            "peak RSS rose by {} MiB; memory_mib is {memory_mib}:\n{log}",
+            self.peak_growth >> 20
+        );
+        let arrived = output(&self.c)
+            .into_iter()
+            .find(|s| s.span_id == 100u64.to_be_bytes());
+        match on_error {
+            "pass" => {
+                assert_eq!(self.status, 200, "{log}");
+                assert_eq!(
+                    arrived.map(|s| s.attributes),
+                    Some(vec![string("keep", "me")]),
+                    "passed on unchanged (on_error: pass)"
+                );
+            }
+            "drop" => {
+                assert_eq!(self.status, 200, "{log}");
+                assert!(arrived.is_none(), "dropped (on_error: drop)");
+                assert_eq!(
+                    metric_value(
+                        &text,
+                        "wasmcol_processor_dropped_spans_total{processor=\"wasm/p\",pipeline=\"traces\"}"
+                    ),
+                    Some(1.0),
+                    "{text}"
+                );
+            }
+            "refuse" => {
+                assert_eq!(
+                    self.status, 503,
+                    "refused, retryable (on_error: refuse):\n{log}"
+                );
+                assert!(
+                    arrived.is_none(),
+                    "the refused span never reaches the output"
+                );
+            }
+            other => panic!("on_error {other}?"),
+        }
+    }
+}
+
+/// The WAT plugin answered `ok(unchanged)`.
+fn unchanged(s: &Span) -> bool {
+    s.attributes == vec![string("keep", "me")]
+}
+
+#[test]
+fn a_second_memory_stops_validation_and_startup() {
+    // Two linear memories would be two budgets: the limiter allows one, so the instance the
+    // start-up check makes is refused, and the collector never starts.
+    let plugin = wat_plugin(r#"(memory (export "memory") 1) (memory $second 1)"#, "");
+    let http = free_port();
+    let yaml = config(
+        http,
+        free_port(),
+        &format!(
+            "plugin: \"{}\"\nlimits: {{ memory_mib: 8 }}",
+            plugin.display()
+        ),
+    );
+    let want = format!(
+        "c.yaml:9: processors.wasm/p.plugin: {:?} failed while starting: trapped: resource \
+         limit exceeded: memory count too high at 2",
+        plugin.display().to_string()
+    );
+    let (code, stderr) = validate(&yaml);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&want), "want: {want}\ngot: {stderr}");
+
+    // Start-up stops with the same message, before listening.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        yaml.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(binary("wasmcol"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&want), "want: {want}\ngot: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", http)).is_err(),
+        "nothing listens"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_with_a_huge_maximum_still_stops_at_memory_mib() {
+    // The one memory declares a 4 GiB maximum; the plugin grows it 1 MiB at a time, touching
+    // every page, until the host stops it at memory_mib.
+    let plugin = wat_plugin(
+        r#"(memory (export "memory") 1 65536)"#,
+        "(block $out
+           (loop $grow
+             (local.set $a (memory.grow 0 (i32.const 16)))
+             (br_if $out (i32.eq (local.get $a) (i32.const -1)))
+             (local.set $b (i32.add (local.get $a) (i32.const 16)))
+             (loop $touch
+               (i32.store8 (i32.shl (local.get $a) (i32.const 16)) (i32.const 1))
+               (local.set $a (i32.add (local.get $a) (i32.const 1)))
+               (br_if $touch (i32.lt_u (local.get $a) (local.get $b))))
+             (br $grow)))",
+    );
+    let f = fails_on_trigger(
+        &format!(
+            "plugin: \"{}\"\nlimits: {{ memory_mib: 64, call_timeout: 2s }}\non_error: drop",
+            plugin.display()
+        ),
+        unchanged,
+    )
+    .await;
+    f.assert_handled("memory_limit", 2000, 64, "drop").await;
+    assert!(
+        f.c.log()
+            .contains("plugin tried to grow its memory past limits.memory_mib; dropping the batch"),
+        "{}",
+        f.c.log()
+    );
+}
+
+/// A plugin whose `process` grows its own table by 2^28 elements (2 GiB of host memory, were
+/// it allowed).
+fn table_grow_plugin() -> tempfile::TempPath {
+    wat_plugin(
+        r#"(memory (export "memory") 1) (table $t 1 funcref)"#,
+        "(drop (table.grow $t (ref.null func) (i32.const 0x10000000)))",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_grow_to_2_pow_28_is_a_memory_limit_refused_as_on_error_says() {
+    let plugin = table_grow_plugin();
+    let f = fails_on_trigger(
+        &format!(
+            "plugin: \"{}\"\nlimits: {{ memory_mib: 32, call_timeout: 300ms }}\non_error: refuse",
+            plugin.display()
+        ),
+        unchanged,
+    )
+    .await;
+    f.assert_handled("memory_limit", 300, 32, "refuse").await;
+    assert!(
+        f.c.log()
+            .contains("plugin tried to grow its memory past limits.memory_mib; refusing the batch"),
+        "{}",
+        f.c.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_grow_to_2_pow_28_is_a_memory_limit_passed_as_on_error_says() {
+    let plugin = table_grow_plugin();
+    let f = fails_on_trigger(
+        &format!(
+            "plugin: \"{}\"\nlimits: {{ memory_mib: 32, call_timeout: 300ms }}\non_error: pass",
+            plugin.display()
+        ),
+        unchanged,
+    )
+    .await;
+    f.assert_handled("memory_limit", 300, 32, "pass").await;
+}
+
+/// The hostile plugin's spans: tagged with `hostile.instance_calls`.
+fn tagged(s: &Span) -> bool {
+    int_attr(s, "hostile.instance_calls").is_some()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_with_a_value_nested_100_deep_is_invalid_output() {
+    let f = fails_on_trigger(
+        &format!(
+            "plugin: {HOSTILE}\nconfig: {{ mode: nested }}\n\
+             limits: {{ memory_mib: 32, call_timeout: 500ms }}\non_error: pass"
+        ),
+        tagged,
+    )
+    .await;
+    f.assert_handled("invalid_output", 500, 32, "pass").await;
+    let log = f.c.log();
+    assert!(
+        log.contains(
+            "returned an invalid answer: attribute \"nested\": the encoded value is not an \
+             OTLP AnyValue"
+        ) && log.contains("recursion limit reached"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replacement_with_a_value_nested_100_deep_is_invalid_output() {
+    let f = fails_on_trigger(
+        &format!(
+            "plugin: {HOSTILE}\nconfig: {{ mode: nested-replace }}\n\
+             limits: {{ memory_mib: 32, call_timeout: 500ms }}\non_error: refuse"
+        ),
+        tagged,
+    )
+    .await;
+    f.assert_handled("invalid_output", 500, 32, "refuse").await;
+    let log = f.c.log();
+    assert!(
+        log.contains("the replacement batch is not valid OTLP protobuf")
+            && log.contains("recursion limit reached"),
+        "{log}"
     );
 }

@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 
 pub mod kafka;
 pub mod tls;
+pub mod wat_plugin;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

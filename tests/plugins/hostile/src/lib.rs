@@ -22,6 +22,9 @@
 //! - `bad-utf8`: returns an attribute key that is not UTF-8
 //! - `bad-replacement`: returns a replacement batch that is not valid protobuf
 //! - `oversize`: returns a 16 MiB attribute value
+//! - `nested`: sets an attribute whose value is an `AnyValue` nested 100 deep (an array in
+//!   an array ..., 100 values down to a string), sent `encoded`
+//! - `nested-replace`: returns a replacement batch whose span holds such a value
 //! - `reject`: rejects its configuration
 //! - `every:N`: panics on every N-th batch, otherwise does nothing
 //! - `hoard:N`: keeps N MiB more memory on every batch (never misbehaves otherwise), to
@@ -31,6 +34,7 @@ use std::hint::black_box;
 
 use serde::Deserialize;
 use wasmcol_plugin_sdk::prelude::*;
+use wasmcol_plugin_sdk::proto::common::{AnyValue, ArrayValue, KeyValue, any_value};
 
 #[derive(Deserialize)]
 struct Config {
@@ -166,6 +170,26 @@ impl Plugin for Hostile {
                 batch.for_each_span(|s| s.set_attribute(key.clone(), "x"));
             }
             "bad-replacement" => batch.replace_encoded(vec![0x0a, 0xff, 0xff, 0xff]),
+            "nested" => batch.push_edit(wasmcol_plugin_sdk::Edit::SetAttribute {
+                target: wasmcol_plugin_sdk::edit::Target::Span(0),
+                key: "nested".into(),
+                value: wasmcol_plugin_sdk::Value::Any(nested(100)),
+            }),
+            "nested-replace" => {
+                let mut data = batch.resource_spans().to_vec();
+                for span in data
+                    .iter_mut()
+                    .flat_map(|rs| &mut rs.scope_spans)
+                    .flat_map(|ss| &mut ss.spans)
+                {
+                    span.attributes.push(KeyValue {
+                        key: "nested".into(),
+                        value: Some(nested(100)),
+                        ..Default::default()
+                    });
+                }
+                batch.replace(data);
+            }
             "oversize" => {
                 let big = "x".repeat(16 << 20);
                 batch.for_each_span(|s| s.set_attribute("big", big.clone()));
@@ -180,6 +204,19 @@ impl Plugin for Hostile {
         }
         Ok(())
     }
+}
+
+/// An `AnyValue` `depth` values deep: arrays of one element down to a string.
+fn nested(depth: usize) -> AnyValue {
+    let mut v = AnyValue {
+        value: Some(any_value::Value::StringValue("bottom".into())),
+    };
+    for _ in 1..depth {
+        v = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+        };
+    }
+    v
 }
 
 #[allow(unconditional_recursion)]
