@@ -1152,8 +1152,9 @@ fn a_second_memory_stops_validation_and_startup() {
         ),
     );
     let want = format!(
-        "c.yaml:9: processors.wasm/p.plugin: {:?} failed while starting: trapped: resource \
-         limit exceeded: memory count too high at 2",
+        "c.yaml:9: processors.wasm/p.plugin: {:?} failed while starting: needs more than a \
+         plugin instance may have (memory count too high at 2): at most 1 linear memory, 4 \
+         tables and 16 core instances",
         plugin.display().to_string()
     );
     let (code, stderr) = validate(&yaml);

@@ -15,7 +15,7 @@ use super::bindings::Plugin as Bindings;
 use super::bindings::wasmcol::plugin::types as wit;
 use super::engine::{self, EPOCH_TICK};
 use super::host::{HostState, Services};
-use super::limits::Limits;
+use super::limits::{self, Limits};
 use super::plugin::LoadedPlugin;
 use crate::otlp::wire::edit as wire_edit;
 use crate::pipeline::TraceBatch;
@@ -33,6 +33,9 @@ pub enum CallError {
     MemoryLimit,
     /// The plugin trapped: a panic, stack overflow, or another fault.
     Trap(String),
+    /// The plugin needs more than an instance may have (a second memory, more tables or
+    /// instances than allowed): it cannot run at all.
+    Unsupported(String),
     /// The plugin's answer was malformed: an index out of range, a bad value.
     InvalidOutput(String),
     /// The plugin's answer was larger than `limits.max_output_bytes` (counted as
@@ -71,7 +74,7 @@ impl CallError {
             CallError::Failed(_) => "error",
             CallError::Timeout => "timeout",
             CallError::MemoryLimit => "memory_limit",
-            CallError::Trap(_) => "trap",
+            CallError::Trap(_) | CallError::Unsupported(_) => "trap",
             CallError::InvalidOutput(_)
             | CallError::OutputTooLarge { .. }
             | CallError::TooManyEdits { .. }
@@ -103,6 +106,14 @@ impl fmt::Display for CallError {
                 f.write_str("tried to grow its memory past limits.memory_mib")
             }
             CallError::Trap(m) => write!(f, "trapped: {m}"),
+            CallError::Unsupported(m) => write!(
+                f,
+                "needs more than a plugin instance may have ({m}): at most {} linear memory, \
+                 {} tables and {} core instances",
+                limits::MAX_MEMORIES,
+                limits::MAX_TABLES,
+                limits::MAX_INSTANCES
+            ),
             CallError::InvalidOutput(m) => write!(f, "returned an invalid answer: {m}"),
             CallError::OutputTooLarge { size, max } => write!(
                 f,
@@ -292,6 +303,13 @@ pub fn classify(store: &Store<HostState>, e: wasmtime::Error) -> CallError {
     }
     if store.data().limiter.hit_limit {
         return CallError::MemoryLimit;
+    }
+    // The limiter's counts of memories, tables and instances, checked at instantiation.
+    if let Some(m) = format!("{e:#}")
+        .split(": ")
+        .find(|m| m.contains("count too high"))
+    {
+        return CallError::Unsupported(m.to_string());
     }
     // Wasmtime's error for a lift past `Store::set_hostcall_fuel` (its type is private).
     if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
