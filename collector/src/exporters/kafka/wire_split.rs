@@ -193,7 +193,15 @@ struct Packer {
 #[derive(Default)]
 struct Written {
     buf: Vec<u8>,
-    messages: Vec<(Arc<str>, Option<Bytes>, Range<usize>, u64)>,
+    messages: Vec<Pending>,
+}
+
+/// A message written, its value a range of [`Written::buf`].
+struct Pending {
+    topic: Arc<str>,
+    key: Option<Bytes>,
+    value: Range<usize>,
+    spans: u64,
 }
 
 /// Where the spans being packed go.
@@ -314,12 +322,12 @@ impl Packer {
             }
             i = j;
         }
-        out.messages.push((
-            to.topic.clone(),
-            to.key.clone(),
-            start..buf.len(),
-            self.picked.len() as u64,
-        ));
+        out.messages.push(Pending {
+            topic: to.topic.clone(),
+            key: to.key.clone(),
+            value: start..buf.len(),
+            spans: self.picked.len() as u64,
+        });
         self.chunk.clear();
         self.picked.clear();
         self.open_start = 0;
@@ -420,11 +428,11 @@ impl Splitter {
         split.messages = out
             .messages
             .into_iter()
-            .map(|(topic, key, range, spans)| OutMessage {
-                topic,
-                key,
-                value: buf.slice(range),
-                spans,
+            .map(|m| OutMessage {
+                topic: m.topic,
+                key: m.key,
+                value: buf.slice(m.value),
+                spans: m.spans,
             })
             .collect();
         split

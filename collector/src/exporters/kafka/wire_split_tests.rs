@@ -108,9 +108,12 @@ fn content(split: &Split) -> Vec<(String, Option<Bytes>, u64, Vec<u8>)> {
         .collect()
 }
 
+/// A message's topic and key.
+type Destination = (String, Option<Bytes>);
+
 /// For each topic and key, the spans sent, in order, canonically encoded.
-fn spans_by_destination(split: &Split) -> Vec<((String, Option<Bytes>), Vec<Vec<u8>>)> {
-    let mut out: Vec<((String, Option<Bytes>), Vec<Vec<u8>>)> = Vec::new();
+fn spans_by_destination(split: &Split) -> Vec<(Destination, Vec<Vec<u8>>)> {
+    let mut out: Vec<(Destination, Vec<Vec<u8>>)> = Vec::new();
     for m in &split.messages {
         let dest = (m.topic.to_string(), m.key.clone());
         let spans = ExportTraceServiceRequest::decode(m.value.as_ref())
