@@ -26,7 +26,7 @@ use super::messages::{NESTED_HEADER, OutMessage, Split, Splitter};
 use crate::otlp::wire::{TracesView, raw_fields, resource_string_attribute};
 use crate::pipeline::Metadata;
 
-/// No next span in a trace's chain.
+/// Not linked (yet) to a next span of its trace.
 const END: u32 = u32::MAX;
 
 /// A `Resource` of the batch.
@@ -66,6 +66,8 @@ struct Index<'a> {
     resource_scopes: Vec<Range<u32>>,
     scopes: Vec<ScopeEntry<'a>>,
     spans: Vec<SpanEntry<'a>>,
+    /// The largest resource header plus the largest scope header.
+    max_headers: usize,
 }
 
 /// Encoded length of a length-delimited field with a one-byte key and a `len`-byte value.
@@ -105,6 +107,7 @@ impl<'a> Index<'a> {
             resource_scopes: Vec::new(),
             scopes: Vec::new(),
             spans: Vec::with_capacity(spans),
+            max_headers: 0,
         };
         for part in parts {
             index.parts.push(part);
@@ -146,6 +149,9 @@ impl<'a> Index<'a> {
                     .push(first_scope..index.scopes.len() as u32);
             }
         }
+        let most = |lens: &mut dyn Iterator<Item = usize>| lens.max().unwrap_or(0) + NESTED_HEADER;
+        index.max_headers = most(&mut index.resources.iter().map(|r| r.fields_len))
+            + most(&mut index.scopes.iter().map(|s| s.fields_len));
         index
     }
 
@@ -364,14 +370,16 @@ impl Splitter {
             None if self.topic_from_attribute.is_empty() => vec![(self.topic.clone(), all())],
             None => self.by_topic_encoded(&index),
         };
-        let mut out = Written {
-            buf: Vec::with_capacity(index.parts.iter().map(|p| p.len()).sum()),
-            messages: Vec::new(),
-        };
+        let mut out = Written::default();
         let mut packer = Packer::default();
+        // The span after each in its trace; read only up to the trace's last span, so it
+        // needs no reset between topics.
         let mut next: Vec<u32> = Vec::new();
         let mut traces: Vec<Trace<'_>> = Vec::new();
         let mut by_id: HashMap<&[u8], u32> = HashMap::new();
+        if self.partition_traces_by_id {
+            next.resize(index.spans.len(), END);
+        }
         for (topic, resources) in &groups {
             if !self.partition_traces_by_id {
                 let to = Target {
@@ -379,6 +387,11 @@ impl Splitter {
                     key: None,
                     limit: self.limit(None),
                 };
+                let spans: usize = index
+                    .spans_of(resources)
+                    .map(|s| field_len(index.spans[s as usize].body.len()))
+                    .sum();
+                out.buf.reserve(spans + resources.len() * index.max_headers);
                 for s in index.spans_of(resources) {
                     packer.push(s, &index, self, &to, &mut out, &mut split);
                 }
@@ -386,12 +399,12 @@ impl Splitter {
                 continue;
             }
             // Chain each trace's spans, traces in order of first appearance.
-            next.clear();
-            next.resize(index.spans.len(), END);
             traces.clear();
             by_id.clear();
+            let mut spans = 0;
             for s in index.spans_of(resources) {
                 let span = &index.spans[s as usize];
+                spans += field_len(span.body.len());
                 let id = trace_id(span.body);
                 let t = *by_id.entry(id).or_insert_with(|| {
                     let part = index.resources[index.resource_of(span.scope) as usize].part;
@@ -399,16 +412,18 @@ impl Splitter {
                         id,
                         part,
                         first: s,
-                        last: END,
+                        last: s,
                     });
                     traces.len() as u32 - 1
                 });
                 let trace = &mut traces[t as usize];
-                if trace.last != END {
+                if trace.last != s {
                     next[trace.last as usize] = s;
+                    trace.last = s;
                 }
-                trace.last = s;
             }
+            // Each message repeats its resource and scope: room for one of each per trace.
+            out.buf.reserve(spans + traces.len() * index.max_headers);
             for trace in &traces {
                 let key = index.parts[trace.part].slice_ref(trace.id);
                 let to = Target {
@@ -417,8 +432,11 @@ impl Splitter {
                     key: Some(key),
                 };
                 let mut s = trace.first;
-                while s != END {
+                loop {
                     packer.push(s, &index, self, &to, &mut out, &mut split);
+                    if s == trace.last {
+                        break;
+                    }
                     s = next[s as usize];
                 }
                 packer.finish(&index, &to, &mut out);
