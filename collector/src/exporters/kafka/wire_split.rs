@@ -180,7 +180,7 @@ impl<'a> Index<'a> {
 }
 
 /// The spans of one message so far, grouped in parts (a run of spans of one `ScopeSpans`),
-/// as [`Splitter::pack`](super::messages) groups them. Reused from message to message.
+/// as the decoded path packs them. Reused from message to message.
 #[derive(Default)]
 struct Packer {
     /// The closed parts: scope, range in `picked`, and the encoded length of their spans.
