@@ -3,10 +3,15 @@
 //! id, as the OpenTelemetry Collector writes it), and no message above `max_message_bytes`:
 //! spans are packed into messages up to the limit. A single span that cannot fit alone is
 //! rejected, counted and logged, never sent to be refused by the broker.
+//!
+//! This module cuts decoded spans ([`Splitter::split_for`]): OTLP/JSON, and batches a stage
+//! has rebuilt as structures. A batch that still holds the protobuf it was received as is cut
+//! from those bytes for `otlp_proto` (see `wire_split`), into the same messages.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -20,7 +25,7 @@ use crate::pipeline::{Metadata, TraceBatch, count_spans};
 pub const RECORD_OVERHEAD: usize = 128;
 
 /// Upper bound of a nested message's tag and length prefix (1-byte tag, varint of at most 5).
-const NESTED_HEADER: usize = 6;
+pub(super) const NESTED_HEADER: usize = 6;
 
 /// One message to produce.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,9 +34,9 @@ pub struct OutMessage {
     pub topic: Arc<str>,
     /// The 16-byte trace id when partitioning by trace, else none (librdkafka then spreads
     /// messages over the partitions).
-    pub key: Option<Vec<u8>>,
-    /// The encoded request.
-    pub value: Vec<u8>,
+    pub key: Option<Bytes>,
+    /// The encoded request (the messages of one batch may share one buffer).
+    pub value: Bytes,
     /// Spans in this message.
     pub spans: u64,
 }
@@ -193,6 +198,17 @@ fn encode_parts(parts: &[Part<'_>], capacity: usize) -> Vec<u8> {
 }
 
 impl Splitter {
+    /// Cuts `batch` into messages: from its protobuf bytes when it still holds them and the
+    /// encoding is `otlp_proto`, else from its decoded spans. Both give the same messages.
+    pub fn split_batch(&self, batch: &TraceBatch) -> Split {
+        if self.encoding == Encoding::OtlpProto
+            && let Some(parts) = batch.protobuf_parts()
+        {
+            return self.split_encoded(parts, batch.span_count(), &batch.metadata);
+        }
+        self.split_for(batch.resource_spans(), &batch.metadata)
+    }
+
     /// Cuts `resource_spans` (of a batch without metadata) into messages.
     pub fn split(&self, resource_spans: &[ResourceSpans]) -> Split {
         self.split_for(resource_spans, &Metadata::default())
@@ -212,7 +228,7 @@ impl Splitter {
         for (topic, group) in groups {
             if self.partition_traces_by_id {
                 for (trace_id, parts) in by_trace(&group) {
-                    self.pack(&topic, Some(trace_id), parts, &mut out);
+                    self.pack(&topic, Some(Bytes::from(trace_id)), parts, &mut out);
                 }
             } else {
                 let parts = group
@@ -235,7 +251,10 @@ impl Splitter {
 
     /// The topic named by `topic_from_metadata_key`, when set and present (non-empty): `Ok`
     /// when `allowed_topics` has it (and it is a topic name), else `Err` with the value.
-    fn topic_from_metadata(&self, metadata: &Metadata) -> Option<Result<Arc<str>, String>> {
+    pub(super) fn topic_from_metadata(
+        &self,
+        metadata: &Metadata,
+    ) -> Option<Result<Arc<str>, String>> {
         if self.topic_from_metadata_key.is_empty() {
             return None;
         }
@@ -287,10 +306,8 @@ impl Splitter {
     }
 
     /// Packs `parts` into as few messages as fit under the limit, in order.
-    fn pack(&self, topic: &Arc<str>, key: Option<Vec<u8>>, parts: Vec<Part<'_>>, out: &mut Split) {
-        let limit = self
-            .max_message_bytes
-            .saturating_sub(RECORD_OVERHEAD + key.as_ref().map_or(0, Vec::len));
+    fn pack(&self, topic: &Arc<str>, key: Option<Bytes>, parts: Vec<Part<'_>>, out: &mut Split) {
+        let limit = self.limit(key.as_deref());
         let mut chunk: Vec<Part<'_>> = Vec::new();
         let mut size = 0;
         for part in parts {
@@ -315,11 +332,7 @@ impl Splitter {
                     add = len + headers(&chunk, &current);
                 }
                 if add > limit {
-                    crate::telemetry::log_limited!(warn, "a span is larger than max_message_bytes on its own; dropping it",
-                        topic = %topic,
-                        max_message_bytes = self.max_message_bytes
-                    );
-                    out.rejected_spans += 1;
+                    self.reject(topic, out);
                     continue;
                 }
                 current.push(span, *len);
@@ -334,10 +347,25 @@ impl Splitter {
         }
     }
 
+    /// The most a message's value may take with `key`.
+    pub(super) fn limit(&self, key: Option<&[u8]>) -> usize {
+        self.max_message_bytes
+            .saturating_sub(RECORD_OVERHEAD + key.map_or(0, <[u8]>::len))
+    }
+
+    /// Counts (and logs) a span that fits in no message.
+    pub(super) fn reject(&self, topic: &Arc<str>, out: &mut Split) {
+        crate::telemetry::log_limited!(warn, "a span is larger than max_message_bytes on its own; dropping it",
+            topic = %topic,
+            max_message_bytes = self.max_message_bytes
+        );
+        out.rejected_spans += 1;
+    }
+
     fn emit(
         &self,
         topic: &Arc<str>,
-        key: &Option<Vec<u8>>,
+        key: &Option<Bytes>,
         chunk: Vec<Part<'_>>,
         size: usize,
         out: &mut Split,
@@ -350,7 +378,7 @@ impl Splitter {
             Encoding::OtlpProto => out.messages.push(OutMessage {
                 topic: topic.clone(),
                 key: key.clone(),
-                value: encode_parts(&chunk, size),
+                value: Bytes::from(encode_parts(&chunk, size)),
                 spans: spans as u64,
             }),
             // JSON is larger than protobuf and its size is only known once written: write the
@@ -381,7 +409,7 @@ impl Splitter {
     fn fit_json(
         &self,
         topic: &Arc<str>,
-        key: Option<Vec<u8>>,
+        key: Option<Bytes>,
         group: Vec<ResourceSpans>,
         out: &mut Split,
     ) {
@@ -389,25 +417,19 @@ impl Splitter {
         if spans == 0 {
             return;
         }
-        let limit = self
-            .max_message_bytes
-            .saturating_sub(RECORD_OVERHEAD + key.as_ref().map_or(0, Vec::len));
+        let limit = self.limit(key.as_deref());
         let value = self.encoding.encode(&group);
         if value.len() <= limit {
             out.messages.push(OutMessage {
                 topic: topic.clone(),
                 key,
-                value,
+                value: Bytes::from(value),
                 spans: spans as u64,
             });
             return;
         }
         if spans == 1 {
-            crate::telemetry::log_limited!(warn, "a span is larger than max_message_bytes on its own; dropping it",
-                topic = %topic,
-                max_message_bytes = self.max_message_bytes
-            );
-            out.rejected_spans += 1;
+            self.reject(topic, out);
             return;
         }
         let mut rest = TraceBatch::new(group);
@@ -523,7 +545,7 @@ mod tests {
             assert!(split.messages.len() > 4, "{}", split.messages.len());
             let mut total = 0;
             for m in &split.messages {
-                let size = m.value.len() + m.key.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
+                let size = m.value.len() + m.key.as_ref().map_or(0, Bytes::len) + RECORD_OVERHEAD;
                 assert!(size <= max, "{size} > {max}");
                 total += count_spans(&decoded(m));
             }

@@ -33,6 +33,7 @@ mod config;
 pub mod encoding;
 mod messages;
 mod producer;
+mod wire_split;
 
 pub(crate) use config::topic_problem;
 pub use config::{KafkaCompression, KafkaExporterConfig, ProducerConfig, RequiredAcks};
@@ -75,3 +76,5 @@ impl ExporterConfig for KafkaExporterConfig {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wire_split_tests;

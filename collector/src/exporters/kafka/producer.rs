@@ -120,9 +120,7 @@ impl Sender for KafkaSender {
     type Payload = Payload;
 
     fn prepare(&self, batch: &TraceBatch) -> Payload {
-        let split = self
-            .splitter
-            .split_for(batch.resource_spans(), &batch.metadata);
+        let split = self.splitter.split_batch(batch);
         if let Some(topic) = &split.topic_not_allowed {
             self.topic_not_allowed.inc();
             // The value comes from a client: quoted, and cut short.
@@ -184,9 +182,9 @@ impl KafkaSender {
             if payload.state[i].load(Ordering::Acquire) != PENDING {
                 continue;
             }
-            let mut record = FutureRecord::to(&m.topic).payload(&m.value);
+            let mut record = FutureRecord::to(&m.topic).payload(m.value.as_ref());
             if let Some(k) = &m.key {
-                record = record.key(k);
+                record = record.key(k.as_ref());
             }
             loop {
                 match producer.send_result(record) {
