@@ -435,7 +435,11 @@ async fn a_thousand_traps_do_not_grow_memory() {
         &config(
             http,
             metrics,
-            &format!("plugin: {HOSTILE}\nconfig: {{ mode: \"every:2\" }}"),
+            // A generous deadline: on a busy machine a call must not time out instead of
+            // trapping, which would shift the every-second-call pattern.
+            &format!(
+                "plugin: {HOSTILE}\nconfig: {{ mode: \"every:2\" }}\nlimits: {{ call_timeout: 10s }}"
+            ),
         ),
         http,
     );
@@ -447,7 +451,13 @@ async fn a_thousand_traps_do_not_grow_memory() {
         }
     }
     let traps = failures(metrics, "trap").await;
-    assert_eq!(traps, 1000.0, "{}", c.log().lines().last().unwrap_or(""));
+    assert_eq!(
+        traps,
+        1000.0,
+        "timeouts: {}, last log line: {}",
+        failures(metrics, "timeout").await,
+        c.log().lines().last().unwrap_or("")
+    );
     let rss_end = c.rss_bytes();
     let growth = rss_end as f64 / rss_after_warmup as f64 - 1.0;
     assert!(
