@@ -18,10 +18,10 @@ use prost::Message as _;
 use wasmcol::otlp::ExportTraceServiceRequest;
 use wasmcol::otlp::json::{decode_traces, encode_traces};
 use wasmcol::otlp::wire;
-use wasmcol::otlp::wire::edit as wire_edit;
 use wasmcol_benches::realistic_request;
 use wasmcol_plugin_sdk::Value;
 use wasmcol_plugin_sdk::edit::{self, Edit, Target};
+use wasmcol_plugin_sdk::wire::edit as wire_edit;
 
 const SPANS: usize = 512;
 

@@ -53,6 +53,7 @@ pub mod runtime;
 pub mod testing;
 mod value;
 pub mod view;
+pub mod wire;
 
 // The tutorial's Rust blocks run as doctests (`cargo test -p wasmcol-plugin-sdk --doc`).
 #[cfg(doctest)]

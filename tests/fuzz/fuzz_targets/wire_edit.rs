@@ -1,4 +1,4 @@
-//! `otlp::wire::edit::apply`: any edits, applied to the bytes of any valid request,
+//! `wasmcol_plugin_sdk::wire::edit::apply`: any edits, applied to the bytes of any valid request,
 //! give what the plugin SDK's `edit::prepare` + `edit::apply` make of the decoded request (or
 //! the same error), and the result validates with the span count `apply` reports.
 #![no_main]
@@ -8,10 +8,10 @@ use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, KeyValue, KeyValueList, any_value,
 };
 use prost::Message as _;
-use wasmcol_fuzz::otlp::wire::edit as wire_edit;
 use wasmcol_fuzz::otlp::{ExportTraceServiceRequest, wire};
 use wasmcol_plugin_sdk::Value;
 use wasmcol_plugin_sdk::edit::{self, Edit, StatusCode, Target};
+use wasmcol_plugin_sdk::wire::edit as wire_edit;
 
 /// Keys the SDK's requests in the seed corpus carry, so that edits hit existing attributes.
 const KEYS: &[&str] = &[

@@ -8,12 +8,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::edit::{Edit, StatusCode, Target};
+use crate::wire::{self, RawField};
 use opentelemetry_proto::tonic::trace::v1::status;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
-use wasmcol_plugin_sdk::edit::{Edit, StatusCode, Target};
-
-use crate::otlp::wire::{self, RawField};
 
 /// A batch after its edits.
 #[derive(Debug)]
@@ -24,10 +23,11 @@ pub struct Edited {
     pub spans: usize,
 }
 
-/// Applies `edits` (as the plugin returned them, in order) to `request`, protobuf bytes that
-/// `crate::otlp::wire::validate` accepted. Returns the edited request and its span count, or
-/// the same error text `wasmcol_plugin_sdk::edit::prepare` gives for the first bad edit (index
-/// out of range etc.), in which case nothing is applied.
+/// Applies `edits` (as the plugin returned them, in order) to `request`, the protobuf bytes of
+/// a valid `ExportTraceServiceRequest` (or `TracesData`: the same field 1); the host passes only
+/// bytes its validator (`wasmcol::otlp::wire::validate`) accepted. Returns the edited request
+/// and its span count, or the same error text [`crate::edit::prepare`] gives for the first bad
+/// edit (index out of range etc.), in which case nothing is applied.
 pub fn apply(request: &[u8], edits: Vec<Edit>) -> Result<Edited, String> {
     let layout = Layout::new(request);
     let mut ops = Ops::check(&layout, edits)?;
