@@ -1,6 +1,6 @@
 //! `apply` held against the decoded path: for any batch bytes and edits, decoding what `apply`
-//! writes must give what `edit::prepare` + `edit::apply` make of the decoded batch, and a bad
-//! edit must fail with prepare's message. The input bytes come either from prost or from a
+//! writes must give what the reference (`oracle::prepare` + `oracle::apply`) makes of the
+//! decoded batch, and a bad edit must fail with the reference's message. The input bytes come either from prost or from a
 //! hand encoder that adds what prost never writes (unknown fields, groups, repeated singular
 //! fields, split messages), since the oracle decodes whatever bytes it is given.
 //!
@@ -60,8 +60,8 @@ fn check(bytes: &[u8], edits: Vec<Edit>) -> Result<Edited, String> {
     let mut expected = ExportTraceServiceRequest::decode(bytes)
         .expect("test input must be valid")
         .resource_spans;
-    let reference = edit::prepare(&expected, edits.clone()).map(|checked| {
-        edit::apply(&mut expected, checked);
+    let reference = oracle::prepare(&expected, edits.clone()).map(|checked| {
+        oracle::apply(&mut expected, checked);
         expected
     });
     let ours = apply(bytes, edits.clone());

@@ -16,4 +16,8 @@ pub mod otlp {
     pub mod wire;
 }
 
+/// The decoded reference the plugin SDK's edit tests hold `wasmcol_plugin_sdk::wire::edit` to,
+/// compiled from its source file like the collector's modules above.
+#[path = "../../../plugin-sdk/src/wire/edit_oracle.rs"]
+pub mod edit_oracle;
 pub mod measure;
