@@ -4,8 +4,8 @@
 //! This is the collector's own code: its OTLP views and its plugin host read and edit batches
 //! with it, and the native test harness ([`crate::testing::Harness`]) applies a plugin's edits
 //! with the same [`edit::apply`], so an edit means the same thing under `cargo test` as in the
-//! collector. Plugins do not need it; nothing here is linked into a plugin that does not call
-//! it.
+//! collector. Plugins need not call it; inside a plugin the SDK runs [`edit::apply`]
+//! only to fold view-mode edits into a replacement batch.
 //!
 //! The readers trust that the bytes are valid (the host checks every batch before it gets
 //! here) and do not check again. On any other input they stop at the first thing they cannot
