@@ -4,8 +4,8 @@
 //! and `wire_walk` are the no-decode alternative to `proto_decode` (`wasmcol::otlp::wire`):
 //! checking the same bytes as strictly as prost does, and then reading every span's trace id
 //! and times out of them. `plugin_edits` applies a plugin's edits (three per span) to the
-//! request's bytes as the host does (`wire_edit_apply`), against decoding, editing and
-//! re-encoding it.
+//! request's bytes as the host does (`wire_edit_apply`), against decoding, editing (with the
+//! decoded reference the SDK's edit tests use) and re-encoding it.
 //!
 //! Throughput is in spans, so criterion reports spans per second (one core).
 //!
@@ -18,10 +18,15 @@ use prost::Message as _;
 use wasmcol::otlp::ExportTraceServiceRequest;
 use wasmcol::otlp::json::{decode_traces, encode_traces};
 use wasmcol::otlp::wire;
-use wasmcol::otlp::wire::edit as wire_edit;
 use wasmcol_benches::realistic_request;
 use wasmcol_plugin_sdk::Value;
 use wasmcol_plugin_sdk::edit::{self, Edit, Target};
+
+/// The decoded reference the SDK's edit tests hold `wire::edit::apply` to, compiled from its
+/// source file: the same edits checked and applied to a decoded batch.
+#[path = "../../plugin-sdk/src/wire/edit_oracle.rs"]
+mod edit_oracle;
+use wasmcol_plugin_sdk::wire::edit as wire_edit;
 
 const SPANS: usize = 512;
 
@@ -128,8 +133,8 @@ fn codec(c: &mut Criterion) {
                 let mut data = ExportTraceServiceRequest::decode(black_box(proto.as_slice()))
                     .expect("decode")
                     .resource_spans;
-                let checked = edit::prepare(&data, e).expect("edits check");
-                edit::apply(&mut data, checked);
+                let checked = edit_oracle::prepare(&data, e).expect("edits check");
+                edit_oracle::apply(&mut data, checked);
                 edit::encode_batch(&data)
             },
             BatchSize::SmallInput,

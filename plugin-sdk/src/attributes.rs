@@ -1,5 +1,6 @@
-//! Attribute-list operations shared by the plugin side and the host side, so an edit means the
-//! same thing in both places.
+//! Attribute-list operations on the plugin's decoded copy (the mutable API). They mean what an
+//! edit means when the host applies it to bytes (`wire::edit`): `tests/view.rs` holds the
+//! mutable API's result to view mode's, whose edits go through `wire::edit`.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 

@@ -297,15 +297,18 @@ impl Batch {
         if let Some(bytes) = self.encoded.take() {
             return crate::edit::decode_replacement(&bytes).unwrap_or_default();
         }
+        if self.mode == Mode::View {
+            // The host's own applier on the bytes the views read, so the result equals the
+            // collector's.
+            let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+            let edited = crate::wire::edit::apply(bytes, self.edits)
+                .expect("view-mode edits index the batch they were recorded on");
+            return TracesData::decode(edited.bytes.as_slice())
+                .expect("the edit applier writes what it was given: valid protobuf")
+                .resource_spans;
+        }
         self.decoded();
         let mut data = self.data.take().unwrap_or_default();
-        if self.mode == Mode::View {
-            // The host's own checks and application, so the result equals the collector's.
-            let checked = crate::edit::prepare(&data, self.edits)
-                .expect("view-mode edits index the batch they were recorded on");
-            crate::edit::apply(&mut data, checked);
-            return data;
-        }
         if self.dropped.iter().any(|d| *d) {
             let mut i = 0;
             for rs in &mut data {

@@ -1,4 +1,9 @@
-//! Run a plugin natively, in `cargo test`, through the same edit checks the collector applies.
+//! Run a plugin natively, in `cargo test`, with the collector's own edit applier.
+//!
+//! [`Harness::process`] hands the plugin the batch as protobuf, as the host does, and applies
+//! the edits it returns to those bytes with [`crate::wire::edit::apply`], the function the
+//! collector's plugin host runs: the result, and the error text for a bad edit, are the
+//! collector's.
 //!
 //! ```
 //! use wasmcol_plugin_sdk::prelude::*;
@@ -18,14 +23,17 @@
 //! assert_eq!(out[0].scope_spans[0].spans[0].name, "GET /CART");
 //! ```
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
 
 use crate::edit::{self, Output};
 use crate::host::{Level, Row};
 use crate::policy::{Decision, Policy, Trace, TraceSummary};
 use crate::value::Value;
+use crate::wire;
 use crate::{Batch, Plugin, PluginConfig};
 
 /// A plugin instance running natively.
@@ -42,20 +50,27 @@ impl<P: Plugin> Harness<P> {
         })
     }
 
-    /// Runs the plugin over `input` and returns the batch as the collector would pass it on:
-    /// the plugin's edits are checked and applied to `input` with the host's own code.
-    pub fn process(&mut self, mut input: Vec<ResourceSpans>) -> Result<Vec<ResourceSpans>, String> {
-        let mut batch = Batch::new(input.clone());
+    /// Runs the plugin over `input` and returns the batch as the collector would pass it on.
+    ///
+    /// `input` is encoded as the host hands a batch to a plugin (`TracesData`, which has the
+    /// layout of the `ExportTraceServiceRequest` the host holds), the plugin's edits are checked
+    /// and applied to those bytes with the host's own [`wire::edit::apply`], and the result is
+    /// decoded. A replacement batch is decoded as the host decodes it. An error is the
+    /// plugin's, or the host's text for a bad edit or replacement.
+    pub fn process(&mut self, input: Vec<ResourceSpans>) -> Result<Vec<ResourceSpans>, String> {
+        let bytes = edit::encode_batch(&input);
+        let mut batch = Batch::from_encoded(bytes.clone());
         self.plugin.process(&mut batch)?;
         match batch.into_output() {
-            Output::Unchanged => {}
+            Output::Unchanged => Ok(input),
             Output::Edits(edits) => {
-                let checked = edit::prepare(&input, edits)?;
-                edit::apply(&mut input, checked);
+                let edited = wire::edit::apply(&bytes, edits)?;
+                let edited = ExportTraceServiceRequest::decode(edited.bytes.as_slice())
+                    .expect("the edit applier writes what it was given: valid protobuf");
+                Ok(edited.resource_spans)
             }
-            Output::Replace(bytes) => input = edit::decode_replacement(&bytes)?,
+            Output::Replace(bytes) => edit::decode_replacement(&bytes),
         }
-        Ok(input)
     }
 
     /// The plugin itself.
@@ -196,5 +211,189 @@ impl<P: Policy> PolicyHarness<P> {
     /// The policy itself.
     pub fn policy(&mut self) -> &mut P {
         &mut self.policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+    use opentelemetry_proto::tonic::trace::v1::span::Event;
+    use prost::Message;
+
+    use super::{Harness, kv, resource_spans, span};
+    use crate::edit::Output;
+    use crate::prelude::*;
+    use crate::{Edit, Target, wire};
+
+    /// Returns the edits it is given, as a plugin that computes its own would.
+    struct Pusher {
+        edits: Vec<Edit>,
+    }
+
+    impl Plugin for Pusher {
+        fn new(_: PluginConfig) -> Result<Self, String> {
+            Ok(Pusher { edits: Vec::new() })
+        }
+
+        fn process(&mut self, batch: &mut Batch) -> Result<(), String> {
+            for edit in &self.edits {
+                batch.push_edit(edit.clone());
+            }
+            Ok(())
+        }
+    }
+
+    /// Tags, renames, sets a status and drops, through the mutable API.
+    struct Mixed;
+
+    impl Plugin for Mixed {
+        fn new(_: PluginConfig) -> Result<Self, String> {
+            Ok(Mixed)
+        }
+
+        fn process(&mut self, batch: &mut Batch) -> Result<(), String> {
+            batch.for_each_resource(|r| r.set_attribute("deployment.environment", "prod"));
+            batch.for_each_span(|s| {
+                if s.name() == "drop me" {
+                    s.drop_span();
+                    return;
+                }
+                s.set_attribute("dup", "one");
+                s.remove_attribute("secret");
+                s.set_name(s.name().to_uppercase());
+                s.set_status(StatusCode::Error, "boom");
+                if !s.events().is_empty() {
+                    s.set_event_attribute(0, "seen", true);
+                }
+            });
+            Ok(())
+        }
+    }
+
+    fn input() -> Vec<ResourceSpans> {
+        let mut first = span(
+            "get /cart",
+            &[
+                ("dup", Value::from("a")),
+                ("dup", Value::from("b")),
+                ("secret", Value::from("x")),
+                ("secret", Value::from("y")),
+            ],
+        );
+        first.events.push(Event {
+            name: "retry".to_string(),
+            attributes: vec![kv("attempt", Value::from(2i64))],
+            ..Default::default()
+        });
+        vec![
+            resource_spans("checkout", vec![first, span("post /pay", &[])]),
+            // Its only span goes, and with it the scope and the resource.
+            resource_spans("cart", vec![span("drop me", &[])]),
+        ]
+    }
+
+    /// What the collector's plugin host makes of `edits` on `input`: the request as a receiver
+    /// hands it on, the SDK's `wire::edit::apply` on it, the result as an exporter decodes it.
+    fn host(input: &[ResourceSpans], edits: Vec<Edit>) -> Result<Vec<ResourceSpans>, String> {
+        let request = ExportTraceServiceRequest {
+            resource_spans: input.to_vec(),
+        }
+        .encode_to_vec();
+        let edited = wire::edit::apply(&request, edits)?;
+        Ok(ExportTraceServiceRequest::decode(edited.bytes.as_slice())
+            .expect("valid")
+            .resource_spans)
+    }
+
+    #[test]
+    fn a_bad_edit_fails_with_the_hosts_text() {
+        let mut h = Harness::<Pusher>::new(serde_json::json!({})).unwrap();
+        let cases = [
+            (
+                vec![
+                    Edit::SetSpanName {
+                        span: 0,
+                        name: "fine".to_string(),
+                    },
+                    Edit::DropSpan { span: 3 },
+                ],
+                "span index 3 is out of range (the batch has 3)",
+            ),
+            (
+                vec![Edit::SetAttribute {
+                    target: Target::Event(1, 0),
+                    key: "k".to_string(),
+                    value: Value::from("v"),
+                }],
+                "event index 0 of span 1 is out of range (the span has 0)",
+            ),
+            (
+                vec![Edit::RemoveAttribute {
+                    target: Target::Scope(2),
+                    key: "k".to_string(),
+                }],
+                "scope index 2 is out of range (the batch has 2)",
+            ),
+        ];
+        for (edits, text) in cases {
+            h.plugin().edits = edits.clone();
+            let got = h.process(input()).unwrap_err();
+            assert_eq!(got, text);
+            assert_eq!(Err(got), host(&input(), edits));
+        }
+    }
+
+    #[test]
+    fn edits_give_what_the_host_gives() {
+        let mut h = Harness::<Mixed>::new(serde_json::json!({})).unwrap();
+        let got = h.process(input()).unwrap();
+
+        // The same plugin's edits, taken from a batch by hand and applied the host's way.
+        let mut batch = Batch::new(input());
+        Mixed.process(&mut batch).unwrap();
+        let Output::Edits(edits) = batch.into_output() else {
+            panic!("the plugin edits");
+        };
+        assert_eq!(Ok(got.clone()), host(&input(), edits.clone()));
+
+        // And what that is: the first `dup` set, every `secret` gone, empty parents pruned.
+        assert_eq!(got.len(), 1);
+        let spans = &got[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0].name, "GET /CART");
+        assert_eq!(
+            spans[0].attributes,
+            vec![kv("dup", Value::from("one")), kv("dup", Value::from("b"))]
+        );
+        assert_eq!(spans[0].events[0].attributes.len(), 2);
+        assert_eq!(spans[1].status.as_ref().unwrap().message, "boom");
+
+        // A plugin that computes the same edits itself gets the same batch.
+        let mut pusher = Harness::<Pusher>::new(serde_json::json!({})).unwrap();
+        pusher.plugin().edits = edits;
+        assert_eq!(pusher.process(input()).unwrap(), got);
+    }
+
+    #[test]
+    fn a_bad_replacement_fails_as_the_host_decodes_it() {
+        struct Garbage;
+        impl Plugin for Garbage {
+            fn new(_: PluginConfig) -> Result<Self, String> {
+                Ok(Garbage)
+            }
+            fn process(&mut self, batch: &mut Batch) -> Result<(), String> {
+                // A resource_spans field that claims five bytes and has one.
+                batch.replace_encoded(vec![0x0a, 0x05, 0x00]);
+                Ok(())
+            }
+        }
+        let mut h = Harness::<Garbage>::new(serde_json::json!({})).unwrap();
+        let got = h.process(input()).unwrap_err();
+        assert_eq!(
+            got,
+            "the replacement batch is not valid OTLP protobuf: failed to decode Protobuf message: \
+             ExportTraceServiceRequest.resource_spans: buffer underflow"
+        );
     }
 }

@@ -11,10 +11,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
-use wasmcol::otlp::wire::edit as wire_edit;
 use wasmcol::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
 use wasmcol_benches::{Processors, realistic_request};
 use wasmcol_plugin_sdk::edit::Output;
+use wasmcol_plugin_sdk::wire::edit as wire_edit;
 use wasmcol_plugin_sdk::{Batch, Plugin, PluginConfig, testing};
 
 /// Spans per batch.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use prost::Message;
 use wasmcol_plugin_sdk::edit::{Edit, Target};
+use wasmcol_plugin_sdk::wire::edit as wire_edit;
 use wasmcol_plugin_sdk::{StatusCode, Value};
 use wasmtime::Store;
 
@@ -17,7 +18,6 @@ use super::engine::{self, EPOCH_TICK};
 use super::host::{HostState, Services};
 use super::limits::{self, Limits};
 use super::plugin::LoadedPlugin;
-use crate::otlp::wire::edit as wire_edit;
 use crate::pipeline::TraceBatch;
 
 /// How a call failed.

@@ -1,6 +1,7 @@
-//! `otlp::wire::edit::apply`: any edits, applied to the bytes of any valid request,
-//! give what the plugin SDK's `edit::prepare` + `edit::apply` make of the decoded request (or
-//! the same error), and the result validates with the span count `apply` reports.
+//! `wasmcol_plugin_sdk::wire::edit::apply`: any edits, applied to the bytes of any valid request,
+//! give what the decoded reference (`edit_oracle`, the plugin SDK's test oracle) makes of the
+//! decoded request (or the same error), and the result validates with the span count `apply`
+//! reports.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,10 +9,11 @@ use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, KeyValue, KeyValueList, any_value,
 };
 use prost::Message as _;
-use wasmcol_fuzz::otlp::wire::edit as wire_edit;
+use wasmcol_fuzz::edit_oracle;
 use wasmcol_fuzz::otlp::{ExportTraceServiceRequest, wire};
 use wasmcol_plugin_sdk::Value;
-use wasmcol_plugin_sdk::edit::{self, Edit, StatusCode, Target};
+use wasmcol_plugin_sdk::edit::{Edit, StatusCode, Target};
+use wasmcol_plugin_sdk::wire::edit as wire_edit;
 
 /// Keys the SDK's requests in the seed corpus carry, so that edits hit existing attributes.
 const KEYS: &[&str] = &[
@@ -162,8 +164,8 @@ fuzz_target!(|data: &[u8]| {
     let mut expected = ExportTraceServiceRequest::decode(request)
         .expect("validate accepted it")
         .resource_spans;
-    let reference = edit::prepare(&expected, edits.clone()).map(|checked| {
-        edit::apply(&mut expected, checked);
+    let reference = edit_oracle::prepare(&expected, edits.clone()).map(|checked| {
+        edit_oracle::apply(&mut expected, checked);
         expected
     });
     match (reference, wire_edit::apply(request, edits.clone())) {

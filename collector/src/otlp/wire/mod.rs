@@ -29,11 +29,18 @@
 //! The schema includes the fields that opentelemetry-proto 0.33 adds and receivers never read:
 //! `KeyValue.key_strindex`, `AnyValue.string_value_strindex`, `Resource.entity_refs`. They must
 //! still be validated, because a bad value in them makes prost fail.
+//!
+//! The views read fields with the plugin SDK's reader (`wasmcol_plugin_sdk::wire`), the one the
+//! byte-level edit applier there (`wasmcol_plugin_sdk::wire::edit`) uses on validated batches.
 
 use std::borrow::Cow;
 use std::fmt;
 
-pub mod edit;
+use wasmcol_plugin_sdk::wire::{FieldValue, Fields};
+/// The field reader the plugin SDK's byte-level edit applier (`wasmcol_plugin_sdk::wire::edit`)
+/// walks batches with: one reader for the views here, the host and the SDK.
+pub use wasmcol_plugin_sdk::wire::{RawField, key_value_key, raw_fields};
+
 #[cfg(test)]
 mod tests;
 
@@ -749,128 +756,10 @@ fn key_value_list_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32)
 // input they stop at the first thing they cannot read, and they never panic: every read is
 // bounds-checked, and groups are skipped by counting levels instead of by recursion.
 
-/// A field value as the views read it.
-#[derive(Clone, Copy)]
-enum Value<'a> {
-    Varint(u64),
-    Fixed64(u64),
-    Len(&'a [u8]),
-    Fixed32(u32),
-    Group,
-}
-
-/// The fields of one message body, in order.
-#[derive(Clone)]
-struct Fields<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Fields<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Fields { buf, pos: 0 }
-    }
-
-    #[inline(always)]
-    fn varint(&mut self) -> Option<u64> {
-        let rest = self.buf.get(self.pos..)?;
-        if let Some(&b) = rest.first()
-            && b < 0x80
-        {
-            self.pos += 1;
-            return Some(u64::from(b));
-        }
-        let mut value = 0u64;
-        for (i, &b) in rest.iter().take(10).enumerate() {
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                self.pos += i + 1;
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    #[inline(always)]
-    fn take(&mut self, len: u64) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(usize::try_from(len).ok()?)?;
-        let bytes = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(bytes)
-    }
-
-    fn skip_group(&mut self) -> Option<()> {
-        let mut level = 1usize;
-        loop {
-            let key = self.varint()?;
-            match key & 7 {
-                0 => {
-                    self.varint()?;
-                }
-                1 => {
-                    self.take(8)?;
-                }
-                2 => {
-                    let len = self.varint()?;
-                    self.take(len)?;
-                }
-                3 => level += 1,
-                4 => {
-                    level -= 1;
-                    if level == 0 {
-                        return Some(());
-                    }
-                }
-                5 => {
-                    self.take(4)?;
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn read(&mut self) -> Option<(u32, Value<'a>)> {
-        let key = self.varint()?;
-        let tag = u32::try_from(key >> 3).ok()?;
-        let value = match key & 7 {
-            0 => Value::Varint(self.varint()?),
-            1 => Value::Fixed64(u64::from_le_bytes(self.take(8)?.try_into().ok()?)),
-            2 => {
-                let len = self.varint()?;
-                Value::Len(self.take(len)?)
-            }
-            3 => {
-                self.skip_group()?;
-                Value::Group
-            }
-            5 => Value::Fixed32(u32::from_le_bytes(self.take(4)?.try_into().ok()?)),
-            _ => return None,
-        };
-        Some((tag, value))
-    }
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = (u32, Value<'a>);
-
-    #[inline]
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.buf.len() {
-            return None;
-        }
-        let field = self.read();
-        if field.is_none() {
-            self.pos = self.buf.len();
-        }
-        field
-    }
-}
-
 /// The bodies of every occurrence of message field `tag`.
 fn messages<'a>(body: &'a [u8], tag: u32) -> impl Iterator<Item = &'a [u8]> + use<'a> {
     Fields::new(body).filter_map(move |field| match field {
-        (t, Value::Len(b)) if t == tag => Some(b),
+        (t, FieldValue::Len(b)) if t == tag => Some(b),
         _ => None,
     })
 }
@@ -1022,23 +911,23 @@ impl<'a> SpanView<'a> {
         // One pass, so that reading several fields costs no more than reading one.
         for field in Fields::new(encoded) {
             match field {
-                (1, Value::Len(b)) => span.trace_id = b,
-                (2, Value::Len(b)) => span.span_id = b,
-                (3, Value::Len(b)) => span.trace_state = b,
-                (4, Value::Len(b)) => span.parent_span_id = b,
-                (5, Value::Len(b)) => span.name = b,
+                (1, FieldValue::Len(b)) => span.trace_id = b,
+                (2, FieldValue::Len(b)) => span.span_id = b,
+                (3, FieldValue::Len(b)) => span.trace_state = b,
+                (4, FieldValue::Len(b)) => span.parent_span_id = b,
+                (5, FieldValue::Len(b)) => span.name = b,
                 // int32 fields keep the low 32 bits of the varint, as prost's `as i32` does.
-                (6, Value::Varint(v)) => span.kind = v as i32,
-                (7, Value::Fixed64(v)) => span.start_time_unix_nano = v,
-                (8, Value::Fixed64(v)) => span.end_time_unix_nano = v,
-                (15, Value::Len(status)) => {
+                (6, FieldValue::Varint(v)) => span.kind = v as i32,
+                (7, FieldValue::Fixed64(v)) => span.start_time_unix_nano = v,
+                (8, FieldValue::Fixed64(v)) => span.end_time_unix_nano = v,
+                (15, FieldValue::Len(status)) => {
                     for field in Fields::new(status) {
-                        if let (3, Value::Varint(v)) = field {
+                        if let (3, FieldValue::Varint(v)) = field {
                             span.status_code = v as i32;
                         }
                     }
                 }
-                (16, Value::Fixed32(v)) => span.flags = v,
+                (16, FieldValue::Fixed32(v)) => span.flags = v,
                 _ => {}
             }
         }
@@ -1112,13 +1001,13 @@ pub fn resource_string_attribute<'b>(resource: &'b [u8], key: &str) -> Option<&'
         let mut value = None;
         for field in Fields::new(kv) {
             match field {
-                (1, Value::Len(b)) => k = b,
-                (2, Value::Len(any)) => {
+                (1, FieldValue::Len(b)) => k = b,
+                (2, FieldValue::Len(any)) => {
                     // Occurrences of `value` merge, and within the `value` oneof the last
                     // member set wins.
                     for field in Fields::new(any) {
                         match field {
-                            (1, Value::Len(s)) => value = Some(s),
+                            (1, FieldValue::Len(s)) => value = Some(s),
                             (2..=8, _) => value = None,
                             _ => {}
                         }
@@ -1143,13 +1032,13 @@ pub fn numeric_attribute(body: &[u8], tag: u32, key: &str) -> Option<f64> {
         let mut value = None;
         for field in Fields::new(kv) {
             match field {
-                (1, Value::Len(b)) => k = b,
-                (2, Value::Len(any)) => {
+                (1, FieldValue::Len(b)) => k = b,
+                (2, FieldValue::Len(any)) => {
                     // As for strings: occurrences merge, the last oneof member set wins.
                     for field in Fields::new(any) {
                         match field {
-                            (3, Value::Varint(v)) => value = Some(v as i64 as f64),
-                            (4, Value::Fixed64(v)) => value = Some(f64::from_bits(v)),
+                            (3, FieldValue::Varint(v)) => value = Some(v as i64 as f64),
+                            (4, FieldValue::Fixed64(v)) => value = Some(f64::from_bits(v)),
                             (1..=8, _) => value = None,
                             _ => {}
                         }
@@ -1165,44 +1054,4 @@ pub fn numeric_attribute(body: &[u8], tag: u32, key: &str) -> Option<f64> {
         }
     }
     None
-}
-
-/// One top-level field of a message body, as encoded.
-#[derive(Debug, Clone, Copy)]
-pub struct RawField<'a> {
-    /// The field number.
-    pub number: u32,
-    /// The whole field: key and value, to copy it as it is.
-    pub bytes: &'a [u8],
-    /// The value of a length-delimited field (empty for other wire types).
-    pub payload: &'a [u8],
-}
-
-/// The top-level fields of a checked message body, in order, for rewriting a message
-/// without decoding it (copy what stays, append what changes).
-pub fn raw_fields(body: &[u8]) -> impl Iterator<Item = RawField<'_>> + '_ {
-    let mut fields = Fields::new(body);
-    std::iter::from_fn(move || {
-        let start = fields.pos;
-        let (number, value) = fields.next()?;
-        Some(RawField {
-            number,
-            bytes: &body[start..fields.pos],
-            payload: match value {
-                Value::Len(b) => b,
-                _ => &[],
-            },
-        })
-    })
-}
-
-/// The key of an encoded `KeyValue` (the last occurrence wins, as in decoding).
-pub fn key_value_key(kv: &[u8]) -> Option<&str> {
-    let key = Fields::new(kv)
-        .filter_map(|f| match f {
-            (1, Value::Len(b)) => Some(b),
-            _ => None,
-        })
-        .last()?;
-    std::str::from_utf8(key).ok()
 }

@@ -13,10 +13,10 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use serde::Deserialize;
 
 use wasmcol_plugin_sdk::edit::Edit;
+use wasmcol_plugin_sdk::wire::edit as wire_edit;
 
 use crate::component::{BuildContext, Lifecycle, Problem, Processor, ProcessorConfig, Validate};
 use crate::otlp::wire;
-use crate::otlp::wire::edit as wire_edit;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
 use crate::telemetry::ProcessorMetrics;
 

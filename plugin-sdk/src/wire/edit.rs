@@ -1,19 +1,20 @@
 //! A plugin's edits applied to the protobuf bytes of the batch it was given, without decoding
-//! the batch.
+//! the batch. This is the one edit applier: the collector's plugin host runs it on every
+//! plugin's output, and the native test harness ([`crate::testing::Harness`]) runs it too.
 //!
-//! The result decodes to exactly what `edit::prepare` and `edit::apply` make of the decoded
-//! batch; only the order of fields in the bytes may differ. Messages no edit reaches are copied
+//! The result decodes to exactly what the plainly written reference in the tests
+//! (`edit_oracle.rs`: check every edit, then apply them to the decoded batch) makes of the
+//! decoded batch; only the order of fields in the bytes may differ. Messages no edit reaches are copied
 //! as whole byte ranges, and rewritten messages are written straight into the output with their
 //! length prefix fixed up afterwards, so nothing is decoded and, per span, nothing is allocated.
 
 use std::collections::BTreeMap;
 
-use opentelemetry_proto::tonic::trace::v1::status;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
-use wasmcol_plugin_sdk::edit::{Edit, StatusCode, Target};
 
-use crate::otlp::wire::{self, RawField};
+use crate::edit::{Edit, Target};
+use crate::wire::{self, RawField};
 
 /// A batch after its edits.
 #[derive(Debug)]
@@ -24,10 +25,11 @@ pub struct Edited {
     pub spans: usize,
 }
 
-/// Applies `edits` (as the plugin returned them, in order) to `request`, protobuf bytes that
-/// `crate::otlp::wire::validate` accepted. Returns the edited request and its span count, or
-/// the same error text `wasmcol_plugin_sdk::edit::prepare` gives for the first bad edit (index
-/// out of range etc.), in which case nothing is applied.
+/// Applies `edits` (as the plugin returned them, in order) to `request`, the protobuf bytes of
+/// a valid `ExportTraceServiceRequest` (or `TracesData`: the same field 1); the host passes only
+/// bytes its validator (`wasmcol::otlp::wire::validate`) accepted. Returns the edited request
+/// and its span count, or an error naming the first bad edit (index out of range etc.), in
+/// which case nothing is applied. The error text is what the host reports for the plugin.
 pub fn apply(request: &[u8], edits: Vec<Edit>) -> Result<Edited, String> {
     let layout = Layout::new(request);
     let mut ops = Ops::check(&layout, edits)?;
@@ -132,7 +134,8 @@ struct Ops {
 }
 
 impl Ops {
-    /// `edit::prepare`'s checks in its order, with its messages.
+    /// Every edit checked in order (the reference's `prepare` checks the same, with the same
+    /// messages).
     fn check(layout: &Layout<'_>, edits: Vec<Edit>) -> Result<Self, String> {
         let mut ops = Ops {
             resource: Vec::new(),
@@ -174,7 +177,7 @@ impl Ops {
                 } => {
                     let p = span_index(layout, span)?;
                     ops.span
-                        .push(((p, OWN, 0), SpanOp::Status(status_code(code), message)));
+                        .push(((p, OWN, 0), SpanOp::Status(code.to_otlp(), message)));
                 }
                 Edit::DropSpan { span } => {
                     let p = span_index(layout, span)?;
@@ -239,14 +242,6 @@ fn span_index(layout: &Layout<'_>, span: u32) -> Result<usize, String> {
             "span index {span} is out of range (the batch has {})",
             layout.spans.len()
         ))
-    }
-}
-
-fn status_code(code: StatusCode) -> i32 {
-    match code {
-        StatusCode::Unset => status::StatusCode::Unset as i32,
-        StatusCode::Ok => status::StatusCode::Ok as i32,
-        StatusCode::Error => status::StatusCode::Error as i32,
     }
 }
 
@@ -456,7 +451,7 @@ struct Writer<'a> {
     resource_ops: &'a [(usize, AttrOp)],
     scope_ops: &'a [(usize, AttrOp)],
     span_ops: &'a [(SpanKey, SpanOp)],
-    /// Whether any span is dropped, which is when `edit::apply` prunes empty scopes and
+    /// Whether any span is dropped, which is when the reference's `apply` prunes empty scopes and
     /// resources (even ones that were empty before).
     drops: bool,
     dropped: usize,
@@ -884,6 +879,9 @@ impl<'a> Writer<'a> {
     }
 }
 
+#[cfg(test)]
+#[path = "edit_oracle.rs"]
+mod oracle;
 #[cfg(test)]
 #[path = "edit_tests.rs"]
 mod tests;
