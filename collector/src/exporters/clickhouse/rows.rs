@@ -11,6 +11,10 @@
 //! that exporter writes), attribute values as strings (arrays and maps as JSON,
 //! bytes as base64).
 //!
+//! This encoder takes decoded spans: a batch a stage has decoded or rebuilt. A batch still
+//! holding the protobuf it was received as goes through [`super::rows_wire`], which writes
+//! the same rows from the bytes (held to this encoder by a differential test).
+//!
 //! [`INSERT_COLUMNS`]: super::schema::INSERT_COLUMNS
 
 use base64::Engine as _;
