@@ -25,8 +25,10 @@
 //! ```
 //!
 //! Modules: [`config`] (options and validation), [`schema`] (DDL), [`rows`] (RowBinary
-//! encoding), [`client`] (the HTTP subset spoken), [`sender`] (one insert per attempt),
-//! [`batcher`] (rows/bytes/time batching in front of the shared sending queue).
+//! encoding of decoded spans), [`rows_wire`] (the same rows straight from the received
+//! protobuf, without decoding it: the usual path), [`client`] (the HTTP subset spoken),
+//! [`sender`] (one insert per attempt), [`batcher`] (rows/bytes/time batching in front of the
+//! shared sending queue).
 //!
 //! Delivery: an insert is built once, with a random `insert_deduplication_token`, and every
 //! retry sends the same bytes with the same token, so a retry of an insert the server wrote
@@ -44,6 +46,9 @@ pub mod batcher;
 pub mod client;
 pub mod config;
 pub mod rows;
+pub mod rows_wire;
+#[cfg(test)]
+mod rows_wire_tests;
 pub mod schema;
 pub mod sender;
 #[cfg(test)]

@@ -11,6 +11,10 @@
 //! that exporter writes), attribute values as strings (arrays and maps as JSON,
 //! bytes as base64).
 //!
+//! This encoder takes decoded spans: a batch a stage has decoded or rebuilt. A batch still
+//! holding the protobuf it was received as goes through [`super::rows_wire`], which writes
+//! the same rows from the bytes (held to this encoder by a differential test).
+//!
 //! [`INSERT_COLUMNS`]: super::schema::INSERT_COLUMNS
 
 use base64::Engine as _;
@@ -137,13 +141,13 @@ pub fn status_name(code: i32) -> &'static str {
 }
 
 /// `DateTime64(9)`: nanoseconds since the epoch in an Int64 (times past 2262 are clamped).
-fn put_time(out: &mut Vec<u8>, unix_nano: u64) {
+pub(super) fn put_time(out: &mut Vec<u8>, unix_nano: u64) {
     let t = i64::try_from(unix_nano).unwrap_or(i64::MAX);
     out.extend_from_slice(&t.to_le_bytes());
 }
 
 /// LEB128, as RowBinary prefixes strings, arrays and maps.
-fn put_len(out: &mut Vec<u8>, mut n: usize) {
+pub(super) fn put_len(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -151,13 +155,13 @@ fn put_len(out: &mut Vec<u8>, mut n: usize) {
     out.push(n as u8);
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
     put_len(out, s.len());
     out.extend_from_slice(s.as_bytes());
 }
 
 /// A trace or span id in lower-case hex; empty when absent or all zero (an invalid id).
-fn put_id(out: &mut Vec<u8>, id: &[u8]) {
+pub(super) fn put_id(out: &mut Vec<u8>, id: &[u8]) {
     if id.iter().all(|b| *b == 0) {
         put_len(out, 0);
         return;
@@ -200,7 +204,7 @@ pub fn value_string(v: Option<&AnyValue>) -> String {
 
 /// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: the shortest exact decimal, never an exponent.
 /// Rust's `Display` for `f64` is the same apart from the infinities.
-fn float_string(d: f64) -> String {
+pub(super) fn float_string(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "+Inf" } else { "-Inf" }.into();
     }

@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use super::client::{ChError, Client};
 use super::config::Compress;
-use super::rows;
 use super::schema::Schema;
+use super::{rows, rows_wire};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
 use crate::pipeline::TraceBatch;
 
@@ -125,6 +125,16 @@ impl ClickHouseSender {
     }
 }
 
+/// Appends the batch's rows to `out`; returns how many. A batch still holding the protobuf it
+/// was received as is encoded from those bytes, without decoding it; one a stage has decoded
+/// (or rebuilt) from its structures.
+pub fn encode_rows(batch: &TraceBatch, out: &mut Vec<u8>) -> usize {
+    match batch.protobuf_parts() {
+        Some(parts) => rows_wire::encode(parts.map(|p| p.as_ref()), out),
+        None => rows::encode(batch.resource_spans(), out),
+    }
+}
+
 /// A fresh token per insert: 128 random bits, so two different inserts never share one.
 fn new_token() -> String {
     format!("wasmcol-{:032x}", rand::random::<u128>())
@@ -136,7 +146,7 @@ impl Sender for ClickHouseSender {
 
     fn prepare(&self, batch: &TraceBatch) -> Insert {
         let mut body = Vec::with_capacity(64 * 1024);
-        let rows = rows::encode(batch.resource_spans(), &mut body);
+        let rows = encode_rows(batch, &mut body);
         Insert {
             body: Bytes::from(self.compress(body)),
             token: new_token(),
