@@ -144,7 +144,9 @@ impl Collector {
     }
 
     fn wait_for_port(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a plugin not yet in the compiled-code cache is compiled at start, which
+        // takes a debug build tens of seconds when several tests start it at once.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -158,7 +160,7 @@ impl Collector {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "wasmcol did not listen on {port} within 20s:\n{}",
+            "wasmcol did not listen on {port} within 60s:\n{}",
             self.log()
         );
     }
