@@ -1316,3 +1316,87 @@ async fn a_replacement_with_a_value_nested_100_deep_is_invalid_output() {
         "{log}"
     );
 }
+
+/// The hostile modes written in Rust, each checked as the hostile suite asks: the collector
+/// stays up and healthy, the call ends within `call_timeout` + 50 ms, peak RSS rises by less
+/// than 2 × `memory_mib`, the failure is counted under its reason, and the batch is passed,
+/// dropped or refused as `on_error` says (each mode with a different `on_error`).
+async fn contained(
+    mode: &str,
+    call_timeout_ms: u64,
+    memory_mib: u64,
+    extra_limits: &str,
+    reason: &str,
+    on_error: &str,
+) {
+    let f = fails_on_trigger(
+        &format!(
+            "plugin: {HOSTILE}\nconfig: {{ mode: {mode} }}\n\
+             limits: {{ call_timeout: {call_timeout_ms}ms, memory_mib: {memory_mib}{extra_limits} }}\n\
+             on_error: {on_error}"
+        ),
+        // A fresh instance took the next batch.
+        |s| int_attr(s, "hostile.instance_calls") == Some(1),
+    )
+    .await;
+    f.assert_handled(reason, call_timeout_ms, memory_mib, on_error)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_busy_loop_is_contained() {
+    contained("loop", 100, 64, "", "timeout", "refuse").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_sleep_is_contained() {
+    contained("sleep", 200, 64, "", "timeout", "drop").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_4_gib_allocation_is_contained() {
+    contained("alloc", 500, 64, "", "memory_limit", "pass").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_stack_overflow_is_contained() {
+    contained("recurse", 500, 64, "", "trap", "refuse").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_panic_is_contained() {
+    contained("panic", 500, 64, "", "trap", "drop").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_error_is_contained() {
+    contained("error", 500, 64, "", "error", "pass").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_out_of_range_edit_is_contained() {
+    contained("bad-index", 500, 64, "", "invalid_output", "refuse").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_non_utf8_key_is_contained() {
+    contained("bad-utf8", 500, 64, "", "invalid_output", "pass").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_malformed_replacement_is_contained() {
+    contained("bad-replacement", 500, 64, "", "invalid_output", "drop").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_oversized_answer_is_contained() {
+    contained(
+        "oversize",
+        500,
+        64,
+        ", max_output_bytes: 1MiB",
+        "invalid_output",
+        "refuse",
+    )
+    .await;
+}
