@@ -169,11 +169,16 @@ fn one_run(args: &Args, target: Target, rotel: Option<&Path>) -> anyhow::Result<
                      service: {{ telemetry: {{ metrics: {{ address: none }} }}, pipelines: {{ traces: {{ receivers: [otlp], exporters: [clickhouse] }} }} }}\n"
                 ),
             )?;
+            // The collector's log of the latest run, for a run that fails: in the temp dir as
+            // `e2e_clickhouse-wasmcol-{none,lz4}.log`.
+            let log = std::fs::File::create(
+                std::env::temp_dir().join(format!("e2e_clickhouse-wasmcol-{compress}.log")),
+            )?;
             Command::new(root().join("target/release/wasmcol"))
                 .arg("--config")
                 .arg(&config)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log)
                 .spawn()?
         }
         Target::Rotel => {
