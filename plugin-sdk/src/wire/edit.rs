@@ -77,11 +77,11 @@ impl<'a> Layout<'a> {
         };
         // The writer walks the batch with the same `raw_fields` filters, so its counters agree
         // with these indices.
-        for rs in fields(request, 1) {
-            for ss in fields(rs.payload, 2) {
+        for rs in wire::raw_fields_numbered(request, 1) {
+            for ss in wire::raw_fields_numbered(rs.payload, 2) {
                 layout
                     .spans
-                    .extend(fields(ss.payload, 2).map(|span| span.payload));
+                    .extend(wire::raw_fields_numbered(ss.payload, 2).map(|span| span.payload));
                 layout.scope_spans.push(layout.spans.len());
             }
             layout.resource_scopes.push(layout.scope_spans.len() - 1);
@@ -96,10 +96,6 @@ impl<'a> Layout<'a> {
     fn scopes(&self) -> usize {
         self.scope_spans.len() - 1
     }
-}
-
-fn fields(body: &[u8], number: u32) -> impl Iterator<Item = RawField<'_>> {
-    wire::raw_fields(body).filter(move |f| f.number == number)
 }
 
 /// Set (`value` is a range of `Ops::values`, an encoded `AnyValue`) or remove (`None`).
@@ -596,11 +592,13 @@ impl<'a> Writer<'a> {
     /// (the concatenation of their bodies is what protobuf merges them into), with the ops
     /// applied to its attribute list `attributes`.
     fn merged(&mut self, body: &'a [u8], number: u32, attributes: u32, ops: &'a [(usize, AttrOp)]) {
-        let guess = fields(body, number).map(|f| f.payload.len()).sum();
+        let guess = wire::raw_fields_numbered(body, number)
+            .map(|f| f.payload.len())
+            .sum();
         let open = self.open(number, guess);
         let mut entries = std::mem::take(&mut self.entries);
         entries.clear();
-        for occurrence in fields(body, number) {
+        for occurrence in wire::raw_fields_numbered(body, number) {
             let mut runs = Runs::new(occurrence.payload);
             for f in wire::raw_fields(occurrence.payload) {
                 if f.number == attributes {

@@ -171,6 +171,12 @@ pub fn raw_fields(body: &[u8]) -> impl Iterator<Item = RawField<'_>> + '_ {
     })
 }
 
+/// The occurrences of field `number` among the top-level fields of a checked message body.
+#[inline]
+pub fn raw_fields_numbered(body: &[u8], number: u32) -> impl Iterator<Item = RawField<'_>> + '_ {
+    raw_fields(body).filter(move |f| f.number == number)
+}
+
 /// The key of an encoded `KeyValue` (the last occurrence wins, as in decoding).
 #[inline]
 pub fn key_value_key(kv: &[u8]) -> Option<&str> {

@@ -27,6 +27,7 @@ use base64::Engine as _;
 use super::rows::{float_string, kind_name, put_id, put_len, put_str, put_time, status_name};
 use crate::otlp::wire::{
     RawField, ResourceSpansView, ScopeSpansView, SpanView, TracesView, key_value_key, raw_fields,
+    raw_fields_numbered,
 };
 
 // Field numbers of the OTLP messages read here.
@@ -98,8 +99,8 @@ fn put_resource_spans<'a>(
     // Occurrences of `resource` merge: their attributes, in order, are the resource's. An
     // absent resource has none.
     let attributes = || {
-        fields(rs.encoded(), RESOURCE_SPANS_RESOURCE)
-            .flat_map(|resource| fields(resource.payload, RESOURCE_ATTRIBUTES))
+        raw_fields_numbered(rs.encoded(), RESOURCE_SPANS_RESOURCE)
+            .flat_map(|resource| raw_fields_numbered(resource.payload, RESOURCE_ATTRIBUTES))
             .map(|kv| kv.payload)
     };
     b.service.clear();
@@ -124,7 +125,7 @@ fn put_resource_spans<'a>(
 fn put_scope_spans<'a>(out: &mut Vec<u8>, ss: ScopeSpansView<'a>, b: &mut Buffers<'a>) -> usize {
     // Occurrences of `scope` merge: the last name and the last version seen win.
     let (mut name, mut version): (&[u8], &[u8]) = (&[], &[]);
-    for scope in fields(ss.encoded(), SCOPE_SPANS_SCOPE) {
+    for scope in raw_fields_numbered(ss.encoded(), SCOPE_SPANS_SCOPE) {
         for f in raw_fields(scope.payload) {
             match f.number {
                 SCOPE_NAME => name = f.payload,
@@ -160,7 +161,7 @@ fn put_span<'a>(
             SPAN_EVENTS => b.events.push(f.payload),
             SPAN_LINKS => b.links.push(f.payload),
             SPAN_STATUS => {
-                if let Some(m) = fields(f.payload, STATUS_MESSAGE).last() {
+                if let Some(m) = raw_fields_numbered(f.payload, STATUS_MESSAGE).last() {
                     status_message = m.payload;
                 }
             }
@@ -193,7 +194,10 @@ fn put_span<'a>(
     let events = std::mem::take(&mut b.events);
     put_len(out, events.len());
     for e in &events {
-        put_time(out, fields(e, EVENT_TIME).last().map_or(0, fixed64));
+        put_time(
+            out,
+            raw_fields_numbered(e, EVENT_TIME).last().map_or(0, fixed64),
+        );
     }
     put_len(out, events.len());
     for e in &events {
@@ -201,7 +205,11 @@ fn put_span<'a>(
     }
     put_len(out, events.len());
     for e in &events {
-        put_map(out, || fields(e, EVENT_ATTRIBUTES).map(|kv| kv.payload), b);
+        put_map(
+            out,
+            || raw_fields_numbered(e, EVENT_ATTRIBUTES).map(|kv| kv.payload),
+            b,
+        );
     }
     b.events = events;
 
@@ -220,7 +228,11 @@ fn put_span<'a>(
     }
     put_len(out, links.len());
     for l in &links {
-        put_map(out, || fields(l, LINK_ATTRIBUTES).map(|kv| kv.payload), b);
+        put_map(
+            out,
+            || raw_fields_numbered(l, LINK_ATTRIBUTES).map(|kv| kv.payload),
+            b,
+        );
     }
     b.links = links;
 }
@@ -263,14 +275,11 @@ fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
 
 // ----- Reading ---------------------------------------------------------------------------------
 
-/// The occurrences of field `number` in a message body.
-fn fields(body: &[u8], number: u32) -> impl Iterator<Item = RawField<'_>> + '_ {
-    raw_fields(body).filter(move |f| f.number == number)
-}
-
 /// A singular string or bytes field: the last occurrence, or empty.
 fn last_payload(body: &[u8], number: u32) -> &[u8] {
-    fields(body, number).last().map_or(&[], |f| f.payload)
+    raw_fields_numbered(body, number)
+        .last()
+        .map_or(&[], |f| f.payload)
 }
 
 /// The value of a 64-bit field (its last eight bytes).
@@ -313,8 +322,10 @@ impl<'a> AnySource<'a> {
             AnySource::KeyValue(kv) => (kv, &[]),
             AnySource::Element(any) => (&[], any),
         };
-        raw_fields(element)
-            .chain(fields(key_value, KEY_VALUE_VALUE).flat_map(|value| raw_fields(value.payload)))
+        raw_fields(element).chain(
+            raw_fields_numbered(key_value, KEY_VALUE_VALUE)
+                .flat_map(|value| raw_fields(value.payload)),
+        )
     }
 }
 
@@ -371,7 +382,7 @@ fn list_items<'a>(
         .skip(start)
         .filter(move |f| f.number == member);
     lists
-        .flat_map(|list| fields(list.payload, LIST_VALUES))
+        .flat_map(|list| raw_fields_numbered(list.payload, LIST_VALUES))
         .map(|item| item.payload)
 }
 

@@ -39,7 +39,7 @@ use std::fmt;
 use wasmcol_plugin_sdk::wire::{FieldValue, Fields};
 /// The field reader the plugin SDK's byte-level edit applier (`wasmcol_plugin_sdk::wire::edit`)
 /// walks batches with: one reader for the views here, the host and the SDK.
-pub use wasmcol_plugin_sdk::wire::{RawField, key_value_key, raw_fields};
+pub use wasmcol_plugin_sdk::wire::{RawField, key_value_key, raw_fields, raw_fields_numbered};
 
 #[cfg(test)]
 mod tests;
