@@ -7,12 +7,14 @@
 //! reaches the receiver, which answers its client with a retryable status.
 
 mod batch;
+mod bound;
 mod consumer;
 mod delivery;
 mod fanout;
 mod metadata;
 
 pub use batch::{TraceBatch, count_spans};
+pub use bound::{Bound, Held};
 pub use consumer::{ConsumeError, SharedConsumer, TracesConsumer};
 pub use delivery::{Delivery, DeliveryTracker, Outcome};
 pub use fanout::{FanOut, fan_out};

@@ -127,7 +127,7 @@ pub struct ExporterMetrics {
     pub enqueue_failed: Counter,
     /// Send attempts that were retried.
     pub retries: Counter,
-    /// What waits in the sending queue, counted as its `sizer` says (batches by default).
+    /// What the sending queue holds (waiting or being sent), counted as its `sizer` says.
     pub queue_size: Gauge,
     /// Capacity of the sending queue, in the same unit.
     pub queue_capacity: Gauge,
@@ -229,7 +229,7 @@ impl Metrics {
             ),
             queue_size: family!(
                 "exporter_queue_size",
-                "What waits in the exporter's sending queue (batches, spans or bytes: its sizer)",
+                "What the exporter's sending queue holds, waiting or being sent (batches, spans or bytes: its sizer)",
                 GaugeFamily
             ),
             queue_capacity: family!(

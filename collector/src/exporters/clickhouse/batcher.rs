@@ -1,9 +1,11 @@
 //! Gathers pipeline batches into inserts by rows, bytes and time, in front of the sending
 //! queue, and creates the schema at start.
 //!
-//! `consume` only enqueues into a bounded channel (full: a retryable refusal, so back-pressure
-//! reaches the receivers). One task merges what arrives and hands each insert-sized batch to
-//! the sending queue, waiting while that queue is full.
+//! `consume` only enqueues into a channel bounded by `batch.max_bytes` (full: a retryable
+//! refusal, so back-pressure reaches the receivers). One task merges what arrives and hands
+//! each insert-sized batch to the sending queue, waiting while that queue is full. So the
+//! exporter holds at most `batch.max_bytes` waiting, one insert being gathered, and what its
+//! sending queue holds.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,18 +17,25 @@ use super::client::ChError;
 use super::config::BatchConfig;
 use super::sender::ClickHouseSender;
 use crate::component::{BuildContext, Lifecycle};
+use crate::config::ByteSize;
 use crate::exporters::sending_queue::SendingQueue;
-use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+use crate::pipeline::{Bound, ConsumeError, Held, TraceBatch, TracesConsumer};
 
-/// Batches waiting to be merged before `consume` refuses.
+/// Batches waiting to be merged before `consume` refuses, however small they are (their bytes
+/// are bounded by `batch.max_bytes`).
 const CHANNEL_BATCHES: usize = 256;
+
+/// A batch waiting to be merged, with its share of the channel's byte bound.
+type Waiting = (TraceBatch, Held);
 
 /// The running `clickhouse` exporter.
 pub struct Batcher {
     id: String,
     queue: Arc<SendingQueue<ClickHouseSender>>,
     /// `None` when batching is disabled: batches go straight to the queue.
-    tx: Mutex<Option<flume::Sender<TraceBatch>>>,
+    tx: Mutex<Option<flume::Sender<Waiting>>>,
+    /// Bytes (protobuf size) of the batches in the channel.
+    waiting: Bound,
     worker: Mutex<Option<Worker>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     enabled: bool,
@@ -51,6 +60,7 @@ impl Batcher {
             id: ctx.id.to_string(),
             queue,
             tx: Mutex::new(cfg.enabled.then_some(tx)),
+            waiting: Bound::new(cfg.max_bytes.bytes()),
             worker: Mutex::new(cfg.enabled.then_some(worker)),
             task: Mutex::new(None),
             enabled: cfg.enabled,
@@ -71,10 +81,18 @@ impl TracesConsumer for Batcher {
                 self.id
             )));
         };
-        tx.try_send(batch).map_err(|_| ConsumeError::Retryable {
-            reason: format!("exporters.{}: batch queue is full", self.id),
+        let full = || ConsumeError::Retryable {
+            reason: format!(
+                "exporters.{}: batch queue is full (batch.max_bytes: {})",
+                self.id,
+                ByteSize(self.waiting.capacity())
+            ),
             retry_after: Some(Duration::from_secs(1)),
-        })
+        };
+        let Some(held) = self.waiting.try_hold(batch.protobuf_len() as u64) else {
+            return Err(full());
+        };
+        tx.try_send((batch, held)).map_err(|_| full())
     }
 }
 
@@ -126,7 +144,7 @@ struct Worker {
     id: String,
     cfg: BatchConfig,
     queue: Arc<SendingQueue<ClickHouseSender>>,
-    rx: flume::Receiver<TraceBatch>,
+    rx: flume::Receiver<Waiting>,
 }
 
 impl Worker {
@@ -143,7 +161,8 @@ impl Worker {
                 None => Some(self.rx.recv_async().await),
             };
             match received {
-                Some(Ok(batch)) => {
+                // Merged, the batch counts against the insert being gathered instead.
+                Some(Ok((batch, _held))) => {
                     rows += batch.span_count();
                     bytes += batch.protobuf_len() as u64;
                     pending.merge(batch);

@@ -90,7 +90,7 @@ impl Default for BatchConfig {
         Self {
             enabled: true,
             max_rows: 100_000,
-            max_bytes: ByteSize::mib(32),
+            max_bytes: ByteSize::mib(16),
             timeout: Duration::from_secs(5),
         }
     }

@@ -19,7 +19,7 @@
 //!     async_insert: false               # true: async_insert=1 & wait_for_async_insert=1
 //!     compress: lz4                     # lz4 (default), zstd, gzip, none
 //!     timeout: 5s
-//!     batch: { max_rows: 100000, max_bytes: 32MiB, timeout: 5s }
+//!     batch: { max_rows: 100000, max_bytes: 16MiB, timeout: 5s }
 //!     sending_queue: { num_consumers: 2, queue_size: 100 }
 //!     retry_on_failure: { initial_interval: 1s, max_elapsed_time: 300s }
 //! ```

@@ -375,10 +375,10 @@ async fn full_queue_refuses_with_a_retryable_error() {
     *backend.latency.lock().unwrap() = Duration::from_millis(500);
     let addr = serve(backend.clone()).await;
     let (exporter, metrics) =
-        exporter(addr, "sending_queue: { num_consumers: 1, queue_size: 1 }").await;
+        exporter(addr, "sending_queue: { num_consumers: 1, queue_size: 2 }").await;
     let (first, first_slot) = batch(&["1"]);
     exporter.consume(first).await.unwrap();
-    // Let the consumer take the first batch off the queue.
+    // Let the consumer take the first batch (being sent, it still counts).
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (second, second_slot) = batch(&["2"]);
     exporter.consume(second).await.unwrap();
@@ -387,7 +387,7 @@ async fn full_queue_refuses_with_a_retryable_error() {
     assert_eq!(
         err,
         ConsumeError::retryable(
-            "exporters.otlp/test: sending queue is full (queue_size: 1, sizer: requests)"
+            "exporters.otlp/test: sending queue is full (queue_size: 2, sizer: requests)"
         )
     );
     assert_eq!(metrics.enqueue_failed.get(), 2);
@@ -442,7 +442,8 @@ fn defaults_follow_the_opentelemetry_collector() {
     assert_eq!(cfg.compression, Compression::Gzip);
     assert_eq!(cfg.timeout, crate::config::Duration::from_secs(5));
     assert!(cfg.sending_queue.enabled);
-    assert_eq!(cfg.sending_queue.queue_size, 1000);
+    // Bounded in bytes (64 MiB) unless `queue_size` or `sizer` says otherwise.
+    assert_eq!(cfg.sending_queue.queue_size, 64 << 20);
     // As the Collector: TLS unless told otherwise; the scheme wins over tls.insecure.
     assert_eq!(cfg.authority().unwrap(), ("gateway:4317".into(), true));
     let cfg = parse("endpoint: gateway:4317\ntls: { insecure: true }").unwrap();

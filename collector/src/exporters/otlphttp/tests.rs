@@ -428,7 +428,7 @@ async fn full_queue_refuses_with_a_retryable_error() {
     *backend.latency.lock().unwrap() = Duration::from_millis(500);
     let addr = serve(backend.clone()).await;
     let (exporter, metrics) =
-        exporter(addr, "sending_queue: { num_consumers: 1, queue_size: 1 }").await;
+        exporter(addr, "sending_queue: { num_consumers: 1, queue_size: 2 }").await;
     let (first, first_slot) = batch(&["1"]);
     exporter.consume(first).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -439,7 +439,7 @@ async fn full_queue_refuses_with_a_retryable_error() {
     assert_eq!(
         err,
         ConsumeError::retryable(
-            "exporters.otlphttp/test: sending queue is full (queue_size: 1, sizer: requests)"
+            "exporters.otlphttp/test: sending queue is full (queue_size: 2, sizer: requests)"
         )
     );
     assert_eq!(metrics.enqueue_failed.get(), 1);

@@ -1,20 +1,39 @@
 use serde::Deserialize;
 
 use crate::component::{ComponentId, Problem, Validate};
-use crate::config::Duration;
+use crate::config::{ByteSize, Duration};
+
+/// In-memory queue size when neither `queue_size` nor `sizer` is set: 64 MiB of batches.
+pub const DEFAULT_MEMORY_QUEUE_BYTES: u64 = 64 << 20;
+/// On-disk queue size (`storage`) when neither `queue_size` nor `sizer` is set: 1 GiB.
+pub const DEFAULT_DISK_QUEUE_BYTES: u64 = 1 << 30;
+/// `queue_size` when `sizer` is set alone: the OpenTelemetry Collector's default for
+/// `requests` and `items`, the in-memory default for `bytes`.
+const fn default_queue_size(sizer: Sizer, on_disk: bool) -> u64 {
+    match sizer {
+        Sizer::Requests | Sizer::Items => 1000,
+        Sizer::Bytes if on_disk => DEFAULT_DISK_QUEUE_BYTES,
+        Sizer::Bytes => DEFAULT_MEMORY_QUEUE_BYTES,
+    }
+}
 
 /// `sending_queue`: the bounded queue between the pipeline and the senders, as in the
 /// OpenTelemetry Collector's exporterhelper: in memory, or on disk with `storage`.
+///
+/// By default it is bounded in bytes (64 MiB in memory, 1 GiB on disk), so what an exporter
+/// holds does not depend on how large the batches are. A `queue_size` given without `sizer`
+/// counts requests, as it does in the OpenTelemetry Collector, so existing configs keep their
+/// meaning.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "RawQueueConfig")]
 pub struct QueueConfig {
     /// Queue batches and send them from `num_consumers` tasks. When false, the pipeline's
     /// `consume` call sends (and retries) inline, so a slow back end slows the caller down.
     pub enabled: bool,
     /// Tasks sending from the queue concurrently.
     pub num_consumers: usize,
-    /// What the queue holds before further data is refused with a retryable error, counted
-    /// as `sizer` says.
+    /// What the queue holds (waiting or being sent) before further data is refused with a
+    /// retryable error, counted as `sizer` says.
     pub queue_size: u64,
     /// How `queue_size` counts: `requests` (batches), `items` (spans) or `bytes` (their
     /// protobuf encoding).
@@ -23,6 +42,55 @@ pub struct QueueConfig {
     /// `service.extensions`) that keeps the queue on disk: it survives restarts and crashes,
     /// and data counts as delivered upstream once it is written there.
     pub storage: Option<String>,
+}
+
+/// `sending_queue` as written; [`QueueConfig`] resolves the defaults of `queue_size` and
+/// `sizer`, which depend on each other.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueueConfig {
+    /// See [`QueueConfig::enabled`].
+    #[serde(default = "default_enabled")]
+    enabled: bool,
+    /// See [`QueueConfig::num_consumers`].
+    #[serde(default = "default_num_consumers")]
+    num_consumers: usize,
+    /// See [`QueueConfig::queue_size`]: a number, or with `sizer: bytes` also a size like
+    /// `64MiB`; absent: from `sizer`, or 64 MiB (1 GiB on disk).
+    #[serde(default)]
+    queue_size: Option<ByteSize>,
+    /// See [`QueueConfig::sizer`]; absent: `requests` when `queue_size` is given, else `bytes`.
+    #[serde(default)]
+    sizer: Option<Sizer>,
+    /// See [`QueueConfig::storage`].
+    #[serde(default)]
+    storage: Option<String>,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+fn default_num_consumers() -> usize {
+    10
+}
+
+impl From<RawQueueConfig> for QueueConfig {
+    fn from(raw: RawQueueConfig) -> Self {
+        let on_disk = raw.storage.is_some();
+        let (sizer, queue_size) = match (raw.sizer, raw.queue_size.map(ByteSize::bytes)) {
+            (Some(sizer), Some(n)) => (sizer, n),
+            (Some(sizer), None) => (sizer, default_queue_size(sizer, on_disk)),
+            (None, Some(n)) => (Sizer::Requests, n),
+            (None, None) => (Sizer::Bytes, default_queue_size(Sizer::Bytes, on_disk)),
+        };
+        Self {
+            enabled: raw.enabled,
+            num_consumers: raw.num_consumers,
+            queue_size,
+            sizer,
+            storage: raw.storage,
+        }
+    }
 }
 
 /// How a queue's size is counted (`sizer`).
@@ -40,10 +108,10 @@ pub enum Sizer {
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
-            num_consumers: 10,
-            queue_size: 1000,
-            sizer: Sizer::Requests,
+            enabled: default_enabled(),
+            num_consumers: default_num_consumers(),
+            queue_size: DEFAULT_MEMORY_QUEUE_BYTES,
+            sizer: Sizer::Bytes,
             storage: None,
         }
     }

@@ -1,6 +1,6 @@
 //! The queue, its consumer tasks and the retry loop.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use super::{Accepted, QueueConfig, RetryConfig, SendError, Sender};
 use crate::component::{BuildContext, Lifecycle};
 use crate::compute;
 use crate::config::Duration as ConfigDuration;
-use crate::pipeline::{ConsumeError, Delivery, TraceBatch, TracesConsumer};
+use crate::pipeline::{Bound, ConsumeError, Delivery, Held, TraceBatch, TracesConsumer};
 use crate::storage::{DEFAULT_SEGMENT_BYTES, DiskQueue, PushError, QueueOptions, Store};
 use crate::telemetry::ExporterMetrics;
 
@@ -64,10 +64,10 @@ struct MemoryQueue<P> {
     rx: Mutex<Option<flume::Receiver<Item<P>>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     num_consumers: usize,
-    capacity: u64,
     sizer: Sizer,
-    /// What the queue holds, in `sizer` units (shared with the consumers, which subtract).
-    used: Arc<AtomicU64>,
+    /// `queue_size` in `sizer` units, held by every batch from the moment it is accepted until
+    /// it is delivered or given up (so batches being sent count too).
+    bound: Bound,
 }
 
 struct DiskBackend {
@@ -90,8 +90,8 @@ struct DiskBackend {
 struct Item<P> {
     payload: P,
     spans: u64,
-    /// Size in the memory queue's `sizer` units.
-    units: u64,
+    /// Its share of the memory queue's bound, given back when the item is dropped.
+    _held: Option<Held>,
     delivery: Option<Delivery>,
     stored: Option<StoredRecord>,
 }
@@ -193,9 +193,8 @@ impl<S: Sender> SendingQueue<S> {
                         rx: Mutex::new(Some(rx)),
                         workers: Mutex::new(Vec::new()),
                         num_consumers,
-                        capacity: queue.queue_size,
                         sizer: queue.sizer,
-                        used: Arc::new(AtomicU64::new(0)),
+                        bound: Bound::new(queue.queue_size),
                     })
                 }
             }
@@ -256,15 +255,12 @@ impl<S: Sender> SendingQueue<S> {
         };
         // An empty queue takes a batch larger than its capacity, which would otherwise never
         // get through.
-        let used = q.used.fetch_add(units, Ordering::AcqRel);
-        if used > 0 && used + units > q.capacity {
-            q.used.fetch_sub(units, Ordering::AcqRel);
-            return Err(self.full(spans, q.capacity, q.sizer));
-        }
+        let Some(held) = q.bound.try_hold(units) else {
+            return Err(self.full(spans, q.bound.capacity(), q.sizer));
+        };
         let (payload, batch) = match prepare(&self.inner, batch).await {
             Ok(prepared) => prepared,
             Err(panicked) => {
-                q.used.fetch_sub(units, Ordering::AcqRel);
                 self.inner.metrics.enqueue_failed.inc_by(spans);
                 return Err(ConsumeError::retryable(format!(
                     "exporters.{}: {panicked}",
@@ -275,26 +271,21 @@ impl<S: Sender> SendingQueue<S> {
         let item = Item {
             payload,
             spans,
-            units,
+            _held: Some(held),
             delivery: Some(batch.delivery),
             stored: None,
         };
         let guard = q.tx.read().expect("sending queue lock");
         let Some(tx) = guard.as_ref() else {
-            q.used.fetch_sub(units, Ordering::AcqRel);
             item.release();
             return Err(self.shutting_down(spans));
         };
         match tx.send(item) {
             Ok(()) => {
-                self.inner
-                    .metrics
-                    .queue_size
-                    .set(q.used.load(Ordering::Relaxed) as i64);
+                self.inner.metrics.queue_size.set(q.bound.used() as i64);
                 Ok(())
             }
             Err(flume::SendError(item)) => {
-                q.used.fetch_sub(units, Ordering::AcqRel);
                 item.release();
                 Err(self.shutting_down(spans))
             }
@@ -369,7 +360,7 @@ impl<S: Sender> TracesConsumer for SendingQueue<S> {
                 let item = Item {
                     payload,
                     spans,
-                    units: 0,
+                    _held: None,
                     delivery: Some(batch.delivery),
                     stored: None,
                 };
@@ -403,7 +394,7 @@ impl<S: Sender> Lifecycle for SendingQueue<S> {
                     workers.push(tokio::spawn(consume_queue(
                         self.inner.clone(),
                         rx.clone(),
-                        q.used.clone(),
+                        q.bound.clone(),
                     )));
                 }
                 Ok(())
@@ -510,18 +501,18 @@ async fn prepare<S: Sender>(
 async fn consume_queue<S: Sender>(
     inner: Arc<Inner<S>>,
     rx: flume::Receiver<Item<S::Payload>>,
-    used: Arc<AtomicU64>,
+    bound: Bound,
 ) {
     use futures::FutureExt;
     let mut restarts = crate::panics::Restarts::new();
     while let Ok(item) = rx.recv_async().await {
-        let left = used.fetch_sub(item.units, Ordering::AcqRel) - item.units;
-        inner.metrics.queue_size.set(left as i64);
         let spans = item.spans;
         // The outcome is logged and counted inside; nobody is waiting for it.
         let sent = std::panic::AssertUnwindSafe(inner.export(item))
             .catch_unwind()
             .await;
+        // The item (and its share of the bound) is gone now, sent or not.
+        inner.metrics.queue_size.set(bound.used() as i64);
         if let Err(payload) = sent {
             inner.metrics.send_failed.inc_by(spans);
             let wait = restarts.panicked();
@@ -569,7 +560,7 @@ async fn consume_disk<S: Sender>(inner: Arc<Inner<S>>, queue: Arc<DiskQueue>) {
         let item = Item {
             payload,
             spans: batch.span_count() as u64,
-            units: 0,
+            _held: None,
             delivery: None,
             stored: Some(stored),
         };

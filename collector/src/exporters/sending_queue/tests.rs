@@ -103,6 +103,7 @@ fn queue(size: u64, consumers: usize) -> QueueConfig {
         enabled: true,
         num_consumers: consumers,
         queue_size: size,
+        sizer: Sizer::Requests,
         ..QueueConfig::default()
     }
 }
@@ -324,14 +325,14 @@ async fn full_queue_refuses_with_a_retryable_error() {
     let q = SendingQueue::new(
         &ctx,
         sender,
-        &queue(1, 1),
+        &queue(2, 1),
         &retry(),
         ConfigDuration::from_secs(5),
     );
     q.start().await.unwrap();
     let (first, first_seen) = tracked(1);
     q.consume(first).await.unwrap();
-    // Wait until the consumer holds the first batch, so the queue itself is empty.
+    // Wait until the consumer holds the first batch: being sent, it still counts.
     while q.sender().attempts().is_empty() {
         tokio::task::yield_now().await;
     }
@@ -342,13 +343,13 @@ async fn full_queue_refuses_with_a_retryable_error() {
     assert_eq!(
         err,
         ConsumeError::retryable(
-            "exporters.otlp/test: sending queue is full (queue_size: 1, sizer: requests)"
+            "exporters.otlp/test: sending queue is full (queue_size: 2, sizer: requests)"
         )
     );
     let m = metrics(&ctx);
     assert_eq!(m.enqueue_failed.get(), 7);
-    assert_eq!(m.queue_capacity.get(), 1);
-    assert_eq!(m.queue_size.get(), 1);
+    assert_eq!(m.queue_capacity.get(), 2);
+    assert_eq!(m.queue_size.get(), 2, "one waiting, one being sent");
     gate.add_permits(2);
     assert_eq!(outcome(&first_seen).await, Outcome::Delivered);
     assert_eq!(outcome(&second_seen).await, Outcome::Delivered);
@@ -490,7 +491,34 @@ async fn retry_disabled_gives_up_at_the_first_failure() {
 fn config_defaults_mirror_the_opentelemetry_collector() {
     let q: QueueConfig = serde_yaml_ng::from_str("{}").unwrap();
     assert_eq!(q, QueueConfig::default());
-    assert_eq!((q.enabled, q.num_consumers, q.queue_size), (true, 10, 1000));
+    // Bounded in bytes unless told otherwise; a `queue_size` alone counts requests, as in the
+    // Collector, and `sizer` alone takes the Collector's size for it.
+    assert_eq!(
+        (q.enabled, q.num_consumers, q.queue_size, q.sizer),
+        (true, 10, 64 << 20, Sizer::Bytes)
+    );
+    let sized = |yaml: &str| {
+        let q: QueueConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        (q.sizer, q.queue_size)
+    };
+    assert_eq!(sized("queue_size: 5000"), (Sizer::Requests, 5000));
+    assert_eq!(sized("sizer: requests"), (Sizer::Requests, 1000));
+    assert_eq!(sized("sizer: items"), (Sizer::Items, 1000));
+    assert_eq!(sized("sizer: bytes"), (Sizer::Bytes, 64 << 20));
+    assert_eq!(
+        sized("{ sizer: bytes, queue_size: 16MiB }"),
+        (Sizer::Bytes, 16 << 20)
+    );
+    assert_eq!(sized("storage: file_storage"), (Sizer::Bytes, 1 << 30));
+    assert_eq!(
+        sized("{ storage: file_storage, queue_size: 50 }"),
+        (Sizer::Requests, 50)
+    );
+    let unknown = serde_yaml_ng::from_str::<QueueConfig>("queue_sizer: bytes").unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown field `queue_sizer`"),
+        "{unknown}"
+    );
     let r: RetryConfig = serde_yaml_ng::from_str("max_elapsed_time: 0").unwrap();
     assert_eq!(r.initial_interval, ConfigDuration::from_secs(5));
     assert_eq!(r.max_interval, ConfigDuration::from_secs(30));

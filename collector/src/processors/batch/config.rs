@@ -1,7 +1,7 @@
 use serde::Deserialize;
 
 use crate::component::{Problem, Validate};
-use crate::config::Duration;
+use crate::config::{ByteSize, Duration};
 
 /// `processors.batch`.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,8 +17,14 @@ pub struct BatchConfig {
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
     /// Batches waiting to be merged before the processor refuses new data (retryable).
+    /// wasmcol's own option (the OpenTelemetry Collector's processor has no queue).
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
+    /// Bytes (the batches' protobuf size) waiting to be merged before the processor refuses
+    /// new data (retryable), whichever of this and `queue_size` is reached first; an empty
+    /// queue takes one larger batch. wasmcol's own option.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: ByteSize,
     /// Request metadata keys (case-insensitive) whose values split batching: each distinct
     /// combination of their values is batched on its own and sent with just those keys as its
     /// metadata. Empty (default): one batch, whose metadata survives only where every merged
@@ -47,6 +53,9 @@ fn default_timeout() -> Duration {
 fn default_queue_size() -> usize {
     128
 }
+fn default_queue_bytes() -> ByteSize {
+    ByteSize::mib(32)
+}
 fn default_metadata_cardinality_limit() -> usize {
     1000
 }
@@ -58,6 +67,7 @@ impl Default for BatchConfig {
             send_batch_max_size: 0,
             timeout: default_timeout(),
             queue_size: default_queue_size(),
+            queue_bytes: default_queue_bytes(),
             metadata_keys: Vec::new(),
             metadata_cardinality_limit: default_metadata_cardinality_limit(),
             metadata_expiration: None,
@@ -97,6 +107,9 @@ impl Validate for BatchConfig {
         }
         if self.queue_size == 0 {
             p.push(Problem::new("queue_size", "must be at least 1, got 0"));
+        }
+        if self.queue_bytes.bytes() == 0 {
+            p.push(Problem::new("queue_bytes", "must be more than 0, got 0B"));
         }
         if let Some(e) = self.metadata_expiration
             && !e.is_zero()

@@ -30,7 +30,10 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
-use crate::pipeline::{ConsumeError, Metadata, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::config::ByteSize;
+use crate::pipeline::{
+    Bound, ConsumeError, Held, Metadata, SharedConsumer, TraceBatch, TracesConsumer,
+};
 use crate::telemetry::ProcessorMetrics;
 
 impl ProcessorConfig for BatchConfig {
@@ -40,6 +43,7 @@ impl ProcessorConfig for BatchConfig {
         next: SharedConsumer,
     ) -> anyhow::Result<Arc<dyn Processor>> {
         let (tx, rx) = flume::bounded(self.queue_size);
+        let waiting = Bound::new(self.queue_bytes.bytes());
         let metrics = ctx
             .metrics
             .processor(&ctx.id.to_string(), ctx.pipeline.as_deref().unwrap_or(""));
@@ -61,6 +65,7 @@ impl ProcessorConfig for BatchConfig {
         Ok(Arc::new(BatchProcessor {
             id: ctx.id.to_string(),
             tx: Mutex::new(Some(tx)),
+            waiting,
             worker: Mutex::new(Some(worker)),
             task: Mutex::new(None),
             metrics,
@@ -75,7 +80,9 @@ impl ProcessorConfig for BatchConfig {
 
 struct BatchProcessor {
     id: String,
-    tx: Mutex<Option<flume::Sender<TraceBatch>>>,
+    tx: Mutex<Option<flume::Sender<Waiting>>>,
+    /// Bytes (protobuf size) of the batches in the queue (`queue_bytes`).
+    waiting: Bound,
     worker: Mutex<Option<Worker>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: ProcessorMetrics,
@@ -92,6 +99,9 @@ struct BatchProcessor {
 /// and not yet taken by the worker. `consume` adds entries; the worker removes an entry with its
 /// shard once the shard has been idle for `metadata_expiration` and no batch for it is queued.
 type Live = Arc<Mutex<HashMap<Metadata, usize>>>;
+
+/// A batch in the queue, with its share of `queue_bytes`.
+type Waiting = (TraceBatch, Held);
 
 /// The part of `metadata` that `keys` select: a batch's shard, and its metadata on the way out.
 fn shard_key(keys: &[String], metadata: &Metadata) -> Metadata {
@@ -116,6 +126,13 @@ impl TracesConsumer for BatchProcessor {
         let Some(tx) = tx else {
             return refused(format!("processors.{}: shutting down", self.id));
         };
+        let Some(held) = self.waiting.try_hold(batch.protobuf_len() as u64) else {
+            return refused(format!(
+                "processors.{}: queue is full (queue_bytes: {})",
+                self.id,
+                ByteSize(self.waiting.capacity())
+            ));
+        };
         if !self.config.metadata_keys.is_empty() {
             batch.metadata = shard_key(&self.config.metadata_keys, &batch.metadata);
             let limit = self.config.metadata_cardinality_limit;
@@ -129,22 +146,31 @@ impl TracesConsumer for BatchProcessor {
                 ));
             }
             let key = batch.metadata.clone();
-            return match tx.try_send(batch) {
+            return match tx.try_send((batch, held)) {
                 Ok(()) => {
                     *live.entry(key).or_insert(0) += 1;
                     self.metrics.incoming.inc_by(spans);
                     Ok(())
                 }
-                Err(_) => refused(format!("processors.{}: queue is full", self.id)),
+                Err(_) => refused(self.full_in_batches()),
             };
         }
-        match tx.try_send(batch) {
+        match tx.try_send((batch, held)) {
             Ok(()) => {
                 self.metrics.incoming.inc_by(spans);
                 Ok(())
             }
-            Err(_) => refused(format!("processors.{}: queue is full", self.id)),
+            Err(_) => refused(self.full_in_batches()),
         }
+    }
+}
+
+impl BatchProcessor {
+    fn full_in_batches(&self) -> String {
+        format!(
+            "processors.{}: queue is full (queue_size: {})",
+            self.id, self.config.queue_size
+        )
     }
 }
 
@@ -180,7 +206,7 @@ struct Worker {
     /// Shared with `consume` (see [`Live`]).
     live: Live,
     next: SharedConsumer,
-    rx: flume::Receiver<TraceBatch>,
+    rx: flume::Receiver<Waiting>,
     metrics: ProcessorMetrics,
     /// Spans taken from the queue and not yet sent on or dropped, shared by the task and its
     /// replacement: what a panic lost, counted as dropped when the new task starts.
@@ -248,7 +274,8 @@ impl Worker {
                 None => Some(self.rx.recv_async().await),
             };
             match received {
-                Some(Ok(batch)) => {
+                // Taken from the queue, the batch no longer counts against `queue_bytes`.
+                Some(Ok((batch, _held))) => {
                     let now = Instant::now();
                     let key = if by_metadata {
                         if let Some(queued) = self

@@ -89,6 +89,46 @@ async fn back_pressure_fills_the_queue_then_refuses_and_loses_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn queue_bytes_bounds_the_queue_whatever_the_count_of_batches() {
+    let rec = Recorder::new();
+    rec.refuse(true);
+    // Room for three one-span batches (their sizes differ by a byte or two), not four.
+    let room = 3 * spans(1).protobuf_len() as u64 + 8;
+    let p = build(
+        BatchConfig {
+            send_batch_size: 1,
+            queue_size: 100,
+            queue_bytes: crate::config::ByteSize(room),
+            ..Default::default()
+        },
+        rec.clone(),
+    );
+    p.start().await.unwrap();
+    let mut accepted = 0;
+    let mut refusals = Vec::new();
+    for _ in 0..10 {
+        match p.consume(spans(1)).await {
+            Ok(()) => accepted += 1,
+            Err(e) => refusals.push(e),
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Three in the queue, plus at most the one the worker has taken and is retrying.
+    assert!((3..=4).contains(&accepted), "{accepted} accepted");
+    assert_eq!(
+        refusals[0],
+        ConsumeError::Retryable {
+            reason: format!("processors.batch: queue is full (queue_bytes: {room}B)"),
+            retry_after: Some(Duration::from_secs(1)),
+        }
+    );
+    rec.refuse(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.shutdown().await;
+    assert_eq!(rec.batch_sizes().iter().sum::<usize>(), accepted);
+}
+
+#[tokio::test(start_paused = true)]
 async fn with_stored_answers_a_refusal_fails_the_batch_back_at_once() {
     use crate::pipeline::{Delivery, DeliveryTracker, Outcome};
     let rec = Recorder::new();
