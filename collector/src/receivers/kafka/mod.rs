@@ -86,6 +86,9 @@ struct KafkaReceiver {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// `queued.max.messages.kbytes`: messages fetched ahead of the pipeline, in KiB.
+const PREFETCH_KIB: u32 = 16 * 1024;
+
 impl KafkaReceiver {
     fn consumer_config(&self) -> rdkafka::ClientConfig {
         let cfg = &self.config;
@@ -106,6 +109,10 @@ impl KafkaReceiver {
             .set("session.timeout.ms", ms(cfg.session_timeout))
             .set("heartbeat.interval.ms", ms(cfg.heartbeat_interval))
             .set("fetch.wait.max.ms", ms(cfg.max_fetch_wait))
+            // What librdkafka fetches ahead of the pipeline, in KiB: 16 MiB instead of its
+            // 64 MiB, part of keeping a gateway's memory bounded (a librdkafka_options entry
+            // overrides it).
+            .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
             .set("enable.partition.eof", "false");
         for (k, v) in &cfg.librdkafka_options {
             c.set(k, v);
