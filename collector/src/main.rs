@@ -9,6 +9,12 @@ use wasmcol::Config;
 use wasmcol::config::LogsConfig;
 use wasmcol::service::Stopped;
 
+/// With the `mimalloc` feature (gateway builds), mimalloc serves every allocation; without it,
+/// the system's allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An OpenTelemetry Collector distribution extended by sandboxed WebAssembly plugins.
 #[derive(Parser)]
 #[command(name = "wasmcol", version, about)]
