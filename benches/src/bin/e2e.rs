@@ -1386,7 +1386,7 @@ fn report(
         let _ = writeln!(
             r,
             "- queue pipelines: the otlphttp exporter (`compression: {}`, sending queue \
-             defaults: 10 consumers, 1000 batches) sends to a second `wasmcol` (otlp/http → nop) \
+             defaults: 10 consumers, 64 MiB) sends to a second `wasmcol` (otlp/http → nop) \
              on the same machine; only the gateway (the first process) is measured, the \
              destination's CPU is in the last table. A run lasts until the gateway has sent \
              everything it accepted (\"drain s\" after the load), plus 0.5 s. `file_storage` \
