@@ -103,26 +103,6 @@ impl ClickHouseSender {
         );
         Ok(())
     }
-
-    fn compress(&self, body: Vec<u8>) -> Vec<u8> {
-        match self.compress {
-            Compress::None => body,
-            Compress::Lz4 => {
-                let mut e = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 3));
-                e.write_all(&body).expect("lz4 into memory");
-                e.finish().expect("lz4 into memory")
-            }
-            Compress::Zstd => zstd::bulk::compress(&body, 1).expect("zstd into memory"),
-            Compress::Gzip => {
-                let mut e = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(body.len() / 4),
-                    flate2::Compression::fast(),
-                );
-                e.write_all(&body).expect("gzip into memory");
-                e.finish().expect("gzip into memory")
-            }
-        }
-    }
 }
 
 /// Appends the batch's rows to `out`; returns how many. A batch still holding the protobuf it
@@ -132,6 +112,33 @@ pub fn encode_rows(batch: &TraceBatch, out: &mut Vec<u8>) -> usize {
     match batch.protobuf_parts() {
         Some(parts) => rows_wire::encode(parts.map(|p| p.as_ref()), out),
         None => rows::encode(batch.resource_spans(), out),
+    }
+}
+
+/// The body of an insert of `batch`, compressed as `compress` says, and its number of rows.
+pub fn encode_body(batch: &TraceBatch, compress: Compress) -> (Vec<u8>, usize) {
+    let mut body = Vec::with_capacity(64 * 1024);
+    let rows = encode_rows(batch, &mut body);
+    (compressed(body, compress), rows)
+}
+
+fn compressed(body: Vec<u8>, compress: Compress) -> Vec<u8> {
+    match compress {
+        Compress::None => body,
+        Compress::Lz4 => {
+            let mut e = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 3));
+            e.write_all(&body).expect("lz4 into memory");
+            e.finish().expect("lz4 into memory")
+        }
+        Compress::Zstd => zstd::bulk::compress(&body, 1).expect("zstd into memory"),
+        Compress::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
+            e.write_all(&body).expect("gzip into memory");
+            e.finish().expect("gzip into memory")
+        }
     }
 }
 
@@ -145,10 +152,9 @@ impl Sender for ClickHouseSender {
     type Payload = Insert;
 
     fn prepare(&self, batch: &TraceBatch) -> Insert {
-        let mut body = Vec::with_capacity(64 * 1024);
-        let rows = encode_rows(batch, &mut body);
+        let (body, rows) = encode_body(batch, self.compress);
         Insert {
-            body: Bytes::from(self.compress(body)),
+            body: Bytes::from(body),
             token: new_token(),
             rows,
         }
