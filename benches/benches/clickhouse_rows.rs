@@ -9,6 +9,9 @@
 //! - `wire`: `rows_wire::encode` straight from the protobuf bytes (the exporter's path for a
 //!   batch still holding what was received).
 //!
+//! And `clickhouse_prepare/lz4`: the whole body of an insert of that batch as the sender
+//! prepares it (rows from the received protobuf, lz4-compressed in the frame format).
+//!
 //! The rows are checked to be identical before anything is timed. Throughput is in spans, so
 //! criterion reports spans per second (one core).
 //!
@@ -16,11 +19,14 @@
 
 use std::hint::black_box;
 
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message as _;
-use wasmcol::exporters::clickhouse::{rows, rows_wire};
+use wasmcol::exporters::clickhouse::sender::encode_body;
+use wasmcol::exporters::clickhouse::{Compress, rows, rows_wire};
 use wasmcol::otlp::ExportTraceServiceRequest;
 use wasmcol::otlp::wire;
+use wasmcol::pipeline::TraceBatch;
 use wasmcol_benches::realistic_request;
 
 const SPANS: usize = 8192;
@@ -74,6 +80,22 @@ fn clickhouse_rows(c: &mut Criterion) {
             rows_wire::encode([black_box(proto.as_slice())], &mut out);
             out
         })
+    });
+    g.finish();
+
+    let batch = TraceBatch::from_trusted_protobuf(Bytes::from(proto.clone()), SPANS);
+    let (lz4, rows) = encode_body(&batch, Compress::Lz4);
+    assert_eq!(rows, SPANS);
+    eprintln!(
+        "clickhouse_prepare: lz4 body {} bytes ({:.2}x)",
+        lz4.len(),
+        wire_rows.len() as f64 / lz4.len() as f64
+    );
+    let mut g = c.benchmark_group("clickhouse_prepare");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.sample_size(20);
+    g.bench_function("lz4", |b| {
+        b.iter(|| encode_body(black_box(&batch), Compress::Lz4))
     });
     g.finish();
 }

@@ -26,6 +26,18 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 
 /// Appends one row per span to `out`; returns the number of rows.
 pub fn encode(resource_spans: &[ResourceSpans], out: &mut Vec<u8>) -> usize {
+    encode_chunked(resource_spans, out, usize::MAX, &mut |_| {})
+}
+
+/// [`encode`], handing the rows over as they are written: whenever `out` holds `chunk` bytes
+/// or more after a row, they go to `flush` and `out` is cleared. The rows written after the
+/// last flush are left in `out`.
+pub fn encode_chunked(
+    resource_spans: &[ResourceSpans],
+    out: &mut Vec<u8>,
+    chunk: usize,
+    flush: &mut dyn FnMut(&[u8]),
+) -> usize {
     let mut rows = 0;
     for rs in resource_spans {
         let resource_attrs: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
@@ -52,6 +64,10 @@ pub fn encode(resource_spans: &[ResourceSpans], out: &mut Vec<u8>) -> usize {
                     scope_version,
                 );
                 rows += 1;
+                if out.len() >= chunk {
+                    flush(out);
+                    out.clear();
+                }
             }
         }
     }

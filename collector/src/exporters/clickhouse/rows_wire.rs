@@ -23,24 +23,32 @@
 use std::io::Write as _;
 
 use base64::Engine as _;
+use wasmcol_plugin_sdk::wire::{FieldValue, Fields};
 
-use super::rows::{float_string, kind_name, put_id, put_len, put_str, put_time, status_name};
-use crate::otlp::wire::{
-    RawField, ResourceSpansView, ScopeSpansView, SpanView, TracesView, key_value_key, raw_fields,
-    raw_fields_numbered,
-};
+use super::rows::{float_string, kind_name, put_id, put_len, put_time, status_name};
+use crate::otlp::wire::{ResourceSpansView, ScopeSpansView, TracesView, key_value_key};
 
 // Field numbers of the OTLP messages read here.
 const RESOURCE_SPANS_RESOURCE: u32 = 1;
 const RESOURCE_ATTRIBUTES: u32 = 1;
 const SCOPE_SPANS_SCOPE: u32 = 1;
+const SCOPE_SPANS_SPANS: u32 = 2;
 const SCOPE_NAME: u32 = 1;
 const SCOPE_VERSION: u32 = 2;
+const SPAN_TRACE_ID: u32 = 1;
+const SPAN_SPAN_ID: u32 = 2;
+const SPAN_TRACE_STATE: u32 = 3;
+const SPAN_PARENT_SPAN_ID: u32 = 4;
+const SPAN_NAME: u32 = 5;
+const SPAN_KIND: u32 = 6;
+const SPAN_START: u32 = 7;
+const SPAN_END: u32 = 8;
 const SPAN_ATTRIBUTES: u32 = 9;
 const SPAN_EVENTS: u32 = 11;
 const SPAN_LINKS: u32 = 13;
 const SPAN_STATUS: u32 = 15;
 const STATUS_MESSAGE: u32 = 2;
+const STATUS_CODE: u32 = 3;
 const EVENT_TIME: u32 = 1;
 const EVENT_NAME: u32 = 2;
 const EVENT_ATTRIBUTES: u32 = 3;
@@ -48,6 +56,7 @@ const LINK_TRACE_ID: u32 = 1;
 const LINK_SPAN_ID: u32 = 2;
 const LINK_TRACE_STATE: u32 = 3;
 const LINK_ATTRIBUTES: u32 = 4;
+const KEY_VALUE_KEY: u32 = 1;
 const KEY_VALUE_VALUE: u32 = 2;
 const ANY_STRING: u32 = 1;
 const ANY_BOOL: u32 = 2;
@@ -64,195 +73,319 @@ const LIST_VALUES: u32 = 1;
 /// concatenated, are one `ExportTraceServiceRequest` (or `TracesData`) encoding that
 /// `wire::validate` accepted.
 pub fn encode<'a>(parts: impl IntoIterator<Item = &'a [u8]>, out: &mut Vec<u8>) -> usize {
-    let mut buffers = Buffers::default();
+    encode_chunked(parts, out, usize::MAX, &mut |_| {})
+}
+
+/// [`encode`], handing the rows over as they are written: whenever `out` holds `chunk` bytes
+/// or more after a row, they go to `flush` and `out` is cleared. The rows written after the
+/// last flush are left in `out`.
+pub fn encode_chunked<'a>(
+    parts: impl IntoIterator<Item = &'a [u8]>,
+    out: &mut Vec<u8>,
+    chunk: usize,
+    flush: &mut dyn FnMut(&[u8]),
+) -> usize {
+    let mut b = Buffers::default();
+    let mut sink = Sink { out, chunk, flush };
     let mut rows = 0;
     for part in parts {
         for rs in TracesView::new(part).resource_spans() {
-            rows += put_resource_spans(out, rs, &mut buffers);
+            rows += put_resource_spans(&mut sink, rs, &mut b);
         }
     }
     rows
 }
 
-/// Reused from span to span.
+/// Where rows go.
+struct Sink<'o, 'f> {
+    out: &'o mut Vec<u8>,
+    chunk: usize,
+    flush: &'f mut dyn FnMut(&[u8]),
+}
+
+impl Sink<'_, '_> {
+    /// After each row.
+    #[inline]
+    fn row_done(&mut self) {
+        if self.out.len() >= self.chunk {
+            (self.flush)(self.out);
+            self.out.clear();
+        }
+    }
+}
+
+/// Reused from span to span, so that a span costs no allocation once they have grown.
 #[derive(Default)]
 struct Buffers<'a> {
     /// The current resource's `ResourceAttributes` map, as written.
     resource_map: Vec<u8>,
     /// The current resource's `service.name`, rendered.
     service: Vec<u8>,
-    /// The current span's attributes, events and links (message bodies).
+    /// The current span's (or resource's) attributes: `KeyValue` bodies.
     attributes: Vec<&'a [u8]>,
-    events: Vec<&'a [u8]>,
-    links: Vec<&'a [u8]>,
+    /// The current span's events and links, and their attributes, which they index.
+    events: Vec<Event<'a>>,
+    event_attributes: Vec<&'a [u8]>,
+    links: Vec<Link<'a>>,
+    link_attributes: Vec<&'a [u8]>,
+    render: Render<'a>,
+}
+
+/// For rendering attribute values.
+#[derive(Default)]
+struct Render<'a> {
     /// An attribute value rendered as a string, before its length is known.
     value: Vec<u8>,
     /// The entries of the JSON objects being rendered, innermost last: (key, `KeyValue` body).
     entries: Vec<(&'a str, &'a [u8])>,
 }
 
+/// An event's columns; `attributes` indexes [`Buffers::event_attributes`].
+struct Event<'a> {
+    time: u64,
+    name: &'a [u8],
+    attributes: (usize, usize),
+}
+
+/// A link's columns; `attributes` indexes [`Buffers::link_attributes`].
+struct Link<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    trace_state: &'a [u8],
+    attributes: (usize, usize),
+}
+
+/// The length-delimited fields numbered `number` of a message body.
+fn len_fields(body: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
+    Fields::new(body).filter_map(move |f| match f {
+        (n, FieldValue::Len(payload)) if n == number => Some(payload),
+        _ => None,
+    })
+}
+
 fn put_resource_spans<'a>(
-    out: &mut Vec<u8>,
+    sink: &mut Sink<'_, '_>,
     rs: ResourceSpansView<'a>,
     b: &mut Buffers<'a>,
 ) -> usize {
     // Occurrences of `resource` merge: their attributes, in order, are the resource's. An
     // absent resource has none.
-    let attributes = || {
-        raw_fields_numbered(rs.encoded(), RESOURCE_SPANS_RESOURCE)
-            .flat_map(|resource| raw_fields_numbered(resource.payload, RESOURCE_ATTRIBUTES))
-            .map(|kv| kv.payload)
-    };
+    b.attributes.clear();
+    b.attributes.extend(
+        len_fields(rs.encoded(), RESOURCE_SPANS_RESOURCE)
+            .flat_map(|resource| len_fields(resource, RESOURCE_ATTRIBUTES)),
+    );
     b.service.clear();
-    if let Some(kv) =
-        attributes().find(|kv| key_value_key(kv).unwrap_or_default() == "service.name")
+    if let Some(&kv) = b
+        .attributes
+        .iter()
+        .find(|kv| key_value_key(kv).unwrap_or_default() == "service.name")
     {
-        render_value(&mut b.service, AnySource::KeyValue(kv), &mut b.entries);
+        render_value(
+            &mut b.service,
+            AnySource::KeyValue(kv),
+            &mut b.render.entries,
+        );
     }
     // The resource's map is the same for every span under it: written once.
-    let mut map = std::mem::take(&mut b.resource_map);
-    map.clear();
-    put_map(&mut map, attributes, b);
-    b.resource_map = map;
+    b.resource_map.clear();
+    put_map(&mut b.resource_map, &b.attributes, &mut b.render);
 
     let mut rows = 0;
     for ss in rs.scope_spans() {
-        rows += put_scope_spans(out, ss, b);
+        rows += put_scope_spans(sink, ss, b);
     }
     rows
 }
 
-fn put_scope_spans<'a>(out: &mut Vec<u8>, ss: ScopeSpansView<'a>, b: &mut Buffers<'a>) -> usize {
+fn put_scope_spans<'a>(
+    sink: &mut Sink<'_, '_>,
+    ss: ScopeSpansView<'a>,
+    b: &mut Buffers<'a>,
+) -> usize {
     // Occurrences of `scope` merge: the last name and the last version seen win.
     let (mut name, mut version): (&[u8], &[u8]) = (&[], &[]);
-    for scope in raw_fields_numbered(ss.encoded(), SCOPE_SPANS_SCOPE) {
-        for f in raw_fields(scope.payload) {
-            match f.number {
-                SCOPE_NAME => name = f.payload,
-                SCOPE_VERSION => version = f.payload,
+    for scope in len_fields(ss.encoded(), SCOPE_SPANS_SCOPE) {
+        for f in Fields::new(scope) {
+            match f {
+                (SCOPE_NAME, FieldValue::Len(v)) => name = v,
+                (SCOPE_VERSION, FieldValue::Len(v)) => version = v,
                 _ => {}
             }
         }
     }
     let mut rows = 0;
-    for span in ss.spans() {
-        put_span(out, span, name, version, b);
+    for span in len_fields(ss.encoded(), SCOPE_SPANS_SPANS) {
+        put_span(sink.out, span, name, version, b);
+        sink.row_done();
         rows += 1;
     }
     rows
 }
 
+/// One row, from one pass over the span's fields (and one over each event and link).
 fn put_span<'a>(
     out: &mut Vec<u8>,
-    span: SpanView<'a>,
+    span: &'a [u8],
     scope_name: &[u8],
     scope_version: &[u8],
     b: &mut Buffers<'a>,
 ) {
-    // The view has read the scalar fields; one more pass finds the repeated ones and the
-    // status message (statuses merge: the last message seen wins).
+    // Singular fields: the last occurrence wins. Statuses merge: the last code and the last
+    // message seen win.
+    let (mut trace_id, mut span_id, mut parent_span_id): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    let (mut trace_state, mut name, mut status_message): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    let (mut kind, mut status_code) = (0i32, 0i32);
+    let (mut start, mut end) = (0u64, 0u64);
     b.attributes.clear();
     b.events.clear();
+    b.event_attributes.clear();
     b.links.clear();
-    let mut status_message: &[u8] = &[];
-    for f in raw_fields(span.encoded()) {
-        match f.number {
-            SPAN_ATTRIBUTES => b.attributes.push(f.payload),
-            SPAN_EVENTS => b.events.push(f.payload),
-            SPAN_LINKS => b.links.push(f.payload),
-            SPAN_STATUS => {
-                if let Some(m) = raw_fields_numbered(f.payload, STATUS_MESSAGE).last() {
-                    status_message = m.payload;
+    b.link_attributes.clear();
+    for field in Fields::new(span) {
+        match field {
+            (SPAN_TRACE_ID, FieldValue::Len(v)) => trace_id = v,
+            (SPAN_SPAN_ID, FieldValue::Len(v)) => span_id = v,
+            (SPAN_TRACE_STATE, FieldValue::Len(v)) => trace_state = v,
+            (SPAN_PARENT_SPAN_ID, FieldValue::Len(v)) => parent_span_id = v,
+            (SPAN_NAME, FieldValue::Len(v)) => name = v,
+            // int32 fields keep the low 32 bits of the varint, as prost's `as i32` does.
+            (SPAN_KIND, FieldValue::Varint(v)) => kind = v as i32,
+            (SPAN_START, FieldValue::Fixed64(v)) => start = v,
+            (SPAN_END, FieldValue::Fixed64(v)) => end = v,
+            (SPAN_ATTRIBUTES, FieldValue::Len(kv)) => b.attributes.push(kv),
+            (SPAN_EVENTS, FieldValue::Len(event)) => {
+                let first = b.event_attributes.len();
+                let mut e = Event {
+                    time: 0,
+                    name: &[],
+                    attributes: (first, first),
+                };
+                for f in Fields::new(event) {
+                    match f {
+                        (EVENT_TIME, FieldValue::Fixed64(v)) => e.time = v,
+                        (EVENT_NAME, FieldValue::Len(v)) => e.name = v,
+                        (EVENT_ATTRIBUTES, FieldValue::Len(kv)) => b.event_attributes.push(kv),
+                        _ => {}
+                    }
+                }
+                e.attributes.1 = b.event_attributes.len();
+                b.events.push(e);
+            }
+            (SPAN_LINKS, FieldValue::Len(link)) => {
+                let first = b.link_attributes.len();
+                let mut l = Link {
+                    trace_id: &[],
+                    span_id: &[],
+                    trace_state: &[],
+                    attributes: (first, first),
+                };
+                for f in Fields::new(link) {
+                    match f {
+                        (LINK_TRACE_ID, FieldValue::Len(v)) => l.trace_id = v,
+                        (LINK_SPAN_ID, FieldValue::Len(v)) => l.span_id = v,
+                        (LINK_TRACE_STATE, FieldValue::Len(v)) => l.trace_state = v,
+                        (LINK_ATTRIBUTES, FieldValue::Len(kv)) => b.link_attributes.push(kv),
+                        _ => {}
+                    }
+                }
+                l.attributes.1 = b.link_attributes.len();
+                b.links.push(l);
+            }
+            (SPAN_STATUS, FieldValue::Len(status)) => {
+                for f in Fields::new(status) {
+                    match f {
+                        (STATUS_MESSAGE, FieldValue::Len(v)) => status_message = v,
+                        (STATUS_CODE, FieldValue::Varint(v)) => status_code = v as i32,
+                        _ => {}
+                    }
                 }
             }
             _ => {}
         }
     }
 
-    put_time(out, span.start_time_unix_nano());
-    put_id(out, span.trace_id());
-    put_id(out, span.span_id());
-    put_id(out, span.parent_span_id());
-    put_str(out, span.trace_state());
-    put_str(out, span.name());
-    put_str(out, kind_name(span.kind()));
+    put_time(out, start);
+    put_id(out, trace_id);
+    put_id(out, span_id);
+    put_id(out, parent_span_id);
+    put_bytes(out, trace_state);
+    put_bytes(out, name);
+    put_bytes(out, kind_name(kind).as_bytes());
     put_bytes(out, &b.service);
     out.extend_from_slice(&b.resource_map);
     put_bytes(out, scope_name);
     put_bytes(out, scope_version);
-    let attributes = std::mem::take(&mut b.attributes);
-    put_map(out, || attributes.iter().copied(), b);
-    b.attributes = attributes;
+    put_map(out, &b.attributes, &mut b.render);
     // As in `rows`: an end before the start is a zero duration.
-    let duration = span
-        .end_time_unix_nano()
-        .saturating_sub(span.start_time_unix_nano());
-    out.extend_from_slice(&duration.to_le_bytes());
-    put_str(out, status_name(span.status_code()));
+    out.extend_from_slice(&end.saturating_sub(start).to_le_bytes());
+    put_bytes(out, status_name(status_code).as_bytes());
     put_bytes(out, status_message);
 
-    let events = std::mem::take(&mut b.events);
-    put_len(out, events.len());
-    for e in &events {
-        put_time(
-            out,
-            raw_fields_numbered(e, EVENT_TIME).last().map_or(0, fixed64),
-        );
+    put_len(out, b.events.len());
+    for e in &b.events {
+        put_time(out, e.time);
     }
-    put_len(out, events.len());
-    for e in &events {
-        put_bytes(out, last_payload(e, EVENT_NAME));
+    put_len(out, b.events.len());
+    for e in &b.events {
+        put_bytes(out, e.name);
     }
-    put_len(out, events.len());
-    for e in &events {
-        put_map(
-            out,
-            || raw_fields_numbered(e, EVENT_ATTRIBUTES).map(|kv| kv.payload),
-            b,
-        );
+    put_len(out, b.events.len());
+    for e in &b.events {
+        let (from, to) = e.attributes;
+        put_map(out, &b.event_attributes[from..to], &mut b.render);
     }
-    b.events = events;
 
-    let links = std::mem::take(&mut b.links);
-    put_len(out, links.len());
-    for l in &links {
-        put_id(out, last_payload(l, LINK_TRACE_ID));
+    put_len(out, b.links.len());
+    for l in &b.links {
+        put_id(out, l.trace_id);
     }
-    put_len(out, links.len());
-    for l in &links {
-        put_id(out, last_payload(l, LINK_SPAN_ID));
+    put_len(out, b.links.len());
+    for l in &b.links {
+        put_id(out, l.span_id);
     }
-    put_len(out, links.len());
-    for l in &links {
-        put_bytes(out, last_payload(l, LINK_TRACE_STATE));
+    put_len(out, b.links.len());
+    for l in &b.links {
+        put_bytes(out, l.trace_state);
     }
-    put_len(out, links.len());
-    for l in &links {
-        put_map(
-            out,
-            || raw_fields_numbered(l, LINK_ATTRIBUTES).map(|kv| kv.payload),
-            b,
-        );
+    put_len(out, b.links.len());
+    for l in &b.links {
+        let (from, to) = l.attributes;
+        put_map(out, &b.link_attributes[from..to], &mut b.render);
     }
-    b.links = links;
 }
 
 /// A `Map(String, String)` of `KeyValue` bodies: every one, duplicate keys included, as the
 /// decoded path writes them.
-fn put_map<'a, I: Iterator<Item = &'a [u8]>>(
-    out: &mut Vec<u8>,
-    key_values: impl Fn() -> I,
-    b: &mut Buffers<'a>,
-) {
-    put_len(out, key_values().count());
-    for kv in key_values() {
-        put_key_value(out, kv, b);
+fn put_map<'a>(out: &mut Vec<u8>, key_values: &[&'a [u8]], r: &mut Render<'a>) {
+    put_len(out, key_values.len());
+    for &kv in key_values {
+        put_key_value(out, kv, r);
     }
 }
 
-fn put_key_value<'a>(out: &mut Vec<u8>, kv: &'a [u8], b: &mut Buffers<'a>) {
-    put_str(out, key_value_key(kv).unwrap_or_default());
-    let source = AnySource::KeyValue(kv);
+fn put_key_value<'a>(out: &mut Vec<u8>, kv: &'a [u8], r: &mut Render<'a>) {
+    // One pass over the `KeyValue`: its key (the last one wins), and its value, which is
+    // almost always given once (when given more often, the occurrences merge).
+    let mut key: &[u8] = &[];
+    let mut value: &[u8] = &[];
+    let mut values = 0usize;
+    for f in Fields::new(kv) {
+        match f {
+            (KEY_VALUE_KEY, FieldValue::Len(k)) => key = k,
+            (KEY_VALUE_VALUE, FieldValue::Len(v)) => {
+                value = v;
+                values += 1;
+            }
+            _ => {}
+        }
+    }
+    put_bytes(out, key);
+    let source = if values > 1 {
+        AnySource::KeyValue(kv)
+    } else {
+        AnySource::Element(value)
+    };
     match resolve(source) {
         // The common case, copied without the intermediate buffer.
         Any::String(s) => put_bytes(out, s),
@@ -261,9 +394,9 @@ fn put_key_value<'a>(out: &mut Vec<u8>, kv: &'a [u8], b: &mut Buffers<'a>) {
             base64_into(out, bytes);
         }
         any => {
-            b.value.clear();
-            render(&mut b.value, any, source, &mut b.entries);
-            put_bytes(out, &b.value);
+            r.value.clear();
+            render(&mut r.value, any, source, &mut r.entries);
+            put_bytes(out, &r.value);
         }
     }
 }
@@ -275,57 +408,24 @@ fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
 
 // ----- Reading ---------------------------------------------------------------------------------
 
-/// A singular string or bytes field: the last occurrence, or empty.
-fn last_payload(body: &[u8], number: u32) -> &[u8] {
-    raw_fields_numbered(body, number)
-        .last()
-        .map_or(&[], |f| f.payload)
-}
-
-/// The value of a 64-bit field (its last eight bytes).
-fn fixed64(f: RawField<'_>) -> u64 {
-    f.bytes
-        .len()
-        .checked_sub(8)
-        .and_then(|at| f.bytes[at..].try_into().ok())
-        .map_or(0, u64::from_le_bytes)
-}
-
-/// The value of a varint field (what follows its key).
-fn varint(f: RawField<'_>) -> u64 {
-    let Some(key_len) = f.bytes.iter().position(|&b| b < 0x80) else {
-        return 0;
-    };
-    let mut value = 0u64;
-    for (i, &b) in f.bytes[key_len + 1..].iter().take(10).enumerate() {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b < 0x80 {
-            break;
-        }
-    }
-    value
-}
-
 /// Where an `AnyValue` is encoded.
 #[derive(Clone, Copy)]
 enum AnySource<'a> {
     /// The `value` of a `KeyValue` body: every occurrence, merged.
     KeyValue(&'a [u8]),
-    /// An element of an `ArrayValue`: one `AnyValue` body.
+    /// One `AnyValue` body: an element of an `ArrayValue`, or the only `value` of a
+    /// `KeyValue`.
     Element(&'a [u8]),
 }
 
 impl<'a> AnySource<'a> {
     /// The fields of the `AnyValue`, its occurrences concatenated (which is how they merge).
-    fn fields(self) -> impl Iterator<Item = RawField<'a>> {
+    fn fields(self) -> impl Iterator<Item = (u32, FieldValue<'a>)> {
         let (key_value, element): (&[u8], &[u8]) = match self {
             AnySource::KeyValue(kv) => (kv, &[]),
             AnySource::Element(any) => (&[], any),
         };
-        raw_fields(element).chain(
-            raw_fields_numbered(key_value, KEY_VALUE_VALUE)
-                .flat_map(|value| raw_fields(value.payload)),
-        )
+        Fields::new(element).chain(len_fields(key_value, KEY_VALUE_VALUE).flat_map(Fields::new))
     }
 }
 
@@ -351,17 +451,17 @@ enum Any<'a> {
 fn resolve(source: AnySource<'_>) -> Any<'_> {
     let mut any = Any::Nothing;
     for (i, f) in source.fields().enumerate() {
-        any = match (f.number, any) {
-            (ANY_STRING, _) => Any::String(f.payload),
-            (ANY_BOOL, _) => Any::Bool(varint(f) != 0),
-            (ANY_INT, _) => Any::Int(varint(f) as i64),
-            (ANY_DOUBLE, _) => Any::Double(f64::from_bits(fixed64(f))),
-            (ANY_ARRAY, Any::Array(start)) => Any::Array(start),
-            (ANY_ARRAY, _) => Any::Array(i),
-            (ANY_KVLIST, Any::Kvlist(start)) => Any::Kvlist(start),
-            (ANY_KVLIST, _) => Any::Kvlist(i),
-            (ANY_BYTES, _) => Any::Bytes(f.payload),
-            (ANY_STRING_STRINDEX, _) => Any::Nothing,
+        any = match (f, any) {
+            ((ANY_STRING, FieldValue::Len(s)), _) => Any::String(s),
+            ((ANY_BOOL, FieldValue::Varint(v)), _) => Any::Bool(v != 0),
+            ((ANY_INT, FieldValue::Varint(v)), _) => Any::Int(v as i64),
+            ((ANY_DOUBLE, FieldValue::Fixed64(v)), _) => Any::Double(f64::from_bits(v)),
+            ((ANY_ARRAY, _), Any::Array(start)) => Any::Array(start),
+            ((ANY_ARRAY, _), _) => Any::Array(i),
+            ((ANY_KVLIST, _), Any::Kvlist(start)) => Any::Kvlist(start),
+            ((ANY_KVLIST, _), _) => Any::Kvlist(i),
+            ((ANY_BYTES, FieldValue::Len(bytes)), _) => Any::Bytes(bytes),
+            ((ANY_STRING_STRINDEX, _), _) => Any::Nothing,
             _ => any,
         };
     }
@@ -377,13 +477,14 @@ fn list_items<'a>(
 ) -> impl Iterator<Item = &'a [u8]> {
     // From `start` on, only this member and unknown fields occur (any other member would have
     // ended the run).
-    let lists = source
+    source
         .fields()
         .skip(start)
-        .filter(move |f| f.number == member);
-    lists
-        .flat_map(|list| raw_fields_numbered(list.payload, LIST_VALUES))
-        .map(|item| item.payload)
+        .filter_map(move |f| match f {
+            (n, FieldValue::Len(list)) if n == member => Some(list),
+            _ => None,
+        })
+        .flat_map(|list| len_fields(list, LIST_VALUES))
 }
 
 // ----- Rendering -------------------------------------------------------------------------------

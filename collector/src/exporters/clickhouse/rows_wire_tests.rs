@@ -7,6 +7,7 @@
 //! request the OpenTelemetry Python SDK encoded (`testdata/sdk_request.py`).
 
 use std::collections::HashMap;
+use std::io::Read as _;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{
@@ -25,7 +26,8 @@ use proptest::test_runner::Config;
 use prost::Message as _;
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, encode_varint};
 
-use super::sender::encode_rows;
+use super::config::Compress;
+use super::sender::{CHUNK, encode_body, encode_rows, encode_rows_chunked};
 use super::{rows, rows_wire};
 use crate::otlp::ExportTraceServiceRequest;
 use crate::otlp::wire;
@@ -367,6 +369,93 @@ fn absent_and_empty_fields() {
     };
     assert_eq!(same_rows(&request.encode_to_vec()), 2);
     assert_eq!(same_rows(&[]), 0);
+}
+
+/// The SDK request `copies` times over, as one received batch of that many parts.
+fn many_sdk_requests(copies: usize) -> TraceBatch {
+    let mut batch = TraceBatch::from_protobuf(Bytes::from_static(SDK_REQUEST)).unwrap();
+    for _ in 1..copies {
+        batch.merge(TraceBatch::from_protobuf(Bytes::from_static(SDK_REQUEST)).unwrap());
+    }
+    batch
+}
+
+#[test]
+fn rows_handed_over_in_chunks_are_the_rows() {
+    let received = many_sdk_requests(3);
+    // Decoded: cut inside a part.
+    let mut decoded = many_sdk_requests(3);
+    decoded.split_front(1);
+    assert!(decoded.protobuf_parts().is_none());
+    for batch in [&received, &decoded] {
+        let (whole, rows) = batch_rows(batch);
+        for chunk in [0, 1, 1000, 64 * 1024, usize::MAX] {
+            let mut chunks = Vec::new();
+            let mut flushes = 0;
+            let mut out = Vec::new();
+            let n = encode_rows_chunked(batch, &mut out, chunk, &mut |rows| {
+                assert!(rows.len() >= chunk);
+                chunks.extend_from_slice(rows);
+                flushes += 1;
+            });
+            assert!(out.len() < chunk || out.is_empty());
+            chunks.extend_from_slice(&out);
+            assert_eq!((n, &chunks), (rows, &whole), "chunk {chunk}");
+            if chunk <= 1 {
+                // A flush after every row.
+                assert_eq!(flushes, rows);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_compressed_body_decompresses_to_the_rows() {
+    // Inserts of one row, of less than a chunk, and of several chunks (received and decoded).
+    let one = TraceBatch::from_protobuf(Bytes::from_static(SDK_REQUEST))
+        .unwrap()
+        .split_front(1);
+    let mut decoded = many_sdk_requests(40);
+    decoded.split_front(1);
+    assert!(decoded.protobuf_parts().is_none());
+    let batches = [
+        one,
+        many_sdk_requests(1),
+        many_sdk_requests(40),
+        decoded,
+        TraceBatch::new(Vec::new()),
+    ];
+    for batch in &batches {
+        let (rows, n) = batch_rows(batch);
+        if batch.span_count() > 1000 {
+            assert!(rows.len() > 3 * CHUNK, "{} bytes of rows", rows.len());
+        }
+        for compress in [
+            Compress::None,
+            Compress::Lz4,
+            Compress::Zstd,
+            Compress::Gzip,
+        ] {
+            let (body, m) = encode_body(batch, compress);
+            assert_eq!(m, n);
+            let mut plain = Vec::new();
+            match compress {
+                Compress::None => plain = body,
+                Compress::Lz4 => {
+                    lz4_flex::frame::FrameDecoder::new(body.as_slice())
+                        .read_to_end(&mut plain)
+                        .unwrap();
+                }
+                Compress::Zstd => plain = zstd::stream::decode_all(body.as_slice()).unwrap(),
+                Compress::Gzip => {
+                    flate2::read::GzDecoder::new(body.as_slice())
+                        .read_to_end(&mut plain)
+                        .unwrap();
+                }
+            }
+            assert!(plain == rows, "{compress:?}, {n} rows");
+        }
+    }
 }
 
 // ----- Generated requests -----------------------------------------------------------------------
