@@ -219,7 +219,13 @@ fn serve(conn: TcpStream, counts: &Counts) -> anyhow::Result<()> {
             None => String::from_utf8_lossy(&req.body[..req.body.len().min(200)]).into_owned(),
         };
         if counts.verbose && counts.logged.fetch_add(1, Ordering::Relaxed) < VERBOSE_LINES {
-            let shown: String = statement.chars().take(120).collect();
+            let chars: Vec<char> = statement.chars().collect();
+            let shown: String = if chars.len() > 160 {
+                let (head, tail) = (&chars[..100], &chars[chars.len() - 50..]);
+                format!("{} … {}", String::from_iter(head), String::from_iter(tail))
+            } else {
+                statement.clone()
+            };
             let settings: Vec<&str> = params
                 .split('&')
                 .filter(|kv| !kv.starts_with("query="))

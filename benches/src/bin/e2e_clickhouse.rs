@@ -11,7 +11,9 @@
 //!
 //! Per run, a fresh collector and sink; `wasmcol-loadgen` sends `--traces` traces as fast as
 //! `--workers` connections allow (OTLP/gRPC, service name `svc`, so the only string
-//! `wasmcol-loadgen` in a row is its scope name, which the sink counts). Measured:
+//! `wasmcol-loadgen` in a row is its scope name, which the sink counts); requests the collector
+//! refuses under this load (back-pressure) are retried with the load generator's backoff.
+//! Measured:
 //! - spans/s accepted: spans over the load generator's own elapsed time (how fast the
 //!   collector took the load);
 //! - spans/s end to end: from the first span sent until the sink has counted every row (this
@@ -26,7 +28,7 @@
 //! - `wasmcol-batch`: `otlp → batch → clickhouse` (default `batch` processor);
 //! - `wasmcol-none`: `otlp → clickhouse` with `compress: none`;
 //! - `rotel`: `rotel-agent --exporter clickhouse` with its defaults (lz4 in ClickHouse's
-//!   native compressed blocks, Native format, async inserts);
+//!   compressed blocks with `decompress=1`, `async_insert=1`);
 //! - `rotel-none`: the same with `--clickhouse-exporter-compression none`.
 //!
 //! The table gives medians of `--repeats` runs and ratios to the Rotel row with the same
@@ -199,6 +201,8 @@ impl Target {
 }
 
 struct Run {
+    /// Requests the collector refused (and the load generator retried).
+    refused: u64,
     accepted_per_sec: f64,
     e2e_per_sec: f64,
     cpu_s_per_m: f64,
@@ -282,7 +286,9 @@ fn one_run(env: &Env, target: Target) -> anyhow::Result<Run> {
         .args(["--attribute-size", &args.attribute_size.to_string()])
         .args(["--batch-traces", &args.batch_traces.to_string()])
         .args(["--workers", &args.workers.to_string()])
-        .args(["--service", "svc", "--json", "--quiet"])
+        // Saturating load meets back-pressure (gRPC RESOURCE_EXHAUSTED/UNAVAILABLE): retry
+        // refused requests as an OTLP client does, so every span is delivered once.
+        .args(["--service", "svc", "--retry", "--json", "--quiet"])
         .stdin(Stdio::null())
         .output()?;
     ensure!(
@@ -304,6 +310,7 @@ fn one_run(env: &Env, target: Target) -> anyhow::Result<Run> {
             .ok_or_else(|| anyhow!("no {k} in {summary}"))
     };
     let accepted = field("spans_accepted")? as u64;
+    let refused = field("requests_refused")? as u64;
     ensure!(
         accepted == want,
         "the collector accepted {accepted} of {want} spans: {summary}"
@@ -342,6 +349,7 @@ fn one_run(env: &Env, target: Target) -> anyhow::Result<Run> {
     );
     let m = want as f64 / 1e6;
     Ok(Run {
+        refused,
         accepted_per_sec: want as f64 / field("elapsed_secs")?,
         e2e_per_sec: want as f64 / ended.duration_since(started).as_secs_f64(),
         cpu_s_per_m: cpu / m,
@@ -429,12 +437,13 @@ fn main() -> anyhow::Result<()> {
             };
             eprintln!(
                 "{} #{i}: {:.0} spans/s accepted, {:.0} spans/s end to end, {:.2} CPU-s/M, \
-                 peak RSS {:.0} MiB",
+                 peak RSS {:.0} MiB, {} requests refused and retried",
                 target.name(),
                 r.accepted_per_sec,
                 r.e2e_per_sec,
                 r.cpu_s_per_m,
-                r.peak_rss_mib
+                r.peak_rss_mib,
+                r.refused
             );
             runs.push(r);
         }
