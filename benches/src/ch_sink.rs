@@ -12,8 +12,14 @@
 //!   method byte (0x82 LZ4, 0x90 ZSTD, 0x02 none), compressed size incl. the 9-byte header
 //!   and decompressed size as u32 LE, then the block) and their rows counted by a marker:
 //!   every span `wasmcol-loadgen` sends has the scope name `wasmcol-loadgen`, stored once per
-//!   row as a plain string by both RowBinary and Native (`ScopeName String`). Run the load
-//!   generator with a `--service` name that does not contain the marker.
+//!   row as a plain string in the `FORMAT RowBinary` both collectors send (`ScopeName`). Run
+//!   the load generator with a `--service` name that does not contain the marker.
+//!
+//! What the collectors send (seen with `e2e_clickhouse --verbose`): wasmcol, `?query=INSERT
+//! ... FORMAT RowBinary&insert_deduplication_token=...` with `Content-Encoding: lz4` (its
+//! default); Rotel, `?database=otel&query=INSERT ... FORMAT RowBinary&decompress=1&
+//! async_insert=1`, the body in ClickHouse's LZ4 blocks (its default) or plain. Neither sends
+//! a statement other than inserts when it does not create the schema.
 //!
 //! [`ChSink::rows`] is the count; [`ChSink::errors`] counts requests the sink could not
 //! decode (a benchmark should treat any as a failure).

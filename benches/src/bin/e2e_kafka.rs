@@ -342,9 +342,10 @@ fn export_run(
     proc.wait_port(grpc)?;
     std::thread::sleep(Duration::from_secs(1));
     let cpu0 = cpu_ticks(proc.pid())?;
+    // A fixed amount is retried when refused (back-pressure), so all of it reaches the topic.
     let amount = match traces {
-        Some(n) => ["--traces".to_string(), n.to_string()],
-        None => ["--duration".to_string(), format!("{}s", env.args.duration)],
+        Some(n) => vec!["--traces".to_string(), n.to_string(), "--retry".into()],
+        None => vec!["--duration".to_string(), format!("{}s", env.args.duration)],
     };
     let out = Command::new(&env.loadgen)
         .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
