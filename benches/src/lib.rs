@@ -5,8 +5,12 @@
 //!   production traces, not the tiny synthetic spans that flatter a decoder.
 //! - [`Processors`] builds processors from a YAML `processors:` section exactly as the
 //!   collector does, for benches that drive one stage in-process.
+//! - [`ch_sink`] is a discarding ClickHouse HTTP server that counts the rows inserted, for the
+//!   end-to-end ClickHouse benchmarks (`src/bin/e2e_clickhouse.rs`, `src/bin/e2e_kafka.rs`).
 //! - The end-to-end harness that compares the `wasmcol` binary with Rotel is
 //!   `src/bin/e2e.rs`; see `BENCHMARKS.md` at the repository root for how to run both.
+
+pub mod ch_sink;
 
 use std::sync::Arc;
 

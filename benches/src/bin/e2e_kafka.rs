@@ -2,11 +2,13 @@
 //! memory), with Rotel's `rotel-agent` and its Kafka exporter measured in the same run.
 //!
 //! ```sh
-//! cargo build --release -p wasmcol --bins
-//! cargo run --release -p wasmcol-benches --bin e2e_kafka -- --duration 15 --repeats 3
+//! cargo build --release -p wasmcol --bins -p wasmcol-benches --bins
+//! target/release/e2e_kafka --duration 15 --repeats 3
+//! target/release/e2e_kafka --scenarios gateway --gateway-traces 300000 --repeats 3
 //! ```
 //!
-//! Scenarios (fresh collector process and fresh topic per run):
+//! Scenarios (`--scenarios`, all by default; fresh collector process per run, and a fresh
+//! topic per export run):
 //! - **export**: saturated OTLP/gRPC load from `wasmcol-loadgen` → collector → Kafka topic
 //!   (OTLP protobuf, no compression, acks=all). wasmcol: `otlp → batch → kafka` (8192-span
 //!   batches split into messages under 1 MB); Rotel: `--exporter kafka` with 512-span batches
@@ -17,6 +19,17 @@
 //! - **consume**: wasmcol `kafka → batch → nop` reading a topic the export run filled (Rotel
 //!   has no Kafka receiver). Measured from the first span exported to the last: spans/s and
 //!   CPU-seconds per million spans.
+//! - **gateway**: wasmcol `kafka → batch → clickhouse` with the defaults of all three, into
+//!   the discarding ClickHouse of [`wasmcol_benches::ch_sink`] (counts rows, keeps nothing).
+//!   It reads a topic filled once beforehand by wasmcol's export with `--gateway-traces`
+//!   traces of 10 spans (the consume scenario reads it too when export is not selected).
+//!   Measured over the steady state (first insert to the last but one: the first waits for
+//!   group join and a full insert, the last for the exporter's 5 s batch timeout): spans/s,
+//!   CPU-seconds per million spans, spans/s per core of collector CPU (spans over collector
+//!   CPU-seconds), the CPU-seconds per second of the collector, the sink and the broker, and
+//!   the collector's peak RSS; then which of them bounded the run. A run fails unless the sink
+//!   counted exactly the spans in the topic. `--gateway-max-fetch-wait` overrides the
+//!   receiver's `max_fetch_wait` (250 ms by default) to show what fetch latency costs.
 //!
 //! The machine may be shared: the report gives medians and ratios.
 
@@ -36,6 +49,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
+use wasmcol_benches::ch_sink::ChSink;
 
 /// Kafka export and consume throughput of wasmcol, beside Rotel's Kafka exporter.
 #[derive(Parser, Debug)]
@@ -62,6 +76,15 @@ struct Args {
     /// Skip Rotel.
     #[arg(long)]
     no_rotel: bool,
+    /// Scenarios, comma-separated: export, consume, gateway.
+    #[arg(long, value_delimiter = ',', default_value = "export,consume,gateway")]
+    scenarios: Vec<String>,
+    /// Traces (of 10 spans) in the topic the gateway scenario reads.
+    #[arg(long, default_value_t = 200_000)]
+    gateway_traces: u64,
+    /// The gateway's `kafka` receiver `max_fetch_wait` (e.g. 10ms) [default: the receiver's].
+    #[arg(long)]
+    gateway_max_fetch_wait: Option<String>,
 }
 
 /// A child process killed when dropped.
@@ -255,11 +278,20 @@ struct Env {
     loadgen: PathBuf,
     rotel: Option<PathBuf>,
     brokers: String,
+    /// The broker's process, for its CPU time.
+    broker_pid: u32,
     ticks: f64,
     dir: tempfile::TempDir,
 }
 
-fn export_run(env: &Env, target: Target, topic: &str) -> anyhow::Result<ExportRun> {
+/// `target` fed by `wasmcol-loadgen` for `--duration` seconds, or with `traces` traces when
+/// given, into a new `topic`.
+fn export_run(
+    env: &Env,
+    target: Target,
+    topic: &str,
+    traces: Option<u64>,
+) -> anyhow::Result<ExportRun> {
     create_topic(&env.brokers, topic, env.args.partitions)?;
     let grpc = free_port()?;
     let dir = env.dir.path().join(topic);
@@ -310,9 +342,17 @@ fn export_run(env: &Env, target: Target, topic: &str) -> anyhow::Result<ExportRu
     proc.wait_port(grpc)?;
     std::thread::sleep(Duration::from_secs(1));
     let cpu0 = cpu_ticks(proc.pid())?;
+    // A fixed amount is retried when refused (back-pressure), so all of it reaches the topic.
+    let amount = match traces {
+        Some(n) => vec!["--traces".to_string(), n.to_string(), "--retry".into()],
+        None => vec!["--duration".to_string(), format!("{}s", env.args.duration)],
+    };
     let out = Command::new(&env.loadgen)
         .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
-        .args(["--duration", &format!("{}s", env.args.duration)])
+        .args(amount)
+        // The gateway's sink counts rows by the scope name `wasmcol-loadgen`: keep it out of
+        // the service name.
+        .args(["--service", "svc"])
         .args([
             "--spans-per-trace",
             "10",
@@ -422,6 +462,183 @@ fn consume_run(env: &Env, topic: &str, spans: u64, repeat: usize) -> anyhow::Res
     }
 }
 
+/// One gateway run: wasmcol `kafka → batch → clickhouse` (defaults) draining `topic`, which
+/// holds `spans` spans, into the discarding sink.
+struct GatewayRun {
+    /// Spans per wall second, steady state (see [`gateway_run`]).
+    spans_per_sec: f64,
+    /// Collector CPU-seconds per million spans.
+    cpu_s_per_m: f64,
+    /// Spans per second of collector CPU: per core of collector CPU.
+    spans_per_core_sec: f64,
+    /// CPU-seconds per wall second of the collector, the sink (this process) and the broker.
+    collector_util: f64,
+    sink_util: f64,
+    broker_util: f64,
+    peak_rss_mib: f64,
+}
+
+/// A moment of a gateway run: when the sink had counted `rows` (after a new insert), with the
+/// CPU ticks of the collector, the sink (this process) and the broker.
+#[derive(Clone, Copy)]
+struct Sample {
+    at: Instant,
+    rows: u64,
+    collector: u64,
+    sink: u64,
+    broker: u64,
+}
+
+/// The steady state runs from the first insert to the last but one: the exporter's first
+/// insert waits for a full batch (group join, fetch start-up) and its last for the batch
+/// timeout (5 s by default), neither of which is throughput. Rows and CPU are counted over the
+/// same window, sampled whenever the sink counts a new insert.
+fn gateway_run(env: &Env, topic: &str, spans: u64, repeat: usize) -> anyhow::Result<GatewayRun> {
+    let sink = ChSink::start(false)?;
+    let dir = env.dir.path().join(format!("gateway-{topic}-{repeat}"));
+    std::fs::create_dir_all(&dir)?;
+    let cfg = format!(
+        "receivers:\n  kafka:\n    brokers: [{b}]\n    topics: [{topic}]\n    group_id: gateway-{repeat}\n    initial_offset: earliest\n{fetch_wait}\
+         processors:\n  batch: {{}}\n\
+         exporters:\n  clickhouse:\n    endpoint: http://127.0.0.1:{ch}\n    database: otel\n    create_schema: false\n\
+         service:\n  telemetry:\n    metrics:\n      address: none\n  \
+         pipelines:\n    traces:\n      receivers: [kafka]\n      processors: [batch]\n      exporters: [clickhouse]\n",
+        b = env.brokers,
+        ch = sink.port(),
+        fetch_wait = env
+            .args
+            .gateway_max_fetch_wait
+            .as_ref()
+            .map_or(String::new(), |w| format!("    max_fetch_wait: {w}\n")),
+    );
+    std::fs::write(dir.join("wasmcol.yaml"), cfg)?;
+    let mut proc = Proc::spawn(
+        Command::new(&env.wasmcol)
+            .arg("--config")
+            .arg(dir.join("wasmcol.yaml")),
+        dir.join("wasmcol.log"),
+    )?;
+    let started = Instant::now();
+    let pid = proc.pid();
+    let sample = || -> anyhow::Result<Sample> {
+        Ok(Sample {
+            at: Instant::now(),
+            rows: sink.rows(),
+            collector: cpu_ticks(pid)?,
+            sink: self_cpu_ticks()?,
+            broker: cpu_ticks(env.broker_pid)?,
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (mut samples, mut inserts) = (Vec::new(), 0);
+    loop {
+        let n = sink.inserts();
+        if n != inserts {
+            inserts = n;
+            samples.push(sample()?);
+        }
+        let rows = sink.rows();
+        ensure!(
+            rows <= spans,
+            "the sink counted {rows} rows for {spans} spans"
+        );
+        if rows == spans {
+            break;
+        }
+        if let Some(s) = proc.0.try_wait()? {
+            bail!("collector exited ({s}): see {}", dir.display());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{rows} of {spans} spans in the sink after 300 s: see {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if samples.last().is_none_or(|s| s.rows != spans) {
+        samples.push(sample()?);
+    }
+    let peak_rss_mib = peak_rss_mib(pid)?;
+    drop(proc);
+    ensure!(sink.errors() == 0, "the sink could not decode some inserts");
+    ensure!(
+        samples.len() >= 3,
+        "{} inserts: fill the topic with more spans (--gateway-traces)",
+        samples.len()
+    );
+    let (a, b) = (samples[0], samples[samples.len() - 2]);
+    let secs = b.at.duration_since(a.at).as_secs_f64();
+    eprintln!(
+        "gateway #{repeat}: {} inserts; steady state {:.2} s from the first ({} rows, {:.2} s \
+         after start) to the last but one; the last came {:.2} s later",
+        samples.len(),
+        secs,
+        a.rows,
+        a.at.duration_since(started).as_secs_f64(),
+        samples[samples.len() - 1]
+            .at
+            .duration_since(b.at)
+            .as_secs_f64()
+    );
+    let n = (b.rows - a.rows) as f64;
+    let cpu = |x: u64, y: u64| (y - x) as f64 / env.ticks;
+    let collector = cpu(a.collector, b.collector);
+    Ok(GatewayRun {
+        spans_per_sec: n / secs,
+        cpu_s_per_m: collector / n * 1e6,
+        spans_per_core_sec: n / collector,
+        collector_util: collector / secs,
+        sink_util: cpu(a.sink, b.sink) / secs,
+        broker_util: cpu(a.broker, b.broker) / secs,
+        peak_rss_mib,
+    })
+}
+
+/// Peak resident set size of `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .ok_or_else(|| anyhow!("no VmHWM"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// User + system CPU ticks of this process (the sink's threads and the idle harness).
+fn self_cpu_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let rest = &stat[stat.rfind(')').ok_or_else(|| anyhow!("bad stat"))? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// What bounded a gateway run, from the CPU utilisations (cores: the machine's).
+fn bottleneck(r: &GatewayRun, cores: f64) -> String {
+    let busy = r.collector_util + r.sink_util + r.broker_util;
+    if busy >= 0.9 * cores {
+        format!(
+            "the machine's {cores:.0} cores (collector {:.2} + broker {:.2} + sink {:.2} CPU/s)",
+            r.collector_util, r.broker_util, r.sink_util
+        )
+    } else if r.broker_util >= 0.9 {
+        format!("the broker (tansu at {:.2} CPU/s)", r.broker_util)
+    } else if r.collector_util >= 0.9 {
+        format!(
+            "collector CPU ({:.2} cores busy of {cores:.0})",
+            r.collector_util
+        )
+    } else {
+        format!(
+            "neither CPU: the collector waited ({:.2} cores busy; fetch latency or batching)",
+            r.collector_util
+        )
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = args
@@ -485,45 +702,94 @@ fn main() -> anyhow::Result<()> {
         loadgen,
         rotel,
         brokers: format!("127.0.0.1:{port}"),
+        broker_pid: broker.pid(),
         ticks: clock_ticks(),
         dir,
     };
 
+    let scenario = |name: &str| env.args.scenarios.iter().any(|s| s == name);
+    for s in &env.args.scenarios {
+        ensure!(
+            ["export", "consume", "gateway"].contains(&s.as_str()),
+            "unknown scenario {s:?}"
+        );
+    }
     let mut targets = vec![Target::Wasmcol];
     if env.rotel.is_some() {
         targets.push(Target::Rotel);
     }
+    // The topic the gateway (and consume, without export) reads: filled once, by wasmcol.
+    let fill = if scenario("gateway") || (scenario("consume") && !scenario("export")) {
+        let r = export_run(&env, Target::Wasmcol, "fill", Some(env.args.gateway_traces))?;
+        ensure!(
+            r.in_topic == r.accepted,
+            "{} spans in the topic for {} accepted",
+            r.in_topic,
+            r.accepted
+        );
+        eprintln!("filled topic `fill` with {} spans", r.in_topic);
+        Some(r.in_topic)
+    } else {
+        None
+    };
     let mut export: Vec<(Target, ExportRun)> = Vec::new();
     let mut consume: Vec<(f64, f64)> = Vec::new();
+    let mut gateway: Vec<GatewayRun> = Vec::new();
     for repeat in 0..env.args.repeats {
-        for &t in &targets {
-            let topic = format!("{t:?}-{repeat}").to_lowercase();
-            let r = export_run(&env, t, &topic)?;
-            eprintln!(
-                "export {t:?} #{repeat}: {:.0} spans/s accepted, {} of {} in the topic, {:.2} CPU-s/M",
-                r.accepted as f64 / r.load_secs,
-                r.in_topic,
-                r.accepted,
-                r.cpu_secs / r.accepted as f64 * 1e6
-            );
-            if t == Target::Wasmcol {
-                let c = consume_run(&env, &topic, r.in_topic, repeat)?;
-                eprintln!("consume #{repeat}: {:.0} spans/s, {:.2} CPU-s/M", c.0, c.1);
-                consume.push(c);
+        if scenario("export") {
+            for &t in &targets {
+                let topic = format!("{t:?}-{repeat}").to_lowercase();
+                let r = export_run(&env, t, &topic, None)?;
+                eprintln!(
+                    "export {t:?} #{repeat}: {:.0} spans/s accepted, {} of {} in the topic, {:.2} CPU-s/M",
+                    r.accepted as f64 / r.load_secs,
+                    r.in_topic,
+                    r.accepted,
+                    r.cpu_secs / r.accepted as f64 * 1e6
+                );
+                if t == Target::Wasmcol && scenario("consume") {
+                    let c = consume_run(&env, &topic, r.in_topic, repeat)?;
+                    eprintln!("consume #{repeat}: {:.0} spans/s, {:.2} CPU-s/M", c.0, c.1);
+                    consume.push(c);
+                }
+                export.push((t, r));
             }
-            export.push((t, r));
+        } else if let (true, Some(spans)) = (scenario("consume"), fill) {
+            let c = consume_run(&env, "fill", spans, repeat)?;
+            eprintln!("consume #{repeat}: {:.0} spans/s, {:.2} CPU-s/M", c.0, c.1);
+            consume.push(c);
+        }
+        if let (true, Some(spans)) = (scenario("gateway"), fill) {
+            let g = gateway_run(&env, "fill", spans, repeat)?;
+            eprintln!(
+                "gateway #{repeat}: {:.0} spans/s, {:.2} CPU-s/M, {:.0} spans/s per core, \
+                 collector {:.2} / sink {:.2} / broker {:.2} CPU/s, peak RSS {:.0} MiB",
+                g.spans_per_sec,
+                g.cpu_s_per_m,
+                g.spans_per_core_sec,
+                g.collector_util,
+                g.sink_util,
+                g.broker_util,
+                g.peak_rss_mib
+            );
+            gateway.push(g);
         }
     }
-    println!(
-        "| scenario | collector | spans/s (median) | CPU-s per M spans (median) | spans in topic / accepted |"
-    );
-    println!("|---|---|---|---|---|");
+    if !export.is_empty() || !consume.is_empty() {
+        println!(
+            "| scenario | collector | spans/s (median) | CPU-s per M spans (median) | spans in topic / accepted |"
+        );
+        println!("|---|---|---|---|---|");
+    }
     for &t in &targets {
         let runs: Vec<&ExportRun> = export
             .iter()
             .filter(|(x, _)| *x == t)
             .map(|(_, r)| r)
             .collect();
+        if runs.is_empty() {
+            continue;
+        }
         let rate = median(
             runs.iter()
                 .map(|r| r.accepted as f64 / r.load_secs)
@@ -545,11 +811,50 @@ fn main() -> anyhow::Result<()> {
         };
         println!("| OTLP/gRPC → Kafka | {name} | {rate:.0} | {cpu:.2} | {kept:.3} |");
     }
-    println!(
-        "| Kafka → nop | wasmcol (kafka → batch → nop) | {:.0} | {:.2} | — |",
-        median(consume.iter().map(|c| c.0).collect()),
-        median(consume.iter().map(|c| c.1).collect())
-    );
+    if !consume.is_empty() {
+        println!(
+            "| Kafka → nop | wasmcol (kafka → batch → nop) | {:.0} | {:.2} | — |",
+            median(consume.iter().map(|c| c.0).collect()),
+            median(consume.iter().map(|c| c.1).collect())
+        );
+    }
+    if !gateway.is_empty() {
+        let m = |f: fn(&GatewayRun) -> f64| median(gateway.iter().map(f).collect());
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        println!();
+        println!(
+            "| Kafka → batch → clickhouse (wasmcol defaults{}, discarding sink) | spans/s | \
+             CPU-s per M spans | spans/s per core of collector CPU | collector CPU/s | \
+             sink CPU/s | broker CPU/s | peak RSS MiB | runs |",
+            env.args
+                .gateway_max_fetch_wait
+                .as_ref()
+                .map_or(String::new(), |w| format!(" but max_fetch_wait: {w}"))
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let median_run = GatewayRun {
+            spans_per_sec: m(|g| g.spans_per_sec),
+            cpu_s_per_m: m(|g| g.cpu_s_per_m),
+            spans_per_core_sec: m(|g| g.spans_per_core_sec),
+            collector_util: m(|g| g.collector_util),
+            sink_util: m(|g| g.sink_util),
+            broker_util: m(|g| g.broker_util),
+            peak_rss_mib: m(|g| g.peak_rss_mib),
+        };
+        let g = &median_run;
+        println!(
+            "| gateway | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {} |",
+            g.spans_per_sec,
+            g.cpu_s_per_m,
+            g.spans_per_core_sec,
+            g.collector_util,
+            g.sink_util,
+            g.broker_util,
+            g.peak_rss_mib,
+            gateway.len()
+        );
+        println!("\nBounded by: {}.", bottleneck(g, cores));
+    }
     drop(broker);
     Ok(())
 }
