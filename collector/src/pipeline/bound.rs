@@ -80,6 +80,21 @@ impl Held {
     pub fn units(&self) -> u64 {
         self.units
     }
+
+    /// Holds `units` instead, once what is held turns out larger or smaller than reserved
+    /// (admitted already, it may take the bound past its capacity; later holders wait).
+    pub fn resize(&mut self, units: u64) {
+        if units >= self.units {
+            self.shared
+                .used
+                .fetch_add(units - self.units, Ordering::AcqRel);
+        } else {
+            self.shared
+                .used
+                .fetch_sub(self.units - units, Ordering::AcqRel);
+        }
+        self.units = units;
+    }
 }
 
 impl Drop for Held {
@@ -108,6 +123,19 @@ mod tests {
         assert!(b.try_hold(1).is_none());
         drop(big);
         assert!(b.try_hold(1).is_some());
+        assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn a_resized_hold_counts_its_new_size() {
+        let b = Bound::new(10);
+        let mut h = b.try_hold(4).unwrap();
+        h.resize(9);
+        assert_eq!(b.used(), 9);
+        assert!(b.try_hold(2).is_none());
+        h.resize(1);
+        assert!(b.try_hold(2).is_some());
+        drop(h);
         assert_eq!(b.used(), 0);
     }
 

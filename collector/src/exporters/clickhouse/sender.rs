@@ -214,6 +214,11 @@ impl Sender for ClickHouseSender {
         }
     }
 
+    /// The insert's body (compressed, or RowBinary), not the spans' protobuf.
+    fn payload_bytes(&self, insert: &Insert) -> Option<u64> {
+        Some(insert.body.len() as u64)
+    }
+
     async fn send(&self, insert: &Insert) -> Result<Accepted, SendError> {
         if insert.rows == 0 {
             return Ok(Accepted::all());

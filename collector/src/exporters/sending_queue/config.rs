@@ -36,7 +36,7 @@ pub struct QueueConfig {
     /// retryable error, counted as `sizer` says.
     pub queue_size: u64,
     /// How `queue_size` counts: `requests` (batches), `items` (spans) or `bytes` (their
-    /// protobuf encoding).
+    /// protobuf encoding, or what an exporter's encoded payload holds when it says so).
     pub sizer: Sizer,
     /// A `file_storage` extension (`file_storage` or `file_storage/NAME`, listed in
     /// `service.extensions`) that keeps the queue on disk: it survives restarts and crashes,

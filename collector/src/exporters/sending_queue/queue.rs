@@ -255,7 +255,7 @@ impl<S: Sender> SendingQueue<S> {
         };
         // An empty queue takes a batch larger than its capacity, which would otherwise never
         // get through.
-        let Some(held) = q.bound.try_hold(units) else {
+        let Some(mut held) = q.bound.try_hold(units) else {
             return Err(self.full(spans, q.bound.capacity(), q.sizer));
         };
         let (payload, batch) = match prepare(&self.inner, batch).await {
@@ -268,6 +268,11 @@ impl<S: Sender> SendingQueue<S> {
                 )));
             }
         };
+        if q.sizer == Sizer::Bytes
+            && let Some(bytes) = self.inner.sender.payload_bytes(&payload)
+        {
+            held.resize(bytes);
+        }
         let item = Item {
             payload,
             spans,

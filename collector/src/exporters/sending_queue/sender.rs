@@ -71,6 +71,14 @@ pub trait Sender: Send + Sync + 'static {
     /// threads) before the batch is queued.
     fn prepare(&self, batch: &TraceBatch) -> Self::Payload;
 
+    /// Bytes the payload keeps in memory, when they differ much from the batch's protobuf
+    /// size (a compressed or re-encoded body). An in-memory queue with `sizer: bytes` reserves
+    /// the protobuf size before encoding (a full queue costs no encoding), then counts this
+    /// instead, so its `queue_size` bounds what it really holds. `None`: the protobuf size.
+    fn payload_bytes(&self, _payload: &Self::Payload) -> Option<u64> {
+        None
+    }
+
     /// One attempt. The queue bounds it with the exporter's `timeout`.
     async fn send(&self, payload: &Self::Payload) -> Result<Accepted, SendError>;
 }

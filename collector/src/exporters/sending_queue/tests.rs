@@ -26,6 +26,8 @@ struct FakeSender {
     latency: Duration,
     /// When set, attempts fail retryably forever once the script is exhausted.
     always_fail: bool,
+    /// What `payload_bytes` says of every payload.
+    payload_bytes: Option<u64>,
 }
 
 impl FakeSender {
@@ -36,6 +38,7 @@ impl FakeSender {
             gate: None,
             latency: Duration::ZERO,
             always_fail: false,
+            payload_bytes: None,
         }
     }
     fn attempts(&self) -> Vec<(Instant, usize)> {
@@ -49,6 +52,10 @@ impl Sender for FakeSender {
 
     fn prepare(&self, batch: &TraceBatch) -> usize {
         batch.span_count()
+    }
+
+    fn payload_bytes(&self, _payload: &usize) -> Option<u64> {
+        self.payload_bytes
     }
 
     async fn send(&self, payload: &usize) -> Result<Accepted, SendError> {
@@ -355,6 +362,46 @@ async fn full_queue_refuses_with_a_retryable_error() {
     assert_eq!(outcome(&second_seen).await, Outcome::Delivered);
     q.shutdown().await;
     assert_eq!(m.sent.get(), 2);
+    assert_eq!(m.queue_size.get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sizer_bytes_counts_what_the_payload_holds_once_encoded() {
+    let ctx = ctx();
+    let gate = Arc::new(Semaphore::new(0));
+    let mut sender = FakeSender::new(vec![]);
+    sender.gate = Some(gate.clone());
+    // Each encoded payload holds 60 bytes, far more than its one span's protobuf.
+    sender.payload_bytes = Some(60);
+    let config = QueueConfig {
+        sizer: Sizer::Bytes,
+        ..queue(100, 1)
+    };
+    let q = SendingQueue::new(
+        &ctx,
+        sender,
+        &config,
+        &retry(),
+        ConfigDuration::from_secs(5),
+    );
+    q.start().await.unwrap();
+    let (first, first_seen) = tracked(1);
+    let (second, second_seen) = tracked(1);
+    q.consume(first).await.unwrap();
+    q.consume(second).await.unwrap();
+    let (third, _) = tracked(1);
+    assert_eq!(
+        q.consume(third).await.unwrap_err(),
+        ConsumeError::retryable(
+            "exporters.otlp/test: sending queue is full (queue_size: 100, sizer: bytes)"
+        )
+    );
+    let m = metrics(&ctx);
+    assert_eq!(m.queue_size.get(), 120);
+    gate.add_permits(2);
+    assert_eq!(outcome(&first_seen).await, Outcome::Delivered);
+    assert_eq!(outcome(&second_seen).await, Outcome::Delivered);
+    q.shutdown().await;
     assert_eq!(m.queue_size.get(), 0);
 }
 
