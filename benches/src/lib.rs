@@ -11,6 +11,7 @@
 //!   `src/bin/e2e.rs`; see `BENCHMARKS.md` at the repository root for how to run both.
 
 pub mod ch_sink;
+pub mod procfs;
 
 use std::sync::Arc;
 

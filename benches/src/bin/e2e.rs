@@ -42,13 +42,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use clap::Parser;
+use wasmcol_benches::procfs::{clock_ticks, cpu_ticks, free_port, status_mib};
 
 /// Compares wasmcol with Rotel end to end (OTLP/gRPC over loopback) and prints a markdown
 /// report. Expects `target/release/wasmcol` and `target/release/wasmcol-loadgen`.
@@ -414,11 +415,6 @@ fn run_command(
     Ok(out)
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Waits until `port` accepts connections, failing if `proc` dies or 20 s pass.
 fn wait_for_port(proc: &mut Proc, port: u16) -> anyhow::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -442,38 +438,6 @@ fn wait_for_port(proc: &mut Proc, port: u16) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // /proc sampling
 // ---------------------------------------------------------------------------------------------
-
-/// Clock ticks per second of `/proc/PID/stat` times.
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// User + system CPU ticks of every thread of `pid`, living or exited.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name is in parentheses and may hold spaces: count fields after the last ')'.
-    let rest = &stat[stat
-        .rfind(')')
-        .ok_or_else(|| anyhow!("bad /proc/{pid}/stat"))?
-        + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
-    let utime: u64 = fields
-        .get(11)
-        .ok_or_else(|| anyhow!("short stat"))?
-        .parse()?;
-    let stime: u64 = fields
-        .get(12)
-        .ok_or_else(|| anyhow!("short stat"))?
-        .parse()?;
-    Ok(utime + stime)
-}
 
 /// Busy ticks of the whole machine (all CPUs), from `/proc/stat`.
 fn machine_busy_ticks() -> anyhow::Result<u64> {
@@ -511,21 +475,6 @@ fn reaped_children_ticks() -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow!("short stat"))?
         .parse()?;
     Ok(cutime + cstime)
-}
-
-/// A `kB` field of `/proc/PID/status`, in MiB.
-fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .ok_or_else(|| anyhow!("no {field} in /proc/{pid}/status"))?;
-    let kib: f64 = line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kib / 1024.0)
 }
 
 /// Sum of every sample of a counter in wasmcol's Prometheus text.
