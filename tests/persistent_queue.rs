@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use wasmcol_tests::{
-    Collector, file_pipeline_config, free_port, http_request, metric_value, output_span_ids,
-    scrape_metrics, spans_request, wait_until,
+    Collector, DownPort, file_pipeline_config, free_port, http_request, metric_value,
+    output_span_ids, scrape_metrics, spans_request, wait_until,
 };
 
 /// A back end: a collector writing what it receives over OTLP/HTTP to `{dir}/out.jsonl`.
@@ -252,13 +252,14 @@ fn kill_9_loop_loses_nothing_acknowledged() {
 
 #[test]
 fn back_end_down_for_a_minute_loses_nothing_and_memory_stays_flat() {
-    let sink_port = free_port();
+    // Down for the first minute: connections refused, and the port kept from other tests.
+    let sink_port = DownPort::new();
     let queue = tempfile::tempdir().unwrap();
     let (http, metrics) = (free_port(), free_port());
     let config = gateway_config(
         http,
         metrics,
-        sink_port,
+        sink_port.port,
         queue.path(),
         "num_consumers: 2, sizer: bytes, queue_size: 1073741824",
     );
@@ -281,7 +282,7 @@ fn back_end_down_for_a_minute_loses_nothing_and_memory_stays_flat() {
     )
     .unwrap_or(0.0);
     let acked_while_down = load.acked();
-    let sink = Sink::start(sink_port);
+    let sink = Sink::start(sink_port.release());
     std::thread::sleep(Duration::from_secs(2));
     let (acked, _, _) = load.finish();
     let (missing, delivered, duplicates) = settle(&sink, &acked, Duration::from_secs(120));
@@ -347,12 +348,12 @@ fn a_full_disk_refuses_retryably_and_recovers() {
     let mount = tempfile::tempdir().unwrap();
     let _tmpfs = Tmpfs::mount(mount.path(), 8);
     let queue = mount.path().join("queue");
-    let sink_port = free_port();
+    let sink_port = DownPort::new();
     let (http, metrics) = (free_port(), free_port());
     let config = gateway_config(
         http,
         metrics,
-        sink_port,
+        sink_port.port,
         &queue,
         "sizer: bytes, queue_size: 1073741824",
     );
@@ -377,7 +378,7 @@ fn a_full_disk_refuses_retryably_and_recovers() {
         "a full disk must be refused with a retryable status"
     );
     // Space comes back once the back end takes the data.
-    let sink = Sink::start(sink_port);
+    let sink = Sink::start(sink_port.release());
     let (missing, _, _) = settle(&sink, &acked_full, Duration::from_secs(60));
     assert!(
         missing.is_empty(),

@@ -63,6 +63,46 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A port for a back end that is down for now: bound, not listening, so connecting to it is
+/// refused, and no other test's process can take it meanwhile (a port from [`free_port`] can
+/// be taken by any process until someone listens on it). [`DownPort::release`] frees it just
+/// before the back end starts.
+pub struct DownPort {
+    socket: socket2::Socket,
+    /// The port.
+    pub port: u16,
+}
+
+impl DownPort {
+    /// Binds a free port on 127.0.0.1 without listening.
+    pub fn new() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind 127.0.0.1:0");
+        let port = socket
+            .local_addr()
+            .expect("local addr")
+            .as_socket()
+            .expect("an IP address")
+            .port();
+        Self { socket, port }
+    }
+
+    /// Frees the port for the process about to listen on it.
+    pub fn release(self) -> u16 {
+        drop(self.socket);
+        self.port
+    }
+}
+
+impl Default for DownPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The Python interpreter with the OpenTelemetry SDK installed (`WASMCOL_PYTHON`, or the
 /// `.venv` that tests/run.sh creates).
 pub fn python() -> PathBuf {
