@@ -225,14 +225,15 @@ impl<S: Sender> SendingQueue<S> {
 
     fn full(&self, spans: u64, capacity: u64, sizer: Sizer) -> ConsumeError {
         self.inner.metrics.enqueue_failed.inc_by(spans);
+        let (size, unit) = match sizer {
+            Sizer::Requests => (capacity.to_string(), "requests"),
+            Sizer::Items => (capacity.to_string(), "items"),
+            // As a user would write it: 64MiB.
+            Sizer::Bytes => (crate::config::ByteSize(capacity).to_string(), "bytes"),
+        };
         ConsumeError::retryable(format!(
-            "exporters.{}: sending queue is full (queue_size: {capacity}, sizer: {})",
-            self.inner.id,
-            match sizer {
-                Sizer::Requests => "requests",
-                Sizer::Items => "items",
-                Sizer::Bytes => "bytes",
-            }
+            "exporters.{}: sending queue is full (queue_size: {size}, sizer: {unit})",
+            self.inner.id
         ))
     }
 

@@ -393,7 +393,7 @@ async fn sizer_bytes_counts_what_the_payload_holds_once_encoded() {
     assert_eq!(
         q.consume(third).await.unwrap_err(),
         ConsumeError::retryable(
-            "exporters.otlp/test: sending queue is full (queue_size: 100, sizer: bytes)"
+            "exporters.otlp/test: sending queue is full (queue_size: 100B, sizer: bytes)"
         )
     );
     let m = metrics(&ctx);
