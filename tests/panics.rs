@@ -12,12 +12,13 @@
 //!   nothing was reported delivered that was not.
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value as Json;
 use wasmcol_tests::{
-    Collector, binary, free_port, metric_value, output_span_ids, scrape_metrics, wait_until,
+    Collector, binary, free_port, metric_value, output_span_ids, run_loadgen, scrape_metrics,
+    wait_until,
 };
 
 /// Batches that panic before the worker lets batches through: one more than the restarts
@@ -59,29 +60,23 @@ service:
 /// Runs the loadgen to completion (at most 30 s, should the collector stop accepting): one
 /// worker, one trace per request, retrying refusals.
 fn loadgen(protocol: &str, port: u16) -> Json {
-    let out = Command::new(binary("wasmcol-loadgen"))
-        .args(["--json", "--quiet", "--retry", "--workers", "1"])
-        .args(["--protocol", protocol])
-        .args(["--endpoint", &format!("127.0.0.1:{port}")])
-        .args(["--traces", &TRACES.to_string()])
-        .args(["--spans-per-trace", &SPANS_PER_TRACE.to_string()])
-        .args(["--batch-traces", "1", "--duration", "30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run wasmcol-loadgen");
-    assert!(
-        out.status.success(),
-        "wasmcol-loadgen failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "wasmcol-loadgen printed no JSON summary ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    run_loadgen(&[
+        "--retry",
+        "--workers",
+        "1",
+        "--protocol",
+        protocol,
+        "--endpoint",
+        &format!("127.0.0.1:{port}"),
+        "--traces",
+        &TRACES.to_string(),
+        "--spans-per-trace",
+        &SPANS_PER_TRACE.to_string(),
+        "--batch-traces",
+        "1",
+        "--duration",
+        "30s",
+    ])
 }
 
 fn count(summary: &Json, key: &str) -> u64 {

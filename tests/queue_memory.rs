@@ -7,10 +7,9 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use wasmcol_tests::{Collector, binary, free_port, metric_value, scrape_metrics};
+use wasmcol_tests::{Collector, free_port, metric_value, run_loadgen, scrape_metrics};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -56,21 +55,22 @@ service:
     let collector = Collector::start(&config, grpc);
     // About 1 KiB per span, as fast as the collector takes them, for 20 s: several GiB offered,
     // far more than the queues may hold.
-    let out = Command::new(binary("wasmcol-loadgen"))
-        .args(["--json", "--quiet", "--workers", "4", "--duration", "20s"])
-        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
-        .args(["--spans-per-trace", "10", "--attributes", "10"])
-        .args(["--attribute-size", "64", "--batch-traces", "40"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run wasmcol-loadgen");
-    assert!(
-        out.status.success(),
-        "wasmcol-loadgen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = run_loadgen(&[
+        "--workers",
+        "4",
+        "--duration",
+        "20s",
+        "--endpoint",
+        &format!("127.0.0.1:{grpc}"),
+        "--spans-per-trace",
+        "10",
+        "--attributes",
+        "10",
+        "--attribute-size",
+        "64",
+        "--batch-traces",
+        "40",
+    ]);
     let accepted = summary["spans_accepted"].as_u64().unwrap();
     let refused = summary["spans_refused"].as_u64().unwrap();
     let peak = collector.peak_rss_bytes();

@@ -63,6 +63,30 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Runs `wasmcol-loadgen --json --quiet` with `args` to completion and returns its JSON
+/// summary (`spans_accepted`, `spans_refused`, ...); panics, with its stderr, if it fails.
+pub fn run_loadgen(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(binary("wasmcol-loadgen"))
+        .args(["--json", "--quiet"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run wasmcol-loadgen");
+    assert!(
+        out.status.success(),
+        "wasmcol-loadgen failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "wasmcol-loadgen printed no JSON summary ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// A port for a back end that is down for now: bound, not listening, so connecting to it is
 /// refused, and no other test's process can take it meanwhile (a port from [`free_port`] can
 /// be taken by any process until someone listens on it). [`DownPort::release`] frees it just

@@ -128,6 +128,17 @@ impl Drop for Proc {
     }
 }
 
+/// Starts the `wasmcol` under test on `config`, written to `dir` (its log beside it).
+fn spawn_wasmcol(env: &Env, dir: &Path, config: &str) -> anyhow::Result<Proc> {
+    std::fs::write(dir.join("wasmcol.yaml"), config)?;
+    Proc::spawn(
+        Command::new(&env.wasmcol)
+            .arg("--config")
+            .arg(dir.join("wasmcol.yaml")),
+        dir.join("wasmcol.log"),
+    )
+}
+
 /// Sum of a counter's samples in wasmcol's Prometheus text.
 fn scrape_counter(port: u16, name: &str) -> anyhow::Result<u64> {
     let mut s = TcpStream::connect_timeout(
@@ -286,13 +297,7 @@ fn export_run(
                  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [kafka]\n",
                 b = env.brokers
             );
-            std::fs::write(dir.join("wasmcol.yaml"), cfg)?;
-            Proc::spawn(
-                Command::new(&env.wasmcol)
-                    .arg("--config")
-                    .arg(dir.join("wasmcol.yaml")),
-                dir.join("wasmcol.log"),
-            )?
+            spawn_wasmcol(env, &dir, &cfg)?
         }
         Target::Rotel => Proc::spawn(
             Command::new(env.rotel.as_ref().expect("rotel"))
@@ -402,13 +407,7 @@ fn consume_run(env: &Env, topic: &str, spans: u64, repeat: usize) -> anyhow::Res
          pipelines:\n    traces:\n      receivers: [kafka]\n      processors: [batch]\n      exporters: [nop]\n",
         b = env.brokers
     );
-    std::fs::write(dir.join("wasmcol.yaml"), cfg)?;
-    let mut proc = Proc::spawn(
-        Command::new(&env.wasmcol)
-            .arg("--config")
-            .arg(dir.join("wasmcol.yaml")),
-        dir.join("wasmcol.log"),
-    )?;
+    let mut proc = spawn_wasmcol(env, &dir, &cfg)?;
     proc.wait_port(metrics)?;
     let sent = |p| scrape_counter(p, "wasmcol_exporter_sent_spans_total");
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -490,13 +489,7 @@ fn gateway_run(env: &Env, topic: &str, spans: u64, repeat: usize) -> anyhow::Res
             .as_ref()
             .map_or(String::new(), |w| format!("    max_fetch_wait: {w}\n")),
     );
-    std::fs::write(dir.join("wasmcol.yaml"), cfg)?;
-    let mut proc = Proc::spawn(
-        Command::new(&env.wasmcol)
-            .arg("--config")
-            .arg(dir.join("wasmcol.yaml")),
-        dir.join("wasmcol.log"),
-    )?;
+    let mut proc = spawn_wasmcol(env, &dir, &cfg)?;
     let started = Instant::now();
     let pid = proc.pid();
     let sample = || -> anyhow::Result<Sample> {
