@@ -237,10 +237,10 @@ async fn invalid_ids_are_dropped_and_reported_as_partial_success() {
     }
 }
 
-/// p99 of `samples`.
-fn p99(samples: &mut [Duration]) -> Duration {
+/// The `percent`th percentile of `samples` (sorted in place).
+fn percentile(samples: &mut [Duration], percent: usize) -> Duration {
     samples.sort();
-    samples[(samples.len() * 99 / 100).min(samples.len() - 1)]
+    samples[(samples.len() * percent / 100).min(samples.len() - 1)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -317,9 +317,10 @@ async fn huge_json_requests_do_not_stall_the_health_check() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids, (1..=8 * PER as u64).collect::<Vec<_>>());
-    let p99 = p99(&mut latencies);
+    let p50 = percentile(&mut latencies, 50);
+    let p90 = percentile(&mut latencies, 90);
     eprintln!(
-        "{} health checks while sending ({sending:?}); p99 {p99:?}, max {:?}",
+        "{} health checks while sending ({sending:?}); p50 {p50:?}, p90 {p90:?}, max {:?}",
         latencies.len(),
         latencies.last().unwrap()
     );
@@ -328,6 +329,10 @@ async fn huge_json_requests_do_not_stall_the_health_check() {
         "only {} health checks",
         latencies.len()
     );
-    assert!(p99 < Duration::from_millis(100), "health check p99 {p99:?}");
+    // A decode holding a runtime worker would keep both of them busy for most of the sending
+    // (each request takes a few hundred milliseconds to decode), so most checks would wait
+    // behind one. A few slow checks on a shared, loaded machine say nothing about that.
+    assert!(p50 < Duration::from_millis(50), "health check p50 {p50:?}");
+    assert!(p90 < Duration::from_millis(100), "health check p90 {p90:?}");
     assert!(rss_bytes(&c) > 0);
 }
