@@ -19,10 +19,12 @@ use proptest::test_runner::Config;
 use prost::Message as _;
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, encode_varint};
 
+use super::cursor::{EGROUP, I32, I64, LEN, SGROUP, VARINT, all_ascii};
 use super::*;
 use crate::otlp::ExportTraceServiceRequest;
 /// Deterministic choices for the rewriter, from one generated seed.
 use crate::testing::SplitMix64 as Rng;
+use std::borrow::Cow;
 
 // ----- Oracle ---------------------------------------------------------------------------------
 
