@@ -3,7 +3,6 @@
 //! signal shares (`Resource`, `InstrumentationScope`, `KeyValue`, `AnyValue`, `EntityRef`).
 
 use super::error::{ErrorKind, WireError};
-use super::traces::Validated;
 
 pub(super) const VARINT: u8 = 0;
 pub(super) const I64: u8 = 1;
@@ -33,23 +32,44 @@ pub fn valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|&b| b != 0)
 }
 
-pub(super) struct Cursor<'a> {
+/// A position in the bytes being checked, the decoded size counted so far, and what the
+/// signal's validator counts (`S`).
+pub(super) struct Cursor<'a, S> {
     pub(super) buf: &'a [u8],
     /// Always `<= buf.len()`.
     pub(super) pos: usize,
-    pub(super) counts: Validated,
-    /// Whether the span being read has a valid trace id and span id so far (a field that
-    /// occurs twice counts as its last occurrence, as in prost).
-    pub(super) trace_id_ok: bool,
-    pub(super) span_id_ok: bool,
+    /// See [`super::Validated::decoded_bytes`].
+    pub(super) decoded_bytes: usize,
+    pub(super) state: S,
 }
 
-impl Cursor<'_> {
+impl<S> Cursor<'_, S> {
     /// Counts one element of a repeated field of `size` bytes.
     #[inline(always)]
     pub(super) fn element(&mut self, size: usize) {
-        self.counts.decoded_bytes = self.counts.decoded_bytes.saturating_add(size);
+        self.decoded_bytes = self.decoded_bytes.saturating_add(size);
     }
+}
+
+/// Reads a whole request as `Message::decode` does: top-level fields until the input ends,
+/// each with the whole budget. Returns the signal's counts and the decoded size.
+#[inline(always)]
+pub(super) fn read_request<S>(
+    buf: &[u8],
+    state: S,
+    mut field: impl FnMut(&mut Cursor<'_, S>, u32, u8, u32) -> Step,
+) -> Result<(S, usize), WireError> {
+    let mut c = Cursor {
+        buf,
+        pos: 0,
+        decoded_bytes: 0,
+        state,
+    };
+    while c.pos < buf.len() {
+        let (tag, wire_type) = c.key()?;
+        field(&mut c, tag, wire_type, RECURSION_LIMIT)?;
+    }
+    Ok((c.state, c.decoded_bytes))
 }
 
 pub(super) type Step = Result<(), WireError>;
@@ -95,7 +115,7 @@ pub(super) fn all_ascii(s: &[u8]) -> bool {
     }
 }
 
-impl<'a> Cursor<'a> {
+impl<'a, S> Cursor<'a, S> {
     #[inline(always)]
     pub(super) fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -272,7 +292,12 @@ impl<'a> Cursor<'a> {
 // One function per shared message type, named after the message. The `at` names are the prost
 // struct and field names, which prost uses in its error path.
 
-pub(super) fn resource_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+pub(super) fn resource_field<S>(
+    c: &mut Cursor<'_, S>,
+    tag: u32,
+    wire_type: u8,
+    depth: u32,
+) -> Step {
     const M: &str = "Resource";
     match tag {
         1 => {
@@ -292,7 +317,12 @@ pub(super) fn resource_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth:
     }
 }
 
-pub(super) fn entity_ref_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+pub(super) fn entity_ref_field<S>(
+    c: &mut Cursor<'_, S>,
+    tag: u32,
+    wire_type: u8,
+    depth: u32,
+) -> Step {
     const M: &str = "EntityRef";
     match tag {
         1 => c.string(wire_type).map_err(|e| e.at(M, "schema_url")),
@@ -310,7 +340,7 @@ pub(super) fn entity_ref_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, dept
     }
 }
 
-pub(super) fn scope_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+pub(super) fn scope_field<S>(c: &mut Cursor<'_, S>, tag: u32, wire_type: u8, depth: u32) -> Step {
     const M: &str = "InstrumentationScope";
     match tag {
         1 => c.string(wire_type).map_err(|e| e.at(M, "name")),
@@ -327,7 +357,12 @@ pub(super) fn scope_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u3
     }
 }
 
-pub(super) fn key_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+pub(super) fn key_value_field<S>(
+    c: &mut Cursor<'_, S>,
+    tag: u32,
+    wire_type: u8,
+    depth: u32,
+) -> Step {
     const M: &str = "KeyValue";
     match tag {
         1 => c.string(wire_type).map_err(|e| e.at(M, "key")),
@@ -339,7 +374,12 @@ pub(super) fn key_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth
     }
 }
 
-pub(super) fn any_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+pub(super) fn any_value_field<S>(
+    c: &mut Cursor<'_, S>,
+    tag: u32,
+    wire_type: u8,
+    depth: u32,
+) -> Step {
     // Every member of the `value` oneof is reported as the field `value`.
     let step = match tag {
         1 => c.string(wire_type),
@@ -353,7 +393,12 @@ pub(super) fn any_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth
     step.map_err(|e| e.at("AnyValue", "value"))
 }
 
-pub(super) fn array_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
+pub(super) fn array_value_field<S>(
+    c: &mut Cursor<'_, S>,
+    tag: u32,
+    wire_type: u8,
+    depth: u32,
+) -> Step {
     match tag {
         1 => {
             c.element(sizes::ANY_VALUE);
@@ -364,8 +409,8 @@ pub(super) fn array_value_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, dep
     }
 }
 
-pub(super) fn key_value_list_field(
-    c: &mut Cursor<'_>,
+pub(super) fn key_value_list_field<S>(
+    c: &mut Cursor<'_, S>,
     tag: u32,
     wire_type: u8,
     depth: u32,

@@ -1,7 +1,7 @@
 //! `ExportTraceServiceRequest`: [`validate`] and its counts.
 
 use super::cursor::{
-    Cursor, I32, I64, RECURSION_LIMIT, Step, key_value_field, resource_field, scope_field,
+    self, I32, I64, Step, key_value_field, read_request, resource_field, scope_field,
     sizes as shared,
 };
 use super::error::WireError;
@@ -42,20 +42,28 @@ mod sizes {
 /// `ExportTraceServiceRequest::decode(buf)` is `Ok`, and when it rejects one, the error message
 /// is the one prost gives. It does not allocate unless it fails.
 pub fn validate(buf: &[u8]) -> Result<Validated, WireError> {
-    let mut c = Cursor {
-        buf,
-        pos: 0,
-        counts: Validated::default(),
-        trace_id_ok: false,
-        span_id_ok: false,
-    };
-    // `Message::decode` reads top-level fields until the input ends, with the whole budget.
-    while c.pos < buf.len() {
-        let (tag, wire_type) = c.key()?;
-        request_field(&mut c, tag, wire_type, RECURSION_LIMIT)?;
-    }
-    Ok(c.counts)
+    let (counts, decoded_bytes) = read_request(buf, Counts::default(), request_field)?;
+    Ok(Validated {
+        resource_spans: counts.resource_spans,
+        spans: counts.spans,
+        invalid_spans: counts.invalid_spans,
+        decoded_bytes,
+    })
 }
+
+/// What [`validate`] counts as it goes.
+#[derive(Default)]
+struct Counts {
+    resource_spans: usize,
+    spans: usize,
+    invalid_spans: usize,
+    /// Whether the span being read has a valid trace id and span id so far (a field that
+    /// occurs twice counts as its last occurrence, as in prost).
+    trace_id_ok: bool,
+    span_id_ok: bool,
+}
+
+type Cursor<'a> = cursor::Cursor<'a, Counts>;
 
 // One function per message type, named after the message. The `at` names are the prost struct
 // and field names, which prost uses in its error path.
@@ -63,7 +71,7 @@ pub fn validate(buf: &[u8]) -> Result<Validated, WireError> {
 fn request_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
     match tag {
         1 => {
-            c.counts.resource_spans += 1;
+            c.state.resource_spans += 1;
             c.element(sizes::RESOURCE_SPANS);
             c.message(wire_type, depth, resource_spans_field)
                 .map_err(|e| e.at("ExportTraceServiceRequest", "resource_spans"))
@@ -95,14 +103,14 @@ fn scope_spans_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) ->
             .message(wire_type, depth, scope_field)
             .map_err(|e| e.at(M, "scope")),
         2 => {
-            c.counts.spans += 1;
+            c.state.spans += 1;
             c.element(sizes::SPAN);
-            c.trace_id_ok = false;
-            c.span_id_ok = false;
+            c.state.trace_id_ok = false;
+            c.state.span_id_ok = false;
             c.message(wire_type, depth, span_field)
                 .map_err(|e| e.at(M, "spans"))?;
-            if !(c.trace_id_ok && c.span_id_ok) {
-                c.counts.invalid_spans += 1;
+            if !(c.state.trace_id_ok && c.state.span_id_ok) {
+                c.state.invalid_spans += 1;
             }
             Ok(())
         }
@@ -115,11 +123,11 @@ fn span_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
     const M: &str = "Span";
     match tag {
         1 => {
-            c.trace_id_ok = c.id(wire_type, 16).map_err(|e| e.at(M, "trace_id"))?;
+            c.state.trace_id_ok = c.id(wire_type, 16).map_err(|e| e.at(M, "trace_id"))?;
             Ok(())
         }
         2 => {
-            c.span_id_ok = c.id(wire_type, 8).map_err(|e| e.at(M, "span_id"))?;
+            c.state.span_id_ok = c.id(wire_type, 8).map_err(|e| e.at(M, "span_id"))?;
             Ok(())
         }
         3 => c.string(wire_type).map_err(|e| e.at(M, "trace_state")),
