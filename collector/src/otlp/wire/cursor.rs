@@ -224,6 +224,62 @@ impl<'a, S> Cursor<'a, S> {
         Ok(())
     }
 
+    /// A repeated `fixed64`, `sfixed64` or `double` field (`width` 8) or a 32-bit one (`width`
+    /// 4), as `merge_repeated` reads it: one element with the declared wire type, or a packed
+    /// run in a length-delimited field. A packed run is read like prost's `merge_loop` with
+    /// no budget check: elements are read against the whole buffer, so a run whose length is
+    /// not a multiple of `width` fails on its last element, with "buffer underflow" when the
+    /// input ends first and "delimited length exceeded" otherwise.
+    #[inline(always)]
+    pub(super) fn repeated_fixed(&mut self, wire_type: u8, expected: u8, width: usize) -> Step {
+        if wire_type != LEN {
+            self.fixed(wire_type, expected, width)?;
+            self.element(width);
+            return Ok(());
+        }
+        let len = self.varint()?;
+        if len > self.remaining() as u64 {
+            return fail(ErrorKind::BufferUnderflow);
+        }
+        let len = len as usize;
+        let whole = len - len % width;
+        self.pos += whole;
+        self.element(whole);
+        if whole != len {
+            // The last element starts inside the run and is read past its end.
+            if self.remaining() < width {
+                return fail(ErrorKind::BufferUnderflow);
+            }
+            return fail(ErrorKind::DelimitedLengthExceeded);
+        }
+        Ok(())
+    }
+
+    /// A repeated varint field (`uint64` and the like; elements of `element` bytes), packed or
+    /// not, as `merge_repeated` reads it.
+    #[inline(always)]
+    pub(super) fn repeated_varint(&mut self, wire_type: u8, element: usize) -> Step {
+        if wire_type != LEN {
+            self.int(wire_type)?;
+            self.element(element);
+            return Ok(());
+        }
+        let len = self.varint()?;
+        if len > self.remaining() as u64 {
+            return fail(ErrorKind::BufferUnderflow);
+        }
+        let end = self.pos + len as usize;
+        // As in `merge_loop`, a varint may run past `end`; the check after the loop fails then.
+        while self.pos < end {
+            self.varint()?;
+            self.element(element);
+        }
+        if self.pos != end {
+            return fail(ErrorKind::DelimitedLengthExceeded);
+        }
+        Ok(())
+    }
+
     /// `prost::encoding::message::merge`. `depth` is the budget left where the field occurs;
     /// the message's own fields get one less.
     #[inline(always)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::cursor::{EGROUP, I64, LEN, SGROUP, VARINT};
 
-/// The reason bytes are not a valid OTLP trace request.
+/// The reason bytes are not a valid OTLP request.
 ///
 /// Its `Display` output is the text of prost's `DecodeError` for the same bytes, for example
 /// `failed to decode Protobuf message: Span.name: ScopeSpans.spans: ResourceSpans.scope_spans:

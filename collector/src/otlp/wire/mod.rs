@@ -1,21 +1,28 @@
-//! Validating and reading protobuf-encoded OTLP trace requests without decoding them.
+//! Validating and reading protobuf-encoded OTLP requests without decoding them.
 //!
 //! A receiver that passes on what a client sent has no need for prost's heap structures (an
 //! allocation per id, string, attribute and list). It does need two things: to know that prost
-//! would accept the bytes, and to know how many spans they hold. [`validate`] finds both in one
-//! pass that allocates nothing. [`TracesView`] then reads fields straight out of the validated
-//! bytes.
+//! would accept the bytes, and to know how many items they hold. [`validate`] (traces),
+//! [`validate_logs`] and [`validate_metrics`] find both in one pass that allocates nothing.
+//! [`TracesView`] then reads fields straight out of validated trace bytes.
 //!
 //! [`validate`] accepts exactly the inputs that
 //! `opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode` (prost
-//! 0.14, opentelemetry-proto 0.33) accepts. The bytes will be decoded again downstream, and
+//! 0.14, opentelemetry-proto 0.33) accepts, [`validate_logs`] those of
+//! `ExportLogsServiceRequest::decode` and [`validate_metrics`] those of
+//! `ExportMetricsServiceRequest::decode`. The bytes will be decoded again downstream, and
 //! every place that decodes them must agree. When it rejects an input, its error message matches
 //! prost's. To get that, it copies prost's rules one for one:
 //!
 //! - A varint is at most ten bytes, and the tenth byte may not overflow a `u64`. A key must fit
 //!   in 32 bits, have wire type 0 to 5 and a nonzero field number.
-//! - A known field must have its declared wire type. The schema has no repeated numeric fields,
-//!   so packed encoding is never accepted. Strings must be UTF-8. Enums take any varint.
+//! - A known field must have its declared wire type. Strings must be UTF-8. Enums take any
+//!   varint. A repeated numeric field (only metrics have them) takes its elements one by one or
+//!   packed in a length-delimited run, which is read like a nested message but spends no budget;
+//!   other numeric fields never take packed encoding.
+//! - A singular message field given twice merges, and a oneof member given again merges into
+//!   the one set before, while another member replaces it: counts follow what prost ends up
+//!   with (`Metric.data`).
 //! - A nested message is read the way prost's `merge_loop` reads one: fields are read against the
 //!   whole buffer, and the message's end is checked only between fields. A field that runs past
 //!   the end of its message therefore fails where prost fails and with the same error, which is
@@ -35,6 +42,8 @@
 
 mod cursor;
 mod error;
+mod logs;
+mod metrics;
 mod traces;
 mod views;
 
@@ -43,6 +52,8 @@ mod tests;
 
 pub use cursor::valid_id;
 pub use error::{ErrorKind, WireError};
+pub use logs::{ValidatedLogs, validate_logs};
+pub use metrics::{ValidatedMetrics, validate_metrics};
 pub use traces::{Validated, validate};
 pub use views::{
     ResourceSpansView, ScopeSpansView, SpanView, TracesView, numeric_attribute,
