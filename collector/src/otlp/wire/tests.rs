@@ -1,6 +1,8 @@
 //! `validate` and the views, held against prost. The oracle is always
 //! `ExportTraceServiceRequest::decode`. Each test either builds bytes by hand to reach one of
-//! prost's rules, or takes prost-encoded requests and damages them.
+//! prost's rules, or takes prost-encoded requests and damages them. The machinery is generic
+//! over the signal ([`Signal`]); `logs` and `metrics` hold `validate_logs` and
+//! `validate_metrics` to prost with it.
 
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
@@ -26,6 +28,9 @@ use crate::otlp::ExportTraceServiceRequest;
 use crate::testing::SplitMix64 as Rng;
 use std::borrow::Cow;
 
+mod logs;
+mod metrics;
+
 // ----- Oracle ---------------------------------------------------------------------------------
 
 fn span_count(request: &ExportTraceServiceRequest) -> usize {
@@ -47,45 +52,65 @@ fn invalid_span_count(request: &ExportTraceServiceRequest) -> usize {
         .count()
 }
 
+/// The decoded size of a list of attributes, by the measure of [`Validated::decoded_bytes`].
+fn kvs_size(list: &[KeyValue]) -> usize {
+    use std::mem::size_of;
+    list.iter()
+        .map(|kv| size_of::<KeyValue>() + kv.key.len() + kv.value.as_ref().map_or(0, any_size))
+        .sum()
+}
+
+/// The decoded size of what an `AnyValue` holds on the heap.
+fn any_size(v: &AnyValue) -> usize {
+    use std::mem::size_of;
+    match &v.value {
+        Some(V::StringValue(s)) => s.len(),
+        Some(V::BytesValue(b)) => b.len(),
+        Some(V::ArrayValue(a)) => a
+            .values
+            .iter()
+            .map(|v| size_of::<AnyValue>() + any_size(v))
+            .sum(),
+        Some(V::KvlistValue(l)) => kvs_size(&l.values),
+        _ => 0,
+    }
+}
+
+/// The decoded size of an optional `Resource` and an optional `InstrumentationScope`.
+fn resource_and_scope_size(
+    resource: Option<&Resource>,
+    scope: Option<&InstrumentationScope>,
+) -> usize {
+    use std::mem::size_of;
+    let mut total = 0;
+    if let Some(r) = resource {
+        total += kvs_size(&r.attributes);
+        for e in &r.entity_refs {
+            total += size_of::<EntityRef>() + e.schema_url.len() + e.r#type.len();
+            for k in e.id_keys.iter().chain(&e.description_keys) {
+                total += size_of::<String>() + k.len();
+            }
+        }
+    }
+    if let Some(s) = scope {
+        total += s.name.len() + s.version.len() + kvs_size(&s.attributes);
+    }
+    total
+}
+
 /// What [`Validated::decoded_bytes`] bounds: every element of every repeated field, plus the
 /// bytes of every string and bytes field, of the decoded request.
 fn decoded_size(request: &ExportTraceServiceRequest) -> usize {
     use std::mem::size_of;
-    fn kvs(list: &[KeyValue]) -> usize {
-        list.iter()
-            .map(|kv| size_of::<KeyValue>() + kv.key.len() + kv.value.as_ref().map_or(0, any))
-            .sum()
-    }
-    fn any(v: &AnyValue) -> usize {
-        match &v.value {
-            Some(V::StringValue(s)) => s.len(),
-            Some(V::BytesValue(b)) => b.len(),
-            Some(V::ArrayValue(a)) => a
-                .values
-                .iter()
-                .map(|v| size_of::<AnyValue>() + any(v))
-                .sum(),
-            Some(V::KvlistValue(l)) => kvs(&l.values),
-            _ => 0,
-        }
-    }
     let mut total = 0;
     for rs in &request.resource_spans {
-        total += size_of::<ResourceSpans>() + rs.schema_url.len();
-        if let Some(r) = &rs.resource {
-            total += kvs(&r.attributes);
-            for e in &r.entity_refs {
-                total += size_of::<EntityRef>() + e.schema_url.len() + e.r#type.len();
-                for k in e.id_keys.iter().chain(&e.description_keys) {
-                    total += size_of::<String>() + k.len();
-                }
-            }
-        }
+        total += size_of::<ResourceSpans>()
+            + rs.schema_url.len()
+            + resource_and_scope_size(rs.resource.as_ref(), None);
         for ss in &rs.scope_spans {
-            total += size_of::<ScopeSpans>() + ss.schema_url.len();
-            if let Some(s) = &ss.scope {
-                total += s.name.len() + s.version.len() + kvs(&s.attributes);
-            }
+            total += size_of::<ScopeSpans>()
+                + ss.schema_url.len()
+                + resource_and_scope_size(None, ss.scope.as_ref());
             for span in &ss.spans {
                 total += size_of::<Span>()
                     + span.trace_id.len()
@@ -93,17 +118,17 @@ fn decoded_size(request: &ExportTraceServiceRequest) -> usize {
                     + span.trace_state.len()
                     + span.parent_span_id.len()
                     + span.name.len()
-                    + kvs(&span.attributes)
+                    + kvs_size(&span.attributes)
                     + span.status.as_ref().map_or(0, |s| s.message.len());
                 for e in &span.events {
-                    total += size_of::<Event>() + e.name.len() + kvs(&e.attributes);
+                    total += size_of::<Event>() + e.name.len() + kvs_size(&e.attributes);
                 }
                 for l in &span.links {
                     total += size_of::<Link>()
                         + l.trace_id.len()
                         + l.span_id.len()
                         + l.trace_state.len()
-                        + kvs(&l.attributes);
+                        + kvs_size(&l.attributes);
                 }
             }
         }
@@ -946,13 +971,18 @@ fn nested_any_value(levels: usize, innermost: &[u8]) -> Vec<u8> {
 /// The deepest nesting `make` can take before prost's recursion limit, checked against prost
 /// for every depth up to there and one beyond.
 fn recursion_boundary(make: impl Fn(usize) -> Vec<u8>) -> usize {
+    recursion_boundary_of::<Traces>(make)
+}
+
+/// [`recursion_boundary`] for the validator of `S`.
+fn recursion_boundary_of<S: Signal>(make: impl Fn(usize) -> Vec<u8>) -> usize {
     let mut levels = 0;
-    while same_as_prost(&make(levels)).is_ok() {
+    while same_as::<S>(&make(levels)).is_ok() {
         levels += 1;
         assert!(levels < 200, "no recursion limit");
     }
-    expect_kind(&make(levels), ErrorKind::RecursionLimitReached);
-    expect_kind(&make(levels + 1), ErrorKind::RecursionLimitReached);
+    expect_kind_of::<S>(&make(levels), ErrorKind::RecursionLimitReached);
+    expect_kind_of::<S>(&make(levels + 1), ErrorKind::RecursionLimitReached);
     levels - 1
 }
 
