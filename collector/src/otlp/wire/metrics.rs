@@ -131,40 +131,51 @@ fn scope_metrics_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) 
 
 fn metric_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
     const M: &str = "Metric";
-    let data: fn(&mut Cursor<'_>, u32, u8, u32) -> Step = match tag {
-        1 => return c.string(wire_type).map_err(|e| e.at(M, "name")),
-        2 => return c.string(wire_type).map_err(|e| e.at(M, "description")),
-        3 => return c.string(wire_type).map_err(|e| e.at(M, "unit")),
+    match tag {
+        1 => c.string(wire_type).map_err(|e| e.at(M, "name")),
+        2 => c.string(wire_type).map_err(|e| e.at(M, "description")),
+        3 => c.string(wire_type).map_err(|e| e.at(M, "unit")),
+        5 => data_member(c, tag, wire_type, depth, gauge_field),
+        7 => data_member(c, tag, wire_type, depth, sum_field),
+        9 => data_member(c, tag, wire_type, depth, histogram_field),
+        10 => data_member(c, tag, wire_type, depth, exponential_histogram_field),
+        11 => data_member(c, tag, wire_type, depth, summary_field),
         12 => {
             c.element(shared::KEY_VALUE);
-            return c
-                .message(wire_type, depth, key_value_field)
-                .map_err(|e| e.at(M, "metadata"));
+            c.message(wire_type, depth, key_value_field)
+                .map_err(|e| e.at(M, "metadata"))
         }
-        5 => gauge_field,
-        7 => sum_field,
-        9 => histogram_field,
-        10 => exponential_histogram_field,
-        11 => summary_field,
-        _ => return c.skip(wire_type, tag, depth),
-    };
-    // The `data` oneof: the member already set merges the new occurrence, any other starts
-    // afresh and replaces it.
+        _ => c.skip(wire_type, tag, depth),
+    }
+}
+
+/// A member of the `Metric.data` oneof (field `tag`): the member already set merges the new
+/// occurrence, any other starts afresh and replaces it. prost reports every member as the
+/// field `data`.
+#[inline(always)]
+fn data_member(
+    c: &mut Cursor<'_>,
+    tag: u32,
+    wire_type: u8,
+    depth: u32,
+    field: impl FnMut(&mut Cursor<'_>, u32, u8, u32) -> Step,
+) -> Step {
     if c.state.data != tag {
         c.state.data = tag;
         c.state.data_points_in_data = 0;
     }
-    c.message(wire_type, depth, data)
-        .map_err(|e| e.at(M, "data"))
+    c.message(wire_type, depth, field)
+        .map_err(|e| e.at("Metric", "data"))
 }
 
-/// Field 1 of every `Metric.data` member: its data points.
+/// Field 1 of every `Metric.data` member (`m`): its data points, of `size` bytes each.
+#[inline(always)]
 fn data_point(
     c: &mut Cursor<'_>,
     wire_type: u8,
     depth: u32,
     size: usize,
-    point: fn(&mut Cursor<'_>, u32, u8, u32) -> Step,
+    point: impl FnMut(&mut Cursor<'_>, u32, u8, u32) -> Step,
     m: &'static str,
 ) -> Step {
     c.state.data_points_in_data += 1;
@@ -256,7 +267,9 @@ fn summary_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Ste
     }
 }
 
-/// `attributes`, `exemplars` and fixed64 fields, named as each data point type names them.
+// `attributes`, `exemplars` and 64-bit fields, which every data point type has; `m` is the
+// message they are in, for the error path.
+
 fn attributes(c: &mut Cursor<'_>, wire_type: u8, depth: u32, m: &'static str) -> Step {
     c.element(shared::KEY_VALUE);
     c.message(wire_type, depth, key_value_field)
