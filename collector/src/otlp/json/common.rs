@@ -4,11 +4,12 @@ use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList, any_value,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use serde::Deserialize;
-use serde::de::{self, MapAccess};
+use serde::de::MapAccess;
 
-use super::decode::{Field, JsonMessage, Path, Scalar, Strings, fields, nested, repeated, scalar};
-use super::encode::{Obj, write_base64, write_f64, write_i64, write_str};
+use super::decode::{
+    Field, JsonMessage, Oneof, Path, Strings, fields, nested, optional, repeated, scalar, set_oneof,
+};
+use super::encode::{Obj, write_base64, write_f64, write_i64, write_i64_string, write_str};
 
 fields! {
     ResourceField {
@@ -151,40 +152,29 @@ impl JsonMessage for AnyValue {
 
         // The members of a oneof: `null` leaves the oneof unset (as in the
         // proto3 JSON mapping), a value sets it.
-        fn member<'de, A: MapAccess<'de>, T>(map: &mut A) -> Result<Option<T>, A::Error>
-        where
-            Scalar<T>: Deserialize<'de>,
-        {
-            Ok(map.next_value::<Scalar<T>>()?.0)
-        }
         let value = match field {
-            AnyValueField::StringValue => member(map)?.map(Value::StringValue),
-            AnyValueField::BoolValue => member(map)?.map(Value::BoolValue),
-            AnyValueField::IntValue => member(map)?.map(Value::IntValue),
-            AnyValueField::DoubleValue => member(map)?.map(Value::DoubleValue),
+            AnyValueField::StringValue => optional(map)?.map(Value::StringValue),
+            AnyValueField::BoolValue => optional(map)?.map(Value::BoolValue),
+            AnyValueField::IntValue => optional(map)?.map(Value::IntValue),
+            AnyValueField::DoubleValue => optional(map)?.map(Value::DoubleValue),
             AnyValueField::ArrayValue => nested(map, path)?.map(Value::ArrayValue),
             AnyValueField::KvlistValue => nested(map, path)?.map(Value::KvlistValue),
-            AnyValueField::BytesValue => member(map)?.map(Value::BytesValue),
-            AnyValueField::StringValueStrindex => member(map)?.map(Value::StringValueStrindex),
+            AnyValueField::BytesValue => optional(map)?.map(Value::BytesValue),
+            AnyValueField::StringValueStrindex => optional(map)?.map(Value::StringValueStrindex),
         };
-        if let Some(value) = value {
-            // A proto3 JSON parser rejects a oneof set twice rather than
-            // silently keeping one of the values.
-            if let Some(previous) = &self.value {
-                return Err(de::Error::custom(format_args!(
-                    "AnyValue has more than one value: {} and {}",
-                    any_value_field_name(previous),
-                    field.name(),
-                )));
-            }
-            self.value = Some(value);
-        }
+        set_oneof(&mut self.value, value, field.name(), ANY_VALUE)?;
         Ok(())
     }
 }
 
+const ANY_VALUE: Oneof<any_value::Value> = Oneof {
+    message: "AnyValue",
+    oneof: "value",
+    member_name: any_value_field_name,
+};
+
 /// The JSON name of the oneof member `value` is in.
-pub(super) fn any_value_field_name(value: &any_value::Value) -> &'static str {
+fn any_value_field_name(value: &any_value::Value) -> &'static str {
     use any_value::Value;
     match value {
         Value::StringValue(_) => "stringValue",
@@ -242,7 +232,7 @@ pub(super) fn write_resource(out: &mut Vec<u8>, resource: &Resource) {
     o.end();
 }
 
-pub(super) fn write_entity_ref(out: &mut Vec<u8>, entity: &EntityRef) {
+fn write_entity_ref(out: &mut Vec<u8>, entity: &EntityRef) {
     let mut o = Obj::start(out);
     o.string("schemaUrl", &entity.schema_url);
     o.string("type", &entity.r#type);
@@ -281,12 +271,7 @@ pub(super) fn write_any_value(out: &mut Vec<u8>, value: &AnyValue) {
             let text: &[u8] = if *b { b"true" } else { b"false" };
             o.key("boolValue").extend_from_slice(text);
         }
-        Some(Value::IntValue(i)) => {
-            let out = o.key("intValue");
-            out.push(b'"');
-            write_i64(out, *i);
-            out.push(b'"');
-        }
+        Some(Value::IntValue(i)) => write_i64_string(o.key("intValue"), *i),
         Some(Value::DoubleValue(d)) => write_f64(o.key("doubleValue"), *d),
         Some(Value::ArrayValue(array)) => {
             let mut inner = Obj::start(o.key("arrayValue"));

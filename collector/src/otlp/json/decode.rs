@@ -47,16 +47,17 @@ pub(super) fn error_text(path: &Path, e: &serde_json::Error) -> String {
 /// succeeds; on an error nothing is popped, so the stack is left naming the
 /// value that failed.
 ///
-/// It also carries what [`super::decode_traces_within`] keeps track of.
+/// It also carries what a bounded decoding ([`super::decode_traces_within`]) keeps track of.
 #[derive(Default)]
 pub(super) struct Path {
     pub(super) steps: Vec<Step>,
-    /// Leave invalid spans out and stop past `budget`.
+    /// Leave invalid elements out and stop past `budget`.
     pub(super) bounded: bool,
     pub(super) budget: usize,
     /// Bytes taken by the elements of repeated fields kept so far.
     pub(super) used: usize,
-    pub(super) invalid_spans: usize,
+    /// Elements left out because [`JsonMessage::valid`] said no.
+    pub(super) invalid: usize,
 }
 
 impl Path {
@@ -286,7 +287,7 @@ impl<'de, T: JsonMessage> Visitor<'de> for Repeated<'_, T> {
             // A `null` element is taken leniently as an empty message.
             let item = item.unwrap_or_default();
             if self.path.bounded && !item.valid() {
-                self.path.invalid_spans += 1;
+                self.path.invalid += 1;
                 continue;
             }
             self.path.charge(std::mem::size_of::<T>())?;
@@ -334,6 +335,113 @@ where
     Scalar<T>: Deserialize<'de>,
 {
     Ok(map.next_value::<Scalar<T>>()?.0.unwrap_or_default())
+}
+
+/// Reads a scalar field as it is: `None` if it is `null`. For proto3 `optional` fields and
+/// the members of a oneof, where "not set" differs from the default value.
+pub(super) fn optional<'de, A: MapAccess<'de>, T>(map: &mut A) -> Result<Option<T>, A::Error>
+where
+    Scalar<T>: Deserialize<'de>,
+{
+    Ok(map.next_value::<Scalar<T>>()?.0)
+}
+
+/// Reads a repeated number field (`bucketCounts`, `explicitBounds`): an array, or `null` for
+/// an empty one; each element counts against a bounded decoding's budget.
+pub(super) fn numbers<'de, A: MapAccess<'de>, T: Default>(
+    map: &mut A,
+    path: &mut Path,
+) -> Result<Vec<T>, A::Error>
+where
+    Scalar<T>: Deserialize<'de>,
+{
+    map.next_value_seed(Numbers {
+        path,
+        number: PhantomData,
+    })
+}
+
+/// Sets the oneof `oneof` to `value`, the value of its member `member` (`None` when the
+/// JSON value was `null`, which leaves the oneof as it is). `describe` names the oneof in
+/// the message when a second member arrives: proto3 JSON parsers reject a oneof set twice
+/// rather than silently keep one of the values.
+pub(super) fn set_oneof<T, E: de::Error>(
+    oneof: &mut Option<T>,
+    value: Option<T>,
+    member: &'static str,
+    describe: Oneof<T>,
+) -> Result<(), E> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    if let Some(previous) = oneof {
+        return Err(E::custom(format_args!(
+            "{} has more than one {}: {} and {member}",
+            describe.message,
+            describe.oneof,
+            (describe.member_name)(previous),
+        )));
+    }
+    *oneof = Some(value);
+    Ok(())
+}
+
+/// A oneof, for the message when two of its members are set (see [`set_oneof`]).
+pub(super) struct Oneof<T> {
+    /// The message it is in, e.g. `AnyValue`.
+    pub(super) message: &'static str,
+    /// The oneof's name, e.g. `value`.
+    pub(super) oneof: &'static str,
+    /// The JSON name of the member a value is in.
+    pub(super) member_name: fn(&T) -> &'static str,
+}
+
+/// Decodes a repeated number field; see [`numbers`].
+struct Numbers<'p, T> {
+    path: &'p mut Path,
+    number: PhantomData<fn() -> T>,
+}
+
+impl<'de, T: Default> DeserializeSeed<'de> for Numbers<'_, T>
+where
+    Scalar<T>: Deserialize<'de>,
+{
+    type Value = Vec<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Default> Visitor<'de> for Numbers<'_, T>
+where
+    Scalar<T>: Deserialize<'de>,
+{
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of numbers")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Vec<T>, S::Error> {
+        let mut items = Vec::new();
+        for index in 0.. {
+            self.path.steps.push(Step::Index(index));
+            let Some(item) = seq.next_element::<Scalar<T>>()? else {
+                break;
+            };
+            self.path.steps.pop();
+            self.path.charge(std::mem::size_of::<T>())?;
+            // Leniently, as for message lists, `null` is the default value.
+            items.push(item.0.unwrap_or_default());
+        }
+        self.path.steps.pop();
+        Ok(items)
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -38,25 +38,48 @@ impl<'a> Obj<'a> {
 
     pub(super) fn strings(&mut self, name: &str, values: &[String]) {
         if !values.is_empty() {
-            let out = self.key(name);
-            out.push(b'[');
-            for (i, value) in values.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, value);
-            }
-            out.push(b']');
+            write_list(self.key(name), values, |out, s| write_str(out, s));
         }
     }
 
     /// A 64-bit integer, as a decimal string.
     pub(super) fn u64(&mut self, name: &str, value: u64) {
         if value != 0 {
-            let out = self.key(name);
-            out.push(b'"');
-            write_u64(out, value);
-            out.push(b'"');
+            write_u64_string(self.key(name), value);
+        }
+    }
+
+    /// A repeated 64-bit integer, as decimal strings.
+    pub(super) fn u64s(&mut self, name: &str, values: &[u64]) {
+        if !values.is_empty() {
+            write_list(self.key(name), values, |out, &v| write_u64_string(out, v));
+        }
+    }
+
+    /// A double, as a number (or one of the strings for NaN and the infinities).
+    pub(super) fn f64(&mut self, name: &str, value: f64) {
+        // -0.0 too, as prost leaves it out of the binary form.
+        if value != 0.0 {
+            write_f64(self.key(name), value);
+        }
+    }
+
+    /// A proto3 `optional` double: written whenever it is set, even to zero.
+    pub(super) fn optional_f64(&mut self, name: &str, value: Option<f64>) {
+        if let Some(value) = value {
+            write_f64(self.key(name), value);
+        }
+    }
+
+    pub(super) fn f64s(&mut self, name: &str, values: &[f64]) {
+        if !values.is_empty() {
+            write_list(self.key(name), values, |out, &v| write_f64(out, v));
+        }
+    }
+
+    pub(super) fn bool(&mut self, name: &str, value: bool) {
+        if value {
+            self.key(name).extend_from_slice(b"true");
         }
     }
 
@@ -93,21 +116,52 @@ impl<'a> Obj<'a> {
 
     pub(super) fn list<T>(&mut self, name: &str, items: &[T], write: fn(&mut Vec<u8>, &T)) {
         if !items.is_empty() {
-            let out = self.key(name);
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write(out, item);
-            }
-            out.push(b']');
+            write_list(self.key(name), items, write);
         }
     }
 
     pub(super) fn end(self) {
         self.out.push(b'}');
     }
+}
+
+/// Writes a request: `{"<name>":[...]}` with `items` written by `write`.
+pub(super) fn write_request<T>(
+    out: &mut Vec<u8>,
+    name: &str,
+    items: &[T],
+    write: fn(&mut Vec<u8>, &T),
+) {
+    let mut request = Obj::start(out);
+    // Written even when empty: the result is then still a recognisable request.
+    write_list(request.key(name), items, write);
+    request.end();
+}
+
+/// Writes a JSON array of `items`, each written by `write`.
+fn write_list<T>(out: &mut Vec<u8>, items: &[T], write: impl Fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
+/// Writes a 64-bit integer as proto3 JSON does, as a decimal string.
+pub(super) fn write_u64_string(out: &mut Vec<u8>, v: u64) {
+    out.push(b'"');
+    write_u64(out, v);
+    out.push(b'"');
+}
+
+/// Writes a signed 64-bit integer as a decimal string.
+pub(super) fn write_i64_string(out: &mut Vec<u8>, v: i64) {
+    out.push(b'"');
+    write_i64(out, v);
+    out.push(b'"');
 }
 
 /// Writes `s` as a JSON string.
@@ -168,7 +222,7 @@ pub(super) fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Writes `v` in decimal, without going through `fmt`.
-pub(super) fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+fn write_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {

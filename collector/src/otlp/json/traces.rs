@@ -231,13 +231,13 @@ impl JsonMessage for Status {
 }
 
 impl EnumSeed {
-    pub(super) const SPAN_KIND: EnumSeed = EnumSeed {
+    const SPAN_KIND: EnumSeed = EnumSeed {
         field: "kind",
         enum_name: "SpanKind",
         example: "SPAN_KIND_SERVER",
         from_name: span_kind_from_name,
     };
-    pub(super) const STATUS_CODE: EnumSeed = EnumSeed {
+    const STATUS_CODE: EnumSeed = EnumSeed {
         field: "code",
         enum_name: "StatusCode",
         example: "STATUS_CODE_ERROR",
@@ -245,11 +245,11 @@ impl EnumSeed {
     };
 }
 
-pub(super) fn span_kind_from_name(name: &str) -> Option<i32> {
+fn span_kind_from_name(name: &str) -> Option<i32> {
     span::SpanKind::from_str_name(name).map(|kind| kind as i32)
 }
 
-pub(super) fn status_code_from_name(name: &str) -> Option<i32> {
+fn status_code_from_name(name: &str) -> Option<i32> {
     status::StatusCode::from_str_name(name).map(|code| code as i32)
 }
 
@@ -261,7 +261,7 @@ pub(super) fn write_resource_spans(out: &mut Vec<u8>, rs: &ResourceSpans) {
     o.end();
 }
 
-pub(super) fn write_scope_spans(out: &mut Vec<u8>, ss: &ScopeSpans) {
+fn write_scope_spans(out: &mut Vec<u8>, ss: &ScopeSpans) {
     let mut o = Obj::start(out);
     o.message("scope", ss.scope.as_ref(), write_scope);
     o.list("spans", &ss.spans, write_span);
@@ -269,7 +269,7 @@ pub(super) fn write_scope_spans(out: &mut Vec<u8>, ss: &ScopeSpans) {
     o.end();
 }
 
-pub(super) fn write_span(out: &mut Vec<u8>, span: &Span) {
+fn write_span(out: &mut Vec<u8>, span: &Span) {
     let mut o = Obj::start(out);
     o.hex("traceId", &span.trace_id);
     o.hex("spanId", &span.span_id);
@@ -290,7 +290,7 @@ pub(super) fn write_span(out: &mut Vec<u8>, span: &Span) {
     o.end();
 }
 
-pub(super) fn write_event(out: &mut Vec<u8>, event: &span::Event) {
+fn write_event(out: &mut Vec<u8>, event: &span::Event) {
     let mut o = Obj::start(out);
     o.u64("timeUnixNano", event.time_unix_nano);
     o.string("name", &event.name);
@@ -299,7 +299,7 @@ pub(super) fn write_event(out: &mut Vec<u8>, event: &span::Event) {
     o.end();
 }
 
-pub(super) fn write_link(out: &mut Vec<u8>, link: &span::Link) {
+fn write_link(out: &mut Vec<u8>, link: &span::Link) {
     let mut o = Obj::start(out);
     o.hex("traceId", &link.trace_id);
     o.hex("spanId", &link.span_id);
@@ -310,7 +310,7 @@ pub(super) fn write_link(out: &mut Vec<u8>, link: &span::Link) {
     o.end();
 }
 
-pub(super) fn write_status(out: &mut Vec<u8>, status: &Status) {
+fn write_status(out: &mut Vec<u8>, status: &Status) {
     let mut o = Obj::start(out);
     o.string("message", &status.message);
     o.i32("code", status.code);
