@@ -774,7 +774,7 @@ impl<'de> Visitor<'de> for EnumSeed {
     type Value = i32;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a {} name or a 32-bit integer", self.enum_name)
+        write!(f, "one of the {} names or a 32-bit integer", self.enum_name)
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<i32, E> {
@@ -804,7 +804,7 @@ impl<'de> Visitor<'de> for EnumSeed {
             return Ok(value);
         }
         Err(E::custom(format_args!(
-            "invalid {} {:?}: expected a {} name such as \"{}\", or an integer",
+            "invalid {} {:?}: expected one of the {} names, such as \"{}\", or an integer",
             self.field,
             shorten(v),
             self.enum_name,

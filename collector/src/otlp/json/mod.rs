@@ -87,7 +87,7 @@ pub fn encode_traces(resource_spans: &[ResourceSpans], out: &mut Vec<u8>) {
 /// A log record's `traceId` and `spanId` are optional: empty (or absent, or `null`) is
 /// fine, hex of the right length is fine, anything else is malformed, e.g.
 /// `resourceLogs[0].scopeLogs[0].logRecords[1].traceId: invalid traceId "abc": expected
-/// 32 hex digits at line 1 column 80`. `severityNumber` is an integer or a
+/// 32 hex digits at line 1 column 65`. `severityNumber` is an integer or a
 /// `SeverityNumber` name (`"SEVERITY_NUMBER_INFO"`).
 pub fn decode_logs(bytes: &[u8]) -> Result<ExportLogsServiceRequest, String> {
     decode_whole(bytes)

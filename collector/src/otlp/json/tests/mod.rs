@@ -1,10 +1,65 @@
 //! Tests of the OTLP/JSON codec, one file per signal; the values they share are here.
 
 use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value,
+    AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
 };
+use opentelemetry_proto::tonic::resource::v1::Resource;
 
+mod logs;
+mod metrics;
 mod traces;
+
+/// `encode` applied to `items`, as a string.
+fn encoded<T>(items: &[T], encode: fn(&[T], &mut Vec<u8>)) -> String {
+    let mut out = Vec::new();
+    encode(items, &mut out);
+    String::from_utf8(out).expect("UTF-8")
+}
+
+/// A resource with every field set.
+fn full_resource() -> Resource {
+    Resource {
+        attributes: vec![kv("service.name", Value::StringValue("svc".into()))],
+        dropped_attributes_count: 5,
+        entity_refs: vec![EntityRef {
+            schema_url: "https://opentelemetry.io/schemas/1.0.0".into(),
+            r#type: "service".into(),
+            id_keys: vec!["service.name".into(), String::new()],
+            description_keys: vec!["service.version".into()],
+        }],
+    }
+}
+
+/// A scope with every field set.
+fn full_scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "my.library".into(),
+        version: "1.0.0".into(),
+        attributes: vec![kv("scope.attr", Value::IntValue(1))],
+        dropped_attributes_count: 6,
+    }
+}
+
+/// The resource of the examples in opentelemetry-proto's `examples/`.
+fn spec_resource() -> Resource {
+    Resource {
+        attributes: vec![kv("service.name", Value::StringValue("my.service".into()))],
+        ..Resource::default()
+    }
+}
+
+/// The scope of the examples in opentelemetry-proto's `examples/`.
+fn spec_scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "my.library".into(),
+        version: "1.0.0".into(),
+        attributes: vec![kv(
+            "my.scope.attribute",
+            Value::StringValue("some scope attribute".into()),
+        )],
+        dropped_attributes_count: 0,
+    }
+}
 
 fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {

@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 
 use super::super::{ExportTraceServiceRequest, decode_traces, encode_traces};
-use super::{every_kind_of_value, kv};
+use super::{every_kind_of_value, full_resource, full_scope, kv, spec_resource, spec_scope};
 
 fn encode(request: &ExportTraceServiceRequest) -> String {
     let mut out = Vec::new();
@@ -81,24 +81,10 @@ fn full_request() -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![
             ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![kv("service.name", Value::StringValue("svc".into()))],
-                    dropped_attributes_count: 5,
-                    entity_refs: vec![EntityRef {
-                        schema_url: "https://opentelemetry.io/schemas/1.0.0".into(),
-                        r#type: "service".into(),
-                        id_keys: vec!["service.name".into(), String::new()],
-                        description_keys: vec!["service.version".into()],
-                    }],
-                }),
+                resource: Some(full_resource()),
                 scope_spans: vec![
                     ScopeSpans {
-                        scope: Some(InstrumentationScope {
-                            name: "my.library".into(),
-                            version: "1.0.0".into(),
-                            attributes: vec![kv("scope.attr", Value::IntValue(1))],
-                            dropped_attributes_count: 6,
-                        }),
+                        scope: Some(full_scope()),
                         spans: vec![
                             span,
                             Span {
@@ -302,20 +288,9 @@ fn decodes_the_spec_example() {
     );
     let expected = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", Value::StringValue("my.service".into()))],
-                ..Resource::default()
-            }),
+            resource: Some(spec_resource()),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "my.library".into(),
-                    version: "1.0.0".into(),
-                    attributes: vec![kv(
-                        "my.scope.attribute",
-                        Value::StringValue("some scope attribute".into()),
-                    )],
-                    dropped_attributes_count: 0,
-                }),
+                scope: Some(spec_scope()),
                 spans: vec![Span {
                     trace_id: vec![
                         0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33,
