@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::de::MapAccess;
 
 use super::decode::{
-    Field, JsonMessage, Oneof, Path, Strings, fields, nested, optional, repeated, scalar, set_oneof,
+    Field, JsonMessage, Oneof, Path, fields, nested, optional, repeated, scalar, set_oneof, strings,
 };
 use super::encode::{Obj, write_base64, write_f64, write_i64, write_i64_string, write_str};
 
@@ -55,14 +55,14 @@ impl JsonMessage for EntityRef {
         &mut self,
         field: EntityRefField,
         map: &mut A,
-        _path: &mut Path,
+        path: &mut Path,
     ) -> Result<(), A::Error> {
         match field {
             EntityRefField::SchemaUrl => self.schema_url = scalar(map)?,
             EntityRefField::Type => self.r#type = scalar(map)?,
-            EntityRefField::IdKeys => self.id_keys = map.next_value::<Strings>()?.0,
+            EntityRefField::IdKeys => self.id_keys = strings(map, path)?,
             EntityRefField::DescriptionKeys => {
-                self.description_keys = map.next_value::<Strings>()?.0;
+                self.description_keys = strings(map, path)?;
             }
         }
         Ok(())

@@ -355,9 +355,22 @@ pub(super) fn numbers<'de, A: MapAccess<'de>, T: Default>(
 where
     Scalar<T>: Deserialize<'de>,
 {
-    map.next_value_seed(Numbers {
+    map.next_value_seed(Scalars {
         path,
-        number: PhantomData,
+        expecting: "an array of numbers",
+        scalar: PhantomData,
+    })
+}
+
+/// Reads a repeated string field, like [`numbers`].
+pub(super) fn strings<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    path: &mut Path,
+) -> Result<Vec<String>, A::Error> {
+    map.next_value_seed(Scalars {
+        path,
+        expecting: "an array of strings",
+        scalar: PhantomData,
     })
 }
 
@@ -396,13 +409,15 @@ pub(super) struct Oneof<T> {
     pub(super) member_name: fn(&T) -> &'static str,
 }
 
-/// Decodes a repeated number field; see [`numbers`].
-struct Numbers<'p, T> {
+/// Decodes a repeated scalar field; see [`numbers`] and [`strings`].
+struct Scalars<'p, T> {
     path: &'p mut Path,
-    number: PhantomData<fn() -> T>,
+    /// What the field must be, for the error message.
+    expecting: &'static str,
+    scalar: PhantomData<fn() -> T>,
 }
 
-impl<'de, T: Default> DeserializeSeed<'de> for Numbers<'_, T>
+impl<'de, T: Default> DeserializeSeed<'de> for Scalars<'_, T>
 where
     Scalar<T>: Deserialize<'de>,
 {
@@ -413,14 +428,14 @@ where
     }
 }
 
-impl<'de, T: Default> Visitor<'de> for Numbers<'_, T>
+impl<'de, T: Default> Visitor<'de> for Scalars<'_, T>
 where
     Scalar<T>: Deserialize<'de>,
 {
     type Value = Vec<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of numbers")
+        f.write_str(self.expecting)
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
@@ -650,37 +665,6 @@ macro_rules! int_scalar {
 }
 
 int_scalar!(u64, i64, u32, i32);
-
-/// A repeated string field; `null` (for the list or an element) means empty.
-pub(super) struct Strings(pub(super) Vec<String>);
-
-impl<'de> Deserialize<'de> for Strings {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct StringsVisitor;
-
-        impl<'de> Visitor<'de> for StringsVisitor {
-            type Value = Strings;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of strings")
-            }
-
-            fn visit_unit<E: de::Error>(self) -> Result<Strings, E> {
-                Ok(Strings(Vec::new()))
-            }
-
-            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Strings, S::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<Scalar<String>>()? {
-                    items.push(item.0.unwrap_or_default());
-                }
-                Ok(Strings(items))
-            }
-        }
-
-        d.deserialize_any(StringsVisitor)
-    }
-}
 
 /// A trace or span id: OTLP/JSON writes these as hex, not base64 as proto3
 /// JSON would, and only the exact length or empty (= unset) is valid.

@@ -8,7 +8,11 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span, status,
 };
 
-use super::super::{ExportTraceServiceRequest, decode_traces, encode_traces};
+use std::mem::size_of;
+
+use super::super::{
+    DecodeError, ExportTraceServiceRequest, decode_traces, decode_traces_within, encode_traces,
+};
 use super::{every_kind_of_value, full_resource, full_scope, kv, spec_resource, spec_scope};
 
 fn encode(request: &ExportTraceServiceRequest) -> String {
@@ -811,4 +815,28 @@ fn shortens_huge_bad_values_in_errors() {
     assert!(err.len() < 300, "{err}");
     let err = decode_err(&with_span(&format!(r#"{{"startTimeUnixNano":"{huge}"}}"#)));
     assert!(err.len() < 300, "{err}");
+}
+
+#[test]
+fn a_bounded_decoding_leaves_out_invalid_spans_and_stops_past_its_budget() {
+    let json = concat!(
+        r#"{"resourceSpans":[{"resource":{"entityRefs":[{"idKeys":["a","b"],"descriptionKeys":[null]}]},"#,
+        r#""scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"},"#,
+        r#"{},{"traceId":"00000000000000000000000000000000","spanId":"eee19b7ec3c1b174"}]}]}]}"#,
+    );
+    // Every element of every repeated field kept, at its size in memory: strings too.
+    let size = size_of::<ResourceSpans>()
+        + size_of::<EntityRef>()
+        + 3 * size_of::<String>()
+        + size_of::<ScopeSpans>()
+        + size_of::<Span>();
+    let kept = decode_traces_within(json.as_bytes(), size).expect("exactly the budget");
+    assert_eq!(kept.invalid, 2, "an empty and an all-zero trace id");
+    let mut all = decode(json);
+    all.resource_spans[0].scope_spans[0].spans.truncate(1);
+    assert_eq!(kept.request, all);
+    assert_eq!(
+        decode_traces_within(json.as_bytes(), size - 1).unwrap_err(),
+        DecodeError::OverBudget { budget: size - 1 }
+    );
 }
