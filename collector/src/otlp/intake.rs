@@ -143,12 +143,12 @@ pub fn json(bytes: &[u8], budget: Budget) -> Result<Accepted, Refusal> {
     match json::decode_traces_within(bytes, budget.decoded_bytes) {
         Ok(decoded) => {
             let batch = TraceBatch::new(decoded.request.resource_spans);
-            if batch.item_count() == 0 && decoded.invalid_spans > 0 {
-                return Err(all_invalid(decoded.invalid_spans));
+            if batch.item_count() == 0 && decoded.invalid > 0 {
+                return Err(all_invalid(decoded.invalid));
             }
             Ok(Accepted {
                 batch,
-                invalid_spans: decoded.invalid_spans,
+                invalid_spans: decoded.invalid,
             })
         }
         Err(DecodeError::Malformed(m)) => Err(Refusal::Malformed(m)),
