@@ -91,6 +91,7 @@ impl Chain {
             stores: Default::default(),
             authenticators: Default::default(),
             acknowledge_when_stored: false,
+            shared: Default::default(),
         };
         let id = ComponentId::parse(exporter).expect("exporter id");
         let exp = config.exporters[&id]

@@ -186,7 +186,11 @@ fn bench(c: &mut Criterion) {
         ),
     ] {
         let (p, sink, metrics) = runtime.block_on(async { processor(&policies, "1ms") });
-        let counters = metrics.processor("tail_sampling", "traces");
+        let counters = metrics.processor(
+            "tail_sampling",
+            "traces",
+            wasmcol::pipeline::SignalKind::Traces,
+        );
         let mut seed = 1;
         g.bench_function(label, |b| {
             b.iter_custom(|iters| {

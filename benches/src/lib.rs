@@ -66,6 +66,7 @@ impl Processors {
             stores: Default::default(),
             authenticators: Default::default(),
             acknowledge_when_stored: false,
+            shared: Default::default(),
         };
         self.config.processors[&id]
             .build_traces(&ctx, next)

@@ -10,13 +10,14 @@
 //! builder per signal (`build_traces`, ...): a pipeline of a signal is made of that signal's
 //! consumers ([`crate::pipeline::Consumer`]).
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::pipeline::{Consumer, SharedConsumer, Signal, SignalKind, Signals, Traces};
+use crate::pipeline::{self, Consumer, Logs, SharedConsumer, Signal, SignalKind, Signals, Traces};
 use crate::storage::Store;
 use crate::telemetry::Metrics;
 
@@ -89,6 +90,34 @@ pub struct BuildContext {
     /// pipeline waits for that answer, so data the next stage refuses can be failed back to
     /// them (they retry) instead of being held and retried here.
     pub acknowledge_when_stored: bool,
+    /// What the instances of one exporter for different signals share (see
+    /// [`BuildContext::shared`]).
+    pub shared: SharedInstances,
+}
+
+/// Values shared by the instances one component has for different signals, by component id
+/// (the OpenTelemetry Collector's shared components: one `file` exporter writes every
+/// signal to its one file).
+pub type SharedInstances = Arc<Mutex<BTreeMap<ComponentId, Arc<dyn Any + Send + Sync>>>>;
+
+impl BuildContext {
+    /// The value this component's instances share: made by `make` for the first signal it is
+    /// built for, then the same one for the others.
+    pub fn shared<T: Any + Send + Sync>(
+        &self,
+        make: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<Arc<T>> {
+        let mut all = self.shared.lock().expect("shared instances lock");
+        if let Some(found) = all.get(&self.id) {
+            return found
+                .clone()
+                .downcast::<T>()
+                .map_err(|_| anyhow::anyhow!("{}: shared with another type", self.id));
+        }
+        let made = Arc::new(make()?);
+        all.insert(self.id.clone(), made.clone());
+        Ok(made)
+    }
 }
 
 /// Start and stop. Every running component has this.
@@ -117,6 +146,10 @@ impl<S: Signal, T: Lifecycle + Consumer<S>> Exporter<S> for T {}
 pub struct Consumers {
     /// The traces pipelines (fanned out when several).
     pub traces: Option<SharedConsumer<Traces>>,
+    /// The logs pipelines.
+    pub logs: Option<SharedConsumer<Logs>>,
+    /// The metrics pipelines.
+    pub metrics: Option<SharedConsumer<pipeline::Metrics>>,
 }
 
 impl Consumers {
@@ -199,6 +232,26 @@ pub trait ProcessorConfig: fmt::Debug + Send + Sync {
         unsupported(&format!("processor {}", ctx.id), SignalKind::Traces)
     }
 
+    /// Builds one instance for one logs pipeline, forwarding to `next`.
+    fn build_logs(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Logs>,
+    ) -> anyhow::Result<Arc<dyn Processor<Logs>>> {
+        let _ = next;
+        unsupported(&format!("processor {}", ctx.id), SignalKind::Logs)
+    }
+
+    /// Builds one instance for one metrics pipeline, forwarding to `next`.
+    fn build_metrics(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<pipeline::Metrics>,
+    ) -> anyhow::Result<Arc<dyn Processor<pipeline::Metrics>>> {
+        let _ = next;
+        unsupported(&format!("processor {}", ctx.id), SignalKind::Metrics)
+    }
+
     /// False for a processor that reports data delivered before passing it on (one that
     /// buffers for long, like `tail_sampling`): receivers in front of it cannot wait for the
     /// exporters' disk writes, so the pipeline's answers do not mean "stored".
@@ -218,6 +271,21 @@ pub trait ExporterConfig: fmt::Debug + Send + Sync {
     /// names it).
     fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
         unsupported(&format!("exporter {}", ctx.id), SignalKind::Traces)
+    }
+
+    /// Builds the exporter for logs (one instance, shared by every logs pipeline that names
+    /// it).
+    fn build_logs(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Logs>>> {
+        unsupported(&format!("exporter {}", ctx.id), SignalKind::Logs)
+    }
+
+    /// Builds the exporter for metrics (one instance, shared by every metrics pipeline that
+    /// names it).
+    fn build_metrics(
+        &self,
+        ctx: &BuildContext,
+    ) -> anyhow::Result<Arc<dyn Exporter<pipeline::Metrics>>> {
+        unsupported(&format!("exporter {}", ctx.id), SignalKind::Metrics)
     }
 
     /// The storage extension its sending queue keeps data in (`sending_queue.storage`), if
@@ -285,25 +353,116 @@ pub trait Wiring: Signal {
 
     /// Where receivers find this signal's pipelines.
     fn slot(consumers: &mut Consumers) -> &mut Option<SharedConsumer<Self>>;
+
+    /// This signal's pipelines, if the receiver feeds any.
+    fn consumer(consumers: &Consumers) -> Option<&SharedConsumer<Self>>;
 }
 
-impl Wiring for Traces {
-    fn processor(
-        config: &dyn ProcessorConfig,
-        ctx: &BuildContext,
-        next: SharedConsumer<Self>,
-    ) -> anyhow::Result<Arc<dyn Processor<Self>>> {
-        config.build_traces(ctx, next)
-    }
+/// The `signals` and per-signal builders of a processor written once for every signal: each
+/// builder calls the config's generic `$build::<S>(ctx, next)`.
+macro_rules! every_signal {
+    ($build:ident) => {
+        fn signals(&self) -> $crate::pipeline::Signals {
+            $crate::pipeline::Signals::ALL
+        }
 
-    fn exporter(
-        config: &dyn ExporterConfig,
-        ctx: &BuildContext,
-    ) -> anyhow::Result<Arc<dyn Exporter<Self>>> {
-        config.build_traces(ctx)
-    }
+        fn build_traces(
+            &self,
+            ctx: &$crate::component::BuildContext,
+            next: $crate::pipeline::SharedConsumer<$crate::pipeline::Traces>,
+        ) -> anyhow::Result<
+            std::sync::Arc<dyn $crate::component::Processor<$crate::pipeline::Traces>>,
+        > {
+            self.$build(ctx, next)
+        }
 
-    fn slot(consumers: &mut Consumers) -> &mut Option<SharedConsumer<Self>> {
-        &mut consumers.traces
-    }
+        fn build_logs(
+            &self,
+            ctx: &$crate::component::BuildContext,
+            next: $crate::pipeline::SharedConsumer<$crate::pipeline::Logs>,
+        ) -> anyhow::Result<std::sync::Arc<dyn $crate::component::Processor<$crate::pipeline::Logs>>>
+        {
+            self.$build(ctx, next)
+        }
+
+        fn build_metrics(
+            &self,
+            ctx: &$crate::component::BuildContext,
+            next: $crate::pipeline::SharedConsumer<$crate::pipeline::Metrics>,
+        ) -> anyhow::Result<
+            std::sync::Arc<dyn $crate::component::Processor<$crate::pipeline::Metrics>>,
+        > {
+            self.$build(ctx, next)
+        }
+    };
 }
+pub(crate) use every_signal;
+
+/// The `signals` and per-signal builders of an exporter written once for every signal: each
+/// builder calls the config's generic `$build::<S>(ctx)`.
+macro_rules! exports_every_signal {
+    ($build:ident) => {
+        fn signals(&self) -> $crate::pipeline::Signals {
+            $crate::pipeline::Signals::ALL
+        }
+
+        fn build_traces(
+            &self,
+            ctx: &$crate::component::BuildContext,
+        ) -> anyhow::Result<std::sync::Arc<dyn $crate::component::Exporter<$crate::pipeline::Traces>>>
+        {
+            self.$build(ctx)
+        }
+
+        fn build_logs(
+            &self,
+            ctx: &$crate::component::BuildContext,
+        ) -> anyhow::Result<std::sync::Arc<dyn $crate::component::Exporter<$crate::pipeline::Logs>>>
+        {
+            self.$build(ctx)
+        }
+
+        fn build_metrics(
+            &self,
+            ctx: &$crate::component::BuildContext,
+        ) -> anyhow::Result<
+            std::sync::Arc<dyn $crate::component::Exporter<$crate::pipeline::Metrics>>,
+        > {
+            self.$build(ctx)
+        }
+    };
+}
+pub(crate) use exports_every_signal;
+
+macro_rules! wiring {
+    ($signal:ty, $field:ident, $build:ident) => {
+        impl Wiring for $signal {
+            fn processor(
+                config: &dyn ProcessorConfig,
+                ctx: &BuildContext,
+                next: SharedConsumer<Self>,
+            ) -> anyhow::Result<Arc<dyn Processor<Self>>> {
+                config.$build(ctx, next)
+            }
+
+            fn exporter(
+                config: &dyn ExporterConfig,
+                ctx: &BuildContext,
+            ) -> anyhow::Result<Arc<dyn Exporter<Self>>> {
+                config.$build(ctx)
+            }
+
+            fn slot(consumers: &mut Consumers) -> &mut Option<SharedConsumer<Self>> {
+                &mut consumers.$field
+            }
+
+            fn consumer(consumers: &Consumers) -> Option<&SharedConsumer<Self>> {
+                consumers.$field.as_ref()
+            }
+        }
+    };
+}
+
+wiring!(Traces, traces, build_traces);
+wiring!(Logs, logs, build_logs);
+wiring!(pipeline::Metrics, metrics, build_metrics);

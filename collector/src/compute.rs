@@ -21,7 +21,7 @@ pub const NICENESS: i32 = 5;
 
 /// The effort [`run`] is told of for work that reads or writes every span of `batch`: about
 /// 256 bytes a span, so batches of a thousand spans and more go off the reactor.
-pub fn batch_effort(batch: &crate::pipeline::TraceBatch) -> usize {
+pub fn batch_effort<S: crate::pipeline::Signal>(batch: &crate::pipeline::Batch<S>) -> usize {
     batch.item_count().saturating_mul(256)
 }
 

@@ -18,10 +18,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticators;
-use crate::component::{BuildContext, ComponentId, Consumers, Exporter, Lifecycle, Wiring};
+use crate::component::{
+    BuildContext, ComponentId, Consumers, Exporter, Lifecycle, SharedInstances, Wiring,
+};
 use crate::config::Config;
 use crate::config::PipelineConfig;
-use crate::pipeline::{SharedConsumer, SignalKind, Traces, fan_out};
+use crate::pipeline::{self, Logs, SharedConsumer, SignalKind, Traces, fan_out};
 use crate::storage::Store;
 use crate::telemetry::{Health, HealthState, Metrics, serve_metrics};
 
@@ -69,6 +71,8 @@ struct Builder<'c> {
     processors: Vec<PipelineProcessors>,
     /// Per receiver, the heads of the pipelines it feeds.
     heads: BTreeMap<ComponentId, Consumers>,
+    /// What each exporter's instances for different signals share.
+    exporter_instances: SharedInstances,
 }
 
 impl Builder<'_> {
@@ -80,6 +84,7 @@ impl Builder<'_> {
             stores: self.stores.clone(),
             authenticators: self.authenticators.clone(),
             acknowledge_when_stored: false,
+            shared: SharedInstances::default(),
         }
     }
 
@@ -101,7 +106,9 @@ impl Builder<'_> {
                 if exporters.contains_key(&id) {
                     continue;
                 }
-                let exp = S::exporter(config.exporters[&id].as_ref(), &self.ctx(&id, None))
+                let mut ctx = self.ctx(&id, None);
+                ctx.shared = self.exporter_instances.clone();
+                let exp = S::exporter(config.exporters[&id].as_ref(), &ctx)
                     .with_context(|| format!("exporters.{id}"))?;
                 self.exporters.push((id.clone(), S::KIND, exp.clone()));
                 exporters.insert(id, exp);
@@ -163,6 +170,7 @@ impl Service {
             exporters: Vec::new(),
             processors: Vec::new(),
             heads: BTreeMap::new(),
+            exporter_instances: SharedInstances::default(),
         };
         let mut authenticators = BTreeMap::new();
         for name in &config.service.extensions {
@@ -230,7 +238,8 @@ impl Service {
         for signal in SignalKind::ALL {
             match signal {
                 SignalKind::Traces => builder.pipelines::<Traces>()?,
-                SignalKind::Logs | SignalKind::Metrics => {}
+                SignalKind::Logs => builder.pipelines::<Logs>()?,
+                SignalKind::Metrics => builder.pipelines::<pipeline::Metrics>()?,
             }
         }
 

@@ -78,6 +78,7 @@ pub fn context(id: &str) -> BuildContext {
         stores: Default::default(),
         authenticators: Default::default(),
         acknowledge_when_stored: false,
+        shared: Default::default(),
     }
 }
 

@@ -26,6 +26,7 @@ use crate::component::{
     Validate,
 };
 use crate::components::{self, Factory};
+use crate::pipeline::Signals;
 pub use position::PositionIndex;
 pub use service::{LogsConfig, MetricsConfig, PipelineConfig, ServiceConfig, TelemetryConfig};
 pub use units::{ByteSize, Duration};
@@ -262,6 +263,7 @@ impl Loader {
                 }
             }
         }
+        self.check_signals(&receivers, &processors, &exporters, &service);
         self.check_authenticators(&receivers, &exporters, &extensions, &service);
         Some(Config {
             receivers: receivers.built?,
@@ -270,6 +272,55 @@ impl Loader {
             extensions: extensions.built?,
             service,
         })
+    }
+
+    /// Checks that every component a pipeline lists supports the pipeline's signal.
+    fn check_signals(
+        &mut self,
+        receivers: &Section<dyn ReceiverConfig>,
+        processors: &Section<dyn ProcessorConfig>,
+        exporters: &Section<dyn ExporterConfig>,
+        service: &ServiceConfig,
+    ) {
+        for (name, p) in &service.pipelines {
+            let Some(signal) = ComponentId::parse(name)
+                .ok()
+                .and_then(|id| crate::pipeline::SignalKind::from_name(&id.type_name))
+            else {
+                continue;
+            };
+            let supported = |what: &str, id: &ComponentId| -> Option<Signals> {
+                match what {
+                    "receiver" => receivers.built.as_ref()?.get(id).map(|c| c.signals()),
+                    "processor" => processors.built.as_ref()?.get(id).map(|c| c.signals()),
+                    _ => exporters.built.as_ref()?.get(id).map(|c| c.signals()),
+                }
+            };
+            let lists = [
+                ("receiver", &p.receivers),
+                ("processor", &p.processors),
+                ("exporter", &p.exporters),
+            ];
+            for (what, list) in lists {
+                for (i, component) in list.iter().enumerate() {
+                    let Some(supported) = ComponentId::parse(component)
+                        .ok()
+                        .and_then(|id| supported(what, &id))
+                    else {
+                        continue;
+                    };
+                    if !supported.contains(signal) {
+                        self.error(
+                            format!("service.pipelines.{name}.{what}s[{i}]"),
+                            format!(
+                                "{what} {component:?} does not support {signal} (it supports {})",
+                                supported.names()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Checks every `auth.authenticator`: it names a defined, enabled extension that

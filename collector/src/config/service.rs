@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::units::Duration;
 use crate::component::{ComponentId, Problem};
+use crate::pipeline::SignalKind;
 
 /// `service:`: pipelines, extensions and the collector's own telemetry.
 #[derive(Debug, Clone, Deserialize)]
@@ -14,7 +15,7 @@ pub struct ServiceConfig {
     /// Extensions to start, by id.
     #[serde(default)]
     pub extensions: Vec<String>,
-    /// Pipelines by id: `traces` or `traces/NAME`.
+    /// Pipelines by id: `traces`, `metrics` or `logs`, alone or followed by `/NAME`.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
     /// Logs and metrics about the collector itself.
@@ -122,7 +123,7 @@ impl ServiceConfig {
         if self.pipelines.is_empty() {
             problems.push(Problem::new(
                 "pipelines",
-                "no pipeline is defined: add at least `traces` with receivers and exporters",
+                "no pipeline is defined: add at least one (`traces`, `metrics` or `logs`) with receivers and exporters",
             ));
         }
         check_list(
@@ -136,17 +137,20 @@ impl ServiceConfig {
         for (name, p) in &self.pipelines {
             let path = format!("pipelines.{name}");
             match ComponentId::parse(name) {
-                Ok(id) if id.type_name == "traces" => {}
+                Ok(id) if SignalKind::from_name(&id.type_name).is_some() => {}
                 Ok(id) if SIGNALS.contains(&id.type_name.as_str()) => problems.push(Problem::new(
                     &path,
                     format!(
-                        "{} pipelines are not supported yet: wasmcol handles traces",
+                        "{} pipelines are not supported yet: wasmcol handles traces, metrics and logs",
                         id.type_name
                     ),
                 )),
                 _ => problems.push(Problem::new(
                     &path,
-                    format!("invalid pipeline id {name:?}: expected traces or traces/NAME"),
+                    format!(
+                        "invalid pipeline id {name:?}: expected traces, metrics or logs, alone or \
+                         followed by /NAME"
+                    ),
                 )),
             }
             check_list(

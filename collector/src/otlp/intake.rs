@@ -16,13 +16,10 @@
 //! valid in it is refused as malformed.
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use prost::Message;
 
-use super::ExportTraceServiceRequest;
-use super::json::{self, DecodeError};
-use super::wire::{self, valid_id};
-use crate::pipeline::TraceBatch;
+use super::json::DecodeError;
+use super::signal::OtlpSignal;
+use crate::pipeline::{Batch, SignalKind};
 
 /// How many bytes of decoded structures each byte of a request's size limit allows. Real
 /// spans take two to five times their protobuf size once decoded (a span with a dozen short
@@ -51,14 +48,15 @@ impl Budget {
         }
     }
 
-    fn refusal(&self, spans: Option<usize>) -> Refusal {
-        let what = match spans {
-            Some(n) => format!("the request's {n} spans would take more than"),
+    fn refusal(&self, signal: SignalKind, items: Option<usize>) -> Refusal {
+        let what = signal.items();
+        let request = match items {
+            Some(n) => format!("the request's {n} {what} would take more than"),
             None => "the request would take more than".to_string(),
         };
         Refusal::OverBudget(format!(
-            "{what} {} bytes once decoded ({DECODED_BYTES_PER_LIMIT_BYTE} x {} = {}); send \
-             fewer spans per request",
+            "{request} {} bytes once decoded ({DECODED_BYTES_PER_LIMIT_BYTE} x {} = {}); send \
+             fewer {what} per request",
             self.decoded_bytes, self.option, self.limit
         ))
     }
@@ -67,7 +65,7 @@ impl Budget {
 /// Why a body became no batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not an OTLP trace request, or one with no valid span in it.
+    /// Not an OTLP request of the signal, or one with no valid item in it.
     Malformed(String),
     /// Over its [`Budget`]: a retry of the same request fails the same way.
     OverBudget(String),
@@ -83,95 +81,92 @@ impl std::fmt::Display for Refusal {
 
 /// A batch made from a body, and what was left out of it.
 #[derive(Debug)]
-pub struct Accepted {
-    /// The valid spans.
-    pub batch: TraceBatch,
-    /// Spans dropped for an invalid trace or span id.
-    pub invalid_spans: usize,
+pub struct Accepted<S: OtlpSignal> {
+    /// The valid items.
+    pub batch: Batch<S>,
+    /// Items dropped as invalid (spans with an invalid trace or span id).
+    pub invalid: usize,
 }
 
-impl Accepted {
-    /// The message of an OTLP partial success, when spans were dropped.
+impl<S: OtlpSignal> Accepted<S> {
+    /// The message of an OTLP partial success, when items were dropped.
     pub fn partial_success(&self) -> Option<String> {
-        (self.invalid_spans > 0).then(|| {
+        (self.invalid > 0).then(|| {
             format!(
-                "{} spans dropped: their trace id or span id is empty or all zeros",
-                self.invalid_spans
+                "{} {} dropped: their trace id or span id is empty or all zeros",
+                self.invalid,
+                S::KIND.items()
             )
         })
     }
 }
 
-fn all_invalid(n: usize) -> Refusal {
+fn all_invalid(signal: SignalKind, n: usize) -> Refusal {
     Refusal::Malformed(format!(
-        "all {n} spans have an empty or all-zero trace id or span id"
+        "all {n} {} have an empty or all-zero trace id or span id",
+        signal.items()
     ))
 }
 
-/// An OTLP protobuf `ExportTraceServiceRequest`, checked and measured without decoding; it
-/// stays bytes unless it holds invalid spans, which are then cut out.
-pub fn protobuf(bytes: Bytes, budget: Budget) -> Result<Accepted, Refusal> {
-    let checked = wire::validate(&bytes).map_err(|e| Refusal::Malformed(e.to_string()))?;
+/// An OTLP protobuf export request of signal `S`, checked and measured without decoding; it
+/// stays bytes unless it holds invalid items, which are then cut out.
+pub fn protobuf<S: OtlpSignal>(bytes: Bytes, budget: Budget) -> Result<Accepted<S>, Refusal> {
+    let checked = S::check(&bytes).map_err(|e| Refusal::Malformed(e.to_string()))?;
     if checked.decoded_bytes > budget.decoded_bytes {
-        return Err(budget.refusal(Some(checked.spans)));
+        return Err(budget.refusal(S::KIND, Some(checked.items)));
     }
-    if checked.invalid_spans == 0 {
+    if checked.invalid == 0 {
         return Ok(Accepted {
-            batch: TraceBatch::from_trusted_protobuf(bytes, checked.spans),
-            invalid_spans: 0,
+            batch: Batch::from_trusted_protobuf(bytes, checked.items),
+            invalid: 0,
         });
     }
-    if checked.invalid_spans == checked.spans {
-        return Err(all_invalid(checked.spans));
+    if checked.invalid == checked.items {
+        return Err(all_invalid(S::KIND, checked.items));
     }
     // Rare, and within the budget: decode, filter, encode again.
-    let mut request = ExportTraceServiceRequest::decode(bytes).map_err(|e| {
+    let mut resources = S::decode(&bytes).map_err(|e| {
         Refusal::Malformed(format!("checked protobuf failed to decode (a defect): {e}"))
     })?;
-    let dropped = drop_invalid(&mut request.resource_spans);
-    debug_assert_eq!(dropped, checked.invalid_spans);
-    let spans = checked.spans - checked.invalid_spans;
+    let dropped = S::drop_invalid(&mut resources);
+    debug_assert_eq!(dropped, checked.invalid);
+    let mut batch = Batch::new(resources);
+    let bytes = batch.to_protobuf();
+    batch.set_trusted_protobuf(bytes, checked.items - checked.invalid);
     Ok(Accepted {
-        batch: TraceBatch::from_trusted_protobuf(request.encode_to_vec().into(), spans),
-        invalid_spans: checked.invalid_spans,
+        batch,
+        invalid: checked.invalid,
     })
 }
 
-/// An OTLP/JSON `ExportTraceServiceRequest`, decoded with invalid spans left out and the
+/// An OTLP/JSON export request of signal `S`, decoded with invalid items left out and the
 /// decoding stopped as soon as it passes the budget.
-pub fn json(bytes: &[u8], budget: Budget) -> Result<Accepted, Refusal> {
-    match json::decode_traces_within(bytes, budget.decoded_bytes) {
+pub fn json<S: OtlpSignal>(bytes: &[u8], budget: Budget) -> Result<Accepted<S>, Refusal> {
+    match S::decode_json(bytes, budget.decoded_bytes) {
         Ok(decoded) => {
-            let batch = TraceBatch::new(decoded.request.resource_spans);
+            let batch = Batch::new(decoded.resources);
             if batch.item_count() == 0 && decoded.invalid > 0 {
-                return Err(all_invalid(decoded.invalid));
+                return Err(all_invalid(S::KIND, decoded.invalid));
             }
             Ok(Accepted {
                 batch,
-                invalid_spans: decoded.invalid,
+                invalid: decoded.invalid,
             })
         }
         Err(DecodeError::Malformed(m)) => Err(Refusal::Malformed(m)),
-        Err(DecodeError::OverBudget { .. }) => Err(budget.refusal(None)),
+        Err(DecodeError::OverBudget { .. }) => Err(budget.refusal(S::KIND, None)),
     }
-}
-
-/// Removes spans with an invalid trace or span id; returns how many.
-fn drop_invalid(resource_spans: &mut [ResourceSpans]) -> usize {
-    let mut dropped = 0;
-    for ss in resource_spans.iter_mut().flat_map(|rs| &mut rs.scope_spans) {
-        let before = ss.spans.len();
-        ss.spans
-            .retain(|s| valid_id(&s.trace_id, 16) && valid_id(&s.span_id, 8));
-        dropped += before - ss.spans.len();
-    }
-    dropped
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otlp::ExportTraceServiceRequest;
+    use crate::otlp::json;
+    use crate::pipeline::Traces;
+    use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
     use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+    use prost::Message;
 
     fn span(trace: u8, id: u8) -> Span {
         Span {
@@ -201,9 +196,9 @@ mod tests {
     #[test]
     fn valid_protobuf_stays_bytes() {
         let bytes = Bytes::from(request(vec![span(1, 2), span(3, 4)]).encode_to_vec());
-        let accepted = protobuf(bytes, budget()).unwrap();
+        let accepted = protobuf::<Traces>(bytes, budget()).unwrap();
         assert_eq!(accepted.batch.item_count(), 2);
-        assert_eq!(accepted.invalid_spans, 0);
+        assert_eq!(accepted.invalid, 0);
         assert_eq!(accepted.partial_success(), None);
     }
 
@@ -217,9 +212,9 @@ mod tests {
             ..span(1, 2)
         };
         let req = request(vec![span(5, 6), no_trace, zero_span, short, span(7, 8)]);
-        let accepted = protobuf(req.encode_to_vec().into(), budget()).unwrap();
+        let accepted = protobuf::<Traces>(req.encode_to_vec().into(), budget()).unwrap();
         assert_eq!(accepted.batch.item_count(), 2);
-        assert_eq!(accepted.invalid_spans, 3);
+        assert_eq!(accepted.invalid, 3);
         let kept: Vec<_> = accepted.batch.resources()[0].scope_spans[0]
             .spans
             .iter()
@@ -238,8 +233,8 @@ mod tests {
     fn all_invalid_is_malformed() {
         let req = request(vec![Span::default(); 3]);
         assert_eq!(
-            protobuf(req.encode_to_vec().into(), budget()).unwrap_err(),
-            all_invalid(3)
+            protobuf::<Traces>(req.encode_to_vec().into(), budget()).unwrap_err(),
+            all_invalid(SignalKind::Traces, 3)
         );
         let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{},{},{}]}]}]}"#;
         assert_eq!(
@@ -250,8 +245,8 @@ mod tests {
             1
         );
         assert_eq!(
-            super::json(json.as_bytes(), budget()).unwrap_err(),
-            all_invalid(3)
+            super::json::<Traces>(json.as_bytes(), budget()).unwrap_err(),
+            all_invalid(SignalKind::Traces, 3)
         );
     }
 
@@ -261,7 +256,7 @@ mod tests {
         let req = request(vec![Span::default(); 100_000]);
         let bytes = req.encode_to_vec();
         let limit = Budget::for_limit(bytes.len(), "max_recv_msg_size_mib");
-        match protobuf(bytes.into(), limit).unwrap_err() {
+        match protobuf::<Traces>(bytes.into(), limit).unwrap_err() {
             Refusal::OverBudget(m) => {
                 assert!(m.contains("100000 spans"), "{m}");
                 assert!(m.contains("max_recv_msg_size_mib"), "{m}");
@@ -277,7 +272,8 @@ mod tests {
             r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
             vec![one; 1000].join(",")
         );
-        let ok = super::json(body.as_bytes(), Budget::for_limit(body.len(), "x")).unwrap();
+        let ok =
+            super::json::<Traces>(body.as_bytes(), Budget::for_limit(body.len(), "x")).unwrap();
         assert_eq!(ok.batch.item_count(), 1000);
         let tight = Budget {
             decoded_bytes: 100 * std::mem::size_of::<Span>(),
@@ -285,7 +281,7 @@ mod tests {
             option: "x",
         };
         assert!(matches!(
-            super::json(body.as_bytes(), tight),
+            super::json::<Traces>(body.as_bytes(), tight),
             Err(Refusal::OverBudget(_))
         ));
     }
@@ -297,8 +293,8 @@ mod tests {
             {"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0000000000000000"},
             {"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"kept"}
         ]}]}]}"#;
-        let accepted = super::json(body.as_bytes(), budget()).unwrap();
-        assert_eq!(accepted.invalid_spans, 2);
+        let accepted = super::json::<Traces>(body.as_bytes(), budget()).unwrap();
+        assert_eq!(accepted.invalid, 2);
         assert_eq!(accepted.batch.item_count(), 1);
         assert_eq!(
             accepted.batch.resources()[0].scope_spans[0].spans[0].name,
@@ -307,7 +303,7 @@ mod tests {
         // A wrong length is malformed, as it is for the OpenTelemetry Collector.
         let bad = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"01"}]}]}]}"#;
         assert!(matches!(
-            super::json(bad.as_bytes(), budget()),
+            super::json::<Traces>(bad.as_bytes(), budget()),
             Err(Refusal::Malformed(_))
         ));
     }

@@ -153,7 +153,7 @@ impl<S: Signal> Batch<S> {
     /// A batch of OTLP protobuf bytes (the signal's export request, equally its `*Data`
     /// message), checked but not decoded.
     pub fn from_protobuf(bytes: Bytes) -> Result<Self, wire::WireError> {
-        let items = S::check(&bytes)?;
+        let items = S::check(&bytes)?.items;
         let mut encoded = Encoded::default();
         if items > 0 {
             encoded.push(bytes, items);
@@ -176,7 +176,7 @@ impl<S: Signal> Batch<S> {
         let mut encoded = Encoded::default();
         for (bytes, items) in parts {
             debug_assert_eq!(
-                S::check(&bytes).ok(),
+                S::check(&bytes).ok().map(|c| c.items),
                 Some(items),
                 "built protobuf must be valid"
             );

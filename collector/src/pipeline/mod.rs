@@ -20,4 +20,4 @@ pub use consumer::{ConsumeError, Consumer, SharedConsumer};
 pub use delivery::{Delivery, DeliveryTracker, Outcome};
 pub use fanout::{FanOut, fan_out};
 pub use metadata::Metadata;
-pub use signal::{Signal, SignalKind, Signals, Split, Traces};
+pub use signal::{Checked, Logs, Metrics, PerSignal, Signal, SignalKind, Signals, Split, Traces};

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics, metric};
@@ -100,6 +102,37 @@ impl Signals {
     }
 }
 
+/// One `T` per signal, indexed by [`SignalKind`].
+#[derive(Debug, Clone, Default)]
+pub struct PerSignal<T> {
+    traces: T,
+    logs: T,
+    metrics: T,
+}
+
+impl<T> PerSignal<T> {
+    /// Makes each signal's value.
+    pub fn new(mut make: impl FnMut(SignalKind) -> T) -> Self {
+        Self {
+            traces: make(SignalKind::Traces),
+            logs: make(SignalKind::Logs),
+            metrics: make(SignalKind::Metrics),
+        }
+    }
+}
+
+impl<T> std::ops::Index<SignalKind> for PerSignal<T> {
+    type Output = T;
+
+    fn index(&self, signal: SignalKind) -> &T {
+        match signal {
+            SignalKind::Traces => &self.traces,
+            SignalKind::Logs => &self.logs,
+            SignalKind::Metrics => &self.metrics,
+        }
+    }
+}
+
 /// What the pipeline needs to know of one signal's OTLP data.
 ///
 /// A batch of a signal is a list of its resource-level messages (`ResourceSpans`,
@@ -113,11 +146,23 @@ pub trait Signal: fmt::Debug + Send + Sync + 'static {
     type Resource: Message + Default + Clone + PartialEq + fmt::Debug + Split + Send + Sync;
 
     /// Checks that `bytes` are an export request of this signal that prost would decode, and
-    /// counts its items.
-    fn check(bytes: &[u8]) -> Result<usize, wire::WireError>;
+    /// measures it.
+    fn check(bytes: &[u8]) -> Result<Checked, wire::WireError>;
 
     /// Decodes an export request of this signal into its resource-level messages.
     fn decode(bytes: &[u8]) -> Result<Vec<Self::Resource>, prost::DecodeError>;
+}
+
+/// What [`Signal::check`] found in bytes that decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checked {
+    /// Items: spans, log records, data points.
+    pub items: usize,
+    /// Items the OTLP specification calls invalid (spans with an empty or all-zero id).
+    pub invalid: usize,
+    /// An upper bound on what prost's structures take once decoded (see
+    /// [`wire::Validated::decoded_bytes`]).
+    pub decoded_bytes: usize,
 }
 
 /// A message holding a signal's items (spans, log records, data points), directly or further
@@ -166,8 +211,12 @@ impl Signal for Traces {
     const KIND: SignalKind = SignalKind::Traces;
     type Resource = ResourceSpans;
 
-    fn check(bytes: &[u8]) -> Result<usize, wire::WireError> {
-        wire::validate(bytes).map(|v| v.spans)
+    fn check(bytes: &[u8]) -> Result<Checked, wire::WireError> {
+        wire::validate(bytes).map(|v| Checked {
+            items: v.spans,
+            invalid: v.invalid_spans,
+            decoded_bytes: v.decoded_bytes,
+        })
     }
 
     fn decode(bytes: &[u8]) -> Result<Vec<ResourceSpans>, prost::DecodeError> {
@@ -200,6 +249,48 @@ impl Split for ScopeSpans {
             spans: self.spans.drain(..n).collect(),
             schema_url: self.schema_url.clone(),
         }
+    }
+}
+
+/// Log records.
+#[derive(Debug)]
+pub enum Logs {}
+
+impl Signal for Logs {
+    const KIND: SignalKind = SignalKind::Logs;
+    type Resource = ResourceLogs;
+
+    fn check(bytes: &[u8]) -> Result<Checked, wire::WireError> {
+        wire::validate_logs(bytes).map(|v| Checked {
+            items: v.log_records,
+            invalid: 0,
+            decoded_bytes: v.decoded_bytes,
+        })
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Vec<ResourceLogs>, prost::DecodeError> {
+        ExportLogsServiceRequest::decode(bytes).map(|r| r.resource_logs)
+    }
+}
+
+/// Metric data points.
+#[derive(Debug)]
+pub enum Metrics {}
+
+impl Signal for Metrics {
+    const KIND: SignalKind = SignalKind::Metrics;
+    type Resource = ResourceMetrics;
+
+    fn check(bytes: &[u8]) -> Result<Checked, wire::WireError> {
+        wire::validate_metrics(bytes).map(|v| Checked {
+            items: v.data_points,
+            invalid: 0,
+            decoded_bytes: v.decoded_bytes,
+        })
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Vec<ResourceMetrics>, prost::DecodeError> {
+        ExportMetricsServiceRequest::decode(bytes).map(|r| r.resource_metrics)
     }
 }
 

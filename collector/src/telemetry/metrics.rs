@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::process::read_sample;
+use crate::pipeline::{PerSignal, SignalKind};
 
 type Labels = Vec<(&'static str, String)>;
 type CounterFamily = Family<Labels, Counter>;
@@ -24,19 +25,19 @@ type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 /// All metric families of one collector process.
 pub struct Metrics {
     registry: Mutex<Registry>,
-    receiver_accepted: CounterFamily,
-    receiver_refused: CounterFamily,
-    receiver_invalid: CounterFamily,
+    receiver_accepted: PerSignal<CounterFamily>,
+    receiver_refused: PerSignal<CounterFamily>,
+    receiver_invalid: PerSignal<CounterFamily>,
     receiver_over_budget: CounterFamily,
     receiver_open_connections: GaugeFamily,
     receiver_connection_limit_reached: CounterFamily,
-    processor_incoming: CounterFamily,
-    processor_outgoing: CounterFamily,
-    processor_dropped: CounterFamily,
-    processor_refused: CounterFamily,
-    exporter_sent: CounterFamily,
-    exporter_send_failed: CounterFamily,
-    exporter_enqueue_failed: CounterFamily,
+    processor_incoming: PerSignal<CounterFamily>,
+    processor_outgoing: PerSignal<CounterFamily>,
+    processor_dropped: PerSignal<CounterFamily>,
+    processor_refused: PerSignal<CounterFamily>,
+    exporter_sent: PerSignal<CounterFamily>,
+    exporter_send_failed: PerSignal<CounterFamily>,
+    exporter_enqueue_failed: PerSignal<CounterFamily>,
     exporter_retries: CounterFamily,
     queue_size: GaugeFamily,
     queue_capacity: GaugeFamily,
@@ -156,21 +157,38 @@ impl Metrics {
                 f
             }};
         }
+        // One family per signal, named as the OpenTelemetry Collector names them
+        // (`receiver_accepted_spans`, `..._log_records`, `..._metric_points`).
+        macro_rules! per_signal {
+            ($name:literal, $help:literal) => {
+                PerSignal::new(|signal| {
+                    let f = CounterFamily::default();
+                    let (unit, what) = match signal {
+                        SignalKind::Traces => ("spans", "Spans"),
+                        SignalKind::Logs => ("log_records", "Log records"),
+                        SignalKind::Metrics => ("metric_points", "Metric data points"),
+                    };
+                    reg.register(
+                        format!("{}_{unit}", $name),
+                        format!("{what} {}", $help),
+                        f.clone(),
+                    );
+                    f
+                })
+            };
+        }
         Self {
-            receiver_accepted: family!(
-                "receiver_accepted_spans",
-                "Spans a receiver accepted into its pipelines",
-                CounterFamily
+            receiver_accepted: per_signal!(
+                "receiver_accepted",
+                "a receiver accepted into its pipelines"
             ),
-            receiver_refused: family!(
-                "receiver_refused_spans",
-                "Spans a receiver refused (back-pressure or malformed input)",
-                CounterFamily
+            receiver_refused: per_signal!(
+                "receiver_refused",
+                "a receiver refused (back-pressure or malformed input)"
             ),
-            receiver_invalid: family!(
-                "receiver_invalid_spans",
-                "Spans a receiver dropped for an invalid trace or span id (empty or all zeros)",
-                CounterFamily
+            receiver_invalid: per_signal!(
+                "receiver_invalid",
+                "a receiver dropped for an invalid trace or span id (empty or all zeros)"
             ),
             receiver_over_budget: family!(
                 "receiver_over_budget_requests",
@@ -187,40 +205,21 @@ impl Metrics {
                 "Times a receiver's listener had max_connections open and left new connections waiting in the accept backlog",
                 CounterFamily
             ),
-            processor_incoming: family!(
-                "processor_incoming_spans",
-                "Spans that entered a processor",
-                CounterFamily
+            processor_incoming: per_signal!("processor_incoming", "that entered a processor"),
+            processor_outgoing: per_signal!("processor_outgoing", "a processor passed on"),
+            processor_dropped: per_signal!(
+                "processor_dropped",
+                "a processor dropped on purpose (sampling)"
             ),
-            processor_outgoing: family!(
-                "processor_outgoing_spans",
-                "Spans a processor passed on",
-                CounterFamily
+            processor_refused: per_signal!(
+                "processor_refused",
+                "a processor refused back to the sender"
             ),
-            processor_dropped: family!(
-                "processor_dropped_spans",
-                "Spans a processor dropped on purpose (sampling)",
-                CounterFamily
-            ),
-            processor_refused: family!(
-                "processor_refused_spans",
-                "Spans a processor refused back to the sender",
-                CounterFamily
-            ),
-            exporter_sent: family!(
-                "exporter_sent_spans",
-                "Spans an exporter delivered",
-                CounterFamily
-            ),
-            exporter_send_failed: family!(
-                "exporter_send_failed_spans",
-                "Spans an exporter gave up on",
-                CounterFamily
-            ),
-            exporter_enqueue_failed: family!(
-                "exporter_enqueue_failed_spans",
-                "Spans refused because the exporter's sending queue was full",
-                CounterFamily
+            exporter_sent: per_signal!("exporter_sent", "an exporter delivered"),
+            exporter_send_failed: per_signal!("exporter_send_failed", "an exporter gave up on"),
+            exporter_enqueue_failed: per_signal!(
+                "exporter_enqueue_failed",
+                "refused because the exporter's sending queue was full"
             ),
             exporter_retries: family!(
                 "exporter_retries",
@@ -372,16 +371,17 @@ impl Metrics {
         }
     }
 
-    /// Counters for receiver `id` on `transport` (`grpc`, `http`, ...).
-    pub fn receiver(&self, id: &str, transport: &str) -> ReceiverMetrics {
+    /// Counters for receiver `id` on `transport` (`grpc`, `http`, ...), counting the items of
+    /// `signal`.
+    pub fn receiver(&self, id: &str, transport: &str, signal: SignalKind) -> ReceiverMetrics {
         let l = vec![
             ("receiver", id.to_string()),
             ("transport", transport.to_string()),
         ];
         ReceiverMetrics {
-            accepted: self.receiver_accepted.get_or_create(&l).clone(),
-            refused: self.receiver_refused.get_or_create(&l).clone(),
-            invalid: self.receiver_invalid.get_or_create(&l).clone(),
+            accepted: self.receiver_accepted[signal].get_or_create(&l).clone(),
+            refused: self.receiver_refused[signal].get_or_create(&l).clone(),
+            invalid: self.receiver_invalid[signal].get_or_create(&l).clone(),
             over_budget: self.receiver_over_budget.get_or_create(&l).clone(),
             open_connections: self.receiver_open_connections.get_or_create(&l).clone(),
             connection_limit_reached: self
@@ -422,27 +422,30 @@ impl Metrics {
         self.receiver_auth_failures.get_or_create(&l).clone()
     }
 
-    /// Counters for processor `id` in `pipeline`.
-    pub fn processor(&self, id: &str, pipeline: &str) -> ProcessorMetrics {
+    /// Counters for processor `id` in `pipeline`, counting the items of `signal`.
+    pub fn processor(&self, id: &str, pipeline: &str, signal: SignalKind) -> ProcessorMetrics {
         let l = vec![
             ("processor", id.to_string()),
             ("pipeline", pipeline.to_string()),
         ];
         ProcessorMetrics {
-            incoming: self.processor_incoming.get_or_create(&l).clone(),
-            outgoing: self.processor_outgoing.get_or_create(&l).clone(),
-            dropped: self.processor_dropped.get_or_create(&l).clone(),
-            refused: self.processor_refused.get_or_create(&l).clone(),
+            incoming: self.processor_incoming[signal].get_or_create(&l).clone(),
+            outgoing: self.processor_outgoing[signal].get_or_create(&l).clone(),
+            dropped: self.processor_dropped[signal].get_or_create(&l).clone(),
+            refused: self.processor_refused[signal].get_or_create(&l).clone(),
         }
     }
 
-    /// Counters for exporter `id`.
-    pub fn exporter(&self, id: &str) -> ExporterMetrics {
+    /// Counters for exporter `id`, counting the items of `signal` (its queue's gauges are the
+    /// exporter's, whatever the signal).
+    pub fn exporter(&self, id: &str, signal: SignalKind) -> ExporterMetrics {
         let l = vec![("exporter", id.to_string())];
         ExporterMetrics {
-            sent: self.exporter_sent.get_or_create(&l).clone(),
-            send_failed: self.exporter_send_failed.get_or_create(&l).clone(),
-            enqueue_failed: self.exporter_enqueue_failed.get_or_create(&l).clone(),
+            sent: self.exporter_sent[signal].get_or_create(&l).clone(),
+            send_failed: self.exporter_send_failed[signal].get_or_create(&l).clone(),
+            enqueue_failed: self.exporter_enqueue_failed[signal]
+                .get_or_create(&l)
+                .clone(),
             retries: self.exporter_retries.get_or_create(&l).clone(),
             queue_size: self.queue_size.get_or_create(&l).clone(),
             queue_capacity: self.queue_capacity.get_or_create(&l).clone(),

@@ -203,6 +203,8 @@ fn new_token() -> String {
 
 #[async_trait]
 impl Sender for ClickHouseSender {
+    type Signal = crate::pipeline::Traces;
+
     type Payload = Insert;
 
     fn prepare(&self, batch: &TraceBatch) -> Insert {

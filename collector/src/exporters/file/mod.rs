@@ -1,4 +1,7 @@
-//! `file`: writes spans to a local file as OTLP JSON lines or length-prefixed protobuf.
+//! `file`: writes spans, log records and metrics to a local file as OTLP JSON lines or
+//! length-prefixed protobuf. An exporter used by pipelines of several signals writes them all
+//! to its one file, each batch a line (or record) of its own signal's export request, as the
+//! OpenTelemetry Collector's does.
 //!
 //! Batches are encoded on the caller's task (so encoding spreads over the runtime's threads)
 //! and handed to one writer thread through a bounded queue; a full queue is a retryable
@@ -49,13 +52,30 @@ use async_trait::async_trait;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Lifecycle};
 use crate::compute;
 use crate::otlp::ExportTraceServiceRequest;
-use crate::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
+use crate::otlp::OtlpSignal;
+use crate::pipeline::SignalKind;
+use crate::pipeline::{Batch, ConsumeError, Consumer};
 use crate::telemetry::ExporterMetrics;
 use writer::{Options, Record, Rotation, Writer};
 
 impl ExporterConfig for FileExporterConfig {
-    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
-        let metrics = ctx.metrics.exporter(&ctx.id.to_string());
+    crate::component::exports_every_signal!(build);
+}
+
+impl FileExporterConfig {
+    /// The exporter for signal `S`; every signal's shares one writer (one file).
+    fn build<S: OtlpSignal>(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<S>>> {
+        let file = ctx.shared(|| self.open(ctx))?;
+        Ok(Arc::new(FileExporter {
+            metrics: ctx.metrics.exporter(&ctx.id.to_string(), S::KIND),
+            file,
+        }))
+    }
+
+    fn open(&self, ctx: &BuildContext) -> anyhow::Result<File> {
+        let metrics = ctx
+            .metrics
+            .exporter(&ctx.id.to_string(), SignalKind::Traces);
         metrics.queue_capacity.set(self.queue_size as i64);
         let rotation = self.rotation.as_ref().map(|r| Rotation {
             max_bytes: r.max_megabytes * 1024 * 1024,
@@ -77,33 +97,42 @@ impl ExporterConfig for FileExporterConfig {
         let thread = std::thread::Builder::new()
             .name(format!("file-{}", ctx.id))
             .spawn(move || writer.run(rx, flush))?;
-        Ok(Arc::new(FileExporter {
+        Ok(File {
             id: ctx.id.to_string(),
             format: self.format,
             compression: self.compression,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
-            metrics,
-        }))
+            queue: metrics,
+        })
     }
 }
 
-struct FileExporter {
+/// The file and its writer thread, shared by the exporter's instances for each signal.
+struct File {
     id: String,
     format: Format,
     compression: Compression,
     tx: Mutex<Option<flume::Sender<Record>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The write queue's gauges.
+    queue: ExporterMetrics,
+}
+
+/// The exporter for one signal.
+struct FileExporter {
+    file: Arc<File>,
+    /// This signal's counters.
     metrics: ExporterMetrics,
 }
 
 /// Encodes one batch as a framed record.
-fn encode(format: Format, compression: Compression, batch: &TraceBatch) -> Vec<u8> {
+fn encode<S: OtlpSignal>(format: Format, compression: Compression, batch: &Batch<S>) -> Vec<u8> {
     {
         let payload = match format {
             Format::Json => {
                 let mut out = Vec::with_capacity(batch.item_count() * 256);
-                crate::otlp::json::encode_traces(batch.resources(), &mut out);
+                S::encode_json(batch.resources(), &mut out);
                 out
             }
             Format::Proto => {
@@ -135,19 +164,20 @@ fn length_prefixed(payload: &[u8]) -> Vec<u8> {
 }
 
 #[async_trait]
-impl Consumer<Traces> for FileExporter {
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+impl<S: OtlpSignal> Consumer<S> for FileExporter {
+    async fn consume(&self, batch: Batch<S>) -> Result<(), ConsumeError> {
+        let file = &self.file;
         let spans = batch.item_count() as u64;
-        let tx = self.tx.lock().expect("file exporter lock").clone();
+        let tx = file.tx.lock().expect("file exporter lock").clone();
         let Some(tx) = tx else {
             self.metrics.enqueue_failed.inc_by(spans);
             return Err(ConsumeError::retryable(format!(
                 "exporters.{}: shutting down",
-                self.id
+                file.id
             )));
         };
         // Decoding and encoding a large batch takes a while: off the reactor.
-        let (format, compression) = (self.format, self.compression);
+        let (format, compression) = (file.format, file.compression);
         let effort = compute::batch_effort(&batch);
         let (bytes, delivery) = compute::run(effort, move || {
             (encode(format, compression, &batch), batch.delivery)
@@ -155,23 +185,24 @@ impl Consumer<Traces> for FileExporter {
         .await
         .map_err(|p| {
             self.metrics.enqueue_failed.inc_by(spans);
-            ConsumeError::retryable(format!("exporters.{}: {p}", self.id))
+            ConsumeError::retryable(format!("exporters.{}: {p}", file.id))
         })?;
         let record = Record {
             bytes,
-            spans,
+            items: spans,
             delivery,
+            counters: self.metrics.clone(),
         };
         match tx.try_send(record) {
             Ok(()) => {
-                self.metrics.queue_size.set(tx.len() as i64);
+                file.queue.queue_size.set(tx.len() as i64);
                 Ok(())
             }
             Err(_) => {
                 self.metrics.enqueue_failed.inc_by(spans);
                 Err(ConsumeError::retryable(format!(
                     "exporters.{}: write queue is full",
-                    self.id
+                    file.id
                 )))
             }
         }
@@ -180,10 +211,12 @@ impl Consumer<Traces> for FileExporter {
 
 #[async_trait]
 impl Lifecycle for FileExporter {
+    /// Closes the file for every signal: exporters shut down once every pipeline's
+    /// processors have, so no signal has more to write.
     async fn shutdown(&self) {
         // Dropping the sender lets the writer drain what is queued, flush and exit.
-        self.tx.lock().expect("file exporter lock").take();
-        let thread = self.thread.lock().expect("file exporter lock").take();
+        self.file.tx.lock().expect("file exporter lock").take();
+        let thread = self.file.thread.lock().expect("file exporter lock").take();
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }

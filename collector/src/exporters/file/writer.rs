@@ -15,10 +15,12 @@ use crate::telemetry::ExporterMetrics;
 pub struct Record {
     /// Bytes to append, already framed.
     pub bytes: Vec<u8>,
-    /// Spans in the batch, for metrics.
-    pub spans: u64,
+    /// Items in the batch, for metrics.
+    pub items: u64,
     /// Released once the bytes are flushed to the file.
     pub delivery: Delivery,
+    /// The counters of the batch's signal (one file takes every signal's batches).
+    pub counters: ExporterMetrics,
 }
 
 /// Rotation settings in bytes.
@@ -56,7 +58,7 @@ pub struct Writer {
     /// Deliveries (and span counts) of records still in `out`'s buffer: released only once
     /// flushed, so a process killed before the flush never reported them delivered (the
     /// Kafka receiver commits offsets on that report).
-    unflushed: Vec<(Delivery, u64)>,
+    unflushed: Vec<(Delivery, u64, ExporterMetrics)>,
 }
 
 impl Writer {
@@ -115,12 +117,13 @@ impl Writer {
         match self.out.write_all(&record.bytes) {
             Ok(()) => {
                 self.size += record.bytes.len() as u64;
-                self.unflushed.push((record.delivery, record.spans));
+                self.unflushed
+                    .push((record.delivery, record.items, record.counters));
             }
             Err(e) => {
-                crate::telemetry::log_limited!(error, "file exporter: write failed; the batch is refused (retryable)", path = %self.path.display(), error = %e, spans = record.spans);
+                crate::telemetry::log_limited!(error, "file exporter: write failed; the batch is refused (retryable)", path = %self.path.display(), error = %e, items = record.items);
                 record.delivery.fail();
-                self.metrics.send_failed.inc_by(record.spans);
+                record.counters.send_failed.inc_by(record.items);
                 self.cut_back();
             }
         }
@@ -135,8 +138,9 @@ impl Writer {
         }
         if result.is_ok() {
             self.flushed_size = self.size;
-            let spans: u64 = self.unflushed.drain(..).map(|(_, spans)| spans).sum();
-            self.metrics.sent.inc_by(spans);
+            for (_, items, counters) in self.unflushed.drain(..) {
+                counters.sent.inc_by(items);
+            }
         } else {
             self.cut_back();
         }
@@ -147,9 +151,9 @@ impl Writer {
     /// upstream) and cuts the file back to the last flush, dropping whatever part of them
     /// reached it. Writing then continues after the last complete record.
     fn cut_back(&mut self) {
-        for (d, spans) in self.unflushed.drain(..) {
+        for (d, items, counters) in self.unflushed.drain(..) {
             d.fail();
-            self.metrics.send_failed.inc_by(spans);
+            counters.send_failed.inc_by(items);
         }
         let result = self.out.get_ref().try_clone().and_then(|file| {
             let failed = std::mem::replace(&mut self.out, BufWriter::with_capacity(1 << 20, file));
@@ -440,7 +444,12 @@ mod tests {
     }
 
     fn open(path: &Path, options: Options) -> Writer {
-        Writer::open(path, options, Metrics::new().exporter("file")).unwrap()
+        Writer::open(
+            path,
+            options,
+            Metrics::new().exporter("file", crate::pipeline::SignalKind::Traces),
+        )
+        .unwrap()
     }
 
     fn one_span(name: &str) -> opentelemetry_proto::tonic::trace::v1::ResourceSpans {
@@ -473,10 +482,12 @@ mod tests {
         let s = seen.clone();
         let delivery =
             Delivery::tracked(DeliveryTracker::new(move |o| *s.lock().unwrap() = Some(o)));
+        let counters = w.metrics.clone();
         w.write(Record {
             bytes: bytes.to_vec(),
-            spans: 1,
+            items: 1,
             delivery,
+            counters,
         });
         seen
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::otlp::ExportTraceServiceRequest;
 use crate::otlp::intake::{self, Accepted, Budget, Refusal};
+use crate::pipeline::Traces;
 
 /// `encoding` of the message values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -61,10 +62,10 @@ impl Encoding {
 
     /// Decodes one message value into a batch within `budget` (see [`crate::otlp::intake`]);
     /// protobuf is checked and kept as bytes, spans with invalid ids are dropped and counted.
-    pub fn decode_batch(self, bytes: &Bytes, budget: Budget) -> Result<Accepted, Refusal> {
+    pub fn decode_batch(self, bytes: &Bytes, budget: Budget) -> Result<Accepted<Traces>, Refusal> {
         let accepted = match self {
-            Self::OtlpProto => intake::protobuf(bytes.clone(), budget),
-            Self::OtlpJson => intake::json(bytes, budget),
+            Self::OtlpProto => intake::protobuf::<Traces>(bytes.clone(), budget),
+            Self::OtlpJson => intake::json::<Traces>(bytes, budget),
         };
         accepted.map_err(|refusal| match (self, refusal) {
             (Self::OtlpProto, Refusal::Malformed(m)) => Refusal::Malformed(format!(

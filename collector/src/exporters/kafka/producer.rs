@@ -117,6 +117,8 @@ fn is_permanent(e: &KafkaError) -> bool {
 
 #[async_trait]
 impl Sender for KafkaSender {
+    type Signal = crate::pipeline::Traces;
+
     type Payload = Payload;
 
     fn prepare(&self, batch: &TraceBatch) -> Payload {
@@ -250,7 +252,7 @@ impl KafkaSender {
             None => "spans larger than producer.max_message_bytes".to_string(),
         };
         Ok(Accepted {
-            rejected_spans: rejected,
+            rejected,
             message: why,
         })
     }

@@ -30,7 +30,7 @@ async fn a_batch_is_delivered_only_when_the_broker_acks_every_message() {
 
     // (The first attempt may time out while the producer starts up on a busy machine.)
     let payload = sender.prepare(&testing::spans(5));
-    assert_eq!(eventually(&sender, &payload).await.rejected_spans, 0);
+    assert_eq!(eventually(&sender, &payload).await.rejected, 0);
 
     // With the broker gone, no report is a success: the attempt fails as retryable...
     mock.broker_down(1).unwrap();
@@ -46,7 +46,7 @@ async fn a_batch_is_delivered_only_when_the_broker_acks_every_message() {
     }
     // ...and the same payload goes through once the broker is back.
     mock.broker_up(1).unwrap();
-    assert_eq!(eventually(&sender, &payload).await.rejected_spans, 0);
+    assert_eq!(eventually(&sender, &payload).await.rejected, 0);
 }
 
 async fn eventually(

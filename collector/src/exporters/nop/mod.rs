@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::component::{BuildContext, Exporter, ExporterConfig, Lifecycle, Validate};
-use crate::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
+use crate::pipeline::{Batch, ConsumeError, Consumer, Signal};
 use crate::telemetry::ExporterMetrics;
 
 /// `exporters.nop`: takes no options.
@@ -17,9 +17,13 @@ pub struct NopExporterConfig {}
 impl Validate for NopExporterConfig {}
 
 impl ExporterConfig for NopExporterConfig {
-    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
+    crate::component::exports_every_signal!(build);
+}
+
+impl NopExporterConfig {
+    fn build<S: Signal>(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<S>>> {
         Ok(Arc::new(NopExporter {
-            metrics: ctx.metrics.exporter(&ctx.id.to_string()),
+            metrics: ctx.metrics.exporter(&ctx.id.to_string(), S::KIND),
         }))
     }
 }
@@ -29,8 +33,8 @@ struct NopExporter {
 }
 
 #[async_trait]
-impl Consumer<Traces> for NopExporter {
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+impl<S: Signal> Consumer<S> for NopExporter {
+    async fn consume(&self, batch: Batch<S>) -> Result<(), ConsumeError> {
         self.metrics.sent.inc_by(batch.item_count() as u64);
         Ok(())
     }

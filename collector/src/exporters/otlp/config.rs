@@ -10,7 +10,7 @@ use crate::config::Duration;
 use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
-use crate::pipeline::Traces;
+use crate::otlp::OtlpSignal;
 
 /// Compression of each request body (the OpenTelemetry Collector's `compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -156,7 +156,11 @@ impl ExporterConfig for OtlpExporterConfig {
             .collect()
     }
 
-    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
+    crate::component::exports_every_signal!(build);
+}
+
+impl OtlpExporterConfig {
+    fn build<S: OtlpSignal>(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<S>>> {
         let (authority, tls) = self
             .authority()
             .map_err(|e| anyhow::anyhow!("exporters.{}: endpoint: {e}", ctx.id))?;
@@ -175,7 +179,7 @@ impl ExporterConfig for OtlpExporterConfig {
             })
             .transpose()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let sender = GrpcSender::new(
+        let sender = GrpcSender::<S>::new(
             &authority,
             tls.map(Arc::new),
             self.compression,

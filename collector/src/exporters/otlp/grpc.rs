@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
+use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -23,14 +24,12 @@ use tonic_types::StatusExt;
 use super::Compression;
 use crate::config::tls::client::{ClientTls, HttpsConnector};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
-use crate::otlp::ExportTraceServiceResponse;
-use crate::pipeline::TraceBatch;
-
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+use crate::otlp::OtlpSignal;
+use crate::pipeline::Batch;
 /// Responses are tiny; anything this large is not an OTLP response.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
-/// An `ExportTraceServiceRequest`, already encoded.
+/// An export request (`ExportTraceServiceRequest`, ...), already encoded.
 ///
 /// The generated `TraceServiceClient::export` takes the request by value, which would mean a
 /// deep copy of every span per attempt (and per exporter in a fan-out), and an encoding per
@@ -64,8 +63,8 @@ impl Message for SharedRequest {
     }
 }
 
-/// Sends to one OTLP/gRPC server.
-pub struct GrpcSender {
+/// Sends signal `S` to one OTLP/gRPC server.
+pub struct GrpcSender<S> {
     target: String,
     endpoint: Endpoint,
     connector: HttpsConnector,
@@ -76,9 +75,10 @@ pub struct GrpcSender {
     timeout: Duration,
     /// Adds credentials to each request (`auth`).
     auth: Option<std::sync::Arc<dyn crate::auth::ClientAuthenticator>>,
+    signal: PhantomData<fn() -> S>,
 }
 
-impl GrpcSender {
+impl<S: OtlpSignal> GrpcSender<S> {
     /// A sender to `authority` (`host:port`), over TLS when `tls` is given. Headers must have
     /// been validated.
     pub fn new(
@@ -125,6 +125,7 @@ impl GrpcSender {
             metadata,
             timeout,
             auth: None,
+            signal: PhantomData,
         })
     }
 
@@ -139,10 +140,11 @@ impl GrpcSender {
 }
 
 #[async_trait]
-impl Sender for GrpcSender {
+impl<S: OtlpSignal> Sender for GrpcSender<S> {
+    type Signal = S;
     type Payload = SharedRequest;
 
-    fn prepare(&self, batch: &TraceBatch) -> SharedRequest {
+    fn prepare(&self, batch: &Batch<S>) -> SharedRequest {
         SharedRequest(batch.to_protobuf())
     }
 
@@ -176,16 +178,17 @@ impl Sender for GrpcSender {
         if !self.timeout.is_zero() {
             request.set_timeout(self.timeout);
         }
-        let codec = ProstCodec::<SharedRequest, ExportTraceServiceResponse>::default();
+        let codec = ProstCodec::<SharedRequest, S::Response>::default();
         match grpc
-            .unary(request, PathAndQuery::from_static(EXPORT_PATH), codec)
+            .unary(
+                request,
+                PathAndQuery::from_static(S::GRPC_EXPORT_PATH),
+                codec,
+            )
             .await
         {
-            Ok(response) => Ok(match response.into_inner().partial_success {
-                Some(p) => Accepted {
-                    rejected_spans: p.rejected_spans.max(0) as u64,
-                    message: p.error_message,
-                },
+            Ok(response) => Ok(match S::rejected(response.get_ref()) {
+                Some((rejected, message)) => Accepted { rejected, message },
                 None => Accepted::all(),
             }),
             Err(status) => Err(classify(&status)),

@@ -158,10 +158,15 @@ async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter<Traces>>, 
         stores: Default::default(),
         authenticators: Default::default(),
         acknowledge_when_stored: false,
+        shared: Default::default(),
     };
     let exporter = cfg.build_traces(&ctx).unwrap();
     exporter.start().await.unwrap();
-    (exporter, ctx.metrics.exporter("otlp/test"))
+    (
+        exporter,
+        ctx.metrics
+            .exporter("otlp/test", crate::pipeline::SignalKind::Traces),
+    )
 }
 
 type Slot = Arc<Mutex<Option<Outcome>>>;

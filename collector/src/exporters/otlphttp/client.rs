@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -21,16 +22,16 @@ use super::Encoding;
 use crate::config::tls::client::{ClientTls, HttpsConnector};
 use crate::exporters::otlp::{Compression, error_chain};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
-use crate::otlp::ExportTraceServiceResponse;
-use crate::pipeline::TraceBatch;
+use crate::otlp::OtlpSignal;
+use crate::pipeline::Batch;
 
 /// Most of a response body we read: OTLP answers are tiny, error pages need not be.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Most of an unparsed error body quoted in a log line.
 const MAX_QUOTED_CHARS: usize = 1024;
 
-/// Sends to one OTLP/HTTP URL.
-pub struct HttpSender {
+/// Sends signal `S` to one OTLP/HTTP URL.
+pub struct HttpSender<S> {
     client: Client<HttpsConnector, Full<Bytes>>,
     url: Uri,
     /// Every request's headers: the configured ones plus content type and encoding.
@@ -39,9 +40,10 @@ pub struct HttpSender {
     compression: Compression,
     /// Adds credentials to each request (`auth`).
     auth: Option<std::sync::Arc<dyn crate::auth::ClientAuthenticator>>,
+    signal: PhantomData<fn() -> S>,
 }
 
-impl HttpSender {
+impl<S: OtlpSignal> HttpSender<S> {
     /// A sender posting to `url`, with `tls` for an `https://` one. Headers must have been
     /// validated.
     pub fn new(
@@ -97,6 +99,7 @@ impl HttpSender {
             encoding,
             compression,
             auth: None,
+            signal: PhantomData,
         })
     }
 
@@ -111,11 +114,12 @@ impl HttpSender {
 }
 
 #[async_trait]
-impl Sender for HttpSender {
+impl<S: OtlpSignal> Sender for HttpSender<S> {
+    type Signal = S;
     /// The encoded, compressed body: what the queue holds is what goes on the wire.
     type Payload = Bytes;
 
-    fn prepare(&self, batch: &TraceBatch) -> Bytes {
+    fn prepare(&self, batch: &Batch<S>) -> Bytes {
         let body = match self.encoding {
             // The received bytes as they are, or the shared spans encoded without copying them.
             Encoding::Proto => {
@@ -125,7 +129,7 @@ impl Sender for HttpSender {
             }
             Encoding::Json => {
                 let mut out = Vec::new();
-                crate::otlp::json::encode_traces(batch.resources(), &mut out);
+                S::encode_json(batch.resources(), &mut out);
                 out
             }
         };
@@ -173,7 +177,7 @@ impl Sender for HttpSender {
         if status.is_success() {
             // The server took the data; an unreadable answer only loses the partial-success
             // details.
-            return Ok(body.map_or_else(|_| Accepted::all(), |b| accepted(&content_type, &b)));
+            return Ok(body.map_or_else(|_| Accepted::all(), |b| accepted::<S>(&content_type, &b)));
         }
         let message = match body {
             Ok(b) => error_message(&content_type, &b),
@@ -215,35 +219,34 @@ fn is_protobuf(content_type: &str) -> bool {
         || content_type.starts_with("application/protobuf")
 }
 
-/// The partial success in a 2xx answer, if any.
-pub fn accepted(content_type: &str, body: &[u8]) -> Accepted {
+/// The partial success in a 2xx answer to an export of signal `S`, if any.
+pub fn accepted<S: OtlpSignal>(content_type: &str, body: &[u8]) -> Accepted {
     if body.is_empty() {
         return Accepted::all();
     }
     if is_json(content_type) {
-        // Read by hand: proto3 JSON may write the int64 `rejectedSpans` as a string.
+        // Read by hand: proto3 JSON may write the int64 count (`rejectedSpans`) as a string.
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
             return Accepted::all();
         };
         let p = &v["partialSuccess"];
-        let rejected = match &p["rejectedSpans"] {
+        let rejected = match &p[S::REJECTED_JSON] {
             serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
             serde_json::Value::String(s) => s.parse().unwrap_or(0),
             _ => 0,
         };
         return Accepted {
-            rejected_spans: rejected,
+            rejected,
             message: p["errorMessage"].as_str().unwrap_or("").to_string(),
         };
     }
-    match ExportTraceServiceResponse::decode(body) {
-        Ok(ExportTraceServiceResponse {
-            partial_success: Some(p),
-        }) => Accepted {
-            rejected_spans: p.rejected_spans.max(0) as u64,
-            message: p.error_message,
-        },
-        _ => Accepted::all(),
+    match S::Response::decode(body)
+        .ok()
+        .as_ref()
+        .and_then(S::rejected)
+    {
+        Some((rejected, message)) => Accepted { rejected, message },
+        None => Accepted::all(),
     }
 }
 

@@ -12,7 +12,8 @@ use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::exporters::otlp::Compression;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
-use crate::pipeline::Traces;
+use crate::otlp::OtlpSignal;
+use crate::pipeline::SignalKind;
 
 /// How request bodies are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -30,12 +31,18 @@ pub enum Encoding {
 #[serde(deny_unknown_fields)]
 pub struct OtlpHttpExporterConfig {
     /// Base URL, `http://host:port` or `https://host:port` (TLS); traces are posted to
-    /// `ENDPOINT/v1/traces`.
+    /// `ENDPOINT/v1/traces`, logs to `ENDPOINT/v1/logs`, metrics to `ENDPOINT/v1/metrics`.
     #[serde(default)]
     pub endpoint: String,
     /// Full URL for traces; overrides `endpoint`.
     #[serde(default)]
     pub traces_endpoint: String,
+    /// Full URL for logs; overrides `endpoint`.
+    #[serde(default)]
+    pub logs_endpoint: String,
+    /// Full URL for metrics; overrides `endpoint`.
+    #[serde(default)]
+    pub metrics_endpoint: String,
     /// TLS settings for an `https://` URL (unused for `http://`).
     #[serde(default)]
     pub tls: ClientTlsConfig,
@@ -97,20 +104,36 @@ fn check_url(value: &str) -> Result<Uri, String> {
 impl OtlpHttpExporterConfig {
     /// The URL traces are posted to, or the option and what is wrong with it.
     pub fn traces_url(&self) -> Result<Uri, Problem> {
-        let traces = self.traces_endpoint.trim();
-        if !traces.is_empty() {
-            return check_url(traces).map_err(|e| Problem::new("traces_endpoint", e));
+        self.url(SignalKind::Traces)
+    }
+
+    /// The option that sets `signal`'s full URL, and its value.
+    fn signal_endpoint(&self, signal: SignalKind) -> (&'static str, &str) {
+        match signal {
+            SignalKind::Traces => ("traces_endpoint", self.traces_endpoint.trim()),
+            SignalKind::Logs => ("logs_endpoint", self.logs_endpoint.trim()),
+            SignalKind::Metrics => ("metrics_endpoint", self.metrics_endpoint.trim()),
+        }
+    }
+
+    /// The URL `signal` is posted to, or the option and what is wrong with it.
+    pub fn url(&self, signal: SignalKind) -> Result<Uri, Problem> {
+        let (option, full) = self.signal_endpoint(signal);
+        if !full.is_empty() {
+            return check_url(full).map_err(|e| Problem::new(option, e));
         }
         let base = self.endpoint.trim();
         if base.is_empty() {
             return Err(Problem::new(
                 "endpoint",
-                "missing: set endpoint (http://host:4318; traces go to /v1/traces) or \
-                 traces_endpoint (the full URL)",
+                format!(
+                    "missing: set endpoint (http://host:4318; {signal} go to /v1/{signal}) or \
+                     {option} (the full URL)"
+                ),
             ));
         }
         check_url(base).map_err(|e| Problem::new("endpoint", e))?;
-        let full = format!("{}/v1/traces", base.trim_end_matches('/'));
+        let full = format!("{}/v1/{signal}", base.trim_end_matches('/'));
         check_url(&full).map_err(|e| Problem::new("endpoint", e))
     }
 }
@@ -118,12 +141,24 @@ impl OtlpHttpExporterConfig {
 impl Validate for OtlpHttpExporterConfig {
     fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
-        match self.traces_url() {
-            Err(problem) => p.push(problem),
-            Ok(url) if url.scheme_str() == Some("https") => {
-                p.extend(nested("tls", self.tls.problems()));
+        // The pipelines using the exporter are not known here: every URL that is set must be
+        // valid, and traces need one (the others are checked when their exporter is built).
+        let urls = SignalKind::ALL.map(|signal| (signal, self.url(signal)));
+        let mut https = false;
+        for (signal, url) in &urls {
+            match url {
+                Ok(url) => https |= url.scheme_str() == Some("https"),
+                Err(problem)
+                    if *signal == SignalKind::Traces
+                        || !self.signal_endpoint(*signal).1.is_empty() =>
+                {
+                    p.push(problem.clone())
+                }
+                Err(_) => {}
             }
-            Ok(_) => {}
+        }
+        if https {
+            p.extend(nested("tls", self.tls.problems()));
         }
         // A base endpoint overridden by traces_endpoint is unused, but a typo there is still
         // worth reporting.
@@ -167,9 +202,13 @@ impl ExporterConfig for OtlpHttpExporterConfig {
             .collect()
     }
 
-    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
+    crate::component::exports_every_signal!(build);
+}
+
+impl OtlpHttpExporterConfig {
+    fn build<S: OtlpSignal>(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<S>>> {
         let url = self
-            .traces_url()
+            .url(S::KIND)
             .map_err(|p| anyhow::anyhow!("exporters.{}.{}: {}", ctx.id, p.path, p.message))?;
         let https = url.scheme_str() == Some("https");
         if self.auth.is_some() {
@@ -188,7 +227,7 @@ impl ExporterConfig for OtlpHttpExporterConfig {
             })
             .transpose()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let sender = HttpSender::new(
+        let sender = HttpSender::<S>::new(
             url,
             tls.map(Arc::new),
             self.encoding,

@@ -161,10 +161,15 @@ async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter<Traces>>, 
         stores: Default::default(),
         authenticators: Default::default(),
         acknowledge_when_stored: false,
+        shared: Default::default(),
     };
     let exporter = cfg.build_traces(&ctx).unwrap();
     exporter.start().await.unwrap();
-    (exporter, ctx.metrics.exporter("otlphttp/test"))
+    (
+        exporter,
+        ctx.metrics
+            .exporter("otlphttp/test", crate::pipeline::SignalKind::Traces),
+    )
 }
 
 type Slot = Arc<Mutex<Option<Outcome>>>;
@@ -505,18 +510,18 @@ fn error_bodies_are_decoded_by_content_type() {
         }),
     };
     assert_eq!(
-        accepted("application/x-protobuf", &partial.encode_to_vec()).rejected_spans,
+        accepted::<Traces>("application/x-protobuf", &partial.encode_to_vec()).rejected,
         4
     );
     assert_eq!(
-        accepted(
+        accepted::<Traces>(
             "application/json",
             br#"{"partialSuccess":{"rejectedSpans":3}}"#
         )
-        .rejected_spans,
+        .rejected,
         3
     );
-    assert_eq!(accepted("application/json", b"{}").rejected_spans, 0);
+    assert_eq!(accepted::<Traces>("application/json", b"{}").rejected, 0);
 }
 
 #[test]
@@ -635,6 +640,7 @@ async fn posts_over_https_with_a_client_certificate() {
         stores: Default::default(),
         authenticators: Default::default(),
         acknowledge_when_stored: false,
+        shared: Default::default(),
     };
     let exporter = cfg.build_traces(&ctx).unwrap();
     exporter.start().await.unwrap();

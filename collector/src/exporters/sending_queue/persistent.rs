@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::config::Sizer;
-use crate::pipeline::{Metadata, TraceBatch};
+use crate::pipeline::{Batch, Metadata, Signal, SignalKind};
 use crate::storage::{self, DiskQueue, RecordId};
 
 /// The record layout's version (its first byte).
@@ -28,9 +28,9 @@ pub(super) fn sizer(s: Sizer) -> storage::Sizer {
 
 /// The folder of one exporter's queue below the storage directory, as the OpenTelemetry
 /// Collector names its storage clients (kind, type, name, signal).
-pub(super) fn owner(exporter: &crate::component::ComponentId) -> String {
+pub(super) fn owner(exporter: &crate::component::ComponentId, signal: SignalKind) -> String {
     format!(
-        "exporter_{}_{}_traces",
+        "exporter_{}_{}_{signal}",
         exporter.type_name,
         exporter.name.as_deref().unwrap_or("")
     )
@@ -38,7 +38,7 @@ pub(super) fn owner(exporter: &crate::component::ComponentId) -> String {
 
 /// Appends `batch` as a record: `[version u8][pairs u32]([len u32][key][len u32][value])*`
 /// then the spans' protobuf.
-pub(super) fn encode(batch: &TraceBatch) -> Vec<u8> {
+pub(super) fn encode<S: Signal>(batch: &Batch<S>) -> Vec<u8> {
     let pairs: Vec<(&str, &str)> = batch.metadata.iter().collect();
     let meta_len: usize = pairs.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
     let mut out = Vec::with_capacity(5 + meta_len + batch.protobuf_len());
@@ -56,7 +56,7 @@ pub(super) fn encode(batch: &TraceBatch) -> Vec<u8> {
 
 /// The batch a record holds. The protobuf is checked again (as strictly as on receipt), so a
 /// record damaged in a way its checksum missed is refused here rather than sent.
-pub(super) fn decode(record: Vec<u8>) -> Result<TraceBatch, String> {
+pub(super) fn decode<S: Signal>(record: Vec<u8>) -> Result<Batch<S>, String> {
     let mut at = 0usize;
     let take = |at: &mut usize, n: usize| -> Result<std::ops::Range<usize>, String> {
         let end = at
@@ -91,8 +91,8 @@ pub(super) fn decode(record: Vec<u8>) -> Result<TraceBatch, String> {
         pairs.push((text(k)?, text(v)?));
     }
     let mut bytes = Bytes::from(record);
-    let spans = bytes.split_off(at);
-    let batch = TraceBatch::from_protobuf(spans).map_err(|e| format!("spans: {e}"))?;
+    let data = bytes.split_off(at);
+    let batch = Batch::from_protobuf(data).map_err(|e| format!("{}: {e}", S::KIND.items()))?;
     Ok(if pairs.is_empty() {
         batch
     } else {
@@ -140,6 +140,7 @@ impl Drop for StoredRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::TraceBatch;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     #[test]
@@ -163,7 +164,7 @@ mod tests {
             ("x-tenant".to_string(), "acme".to_string()),
             ("k".to_string(), "ü".to_string()),
         ]));
-        let back = decode(encode(&batch)).unwrap();
+        let back = decode::<crate::pipeline::Traces>(encode(&batch)).unwrap();
         assert_eq!(back.item_count(), 3);
         assert_eq!(back.metadata, batch.metadata);
         assert_eq!(back.to_protobuf(), batch.to_protobuf());
@@ -174,15 +175,27 @@ mod tests {
         let batch = TraceBatch::new(vec![]);
         let mut rec = encode(&batch);
         rec[0] = 9;
-        assert!(decode(rec).unwrap_err().contains("version"));
+        assert!(
+            decode::<crate::pipeline::Traces>(rec)
+                .unwrap_err()
+                .contains("version")
+        );
         let mut rec = encode(
             &TraceBatch::new(vec![])
                 .with_metadata(Metadata::new([("a".to_string(), "b".to_string())])),
         );
         rec.truncate(7);
-        assert!(decode(rec).unwrap_err().contains("cut short"));
+        assert!(
+            decode::<crate::pipeline::Traces>(rec)
+                .unwrap_err()
+                .contains("cut short")
+        );
         let mut rec = encode(&batch);
         rec.extend_from_slice(&[0x0a, 0x05, 0x01]);
-        assert!(decode(rec).unwrap_err().starts_with("spans"));
+        assert!(
+            decode::<crate::pipeline::Traces>(rec)
+                .unwrap_err()
+                .starts_with("spans")
+        );
     }
 }

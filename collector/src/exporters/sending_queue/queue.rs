@@ -16,7 +16,7 @@ use super::{Accepted, QueueConfig, RetryConfig, SendError, Sender};
 use crate::component::{BuildContext, Lifecycle};
 use crate::compute;
 use crate::config::Duration as ConfigDuration;
-use crate::pipeline::{Bound, ConsumeError, Consumer, Delivery, Held, TraceBatch, Traces};
+use crate::pipeline::{Batch, Bound, ConsumeError, Consumer, Delivery, Held, Signal};
 use crate::storage::{DEFAULT_SEGMENT_BYTES, DiskQueue, PushError, QueueOptions, Store};
 use crate::telemetry::ExporterMetrics;
 
@@ -166,7 +166,7 @@ impl<S: Sender> SendingQueue<S> {
         timeout: ConfigDuration,
     ) -> Self {
         let id = ctx.id.to_string();
-        let metrics = ctx.metrics.exporter(&id);
+        let metrics = ctx.metrics.exporter(&id, S::Signal::KIND);
         let queue = queue.enabled.then(|| {
             metrics.queue_capacity.set(queue.queue_size as i64);
             let num_consumers = queue.num_consumers.max(1);
@@ -174,7 +174,7 @@ impl<S: Sender> SendingQueue<S> {
                 Some(storage) => Queue::Disk(DiskBackend {
                     store: ctx.stores.get(&storage).cloned(),
                     storage_id: storage.to_string(),
-                    owner: persistent::owner(&ctx.id),
+                    owner: persistent::owner(&ctx.id, S::Signal::KIND),
                     sizer: queue.sizer,
                     options: QueueOptions {
                         capacity: queue.queue_size,
@@ -243,7 +243,7 @@ impl<S: Sender> SendingQueue<S> {
     async fn enqueue(
         &self,
         q: &MemoryQueue<S::Payload>,
-        batch: TraceBatch,
+        batch: Batch<S::Signal>,
         spans: u64,
     ) -> Result<(), ConsumeError> {
         if q.tx.read().expect("sending queue lock").is_none() {
@@ -303,7 +303,7 @@ impl<S: Sender> SendingQueue<S> {
     async fn store(
         &self,
         d: &DiskBackend,
-        batch: TraceBatch,
+        batch: Batch<S::Signal>,
         spans: u64,
     ) -> Result<(), ConsumeError> {
         let Some(queue) = d.queue.get().cloned() else {
@@ -348,8 +348,8 @@ impl<S: Sender> SendingQueue<S> {
 }
 
 #[async_trait]
-impl<S: Sender> Consumer<Traces> for SendingQueue<S> {
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+impl<S: Sender> Consumer<S::Signal> for SendingQueue<S> {
+    async fn consume(&self, batch: Batch<S::Signal>) -> Result<(), ConsumeError> {
         let spans = batch.item_count() as u64;
         if spans == 0 {
             return Ok(());
@@ -497,8 +497,8 @@ impl<S: Sender> SendingQueue<S> {
 /// batch back for its delivery tracking.
 async fn prepare<S: Sender>(
     inner: &Arc<Inner<S>>,
-    batch: TraceBatch,
-) -> Result<(S::Payload, TraceBatch), compute::Panicked> {
+    batch: Batch<S::Signal>,
+) -> Result<(S::Payload, Batch<S::Signal>), compute::Panicked> {
     let effort = compute::batch_effort(&batch);
     let inner = inner.clone();
     compute::run(effort, move || (inner.sender.prepare(&batch), batch)).await
@@ -707,7 +707,7 @@ impl<S: Sender> Inner<S> {
     }
 
     fn delivered(&self, item: Item<S::Payload>, accepted: Accepted) {
-        let rejected = accepted.rejected_spans.min(item.spans);
+        let rejected = accepted.rejected.min(item.spans);
         self.metrics.sent.inc_by(item.spans - rejected);
         if rejected > 0 {
             crate::telemetry::log_limited!(warn, "the destination rejected part of the batch; rejected spans are not retried",

@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::pipeline::TraceBatch;
+use crate::pipeline::{Batch, Signal};
 
-/// The destination took the request. It may still have rejected some spans (OTLP partial
-/// success); those are not retried, because resending the same spans would fail the same way.
+/// The destination took the request. It may still have rejected some items (OTLP partial
+/// success); those are not retried, because resending the same items would fail the same way.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accepted {
-    /// Spans the destination rejected.
-    pub rejected_spans: u64,
+    /// Items (spans, log records, data points) the destination rejected.
+    pub rejected: u64,
     /// The destination's explanation (or warning, when nothing was rejected).
     pub message: String,
 }
@@ -62,6 +62,9 @@ impl SendError {
 /// One protocol's way of sending a batch, driven by [`super::SendingQueue`].
 #[async_trait]
 pub trait Sender: Send + Sync + 'static {
+    /// The signal it sends.
+    type Signal: Signal;
+
     /// A batch ready to send, built once and reused by every attempt, so retries neither
     /// re-encode nor clone the spans.
     type Payload: Send + Sync + 'static;
@@ -69,7 +72,7 @@ pub trait Sender: Send + Sync + 'static {
     /// Turns a batch (its spans possibly shared with other exporters, its request metadata)
     /// into a payload. Runs on the caller's task (so encoding spreads over the runtime's
     /// threads) before the batch is queued.
-    fn prepare(&self, batch: &TraceBatch) -> Self::Payload;
+    fn prepare(&self, batch: &Batch<Self::Signal>) -> Self::Payload;
 
     /// Bytes the payload keeps in memory, when they differ much from the batch's protobuf
     /// size (a compressed or re-encoded body). An in-memory queue with `sizer: bytes` reserves

@@ -46,6 +46,8 @@ impl FakeSender {
 
 #[async_trait]
 impl Sender for FakeSender {
+    type Signal = crate::pipeline::Traces;
+
     type Payload = usize;
 
     fn prepare(&self, batch: &TraceBatch) -> usize {
@@ -84,11 +86,13 @@ fn ctx() -> BuildContext {
         stores: Default::default(),
         authenticators: Default::default(),
         acknowledge_when_stored: false,
+        shared: Default::default(),
     }
 }
 
 fn metrics(ctx: &BuildContext) -> ExporterMetrics {
-    ctx.metrics.exporter("otlp/test")
+    ctx.metrics
+        .exporter("otlp/test", crate::pipeline::SignalKind::Traces)
 }
 
 /// Retries 1s, 2s, 4s, ... apart, no jitter, 60s budget.
@@ -304,7 +308,7 @@ async fn partial_rejection_counts_failed_spans_without_retrying() {
     let q = SendingQueue::new(
         &ctx,
         FakeSender::new(vec![Ok(Accepted {
-            rejected_spans: 2,
+            rejected: 2,
             message: "2 spans had no trace id".into(),
         })]),
         &queue(10, 1),
@@ -610,6 +614,8 @@ struct PanicsOnce {
 
 #[async_trait]
 impl Sender for PanicsOnce {
+    type Signal = crate::pipeline::Traces;
+
     type Payload = usize;
 
     fn prepare(&self, batch: &TraceBatch) -> usize {

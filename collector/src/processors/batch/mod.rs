@@ -32,21 +32,27 @@ use tokio::time::Instant;
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::config::ByteSize;
 use crate::pipeline::{
-    Bound, ConsumeError, Consumer, Held, Metadata, SharedConsumer, TraceBatch, Traces,
+    Batch, Bound, ConsumeError, Consumer, Held, Metadata, SharedConsumer, Signal,
 };
 use crate::telemetry::ProcessorMetrics;
 
 impl ProcessorConfig for BatchConfig {
-    fn build_traces(
+    crate::component::every_signal!(build);
+}
+
+impl BatchConfig {
+    fn build<S: Signal>(
         &self,
         ctx: &BuildContext,
-        next: SharedConsumer<Traces>,
-    ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
+        next: SharedConsumer<S>,
+    ) -> anyhow::Result<Arc<dyn Processor<S>>> {
         let (tx, rx) = flume::bounded(self.queue_size);
         let waiting = Bound::new(self.queue_bytes.bytes());
-        let metrics = ctx
-            .metrics
-            .processor(&ctx.id.to_string(), ctx.pipeline.as_deref().unwrap_or(""));
+        let metrics = ctx.metrics.processor(
+            &ctx.id.to_string(),
+            ctx.pipeline.as_deref().unwrap_or(""),
+            S::KIND,
+        );
         let mut config = self.clone();
         for k in &mut config.metadata_keys {
             k.make_ascii_lowercase();
@@ -78,12 +84,12 @@ impl ProcessorConfig for BatchConfig {
     }
 }
 
-struct BatchProcessor {
+struct BatchProcessor<S: Signal> {
     id: String,
-    tx: Mutex<Option<flume::Sender<Waiting>>>,
+    tx: Mutex<Option<flume::Sender<Waiting<S>>>>,
     /// Bytes (protobuf size) of the batches in the queue (`queue_bytes`).
     waiting: Bound,
-    worker: Mutex<Option<Worker>>,
+    worker: Mutex<Option<Worker<S>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: ProcessorMetrics,
     /// Panics caught in the worker task.
@@ -101,7 +107,7 @@ struct BatchProcessor {
 type Live = Arc<Mutex<HashMap<Metadata, usize>>>;
 
 /// A batch in the queue, with its share of `queue_bytes`.
-type Waiting = (TraceBatch, Held);
+type Waiting<S> = (Batch<S>, Held);
 
 /// The part of `metadata` that `keys` select: a batch's shard, and its metadata on the way out.
 fn shard_key(keys: &[String], metadata: &Metadata) -> Metadata {
@@ -112,8 +118,8 @@ fn shard_key(keys: &[String], metadata: &Metadata) -> Metadata {
 }
 
 #[async_trait]
-impl Consumer<Traces> for BatchProcessor {
-    async fn consume(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
+impl<S: Signal> Consumer<S> for BatchProcessor<S> {
+    async fn consume(&self, mut batch: Batch<S>) -> Result<(), ConsumeError> {
         let spans = batch.item_count() as u64;
         let tx = self.tx.lock().expect("batch lock").clone();
         let refused = |reason: String| {
@@ -165,7 +171,7 @@ impl Consumer<Traces> for BatchProcessor {
     }
 }
 
-impl BatchProcessor {
+impl<S: Signal> BatchProcessor<S> {
     fn full_in_batches(&self) -> String {
         format!(
             "processors.{}: queue is full (queue_size: {})",
@@ -175,7 +181,7 @@ impl BatchProcessor {
 }
 
 #[async_trait]
-impl Lifecycle for BatchProcessor {
+impl<S: Signal> Lifecycle for BatchProcessor<S> {
     async fn start(&self) -> anyhow::Result<()> {
         if let Some(w) = self.worker.lock().expect("batch lock").take() {
             let (id, panics) = (self.id.clone(), self.panics.clone());
@@ -199,14 +205,13 @@ impl Lifecycle for BatchProcessor {
 /// The merging task's state. A panic in it (or in a next stage it calls) ends the task, whose
 /// pending batches then fail (their `Delivery` is dropped while the thread unwinds); a fresh
 /// clone takes over the same queue.
-#[derive(Clone)]
-struct Worker {
+struct Worker<S: Signal> {
     id: String,
     config: BatchConfig,
     /// Shared with `consume` (see [`Live`]).
     live: Live,
-    next: SharedConsumer<Traces>,
-    rx: flume::Receiver<Waiting>,
+    next: SharedConsumer<S>,
+    rx: flume::Receiver<Waiting<S>>,
     metrics: ProcessorMetrics,
     /// Spans taken from the queue and not yet sent on or dropped, shared by the task and its
     /// replacement: what a panic lost, counted as dropped when the new task starts.
@@ -218,19 +223,35 @@ struct Worker {
     refuse_back: bool,
 }
 
+// Not derived: `derive` would ask `S: Clone` of the signal marker.
+impl<S: Signal> Clone for Worker<S> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            config: self.config.clone(),
+            live: self.live.clone(),
+            next: self.next.clone(),
+            rx: self.rx.clone(),
+            metrics: self.metrics.clone(),
+            held: self.held.clone(),
+            refuse_back: self.refuse_back,
+        }
+    }
+}
+
 /// One pending batch and its timer.
-struct Shard {
-    pending: TraceBatch,
+struct Shard<S: Signal> {
+    pending: Batch<S>,
     spans: usize,
     deadline: Option<Instant>,
     /// When data last arrived (for `metadata_expiration`).
     last_data: Instant,
 }
 
-impl Shard {
+impl<S: Signal> Shard<S> {
     fn new(now: Instant) -> Self {
         Self {
-            pending: TraceBatch::default(),
+            pending: Batch::default(),
             spans: 0,
             deadline: None,
             last_data: now,
@@ -238,7 +259,7 @@ impl Shard {
     }
 }
 
-impl Worker {
+impl<S: Signal> Worker<S> {
     async fn run(self) {
         let lost = self.held.swap(0, Ordering::Relaxed);
         if lost > 0 {
@@ -246,7 +267,7 @@ impl Worker {
         }
         // Keyed by the batch's `metadata_keys` values (set by `consume`); a single shard when
         // there are none. `consume` bounds how many there can be; idle ones expire.
-        let mut shards: HashMap<Metadata, Shard> = HashMap::new();
+        let mut shards: HashMap<Metadata, Shard<S>> = HashMap::new();
         let by_metadata = !self.config.metadata_keys.is_empty();
         let expiration = self.config.expiration();
         // Expiry is checked a few times per `metadata_expiration`, not at every wake-up.
@@ -331,7 +352,7 @@ impl Worker {
 
     /// Sends on and frees every shard that received nothing for `expiration`, unless a batch
     /// for it is still queued (it will arrive and refresh it).
-    async fn expire(&self, shards: &mut HashMap<Metadata, Shard>, expiration: Duration) {
+    async fn expire(&self, shards: &mut HashMap<Metadata, Shard<S>>, expiration: Duration) {
         let now = Instant::now();
         let idle: Vec<Metadata> = shards
             .iter()
@@ -365,7 +386,7 @@ impl Worker {
         tracing::debug!(processor = %self.id, freed, left = shards.len(), "idle metadata_keys shards expired");
     }
 
-    async fn flush(&self, shard: &mut Shard) {
+    async fn flush(&self, shard: &mut Shard<S>) {
         let mut all = std::mem::take(&mut shard.pending);
         shard.spans = 0;
         shard.deadline = None;
@@ -382,7 +403,7 @@ impl Worker {
 
     /// Sends one batch on, waiting out retryable refusals (with a growing pause) so the queue
     /// in front of this worker fills and pushes back on the receivers.
-    async fn send(&self, batch: TraceBatch) {
+    async fn send(&self, batch: Batch<S>) {
         let spans = batch.item_count() as u64;
         let mut pause = Duration::from_millis(5);
         loop {

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::component::ProcessorConfig;
-use crate::pipeline::Metadata;
+use crate::pipeline::{Metadata, TraceBatch, Traces};
 use crate::testing::{Recorder, context, spans};
 
 fn build(cfg: BatchConfig, next: Arc<Recorder>) -> Arc<dyn Processor<Traces>> {
@@ -420,7 +420,7 @@ async fn a_panic_in_the_task_fails_what_it_held_and_a_new_task_takes_over() {
     p.consume(spans(3)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(rec.batch_sizes(), vec![3]);
-    let m = metrics.processor("batch", "traces");
+    let m = metrics.processor("batch", "traces", crate::pipeline::SignalKind::Traces);
     assert_eq!((m.outgoing.get(), m.dropped.get()), (3, 2));
     p.shutdown().await;
     assert_eq!(metrics.component_panics("processor", "batch").get(), 1);

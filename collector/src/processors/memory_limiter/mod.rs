@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
-use crate::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
+use crate::pipeline::{Batch, ConsumeError, Consumer, SharedConsumer, Signal};
 use crate::telemetry::ProcessorMetrics;
 
 pub mod cgroup;
@@ -36,11 +36,15 @@ const MIB: u64 = 1024 * 1024;
 type Measure = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
 impl ProcessorConfig for MemoryLimiterConfig {
-    fn build_traces(
+    crate::component::every_signal!(build);
+}
+
+impl MemoryLimiterConfig {
+    fn build<S: Signal>(
         &self,
         ctx: &BuildContext,
-        next: SharedConsumer<Traces>,
-    ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
+        next: SharedConsumer<S>,
+    ) -> anyhow::Result<Arc<dyn Processor<S>>> {
         let available = cgroup::available_memory(Path::new("/"));
         let (hard, soft) = self.limits(available.as_ref())?;
         let id = ctx.id.to_string();
@@ -70,8 +74,11 @@ impl ProcessorConfig for MemoryLimiterConfig {
             soft,
             self.check_interval.get(),
             Arc::new(cgroup::resident_bytes),
-            ctx.metrics
-                .processor(&ctx.id.to_string(), ctx.pipeline.as_deref().unwrap_or("")),
+            ctx.metrics.processor(
+                &ctx.id.to_string(),
+                ctx.pipeline.as_deref().unwrap_or(""),
+                S::KIND,
+            ),
         )))
     }
 }
@@ -91,18 +98,18 @@ struct State {
     close: u64,
 }
 
-struct MemoryLimiter {
-    next: SharedConsumer<Traces>,
+struct MemoryLimiter<S: Signal> {
+    next: SharedConsumer<S>,
     state: Arc<State>,
     check_interval: Duration,
     stop: CancellationToken,
     metrics: ProcessorMetrics,
 }
 
-impl MemoryLimiter {
+impl<S: Signal> MemoryLimiter<S> {
     fn new(
         id: String,
-        next: SharedConsumer<Traces>,
+        next: SharedConsumer<S>,
         hard: u64,
         soft: u64,
         check_interval: Duration,
@@ -184,8 +191,8 @@ impl State {
 }
 
 #[async_trait]
-impl Consumer<Traces> for MemoryLimiter {
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+impl<S: Signal> Consumer<S> for MemoryLimiter<S> {
+    async fn consume(&self, batch: Batch<S>) -> Result<(), ConsumeError> {
         let spans = batch.item_count() as u64;
         self.metrics.incoming.inc_by(spans);
         self.state.check_on_ingest();
@@ -210,7 +217,7 @@ impl Consumer<Traces> for MemoryLimiter {
 }
 
 #[async_trait]
-impl Lifecycle for MemoryLimiter {
+impl<S: Signal> Lifecycle for MemoryLimiter<S> {
     async fn start(&self) -> anyhow::Result<()> {
         self.state.check();
         let (state, every, stop) = (self.state.clone(), self.check_interval, self.stop.clone());
@@ -278,7 +285,7 @@ mod tests {
     }
 
     /// A limiter over a usage the test sets; hard 100 MiB, soft 80 MiB, no ticks after start.
-    fn scripted(rec: Arc<Recorder>) -> (MemoryLimiter, Arc<AtomicU64>) {
+    fn scripted(rec: Arc<Recorder>) -> (MemoryLimiter<crate::pipeline::Traces>, Arc<AtomicU64>) {
         let usage = Arc::new(AtomicU64::new(10 * MIB));
         let u = usage.clone();
         let ctx = context("memory_limiter");
@@ -289,7 +296,11 @@ mod tests {
             80 * MIB,
             Duration::from_secs(3600),
             Arc::new(move || Some(u.load(Ordering::Relaxed))),
-            ctx.metrics.processor("memory_limiter", "traces"),
+            ctx.metrics.processor(
+                "memory_limiter",
+                "traces",
+                crate::pipeline::SignalKind::Traces,
+            ),
         );
         (limiter, usage)
     }
@@ -336,7 +347,11 @@ mod tests {
                 r.fetch_add(1, Ordering::Relaxed);
                 Some(95 * MIB)
             }),
-            ctx.metrics.processor("memory_limiter", "traces"),
+            ctx.metrics.processor(
+                "memory_limiter",
+                "traces",
+                crate::pipeline::SignalKind::Traces,
+            ),
         );
         p.start().await.unwrap();
         for _ in 0..1000 {

@@ -63,9 +63,11 @@ impl ProcessorConfig for ProbabilisticSamplerConfig {
             threshold: (self.sampling_percentage * f64::from(NUM_HASH_BUCKETS) / 100.0) as u32,
             seed: self.hash_seed,
             next,
-            metrics: ctx
-                .metrics
-                .processor(&ctx.id.to_string(), ctx.pipeline.as_deref().unwrap_or("")),
+            metrics: ctx.metrics.processor(
+                &ctx.id.to_string(),
+                ctx.pipeline.as_deref().unwrap_or(""),
+                crate::pipeline::SignalKind::Traces,
+            ),
         }))
     }
 }

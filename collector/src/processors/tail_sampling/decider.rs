@@ -776,7 +776,9 @@ pub(super) mod tests {
         p.consume(trace(1, 2)).await.unwrap();
         let panics = metrics.component_panics("processor", id);
         eventually("the panic", || panics.get() == 1).await;
-        let dropped = metrics.processor(id, "traces").dropped;
+        let dropped = metrics
+            .processor(id, "traces", crate::pipeline::SignalKind::Traces)
+            .dropped;
         assert_eq!(dropped.get(), 2);
         p.consume(trace(2, 3)).await.unwrap();
         eventually("the second trace", || rec.batch_sizes() == vec![3]).await;

@@ -130,9 +130,11 @@ impl ProcessorConfig for TailSamplingConfig {
             wake,
             state: AtomicU8::new(RUNNING),
             policy_paused_until: Mutex::new(None),
-            processor: ctx
-                .metrics
-                .processor(&id, ctx.pipeline.as_deref().unwrap_or("")),
+            processor: ctx.metrics.processor(
+                &id,
+                ctx.pipeline.as_deref().unwrap_or(""),
+                crate::pipeline::SignalKind::Traces,
+            ),
             metrics: ctx.metrics.tail_sampling(&id),
         });
         let decider = Decider::new(

@@ -63,9 +63,11 @@ impl ProcessorConfig for TestPanicConfig {
             id: id.clone(),
             jobs,
             next,
-            metrics: ctx
-                .metrics
-                .processor(&id, ctx.pipeline.as_deref().unwrap_or("")),
+            metrics: ctx.metrics.processor(
+                &id,
+                ctx.pipeline.as_deref().unwrap_or(""),
+                crate::pipeline::SignalKind::Traces,
+            ),
         }))
     }
 }

@@ -61,9 +61,11 @@ impl ProcessorConfig for WasmProcessorConfig {
         Ok(Arc::new(WasmProcessor {
             jobs,
             next,
-            metrics: ctx
-                .metrics
-                .processor(&id, ctx.pipeline.as_deref().unwrap_or("")),
+            metrics: ctx.metrics.processor(
+                &id,
+                ctx.pipeline.as_deref().unwrap_or(""),
+                crate::pipeline::SignalKind::Traces,
+            ),
         }))
     }
 }

@@ -266,8 +266,8 @@ impl Worker {
         let bytes = payload.clone();
         match compute::run(bytes.len(), move || encoding.decode_batch(&bytes, budget)).await {
             Ok(Ok(accepted)) => {
-                if accepted.invalid_spans > 0 {
-                    self.metrics.invalid.inc_by(accepted.invalid_spans as u64);
+                if accepted.invalid > 0 {
+                    self.metrics.invalid.inc_by(accepted.invalid as u64);
                 }
                 Ok(accepted.batch)
             }

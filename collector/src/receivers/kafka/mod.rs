@@ -63,7 +63,9 @@ impl ReceiverConfig for KafkaReceiverConfig {
             id: id.clone(),
             config: self.clone(),
             next,
-            metrics: ctx.metrics.receiver(&id, "kafka"),
+            metrics: ctx
+                .metrics
+                .receiver(&id, "kafka", crate::pipeline::SignalKind::Traces),
             malformed: ctx.metrics.receiver_malformed(&id),
             rejected: RejectedMetrics { messages, spans },
             stop: CancellationToken::new(),

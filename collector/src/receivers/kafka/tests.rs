@@ -214,6 +214,7 @@ async fn start(brokers: &str, dead_letter: bool) -> Running {
             &ctx,
             crate::component::Consumers {
                 traces: Some(pipeline.clone()),
+                ..Default::default()
             },
         )
         .unwrap();

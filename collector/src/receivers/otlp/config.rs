@@ -79,6 +79,12 @@ pub struct HttpConfig {
     /// URL path for trace exports.
     #[serde(default = "default_traces_url_path")]
     pub traces_url_path: String,
+    /// URL path for log exports.
+    #[serde(default = "default_logs_url_path")]
+    pub logs_url_path: String,
+    /// URL path for metric exports.
+    #[serde(default = "default_metrics_url_path")]
+    pub metrics_url_path: String,
     /// Largest request body accepted, after decompression.
     #[serde(default = "default_max_request_body_size")]
     pub max_request_body_size: ByteSize,
@@ -383,6 +389,12 @@ fn default_idle_timeout() -> Duration {
 fn default_traces_url_path() -> String {
     "/v1/traces".into()
 }
+fn default_logs_url_path() -> String {
+    "/v1/logs".into()
+}
+fn default_metrics_url_path() -> String {
+    "/v1/metrics".into()
+}
 fn default_max_request_body_size() -> ByteSize {
     ByteSize::mib(20)
 }
@@ -407,6 +419,8 @@ impl Default for HttpConfig {
         Self {
             endpoint: default_http_endpoint(),
             traces_url_path: default_traces_url_path(),
+            logs_url_path: default_logs_url_path(),
+            metrics_url_path: default_metrics_url_path(),
             max_request_body_size: default_max_request_body_size(),
             read_timeout: default_read_timeout(),
             read_header_timeout: default_read_header_timeout(),
@@ -479,11 +493,23 @@ impl Validate for OtlpReceiverConfig {
             if let Err(m) = crate::net::check_endpoint(&h.endpoint) {
                 p.push(Problem::new("protocols.http.endpoint", m));
             }
-            if !h.traces_url_path.starts_with('/') {
-                p.push(Problem::new(
-                    "protocols.http.traces_url_path",
-                    format!("must start with '/', got {:?}", h.traces_url_path),
-                ));
+            let paths = [
+                ("traces_url_path", &h.traces_url_path),
+                ("logs_url_path", &h.logs_url_path),
+                ("metrics_url_path", &h.metrics_url_path),
+            ];
+            for (i, (option, path)) in paths.iter().enumerate() {
+                if !path.starts_with('/') {
+                    p.push(Problem::new(
+                        format!("protocols.http.{option}"),
+                        format!("must start with '/', got {path:?}"),
+                    ));
+                } else if let Some((other, _)) = paths[..i].iter().find(|(_, p)| p == path) {
+                    p.push(Problem::new(
+                        format!("protocols.http.{option}"),
+                        format!("{path:?} is already protocols.http.{other}"),
+                    ));
+                }
             }
             if h.max_request_body_size.bytes() == 0 {
                 p.push(Problem::new(

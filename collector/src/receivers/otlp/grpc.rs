@@ -1,6 +1,7 @@
 //! OTLP/gRPC transport.
 
 use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -17,35 +18,40 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::config::GrpcConfig;
 use super::{DEFAULT_RETRY_AFTER, Ingest};
 use crate::compute;
-use crate::otlp::ExportTraceServiceResponse;
+use crate::otlp::OtlpSignal;
 use crate::otlp::intake::{self, Refusal};
-use crate::pipeline::ConsumeError;
+use crate::pipeline::{ConsumeError, Logs, Metrics, Traces};
 
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// A signal's service's `Export`, taking the request as the bytes the client sent: they are
+/// checked, not decoded, and travel on as they are (see [`crate::pipeline::Batch`]). Shared by
+/// every request, so a call costs a reference count, not a copy of the receiver's state.
+struct Export<S>(Arc<Ingest>, PhantomData<S>);
 
-/// The trace service's `Export`, taking the request as the bytes the client sent: they are
-/// checked, not decoded, and travel on as they are (see [`crate::pipeline::TraceBatch`]). Shared by every
-/// request, so a call costs a reference count, not a copy of the receiver's state.
-#[derive(Clone)]
-struct Export(Arc<Ingest>);
+// Not derived: `derive` would ask `S: Clone` of the signal marker.
+impl<S> Clone for Export<S> {
+    fn clone(&self) -> Self {
+        Export(self.0.clone(), PhantomData)
+    }
+}
 
-impl UnaryService<Bytes> for Export {
-    type Response = ExportTraceServiceResponse;
+impl<S: OtlpSignal> UnaryService<Bytes> for Export<S> {
+    type Response = S::Response;
     type Future = futures::future::BoxFuture<'static, Result<Response<Self::Response>, Status>>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let ingest = self.0.clone();
-        Box::pin(async move { export(&ingest, request).await })
+        Box::pin(async move { export::<S>(&ingest, request).await })
     }
 }
 
-async fn export(
+async fn export<S: OtlpSignal>(
     ingest: &Ingest,
     request: Request<Bytes>,
-) -> Result<Response<ExportTraceServiceResponse>, Status> {
+) -> Result<Response<S::Response>, Status> {
     let (metadata, extensions, body) = request.into_parts();
     let budget = ingest.budget;
-    let accepted = match compute::run(body.len(), move || intake::protobuf(body, budget)).await {
+    let accepted = match compute::run(body.len(), move || intake::protobuf::<S>(body, budget)).await
+    {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(Refusal::Malformed(e))) => {
             let reason = format!("cannot decode the request: {e}");
@@ -54,19 +60,17 @@ async fn export(
         }
         // No RetryInfo: the same request fails the same way again.
         Ok(Err(Refusal::OverBudget(reason))) => {
-            ingest.metrics.over_budget.inc();
+            ingest.transport_metrics().over_budget.inc();
             ingest.malformed("grpc", &reason);
             return Err(Status::resource_exhausted(reason));
         }
         Err(panicked) => return Err(Status::internal(panicked.to_string())),
     };
-    let partial_success = ingest.partial_success(&accepted);
+    let response = ingest.response(&accepted);
     let who = extensions.get::<crate::auth::Authenticated>();
     let batch = ingest.with_metadata(accepted.batch, &metadata.into_headers(), who);
     match ingest.ingest(batch).await {
-        Ok(()) => Ok(Response::new(ExportTraceServiceResponse {
-            partial_success,
-        })),
+        Ok(()) => Ok(Response::new(response)),
         Err(ConsumeError::Retryable {
             reason,
             retry_after,
@@ -82,14 +86,19 @@ async fn export(
     }
 }
 
-/// Request bodies as bytes, responses through prost.
-#[derive(Default)]
-struct RawRequestCodec;
+/// Request bodies as bytes, responses (of type `R`) through prost.
+struct RawRequestCodec<R>(PhantomData<R>);
 
-impl Codec for RawRequestCodec {
-    type Encode = ExportTraceServiceResponse;
+impl<R> Default for RawRequestCodec<R> {
+    fn default() -> Self {
+        RawRequestCodec(PhantomData)
+    }
+}
+
+impl<R: prost::Message + Default + Send + 'static> Codec for RawRequestCodec<R> {
+    type Encode = R;
     type Decode = Bytes;
-    type Encoder = ProstEncoder<ExportTraceServiceResponse>;
+    type Encoder = ProstEncoder<R>;
     type Decoder = RawDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
@@ -113,38 +122,32 @@ impl Decoder for RawDecoder {
     }
 }
 
-/// The OTLP trace service as a tower service (what tonic's generated server does, with
-/// [`RawRequestCodec`] in place of prost for the request).
+/// The OTLP services (trace, logs, metrics: those some pipeline takes) as one tower service:
+/// what tonic's generated servers do, with [`RawRequestCodec`] in place of prost for the
+/// request.
 #[derive(Clone)]
-struct TraceServer {
-    export: Export,
+struct OtlpServer {
+    ingest: Arc<Ingest>,
     accept: EnabledCompressionEncodings,
     max_decoding: usize,
 }
 
-impl NamedService for TraceServer {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+impl NamedService for OtlpServer {
+    const NAME: &'static str = Traces::GRPC_SERVICE;
 }
 
-impl<B> tower::Service<http::Request<B>> for TraceServer
-where
-    B: tonic::codegen::Body + Send + 'static,
-    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        if req.uri().path() != EXPORT_PATH {
-            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
-        }
-        let export = self.export.clone();
-        let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
+impl OtlpServer {
+    /// Answers `req` with signal `S`'s `Export`.
+    fn serve<S: OtlpSignal, B>(
+        &self,
+        mut req: http::Request<B>,
+    ) -> futures::future::BoxFuture<'static, Result<http::Response<Body>, Infallible>>
+    where
+        B: tonic::codegen::Body + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+    {
+        let export = Export::<S>(self.ingest.clone(), PhantomData);
+        let mut grpc = tonic::server::Grpc::new(RawRequestCodec::<S::Response>::default())
             .apply_compression_config(self.accept, EnabledCompressionEncodings::default())
             .apply_max_message_size_config(Some(self.max_decoding), None);
         Box::pin(async move {
@@ -159,6 +162,34 @@ where
             }
             Ok(grpc.unary(export, req).await)
         })
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for OtlpServer
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        let ingest = &self.ingest;
+        if path == Traces::GRPC_EXPORT_PATH && ingest.takes::<Traces>() {
+            self.serve::<Traces, B>(req)
+        } else if path == Logs::GRPC_EXPORT_PATH && ingest.takes::<Logs>() {
+            self.serve::<Logs, B>(req)
+        } else if path == Metrics::GRPC_EXPORT_PATH && ingest.takes::<Metrics>() {
+            self.serve::<Metrics, B>(req)
+        } else {
+            Box::pin(async { Ok(Status::unimplemented("").into_http()) })
+        }
     }
 }
 
@@ -218,8 +249,8 @@ pub async fn serve(
     let mut accept = EnabledCompressionEncodings::default();
     accept.enable(CompressionEncoding::Gzip);
     accept.enable(CompressionEncoding::Zstd);
-    let service = TraceServer {
-        export: Export(Arc::new(ingest.clone())),
+    let service = OtlpServer {
+        ingest: Arc::new(ingest.clone()),
         accept,
         max_decoding: limit,
     };
@@ -232,10 +263,13 @@ pub async fn serve(
         },
     );
     let listener_config = cfg
-        .tls_listener(&ingest.id, &ingest.metrics.tls_handshake_failures)?
+        .tls_listener(
+            &ingest.id,
+            &ingest.transport_metrics().tls_handshake_failures,
+        )?
         .counted(
-            &ingest.metrics.open_connections,
-            &ingest.metrics.connection_limit_reached,
+            &ingest.transport_metrics().open_connections,
+            &ingest.transport_metrics().connection_limit_reached,
         );
     Ok(crate::serve::spawn(
         listener,

@@ -1,4 +1,5 @@
-//! OTLP/HTTP transport: `POST /v1/traces` with protobuf or JSON bodies.
+//! OTLP/HTTP transport: `POST /v1/traces`, `/v1/logs`, `/v1/metrics` with protobuf or JSON
+//! bodies.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -6,7 +7,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
@@ -14,9 +14,10 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use super::config::{CorsConfig, HttpConfig};
 use super::{DEFAULT_RETRY_AFTER, Ingest};
 use crate::compute;
+use crate::otlp::OtlpSignal;
 use crate::otlp::compression::{DecompressError, Encoding, decompress};
 use crate::otlp::intake::{self, Accepted, Refusal};
-use crate::pipeline::ConsumeError;
+use crate::pipeline::{ConsumeError, Logs, Metrics, Traces};
 
 #[derive(Clone)]
 struct AppState {
@@ -79,7 +80,11 @@ fn error(format: Format, status: StatusCode, grpc_code: tonic::Code, message: St
         .into_response()
 }
 
-async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn export<S: OtlpSignal>(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let ingest = &state.ingest;
     // Before the body is read: a refused client's body is never taken in.
     let who = match &ingest.auth {
@@ -163,7 +168,7 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     };
     let budget = ingest.budget;
     let effort = compute::body_effort(raw.len(), encoding != Encoding::Identity);
-    let decoded = compute::run(effort, move || -> Result<Accepted, Failure> {
+    let decoded = compute::run(effort, move || -> Result<Accepted<S>, Failure> {
         let plain = match encoding {
             Encoding::Identity => raw,
             enc => match decompress(enc, &raw, limit) {
@@ -179,8 +184,8 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             },
         };
         let accepted = match format {
-            Format::Proto => intake::protobuf(plain, budget),
-            Format::Json => intake::json(&plain, budget),
+            Format::Proto => intake::protobuf::<S>(plain, budget),
+            Format::Json => intake::json::<S>(&plain, budget),
         };
         accepted.map_err(|refusal| match refusal {
             Refusal::Malformed(m) => {
@@ -193,7 +198,7 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     let accepted = match decoded {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(Failure::TooLarge(reason))) => {
-            ingest.metrics.over_budget.inc();
+            ingest.transport_metrics().over_budget.inc();
             return too_large(reason);
         }
         Ok(Err(Failure::Malformed(reason))) => {
@@ -214,26 +219,24 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             );
         }
     };
-    let partial = ingest.partial_success(&accepted);
+    let response = ingest.response(&accepted);
+    let partial = accepted.partial_success().map(|m| (accepted.invalid, m));
     let batch = ingest.with_metadata(accepted.batch, &headers, who.as_ref());
     match ingest.ingest(batch).await {
         Ok(()) => {
             let body = match format {
-                Format::Proto => ExportTraceServiceResponse {
-                    partial_success: partial,
-                }
-                .encode_to_vec(),
+                Format::Proto => response.encode_to_vec(),
                 Format::Json => match partial {
                     None => b"{}".to_vec(),
-                    Some(p) => serde_json::json!({
-                        "partialSuccess": {
-                            // An int64: a string in proto3's JSON mapping.
-                            "rejectedSpans": p.rejected_spans.to_string(),
-                            "errorMessage": p.error_message,
-                        }
-                    })
-                    .to_string()
-                    .into_bytes(),
+                    Some((rejected, message)) => {
+                        let mut partial = serde_json::Map::new();
+                        // An int64: a string in proto3's JSON mapping.
+                        partial.insert(S::REJECTED_JSON.into(), rejected.to_string().into());
+                        partial.insert("errorMessage".into(), message.into());
+                        serde_json::json!({ "partialSuccess": partial })
+                            .to_string()
+                            .into_bytes()
+                    }
                 },
             };
             (
@@ -329,22 +332,35 @@ pub async fn serve(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener =
         crate::net::bind(&cfg.endpoint, &format!("receivers.{} http", ingest.id)).await?;
-    tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, path = %cfg.traces_url_path, tls = cfg.tls.is_some(), "OTLP/HTTP listening");
+    let mut paths = Vec::new();
+    let mut app = Router::new();
+    if ingest.takes::<Traces>() {
+        paths.push(cfg.traces_url_path.as_str());
+        app = app.route(&cfg.traces_url_path, post(export::<Traces>));
+    }
+    if ingest.takes::<Logs>() {
+        paths.push(cfg.logs_url_path.as_str());
+        app = app.route(&cfg.logs_url_path, post(export::<Logs>));
+    }
+    if ingest.takes::<Metrics>() {
+        paths.push(cfg.metrics_url_path.as_str());
+        app = app.route(&cfg.metrics_url_path, post(export::<Metrics>));
+    }
+    tracing::info!(receiver = %ingest.id, endpoint = %cfg.endpoint, ?paths, tls = cfg.tls.is_some(), "OTLP/HTTP listening");
     let id = ingest.id.clone();
+    let transport = ingest.transport_metrics();
     let listener_config = cfg
-        .tls_listener(&ingest.id, &ingest.metrics.tls_handshake_failures)?
+        .tls_listener(&ingest.id, &transport.tls_handshake_failures)?
         .counted(
-            &ingest.metrics.open_connections,
-            &ingest.metrics.connection_limit_reached,
+            &transport.open_connections,
+            &transport.connection_limit_reached,
         );
     let state = AppState {
         ingest,
         limit: cfg.max_request_body_size.bytes() as usize,
     };
-    let mut app = Router::new()
-        .route(&cfg.traces_url_path, post(export))
-        // We enforce our own limit (before and after decompression).
-        .layer(DefaultBodyLimit::disable());
+    // We enforce our own limit (before and after decompression).
+    let mut app = app.layer(DefaultBodyLimit::disable());
     if let Some(cors) = cfg.cors.as_ref().and_then(cors_layer) {
         app = app.layer(cors);
     }

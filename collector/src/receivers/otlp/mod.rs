@@ -1,7 +1,10 @@
 //! `otlp` receiver: OTLP/gRPC and OTLP/HTTP (protobuf and JSON), per the OTLP specification.
 //!
-//! Protobuf bodies are checked and kept as bytes, JSON bodies decoded; either way the
-//! transport hands a [`TraceBatch`] to the pipeline. Status codes
+//! Traces, logs and metrics: each signal's gRPC service and HTTP path is served when some
+//! pipeline of that signal lists the receiver (others answer `UNIMPLEMENTED` / 404, as the
+//! OpenTelemetry Collector's do). Protobuf bodies are checked and kept as bytes, JSON bodies
+//! decoded; either way the transport hands a [`crate::pipeline::Batch`] to the pipelines of
+//! its signal. Status codes
 //! follow the spec: back-pressure → gRPC `UNAVAILABLE` with `RetryInfo` / HTTP 503 with
 //! `Retry-After`; malformed → `INVALID_ARGUMENT` / 400; too large → `RESOURCE_EXHAUSTED` / 413;
 //! unsupported media type → 415.
@@ -19,17 +22,22 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticated, Guard};
+use crate::component::Wiring;
 use crate::component::{BuildContext, Consumers, Lifecycle, ReceiverConfig};
+use crate::otlp::OtlpSignal;
 use crate::otlp::intake::{Accepted, Budget};
 use crate::pipeline::{
-    ConsumeError, Delivery, DeliveryTracker, Metadata, Outcome, SharedConsumer, TraceBatch, Traces,
+    Batch, ConsumeError, Delivery, DeliveryTracker, Metadata, Outcome, PerSignal, Signal,
+    SignalKind,
 };
 use crate::telemetry::ReceiverMetrics;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 
 impl ReceiverConfig for OtlpReceiverConfig {
+    fn signals(&self) -> crate::pipeline::Signals {
+        crate::pipeline::Signals::ALL
+    }
+
     fn build(&self, ctx: &BuildContext, next: Consumers) -> anyhow::Result<Arc<dyn Lifecycle>> {
-        let next = next.traces(ctx)?;
         let id = ctx.id.to_string();
         // Clients' tokens and passwords would reach a listener off this machine unencrypted.
         let component = format!("receivers.{id}");
@@ -65,7 +73,7 @@ impl ReceiverConfig for OtlpReceiverConfig {
             grpc: self.protocols.grpc.as_ref().map(|g| Ingest {
                 id: id.clone(),
                 next: next.clone(),
-                metrics: ctx.metrics.receiver(&id, "grpc"),
+                metrics: PerSignal::new(|signal| ctx.metrics.receiver(&id, "grpc", signal)),
                 include_metadata: g.include_metadata,
                 auth: grpc_auth,
                 acknowledge_when_stored: ctx.acknowledge_when_stored,
@@ -78,7 +86,7 @@ impl ReceiverConfig for OtlpReceiverConfig {
             http: self.protocols.http.as_ref().map(|h| Ingest {
                 id: id.clone(),
                 next: next.clone(),
-                metrics: ctx.metrics.receiver(&id, "http"),
+                metrics: PerSignal::new(|signal| ctx.metrics.receiver(&id, "http", signal)),
                 include_metadata: h.include_metadata,
                 auth: http_auth,
                 acknowledge_when_stored: ctx.acknowledge_when_stored,
@@ -99,12 +107,15 @@ impl ReceiverConfig for OtlpReceiverConfig {
     }
 }
 
-/// What both transports share: hand a decoded batch to the pipeline and count the outcome.
+/// What both transports share: hand a decoded batch to the pipelines of its signal and count
+/// the outcome.
 #[derive(Clone)]
 pub(crate) struct Ingest {
     pub id: String,
-    pub next: SharedConsumer<Traces>,
-    pub metrics: ReceiverMetrics,
+    /// The pipelines of each signal.
+    pub next: Consumers,
+    /// Counters by signal (a transport's connection counters are the same in each).
+    pub metrics: PerSignal<ReceiverMetrics>,
     /// Attach request metadata to batches (`include_metadata`).
     pub include_metadata: bool,
     /// Checks each request's credentials before its body is read (`auth`).
@@ -150,12 +161,12 @@ pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 impl Ingest {
     /// `batch` with the request's metadata when `include_metadata` is on, and the subject
     /// `who` of an authenticated request (without the credential's header).
-    pub fn with_metadata(
+    pub fn with_metadata<S: Signal>(
         &self,
-        batch: TraceBatch,
+        batch: Batch<S>,
         headers: &::http::HeaderMap,
         who: Option<&Authenticated>,
-    ) -> TraceBatch {
+    ) -> Batch<S> {
         let kept = || request_metadata(headers);
         match (&self.auth, who) {
             (Some(guard), Some(who)) => {
@@ -172,11 +183,29 @@ impl Ingest {
         }
     }
 
-    pub async fn ingest(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
-        let spans = batch.item_count() as u64;
-        if spans == 0 {
+    /// The transport's own counters (connections, TLS handshakes).
+    pub fn transport_metrics(&self) -> &ReceiverMetrics {
+        &self.metrics[SignalKind::Traces]
+    }
+
+    /// True if some pipeline of signal `S` takes what this receiver gets.
+    pub fn takes<S: Wiring>(&self) -> bool {
+        S::consumer(&self.next).is_some()
+    }
+
+    pub async fn ingest<S: Wiring>(&self, mut batch: Batch<S>) -> Result<(), ConsumeError> {
+        let items = batch.item_count() as u64;
+        if items == 0 {
             return Ok(());
         }
+        let Some(next) = S::consumer(&self.next) else {
+            return Err(ConsumeError::permanent(format!(
+                "receivers.{} feeds no {} pipeline",
+                self.id,
+                S::KIND
+            )));
+        };
+        let metrics = &self.metrics[S::KIND];
         let stored = if self.acknowledge_when_stored {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let tracker = DeliveryTracker::new(move |outcome| {
@@ -187,7 +216,7 @@ impl Ingest {
         } else {
             None
         };
-        let result = match self.next.consume(batch).await {
+        let result = match next.consume(batch).await {
             Ok(()) => match stored {
                 None => Ok(()),
                 // Processors in between (a batch processor) may hold the data a while; the
@@ -208,25 +237,29 @@ impl Ingest {
         };
         match result {
             Ok(()) => {
-                self.metrics.accepted.inc_by(spans);
+                metrics.accepted.inc_by(items);
                 Ok(())
             }
             Err(e) => {
-                self.metrics.refused.inc_by(spans);
-                tracing::debug!(receiver = %self.id, error = %e, spans, "pipeline refused data");
+                metrics.refused.inc_by(items);
+                tracing::debug!(receiver = %self.id, error = %e, items, signal = %S::KIND, "pipeline refused data");
                 Err(e)
             }
         }
     }
 
-    /// Counts the spans `accepted` left out and says so in OTLP's terms.
-    pub fn partial_success(&self, accepted: &Accepted) -> Option<ExportTracePartialSuccess> {
-        let message = accepted.partial_success()?;
-        self.metrics.invalid.inc_by(accepted.invalid_spans as u64);
-        Some(ExportTracePartialSuccess {
-            rejected_spans: i64::try_from(accepted.invalid_spans).unwrap_or(i64::MAX),
-            error_message: message,
-        })
+    /// The response to a request whose data was accepted: an OTLP partial success when
+    /// `accepted` left items out (counted).
+    pub fn response<S: OtlpSignal>(&self, accepted: &Accepted<S>) -> S::Response {
+        match accepted.partial_success() {
+            None => S::Response::default(),
+            Some(message) => {
+                self.metrics[S::KIND]
+                    .invalid
+                    .inc_by(accepted.invalid as u64);
+                S::response(accepted.invalid, message)
+            }
+        }
     }
 
     /// Logs a request that could not be decoded (its spans are unknown, so not counted).
@@ -294,8 +327,13 @@ mod tests {
     fn ingest(next: Arc<Holder>, acknowledge_when_stored: bool) -> Ingest {
         Ingest {
             id: "otlp".into(),
-            next,
-            metrics: Metrics::new().receiver("otlp", "grpc"),
+            next: crate::component::Consumers {
+                traces: Some(next),
+                ..Default::default()
+            },
+            metrics: crate::pipeline::PerSignal::new(|signal| {
+                Metrics::new().receiver("otlp", "grpc", signal)
+            }),
             include_metadata: false,
             auth: None,
             acknowledge_when_stored,
