@@ -77,7 +77,7 @@ fn kafka_messages(c: &mut Criterion) {
     // Both paths give the same messages.
     let decoded = batch();
     let from_bytes = splitter.split_batch(&batch());
-    let from_spans = splitter.split_for(decoded.resource_spans(), &decoded.metadata);
+    let from_spans = splitter.split_for(decoded.resources(), &decoded.metadata);
     assert_eq!(from_bytes.messages, from_spans.messages);
     eprintln!(
         "kafka_messages: {SPANS} spans in {EXPORTS} exports, {} bytes -> {} messages, {} bytes",
@@ -102,12 +102,12 @@ fn kafka_messages(c: &mut Criterion) {
     g.bench_function("decode_and_split", |b| {
         b.iter_batched(
             batch,
-            |batch| splitter.split_for(black_box(&batch).resource_spans(), &batch.metadata),
+            |batch| splitter.split_for(black_box(&batch).resources(), &batch.metadata),
             BatchSize::SmallInput,
         )
     });
     g.bench_function("split_decoded", |b| {
-        b.iter(|| splitter.split_for(black_box(decoded.resource_spans()), &decoded.metadata))
+        b.iter(|| splitter.split_for(black_box(decoded.resources()), &decoded.metadata))
     });
     g.finish();
 }

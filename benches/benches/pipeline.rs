@@ -23,7 +23,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use wasmcol::Config;
 use wasmcol::component::{BuildContext, ComponentId, Lifecycle};
-use wasmcol::pipeline::{Delivery, DeliveryTracker, Outcome, SharedConsumer, TraceBatch};
+use wasmcol::pipeline::{Delivery, DeliveryTracker, Outcome, SharedConsumer, TraceBatch, Traces};
 use wasmcol::telemetry::Metrics;
 use wasmcol_benches::realistic_request;
 
@@ -76,7 +76,7 @@ service:
 
 /// A chain built from the config: `processors` in order, then `exporter`.
 struct Chain {
-    head: SharedConsumer,
+    head: SharedConsumer<Traces>,
     /// Every component, exporter first, for start and shutdown.
     parts: Vec<Arc<dyn Lifecycle>>,
 }
@@ -93,13 +93,15 @@ impl Chain {
             acknowledge_when_stored: false,
         };
         let id = ComponentId::parse(exporter).expect("exporter id");
-        let exp = config.exporters[&id].build(&ctx(&id)).expect("exporter");
+        let exp = config.exporters[&id]
+            .build_traces(&ctx(&id))
+            .expect("exporter");
         let mut parts: Vec<Arc<dyn Lifecycle>> = vec![exp.clone()];
-        let mut head: SharedConsumer = exp;
+        let mut head: SharedConsumer<Traces> = exp;
         for name in processors.iter().rev() {
             let id = ComponentId::parse(name).expect("processor id");
             let p = config.processors[&id]
-                .build(&ctx(&id), head)
+                .build_traces(&ctx(&id), head)
                 .expect("processor");
             parts.push(p.clone());
             head = p;

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
-use wasmcol::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use wasmcol::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
 use wasmcol_benches::{Processors, realistic_request};
 use wasmcol_plugin_sdk::{Batch, Plugin, PluginConfig};
 
@@ -40,9 +40,9 @@ const SPANS: usize = 8192;
 struct Sink(AtomicUsize);
 
 #[async_trait]
-impl TracesConsumer for Sink {
+impl Consumer<Traces> for Sink {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        self.0.fetch_add(batch.span_count(), Ordering::Relaxed);
+        self.0.fetch_add(batch.item_count(), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -54,7 +54,7 @@ fn tagger_config() -> serde_json::Value {
     })
 }
 
-fn processors() -> [SharedConsumer; 5] {
+fn processors() -> [SharedConsumer<Traces>; 5] {
     let tagger_yaml = serde_yaml_ng::to_string(&tagger_config()).unwrap();
     let tagger_yaml: String = tagger_yaml
         .lines()
@@ -86,7 +86,7 @@ fn processors() -> [SharedConsumer; 5] {
         "wasm/panic",
     ];
     let built = Processors::parse(&section, &ids);
-    ids.map(|id| -> SharedConsumer { built.build(id, Arc::new(Sink(AtomicUsize::new(0)))) })
+    ids.map(|id| -> SharedConsumer<Traces> { built.build(id, Arc::new(Sink(AtomicUsize::new(0)))) })
 }
 
 fn bench(c: &mut Criterion) {
@@ -138,7 +138,7 @@ fn bench(c: &mut Criterion) {
     let mut native = tagger_plugin::Tagger::new(PluginConfig::new(tagger_config())).unwrap();
     g.bench_function("native_tagger", |b| {
         b.iter(|| {
-            let mut batch = Batch::new(decode().into_resource_spans());
+            let mut batch = Batch::new(decode().into_resources());
             native.process(&mut batch).unwrap();
             runtime
                 .block_on(sink.consume(TraceBatch::new(batch.into_resource_spans())))

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use scrub_fixture::{Fixture, SPANS, Sink, as_host_runs};
-use wasmcol::pipeline::{TraceBatch, TracesConsumer};
+use wasmcol::pipeline::{Consumer, TraceBatch};
 
 fn bench(c: &mut Criterion) {
     let Fixture {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use rustix::time::{ClockId, clock_gettime};
 
 use scrub_fixture::{Fixture, SPANS, as_host_runs, serve_tables};
-use wasmcol::pipeline::{TraceBatch, TracesConsumer};
+use wasmcol::pipeline::{Consumer, TraceBatch};
 
 /// The four cases, by name.
 const CASES: [&str; 4] = ["wasm_scrub", "native_scrub", "wasm_enrich", "native_enrich"];

@@ -28,7 +28,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
 use wasmcol::component::Processor;
-use wasmcol::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+use wasmcol::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
 use wasmcol::telemetry::Metrics;
 use wasmcol::telemetry::process::read_sample;
 use wasmcol_benches::{Processors, SplitMix64, realistic_request};
@@ -42,10 +42,10 @@ const ITERATION_SPANS: usize = 100_000;
 struct Sink(AtomicU64);
 
 #[async_trait]
-impl TracesConsumer for Sink {
+impl Consumer<Traces> for Sink {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         self.0
-            .fetch_add(batch.span_count() as u64, Ordering::Relaxed);
+            .fetch_add(batch.item_count() as u64, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -107,7 +107,10 @@ fn requests(total: usize, shape: Shape, seed: u64) -> (Vec<Bytes>, usize) {
 
 /// The processor (built inside the runtime: it starts its decision thread there), its sink and
 /// its metrics registry.
-fn processor(policies: &str, decision_wait: &str) -> (Arc<dyn Processor>, Arc<Sink>, Arc<Metrics>) {
+fn processor(
+    policies: &str,
+    decision_wait: &str,
+) -> (Arc<dyn Processor<Traces>>, Arc<Sink>, Arc<Metrics>) {
     let section = format!(
         r#"  tail_sampling:
     decision_wait: {decision_wait}

@@ -56,8 +56,8 @@ impl Processors {
     pub fn build(
         &self,
         id: &str,
-        next: wasmcol::pipeline::SharedConsumer,
-    ) -> Arc<dyn wasmcol::component::Processor> {
+        next: wasmcol::pipeline::SharedConsumer<wasmcol::pipeline::Traces>,
+    ) -> Arc<dyn wasmcol::component::Processor<wasmcol::pipeline::Traces>> {
         let id = wasmcol::component::ComponentId::parse(id).expect("processor id");
         let ctx = wasmcol::component::BuildContext {
             id: id.clone(),
@@ -68,7 +68,7 @@ impl Processors {
             acknowledge_when_stored: false,
         };
         self.config.processors[&id]
-            .build(&ctx, next)
+            .build_traces(&ctx, next)
             .unwrap_or_else(|e| panic!("{id}: {e:#}"))
     }
 }

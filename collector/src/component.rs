@@ -4,6 +4,11 @@
 //! field) that implements [`Validate`] and one of the `*Config` traits below, which build the
 //! running component from a [`BuildContext`]. Registering a new type is one line in
 //! [`crate::components`].
+//!
+//! As in the OpenTelemetry Collector, a component declares the signals it supports
+//! ([`ProcessorConfig::signals`], ...) and is built once per signal it is used for, with one
+//! builder per signal (`build_traces`, ...): a pipeline of a signal is made of that signal's
+//! consumers ([`crate::pipeline::Consumer`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::pipeline::{SharedConsumer, TracesConsumer};
+use crate::pipeline::{Consumer, SharedConsumer, Signal, SignalKind, Signals, Traces};
 use crate::storage::Store;
 use crate::telemetry::Metrics;
 
@@ -98,13 +103,36 @@ pub trait Lifecycle: Send + Sync {
     async fn shutdown(&self) {}
 }
 
-/// A running processor: a consumer that forwards to the next stage.
-pub trait Processor: Lifecycle + TracesConsumer {}
-impl<T: Lifecycle + TracesConsumer> Processor for T {}
+/// A running processor of signal `S`: a consumer that forwards to the next stage.
+pub trait Processor<S: Signal>: Lifecycle + Consumer<S> {}
+impl<S: Signal, T: Lifecycle + Consumer<S>> Processor<S> for T {}
 
-/// A running exporter: the last consumer of a pipeline.
-pub trait Exporter: Lifecycle + TracesConsumer {}
-impl<T: Lifecycle + TracesConsumer> Exporter for T {}
+/// A running exporter of signal `S`: the last consumer of a pipeline.
+pub trait Exporter<S: Signal>: Lifecycle + Consumer<S> {}
+impl<S: Signal, T: Lifecycle + Consumer<S>> Exporter<S> for T {}
+
+/// The heads of the pipelines a receiver feeds, by signal: `None` for a signal none of its
+/// pipelines carries.
+#[derive(Clone, Default)]
+pub struct Consumers {
+    /// The traces pipelines (fanned out when several).
+    pub traces: Option<SharedConsumer<Traces>>,
+}
+
+impl Consumers {
+    /// The traces pipelines; an error naming the receiver when it feeds none.
+    pub fn traces(&self, ctx: &BuildContext) -> anyhow::Result<SharedConsumer<Traces>> {
+        self.traces
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("receiver {} feeds no traces pipeline", ctx.id))
+    }
+}
+
+/// The error a builder returns for a signal its component does not support (configurations
+/// that use one are refused when checked, so this is reached only by a defect).
+fn unsupported<T>(what: &str, signal: SignalKind) -> anyhow::Result<T> {
+    anyhow::bail!("{what} does not support {signal}")
+}
 
 /// A problem found in a component's configuration: a path relative to the component and what
 /// is wrong.
@@ -138,9 +166,14 @@ pub trait Validate {
 
 /// A receiver's validated configuration.
 pub trait ReceiverConfig: fmt::Debug + Send + Sync {
-    /// Builds the receiver, which will hand what it receives to `next`.
-    fn build(&self, ctx: &BuildContext, next: SharedConsumer)
-    -> anyhow::Result<Arc<dyn Lifecycle>>;
+    /// The signals it can receive.
+    fn signals(&self) -> Signals {
+        Signals::TRACES
+    }
+
+    /// Builds the receiver (one instance, shared by every pipeline that names it), which will
+    /// hand what it receives to the pipelines of its signal in `next`.
+    fn build(&self, ctx: &BuildContext, next: Consumers) -> anyhow::Result<Arc<dyn Lifecycle>>;
 
     /// The `auth.authenticator` values it names (server side), each with its option's path
     /// below the receiver (`protocols.grpc.auth.authenticator`).
@@ -151,9 +184,20 @@ pub trait ReceiverConfig: fmt::Debug + Send + Sync {
 
 /// A processor's validated configuration.
 pub trait ProcessorConfig: fmt::Debug + Send + Sync {
-    /// Builds one instance for one pipeline, forwarding to `next`.
-    fn build(&self, ctx: &BuildContext, next: SharedConsumer)
-    -> anyhow::Result<Arc<dyn Processor>>;
+    /// The signals it can process.
+    fn signals(&self) -> Signals {
+        Signals::TRACES
+    }
+
+    /// Builds one instance for one traces pipeline, forwarding to `next`.
+    fn build_traces(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
+        let _ = next;
+        unsupported(&format!("processor {}", ctx.id), SignalKind::Traces)
+    }
 
     /// False for a processor that reports data delivered before passing it on (one that
     /// buffers for long, like `tail_sampling`): receivers in front of it cannot wait for the
@@ -165,8 +209,16 @@ pub trait ProcessorConfig: fmt::Debug + Send + Sync {
 
 /// An exporter's validated configuration.
 pub trait ExporterConfig: fmt::Debug + Send + Sync {
-    /// Builds the exporter (one instance, shared by every pipeline that names it).
-    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>>;
+    /// The signals it can export.
+    fn signals(&self) -> Signals {
+        Signals::TRACES
+    }
+
+    /// Builds the exporter for traces (one instance, shared by every traces pipeline that
+    /// names it).
+    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
+        unsupported(&format!("exporter {}", ctx.id), SignalKind::Traces)
+    }
 
     /// The storage extension its sending queue keeps data in (`sending_queue.storage`), if
     /// any. Data handed to such an exporter is on disk once `consume` returns and its delivery
@@ -211,5 +263,47 @@ pub trait ExtensionConfig: fmt::Debug + Send + Sync {
     ) -> anyhow::Result<Option<crate::auth::Authenticator>> {
         let _ = ctx;
         Ok(None)
+    }
+}
+
+/// What the service needs to build a pipeline of one signal: the builders of that signal and
+/// the receivers' slot for it. Implemented for each signal, so pipelines are built by one
+/// generic function.
+pub trait Wiring: Signal {
+    /// Builds `config`'s processor for this signal.
+    fn processor(
+        config: &dyn ProcessorConfig,
+        ctx: &BuildContext,
+        next: SharedConsumer<Self>,
+    ) -> anyhow::Result<Arc<dyn Processor<Self>>>;
+
+    /// Builds `config`'s exporter for this signal.
+    fn exporter(
+        config: &dyn ExporterConfig,
+        ctx: &BuildContext,
+    ) -> anyhow::Result<Arc<dyn Exporter<Self>>>;
+
+    /// Where receivers find this signal's pipelines.
+    fn slot(consumers: &mut Consumers) -> &mut Option<SharedConsumer<Self>>;
+}
+
+impl Wiring for Traces {
+    fn processor(
+        config: &dyn ProcessorConfig,
+        ctx: &BuildContext,
+        next: SharedConsumer<Self>,
+    ) -> anyhow::Result<Arc<dyn Processor<Self>>> {
+        config.build_traces(ctx, next)
+    }
+
+    fn exporter(
+        config: &dyn ExporterConfig,
+        ctx: &BuildContext,
+    ) -> anyhow::Result<Arc<dyn Exporter<Self>>> {
+        config.build_traces(ctx)
+    }
+
+    fn slot(consumers: &mut Consumers) -> &mut Option<SharedConsumer<Self>> {
+        &mut consumers.traces
     }
 }

@@ -22,7 +22,7 @@ pub const NICENESS: i32 = 5;
 /// The effort [`run`] is told of for work that reads or writes every span of `batch`: about
 /// 256 bytes a span, so batches of a thousand spans and more go off the reactor.
 pub fn batch_effort(batch: &crate::pipeline::TraceBatch) -> usize {
-    batch.span_count().saturating_mul(256)
+    batch.item_count().saturating_mul(256)
 }
 
 /// How many heavy jobs run at once.

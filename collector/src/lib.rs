@@ -7,7 +7,7 @@
 //! - [`config`] reads the YAML file (the OpenTelemetry Collector's shape) into a [`Config`].
 //! - [`service`] builds every component and wires them into pipelines, runs them and shuts
 //!   them down.
-//! - [`pipeline`] holds the one interface every stage implements, [`pipeline::TracesConsumer`],
+//! - [`pipeline`] holds the one interface every stage implements, [`pipeline::Consumer`],
 //!   and the batch that flows through it, [`pipeline::TraceBatch`]: the protobuf bytes a
 //!   receiver got, checked by [`otlp::wire`], decoded only by a stage that reads spans.
 //! - [`receivers`], [`processors`], [`exporters`], [`extensions`]: the components, one folder

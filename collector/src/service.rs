@@ -18,14 +18,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticators;
-use crate::component::{BuildContext, ComponentId, Exporter, Lifecycle, Processor};
+use crate::component::{BuildContext, ComponentId, Consumers, Exporter, Lifecycle, Wiring};
 use crate::config::Config;
-use crate::pipeline::{SharedConsumer, fan_out};
+use crate::config::PipelineConfig;
+use crate::pipeline::{SharedConsumer, SignalKind, Traces, fan_out};
 use crate::storage::Store;
 use crate::telemetry::{Health, HealthState, Metrics, serve_metrics};
 
+/// A running processor or exporter: its id, the signal it was built for, and its lifecycle.
+type Stage = (ComponentId, SignalKind, Arc<dyn Lifecycle>);
+
 /// One pipeline's processors, in data order.
-type PipelineProcessors = (String, Vec<(ComponentId, Arc<dyn Processor>)>);
+type PipelineProcessors = (String, Vec<Stage>);
 
 /// A built collector, ready to start.
 pub struct Service {
@@ -34,32 +38,106 @@ pub struct Service {
     metrics_address: String,
     shutdown_timeout: Duration,
     extensions: Vec<(ComponentId, Arc<dyn Lifecycle>)>,
-    exporters: Vec<(ComponentId, Arc<dyn Exporter>)>,
+    /// Each exporter once per signal it is used for.
+    exporters: Vec<Stage>,
     /// Per pipeline, processors in data order.
     processors: Vec<PipelineProcessors>,
     receivers: Vec<(ComponentId, Arc<dyn Lifecycle>)>,
     stop_telemetry: CancellationToken,
 }
 
-fn ctx(
-    id: &ComponentId,
-    pipeline: Option<&str>,
-    metrics: &Arc<Metrics>,
-    stores: &Arc<BTreeMap<ComponentId, Store>>,
-    authenticators: &Authenticators,
-) -> BuildContext {
-    BuildContext {
-        id: id.clone(),
-        pipeline: pipeline.map(str::to_string),
-        metrics: metrics.clone(),
-        stores: stores.clone(),
-        authenticators: authenticators.clone(),
-        acknowledge_when_stored: false,
-    }
-}
-
 fn id_of(s: &str) -> ComponentId {
     ComponentId::parse(s).expect("ids were checked when the config was loaded")
+}
+
+/// The signal a pipeline id names (`traces`, `logs/2`).
+fn signal_of(pipeline: &str) -> SignalKind {
+    SignalKind::from_name(&id_of(pipeline).type_name)
+        .expect("pipeline ids were checked when the config was loaded")
+}
+
+/// What building needs at every step, and what it has built so far.
+struct Builder<'c> {
+    config: &'c Config,
+    metrics: Arc<Metrics>,
+    stores: Arc<BTreeMap<ComponentId, Store>>,
+    authenticators: Authenticators,
+    /// Pipelines whose processors may refuse instead of holding data back (see
+    /// [`Service::build`]).
+    answered_pipelines: Vec<String>,
+    exporters: Vec<Stage>,
+    processors: Vec<PipelineProcessors>,
+    /// Per receiver, the heads of the pipelines it feeds.
+    heads: BTreeMap<ComponentId, Consumers>,
+}
+
+impl Builder<'_> {
+    fn ctx(&self, id: &ComponentId, pipeline: Option<&str>) -> BuildContext {
+        BuildContext {
+            id: id.clone(),
+            pipeline: pipeline.map(str::to_string),
+            metrics: self.metrics.clone(),
+            stores: self.stores.clone(),
+            authenticators: self.authenticators.clone(),
+            acknowledge_when_stored: false,
+        }
+    }
+
+    /// Builds the pipelines of signal `S`: their exporters (each one instance, shared by the
+    /// pipelines of `S` that name it), then each pipeline's processors from last to first,
+    /// and records each pipeline's head for its receivers.
+    fn pipelines<S: Wiring>(&mut self) -> anyhow::Result<()> {
+        let config = self.config;
+        let pipelines: Vec<(&String, &PipelineConfig)> = config
+            .service
+            .pipelines
+            .iter()
+            .filter(|(name, _)| signal_of(name) == S::KIND)
+            .collect();
+        let mut exporters: BTreeMap<ComponentId, Arc<dyn Exporter<S>>> = BTreeMap::new();
+        for (_, p) in &pipelines {
+            for name in &p.exporters {
+                let id = id_of(name);
+                if exporters.contains_key(&id) {
+                    continue;
+                }
+                let exp = S::exporter(config.exporters[&id].as_ref(), &self.ctx(&id, None))
+                    .with_context(|| format!("exporters.{id}"))?;
+                self.exporters.push((id.clone(), S::KIND, exp.clone()));
+                exporters.insert(id, exp);
+            }
+        }
+
+        let mut heads: BTreeMap<ComponentId, Vec<SharedConsumer<S>>> = BTreeMap::new();
+        for (pname, p) in pipelines {
+            let pname: &String = pname;
+            let mut next: SharedConsumer<S> = fan_out(
+                p.exporters
+                    .iter()
+                    .map(|n| exporters[&id_of(n)].clone() as SharedConsumer<S>)
+                    .collect(),
+            );
+            let mut built: Vec<Stage> = Vec::new();
+            for name in p.processors.iter().rev() {
+                let id = id_of(name);
+                let mut pctx = self.ctx(&id, Some(pname));
+                pctx.acknowledge_when_stored = self.answered_pipelines.contains(pname);
+                let proc = S::processor(config.processors[&id].as_ref(), &pctx, next)
+                    .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
+                next = proc.clone();
+                built.push((id, S::KIND, proc));
+            }
+            built.reverse();
+            self.processors.push((pname.clone(), built));
+            for r in &p.receivers {
+                heads.entry(id_of(r)).or_default().push(next.clone());
+            }
+        }
+        for (receiver, consumers) in heads {
+            *S::slot(self.heads.entry(receiver).or_default()) = Some(fan_out(consumers));
+        }
+        Ok(())
+    }
 }
 
 impl Service {
@@ -76,34 +154,27 @@ impl Service {
                 .filter_map(|id| Some((id.clone(), config.extensions[&id].store()?)))
                 .collect(),
         );
-        let metrics = &metrics;
-        let no_auth = Authenticators::default();
+        let mut builder = Builder {
+            config,
+            metrics,
+            stores,
+            authenticators: Authenticators::default(),
+            answered_pipelines: Vec::new(),
+            exporters: Vec::new(),
+            processors: Vec::new(),
+            heads: BTreeMap::new(),
+        };
         let mut authenticators = BTreeMap::new();
         for name in &config.service.extensions {
             let id = id_of(name);
             if let Some(a) = config.extensions[&id]
-                .authenticator(&ctx(&id, None, metrics, &stores, &no_auth))
+                .authenticator(&builder.ctx(&id, None))
                 .with_context(|| format!("extensions.{id}"))?
             {
                 authenticators.insert(id, a);
             }
         }
-        let authenticators: Authenticators = Arc::new(authenticators);
-        let auth = &authenticators;
-
-        let mut exporters: BTreeMap<ComponentId, Arc<dyn Exporter>> = BTreeMap::new();
-        for p in pipelines.values() {
-            for name in &p.exporters {
-                let id = id_of(name);
-                if exporters.contains_key(&id) {
-                    continue;
-                }
-                let exp = config.exporters[&id]
-                    .build(&ctx(&id, None, metrics, &stores, auth))
-                    .with_context(|| format!("exporters.{id}"))?;
-                exporters.insert(id, exp);
-            }
-        }
+        builder.authenticators = Arc::new(authenticators);
 
         // Pipelines whose every exporter keeps its queue on disk: their receivers answer once
         // the data is stored, so what a client was told is accepted survives a crash.
@@ -144,7 +215,7 @@ impl Service {
                 .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == *receiver))
                 .all(|(name, _)| stored_pipelines.contains(&name))
         };
-        let answered_pipelines: Vec<&String> = stored_pipelines
+        builder.answered_pipelines = stored_pipelines
             .iter()
             .copied()
             .filter(|name| {
@@ -153,50 +224,22 @@ impl Service {
                     .iter()
                     .all(|r| answers_on_store(&id_of(r)))
             })
+            .cloned()
             .collect();
 
-        let mut heads: BTreeMap<&str, SharedConsumer> = BTreeMap::new();
-        let mut processors = Vec::new();
-        for (pname, p) in pipelines {
-            let mut next: SharedConsumer = fan_out(
-                p.exporters
-                    .iter()
-                    .map(|n| exporters[&id_of(n)].clone() as SharedConsumer)
-                    .collect(),
-            );
-            let mut built = Vec::new();
-            for name in p.processors.iter().rev() {
-                let id = id_of(name);
-                let mut pctx = ctx(&id, Some(pname), metrics, &stores, auth);
-                pctx.acknowledge_when_stored = answered_pipelines.contains(&pname);
-                let proc = config.processors[&id]
-                    .build(&pctx, next)
-                    .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
-                next = proc.clone();
-                built.push((id, proc));
+        for signal in SignalKind::ALL {
+            match signal {
+                SignalKind::Traces => builder.pipelines::<Traces>()?,
+                SignalKind::Logs | SignalKind::Metrics => {}
             }
-            built.reverse();
-            processors.push((pname.clone(), built));
-            heads.insert(pname.as_str(), next);
         }
 
         let mut receivers = Vec::new();
-        let mut receiver_ids: Vec<ComponentId> = pipelines
-            .values()
-            .flat_map(|p| p.receivers.iter().map(|r| id_of(r)))
-            .collect();
-        receiver_ids.sort();
-        receiver_ids.dedup();
-        for id in receiver_ids {
-            let targets: Vec<SharedConsumer> = pipelines
-                .iter()
-                .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == id))
-                .map(|(name, _)| heads[name.as_str()].clone())
-                .collect();
-            let mut rctx = ctx(&id, None, metrics, &stores, auth);
+        for (id, next) in std::mem::take(&mut builder.heads) {
+            let mut rctx = builder.ctx(&id, None);
             rctx.acknowledge_when_stored = answers_on_store(&id);
             let rec = config.receivers[&id]
-                .build(&rctx, fan_out(targets))
+                .build(&rctx, next)
                 .with_context(|| format!("receivers.{id}"))?;
             receivers.push((id, rec));
         }
@@ -205,19 +248,19 @@ impl Service {
         for name in &config.service.extensions {
             let id = id_of(name);
             let ext = config.extensions[&id]
-                .build(&ctx(&id, None, metrics, &stores, auth), health.clone())
+                .build(&builder.ctx(&id, None), health.clone())
                 .with_context(|| format!("extensions.{id}"))?;
             extensions.push((id, ext));
         }
 
         Ok(Self {
-            metrics: metrics.clone(),
+            metrics: builder.metrics,
             health,
             metrics_address: config.service.telemetry.metrics.address.clone(),
             shutdown_timeout: config.service.shutdown_timeout.get(),
             extensions,
-            exporters: exporters.into_iter().collect(),
-            processors,
+            exporters: builder.exporters,
+            processors: builder.processors,
             receivers,
             stop_telemetry: CancellationToken::new(),
         })
@@ -244,11 +287,11 @@ impl Service {
             .await?;
             tracing::info!(address = %self.metrics_address, "metrics served at /metrics");
         }
-        for (id, e) in &self.exporters {
+        for (id, _, e) in &self.exporters {
             e.start().await.with_context(|| format!("exporters.{id}"))?;
         }
         for (pname, procs) in &self.processors {
-            for (id, p) in procs {
+            for (id, _, p) in procs {
                 p.start()
                     .await
                     .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
@@ -296,7 +339,7 @@ impl Service {
         let pipelines =
             futures::future::join_all(self.processors.iter().map(|(pname, procs)| async move {
                 let mut done = true;
-                for (i, (id, p)) in procs.iter().enumerate() {
+                for (i, (id, _, p)) in procs.iter().enumerate() {
                     // This processor, the ones after it, then the exporters.
                     let budget = share(deadline, procs.len() - i + 1);
                     let what = format!("processors.{id} (pipeline {pname})");
@@ -307,11 +350,9 @@ impl Service {
         completed &= pipelines.await.into_iter().all(|done| done);
 
         let budget = share(deadline, 1);
-        let exporters = futures::future::join_all(
-            self.exporters
-                .iter()
-                .map(|(id, e)| bounded(format!("exporters.{id}"), budget, e.shutdown())),
-        );
+        let exporters = futures::future::join_all(self.exporters.iter().map(|(id, signal, e)| {
+            bounded(format!("exporters.{id} ({signal})"), budget, e.shutdown())
+        }));
         completed &= exporters.await.into_iter().all(|done| done);
         if !completed {
             tracing::warn!(
@@ -457,7 +498,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+    use crate::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
 
     type Log = Arc<Mutex<Vec<(String, Duration)>>>;
 
@@ -483,7 +524,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl TracesConsumer for Fake {
+    impl Consumer<Traces> for Fake {
         async fn consume(&self, _: TraceBatch) -> Result<(), ConsumeError> {
             Ok(())
         }
@@ -502,6 +543,8 @@ mod tests {
         ComponentId::parse(s).unwrap()
     }
 
+    const TRACES: SignalKind = SignalKind::Traces;
+
     /// receivers `r`, one pipeline with processors `p1`, `p2`, exporters `e1`, `e2`.
     fn service(timeout: Duration, takes: &[Option<Duration>; 5], log: &Log) -> Service {
         let t0 = Instant::now();
@@ -513,14 +556,30 @@ mod tests {
             shutdown_timeout: timeout,
             extensions: Vec::new(),
             exporters: vec![
-                (id("e1"), fake("e1", *e1, t0, log) as Arc<dyn Exporter>),
-                (id("e2"), fake("e2", *e2, t0, log) as Arc<dyn Exporter>),
+                (
+                    id("e1"),
+                    TRACES,
+                    fake("e1", *e1, t0, log) as Arc<dyn Lifecycle>,
+                ),
+                (
+                    id("e2"),
+                    TRACES,
+                    fake("e2", *e2, t0, log) as Arc<dyn Lifecycle>,
+                ),
             ],
             processors: vec![(
                 "traces".into(),
                 vec![
-                    (id("p1"), fake("p1", *p1, t0, log) as Arc<dyn Processor>),
-                    (id("p2"), fake("p2", *p2, t0, log) as Arc<dyn Processor>),
+                    (
+                        id("p1"),
+                        TRACES,
+                        fake("p1", *p1, t0, log) as Arc<dyn Lifecycle>,
+                    ),
+                    (
+                        id("p2"),
+                        TRACES,
+                        fake("p2", *p2, t0, log) as Arc<dyn Lifecycle>,
+                    ),
                 ],
             )],
             receivers: vec![(id("r"), fake("r", *r, t0, log) as Arc<dyn Lifecycle>)],

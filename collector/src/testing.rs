@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use crate::component::{BuildContext, ComponentId};
-use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
 use crate::telemetry::Metrics;
 
 /// A consumer that records what it gets, and can be told to refuse (retryable).
@@ -36,7 +36,7 @@ impl Recorder {
             .lock()
             .unwrap()
             .iter()
-            .map(TraceBatch::span_count)
+            .map(TraceBatch::item_count)
             .collect()
     }
 
@@ -47,7 +47,7 @@ impl Recorder {
             .unwrap()
             .iter()
             .flat_map(|b| {
-                b.resource_spans()
+                b.resources()
                     .iter()
                     .flat_map(|rs| &rs.scope_spans)
                     .flat_map(|ss| &ss.spans)
@@ -59,7 +59,7 @@ impl Recorder {
 }
 
 #[async_trait]
-impl TracesConsumer for Recorder {
+impl Consumer<Traces> for Recorder {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         if self.refusing.load(Ordering::SeqCst) {
             return Err(ConsumeError::retryable("recorder refuses"));

@@ -5,8 +5,10 @@ Usage (from the repository root): .venv/bin/python tests/fuzz/make_seeds.py
 
 It listens on a loopback port, lets tests/python/send_traces.py send one trace to it as OTLP/HTTP
 protobuf (plain, gzip and deflate, compressed by the SDK's own exporter) and as OTLP/JSON, and
-keeps the bodies. zstd variants come from the `zstd` command. The seeds are committed; run this
-again only to refresh them.
+keeps the bodies. zstd variants come from the `zstd` command. The log and metric requests
+(seeds of wire_validate_logs and wire_validate_metrics) come from the SDK's own OTLP encoders,
+in process. The seeds are committed; run this again only to refresh them (`--logs-and-metrics`
+refreshes only those two).
 """
 
 import hashlib
@@ -84,7 +86,73 @@ def decompress_seed(encoding, limit, body):
     return bytes([code]) + struct.pack("<H", min(limit, 0xFFFF)) + body
 
 
+def logs_and_metrics():
+    """Log and metric requests as the SDK's OTLP exporters encode them: a few log records
+    (text, structured attributes, an exception) and a metric of every instrument the SDK
+    has, with explicit and exponential histograms."""
+    import logging
+
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+    from opentelemetry.metrics import Observation
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+    from opentelemetry.sdk.resources import Resource
+
+    resource = Resource.create({"service.name": "checkout", "host.name": "node-7"})
+    exporter = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    log = logging.getLogger("orders")
+    log.propagate = False
+    log.addHandler(LoggingHandler(logger_provider=logger_provider))
+    log.setLevel(logging.INFO)
+    log.info("order %s placed", 42, extra={"order.id": 42, "tags": ["a", "b"]})
+    log.warning("slow", extra={"latency": 1.5})
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        log.exception("failed")
+    records = exporter.get_finished_logs()
+    bodies = [encode_logs(records).SerializeToString()]
+    bodies += [encode_logs([r]).SerializeToString() for r in records]
+    # Repeated fields concatenate: several requests are one request.
+    for body in bodies + [b"".join(bodies[1:])]:
+        write("wire_validate_logs", body)
+
+    reader = InMemoryMetricReader()
+    exponential = View(instrument_name="exp.*", aggregation=ExponentialBucketHistogramAggregation())
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader],
+                                   views=[exponential, View(instrument_name="*")])
+    meter = meter_provider.get_meter("shop", "1.0")
+    counter = meter.create_counter("orders")
+    counter.add(3, {"route": "/"})
+    counter.add(1, {"route": "/x"})
+    meter.create_up_down_counter("queue").add(-2)
+    latency = meter.create_histogram("latency", unit="ms")
+    for v in (1, 5, 20, 300):
+        latency.record(v)
+    size = meter.create_histogram("exp.size")
+    for v in (0, 0.5, 3, 1000):
+        size.record(v, {"k": "v"})
+    temperature = meter.create_gauge("temp")
+    temperature.set(21.5)
+    temperature.set(7, {"room": "b"})
+    meter.create_observable_gauge("cpu", callbacks=[lambda _: [Observation(0.25)]])
+    first = encode_metrics(reader.get_metrics_data()).SerializeToString()
+    counter.add(5)
+    second = encode_metrics(reader.get_metrics_data()).SerializeToString()
+    for body in (first, second, first + second):
+        write("wire_validate_metrics", body)
+
+
 def main():
+    if sys.argv[1:] == ["--logs-and-metrics"]:
+        logs_and_metrics()
+        return
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
@@ -128,6 +196,7 @@ def main():
         write("decompress", decompress_seed("zstd", len(body), zstd(body)))
     write("decompress", decompress_seed("zstd", len(merged), zstd(merged)))
     write("decompress", decompress_seed("zstd", len(merged) - 1, zstd(merged)))
+    logs_and_metrics()
     counts = {t: len(os.listdir(os.path.join(SEEDS, t))) for t in sorted(os.listdir(SEEDS))}
     print(f"seeds from {len(received)} requests: {counts}")
 

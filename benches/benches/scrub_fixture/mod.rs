@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
-use wasmcol::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use wasmcol::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
 use wasmcol_benches::{Processors, realistic_request};
 use wasmcol_plugin_sdk::edit::Output;
 use wasmcol_plugin_sdk::wire::edit as wire_edit;
@@ -33,7 +33,7 @@ impl Sink {
     /// The last batch that arrived, decoded.
     pub fn take_last(&self) -> Vec<ResourceSpans> {
         let last = self.batches.lock().unwrap().pop();
-        last.expect("a batch arrived").into_resource_spans()
+        last.expect("a batch arrived").into_resources()
     }
 
     /// Frees what arrived.
@@ -45,7 +45,7 @@ impl Sink {
 /// Stands for an exporter that sends protobuf (`otlp`, `file`, Kafka): it encodes each batch,
 /// which costs a copy when the batch still holds bytes and an encode when a stage decoded it.
 #[async_trait]
-impl TracesConsumer for Sink {
+impl Consumer<Traces> for Sink {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         let mut out = self.out.lock().unwrap();
         out.clear();
@@ -116,7 +116,7 @@ fn indent(v: &serde_json::Value, spaces: usize) -> String {
 }
 
 /// The two `wasm` processors, built as the collector builds them, each in front of a sink.
-pub fn processors() -> [(SharedConsumer, Arc<Sink>); 2] {
+pub fn processors() -> [(SharedConsumer<Traces>, Arc<Sink>); 2] {
     let rows: String = OWNERS
         .iter()
         .map(|(svc, team, tier)| format!("          {svc}: {{ team: {team}, tier: \"{tier}\" }}\n"))
@@ -140,7 +140,7 @@ pub fn processors() -> [(SharedConsumer, Arc<Sink>); 2] {
     let built = Processors::parse(&section, &["wasm/enrich", "wasm/scrub"]);
     ["wasm/scrub", "wasm/enrich"].map(|id| {
         let sink = Arc::new(Sink::default());
-        let p: SharedConsumer = built.build(id, sink.clone());
+        let p: SharedConsumer<Traces> = built.build(id, sink.clone());
         (p, sink)
     })
 }
@@ -242,9 +242,9 @@ pub struct Fixture {
     /// The runtime the processors run on.
     pub runtime: tokio::runtime::Runtime,
     /// `wasm/scrub` and its sink.
-    pub scrub: (SharedConsumer, Arc<Sink>),
+    pub scrub: (SharedConsumer<Traces>, Arc<Sink>),
     /// `wasm/enrich` and its sink.
-    pub enrich: (SharedConsumer, Arc<Sink>),
+    pub enrich: (SharedConsumer<Traces>, Arc<Sink>),
     /// The request as the receiver gets it.
     pub encoded: bytes::Bytes,
     /// The same spans, decoded.

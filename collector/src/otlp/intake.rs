@@ -143,7 +143,7 @@ pub fn json(bytes: &[u8], budget: Budget) -> Result<Accepted, Refusal> {
     match json::decode_traces_within(bytes, budget.decoded_bytes) {
         Ok(decoded) => {
             let batch = TraceBatch::new(decoded.request.resource_spans);
-            if batch.span_count() == 0 && decoded.invalid > 0 {
+            if batch.item_count() == 0 && decoded.invalid > 0 {
                 return Err(all_invalid(decoded.invalid));
             }
             Ok(Accepted {
@@ -202,7 +202,7 @@ mod tests {
     fn valid_protobuf_stays_bytes() {
         let bytes = Bytes::from(request(vec![span(1, 2), span(3, 4)]).encode_to_vec());
         let accepted = protobuf(bytes, budget()).unwrap();
-        assert_eq!(accepted.batch.span_count(), 2);
+        assert_eq!(accepted.batch.item_count(), 2);
         assert_eq!(accepted.invalid_spans, 0);
         assert_eq!(accepted.partial_success(), None);
     }
@@ -218,9 +218,9 @@ mod tests {
         };
         let req = request(vec![span(5, 6), no_trace, zero_span, short, span(7, 8)]);
         let accepted = protobuf(req.encode_to_vec().into(), budget()).unwrap();
-        assert_eq!(accepted.batch.span_count(), 2);
+        assert_eq!(accepted.batch.item_count(), 2);
         assert_eq!(accepted.invalid_spans, 3);
-        let kept: Vec<_> = accepted.batch.resource_spans()[0].scope_spans[0]
+        let kept: Vec<_> = accepted.batch.resources()[0].scope_spans[0]
             .spans
             .iter()
             .map(|s| s.trace_id[0])
@@ -278,7 +278,7 @@ mod tests {
             vec![one; 1000].join(",")
         );
         let ok = super::json(body.as_bytes(), Budget::for_limit(body.len(), "x")).unwrap();
-        assert_eq!(ok.batch.span_count(), 1000);
+        assert_eq!(ok.batch.item_count(), 1000);
         let tight = Budget {
             decoded_bytes: 100 * std::mem::size_of::<Span>(),
             limit: 1,
@@ -299,9 +299,9 @@ mod tests {
         ]}]}]}"#;
         let accepted = super::json(body.as_bytes(), budget()).unwrap();
         assert_eq!(accepted.invalid_spans, 2);
-        assert_eq!(accepted.batch.span_count(), 1);
+        assert_eq!(accepted.batch.item_count(), 1);
         assert_eq!(
-            accepted.batch.resource_spans()[0].scope_spans[0].spans[0].name,
+            accepted.batch.resources()[0].scope_spans[0].spans[0].name,
             "kept"
         );
         // A wrong length is malformed, as it is for the OpenTelemetry Collector.

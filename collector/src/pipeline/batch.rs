@@ -3,116 +3,160 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
-use prost::Message;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::encoding::message;
 
 use super::delivery::Delivery;
 use super::metadata::Metadata;
+use super::signal::{self, Signal, Traces};
 use crate::otlp::wire;
 
-/// A batch of spans, plus the delivery tracking that travels with it.
+/// A batch of one signal's data (spans, log records or data points: its *items*), plus the
+/// delivery tracking that travels with it.
 ///
-/// Spans travel in one of two forms:
+/// Data travels in one of two forms:
 /// - **encoded**: the OTLP protobuf bytes a receiver got, checked (as strictly as a decoder
 ///   would) but not decoded. Merging concatenates them, exporters that send protobuf write
 ///   them as they are, and plugins get them without re-encoding. Most pipelines never decode
-///   a span.
-/// - **decoded**: prost structures, for stages that read or edit spans. An encoded batch is
-///   decoded the first time a stage asks for [`TraceBatch::resource_spans`], once, however
-///   many stages share it.
+///   an item.
+/// - **decoded**: prost structures, for stages that read or edit items. An encoded batch is
+///   decoded the first time a stage asks for [`Batch::resources`], once, however many stages
+///   share it.
 ///
 /// Both are shared copy-on-write: a fan-out to several exporters, or a retry that keeps the
-/// batch while trying, only bumps a reference count; a stage that edits spans calls
-/// [`TraceBatch::resource_spans_mut`], which copies only when the data is shared.
-#[derive(Debug, Clone, Default)]
-pub struct TraceBatch {
-    payload: Payload,
+/// batch while trying, only bumps a reference count; a stage that edits items calls
+/// [`Batch::resources_mut`], which copies only when the data is shared.
+#[derive(Debug)]
+pub struct Batch<S: Signal> {
+    payload: Payload<S>,
     /// Who must hear when this data has been delivered (empty for receivers that do not care).
     pub delivery: Delivery,
-    /// Metadata of the request(s) the spans came from (empty unless a receiver was told to
-    /// include it); see [`TraceBatch::merge`] for what survives merging.
+    /// Metadata of the request(s) the data came from (empty unless a receiver was told to
+    /// include it); see [`Batch::merge`] for what survives merging.
     pub metadata: Metadata,
 }
 
-#[derive(Debug, Clone)]
-enum Payload {
-    Decoded(Arc<Vec<ResourceSpans>>),
-    Encoded(Arc<Encoded>),
+/// A batch of spans.
+pub type TraceBatch = Batch<Traces>;
+
+// Not derived: `derive` would ask `S: Clone` and `S: Default` of the signal marker.
+impl<S: Signal> Clone for Batch<S> {
+    fn clone(&self) -> Self {
+        Self {
+            payload: self.payload.clone(),
+            delivery: self.delivery.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
 }
 
-impl Default for Payload {
+impl<S: Signal> Default for Batch<S> {
+    fn default() -> Self {
+        Self {
+            payload: Payload::default(),
+            delivery: Delivery::default(),
+            metadata: Metadata::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Payload<S: Signal> {
+    Decoded(Arc<Vec<S::Resource>>),
+    Encoded(Arc<Encoded<S>>),
+}
+
+impl<S: Signal> Clone for Payload<S> {
+    fn clone(&self) -> Self {
+        match self {
+            Payload::Decoded(d) => Payload::Decoded(d.clone()),
+            Payload::Encoded(e) => Payload::Encoded(e.clone()),
+        }
+    }
+}
+
+impl<S: Signal> Default for Payload<S> {
     fn default() -> Self {
         Payload::Decoded(Arc::default())
     }
 }
 
-/// Checked protobuf: the parts, concatenated, are one `ExportTraceServiceRequest` encoding
-/// (a repeated field's encodings concatenate into the encoding of the union).
-#[derive(Debug, Default)]
-struct Encoded {
-    /// Each part with the number of spans it holds, so splits at part boundaries need no
+/// Checked protobuf: the parts, concatenated, are one export request encoding (a repeated
+/// field's encodings concatenate into the encoding of the union).
+#[derive(Debug)]
+struct Encoded<S: Signal> {
+    /// Each part with the number of items it holds, so splits at part boundaries need no
     /// decoding.
     parts: Vec<(Bytes, usize)>,
-    spans: usize,
+    items: usize,
     bytes: usize,
-    /// Filled the first time a stage reads the spans.
-    decoded: OnceLock<Arc<Vec<ResourceSpans>>>,
+    /// Filled the first time a stage reads the items.
+    decoded: OnceLock<Arc<Vec<S::Resource>>>,
 }
 
-impl Clone for Encoded {
+impl<S: Signal> Default for Encoded<S> {
+    fn default() -> Self {
+        Self {
+            parts: Vec::new(),
+            items: 0,
+            bytes: 0,
+            decoded: OnceLock::new(),
+        }
+    }
+}
+
+impl<S: Signal> Clone for Encoded<S> {
     // A clone is made to be changed (merged, split), which makes the decoded cache stale.
     fn clone(&self) -> Self {
         Encoded {
             parts: self.parts.clone(),
-            spans: self.spans,
+            items: self.items,
             bytes: self.bytes,
             decoded: OnceLock::new(),
         }
     }
 }
 
-impl Encoded {
-    fn decode(&self) -> Vec<ResourceSpans> {
+impl<S: Signal> Encoded<S> {
+    fn decode(&self) -> Vec<S::Resource> {
         let mut out = Vec::new();
         for (part, _) in &self.parts {
-            match ExportTraceServiceRequest::decode(part.as_ref()) {
-                Ok(req) => out.extend(req.resource_spans),
-                // `wire::validate` accepted these bytes and accepts exactly what prost does
-                // (a differential test holds it to that), so this is a defect, not bad input.
+            match S::decode(part.as_ref()) {
+                Ok(resources) => out.extend(resources),
+                // `S::check` accepted these bytes and accepts exactly what prost does (a
+                // differential test holds it to that), so this is a defect, not bad input.
                 Err(e) => {
-                    tracing::error!(error = %e, "checked OTLP bytes failed to decode; part lost")
+                    tracing::error!(error = %e, signal = %S::KIND, "checked OTLP bytes failed to decode; part lost")
                 }
             }
         }
         out
     }
 
-    fn push(&mut self, part: Bytes, spans: usize) {
+    fn push(&mut self, part: Bytes, items: usize) {
         self.bytes += part.len();
-        self.spans += spans;
-        self.parts.push((part, spans));
+        self.items += items;
+        self.parts.push((part, items));
     }
 }
 
-impl TraceBatch {
-    /// A batch of decoded spans, with no delivery tracking.
-    pub fn new(resource_spans: Vec<ResourceSpans>) -> Self {
+impl<S: Signal> Batch<S> {
+    /// A batch of decoded data, with no delivery tracking.
+    pub fn new(resources: Vec<S::Resource>) -> Self {
         Self {
-            payload: Payload::Decoded(Arc::new(resource_spans)),
+            payload: Payload::Decoded(Arc::new(resources)),
             delivery: Delivery::default(),
             metadata: Metadata::default(),
         }
     }
 
-    /// A batch of OTLP protobuf bytes (an `ExportTraceServiceRequest` or `TracesData`),
-    /// checked but not decoded.
+    /// A batch of OTLP protobuf bytes (the signal's export request, equally its `*Data`
+    /// message), checked but not decoded.
     pub fn from_protobuf(bytes: Bytes) -> Result<Self, wire::WireError> {
-        let checked = wire::validate(&bytes)?;
+        let items = S::check(&bytes)?;
         let mut encoded = Encoded::default();
-        if checked.spans > 0 {
-            encoded.push(bytes, checked.spans);
+        if items > 0 {
+            encoded.push(bytes, items);
         }
         Ok(Self {
             payload: Payload::Encoded(Arc::new(encoded)),
@@ -122,22 +166,22 @@ impl TraceBatch {
     }
 
     /// A batch of protobuf bytes the caller built itself from checked parts (so checking them
-    /// again would be wasted work; debug builds still do), holding `spans` spans.
-    pub fn from_trusted_protobuf(bytes: Bytes, spans: usize) -> Self {
-        Self::from_trusted_parts([(bytes, spans)])
+    /// again would be wasted work; debug builds still do), holding `items` items.
+    pub fn from_trusted_protobuf(bytes: Bytes, items: usize) -> Self {
+        Self::from_trusted_parts([(bytes, items)])
     }
 
-    /// [`TraceBatch::from_trusted_protobuf`] for several requests, each with its span count.
+    /// [`Batch::from_trusted_protobuf`] for several requests, each with its item count.
     pub fn from_trusted_parts(parts: impl IntoIterator<Item = (Bytes, usize)>) -> Self {
         let mut encoded = Encoded::default();
-        for (bytes, spans) in parts {
+        for (bytes, items) in parts {
             debug_assert_eq!(
-                wire::validate(&bytes).map(|v| v.spans).ok(),
-                Some(spans),
+                S::check(&bytes).ok(),
+                Some(items),
                 "built protobuf must be valid"
             );
-            if spans > 0 {
-                encoded.push(bytes, spans);
+            if items > 0 {
+                encoded.push(bytes, items);
             }
         }
         Self {
@@ -159,27 +203,27 @@ impl TraceBatch {
         self
     }
 
-    /// The spans, decoding them first (once) if the batch still holds protobuf bytes.
-    pub fn resource_spans(&self) -> &[ResourceSpans] {
+    /// The data, decoding it first (once) if the batch still holds protobuf bytes.
+    pub fn resources(&self) -> &[S::Resource] {
         match &self.payload {
             Payload::Decoded(rs) => rs,
             Payload::Encoded(e) => e.decoded.get_or_init(|| Arc::new(e.decode())),
         }
     }
 
-    /// The spans as a shared vector (decoded if needed), for senders that keep them.
-    pub fn shared_resource_spans(&self) -> Arc<Vec<ResourceSpans>> {
+    /// The data as a shared vector (decoded if needed), for senders that keep it.
+    pub fn shared_resources(&self) -> Arc<Vec<S::Resource>> {
         match &self.payload {
             Payload::Decoded(rs) => rs.clone(),
             Payload::Encoded(e) => e.decoded.get_or_init(|| Arc::new(e.decode())).clone(),
         }
     }
 
-    /// Mutable access to the spans, decoding them first if needed and copying them if another
-    /// stage shares them. The batch is decoded from then on.
-    pub fn resource_spans_mut(&mut self) -> &mut Vec<ResourceSpans> {
+    /// Mutable access to the data, decoding it first if needed and copying it if another
+    /// stage shares it. The batch is decoded from then on.
+    pub fn resources_mut(&mut self) -> &mut Vec<S::Resource> {
         if let Payload::Encoded(_) = self.payload {
-            self.payload = Payload::Decoded(self.shared_resource_spans());
+            self.payload = Payload::Decoded(self.shared_resources());
         }
         match &mut self.payload {
             Payload::Decoded(rs) => Arc::make_mut(rs),
@@ -187,29 +231,29 @@ impl TraceBatch {
         }
     }
 
-    /// Replaces the spans (a stage that rebuilt the batch).
-    pub fn set_resource_spans(&mut self, resource_spans: Vec<ResourceSpans>) {
-        self.payload = Payload::Decoded(Arc::new(resource_spans));
+    /// Replaces the data (a stage that rebuilt the batch).
+    pub fn set_resources(&mut self, resources: Vec<S::Resource>) {
+        self.payload = Payload::Decoded(Arc::new(resources));
     }
 
-    /// Replaces the spans with protobuf the caller built from checked parts (see
-    /// [`TraceBatch::from_trusted_protobuf`]); delivery tracking and metadata stay.
-    pub fn set_trusted_protobuf(&mut self, bytes: Bytes, spans: usize) {
-        self.payload = TraceBatch::from_trusted_protobuf(bytes, spans).payload;
+    /// Replaces the data with protobuf the caller built from checked parts (see
+    /// [`Batch::from_trusted_protobuf`]); delivery tracking and metadata stay.
+    pub fn set_trusted_protobuf(&mut self, bytes: Bytes, items: usize) {
+        self.payload = Self::from_trusted_protobuf(bytes, items).payload;
     }
 
-    /// Replaces the spans with `other`'s; delivery tracking and metadata stay.
-    pub fn set_payload_of(&mut self, other: TraceBatch) {
+    /// Replaces the data with `other`'s; delivery tracking and metadata stay.
+    pub fn set_payload_of(&mut self, other: Self) {
         self.payload = other.payload;
     }
 
-    /// Takes the spans out, decoding them if needed and copying them only if they are shared.
-    pub fn into_resource_spans(mut self) -> Vec<ResourceSpans> {
-        std::mem::take(self.resource_spans_mut())
+    /// Takes the data out, decoding it if needed and copying it only if it is shared.
+    pub fn into_resources(mut self) -> Vec<S::Resource> {
+        std::mem::take(self.resources_mut())
     }
 
-    /// The protobuf parts (concatenated: one `ExportTraceServiceRequest`) when the batch still
-    /// holds the bytes it was received as; `None` once decoded.
+    /// The protobuf parts (concatenated: one export request) when the batch still holds the
+    /// bytes it was received as; `None` once decoded.
     pub fn protobuf_parts(&self) -> Option<impl ExactSizeIterator<Item = &Bytes>> {
         match &self.payload {
             Payload::Encoded(e) => Some(e.parts.iter().map(|(b, _)| b)),
@@ -217,7 +261,7 @@ impl TraceBatch {
         }
     }
 
-    /// Length of [`TraceBatch::encode_protobuf`]'s output.
+    /// Length of [`Batch::encode_protobuf`]'s output.
     pub fn protobuf_len(&self) -> usize {
         match &self.payload {
             Payload::Encoded(e) => e.bytes,
@@ -225,8 +269,8 @@ impl TraceBatch {
         }
     }
 
-    /// Appends the batch as one `ExportTraceServiceRequest` (equally, `TracesData`) encoding:
-    /// the received bytes as they are, or the decoded spans encoded.
+    /// Appends the batch as one export request (equally, `*Data` message) encoding: the
+    /// received bytes as they are, or the decoded data encoded.
     pub fn encode_protobuf(&self, out: &mut Vec<u8>) {
         match &self.payload {
             Payload::Encoded(e) => {
@@ -254,17 +298,17 @@ impl TraceBatch {
         Bytes::from(out)
     }
 
-    /// Number of spans in the batch.
-    pub fn span_count(&self) -> usize {
+    /// Number of items (spans, log records, data points) in the batch.
+    pub fn item_count(&self) -> usize {
         match &self.payload {
-            Payload::Decoded(rs) => count_spans(rs),
-            Payload::Encoded(e) => e.spans,
+            Payload::Decoded(rs) => signal::count(rs),
+            Payload::Encoded(e) => e.items,
         }
     }
 
-    /// True when the batch holds no span.
+    /// True when the batch holds no item.
     pub fn is_empty(&self) -> bool {
-        self.span_count() == 0
+        self.item_count() == 0
     }
 
     /// Appends `other` (data and delivery tracking) to this batch. Two encoded batches stay
@@ -272,8 +316,8 @@ impl TraceBatch {
     ///
     /// Metadata survives only if both sides agree: merging data of different requests (say,
     /// two tenants) leaves the merged batch with none, so nothing downstream routes one
-    /// request's spans by another's metadata. An empty batch takes `other`'s metadata as is.
-    pub fn merge(&mut self, other: TraceBatch) {
+    /// request's data by another's metadata. An empty batch takes `other`'s metadata as is.
+    pub fn merge(&mut self, other: Self) {
         if self.is_empty() {
             self.payload = other.payload;
             self.metadata = other.metadata;
@@ -286,33 +330,34 @@ impl TraceBatch {
                     let mine = Arc::make_mut(mine);
                     // Mutating invalidates a decoded cache `make_mut` did not clone away.
                     mine.decoded = OnceLock::new();
-                    for (part, spans) in Arc::unwrap_or_clone(theirs).parts {
-                        mine.push(part, spans);
+                    for (part, items) in Arc::unwrap_or_clone(theirs).parts {
+                        mine.push(part, items);
                     }
                 }
                 (_, theirs) => {
-                    let theirs = TraceBatch {
+                    let theirs = Self {
                         payload: theirs,
-                        ..TraceBatch::default()
+                        ..Self::default()
                     };
-                    let theirs = theirs.into_resource_spans();
-                    self.resource_spans_mut().extend(theirs);
+                    let theirs = theirs.into_resources();
+                    self.resources_mut().extend(theirs);
                 }
             }
         }
         self.delivery.merge(other.delivery);
     }
 
-    /// Splits off and returns the first `n` spans; `self` keeps the rest.
+    /// Splits off and returns the first `n` items; `self` keeps the rest.
     ///
     /// An encoded batch whose parts add up to exactly `n` splits without decoding. Otherwise,
-    /// resource and scope are copied into both halves where a group is cut, so each half is
-    /// a valid OTLP payload on its own. Both halves share the delivery tracking and metadata.
-    pub fn split_front(&mut self, n: usize) -> TraceBatch {
+    /// the descriptions (resource, scope, metric) are copied into both halves where a group is
+    /// cut, so each half is a valid OTLP payload on its own. Both halves share the delivery
+    /// tracking and metadata.
+    pub fn split_front(&mut self, n: usize) -> Self {
         let delivery = self.delivery.clone();
         let metadata = self.metadata.clone();
-        if n >= self.span_count() {
-            return TraceBatch {
+        if n >= self.item_count() {
+            return Self {
                 payload: std::mem::take(&mut self.payload),
                 delivery,
                 metadata,
@@ -326,19 +371,19 @@ impl TraceBatch {
             let rest = e.parts.split_off(cut);
             let front = std::mem::replace(&mut e.parts, rest);
             let mut first = Encoded::default();
-            for (part, spans) in front {
-                first.push(part, spans);
+            for (part, items) in front {
+                first.push(part, items);
             }
-            e.spans -= first.spans;
+            e.items -= first.items;
             e.bytes -= first.bytes;
-            return TraceBatch {
+            return Self {
                 payload: Payload::Encoded(Arc::new(first)),
                 delivery,
                 metadata,
             };
         }
-        let front = split_decoded(self.resource_spans_mut(), n);
-        TraceBatch {
+        let front = signal::split_front(self.resources_mut(), n);
+        Self {
             payload: Payload::Decoded(Arc::new(front)),
             delivery,
             metadata,
@@ -346,14 +391,14 @@ impl TraceBatch {
     }
 }
 
-/// The number of leading parts that hold exactly `n` spans, if there is such a cut.
+/// The number of leading parts that hold exactly `n` items, if there is such a cut.
 fn part_boundary(parts: &[(Bytes, usize)], n: usize) -> Option<usize> {
     let mut total = 0;
-    for (i, (_, spans)) in parts.iter().enumerate() {
+    for (i, (_, items)) in parts.iter().enumerate() {
         if total == n {
             return Some(i);
         }
-        total += spans;
+        total += items;
         if total > n {
             return None;
         }
@@ -361,64 +406,15 @@ fn part_boundary(parts: &[(Bytes, usize)], n: usize) -> Option<usize> {
     None
 }
 
-/// Moves the first `n` spans of `all` into a new vector, cutting inside a resource and scope
-/// when needed (their descriptions are copied into both halves).
-fn split_decoded(all: &mut Vec<ResourceSpans>, n: usize) -> Vec<ResourceSpans> {
-    // Whole resources that fit.
-    let mut remaining = n;
-    let mut whole = 0;
-    for rs in all.iter() {
-        let c = count_spans(std::slice::from_ref(rs));
-        if c > remaining {
-            break;
-        }
-        remaining -= c;
-        whole += 1;
-    }
-    let mut front: Vec<ResourceSpans> = all.drain(..whole).collect();
-    if remaining > 0 && !all.is_empty() {
-        // Cut inside the next resource: whole scopes, then part of one scope.
-        let rs = &mut all[0];
-        let mut whole_scopes = 0;
-        for ss in &rs.scope_spans {
-            if ss.spans.len() > remaining {
-                break;
-            }
-            remaining -= ss.spans.len();
-            whole_scopes += 1;
-        }
-        let mut scopes: Vec<ScopeSpans> = rs.scope_spans.drain(..whole_scopes).collect();
-        if remaining > 0 {
-            let ss = &mut rs.scope_spans[0];
-            let rest = ss.spans.split_off(remaining);
-            scopes.push(ScopeSpans {
-                scope: ss.scope.clone(),
-                spans: std::mem::replace(&mut ss.spans, rest),
-                schema_url: ss.schema_url.clone(),
-            });
-        }
-        front.push(ResourceSpans {
-            resource: rs.resource.clone(),
-            scope_spans: scopes,
-            schema_url: rs.schema_url.clone(),
-        });
-    }
-    front
-}
-
 /// Number of spans in a slice of resource spans.
 pub fn count_spans(resource_spans: &[ResourceSpans]) -> usize {
-    resource_spans
-        .iter()
-        .flat_map(|rs| rs.scope_spans.iter())
-        .map(|ss| ss.spans.len())
-        .sum()
+    signal::count(resource_spans)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::trace::v1::Span;
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
 
     fn batch(shape: &[&[usize]]) -> TraceBatch {
         let mut id = 0u8;
@@ -448,7 +444,7 @@ mod tests {
     }
 
     fn ids(b: &TraceBatch) -> Vec<u8> {
-        b.resource_spans()
+        b.resources()
             .iter()
             .flat_map(|rs| &rs.scope_spans)
             .flat_map(|ss| &ss.spans)
@@ -459,13 +455,13 @@ mod tests {
     #[test]
     fn split_front_cuts_inside_scopes_and_keeps_order() {
         let mut b = batch(&[&[2, 3], &[4]]);
-        assert_eq!(b.span_count(), 9);
+        assert_eq!(b.item_count(), 9);
         let front = b.split_front(3);
         assert_eq!(ids(&front), vec![1, 2, 3]);
         assert_eq!(ids(&b), vec![4, 5, 6, 7, 8, 9]);
         let front = b.split_front(4);
         assert_eq!(ids(&front), vec![4, 5, 6, 7]);
-        assert_eq!(front.resource_spans().len(), 2);
+        assert_eq!(front.resources().len(), 2);
         assert_eq!(ids(&b), vec![8, 9]);
         let front = b.split_front(10);
         assert_eq!(ids(&front), vec![8, 9]);
@@ -476,8 +472,8 @@ mod tests {
     fn merge_appends() {
         let mut a = batch(&[&[1]]);
         a.merge(batch(&[&[2]]));
-        assert_eq!(a.span_count(), 3);
-        assert_eq!(a.resource_spans().len(), 2);
+        assert_eq!(a.item_count(), 3);
+        assert_eq!(a.resources().len(), 2);
     }
 
     fn tenant(t: &str) -> Metadata {
@@ -491,7 +487,7 @@ mod tests {
         assert_eq!(a.metadata.get("x-tenant"), Some("acme"));
         a.merge(batch(&[&[1]]).with_metadata(tenant("other")));
         assert!(a.metadata.is_empty());
-        assert_eq!(a.span_count(), 3);
+        assert_eq!(a.item_count(), 3);
         // Once lost, it stays lost: a later match does not bring it back.
         a.merge(batch(&[&[1]]).with_metadata(tenant("acme")));
         assert!(a.metadata.is_empty());
@@ -520,13 +516,13 @@ mod tests {
         let mut a = encoded(&[&[2, 3]]);
         a.merge(encoded(&[&[4]]));
         assert!(is_encoded(&a));
-        assert_eq!(a.span_count(), 9);
+        assert_eq!(a.item_count(), 9);
         assert_eq!(a.protobuf_parts().unwrap().len(), 2);
 
         // A cut between the parts keeps both halves encoded.
         let front = a.split_front(5);
         assert!(is_encoded(&front) && is_encoded(&a));
-        assert_eq!((front.span_count(), a.span_count()), (5, 4));
+        assert_eq!((front.item_count(), a.item_count()), (5, 4));
         assert_eq!(ids(&front), vec![1, 2, 3, 4, 5]);
 
         // The merged bytes are one valid request holding both.
@@ -534,8 +530,8 @@ mod tests {
         b.merge(encoded(&[&[2]]));
         let bytes = b.to_protobuf();
         let again = TraceBatch::from_protobuf(bytes).unwrap();
-        assert_eq!(again.resource_spans(), b.resource_spans());
-        assert_eq!(again.span_count(), 3);
+        assert_eq!(again.resources(), b.resources());
+        assert_eq!(again.item_count(), 3);
     }
 
     #[test]
@@ -564,11 +560,11 @@ mod tests {
     fn editing_an_encoded_batch_decodes_it_once() {
         let mut b = encoded(&[&[2]]);
         let shared = b.clone();
-        b.resource_spans_mut()[0].scope_spans[0].spans.pop();
+        b.resources_mut()[0].scope_spans[0].spans.pop();
         assert!(!is_encoded(&b));
-        assert_eq!(b.span_count(), 1);
+        assert_eq!(b.item_count(), 1);
         // The other holder still sees the bytes as received.
-        assert_eq!(shared.span_count(), 2);
+        assert_eq!(shared.item_count(), 2);
         assert!(is_encoded(&shared));
         let mut out = Vec::new();
         b.encode_protobuf(&mut out);
@@ -576,7 +572,7 @@ mod tests {
         assert_eq!(
             TraceBatch::from_protobuf(Bytes::from(out))
                 .unwrap()
-                .span_count(),
+                .item_count(),
             1
         );
     }

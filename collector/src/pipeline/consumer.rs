@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::TraceBatch;
+use super::{Batch, Signal};
 
 /// Why a stage did not accept a batch. Whether the sender may retry is part of the type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,17 +49,17 @@ impl ConsumeError {
     }
 }
 
-/// Accepts batches of spans. Receivers hand data to one, processors are one and forward to the
-/// next, exporters are one at the end of the chain.
+/// Accepts batches of one signal. Receivers hand data to one, processors are one and forward to
+/// the next, exporters are one at the end of the chain.
 ///
 /// `consume` returns once the stage has taken responsibility for the batch (it was processed
 /// and passed on, or queued); it must not wait for slow back ends, so a full queue is reported
 /// as [`ConsumeError::Retryable`] instead of blocking.
 #[async_trait]
-pub trait TracesConsumer: Send + Sync + 'static {
+pub trait Consumer<S: Signal>: Send + Sync + 'static {
     /// Takes a batch.
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError>;
+    async fn consume(&self, batch: Batch<S>) -> Result<(), ConsumeError>;
 }
 
 /// A consumer shared by the stages that feed it.
-pub type SharedConsumer = Arc<dyn TracesConsumer>;
+pub type SharedConsumer<S> = Arc<dyn Consumer<S>>;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use super::{Batch, ConsumeError, Consumer, SharedConsumer, Signal};
 
 /// Hands every batch to each of its consumers; the last one gets the original, the others a
 /// copy.
@@ -11,20 +11,20 @@ use super::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
 /// the sender should try again for the consumer that can still take the data). As in the
 /// OpenTelemetry Collector, consumers that accepted are not rolled back, so a retried batch may
 /// reach them twice.
-pub struct FanOut {
-    consumers: Vec<SharedConsumer>,
+pub struct FanOut<S: Signal> {
+    consumers: Vec<SharedConsumer<S>>,
 }
 
-impl FanOut {
+impl<S: Signal> FanOut<S> {
     /// A fan-out over `consumers`; with a single consumer, use it directly instead.
-    pub fn new(consumers: Vec<SharedConsumer>) -> Self {
+    pub fn new(consumers: Vec<SharedConsumer<S>>) -> Self {
         Self { consumers }
     }
 }
 
 #[async_trait]
-impl TracesConsumer for FanOut {
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+impl<S: Signal> Consumer<S> for FanOut<S> {
+    async fn consume(&self, batch: Batch<S>) -> Result<(), ConsumeError> {
         let Some((last, rest)) = self.consumers.split_last() else {
             return Ok(());
         };
@@ -46,7 +46,7 @@ impl TracesConsumer for FanOut {
 }
 
 /// Builds the consumer for a list: the single consumer itself, or a [`FanOut`].
-pub fn fan_out(mut consumers: Vec<SharedConsumer>) -> SharedConsumer {
+pub fn fan_out<S: Signal>(mut consumers: Vec<SharedConsumer<S>>) -> SharedConsumer<S> {
     if consumers.len() == 1 {
         consumers.pop().expect("one consumer")
     } else {

@@ -425,10 +425,10 @@ fn call_or_split(
     batch: &mut TraceBatch,
 ) -> Result<(), super::CallError> {
     match call(shared, watched, instance, batch) {
-        Err(e) if e.exceeds_limits() && batch.span_count() > 1 => {
+        Err(e) if e.exceeds_limits() && batch.item_count() > 1 => {
             *instance = None;
             shared.metrics.failure(e.reason());
-            tracing::debug!(processor = %shared.services.id, spans = batch.span_count(), "plugin {e}; retrying the batch in halves");
+            tracing::debug!(processor = %shared.services.id, spans = batch.item_count(), "plugin {e}; retrying the batch in halves");
             let processed = call_in_halves(shared, watched, instance, batch, 1)?;
             batch.set_payload_of(processed);
             Ok(())
@@ -449,12 +449,12 @@ fn call_in_halves(
 ) -> Result<TraceBatch, super::CallError> {
     let mut back = TraceBatch::default();
     back.set_payload_of(whole.clone());
-    let front = back.split_front(back.span_count() / 2);
+    let front = back.split_front(back.item_count() / 2);
     let mut out = TraceBatch::default();
     for mut piece in [front, back] {
         match call(shared, watched, instance, &mut piece) {
             Ok(()) => {}
-            Err(e) if e.exceeds_limits() && piece.span_count() > 1 && depth < MAX_SPLIT_DEPTH => {
+            Err(e) if e.exceeds_limits() && piece.item_count() > 1 && depth < MAX_SPLIT_DEPTH => {
                 *instance = None;
                 shared.metrics.failure(e.reason());
                 piece = call_in_halves(shared, watched, instance, &piece, depth + 1)?;
@@ -570,7 +570,7 @@ mod tests {
         let ctx = context(id);
         let metrics = ctx.metrics.clone();
         let rec = Recorder::new();
-        let p = cfg.build(&ctx, rec.clone()).unwrap();
+        let p = cfg.build_traces(&ctx, rec.clone()).unwrap();
         p.consume(spans(1)).await.unwrap();
 
         STALL_NEXT.lock().unwrap().push(id.to_string());
@@ -609,7 +609,7 @@ mod tests {
         let ctx = context(id);
         let metrics = ctx.metrics.clone();
         let rec = Recorder::new();
-        let p = cfg.build(&ctx, rec.clone()).unwrap();
+        let p = cfg.build_traces(&ctx, rec.clone()).unwrap();
         p.consume(spans(1)).await.unwrap();
 
         PANIC_NEXT.lock().unwrap().push(format!("{id}#watchdog"));
@@ -641,7 +641,7 @@ mod tests {
         let ctx = context(id);
         let metrics = ctx.metrics.clone();
         let rec = Recorder::new();
-        let p = cfg.build(&ctx, rec.clone()).unwrap();
+        let p = cfg.build_traces(&ctx, rec.clone()).unwrap();
 
         // A first batch creates the instance.
         p.consume(spans(2)).await.unwrap();

@@ -9,6 +9,8 @@
 /// `wasmcol::otlp`, the parts that read bytes from clients.
 #[path = "../../../collector/src/otlp"]
 pub mod otlp {
+    pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
     pub mod compression;

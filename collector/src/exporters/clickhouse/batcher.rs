@@ -19,7 +19,7 @@ use super::sender::ClickHouseSender;
 use crate::component::{BuildContext, Lifecycle};
 use crate::config::ByteSize;
 use crate::exporters::sending_queue::SendingQueue;
-use crate::pipeline::{Bound, ConsumeError, Held, TraceBatch, TracesConsumer};
+use crate::pipeline::{Bound, ConsumeError, Consumer, Held, TraceBatch, Traces};
 
 /// Batches waiting to be merged before `consume` refuses, however small they are (their bytes
 /// are bounded by `batch.max_bytes`).
@@ -69,7 +69,7 @@ impl Batcher {
 }
 
 #[async_trait]
-impl TracesConsumer for Batcher {
+impl Consumer<Traces> for Batcher {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         if !self.enabled {
             return self.queue.consume(batch).await;
@@ -163,7 +163,7 @@ impl Worker {
             match received {
                 // Merged, the batch counts against the insert being gathered instead.
                 Some(Ok((batch, _held))) => {
-                    rows += batch.span_count();
+                    rows += batch.item_count();
                     bytes += batch.protobuf_len() as u64;
                     pending.merge(batch);
                     deadline.get_or_insert_with(|| Instant::now() + self.cfg.timeout.get());
@@ -187,7 +187,7 @@ impl Worker {
     /// Hands `all` to the queue in inserts of at most `max_rows`.
     async fn flush(&self, mut all: TraceBatch) {
         while !all.is_empty() {
-            let chunk = if all.span_count() > self.cfg.max_rows {
+            let chunk = if all.item_count() > self.cfg.max_rows {
                 all.split_front(self.cfg.max_rows)
             } else {
                 std::mem::take(&mut all)

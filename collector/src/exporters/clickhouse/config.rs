@@ -14,6 +14,7 @@ use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::config::{ByteSize, Duration};
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+use crate::pipeline::Traces;
 
 /// `Content-Encoding` of insert bodies. ClickHouse's HTTP interface decodes each of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -359,7 +360,7 @@ impl ExporterConfig for ClickHouseExporterConfig {
         self.sending_queue.storage_id()
     }
 
-    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
         let endpoint = check_endpoint(&self.endpoint)
             .map_err(|e| anyhow::anyhow!("exporters.{}.endpoint: {e}", ctx.id))?;
         // https:// without a tls block: the system's roots, as any TLS client.

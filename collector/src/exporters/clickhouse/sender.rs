@@ -123,7 +123,7 @@ pub fn encode_rows_chunked(
 ) -> usize {
     match batch.protobuf_parts() {
         Some(parts) => rows_wire::encode_chunked(parts.map(|p| p.as_ref()), out, chunk, flush),
-        None => rows::encode_chunked(batch.resource_spans(), out, chunk, flush),
+        None => rows::encode_chunked(batch.resources(), out, chunk, flush),
     }
 }
 
@@ -187,7 +187,7 @@ fn compress_rows<W: Write>(batch: &TraceBatch, mut w: W) -> (W, usize) {
 /// 1.5 KiB of rows (the benchmark's HTTP service spans), which lz4 makes about 8 times
 /// smaller, zstd and gzip about 12 times.
 fn compressed_capacity(batch: &TraceBatch, compress: Compress) -> usize {
-    let rows = batch.span_count().saturating_mul(1536);
+    let rows = batch.item_count().saturating_mul(1536);
     match compress {
         Compress::None => rows,
         Compress::Lz4 => rows / 8,

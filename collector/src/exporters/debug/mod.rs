@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use serde::Deserialize;
 
 use crate::component::{BuildContext, Exporter, ExporterConfig, Lifecycle, Problem, Validate};
-use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
 use crate::telemetry::ExporterMetrics;
 
 /// How much the debug exporter prints.
@@ -63,7 +63,7 @@ impl Validate for DebugExporterConfig {
 }
 
 impl ExporterConfig for DebugExporterConfig {
-    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
         Ok(Arc::new(DebugExporter {
             config: self.clone(),
             seen: AtomicU64::new(0),
@@ -79,10 +79,10 @@ struct DebugExporter {
 }
 
 #[async_trait]
-impl TracesConsumer for DebugExporter {
+impl Consumer<Traces> for DebugExporter {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
-        let spans = batch.span_count();
+        let spans = batch.item_count();
         let print = n < self.config.sampling_initial
             || (n - self.config.sampling_initial).is_multiple_of(self.config.sampling_thereafter);
         if print {
@@ -100,8 +100,8 @@ impl Lifecycle for DebugExporter {}
 pub fn render(batch: &TraceBatch, verbosity: Verbosity) -> String {
     let mut out = format!(
         "Traces {{\"resource spans\": {}, \"spans\": {}}}\n",
-        batch.resource_spans().len(),
-        batch.span_count()
+        batch.resources().len(),
+        batch.item_count()
     );
     if verbosity == Verbosity::Basic {
         return out;
@@ -117,7 +117,7 @@ pub fn render(batch: &TraceBatch, verbosity: Verbosity) -> String {
             groups.join(", ")
         );
     }
-    for (ri, rs) in batch.resource_spans().iter().enumerate() {
+    for (ri, rs) in batch.resources().iter().enumerate() {
         if verbosity == Verbosity::Detailed {
             let _ = writeln!(out, "ResourceSpans #{ri}");
             if let Some(r) = &rs.resource {

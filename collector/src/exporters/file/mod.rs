@@ -49,12 +49,12 @@ use async_trait::async_trait;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Lifecycle};
 use crate::compute;
 use crate::otlp::ExportTraceServiceRequest;
-use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
 use crate::telemetry::ExporterMetrics;
 use writer::{Options, Record, Rotation, Writer};
 
 impl ExporterConfig for FileExporterConfig {
-    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
         let metrics = ctx.metrics.exporter(&ctx.id.to_string());
         metrics.queue_capacity.set(self.queue_size as i64);
         let rotation = self.rotation.as_ref().map(|r| Rotation {
@@ -102,8 +102,8 @@ fn encode(format: Format, compression: Compression, batch: &TraceBatch) -> Vec<u
     {
         let payload = match format {
             Format::Json => {
-                let mut out = Vec::with_capacity(batch.span_count() * 256);
-                crate::otlp::json::encode_traces(batch.resource_spans(), &mut out);
+                let mut out = Vec::with_capacity(batch.item_count() * 256);
+                crate::otlp::json::encode_traces(batch.resources(), &mut out);
                 out
             }
             Format::Proto => {
@@ -135,9 +135,9 @@ fn length_prefixed(payload: &[u8]) -> Vec<u8> {
 }
 
 #[async_trait]
-impl TracesConsumer for FileExporter {
+impl Consumer<Traces> for FileExporter {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         let tx = self.tx.lock().expect("file exporter lock").clone();
         let Some(tx) = tx else {
             self.metrics.enqueue_failed.inc_by(spans);

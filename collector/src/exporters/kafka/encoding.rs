@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn both_encodings_round_trip() {
-        let rs = testing::spans(7).into_resource_spans();
+        let rs = testing::spans(7).into_resources();
         for enc in [Encoding::OtlpProto, Encoding::OtlpJson] {
             let bytes = enc.encode(&rs);
             if let Some(n) = enc.encoded_len_hint(&rs) {

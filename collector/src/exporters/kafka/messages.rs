@@ -204,9 +204,9 @@ impl Splitter {
         if self.encoding == Encoding::OtlpProto
             && let Some(parts) = batch.protobuf_parts()
         {
-            return self.split_encoded(parts, batch.span_count(), &batch.metadata);
+            return self.split_encoded(parts, batch.item_count(), &batch.metadata);
         }
-        self.split_for(batch.resource_spans(), &batch.metadata)
+        self.split_for(batch.resources(), &batch.metadata)
     }
 
     /// Cuts `resource_spans` (of a batch without metadata) into messages.
@@ -434,8 +434,8 @@ impl Splitter {
         }
         let mut rest = TraceBatch::new(group);
         let front = rest.split_front(spans / 2);
-        self.fit_json(topic, key.clone(), front.into_resource_spans(), out);
-        self.fit_json(topic, key, rest.into_resource_spans(), out);
+        self.fit_json(topic, key.clone(), front.into_resources(), out);
+        self.fit_json(topic, key, rest.into_resources(), out);
     }
 }
 

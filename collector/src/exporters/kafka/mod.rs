@@ -46,6 +46,7 @@ use std::sync::Arc;
 use crate::component::{BuildContext, Exporter, ExporterConfig};
 use crate::config::Duration;
 use crate::exporters::sending_queue::SendingQueue;
+use crate::pipeline::Traces;
 
 /// Slack over `timeout` for the sending queue's own bound on an attempt: librdkafka reports a
 /// timed-out message itself, which is the cleaner failure.
@@ -56,7 +57,7 @@ impl ExporterConfig for KafkaExporterConfig {
         self.sending_queue.storage_id()
     }
 
-    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
         client::warn_plaintext_sasl(
             &format!("exporters.{}", ctx.id),
             &self.client().client_config(),

@@ -71,7 +71,7 @@ fn both(requests: &[Vec<u8>], o: &Options) -> (Split, Split) {
     let batch = batch(requests, o);
     assert!(batch.protobuf_parts().is_some() || batch.is_empty());
     let bytes = s.split_batch(&batch);
-    let decoded = s.split_for(batch.resource_spans(), &batch.metadata);
+    let decoded = s.split_for(batch.resources(), &batch.metadata);
     (bytes, decoded)
 }
 
@@ -140,7 +140,7 @@ fn within_limit(split: &Split, max: usize) {
             m.spans as usize,
             TraceBatch::from_protobuf(m.value.clone())
                 .expect("a message is valid OTLP")
-                .span_count()
+                .item_count()
         );
     }
 }
@@ -305,7 +305,7 @@ fn a_batch_a_stage_rebuilt_takes_the_decoded_path() {
         tenant: None,
     };
     let mut batch = batch(&requests, &o);
-    batch.resource_spans_mut()[0].scope_spans[0].spans[0].name = "renamed".into();
+    batch.resources_mut()[0].scope_spans[0].spans[0].name = "renamed".into();
     assert!(batch.protobuf_parts().is_none());
     let split = splitter(&o).split_batch(&batch);
     assert_eq!(split.messages.iter().map(|m| m.spans).sum::<u64>(), 5);

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::component::{BuildContext, Exporter, ExporterConfig, Lifecycle, Validate};
-use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
 use crate::telemetry::ExporterMetrics;
 
 /// `exporters.nop`: takes no options.
@@ -17,7 +17,7 @@ pub struct NopExporterConfig {}
 impl Validate for NopExporterConfig {}
 
 impl ExporterConfig for NopExporterConfig {
-    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
         Ok(Arc::new(NopExporter {
             metrics: ctx.metrics.exporter(&ctx.id.to_string()),
         }))
@@ -29,9 +29,9 @@ struct NopExporter {
 }
 
 #[async_trait]
-impl TracesConsumer for NopExporter {
+impl Consumer<Traces> for NopExporter {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        self.metrics.sent.inc_by(batch.span_count() as u64);
+        self.metrics.sent.inc_by(batch.item_count() as u64);
         Ok(())
     }
 }

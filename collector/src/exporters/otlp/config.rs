@@ -10,6 +10,7 @@ use crate::config::Duration;
 use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+use crate::pipeline::Traces;
 
 /// Compression of each request body (the OpenTelemetry Collector's `compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -155,7 +156,7 @@ impl ExporterConfig for OtlpExporterConfig {
             .collect()
     }
 
-    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
         let (authority, tls) = self
             .authority()
             .map_err(|e| anyhow::anyhow!("exporters.{}: endpoint: {e}", ctx.id))?;

@@ -23,6 +23,7 @@ use crate::exporters::sending_queue::SendError;
 use crate::otlp::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use crate::pipeline::Traces;
 use crate::pipeline::{ConsumeError, Delivery, DeliveryTracker, Outcome, TraceBatch};
 use crate::telemetry::{ExporterMetrics, Metrics};
 
@@ -136,7 +137,7 @@ fn parse(yaml: &str) -> Result<OtlpExporterConfig, Vec<Problem>> {
 }
 
 /// Builds and starts an exporter with short retry intervals; `extra` adds YAML lines.
-async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter>, ExporterMetrics) {
+async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter<Traces>>, ExporterMetrics) {
     // Short intervals unless the test sets its own.
     let retry = if extra.contains("retry_on_failure") {
         ""
@@ -158,7 +159,7 @@ async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter>, Exporter
         authenticators: Default::default(),
         acknowledge_when_stored: false,
     };
-    let exporter = cfg.build(&ctx).unwrap();
+    let exporter = cfg.build_traces(&ctx).unwrap();
     exporter.start().await.unwrap();
     (exporter, ctx.metrics.exporter("otlp/test"))
 }

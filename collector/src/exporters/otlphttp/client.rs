@@ -125,7 +125,7 @@ impl Sender for HttpSender {
             }
             Encoding::Json => {
                 let mut out = Vec::new();
-                crate::otlp::json::encode_traces(batch.resource_spans(), &mut out);
+                crate::otlp::json::encode_traces(batch.resources(), &mut out);
                 out
             }
         };

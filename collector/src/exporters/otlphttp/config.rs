@@ -12,6 +12,7 @@ use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::exporters::otlp::Compression;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+use crate::pipeline::Traces;
 
 /// How request bodies are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -166,7 +167,7 @@ impl ExporterConfig for OtlpHttpExporterConfig {
             .collect()
     }
 
-    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
+    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
         let url = self
             .traces_url()
             .map_err(|p| anyhow::anyhow!("exporters.{}.{}: {}", ctx.id, p.path, p.message))?;

@@ -22,6 +22,7 @@ use crate::otlp::compression::{Encoding as BodyEncoding, decompress};
 use crate::otlp::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use crate::pipeline::Traces;
 use crate::pipeline::{ConsumeError, Delivery, DeliveryTracker, Outcome, TraceBatch};
 use crate::telemetry::{ExporterMetrics, Metrics};
 
@@ -144,7 +145,7 @@ fn parse(yaml: &str) -> Result<OtlpHttpExporterConfig, Vec<Problem>> {
 }
 
 /// Builds and starts an exporter to `addr` with short retry intervals; `extra` adds YAML.
-async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter>, ExporterMetrics) {
+async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter<Traces>>, ExporterMetrics) {
     // Short intervals unless the test sets its own.
     let retry = if extra.contains("retry_on_failure") {
         ""
@@ -161,7 +162,7 @@ async fn exporter(addr: SocketAddr, extra: &str) -> (Arc<dyn Exporter>, Exporter
         authenticators: Default::default(),
         acknowledge_when_stored: false,
     };
-    let exporter = cfg.build(&ctx).unwrap();
+    let exporter = cfg.build_traces(&ctx).unwrap();
     exporter.start().await.unwrap();
     (exporter, ctx.metrics.exporter("otlphttp/test"))
 }
@@ -635,7 +636,7 @@ async fn posts_over_https_with_a_client_certificate() {
         authenticators: Default::default(),
         acknowledge_when_stored: false,
     };
-    let exporter = cfg.build(&ctx).unwrap();
+    let exporter = cfg.build_traces(&ctx).unwrap();
     exporter.start().await.unwrap();
     let (b, _) = batch(&["over-https"]);
     exporter.consume(b).await.unwrap();
@@ -649,7 +650,7 @@ async fn posts_over_https_with_a_client_certificate() {
         addr.port()
     ))
     .unwrap();
-    let exporter = cfg.build(&ctx).unwrap();
+    let exporter = cfg.build_traces(&ctx).unwrap();
     exporter.start().await.unwrap();
     let (b, _) = batch(&["refused"]);
     let err = format!("{:?}", exporter.consume(b).await.unwrap_err());

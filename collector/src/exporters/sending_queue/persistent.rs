@@ -164,7 +164,7 @@ mod tests {
             ("k".to_string(), "ü".to_string()),
         ]));
         let back = decode(encode(&batch)).unwrap();
-        assert_eq!(back.span_count(), 3);
+        assert_eq!(back.item_count(), 3);
         assert_eq!(back.metadata, batch.metadata);
         assert_eq!(back.to_protobuf(), batch.to_protobuf());
     }

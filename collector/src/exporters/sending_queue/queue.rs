@@ -16,7 +16,7 @@ use super::{Accepted, QueueConfig, RetryConfig, SendError, Sender};
 use crate::component::{BuildContext, Lifecycle};
 use crate::compute;
 use crate::config::Duration as ConfigDuration;
-use crate::pipeline::{Bound, ConsumeError, Delivery, Held, TraceBatch, TracesConsumer};
+use crate::pipeline::{Bound, ConsumeError, Consumer, Delivery, Held, TraceBatch, Traces};
 use crate::storage::{DEFAULT_SEGMENT_BYTES, DiskQueue, PushError, QueueOptions, Store};
 use crate::telemetry::ExporterMetrics;
 
@@ -348,9 +348,9 @@ impl<S: Sender> SendingQueue<S> {
 }
 
 #[async_trait]
-impl<S: Sender> TracesConsumer for SendingQueue<S> {
+impl<S: Sender> Consumer<Traces> for SendingQueue<S> {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         if spans == 0 {
             return Ok(());
         }
@@ -565,7 +565,7 @@ async fn consume_disk<S: Sender>(inner: Arc<Inner<S>>, queue: Arc<DiskQueue>) {
         };
         let item = Item {
             payload,
-            spans: batch.span_count() as u64,
+            spans: batch.item_count() as u64,
             _held: None,
             delivery: None,
             stored: Some(stored),

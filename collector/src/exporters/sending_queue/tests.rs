@@ -10,9 +10,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::component::{BuildContext, ComponentId, Lifecycle, Validate};
 use crate::config::Duration as ConfigDuration;
-use crate::pipeline::{
-    ConsumeError, Delivery, DeliveryTracker, Outcome, TraceBatch, TracesConsumer,
-};
+use crate::pipeline::{ConsumeError, Consumer, Delivery, DeliveryTracker, Outcome, TraceBatch};
 use crate::telemetry::{ExporterMetrics, Metrics};
 
 /// A scripted sender: answers each attempt with the next scripted result (then success),
@@ -51,7 +49,7 @@ impl Sender for FakeSender {
     type Payload = usize;
 
     fn prepare(&self, batch: &TraceBatch) -> usize {
-        batch.span_count()
+        batch.item_count()
     }
 
     fn payload_bytes(&self, _payload: &usize) -> Option<u64> {
@@ -615,7 +613,7 @@ impl Sender for PanicsOnce {
     type Payload = usize;
 
     fn prepare(&self, batch: &TraceBatch) -> usize {
-        batch.span_count()
+        batch.item_count()
     }
 
     async fn send(&self, _: &usize) -> Result<Accepted, SendError> {

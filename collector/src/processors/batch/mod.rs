@@ -32,16 +32,16 @@ use tokio::time::Instant;
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::config::ByteSize;
 use crate::pipeline::{
-    Bound, ConsumeError, Held, Metadata, SharedConsumer, TraceBatch, TracesConsumer,
+    Bound, ConsumeError, Consumer, Held, Metadata, SharedConsumer, TraceBatch, Traces,
 };
 use crate::telemetry::ProcessorMetrics;
 
 impl ProcessorConfig for BatchConfig {
-    fn build(
+    fn build_traces(
         &self,
         ctx: &BuildContext,
-        next: SharedConsumer,
-    ) -> anyhow::Result<Arc<dyn Processor>> {
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
         let (tx, rx) = flume::bounded(self.queue_size);
         let waiting = Bound::new(self.queue_bytes.bytes());
         let metrics = ctx
@@ -112,9 +112,9 @@ fn shard_key(keys: &[String], metadata: &Metadata) -> Metadata {
 }
 
 #[async_trait]
-impl TracesConsumer for BatchProcessor {
+impl Consumer<Traces> for BatchProcessor {
     async fn consume(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         let tx = self.tx.lock().expect("batch lock").clone();
         let refused = |reason: String| {
             self.metrics.refused.inc_by(spans);
@@ -205,7 +205,7 @@ struct Worker {
     config: BatchConfig,
     /// Shared with `consume` (see [`Live`]).
     live: Live,
-    next: SharedConsumer,
+    next: SharedConsumer<Traces>,
     rx: flume::Receiver<Waiting>,
     metrics: ProcessorMetrics,
     /// Spans taken from the queue and not yet sent on or dropped, shared by the task and its
@@ -292,9 +292,9 @@ impl Worker {
                     };
                     let shard = shards.entry(key).or_insert_with(|| Shard::new(now));
                     shard.last_data = now;
-                    shard.spans += batch.span_count();
+                    shard.spans += batch.item_count();
                     self.held
-                        .fetch_add(batch.span_count() as u64, Ordering::Relaxed);
+                        .fetch_add(batch.item_count() as u64, Ordering::Relaxed);
                     shard.pending.merge(batch);
                     if shard.deadline.is_none() && !self.config.timeout.is_zero() {
                         shard.deadline = Some(Instant::now() + self.config.timeout.get());
@@ -371,7 +371,7 @@ impl Worker {
         shard.deadline = None;
         let max = self.config.send_batch_max_size;
         while !all.is_empty() {
-            let chunk = if max > 0 && all.span_count() > max {
+            let chunk = if max > 0 && all.item_count() > max {
                 all.split_front(max)
             } else {
                 std::mem::take(&mut all)
@@ -383,7 +383,7 @@ impl Worker {
     /// Sends one batch on, waiting out retryable refusals (with a growing pause) so the queue
     /// in front of this worker fills and pushes back on the receivers.
     async fn send(&self, batch: TraceBatch) {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         let mut pause = Duration::from_millis(5);
         loop {
             match self.next.consume(batch.clone()).await {

@@ -6,8 +6,8 @@ use crate::component::ProcessorConfig;
 use crate::pipeline::Metadata;
 use crate::testing::{Recorder, context, spans};
 
-fn build(cfg: BatchConfig, next: Arc<Recorder>) -> Arc<dyn Processor> {
-    cfg.build(&context("batch"), next).unwrap()
+fn build(cfg: BatchConfig, next: Arc<Recorder>) -> Arc<dyn Processor<Traces>> {
+    cfg.build_traces(&context("batch"), next).unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -139,7 +139,7 @@ async fn with_stored_answers_a_refusal_fails_the_batch_back_at_once() {
         send_batch_size: 1,
         ..Default::default()
     }
-    .build(&ctx, rec.clone())
+    .build_traces(&ctx, rec.clone())
     .unwrap();
     p.start().await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -169,7 +169,7 @@ fn by_tenant(rec: &Recorder) -> Vec<(Option<String>, usize)> {
         .map(|b| {
             (
                 b.metadata.get("x-tenant").map(str::to_string),
-                b.span_count(),
+                b.item_count(),
             )
         })
         .collect();
@@ -369,7 +369,7 @@ struct PanicsFirst {
 }
 
 #[async_trait::async_trait]
-impl crate::pipeline::TracesConsumer for PanicsFirst {
+impl crate::pipeline::Consumer<crate::pipeline::Traces> for PanicsFirst {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         use std::sync::atomic::Ordering;
         if self
@@ -393,7 +393,7 @@ async fn a_panic_in_the_task_fails_what_it_held_and_a_new_task_takes_over() {
         send_batch_size: 1,
         ..Default::default()
     }
-    .build(
+    .build_traces(
         &ctx,
         Arc::new(PanicsFirst {
             left: 1.into(),

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
-use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
 use crate::telemetry::ProcessorMetrics;
 
 pub mod cgroup;
@@ -36,11 +36,11 @@ const MIB: u64 = 1024 * 1024;
 type Measure = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
 impl ProcessorConfig for MemoryLimiterConfig {
-    fn build(
+    fn build_traces(
         &self,
         ctx: &BuildContext,
-        next: SharedConsumer,
-    ) -> anyhow::Result<Arc<dyn Processor>> {
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
         let available = cgroup::available_memory(Path::new("/"));
         let (hard, soft) = self.limits(available.as_ref())?;
         let id = ctx.id.to_string();
@@ -92,7 +92,7 @@ struct State {
 }
 
 struct MemoryLimiter {
-    next: SharedConsumer,
+    next: SharedConsumer<Traces>,
     state: Arc<State>,
     check_interval: Duration,
     stop: CancellationToken,
@@ -102,7 +102,7 @@ struct MemoryLimiter {
 impl MemoryLimiter {
     fn new(
         id: String,
-        next: SharedConsumer,
+        next: SharedConsumer<Traces>,
         hard: u64,
         soft: u64,
         check_interval: Duration,
@@ -184,9 +184,9 @@ impl State {
 }
 
 #[async_trait]
-impl TracesConsumer for MemoryLimiter {
+impl Consumer<Traces> for MemoryLimiter {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         self.metrics.incoming.inc_by(spans);
         self.state.check_on_ingest();
         if self.state.refusing.load(Ordering::Relaxed) {
@@ -252,7 +252,7 @@ mod tests {
         let rec = Recorder::new();
         // A 2 MiB limit is below any real process's RSS: always refusing.
         let p = cfg(2, Some(1))
-            .build(&context("memory_limiter"), rec.clone())
+            .build_traces(&context("memory_limiter"), rec.clone())
             .unwrap();
         p.start().await.unwrap();
         let err = p.consume(spans(3)).await.unwrap_err();
@@ -269,7 +269,7 @@ mod tests {
     async fn passes_data_below_the_limit() {
         let rec = Recorder::new();
         let p = cfg(64 * 1024, None)
-            .build(&context("memory_limiter"), rec.clone())
+            .build_traces(&context("memory_limiter"), rec.clone())
             .unwrap();
         p.start().await.unwrap();
         p.consume(spans(3)).await.unwrap();

@@ -17,7 +17,7 @@ use wasmcol_plugin_sdk::wire::edit as wire_edit;
 
 use crate::component::{BuildContext, Lifecycle, Problem, Processor, ProcessorConfig, Validate};
 use crate::otlp::wire;
-use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
 use crate::telemetry::ProcessorMetrics;
 
 const NUM_HASH_BUCKETS: u32 = 0x4000;
@@ -54,11 +54,11 @@ impl Validate for ProbabilisticSamplerConfig {
 }
 
 impl ProcessorConfig for ProbabilisticSamplerConfig {
-    fn build(
+    fn build_traces(
         &self,
         ctx: &BuildContext,
-        next: SharedConsumer,
-    ) -> anyhow::Result<Arc<dyn Processor>> {
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
         Ok(Arc::new(Sampler {
             threshold: (self.sampling_percentage * f64::from(NUM_HASH_BUCKETS) / 100.0) as u32,
             seed: self.hash_seed,
@@ -73,7 +73,7 @@ impl ProcessorConfig for ProbabilisticSamplerConfig {
 struct Sampler {
     threshold: u32,
     seed: u32,
-    next: SharedConsumer,
+    next: SharedConsumer<Traces>,
     metrics: ProcessorMetrics,
 }
 
@@ -151,13 +151,13 @@ impl Sampler {
     /// Samples decoded spans in place.
     fn sample_decoded(&self, batch: &mut TraceBatch) {
         let all_kept = batch
-            .resource_spans()
+            .resources()
             .iter()
             .flat_map(|rs| &rs.scope_spans)
             .flat_map(|ss| &ss.spans)
             .all(|s| self.keep(s));
         if !all_kept {
-            let rs = batch.resource_spans_mut();
+            let rs = batch.resources_mut();
             for r in rs.iter_mut() {
                 for ss in &mut r.scope_spans {
                     ss.spans.retain(|s| self.keep(s));
@@ -170,16 +170,16 @@ impl Sampler {
 }
 
 #[async_trait]
-impl TracesConsumer for Sampler {
+impl Consumer<Traces> for Sampler {
     async fn consume(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
-        let before = batch.span_count();
+        let before = batch.item_count();
         self.metrics.incoming.inc_by(before as u64);
         if batch.protobuf_parts().is_some() {
             self.sample_encoded(&mut batch);
         } else {
             self.sample_decoded(&mut batch);
         }
-        let after = batch.span_count();
+        let after = batch.item_count();
         self.metrics.dropped.inc_by((before - after) as u64);
         if after == 0 {
             return Ok(());
@@ -219,7 +219,7 @@ mod tests {
             hash_seed: seed,
         };
         let p = cfg
-            .build(&context("probabilistic_sampler"), rec.clone())
+            .build_traces(&context("probabilistic_sampler"), rec.clone())
             .unwrap();
         p.consume(spans(n)).await.unwrap();
         rec.batch_sizes().iter().sum()
@@ -245,7 +245,7 @@ mod tests {
     /// int, a double, or a string, which does not count).
     fn with_priorities(n: usize) -> TraceBatch {
         use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-        let mut rs = spans(n).into_resource_spans();
+        let mut rs = spans(n).into_resources();
         for (i, span) in rs[0].scope_spans[0].spans.iter_mut().enumerate() {
             let value = match i % 7 {
                 0 => Value::IntValue(1),
@@ -273,7 +273,7 @@ mod tests {
                 hash_seed: 3,
             };
             let p = cfg
-                .build(&context("probabilistic_sampler"), rec.clone())
+                .build_traces(&context("probabilistic_sampler"), rec.clone())
                 .unwrap();
             p.consume(batch).await.unwrap();
             rec.span_ids()
@@ -281,11 +281,11 @@ mod tests {
         let decoded = run(with_priorities(3000)).await;
         // The same spans as received bytes, in three requests.
         let mut encoded = TraceBatch::default();
-        for chunk in with_priorities(3000).into_resource_spans()[0].scope_spans[0]
+        for chunk in with_priorities(3000).into_resources()[0].scope_spans[0]
             .spans
             .chunks(1000)
         {
-            let mut part = spans(0).into_resource_spans();
+            let mut part = spans(0).into_resources();
             part[0].scope_spans[0].spans = chunk.to_vec();
             let mut bytes = Vec::new();
             TraceBatch::new(part).encode_protobuf(&mut bytes);

@@ -22,7 +22,7 @@ use super::cache::Kept;
 use super::tracestate;
 use crate::otlp::wire;
 use crate::panics;
-use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch};
+use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, Traces};
 use crate::plugin_host::policy::{LoadedPolicy, PolicyInstance};
 use crate::plugin_host::{CallError, Limits, OnError, Services, pause_after};
 use crate::telemetry::{Metrics, ProcessorMetrics, TailSamplingMetrics};
@@ -219,7 +219,7 @@ pub struct Decider {
     shared: Arc<Shared>,
     policies: Vec<PolicyRunner>,
     on_error: OnError,
-    next: SharedConsumer,
+    next: SharedConsumer<Traces>,
     runtime: tokio::runtime::Handle,
     wake: flume::Receiver<()>,
     tick: Duration,
@@ -237,7 +237,7 @@ impl Decider {
         shared: Arc<Shared>,
         policies: Vec<PolicyRunner>,
         on_error: OnError,
-        next: SharedConsumer,
+        next: SharedConsumer<Traces>,
         runtime: tokio::runtime::Handle,
         wake: flume::Receiver<()>,
         tick: Duration,
@@ -465,7 +465,7 @@ impl Decider {
     /// Hands kept spans to the next stage, waiting out retryable refusals (that back-pressure
     /// fills the buffer, whose budget then refuses new data upstream).
     fn forward(&self, batch: TraceBatch) {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         let mut backoff = Duration::from_millis(10);
         let mut attempts = 0u32;
         loop {
@@ -619,8 +619,11 @@ pub(super) mod tests {
     /// `tail_sampling` processor `id` keeping every trace after 50ms, in front of `next`.
     fn build(
         id: &str,
-        next: SharedConsumer,
-    ) -> (Arc<dyn crate::component::Processor>, Arc<Metrics>) {
+        next: SharedConsumer<Traces>,
+    ) -> (
+        Arc<dyn crate::component::Processor<crate::pipeline::Traces>>,
+        Arc<Metrics>,
+    ) {
         build_with(id, "", next)
     }
 
@@ -628,8 +631,11 @@ pub(super) mod tests {
     fn build_with(
         id: &str,
         extra: &str,
-        next: SharedConsumer,
-    ) -> (Arc<dyn crate::component::Processor>, Arc<Metrics>) {
+        next: SharedConsumer<Traces>,
+    ) -> (
+        Arc<dyn crate::component::Processor<crate::pipeline::Traces>>,
+        Arc<Metrics>,
+    ) {
         use crate::component::ProcessorConfig;
         let cfg: super::super::TailSamplingConfig = crate::config::parse_component(
             serde_yaml_ng::from_str(&format!(
@@ -642,7 +648,7 @@ pub(super) mod tests {
         .unwrap();
         let ctx = crate::testing::context(id);
         let metrics = ctx.metrics.clone();
-        (cfg.build(&ctx, next).unwrap(), metrics)
+        (cfg.build_traces(&ctx, next).unwrap(), metrics)
     }
 
     /// Waits up to 5 s for `cond`.
@@ -659,7 +665,7 @@ pub(super) mod tests {
     /// `n` spans of trace `trace`.
     fn trace(trace: u8, n: usize) -> TraceBatch {
         let mut b = crate::testing::spans(n);
-        for rs in b.resource_spans_mut() {
+        for rs in b.resources_mut() {
             for ss in &mut rs.scope_spans {
                 for s in &mut ss.spans {
                     s.trace_id = vec![trace; 16];
@@ -679,7 +685,7 @@ pub(super) mod tests {
         eventually("the first trace", || rec.batch_sizes() == vec![2]).await;
         // on_error: pass keeps the trace, marked as decided by on_error.
         let batches = rec.batches();
-        let span = &batches[0].resource_spans()[0].scope_spans[0].spans[0];
+        let span = &batches[0].resources()[0].scope_spans[0].spans[0];
         let policy = span.attributes.iter().find(|kv| kv.key == POLICY_ATTRIBUTE);
         assert_eq!(
             policy.and_then(|kv| kv.value.clone()),
@@ -749,7 +755,7 @@ pub(super) mod tests {
     }
 
     #[async_trait::async_trait]
-    impl crate::pipeline::TracesConsumer for PanicsFirst {
+    impl crate::pipeline::Consumer<crate::pipeline::Traces> for PanicsFirst {
         async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
             if !self.panicked.swap(true, Ordering::SeqCst) {
                 panic!("the next stage broke");

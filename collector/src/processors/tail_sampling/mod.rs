@@ -45,7 +45,7 @@ use decider::{DISCARD, DRAIN, Decider, PolicyRunner, RUNNING, Shared};
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::compute;
-use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
 use crate::plugin_host::OnError;
 use crate::plugin_host::Services;
 use prometheus_client::metrics::counter::Counter;
@@ -59,11 +59,11 @@ impl ProcessorConfig for TailSamplingConfig {
         false
     }
 
-    fn build(
+    fn build_traces(
         &self,
         ctx: &BuildContext,
-        next: SharedConsumer,
-    ) -> anyhow::Result<Arc<dyn Processor>> {
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
         let loaded =
             self.loaded.get().cloned().ok_or_else(|| {
                 anyhow::anyhow!("the policy plugins were not loaded by validation")
@@ -202,9 +202,9 @@ impl Lifecycle for TailSampling {
 }
 
 #[async_trait]
-impl TracesConsumer for TailSampling {
+impl Consumer<Traces> for TailSampling {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         if self.refuse_while_paused {
             let paused = *self
                 .shared
@@ -293,7 +293,7 @@ fn buffer_batch(
         decider::tests::maybe_panic(&format!("{}#buffer", shared.id));
         match batch.protobuf_parts() {
             Some(parts) => buffer.ingest_protobuf(parts.map(|p| &p[..]), Instant::now(), now_unix),
-            None => buffer.ingest(batch.resource_spans(), Instant::now(), now_unix),
+            None => buffer.ingest(batch.resources(), Instant::now(), now_unix),
         }
     }));
     match ingest {

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig, Validate};
-use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
 use crate::telemetry::ProcessorMetrics;
 
 /// `processors.test_panic`.
@@ -34,11 +34,11 @@ pub struct TestPanicConfig {
 impl Validate for TestPanicConfig {}
 
 impl ProcessorConfig for TestPanicConfig {
-    fn build(
+    fn build_traces(
         &self,
         ctx: &BuildContext,
-        next: SharedConsumer,
-    ) -> anyhow::Result<Arc<dyn Processor>> {
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
         let id = ctx.id.to_string();
         let (jobs, rx) = flume::bounded::<Job>(1);
         let seen = Arc::new(AtomicU64::new(0));
@@ -79,7 +79,7 @@ struct Job {
 struct TestPanic {
     id: String,
     jobs: flume::Sender<Job>,
-    next: SharedConsumer,
+    next: SharedConsumer<Traces>,
     metrics: ProcessorMetrics,
 }
 
@@ -87,9 +87,9 @@ struct TestPanic {
 impl Lifecycle for TestPanic {}
 
 #[async_trait]
-impl TracesConsumer for TestPanic {
+impl Consumer<Traces> for TestPanic {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         self.metrics.incoming.inc_by(spans);
         let (reply, outcome) = oneshot::channel();
         let refused = |why: &str| {
@@ -120,7 +120,7 @@ mod tests {
         let metrics = ctx.metrics.clone();
         let rec = Recorder::new();
         let p = TestPanicConfig { panic_batches: 2 }
-            .build(&ctx, rec.clone())
+            .build_traces(&ctx, rec.clone())
             .unwrap();
         for _ in 0..2 {
             let seen = Arc::new(std::sync::Mutex::new(None));

@@ -28,17 +28,17 @@ use tokio::sync::oneshot;
 pub use config::WasmProcessorConfig;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
-use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
 use crate::plugin_host::Services;
 use crate::plugin_host::worker::{self, Job, PluginMetrics, Shared, Watchdog};
 use crate::telemetry::ProcessorMetrics;
 
 impl ProcessorConfig for WasmProcessorConfig {
-    fn build(
+    fn build_traces(
         &self,
         ctx: &BuildContext,
-        next: SharedConsumer,
-    ) -> anyhow::Result<Arc<dyn Processor>> {
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
         let (plugin, tables, config_json) = self
             .loaded
             .get()
@@ -70,7 +70,7 @@ impl ProcessorConfig for WasmProcessorConfig {
 
 struct WasmProcessor {
     jobs: flume::Sender<Job>,
-    next: SharedConsumer,
+    next: SharedConsumer<Traces>,
     metrics: ProcessorMetrics,
 }
 
@@ -78,9 +78,9 @@ struct WasmProcessor {
 impl Lifecycle for WasmProcessor {}
 
 #[async_trait]
-impl TracesConsumer for WasmProcessor {
+impl Consumer<Traces> for WasmProcessor {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        let before = batch.span_count() as u64;
+        let before = batch.item_count() as u64;
         self.metrics.incoming.inc_by(before);
         let (reply, outcome) = oneshot::channel();
         self.jobs
@@ -104,7 +104,7 @@ impl TracesConsumer for WasmProcessor {
             self.metrics.dropped.inc_by(before);
             return Ok(());
         };
-        let after = batch.span_count() as u64;
+        let after = batch.item_count() as u64;
         self.metrics.dropped.inc_by(before.saturating_sub(after));
         if after == 0 {
             return Ok(());

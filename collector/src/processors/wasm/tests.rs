@@ -23,7 +23,7 @@ fn config(yaml: &str) -> WasmProcessorConfig {
 fn cards(n: usize, bytes: usize) -> TraceBatch {
     let text = format!("card {CARD}; ").repeat(bytes / (CARD.len() + 7) + 1);
     let mut batch = spans(n);
-    for span in &mut batch.resource_spans_mut()[0].scope_spans[0].spans {
+    for span in &mut batch.resources_mut()[0].scope_spans[0].spans {
         span.attributes.push(KeyValue {
             key: "note".into(),
             value: Some(AnyValue {
@@ -66,7 +66,7 @@ async fn a_failing_scrubber_refuses_and_lets_nothing_through() {
     let ctx = context(id);
     let metrics = ctx.metrics.clone();
     let rec = Recorder::new();
-    let p = cfg.build(&ctx, rec.clone()).unwrap();
+    let p = cfg.build_traces(&ctx, rec.clone()).unwrap();
 
     // One span with 12 MB of card numbers cannot fit in 8 MiB, whole or split.
     let err = p.consume(cards(1, 12 << 20)).await.unwrap_err();
@@ -101,7 +101,7 @@ async fn a_batch_too_big_for_the_memory_cap_is_split_and_scrubbed() {
     let ctx = context(id);
     let metrics = ctx.metrics.clone();
     let rec = Recorder::new();
-    let p = cfg.build(&ctx, rec.clone()).unwrap();
+    let p = cfg.build_traces(&ctx, rec.clone()).unwrap();
 
     // 1,000 spans of 10 KB each: 10 MB, more than the cap, in one batch.
     let batch = cards(1000, 10_000);
@@ -113,7 +113,7 @@ async fn a_batch_too_big_for_the_memory_cap_is_split_and_scrubbed() {
         "every span, in one batch, in order"
     );
     let out = &rec.batches()[0];
-    let ids: Vec<u64> = out.resource_spans()[..]
+    let ids: Vec<u64> = out.resources()[..]
         .iter()
         .flat_map(|rs| &rs.scope_spans)
         .flat_map(|ss| &ss.spans)

@@ -32,7 +32,7 @@ use crate::compute;
 use crate::exporters::kafka::Encoding;
 use crate::otlp::intake::{Budget, Refusal};
 use crate::pipeline::{
-    ConsumeError, Delivery, DeliveryTracker, Outcome, SharedConsumer, TraceBatch,
+    ConsumeError, Delivery, DeliveryTracker, Outcome, SharedConsumer, TraceBatch, Traces,
 };
 use crate::telemetry::ReceiverMetrics;
 
@@ -116,7 +116,7 @@ pub(super) struct Worker {
     /// The size limit on messages the decoding budget is derived from (librdkafka's
     /// `message.max.bytes`; a larger message the broker took gets its own size).
     pub max_message_bytes: usize,
-    pub next: SharedConsumer,
+    pub next: SharedConsumer<Traces>,
     pub metrics: ReceiverMetrics,
     pub malformed: Counter,
     pub rejected: RejectedMetrics,
@@ -152,7 +152,7 @@ impl Worker {
         id: String,
         encoding: Encoding,
         max_message_bytes: usize,
-        next: SharedConsumer,
+        next: SharedConsumer<Traces>,
         metrics: ReceiverMetrics,
         malformed: Counter,
         rejected: RejectedMetrics,
@@ -283,7 +283,7 @@ impl Worker {
 
     /// Hands one message's spans to the pipeline, waiting out retryable refusals.
     async fn dispatch(&self, ticket: Ticket, mut batch: TraceBatch, mut message: Kept) {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         if spans == 0 {
             self.delivered(&ticket);
             return;

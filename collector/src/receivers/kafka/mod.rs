@@ -46,16 +46,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::component::{BuildContext, Lifecycle, ReceiverConfig};
-use crate::pipeline::SharedConsumer;
+use crate::component::{BuildContext, Consumers, Lifecycle, ReceiverConfig};
+use crate::pipeline::{SharedConsumer, Traces};
 use consumer::{DeadLetter, GroupContext, RejectedMetrics, Worker};
 
 impl ReceiverConfig for KafkaReceiverConfig {
-    fn build(
-        &self,
-        ctx: &BuildContext,
-        next: SharedConsumer,
-    ) -> anyhow::Result<Arc<dyn Lifecycle>> {
+    fn build(&self, ctx: &BuildContext, next: Consumers) -> anyhow::Result<Arc<dyn Lifecycle>> {
+        let next = next.traces(ctx)?;
         let id = ctx.id.to_string();
         crate::exporters::kafka::client::warn_plaintext_sasl(
             &format!("receivers.{id}"),
@@ -78,7 +75,7 @@ impl ReceiverConfig for KafkaReceiverConfig {
 struct KafkaReceiver {
     id: String,
     config: KafkaReceiverConfig,
-    next: SharedConsumer,
+    next: SharedConsumer<Traces>,
     metrics: crate::telemetry::ReceiverMetrics,
     malformed: prometheus_client::metrics::counter::Counter,
     rejected: RejectedMetrics,

@@ -16,7 +16,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::KafkaReceiverConfig;
 use crate::component::{Lifecycle, ReceiverConfig};
-use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+use crate::pipeline::{ConsumeError, TraceBatch, Traces};
 use crate::testing;
 
 /// The rest of the pipeline, acting on each message by its span's name: `reject…` is refused
@@ -36,11 +36,9 @@ impl Pipeline {
 }
 
 #[async_trait]
-impl TracesConsumer for Pipeline {
+impl crate::pipeline::Consumer<Traces> for Pipeline {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
-        let name = batch.resource_spans()[0].scope_spans[0].spans[0]
-            .name
-            .clone();
+        let name = batch.resources()[0].scope_spans[0].spans[0].name.clone();
         let first_time = {
             let mut seen = self.seen.lock().unwrap();
             let first = !seen.contains(&name);
@@ -171,9 +169,7 @@ fn dead_letters(brokers: &str, at_least: usize) -> Vec<DeadLetter> {
             .unwrap_or_default();
         out.push(DeadLetter {
             key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-            name: batch.resource_spans()[0].scope_spans[0].spans[0]
-                .name
-                .clone(),
+            name: batch.resources()[0].scope_spans[0].spans[0].name.clone(),
             headers,
         });
     }
@@ -214,7 +210,12 @@ async fn start(brokers: &str, dead_letter: bool) -> Running {
     let ctx = testing::context("kafka");
     let pipeline = Arc::new(Pipeline::default());
     let receiver = receiver_config(brokers, dead_letter)
-        .build(&ctx, pipeline.clone())
+        .build(
+            &ctx,
+            crate::component::Consumers {
+                traces: Some(pipeline.clone()),
+            },
+        )
         .unwrap();
     receiver.start().await.unwrap();
     let (messages, spans) = ctx.metrics.receiver_rejected("kafka");

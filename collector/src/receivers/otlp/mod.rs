@@ -19,20 +19,17 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticated, Guard};
-use crate::component::{BuildContext, Lifecycle, ReceiverConfig};
+use crate::component::{BuildContext, Consumers, Lifecycle, ReceiverConfig};
 use crate::otlp::intake::{Accepted, Budget};
 use crate::pipeline::{
-    ConsumeError, Delivery, DeliveryTracker, Metadata, Outcome, SharedConsumer, TraceBatch,
+    ConsumeError, Delivery, DeliveryTracker, Metadata, Outcome, SharedConsumer, TraceBatch, Traces,
 };
 use crate::telemetry::ReceiverMetrics;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 
 impl ReceiverConfig for OtlpReceiverConfig {
-    fn build(
-        &self,
-        ctx: &BuildContext,
-        next: SharedConsumer,
-    ) -> anyhow::Result<Arc<dyn Lifecycle>> {
+    fn build(&self, ctx: &BuildContext, next: Consumers) -> anyhow::Result<Arc<dyn Lifecycle>> {
+        let next = next.traces(ctx)?;
         let id = ctx.id.to_string();
         // Clients' tokens and passwords would reach a listener off this machine unencrypted.
         let component = format!("receivers.{id}");
@@ -106,7 +103,7 @@ impl ReceiverConfig for OtlpReceiverConfig {
 #[derive(Clone)]
 pub(crate) struct Ingest {
     pub id: String,
-    pub next: SharedConsumer,
+    pub next: SharedConsumer<Traces>,
     pub metrics: ReceiverMetrics,
     /// Attach request metadata to batches (`include_metadata`).
     pub include_metadata: bool,
@@ -176,7 +173,7 @@ impl Ingest {
     }
 
     pub async fn ingest(&self, mut batch: TraceBatch) -> Result<(), ConsumeError> {
-        let spans = batch.span_count() as u64;
+        let spans = batch.item_count() as u64;
         if spans == 0 {
             return Ok(());
         }
@@ -279,7 +276,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::{Ingest, request_metadata};
-    use crate::pipeline::{ConsumeError, TraceBatch, TracesConsumer};
+    use crate::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
     use crate::telemetry::Metrics;
 
     /// A stage that keeps every batch until told what to do with it.
@@ -287,7 +284,7 @@ mod tests {
     struct Holder(Mutex<Vec<TraceBatch>>);
 
     #[async_trait]
-    impl TracesConsumer for Holder {
+    impl Consumer<Traces> for Holder {
         async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
             self.0.lock().unwrap().push(batch);
             Ok(())
