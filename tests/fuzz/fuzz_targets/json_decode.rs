@@ -5,15 +5,8 @@
 #![no_main]
 
 use std::fmt::Debug;
-use std::mem::size_of_val;
 
 use libfuzzer_sys::fuzz_target;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::{
-    Exemplar, NumberDataPoint, ResourceMetrics, metric::Data,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use wasmcol_fuzz::measure;
 use wasmcol_fuzz::otlp::json::{self, DecodeError, Decoded};
 
@@ -71,7 +64,7 @@ fn logs(data: &[u8]) {
         assert!(bounded.is_err(), "{bounded:?}");
         return;
     };
-    let elements = || log_elements(&request.resource_logs);
+    let elements = || measure::measure_logs(&request.resource_logs).elements;
     bounded_agrees(&request, bounded, elements);
     round_trip(
         &request,
@@ -88,7 +81,7 @@ fn metrics(data: &[u8]) {
         assert!(bounded.is_err(), "{bounded:?}");
         return;
     };
-    let elements = || metric_elements(&request.resource_metrics);
+    let elements = || measure::measure_metrics(&request.resource_metrics).elements;
     bounded_agrees(&request, bounded, elements);
     round_trip(
         &request,
@@ -143,125 +136,5 @@ fn round_trip<R: PartialEq + Debug, T>(
 fn same<R: PartialEq + Debug>(a: &R, b: &R) {
     if a != b {
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
-    }
-}
-
-/// The elements of repeated fields in `resource_logs`, by `measure::measure`'s measure.
-fn log_elements(resource_logs: &[ResourceLogs]) -> usize {
-    let mut n = size_of_val(resource_logs);
-    for rl in resource_logs {
-        n += resource(rl.resource.as_ref()) + size_of_val(&rl.scope_logs[..]);
-        for sl in &rl.scope_logs {
-            n += scope(sl.scope.as_ref()) + size_of_val(&sl.log_records[..]);
-            for record in &sl.log_records {
-                n += attributes(&record.attributes) + record.body.as_ref().map_or(0, value);
-            }
-        }
-    }
-    n
-}
-
-/// The elements of repeated fields in `resource_metrics`, by `measure::measure`'s measure.
-fn metric_elements(resource_metrics: &[ResourceMetrics]) -> usize {
-    let exemplars = |exemplars: &[Exemplar]| -> usize {
-        size_of_val(exemplars)
-            + exemplars
-                .iter()
-                .map(|e| attributes(&e.filtered_attributes))
-                .sum::<usize>()
-    };
-    let mut n = size_of_val(resource_metrics);
-    for rm in resource_metrics {
-        n += resource(rm.resource.as_ref()) + size_of_val(&rm.scope_metrics[..]);
-        for sm in &rm.scope_metrics {
-            n += scope(sm.scope.as_ref()) + size_of_val(&sm.metrics[..]);
-            for metric in &sm.metrics {
-                n += attributes(&metric.metadata);
-                n += match &metric.data {
-                    None => 0,
-                    Some(Data::Gauge(g)) => number_points(&g.data_points, exemplars),
-                    Some(Data::Sum(s)) => number_points(&s.data_points, exemplars),
-                    Some(Data::Histogram(h)) => {
-                        size_of_val(&h.data_points[..])
-                            + h.data_points
-                                .iter()
-                                .map(|p| {
-                                    attributes(&p.attributes)
-                                        + size_of_val(&p.bucket_counts[..])
-                                        + size_of_val(&p.explicit_bounds[..])
-                                        + exemplars(&p.exemplars)
-                                })
-                                .sum::<usize>()
-                    }
-                    Some(Data::ExponentialHistogram(h)) => {
-                        size_of_val(&h.data_points[..])
-                            + h.data_points
-                                .iter()
-                                .map(|p| {
-                                    attributes(&p.attributes)
-                                        + [&p.positive, &p.negative]
-                                            .into_iter()
-                                            .flatten()
-                                            .map(|b| size_of_val(&b.bucket_counts[..]))
-                                            .sum::<usize>()
-                                        + exemplars(&p.exemplars)
-                                })
-                                .sum::<usize>()
-                    }
-                    Some(Data::Summary(s)) => {
-                        size_of_val(&s.data_points[..])
-                            + s.data_points
-                                .iter()
-                                .map(|p| {
-                                    attributes(&p.attributes) + size_of_val(&p.quantile_values[..])
-                                })
-                                .sum::<usize>()
-                    }
-                };
-            }
-        }
-    }
-    n
-}
-
-fn number_points(points: &[NumberDataPoint], exemplars: impl Fn(&[Exemplar]) -> usize) -> usize {
-    size_of_val(points)
-        + points
-            .iter()
-            .map(|p| attributes(&p.attributes) + exemplars(&p.exemplars))
-            .sum::<usize>()
-}
-
-fn resource(resource: Option<&Resource>) -> usize {
-    resource.map_or(0, |r| {
-        attributes(&r.attributes)
-            + size_of_val(&r.entity_refs[..])
-            + r.entity_refs
-                .iter()
-                .map(|e| size_of_val(&e.id_keys[..]) + size_of_val(&e.description_keys[..]))
-                .sum::<usize>()
-    })
-}
-
-fn scope(scope: Option<&InstrumentationScope>) -> usize {
-    scope.map_or(0, |s| attributes(&s.attributes))
-}
-
-fn attributes(kvs: &[KeyValue]) -> usize {
-    size_of_val(kvs)
-        + kvs
-            .iter()
-            .filter_map(|kv| kv.value.as_ref())
-            .map(value)
-            .sum::<usize>()
-}
-
-fn value(v: &AnyValue) -> usize {
-    match &v.value {
-        Some(any_value::Value::ArrayValue(a)) => {
-            size_of_val(&a.values[..]) + a.values.iter().map(value).sum::<usize>()
-        }
-        Some(any_value::Value::KvlistValue(l)) => attributes(&l.values),
-        _ => 0,
     }
 }
