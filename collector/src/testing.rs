@@ -7,17 +7,25 @@ use async_trait::async_trait;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use crate::component::{BuildContext, ComponentId};
-use crate::pipeline::{ConsumeError, Consumer, TraceBatch, Traces};
+use crate::pipeline::{Batch, ConsumeError, Consumer, Signal, TraceBatch, Traces};
 use crate::telemetry::Metrics;
 
-/// A consumer that records what it gets, and can be told to refuse (retryable).
-#[derive(Default)]
-pub struct Recorder {
-    batches: Mutex<Vec<TraceBatch>>,
+/// A consumer of signal `S` that records what it gets, and can be told to refuse (retryable).
+pub struct Recorder<S: Signal = Traces> {
+    batches: Mutex<Vec<Batch<S>>>,
     refusing: AtomicBool,
 }
 
-impl Recorder {
+impl<S: Signal> Default for Recorder<S> {
+    fn default() -> Self {
+        Self {
+            batches: Mutex::default(),
+            refusing: AtomicBool::default(),
+        }
+    }
+}
+
+impl<S: Signal> Recorder<S> {
     /// A new, accepting recorder.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
@@ -27,19 +35,21 @@ impl Recorder {
         self.refusing.store(on, Ordering::SeqCst);
     }
     /// Every accepted batch, in order.
-    pub fn batches(&self) -> Vec<TraceBatch> {
+    pub fn batches(&self) -> Vec<Batch<S>> {
         self.batches.lock().unwrap().clone()
     }
-    /// Span count of every accepted batch, in order.
+    /// Item count of every accepted batch, in order.
     pub fn batch_sizes(&self) -> Vec<usize> {
         self.batches
             .lock()
             .unwrap()
             .iter()
-            .map(TraceBatch::item_count)
+            .map(Batch::item_count)
             .collect()
     }
+}
 
+impl Recorder<Traces> {
     /// The span ids of every span received, in order.
     pub fn span_ids(&self) -> Vec<Vec<u8>> {
         self.batches
@@ -59,8 +69,8 @@ impl Recorder {
 }
 
 #[async_trait]
-impl Consumer<Traces> for Recorder {
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+impl<S: Signal> Consumer<S> for Recorder<S> {
+    async fn consume(&self, batch: Batch<S>) -> Result<(), ConsumeError> {
         if self.refusing.load(Ordering::SeqCst) {
             return Err(ConsumeError::retryable("recorder refuses"));
         }

@@ -1,14 +1,21 @@
-//! `probabilistic_sampler`: keeps a fixed percentage of traces, decided by trace id.
+//! `probabilistic_sampler`: keeps a fixed percentage of traces (decided by trace id) or of log
+//! records (by their trace id, or by a record attribute).
 //!
 //! The decision hashes the trace id exactly as the OpenTelemetry Collector's
 //! `probabilistic_sampler` does in `hash_seed` mode (FNV-1a 32 over the seed and the trace id,
 //! 14-bit buckets), so every span of a trace gets the same decision on every collector that
-//! uses the same seed, including Go collectors in the same fleet.
+//! uses the same seed, including Go collectors in the same fleet; a log record logged inside a
+//! span gets its span's decision. Log records follow the Collector's rules too:
+//! `attribute_source: record` hashes the `from_attribute` attribute's value instead of the
+//! trace id; a record with nothing to hash is dropped (`fail_closed: true`, the default) or
+//! kept; a numeric `sampling_priority` attribute raises the record's percentage to its value.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde::Deserialize;
 
@@ -17,7 +24,9 @@ use wasmcol_plugin_sdk::wire::edit as wire_edit;
 
 use crate::component::{BuildContext, Lifecycle, Problem, Processor, ProcessorConfig, Validate};
 use crate::otlp::wire;
-use crate::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
+use crate::pipeline::{
+    Batch, ConsumeError, Consumer, Logs, SharedConsumer, SignalKind, Signals, TraceBatch, Traces,
+};
 use crate::telemetry::ProcessorMetrics;
 
 const NUM_HASH_BUCKETS: u32 = 0x4000;
@@ -35,41 +44,105 @@ pub struct ProbabilisticSamplerConfig {
     /// tiers that must sample independently use different ones.
     #[serde(default)]
     pub hash_seed: u32,
+    /// Logs: what is hashed, `traceID` (the record's trace id, the default) or `record` (the
+    /// attribute named by `from_attribute`).
+    #[serde(default)]
+    pub attribute_source: AttributeSource,
+    /// Logs: the record attribute hashed with `attribute_source: record`.
+    #[serde(default)]
+    pub from_attribute: String,
+    /// Logs: a record attribute whose numeric value (a percentage) raises that record's chance
+    /// of being kept: `100` always keeps it.
+    #[serde(default)]
+    pub sampling_priority: String,
+    /// Logs: drop (`true`, the default) or keep a record that has nothing to hash (no trace id,
+    /// or no `from_attribute`).
+    #[serde(default = "default_fail_closed")]
+    pub fail_closed: bool,
+}
+
+fn default_fail_closed() -> bool {
+    true
+}
+
+/// `attribute_source`: what a log record's decision hashes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum AttributeSource {
+    /// The record's trace id.
+    #[default]
+    #[serde(rename = "traceID")]
+    TraceId,
+    /// The record attribute named by `from_attribute`.
+    #[serde(rename = "record")]
+    Record,
 }
 
 impl Validate for ProbabilisticSamplerConfig {
     fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
         if !(0.0..=100.0).contains(&self.sampling_percentage) {
-            vec![Problem::new(
+            problems.push(Problem::new(
                 "sampling_percentage",
                 format!(
                     "must be between 0 and 100, got {}",
                     self.sampling_percentage
                 ),
-            )]
-        } else {
-            Vec::new()
+            ));
         }
+        if self.attribute_source == AttributeSource::Record && self.from_attribute.is_empty() {
+            problems.push(Problem::new(
+                "from_attribute",
+                "required with attribute_source: record (the log record attribute to hash)",
+            ));
+        }
+        problems
     }
 }
 
 impl ProcessorConfig for ProbabilisticSamplerConfig {
+    fn signals(&self) -> Signals {
+        Signals::of(&[SignalKind::Traces, SignalKind::Logs])
+    }
+
+    fn build_logs(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Logs>,
+    ) -> anyhow::Result<Arc<dyn Processor<Logs>>> {
+        Ok(Arc::new(LogSampler {
+            threshold: threshold(self.sampling_percentage),
+            seed: self.hash_seed,
+            config: self.clone(),
+            next,
+            metrics: ctx.metrics.processor(
+                &ctx.id.to_string(),
+                ctx.pipeline.as_deref().unwrap_or(""),
+                SignalKind::Logs,
+            ),
+        }))
+    }
+
     fn build_traces(
         &self,
         ctx: &BuildContext,
         next: SharedConsumer<Traces>,
     ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
         Ok(Arc::new(Sampler {
-            threshold: (self.sampling_percentage * f64::from(NUM_HASH_BUCKETS) / 100.0) as u32,
+            threshold: threshold(self.sampling_percentage),
             seed: self.hash_seed,
             next,
             metrics: ctx.metrics.processor(
                 &ctx.id.to_string(),
                 ctx.pipeline.as_deref().unwrap_or(""),
-                crate::pipeline::SignalKind::Traces,
+                SignalKind::Traces,
             ),
         }))
     }
+}
+
+/// The hash buckets below which an item is kept, for a percentage.
+fn threshold(percentage: f64) -> u32 {
+    (percentage * f64::from(NUM_HASH_BUCKETS) / 100.0) as u32
 }
 
 struct Sampler {
@@ -193,6 +266,98 @@ impl Consumer<Traces> for Sampler {
 
 impl Lifecycle for Sampler {}
 
+/// The sampler of a logs pipeline.
+struct LogSampler {
+    threshold: u32,
+    seed: u32,
+    config: ProbabilisticSamplerConfig,
+    next: SharedConsumer<Logs>,
+    metrics: ProcessorMetrics,
+}
+
+fn attribute<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
+/// An attribute value's bytes as the Collector hashes them: bytes as they are, anything else
+/// as its string form.
+fn value_bytes(value: &Value) -> std::borrow::Cow<'_, [u8]> {
+    match value {
+        Value::BytesValue(b) => b.as_slice().into(),
+        Value::StringValue(s) => s.as_bytes().into(),
+        Value::IntValue(i) => i.to_string().into_bytes().into(),
+        Value::DoubleValue(d) => d.to_string().into_bytes().into(),
+        Value::BoolValue(b) => b.to_string().into_bytes().into(),
+        other => format!("{other:?}").into_bytes().into(),
+    }
+}
+
+impl LogSampler {
+    fn keep(&self, record: &LogRecord) -> bool {
+        let source: Option<std::borrow::Cow<'_, [u8]>> = match self.config.attribute_source {
+            AttributeSource::TraceId => {
+                wire::valid_id(&record.trace_id, 16).then(|| record.trace_id.as_slice().into())
+            }
+            AttributeSource::Record => {
+                attribute(&record.attributes, &self.config.from_attribute).map(value_bytes)
+            }
+        };
+        let Some(source) = source else {
+            return !self.config.fail_closed;
+        };
+        let bucket = hash(self.seed, &source) & BUCKET_MASK;
+        let mut threshold = self.threshold;
+        if !self.config.sampling_priority.is_empty() {
+            let priority = match attribute(&record.attributes, &self.config.sampling_priority) {
+                Some(Value::IntValue(p)) => *p as f64,
+                Some(Value::DoubleValue(p)) => *p,
+                _ => 0.0,
+            };
+            if priority >= 100.0 {
+                return true;
+            }
+            threshold = threshold.max(self::threshold(priority.max(0.0)));
+        }
+        bucket < threshold
+    }
+}
+
+#[async_trait]
+impl Consumer<Logs> for LogSampler {
+    async fn consume(&self, mut batch: Batch<Logs>) -> Result<(), ConsumeError> {
+        let before = batch.item_count();
+        self.metrics.incoming.inc_by(before as u64);
+        let all_kept = batch
+            .resources()
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .all(|r| self.keep(r));
+        if !all_kept {
+            let rl = batch.resources_mut();
+            for r in rl.iter_mut() {
+                for sl in &mut r.scope_logs {
+                    sl.log_records.retain(|rec| self.keep(rec));
+                }
+                r.scope_logs.retain(|sl| !sl.log_records.is_empty());
+            }
+            rl.retain(|r| !r.scope_logs.is_empty());
+        }
+        let after = batch.item_count();
+        self.metrics.dropped.inc_by((before - after) as u64);
+        if after == 0 {
+            return Ok(());
+        }
+        self.metrics.outgoing.inc_by(after as u64);
+        self.next.consume(batch).await
+    }
+}
+
+impl Lifecycle for LogSampler {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,12 +379,132 @@ mod tests {
         assert_eq!(hash(0, b"a"), plain(&[0, 0, 0, 0, b'a']));
     }
 
+    fn config(pct: f64, seed: u32) -> ProbabilisticSamplerConfig {
+        serde_yaml_ng::from_str(&format!(
+            "{{sampling_percentage: {pct}, hash_seed: {seed}}}"
+        ))
+        .unwrap()
+    }
+
+    /// `n` log records: record `i` has trace id `i` when `i % 3 != 0`, attribute `id` = `i`,
+    /// and `prio` = 100 when `i % 5 == 0`.
+    fn records(n: usize) -> Batch<Logs> {
+        use opentelemetry_proto::tonic::common::v1::AnyValue;
+        use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+        let kv = |key: &str, value: Value| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        };
+        let log_records = (0..n as u64)
+            .map(|i| {
+                let mut trace_id = vec![0; 16];
+                trace_id[8..].copy_from_slice(&(i + 1).to_be_bytes());
+                let mut attributes = vec![kv("id", Value::IntValue(i as i64))];
+                if i % 5 == 0 {
+                    attributes.push(kv("prio", Value::IntValue(100)));
+                }
+                LogRecord {
+                    trace_id: if i % 3 == 0 { Vec::new() } else { trace_id },
+                    time_unix_nano: i,
+                    attributes,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Batch::new(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    async fn kept_records(yaml: &str, n: usize) -> Vec<u64> {
+        let rec = Recorder::<Logs>::new();
+        let cfg: ProbabilisticSamplerConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+        let p = cfg
+            .build_logs(&context("probabilistic_sampler"), rec.clone())
+            .unwrap();
+        p.consume(records(n)).await.unwrap();
+        rec.batches()
+            .iter()
+            .flat_map(|b| b.resources().to_vec())
+            .flat_map(|rl| rl.scope_logs)
+            .flat_map(|sl| sl.log_records)
+            .map(|r| r.time_unix_nano)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn log_records_are_sampled_by_trace_id_or_attribute_with_priority() {
+        let n = 9000;
+        // By trace id: records without one are dropped (fail_closed), the others sampled as
+        // the spans of their trace are.
+        let by_trace = kept_records("{sampling_percentage: 40, hash_seed: 5}", n).await;
+        assert!(by_trace.iter().all(|i| i % 3 != 0));
+        let share = by_trace.len() as f64 / (n as f64 * 2.0 / 3.0);
+        assert!((share - 0.4).abs() < 0.03, "kept {share}");
+        let sampler = Sampler {
+            threshold: threshold(40.0),
+            seed: 5,
+            next: Recorder::new(),
+            metrics: Default::default(),
+        };
+        for i in 0..n as u64 {
+            let mut trace_id = vec![0; 16];
+            trace_id[8..].copy_from_slice(&(i + 1).to_be_bytes());
+            let span_kept = sampler.keep_trace(&trace_id);
+            assert_eq!(span_kept && i % 3 != 0, by_trace.binary_search(&i).is_ok());
+        }
+        // fail_closed: false keeps the records with nothing to hash.
+        let open = kept_records(
+            "{sampling_percentage: 40, hash_seed: 5, fail_closed: false}",
+            n,
+        )
+        .await;
+        assert_eq!(open.iter().filter(|i| *i % 3 == 0).count(), n / 3);
+        // By attribute, every record has one; with priority, every fifth is always kept.
+        let by_attr = kept_records(
+            "{sampling_percentage: 10, attribute_source: record, from_attribute: id, sampling_priority: prio}",
+            n,
+        )
+        .await;
+        assert!(
+            (0..n as u64)
+                .step_by(5)
+                .all(|i| by_attr.binary_search(&i).is_ok())
+        );
+        let others = by_attr.iter().filter(|i| *i % 5 != 0).count() as f64 / (n as f64 * 0.8);
+        assert!((others - 0.1).abs() < 0.02, "kept {others}");
+        assert_eq!(
+            kept_records(
+                "{sampling_percentage: 0, attribute_source: record, from_attribute: id}",
+                n
+            )
+            .await,
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn record_source_needs_an_attribute() {
+        let cfg: ProbabilisticSamplerConfig =
+            serde_yaml_ng::from_str("{sampling_percentage: 10, attribute_source: record}").unwrap();
+        assert_eq!(cfg.validate()[0].path, "from_attribute");
+        assert!(
+            serde_yaml_ng::from_str::<ProbabilisticSamplerConfig>(
+                "{sampling_percentage: 10, attribute_source: body}"
+            )
+            .is_err()
+        );
+    }
+
     async fn kept(pct: f64, seed: u32, n: usize) -> usize {
         let rec = Recorder::new();
-        let cfg = ProbabilisticSamplerConfig {
-            sampling_percentage: pct,
-            hash_seed: seed,
-        };
+        let cfg = config(pct, seed);
         let p = cfg
             .build_traces(&context("probabilistic_sampler"), rec.clone())
             .unwrap();
@@ -270,10 +555,7 @@ mod tests {
     async fn bytes_and_decoded_spans_are_sampled_alike() {
         let run = |batch: TraceBatch| async move {
             let rec = Recorder::new();
-            let cfg = ProbabilisticSamplerConfig {
-                sampling_percentage: 30.0,
-                hash_seed: 3,
-            };
+            let cfg = config(30.0, 3);
             let p = cfg
                 .build_traces(&context("probabilistic_sampler"), rec.clone())
                 .unwrap();
