@@ -339,3 +339,104 @@ fn sdk_logs_and_metrics_reach_file_otlp_and_otlphttp_beside_a_traces_pipeline() 
     assert_eq!(spans, 3 * 5, "{}", sidecar.log());
     assert!(all_spans(&read_json_lines(&outputs[1].1)).is_empty());
 }
+
+/// The load generator's logs and metrics reach the collector over both transports, and the
+/// collector counts each signal apart, under the OpenTelemetry Collector's names.
+#[test]
+fn loadgen_logs_and_metrics_are_received_and_counted_per_signal() {
+    let (grpc, http, metrics) = (free_port(), free_port(), free_port());
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+      http:
+        endpoint: 127.0.0.1:{http}
+exporters:
+  nop:
+service:
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [nop]
+    metrics:
+      receivers: [otlp]
+      exporters: [nop]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#
+    );
+    let collector = Collector::start(&config, http);
+    let grpc_endpoint = format!("127.0.0.1:{grpc}");
+    let http_endpoint = format!("127.0.0.1:{http}");
+    let runs = [
+        ("logs", "grpc", grpc_endpoint.as_str(), "proto"),
+        ("metrics", "http", http_endpoint.as_str(), "json"),
+        ("metrics", "grpc", grpc_endpoint.as_str(), "proto"),
+    ];
+    for (signal, protocol, endpoint, encoding) in runs {
+        let summary = wasmcol_tests::run_loadgen(&[
+            "--signal",
+            signal,
+            "--protocol",
+            protocol,
+            "--endpoint",
+            endpoint,
+            "--http-encoding",
+            encoding,
+            "--traces",
+            "200",
+            "--spans-per-trace",
+            "3",
+            "--batch-traces",
+            "20",
+        ]);
+        assert_eq!(
+            summary["spans_accepted"], 600,
+            "{signal} {protocol}: {summary}"
+        );
+    }
+    // Traces are not taken here: the trace service answers UNIMPLEMENTED.
+    let refused = Command::new(wasmcol_tests::binary("wasmcol-loadgen"))
+        .args(["--json", "--quiet", "--endpoint", &grpc_endpoint])
+        .output()
+        .unwrap();
+    let summary: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(summary["spans_accepted"], 0, "{summary}");
+
+    let text = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(wasmcol_tests::scrape_metrics(metrics));
+    let value = |series: &str| wasmcol_tests::metric_value(&text, series).unwrap_or(0.0);
+    assert_eq!(
+        value(r#"wasmcol_receiver_accepted_log_records_total{receiver="otlp",transport="grpc"}"#),
+        600.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"wasmcol_receiver_accepted_metric_points_total{receiver="otlp",transport="http"}"#)
+            + value(
+                r#"wasmcol_receiver_accepted_metric_points_total{receiver="otlp",transport="grpc"}"#
+            ),
+        1200.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"wasmcol_exporter_sent_log_records_total{exporter="nop"}"#),
+        600.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"wasmcol_exporter_sent_metric_points_total{exporter="nop"}"#),
+        1200.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"wasmcol_receiver_accepted_spans_total{receiver="otlp",transport="grpc"}"#),
+        0.0
+    );
+    drop(collector);
+}

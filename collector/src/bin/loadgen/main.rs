@@ -1,5 +1,5 @@
-//! `wasmcol-loadgen`: sends synthetic traces to an OTLP endpoint, like the OpenTelemetry
-//! `telemetrygen traces` tool, and reports how many were accepted.
+//! `wasmcol-loadgen`: sends synthetic traces (or logs, or metrics: `--signal`) to an OTLP
+//! endpoint, like the OpenTelemetry `telemetrygen` tool, and reports how many were accepted.
 //!
 //! It exists to drive benchmarks of the collector on small machines, so the sending path is
 //! kept cheap:
@@ -55,8 +55,10 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 use wasmcol::config::tls::client::{ClientTls, ClientTlsConfig, HttpsConnector};
 
-/// gRPC method path of the OTLP trace export call.
-const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+mod signals;
+
+use signals::{Converter, Request, SignalArg};
+
 /// Identifies the load generator in `user-agent` headers and the instrumentation scope.
 const USER_AGENT: &str = concat!("wasmcol-loadgen/", env!("CARGO_PKG_VERSION"));
 /// Message put on root spans that get status ERROR.
@@ -84,12 +86,19 @@ const VALUE_POOL_LEN: usize = 64;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "wasmcol-loadgen", version, about, long_about = None)]
 struct Args {
+    /// What to send: traces, or the same load as log records (one per span the trace shape
+    /// has, logged inside it) or metric data points (one per span, over a sum, a gauge and a
+    /// histogram). --traces, --rate and --batch-traces count traces either way; the summary's
+    /// `spans_*` fields count the items sent.
+    #[arg(long, value_enum, default_value_t = SignalArg::Traces)]
+    signal: SignalArg,
+
     /// Transport: OTLP/gRPC or OTLP/HTTP.
     #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
     protocol: Protocol,
 
     /// HOST:PORT to send to [default: localhost:4317 for grpc, localhost:4318 for http].
-    /// HTTP posts to http://ENDPOINT/v1/traces. A leading "http://" is accepted; "https://"
+    /// HTTP posts to http://ENDPOINT/v1/traces (/v1/logs, /v1/metrics). A leading "http://" is accepted; "https://"
     /// means TLS (verified against the system's roots unless --tls-ca is given).
     #[arg(long, value_name = "HOST:PORT")]
     endpoint: Option<String>,
@@ -361,6 +370,10 @@ struct Generator {
     ids: Vec<[u8; 8]>,
     /// Scratch: (start, end) nanos of the trace being filled, by position.
     times: Vec<(u64, u64)>,
+    /// What a send carries.
+    signal: SignalArg,
+    /// The log and metric templates made from the spans.
+    converter: Converter,
 }
 
 impl Generator {
@@ -410,6 +423,24 @@ impl Generator {
             rng,
             ids: vec![[0; 8]; n],
             times: vec![(0, 0); n],
+            signal: SignalArg::Traces,
+            converter: Converter::default(),
+        }
+    }
+
+    /// The same generator sending `signal`.
+    fn for_signal(mut self, signal: SignalArg) -> Self {
+        self.signal = signal;
+        self
+    }
+
+    /// [`Generator::fill`], then made into the requested signal's request.
+    fn next_request(&mut self, traces: usize, now_nanos: u64) -> Request<'_> {
+        self.fill(traces, now_nanos);
+        match self.signal {
+            SignalArg::Traces => Request::Traces(&self.request),
+            SignalArg::Logs => Request::Logs(self.converter.logs(&self.request)),
+            SignalArg::Metrics => Request::Metrics(self.converter.metrics(&self.request)),
         }
     }
 
@@ -601,18 +632,17 @@ impl BodyEncoder {
     }
 
     /// Appends the encoded (uncompressed) payload to `out`.
-    fn payload(json: bool, request: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
+    fn payload(json: bool, request: &Request<'_>, out: &mut Vec<u8>) {
         if json {
-            wasmcol::otlp::json::encode_traces(&request.resource_spans, out);
+            request.encode_json(out);
         } else {
-            out.reserve(request.encoded_len());
-            request.encode_raw(out);
+            request.encode_protobuf(out);
         }
     }
 
     /// Encodes, compresses and frames `request` into a fresh `Bytes` (the only allocation of
     /// a send once the buffers have warmed up).
-    fn encode(&mut self, request: &ExportTraceServiceRequest) -> anyhow::Result<Bytes> {
+    fn encode(&mut self, request: &Request<'_>) -> anyhow::Result<Bytes> {
         let prefix = if self.grpc_frame {
             GRPC_FRAME_HEADER
         } else {
@@ -737,15 +767,17 @@ fn grpc_rejected_spans(body: &[u8]) -> u64 {
 }
 
 /// Classifies an OTLP/HTTP response (OTLP/HTTP marks 429, 502, 503 and 504 as retryable).
+/// `json_rejected` names the partial success's count in a JSON body (`rejectedSpans`); `None`
+/// for a protobuf body.
 fn classify_http(
     status: http::StatusCode,
     retry_after: Option<Duration>,
     body: &[u8],
-    json: bool,
+    json_rejected: Option<&str>,
 ) -> Outcome {
     if status.is_success() {
         return Outcome::Accepted {
-            rejected_spans: http_rejected_spans(body, json),
+            rejected_spans: http_rejected_spans(body, json_rejected),
         };
     }
     match status.as_u16() {
@@ -766,18 +798,19 @@ fn classify_http(
     }
 }
 
-/// The partial-success `rejected_spans` of a successful OTLP/HTTP response body (0 if absent
-/// or unreadable).
-fn http_rejected_spans(body: &[u8], json: bool) -> u64 {
+/// The partial-success rejected count of a successful OTLP/HTTP response body (0 if absent
+/// or unreadable); `json_rejected` as for [`classify_http`]. The three signals' protobuf
+/// responses share one layout (the count is field 1 of field 1), so one decoder reads them.
+fn http_rejected_spans(body: &[u8], json_rejected: Option<&str>) -> u64 {
     if body.is_empty() {
         return 0;
     }
-    let rejected = if json {
+    let rejected = if let Some(field) = json_rejected {
         // int64 travels as a string in OTLP/JSON, but accept a number as well.
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| {
-                let r = v.get("partialSuccess")?.get("rejectedSpans")?.clone();
+                let r = v.get("partialSuccess")?.get(field)?.clone();
                 r.as_i64().or_else(|| r.as_str()?.parse().ok())
             })
             .unwrap_or(0)
@@ -836,6 +869,8 @@ enum Sender {
         channel: Channel,
         /// Every request header: gRPC ones and the user's.
         headers: http::HeaderMap,
+        /// The signal's export method.
+        path: &'static str,
     },
     /// OTLP/HTTP over one HTTP/1.1 keep-alive connection.
     Http {
@@ -843,6 +878,7 @@ enum Sender {
         uri: http::Uri,
         headers: http::HeaderMap,
         json: bool,
+        signal: SignalArg,
     },
 }
 
@@ -853,12 +889,14 @@ enum Target {
         endpoint: Box<Endpoint>,
         headers: http::HeaderMap,
         tls: Option<Arc<ClientTls>>,
+        signal: SignalArg,
     },
     Http {
         uri: http::Uri,
         headers: http::HeaderMap,
         json: bool,
         tls: Option<Arc<ClientTls>>,
+        signal: SignalArg,
     },
 }
 
@@ -934,10 +972,11 @@ impl Target {
                     endpoint: Box::new(endpoint),
                     headers,
                     tls,
+                    signal: args.signal,
                 })
             }
             Protocol::Http => {
-                let uri: http::Uri = format!("{scheme}://{host_port}/v1/traces")
+                let uri: http::Uri = format!("{scheme}://{host_port}{}", args.signal.http_path())
                     .parse()
                     .with_context(|| format!("--endpoint {raw:?}"))?;
                 let json = args.http_encoding == HttpEncoding::Json;
@@ -970,6 +1009,7 @@ impl Target {
                     headers,
                     json,
                     tls,
+                    signal: args.signal,
                 })
             }
         }
@@ -995,15 +1035,18 @@ impl Target {
                 endpoint,
                 headers,
                 tls,
+                signal,
             } => Sender::Grpc {
                 channel: endpoint.connect_with_connector_lazy(connector(tls)),
                 headers: headers.clone(),
+                path: signal.grpc_path(),
             },
             Self::Http {
                 uri,
                 headers,
                 json,
                 tls,
+                signal,
             } => {
                 let client =
                     Box::new(HttpClient::builder(TokioExecutor::new()).build(connector(tls)));
@@ -1012,6 +1055,7 @@ impl Target {
                     uri: uri.clone(),
                     headers: headers.clone(),
                     json: *json,
+                    signal: *signal,
                 }
             }
         }
@@ -1030,14 +1074,18 @@ impl Sender {
     /// Sends one request body and classifies the result.
     async fn send(&mut self, body: Bytes) -> Outcome {
         match self {
-            Self::Grpc { channel, headers } => {
+            Self::Grpc {
+                channel,
+                headers,
+                path,
+            } => {
                 if let Err(e) = std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
                     return transport_failure(&e);
                 }
                 let mut request = http::Request::new(tonic::body::Body::new(Full::new(body)));
                 *request.method_mut() = http::Method::POST;
                 // The channel fills in scheme and authority.
-                *request.uri_mut() = http::Uri::from_static(GRPC_EXPORT_PATH);
+                *request.uri_mut() = http::Uri::from_static(path);
                 *request.version_mut() = http::Version::HTTP_2;
                 *request.headers_mut() = headers.clone();
                 let response = match channel.call(request).await {
@@ -1059,6 +1107,7 @@ impl Sender {
                 uri,
                 headers,
                 json,
+                signal,
             } => {
                 let mut request = http::Request::new(Full::new(body));
                 *request.method_mut() = http::Method::POST;
@@ -1072,7 +1121,10 @@ impl Sender {
                 let retry_after = parse_retry_after(response.headers());
                 // Read the body to the end so the connection can be reused.
                 match response.into_body().collect().await {
-                    Ok(body) => classify_http(status, retry_after, &body.to_bytes(), *json),
+                    Ok(body) => {
+                        let rejected = json.then(|| signal.rejected_json());
+                        classify_http(status, retry_after, &body.to_bytes(), rejected)
+                    }
                     Err(e) => transport_failure(&e),
                 }
             }
@@ -1345,8 +1397,8 @@ async fn worker(
             run.lag_nanos.store(lag, Ordering::Relaxed);
         }
 
-        let request = generator.fill(traces as usize, unix_nanos());
-        let body = match encoder.encode(request) {
+        let request = generator.next_request(traces as usize, unix_nanos());
+        let body = match encoder.encode(&request) {
             Ok(b) => b,
             Err(e) => {
                 // Cannot happen with in-memory buffers; count it rather than abort the run.
@@ -1458,7 +1510,7 @@ async fn run(args: &Args, target: &Target) -> anyhow::Result<(Summary, Arc<Run>)
     for _ in 0..args.workers {
         workers.push((
             target.connect(),
-            Generator::new(shape.clone(), SmallRng::from_rng(&mut seed)),
+            Generator::new(shape.clone(), SmallRng::from_rng(&mut seed)).for_signal(args.signal),
             target.body_encoder(args.compression)?,
         ));
     }
@@ -1944,8 +1996,8 @@ mod tests {
         let encode = |json, compression, grpc| {
             let mut e = BodyEncoder::new(json, compression, grpc).unwrap();
             // Twice, so the second send runs with warmed-up buffers.
-            let first = e.encode(&request).unwrap();
-            let second = e.encode(&request).unwrap();
+            let first = e.encode(&Request::Traces(&request)).unwrap();
+            let second = e.encode(&Request::Traces(&request)).unwrap();
             assert_eq!(first, second);
             second
         };
@@ -1985,7 +2037,7 @@ mod tests {
     fn classifies_responses() {
         use http::StatusCode as S;
         assert_eq!(
-            classify_http(S::OK, None, b"", false),
+            classify_http(S::OK, None, b"", None),
             Outcome::Accepted { rejected_spans: 0 }
         );
         let partial = ExportTraceServiceResponse {
@@ -1998,7 +2050,7 @@ mod tests {
         }
         .encode_to_vec();
         assert_eq!(
-            classify_http(S::OK, None, &partial, false),
+            classify_http(S::OK, None, &partial, None),
             Outcome::Accepted { rejected_spans: 2 }
         );
         assert_eq!(
@@ -2006,7 +2058,7 @@ mod tests {
                 S::OK,
                 None,
                 br#"{"partialSuccess":{"rejectedSpans":"3"}}"#,
-                true
+                Some("rejectedSpans")
             ),
             Outcome::Accepted { rejected_spans: 3 }
         );
@@ -2017,14 +2069,14 @@ mod tests {
             S::GATEWAY_TIMEOUT,
         ] {
             assert_eq!(
-                classify_http(code, Some(Duration::from_secs(2)), b"", false),
+                classify_http(code, Some(Duration::from_secs(2)), b"", None),
                 Outcome::Refused {
                     retry_after: Some(Duration::from_secs(2))
                 }
             );
         }
         assert!(matches!(
-            classify_http(S::BAD_REQUEST, None, b"bad\x01 body", false),
+            classify_http(S::BAD_REQUEST, None, b"bad\x01 body", None),
             Outcome::Failed { transport: false, message } if message == "HTTP 400 Bad Request: bad body"
         ));
 
