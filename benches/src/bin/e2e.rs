@@ -60,6 +60,12 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     duration: u64,
 
+    /// What the load is: `traces`, or the same load as `logs` (a log record per span) or
+    /// `metrics` (a data point per span), sent by `wasmcol-loadgen --signal`; the pipelines
+    /// under test carry that signal, and "spans" in the report are its items.
+    #[arg(long, default_value = "traces", value_parser = ["traces", "logs", "metrics"])]
+    signal: String,
+
     /// Runs of each scenario; the report shows medians.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
@@ -523,6 +529,7 @@ struct Env {
 /// The gateway of a queue pipeline: otlp/grpc → (batch) → otlphttp to `sink_http`, its sending
 /// queue as `queue` says (on disk below `queue_dir`).
 fn queue_gateway_config(
+    signal: &str,
     queue: QueueKind,
     batch: BatchKind,
     ports: (u16, u16, u16),
@@ -559,22 +566,32 @@ fn queue_gateway_config(
          exporters:\n  otlphttp:\n    endpoint: http://127.0.0.1:{sink_http}\n    \
          compression: {compression}\n    sending_queue: {{ enabled: true{storage} }}\n\
          service:\n{service_extensions}  telemetry:\n    metrics:\n      address: 127.0.0.1:{metrics}\n  \
-         pipelines:\n    traces:\n      receivers: [otlp]\n      processors: {processors}\n      \
+         pipelines:\n    {signal}:\n      receivers: [otlp]\n      processors: {processors}\n      \
          exporters: [otlphttp]\n"
     )
 }
 
 /// The queue pipelines' destination: otlp/http → nop.
-fn sink_config(http: u16, metrics: u16) -> String {
+fn sink_config(signal: &str, http: u16, metrics: u16) -> String {
     format!(
         "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{http}\n\
          exporters:\n  nop: {{}}\n\
          service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{metrics}\n  \
-         pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [nop]\n"
+         pipelines:\n    {signal}:\n      receivers: [otlp]\n      exporters: [nop]\n"
     )
 }
 
+/// The self-telemetry counter of items an exporter sent, for `signal`.
+fn sent_counter(signal: &str) -> &'static str {
+    match signal {
+        "logs" => "wasmcol_exporter_sent_log_records_total",
+        "metrics" => "wasmcol_exporter_sent_metric_points_total",
+        _ => "wasmcol_exporter_sent_spans_total",
+    }
+}
+
 fn wasmcol_config(
+    signal: &str,
     target: Target,
     grpc: u16,
     metrics: u16,
@@ -606,7 +623,7 @@ fn wasmcol_config(
          processors:\n  batch: {{}}\n{plugin_yaml}\
          exporters:\n{exporter}\
          service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{metrics}\n  \
-         pipelines:\n    traces:\n      receivers: [otlp]\n      processors: {processors}\n      \
+         pipelines:\n    {signal}:\n      receivers: [otlp]\n      processors: {processors}\n      \
          exporters: [{name}]\n"
     )
 }
@@ -643,7 +660,10 @@ fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<
         Target::WasmcolQueue(queue, batch) => {
             let (sink_http, sink_metrics) = (free_port()?, free_port()?);
             let sink_yaml = run_dir.join("sink.yaml");
-            std::fs::write(&sink_yaml, sink_config(sink_http, sink_metrics))?;
+            std::fs::write(
+                &sink_yaml,
+                sink_config(&env.args.signal, sink_http, sink_metrics),
+            )?;
             let mut sink = Proc::spawn(
                 "wasmcol (otlphttp destination)",
                 Command::new(&env.wasmcol).arg("--config").arg(&sink_yaml),
@@ -657,6 +677,7 @@ fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<
             std::fs::write(
                 &config,
                 queue_gateway_config(
+                    &env.args.signal,
                     queue,
                     batch,
                     (grpc, metrics, sink_http),
@@ -682,7 +703,7 @@ fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<
                 .map(|p| (p, env.args.plugin_config.as_str()));
             std::fs::write(
                 &config,
-                wasmcol_config(target, grpc, metrics, run_dir, plugin),
+                wasmcol_config(&env.args.signal, target, grpc, metrics, run_dir, plugin),
             )?;
             let p = spawn_wasmcol(env, &config, run_dir, grpc)?;
             Ok(Started {
@@ -722,6 +743,8 @@ fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<
 fn loadgen_args(args: &Args, load: LoadKind, port: u16) -> Vec<String> {
     let spt = args.spans_per_trace;
     let mut v: Vec<String> = vec![
+        "--signal".into(),
+        args.signal.clone(),
         "--endpoint".into(),
         format!("127.0.0.1:{port}"),
         "--duration".into(),
@@ -844,7 +867,7 @@ fn measure(
         let deadline = load_end + Duration::from_secs(60);
         loop {
             collector.check_alive()?;
-            if scrape_counter(m, "wasmcol_exporter_sent_spans_total")? >= accepted {
+            if scrape_counter(m, sent_counter(&env.args.signal))? >= accepted {
                 drain_secs = Some(load_end.elapsed().as_secs_f64());
                 break;
             }
@@ -869,11 +892,11 @@ fn measure(
     let peak_rss_mib = status_mib(pid, "VmHWM:")?;
 
     let exported = match metrics_port {
-        Some(p) => Some(scrape_counter(p, "wasmcol_exporter_sent_spans_total")?),
+        Some(p) => Some(scrape_counter(p, sent_counter(&env.args.signal))?),
         None => None,
     };
     let delivered = match &sink {
-        Some((_, m)) => Some(scrape_counter(*m, "wasmcol_exporter_sent_spans_total")?),
+        Some((_, m)) => Some(scrape_counter(*m, sent_counter(&env.args.signal))?),
         None => None,
     };
     drop(collector);
@@ -1662,7 +1685,8 @@ mod tests {
         };
         for queue in [QueueKind::Memory, QueueKind::Disk, QueueKind::DiskFsync] {
             for batch in [BatchKind::Default, BatchKind::Timeout10ms, BatchKind::None] {
-                let yaml = queue_gateway_config(queue, batch, (4317, 8888, 4318), dir, "none");
+                let yaml =
+                    queue_gateway_config("traces", queue, batch, (4317, 8888, 4318), dir, "none");
                 check(&yaml);
                 assert_eq!(
                     yaml.contains("storage: file_storage"),
@@ -1680,7 +1704,7 @@ mod tests {
                 assert_eq!(yaml.contains("[batch]"), batch != BatchKind::None);
             }
         }
-        check(&sink_config(4318, 8889));
+        check(&sink_config("traces", 4318, 8889));
     }
 
     #[test]
