@@ -8,9 +8,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 
 use super::config::{ClickHouseExporterConfig, TableEngine};
 use super::rows::{self, value_string};
-use super::schema::Schema;
+use super::schema::{MetricsTables, Schema};
 use crate::component::Validate;
 use crate::config::parse_component;
+use crate::pipeline::SignalKind;
 
 fn parse(yaml: &str) -> Result<ClickHouseExporterConfig, Vec<String>> {
     parse_component::<ClickHouseExporterConfig>(serde_yaml_ng::from_str(yaml).unwrap()).map_err(
@@ -58,6 +59,8 @@ fn schema() -> Schema {
     Schema {
         database: "otel".into(),
         table: "otel_traces".into(),
+        logs_table: "otel_logs".into(),
+        metrics_tables: MetricsTables::default(),
         cluster: None,
         engine: TableEngine::default(),
         ttl: Duration::from_secs(3 * 86_400),
@@ -68,7 +71,7 @@ fn schema() -> Schema {
 
 #[test]
 fn ddl_has_the_collectors_layout() {
-    let ddl = schema().ddl();
+    let ddl = schema().ddl(SignalKind::Traces);
     assert_eq!(ddl.len(), 4, "database, spans, lookup table, view");
     assert_eq!(ddl[0], "CREATE DATABASE IF NOT EXISTS `otel`");
     let t = &ddl[1];
@@ -97,7 +100,7 @@ fn ttl_uses_the_largest_whole_unit() {
     let with = |secs| {
         let mut s = schema();
         s.ttl = Duration::from_secs(secs);
-        s.ddl()[1].clone()
+        s.ddl(SignalKind::Traces)[1].clone()
     };
     assert!(with(7200).contains("toIntervalHour(2)"));
     assert!(with(90).contains("toIntervalSecond(90)"));
@@ -114,7 +117,7 @@ fn a_cluster_gets_local_tables_under_distributed_ones() {
         params: String::new(),
     };
     s.span_metrics = true;
-    let ddl = s.ddl();
+    let ddl = s.ddl(SignalKind::Traces);
     assert_eq!(
         ddl[0],
         "CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`"
