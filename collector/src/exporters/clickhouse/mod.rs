@@ -57,6 +57,8 @@ pub mod config;
 pub mod rows;
 pub mod rows_logs;
 pub mod rows_metrics;
+#[cfg(test)]
+mod rows_signals_tests;
 pub mod rows_wire;
 #[cfg(test)]
 mod rows_wire_tests;

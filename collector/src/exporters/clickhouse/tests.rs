@@ -28,6 +28,22 @@ fn defaults_follow_the_collector() {
     let c = parse("endpoint: http://localhost:8123").unwrap();
     assert_eq!(c.database, "default");
     assert_eq!(c.traces_table_name, "otel_traces");
+    assert_eq!(c.logs_table_name, "otel_logs");
+    assert_eq!(c.schema().metrics_tables, MetricsTables::default());
+    assert_eq!(
+        c.metrics_tables.exponential_histogram.name,
+        "otel_metrics_exponential_histogram"
+    );
+    let named = parse(
+        "endpoint: http://ch:8123\nlogs_table_name: logs\nmetrics_tables: { sum: { name: sums } }",
+    )
+    .unwrap()
+    .schema();
+    assert_eq!(
+        (named.logs_table.as_str(), named.metrics_tables.sum.as_str()),
+        ("logs", "sums")
+    );
+    assert_eq!(named.metrics_tables.gauge, "otel_metrics_gauge");
     assert!(c.create_schema);
     assert!(c.insert_deduplication);
     assert_eq!(c.timeout.get(), Duration::from_secs(5));
@@ -38,6 +54,7 @@ fn defaults_follow_the_collector() {
 fn validation_names_every_bad_option() {
     let errors = parse(
         "endpoint: tcp://ch:9000\ndatabase: 'otel-prod'\ntraces_table_name: '1x'\n\
+         logs_table_name: 'my logs'\nmetrics_tables: { histogram: { name: 'h-1' } }\n\
          table_engine: { name: Log }\nttl: 1500ms\nbatch: { max_rows: 0 }",
     )
     .unwrap_err();
@@ -46,6 +63,8 @@ fn validation_names_every_bad_option() {
         "endpoint: unsupported scheme \"tcp\"",
         "database: \"otel-prod\" is not a plain ClickHouse identifier",
         "traces_table_name: \"1x\"",
+        "logs_table_name: \"my logs\" is not a plain ClickHouse identifier",
+        "metrics_tables.histogram.name: \"h-1\" is not a plain ClickHouse identifier",
         "table_engine.name: expected a MergeTree-family engine",
         "ttl: must be whole seconds, got 1500ms",
         "batch.max_rows: must be at least 1, got 0",
