@@ -1118,3 +1118,411 @@ service:
             .any(|r| r["SpanAttributes"]["limits"] == json!(r#"["+Inf","-Inf","NaN",2.5e-8]"#))
     );
 }
+
+/// A collector with one `clickhouse` exporter in a traces, a logs and a metrics pipeline.
+fn every_signal_collector(grpc: u16, exporter: &str) -> Collector {
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+exporters:
+{exporter}
+service:
+  telemetry: {{ metrics: {{ address: none }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [clickhouse] }}
+    logs: {{ receivers: [otlp], exporters: [clickhouse] }}
+    metrics: {{ receivers: [otlp], exporters: [clickhouse] }}
+"#
+    );
+    Collector::start(&config, grpc)
+}
+
+/// The (name, type) of a table's columns, in order.
+fn columns_of(front: &Front, table: &str) -> Vec<(String, String)> {
+    front
+        .rows(&format!(
+            "SELECT name, type FROM system.columns WHERE database = 'otel' AND table = '{table}' \
+             ORDER BY position"
+        ))
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn sdk_logs_and_metrics_land_in_the_collectors_tables_and_grafanas_logs_query_finds_them() {
+    const RECORDS: usize = 20;
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let grpc = free_port();
+    let c = every_signal_collector(grpc, &exporter("clickhouse", front.port, "    ttl: 24h\n"));
+    let started = unix_now();
+    let expected_file = c.dir.path().join("expected.json");
+    let status = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_logs_metrics.py"))
+        .args([
+            "--protocol",
+            "grpc",
+            "--endpoint",
+            &format!("127.0.0.1:{grpc}"),
+        ])
+        .args(["--records", &RECORDS.to_string(), "--service", "checkout"])
+        .arg("--expected")
+        .arg(&expected_file)
+        .status()
+        .expect("run python");
+    assert!(status.success(), "the Python sender failed");
+    let finished = unix_now();
+    let expected: Json =
+        serde_json::from_str(&std::fs::read_to_string(&expected_file).unwrap()).unwrap();
+
+    // Every record, once.
+    assert!(
+        wait_until(Duration::from_secs(20), || front
+            .count("SELECT count() FROM otel.otel_logs")
+            >= RECORDS as u64),
+        "log rows did not arrive:\n{}",
+        c.log()
+    );
+    let rows: HashMap<String, Json> = front
+        .rows(
+            "SELECT toUnixTimestamp64Nano(Timestamp) AS ts, toUnixTimestamp(TimestampTime) AS tt, \
+             TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, ServiceName, Body, \
+             ResourceSchemaUrl, ResourceAttributes, ScopeSchemaUrl, ScopeName, ScopeVersion, \
+             ScopeAttributes, LogAttributes FROM otel.otel_logs",
+        )
+        .into_iter()
+        .map(|r| (r["Body"].as_str().unwrap().to_string(), r))
+        .collect();
+    let sent = expected["logs"].as_array().unwrap();
+    assert_eq!(sent.len(), RECORDS);
+    assert_eq!(rows.len(), RECORDS, "one row per record");
+    for s in sent {
+        let body = s["body"].as_str().unwrap();
+        let row = &rows[body];
+        assert_eq!(row["SeverityText"], s["severity_text"], "{body}");
+        assert_eq!(row["SeverityNumber"], s["severity_number"], "{body}");
+        assert_eq!(row["TraceId"], s["trace_id"], "{body}");
+        assert_eq!(row["SpanId"], s["span_id"], "{body}");
+        // A record logged inside a span carries its W3C trace flags (sampled, and the SDK's
+        // random-trace-id bit), one outside none.
+        let sampled = num(&row["TraceFlags"]) & 1;
+        assert_eq!(
+            sampled,
+            u64::from(s["trace_id"] != ""),
+            "TraceFlags of {body}"
+        );
+        assert_eq!(row["ServiceName"], "checkout");
+        assert_eq!(row["ResourceAttributes"]["service.name"], "checkout");
+        assert_eq!(row["ResourceAttributes"]["deployment.environment"], "test");
+        assert_eq!(row["ScopeName"], "wasmcol.e2e.grpc");
+        for (k, v) in s["attributes"].as_object().unwrap() {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            assert_eq!(row["LogAttributes"][k], v, "attribute {k} of {body}");
+        }
+        let ts = num(&row["ts"]);
+        assert!(
+            (started * 1_000_000_000..=(finished + 1) * 1_000_000_000).contains(&ts),
+            "Timestamp {ts} of {body} is not the time it was logged"
+        );
+        assert_eq!(
+            num(&row["tt"]),
+            ts / 1_000_000_000,
+            "TimestampTime of {body}"
+        );
+    }
+
+    // Grafana's ClickHouse data source, logs query builder in OpenTelemetry mode: the time
+    // range ($__fromTime/$__toTime), a service, a level and a body search, as it writes them.
+    let grafana = |filter: &str| -> Vec<Json> {
+        front.rows(&format!(
+            "SELECT Timestamp as \"timestamp\", Body as \"body\", SeverityText as \"level\", \
+             LogAttributes as \"labels\", TraceId as \"traceID\" FROM \"otel\".\"otel_logs\" \
+             WHERE ( timestamp >= fromUnixTimestamp64Milli({}) AND timestamp <= fromUnixTimestamp64Milli({}) ) \
+             AND ( ServiceName = 'checkout' ) {filter} ORDER BY timestamp DESC LIMIT 1000",
+            started * 1000,
+            (finished + 1) * 1000,
+        ))
+    };
+    let bodies = |rows: Vec<Json>| -> Vec<String> {
+        let mut b: Vec<String> = rows
+            .iter()
+            .map(|r| r["body"].as_str().unwrap().to_string())
+            .collect();
+        b.sort();
+        b
+    };
+    let sent_where = |f: &dyn Fn(&Json) -> bool| -> Vec<String> {
+        let mut b: Vec<String> = sent
+            .iter()
+            .filter(|s| f(s))
+            .map(|s| s["body"].as_str().unwrap().to_string())
+            .collect();
+        b.sort();
+        b
+    };
+    assert_eq!(grafana("").len(), RECORDS);
+    let errors = grafana("AND ( level IN ('ERROR') ) AND ( body ILIKE '%PROCESSED%' )");
+    assert_eq!(
+        bodies(errors),
+        sent_where(&|s| s["severity_text"] == "ERROR"),
+        "level and ILIKE body search"
+    );
+    let order_7 = grafana("AND ( hasToken(Body, '7') )");
+    assert_eq!(
+        bodies(order_7),
+        ["order 7 grpc processed"],
+        "hasToken body search"
+    );
+    // Outside the time range: nothing.
+    assert!(
+        front
+            .rows(&format!(
+                "SELECT Body FROM otel.otel_logs WHERE Timestamp >= fromUnixTimestamp64Milli({})",
+                (finished + 60) * 1000
+            ))
+            .is_empty()
+    );
+
+    // Every data point, in its type's table.
+    let metrics = &expected["metrics"];
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            front.count("SELECT count() FROM otel.otel_metrics_sum") >= 4
+                && front.count("SELECT count() FROM otel.otel_metrics_histogram") >= 2
+                && front.count("SELECT count() FROM otel.otel_metrics_gauge") >= 1
+        }),
+        "metric rows did not arrive:\n{}",
+        c.log()
+    );
+    let common = "ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
+        ResourceAttributes, ScopeName, ScopeVersion, toUnixTimestamp(StartTimeUnix) AS start, \
+        toUnixTimestamp(TimeUnix) AS time, Flags";
+    let check_common = |r: &Json| {
+        assert_eq!(r["ServiceName"], "checkout");
+        assert_eq!(r["ResourceAttributes"]["service.name"], "checkout");
+        assert_eq!(r["ScopeName"], "wasmcol.e2e");
+        assert_eq!(r["ScopeVersion"], "1.0.0");
+        let (start, time) = (num(&r["start"]), num(&r["time"]));
+        // A gauge's point has no start time (0, the epoch).
+        let gauge = r["MetricName"] == "temperature";
+        assert!(
+            (start >= started || gauge && start == 0) && start <= time && time <= finished + 1,
+            "times {start}..{time} outside {started}..{finished}: {r}"
+        );
+    };
+    let sums = front.rows(&format!(
+        "SELECT {common}, Value, AggregationTemporality, IsMonotonic FROM otel.otel_metrics_sum"
+    ));
+    // The SDK's reader exports at its flush and again at shutdown: a cumulative point may
+    // arrive twice, with the same value. Every series is there, every row right.
+    let series = |rows: &[Json], key: &str| -> std::collections::BTreeSet<(String, String)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    r["MetricName"].as_str().unwrap().to_string(),
+                    r["Attributes"][key].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let want = |kind: &str| -> std::collections::BTreeSet<(String, String)> {
+        metrics
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m["kind"] == kind)
+            .flat_map(|(name, m)| {
+                m["points"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|k| (name.clone(), k.clone()))
+            })
+            .collect()
+    };
+    assert_eq!(series(&sums, "route"), want("sum"), "{sums:#?}");
+    for r in &sums {
+        check_common(r);
+        let name = r["MetricName"].as_str().unwrap();
+        let want = &metrics[name];
+        assert_eq!(want["kind"], "sum", "{name}");
+        let route = r["Attributes"]["route"].as_str().unwrap();
+        assert_eq!(
+            r["Value"].as_f64().unwrap(),
+            want["points"][route].as_f64().unwrap(),
+            "{name} {route}"
+        );
+        assert_eq!(r["IsMonotonic"], want["monotonic"], "{name}");
+        assert_eq!(r["AggregationTemporality"], 2, "cumulative");
+        assert_eq!(r["MetricUnit"], "1");
+    }
+    assert_eq!(
+        sums.iter().find(|r| r["MetricName"] == "orders").unwrap()["MetricDescription"],
+        "orders taken"
+    );
+    let hists = front.rows(&format!(
+        "SELECT {common}, Count, Sum, BucketCounts, ExplicitBounds, Min, Max, \
+         AggregationTemporality FROM otel.otel_metrics_histogram"
+    ));
+    assert_eq!(series(&hists, "route"), want("histogram"), "{hists:#?}");
+    for r in &hists {
+        check_common(r);
+        assert_eq!(r["MetricName"], "latency");
+        assert_eq!(r["MetricUnit"], "ms");
+        let route = r["Attributes"]["route"].as_str().unwrap();
+        let want = &metrics["latency"]["points"][route];
+        let count = num(&r["Count"]);
+        assert_eq!(count, want["count"].as_u64().unwrap(), "{route}");
+        assert_eq!(r["Sum"].as_f64(), want["sum"].as_f64(), "{route}");
+        let buckets: u64 = r["BucketCounts"].as_array().unwrap().iter().map(num).sum();
+        assert_eq!(buckets, count, "bucket counts add up to the count");
+        let bounds = r["ExplicitBounds"].as_array().unwrap();
+        assert_eq!(
+            r["BucketCounts"].as_array().unwrap().len(),
+            bounds.len() + 1
+        );
+        // Recorded values are i for the route's i: its smallest and largest.
+        let first = if route == "/r0" { 0.0 } else { 1.0 };
+        let last = (RECORDS - if route == "/r0" { 2 } else { 1 }) as f64;
+        assert_eq!(
+            (r["Min"].as_f64().unwrap(), r["Max"].as_f64().unwrap()),
+            (first, last)
+        );
+        assert_eq!(r["AggregationTemporality"], 2);
+    }
+    let gauges = front.rows(&format!(
+        "SELECT {common}, Value FROM otel.otel_metrics_gauge"
+    ));
+    assert_eq!(series(&gauges, "room"), want("gauge"), "{gauges:#?}");
+    for g in &gauges {
+        check_common(g);
+        assert_eq!(g["MetricUnit"], "Cel");
+        assert_eq!(
+            g["Value"].as_f64(),
+            metrics["temperature"]["points"]["lab"].as_f64()
+        );
+    }
+    // The SDK sends neither exponential histograms nor summaries: their tables exist, empty.
+    assert_eq!(
+        front.count("SELECT count() FROM otel.otel_metrics_exponential_histogram"),
+        0
+    );
+    assert_eq!(
+        front.count("SELECT count() FROM otel.otel_metrics_summary"),
+        0
+    );
+
+    // The tables are the Collector's, column by column.
+    let map = "Map(LowCardinality(String), String)";
+    let logs: Vec<(String, String)> = [
+        ("Timestamp", "DateTime64(9)"),
+        ("TimestampTime", "DateTime"),
+        ("TraceId", "String"),
+        ("SpanId", "String"),
+        ("TraceFlags", "UInt8"),
+        ("SeverityText", "LowCardinality(String)"),
+        ("SeverityNumber", "UInt8"),
+        ("ServiceName", "LowCardinality(String)"),
+        ("Body", "String"),
+        ("ResourceSchemaUrl", "LowCardinality(String)"),
+        ("ResourceAttributes", map),
+        ("ScopeSchemaUrl", "LowCardinality(String)"),
+        ("ScopeName", "String"),
+        ("ScopeVersion", "LowCardinality(String)"),
+        ("ScopeAttributes", map),
+        ("LogAttributes", map),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(columns_of(&front, "otel_logs"), logs);
+    let mut sum: Vec<(String, String)> = [
+        ("ResourceAttributes", map),
+        ("ResourceSchemaUrl", "String"),
+        ("ScopeName", "String"),
+        ("ScopeVersion", "String"),
+        ("ScopeAttributes", map),
+        ("ScopeDroppedAttrCount", "UInt32"),
+        ("ScopeSchemaUrl", "String"),
+        ("ServiceName", "LowCardinality(String)"),
+        ("MetricName", "LowCardinality(String)"),
+        ("MetricDescription", "String"),
+        ("MetricUnit", "String"),
+        ("Attributes", map),
+        ("StartTimeUnix", "DateTime"),
+        ("TimeUnix", "DateTime"),
+        ("Value", "Float64"),
+        ("Flags", "UInt32"),
+        (
+            "Exemplars.FilteredAttributes",
+            "Array(Map(LowCardinality(String), String))",
+        ),
+        ("Exemplars.TimeUnix", "Array(DateTime)"),
+        ("Exemplars.Value", "Array(Float64)"),
+        ("Exemplars.SpanId", "Array(String)"),
+        ("Exemplars.TraceId", "Array(String)"),
+        ("AggregationTemporality", "Int32"),
+        ("IsMonotonic", "Bool"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(columns_of(&front, "otel_metrics_sum"), sum);
+    // The gauge table is the sum table without the last two.
+    sum.truncate(sum.len() - 2);
+    assert_eq!(columns_of(&front, "otel_metrics_gauge"), sum);
+    let keys = front.rows(
+        "SELECT name, partition_key, sorting_key, primary_key FROM system.tables \
+         WHERE database = 'otel' AND name LIKE 'otel_%' AND engine = 'MergeTree' ORDER BY name",
+    );
+    let key = |name: &str| {
+        keys.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no table {name}: {keys:#?}"))
+    };
+    assert_eq!(key("otel_logs")["partition_key"], "toDate(TimestampTime)");
+    assert_eq!(
+        key("otel_logs")["sorting_key"],
+        "ServiceName, TimestampTime, Timestamp"
+    );
+    assert_eq!(
+        key("otel_logs")["primary_key"],
+        "ServiceName, TimestampTime"
+    );
+    for t in [
+        "otel_metrics_gauge",
+        "otel_metrics_sum",
+        "otel_metrics_histogram",
+        "otel_metrics_exponential_histogram",
+        "otel_metrics_summary",
+    ] {
+        assert_eq!(key(t)["partition_key"], "toDate(TimeUnix)", "{t}");
+        assert_eq!(
+            key(t)["sorting_key"],
+            "ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attributes), TimeUnix",
+            "{t}"
+        );
+    }
+    assert!(
+        front
+            .query("SHOW CREATE TABLE otel.otel_logs")
+            .unwrap()
+            .contains("TTL TimestampTime + toIntervalDay(1)")
+    );
+}
