@@ -266,3 +266,17 @@ fn validate_accepts_the_documented_example() {
     .unwrap();
     assert!(c.validate().is_empty());
 }
+
+#[test]
+fn the_readme_example_is_valid() {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+    let section = &readme[readme.find("### ClickHouse\n").unwrap()..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(block).unwrap();
+    let c = parse_component::<ClickHouseExporterConfig>(doc["exporters"]["clickhouse"].clone())
+        .unwrap_or_else(|ps| panic!("{:?}", ps.iter().map(|p| &p.message).collect::<Vec<_>>()));
+    assert!(c.validate().is_empty());
+    assert_eq!(c.logs_table_name, "otel_logs");
+    assert_eq!(c.schema().metrics_tables, MetricsTables::default());
+}
