@@ -1020,12 +1020,13 @@ fn an_untrusted_server_certificate_fails_clearly_and_is_not_retried() {
     );
 }
 
-/// POSTs protobuf to the collector's OTLP/HTTP receiver; panics unless it answers 200.
-fn post_protobuf(port: u16, body: &[u8]) {
+/// POSTs protobuf to the collector's OTLP/HTTP receiver at `path`; panics unless it answers
+/// 200.
+fn post_protobuf(port: u16, path: &str, body: &[u8]) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let head = format!(
-        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n\
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
@@ -1078,7 +1079,7 @@ service:
 "#
     );
     let c = Collector::start(&config, http);
-    post_protobuf(http, &request);
+    post_protobuf(http, "/v1/traces", &request);
     for db in ["db_bytes", "db_decoded"] {
         assert!(
             wait_until(Duration::from_secs(30), || front
@@ -1524,5 +1525,281 @@ fn sdk_logs_and_metrics_land_in_the_collectors_tables_and_grafanas_logs_query_fi
             .query("SHOW CREATE TABLE otel.otel_logs")
             .unwrap()
             .contains("TTL TimestampTime + toIntervalDay(1)")
+    );
+}
+
+/// What the SDK does not send, sent as OTLP/HTTP protobuf: exponential histograms, summaries
+/// and exemplars into their tables, log records without a time, with a map body or bytes, all
+/// read back from the engine.
+#[test]
+fn exponential_histograms_summaries_exemplars_and_odd_log_records_reach_the_engine() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, KeyValue, KeyValueList, any_value::Value,
+    };
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Metric,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Summary, SummaryDataPoint, exemplar,
+        exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+        summary_data_point::ValueAtQuantile,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message as _;
+
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let resource = Some(Resource {
+        attributes: vec![kv("service.name", Value::StringValue("hand".into()))],
+        ..Default::default()
+    });
+    let t = 1_700_000_000_000_000_000u64;
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource.clone(),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    Metric {
+                        name: "sizes".into(),
+                        data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![ExponentialHistogramDataPoint {
+                                start_time_unix_nano: t,
+                                time_unix_nano: t + 5_000_000_000,
+                                count: 9,
+                                sum: Some(40.5),
+                                scale: -2,
+                                zero_count: 1,
+                                positive: Some(Buckets {
+                                    offset: -3,
+                                    bucket_counts: vec![4, 2],
+                                }),
+                                negative: Some(Buckets {
+                                    offset: 1,
+                                    bucket_counts: vec![2],
+                                }),
+                                min: Some(-2.0),
+                                max: Some(30.0),
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 1,
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "rtt".into(),
+                        data: Some(Data::Summary(Summary {
+                            data_points: vec![SummaryDataPoint {
+                                time_unix_nano: t,
+                                count: 10,
+                                sum: 55.0,
+                                quantile_values: vec![
+                                    ValueAtQuantile {
+                                        quantile: 0.5,
+                                        value: 5.0,
+                                    },
+                                    ValueAtQuantile {
+                                        quantile: 0.99,
+                                        value: 9.5,
+                                    },
+                                ],
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "queue".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                time_unix_nano: t,
+                                value: Some(number_data_point::Value::AsInt(-7)),
+                                exemplars: vec![Exemplar {
+                                    filtered_attributes: vec![kv(
+                                        "user",
+                                        Value::StringValue("u1".into()),
+                                    )],
+                                    time_unix_nano: t + 1_000_000_000,
+                                    value: Some(exemplar::Value::AsDouble(2.5)),
+                                    span_id: vec![0x0a; 8],
+                                    trace_id: vec![0x0b; 16],
+                                }],
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource,
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    LogRecord {
+                        observed_time_unix_nano: t + 123,
+                        body: Some(AnyValue {
+                            value: Some(Value::KvlistValue(KeyValueList {
+                                values: vec![kv("event", Value::StringValue("login".into()))],
+                            })),
+                        }),
+                        ..Default::default()
+                    },
+                    LogRecord {
+                        time_unix_nano: t + 456,
+                        severity_number: 21,
+                        severity_text: "FATAL".into(),
+                        body: Some(AnyValue {
+                            value: Some(Value::BytesValue(vec![1, 2, 3])),
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let http = free_port();
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{ endpoint: "127.0.0.1:{http}" }}
+exporters:
+{}
+service:
+  telemetry: {{ metrics: {{ address: none }} }}
+  pipelines:
+    logs: {{ receivers: [otlp], exporters: [clickhouse] }}
+    metrics: {{ receivers: [otlp], exporters: [clickhouse] }}
+"#,
+        exporter(
+            "clickhouse",
+            front.port,
+            "    compress: zstd\n    logs_table_name: app_logs\n    metrics_tables: { summary: { name: app_summaries } }\n"
+        )
+    );
+    let c = Collector::start(&config, http);
+    post_protobuf(http, "/v1/metrics", &metrics.encode_to_vec());
+    post_protobuf(http, "/v1/logs", &logs.encode_to_vec());
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            front.count("SELECT count() FROM otel.app_logs") == 2
+                && front.count("SELECT count() FROM otel.otel_metrics_exponential_histogram") == 1
+                && front.count("SELECT count() FROM otel.app_summaries") == 1
+                && front.count("SELECT count() FROM otel.otel_metrics_gauge") == 1
+        }),
+        "rows did not arrive:\n{}",
+        c.log()
+    );
+    // A logs and metrics collector creates no traces tables.
+    assert_eq!(
+        front.count(
+            "SELECT count() FROM system.tables WHERE database = 'otel' AND name LIKE 'otel_traces%'"
+        ),
+        0
+    );
+    let secs = t / 1_000_000_000;
+    let exp = &front.rows(
+        "SELECT ServiceName, MetricName, toUnixTimestamp(StartTimeUnix) AS start, \
+         toUnixTimestamp(TimeUnix) AS time, Count, Sum, Scale, ZeroCount, PositiveOffset, \
+         PositiveBucketCounts, NegativeOffset, NegativeBucketCounts, Min, Max, \
+         AggregationTemporality FROM otel.otel_metrics_exponential_histogram",
+    )[0];
+    assert_eq!(
+        (
+            num(&exp["start"]),
+            num(&exp["time"]),
+            num(&exp["Count"]),
+            num(&exp["ZeroCount"])
+        ),
+        (secs, secs + 5, 9, 1)
+    );
+    assert_eq!(exp["ServiceName"], "hand");
+    assert_eq!(exp["Sum"], 40.5);
+    assert_eq!(
+        (
+            &exp["Scale"],
+            &exp["PositiveOffset"],
+            &exp["NegativeOffset"]
+        ),
+        (&json!(-2), &json!(-3), &json!(1))
+    );
+    assert_eq!(
+        exp["PositiveBucketCounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(num)
+            .collect::<Vec<_>>(),
+        [4, 2]
+    );
+    assert_eq!(
+        exp["NegativeBucketCounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(num)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+    assert_eq!((&exp["Min"], &exp["Max"]), (&json!(-2), &json!(30)));
+    assert_eq!(exp["AggregationTemporality"], 1);
+    let summary = &front.rows(
+        "SELECT MetricName, Count, Sum, ValueAtQuantiles.Quantile AS q, \
+         ValueAtQuantiles.Value AS v FROM otel.app_summaries",
+    )[0];
+    assert_eq!(summary["MetricName"], "rtt");
+    assert_eq!((num(&summary["Count"]), &summary["Sum"]), (10, &json!(55)));
+    assert_eq!(
+        (&summary["q"], &summary["v"]),
+        (&json!([0.5, 0.99]), &json!([5, 9.5]))
+    );
+    let gauge = &front.rows(
+        "SELECT Value, Exemplars.FilteredAttributes AS fa, \
+         arrayMap(t -> toUnixTimestamp(t), Exemplars.TimeUnix) AS et, Exemplars.Value AS ev, \
+         Exemplars.SpanId AS es, Exemplars.TraceId AS etr FROM otel.otel_metrics_gauge",
+    )[0];
+    assert_eq!(gauge["Value"], -7);
+    assert_eq!(gauge["fa"], json!([{"user": "u1"}]));
+    assert_eq!(
+        gauge["et"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(num)
+            .collect::<Vec<_>>(),
+        [secs + 1]
+    );
+    assert_eq!(gauge["ev"], json!([2.5]));
+    assert_eq!(gauge["es"], json!(["0a".repeat(8)]));
+    assert_eq!(gauge["etr"], json!(["0b".repeat(16)]));
+    let logs = front.rows(
+        "SELECT toUnixTimestamp64Nano(Timestamp) AS ts, SeverityText, SeverityNumber, Body, \
+         TraceId FROM otel.app_logs ORDER BY Timestamp",
+    );
+    assert_eq!(num(&logs[0]["ts"]), t + 123, "no time: the observed time");
+    assert_eq!(logs[0]["Body"], r#"{"event":"login"}"#);
+    assert_eq!(logs[0]["TraceId"], "");
+    assert_eq!(num(&logs[1]["ts"]), t + 456);
+    assert_eq!(
+        (
+            &logs[1]["SeverityText"],
+            &logs[1]["SeverityNumber"],
+            &logs[1]["Body"]
+        ),
+        (&json!("FATAL"), &json!(21), &json!("AQID"))
     );
 }
