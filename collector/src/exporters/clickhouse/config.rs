@@ -68,17 +68,18 @@ impl Default for TableEngine {
     }
 }
 
-/// `batch`: how many spans make one `INSERT`. ClickHouse wants few, large inserts (each one
-/// becomes a part on disk that must later be merged), so the exporter gathers what the
-/// pipeline hands it until one of these limits is reached.
+/// `batch`: how many rows (spans, log records or data points) make one `INSERT`. ClickHouse
+/// wants few, large inserts (each one becomes a part on disk that must later be merged), so
+/// the exporter gathers what the pipeline hands it until one of these limits is reached. Each
+/// signal gathers its own.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Gather batches at all. When false each pipeline batch is one insert.
     pub enabled: bool,
-    /// Rows (spans) that make an insert: reaching it sends at once.
+    /// Rows (spans, log records, data points) that make an insert: reaching it sends at once.
     pub max_rows: usize,
-    /// Size that makes an insert, measured as the spans' OTLP protobuf size (close to the
+    /// Size that makes an insert, measured as the batches' OTLP protobuf size (close to the
     /// size of the rows before compression): reaching it sends at once.
     pub max_bytes: ByteSize,
     /// A partial insert is sent after this long.
@@ -173,8 +174,8 @@ impl MetricsTablesConfig {
     }
 }
 
-/// `exporters.clickhouse`: spans, log records and metric data points into ClickHouse over its HTTP interface, in the tables the
-/// OpenTelemetry Collector's ClickHouse exporter creates.
+/// `exporters.clickhouse`: spans, log records and metric data points into ClickHouse over its
+/// HTTP interface, in the tables the OpenTelemetry Collector's ClickHouse exporter creates.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseExporterConfig {
@@ -225,7 +226,7 @@ pub struct ClickHouseExporterConfig {
     pub async_insert: bool,
     /// Send an `insert_deduplication_token` with each insert, the same for every retry of
     /// it, so a retried insert the server had already written is not written twice (and
-    /// create a plain `MergeTree` spans table with `non_replicated_deduplication_window`).
+    /// create plain `MergeTree` tables with `non_replicated_deduplication_window`).
     #[serde(default = "default_true")]
     pub insert_deduplication: bool,
     /// `lz4` (default), `zstd`, `gzip` or `none`.
@@ -234,7 +235,7 @@ pub struct ClickHouseExporterConfig {
     /// Bound on each attempt (connect, send, answer); `0` = none.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
-    /// How spans are gathered into inserts.
+    /// How rows are gathered into inserts.
     #[serde(default)]
     pub batch: BatchConfig,
     /// The queue between the batcher and the senders.
@@ -460,14 +461,18 @@ impl ClickHouseExporterConfig {
             self.timeout.get(),
             tls.map(Arc::new),
         );
-        if !self.password.is_empty() {
-            crate::net::warn_plaintext_credentials(
-                &format!("exporters.{}", ctx.id),
-                "password",
-                https,
-                [self.endpoint.as_str()],
-            );
-        }
+        // Once for the component, not once per signal it is built for.
+        ctx.shared(|| {
+            if !self.password.is_empty() {
+                crate::net::warn_plaintext_credentials(
+                    &format!("exporters.{}", ctx.id),
+                    "password",
+                    https,
+                    [self.endpoint.as_str()],
+                );
+            }
+            Ok(())
+        })?;
         let schema = self.schema();
         let sender = ClickHouseSender::<S>::new(
             client,
