@@ -1,5 +1,5 @@
-//! Gathers pipeline batches (of any signal) into inserts by rows, bytes and time, in front of the sending
-//! queue, and creates the schema at start.
+//! Gathers pipeline batches (of any signal) into inserts by rows, bytes and time, in front of
+//! the sending queue, and creates the signal's tables at start.
 //!
 //! `consume` only enqueues into a channel bounded by `batch.max_bytes` (full: a retryable
 //! refusal, so back-pressure reaches the receivers). One task merges what arrives and hands

@@ -494,7 +494,12 @@ fn metric_rows_go_to_their_types_table_with_the_collectors_values() {
     check(&sum[1], exemplar_columns());
     check(
         &sum[0],
-        json!({"Attributes": {"route": "/a"}, "Value": 3.0, "AggregationTemporality": 2, "IsMonotonic": true}),
+        json!({
+            "Attributes": {"route": "/a"},
+            "Value": 3.0,
+            "AggregationTemporality": 2,
+            "IsMonotonic": true,
+        }),
     );
     check(
         &sum[1],

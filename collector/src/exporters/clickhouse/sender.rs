@@ -129,8 +129,8 @@ impl<S: ChSignal> ClickHouseSender<S> {
         }
     }
 
-    /// Creates the database and the signal's tables and views unless done already. Every statement is
-    /// `IF NOT EXISTS`, so running them again after a partial failure is harmless.
+    /// Creates the database and the signal's tables and views unless done already. Every
+    /// statement is `IF NOT EXISTS`, so running them again after a partial failure is harmless.
     pub async fn ensure_schema(&self) -> Result<(), ChError> {
         if self.schema_ready.load(Ordering::Acquire) {
             return Ok(());
@@ -157,9 +157,13 @@ impl<S: ChSignal> ClickHouseSender<S> {
             })?;
         }
         self.schema_ready.store(true, Ordering::Release);
+        let tables: Vec<&str> = S::TABLES
+            .iter()
+            .map(|t| self.schema.table_name(*t))
+            .collect();
         tracing::info!(
             database = %self.schema.database,
-            tables = %S::TABLES.iter().map(|t| self.schema.table_name(*t)).collect::<Vec<_>>().join(", "),
+            tables = %tables.join(", "),
             create_schema = self.create_schema,
             "ClickHouse schema is in place"
         );
