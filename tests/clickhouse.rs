@@ -1020,12 +1020,13 @@ fn an_untrusted_server_certificate_fails_clearly_and_is_not_retried() {
     );
 }
 
-/// POSTs protobuf to the collector's OTLP/HTTP receiver; panics unless it answers 200.
-fn post_protobuf(port: u16, body: &[u8]) {
+/// POSTs protobuf to the collector's OTLP/HTTP receiver at `path`; panics unless it answers
+/// 200.
+fn post_protobuf(port: u16, path: &str, body: &[u8]) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let head = format!(
-        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n\
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
@@ -1078,7 +1079,7 @@ service:
 "#
     );
     let c = Collector::start(&config, http);
-    post_protobuf(http, &request);
+    post_protobuf(http, "/v1/traces", &request);
     for db in ["db_bytes", "db_decoded"] {
         assert!(
             wait_until(Duration::from_secs(30), || front
@@ -1116,5 +1117,689 @@ service:
     assert!(
         rows.iter()
             .any(|r| r["SpanAttributes"]["limits"] == json!(r#"["+Inf","-Inf","NaN",2.5e-8]"#))
+    );
+}
+
+/// A collector with one `clickhouse` exporter in a traces, a logs and a metrics pipeline.
+fn every_signal_collector(grpc: u16, exporter: &str) -> Collector {
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+exporters:
+{exporter}
+service:
+  telemetry: {{ metrics: {{ address: none }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [clickhouse] }}
+    logs: {{ receivers: [otlp], exporters: [clickhouse] }}
+    metrics: {{ receivers: [otlp], exporters: [clickhouse] }}
+"#
+    );
+    Collector::start(&config, grpc)
+}
+
+/// The (name, type) of a table's columns, in order.
+fn columns_of(front: &Front, table: &str) -> Vec<(String, String)> {
+    front
+        .rows(&format!(
+            "SELECT name, type FROM system.columns WHERE database = 'otel' AND table = '{table}' \
+             ORDER BY position"
+        ))
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn sdk_logs_and_metrics_land_in_the_collectors_tables_and_grafanas_logs_query_finds_them() {
+    const RECORDS: usize = 20;
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let grpc = free_port();
+    let c = every_signal_collector(grpc, &exporter("clickhouse", front.port, "    ttl: 24h\n"));
+    let started = unix_now();
+    let expected_file = c.dir.path().join("expected.json");
+    let status = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_logs_metrics.py"))
+        .args([
+            "--protocol",
+            "grpc",
+            "--endpoint",
+            &format!("127.0.0.1:{grpc}"),
+        ])
+        .args(["--records", &RECORDS.to_string(), "--service", "checkout"])
+        .arg("--expected")
+        .arg(&expected_file)
+        .status()
+        .expect("run python");
+    assert!(status.success(), "the Python sender failed");
+    let finished = unix_now();
+    let expected: Json =
+        serde_json::from_str(&std::fs::read_to_string(&expected_file).unwrap()).unwrap();
+
+    // Every record, once.
+    assert!(
+        wait_until(Duration::from_secs(20), || front
+            .count("SELECT count() FROM otel.otel_logs")
+            >= RECORDS as u64),
+        "log rows did not arrive:\n{}",
+        c.log()
+    );
+    let rows: HashMap<String, Json> = front
+        .rows(
+            "SELECT toUnixTimestamp64Nano(Timestamp) AS ts, toUnixTimestamp(TimestampTime) AS tt, \
+             TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, ServiceName, Body, \
+             ResourceSchemaUrl, ResourceAttributes, ScopeSchemaUrl, ScopeName, ScopeVersion, \
+             ScopeAttributes, LogAttributes FROM otel.otel_logs",
+        )
+        .into_iter()
+        .map(|r| (r["Body"].as_str().unwrap().to_string(), r))
+        .collect();
+    let sent = expected["logs"].as_array().unwrap();
+    assert_eq!(sent.len(), RECORDS);
+    assert_eq!(rows.len(), RECORDS, "one row per record");
+    for s in sent {
+        let body = s["body"].as_str().unwrap();
+        let row = &rows[body];
+        assert_eq!(row["SeverityText"], s["severity_text"], "{body}");
+        assert_eq!(row["SeverityNumber"], s["severity_number"], "{body}");
+        assert_eq!(row["TraceId"], s["trace_id"], "{body}");
+        assert_eq!(row["SpanId"], s["span_id"], "{body}");
+        // A record logged inside a span carries its W3C trace flags (sampled, and the SDK's
+        // random-trace-id bit), one outside none.
+        let sampled = num(&row["TraceFlags"]) & 1;
+        assert_eq!(
+            sampled,
+            u64::from(s["trace_id"] != ""),
+            "TraceFlags of {body}"
+        );
+        assert_eq!(row["ServiceName"], "checkout");
+        assert_eq!(row["ResourceAttributes"]["service.name"], "checkout");
+        assert_eq!(row["ResourceAttributes"]["deployment.environment"], "test");
+        assert_eq!(row["ScopeName"], "wasmcol.e2e.grpc");
+        for (k, v) in s["attributes"].as_object().unwrap() {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            assert_eq!(row["LogAttributes"][k], v, "attribute {k} of {body}");
+        }
+        let ts = num(&row["ts"]);
+        assert!(
+            (started * 1_000_000_000..=(finished + 1) * 1_000_000_000).contains(&ts),
+            "Timestamp {ts} of {body} is not the time it was logged"
+        );
+        assert_eq!(
+            num(&row["tt"]),
+            ts / 1_000_000_000,
+            "TimestampTime of {body}"
+        );
+    }
+
+    // Grafana's ClickHouse data source, logs query builder in OpenTelemetry mode: the time
+    // range ($__fromTime/$__toTime), a service, a level and a body search, as it writes them.
+    let grafana = |filter: &str| -> Vec<Json> {
+        front.rows(&format!(
+            "SELECT Timestamp as \"timestamp\", Body as \"body\", SeverityText as \"level\", \
+             LogAttributes as \"labels\", TraceId as \"traceID\" FROM \"otel\".\"otel_logs\" \
+             WHERE ( timestamp >= fromUnixTimestamp64Milli({}) AND timestamp <= fromUnixTimestamp64Milli({}) ) \
+             AND ( ServiceName = 'checkout' ) {filter} ORDER BY timestamp DESC LIMIT 1000",
+            started * 1000,
+            (finished + 1) * 1000,
+        ))
+    };
+    let bodies = |rows: Vec<Json>| -> Vec<String> {
+        let mut b: Vec<String> = rows
+            .iter()
+            .map(|r| r["body"].as_str().unwrap().to_string())
+            .collect();
+        b.sort();
+        b
+    };
+    let sent_where = |f: &dyn Fn(&Json) -> bool| -> Vec<String> {
+        let mut b: Vec<String> = sent
+            .iter()
+            .filter(|s| f(s))
+            .map(|s| s["body"].as_str().unwrap().to_string())
+            .collect();
+        b.sort();
+        b
+    };
+    assert_eq!(grafana("").len(), RECORDS);
+    let errors = grafana("AND ( level IN ('ERROR') ) AND ( body ILIKE '%PROCESSED%' )");
+    assert_eq!(
+        bodies(errors),
+        sent_where(&|s| s["severity_text"] == "ERROR"),
+        "level and ILIKE body search"
+    );
+    let order_7 = grafana("AND ( hasToken(Body, '7') )");
+    assert_eq!(
+        bodies(order_7),
+        ["order 7 grpc processed"],
+        "hasToken body search"
+    );
+    // Outside the time range: nothing.
+    assert!(
+        front
+            .rows(&format!(
+                "SELECT Body FROM otel.otel_logs WHERE Timestamp >= fromUnixTimestamp64Milli({})",
+                (finished + 60) * 1000
+            ))
+            .is_empty()
+    );
+
+    // Every data point, in its type's table.
+    let metrics = &expected["metrics"];
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            front.count("SELECT count() FROM otel.otel_metrics_sum") >= 4
+                && front.count("SELECT count() FROM otel.otel_metrics_histogram") >= 2
+                && front.count("SELECT count() FROM otel.otel_metrics_gauge") >= 1
+        }),
+        "metric rows did not arrive:\n{}",
+        c.log()
+    );
+    let common = "ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
+        ResourceAttributes, ScopeName, ScopeVersion, toUnixTimestamp(StartTimeUnix) AS start, \
+        toUnixTimestamp(TimeUnix) AS time, Flags";
+    let check_common = |r: &Json| {
+        assert_eq!(r["ServiceName"], "checkout");
+        assert_eq!(r["ResourceAttributes"]["service.name"], "checkout");
+        assert_eq!(r["ScopeName"], "wasmcol.e2e");
+        assert_eq!(r["ScopeVersion"], "1.0.0");
+        let (start, time) = (num(&r["start"]), num(&r["time"]));
+        // A gauge's point has no start time (0, the epoch).
+        let gauge = r["MetricName"] == "temperature";
+        assert!(
+            (start >= started || gauge && start == 0) && start <= time && time <= finished + 1,
+            "times {start}..{time} outside {started}..{finished}: {r}"
+        );
+    };
+    let sums = front.rows(&format!(
+        "SELECT {common}, Value, AggregationTemporality, IsMonotonic FROM otel.otel_metrics_sum"
+    ));
+    // The SDK's reader exports at its flush and again at shutdown: a cumulative point may
+    // arrive twice, with the same value. Every series is there, every row right.
+    let series = |rows: &[Json], key: &str| -> std::collections::BTreeSet<(String, String)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    r["MetricName"].as_str().unwrap().to_string(),
+                    r["Attributes"][key].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let want = |kind: &str| -> std::collections::BTreeSet<(String, String)> {
+        metrics
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m["kind"] == kind)
+            .flat_map(|(name, m)| {
+                m["points"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|k| (name.clone(), k.clone()))
+            })
+            .collect()
+    };
+    assert_eq!(series(&sums, "route"), want("sum"), "{sums:#?}");
+    for r in &sums {
+        check_common(r);
+        let name = r["MetricName"].as_str().unwrap();
+        let want = &metrics[name];
+        assert_eq!(want["kind"], "sum", "{name}");
+        let route = r["Attributes"]["route"].as_str().unwrap();
+        assert_eq!(
+            r["Value"].as_f64().unwrap(),
+            want["points"][route].as_f64().unwrap(),
+            "{name} {route}"
+        );
+        assert_eq!(r["IsMonotonic"], want["monotonic"], "{name}");
+        assert_eq!(r["AggregationTemporality"], 2, "cumulative");
+        assert_eq!(r["MetricUnit"], "1");
+    }
+    assert_eq!(
+        sums.iter().find(|r| r["MetricName"] == "orders").unwrap()["MetricDescription"],
+        "orders taken"
+    );
+    let hists = front.rows(&format!(
+        "SELECT {common}, Count, Sum, BucketCounts, ExplicitBounds, Min, Max, \
+         AggregationTemporality FROM otel.otel_metrics_histogram"
+    ));
+    assert_eq!(series(&hists, "route"), want("histogram"), "{hists:#?}");
+    for r in &hists {
+        check_common(r);
+        assert_eq!(r["MetricName"], "latency");
+        assert_eq!(r["MetricUnit"], "ms");
+        let route = r["Attributes"]["route"].as_str().unwrap();
+        let want = &metrics["latency"]["points"][route];
+        let count = num(&r["Count"]);
+        assert_eq!(count, want["count"].as_u64().unwrap(), "{route}");
+        assert_eq!(r["Sum"].as_f64(), want["sum"].as_f64(), "{route}");
+        let buckets: u64 = r["BucketCounts"].as_array().unwrap().iter().map(num).sum();
+        assert_eq!(buckets, count, "bucket counts add up to the count");
+        let bounds = r["ExplicitBounds"].as_array().unwrap();
+        assert_eq!(
+            r["BucketCounts"].as_array().unwrap().len(),
+            bounds.len() + 1
+        );
+        // Recorded values are i for the route's i: its smallest and largest.
+        let first = if route == "/r0" { 0.0 } else { 1.0 };
+        let last = (RECORDS - if route == "/r0" { 2 } else { 1 }) as f64;
+        assert_eq!(
+            (r["Min"].as_f64().unwrap(), r["Max"].as_f64().unwrap()),
+            (first, last)
+        );
+        assert_eq!(r["AggregationTemporality"], 2);
+    }
+    let gauges = front.rows(&format!(
+        "SELECT {common}, Value FROM otel.otel_metrics_gauge"
+    ));
+    assert_eq!(series(&gauges, "room"), want("gauge"), "{gauges:#?}");
+    for g in &gauges {
+        check_common(g);
+        assert_eq!(g["MetricUnit"], "Cel");
+        assert_eq!(
+            g["Value"].as_f64(),
+            metrics["temperature"]["points"]["lab"].as_f64()
+        );
+    }
+    // The SDK sends neither exponential histograms nor summaries: their tables exist, empty.
+    assert_eq!(
+        front.count("SELECT count() FROM otel.otel_metrics_exponential_histogram"),
+        0
+    );
+    assert_eq!(
+        front.count("SELECT count() FROM otel.otel_metrics_summary"),
+        0
+    );
+
+    // The tables are the Collector's, column by column.
+    let map = "Map(LowCardinality(String), String)";
+    let logs: Vec<(String, String)> = [
+        ("Timestamp", "DateTime64(9)"),
+        ("TimestampTime", "DateTime"),
+        ("TraceId", "String"),
+        ("SpanId", "String"),
+        ("TraceFlags", "UInt8"),
+        ("SeverityText", "LowCardinality(String)"),
+        ("SeverityNumber", "UInt8"),
+        ("ServiceName", "LowCardinality(String)"),
+        ("Body", "String"),
+        ("ResourceSchemaUrl", "LowCardinality(String)"),
+        ("ResourceAttributes", map),
+        ("ScopeSchemaUrl", "LowCardinality(String)"),
+        ("ScopeName", "String"),
+        ("ScopeVersion", "LowCardinality(String)"),
+        ("ScopeAttributes", map),
+        ("LogAttributes", map),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(columns_of(&front, "otel_logs"), logs);
+    let mut sum: Vec<(String, String)> = [
+        ("ResourceAttributes", map),
+        ("ResourceSchemaUrl", "String"),
+        ("ScopeName", "String"),
+        ("ScopeVersion", "String"),
+        ("ScopeAttributes", map),
+        ("ScopeDroppedAttrCount", "UInt32"),
+        ("ScopeSchemaUrl", "String"),
+        ("ServiceName", "LowCardinality(String)"),
+        ("MetricName", "LowCardinality(String)"),
+        ("MetricDescription", "String"),
+        ("MetricUnit", "String"),
+        ("Attributes", map),
+        ("StartTimeUnix", "DateTime"),
+        ("TimeUnix", "DateTime"),
+        ("Value", "Float64"),
+        ("Flags", "UInt32"),
+        (
+            "Exemplars.FilteredAttributes",
+            "Array(Map(LowCardinality(String), String))",
+        ),
+        ("Exemplars.TimeUnix", "Array(DateTime)"),
+        ("Exemplars.Value", "Array(Float64)"),
+        ("Exemplars.SpanId", "Array(String)"),
+        ("Exemplars.TraceId", "Array(String)"),
+        ("AggregationTemporality", "Int32"),
+        ("IsMonotonic", "Bool"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(columns_of(&front, "otel_metrics_sum"), sum);
+    // The gauge table is the sum table without the last two.
+    sum.truncate(sum.len() - 2);
+    assert_eq!(columns_of(&front, "otel_metrics_gauge"), sum);
+    let keys = front.rows(
+        "SELECT name, partition_key, sorting_key, primary_key FROM system.tables \
+         WHERE database = 'otel' AND name LIKE 'otel_%' AND engine = 'MergeTree' ORDER BY name",
+    );
+    let key = |name: &str| {
+        keys.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no table {name}: {keys:#?}"))
+    };
+    assert_eq!(key("otel_logs")["partition_key"], "toDate(TimestampTime)");
+    assert_eq!(
+        key("otel_logs")["sorting_key"],
+        "ServiceName, TimestampTime, Timestamp"
+    );
+    assert_eq!(
+        key("otel_logs")["primary_key"],
+        "ServiceName, TimestampTime"
+    );
+    for t in [
+        "otel_metrics_gauge",
+        "otel_metrics_sum",
+        "otel_metrics_histogram",
+        "otel_metrics_exponential_histogram",
+        "otel_metrics_summary",
+    ] {
+        assert_eq!(key(t)["partition_key"], "toDate(TimeUnix)", "{t}");
+        assert_eq!(
+            key(t)["sorting_key"],
+            "ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attributes), TimeUnix",
+            "{t}"
+        );
+    }
+    assert!(
+        front
+            .query("SHOW CREATE TABLE otel.otel_logs")
+            .unwrap()
+            .contains("TTL TimestampTime + toIntervalDay(1)")
+    );
+}
+
+/// What the SDK does not send, sent as OTLP/HTTP protobuf: exponential histograms, summaries
+/// and exemplars into their tables, log records without a time, with a map body or bytes, all
+/// read back from the engine.
+#[test]
+fn exponential_histograms_summaries_exemplars_and_odd_log_records_reach_the_engine() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, KeyValue, KeyValueList, any_value::Value,
+    };
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Metric,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Summary, SummaryDataPoint, exemplar,
+        exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+        summary_data_point::ValueAtQuantile,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message as _;
+
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let resource = Some(Resource {
+        attributes: vec![kv("service.name", Value::StringValue("hand".into()))],
+        ..Default::default()
+    });
+    let t = 1_700_000_000_000_000_000u64;
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource.clone(),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    Metric {
+                        name: "sizes".into(),
+                        data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![ExponentialHistogramDataPoint {
+                                start_time_unix_nano: t,
+                                time_unix_nano: t + 5_000_000_000,
+                                count: 9,
+                                sum: Some(40.5),
+                                scale: -2,
+                                zero_count: 1,
+                                positive: Some(Buckets {
+                                    offset: -3,
+                                    bucket_counts: vec![4, 2],
+                                }),
+                                negative: Some(Buckets {
+                                    offset: 1,
+                                    bucket_counts: vec![2],
+                                }),
+                                min: Some(-2.0),
+                                max: Some(30.0),
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 1,
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "rtt".into(),
+                        data: Some(Data::Summary(Summary {
+                            data_points: vec![SummaryDataPoint {
+                                time_unix_nano: t,
+                                count: 10,
+                                sum: 55.0,
+                                quantile_values: vec![
+                                    ValueAtQuantile {
+                                        quantile: 0.5,
+                                        value: 5.0,
+                                    },
+                                    ValueAtQuantile {
+                                        quantile: 0.99,
+                                        value: 9.5,
+                                    },
+                                ],
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "queue".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                time_unix_nano: t,
+                                value: Some(number_data_point::Value::AsInt(-7)),
+                                exemplars: vec![Exemplar {
+                                    filtered_attributes: vec![kv(
+                                        "user",
+                                        Value::StringValue("u1".into()),
+                                    )],
+                                    time_unix_nano: t + 1_000_000_000,
+                                    value: Some(exemplar::Value::AsDouble(2.5)),
+                                    span_id: vec![0x0a; 8],
+                                    trace_id: vec![0x0b; 16],
+                                }],
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource,
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    LogRecord {
+                        observed_time_unix_nano: t + 123,
+                        body: Some(AnyValue {
+                            value: Some(Value::KvlistValue(KeyValueList {
+                                values: vec![kv("event", Value::StringValue("login".into()))],
+                            })),
+                        }),
+                        ..Default::default()
+                    },
+                    LogRecord {
+                        time_unix_nano: t + 456,
+                        severity_number: 21,
+                        severity_text: "FATAL".into(),
+                        body: Some(AnyValue {
+                            value: Some(Value::BytesValue(vec![1, 2, 3])),
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let http = free_port();
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{ endpoint: "127.0.0.1:{http}" }}
+exporters:
+{}
+service:
+  telemetry: {{ metrics: {{ address: none }} }}
+  pipelines:
+    logs: {{ receivers: [otlp], exporters: [clickhouse] }}
+    metrics: {{ receivers: [otlp], exporters: [clickhouse] }}
+"#,
+        exporter(
+            "clickhouse",
+            front.port,
+            "    compress: zstd\n    logs_table_name: app_logs\n    metrics_tables: { summary: { name: app_summaries } }\n"
+        )
+    );
+    let c = Collector::start(&config, http);
+    post_protobuf(http, "/v1/metrics", &metrics.encode_to_vec());
+    post_protobuf(http, "/v1/logs", &logs.encode_to_vec());
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            front.count("SELECT count() FROM otel.app_logs") == 2
+                && front.count("SELECT count() FROM otel.otel_metrics_exponential_histogram") == 1
+                && front.count("SELECT count() FROM otel.app_summaries") == 1
+                && front.count("SELECT count() FROM otel.otel_metrics_gauge") == 1
+        }),
+        "rows did not arrive:\n{}",
+        c.log()
+    );
+    // A logs and metrics collector creates no traces tables.
+    assert_eq!(
+        front.count(
+            "SELECT count() FROM system.tables WHERE database = 'otel' AND name LIKE 'otel_traces%'"
+        ),
+        0
+    );
+    let secs = t / 1_000_000_000;
+    let exp = &front.rows(
+        "SELECT ServiceName, MetricName, toUnixTimestamp(StartTimeUnix) AS start, \
+         toUnixTimestamp(TimeUnix) AS time, Count, Sum, Scale, ZeroCount, PositiveOffset, \
+         PositiveBucketCounts, NegativeOffset, NegativeBucketCounts, Min, Max, \
+         AggregationTemporality FROM otel.otel_metrics_exponential_histogram",
+    )[0];
+    assert_eq!(
+        (
+            num(&exp["start"]),
+            num(&exp["time"]),
+            num(&exp["Count"]),
+            num(&exp["ZeroCount"])
+        ),
+        (secs, secs + 5, 9, 1)
+    );
+    assert_eq!(exp["ServiceName"], "hand");
+    assert_eq!(exp["Sum"], 40.5);
+    assert_eq!(
+        (
+            &exp["Scale"],
+            &exp["PositiveOffset"],
+            &exp["NegativeOffset"]
+        ),
+        (&json!(-2), &json!(-3), &json!(1))
+    );
+    assert_eq!(
+        exp["PositiveBucketCounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(num)
+            .collect::<Vec<_>>(),
+        [4, 2]
+    );
+    assert_eq!(
+        exp["NegativeBucketCounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(num)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+    assert_eq!((&exp["Min"], &exp["Max"]), (&json!(-2), &json!(30)));
+    assert_eq!(exp["AggregationTemporality"], 1);
+    let summary = &front.rows(
+        "SELECT MetricName, Count, Sum, ValueAtQuantiles.Quantile AS q, \
+         ValueAtQuantiles.Value AS v FROM otel.app_summaries",
+    )[0];
+    assert_eq!(summary["MetricName"], "rtt");
+    assert_eq!((num(&summary["Count"]), &summary["Sum"]), (10, &json!(55)));
+    assert_eq!(
+        (&summary["q"], &summary["v"]),
+        (&json!([0.5, 0.99]), &json!([5, 9.5]))
+    );
+    let gauge = &front.rows(
+        "SELECT Value, Exemplars.FilteredAttributes AS fa, \
+         arrayMap(t -> toUnixTimestamp(t), Exemplars.TimeUnix) AS et, Exemplars.Value AS ev, \
+         Exemplars.SpanId AS es, Exemplars.TraceId AS etr FROM otel.otel_metrics_gauge",
+    )[0];
+    assert_eq!(gauge["Value"], -7);
+    assert_eq!(gauge["fa"], json!([{"user": "u1"}]));
+    assert_eq!(
+        gauge["et"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(num)
+            .collect::<Vec<_>>(),
+        [secs + 1]
+    );
+    assert_eq!(gauge["ev"], json!([2.5]));
+    assert_eq!(gauge["es"], json!(["0a".repeat(8)]));
+    assert_eq!(gauge["etr"], json!(["0b".repeat(16)]));
+    let logs = front.rows(
+        "SELECT toUnixTimestamp64Nano(Timestamp) AS ts, SeverityText, SeverityNumber, Body, \
+         TraceId FROM otel.app_logs ORDER BY Timestamp",
+    );
+    assert_eq!(num(&logs[0]["ts"]), t + 123, "no time: the observed time");
+    assert_eq!(logs[0]["Body"], r#"{"event":"login"}"#);
+    assert_eq!(logs[0]["TraceId"], "");
+    assert_eq!(num(&logs[1]["ts"]), t + 456);
+    assert_eq!(
+        (
+            &logs[1]["SeverityText"],
+            &logs[1]["SeverityNumber"],
+            &logs[1]["Body"]
+        ),
+        (&json!("FATAL"), &json!(21), &json!("AQID"))
     );
 }

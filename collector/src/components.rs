@@ -139,7 +139,7 @@ pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
     ),
     factory!(
         "clickhouse",
-        "spans into ClickHouse over HTTP, in the OpenTelemetry Collector's traces schema",
+        "spans, logs and metrics into ClickHouse over HTTP, in the OpenTelemetry Collector's schema",
         exporters::clickhouse::ClickHouseExporterConfig
     ),
 ];

@@ -1,5 +1,5 @@
-//! Gathers pipeline batches into inserts by rows, bytes and time, in front of the sending
-//! queue, and creates the schema at start.
+//! Gathers pipeline batches (of any signal) into inserts by rows, bytes and time, in front of
+//! the sending queue, and creates the signal's tables at start.
 //!
 //! `consume` only enqueues into a channel bounded by `batch.max_bytes` (full: a retryable
 //! refusal, so back-pressure reaches the receivers). One task merges what arrives and hands
@@ -15,37 +15,37 @@ use tokio::time::Instant;
 
 use super::client::ChError;
 use super::config::BatchConfig;
-use super::sender::ClickHouseSender;
+use super::sender::{ChSignal, ClickHouseSender};
 use crate::component::{BuildContext, Lifecycle};
 use crate::config::ByteSize;
 use crate::exporters::sending_queue::SendingQueue;
-use crate::pipeline::{Bound, ConsumeError, Consumer, Held, TraceBatch, Traces};
+use crate::pipeline::{Batch, Bound, ConsumeError, Consumer, Held};
 
 /// Batches waiting to be merged before `consume` refuses, however small they are (their bytes
 /// are bounded by `batch.max_bytes`).
 const CHANNEL_BATCHES: usize = 256;
 
 /// A batch waiting to be merged, with its share of the channel's byte bound.
-type Waiting = (TraceBatch, Held);
+type Waiting<S> = (Batch<S>, Held);
 
-/// The running `clickhouse` exporter.
-pub struct Batcher {
+/// The running `clickhouse` exporter of one signal.
+pub struct Batcher<S: ChSignal> {
     id: String,
-    queue: Arc<SendingQueue<ClickHouseSender>>,
+    queue: Arc<SendingQueue<ClickHouseSender<S>>>,
     /// `None` when batching is disabled: batches go straight to the queue.
-    tx: Mutex<Option<flume::Sender<Waiting>>>,
+    tx: Mutex<Option<flume::Sender<Waiting<S>>>>,
     /// Bytes (protobuf size) of the batches in the channel.
     waiting: Bound,
-    worker: Mutex<Option<Worker>>,
+    worker: Mutex<Option<Worker<S>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     enabled: bool,
 }
 
-impl Batcher {
+impl<S: ChSignal> Batcher<S> {
     /// Wraps `queue`.
     pub fn new(
         ctx: &BuildContext,
-        queue: SendingQueue<ClickHouseSender>,
+        queue: SendingQueue<ClickHouseSender<S>>,
         cfg: &BatchConfig,
     ) -> Self {
         let queue = Arc::new(queue);
@@ -69,8 +69,8 @@ impl Batcher {
 }
 
 #[async_trait]
-impl Consumer<Traces> for Batcher {
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+impl<S: ChSignal> Consumer<S> for Batcher<S> {
+    async fn consume(&self, batch: Batch<S>) -> Result<(), ConsumeError> {
         if !self.enabled {
             return self.queue.consume(batch).await;
         }
@@ -97,7 +97,7 @@ impl Consumer<Traces> for Batcher {
 }
 
 #[async_trait]
-impl Lifecycle for Batcher {
+impl<S: ChSignal> Lifecycle for Batcher<S> {
     async fn start(&self) -> anyhow::Result<()> {
         self.queue.start().await?;
         // Created now when the server is there, so a wrong password or a schema the server
@@ -140,16 +140,16 @@ impl Lifecycle for Batcher {
     }
 }
 
-struct Worker {
+struct Worker<S: ChSignal> {
     id: String,
     cfg: BatchConfig,
-    queue: Arc<SendingQueue<ClickHouseSender>>,
-    rx: flume::Receiver<Waiting>,
+    queue: Arc<SendingQueue<ClickHouseSender<S>>>,
+    rx: flume::Receiver<Waiting<S>>,
 }
 
-impl Worker {
+impl<S: ChSignal> Worker<S> {
     async fn run(self) {
-        let mut pending = TraceBatch::default();
+        let mut pending = Batch::<S>::default();
         let (mut rows, mut bytes) = (0usize, 0u64);
         let mut deadline: Option<Instant> = None;
         loop {
@@ -185,7 +185,7 @@ impl Worker {
     }
 
     /// Hands `all` to the queue in inserts of at most `max_rows`.
-    async fn flush(&self, mut all: TraceBatch) {
+    async fn flush(&self, mut all: Batch<S>) {
         while !all.is_empty() {
             let chunk = if all.item_count() > self.cfg.max_rows {
                 all.split_front(self.cfg.max_rows)
@@ -198,7 +198,7 @@ impl Worker {
 
     /// Waits out a full queue (with a growing pause) so back-pressure fills the channel in
     /// front of this worker and reaches the receivers instead of losing data.
-    async fn send(&self, batch: TraceBatch) {
+    async fn send(&self, batch: Batch<S>) {
         let mut pause = Duration::from_millis(5);
         loop {
             match self.queue.consume(batch.clone()).await {

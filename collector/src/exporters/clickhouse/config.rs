@@ -7,14 +7,13 @@ use serde::Deserialize;
 
 use super::batcher::Batcher;
 use super::client::Client;
-use super::schema::Schema;
-use super::sender::ClickHouseSender;
+use super::schema::{MetricsTables, Schema};
+use super::sender::{ChSignal, ClickHouseSender};
 use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
 use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::config::{ByteSize, Duration};
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
-use crate::pipeline::Traces;
 
 /// `Content-Encoding` of insert bodies. ClickHouse's HTTP interface decodes each of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -69,17 +68,18 @@ impl Default for TableEngine {
     }
 }
 
-/// `batch`: how many spans make one `INSERT`. ClickHouse wants few, large inserts (each one
-/// becomes a part on disk that must later be merged), so the exporter gathers what the
-/// pipeline hands it until one of these limits is reached.
+/// `batch`: how many rows (spans, log records or data points) make one `INSERT`. ClickHouse
+/// wants few, large inserts (each one becomes a part on disk that must later be merged), so
+/// the exporter gathers what the pipeline hands it until one of these limits is reached. Each
+/// signal gathers its own.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Gather batches at all. When false each pipeline batch is one insert.
     pub enabled: bool,
-    /// Rows (spans) that make an insert: reaching it sends at once.
+    /// Rows (spans, log records, data points) that make an insert: reaching it sends at once.
     pub max_rows: usize,
-    /// Size that makes an insert, measured as the spans' OTLP protobuf size (close to the
+    /// Size that makes an insert, measured as the batches' OTLP protobuf size (close to the
     /// size of the rows before compression): reaching it sends at once.
     pub max_bytes: ByteSize,
     /// A partial insert is sent after this long.
@@ -119,8 +119,63 @@ impl Validate for BatchConfig {
     }
 }
 
-/// `exporters.clickhouse`: spans into ClickHouse over its HTTP interface, in the tables the
-/// OpenTelemetry Collector's ClickHouse exporter creates.
+/// `metrics_tables.<type>`: one metrics table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricTable {
+    /// The table's name.
+    pub name: String,
+}
+
+/// `metrics_tables`: the table of each metric type, as the OpenTelemetry Collector's
+/// exporter names them (`otel_metrics_gauge`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsTablesConfig {
+    /// Gauges' data points.
+    pub gauge: MetricTable,
+    /// Sums' (counters', up-down counters') data points.
+    pub sum: MetricTable,
+    /// Histograms' data points.
+    pub histogram: MetricTable,
+    /// Exponential histograms' data points.
+    pub exponential_histogram: MetricTable,
+    /// Summaries' data points.
+    pub summary: MetricTable,
+}
+
+impl Default for MetricsTablesConfig {
+    fn default() -> Self {
+        let d = MetricsTables::default();
+        let t = |name: String| MetricTable { name };
+        Self {
+            gauge: t(d.gauge),
+            sum: t(d.sum),
+            histogram: t(d.histogram),
+            exponential_histogram: t(d.exponential_histogram),
+            summary: t(d.summary),
+        }
+    }
+}
+
+impl MetricsTablesConfig {
+    /// Each table with its option's path.
+    fn named(&self) -> [(&'static str, &str); 5] {
+        [
+            ("metrics_tables.gauge.name", &self.gauge.name),
+            ("metrics_tables.sum.name", &self.sum.name),
+            ("metrics_tables.histogram.name", &self.histogram.name),
+            (
+                "metrics_tables.exponential_histogram.name",
+                &self.exponential_histogram.name,
+            ),
+            ("metrics_tables.summary.name", &self.summary.name),
+        ]
+    }
+}
+
+/// `exporters.clickhouse`: spans, log records and metric data points into ClickHouse over its
+/// HTTP interface, in the tables the OpenTelemetry Collector's ClickHouse exporter creates.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseExporterConfig {
@@ -139,7 +194,14 @@ pub struct ClickHouseExporterConfig {
     /// The spans table; the lookup and span-metrics tables are named after it.
     #[serde(default = "default_traces_table")]
     pub traces_table_name: String,
-    /// Create the database, tables and materialized views at start (`IF NOT EXISTS`).
+    /// The log records table.
+    #[serde(default = "default_logs_table")]
+    pub logs_table_name: String,
+    /// The metrics tables, one per metric type.
+    #[serde(default)]
+    pub metrics_tables: MetricsTablesConfig,
+    /// Create the database, tables and materialized views at start (`IF NOT EXISTS`): each
+    /// signal's own tables, when the exporter is in a pipeline of that signal.
     #[serde(default = "default_true")]
     pub create_schema: bool,
     /// How long ClickHouse keeps rows (a table TTL; whole days, hours, minutes or seconds);
@@ -164,7 +226,7 @@ pub struct ClickHouseExporterConfig {
     pub async_insert: bool,
     /// Send an `insert_deduplication_token` with each insert, the same for every retry of
     /// it, so a retried insert the server had already written is not written twice (and
-    /// create a plain `MergeTree` spans table with `non_replicated_deduplication_window`).
+    /// create plain `MergeTree` tables with `non_replicated_deduplication_window`).
     #[serde(default = "default_true")]
     pub insert_deduplication: bool,
     /// `lz4` (default), `zstd`, `gzip` or `none`.
@@ -173,7 +235,7 @@ pub struct ClickHouseExporterConfig {
     /// Bound on each attempt (connect, send, answer); `0` = none.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
-    /// How spans are gathered into inserts.
+    /// How rows are gathered into inserts.
     #[serde(default)]
     pub batch: BatchConfig,
     /// The queue between the batcher and the senders.
@@ -193,6 +255,9 @@ fn default_database() -> String {
 }
 fn default_traces_table() -> String {
     "otel_traces".into()
+}
+fn default_logs_table() -> String {
+    "otel_logs".into()
 }
 fn default_true() -> bool {
     true
@@ -273,10 +338,13 @@ impl Validate for ClickHouseExporterConfig {
             }
             Ok(_) => {}
         }
-        for (option, value) in [
-            ("database", &self.database),
+        let mut names = vec![
+            ("database", self.database.as_str()),
             ("traces_table_name", &self.traces_table_name),
-        ] {
+            ("logs_table_name", &self.logs_table_name),
+        ];
+        names.extend(self.metrics_tables.named());
+        for (option, value) in names {
             if !plain_identifier(value) {
                 p.push(Problem::new(
                     option,
@@ -346,6 +414,14 @@ impl ClickHouseExporterConfig {
         Schema {
             database: self.database.clone(),
             table: self.traces_table_name.clone(),
+            logs_table: self.logs_table_name.clone(),
+            metrics_tables: MetricsTables {
+                gauge: self.metrics_tables.gauge.name.clone(),
+                sum: self.metrics_tables.sum.name.clone(),
+                histogram: self.metrics_tables.histogram.name.clone(),
+                exponential_histogram: self.metrics_tables.exponential_histogram.name.clone(),
+                summary: self.metrics_tables.summary.name.clone(),
+            },
             cluster: (!self.cluster_name.is_empty()).then(|| self.cluster_name.clone()),
             engine: self.table_engine.clone(),
             ttl: self.ttl.get(),
@@ -360,7 +436,13 @@ impl ExporterConfig for ClickHouseExporterConfig {
         self.sending_queue.storage_id()
     }
 
-    fn build_traces(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<Traces>>> {
+    crate::component::exports_every_signal!(build);
+}
+
+impl ClickHouseExporterConfig {
+    /// The exporter for one signal: its own client, batcher and sending queue (as every
+    /// exporter's), inserting into that signal's tables.
+    fn build<S: ChSignal>(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter<S>>> {
         let endpoint = check_endpoint(&self.endpoint)
             .map_err(|e| anyhow::anyhow!("exporters.{}.endpoint: {e}", ctx.id))?;
         // https:// without a tls block: the system's roots, as any TLS client.
@@ -379,16 +461,20 @@ impl ExporterConfig for ClickHouseExporterConfig {
             self.timeout.get(),
             tls.map(Arc::new),
         );
-        if !self.password.is_empty() {
-            crate::net::warn_plaintext_credentials(
-                &format!("exporters.{}", ctx.id),
-                "password",
-                https,
-                [self.endpoint.as_str()],
-            );
-        }
+        // Once for the component, not once per signal it is built for.
+        ctx.shared(|| {
+            if !self.password.is_empty() {
+                crate::net::warn_plaintext_credentials(
+                    &format!("exporters.{}", ctx.id),
+                    "password",
+                    https,
+                    [self.endpoint.as_str()],
+                );
+            }
+            Ok(())
+        })?;
         let schema = self.schema();
-        let sender = ClickHouseSender::new(
+        let sender = ClickHouseSender::<S>::new(
             client,
             schema.clone(),
             self.create_schema,

@@ -1,6 +1,6 @@
-//! `clickhouse`: spans into ClickHouse over its HTTP interface, in the schema of the
-//! OpenTelemetry Collector's ClickHouse exporter (so Grafana's ClickHouse data source and
-//! queries written for that exporter work unchanged).
+//! `clickhouse`: spans, log records and metric data points into ClickHouse over its HTTP
+//! interface, in the schema of the OpenTelemetry Collector's ClickHouse exporter (so Grafana's
+//! ClickHouse data source and queries written for that exporter work unchanged).
 //!
 //! ```yaml
 //! exporters:
@@ -11,6 +11,13 @@
 //!     username: ${env:CH_USER}
 //!     password: ${env:CH_PASSWORD}
 //!     traces_table_name: otel_traces    # + otel_traces_trace_id_ts and its view
+//!     logs_table_name: otel_logs
+//!     metrics_tables:                   # the Collector's defaults:
+//!       gauge: { name: otel_metrics_gauge }
+//!       sum: { name: otel_metrics_sum }
+//!       histogram: { name: otel_metrics_histogram }
+//!       exponential_histogram: { name: otel_metrics_exponential_histogram }
+//!       summary: { name: otel_metrics_summary }
 //!     create_schema: true
 //!     ttl: 72h                          # table TTL; 0 (default) keeps rows forever
 //!     # cluster_name: my_cluster        # ON CLUSTER DDL, Distributed tables over *_local ones
@@ -25,10 +32,12 @@
 //! ```
 //!
 //! Modules: [`config`] (options and validation), [`schema`] (DDL), [`rows`] (RowBinary
-//! encoding of decoded spans), [`rows_wire`] (the same rows straight from the received
-//! protobuf, without decoding it: the usual path), [`client`] (the HTTP subset spoken),
-//! [`sender`] (one insert per attempt), [`batcher`] (rows/bytes/time batching in front of the
-//! shared sending queue).
+//! encoding of decoded spans, and the value and attribute encoders every signal's rows use),
+//! [`rows_wire`] (the spans' rows straight from the received protobuf, without decoding it:
+//! the usual path for traces), [`rows_logs`] and [`rows_metrics`] (log records' and data
+//! points' rows, from decoded batches), [`client`] (the HTTP subset spoken), [`sender`] (one
+//! insert per table per attempt), [`batcher`] (rows/bytes/time batching in front of the shared
+//! sending queue). Each signal has its own client, batcher and queue, as every exporter.
 //!
 //! Delivery: an insert is built once, with a random `insert_deduplication_token`, and every
 //! retry sends the same bytes with the same token, so a retry of an insert the server wrote
@@ -46,6 +55,10 @@ pub mod batcher;
 pub mod client;
 pub mod config;
 pub mod rows;
+pub mod rows_logs;
+pub mod rows_metrics;
+#[cfg(test)]
+mod rows_signals_tests;
 pub mod rows_wire;
 #[cfg(test)]
 mod rows_wire_tests;
@@ -55,4 +68,4 @@ pub mod sender;
 mod tests;
 
 pub use config::{BatchConfig, ClickHouseExporterConfig, Compress, TableEngine};
-pub use schema::{INSERT_COLUMNS, Schema};
+pub use schema::{INSERT_COLUMNS, LOGS_COLUMNS, MetricsTables, Schema, Table};

@@ -41,11 +41,7 @@ pub fn encode_chunked(
     let mut rows = 0;
     for rs in resource_spans {
         let resource_attrs: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-        let service = resource_attrs
-            .iter()
-            .find(|kv| kv.key == "service.name")
-            .map(|kv| value_string(kv.value.as_ref()))
-            .unwrap_or_default();
+        let service = service_name(resource_attrs);
         // The resource's map is the same for every span under it: encode it once.
         let mut resource_map = Vec::new();
         put_map(&mut resource_map, resource_attrs);
@@ -190,7 +186,17 @@ pub(super) fn put_id(out: &mut Vec<u8>, id: &[u8]) {
     }
 }
 
-fn put_map(out: &mut Vec<u8>, attrs: &[KeyValue]) {
+/// The resource's `service.name`, as the `ServiceName` column holds it (empty without one).
+pub(super) fn service_name(resource_attrs: &[KeyValue]) -> String {
+    resource_attrs
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .map(|kv| value_string(kv.value.as_ref()))
+        .unwrap_or_default()
+}
+
+/// `Map(LowCardinality(String), String)`: the attributes, values rendered by [`value_string`].
+pub(super) fn put_map(out: &mut Vec<u8>, attrs: &[KeyValue]) {
     put_len(out, attrs.len());
     for kv in attrs {
         put_str(out, &kv.key);

@@ -1,12 +1,18 @@
 //! The tables: the OpenTelemetry Collector ClickHouse exporter's traces schema (columns,
 //! codecs, skip indexes, partitioning, ordering, TTL), its trace-id lookup table and view,
-//! and optional span-metrics tables. Dashboards and queries written for that exporter (Grafana's
-//! ClickHouse data source in OpenTelemetry mode, for one) work on these tables unchanged.
+//! and optional span-metrics tables; its logs table; its five metrics tables (gauge, sum,
+//! histogram, exponential histogram, summary). Dashboards and queries written for that exporter
+//! (Grafana's ClickHouse data source in OpenTelemetry mode, for one) work on these tables
+//! unchanged.
+//!
+//! As in the Collector, each signal creates its own tables: a `clickhouse` exporter in a logs
+//! pipeline creates the logs table, in a metrics pipeline the metrics tables.
 
 use std::fmt::Write;
 use std::time::Duration;
 
 use super::config::TableEngine;
+use crate::pipeline::SignalKind;
 
 /// The columns the exporter writes, in the order of the `INSERT` and of each RowBinary row.
 /// `Events` and `Links` are `Nested`, so ClickHouse stores (and inserts) them as parallel arrays.
@@ -35,6 +41,169 @@ pub const INSERT_COLUMNS: [&str; 22] = [
     "Links.Attributes",
 ];
 
+/// The logs table's columns, in the order of the `INSERT` and of each RowBinary row
+/// (`TimestampTime` is computed by the server from `Timestamp`).
+pub const LOGS_COLUMNS: [&str; 15] = [
+    "Timestamp",
+    "TraceId",
+    "SpanId",
+    "TraceFlags",
+    "SeverityText",
+    "SeverityNumber",
+    "ServiceName",
+    "Body",
+    "ResourceSchemaUrl",
+    "ResourceAttributes",
+    "ScopeSchemaUrl",
+    "ScopeName",
+    "ScopeVersion",
+    "ScopeAttributes",
+    "LogAttributes",
+];
+
+/// The columns every metrics table starts with.
+const METRIC_COLUMNS: [&str; 14] = [
+    "ResourceAttributes",
+    "ResourceSchemaUrl",
+    "ScopeName",
+    "ScopeVersion",
+    "ScopeAttributes",
+    "ScopeDroppedAttrCount",
+    "ScopeSchemaUrl",
+    "ServiceName",
+    "MetricName",
+    "MetricDescription",
+    "MetricUnit",
+    "Attributes",
+    "StartTimeUnix",
+    "TimeUnix",
+];
+
+/// A data point's exemplars, stored as the parallel arrays of a `Nested` column.
+const EXEMPLAR_COLUMNS: [&str; 5] = [
+    "Exemplars.FilteredAttributes",
+    "Exemplars.TimeUnix",
+    "Exemplars.Value",
+    "Exemplars.SpanId",
+    "Exemplars.TraceId",
+];
+
+/// The table a row goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// `otel_traces`: a span.
+    Traces,
+    /// `otel_logs`: a log record.
+    Logs,
+    /// `otel_metrics_gauge`: a gauge's data point.
+    Gauge,
+    /// `otel_metrics_sum`: a sum's data point.
+    Sum,
+    /// `otel_metrics_histogram`: a histogram's data point.
+    Histogram,
+    /// `otel_metrics_exponential_histogram`: an exponential histogram's data point.
+    ExponentialHistogram,
+    /// `otel_metrics_summary`: a summary's data point.
+    Summary,
+}
+
+impl Table {
+    /// The metrics tables, in the order their rows are inserted.
+    pub const METRICS: [Table; 5] = [
+        Table::Gauge,
+        Table::Sum,
+        Table::Histogram,
+        Table::ExponentialHistogram,
+        Table::Summary,
+    ];
+
+    /// The columns written, in the order of the `INSERT` and of each RowBinary row (the
+    /// order of the table's columns).
+    pub fn columns(self) -> Vec<&'static str> {
+        let after: &[&str] = match self {
+            Table::Traces => return INSERT_COLUMNS.to_vec(),
+            Table::Logs => return LOGS_COLUMNS.to_vec(),
+            Table::Gauge => &["Value", "Flags", "#exemplars"],
+            Table::Sum => &[
+                "Value",
+                "Flags",
+                "#exemplars",
+                "AggregationTemporality",
+                "IsMonotonic",
+            ],
+            Table::Histogram => &[
+                "Count",
+                "Sum",
+                "BucketCounts",
+                "ExplicitBounds",
+                "#exemplars",
+                "Flags",
+                "Min",
+                "Max",
+                "AggregationTemporality",
+            ],
+            Table::ExponentialHistogram => &[
+                "Count",
+                "Sum",
+                "Scale",
+                "ZeroCount",
+                "PositiveOffset",
+                "PositiveBucketCounts",
+                "NegativeOffset",
+                "NegativeBucketCounts",
+                "#exemplars",
+                "Flags",
+                "Min",
+                "Max",
+                "AggregationTemporality",
+            ],
+            Table::Summary => &[
+                "Count",
+                "Sum",
+                "ValueAtQuantiles.Quantile",
+                "ValueAtQuantiles.Value",
+                "Flags",
+            ],
+        };
+        let mut out = METRIC_COLUMNS.to_vec();
+        for c in after {
+            if *c == "#exemplars" {
+                out.extend(EXEMPLAR_COLUMNS);
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+/// `metrics_tables`: the metrics tables' names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsTables {
+    /// Gauges' data points.
+    pub gauge: String,
+    /// Sums' data points.
+    pub sum: String,
+    /// Histograms' data points.
+    pub histogram: String,
+    /// Exponential histograms' data points.
+    pub exponential_histogram: String,
+    /// Summaries' data points.
+    pub summary: String,
+}
+
+impl Default for MetricsTables {
+    fn default() -> Self {
+        Self {
+            gauge: "otel_metrics_gauge".into(),
+            sum: "otel_metrics_sum".into(),
+            histogram: "otel_metrics_histogram".into(),
+            exponential_histogram: "otel_metrics_exponential_histogram".into(),
+            summary: "otel_metrics_summary".into(),
+        }
+    }
+}
+
 /// How many insert blocks a plain `MergeTree` remembers for deduplication. Replicated and
 /// shared engines deduplicate by default; a plain one only with this table setting.
 const DEDUPLICATION_WINDOW: u32 = 1000;
@@ -44,8 +213,12 @@ const DEDUPLICATION_WINDOW: u32 = 1000;
 pub struct Schema {
     /// Database of every table.
     pub database: String,
-    /// The spans table (`otel_traces`); the others are named after it.
+    /// The spans table (`otel_traces`); the other traces tables are named after it.
     pub table: String,
+    /// The logs table (`otel_logs`).
+    pub logs_table: String,
+    /// The metrics tables.
+    pub metrics_tables: MetricsTables,
     /// `ON CLUSTER` target; with it, data lives in `*_local` tables under Distributed ones.
     pub cluster: Option<String>,
     /// Engine of the plain tables.
@@ -54,7 +227,7 @@ pub struct Schema {
     pub ttl: Duration,
     /// Create the span-metrics tables.
     pub span_metrics: bool,
-    /// Give a plain `MergeTree` spans table a deduplication window, so retried inserts are
+    /// Give a plain `MergeTree` table a deduplication window, so retried inserts are
     /// recognised.
     pub deduplication: bool,
 }
@@ -114,12 +287,31 @@ impl Schema {
         format!("\nTTL {field} + toInterval{unit}({n})")
     }
 
-    /// The spans table's name for `INSERT`s (the Distributed table on a cluster).
+    /// The spans' `INSERT` (into the Distributed table on a cluster).
     pub fn insert_query(&self) -> String {
+        self.insert_query_for(Table::Traces)
+    }
+
+    /// The name of `table`.
+    pub fn table_name(&self, table: Table) -> &str {
+        let m = &self.metrics_tables;
+        match table {
+            Table::Traces => &self.table,
+            Table::Logs => &self.logs_table,
+            Table::Gauge => &m.gauge,
+            Table::Sum => &m.sum,
+            Table::Histogram => &m.histogram,
+            Table::ExponentialHistogram => &m.exponential_histogram,
+            Table::Summary => &m.summary,
+        }
+    }
+
+    /// The `INSERT` of `table`'s rows (into the Distributed table on a cluster).
+    pub fn insert_query_for(&self, table: Table) -> String {
         format!(
             "INSERT INTO {} ({}) FORMAT RowBinary",
-            self.qualified(&self.table),
-            INSERT_COLUMNS.join(", ")
+            self.qualified(self.table_name(table)),
+            table.columns().join(", ")
         )
     }
 
@@ -138,27 +330,44 @@ impl Schema {
         format!("{}_span_metrics_10m", self.table)
     }
 
-    /// Every statement, in the order they must run. Each is idempotent (`IF NOT EXISTS`).
-    pub fn ddl(&self) -> Vec<String> {
+    /// Every statement `signal`'s tables need, in the order they must run: the database,
+    /// then the tables. Each is idempotent (`IF NOT EXISTS`).
+    pub fn ddl(&self, signal: SignalKind) -> Vec<String> {
         let mut out = vec![format!(
             "CREATE DATABASE IF NOT EXISTS `{}`{}",
             self.database,
             self.on_cluster()
         )];
+        match signal {
+            SignalKind::Traces => self.traces_ddl(&mut out),
+            SignalKind::Logs => {
+                out.push(self.logs_table());
+                self.push_distributed(&mut out, &self.logs_table);
+            }
+            SignalKind::Metrics => {
+                for table in Table::METRICS {
+                    out.push(self.metrics_table(table));
+                    self.push_distributed(&mut out, self.table_name(table));
+                }
+            }
+        }
+        out
+    }
+
+    fn traces_ddl(&self, out: &mut Vec<String>) {
         out.push(self.traces_table());
-        self.push_distributed(&mut out, &self.table);
+        self.push_distributed(out, &self.table);
         out.push(self.trace_id_ts_table_ddl());
-        self.push_distributed(&mut out, &self.trace_id_ts_table());
+        self.push_distributed(out, &self.trace_id_ts_table());
         out.push(self.trace_id_ts_view());
         if self.span_metrics {
             out.push(self.span_metrics_table(&self.span_metrics_30s_table()));
-            self.push_distributed(&mut out, &self.span_metrics_30s_table());
+            self.push_distributed(out, &self.span_metrics_30s_table());
             out.push(self.span_metrics_30s_view());
             out.push(self.span_metrics_table(&self.span_metrics_10m_table()));
-            self.push_distributed(&mut out, &self.span_metrics_10m_table());
+            self.push_distributed(out, &self.span_metrics_10m_table());
             out.push(self.span_metrics_10m_view());
         }
-        out
     }
 
     /// On a cluster, `name` is a Distributed table over `name_local`, sharded by trace id so
@@ -167,12 +376,14 @@ impl Schema {
         let Some(cluster) = &self.cluster else {
             return;
         };
-        let shard_key =
-            if name == self.span_metrics_30s_table() || name == self.span_metrics_10m_table() {
-                "rand()"
-            } else {
-                "cityHash64(TraceId)"
-            };
+        // Logs and metrics rows have no trace to keep together (a log record's trace id is
+        // often empty).
+        let by_trace = name == self.table || name == self.trace_id_ts_table();
+        let shard_key = if by_trace {
+            "cityHash64(TraceId)"
+        } else {
+            "rand()"
+        };
         out.push(format!(
             "CREATE TABLE IF NOT EXISTS {}{} AS {}\nENGINE = Distributed(`{cluster}`, `{}`, `{}`, {shard_key})",
             self.qualified(name),
@@ -183,7 +394,8 @@ impl Schema {
         ));
     }
 
-    fn traces_table(&self) -> String {
+    /// The settings of a table rows are inserted into.
+    fn settings(&self) -> String {
         let mut settings = String::from("index_granularity = 8192, ttl_only_drop_parts = 1");
         if self.deduplication && self.engine.name == "MergeTree" {
             let _ = write!(
@@ -191,6 +403,11 @@ impl Schema {
                 ", non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
             );
         }
+        settings
+    }
+
+    fn traces_table(&self) -> String {
+        let settings = self.settings();
         format!(
             "CREATE TABLE IF NOT EXISTS {name}{cluster} (
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
@@ -346,6 +563,144 @@ GROUP BY toStartOfTenMinutes(s.TimeBucket), s.ServiceName, s.SpanName, s.SpanKin
             cluster = self.on_cluster(),
             target = self.qualified(&self.storage(&self.span_metrics_10m_table())),
             source = self.qualified(&self.storage(&self.span_metrics_30s_table())),
+        )
+    }
+
+    /// The Collector's `logs_table.sql`.
+    fn logs_table(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {name}{cluster} (
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimestampTime DateTime DEFAULT toDateTime(Timestamp),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    TraceFlags UInt8,
+    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
+    SeverityNumber UInt8,
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    Body String CODEC(ZSTD(1)),
+    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    LogAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_value mapValues(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_body Body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8,
+    INDEX idx_body_ngrambf Body TYPE ngrambf_v1(4, 32768, 3, 0) GRANULARITY 1
+) ENGINE = {engine}
+PARTITION BY toDate(TimestampTime)
+PRIMARY KEY (ServiceName, TimestampTime)
+ORDER BY (ServiceName, TimestampTime, Timestamp){ttl}
+SETTINGS {settings}",
+            name = self.qualified(&self.storage(&self.logs_table)),
+            cluster = self.on_cluster(),
+            engine = self.engine(),
+            ttl = self.ttl("TimestampTime"),
+            settings = self.settings(),
+        )
+    }
+
+    /// The Collector's `metrics_*_table.sql`: the columns every metrics table has, the
+    /// table's own, and the same indexes, partitioning and ordering for all five.
+    fn metrics_table(&self, table: Table) -> String {
+        const EXEMPLARS: &str = "    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime,
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+";
+        let own = match table {
+            Table::Gauge => format!(
+                "    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+{EXEMPLARS}"
+            ),
+            Table::Sum => format!(
+                "    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+{EXEMPLARS}    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    IsMonotonic Boolean CODEC(Delta, ZSTD(1)),
+"
+            ),
+            Table::Histogram => format!(
+                "    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
+{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+"
+            ),
+            Table::ExponentialHistogram => format!(
+                "    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    Scale Int32 CODEC(ZSTD(1)),
+    ZeroCount UInt64 CODEC(ZSTD(1)),
+    PositiveOffset Int32 CODEC(ZSTD(1)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    NegativeOffset Int32 CODEC(ZSTD(1)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+"
+            ),
+            Table::Summary => "    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    ValueAtQuantiles Nested (
+        Quantile Float64,
+        Value Float64
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+"
+            .to_string(),
+            Table::Traces | Table::Logs => unreachable!("not a metrics table"),
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {name}{cluster} (
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime CODEC(Delta, ZSTD(1)),
+{own}    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1
+) ENGINE = {engine}
+PARTITION BY toDate(TimeUnix)
+ORDER BY (ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attributes), TimeUnix){ttl}
+SETTINGS {settings}",
+            name = self.qualified(&self.storage(self.table_name(table))),
+            cluster = self.on_cluster(),
+            engine = self.engine(),
+            ttl = self.ttl("toDateTime(TimeUnix)"),
+            settings = self.settings(),
         )
     }
 }

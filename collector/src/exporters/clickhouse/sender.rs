@@ -1,6 +1,7 @@
-//! One insert per batch, plus creating the schema before the first one.
+//! One insert per batch and table, plus creating the signal's tables before the first one.
 
 use std::io::Write;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
@@ -8,32 +9,88 @@ use bytes::Bytes;
 
 use super::client::{ChError, Client};
 use super::config::Compress;
-use super::schema::Schema;
-use super::{rows, rows_wire};
+use super::rows_metrics::MetricRows;
+use super::schema::{Schema, Table};
+use super::{rows, rows_logs, rows_metrics, rows_wire};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
-use crate::pipeline::TraceBatch;
+use crate::pipeline::{Batch, Logs, Metrics, Signal, TraceBatch, Traces};
 
-/// A batch ready to insert. Built once: every retry sends the same bytes with the same
-/// deduplication token, which is what lets ClickHouse recognise a retry of an insert it has
-/// already written.
-pub struct Insert {
-    body: Bytes,
-    token: String,
-    rows: usize,
+/// A signal the exporter writes: how a batch becomes the bodies of its inserts.
+pub trait ChSignal: Signal + Sized {
+    /// The tables this signal's rows go to.
+    const TABLES: &'static [Table];
+
+    /// Per table that gets rows, the insert's body (compressed as `compress` says) and its
+    /// number of rows.
+    fn encode(batch: &Batch<Self>, compress: Compress) -> Vec<(Table, Vec<u8>, usize)>;
 }
 
-impl Insert {
-    /// Rows in the insert.
-    pub fn rows(&self) -> usize {
-        self.rows
+impl ChSignal for Traces {
+    const TABLES: &'static [Table] = &[Table::Traces];
+
+    fn encode(batch: &TraceBatch, compress: Compress) -> Vec<(Table, Vec<u8>, usize)> {
+        let (body, rows) = encode_body(batch, compress);
+        vec![(Table::Traces, body, rows)]
     }
 }
 
-/// Inserts into the spans table over the HTTP interface.
-pub struct ClickHouseSender {
+impl ChSignal for Logs {
+    const TABLES: &'static [Table] = &[Table::Logs];
+
+    fn encode(batch: &Batch<Logs>, compress: Compress) -> Vec<(Table, Vec<u8>, usize)> {
+        let mut out = Vec::with_capacity(batch.protobuf_len() * 2);
+        let rows = rows_logs::encode(batch.resources(), &mut out);
+        vec![(Table::Logs, compress_whole(&out, compress), rows)]
+    }
+}
+
+impl ChSignal for Metrics {
+    const TABLES: &'static [Table] = &Table::METRICS;
+
+    fn encode(batch: &Batch<Metrics>, compress: Compress) -> Vec<(Table, Vec<u8>, usize)> {
+        let mut all = MetricRows::default();
+        rows_metrics::encode(batch.resources(), &mut all);
+        Table::METRICS
+            .into_iter()
+            .filter_map(|table| {
+                let (rows, n) = all.rows(table);
+                (n > 0).then(|| (table, compress_whole(rows, compress), n))
+            })
+            .collect()
+    }
+}
+
+/// One table's share of an insert.
+struct Part {
+    table: Table,
+    body: Bytes,
+    token: String,
+    rows: usize,
+    /// Written by an earlier attempt: a retry of the batch skips it.
+    done: AtomicBool,
+}
+
+/// A batch ready to insert: one insert per table its rows go to (the metrics tables are
+/// five). Built once: every retry sends the same bytes with the same deduplication token,
+/// which is what lets ClickHouse recognise a retry of an insert it has already written, and
+/// a retry skips the tables an earlier attempt wrote.
+pub struct Insert {
+    parts: Vec<Part>,
+}
+
+impl Insert {
+    /// Rows in the insert, over every table.
+    pub fn rows(&self) -> usize {
+        self.parts.iter().map(|p| p.rows).sum()
+    }
+}
+
+/// Inserts a signal's rows over the HTTP interface.
+pub struct ClickHouseSender<S> {
     client: Client,
     schema: Schema,
-    insert_query: String,
+    /// The `INSERT` of each of the signal's tables.
+    insert_queries: Vec<(Table, String)>,
     create_schema: bool,
     compress: Compress,
     async_insert: bool,
@@ -42,9 +99,10 @@ pub struct ClickHouseSender {
     schema_ready: AtomicBool,
     /// Serialises schema creation between the senders.
     schema_lock: tokio::sync::Mutex<()>,
+    signal: PhantomData<fn() -> S>,
 }
 
-impl ClickHouseSender {
+impl<S: ChSignal> ClickHouseSender<S> {
     /// A sender; the schema is created by [`Self::ensure_schema`] or before the first insert.
     pub fn new(
         client: Client,
@@ -56,7 +114,10 @@ impl ClickHouseSender {
     ) -> Self {
         Self {
             client,
-            insert_query: schema.insert_query(),
+            insert_queries: S::TABLES
+                .iter()
+                .map(|t| (*t, schema.insert_query_for(*t)))
+                .collect(),
             schema,
             create_schema,
             compress,
@@ -64,11 +125,12 @@ impl ClickHouseSender {
             deduplicate,
             schema_ready: AtomicBool::new(!create_schema),
             schema_lock: tokio::sync::Mutex::new(()),
+            signal: PhantomData,
         }
     }
 
-    /// Creates the database, tables and views unless done already. Every statement is
-    /// `IF NOT EXISTS`, so running them again after a partial failure is harmless.
+    /// Creates the database and the signal's tables and views unless done already. Every
+    /// statement is `IF NOT EXISTS`, so running them again after a partial failure is harmless.
     pub async fn ensure_schema(&self) -> Result<(), ChError> {
         if self.schema_ready.load(Ordering::Acquire) {
             return Ok(());
@@ -77,7 +139,7 @@ impl ClickHouseSender {
         if self.schema_ready.load(Ordering::Acquire) {
             return Ok(());
         }
-        for statement in self.schema.ddl() {
+        for statement in self.schema.ddl(S::KIND) {
             self.client.execute(&statement).await.map_err(|e| match e {
                 ChError::Server {
                     status,
@@ -95,9 +157,13 @@ impl ClickHouseSender {
             })?;
         }
         self.schema_ready.store(true, Ordering::Release);
+        let tables: Vec<&str> = S::TABLES
+            .iter()
+            .map(|t| self.schema.table_name(*t))
+            .collect();
         tracing::info!(
             database = %self.schema.database,
-            table = %self.schema.table,
+            tables = %tables.join(", "),
             create_schema = self.create_schema,
             "ClickHouse schema is in place"
         );
@@ -196,39 +262,85 @@ fn compressed_capacity(batch: &TraceBatch, compress: Compress) -> usize {
     .max(4096)
 }
 
+/// `rows` as an insert body, compressed as `compress` says.
+fn compress_whole(rows: &[u8], compress: Compress) -> Vec<u8> {
+    const IN_MEMORY: &str = "compressing into memory";
+    match compress {
+        Compress::None => rows.to_vec(),
+        Compress::Lz4 => {
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                .block_mode(lz4_flex::frame::BlockMode::Linked);
+            let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+            e.write_all(rows).expect(IN_MEMORY);
+            e.finish().expect(IN_MEMORY)
+        }
+        Compress::Zstd => zstd::bulk::compress(rows, 1).expect(IN_MEMORY),
+        Compress::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(rows).expect(IN_MEMORY);
+            e.finish().expect(IN_MEMORY)
+        }
+    }
+}
+
 /// A fresh token per insert: 128 random bits, so two different inserts never share one.
 fn new_token() -> String {
     format!("wasmcol-{:032x}", rand::random::<u128>())
 }
 
 #[async_trait]
-impl Sender for ClickHouseSender {
-    type Signal = crate::pipeline::Traces;
+impl<S: ChSignal> Sender for ClickHouseSender<S> {
+    type Signal = S;
 
     type Payload = Insert;
 
-    fn prepare(&self, batch: &TraceBatch) -> Insert {
-        let (body, rows) = encode_body(batch, self.compress);
-        Insert {
-            body: Bytes::from(body),
-            token: new_token(),
-            rows,
-        }
+    fn prepare(&self, batch: &Batch<S>) -> Insert {
+        let parts = S::encode(batch, self.compress)
+            .into_iter()
+            .map(|(table, body, rows)| Part {
+                table,
+                body: Bytes::from(body),
+                token: new_token(),
+                rows,
+                done: AtomicBool::new(false),
+            })
+            .collect();
+        Insert { parts }
     }
 
-    /// The insert's body (compressed, or RowBinary), not the spans' protobuf.
+    /// The inserts' bodies (compressed, or RowBinary), not the batch's protobuf.
     fn payload_bytes(&self, insert: &Insert) -> Option<u64> {
-        Some(insert.body.len() as u64)
+        Some(insert.parts.iter().map(|p| p.body.len() as u64).sum())
     }
 
     async fn send(&self, insert: &Insert) -> Result<Accepted, SendError> {
-        if insert.rows == 0 {
+        if insert.rows() == 0 {
             return Ok(Accepted::all());
         }
         self.ensure_schema().await.map_err(to_send_error)?;
+        for part in &insert.parts {
+            if part.rows == 0 || part.done.load(Ordering::Acquire) {
+                continue;
+            }
+            self.insert(part).await.map_err(to_send_error)?;
+            part.done.store(true, Ordering::Release);
+        }
+        Ok(Accepted::all())
+    }
+}
+
+impl<S: ChSignal> ClickHouseSender<S> {
+    async fn insert(&self, part: &Part) -> Result<(), ChError> {
+        let query = self
+            .insert_queries
+            .iter()
+            .find(|(t, _)| *t == part.table)
+            .map(|(_, q)| q.as_str())
+            .expect("an insert query per table of the signal");
         let mut settings: Vec<(&str, &str)> = Vec::with_capacity(5);
         if self.deduplicate {
-            settings.push(("insert_deduplication_token", &insert.token));
+            settings.push(("insert_deduplication_token", &part.token));
         }
         if self.async_insert {
             // Waiting for the flush is what makes an acknowledged insert a written one.
@@ -240,14 +352,12 @@ impl Sender for ClickHouseSender {
         }
         self.client
             .insert(
-                &self.insert_query,
+                query,
                 &settings,
-                insert.body.clone(),
+                part.body.clone(),
                 self.compress.content_encoding(),
             )
             .await
-            .map(|()| Accepted::all())
-            .map_err(to_send_error)
     }
 }
 

@@ -8,9 +8,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 
 use super::config::{ClickHouseExporterConfig, TableEngine};
 use super::rows::{self, value_string};
-use super::schema::Schema;
+use super::schema::{MetricsTables, Schema};
 use crate::component::Validate;
 use crate::config::parse_component;
+use crate::pipeline::SignalKind;
 
 fn parse(yaml: &str) -> Result<ClickHouseExporterConfig, Vec<String>> {
     parse_component::<ClickHouseExporterConfig>(serde_yaml_ng::from_str(yaml).unwrap()).map_err(
@@ -27,6 +28,22 @@ fn defaults_follow_the_collector() {
     let c = parse("endpoint: http://localhost:8123").unwrap();
     assert_eq!(c.database, "default");
     assert_eq!(c.traces_table_name, "otel_traces");
+    assert_eq!(c.logs_table_name, "otel_logs");
+    assert_eq!(c.schema().metrics_tables, MetricsTables::default());
+    assert_eq!(
+        c.metrics_tables.exponential_histogram.name,
+        "otel_metrics_exponential_histogram"
+    );
+    let named = parse(
+        "endpoint: http://ch:8123\nlogs_table_name: logs\nmetrics_tables: { sum: { name: sums } }",
+    )
+    .unwrap()
+    .schema();
+    assert_eq!(
+        (named.logs_table.as_str(), named.metrics_tables.sum.as_str()),
+        ("logs", "sums")
+    );
+    assert_eq!(named.metrics_tables.gauge, "otel_metrics_gauge");
     assert!(c.create_schema);
     assert!(c.insert_deduplication);
     assert_eq!(c.timeout.get(), Duration::from_secs(5));
@@ -37,6 +54,7 @@ fn defaults_follow_the_collector() {
 fn validation_names_every_bad_option() {
     let errors = parse(
         "endpoint: tcp://ch:9000\ndatabase: 'otel-prod'\ntraces_table_name: '1x'\n\
+         logs_table_name: 'my logs'\nmetrics_tables: { histogram: { name: 'h-1' } }\n\
          table_engine: { name: Log }\nttl: 1500ms\nbatch: { max_rows: 0 }",
     )
     .unwrap_err();
@@ -45,6 +63,8 @@ fn validation_names_every_bad_option() {
         "endpoint: unsupported scheme \"tcp\"",
         "database: \"otel-prod\" is not a plain ClickHouse identifier",
         "traces_table_name: \"1x\"",
+        "logs_table_name: \"my logs\" is not a plain ClickHouse identifier",
+        "metrics_tables.histogram.name: \"h-1\" is not a plain ClickHouse identifier",
         "table_engine.name: expected a MergeTree-family engine",
         "ttl: must be whole seconds, got 1500ms",
         "batch.max_rows: must be at least 1, got 0",
@@ -58,6 +78,8 @@ fn schema() -> Schema {
     Schema {
         database: "otel".into(),
         table: "otel_traces".into(),
+        logs_table: "otel_logs".into(),
+        metrics_tables: MetricsTables::default(),
         cluster: None,
         engine: TableEngine::default(),
         ttl: Duration::from_secs(3 * 86_400),
@@ -68,7 +90,7 @@ fn schema() -> Schema {
 
 #[test]
 fn ddl_has_the_collectors_layout() {
-    let ddl = schema().ddl();
+    let ddl = schema().ddl(SignalKind::Traces);
     assert_eq!(ddl.len(), 4, "database, spans, lookup table, view");
     assert_eq!(ddl[0], "CREATE DATABASE IF NOT EXISTS `otel`");
     let t = &ddl[1];
@@ -97,7 +119,7 @@ fn ttl_uses_the_largest_whole_unit() {
     let with = |secs| {
         let mut s = schema();
         s.ttl = Duration::from_secs(secs);
-        s.ddl()[1].clone()
+        s.ddl(SignalKind::Traces)[1].clone()
     };
     assert!(with(7200).contains("toIntervalHour(2)"));
     assert!(with(90).contains("toIntervalSecond(90)"));
@@ -114,7 +136,7 @@ fn a_cluster_gets_local_tables_under_distributed_ones() {
         params: String::new(),
     };
     s.span_metrics = true;
-    let ddl = s.ddl();
+    let ddl = s.ddl(SignalKind::Traces);
     assert_eq!(
         ddl[0],
         "CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`"
@@ -243,4 +265,18 @@ fn validate_accepts_the_documented_example() {
     )
     .unwrap();
     assert!(c.validate().is_empty());
+}
+
+#[test]
+fn the_readme_example_is_valid() {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+    let section = &readme[readme.find("### ClickHouse\n").unwrap()..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(block).unwrap();
+    let c = parse_component::<ClickHouseExporterConfig>(doc["exporters"]["clickhouse"].clone())
+        .unwrap_or_else(|ps| panic!("{:?}", ps.iter().map(|p| &p.message).collect::<Vec<_>>()));
+    assert!(c.validate().is_empty());
+    assert_eq!(c.logs_table_name, "otel_logs");
+    assert_eq!(c.schema().metrics_tables, MetricsTables::default());
 }
