@@ -397,3 +397,98 @@ impl Validate for KafkaExporterConfig {
         p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> KafkaExporterConfig {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn problems(yaml: &str) -> Vec<(String, String)> {
+        parse(yaml)
+            .validate()
+            .into_iter()
+            .map(|p| (p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn every_signal_has_the_collectors_default_topic_and_encoding() {
+        let c = parse("{}");
+        assert_eq!(c.topic_for(SignalKind::Traces), "otlp_spans");
+        assert_eq!(c.topic_for(SignalKind::Logs), "otlp_logs");
+        assert_eq!(c.topic_for(SignalKind::Metrics), "otlp_metrics");
+        for s in SignalKind::ALL {
+            assert_eq!(c.encoding_for(s), Encoding::OtlpProto);
+            assert_eq!(c.topic_from_metadata_key_for(s), "");
+        }
+        assert!(!c.partition_logs_by_resource_attributes);
+        assert!(!c.partition_logs_by_trace_id);
+        assert!(!c.partition_metrics_by_resource_attributes);
+        assert!(c.validate().is_empty());
+    }
+
+    #[test]
+    fn signal_options_win_over_the_deprecated_top_level_ones() {
+        let c = parse(
+            "topic: everything\nencoding: otlp_json\n\
+             logs: { topic: app_logs }\nmetrics: { encoding: otlp_proto }",
+        );
+        assert_eq!(c.topic_for(SignalKind::Traces), "everything");
+        assert_eq!(c.topic_for(SignalKind::Logs), "app_logs");
+        assert_eq!(c.topic_for(SignalKind::Metrics), "everything");
+        assert_eq!(c.encoding_for(SignalKind::Traces), Encoding::OtlpJson);
+        assert_eq!(c.encoding_for(SignalKind::Logs), Encoding::OtlpJson);
+        assert_eq!(c.encoding_for(SignalKind::Metrics), Encoding::OtlpProto);
+        assert!(c.validate().is_empty());
+
+        let c = parse(
+            "topic_from_metadata_key: x-tenant\nallowed_topics: [acme]\n\
+             metrics: { topic_from_metadata_key: x-metrics-topic }",
+        );
+        assert_eq!(c.topic_from_metadata_key_for(SignalKind::Logs), "x-tenant");
+        assert_eq!(
+            c.topic_from_metadata_key_for(SignalKind::Metrics),
+            "x-metrics-topic"
+        );
+    }
+
+    #[test]
+    fn problems_name_the_signal_option_and_the_value() {
+        assert_eq!(
+            problems("logs: { topic: 'bad topic' }"),
+            vec![(
+                "logs.topic".to_string(),
+                "\"bad topic\" is not a valid Kafka topic name (' ': only letters, digits, '.', '_' and '-')"
+                    .to_string()
+            )]
+        );
+        assert_eq!(problems("topic: ''")[0].0, "topic");
+        let p = problems("metrics: { topic_from_metadata_key: x-t }");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "metrics.topic_from_metadata_key");
+        assert!(p[0].1.contains("\"x-t\"") && p[0].1.contains("allowed_topics"));
+        // allowed_topics is used when any signal takes its topic from metadata.
+        assert!(problems("allowed_topics: [a]\nlogs: { topic_from_metadata_key: k }").is_empty());
+        let p = problems(
+            "partition_logs_by_resource_attributes: true\npartition_logs_by_trace_id: true",
+        );
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, "partition_logs_by_trace_id");
+        assert!(p[0].1.contains("partition_logs_by_resource_attributes"));
+    }
+
+    #[test]
+    fn unknown_and_misspelled_signal_options_are_refused() {
+        let e = serde_yaml_ng::from_str::<KafkaExporterConfig>("logs: { topics: [a] }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("topics"), "{e}");
+        let e = serde_yaml_ng::from_str::<KafkaExporterConfig>("metrics: { encoding: raw }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("raw"), "{e}");
+    }
+}

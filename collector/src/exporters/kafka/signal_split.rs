@@ -286,6 +286,7 @@ impl SignalSplitter {
 
 #[cfg(test)]
 mod tests {
+    use super::super::encoding::Encoding;
     use super::*;
     use opentelemetry_proto::tonic::common::v1::AnyValue;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ScopeLogs};
