@@ -562,3 +562,24 @@ async fn logs_and_metrics_reach_their_pipelines_and_poison_is_dead_lettered() {
     );
     receiver.shutdown().await;
 }
+
+#[test]
+fn a_topic_read_for_two_signals_is_refused_at_build() {
+    let config: KafkaReceiverConfig = serde_yaml_ng::from_str("topics: [shared]").unwrap();
+    let both = crate::component::Consumers {
+        traces: Some(Arc::new(Pipeline::default())),
+        logs: Some(Arc::new(Recorder::default())),
+        ..Default::default()
+    };
+    let e = config
+        .build(&testing::context("kafka"), both)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("receivers.kafka.topics") && e.contains("\"shared\" is also read for traces"),
+        "{e}"
+    );
+    let none = crate::component::Consumers::default();
+    assert!(config.build(&testing::context("kafka"), none).is_err());
+}
