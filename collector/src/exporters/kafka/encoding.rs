@@ -1,27 +1,72 @@
-//! Message payloads: OTLP protobuf or OTLP/JSON `ExportTraceServiceRequest`s, the same bytes
-//! the OpenTelemetry Collector's Kafka exporter writes and its receiver reads.
+//! Message payloads: OTLP protobuf or OTLP/JSON export requests of a signal
+//! (`ExportTraceServiceRequest`, `ExportLogsServiceRequest`, `ExportMetricsServiceRequest`), the
+//! same bytes the OpenTelemetry Collector's Kafka exporter writes and its receiver reads.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use serde::Deserialize;
 
-use crate::otlp::ExportTraceServiceRequest;
 use crate::otlp::intake::{self, Accepted, Budget, Refusal};
-use crate::pipeline::Traces;
+use crate::otlp::{ExportTraceServiceRequest, OtlpSignal};
+use crate::pipeline::SignalKind;
 
 /// `encoding` of the message values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
-    /// `ExportTraceServiceRequest` as protobuf (the default, and the most compact).
+    /// The export request as protobuf (the default, and the most compact).
     #[default]
     OtlpProto,
-    /// `ExportTraceServiceRequest` as OTLP/JSON.
+    /// The export request as OTLP/JSON.
     OtlpJson,
 }
 
+/// The export request message of `signal`, for error messages.
+fn request_name(signal: SignalKind) -> &'static str {
+    match signal {
+        SignalKind::Traces => "ExportTraceServiceRequest",
+        SignalKind::Logs => "ExportLogsServiceRequest",
+        SignalKind::Metrics => "ExportMetricsServiceRequest",
+    }
+}
+
 impl Encoding {
+    /// The option value (`otlp_proto`, `otlp_json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OtlpProto => "otlp_proto",
+            Self::OtlpJson => "otlp_json",
+        }
+    }
+
+    /// The bytes of one export request of signal `S` holding `resources`.
+    pub fn encode_signal<S: OtlpSignal>(self, resources: &[S::Resource]) -> Vec<u8> {
+        match self {
+            Self::OtlpProto => {
+                let mut out = Vec::with_capacity(proto_len_of(resources));
+                for r in resources {
+                    prost::encoding::message::encode(1, r, &mut out);
+                }
+                out
+            }
+            Self::OtlpJson => {
+                let mut out = Vec::with_capacity(resources.len() * 1024);
+                S::encode_json(resources, &mut out);
+                out
+            }
+        }
+    }
+
+    /// The size [`Encoding::encode_signal`] would produce, when it can be known without
+    /// encoding.
+    pub fn encoded_len_hint_of<R: prost::Message>(self, resources: &[R]) -> Option<usize> {
+        match self {
+            Self::OtlpProto => Some(proto_len_of(resources)),
+            Self::OtlpJson => None,
+        }
+    }
+
     /// The bytes of one request holding `resource_spans`.
     pub fn encode(self, resource_spans: &[ResourceSpans]) -> Vec<u8> {
         match self {
@@ -60,19 +105,25 @@ impl Encoding {
         Ok(req.resource_spans)
     }
 
-    /// Decodes one message value into a batch within `budget` (see [`crate::otlp::intake`]);
-    /// protobuf is checked and kept as bytes, spans with invalid ids are dropped and counted.
-    pub fn decode_batch(self, bytes: &Bytes, budget: Budget) -> Result<Accepted<Traces>, Refusal> {
+    /// Decodes one message value into a batch of signal `S` within `budget` (see
+    /// [`crate::otlp::intake`]); protobuf is checked and kept as bytes, items with invalid ids
+    /// are dropped and counted.
+    pub fn decode_batch<S: OtlpSignal>(
+        self,
+        bytes: &Bytes,
+        budget: Budget,
+    ) -> Result<Accepted<S>, Refusal> {
         let accepted = match self {
-            Self::OtlpProto => intake::protobuf::<Traces>(bytes.clone(), budget),
-            Self::OtlpJson => intake::json::<Traces>(bytes, budget),
+            Self::OtlpProto => intake::protobuf::<S>(bytes.clone(), budget),
+            Self::OtlpJson => intake::json::<S>(bytes, budget),
         };
+        let request = request_name(S::KIND);
         accepted.map_err(|refusal| match (self, refusal) {
-            (Self::OtlpProto, Refusal::Malformed(m)) => Refusal::Malformed(format!(
-                "not an OTLP protobuf ExportTraceServiceRequest: {m}"
-            )),
+            (Self::OtlpProto, Refusal::Malformed(m)) => {
+                Refusal::Malformed(format!("not an OTLP protobuf {request}: {m}"))
+            }
             (Self::OtlpJson, Refusal::Malformed(m)) => {
-                Refusal::Malformed(format!("not an OTLP/JSON ExportTraceServiceRequest: {m}"))
+                Refusal::Malformed(format!("not an OTLP/JSON {request}: {m}"))
             }
             (_, over) => over,
         })
@@ -80,9 +131,13 @@ impl Encoding {
 }
 
 fn proto_len(resource_spans: &[ResourceSpans]) -> usize {
-    resource_spans
+    proto_len_of(resource_spans)
+}
+
+fn proto_len_of<R: prost::Message>(resources: &[R]) -> usize {
+    resources
         .iter()
-        .map(|rs| prost::encoding::message::encoded_len(1, rs))
+        .map(|r| prost::encoding::message::encoded_len(1, r))
         .sum()
 }
 

@@ -5,6 +5,7 @@
 //! (with the configured `acks`). Acked messages are remembered in the payload, so a retry
 //! sends only what is still missing instead of duplicating what already arrived.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,8 +18,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::config::KafkaExporterConfig;
 use super::messages::{OutMessage, Splitter};
+use super::signal_split::{KafkaSignal, Keying, SignalSplitter};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
-use crate::pipeline::TraceBatch;
+use crate::pipeline::{Batch, SignalKind, Traces};
 
 const PENDING: u8 = 0;
 const ACKED: u8 = 1;
@@ -31,32 +33,32 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
 pub struct Payload {
     messages: Vec<OutMessage>,
     state: Vec<AtomicU8>,
-    /// Spans that fit in no message (see [`Splitter`]).
+    /// Items that fit in no message (see [`Splitter`]).
     too_large_spans: u64,
 }
 
-/// Produces batches to Kafka with librdkafka.
-pub struct KafkaSender {
+/// The librdkafka producer of an exporter, shared by its senders of every signal.
+pub struct SharedProducer {
     /// Replaced when librdkafka reports a fatal error (the idempotent producer can end up in
     /// one, after which it refuses everything).
     producer: RwLock<Arc<FutureProducer>>,
     config: ClientConfig,
-    splitter: Splitter,
+}
+
+/// Produces batches of signal `S` to Kafka with librdkafka.
+pub struct KafkaSender<S: KafkaSignal = Traces> {
+    producer: Arc<SharedProducer>,
+    splitter: SignalSplitter,
     /// The exporter's id, for log lines.
     id: String,
     /// Batches whose metadata named a topic outside `allowed_topics`.
     topic_not_allowed: Counter,
+    signal: PhantomData<fn() -> S>,
 }
 
-impl KafkaSender {
-    /// Creates the producer for exporter `id` (librdkafka connects lazily, so this succeeds
-    /// with brokers down); `topic_not_allowed` counts batches that named a topic outside
-    /// `allowed_topics`.
-    pub fn new(
-        cfg: &KafkaExporterConfig,
-        id: &str,
-        topic_not_allowed: Counter,
-    ) -> anyhow::Result<Self> {
+impl SharedProducer {
+    /// Creates the producer (librdkafka connects lazily, so this succeeds with brokers down).
+    pub fn new(cfg: &KafkaExporterConfig) -> anyhow::Result<Self> {
         let mut c = cfg.client().client_config();
         let p = &cfg.producer;
         c.set("acks", p.required_acks.as_str())
@@ -83,18 +85,63 @@ impl KafkaSender {
         Ok(Self {
             producer: RwLock::new(Arc::new(producer)),
             config: c,
-            splitter: Splitter {
-                encoding: cfg.encoding,
-                topic: Arc::from(cfg.topic.as_str()),
-                topic_from_attribute: cfg.topic_from_attribute.clone(),
-                topic_from_metadata_key: cfg.topic_from_metadata_key.clone(),
-                allowed_topics: cfg.allowed_topics.clone(),
-                partition_traces_by_id: cfg.partition_traces_by_id,
-                max_message_bytes: cfg.producer.max_message_bytes,
+        })
+    }
+}
+
+impl<S: KafkaSignal> KafkaSender<S> {
+    /// Creates a producer for exporter `id` and a sender on it; `topic_not_allowed` counts
+    /// batches that named a topic outside `allowed_topics`.
+    pub fn new(
+        cfg: &KafkaExporterConfig,
+        id: &str,
+        topic_not_allowed: Counter,
+    ) -> anyhow::Result<Self> {
+        Ok(Self::with_producer(
+            Arc::new(SharedProducer::new(cfg)?),
+            cfg,
+            id,
+            topic_not_allowed,
+        ))
+    }
+
+    /// A sender of signal `S` on `producer` (an exporter's senders share one).
+    pub fn with_producer(
+        producer: Arc<SharedProducer>,
+        cfg: &KafkaExporterConfig,
+        id: &str,
+        topic_not_allowed: Counter,
+    ) -> Self {
+        let keying = match S::KIND {
+            SignalKind::Traces => Keying::None,
+            SignalKind::Logs if cfg.partition_logs_by_trace_id => Keying::TraceId,
+            SignalKind::Logs if cfg.partition_logs_by_resource_attributes => {
+                Keying::ResourceAttributes
+            }
+            SignalKind::Metrics if cfg.partition_metrics_by_resource_attributes => {
+                Keying::ResourceAttributes
+            }
+            SignalKind::Logs | SignalKind::Metrics => Keying::None,
+        };
+        Self {
+            producer,
+            splitter: SignalSplitter {
+                base: Splitter {
+                    encoding: cfg.encoding_for(S::KIND),
+                    topic: Arc::from(cfg.topic_for(S::KIND)),
+                    topic_from_attribute: cfg.topic_from_attribute.clone(),
+                    topic_from_metadata_key: cfg.topic_from_metadata_key_for(S::KIND).to_string(),
+                    allowed_topics: cfg.allowed_topics.clone(),
+                    partition_traces_by_id: S::KIND == SignalKind::Traces
+                        && cfg.partition_traces_by_id,
+                    max_message_bytes: cfg.producer.max_message_bytes,
+                },
+                keying,
             },
             id: id.to_string(),
             topic_not_allowed,
-        })
+            signal: PhantomData,
+        }
     }
 }
 
@@ -116,13 +163,13 @@ fn is_permanent(e: &KafkaError) -> bool {
 }
 
 #[async_trait]
-impl Sender for KafkaSender {
-    type Signal = crate::pipeline::Traces;
+impl<S: KafkaSignal> Sender for KafkaSender<S> {
+    type Signal = S;
 
     type Payload = Payload;
 
-    fn prepare(&self, batch: &TraceBatch) -> Payload {
-        let split = self.splitter.split_batch(batch);
+    fn prepare(&self, batch: &Batch<S>) -> Payload {
+        let split = S::split(&self.splitter, batch);
         if let Some(topic) = &split.topic_not_allowed {
             self.topic_not_allowed.inc();
             // The value comes from a client: quoted, and cut short.
@@ -145,16 +192,21 @@ impl Sender for KafkaSender {
     }
 
     async fn send(&self, payload: &Payload) -> Result<Accepted, SendError> {
-        let producer = self.producer.read().expect("producer lock").clone();
+        let producer = self
+            .producer
+            .producer
+            .read()
+            .expect("producer lock")
+            .clone();
         let result = self.send_with(&producer, payload).await;
         if result.is_err() {
-            self.replace_if_fatal(&producer);
+            self.producer.replace_if_fatal(&producer);
         }
         result
     }
 }
 
-impl KafkaSender {
+impl SharedProducer {
     /// Starts a new producer if `failed` (the one in use) is in a fatal state.
     fn replace_if_fatal(&self, failed: &Arc<FutureProducer>) {
         let Some((code, reason)) = failed.client().fatal_error() else {
@@ -172,7 +224,9 @@ impl KafkaSender {
             }
         }
     }
+}
 
+impl<S: KafkaSignal> KafkaSender<S> {
     async fn send_with(
         &self,
         producer: &FutureProducer,
@@ -249,7 +303,7 @@ impl KafkaSender {
         }
         let why = match last_error {
             Some(e) => format!("the broker rejected messages: {e}"),
-            None => "spans larger than producer.max_message_bytes".to_string(),
+            None => format!("{} larger than producer.max_message_bytes", S::KIND.items()),
         };
         Ok(Accepted {
             rejected,

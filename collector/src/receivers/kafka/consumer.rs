@@ -12,6 +12,7 @@
 //! offsets this task stores (`enable.auto.offset.store` off); it also commits them when
 //! partitions are revoked and when the consumer closes.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,9 +31,11 @@ use tokio_util::sync::CancellationToken;
 use super::offsets::{Offsets, Ticket};
 use crate::compute;
 use crate::exporters::kafka::Encoding;
+use crate::otlp::OtlpSignal;
 use crate::otlp::intake::{Budget, Refusal};
 use crate::pipeline::{
-    ConsumeError, Delivery, DeliveryTracker, Outcome, SharedConsumer, TraceBatch, Traces,
+    Batch, ConsumeError, Delivery, DeliveryTracker, Logs, Metrics, Outcome, SharedConsumer,
+    SignalKind, Traces,
 };
 use crate::telemetry::ReceiverMetrics;
 
@@ -84,7 +87,10 @@ struct Kept {
     payload: Bytes,
     /// Only kept when there is a dead-letter topic.
     key: Option<Bytes>,
-    spans: u64,
+    /// The signal its topic carries (what it is decoded as).
+    signal: Option<SignalKind>,
+    /// Items (spans, log records, data points) in it.
+    items: u64,
 }
 
 /// News about one message, sent by trackers and dead-letter tasks to the consumer task.
@@ -109,15 +115,56 @@ pub(super) struct DeadLetter {
     pub topic: String,
 }
 
+/// Where one signal's messages go: its pipelines, how its topics are encoded, its counters.
+pub(super) struct Route<S: OtlpSignal> {
+    pub next: SharedConsumer<S>,
+    pub encoding: Encoding,
+    pub metrics: ReceiverMetrics,
+}
+
+impl<S: OtlpSignal> Route<S> {
+    pub fn new(next: SharedConsumer<S>, (encoding, metrics): (Encoding, ReceiverMetrics)) -> Self {
+        Self {
+            next,
+            encoding,
+            metrics,
+        }
+    }
+}
+
+/// The routes of the signals the receiver's pipelines carry.
+pub(super) struct Routes {
+    pub traces: Option<Route<Traces>>,
+    pub logs: Option<Route<Logs>>,
+    pub metrics: Option<Route<Metrics>>,
+}
+
+impl Routes {
+    /// The signals that have pipelines.
+    pub fn signals(&self) -> Vec<SignalKind> {
+        let mut out = Vec::new();
+        if self.traces.is_some() {
+            out.push(SignalKind::Traces);
+        }
+        if self.logs.is_some() {
+            out.push(SignalKind::Logs);
+        }
+        if self.metrics.is_some() {
+            out.push(SignalKind::Metrics);
+        }
+        out
+    }
+}
+
 /// Everything the consumer task needs.
 pub(super) struct Worker {
     pub id: String,
-    pub encoding: Encoding,
+    pub routes: Arc<Routes>,
+    /// The signal of each topic read.
+    pub by_topic: HashMap<String, SignalKind>,
     /// The size limit on messages the decoding budget is derived from (librdkafka's
     /// `message.max.bytes`; a larger message the broker took gets its own size).
     pub max_message_bytes: usize,
-    pub next: SharedConsumer<Traces>,
-    pub metrics: ReceiverMetrics,
     pub malformed: Counter,
     pub rejected: RejectedMetrics,
     pub consumer: StreamConsumer<GroupContext>,
@@ -150,10 +197,9 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         id: String,
-        encoding: Encoding,
+        routes: Arc<Routes>,
+        by_topic: HashMap<String, SignalKind>,
         max_message_bytes: usize,
-        next: SharedConsumer<Traces>,
-        metrics: ReceiverMetrics,
         malformed: Counter,
         rejected: RejectedMetrics,
         consumer: StreamConsumer<GroupContext>,
@@ -165,10 +211,9 @@ impl Worker {
         let (redeliver_tx, redeliver_rx) = flume::unbounded();
         Self {
             id,
-            encoding,
+            routes,
+            by_topic,
             max_message_bytes,
-            next,
-            metrics,
             malformed,
             rejected,
             consumer,
@@ -244,36 +289,73 @@ impl Worker {
         let mut message = Kept {
             payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
             key: None,
-            spans: 0,
+            signal: self.by_topic.get(m.topic()).copied(),
+            items: 0,
         };
         if self.dead_letter.is_some() {
             message.key = m.key().map(Bytes::copy_from_slice);
         }
-        match self.decode(&message.payload).await {
-            Ok(batch) => self.dispatch(ticket, batch, message).await,
+        self.take(ticket, message).await;
+    }
+
+    /// Decodes a message as the signal of its topic and hands it to that signal's pipelines.
+    async fn take(&self, ticket: Ticket, message: Kept) {
+        let routes = self.routes.clone();
+        match message.signal {
+            Some(SignalKind::Traces) => self.take_as(routes.traces.as_ref(), ticket, message).await,
+            Some(SignalKind::Logs) => self.take_as(routes.logs.as_ref(), ticket, message).await,
+            Some(SignalKind::Metrics) => {
+                self.take_as(routes.metrics.as_ref(), ticket, message).await
+            }
+            None => self.take_as::<Traces>(None, ticket, message).await,
+        }
+    }
+
+    async fn take_as<S: OtlpSignal>(
+        &self,
+        route: Option<&Route<S>>,
+        ticket: Ticket,
+        message: Kept,
+    ) {
+        let Some(route) = route else {
+            // Only subscribed topics are read, each for a signal with pipelines.
+            let reason = format!("topic {:?} is not read for any signal", ticket.topic);
+            self.on_malformed(ticket, message, &reason);
+            return;
+        };
+        match self.decode(route, &message.payload).await {
+            Ok(batch) => self.dispatch(route, ticket, batch, message).await,
             Err(reason) => self.on_malformed(ticket, message, &reason),
         }
     }
 
-    /// A message's spans, within the budget its size allows (see [`crate::otlp::intake`]):
-    /// decoded off the reactor when large, spans with invalid ids dropped and counted.
-    async fn decode(&self, payload: &Bytes) -> Result<TraceBatch, String> {
+    /// A message's items, within the budget its size allows (see [`crate::otlp::intake`]):
+    /// decoded off the reactor when large, items with invalid ids dropped and counted.
+    async fn decode<S: OtlpSignal>(
+        &self,
+        route: &Route<S>,
+        payload: &Bytes,
+    ) -> Result<Batch<S>, String> {
         let budget = Budget::for_limit(
             payload.len().max(self.max_message_bytes),
             "message.max.bytes",
         );
-        let encoding = self.encoding;
+        let encoding = route.encoding;
         let bytes = payload.clone();
-        match compute::run(bytes.len(), move || encoding.decode_batch(&bytes, budget)).await {
+        match compute::run(bytes.len(), move || {
+            encoding.decode_batch::<S>(&bytes, budget)
+        })
+        .await
+        {
             Ok(Ok(accepted)) => {
                 if accepted.invalid > 0 {
-                    self.metrics.invalid.inc_by(accepted.invalid as u64);
+                    route.metrics.invalid.inc_by(accepted.invalid as u64);
                 }
                 Ok(accepted.batch)
             }
             Ok(Err(refusal)) => {
                 if let Refusal::OverBudget(_) = refusal {
-                    self.metrics.over_budget.inc();
+                    route.metrics.over_budget.inc();
                 }
                 Err(refusal.to_string())
             }
@@ -281,14 +363,20 @@ impl Worker {
         }
     }
 
-    /// Hands one message's spans to the pipeline, waiting out retryable refusals.
-    async fn dispatch(&self, ticket: Ticket, mut batch: TraceBatch, mut message: Kept) {
+    /// Hands one message's items to its signal's pipelines, waiting out retryable refusals.
+    async fn dispatch<S: OtlpSignal>(
+        &self,
+        route: &Route<S>,
+        ticket: Ticket,
+        mut batch: Batch<S>,
+        mut message: Kept,
+    ) {
         let spans = batch.item_count() as u64;
         if spans == 0 {
             self.delivered(&ticket);
             return;
         }
-        message.spans = spans;
+        message.items = spans;
         let tx = self.finished_tx.clone();
         let tracked = ticket.clone();
         let tracker = DeliveryTracker::with_reason(move |outcome, reason| {
@@ -304,15 +392,15 @@ impl Worker {
         let mut pause = Duration::from_millis(5);
         let mut counted_refusal = false;
         loop {
-            match self.next.consume(batch.clone()).await {
+            match route.next.consume(batch.clone()).await {
                 Ok(()) => {
-                    self.metrics.accepted.inc_by(spans);
+                    route.metrics.accepted.inc_by(spans);
                     return;
                 }
                 Err(ConsumeError::Permanent { reason }) => {
                     // It would be refused again on every re-read: handled like data an
                     // exporter rejects (see `on_rejected`) once the tracker reports.
-                    self.metrics.refused.inc_by(spans);
+                    route.metrics.refused.inc_by(spans);
                     batch.delivery.reject_because(&reason);
                     return;
                 }
@@ -321,7 +409,7 @@ impl Worker {
                     retry_after,
                 }) => {
                     if !counted_refusal {
-                        self.metrics.refused.inc_by(spans);
+                        route.metrics.refused.inc_by(spans);
                         counted_refusal = true;
                     }
                     tracing::debug!(receiver = %self.id, %reason, "pipeline refused; retrying");
@@ -358,7 +446,7 @@ impl Worker {
                 {
                     return;
                 }
-                crate::telemetry::log_limited!(warn, "an exporter gave up on a message's spans; handing them to the pipeline again",
+                crate::telemetry::log_limited!(warn, "an exporter gave up on a message's data; handing it to the pipeline again",
                     receiver = %self.id,
                     topic = %f.ticket.topic,
                     partition = f.ticket.partition,
@@ -385,11 +473,9 @@ impl Worker {
         {
             return;
         }
-        match self.decode(&f.message.payload).await {
-            Ok(batch) => self.dispatch(f.ticket, batch, f.message).await,
-            // Decoded fine the first time; cannot happen, but never stall the partition.
-            Err(_) => self.delivered(&f.ticket),
-        }
+        // Decoded fine the first time; it cannot fail now, but would be skipped like any
+        // message that cannot be decoded, never stall the partition.
+        self.take(f.ticket, f.message).await;
     }
 
     /// Marks a message done and stores the offset librdkafka will commit.
@@ -422,21 +508,26 @@ impl Worker {
             return;
         }
         self.rejected.messages.inc();
-        self.rejected.spans.inc_by(f.message.spans);
+        // The item counter is named for spans (wasmcol_receiver_rejected_spans_total).
+        if f.message.signal == Some(SignalKind::Traces) {
+            self.rejected.spans.inc_by(f.message.items);
+        }
         let reason = f.reason.unwrap_or_else(|| REJECTED_BY_EXPORTER.to_string());
         let next_step = if self.dead_letter.is_some() {
             "writing it to the dead-letter topic"
         } else {
             "skipping it"
         };
-        crate::telemetry::log_limited!(error, "the pipeline refused a message's spans for good";
+        let signal = f.message.signal.unwrap_or(SignalKind::Traces);
+        crate::telemetry::log_limited!(error, "the pipeline refused a message's data for good";
             receiver = %self.id,
             topic = %f.ticket.topic,
             partition = f.ticket.partition,
             offset = f.ticket.offset,
-            spans = f.message.spans,
+            items = f.message.items,
+            %signal,
             %reason,
-            "the pipeline refused a message's spans for good; {next_step}"
+            "the pipeline refused a message's {} for good; {next_step}", signal.items()
         );
         self.dead_letter_or_skip(f.ticket, f.message, reason);
     }

@@ -1,11 +1,13 @@
-//! `kafka` receiver: spans from Kafka topics in a consumer group, delivered at least once.
+//! `kafka` receiver: spans, log records and metrics from Kafka topics in a consumer group,
+//! delivered at least once.
 //!
 //! ```yaml
 //! receivers:
 //!   kafka:
 //!     brokers: [kafka-1:9092]
-//!     topics: [otlp_spans]
-//!     encoding: otlp_proto          # or otlp_json
+//!     traces: { topics: [otlp_spans], encoding: otlp_proto }   # the defaults
+//!     logs: { topics: [otlp_logs], encoding: otlp_proto }
+//!     metrics: { topics: [otlp_metrics], encoding: otlp_json }
 //!     group_id: wasmcol-gateway
 //!     client_id: gateway-1
 //!     initial_offset: latest        # or earliest
@@ -15,6 +17,9 @@
 //!     max_fetch_wait: 250ms
 //!     dead_letter_topic: otlp_spans_dlq   # optional
 //! ```
+//!
+//! One consumer reads the topics of every signal the receiver's pipelines carry, and hands
+//! each message's data to that signal's pipelines.
 //!
 //! An offset is committed only after every exporter of the pipeline delivered the data of
 //! that message and of every message before it in its partition: a collector killed
@@ -38,7 +43,7 @@ mod offsets;
 #[cfg(test)]
 mod tests;
 
-pub use config::{InitialOffset, KafkaReceiverConfig};
+pub use config::{InitialOffset, KafkaReceiverConfig, SignalTopics};
 pub use offsets::{Offsets, Ticket};
 
 use std::sync::{Arc, Mutex};
@@ -47,13 +52,36 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Consumers, Lifecycle, ReceiverConfig};
-use crate::pipeline::{SharedConsumer, Traces};
-use consumer::{DeadLetter, GroupContext, RejectedMetrics, Worker};
+use crate::pipeline::{SignalKind, Signals};
+use consumer::{DeadLetter, GroupContext, RejectedMetrics, Route, Routes, Worker};
 
 impl ReceiverConfig for KafkaReceiverConfig {
+    fn signals(&self) -> Signals {
+        Signals::ALL
+    }
+
     fn build(&self, ctx: &BuildContext, next: Consumers) -> anyhow::Result<Arc<dyn Lifecycle>> {
-        let next = next.traces(ctx)?;
         let id = ctx.id.to_string();
+        let how = |signal: SignalKind| {
+            (
+                self.encoding_for(signal),
+                ctx.metrics.receiver(&id, "kafka", signal),
+            )
+        };
+        let routes = Routes {
+            traces: next.traces.map(|n| Route::new(n, how(SignalKind::Traces))),
+            logs: next.logs.map(|n| Route::new(n, how(SignalKind::Logs))),
+            metrics: next
+                .metrics
+                .map(|n| Route::new(n, how(SignalKind::Metrics))),
+        };
+        let used = routes.signals();
+        if used.is_empty() {
+            anyhow::bail!("receiver {id} feeds no pipeline");
+        }
+        if let Some(p) = self.shared_topic(&used) {
+            anyhow::bail!("receivers.{id}.{}: {}", p.path, p.message);
+        }
         crate::exporters::kafka::client::warn_plaintext_sasl(
             &format!("receivers.{id}"),
             &self.client().client_config(),
@@ -62,10 +90,7 @@ impl ReceiverConfig for KafkaReceiverConfig {
         Ok(Arc::new(KafkaReceiver {
             id: id.clone(),
             config: self.clone(),
-            next,
-            metrics: ctx
-                .metrics
-                .receiver(&id, "kafka", crate::pipeline::SignalKind::Traces),
+            routes: Arc::new(routes),
             malformed: ctx.metrics.receiver_malformed(&id),
             rejected: RejectedMetrics { messages, spans },
             stop: CancellationToken::new(),
@@ -77,8 +102,7 @@ impl ReceiverConfig for KafkaReceiverConfig {
 struct KafkaReceiver {
     id: String,
     config: KafkaReceiverConfig,
-    next: SharedConsumer<Traces>,
-    metrics: crate::telemetry::ReceiverMetrics,
+    routes: Arc<Routes>,
     malformed: prometheus_client::metrics::counter::Counter,
     rejected: RejectedMetrics,
     stop: CancellationToken,
@@ -128,7 +152,13 @@ impl Lifecycle for KafkaReceiver {
             id: self.id.clone(),
             offsets: offsets.clone(),
         };
-        let consumer = consumer::subscribe(&self.consumer_config(), context, &self.config.topics)?;
+        let topics: Vec<String> = self
+            .routes
+            .signals()
+            .into_iter()
+            .flat_map(|s| self.config.topics_for(s))
+            .collect();
+        let consumer = consumer::subscribe(&self.consumer_config(), context, &topics)?;
         let dead_letter = if self.config.dead_letter_topic.is_empty() {
             None
         } else {
@@ -146,10 +176,9 @@ impl Lifecycle for KafkaReceiver {
         };
         let worker = Arc::new(Worker::new(
             self.id.clone(),
-            self.config.encoding,
+            self.routes.clone(),
+            self.config.routes_by_topic(&self.routes.signals()),
             self.config.max_message_bytes(),
-            self.next.clone(),
-            self.metrics.clone(),
             self.malformed.clone(),
             self.rejected.clone(),
             consumer,
@@ -157,7 +186,7 @@ impl Lifecycle for KafkaReceiver {
             dead_letter,
             self.stop.clone(),
         ));
-        tracing::info!(receiver = %self.id, topics = ?self.config.topics, group = %self.config.group_id, "consuming");
+        tracing::info!(receiver = %self.id, ?topics, group = %self.config.group_id, "consuming");
         *self.task.lock().expect("kafka receiver lock") = Some(tokio::spawn(worker.run()));
         Ok(())
     }

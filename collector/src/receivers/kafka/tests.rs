@@ -347,3 +347,239 @@ async fn the_offset_waits_for_the_dead_letter_write() {
     assert_eq!((r.rejected)(), (1, 1));
     r.receiver.shutdown().await;
 }
+
+/// A logs or metrics pipeline that records what it is given: the log bodies (refusing for good
+/// those starting with `reject`) or the metric names.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl crate::pipeline::Consumer<crate::pipeline::Logs> for Recorder {
+    async fn consume(
+        &self,
+        batch: crate::pipeline::Batch<crate::pipeline::Logs>,
+    ) -> Result<(), ConsumeError> {
+        let record = &batch.resources()[0].scope_logs[0].log_records[0];
+        let body = match record.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                s.clone()
+            }
+            other => panic!("body {other:?}"),
+        };
+        if body.starts_with("reject") {
+            batch
+                .delivery
+                .reject_because("HTTP 400 Bad Request: bad log");
+        }
+        self.seen.lock().unwrap().push(body);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::pipeline::Consumer<crate::pipeline::Metrics> for Recorder {
+    async fn consume(
+        &self,
+        batch: crate::pipeline::Batch<crate::pipeline::Metrics>,
+    ) -> Result<(), ConsumeError> {
+        let name = batch.resources()[0].scope_metrics[0].metrics[0]
+            .name
+            .clone();
+        self.seen.lock().unwrap().push(name);
+        Ok(())
+    }
+}
+
+fn log_message(body: &str) -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    crate::pipeline::Batch::<crate::pipeline::Logs>::new(vec![ResourceLogs {
+        scope_logs: vec![ScopeLogs {
+            log_records: vec![LogRecord {
+                body: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(body.into())),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+    .to_protobuf()
+    .to_vec()
+}
+
+fn metric_json(name: &str) -> Vec<u8> {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
+    };
+    let rm = vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![Metric {
+                name: name.into(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: vec![NumberDataPoint::default()],
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }];
+    let mut out = Vec::new();
+    crate::otlp::json::encode_metrics(&rm, &mut out);
+    out
+}
+
+/// The offset group `g` committed for `topic`/0 (-1 for none).
+fn committed_in(brokers: &str, topic: &str) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "g")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    match c.committed_offsets(tpl, Duration::from_secs(5)) {
+        Ok(tpl) => match tpl.find_partition(topic, 0).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        },
+        Err(_) => -1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_metrics_reach_their_pipelines_and_poison_is_dead_lettered() {
+    let mock = MockCluster::new(1).unwrap();
+    for topic in ["logs", "metrics", "signals_dlq"] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    let brokers = mock.bootstrap_servers();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let messages: [(&str, Vec<u8>); 7] = [
+        ("logs", log_message("ok-0")),
+        ("logs", b"\xff\xff not protobuf".to_vec()),
+        ("logs", log_message("reject-2")),
+        ("logs", log_message("ok-3")),
+        ("metrics", metric_json("m-0")),
+        // Protobuf on a topic read as OTLP/JSON: cannot be decoded.
+        ("metrics", log_message("not-json")),
+        ("metrics", metric_json("m-2")),
+    ];
+    for (topic, value) in &messages {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(topic).payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let config: KafkaReceiverConfig = serde_yaml_ng::from_str(&format!(
+        "brokers: [{brokers}]\nlogs: {{ topics: [logs] }}\n\
+         metrics: {{ topics: [metrics], encoding: otlp_json }}\n\
+         group_id: g\ninitial_offset: earliest\nsession_timeout: 6s\nheartbeat_interval: 1s\n\
+         commit_interval: 50ms\nmax_fetch_wait: 10ms\ndead_letter_topic: signals_dlq"
+    ))
+    .unwrap();
+    let ctx = testing::context("kafka");
+    let logs = Arc::new(Recorder::default());
+    let metrics = Arc::new(Recorder::default());
+    let receiver = config
+        .build(
+            &ctx,
+            crate::component::Consumers {
+                logs: Some(logs.clone()),
+                metrics: Some(metrics.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    receiver.start().await.unwrap();
+
+    assert!(
+        eventually(20, || committed_in(&brokers, "logs") == 4
+            && committed_in(&brokers, "metrics") == 3)
+        .await,
+        "committed logs {} metrics {}; saw {:?} {:?}",
+        committed_in(&brokers, "logs"),
+        committed_in(&brokers, "metrics"),
+        logs.seen.lock().unwrap(),
+        metrics.seen.lock().unwrap()
+    );
+    assert_eq!(*logs.seen.lock().unwrap(), ["ok-0", "reject-2", "ok-3"]);
+    assert_eq!(*metrics.seen.lock().unwrap(), ["m-0", "m-2"]);
+    assert_eq!(ctx.metrics.receiver_malformed("kafka").get(), 2);
+    let (rejected, spans) = ctx.metrics.receiver_rejected("kafka");
+    assert_eq!((rejected.get(), spans.get()), (1, 0));
+
+    // The three poison messages, unchanged, with their origin.
+    let mut dead: Vec<(String, String, Vec<u8>)> = tokio::task::block_in_place(|| {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "reader")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("signals_dlq", 0, Offset::Beginning)
+            .unwrap();
+        c.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while out.len() < 3 && Instant::now() < deadline {
+            let Some(m) = c.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let m = m.unwrap();
+            let header = |k: &str| {
+                m.headers()
+                    .and_then(|h| h.iter().find(|h| h.key == k))
+                    .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                    .unwrap_or_default()
+            };
+            out.push((
+                header("wasmcol.source.topic"),
+                header("wasmcol.source.offset"),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+        out
+    });
+    dead.sort();
+    assert_eq!(
+        dead,
+        [
+            ("logs".into(), "1".into(), messages[1].1.clone()),
+            ("logs".into(), "2".into(), messages[2].1.clone()),
+            ("metrics".into(), "1".into(), messages[5].1.clone()),
+        ]
+    );
+    receiver.shutdown().await;
+}
+
+#[test]
+fn a_topic_read_for_two_signals_is_refused_at_build() {
+    let config: KafkaReceiverConfig = serde_yaml_ng::from_str("topics: [shared]").unwrap();
+    let both = crate::component::Consumers {
+        traces: Some(Arc::new(Pipeline::default())),
+        logs: Some(Arc::new(Recorder::default())),
+        ..Default::default()
+    };
+    let e = config
+        .build(&testing::context("kafka"), both)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("receivers.kafka.topics") && e.contains("\"shared\" is also read for traces"),
+        "{e}"
+    );
+    let none = crate::component::Consumers::default();
+    assert!(config.build(&testing::context("kafka"), none).is_err());
+}
