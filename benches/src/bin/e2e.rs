@@ -1312,6 +1312,24 @@ fn report(
     let _ = writeln!(r, "- machine: {}", machine());
     let _ = writeln!(r, "- command: `{}`", cmd.join(" "));
     let _ = writeln!(r, "- wasmcol: `{wasmcol_version}`; Rotel: {rotel_version}");
+    if a.signal != "traces" {
+        let _ = writeln!(
+            r,
+            "- signal: **{}**, one {} per span of the load described below; \"spans\" in the \
+             tables are {}",
+            a.signal,
+            if a.signal == "logs" {
+                "log record"
+            } else {
+                "data point"
+            },
+            if a.signal == "logs" {
+                "log records"
+            } else {
+                "data points"
+            },
+        );
+    }
     if !a.wasmcol_env.is_empty() {
         let vars: Vec<String> = a
             .wasmcol_env
