@@ -340,14 +340,14 @@ impl Batch {
     }
 }
 
-fn record(edits: &mut Option<&mut Vec<Edit>>, edit: impl FnOnce() -> Edit) {
+pub(crate) fn record(edits: &mut Option<&mut Vec<Edit>>, edit: impl FnOnce() -> Edit) {
     if let Some(e) = edits {
         e.push(edit());
     }
 }
 
 /// Sets an attribute in this copy and records the edit for the host.
-fn set_recorded(
+pub(crate) fn set_recorded(
     attrs: &mut Vec<KeyValue>,
     edits: &mut Option<&mut Vec<Edit>>,
     target: Target,
@@ -359,7 +359,7 @@ fn set_recorded(
 }
 
 /// Removes an attribute from this copy and records the edit when there was one.
-fn remove_recorded(
+pub(crate) fn remove_recorded(
     attrs: &mut Vec<KeyValue>,
     edits: &mut Option<&mut Vec<Edit>>,
     target: Target,
@@ -411,11 +411,13 @@ macro_rules! attribute_methods {
     };
 }
 
+pub(crate) use attribute_methods;
+
 /// A resource of the batch.
 pub struct ResourceMut<'a> {
-    resource: &'a mut Resource,
-    target: Target,
-    edits: Option<&'a mut Vec<Edit>>,
+    pub(crate) resource: &'a mut Resource,
+    pub(crate) target: Target,
+    pub(crate) edits: Option<&'a mut Vec<Edit>>,
 }
 
 impl ResourceMut<'_> {
@@ -429,10 +431,10 @@ impl ResourceMut<'_> {
 
 /// An instrumentation scope of the batch.
 pub struct ScopeMut<'a> {
-    resource: Option<&'a Resource>,
-    scope: &'a mut InstrumentationScope,
-    target: Target,
-    edits: Option<&'a mut Vec<Edit>>,
+    pub(crate) resource: Option<&'a Resource>,
+    pub(crate) scope: &'a mut InstrumentationScope,
+    pub(crate) target: Target,
+    pub(crate) edits: Option<&'a mut Vec<Edit>>,
 }
 
 impl ScopeMut<'_> {
