@@ -653,7 +653,7 @@ fn present_now(attrs: AttributesView<'_>, edits: &[Edit], target: Target, key: &
 }
 
 /// Records a removal the way the mutable API does: only when the attribute is there.
-fn remove_viewed(
+pub(crate) fn remove_viewed(
     attrs: AttributesView<'_>,
     edits: &mut Vec<Edit>,
     start: usize,
@@ -694,13 +694,14 @@ macro_rules! view_attribute_methods {
         }
     };
 }
+pub(crate) use view_attribute_methods;
 
 /// A resource in view mode: read in place, changes recorded for the host only.
 pub struct ResourceViewMut<'a> {
-    resource: ResourceView<'a>,
-    target: Target,
-    edits: &'a mut Vec<Edit>,
-    start: usize,
+    pub(crate) resource: ResourceView<'a>,
+    pub(crate) target: Target,
+    pub(crate) edits: &'a mut Vec<Edit>,
+    pub(crate) start: usize,
 }
 
 impl<'a> ResourceViewMut<'a> {
@@ -714,11 +715,11 @@ impl<'a> ResourceViewMut<'a> {
 
 /// An instrumentation scope in view mode.
 pub struct ScopeViewMut<'a> {
-    resource: ResourceView<'a>,
-    scope: ScopeView<'a>,
-    target: Target,
-    edits: &'a mut Vec<Edit>,
-    start: usize,
+    pub(crate) resource: ResourceView<'a>,
+    pub(crate) scope: ScopeView<'a>,
+    pub(crate) target: Target,
+    pub(crate) edits: &'a mut Vec<Edit>,
+    pub(crate) start: usize,
 }
 
 impl<'a> ScopeViewMut<'a> {

@@ -74,7 +74,7 @@ pub use batch::{
     Batch, ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, SpanMut, SpanViewMut,
 };
 pub use edit::{Edit, Output, StatusCode, Target};
-pub use logs::{LogBatch, LogRecordMut};
+pub use logs::{LogBatch, LogRecordMut, LogRecordViewMut};
 pub use value::{Value, as_str};
 
 /// The OTLP message types plugins see.
@@ -88,10 +88,11 @@ pub mod proto {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::host::{self, Level};
-    pub use crate::view::{AttributeView, AttributesView, SpanView, ValueView};
+    pub use crate::view::{AttributeView, AttributesView, LogRecordView, SpanView, ValueView};
     pub use crate::{
-        Batch, LogBatch, LogRecordMut, Plugin, PluginConfig, ResourceMut, ResourceViewMut,
-        ScopeMut, ScopeViewMut, SpanMut, SpanViewMut, StatusCode, Value, as_str, export_plugin,
+        Batch, LogBatch, LogRecordMut, LogRecordViewMut, Plugin, PluginConfig, ResourceMut,
+        ResourceViewMut, ScopeMut, ScopeViewMut, SpanMut, SpanViewMut, StatusCode, Value, as_str,
+        export_plugin,
     };
 }
 

@@ -12,10 +12,21 @@ use prost::Message;
 
 use crate::attributes;
 use crate::batch::{
-    ResourceMut, ScopeMut, attribute_methods, record, remove_recorded, set_recorded,
+    ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, attribute_methods, record,
+    remove_recorded, remove_viewed, set_recorded, view_attribute_methods,
 };
 use crate::edit::{Edit, Output, Target, encode_logs_batch};
 use crate::value::{Value, as_str};
+use crate::view::{self, AttributesView, LogRecordView};
+
+/// Which API a call has used so far: the two do not see each other's changes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    #[default]
+    Unused,
+    Mutable,
+    View,
+}
 
 /// One batch of log records, as handed to [`crate::Plugin::process_logs`].
 ///
@@ -29,6 +40,9 @@ pub struct LogBatch {
     dropped: Vec<bool>,
     replaced: bool,
     encoded: Option<Vec<u8>>,
+    mode: Mode,
+    /// `data` encoded, for view mode over a batch that was built rather than received.
+    view_buf: OnceCell<Vec<u8>>,
 }
 
 impl LogBatch {
@@ -57,6 +71,105 @@ impl LogBatch {
         })
     }
 
+    fn enter(&mut self, mode: Mode) {
+        assert!(
+            self.mode == Mode::Unused || self.mode == mode,
+            "a batch is read either through views or through the mutable API within one call, \
+             not both"
+        );
+        assert!(
+            mode != Mode::View || !self.replaced,
+            "view mode reads the batch as received; it cannot follow replace()"
+        );
+        self.mode = mode;
+    }
+
+    /// The protobuf view mode reads: as received, or `data` encoded once.
+    fn view_bytes<'s>(
+        raw: &'s [u8],
+        data: &'s OnceCell<Vec<ResourceLogs>>,
+        buf: &'s OnceCell<Vec<u8>>,
+    ) -> &'s [u8] {
+        match data.get() {
+            Some(d) if raw.is_empty() => buf.get_or_init(|| encode_logs_batch(d)),
+            _ => raw,
+        }
+    }
+
+    /// Calls `f` for each resource, in view mode: read in place (the batch is never decoded),
+    /// changes only recorded, so they are not visible to later reads within this call.
+    pub fn for_each_resource_view(&mut self, mut f: impl FnMut(&mut ResourceViewMut<'_>)) {
+        self.enter(Mode::View);
+        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let edits = &mut self.edits;
+        view::walk_logs(
+            bytes,
+            |i, resource| {
+                let start = edits.len();
+                f(&mut ResourceViewMut {
+                    resource,
+                    target: Target::Resource(i),
+                    edits: &mut *edits,
+                    start,
+                });
+            },
+            None,
+            None,
+        );
+    }
+
+    /// Calls `f` for each instrumentation scope, in view mode.
+    pub fn for_each_scope_view(&mut self, mut f: impl FnMut(&mut ScopeViewMut<'_>)) {
+        self.enter(Mode::View);
+        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let edits = &mut self.edits;
+        view::walk_logs(
+            bytes,
+            |_, _| {},
+            Some(&mut |i, resource, scope| {
+                let start = edits.len();
+                f(&mut ScopeViewMut {
+                    resource,
+                    scope,
+                    target: Target::Scope(i),
+                    edits: &mut *edits,
+                    start,
+                });
+            }),
+            None,
+        );
+    }
+
+    /// Calls `f` for each log record that has not been dropped, in batch order, in view mode.
+    pub fn for_each_log_record_view(&mut self, mut f: impl FnMut(&mut LogRecordViewMut<'_>)) {
+        self.enter(Mode::View);
+        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let edits = &mut self.edits;
+        let dropped = &mut self.dropped;
+        view::walk_logs(
+            bytes,
+            |_, _| {},
+            None,
+            Some(&mut |log: LogRecordView<'_>| {
+                let i = log.index() as usize;
+                if dropped.len() <= i {
+                    dropped.resize(i + 1, false);
+                }
+                if dropped[i] {
+                    return;
+                }
+                let start = edits.len();
+                f(&mut LogRecordViewMut {
+                    log,
+                    target: Target::LogRecord(i as u32),
+                    edits: &mut *edits,
+                    start,
+                    dropped: &mut dropped[i],
+                });
+            }),
+        );
+    }
+
     fn decoded(&mut self) {
         self.data();
         self.raw = Vec::new();
@@ -83,6 +196,7 @@ impl LogBatch {
 
     /// Calls `f` for each resource.
     pub fn for_each_resource(&mut self, mut f: impl FnMut(&mut ResourceMut<'_>)) {
+        self.enter(Mode::Mutable);
         let replaced = self.replaced;
         self.decoded();
         let data = self.data.get_mut().expect("decoded");
@@ -98,6 +212,7 @@ impl LogBatch {
 
     /// Calls `f` for each instrumentation scope.
     pub fn for_each_scope(&mut self, mut f: impl FnMut(&mut ScopeMut<'_>)) {
+        self.enter(Mode::Mutable);
         let replaced = self.replaced;
         self.decoded();
         let data = self.data.get_mut().expect("decoded");
@@ -118,6 +233,7 @@ impl LogBatch {
 
     /// Calls `f` for each log record that has not been dropped, in batch order.
     pub fn for_each_log_record(&mut self, mut f: impl FnMut(&mut LogRecordMut<'_>)) {
+        self.enter(Mode::Mutable);
         let replaced = self.replaced;
         let total = self.record_count();
         self.raw = Vec::new();
@@ -157,6 +273,7 @@ impl LogBatch {
         self.edits.clear();
         self.dropped.clear();
         self.replaced = true;
+        self.mode = Mode::Unused;
     }
 
     /// Records an edit without applying it to this copy. The host checks it like any other.
@@ -174,6 +291,15 @@ impl LogBatch {
     pub fn into_resource_logs(mut self) -> Vec<ResourceLogs> {
         if let Some(bytes) = self.encoded.take() {
             return crate::edit::decode_logs_replacement(&bytes).unwrap_or_default();
+        }
+        if self.mode == Mode::View {
+            // The host's own applier on the bytes the views read.
+            let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+            let edited = crate::wire::edit::apply_logs(bytes, self.edits)
+                .expect("view-mode edits index the batch they were recorded on");
+            return LogsData::decode(edited.bytes.as_slice())
+                .expect("the edit applier writes what it was given: valid protobuf")
+                .resource_logs;
         }
         self.decoded();
         let mut data = self.data.take().unwrap_or_default();
@@ -204,6 +330,42 @@ impl LogBatch {
             Output::Unchanged
         } else {
             Output::Edits(self.edits)
+        }
+    }
+}
+
+/// A log record in view mode: read in place, changes recorded for the host only.
+pub struct LogRecordViewMut<'a> {
+    log: LogRecordView<'a>,
+    target: Target,
+    edits: &'a mut Vec<Edit>,
+    start: usize,
+    dropped: &'a mut bool,
+}
+
+impl<'a> LogRecordViewMut<'a> {
+    view_attribute_methods!(log);
+
+    /// The record as received (body, severity, ids, times, resource and scope).
+    pub fn view(&self) -> LogRecordView<'a> {
+        self.log
+    }
+
+    /// Records setting the body (not visible to reads within this call).
+    pub fn set_body(&mut self, value: impl Into<Value>) {
+        self.edits.push(Edit::SetBody {
+            record: self.log.index(),
+            value: value.into(),
+        });
+    }
+
+    /// Drops the record from the batch.
+    pub fn drop_record(&mut self) {
+        if !*self.dropped {
+            *self.dropped = true;
+            self.edits.push(Edit::DropLogRecord {
+                record: self.log.index(),
+            });
         }
     }
 }
@@ -390,6 +552,82 @@ mod tests {
         assert_eq!(records[0].attributes.len(), 2);
         assert_eq!(records[0].trace_id, vec![1; 16]);
         assert_eq!(records[1].body, Some(Value::Int(7).into_any_value()));
+    }
+
+    /// `Redact` in view mode.
+    struct RedactViews;
+
+    impl Plugin for RedactViews {
+        fn new(_: PluginConfig) -> Result<Self, String> {
+            Ok(RedactViews)
+        }
+
+        fn process(&mut self, _: &mut Batch) -> Result<(), String> {
+            Ok(())
+        }
+
+        fn process_logs(&mut self, batch: &mut LogBatch) -> Result<(), String> {
+            batch.for_each_resource_view(|r| r.set_attribute("seen", true));
+            batch.for_each_log_record_view(|r| {
+                let v = r.view();
+                if v.severity_text() == "DEBUG" {
+                    r.drop_record();
+                    return;
+                }
+                if v.body_str().is_some_and(|b| b.contains("secret")) {
+                    r.set_body("[redacted]");
+                }
+                r.remove_attribute("token");
+                r.set_attribute("service", v.service_name().unwrap_or("").to_string());
+            });
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn view_mode_reads_what_the_decoded_record_holds_and_edits_the_same() {
+        let mut mutable = Harness::<Redact>::new(serde_json::Value::Null).unwrap();
+        let mut views = Harness::<RedactViews>::new(serde_json::Value::Null).unwrap();
+        assert_eq!(
+            views.process_logs(input()).unwrap(),
+            mutable.process_logs(input()).unwrap()
+        );
+        let bytes = crate::edit::encode_logs_batch(&input());
+        let decoded = input();
+        let mut batch = LogBatch::from_encoded(bytes);
+        let mut seen = Vec::new();
+        batch.for_each_log_record_view(|r| {
+            let v = r.view();
+            seen.push((
+                v.body().to_any_value(),
+                v.severity_number(),
+                v.severity_text().to_string(),
+                v.time_unix_nano(),
+                v.observed_time_unix_nano(),
+                v.trace_id().to_vec(),
+                v.span_id().to_vec(),
+                v.flags(),
+                v.attributes().to_key_values(),
+            ));
+        });
+        let expected: Vec<_> = decoded[0].scope_logs[0]
+            .log_records
+            .iter()
+            .map(|l| {
+                (
+                    l.body.clone().unwrap_or_default(),
+                    l.severity_number,
+                    l.severity_text.clone(),
+                    l.time_unix_nano,
+                    l.observed_time_unix_nano,
+                    l.trace_id.clone(),
+                    l.span_id.clone(),
+                    l.flags,
+                    l.attributes.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(seen, expected);
     }
 
     #[test]

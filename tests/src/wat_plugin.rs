@@ -1,6 +1,7 @@
 //! Processor plugins written in WebAssembly text, for misbehaviour a Rust plugin cannot
 //! produce (a second linear memory, `table.grow` on a table of its own). A core module in
-//! WAT is embedded with the `plugin` world of `plugin-sdk/wit/plugin.wit` and encoded into a
+//! WAT is embedded with the `plugin` world of `plugin-sdk/wit/0.1.0/plugin.wit` (so these are
+//! also the tests of 0.1.0 plugins still running) and encoded into a
 //! component, as `wasm32-wasip2` builds are.
 //!
 //! The core module implements the canonical ABI by hand: it exports `memory`,
@@ -20,8 +21,8 @@ pub fn component(wat: &str) -> anyhow::Result<tempfile::TempPath> {
     let mut module = wat::parse_str(wat).context("the core module's text")?;
     let mut resolve = Resolve::default();
     let (package, _) = resolve
-        .push_path(workspace_root().join("plugin-sdk/wit"))
-        .context("plugin-sdk/wit")?;
+        .push_path(workspace_root().join("plugin-sdk/wit/0.1.0"))
+        .context("plugin-sdk/wit/0.1.0")?;
     let world = resolve.select_world(&[package], Some("plugin"))?;
     embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)?;
     let bytes = ComponentEncoder::default()
