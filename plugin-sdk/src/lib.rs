@@ -38,6 +38,9 @@
 //! `target/wasm32-wasip2/release/` is what a `wasm` processor's `plugin:` points at. The same
 //! code runs natively under `cargo test` through [`testing::Harness`].
 //!
+//! A plugin in a logs pipeline gets logs batches through [`Plugin::process_logs`] (a
+//! [`LogBatch`]); its default passes them on unchanged.
+//!
 //! The batch crosses into the plugin as OTLP protobuf (one copy) and changes go back as small
 //! [`Edit`]s that the host checks and applies; see `plugin-sdk/README.md` for why and the
 //! numbers behind it.

@@ -1,10 +1,11 @@
-//! The threads that run plugin instances. Each worker owns one instance and takes batches
-//! from a shared bounded channel, so wasm never runs on the async reactor and `instances`
-//! batches are processed at once.
+//! The threads that run plugin instances, for any signal a plugin handles
+//! ([`PluginSignal`]: traces, logs); a processor in several pipelines has workers per
+//! pipeline. Each worker owns one instance and takes batches from a shared bounded channel, so
+//! wasm never runs on the async reactor and `instances` batches are processed at once.
 //!
 //! A failed call discards the instance; the next batch gets a fresh one from the pre-linked
 //! plugin. A batch too big for the plugin's limits (memory cap, output cap) is halved and
-//! each half tried again with a fresh instance, down to single spans ([`MAX_SPLIT_DEPTH`]
+//! each half tried again with a fresh instance, down to single spans or log records ([`MAX_SPLIT_DEPTH`]
 //! halvings at most); the batch succeeds only if every piece does. After repeated failures
 //! the worker stops calling the plugin for a while (doubling up to [`MAX_BACKOFF`]) and
 //! handles batches per `on_error`, so a crash-looping plugin costs almost nothing. With
@@ -429,7 +430,7 @@ fn call_or_split<S: PluginSignal>(
         Err(e) if e.exceeds_limits() && batch.item_count() > 1 => {
             *instance = None;
             shared.metrics.failure(e.reason());
-            tracing::debug!(processor = %shared.services.id, spans = batch.item_count(), "plugin {e}; retrying the batch in halves");
+            tracing::debug!(processor = %shared.services.id, signal = %S::KIND, items = batch.item_count(), "plugin {e}; retrying the batch in halves");
             let processed = call_in_halves(shared, watched, instance, batch, 1)?;
             batch.set_payload_of(processed);
             Ok(())
@@ -438,8 +439,8 @@ fn call_or_split<S: PluginSignal>(
     }
 }
 
-/// Runs the plugin over each half of `whole`'s spans, halving again a piece that fails for
-/// its size, and returns the processed spans in order (without `whole`'s delivery tracking,
+/// Runs the plugin over each half of `whole`'s items (spans or log records), halving again a
+/// piece that fails for its size, and returns the processed items in order (without `whole`'s delivery tracking,
 /// which stays with the caller's batch).
 fn call_in_halves<S: PluginSignal>(
     shared: &Shared<S>,
