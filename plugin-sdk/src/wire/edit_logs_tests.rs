@@ -1,7 +1,8 @@
 //! `apply_logs` held against the decoded path, as `edit_tests.rs` does for spans: for any logs
 //! batch and edits, decoding what `apply_logs` writes must give what the reference
 //! (`edit_oracle_logs.rs`) makes of the decoded batch, and a bad edit must fail with the
-//! reference's message.
+//! reference's message. The bytes come from prost or from a noisy encoder that adds what
+//! prost never writes.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -261,6 +262,107 @@ fn span_edits_and_targets_fail_on_logs_and_log_edits_on_spans() {
     );
 }
 
+// ----- Bytes prost never writes -----------------------------------------------------------------
+
+/// Encodes `data` as a sender other than prost might: unknown fields around and inside every
+/// message, a resource and a scope split over two occurrences (which decoding merges), a decoy
+/// body before the real one (a later occurrence replaces the value), attributes interleaved
+/// with other fields. `seed` picks where. Decoding gives `data` back, but for a body holding no
+/// value, which leaves the decoy in place; the tests index edits by what the bytes decode to,
+/// so both paths see the same batch either way.
+fn noisy(data: &[ResourceLogs], seed: u64) -> Vec<u8> {
+    use prost::encoding::{bytes, message, uint64};
+    let mut n = seed;
+    let mut flip = || {
+        n = n
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (n >> 33) % 3 == 0
+    };
+    let unknown = |out: &mut Vec<u8>| {
+        uint64::encode(90, &7, out);
+        bytes::encode(91, &b"noise".to_vec(), out);
+    };
+    let mut out = Vec::new();
+    for rl in data {
+        let mut rl_bytes = Vec::new();
+        if flip() {
+            unknown(&mut rl_bytes);
+        }
+        if let Some(r) = &rl.resource {
+            // Two occurrences: the first half of the attributes, then the rest.
+            let half = r.attributes.len() / 2;
+            let first = Resource {
+                attributes: r.attributes[..half].to_vec(),
+                ..Default::default()
+            };
+            let second = Resource {
+                attributes: r.attributes[half..].to_vec(),
+                ..r.clone()
+            };
+            message::encode(1, &first, &mut rl_bytes);
+            message::encode(1, &second, &mut rl_bytes);
+        }
+        for sl in &rl.scope_logs {
+            let mut sl_bytes = Vec::new();
+            if let Some(scope) = &sl.scope {
+                message::encode(1, scope, &mut sl_bytes);
+            }
+            for r in &sl.log_records {
+                let mut r_bytes = Vec::new();
+                if flip() {
+                    unknown(&mut r_bytes);
+                }
+                let body_first = flip();
+                if let (true, Some(body)) = (body_first, &r.body) {
+                    message::encode(
+                        5,
+                        &AnyValue {
+                            value: Some(V::IntValue(-1)),
+                        },
+                        &mut r_bytes,
+                    );
+                    message::encode(5, body, &mut r_bytes);
+                }
+                for (i, kv) in r.attributes.iter().enumerate() {
+                    message::encode(6, kv, &mut r_bytes);
+                    if i == 0 && flip() {
+                        // Attributes need not be consecutive.
+                        prost::encoding::fixed64::encode(
+                            11,
+                            &r.observed_time_unix_nano,
+                            &mut r_bytes,
+                        );
+                    }
+                }
+                let rest = LogRecord {
+                    body: if body_first { None } else { r.body.clone() },
+                    attributes: Vec::new(),
+                    ..r.clone()
+                };
+                rest.encode_raw(&mut r_bytes);
+                if flip() {
+                    unknown(&mut r_bytes);
+                }
+                bytes::encode(2, &r_bytes, &mut sl_bytes);
+            }
+            bytes::encode(3, &sl.schema_url.clone().into_bytes(), &mut sl_bytes);
+            bytes::encode(2, &sl_bytes, &mut rl_bytes);
+        }
+        bytes::encode(1, &rl_bytes, &mut out);
+    }
+    out
+}
+
+#[test]
+fn the_noisy_encoder_decodes_to_its_input() {
+    for seed in 0..50 {
+        let bytes = noisy(&batch(), seed);
+        let got = ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(got.resource_logs, batch(), "seed {seed}");
+    }
+}
+
 // ----- Random batches and edits ---------------------------------------------------------------
 
 fn any_value() -> impl Strategy<Value = AnyValue> {
@@ -386,9 +488,15 @@ proptest! {
     fn random_logs_batches_and_edits_match_the_decoded_path(
         data in random_batch(),
         seeds in vec(seed(), 0..10),
+        noise in option::of(any::<u64>()),
     ) {
-        let bytes = encode_logs_batch(&data);
-        let edits = edits(&data, seeds);
+        let bytes = match noise {
+            Some(seed) => noisy(&data, seed),
+            None => encode_logs_batch(&data),
+        };
+        // Edits index the batch as the bytes decode, which is what the plugin sees.
+        let decoded = ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap().resource_logs;
+        let edits = edits(&decoded, seeds);
         let _ = check(&bytes, edits);
     }
 }
