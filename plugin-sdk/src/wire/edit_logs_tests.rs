@@ -277,7 +277,7 @@ fn noisy(data: &[ResourceLogs], seed: u64) -> Vec<u8> {
         n = n
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        (n >> 33) % 3 == 0
+        (n >> 33).is_multiple_of(3)
     };
     let unknown = |out: &mut Vec<u8>| {
         uint64::encode(90, &7, out);
