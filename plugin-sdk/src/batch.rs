@@ -340,14 +340,14 @@ impl Batch {
     }
 }
 
-fn record(edits: &mut Option<&mut Vec<Edit>>, edit: impl FnOnce() -> Edit) {
+pub(crate) fn record(edits: &mut Option<&mut Vec<Edit>>, edit: impl FnOnce() -> Edit) {
     if let Some(e) = edits {
         e.push(edit());
     }
 }
 
 /// Sets an attribute in this copy and records the edit for the host.
-fn set_recorded(
+pub(crate) fn set_recorded(
     attrs: &mut Vec<KeyValue>,
     edits: &mut Option<&mut Vec<Edit>>,
     target: Target,
@@ -359,7 +359,7 @@ fn set_recorded(
 }
 
 /// Removes an attribute from this copy and records the edit when there was one.
-fn remove_recorded(
+pub(crate) fn remove_recorded(
     attrs: &mut Vec<KeyValue>,
     edits: &mut Option<&mut Vec<Edit>>,
     target: Target,
@@ -411,11 +411,13 @@ macro_rules! attribute_methods {
     };
 }
 
+pub(crate) use attribute_methods;
+
 /// A resource of the batch.
 pub struct ResourceMut<'a> {
-    resource: &'a mut Resource,
-    target: Target,
-    edits: Option<&'a mut Vec<Edit>>,
+    pub(crate) resource: &'a mut Resource,
+    pub(crate) target: Target,
+    pub(crate) edits: Option<&'a mut Vec<Edit>>,
 }
 
 impl ResourceMut<'_> {
@@ -429,10 +431,10 @@ impl ResourceMut<'_> {
 
 /// An instrumentation scope of the batch.
 pub struct ScopeMut<'a> {
-    resource: Option<&'a Resource>,
-    scope: &'a mut InstrumentationScope,
-    target: Target,
-    edits: Option<&'a mut Vec<Edit>>,
+    pub(crate) resource: Option<&'a Resource>,
+    pub(crate) scope: &'a mut InstrumentationScope,
+    pub(crate) target: Target,
+    pub(crate) edits: Option<&'a mut Vec<Edit>>,
 }
 
 impl ScopeMut<'_> {
@@ -651,7 +653,7 @@ fn present_now(attrs: AttributesView<'_>, edits: &[Edit], target: Target, key: &
 }
 
 /// Records a removal the way the mutable API does: only when the attribute is there.
-fn remove_viewed(
+pub(crate) fn remove_viewed(
     attrs: AttributesView<'_>,
     edits: &mut Vec<Edit>,
     start: usize,
@@ -692,13 +694,14 @@ macro_rules! view_attribute_methods {
         }
     };
 }
+pub(crate) use view_attribute_methods;
 
 /// A resource in view mode: read in place, changes recorded for the host only.
 pub struct ResourceViewMut<'a> {
-    resource: ResourceView<'a>,
-    target: Target,
-    edits: &'a mut Vec<Edit>,
-    start: usize,
+    pub(crate) resource: ResourceView<'a>,
+    pub(crate) target: Target,
+    pub(crate) edits: &'a mut Vec<Edit>,
+    pub(crate) start: usize,
 }
 
 impl<'a> ResourceViewMut<'a> {
@@ -712,11 +715,11 @@ impl<'a> ResourceViewMut<'a> {
 
 /// An instrumentation scope in view mode.
 pub struct ScopeViewMut<'a> {
-    resource: ResourceView<'a>,
-    scope: ScopeView<'a>,
-    target: Target,
-    edits: &'a mut Vec<Edit>,
-    start: usize,
+    pub(crate) resource: ResourceView<'a>,
+    pub(crate) scope: ScopeView<'a>,
+    pub(crate) target: Target,
+    pub(crate) edits: &'a mut Vec<Edit>,
+    pub(crate) start: usize,
 }
 
 impl<'a> ScopeViewMut<'a> {

@@ -5,7 +5,9 @@
 //! runs that same function on the same bytes, so a plugin tested natively behaves the same in
 //! the collector, error texts included.
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, status};
 use prost::Message;
 
@@ -24,6 +26,8 @@ pub enum Target {
     Event(u32, u32),
     /// A link of a span: (span, link).
     Link(u32, u32),
+    /// The n-th log record of a logs batch, counted across resources and scopes.
+    LogRecord(u32),
 }
 
 /// A span status code.
@@ -97,6 +101,18 @@ pub enum Edit {
         /// The span index.
         span: u32,
     },
+    /// Set a log record's body.
+    SetBody {
+        /// The log record index.
+        record: u32,
+        /// The new body.
+        value: Value,
+    },
+    /// Remove a log record from the batch.
+    DropLogRecord {
+        /// The log record index.
+        record: u32,
+    },
 }
 
 /// A plugin's answer for one batch.
@@ -106,7 +122,7 @@ pub enum Output {
     Unchanged,
     /// Apply these edits in order.
     Edits(Vec<Edit>),
-    /// Replace the batch with this `TracesData` (protobuf).
+    /// Replace the batch with this `TracesData` (or, for a logs batch, `LogsData`), protobuf.
     Replace(Vec<u8>),
 }
 
@@ -116,6 +132,21 @@ pub fn decode_replacement(bytes: &[u8]) -> Result<Vec<ResourceSpans>, String> {
     ExportTraceServiceRequest::decode(bytes)
         .map(|t| t.resource_spans)
         .map_err(|e| format!("the replacement batch is not valid OTLP protobuf: {e}"))
+}
+
+/// Decodes a replacement logs batch (`LogsData`, protobuf) as the host does.
+pub fn decode_logs_replacement(bytes: &[u8]) -> Result<Vec<ResourceLogs>, String> {
+    ExportLogsServiceRequest::decode(bytes)
+        .map(|t| t.resource_logs)
+        .map_err(|e| format!("the replacement batch is not valid OTLP protobuf: {e}"))
+}
+
+/// Encodes a logs batch the way the host hands it to a plugin.
+pub fn encode_logs_batch(data: &[ResourceLogs]) -> Vec<u8> {
+    let len = prost::encoding::message::encoded_len_repeated(1, data);
+    let mut buf = Vec::with_capacity(len);
+    prost::encoding::message::encode_repeated(1, data, &mut buf);
+    buf
 }
 
 /// Encodes a batch the way the host hands it to a plugin.

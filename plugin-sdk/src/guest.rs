@@ -110,6 +110,11 @@ fn edit(e: Edit) -> wit::Edit {
             message,
         }),
         Edit::DropSpan { span } => wit::Edit::DropSpan(span),
+        Edit::SetBody { record, value: v } => wit::Edit::SetBody(wit::SetBody {
+            log_record: record,
+            value: value(v),
+        }),
+        Edit::DropLogRecord { record } => wit::Edit::DropLogRecord(record),
     }
 }
 
@@ -120,6 +125,7 @@ fn target(t: Target) -> wit::Target {
         Target::Span(i) => wit::Target::Span(i),
         Target::Event(s, e) => wit::Target::Event((s, e)),
         Target::Link(s, l) => wit::Target::Link((s, l)),
+        Target::LogRecord(i) => wit::Target::LogRecord(i),
     }
 }
 

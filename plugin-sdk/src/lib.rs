@@ -38,6 +38,9 @@
 //! `target/wasm32-wasip2/release/` is what a `wasm` processor's `plugin:` points at. The same
 //! code runs natively under `cargo test` through [`testing::Harness`].
 //!
+//! A plugin in a logs pipeline gets logs batches through [`Plugin::process_logs`] (a
+//! [`LogBatch`]); its default passes them on unchanged.
+//!
 //! The batch crosses into the plugin as OTLP protobuf (one copy) and changes go back as small
 //! [`Edit`]s that the host checks and applies; see `plugin-sdk/README.md` for why and the
 //! numbers behind it.
@@ -46,6 +49,7 @@ mod attributes;
 mod batch;
 pub mod edit;
 pub mod host;
+mod logs;
 pub mod policy;
 #[doc(hidden)]
 pub mod runtime;
@@ -73,11 +77,13 @@ pub use batch::{
     Batch, ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, SpanMut, SpanViewMut,
 };
 pub use edit::{Edit, Output, StatusCode, Target};
+pub use logs::{LogBatch, LogRecordMut, LogRecordViewMut};
 pub use value::{Value, as_str};
 
 /// The OTLP message types plugins see.
 pub mod proto {
     pub use opentelemetry_proto::tonic::common::v1 as common;
+    pub use opentelemetry_proto::tonic::logs::v1 as logs;
     pub use opentelemetry_proto::tonic::resource::v1 as resource;
     pub use opentelemetry_proto::tonic::trace::v1 as trace;
 }
@@ -85,10 +91,11 @@ pub mod proto {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::host::{self, Level};
-    pub use crate::view::{AttributeView, AttributesView, SpanView, ValueView};
+    pub use crate::view::{AttributeView, AttributesView, LogRecordView, SpanView, ValueView};
     pub use crate::{
-        Batch, Plugin, PluginConfig, ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, SpanMut,
-        SpanViewMut, StatusCode, Value, as_str, export_plugin,
+        Batch, LogBatch, LogRecordMut, LogRecordViewMut, Plugin, PluginConfig, ResourceMut,
+        ResourceViewMut, ScopeMut, ScopeViewMut, SpanMut, SpanViewMut, StatusCode, Value, as_str,
+        export_plugin,
     };
 }
 
@@ -101,6 +108,13 @@ pub trait Plugin: Sized + 'static {
     /// Processes one batch. An error is counted and logged by the host, which then passes the
     /// batch on unchanged or drops it, as the processor's `on_error` says.
     fn process(&mut self, batch: &mut Batch) -> Result<(), String>;
+
+    /// Processes one batch of log records, with the same error handling as [`Self::process`].
+    /// The default passes logs on unchanged (and never decodes them).
+    fn process_logs(&mut self, batch: &mut LogBatch) -> Result<(), String> {
+        let _ = batch;
+        Ok(())
+    }
 }
 
 /// The processor's `config:` section.
@@ -184,6 +198,11 @@ macro_rules! export_plugin {
                     batch: Vec<u8>,
                 ) -> Result<$crate::guest::wasmcol::plugin::types::Output, String> {
                     $crate::runtime::process::<$plugin>(batch).map($crate::guest::to_wit)
+                }
+                fn process_logs(
+                    batch: Vec<u8>,
+                ) -> Result<$crate::guest::wasmcol::plugin::types::Output, String> {
+                    $crate::runtime::process_logs::<$plugin>(batch).map($crate::guest::to_wit)
                 }
             }
             $crate::guest::export!(Export);

@@ -35,6 +35,20 @@ pub fn process<P: Plugin>(bytes: Vec<u8>) -> Result<Output, String> {
     Ok(batch.into_output())
 }
 
+/// Decodes a logs batch (lazily), runs the plugin's logs handler over it and returns what
+/// changed.
+pub fn process_logs<P: Plugin>(bytes: Vec<u8>) -> Result<Output, String> {
+    let mut batch = crate::LogBatch::from_encoded(bytes);
+    PLUGIN.with_borrow_mut(|p| {
+        let plugin = p
+            .as_mut()
+            .and_then(|p| p.downcast_mut::<P>())
+            .ok_or_else(|| "process-logs was called before init".to_string())?;
+        plugin.process_logs(&mut batch)
+    })?;
+    Ok(batch.into_output())
+}
+
 /// Builds a tail-sampling policy from its configuration (JSON text); returns whether it reads
 /// span contents.
 pub fn init_policy<P: Policy>(config: String) -> Result<bool, String> {

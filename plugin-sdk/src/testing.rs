@@ -23,8 +23,10 @@
 //! assert_eq!(out[0].scope_spans[0].spans[0].name, "GET /CART");
 //! ```
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -70,6 +72,25 @@ impl<P: Plugin> Harness<P> {
                 Ok(edited.resource_spans)
             }
             Output::Replace(bytes) => edit::decode_replacement(&bytes),
+        }
+    }
+
+    /// Runs the plugin's logs handler over `input` and returns the batch as the collector
+    /// would pass it on: edits applied with the host's own [`wire::edit::apply_logs`] to the
+    /// bytes the plugin was given, a replacement decoded as the host decodes it.
+    pub fn process_logs(&mut self, input: Vec<ResourceLogs>) -> Result<Vec<ResourceLogs>, String> {
+        let bytes = edit::encode_logs_batch(&input);
+        let mut batch = crate::LogBatch::from_encoded(bytes.clone());
+        self.plugin.process_logs(&mut batch)?;
+        match batch.into_output() {
+            Output::Unchanged => Ok(input),
+            Output::Edits(edits) => {
+                let edited = wire::edit::apply_logs(&bytes, edits)?;
+                let edited = ExportLogsServiceRequest::decode(edited.bytes.as_slice())
+                    .expect("the edit applier writes what it was given: valid protobuf");
+                Ok(edited.resource_logs)
+            }
+            Output::Replace(bytes) => edit::decode_logs_replacement(&bytes),
         }
     }
 
@@ -120,6 +141,36 @@ pub fn resource_spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
         }),
         scope_spans: vec![ScopeSpans {
             spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A log record with `body` and attributes, ids of a span and a timestamp.
+pub fn log_record(body: Option<Value>, attributes: &[(&str, Value)]) -> LogRecord {
+    LogRecord {
+        time_unix_nano: 1_700_000_000_000_000_000,
+        observed_time_unix_nano: 1_700_000_000_000_000_000,
+        severity_number: 9,
+        severity_text: "INFO".into(),
+        body: body.map(Value::into_any_value),
+        attributes: attributes.iter().map(|(k, v)| kv(k, v.clone())).collect(),
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        ..Default::default()
+    }
+}
+
+/// One resource (with `service.name`) holding `records` in one scope.
+pub fn resource_logs(service: &str, records: Vec<LogRecord>) -> ResourceLogs {
+    ResourceLogs {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", Value::from(service))],
+            ..Default::default()
+        }),
+        scope_logs: vec![ScopeLogs {
+            log_records: records,
             ..Default::default()
         }],
         ..Default::default()

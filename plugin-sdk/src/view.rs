@@ -17,7 +17,7 @@ enum Wire<'a> {
     Varint(u64),
     I64(u64),
     Len(&'a [u8]),
-    I32,
+    I32(u32),
 }
 
 #[inline(always)]
@@ -79,8 +79,9 @@ impl<'a> Fields<'a> {
                 Wire::Len(body)
             }
             5 => {
+                let v = u32::from_le_bytes(self.buf.get(..4)?.try_into().ok()?);
                 self.buf = self.buf.get(4..)?;
-                Wire::I32
+                Wire::I32(v)
             }
             // Groups are not part of OTLP.
             _ => return None,
@@ -828,6 +829,185 @@ pub(crate) fn walk<'a>(
             if let Some(f) = span.as_mut() {
                 for body in bodies(ss, 2) {
                     f(SpanView::parse(body, rv, sv, p));
+                    p += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A log record, with its resource and scope.
+#[derive(Clone, Copy)]
+pub struct LogRecordView<'a> {
+    body: &'a [u8],
+    resource: ResourceView<'a>,
+    scope: ScopeView<'a>,
+    index: u32,
+    time: u64,
+    observed_time: u64,
+    severity_number: i32,
+    severity_text: &'a str,
+    flags: u32,
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    event_name: &'a str,
+    has_body: bool,
+}
+
+impl<'a> LogRecordView<'a> {
+    fn parse(body: &'a [u8], resource: ResourceView<'a>, scope: ScopeView<'a>, index: u32) -> Self {
+        let mut r = Self {
+            body,
+            resource,
+            scope,
+            index,
+            time: 0,
+            observed_time: 0,
+            severity_number: 0,
+            severity_text: "",
+            flags: 0,
+            trace_id: &[],
+            span_id: &[],
+            event_name: "",
+            has_body: false,
+        };
+        let (mut severity_text, mut event_name): (&[u8], &[u8]) = (&[], &[]);
+        for (n, w) in (Fields { buf: body }) {
+            match (n, w) {
+                (1, Wire::I64(v)) => r.time = v,
+                (2, Wire::Varint(v)) => r.severity_number = v as i32,
+                (3, Wire::Len(b)) => severity_text = b,
+                (5, Wire::Len(_)) => r.has_body = true,
+                (8, Wire::I32(v)) => r.flags = v,
+                (9, Wire::Len(b)) => r.trace_id = b,
+                (10, Wire::Len(b)) => r.span_id = b,
+                (11, Wire::I64(v)) => r.observed_time = v,
+                (12, Wire::Len(b)) => event_name = b,
+                _ => {}
+            }
+        }
+        r.severity_text = text(severity_text);
+        r.event_name = text(event_name);
+        r
+    }
+
+    /// The record's position in the batch.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The body ([`ValueView::Empty`] when there is none).
+    pub fn body(&self) -> ValueView<'a> {
+        if !self.has_body {
+            return ValueView::Empty;
+        }
+        ValueView::parse(Msg {
+            buf: self.body,
+            field: 5,
+        })
+    }
+
+    /// The body when it is a string.
+    pub fn body_str(&self) -> Option<&'a str> {
+        self.body().as_str()
+    }
+
+    /// The severity number (`SeverityNumber`, 0 when unspecified).
+    pub fn severity_number(&self) -> i32 {
+        self.severity_number
+    }
+
+    /// The severity text as the source wrote it.
+    pub fn severity_text(&self) -> &'a str {
+        self.severity_text
+    }
+
+    /// When the event happened, nanoseconds since the Unix epoch (0 when unknown).
+    pub fn time_unix_nano(&self) -> u64 {
+        self.time
+    }
+
+    /// When the event was observed, nanoseconds since the Unix epoch.
+    pub fn observed_time_unix_nano(&self) -> u64 {
+        self.observed_time
+    }
+
+    /// The W3C trace flags.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// The 16-byte trace id (empty when not tied to a trace).
+    pub fn trace_id(&self) -> &'a [u8] {
+        self.trace_id
+    }
+
+    /// The 8-byte span id (empty when not tied to a span).
+    pub fn span_id(&self) -> &'a [u8] {
+        self.span_id
+    }
+
+    /// The event name (empty when the record is not an event).
+    pub fn event_name(&self) -> &'a str {
+        self.event_name
+    }
+
+    /// The record's attributes.
+    pub fn attributes(&self) -> AttributesView<'a> {
+        AttributesView::new(Msg::whole(self.body), 6)
+    }
+
+    /// The resource the record belongs to.
+    pub fn resource(&self) -> ResourceView<'a> {
+        self.resource
+    }
+
+    /// The resource's attributes.
+    pub fn resource_attributes(&self) -> AttributesView<'a> {
+        self.resource.attributes()
+    }
+
+    /// The resource's `service.name`.
+    pub fn service_name(&self) -> Option<&'a str> {
+        self.resource.attributes().get_str("service.name")
+    }
+
+    /// The instrumentation scope the record belongs to.
+    pub fn scope(&self) -> ScopeView<'a> {
+        self.scope
+    }
+
+    /// The scope's attributes.
+    pub fn scope_attributes(&self) -> AttributesView<'a> {
+        self.scope.attributes()
+    }
+}
+
+/// Walks a `LogsData` body as [`walk`] walks `TracesData` (the same outline), with
+/// `record(view)` for each log record.
+pub(crate) fn walk_logs<'a>(
+    logs: &'a [u8],
+    mut resource: impl FnMut(u32, ResourceView<'a>),
+    mut scope: Option<&mut dyn FnMut(u32, ResourceView<'a>, ScopeView<'a>)>,
+    mut record: Option<&mut dyn FnMut(LogRecordView<'a>)>,
+) {
+    let (mut r, mut s, mut p) = (0u32, 0u32, 0u32);
+    for rl in bodies(logs, 1) {
+        let rv = ResourceView { resource_spans: rl };
+        resource(r, rv);
+        r += 1;
+        if scope.is_none() && record.is_none() {
+            continue;
+        }
+        for sl in bodies(rl, 2) {
+            let sv = ScopeView { scope_spans: sl };
+            if let Some(f) = scope.as_mut() {
+                f(s, rv, sv);
+            }
+            s += 1;
+            if let Some(f) = record.as_mut() {
+                for body in bodies(sl, 2) {
+                    f(LogRecordView::parse(body, rv, sv, p));
                     p += 1;
                 }
             }

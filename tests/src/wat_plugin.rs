@@ -1,6 +1,7 @@
 //! Processor plugins written in WebAssembly text, for misbehaviour a Rust plugin cannot
 //! produce (a second linear memory, `table.grow` on a table of its own). A core module in
-//! WAT is embedded with the `plugin` world of `plugin-sdk/wit/plugin.wit` and encoded into a
+//! WAT is embedded with the `plugin` world of `plugin-sdk/wit/0.1.0/plugin.wit` (so these are
+//! also the tests of 0.1.0 plugins still running) and encoded into a
 //! component, as `wasm32-wasip2` builds are.
 //!
 //! The core module implements the canonical ABI by hand: it exports `memory`,
@@ -17,11 +18,19 @@ use crate::workspace_root;
 /// Encodes the core module `wat` into a plugin component (world `wasmcol:plugin/plugin`) and
 /// writes it to a temporary `.wasm` file, deleted when the returned path is dropped.
 pub fn component(wat: &str) -> anyhow::Result<tempfile::TempPath> {
+    let wit = std::fs::read_to_string(workspace_root().join("plugin-sdk/wit/0.1.0/plugin.wit"))
+        .context("plugin-sdk/wit/0.1.0")?;
+    component_with_wit(wat, &wit)
+}
+
+/// [`component`] against the WIT text `wit` (a `wasmcol:plugin` package of any version, for
+/// the tests of versions the host does not run).
+pub fn component_with_wit(wat: &str, wit: &str) -> anyhow::Result<tempfile::TempPath> {
     let mut module = wat::parse_str(wat).context("the core module's text")?;
     let mut resolve = Resolve::default();
-    let (package, _) = resolve
-        .push_path(workspace_root().join("plugin-sdk/wit"))
-        .context("plugin-sdk/wit")?;
+    let package = resolve
+        .push_str("plugin.wit", wit)
+        .context("the WIT package")?;
     let world = resolve.select_world(&[package], Some("plugin"))?;
     embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)?;
     let bytes = ComponentEncoder::default()

@@ -1,4 +1,7 @@
-//! Host bindings generated from the plugin SDK's WIT package, the one definition of the ABI.
+//! Host bindings generated from the plugin SDK's WIT packages, the one definition of the ABI:
+//! `wasmcol:plugin@0.2.0` (`plugin-sdk/wit`), and the `plugin` world of
+//! `wasmcol:plugin@0.1.0` (`plugin-sdk/wit/0.1.0`) so that processor plugins built for it
+//! still run (on traces: 0.1.0 has no logs).
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
@@ -17,3 +20,36 @@ pub mod policy {
         },
     });
 }
+
+/// The processor world of `wasmcol:plugin@0.1.0`. Its `host` interface is the same as
+/// 0.2.0's, and the host implements both with the same functions.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../plugin-sdk/wit/0.1.0",
+        world: "plugin",
+    });
+}
+
+/// The `wasmcol:plugin` package version a component was built against, from the names of
+/// what it imports and exports (`wasmcol:plugin/host@0.1.0`, ...); `None` when it names none.
+pub fn package_version(
+    component: &wasmtime::component::Component,
+    engine: &wasmtime::Engine,
+) -> Option<String> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .chain(ty.exports(engine).map(|(name, _)| name.to_string()))
+        .collect();
+    names.iter().find_map(|name| {
+        name.strip_prefix("wasmcol:plugin/")
+            .and_then(|rest| rest.split_once('@'))
+            .map(|(_, version)| version.to_string())
+    })
+}
+
+/// The version this host's processor and policy bindings are generated from.
+pub const CURRENT_VERSION: &str = "0.2.0";
+/// The older processor version the host still runs.
+pub const V0_1_VERSION: &str = "0.1.0";

@@ -236,6 +236,35 @@ impl host::Host for HostState {
     }
 }
 
+impl super::bindings::v0_1::wasmcol::plugin::types::Host for HostState {}
+
+/// `wasmcol:plugin/host@0.1.0`: the same functions as 0.2.0's.
+impl super::bindings::v0_1::wasmcol::plugin::host::Host for HostState {
+    fn log(&mut self, level: super::bindings::v0_1::wasmcol::plugin::host::Level, message: String) {
+        use super::bindings::v0_1::wasmcol::plugin::host::Level as L;
+        let level = match level {
+            L::Trace => host::Level::Trace,
+            L::Debug => host::Level::Debug,
+            L::Info => host::Level::Info,
+            L::Warn => host::Level::Warn,
+            L::Error => host::Level::Error,
+        };
+        host::Host::log(self, level, message);
+    }
+
+    fn add_counter(&mut self, name: String, delta: u64) {
+        host::Host::add_counter(self, name, delta);
+    }
+
+    fn now_unix_nano(&mut self) -> u64 {
+        host::Host::now_unix_nano(self)
+    }
+
+    fn lookup(&mut self, table: String, key: String) -> Option<Vec<(String, String)>> {
+        host::Host::lookup(self, table, key)
+    }
+}
+
 /// `wasi:io/poll` with every wait bounded by the call's deadline. WASI's own `poll` and
 /// `pollable.block` wait in host code, where the epoch deadline cannot reach (a guest's
 /// `std::thread::sleep(20 s)` would hold its worker for 20 s); these check readiness until

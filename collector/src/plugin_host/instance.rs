@@ -12,13 +12,123 @@ use wasmcol_plugin_sdk::wire::edit as wire_edit;
 use wasmcol_plugin_sdk::{StatusCode, Value};
 use wasmtime::Store;
 
-use super::bindings::Plugin as Bindings;
+use super::bindings::v0_1::wasmcol::plugin::types as wit_v0_1;
 use super::bindings::wasmcol::plugin::types as wit;
 use super::engine::{self, EPOCH_TICK};
 use super::host::{HostState, Services};
 use super::limits::{self, Limits};
-use super::plugin::LoadedPlugin;
-use crate::pipeline::TraceBatch;
+use super::plugin::{LoadedPlugin, Pre};
+use crate::pipeline::{Batch, Logs, Signal, Traces};
+
+/// An instantiated plugin, through the bindings of the package version it was built for.
+pub enum Bindings {
+    /// `wasmcol:plugin@0.2.0`.
+    Current(super::bindings::Plugin),
+    /// `wasmcol:plugin@0.1.0` (traces only).
+    V0_1(super::bindings::v0_1::Plugin),
+}
+
+/// A signal processor plugins handle: which export a batch goes to, and how the plugin's
+/// edits are applied to the batch's bytes. Everything else (limits, deadlines, `on_error`,
+/// splitting, back-off) is the same for every signal.
+pub trait PluginSignal: Signal {
+    /// Calls the plugin's handler for a batch of this signal (protobuf `bytes`).
+    fn call(
+        bindings: &Bindings,
+        store: &mut Store<HostState>,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Result<wit::Output, String>>;
+
+    /// Checks and applies edits to the batch's bytes (`wire::edit::apply` or `apply_logs`).
+    fn apply(bytes: &[u8], edits: Vec<Edit>) -> Result<wire_edit::Edited, String>;
+}
+
+impl PluginSignal for Traces {
+    fn call(
+        bindings: &Bindings,
+        store: &mut Store<HostState>,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Result<wit::Output, String>> {
+        match bindings {
+            Bindings::Current(b) => b.wasmcol_plugin_processor().call_process(store, bytes),
+            Bindings::V0_1(b) => Ok(b
+                .wasmcol_plugin_processor()
+                .call_process(store, bytes)?
+                .map(from_v0_1)),
+        }
+    }
+
+    fn apply(bytes: &[u8], edits: Vec<Edit>) -> Result<wire_edit::Edited, String> {
+        wire_edit::apply(bytes, edits)
+    }
+}
+
+impl PluginSignal for Logs {
+    fn call(
+        bindings: &Bindings,
+        store: &mut Store<HostState>,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Result<wit::Output, String>> {
+        match bindings {
+            Bindings::Current(b) => b.wasmcol_plugin_processor().call_process_logs(store, bytes),
+            // The processor refuses logs pipelines for these (`LoadedPlugin::handles_logs`).
+            Bindings::V0_1(_) => Ok(Err(
+                "the plugin was built for wasmcol:plugin@0.1.0, which has no logs".into(),
+            )),
+        }
+    }
+
+    fn apply(bytes: &[u8], edits: Vec<Edit>) -> Result<wire_edit::Edited, String> {
+        wire_edit::apply_logs(bytes, edits)
+    }
+}
+
+/// A 0.1.0 answer in 0.2.0's types (0.2.0 only adds cases).
+fn from_v0_1(output: wit_v0_1::Output) -> wit::Output {
+    let value = |v: wit_v0_1::Value| match v {
+        wit_v0_1::Value::Str(v) => wit::Value::Str(v),
+        wit_v0_1::Value::Int(v) => wit::Value::Int(v),
+        wit_v0_1::Value::Double(v) => wit::Value::Double(v),
+        wit_v0_1::Value::Boolean(v) => wit::Value::Boolean(v),
+        wit_v0_1::Value::Bytes(v) => wit::Value::Bytes(v),
+        wit_v0_1::Value::Encoded(v) => wit::Value::Encoded(v),
+    };
+    let target = |t: wit_v0_1::Target| match t {
+        wit_v0_1::Target::Resource(i) => wit::Target::Resource(i),
+        wit_v0_1::Target::Scope(i) => wit::Target::Scope(i),
+        wit_v0_1::Target::Span(i) => wit::Target::Span(i),
+        wit_v0_1::Target::Event(i) => wit::Target::Event(i),
+        wit_v0_1::Target::Link(i) => wit::Target::Link(i),
+    };
+    let edit = |e: wit_v0_1::Edit| match e {
+        wit_v0_1::Edit::SetAttribute(s) => wit::Edit::SetAttribute(wit::SetAttribute {
+            target: target(s.target),
+            key: s.key,
+            value: value(s.value),
+        }),
+        wit_v0_1::Edit::RemoveAttribute(r) => wit::Edit::RemoveAttribute(wit::RemoveAttribute {
+            target: target(r.target),
+            key: r.key,
+        }),
+        wit_v0_1::Edit::SetSpanName(n) => wit::Edit::SetSpanName(n),
+        wit_v0_1::Edit::SetEventName(n) => wit::Edit::SetEventName(n),
+        wit_v0_1::Edit::SetStatus(s) => wit::Edit::SetStatus(wit::SetStatus {
+            span: s.span,
+            code: match s.code {
+                wit_v0_1::StatusCode::Unset => wit::StatusCode::Unset,
+                wit_v0_1::StatusCode::Ok => wit::StatusCode::Ok,
+                wit_v0_1::StatusCode::Error => wit::StatusCode::Error,
+            },
+            message: s.message,
+        }),
+        wit_v0_1::Edit::DropSpan(i) => wit::Edit::DropSpan(i),
+    };
+    match output {
+        wit_v0_1::Output::Unchanged => wit::Output::Unchanged,
+        wit_v0_1::Output::Replace(b) => wit::Output::Replace(b),
+        wit_v0_1::Output::Edits(edits) => wit::Output::Edits(edits.into_iter().map(edit).collect()),
+    }
+}
 
 /// How a call failed.
 #[derive(Debug)]
@@ -157,10 +267,11 @@ impl Instance {
         // time it is used) against this budget before allocating it, so an answer cannot make
         // the host allocate more than the limits allow, however its strings alias each other.
         store.set_hostcall_fuel(lift_budget(limits));
-        let bindings = plugin
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(&store, e))?;
+        let bindings = match &plugin.pre {
+            Pre::Current(pre) => pre.instantiate(&mut store).map(Bindings::Current),
+            Pre::V0_1(pre) => pre.instantiate(&mut store).map(Bindings::V0_1),
+        }
+        .map_err(|e| classify(&store, e))?;
         let mut inst = Self {
             store,
             bindings,
@@ -169,11 +280,15 @@ impl Instance {
             max_edits: limits.max_edits,
         };
         inst.deadline.arm(&mut inst.store);
-        let result = inst
-            .bindings
-            .wasmcol_plugin_processor()
-            .call_init(&mut inst.store, config_json)
-            .map_err(|e| classify(&inst.store, e))?;
+        let result = match &inst.bindings {
+            Bindings::Current(b) => b
+                .wasmcol_plugin_processor()
+                .call_init(&mut inst.store, config_json),
+            Bindings::V0_1(b) => b
+                .wasmcol_plugin_processor()
+                .call_init(&mut inst.store, config_json),
+        }
+        .map_err(|e| classify(&inst.store, e))?;
         result.map_err(CallError::Rejected)?;
         Ok(inst)
     }
@@ -187,14 +302,11 @@ impl Instance {
     /// as it was. Edits are applied to the protobuf the plugin saw, never decoding it, and
     /// the batch (which an earlier stage may still share, e.g. for a retry) is replaced by
     /// the edited bytes only when there is something to change.
-    pub fn process(&mut self, batch: &mut TraceBatch) -> Result<(), CallError> {
+    pub fn process<S: PluginSignal>(&mut self, batch: &mut Batch<S>) -> Result<(), CallError> {
         // The received bytes when no stage changed them (no encoding at all).
         let bytes = batch.to_protobuf();
         self.deadline.arm(&mut self.store);
-        let output = self
-            .bindings
-            .wasmcol_plugin_processor()
-            .call_process(&mut self.store, &bytes)
+        let output = S::call(&self.bindings, &mut self.store, &bytes)
             .map_err(|e| classify(&self.store, e))?
             .map_err(CallError::Failed)?;
         match output {
@@ -210,7 +322,7 @@ impl Instance {
                 if edits.is_empty() {
                     return Ok(());
                 }
-                let edited = wire_edit::apply(&bytes, edits).map_err(CallError::InvalidOutput)?;
+                let edited = S::apply(&bytes, edits).map_err(CallError::InvalidOutput)?;
                 batch.set_trusted_protobuf(edited.bytes.into(), edited.spans);
                 Ok(())
             }
@@ -218,7 +330,7 @@ impl Instance {
                 if replacement.len() > self.max_output {
                     return Err(too_large(replacement.len(), self.max_output));
                 }
-                let replaced = TraceBatch::from_protobuf(replacement.into()).map_err(|e| {
+                let replaced = Batch::<S>::from_protobuf(replacement.into()).map_err(|e| {
                     CallError::InvalidOutput(format!(
                         "the replacement batch is not valid OTLP protobuf: {e}"
                     ))
@@ -355,35 +467,20 @@ fn convert_edits(edits: Vec<wit::Edit>, max: usize) -> Result<Vec<Edit>, CallErr
         let converted = match e {
             wit::Edit::SetAttribute(s) => {
                 size += s.key.len();
-                let value = match s.value {
-                    wit::Value::Str(v) => {
-                        size += v.len();
-                        Value::Str(v)
-                    }
-                    wit::Value::Int(v) => Value::Int(v),
-                    wit::Value::Double(v) => Value::Double(v),
-                    wit::Value::Boolean(v) => Value::Bool(v),
-                    wit::Value::Bytes(v) => {
-                        size += v.len();
-                        Value::Bytes(v)
-                    }
-                    wit::Value::Encoded(v) => {
-                        size += v.len();
-                        let any = AnyValue::decode(&v[..]).map_err(|e| {
-                            CallError::InvalidOutput(format!(
-                                "attribute {:?}: the encoded value is not an OTLP AnyValue: {e}",
-                                s.key
-                            ))
-                        })?;
-                        Value::Any(any)
-                    }
-                };
+                let value = value(s.value, &mut size, || format!("attribute {:?}", s.key))?;
                 Edit::SetAttribute {
                     target: target(s.target),
                     key: s.key,
                     value,
                 }
             }
+            wit::Edit::SetBody(b) => Edit::SetBody {
+                record: b.log_record,
+                value: value(b.value, &mut size, || {
+                    format!("the body of log record {}", b.log_record)
+                })?,
+            },
+            wit::Edit::DropLogRecord(record) => Edit::DropLogRecord { record },
             wit::Edit::RemoveAttribute(r) => {
                 size += r.key.len();
                 Edit::RemoveAttribute {
@@ -428,5 +525,37 @@ fn target(t: wit::Target) -> Target {
         wit::Target::Span(i) => Target::Span(i),
         wit::Target::Event((s, e)) => Target::Event(s, e),
         wit::Target::Link((s, l)) => Target::Link(s, l),
+        wit::Target::LogRecord(i) => Target::LogRecord(i),
     }
+}
+
+/// A value from the plugin's answer, counted against the output cap; `what` names it in errors.
+fn value(
+    v: wit::Value,
+    size: &mut usize,
+    what: impl FnOnce() -> String,
+) -> Result<Value, CallError> {
+    Ok(match v {
+        wit::Value::Str(v) => {
+            *size += v.len();
+            Value::Str(v)
+        }
+        wit::Value::Int(v) => Value::Int(v),
+        wit::Value::Double(v) => Value::Double(v),
+        wit::Value::Boolean(v) => Value::Bool(v),
+        wit::Value::Bytes(v) => {
+            *size += v.len();
+            Value::Bytes(v)
+        }
+        wit::Value::Encoded(v) => {
+            *size += v.len();
+            let any = AnyValue::decode(&v[..]).map_err(|e| {
+                CallError::InvalidOutput(format!(
+                    "{}: the encoded value is not an OTLP AnyValue: {e}",
+                    what()
+                ))
+            })?;
+            Value::Any(any)
+        }
+    })
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::PluginPre;
+use super::bindings::{self, CURRENT_VERSION, PluginPre, V0_1_VERSION};
 use super::builtin;
 use super::engine;
 use super::host::{HostState, Services};
@@ -20,7 +20,15 @@ pub struct LoadedPlugin {
     /// `builtin:NAME` or the file path, for messages.
     pub source: String,
     /// Pre-linked: instantiation skips import resolution.
-    pub pre: PluginPre<HostState>,
+    pub pre: Pre,
+}
+
+/// A processor plugin pre-linked with the bindings of the package version it was built for.
+pub enum Pre {
+    /// `wasmcol:plugin@0.2.0`: traces and logs.
+    Current(PluginPre<HostState>),
+    /// `wasmcol:plugin@0.1.0`: traces only.
+    V0_1(bindings::v0_1::PluginPre<HostState>),
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -46,13 +54,36 @@ const CORE_MODULE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0
 impl LoadedPlugin {
     /// Loads `source`: `builtin:NAME` or a path to a `.wasm` component.
     pub fn load(source: &str) -> Result<Self, String> {
-        let pre = PluginPre::new(compile(source)?).map_err(|e| {
-            format!("{source:?} does not implement the wasmcol:plugin/plugin world: {e:#}")
-        })?;
+        let (linked, version) = compile(source)?;
+        let not_a_processor = |e: wasmtime::Error| {
+            format!(
+                "{source:?} does not implement the wasmcol:plugin/plugin world \
+                 (wasmcol:plugin@{}): {e:#}",
+                version.as_deref().unwrap_or(CURRENT_VERSION)
+            )
+        };
+        let pre = if version.as_deref() == Some(V0_1_VERSION) {
+            Pre::V0_1(bindings::v0_1::PluginPre::new(linked).map_err(not_a_processor)?)
+        } else {
+            Pre::Current(PluginPre::new(linked).map_err(not_a_processor)?)
+        };
         Ok(Self {
             source: source.to_string(),
             pre,
         })
+    }
+
+    /// The `wasmcol:plugin` version the plugin was built for.
+    pub fn version(&self) -> &'static str {
+        match self.pre {
+            Pre::Current(_) => CURRENT_VERSION,
+            Pre::V0_1(_) => V0_1_VERSION,
+        }
+    }
+
+    /// Whether the plugin can process logs (0.1.0 plugins cannot).
+    pub fn handles_logs(&self) -> bool {
+        matches!(self.pre, Pre::Current(_))
     }
 
     /// Instantiates the plugin once and hands it its configuration, as start-up will.
@@ -83,8 +114,10 @@ impl LoadedPlugin {
 }
 
 /// Finds, compiles (through the on-disk cache) and links the component at `source`
-/// (`builtin:NAME` or a path), for any of the plugin worlds.
-pub fn compile(source: &str) -> Result<InstancePre<HostState>, String> {
+/// (`builtin:NAME` or a path), for any of the plugin worlds. Returns it with the
+/// `wasmcol:plugin` package version it names (`None` if it names none); a version the host
+/// has no bindings for is refused here, by name, before linking would fail less clearly.
+pub fn compile(source: &str) -> Result<(InstancePre<HostState>, Option<String>), String> {
     let bytes: std::borrow::Cow<'static, [u8]> = match source.strip_prefix("builtin:") {
         Some(name) => builtin::get(name).map(Into::into).ok_or_else(|| {
             let names = builtin::names();
@@ -113,8 +146,20 @@ pub fn compile(source: &str) -> Result<InstancePre<HostState>, String> {
     let engine = engine::get()?;
     let component = Component::new(&engine.engine, &bytes)
         .map_err(|e| format!("{source:?} is not a valid plugin: {e:#}"))?;
-    engine
+    let version = bindings::package_version(&component, &engine.engine);
+    if let Some(v) = &version
+        && v != CURRENT_VERSION
+        && v != V0_1_VERSION
+    {
+        return Err(format!(
+            "{source:?} was built for wasmcol:plugin@{v}; this collector runs plugins built for \
+             wasmcol:plugin@{CURRENT_VERSION} (and processor plugins for @{V0_1_VERSION}, on \
+             traces only): rebuild it with a matching wasmcol-plugin-sdk"
+        ));
+    }
+    let linked = engine
         .linker
         .instantiate_pre(&component)
-        .map_err(|e| format!("{source:?} needs something the host does not provide: {e:#}"))
+        .map_err(|e| format!("{source:?} needs something the host does not provide: {e:#}"))?;
+    Ok((linked, version))
 }

@@ -39,7 +39,15 @@ impl std::fmt::Debug for LoadedPolicy {
 impl LoadedPolicy {
     /// Loads `source`: `builtin:NAME` or a path to a `.wasm` component.
     pub fn load(source: &str) -> Result<Self, String> {
-        let pre = PolicyPre::new(compile(source)?).map_err(|e| {
+        let (linked, version) = compile(source)?;
+        if let Some(v) = version.filter(|v| v != super::bindings::CURRENT_VERSION) {
+            return Err(format!(
+                "{source:?} was built for wasmcol:plugin@{v}; policy plugins must be built for \
+                 wasmcol:plugin@{}: rebuild it with the current wasmcol-plugin-sdk",
+                super::bindings::CURRENT_VERSION
+            ));
+        }
+        let pre = PolicyPre::new(linked).map_err(|e| {
             format!(
                 "{source:?} is not a tail-sampling policy plugin (it does not implement the \
                  wasmcol:plugin/policy world): {e:#}"

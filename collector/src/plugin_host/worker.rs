@@ -1,10 +1,11 @@
-//! The threads that run plugin instances. Each worker owns one instance and takes batches
-//! from a shared bounded channel, so wasm never runs on the async reactor and `instances`
-//! batches are processed at once.
+//! The threads that run plugin instances, for any signal a plugin handles
+//! ([`PluginSignal`]: traces, logs); a processor in several pipelines has workers per
+//! pipeline. Each worker owns one instance and takes batches from a shared bounded channel, so
+//! wasm never runs on the async reactor and `instances` batches are processed at once.
 //!
 //! A failed call discards the instance; the next batch gets a fresh one from the pre-linked
 //! plugin. A batch too big for the plugin's limits (memory cap, output cap) is halved and
-//! each half tried again with a fresh instance, down to single spans ([`MAX_SPLIT_DEPTH`]
+//! each half tried again with a fresh instance, down to single spans or log records ([`MAX_SPLIT_DEPTH`]
 //! halvings at most); the batch succeeds only if every piece does. After repeated failures
 //! the worker stops calling the plugin for a while (doubling up to [`MAX_BACKOFF`]) and
 //! handles batches per `on_error`, so a crash-looping plugin costs almost nothing. With
@@ -36,10 +37,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::host::Services;
 use super::instance::Instance;
+use super::instance::PluginSignal;
 use super::limits::{Limits, OnError};
 use super::plugin::LoadedPlugin;
 use crate::panics;
-use crate::pipeline::{ConsumeError, TraceBatch};
+use crate::pipeline::{Batch, ConsumeError};
 use crate::telemetry::Metrics;
 
 /// Consecutive failures before the worker backs off.
@@ -55,20 +57,20 @@ pub const MAX_SPLIT_DEPTH: u32 = 10;
 
 /// One batch for a worker, and where to send the outcome: the batch to pass on, `None` when
 /// it was dropped, or the error to answer (the worker panicked on it).
-pub struct Job {
+pub struct Job<S: PluginSignal> {
     /// The batch to run the plugin over.
-    pub batch: TraceBatch,
+    pub batch: Batch<S>,
     /// Where the outcome goes.
-    pub reply: oneshot::Sender<Result<Option<TraceBatch>, ConsumeError>>,
+    pub reply: Reply<S>,
 }
 
 /// The outcome of one job: the batch to pass on, `None` when dropped, or the refusal.
-type Reply = oneshot::Sender<Result<Option<TraceBatch>, ConsumeError>>;
+pub type Reply<S> = oneshot::Sender<Result<Option<Batch<S>>, ConsumeError>>;
 
 /// What every worker of one processor shares.
-pub struct Shared {
+pub struct Shared<S: PluginSignal> {
     /// The calls in progress, for the watchdog.
-    pub watchdog: Watchdog,
+    pub watchdog: Watchdog<S>,
     /// The compiled plugin each instance is made from.
     pub plugin: Arc<LoadedPlugin>,
     /// Logs, counters and tables for the plugin.
@@ -120,13 +122,13 @@ impl PluginMetrics {
 }
 
 /// The calls in progress of one processor's workers.
-pub struct Watchdog {
+pub struct Watchdog<S: PluginSignal> {
     epoch: Instant,
-    calls: Mutex<Vec<Weak<Watched>>>,
+    calls: Mutex<Vec<Weak<Watched<S>>>>,
     replacements: AtomicU64,
 }
 
-impl Default for Watchdog {
+impl<S: PluginSignal> Default for Watchdog<S> {
     fn default() -> Self {
         Self {
             epoch: Instant::now(),
@@ -136,17 +138,17 @@ impl Default for Watchdog {
     }
 }
 
-impl Watchdog {
+impl<S: PluginSignal> Watchdog<S> {
     fn nanos(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 }
 
 /// One job under watch: whoever answers first (the worker or the watchdog) takes the reply.
-struct Watched {
-    reply: Mutex<Option<Reply>>,
+struct Watched<S: PluginSignal> {
+    reply: Mutex<Option<Reply<S>>>,
     /// The batch as it came in, for the watchdog to answer with per `on_error`.
-    batch: Mutex<Option<TraceBatch>>,
+    batch: Mutex<Option<Batch<S>>>,
     /// When the call in progress must be over (nanoseconds after the watchdog's epoch); 0
     /// while no call runs.
     due: AtomicU64,
@@ -157,16 +159,16 @@ struct Watched {
     started: Instant,
 }
 
-impl Watched {
+impl<S: PluginSignal> Watched<S> {
     /// Starts the watchdog's clock for `calls` plugin calls in a row.
-    fn arm(&self, shared: &Shared, calls: u32) {
+    fn arm(&self, shared: &Shared<S>, calls: u32) {
         let due = Instant::now() + shared.limits.call_timeout.0 * calls + WATCHDOG_GRACE;
         self.due
             .store(shared.watchdog.nanos(due).max(1), Ordering::Release);
     }
 
     /// Sends the outcome unless the watchdog answered already.
-    fn answer(&self, outcome: Result<Option<TraceBatch>, ConsumeError>) {
+    fn answer(&self, outcome: Result<Option<Batch<S>>, ConsumeError>) {
         let reply = self.reply.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
@@ -175,9 +177,9 @@ impl Watched {
 }
 
 /// Starts `instances` workers taking jobs from `jobs`, and the watchdog.
-pub fn start(
-    shared: Arc<Shared>,
-    jobs: flume::Receiver<Job>,
+pub fn start<S: PluginSignal>(
+    shared: Arc<Shared<S>>,
+    jobs: flume::Receiver<Job<S>>,
     instances: usize,
 ) -> std::io::Result<()> {
     for n in 0..instances {
@@ -194,9 +196,9 @@ pub fn start(
     Ok(())
 }
 
-fn spawn_worker(
-    shared: &Arc<Shared>,
-    jobs: &flume::Receiver<Job>,
+fn spawn_worker<S: PluginSignal>(
+    shared: &Arc<Shared<S>>,
+    jobs: &flume::Receiver<Job<S>>,
     name: String,
 ) -> std::io::Result<()> {
     let id = shared.services.id.clone();
@@ -217,7 +219,7 @@ fn spawn_worker(
 /// `call_timeout` + [`WATCHDOG_GRACE`]: a call armed while it sleeps is due no earlier than
 /// that, so the watchdog is always awake in time without being told of new calls, and an
 /// idle processor costs a wake-up per `call_timeout`, not one every few milliseconds.
-fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
+fn watchdog<S: PluginSignal>(shared: Weak<Shared<S>>, jobs: flume::Receiver<Job<S>>) {
     let mut nap = WATCHDOG_MIN_NAP;
     loop {
         std::thread::sleep(nap);
@@ -229,7 +231,7 @@ fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
         let now = shared.watchdog.nanos(Instant::now());
         let longest = shared.limits.call_timeout.0 + WATCHDOG_GRACE;
         let mut next = now.saturating_add(longest.as_nanos() as u64);
-        let overdue: Vec<Arc<Watched>> = {
+        let overdue: Vec<Arc<Watched<S>>> = {
             let mut calls = shared
                 .watchdog
                 .calls
@@ -280,7 +282,7 @@ fn watchdog(shared: Weak<Shared>, jobs: flume::Receiver<Job>) {
 }
 
 /// Runs one worker until every sender of `jobs` is gone, or the watchdog gave up on it.
-pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
+pub fn run<S: PluginSignal>(shared: Arc<Shared<S>>, jobs: flume::Receiver<Job<S>>) {
     let mut instance: Option<Instance> = None;
     let mut failures = 0u32;
     let mut paused_until: Option<Instant> = None;
@@ -418,17 +420,17 @@ pub fn run(shared: Arc<Shared>, jobs: flume::Receiver<Job>) {
 /// [`call`], and when the batch was too big for the plugin's limits, the same in halves
 /// (recursively), each with a fresh instance. Every failure on the way is counted; the one
 /// returned is counted by the caller.
-fn call_or_split(
-    shared: &Shared,
-    watched: &Watched,
+fn call_or_split<S: PluginSignal>(
+    shared: &Shared<S>,
+    watched: &Watched<S>,
     instance: &mut Option<Instance>,
-    batch: &mut TraceBatch,
+    batch: &mut Batch<S>,
 ) -> Result<(), super::CallError> {
     match call(shared, watched, instance, batch) {
         Err(e) if e.exceeds_limits() && batch.item_count() > 1 => {
             *instance = None;
             shared.metrics.failure(e.reason());
-            tracing::debug!(processor = %shared.services.id, spans = batch.item_count(), "plugin {e}; retrying the batch in halves");
+            tracing::debug!(processor = %shared.services.id, signal = %S::KIND, items = batch.item_count(), "plugin {e}; retrying the batch in halves");
             let processed = call_in_halves(shared, watched, instance, batch, 1)?;
             batch.set_payload_of(processed);
             Ok(())
@@ -437,20 +439,20 @@ fn call_or_split(
     }
 }
 
-/// Runs the plugin over each half of `whole`'s spans, halving again a piece that fails for
-/// its size, and returns the processed spans in order (without `whole`'s delivery tracking,
+/// Runs the plugin over each half of `whole`'s items (spans or log records), halving again a
+/// piece that fails for its size, and returns the processed items in order (without `whole`'s delivery tracking,
 /// which stays with the caller's batch).
-fn call_in_halves(
-    shared: &Shared,
-    watched: &Watched,
+fn call_in_halves<S: PluginSignal>(
+    shared: &Shared<S>,
+    watched: &Watched<S>,
     instance: &mut Option<Instance>,
-    whole: &TraceBatch,
+    whole: &Batch<S>,
     depth: u32,
-) -> Result<TraceBatch, super::CallError> {
-    let mut back = TraceBatch::default();
+) -> Result<Batch<S>, super::CallError> {
+    let mut back = Batch::<S>::default();
     back.set_payload_of(whole.clone());
     let front = back.split_front(back.item_count() / 2);
-    let mut out = TraceBatch::default();
+    let mut out = Batch::<S>::default();
     for mut piece in [front, back] {
         match call(shared, watched, instance, &mut piece) {
             Ok(()) => {}
@@ -467,11 +469,11 @@ fn call_in_halves(
 }
 
 /// Runs the plugin over `batch`, creating the instance first if there is none.
-fn call(
-    shared: &Shared,
-    watched: &Watched,
+fn call<S: PluginSignal>(
+    shared: &Shared<S>,
+    watched: &Watched<S>,
     instance: &mut Option<Instance>,
-    batch: &mut TraceBatch,
+    batch: &mut Batch<S>,
 ) -> Result<(), super::CallError> {
     #[cfg(test)]
     tests::maybe_panic(&shared.services.id);
@@ -504,12 +506,12 @@ pub fn pause_after(failures: u32) -> Option<Duration> {
 
 /// What becomes of a batch the plugin failed on (or was not called for, while paused):
 /// passed on unchanged, dropped, or refused with a retryable error saying `why`.
-fn on_error(
-    shared: &Shared,
-    batch: TraceBatch,
+fn on_error<S: PluginSignal>(
+    shared: &Shared<S>,
+    batch: Batch<S>,
     why: &str,
     retry_after: Option<Duration>,
-) -> Result<Option<TraceBatch>, ConsumeError> {
+) -> Result<Option<Batch<S>>, ConsumeError> {
     match shared.on_error {
         OnError::Pass => Ok(Some(batch)),
         OnError::Drop => Ok(None),

@@ -19,10 +19,50 @@ use crate::wire::{self, RawField};
 /// A batch after its edits.
 #[derive(Debug)]
 pub struct Edited {
-    /// The edited `ExportTraceServiceRequest`, protobuf.
+    /// The edited `ExportTraceServiceRequest` (or `ExportLogsServiceRequest`), protobuf.
     pub bytes: Vec<u8>,
-    /// Its span count.
+    /// Its span count (log record count, for a logs batch).
     pub spans: usize,
+}
+
+/// Which signal a batch holds. Both have the same outline (field 1 resources, in each field 1
+/// the resource and field 2 the scopes, in each scope field 1 the scope and field 2 the items),
+/// so one walk serves both; they differ in the items' fields and in which edits apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Spans,
+    Logs,
+}
+
+impl Kind {
+    /// The attribute list of an item (`Span.attributes`, `LogRecord.attributes`).
+    fn attributes(self) -> u32 {
+        match self {
+            Kind::Spans => 9,
+            Kind::Logs => 6,
+        }
+    }
+
+    fn item(self) -> &'static str {
+        match self {
+            Kind::Spans => "span",
+            Kind::Logs => "log record",
+        }
+    }
+
+    fn batch(self) -> &'static str {
+        match self {
+            Kind::Spans => "a trace batch",
+            Kind::Logs => "a logs batch",
+        }
+    }
+}
+
+/// Applies `edits` to `request`, the protobuf bytes of a valid `ExportLogsServiceRequest` (or
+/// `LogsData`), as [`apply`] does for spans: resource, scope and log-record attributes,
+/// bodies, and dropped records (scopes and resources left empty go with them). Span edits fail.
+pub fn apply_logs(request: &[u8], edits: Vec<Edit>) -> Result<Edited, String> {
+    apply_kind(Kind::Logs, request, edits)
 }
 
 /// Applies `edits` (as the plugin returned them, in order) to `request`, the protobuf bytes of
@@ -31,7 +71,11 @@ pub struct Edited {
 /// and its span count, or an error naming the first bad edit (index out of range etc.), in
 /// which case nothing is applied. The error text is what the host reports for the plugin.
 pub fn apply(request: &[u8], edits: Vec<Edit>) -> Result<Edited, String> {
-    let layout = Layout::new(request);
+    apply_kind(Kind::Spans, request, edits)
+}
+
+fn apply_kind(kind: Kind, request: &[u8], edits: Vec<Edit>) -> Result<Edited, String> {
+    let layout = Layout::new(request, kind);
     let mut ops = Ops::check(&layout, edits)?;
     // Stable sorts: edits on one target keep the order the plugin gave them, and every list is
     // in batch order, so one walk over the batch meets them front to back. Plugins usually emit
@@ -48,6 +92,7 @@ pub fn apply(request: &[u8], edits: Vec<Edit>) -> Result<Edited, String> {
         span_ops: &ops.span,
         drops: ops.drops,
         dropped: 0,
+        kind,
         entries: Vec::new(),
         inner: Vec::new(),
     };
@@ -64,16 +109,18 @@ struct Layout<'a> {
     resource_scopes: Vec<usize>,
     /// The spans of scope `s` are `scope_spans[s]..scope_spans[s + 1]`.
     scope_spans: Vec<usize>,
-    /// Span bodies, to count events and links when an edit names one.
+    /// Span (or log record) bodies, to count events and links when an edit names one.
     spans: Vec<&'a [u8]>,
+    kind: Kind,
 }
 
 impl<'a> Layout<'a> {
-    fn new(request: &'a [u8]) -> Self {
+    fn new(request: &'a [u8], kind: Kind) -> Self {
         let mut layout = Layout {
             resource_scopes: vec![0],
             scope_spans: vec![0],
             spans: Vec::new(),
+            kind,
         };
         // The writer walks the batch with the same `raw_fields` filters, so its counters agree
         // with these indices.
@@ -108,6 +155,8 @@ enum SpanOp {
     Attr(AttrOp),
     Name(String),
     Status(i32, String),
+    /// A log record's new body: a range of `Ops::values`, an encoded `AnyValue`.
+    Body((usize, usize)),
     Drop,
 }
 
@@ -142,6 +191,9 @@ impl Ops {
         };
         let mut counts = ItemCounts::default();
         for edit in edits {
+            if !applies_to(layout.kind == Kind::Logs, &edit) {
+                return Err(wrong_signal(layout.kind, &edit));
+            }
             match edit {
                 Edit::SetAttribute { target, key, value } => {
                     let start = ops.values.len();
@@ -180,6 +232,18 @@ impl Ops {
                     ops.drops = true;
                     ops.span.push(((p, OWN, 0), SpanOp::Drop));
                 }
+                Edit::SetBody { record, value } => {
+                    let p = span_index(layout, record)?;
+                    let start = ops.values.len();
+                    value.into_any_value().encode_raw(&mut ops.values);
+                    let range = (start, ops.values.len());
+                    ops.span.push(((p, OWN, 0), SpanOp::Body(range)));
+                }
+                Edit::DropLogRecord { record } => {
+                    let p = span_index(layout, record)?;
+                    ops.drops = true;
+                    ops.span.push(((p, OWN, 0), SpanOp::Drop));
+                }
             }
         }
         Ok(ops)
@@ -192,6 +256,18 @@ impl Ops {
         target: Target,
         op: AttrOp,
     ) -> Result<(), String> {
+        let on_item = matches!(
+            target,
+            Target::Span(_) | Target::Event(..) | Target::Link(..)
+        );
+        if (on_item && layout.kind == Kind::Logs)
+            || (matches!(target, Target::LogRecord(_)) && layout.kind == Kind::Spans)
+        {
+            return Err(format!(
+                "target {target:?} does not apply to {}",
+                layout.kind.batch()
+            ));
+        }
         match target {
             Target::Resource(r) => {
                 if r as usize >= layout.resources() {
@@ -225,9 +301,49 @@ impl Ops {
                 let l = counts.item(layout, p, s, l, LINK)?;
                 self.span.push(((p, LINK, l), SpanOp::Attr(op)));
             }
+            Target::LogRecord(s) => {
+                let p = span_index(layout, s)?;
+                self.span.push(((p, OWN, 0), SpanOp::Attr(op)));
+            }
         }
         Ok(())
     }
+}
+
+/// Whether `edit` is one for a logs batch (`logs`) or a trace batch; attribute edits are for
+/// both (their target is checked on its own).
+pub(crate) fn applies_to(logs: bool, edit: &Edit) -> bool {
+    match edit {
+        Edit::SetAttribute { .. } | Edit::RemoveAttribute { .. } => true,
+        Edit::SetBody { .. } | Edit::DropLogRecord { .. } => logs,
+        _ => !logs,
+    }
+}
+
+/// The error for an edit that belongs to the other signal (the reference's is the same).
+pub(crate) fn wrong_signal_message(logs: bool, edit: &Edit) -> String {
+    let name = match edit {
+        Edit::SetAttribute { .. } => "set-attribute",
+        Edit::RemoveAttribute { .. } => "remove-attribute",
+        Edit::SetSpanName { .. } => "set-span-name",
+        Edit::SetEventName { .. } => "set-event-name",
+        Edit::SetStatus { .. } => "set-status",
+        Edit::DropSpan { .. } => "drop-span",
+        Edit::SetBody { .. } => "set-body",
+        Edit::DropLogRecord { .. } => "drop-log-record",
+    };
+    format!(
+        "{name} does not apply to {}",
+        if logs {
+            "a logs batch"
+        } else {
+            "a trace batch"
+        }
+    )
+}
+
+fn wrong_signal(kind: Kind, edit: &Edit) -> String {
+    wrong_signal_message(kind == Kind::Logs, edit)
 }
 
 fn span_index(layout: &Layout<'_>, span: u32) -> Result<usize, String> {
@@ -235,7 +351,8 @@ fn span_index(layout: &Layout<'_>, span: u32) -> Result<usize, String> {
         Ok(span as usize)
     } else {
         Err(format!(
-            "span index {span} is out of range (the batch has {})",
+            "{} index {span} is out of range (the batch has {})",
+            layout.kind.item(),
             layout.spans.len()
         ))
     }
@@ -451,6 +568,7 @@ struct Writer<'a> {
     /// resources (even ones that were empty before).
     drops: bool,
     dropped: usize,
+    kind: Kind,
     /// Scratch attribute lists, kept to reuse their allocations: one for a span (or resource
     /// or scope), one for an event or link, which is rewritten while its span's list is open.
     entries: Vec<Entry<'a>>,
@@ -681,7 +799,13 @@ impl<'a> Writer<'a> {
             SpanOp::Status(code, message) => Some((*code, message)),
             _ => None,
         });
+        let body_value = own.iter().rev().find_map(|(_, op)| match op {
+            SpanOp::Body(range) => Some(*range),
+            _ => None,
+        });
         let attributes = own.iter().any(|(_, op)| matches!(op, SpanOp::Attr(_)));
+        let attributes_field = self.kind.attributes();
+        let spans = self.kind == Kind::Spans;
 
         let open = self.open(2, body.len());
         let mut entries = std::mem::take(&mut self.entries);
@@ -690,13 +814,14 @@ impl<'a> Writer<'a> {
         let (mut event, mut link) = (0, 0);
         for f in wire::raw_fields(body) {
             match f.number {
-                5 if name.is_some() => runs.cut(&mut self.out, &f),
-                15 if status.is_some() => runs.cut(&mut self.out, &f),
-                9 if attributes => {
+                // A span's name, or a log record's body.
+                5 if name.is_some() || body_value.is_some() => runs.cut(&mut self.out, &f),
+                15 if spans && status.is_some() => runs.cut(&mut self.out, &f),
+                n if n == attributes_field && attributes => {
                     runs.cut(&mut self.out, &f);
                     entries.push(Entry::original(f));
                 }
-                11 => {
+                11 if spans => {
                     let mine = take(&mut events, |(.., i)| i == event);
                     event += 1;
                     if mine.is_empty() {
@@ -706,7 +831,7 @@ impl<'a> Writer<'a> {
                         self.item(f, mine, 2, 3);
                     }
                 }
-                13 => {
+                13 if spans => {
                     let mine = take(&mut links, |(.., i)| i == link);
                     link += 1;
                     if mine.is_empty() {
@@ -723,6 +848,10 @@ impl<'a> Writer<'a> {
         runs.finish(&mut self.out);
         if let Some(name) = name {
             self.bytes_field(5, name.as_bytes());
+        }
+        if let Some(range) = body_value {
+            let value = self.value(range);
+            self.bytes_field(5, value);
         }
         if let Some((code, message)) = status {
             // Status { message = 2, code = 3 }, written like prost writes it.
@@ -741,7 +870,7 @@ impl<'a> Writer<'a> {
                 SpanOp::Attr(op) => Some(op),
                 _ => None,
             });
-            self.attributes(9, &mut entries, ops);
+            self.attributes(attributes_field, &mut entries, ops);
         }
         self.entries = entries;
         self.close(open);
@@ -878,8 +1007,14 @@ impl<'a> Writer<'a> {
 }
 
 #[cfg(test)]
+#[path = "edit_logs_tests.rs"]
+mod logs_tests;
+#[cfg(test)]
 #[path = "edit_oracle.rs"]
 mod oracle;
+#[cfg(test)]
+#[path = "edit_oracle_logs.rs"]
+mod oracle_logs;
 #[cfg(test)]
 #[path = "edit_tests.rs"]
 mod tests;

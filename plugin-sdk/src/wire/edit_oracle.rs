@@ -101,6 +101,10 @@ pub fn prepare(data: &[ResourceSpans], edits: Vec<Edit>) -> Result<Checked, Stri
     let mut drops = 0;
     for edit in edits {
         let r = match edit {
+            Edit::SetBody { .. } => return Err("set-body does not apply to a trace batch".into()),
+            Edit::DropLogRecord { .. } => {
+                return Err("drop-log-record does not apply to a trace batch".into());
+            }
             Edit::SetAttribute { target, key, value } => Ready::Set(
                 resolve(data, &mut index, target)?,
                 key,
@@ -148,6 +152,9 @@ fn item(count: usize, i: u32, what: &str, span: u32) -> Result<usize, String> {
 
 fn resolve(data: &[ResourceSpans], index: &mut Index, t: Target) -> Result<Place, String> {
     Ok(match t {
+        Target::LogRecord(_) => {
+            return Err(format!("target {t:?} does not apply to a trace batch"));
+        }
         Target::Resource(r) => {
             if (r as usize) >= data.len() {
                 return Err(format!(

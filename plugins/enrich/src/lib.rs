@@ -1,8 +1,9 @@
-//! `builtin:enrich`: adds the context operators need to spans: ownership from lookup
-//! tables, the environment a sidecar runs in, and attributes derived from others.
+//! `builtin:enrich`: adds the context operators need to spans and logs: ownership from
+//! lookup tables, the environment a sidecar runs in, and attributes derived from others.
 //!
 //! Steps are listed under `resource:` (run once per resource) and `span:` (run on each span,
-//! after the resource steps), each optionally guarded by a `when` condition. Tables are
+//! and on each log record, after the resource steps), each optionally guarded by a `when`
+//! condition. Tables are
 //! loaded by the host from the processor's `tables:` and read with `host::lookup`; results
 //! are cached, as tables do not change while the collector runs. See `plugins/README.md` for
 //! every option.
@@ -52,6 +53,33 @@ impl Plugin for Enrich {
             batch.for_each_span(|s| {
                 for step in span.iter_mut() {
                     step.apply(s, sc);
+                }
+            });
+        }
+        let counts = std::mem::take(&mut sc.counts);
+        host::add_counter("attributes_set", counts.set);
+        host::add_counter("lookup_hits", counts.hits);
+        host::add_counter("lookup_misses", counts.misses);
+        Ok(())
+    }
+    /// The same steps on logs: `resource:` on each resource, `span:` on each log record.
+    fn process_logs(&mut self, batch: &mut LogBatch) -> Result<(), String> {
+        let Self {
+            resource,
+            span,
+            scratch: sc,
+        } = self;
+        if !resource.is_empty() {
+            batch.for_each_resource(|r| {
+                for step in resource.iter_mut() {
+                    step.apply(r, sc);
+                }
+            });
+        }
+        if !span.is_empty() {
+            batch.for_each_log_record(|record| {
+                for step in span.iter_mut() {
+                    step.apply(record, sc);
                 }
             });
         }

@@ -437,3 +437,52 @@ fn an_empty_config_changes_nothing() {
     let input = one_span(&[("a", "b".into())]);
     assert_eq!(harness(json!(null)).process(input.clone()).unwrap(), input);
 }
+
+#[test]
+fn the_same_steps_run_on_logs_resource_steps_on_resources_span_steps_on_records() {
+    teams();
+    set_table(
+        "routes",
+        [("/cart".to_string(), row(&[("owner", "cart-team")]))],
+    );
+    let mut h = harness(json!({
+        "resource": [{"lookup": {"table": "teams", "key": "service.name", "columns": ["team"]}}],
+        "span": [
+            {"lookup": {"table": "routes", "key": "http.route", "columns": {"route.owner": "owner"}}},
+            {"set": {"attribute": "enriched", "value": true, "when": {"resource_attribute": "team"}}},
+        ],
+    }));
+    use wasmcol_plugin_sdk::testing::{log_record, resource_logs};
+    let input = vec![
+        resource_logs(
+            "checkout",
+            vec![
+                log_record(Some("a".into()), &[("http.route", "/cart".into())]),
+                log_record(Some("b".into()), &[("http.route", "/pay".into())]),
+            ],
+        ),
+        resource_logs("unknown", vec![log_record(None, &[])]),
+    ];
+    let out = h.process_logs(input.clone()).unwrap();
+    let resource = |r: usize| &out[r].resource.as_ref().unwrap().attributes;
+    assert_eq!(str_of(resource(0), "team"), Some("payments"));
+    assert_eq!(resource(1).len(), 1);
+    let records = &out[0].scope_logs[0].log_records;
+    assert_eq!(
+        str_of(&records[0].attributes, "route.owner"),
+        Some("cart-team")
+    );
+    assert_eq!(get(&records[1].attributes, "route.owner"), None);
+    assert!(get(&records[0].attributes, "enriched").is_some());
+    assert!(get(&records[1].attributes, "enriched").is_some());
+    assert_eq!(
+        out[1].scope_logs[0].log_records[0],
+        input[1].scope_logs[0].log_records[0]
+    );
+    // Bodies, ids and times are as they came.
+    assert_eq!(records[0].body, input[0].scope_logs[0].log_records[0].body);
+    assert_eq!(
+        records[0].trace_id,
+        input[0].scope_logs[0].log_records[0].trace_id
+    );
+}

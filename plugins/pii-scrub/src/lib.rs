@@ -1,8 +1,10 @@
-//! `builtin:pii-scrub`: removes, masks or hashes personal data and secrets in spans before
-//! they leave the service network.
+//! `builtin:pii-scrub`: removes, masks or hashes personal data and secrets in spans and logs
+//! before they leave the service network.
 //!
 //! Span, resource, scope, event and link attributes are scrubbed (values nested in arrays and
-//! maps too); span and event names and status messages on request. Key rules come first
+//! maps too); span and event names and status messages on request. In logs: log record,
+//! resource and scope attributes, and the body (a string as free text, strings inside an
+//! array or map body as nested attribute values). Key rules come first
 //! (`ignored_keys`, `allowed_keys` fail-closed mode, `blocked_keys`), then the URL and SQL
 //! sanitizers, then the value detectors and `blocked_values`. See `plugins/README.md` for
 //! every option.
@@ -158,6 +160,65 @@ impl Plugin for PiiScrub {
             if engine.summary && sc.stats.any() {
                 for (k, v) in summary(&sc.stats) {
                     span.set_attribute(k, v);
+                }
+            }
+            add(&sc.stats);
+        });
+
+        let [masked, hashed, removed] = totals;
+        host::add_counter("values_masked", masked);
+        host::add_counter("values_hashed", hashed);
+        host::add_counter("values_removed", removed);
+        Ok(())
+    }
+
+    fn process_logs(&mut self, batch: &mut LogBatch) -> Result<(), String> {
+        let Self {
+            engine,
+            scratch: sc,
+            changes,
+        } = self;
+        let mut totals = [0u64; 3];
+        let mut add = |s: &Stats| {
+            totals[0] += s.masked;
+            totals[1] += s.hashed;
+            totals[2] += s.removed;
+        };
+
+        // View mode, as for spans: the batch is never decoded.
+        batch.for_each_resource_view(|r| {
+            sc.stats.reset();
+            engine.scrub_attributes(r.attributes(), List::Resource, sc, changes);
+            apply!(changes, |k, v| r.set_attribute(k, v), |k| r
+                .remove_attribute(&k));
+            if engine.summary && sc.stats.any() {
+                for (k, v) in summary(&sc.stats) {
+                    r.set_attribute(k, v);
+                }
+            }
+            add(&sc.stats);
+        });
+
+        batch.for_each_scope_view(|s| {
+            sc.stats.reset();
+            engine.scrub_attributes(s.attributes(), List::Scope, sc, changes);
+            apply!(changes, |k, v| s.set_attribute(k, v), |k| s
+                .remove_attribute(&k));
+            add(&sc.stats);
+        });
+
+        batch.for_each_log_record_view(|record| {
+            sc.stats.reset();
+            let view = record.view();
+            engine.scrub_attributes(view.attributes(), List::LogRecord, sc, changes);
+            apply!(changes, |k, v| record.set_attribute(k, v), |k| record
+                .remove_attribute(&k));
+            if let Some(body) = engine.scrub_body(view.body(), sc) {
+                record.set_body(Value::from(body));
+            }
+            if engine.summary && sc.stats.any() {
+                for (k, v) in summary(&sc.stats) {
+                    record.set_attribute(k, v);
                 }
             }
             add(&sc.stats);

@@ -289,6 +289,8 @@ pub enum List {
     Event,
     /// Link attributes.
     Link,
+    /// Log record attributes.
+    LogRecord,
 }
 
 /// Reusable working memory: the key classification caches, match buffer and counts.
@@ -298,7 +300,7 @@ pub struct Scratch {
     /// By kind of list, the key last seen at each position and its class. Instrumentation
     /// writes the same keys in the same order span after span, so one comparison usually
     /// finds the class, where the map would hash the key first.
-    recent: [Vec<(String, KeyClass)>; 5],
+    recent: [Vec<(String, KeyClass)>; 6],
     hits: Vec<Hit>,
     /// What the current span or resource had redacted.
     pub stats: Stats,
@@ -326,7 +328,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// is the one last seen there, the remembered copy is returned: it was checked as UTF-8 when
 /// first seen, so a repeated key is compared but never checked again.
 fn class_at<'k>(
-    recent: &'k mut [Vec<(String, KeyClass)>; 5],
+    recent: &'k mut [Vec<(String, KeyClass)>; 6],
     keys: &mut HashMap<String, KeyClass>,
     engine: &Engine,
     (list, pos): (List, usize),
@@ -464,6 +466,24 @@ impl Engine {
         match self.scrub_text(text, &mut sc.hits, true, what, &mut sc.stats) {
             Text::Replace(s) => Some(s),
             Text::Keep | Text::Remove => None,
+        }
+    }
+
+    /// Scrubs a log record's body: a string as free text (matches replaced; `remove` cuts
+    /// them out, as in names), an array or map value by value as an attribute's nested values
+    /// are (keys inside a map body follow `blocked_keys`, `ignored_keys` and the sanitizers).
+    /// `None` when nothing changes.
+    pub fn scrub_body(&self, body: ValueView<'_>, sc: &mut Scratch) -> Option<AnyValue> {
+        match body {
+            ValueView::Empty => None,
+            ValueView::Str(s) => self.scrub_name(s, "body", sc).map(string),
+            v => match self.scan(v, KeyClass::Scan, "body", &mut sc.hits, &mut sc.stats) {
+                Outcome::Keep => None,
+                Outcome::Replace(value) => Some(value),
+                // A scalar body that must go entirely (a card number as an integer, with
+                // `remove`): the body becomes empty, the record stays.
+                Outcome::Remove => Some(string(String::new())),
+            },
         }
     }
 

@@ -780,3 +780,125 @@ fn summary_attributes_count_and_name_what_was_redacted() {
     assert_eq!(counter("values_masked"), 4);
     assert_eq!(counter("values_removed"), 1);
 }
+
+// ----- Logs -------------------------------------------------------------------------------------
+
+mod logs {
+    use wasmcol_plugin_sdk::proto::logs::{LogRecord, ResourceLogs};
+    use wasmcol_plugin_sdk::testing::{log_record, resource_logs};
+
+    use super::*;
+
+    const CARD: &str = "4111 1111 1111 1111";
+    const EMAIL: &str = "jane.doe@example.com";
+    const BEARER: &str = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl";
+
+    fn map(entries: Vec<(&str, AnyValue)>) -> AnyValue {
+        AnyValue {
+            value: Some(V::KvlistValue(KeyValueList {
+                values: entries
+                    .into_iter()
+                    .map(|(k, v)| KeyValue {
+                        key: k.into(),
+                        value: Some(v),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+        }
+    }
+
+    fn scrub_logs(config: Json, records: Vec<LogRecord>) -> Vec<ResourceLogs> {
+        let mut input = resource_logs("svc", records);
+        input
+            .resource
+            .as_mut()
+            .unwrap()
+            .attributes
+            .push(kv("owner", EMAIL.into()));
+        harness(config).process_logs(vec![input]).unwrap()
+    }
+
+    /// Everything printable in `out`, to look for a secret anywhere.
+    fn all_text(out: &[ResourceLogs]) -> String {
+        format!("{out:?}")
+    }
+
+    #[test]
+    fn string_bodies_map_bodies_and_attributes_are_scrubbed_and_the_rest_stays() {
+        let records = vec![
+            log_record(
+                Some(format!("payment with card {CARD} by {EMAIL}").into()),
+                &[("auth", BEARER.into()), ("order", "A-17".into())],
+            ),
+            log_record(
+                Some(Value::Any(map(vec![
+                    ("user", string_value(EMAIL)),
+                    (
+                        "items",
+                        array(vec![string_value(CARD), string_value("socks")]),
+                    ),
+                    (
+                        "count",
+                        AnyValue {
+                            value: Some(V::IntValue(3)),
+                        },
+                    ),
+                ]))),
+                &[],
+            ),
+            log_record(Some("nothing to see".into()), &[]),
+        ];
+        let out = scrub_logs(json!({}), records.clone());
+        let text = all_text(&out);
+        for secret in ["4111", "jane.doe", "eyJhbGciOiJIUzI1NiJ9"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        let got = &out[0].scope_logs[0].log_records;
+        assert_eq!(got.len(), 3);
+        let body = text_of(&got[0]);
+        assert!(body.starts_with("payment with card "), "{body}");
+        assert!(body.contains(" by "), "{body}");
+        assert_eq!(
+            get(&got[0].attributes, "order"),
+            Some(&string_value("A-17"))
+        );
+        // Only the body and attributes changed: ids, times and severity are as they came.
+        for (g, r) in got.iter().zip(&records) {
+            assert_eq!(g.trace_id, r.trace_id);
+            assert_eq!(g.span_id, r.span_id);
+            assert_eq!(g.time_unix_nano, r.time_unix_nano);
+            assert_eq!(g.severity_text, r.severity_text);
+        }
+        assert_eq!(got[2], records[2]);
+        let Some(V::KvlistValue(m)) = got[1].body.as_ref().and_then(|b| b.value.clone()) else {
+            panic!("the map body stays a map: {:?}", got[1].body);
+        };
+        let count = m.values.iter().find(|kv| kv.key == "count").unwrap();
+        assert_eq!(count.value.as_ref().unwrap().value, Some(V::IntValue(3)));
+        assert!(format!("{m:?}").contains("socks"));
+        assert!(counter("values_masked") > 0);
+    }
+
+    #[test]
+    fn blocked_keys_and_remove_apply_to_log_attributes_and_map_bodies() {
+        let config = json!({ "blocked_keys": [{ "pattern": "^password$", "action": "remove" }] });
+        let out = scrub_logs(
+            config,
+            vec![log_record(
+                Some(Value::Any(map(vec![
+                    ("password", string_value("hunter2")),
+                    ("ok", string_value("fine")),
+                ]))),
+                &[("password", "hunter2".into())],
+            )],
+        );
+        let text = all_text(&out);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("fine"), "{text}");
+    }
+
+    fn text_of(r: &LogRecord) -> String {
+        super::text(r.body.as_ref().unwrap()).to_string()
+    }
+}

@@ -12,6 +12,9 @@
 //!     instances: 2                     # parallel instances
 //! ```
 //!
+//! Traces and logs: each pipeline gets its own instances and workers, with the same limits and
+//! `on_error`. Plugins built for `wasmcol:plugin@0.1.0` run on traces only.
+//!
 //! The batch crosses into the plugin as OTLP protobuf bytes, one copy; the plugin answers
 //! with edits (checked, then applied here to the host's copy) or, rarely, a replacement batch.
 //! Every instance runs on its own thread with a memory cap and a per-call deadline; a trap,
@@ -28,22 +31,60 @@ use tokio::sync::oneshot;
 pub use config::WasmProcessorConfig;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
-use crate::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
+use crate::pipeline::{
+    Batch, ConsumeError, Consumer, Logs, SharedConsumer, SignalKind, Signals, Traces,
+};
 use crate::plugin_host::Services;
+use crate::plugin_host::instance::PluginSignal;
 use crate::plugin_host::worker::{self, Job, PluginMetrics, Shared, Watchdog};
 use crate::telemetry::ProcessorMetrics;
 
 impl ProcessorConfig for WasmProcessorConfig {
+    /// Traces and logs; traces only for a plugin built for `wasmcol:plugin@0.1.0`.
+    fn signals(&self) -> Signals {
+        match self.loaded.get() {
+            Some((plugin, ..)) if !plugin.handles_logs() => Signals::of(&[SignalKind::Traces]),
+            _ => Signals::of(&[SignalKind::Traces, SignalKind::Logs]),
+        }
+    }
+
     fn build_traces(
         &self,
         ctx: &BuildContext,
         next: SharedConsumer<Traces>,
     ) -> anyhow::Result<Arc<dyn Processor<Traces>>> {
+        self.build(ctx, next)
+    }
+
+    fn build_logs(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Logs>,
+    ) -> anyhow::Result<Arc<dyn Processor<Logs>>> {
+        self.build(ctx, next)
+    }
+}
+
+impl WasmProcessorConfig {
+    fn build<S: PluginSignal>(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<S>,
+    ) -> anyhow::Result<Arc<dyn Processor<S>>> {
         let (plugin, tables, config_json) = self
             .loaded
             .get()
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("the plugin was not loaded by validation"))?;
+        if S::KIND == SignalKind::Logs && !plugin.handles_logs() {
+            anyhow::bail!(
+                "{:?} was built for wasmcol:plugin@{}, which has no logs; logs need a plugin \
+                 built for wasmcol:plugin@{} (rebuild it with the current wasmcol-plugin-sdk)",
+                plugin.source,
+                plugin.version(),
+                crate::plugin_host::bindings::CURRENT_VERSION
+            );
+        }
         let id = ctx.id.to_string();
         let shared = Arc::new(Shared {
             plugin,
@@ -61,27 +102,25 @@ impl ProcessorConfig for WasmProcessorConfig {
         Ok(Arc::new(WasmProcessor {
             jobs,
             next,
-            metrics: ctx.metrics.processor(
-                &id,
-                ctx.pipeline.as_deref().unwrap_or(""),
-                crate::pipeline::SignalKind::Traces,
-            ),
+            metrics: ctx
+                .metrics
+                .processor(&id, ctx.pipeline.as_deref().unwrap_or(""), S::KIND),
         }))
     }
 }
 
-struct WasmProcessor {
-    jobs: flume::Sender<Job>,
-    next: SharedConsumer<Traces>,
+struct WasmProcessor<S: PluginSignal> {
+    jobs: flume::Sender<Job<S>>,
+    next: SharedConsumer<S>,
     metrics: ProcessorMetrics,
 }
 
 #[async_trait]
-impl Lifecycle for WasmProcessor {}
+impl<S: PluginSignal> Lifecycle for WasmProcessor<S> {}
 
 #[async_trait]
-impl Consumer<Traces> for WasmProcessor {
-    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+impl<S: PluginSignal> Consumer<S> for WasmProcessor<S> {
+    async fn consume(&self, batch: Batch<S>) -> Result<(), ConsumeError> {
         let before = batch.item_count() as u64;
         self.metrics.incoming.inc_by(before);
         let (reply, outcome) = oneshot::channel();

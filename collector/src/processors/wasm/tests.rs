@@ -124,3 +124,150 @@ async fn a_batch_too_big_for_the_memory_cap_is_split_and_scrubbed() {
     assert!(metrics.plugin_failures(id, "memory_limit").get() >= 1);
     assert!(metrics.plugin_calls(id).get() >= 1);
 }
+
+// ----- Logs ---------------------------------------------------------------------------------
+
+use crate::pipeline::{Batch, Logs, SignalKind};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+/// `n` log records, each with a body and an attribute of `bytes` bytes full of card numbers
+/// and a `seq` attribute (its position).
+fn card_logs(n: usize, bytes: usize) -> Batch<Logs> {
+    let text = format!("card {CARD}; ").repeat(bytes / (CARD.len() + 7) + 1);
+    let s = |v: String| AnyValue {
+        value: Some(any_value::Value::StringValue(v)),
+    };
+    let records = (0..n)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+            severity_text: "INFO".into(),
+            body: Some(s(text.clone())),
+            attributes: vec![
+                KeyValue {
+                    key: "note".into(),
+                    value: Some(s(text.clone())),
+                    ..Default::default()
+                },
+                KeyValue {
+                    key: "seq".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(i as i64)),
+                    }),
+                    ..Default::default()
+                },
+            ],
+            trace_id: vec![7; 16],
+            ..Default::default()
+        })
+        .collect();
+    Batch::new(vec![ResourceLogs {
+        resource: None,
+        scope_logs: vec![ScopeLogs {
+            log_records: records,
+            ..Default::default()
+        }],
+        schema_url: String::new(),
+    }])
+}
+
+fn logs_leak(batches: &[Batch<Logs>]) -> bool {
+    let needle = CARD.as_bytes();
+    batches.iter().any(|b| {
+        let mut bytes = Vec::new();
+        b.encode_protobuf(&mut bytes);
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+#[test]
+fn the_processor_takes_traces_and_logs() {
+    let cfg = config("plugin: builtin:pii-scrub");
+    let signals = cfg.signals();
+    assert!(signals.contains(SignalKind::Traces));
+    assert!(signals.contains(SignalKind::Logs));
+    assert!(!signals.contains(SignalKind::Metrics));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scrubber_scrubs_log_bodies_and_attributes() {
+    let cfg = config("plugin: builtin:pii-scrub");
+    let ctx = context("wasm/scrub-logs");
+    let rec = Recorder::<Logs>::new();
+    let p = cfg.build_logs(&ctx, rec.clone()).unwrap();
+    p.consume(card_logs(3, 100)).await.unwrap();
+    assert_eq!(rec.batch_sizes(), vec![3]);
+    assert!(!logs_leak(&rec.batches()), "a card number got through");
+    let out = &rec.batches()[0];
+    let records = &out.resources()[0].scope_logs[0].log_records;
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.trace_id, vec![7; 16]);
+        assert_eq!(r.time_unix_nano, 1_700_000_000_000_000_000 + i as u64);
+        let seq = r.attributes.iter().find(|kv| kv.key == "seq").unwrap();
+        assert_eq!(
+            seq.value.as_ref().unwrap().value,
+            Some(any_value::Value::IntValue(i as i64))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_scrubber_on_logs_refuses_and_lets_nothing_through() {
+    let id = "wasm/scrub-logs-refuse";
+    let cfg = config("plugin: builtin:pii-scrub\nlimits: { memory_mib: 8 }");
+    let ctx = context(id);
+    let metrics = ctx.metrics.clone();
+    let rec = Recorder::<Logs>::new();
+    let p = cfg.build_logs(&ctx, rec.clone()).unwrap();
+
+    // One record with 2 × 6 MB of card numbers cannot fit in 8 MiB, whole or split.
+    let err = p.consume(card_logs(1, 6 << 20)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("on_error: refuse"), "{err}");
+    assert!(rec.batches().is_empty(), "nothing passed on");
+    assert_eq!(metrics.plugin_failures(id, "memory_limit").get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logs_batch_too_big_for_the_memory_cap_is_split_and_scrubbed() {
+    let id = "wasm/scrub-logs-split";
+    let cfg = config("plugin: builtin:pii-scrub\nlimits: { memory_mib: 8, call_timeout: 5s }");
+    let ctx = context(id);
+    let metrics = ctx.metrics.clone();
+    let rec = Recorder::<Logs>::new();
+    let p = cfg.build_logs(&ctx, rec.clone()).unwrap();
+
+    let batch = card_logs(500, 10_000);
+    assert!(batch.to_protobuf().len() > 8 << 20);
+    p.consume(batch).await.unwrap();
+    assert_eq!(rec.batch_sizes(), vec![500], "every record, in one batch");
+    let seqs: Vec<i64> = rec.batches()[0]
+        .resources()
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .flat_map(|sl| &sl.log_records)
+        .map(|r| match r.attributes.iter().find(|kv| kv.key == "seq") {
+            Some(KeyValue {
+                value:
+                    Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(i)),
+                    }),
+                ..
+            }) => *i,
+            other => panic!("seq {other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, (0..500).collect::<Vec<_>>(), "in order");
+    assert!(!logs_leak(&rec.batches()), "a card number got through");
+    assert!(metrics.plugin_failures(id, "memory_limit").get() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_error_drop_on_logs_drops_the_batch() {
+    let id = "wasm/scrub-logs-drop";
+    let cfg = config("plugin: builtin:pii-scrub\nlimits: { memory_mib: 8 }\non_error: drop");
+    let ctx = context(id);
+    let rec = Recorder::<Logs>::new();
+    let p = cfg.build_logs(&ctx, rec.clone()).unwrap();
+    p.consume(card_logs(1, 6 << 20)).await.unwrap();
+    assert!(rec.batches().is_empty(), "dropped, not passed on");
+}

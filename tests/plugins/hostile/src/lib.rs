@@ -29,6 +29,12 @@
 //! - `every:N`: panics on every N-th batch, otherwise does nothing
 //! - `hoard:N`: keeps N MiB more memory on every batch (never misbehaves otherwise), to
 //!   test recycling at the memory high-water mark
+//!
+//! On logs the trigger is a log record whose body is the string `trigger`; other batches'
+//! records are tagged with `hostile.instance_calls`. `loop`, `sleep`, `alloc`, `recurse`,
+//! `panic`, `error`, `every:N` and `bad-replacement` misbehave as on spans; `bad-index` drops
+//! a record past the end, `oversize` sets a 16 MiB body, and `wrong-signal` answers a logs
+//! batch with a span edit. Other modes fail with an error on a triggered logs batch.
 
 use std::hint::black_box;
 
@@ -201,6 +207,70 @@ impl Plugin for Hostile {
                 }
             }
             other => return Err(format!("unknown mode {other:?}")),
+        }
+        Ok(())
+    }
+
+    fn process_logs(&mut self, batch: &mut LogBatch) -> Result<(), String> {
+        self.process_logs_inner(batch)
+    }
+}
+
+impl Hostile {
+    fn process_logs_inner(&mut self, batch: &mut LogBatch) -> Result<(), String> {
+        self.calls += 1;
+        if self.mode == "noop" {
+            return Ok(());
+        }
+        let triggered = batch
+            .resource_logs()
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .any(|r| r.body.as_ref().and_then(as_str) == Some("trigger"));
+        if !triggered && !self.mode.starts_with("every:") {
+            let calls = self.calls as i64;
+            batch.for_each_log_record(|r| r.set_attribute("hostile.instance_calls", calls));
+            return Ok(());
+        }
+        match self.mode.as_str() {
+            "loop" => {
+                let mut x = 0u64;
+                loop {
+                    x = black_box(x.wrapping_add(1));
+                }
+            }
+            "sleep" => std::thread::sleep(std::time::Duration::from_secs(20)),
+            "alloc" => {
+                let mut blocks = Vec::new();
+                for i in 0..64 {
+                    let mut b = vec![0u8; 64 << 20];
+                    b[i] = 1;
+                    blocks.push(b);
+                }
+                black_box(&blocks);
+            }
+            "recurse" => {
+                black_box(recurse(black_box(1)));
+            }
+            "panic" => panic!("hostile plugin: panicking on purpose"),
+            "bad-index" => {
+                let past_end = batch.record_count() as u32 + 1_000_000;
+                batch.push_edit(wasmcol_plugin_sdk::Edit::DropLogRecord { record: past_end });
+            }
+            "wrong-signal" => batch.push_edit(wasmcol_plugin_sdk::Edit::DropSpan { span: 0 }),
+            "bad-replacement" => batch.replace_encoded(vec![0x0a, 0xff, 0xff, 0xff]),
+            "oversize" => {
+                let big = "x".repeat(16 << 20);
+                batch.for_each_log_record(|r| r.set_body(big.clone()));
+            }
+            m if m.starts_with("every:") => {
+                let n: u64 = m[6..].parse().map_err(|_| format!("bad mode {m:?}"))?;
+                if self.calls.is_multiple_of(n) {
+                    panic!("hostile plugin: call {} fails", self.calls);
+                }
+            }
+            _ => return Err("hostile plugin: failing on purpose".into()),
         }
         Ok(())
     }
