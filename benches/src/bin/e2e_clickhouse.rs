@@ -47,6 +47,12 @@ use wasmcol_benches::procfs::{clock_ticks, cpu_ticks, free_port, peak_rss_mib};
 #[derive(Parser, Debug)]
 #[command(name = "e2e_clickhouse")]
 struct Args {
+    /// What the load is: `traces`, or the same load as `logs` (a log record per span) or
+    /// `metrics` (a data point per span), sent by `wasmcol-loadgen --signal`; the collectors
+    /// write it to their tables for that signal, whose rows also carry the scope name the sink
+    /// counts. "spans" in the report are its items.
+    #[arg(long, default_value = "traces", value_parser = ["traces", "logs", "metrics"])]
+    signal: String,
     /// Traces per run.
     #[arg(long, default_value_t = 150_000)]
     traces: u64,
@@ -214,7 +220,8 @@ fn spawn_collector(env: &Env, target: Target, grpc: u16, ch: u16) -> anyhow::Res
                  processors: {{ batch: {{}} }}\n\
                  exporters:\n  clickhouse:\n    endpoint: http://127.0.0.1:{ch}\n    database: otel\n    \
                  create_schema: false{compress}\n\
-                 service: {{ telemetry: {{ metrics: {{ address: none }} }}, pipelines: {{ traces: {{ receivers: [otlp], {processors}exporters: [clickhouse] }} }} }}\n"
+                 service: {{ telemetry: {{ metrics: {{ address: none }} }}, pipelines: {{ {signal}: {{ receivers: [otlp], {processors}exporters: [clickhouse] }} }} }}\n",
+                signal = env.args.signal,
             ),
         )?;
         let mut c = Command::new(&env.wasmcol);
@@ -241,6 +248,7 @@ fn one_run(env: &Env, target: Target) -> anyhow::Result<Run> {
     let (c0, s0) = (cpu_ticks(&pid)?, cpu_ticks("self")?);
     let started = Instant::now();
     let out = Command::new(&env.loadgen)
+        .args(["--signal", &args.signal])
         .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
         .args(["--traces", &args.traces.to_string()])
         .args(["--spans-per-trace", &args.spans_per_trace.to_string()])
