@@ -179,23 +179,11 @@ impl Batch {
         }
     }
 
-    /// The protobuf view mode reads: as received, or `data` encoded once.
-    fn view_bytes<'s>(
-        raw: &'s [u8],
-        data: &'s OnceCell<Vec<ResourceSpans>>,
-        buf: &'s OnceCell<Vec<u8>>,
-    ) -> &'s [u8] {
-        match data.get() {
-            Some(d) if raw.is_empty() => buf.get_or_init(|| encode_batch(d)),
-            _ => raw,
-        }
-    }
-
     /// Calls `f` for each resource, in view mode: the resource is read in place and changes
     /// are only recorded, so they are not visible to later reads within this call.
     pub fn for_each_resource_view(&mut self, mut f: impl FnMut(&mut ResourceViewMut<'_>)) {
         self.enter(Mode::View);
-        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_batch);
         let edits = &mut self.edits;
         view::walk(
             bytes,
@@ -217,7 +205,7 @@ impl Batch {
     /// [`Self::for_each_resource_view`]).
     pub fn for_each_scope_view(&mut self, mut f: impl FnMut(&mut ScopeViewMut<'_>)) {
         self.enter(Mode::View);
-        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_batch);
         let edits = &mut self.edits;
         view::walk(
             bytes,
@@ -240,7 +228,7 @@ impl Batch {
     /// [`Self::for_each_resource_view`]).
     pub fn for_each_span_view(&mut self, mut f: impl FnMut(&mut SpanViewMut<'_>)) {
         self.enter(Mode::View);
-        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_batch);
         let edits = &mut self.edits;
         let dropped = &mut self.dropped;
         view::walk(
@@ -300,7 +288,7 @@ impl Batch {
         if self.mode == Mode::View {
             // The host's own applier on the bytes the views read, so the result equals the
             // collector's.
-            let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+            let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_batch);
             let edited = crate::wire::edit::apply(bytes, self.edits)
                 .expect("view-mode edits index the batch they were recorded on");
             return TracesData::decode(edited.bytes.as_slice())
@@ -861,5 +849,19 @@ impl<'a> SpanViewMut<'a> {
                 span: self.span.index(),
             });
         }
+    }
+}
+
+/// The protobuf a batch's view mode reads (spans or logs): as received, or `data` (a batch
+/// made by `replace`) encoded once with `encode`.
+pub(crate) fn view_bytes<'s, R>(
+    raw: &'s [u8],
+    data: &'s OnceCell<Vec<R>>,
+    buf: &'s OnceCell<Vec<u8>>,
+    encode: fn(&[R]) -> Vec<u8>,
+) -> &'s [u8] {
+    match data.get() {
+        Some(d) if raw.is_empty() => buf.get_or_init(|| encode(d)),
+        _ => raw,
     }
 }

@@ -13,7 +13,7 @@ use prost::Message;
 use crate::attributes;
 use crate::batch::{
     ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, attribute_methods, record,
-    remove_recorded, remove_viewed, set_recorded, view_attribute_methods,
+    remove_recorded, remove_viewed, set_recorded, view_attribute_methods, view_bytes,
 };
 use crate::edit::{Edit, Output, Target, encode_logs_batch};
 use crate::value::{Value, as_str};
@@ -84,23 +84,11 @@ impl LogBatch {
         self.mode = mode;
     }
 
-    /// The protobuf view mode reads: as received, or `data` encoded once.
-    fn view_bytes<'s>(
-        raw: &'s [u8],
-        data: &'s OnceCell<Vec<ResourceLogs>>,
-        buf: &'s OnceCell<Vec<u8>>,
-    ) -> &'s [u8] {
-        match data.get() {
-            Some(d) if raw.is_empty() => buf.get_or_init(|| encode_logs_batch(d)),
-            _ => raw,
-        }
-    }
-
     /// Calls `f` for each resource, in view mode: read in place (the batch is never decoded),
     /// changes only recorded, so they are not visible to later reads within this call.
     pub fn for_each_resource_view(&mut self, mut f: impl FnMut(&mut ResourceViewMut<'_>)) {
         self.enter(Mode::View);
-        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_logs_batch);
         let edits = &mut self.edits;
         view::walk_logs(
             bytes,
@@ -121,7 +109,7 @@ impl LogBatch {
     /// Calls `f` for each instrumentation scope, in view mode.
     pub fn for_each_scope_view(&mut self, mut f: impl FnMut(&mut ScopeViewMut<'_>)) {
         self.enter(Mode::View);
-        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_logs_batch);
         let edits = &mut self.edits;
         view::walk_logs(
             bytes,
@@ -143,7 +131,7 @@ impl LogBatch {
     /// Calls `f` for each log record that has not been dropped, in batch order, in view mode.
     pub fn for_each_log_record_view(&mut self, mut f: impl FnMut(&mut LogRecordViewMut<'_>)) {
         self.enter(Mode::View);
-        let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+        let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_logs_batch);
         let edits = &mut self.edits;
         let dropped = &mut self.dropped;
         view::walk_logs(
@@ -294,7 +282,7 @@ impl LogBatch {
         }
         if self.mode == Mode::View {
             // The host's own applier on the bytes the views read.
-            let bytes = Self::view_bytes(&self.raw, &self.data, &self.view_buf);
+            let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_logs_batch);
             let edited = crate::wire::edit::apply_logs(bytes, self.edits)
                 .expect("view-mode edits index the batch they were recorded on");
             return LogsData::decode(edited.bytes.as_slice())

@@ -68,6 +68,60 @@ fn summary(stats: &Stats) -> Vec<(&'static str, Value)> {
     out
 }
 
+/// What one call changed, reported on the plugin's counters at its end.
+#[derive(Default)]
+struct Totals {
+    masked: u64,
+    hashed: u64,
+    removed: u64,
+}
+
+impl Totals {
+    fn add(&mut self, s: &Stats) {
+        self.masked += s.masked;
+        self.hashed += s.hashed;
+        self.removed += s.removed;
+    }
+
+    fn report(self) {
+        host::add_counter("values_masked", self.masked);
+        host::add_counter("values_hashed", self.hashed);
+        host::add_counter("values_removed", self.removed);
+    }
+}
+
+/// Scrubs a resource's attributes (the same for spans and logs), with the summary attributes
+/// when asked; `sc.stats` holds what it saw.
+fn scrub_resource(
+    engine: &Engine,
+    sc: &mut Scratch,
+    changes: &mut Vec<(String, Outcome)>,
+    r: &mut ResourceViewMut<'_>,
+) {
+    sc.stats.reset();
+    engine.scrub_attributes(r.attributes(), List::Resource, sc, changes);
+    apply!(changes, |k, v| r.set_attribute(k, v), |k| r
+        .remove_attribute(&k));
+    if engine.summary && sc.stats.any() {
+        for (k, v) in summary(&sc.stats) {
+            r.set_attribute(k, v);
+        }
+    }
+}
+
+/// Scrubs an instrumentation scope's attributes; `sc.stats` holds what it saw.
+fn scrub_scope(
+    engine: &Engine,
+    sc: &mut Scratch,
+    changes: &mut Vec<(String, Outcome)>,
+    s: &mut ScopeViewMut<'_>,
+) {
+    sc.stats.reset();
+    engine.scrub_attributes(s.attributes(), List::Scope, sc, changes);
+    apply!(changes, |k, v| s.set_attribute(k, v), |k| s
+        .remove_attribute(&k));
+}
+
 fn status_code(otlp: i32) -> StatusCode {
     match otlp {
         1 => StatusCode::Ok,
@@ -94,34 +148,17 @@ impl Plugin for PiiScrub {
             scratch: sc,
             changes,
         } = self;
-        let mut totals = [0u64; 3];
-        let mut add = |s: &Stats| {
-            totals[0] += s.masked;
-            totals[1] += s.hashed;
-            totals[2] += s.removed;
-        };
+        let mut totals = Totals::default();
 
         // View mode: scrubbing only reads and records edits, and never needs to see its own
         // changes, so the batch is never decoded.
         batch.for_each_resource_view(|r| {
-            sc.stats.reset();
-            engine.scrub_attributes(r.attributes(), List::Resource, sc, changes);
-            apply!(changes, |k, v| r.set_attribute(k, v), |k| r
-                .remove_attribute(&k));
-            if engine.summary && sc.stats.any() {
-                for (k, v) in summary(&sc.stats) {
-                    r.set_attribute(k, v);
-                }
-            }
-            add(&sc.stats);
+            scrub_resource(engine, sc, changes, r);
+            totals.add(&sc.stats);
         });
-
         batch.for_each_scope_view(|s| {
-            sc.stats.reset();
-            engine.scrub_attributes(s.attributes(), List::Scope, sc, changes);
-            apply!(changes, |k, v| s.set_attribute(k, v), |k| s
-                .remove_attribute(&k));
-            add(&sc.stats);
+            scrub_scope(engine, sc, changes, s);
+            totals.add(&sc.stats);
         });
 
         batch.for_each_span_view(|span| {
@@ -162,13 +199,10 @@ impl Plugin for PiiScrub {
                     span.set_attribute(k, v);
                 }
             }
-            add(&sc.stats);
+            totals.add(&sc.stats);
         });
 
-        let [masked, hashed, removed] = totals;
-        host::add_counter("values_masked", masked);
-        host::add_counter("values_hashed", hashed);
-        host::add_counter("values_removed", removed);
+        totals.report();
         Ok(())
     }
 
@@ -178,33 +212,16 @@ impl Plugin for PiiScrub {
             scratch: sc,
             changes,
         } = self;
-        let mut totals = [0u64; 3];
-        let mut add = |s: &Stats| {
-            totals[0] += s.masked;
-            totals[1] += s.hashed;
-            totals[2] += s.removed;
-        };
+        let mut totals = Totals::default();
 
         // View mode, as for spans: the batch is never decoded.
         batch.for_each_resource_view(|r| {
-            sc.stats.reset();
-            engine.scrub_attributes(r.attributes(), List::Resource, sc, changes);
-            apply!(changes, |k, v| r.set_attribute(k, v), |k| r
-                .remove_attribute(&k));
-            if engine.summary && sc.stats.any() {
-                for (k, v) in summary(&sc.stats) {
-                    r.set_attribute(k, v);
-                }
-            }
-            add(&sc.stats);
+            scrub_resource(engine, sc, changes, r);
+            totals.add(&sc.stats);
         });
-
         batch.for_each_scope_view(|s| {
-            sc.stats.reset();
-            engine.scrub_attributes(s.attributes(), List::Scope, sc, changes);
-            apply!(changes, |k, v| s.set_attribute(k, v), |k| s
-                .remove_attribute(&k));
-            add(&sc.stats);
+            scrub_scope(engine, sc, changes, s);
+            totals.add(&sc.stats);
         });
 
         batch.for_each_log_record_view(|record| {
@@ -221,13 +238,10 @@ impl Plugin for PiiScrub {
                     record.set_attribute(k, v);
                 }
             }
-            add(&sc.stats);
+            totals.add(&sc.stats);
         });
 
-        let [masked, hashed, removed] = totals;
-        host::add_counter("values_masked", masked);
-        host::add_counter("values_hashed", hashed);
-        host::add_counter("values_removed", removed);
+        totals.report();
         Ok(())
     }
 }
