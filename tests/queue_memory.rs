@@ -3,7 +3,9 @@
 //! and never answers. Saturating load fills the exporter's sending queue, its batch channel and
 //! the batch processor's queue; from then on the collector must refuse (retryably) instead of
 //! growing, and its peak resident memory must stay within what those defaults allow
-//! (about 150 MiB of spans) and under the 256 MiB a gateway is sized for.
+//! (about 150 MiB of spans or log records) and under the 256 MiB a gateway is sized for.
+//! Traces and logs each: what waits must be what the byte bounds count (the received
+//! protobuf, or the insert's compressed rows), not a decoded copy of it.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -34,6 +36,17 @@ fn stalled_clickhouse() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_back_end_fills_the_queues_and_memory_stays_within_their_budgets() {
+    fill_the_queues("traces").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_fill_the_queues_within_their_budgets_too() {
+    fill_the_queues("logs").await;
+}
+
+/// Saturates a `signal` pipeline in front of a stalled ClickHouse and checks the queues
+/// filled and the peak resident memory.
+async fn fill_the_queues(signal: &str) {
     let (grpc, metrics) = (free_port(), free_port());
     let ch = stalled_clickhouse();
     let config = format!(
@@ -49,13 +62,15 @@ exporters:
 service:
   telemetry: {{ metrics: {{ address: "127.0.0.1:{metrics}" }} }}
   pipelines:
-    traces: {{ receivers: [otlp], processors: [batch], exporters: [clickhouse] }}
+    {signal}: {{ receivers: [otlp], processors: [batch], exporters: [clickhouse] }}
 "#
     );
     let collector = Collector::start(&config, grpc);
-    // About 1 KiB per span, as fast as the collector takes them, for 20 s: several GiB offered,
-    // far more than the queues may hold.
+    // About 1 KiB per span or record, as fast as the collector takes them, for 20 s: several
+    // GiB offered, far more than the queues may hold.
     let summary = run_loadgen(&[
+        "--signal",
+        signal,
         "--workers",
         "4",
         "--duration",
@@ -86,13 +101,13 @@ service:
     )
     .unwrap_or(-1.0);
     eprintln!(
-        "accepted {accepted} spans, refused {refused}; peak RSS {} MiB; sending queue {queued} of {capacity} bytes",
+        "{signal}: accepted {accepted} items, refused {refused}; peak RSS {} MiB; sending queue {queued} of {capacity} bytes",
         peak / MIB
     );
     assert!(accepted > 0, "nothing was accepted:\n{}", collector.log());
     assert!(
         refused > 0,
-        "the queues never filled: {accepted} spans accepted, none refused"
+        "the queues never filled: {accepted} {signal} items accepted, none refused"
     );
     assert_eq!(capacity, (64 * MIB) as f64, "the default sending queue");
     assert!(
@@ -101,7 +116,7 @@ service:
     );
     assert!(
         peak < 256 * MIB,
-        "peak RSS {} MiB with default queues (budget: 256 MiB)",
+        "{signal}: peak RSS {} MiB with default queues (budget: 256 MiB)",
         peak / MIB
     );
 }

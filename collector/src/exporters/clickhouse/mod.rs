@@ -34,7 +34,8 @@
 //! Modules: [`config`] (options and validation), [`schema`] (DDL), [`rows`] (RowBinary
 //! encoding of decoded spans, and the value and attribute encoders every signal's rows use),
 //! [`rows_wire`] (the spans' rows straight from the received protobuf, without decoding it:
-//! the usual path for traces), [`rows_logs`] and [`rows_metrics`] (log records' and data
+//! the usual path for traces), [`rows_logs`] and [`rows_logs_wire`] (log records' rows, from
+//! decoded batches and from the received protobuf, the usual path), [`rows_metrics`] (data
 //! points' rows, from decoded batches), [`client`] (the HTTP subset spoken), [`sender`] (one
 //! insert per table per attempt), [`batcher`] (rows/bytes/time batching in front of the shared
 //! sending queue). Each signal has its own client, batcher and queue, as every exporter.
@@ -56,6 +57,9 @@ pub mod client;
 pub mod config;
 pub mod rows;
 pub mod rows_logs;
+pub mod rows_logs_wire;
+#[cfg(test)]
+mod rows_logs_wire_tests;
 pub mod rows_metrics;
 #[cfg(test)]
 mod rows_signals_tests;

@@ -4,8 +4,9 @@
 //! (empty when absent); the body and attribute values as strings (arrays and maps as JSON).
 //! Strings, ids, maps and times are written by the traces encoder's functions ([`super::rows`]).
 //!
-//! This encoder takes decoded records (`Batch::resources()`); a byte-path encoder like
-//! [`super::rows_wire`] for spans is not written yet.
+//! This encoder takes decoded records: a batch a stage has decoded or rebuilt. A batch still
+//! holding the protobuf it was received as goes through [`super::rows_logs_wire`], which
+//! writes the same rows from the bytes (held to this encoder by a differential test).
 //!
 //! [`LOGS_COLUMNS`]: super::schema::LOGS_COLUMNS
 
@@ -16,6 +17,18 @@ use super::rows::{put_id, put_map, put_str, put_time, service_name, value_string
 
 /// Appends one row per log record to `out`; returns the number of rows.
 pub fn encode(resource_logs: &[ResourceLogs], out: &mut Vec<u8>) -> usize {
+    encode_chunked(resource_logs, out, usize::MAX, &mut |_| {})
+}
+
+/// [`encode`], handing the rows over as they are written: whenever `out` holds `chunk` bytes
+/// or more after a row, they go to `flush` and `out` is cleared. The rows written after the
+/// last flush are left in `out`.
+pub fn encode_chunked(
+    resource_logs: &[ResourceLogs],
+    out: &mut Vec<u8>,
+    chunk: usize,
+    flush: &mut dyn FnMut(&[u8]),
+) -> usize {
     let mut rows = 0;
     for rl in resource_logs {
         let resource_attrs: &[KeyValue] = rl.resource.as_ref().map_or(&[], |r| &r.attributes);
@@ -52,6 +65,10 @@ pub fn encode(resource_logs: &[ResourceLogs], out: &mut Vec<u8>) -> usize {
                 out.extend_from_slice(&scope_map);
                 put_map(out, &r.attributes);
                 rows += 1;
+                if out.len() >= chunk {
+                    flush(out);
+                    out.clear();
+                }
             }
         }
     }

@@ -19,6 +19,9 @@
 //!
 //! Strings are copied without a UTF-8 check: `wire::validate`, which every encoded batch has
 //! passed, rejects any string field that is not UTF-8 (as prost does).
+//!
+//! The reading and rendering of resources, scopes, attribute maps and `AnyValue`s here is
+//! shared with the log records' byte path, [`super::rows_logs_wire`].
 
 use std::io::Write as _;
 
@@ -29,12 +32,15 @@ use super::rows::{float_string, kind_name, put_id, put_len, put_time, status_nam
 use crate::otlp::wire::{ResourceSpansView, ScopeSpansView, TracesView, key_value_key};
 
 // Field numbers of the OTLP messages read here.
-const RESOURCE_SPANS_RESOURCE: u32 = 1;
+/// `ResourceSpans.resource` and `ResourceLogs.resource`.
+const RESOURCE_OF: u32 = 1;
 const RESOURCE_ATTRIBUTES: u32 = 1;
-const SCOPE_SPANS_SCOPE: u32 = 1;
+/// `ScopeSpans.scope` and `ScopeLogs.scope`.
+const SCOPE_OF: u32 = 1;
 const SCOPE_SPANS_SPANS: u32 = 2;
 const SCOPE_NAME: u32 = 1;
 const SCOPE_VERSION: u32 = 2;
+const SCOPE_ATTRIBUTES: u32 = 3;
 const SPAN_TRACE_ID: u32 = 1;
 const SPAN_SPAN_ID: u32 = 2;
 const SPAN_TRACE_STATE: u32 = 3;
@@ -86,7 +92,7 @@ pub fn encode_chunked<'a>(
     flush: &mut dyn FnMut(&[u8]),
 ) -> usize {
     let mut b = Buffers::default();
-    let mut sink = Sink { out, chunk, flush };
+    let mut sink = Sink::new(out, chunk, flush);
     let mut rows = 0;
     for part in parts {
         for rs in TracesView::new(part).resource_spans() {
@@ -96,17 +102,21 @@ pub fn encode_chunked<'a>(
     rows
 }
 
-/// Where rows go.
-struct Sink<'o, 'f> {
-    out: &'o mut Vec<u8>,
+/// Where rows go: `out`, handed to `flush` whenever it holds `chunk` bytes after a row.
+pub(super) struct Sink<'o, 'f> {
+    pub(super) out: &'o mut Vec<u8>,
     chunk: usize,
     flush: &'f mut dyn FnMut(&[u8]),
 }
 
-impl Sink<'_, '_> {
+impl<'o, 'f> Sink<'o, 'f> {
+    pub(super) fn new(out: &'o mut Vec<u8>, chunk: usize, flush: &'f mut dyn FnMut(&[u8])) -> Self {
+        Self { out, chunk, flush }
+    }
+
     /// After each row.
     #[inline]
-    fn row_done(&mut self) {
+    pub(super) fn row_done(&mut self) {
         if self.out.len() >= self.chunk {
             (self.flush)(self.out);
             self.out.clear();
@@ -117,10 +127,7 @@ impl Sink<'_, '_> {
 /// Reused from span to span, so that a span costs no allocation once they have grown.
 #[derive(Default)]
 struct Buffers<'a> {
-    /// The current resource's `ResourceAttributes` map, as written.
-    resource_map: Vec<u8>,
-    /// The current resource's `service.name`, rendered.
-    service: Vec<u8>,
+    resource: ResourceColumns,
     /// The current span's (or resource's) attributes: `KeyValue` bodies.
     attributes: Vec<&'a [u8]>,
     /// The current span's events and links, and their attributes, which they index.
@@ -131,9 +138,70 @@ struct Buffers<'a> {
     render: Render<'a>,
 }
 
+/// The columns every row under a resource shares, written once per resource.
+#[derive(Default)]
+pub(super) struct ResourceColumns {
+    /// The `ResourceAttributes` map, as written.
+    pub(super) map: Vec<u8>,
+    /// The `service.name`, rendered.
+    pub(super) service: Vec<u8>,
+}
+
+impl ResourceColumns {
+    /// Reads the resource of `holder` (a `ResourceSpans` or `ResourceLogs` body), using
+    /// `attributes` as scratch. Occurrences of `resource` merge: their attributes, in order,
+    /// are the resource's. An absent resource has none.
+    pub(super) fn read<'a>(
+        &mut self,
+        holder: &'a [u8],
+        attributes: &mut Vec<&'a [u8]>,
+        r: &mut Render<'a>,
+    ) {
+        attributes.clear();
+        attributes.extend(
+            len_fields(holder, RESOURCE_OF)
+                .flat_map(|resource| len_fields(resource, RESOURCE_ATTRIBUTES)),
+        );
+        self.service.clear();
+        if let Some(&kv) = attributes
+            .iter()
+            .find(|kv| key_value_key(kv).unwrap_or_default() == "service.name")
+        {
+            render_value(&mut self.service, AnySource::key_value(kv), &mut r.entries);
+        }
+        self.map.clear();
+        put_map(&mut self.map, attributes, r);
+    }
+}
+
+/// The scope of `holder` (a `ScopeSpans` or `ScopeLogs` body): its name and version, and,
+/// when `attributes` is given, its attributes appended there. Occurrences of `scope` merge:
+/// the last name and the last version seen win, attributes add up.
+pub(super) fn read_scope<'a>(
+    holder: &'a [u8],
+    mut attributes: Option<&mut Vec<&'a [u8]>>,
+) -> (&'a [u8], &'a [u8]) {
+    let (mut name, mut version): (&[u8], &[u8]) = (&[], &[]);
+    for scope in len_fields(holder, SCOPE_OF) {
+        for f in Fields::new(scope) {
+            match f {
+                (SCOPE_NAME, FieldValue::Len(v)) => name = v,
+                (SCOPE_VERSION, FieldValue::Len(v)) => version = v,
+                (SCOPE_ATTRIBUTES, FieldValue::Len(kv)) => {
+                    if let Some(a) = attributes.as_deref_mut() {
+                        a.push(kv);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (name, version)
+}
+
 /// For rendering attribute values.
 #[derive(Default)]
-struct Render<'a> {
+pub(super) struct Render<'a> {
     /// An attribute value rendered as a string, before its length is known.
     value: Vec<u8>,
     /// The entries of the JSON objects being rendered, innermost last: (key, `KeyValue` body).
@@ -156,7 +224,7 @@ struct Link<'a> {
 }
 
 /// The length-delimited fields numbered `number` of a message body.
-fn len_fields(body: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
+pub(super) fn len_fields(body: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
     Fields::new(body).filter_map(move |f| match f {
         (n, FieldValue::Len(payload)) if n == number => Some(payload),
         _ => None,
@@ -168,28 +236,9 @@ fn put_resource_spans<'a>(
     rs: ResourceSpansView<'a>,
     b: &mut Buffers<'a>,
 ) -> usize {
-    // Occurrences of `resource` merge: their attributes, in order, are the resource's. An
-    // absent resource has none.
-    b.attributes.clear();
-    b.attributes.extend(
-        len_fields(rs.encoded(), RESOURCE_SPANS_RESOURCE)
-            .flat_map(|resource| len_fields(resource, RESOURCE_ATTRIBUTES)),
-    );
-    b.service.clear();
-    if let Some(&kv) = b
-        .attributes
-        .iter()
-        .find(|kv| key_value_key(kv).unwrap_or_default() == "service.name")
-    {
-        render_value(
-            &mut b.service,
-            AnySource::KeyValue(kv),
-            &mut b.render.entries,
-        );
-    }
-    // The resource's map is the same for every span under it: written once.
-    b.resource_map.clear();
-    put_map(&mut b.resource_map, &b.attributes, &mut b.render);
+    // The same for every span under the resource: written once.
+    b.resource
+        .read(rs.encoded(), &mut b.attributes, &mut b.render);
 
     let mut rows = 0;
     for ss in rs.scope_spans() {
@@ -203,17 +252,7 @@ fn put_scope_spans<'a>(
     ss: ScopeSpansView<'a>,
     b: &mut Buffers<'a>,
 ) -> usize {
-    // Occurrences of `scope` merge: the last name and the last version seen win.
-    let (mut name, mut version): (&[u8], &[u8]) = (&[], &[]);
-    for scope in len_fields(ss.encoded(), SCOPE_SPANS_SCOPE) {
-        for f in Fields::new(scope) {
-            match f {
-                (SCOPE_NAME, FieldValue::Len(v)) => name = v,
-                (SCOPE_VERSION, FieldValue::Len(v)) => version = v,
-                _ => {}
-            }
-        }
-    }
+    let (name, version) = read_scope(ss.encoded(), None);
     let mut rows = 0;
     for span in len_fields(ss.encoded(), SCOPE_SPANS_SPANS) {
         put_span(sink.out, span, name, version, b);
@@ -312,8 +351,8 @@ fn put_span<'a>(
     put_bytes(out, trace_state);
     put_bytes(out, name);
     put_bytes(out, kind_name(kind).as_bytes());
-    put_bytes(out, &b.service);
-    out.extend_from_slice(&b.resource_map);
+    put_bytes(out, &b.resource.service);
+    out.extend_from_slice(&b.resource.map);
     put_bytes(out, scope_name);
     put_bytes(out, scope_version);
     put_map(out, &b.attributes, &mut b.render);
@@ -357,7 +396,7 @@ fn put_span<'a>(
 
 /// A `Map(String, String)` of `KeyValue` bodies: every one, duplicate keys included, as the
 /// decoded path writes them.
-fn put_map<'a>(out: &mut Vec<u8>, key_values: &[&'a [u8]], r: &mut Render<'a>) {
+pub(super) fn put_map<'a>(out: &mut Vec<u8>, key_values: &[&'a [u8]], r: &mut Render<'a>) {
     put_len(out, key_values.len());
     for &kv in key_values {
         put_key_value(out, kv, r);
@@ -382,10 +421,15 @@ fn put_key_value<'a>(out: &mut Vec<u8>, kv: &'a [u8], r: &mut Render<'a>) {
     }
     put_bytes(out, key);
     let source = if values > 1 {
-        AnySource::KeyValue(kv)
+        AnySource::key_value(kv)
     } else {
         AnySource::Element(value)
     };
+    put_any(out, source, r);
+}
+
+/// The `AnyValue` at `source` as a `String` column: `rows::value_string` of it.
+pub(super) fn put_any<'a>(out: &mut Vec<u8>, source: AnySource<'a>, r: &mut Render<'a>) {
     match resolve(source) {
         // The common case, copied without the intermediate buffer.
         Any::String(s) => put_bytes(out, s),
@@ -401,7 +445,7 @@ fn put_key_value<'a>(out: &mut Vec<u8>, kv: &'a [u8], r: &mut Render<'a>) {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
+pub(super) fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
     put_len(out, s.len());
     out.extend_from_slice(s);
 }
@@ -410,22 +454,27 @@ fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Where an `AnyValue` is encoded.
 #[derive(Clone, Copy)]
-enum AnySource<'a> {
-    /// The `value` of a `KeyValue` body: every occurrence, merged.
-    KeyValue(&'a [u8]),
-    /// One `AnyValue` body: an element of an `ArrayValue`, or the only `value` of a
-    /// `KeyValue`.
+pub(super) enum AnySource<'a> {
+    /// The `AnyValue` field numbered `.1` of the message body `.0` (a `KeyValue`'s `value`, a
+    /// log record's `body`): every occurrence, merged.
+    Field(&'a [u8], u32),
+    /// One `AnyValue` body: an element of an `ArrayValue`, or the only occurrence of a field.
     Element(&'a [u8]),
 }
 
 impl<'a> AnySource<'a> {
+    /// The `value` of a `KeyValue` body.
+    pub(super) fn key_value(kv: &'a [u8]) -> Self {
+        AnySource::Field(kv, KEY_VALUE_VALUE)
+    }
+
     /// The fields of the `AnyValue`, its occurrences concatenated (which is how they merge).
     fn fields(self) -> impl Iterator<Item = (u32, FieldValue<'a>)> {
-        let (key_value, element): (&[u8], &[u8]) = match self {
-            AnySource::KeyValue(kv) => (kv, &[]),
-            AnySource::Element(any) => (&[], any),
+        let (message, number, element): (&[u8], u32, &[u8]) = match self {
+            AnySource::Field(message, number) => (message, number, &[]),
+            AnySource::Element(any) => (&[], 0, any),
         };
-        Fields::new(element).chain(len_fields(key_value, KEY_VALUE_VALUE).flat_map(Fields::new))
+        Fields::new(element).chain(len_fields(message, number).flat_map(Fields::new))
     }
 }
 
@@ -597,7 +646,7 @@ fn json<'a>(
                 first = false;
                 let _ = serde_json::to_writer(&mut *w, key);
                 w.push(b':');
-                let value = AnySource::KeyValue(kv);
+                let value = AnySource::key_value(kv);
                 json(w, resolve(value), value, entries);
             }
             w.push(b'}');

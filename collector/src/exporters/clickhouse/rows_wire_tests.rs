@@ -5,6 +5,9 @@
 //! singular messages split in two, unknown fields and groups, oneof members overriding each
 //! other), randomly damaged requests that still pass `validate`, hand-made corner cases, and a
 //! request the OpenTelemetry Python SDK encoded (`testdata/sdk_request.py`).
+//!
+//! The generators, the re-encoder, the damage and the comparison are shared with the log
+//! records' differential test (`rows_logs_wire_tests`).
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -49,10 +52,16 @@ fn same_rows(buf: &[u8]) -> usize {
     assert_eq!(rows, checked.spans);
     let mut ours = Vec::new();
     assert_eq!(rows_wire::encode([buf], &mut ours), rows);
+    assert_same_rows(&ours, &expected, buf);
+    rows
+}
+
+/// Panics, showing where, unless the byte path's rows `ours` are the decoded path's.
+pub(super) fn assert_same_rows(ours: &[u8], expected: &[u8], buf: &[u8]) {
     if ours != expected {
         let at = ours
             .iter()
-            .zip(&expected)
+            .zip(expected)
             .position(|(a, b)| a != b)
             .unwrap_or(ours.len().min(expected.len()));
         let from = at.saturating_sub(24);
@@ -64,7 +73,6 @@ fn same_rows(buf: &[u8]) -> usize {
             String::from_utf8_lossy(&expected[from..(at + 40).min(expected.len())]),
         );
     }
-    rows
 }
 
 /// The rows a batch goes out as, through the sender's choice of encoder.
@@ -76,21 +84,21 @@ fn batch_rows(batch: &TraceBatch) -> (Vec<u8>, usize) {
 
 // ----- Hand-made encodings ----------------------------------------------------------------------
 
-fn varint(v: u64) -> Vec<u8> {
+pub(super) fn varint(v: u64) -> Vec<u8> {
     let mut out = Vec::new();
     encode_varint(v, &mut out);
     out
 }
 
-fn key(tag: u32, wire_type: u8) -> Vec<u8> {
+pub(super) fn key(tag: u32, wire_type: u8) -> Vec<u8> {
     varint(u64::from(tag) << 3 | u64::from(wire_type))
 }
 
-fn ld(tag: u32, body: &[u8]) -> Vec<u8> {
+pub(super) fn ld(tag: u32, body: &[u8]) -> Vec<u8> {
     [key(tag, 2), varint(body.len() as u64), body.to_vec()].concat()
 }
 
-fn kv(key: &str, value: V) -> KeyValue {
+pub(super) fn kv(key: &str, value: V) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(value) }),
@@ -98,11 +106,11 @@ fn kv(key: &str, value: V) -> KeyValue {
     }
 }
 
-fn set(value: V) -> AnyValue {
+pub(super) fn set(value: V) -> AnyValue {
     AnyValue { value: Some(value) }
 }
 
-fn string(s: &str) -> V {
+pub(super) fn string(s: &str) -> V {
     V::StringValue(s.to_owned())
 }
 
@@ -183,8 +191,8 @@ fn non_utf8_strings_never_reach_either_encoder() {
     }
 }
 
-#[test]
-fn attribute_values_render_like_the_decoded_path() {
+/// `AnyValue`s of every kind, as `rows::value_string` renders them.
+pub(super) fn value_cases() -> Vec<(V, String)> {
     let array = |values: Vec<AnyValue>| V::ArrayValue(ArrayValue { values });
     let map = |values: Vec<KeyValue>| V::KvlistValue(KeyValueList { values });
     let cases = [
@@ -230,15 +238,24 @@ fn attribute_values_render_like_the_decoded_path() {
             r#"{"k":2}"#,
         ),
     ];
-    for (value, expected) in cases {
+    cases
+        .into_iter()
+        .map(|(value, expected)| (value, expected.to_owned()))
+        .collect()
+}
+
+#[test]
+fn attribute_values_render_like_the_decoded_path() {
+    for (value, expected) in value_cases() {
         let buf = with_attribute(&kv("key", value.clone()).encode_to_vec());
         assert_eq!(attribute_value(&buf), expected, "{value:?}");
         same_rows(&buf);
     }
 }
 
-#[test]
-fn oneof_members_override_and_merge_as_prost_reads_them() {
+/// `AnyValue` bodies in encodings prost's encoder never writes (members overriding and
+/// merging), with what prost reads them as, rendered.
+pub(super) fn oneof_cases() -> Vec<(Vec<u8>, &'static str)> {
     let s = |v: &str| ld(1, v.as_bytes());
     let array = |items: &[&str]| {
         ld(
@@ -298,7 +315,13 @@ fn oneof_members_override_and_merge_as_prost_reads_them() {
             "true",
         ),
     ];
-    for (body, expected) in cases {
+    cases
+}
+
+#[test]
+fn oneof_members_override_and_merge_as_prost_reads_them() {
+    let s = |v: &str| ld(1, v.as_bytes());
+    for (body, expected) in oneof_cases() {
         // All in one `value`, and split over two (occurrences merge).
         let cut = body.len() / 2;
         let (first, second) = body.split_at(cut);
@@ -438,29 +461,34 @@ fn every_compressed_body_decompresses_to_the_rows() {
         ] {
             let (body, m) = encode_body(batch, compress);
             assert_eq!(m, n);
-            let mut plain = Vec::new();
-            match compress {
-                Compress::None => plain = body,
-                Compress::Lz4 => {
-                    lz4_flex::frame::FrameDecoder::new(body.as_slice())
-                        .read_to_end(&mut plain)
-                        .unwrap();
-                }
-                Compress::Zstd => plain = zstd::stream::decode_all(body.as_slice()).unwrap(),
-                Compress::Gzip => {
-                    flate2::read::GzDecoder::new(body.as_slice())
-                        .read_to_end(&mut plain)
-                        .unwrap();
-                }
-            }
-            assert!(plain == rows, "{compress:?}, {n} rows");
+            assert!(decompress(body, compress) == rows, "{compress:?}, {n} rows");
         }
     }
 }
 
+/// An insert's body, decompressed.
+pub(super) fn decompress(body: Vec<u8>, compress: Compress) -> Vec<u8> {
+    let mut plain = Vec::new();
+    match compress {
+        Compress::None => plain = body,
+        Compress::Lz4 => {
+            lz4_flex::frame::FrameDecoder::new(body.as_slice())
+                .read_to_end(&mut plain)
+                .unwrap();
+        }
+        Compress::Zstd => plain = zstd::stream::decode_all(body.as_slice()).unwrap(),
+        Compress::Gzip => {
+            flate2::read::GzDecoder::new(body.as_slice())
+                .read_to_end(&mut plain)
+                .unwrap();
+        }
+    }
+    plain
+}
+
 // ----- Generated requests -----------------------------------------------------------------------
 
-fn text() -> impl Strategy<Value = String> {
+pub(super) fn text() -> impl Strategy<Value = String> {
     prop_oneof![
         Just(String::new()),
         "[a-z./]{1,10}",
@@ -469,7 +497,7 @@ fn text() -> impl Strategy<Value = String> {
     ]
 }
 
-fn key_name() -> impl Strategy<Value = String> {
+pub(super) fn key_name() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("service.name".to_owned()),
         Just("a".to_owned()),
@@ -478,7 +506,7 @@ fn key_name() -> impl Strategy<Value = String> {
     ]
 }
 
-fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
+pub(super) fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         Just(Vec::new()),
         Just(vec![0; len]),
@@ -487,7 +515,7 @@ fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-fn double() -> impl Strategy<Value = f64> {
+pub(super) fn double() -> impl Strategy<Value = f64> {
     prop_oneof![
         3 => any::<f64>(),
         1 => prop::sample::select(vec![
@@ -506,7 +534,7 @@ fn double() -> impl Strategy<Value = f64> {
     ]
 }
 
-fn any_value() -> impl Strategy<Value = AnyValue> {
+pub(super) fn any_value() -> impl Strategy<Value = AnyValue> {
     let leaf = prop_oneof![
         1 => Just(None),
         3 => text().prop_map(|v| Some(V::StringValue(v))),
@@ -536,7 +564,7 @@ fn any_value() -> impl Strategy<Value = AnyValue> {
     })
 }
 
-fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+pub(super) fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
     vec(
         (key_name(), option::of(any_value())).prop_map(|(key, value)| KeyValue {
             key,
@@ -646,7 +674,7 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
 // ----- Re-encoding ------------------------------------------------------------------------------
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Kind {
+pub(super) enum Kind {
     Request,
     ResourceSpans,
     Resource,
@@ -660,6 +688,10 @@ enum Kind {
     AnyValue,
     ArrayValue,
     KeyValueList,
+    LogsRequest,
+    ResourceLogs,
+    ScopeLogs,
+    LogRecord,
 }
 
 /// The message type of field `tag` of `kind`, if it is a message field read here.
@@ -679,6 +711,13 @@ fn child(kind: Kind, tag: u32) -> Option<Kind> {
         (KeyValue, 2) | (ArrayValue, 1) => AnyValue,
         (AnyValue, 5) => ArrayValue,
         (AnyValue, 6) => KeyValueList,
+        (LogsRequest, 1) => ResourceLogs,
+        (ResourceLogs, 1) => Resource,
+        (ResourceLogs, 2) => ScopeLogs,
+        (ScopeLogs, 1) => Scope,
+        (ScopeLogs, 2) => LogRecord,
+        (LogRecord, 5) => AnyValue,
+        (LogRecord, 6) => KeyValue,
         _ => return None,
     })
 }
@@ -687,9 +726,10 @@ fn child(kind: Kind, tag: u32) -> Option<Kind> {
 fn singular_message(kind: Kind, tag: u32) -> bool {
     matches!(
         (kind, tag),
-        (Kind::ResourceSpans, 1)
-            | (Kind::ScopeSpans, 1)
+        (Kind::ResourceSpans | Kind::ResourceLogs, 1)
+            | (Kind::ScopeSpans | Kind::ScopeLogs, 1)
             | (Kind::Span, 15)
+            | (Kind::LogRecord, 5)
             | (Kind::KeyValue, 2)
             | (Kind::AnyValue, 5 | 6)
     )
@@ -738,9 +778,19 @@ fn top_fields(mut body: &[u8]) -> Vec<Field> {
 
 /// The rewriter's state: its random choices, and fields seen so far by message type, to give
 /// a later message of the same type a second, different occurrence of a field.
-struct Rewriter {
+pub(super) struct Rewriter {
     rng: Rng,
     seen: HashMap<Kind, Vec<Field>>,
+}
+
+impl Rewriter {
+    /// A rewriter making the choices `seed` gives.
+    pub(super) fn new(seed: u64) -> Self {
+        Self {
+            rng: Rng(seed),
+            seen: HashMap::new(),
+        }
+    }
 }
 
 /// Splits a valid message body into its top-level fields, rewriting the nested messages.
@@ -795,7 +845,7 @@ fn split_fields(mut body: &[u8], kind: Kind, r: &mut Rewriter) -> Vec<Field> {
 /// a decoder must take: fields moved, given twice (last wins, messages merge), singular
 /// messages split in two, unknown fields and groups, `AnyValue` members overridden by a later
 /// one. The result is valid; what it decodes to may differ, which does not matter here.
-fn rewrite(body: &[u8], kind: Kind, r: &mut Rewriter, out: &mut Vec<u8>) {
+pub(super) fn rewrite(body: &[u8], kind: Kind, r: &mut Rewriter, out: &mut Vec<u8>) {
     let mut fields = split_fields(body, kind, r);
     let seen = r.seen.entry(kind).or_default();
     for f in &fields {
@@ -877,14 +927,14 @@ fn rewrite(body: &[u8], kind: Kind, r: &mut Rewriter, out: &mut Vec<u8>) {
 }
 
 #[derive(Clone, Debug)]
-enum Mutation {
+pub(super) enum Mutation {
     Flip(Index, u8),
     Set(Index, u8),
     Insert(Index, Vec<u8>),
     Delete(Index, usize),
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+pub(super) fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<Index>(), 1..=255u8).prop_map(|(i, x)| Mutation::Flip(i, x)),
         (
@@ -899,7 +949,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-fn apply(buf: &mut Vec<u8>, m: &Mutation) {
+pub(super) fn apply(buf: &mut Vec<u8>, m: &Mutation) {
     let len = buf.len();
     if len == 0 {
         return;
@@ -935,10 +985,7 @@ proptest! {
         let plain = request.encode_to_vec();
         prop_assert_eq!(same_rows(&plain), crate::pipeline::count_spans(&request.resource_spans));
         let mut buf = Vec::new();
-        let mut rewriter = Rewriter {
-            rng: Rng(seed),
-            seen: HashMap::new(),
-        };
+        let mut rewriter = Rewriter::new(seed);
         rewrite(&plain, Kind::Request, &mut rewriter, &mut buf);
         prop_assert!(wire::validate(&buf).is_ok(), "rewritten input is valid");
         same_rows(&buf);

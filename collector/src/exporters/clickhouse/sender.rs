@@ -11,7 +11,7 @@ use super::client::{ChError, Client};
 use super::config::Compress;
 use super::rows_metrics::MetricRows;
 use super::schema::{Schema, Table};
-use super::{rows, rows_logs, rows_metrics, rows_wire};
+use super::{rows, rows_logs, rows_logs_wire, rows_metrics, rows_wire};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
 use crate::pipeline::{Batch, Logs, Metrics, Signal, TraceBatch, Traces};
 
@@ -23,6 +23,76 @@ pub trait ChSignal: Signal + Sized {
     /// Per table that gets rows, the insert's body (compressed as `compress` says) and its
     /// number of rows.
     fn encode(batch: &Batch<Self>, compress: Compress) -> Vec<(Table, Vec<u8>, usize)>;
+}
+
+/// A signal whose rows go to one table, written by one of two encoders that write the same
+/// rows: from the checked protobuf a batch still holds, or from its decoded structures.
+pub trait RowSignal: Signal + Sized {
+    /// A guess at one item's rows in bytes, to size an insert's body.
+    const ROW_BYTES: usize;
+
+    /// Rows from the parts of an encoded batch (`rows_wire`, `rows_logs_wire`).
+    fn encode_parts<'a>(
+        parts: impl Iterator<Item = &'a [u8]>,
+        out: &mut Vec<u8>,
+        chunk: usize,
+        flush: &mut dyn FnMut(&[u8]),
+    ) -> usize;
+
+    /// Rows from decoded resources (`rows`, `rows_logs`).
+    fn encode_resources(
+        resources: &[Self::Resource],
+        out: &mut Vec<u8>,
+        chunk: usize,
+        flush: &mut dyn FnMut(&[u8]),
+    ) -> usize;
+}
+
+impl RowSignal for Traces {
+    /// An SDK's span is some 1.5 KiB of rows (the benchmark's HTTP service spans).
+    const ROW_BYTES: usize = 1536;
+
+    fn encode_parts<'a>(
+        parts: impl Iterator<Item = &'a [u8]>,
+        out: &mut Vec<u8>,
+        chunk: usize,
+        flush: &mut dyn FnMut(&[u8]),
+    ) -> usize {
+        rows_wire::encode_chunked(parts, out, chunk, flush)
+    }
+
+    fn encode_resources(
+        resources: &[Self::Resource],
+        out: &mut Vec<u8>,
+        chunk: usize,
+        flush: &mut dyn FnMut(&[u8]),
+    ) -> usize {
+        rows::encode_chunked(resources, out, chunk, flush)
+    }
+}
+
+impl RowSignal for Logs {
+    /// A record with ten 64-byte attributes and a short body (the benchmark's) is some 1 KiB
+    /// of rows.
+    const ROW_BYTES: usize = 1024;
+
+    fn encode_parts<'a>(
+        parts: impl Iterator<Item = &'a [u8]>,
+        out: &mut Vec<u8>,
+        chunk: usize,
+        flush: &mut dyn FnMut(&[u8]),
+    ) -> usize {
+        rows_logs_wire::encode_chunked(parts, out, chunk, flush)
+    }
+
+    fn encode_resources(
+        resources: &[Self::Resource],
+        out: &mut Vec<u8>,
+        chunk: usize,
+        flush: &mut dyn FnMut(&[u8]),
+    ) -> usize {
+        rows_logs::encode_chunked(resources, out, chunk, flush)
+    }
 }
 
 impl ChSignal for Traces {
@@ -38,9 +108,8 @@ impl ChSignal for Logs {
     const TABLES: &'static [Table] = &[Table::Logs];
 
     fn encode(batch: &Batch<Logs>, compress: Compress) -> Vec<(Table, Vec<u8>, usize)> {
-        let mut out = Vec::with_capacity(batch.protobuf_len() * 2);
-        let rows = rows_logs::encode(batch.resources(), &mut out);
-        vec![(Table::Logs, compress_whole(&out, compress), rows)]
+        let (body, rows) = encode_body(batch, compress);
+        vec![(Table::Logs, body, rows)]
     }
 }
 
@@ -174,22 +243,22 @@ impl<S: ChSignal> ClickHouseSender<S> {
 /// Appends the batch's rows to `out`; returns how many. A batch still holding the protobuf it
 /// was received as is encoded from those bytes, without decoding it; one a stage has decoded
 /// (or rebuilt) from its structures.
-pub fn encode_rows(batch: &TraceBatch, out: &mut Vec<u8>) -> usize {
+pub fn encode_rows<S: RowSignal>(batch: &Batch<S>, out: &mut Vec<u8>) -> usize {
     encode_rows_chunked(batch, out, usize::MAX, &mut |_| {})
 }
 
 /// [`encode_rows`], handing the rows over as they are written: whenever `out` holds `chunk`
 /// bytes or more after a row, they go to `flush` and `out` is cleared. The rows written after
 /// the last flush are left in `out`.
-pub fn encode_rows_chunked(
-    batch: &TraceBatch,
+pub fn encode_rows_chunked<S: RowSignal>(
+    batch: &Batch<S>,
     out: &mut Vec<u8>,
     chunk: usize,
     flush: &mut dyn FnMut(&[u8]),
 ) -> usize {
     match batch.protobuf_parts() {
-        Some(parts) => rows_wire::encode_chunked(parts.map(|p| p.as_ref()), out, chunk, flush),
-        None => rows::encode_chunked(batch.resources(), out, chunk, flush),
+        Some(parts) => S::encode_parts(parts.map(|p| p.as_ref()), out, chunk, flush),
+        None => S::encode_resources(batch.resources(), out, chunk, flush),
     }
 }
 
@@ -200,7 +269,7 @@ pub const CHUNK: usize = 128 * 1024;
 /// The body of an insert of `batch`, compressed as `compress` says, and its number of rows.
 /// Uncompressed, the body is the rows; compressed, the rows are written into the compressor
 /// [`CHUNK`] bytes at a time.
-pub fn encode_body(batch: &TraceBatch, compress: Compress) -> (Vec<u8>, usize) {
+pub fn encode_body<S: RowSignal>(batch: &Batch<S>, compress: Compress) -> (Vec<u8>, usize) {
     // Writing into memory cannot fail.
     const IN_MEMORY: &str = "compressing into memory";
     let capacity = compressed_capacity(batch, compress);
@@ -240,7 +309,7 @@ pub fn encode_body(batch: &TraceBatch, compress: Compress) -> (Vec<u8>, usize) {
 }
 
 /// Writes the batch's rows into `w`, a chunk at a time.
-fn compress_rows<W: Write>(batch: &TraceBatch, mut w: W) -> (W, usize) {
+fn compress_rows<S: RowSignal, W: Write>(batch: &Batch<S>, mut w: W) -> (W, usize) {
     let mut chunk = Vec::with_capacity(CHUNK + CHUNK / 4);
     let rows = encode_rows_chunked(batch, &mut chunk, CHUNK, &mut |rows| {
         w.write_all(rows).expect("compressing into memory")
@@ -249,11 +318,10 @@ fn compress_rows<W: Write>(batch: &TraceBatch, mut w: W) -> (W, usize) {
     (w, rows)
 }
 
-/// A guess at the body's size, so that it is allocated about once: an SDK's span is some
-/// 1.5 KiB of rows (the benchmark's HTTP service spans), which lz4 makes about 8 times
-/// smaller, zstd and gzip about 12 times.
-fn compressed_capacity(batch: &TraceBatch, compress: Compress) -> usize {
-    let rows = batch.item_count().saturating_mul(1536);
+/// A guess at the body's size, so that it is allocated about once: [`RowSignal::ROW_BYTES`]
+/// per item, which lz4 makes about 8 times smaller, zstd and gzip about 12 times.
+fn compressed_capacity<S: RowSignal>(batch: &Batch<S>, compress: Compress) -> usize {
+    let rows = batch.item_count().saturating_mul(S::ROW_BYTES);
     match compress {
         Compress::None => rows,
         Compress::Lz4 => rows / 8,
