@@ -80,7 +80,9 @@ pub use batch::{
 };
 pub use edit::{Edit, Output, StatusCode, Target};
 pub use logs::{LogBatch, LogRecordMut, LogRecordViewMut};
-pub use metrics::{DataPoint, DataPointMut, MetricBatch, MetricInfo, MetricMut, MetricType};
+pub use metrics::{
+    DataPoint, DataPointMut, DataPointViewMut, MetricBatch, MetricInfo, MetricMut, MetricType,
+};
 pub use value::{Value, as_str};
 
 /// The OTLP message types plugins see.
@@ -95,11 +97,13 @@ pub mod proto {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::host::{self, Level};
-    pub use crate::view::{AttributeView, AttributesView, LogRecordView, SpanView, ValueView};
+    pub use crate::view::{
+        AttributeView, AttributesView, DataPointView, LogRecordView, SpanView, ValueView,
+    };
     pub use crate::{
-        Batch, DataPoint, DataPointMut, LogBatch, LogRecordMut, LogRecordViewMut, MetricBatch,
-        MetricMut, MetricType, Plugin, PluginConfig, ResourceMut, ResourceViewMut, ScopeMut,
-        ScopeViewMut, SpanMut, SpanViewMut, StatusCode, Value, as_str, export_plugin,
+        Batch, DataPoint, DataPointMut, DataPointViewMut, LogBatch, LogRecordMut, LogRecordViewMut,
+        MetricBatch, MetricMut, MetricType, Plugin, PluginConfig, ResourceMut, ResourceViewMut,
+        ScopeMut, ScopeViewMut, SpanMut, SpanViewMut, StatusCode, Value, as_str, export_plugin,
     };
 }
 

@@ -4,6 +4,9 @@
 //! as spans' and logs'. Every change is made to the plugin's copy at once (so later reads see
 //! it) and recorded as an [`Edit`] for the host, which applies it to its own copy of the batch
 //! with [`crate::wire::edit::apply_metrics`].
+//!
+//! View mode (`for_each_*_view`) reads the protobuf in place without decoding it and only
+//! records edits, as for spans and logs; a plugin uses one mode or the other in a call.
 
 use std::cell::OnceCell;
 
@@ -16,9 +19,13 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use crate::attributes;
-use crate::batch::{ResourceMut, ScopeMut, record, remove_recorded, set_recorded};
+use crate::batch::{
+    Mode, ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, record, remove_recorded,
+    remove_viewed, set_recorded, view_attribute_methods, view_bytes,
+};
 use crate::edit::{Edit, Output, Target, encode_metrics_batch};
 use crate::value::{Value, as_str};
+use crate::view::{self, AttributesView, DataPointView};
 use crate::wire::edit_metrics::{point_count, prune};
 
 /// One batch of metrics, as handed to [`crate::Plugin::process_metrics`].
@@ -35,6 +42,9 @@ pub struct MetricBatch {
     dropped_metrics: Vec<bool>,
     replaced: bool,
     encoded: Option<Vec<u8>>,
+    mode: Mode,
+    /// `data` encoded, for view mode over a batch that was built rather than received.
+    view_buf: OnceCell<Vec<u8>>,
 }
 
 impl MetricBatch {
@@ -65,6 +75,7 @@ impl MetricBatch {
 
     /// Decodes if needed, sizes the drop marks, and hands out the data with the edit list.
     fn parts(&mut self) -> Parts<'_> {
+        self.mode = self.mode.enter(Mode::Mutable, self.replaced);
         let (points, metrics) = (self.point_count(), self.metric_count());
         self.raw = Vec::new();
         if self.dropped_points.len() < points {
@@ -239,6 +250,77 @@ impl MetricBatch {
         }
     }
 
+    /// Calls `f` for each resource, in view mode: read in place (the batch is never decoded),
+    /// changes only recorded, so they are not visible to later reads within this call.
+    pub fn for_each_resource_view(&mut self, mut f: impl FnMut(&mut ResourceViewMut<'_>)) {
+        self.mode = self.mode.enter(Mode::View, self.replaced);
+        let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_metrics_batch);
+        let edits = &mut self.edits;
+        // Resources and scopes have the same outline in every signal's batch.
+        view::walk_logs(
+            bytes,
+            |i, resource| {
+                let start = edits.len();
+                f(&mut ResourceViewMut {
+                    resource,
+                    target: Target::Resource(i),
+                    edits: &mut *edits,
+                    start,
+                });
+            },
+            None,
+            None,
+        );
+    }
+
+    /// Calls `f` for each instrumentation scope, in view mode.
+    pub fn for_each_scope_view(&mut self, mut f: impl FnMut(&mut ScopeViewMut<'_>)) {
+        self.mode = self.mode.enter(Mode::View, self.replaced);
+        let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_metrics_batch);
+        let edits = &mut self.edits;
+        view::walk_logs(
+            bytes,
+            |_, _| {},
+            Some(&mut |i, resource, scope| {
+                let start = edits.len();
+                f(&mut ScopeViewMut {
+                    resource,
+                    scope,
+                    target: Target::Scope(i),
+                    edits: &mut *edits,
+                    start,
+                });
+            }),
+            None,
+        );
+    }
+
+    /// Calls `f` for each data point (of every metric type) that has not been dropped, in
+    /// batch order, in view mode.
+    pub fn for_each_data_point_view(&mut self, mut f: impl FnMut(&mut DataPointViewMut<'_>)) {
+        self.mode = self.mode.enter(Mode::View, self.replaced);
+        let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_metrics_batch);
+        let edits = &mut self.edits;
+        let dropped = &mut self.dropped_points;
+        view::walk_metric_points(bytes, |point| {
+            let i = point.index() as usize;
+            if dropped.len() <= i {
+                dropped.resize(i + 1, false);
+            }
+            if dropped[i] {
+                return;
+            }
+            let start = edits.len();
+            f(&mut DataPointViewMut {
+                point,
+                target: Target::DataPoint(i as u32),
+                edits: &mut *edits,
+                start,
+                dropped: &mut dropped[i],
+            });
+        });
+    }
+
     /// Replaces the whole batch: the escape hatch for changes edits cannot express. Edits
     /// made before are dropped; later changes through `for_each_*` go into the replacement.
     pub fn replace(&mut self, data: Vec<ResourceMetrics>) {
@@ -248,6 +330,7 @@ impl MetricBatch {
         self.dropped_points.clear();
         self.dropped_metrics.clear();
         self.replaced = true;
+        self.mode = Mode::Unused;
     }
 
     /// Records an edit without applying it to this copy. The host checks it like any other.
@@ -266,6 +349,15 @@ impl MetricBatch {
     pub fn into_resource_metrics(mut self) -> Vec<ResourceMetrics> {
         if let Some(bytes) = self.encoded.take() {
             return crate::edit::decode_metrics_replacement(&bytes).unwrap_or_default();
+        }
+        if self.mode == Mode::View {
+            // The host's own applier on the bytes the views read.
+            let bytes = view_bytes(&self.raw, &self.data, &self.view_buf, encode_metrics_batch);
+            let edited = crate::wire::edit::apply_metrics(bytes, self.edits)
+                .expect("view-mode edits index the batch they were recorded on");
+            return MetricsData::decode(edited.bytes.as_slice())
+                .expect("the edit applier writes valid protobuf")
+                .resource_metrics;
         }
         self.data();
         let mut data = self.data.take().unwrap_or_default();
@@ -290,6 +382,34 @@ impl MetricBatch {
             Output::Unchanged
         } else {
             Output::Edits(self.edits)
+        }
+    }
+}
+
+/// A data point in view mode: read in place, changes recorded for the host only.
+pub struct DataPointViewMut<'a> {
+    point: DataPointView<'a>,
+    target: Target,
+    edits: &'a mut Vec<Edit>,
+    start: usize,
+    dropped: &'a mut bool,
+}
+
+impl<'a> DataPointViewMut<'a> {
+    view_attribute_methods!(point);
+
+    /// The point as received, with its metric's name, its resource and scope.
+    pub fn view(&self) -> DataPointView<'a> {
+        self.point
+    }
+
+    /// Drops the point from the batch (its metric goes too when no point is left).
+    pub fn drop_point(&mut self) {
+        if !*self.dropped {
+            *self.dropped = true;
+            self.edits.push(Edit::DropDataPoint {
+                point: self.point.index(),
+            });
         }
     }
 }

@@ -239,3 +239,155 @@ fn a_replacement_goes_back_whole() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `Edit5`'s point edits in view mode (resources and scopes too).
+struct Edit5Views;
+
+impl Plugin for Edit5Views {
+    fn new(_: PluginConfig) -> Result<Self, String> {
+        Ok(Edit5Views)
+    }
+
+    fn process(&mut self, _: &mut Batch) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn process_metrics(&mut self, batch: &mut MetricBatch) -> Result<(), String> {
+        batch.for_each_resource_view(|r| r.set_attribute("seen", true));
+        batch.for_each_scope_view(|s| s.set_attribute("scope.tag", "x"));
+        batch.for_each_data_point_view(|p| {
+            let v = p.view();
+            if v.attributes().get("debug").is_some() {
+                p.drop_point();
+                return;
+            }
+            if let Some(user) = v.attributes().get_str("user").map(str::to_uppercase) {
+                p.set_attribute("user", user);
+            }
+            p.remove_attribute("keep");
+        });
+        Ok(())
+    }
+}
+
+/// `Edit5` without the summary drop and the `kind` attribute, in the mutable API.
+struct Edit5Mutable;
+
+impl Plugin for Edit5Mutable {
+    fn new(_: PluginConfig) -> Result<Self, String> {
+        Ok(Edit5Mutable)
+    }
+
+    fn process(&mut self, _: &mut Batch) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn process_metrics(&mut self, batch: &mut MetricBatch) -> Result<(), String> {
+        batch.for_each_resource(|r| r.set_attribute("seen", true));
+        batch.for_each_scope(|s| s.set_attribute("scope.tag", "x"));
+        batch.for_each_data_point(|p| {
+            if p.attribute("debug").is_some() {
+                p.drop_point();
+                return;
+            }
+            if let Some(user) = p.attribute_str("user").map(str::to_uppercase) {
+                p.set_attribute("user", user);
+            }
+            p.remove_attribute("keep");
+        });
+        Ok(())
+    }
+}
+
+#[test]
+fn view_mode_reads_every_point_type_and_edits_like_the_mutable_api() {
+    let mut views = Harness::<Edit5Views>::new(serde_json::Value::Null).unwrap();
+    let mut mutable = Harness::<Edit5Mutable>::new(serde_json::Value::Null).unwrap();
+    assert_eq!(
+        views.process_metrics(input()).unwrap(),
+        mutable.process_metrics(input()).unwrap()
+    );
+    let mut batch = MetricBatch::new(input());
+    let mut seen = Vec::new();
+    batch.for_each_data_point_view(|p| {
+        let v = p.view();
+        seen.push((
+            v.index(),
+            v.metric_name().to_string(),
+            v.service_name().map(str::to_string),
+            v.attributes().to_key_values(),
+        ));
+    });
+    let mut expected = Vec::new();
+    let mut decoded = MetricBatch::new(input());
+    decoded.for_each_data_point(|p| {
+        expected.push((
+            p.index(),
+            p.metric_name().to_string(),
+            p.service_name().map(str::to_string),
+            p.attributes().to_vec(),
+        ))
+    });
+    assert_eq!(seen.len(), 15);
+    assert_eq!(seen, expected);
+}
+
+#[test]
+#[should_panic(expected = "not both")]
+fn mixing_modes_panics() {
+    let mut batch = MetricBatch::new(input());
+    batch.for_each_data_point_view(|_| {});
+    batch.for_each_data_point(|_| {});
+}
+
+#[test]
+fn view_mode_reads_a_metric_split_over_data_fields_as_decoding_does() {
+    // Gauge, then sum, then gauge again in one Metric's bytes: decoding keeps the last gauge
+    // only (a different oneof field replaces, the same one merges).
+    let metrics = every_metric_type(&[&[("a", Value::from("1"))], &[("a", Value::from("2"))]]);
+    let (gauge, sum) = (metrics[0].encode_to_vec(), metrics[1].encode_to_vec());
+    let mut one = metrics[0].clone();
+    if let Some(metric::Data::Gauge(g)) = &mut one.data {
+        g.data_points.truncate(1);
+        g.data_points[0].attributes = vec![crate::testing::kv("a", Value::from("last"))];
+    }
+    let body = [gauge, sum, one.encode_to_vec()].concat();
+    let decoded = Metric::decode(body.as_slice()).unwrap();
+    let mut rm = resource_metrics("cart", vec![decoded.clone()]);
+    rm.scope_metrics[0].metrics.clear();
+    let mut bytes = crate::edit::encode_metrics_batch(&[rm]);
+    // Splice the raw metric in: ResourceMetrics > ScopeMetrics > Metric.
+    let mut sm = ScopeMetricsBytes::default();
+    sm.metric(&body);
+    bytes = sm.wrap(&bytes);
+    let batch_decoded = MetricsData::decode(bytes.as_slice()).unwrap();
+    assert_eq!(
+        batch_decoded.resource_metrics[1].scope_metrics[0].metrics[0],
+        decoded
+    );
+    let mut batch = MetricBatch::from_encoded(bytes);
+    let mut seen = Vec::new();
+    batch.for_each_data_point_view(|p| {
+        seen.push(p.view().attributes().get_str("a").map(str::to_string))
+    });
+    assert_eq!(seen, [Some("last".to_string())]);
+}
+
+/// Builds a batch whose last resource holds a scope with one raw `Metric` body.
+#[derive(Default)]
+struct ScopeMetricsBytes(Vec<u8>);
+
+impl ScopeMetricsBytes {
+    fn metric(&mut self, body: &[u8]) {
+        prost::encoding::bytes::encode(2, &body.to_vec(), &mut self.0);
+    }
+
+    /// `batch` with a new resource holding this scope appended.
+    fn wrap(&self, batch: &[u8]) -> Vec<u8> {
+        let mut rm = Vec::new();
+        prost::encoding::bytes::encode(2, &self.0, &mut rm);
+        let mut out = batch.to_vec();
+        prost::encoding::bytes::encode(1, &rm, &mut out);
+        out
+    }
+}
