@@ -89,16 +89,7 @@ impl Batch {
     }
 
     fn enter(&mut self, mode: Mode) {
-        assert!(
-            self.mode == Mode::Unused || self.mode == mode,
-            "a batch is read either through views or through the mutable API within one call, \
-             not both"
-        );
-        assert!(
-            mode != Mode::View || !self.replaced,
-            "view mode reads the batch as received; it cannot follow replace()"
-        );
-        self.mode = mode;
+        self.mode = self.mode.enter(mode, self.replaced);
     }
 
     /// Decodes if needed; borrows only the data field, so edits can be recorded alongside.
