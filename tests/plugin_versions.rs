@@ -343,3 +343,71 @@ service:
         }
     }
 }
+
+/// A policy plugin's core module for `version`: `init` answers `ok({needs-spans: false})`
+/// (a zeroed return area), `decide` `ok([])`.
+fn policy_wat(version: &str) -> String {
+    format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 1024))
+  (func (export "cabi_realloc")
+        (param i32 i32 i32) (param $size i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $next))
+    (global.set $next (i32.add (local.get $at) (i32.and (i32.add (local.get $size) (i32.const 7)) (i32.const -8))))
+    (local.get $at))
+  (func (export "wasmcol:plugin/sampler@{version}#init") (param i32 i32) (result i32)
+    (i32.const 0))
+  (func (export "wasmcol:plugin/sampler@{version}#decide") (param i32 i32 i32 i32) (result i32)
+    (i32.const 0))
+)"#
+    )
+}
+
+fn tail_sampling_config(plugin: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:4318
+processors:
+  tail_sampling:
+    decision_wait: 1s
+    policies: [{{ name: all, type: always_sample }}]
+    plugin: "{plugin}"
+exporters:
+  nop:
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling]
+      exporters: [nop]
+"#
+    )
+}
+
+#[test]
+fn policy_plugins_built_for_0_2_0_still_load_and_0_1_0_ones_are_refused() {
+    for (version, wit) in [
+        ("0.2.0", "plugin-sdk/wit/0.2.0/plugin.wit"),
+        ("0.3.0", "plugin-sdk/wit/plugin.wit"),
+    ] {
+        let wit = std::fs::read_to_string(workspace_root().join(wit)).unwrap();
+        let plugin = wat_plugin::component_of_world(&policy_wat(version), &wit, "policy").unwrap();
+        let (code, stderr) = validate(&tail_sampling_config(plugin.to_str().unwrap()));
+        assert_eq!(code, 0, "{version}: {stderr}");
+    }
+    let wit =
+        std::fs::read_to_string(workspace_root().join("plugin-sdk/wit/0.1.0/plugin.wit")).unwrap();
+    let plugin = wat_plugin::component_of_world(&policy_wat("0.1.0"), &wit, "policy").unwrap();
+    let (code, stderr) = validate(&tail_sampling_config(plugin.to_str().unwrap()));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("was built for wasmcol:plugin@0.1.0; policy plugins must be built for wasmcol:plugin@0.3.0 (or @0.2.0)"),
+        "{stderr}"
+    );
+}

@@ -38,6 +38,17 @@ pub mod v0_2 {
         path: "../plugin-sdk/wit/0.2.0",
         world: "plugin",
     });
+
+    /// The tail-sampling policy world of 0.2.0 (its `sampler` interface is 0.3.0's).
+    pub mod policy {
+        wasmtime::component::bindgen!({
+            path: "../plugin-sdk/wit/0.2.0",
+            world: "policy",
+            with: {
+                "wasmcol:plugin/host": crate::plugin_host::bindings::v0_2::wasmcol::plugin::host,
+            },
+        });
+    }
 }
 
 /// The `wasmcol:plugin` package version a component was built against, from the names of
