@@ -222,6 +222,13 @@ pub trait ProcessorConfig: fmt::Debug + Send + Sync {
         Signals::TRACES
     }
 
+    /// Why it cannot process `signal` when that depends on its configuration (a `wasm`
+    /// processor's plugin built for an older ABI): added to the validation error.
+    fn unsupported_because(&self, signal: SignalKind) -> Option<String> {
+        let _ = signal;
+        None
+    }
+
     /// Builds one instance for one traces pipeline, forwarding to `next`.
     fn build_traces(
         &self,

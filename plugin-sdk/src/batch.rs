@@ -21,11 +21,28 @@ use crate::view::{self, AttributesView, ResourceView, ScopeView, SpanView};
 
 /// Which API a call has used so far: the two do not see each other's changes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     #[default]
     Unused,
     Mutable,
     View,
+}
+
+impl Mode {
+    /// The mode after a call through `mode`'s API; panics when the batch is already in the
+    /// other mode, or when view mode would follow a replacement.
+    pub(crate) fn enter(self, mode: Mode, replaced: bool) -> Mode {
+        assert!(
+            self == Mode::Unused || self == mode,
+            "a batch is read either through views or through the mutable API within one call, \
+             not both"
+        );
+        assert!(
+            mode != Mode::View || !replaced,
+            "view mode reads the batch as received; it cannot follow replace()"
+        );
+        mode
+    }
 }
 
 /// One batch of spans, as handed to [`crate::Plugin::process`].
@@ -72,16 +89,7 @@ impl Batch {
     }
 
     fn enter(&mut self, mode: Mode) {
-        assert!(
-            self.mode == Mode::Unused || self.mode == mode,
-            "a batch is read either through views or through the mutable API within one call, \
-             not both"
-        );
-        assert!(
-            mode != Mode::View || !self.replaced,
-            "view mode reads the batch as received; it cannot follow replace()"
-        );
-        self.mode = mode;
+        self.mode = self.mode.enter(mode, self.replaced);
     }
 
     /// Decodes if needed; borrows only the data field, so edits can be recorded alongside.

@@ -6,8 +6,10 @@
 //! the collector, error texts included.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, status};
 use prost::Message;
 
@@ -28,6 +30,9 @@ pub enum Target {
     Link(u32, u32),
     /// The n-th log record of a logs batch, counted across resources and scopes.
     LogRecord(u32),
+    /// The n-th data point of a metrics batch, counted across resources, scopes and metrics
+    /// (whatever the metric's type).
+    DataPoint(u32),
 }
 
 /// A span status code.
@@ -113,6 +118,16 @@ pub enum Edit {
         /// The log record index.
         record: u32,
     },
+    /// Remove a data point from a metrics batch (a metric left without points goes too).
+    DropDataPoint {
+        /// The data point index.
+        point: u32,
+    },
+    /// Remove a metric, with all its data points, from a metrics batch.
+    DropMetric {
+        /// The metric index, counted across resources and scopes.
+        metric: u32,
+    },
 }
 
 /// A plugin's answer for one batch.
@@ -122,7 +137,8 @@ pub enum Output {
     Unchanged,
     /// Apply these edits in order.
     Edits(Vec<Edit>),
-    /// Replace the batch with this `TracesData` (or, for a logs batch, `LogsData`), protobuf.
+    /// Replace the batch with this `TracesData` (or, for a logs batch, `LogsData`; for a
+    /// metrics batch, `MetricsData`), protobuf.
     Replace(Vec<u8>),
 }
 
@@ -143,6 +159,21 @@ pub fn decode_logs_replacement(bytes: &[u8]) -> Result<Vec<ResourceLogs>, String
 
 /// Encodes a logs batch the way the host hands it to a plugin.
 pub fn encode_logs_batch(data: &[ResourceLogs]) -> Vec<u8> {
+    let len = prost::encoding::message::encoded_len_repeated(1, data);
+    let mut buf = Vec::with_capacity(len);
+    prost::encoding::message::encode_repeated(1, data, &mut buf);
+    buf
+}
+
+/// Decodes a replacement metrics batch (`MetricsData`, protobuf) as the host does.
+pub fn decode_metrics_replacement(bytes: &[u8]) -> Result<Vec<ResourceMetrics>, String> {
+    ExportMetricsServiceRequest::decode(bytes)
+        .map(|t| t.resource_metrics)
+        .map_err(|e| format!("the replacement batch is not valid OTLP protobuf: {e}"))
+}
+
+/// Encodes a metrics batch the way the host hands it to a plugin.
+pub fn encode_metrics_batch(data: &[ResourceMetrics]) -> Vec<u8> {
     let len = prost::encoding::message::encoded_len_repeated(1, data);
     let mut buf = Vec::with_capacity(len);
     prost::encoding::message::encode_repeated(1, data, &mut buf);

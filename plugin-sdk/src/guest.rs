@@ -115,6 +115,8 @@ fn edit(e: Edit) -> wit::Edit {
             value: value(v),
         }),
         Edit::DropLogRecord { record } => wit::Edit::DropLogRecord(record),
+        Edit::DropDataPoint { point } => wit::Edit::DropDataPoint(point),
+        Edit::DropMetric { metric } => wit::Edit::DropMetric(metric),
     }
 }
 
@@ -126,6 +128,7 @@ fn target(t: Target) -> wit::Target {
         Target::Event(s, e) => wit::Target::Event((s, e)),
         Target::Link(s, l) => wit::Target::Link((s, l)),
         Target::LogRecord(i) => wit::Target::LogRecord(i),
+        Target::DataPoint(i) => wit::Target::DataPoint(i),
     }
 }
 

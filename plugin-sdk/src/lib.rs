@@ -39,7 +39,8 @@
 //! code runs natively under `cargo test` through [`testing::Harness`].
 //!
 //! A plugin in a logs pipeline gets logs batches through [`Plugin::process_logs`] (a
-//! [`LogBatch`]); its default passes them on unchanged.
+//! [`LogBatch`]), one in a metrics pipeline metrics batches through
+//! [`Plugin::process_metrics`] (a [`MetricBatch`]); their defaults pass them on unchanged.
 //!
 //! The batch crosses into the plugin as OTLP protobuf (one copy) and changes go back as small
 //! [`Edit`]s that the host checks and applies; see `plugin-sdk/README.md` for why and the
@@ -50,6 +51,7 @@ mod batch;
 pub mod edit;
 pub mod host;
 mod logs;
+mod metrics;
 pub mod policy;
 #[doc(hidden)]
 pub mod runtime;
@@ -78,12 +80,16 @@ pub use batch::{
 };
 pub use edit::{Edit, Output, StatusCode, Target};
 pub use logs::{LogBatch, LogRecordMut, LogRecordViewMut};
+pub use metrics::{
+    DataPoint, DataPointMut, DataPointViewMut, MetricBatch, MetricInfo, MetricMut, MetricType,
+};
 pub use value::{Value, as_str};
 
 /// The OTLP message types plugins see.
 pub mod proto {
     pub use opentelemetry_proto::tonic::common::v1 as common;
     pub use opentelemetry_proto::tonic::logs::v1 as logs;
+    pub use opentelemetry_proto::tonic::metrics::v1 as metrics;
     pub use opentelemetry_proto::tonic::resource::v1 as resource;
     pub use opentelemetry_proto::tonic::trace::v1 as trace;
 }
@@ -91,11 +97,13 @@ pub mod proto {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::host::{self, Level};
-    pub use crate::view::{AttributeView, AttributesView, LogRecordView, SpanView, ValueView};
+    pub use crate::view::{
+        AttributeView, AttributesView, DataPointView, LogRecordView, SpanView, ValueView,
+    };
     pub use crate::{
-        Batch, LogBatch, LogRecordMut, LogRecordViewMut, Plugin, PluginConfig, ResourceMut,
-        ResourceViewMut, ScopeMut, ScopeViewMut, SpanMut, SpanViewMut, StatusCode, Value, as_str,
-        export_plugin,
+        Batch, DataPoint, DataPointMut, DataPointViewMut, LogBatch, LogRecordMut, LogRecordViewMut,
+        MetricBatch, MetricMut, MetricType, Plugin, PluginConfig, ResourceMut, ResourceViewMut,
+        ScopeMut, ScopeViewMut, SpanMut, SpanViewMut, StatusCode, Value, as_str, export_plugin,
     };
 }
 
@@ -112,6 +120,13 @@ pub trait Plugin: Sized + 'static {
     /// Processes one batch of log records, with the same error handling as [`Self::process`].
     /// The default passes logs on unchanged (and never decodes them).
     fn process_logs(&mut self, batch: &mut LogBatch) -> Result<(), String> {
+        let _ = batch;
+        Ok(())
+    }
+
+    /// Processes one batch of metrics, with the same error handling as [`Self::process`].
+    /// The default passes metrics on unchanged (and never decodes them).
+    fn process_metrics(&mut self, batch: &mut MetricBatch) -> Result<(), String> {
         let _ = batch;
         Ok(())
     }
@@ -203,6 +218,11 @@ macro_rules! export_plugin {
                     batch: Vec<u8>,
                 ) -> Result<$crate::guest::wasmcol::plugin::types::Output, String> {
                     $crate::runtime::process_logs::<$plugin>(batch).map($crate::guest::to_wit)
+                }
+                fn process_metrics(
+                    batch: Vec<u8>,
+                ) -> Result<$crate::guest::wasmcol::plugin::types::Output, String> {
+                    $crate::runtime::process_metrics::<$plugin>(batch).map($crate::guest::to_wit)
                 }
             }
             $crate::guest::export!(Export);

@@ -12,21 +12,12 @@ use prost::Message;
 
 use crate::attributes;
 use crate::batch::{
-    ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, attribute_methods, record,
+    Mode, ResourceMut, ResourceViewMut, ScopeMut, ScopeViewMut, attribute_methods, record,
     remove_recorded, remove_viewed, set_recorded, view_attribute_methods, view_bytes,
 };
 use crate::edit::{Edit, Output, Target, encode_logs_batch};
 use crate::value::{Value, as_str};
 use crate::view::{self, AttributesView, LogRecordView};
-
-/// Which API a call has used so far: the two do not see each other's changes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    #[default]
-    Unused,
-    Mutable,
-    View,
-}
 
 /// One batch of log records, as handed to [`crate::Plugin::process_logs`].
 ///
@@ -72,16 +63,7 @@ impl LogBatch {
     }
 
     fn enter(&mut self, mode: Mode) {
-        assert!(
-            self.mode == Mode::Unused || self.mode == mode,
-            "a batch is read either through views or through the mutable API within one call, \
-             not both"
-        );
-        assert!(
-            mode != Mode::View || !self.replaced,
-            "view mode reads the batch as received; it cannot follow replace()"
-        );
-        self.mode = mode;
+        self.mode = self.mode.enter(mode, self.replaced);
     }
 
     /// Calls `f` for each resource, in view mode: read in place (the batch is never decoded),

@@ -49,6 +49,20 @@ pub fn process_logs<P: Plugin>(bytes: Vec<u8>) -> Result<Output, String> {
     Ok(batch.into_output())
 }
 
+/// Decodes a metrics batch (lazily), runs the plugin's metrics handler over it and returns
+/// what changed.
+pub fn process_metrics<P: Plugin>(bytes: Vec<u8>) -> Result<Output, String> {
+    let mut batch = crate::MetricBatch::from_encoded(bytes);
+    PLUGIN.with_borrow_mut(|p| {
+        let plugin = p
+            .as_mut()
+            .and_then(|p| p.downcast_mut::<P>())
+            .ok_or_else(|| "process-metrics was called before init".to_string())?;
+        plugin.process_metrics(&mut batch)
+    })?;
+    Ok(batch.into_output())
+}
+
 /// Builds a tail-sampling policy from its configuration (JSON text); returns whether it reads
 /// span contents.
 pub fn init_policy<P: Policy>(config: String) -> Result<bool, String> {

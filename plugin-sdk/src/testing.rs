@@ -24,9 +24,15 @@
 //! ```
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    exponential_histogram_data_point, metric, number_data_point, summary_data_point,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -91,6 +97,28 @@ impl<P: Plugin> Harness<P> {
                 Ok(edited.resource_logs)
             }
             Output::Replace(bytes) => edit::decode_logs_replacement(&bytes),
+        }
+    }
+
+    /// Runs the plugin's metrics handler over `input` and returns the batch as the collector
+    /// would pass it on: edits applied with the host's own [`wire::edit::apply_metrics`] to
+    /// the bytes the plugin was given, a replacement decoded as the host decodes it.
+    pub fn process_metrics(
+        &mut self,
+        input: Vec<ResourceMetrics>,
+    ) -> Result<Vec<ResourceMetrics>, String> {
+        let bytes = edit::encode_metrics_batch(&input);
+        let mut batch = crate::MetricBatch::from_encoded(bytes.clone());
+        self.plugin.process_metrics(&mut batch)?;
+        match batch.into_output() {
+            Output::Unchanged => Ok(input),
+            Output::Edits(edits) => {
+                let edited = wire::edit::apply_metrics(&bytes, edits)?;
+                let edited = ExportMetricsServiceRequest::decode(edited.bytes.as_slice())
+                    .expect("the edit applier writes valid protobuf");
+                Ok(edited.resource_metrics)
+            }
+            Output::Replace(bytes) => edit::decode_metrics_replacement(&bytes),
         }
     }
 
@@ -175,6 +203,117 @@ pub fn resource_logs(service: &str, records: Vec<LogRecord>) -> ResourceLogs {
         }],
         ..Default::default()
     }
+}
+
+/// One resource (with `service.name`) holding `metrics` in one scope.
+pub fn resource_metrics(service: &str, metrics: Vec<Metric>) -> ResourceMetrics {
+    ResourceMetrics {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", Value::from(service))],
+            ..Default::default()
+        }),
+        scope_metrics: vec![ScopeMetrics {
+            metrics,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A metric of each type, each with one data point per attribute set in `points`: a gauge
+/// (`"gauge"`), a monotonic sum (`"sum"`), a histogram (`"histogram"`), an exponential
+/// histogram (`"exp_histogram"`) and a summary (`"summary"`).
+pub fn every_metric_type(points: &[&[(&str, Value)]]) -> Vec<Metric> {
+    let attrs = |a: &[(&str, Value)]| -> Vec<KeyValue> {
+        a.iter().map(|(k, v)| kv(k, v.clone())).collect()
+    };
+    const T: u64 = 1_700_000_000_000_000_000;
+    let metric = |name: &str, data: metric::Data| Metric {
+        name: name.into(),
+        description: format!("the {name}"),
+        unit: "1".into(),
+        data: Some(data),
+        ..Default::default()
+    };
+    let number = |a: &[(&str, Value)]| NumberDataPoint {
+        attributes: attrs(a),
+        time_unix_nano: T,
+        value: Some(number_data_point::Value::AsInt(3)),
+        ..Default::default()
+    };
+    vec![
+        metric(
+            "gauge",
+            metric::Data::Gauge(Gauge {
+                data_points: points.iter().map(|a| number(a)).collect(),
+            }),
+        ),
+        metric(
+            "sum",
+            metric::Data::Sum(Sum {
+                data_points: points.iter().map(|a| number(a)).collect(),
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            }),
+        ),
+        metric(
+            "histogram",
+            metric::Data::Histogram(Histogram {
+                data_points: points
+                    .iter()
+                    .map(|a| HistogramDataPoint {
+                        attributes: attrs(a),
+                        time_unix_nano: T,
+                        count: 2,
+                        sum: Some(5.0),
+                        bucket_counts: vec![1, 1],
+                        explicit_bounds: vec![2.5],
+                        ..Default::default()
+                    })
+                    .collect(),
+                aggregation_temporality: 2,
+            }),
+        ),
+        metric(
+            "exp_histogram",
+            metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: points
+                    .iter()
+                    .map(|a| ExponentialHistogramDataPoint {
+                        attributes: attrs(a),
+                        time_unix_nano: T,
+                        count: 2,
+                        scale: 1,
+                        positive: Some(exponential_histogram_data_point::Buckets {
+                            offset: 0,
+                            bucket_counts: vec![2],
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                aggregation_temporality: 2,
+            }),
+        ),
+        metric(
+            "summary",
+            metric::Data::Summary(Summary {
+                data_points: points
+                    .iter()
+                    .map(|a| SummaryDataPoint {
+                        attributes: attrs(a),
+                        time_unix_nano: T,
+                        count: 2,
+                        sum: 5.0,
+                        quantile_values: vec![summary_data_point::ValueAtQuantile {
+                            quantile: 0.5,
+                            value: 2.0,
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            }),
+        ),
+    ]
 }
 
 /// A key-value attribute.

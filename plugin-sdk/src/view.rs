@@ -1014,3 +1014,105 @@ pub(crate) fn walk_logs<'a>(
         }
     }
 }
+
+/// A metric's data point, read in place: what [`crate::MetricBatch::for_each_data_point_view`]
+/// hands out.
+#[derive(Clone, Copy)]
+pub struct DataPointView<'a> {
+    body: &'a [u8],
+    /// The attribute list's field number in this point type.
+    attributes: u32,
+    metric: &'a [u8],
+    resource: ResourceView<'a>,
+    scope: ScopeView<'a>,
+    index: u32,
+}
+
+impl<'a> DataPointView<'a> {
+    /// The point's attributes.
+    pub fn attributes(&self) -> AttributesView<'a> {
+        AttributesView::new(Msg::whole(self.body), self.attributes)
+    }
+
+    /// The point's position in the batch (over all data points of all metrics).
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The point's metric's name.
+    pub fn metric_name(&self) -> &'a str {
+        text(last_bytes(self.metric, 1))
+    }
+
+    /// The point's metric's unit.
+    pub fn metric_unit(&self) -> &'a str {
+        text(last_bytes(self.metric, 3))
+    }
+
+    /// The resource the point belongs to.
+    pub fn resource(&self) -> ResourceView<'a> {
+        self.resource
+    }
+
+    /// The resource's `service.name`.
+    pub fn service_name(&self) -> Option<&'a str> {
+        self.resource.attributes().get_str("service.name")
+    }
+
+    /// The instrumentation scope the point belongs to.
+    pub fn scope(&self) -> ScopeView<'a> {
+        self.scope
+    }
+}
+
+/// The data points of a `Metric` body with their attribute list's field number: the points
+/// (field 1) of its data field (gauge 5, sum 7, histogram 9, exponential histogram 10,
+/// summary 11). As in decoding the `data` oneof, occurrences of the same data field merge
+/// (their points concatenate) and a different one replaces what came before.
+fn metric_points(metric: &[u8]) -> impl Iterator<Item = (&[u8], u32)> {
+    let attributes = |n: u32| match n {
+        5 | 7 | 11 => Some(7),
+        9 => Some(9),
+        10 => Some(1),
+        _ => None,
+    };
+    let mut current = (0, Vec::new());
+    for (n, w) in (Fields { buf: metric }) {
+        if let (Some(_), Wire::Len(b)) = (attributes(n), w) {
+            if n != current.0 {
+                current = (n, Vec::new());
+            }
+            current.1.push(b);
+        }
+    }
+    let attrs = attributes(current.0).unwrap_or(0);
+    current
+        .1
+        .into_iter()
+        .flat_map(move |data| bodies(data, 1).map(move |p| (p, attrs)))
+}
+
+/// Walks a metrics batch (`MetricsData` bytes, the same outline as logs' up to the scope)
+/// calling `point` for each data point, in batch order.
+pub(crate) fn walk_metric_points<'a>(metrics: &'a [u8], mut point: impl FnMut(DataPointView<'a>)) {
+    let mut p = 0u32;
+    for rm in bodies(metrics, 1) {
+        let resource = ResourceView { resource_spans: rm };
+        for sm in bodies(rm, 2) {
+            let scope = ScopeView { scope_spans: sm };
+            for metric in bodies(sm, 2) {
+                for (body, attributes) in metric_points(metric) {
+                    point(DataPointView {
+                        body,
+                        attributes,
+                        metric,
+                        resource,
+                        scope,
+                        index: p,
+                    });
+                    p += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,7 +1,7 @@
 """Sends logs and metrics to a collector with the unmodified OpenTelemetry Python SDK.
 
 Usage: send_logs_metrics.py --protocol grpc|http --endpoint HOST:PORT --expected FILE
-       [--records N] [--service NAME]
+       [--records N] [--service NAME] [--pii]
 
 Logs go through Python's `logging` module into the SDK's `LoggerProvider` (`LoggingHandler`),
 half of them inside a span so they carry its trace and span ids. Metrics come from a
@@ -9,6 +9,10 @@ half of them inside a span so they carry its trace and span ids. Metrics come fr
 end (delta-free defaults: cumulative). The script writes what it sent to FILE as JSON (every
 log record with its fields, every metric with its kind and points) so the test can compare it
 with what the collector wrote.
+
+With --pii, every metric data point also carries personal data and secrets in its attributes
+(an e-mail address, a card number, a bearer token; the same per route or room, so the series
+are the same as without), listed under "pii" in FILE.
 """
 
 import argparse
@@ -49,6 +53,7 @@ def main():
     ap.add_argument("--expected", required=True)
     ap.add_argument("--records", type=int, default=20)
     ap.add_argument("--service", default="checkout")
+    ap.add_argument("--pii", action="store_true")
     args = ap.parse_args()
 
     resource = Resource.create({"service.name": args.service, "deployment.environment": "test"})
@@ -103,12 +108,37 @@ def main():
     in_flight = meter.create_up_down_counter("in_flight", unit="1")
     latency = meter.create_histogram("latency", unit="ms")
     temperature = meter.create_gauge("temperature", unit="Cel")
+    # Per series key: the personal data its points carry with --pii.
+    pii = {
+        "/r0": {
+            "user.email": "jane.doe@example.com",
+            "payment.card": "card 4111 1111 1111 1111",
+            "auth": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl",
+        },
+        "/r1": {
+            "user.email": "john.roe@example.org",
+            "payment.card": "card 5500 0000 0000 0004",
+            "auth": "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiI0NTYifQ.c2lnbmF0dXJm",
+        },
+        "lab": {
+            "user.email": "lab.admin@example.net",
+            "payment.card": "card 4012 8888 8888 1881",
+            "auth": "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiI3ODkifQ.c2lnbmF0dXJn",
+        },
+    }
+
+    def attrs(key, name):
+        a = {name: key}
+        if args.pii:
+            a.update(pii[key])
+        return a
+
     for i in range(args.records):
         route = f"/r{i % 2}"
-        orders.add(1, {"route": route})
-        in_flight.add(1 if i % 3 else -1, {"route": route})
-        latency.record(float(i), {"route": route})
-        temperature.set(20.0 + i, {"room": "lab"})
+        orders.add(1, attrs(route, "route"))
+        in_flight.add(1 if i % 3 else -1, attrs(route, "route"))
+        latency.record(float(i), attrs(route, "route"))
+        temperature.set(20.0 + i, attrs("lab", "room"))
     meter_provider.force_flush()
     meter_provider.shutdown()
 
@@ -135,7 +165,10 @@ def main():
         "temperature": {"kind": "gauge", "points": {"lab": 20.0 + args.records - 1}},
     }
     with open(args.expected, "w") as f:
-        json.dump({"logs": sent_logs, "metrics": expected_metrics}, f)
+        sent = {"logs": sent_logs, "metrics": expected_metrics}
+        if args.pii:
+            sent["pii"] = pii
+        json.dump(sent, f)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,17 @@ pub fn component(wat: &str) -> anyhow::Result<tempfile::TempPath> {
 /// [`component`] against the WIT text `wit` (a `wasmcol:plugin` package of any version, for
 /// the tests of versions the host does not run).
 pub fn component_with_wit(wat: &str, wit: &str) -> anyhow::Result<tempfile::TempPath> {
+    component_of_world(wat, wit, "plugin")
+}
+
+/// [`component_with_wit`] for the world `world` of `wit` (`policy` for a policy plugin).
+pub fn component_of_world(wat: &str, wit: &str, world: &str) -> anyhow::Result<tempfile::TempPath> {
     let mut module = wat::parse_str(wat).context("the core module's text")?;
     let mut resolve = Resolve::default();
     let package = resolve
         .push_str("plugin.wit", wit)
         .context("the WIT package")?;
-    let world = resolve.select_world(&[package], Some("plugin"))?;
+    let world = resolve.select_world(&[package], Some(world))?;
     embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)?;
     let bytes = ComponentEncoder::default()
         .validate(true)

@@ -296,6 +296,16 @@ impl Loader {
                     _ => exporters.built.as_ref()?.get(id).map(|c| c.signals()),
                 }
             };
+            let because = |what: &str, id: &ComponentId| -> Option<String> {
+                match what {
+                    "processor" => processors
+                        .built
+                        .as_ref()?
+                        .get(id)?
+                        .unsupported_because(signal),
+                    _ => None,
+                }
+            };
             let lists = [
                 ("receiver", &p.receivers),
                 ("processor", &p.processors),
@@ -310,10 +320,16 @@ impl Loader {
                         continue;
                     };
                     if !supported.contains(signal) {
+                        let because = ComponentId::parse(component)
+                            .ok()
+                            .and_then(|id| because(what, &id))
+                            .map(|why| format!(": {why}"))
+                            .unwrap_or_default();
                         self.error(
                             format!("service.pipelines.{name}.{what}s[{i}]"),
                             format!(
-                                "{what} {component:?} does not support {signal} (it supports {})",
+                                "{what} {component:?} does not support {signal} (it supports \
+                                 {}){because}",
                                 supported.names()
                             ),
                         );

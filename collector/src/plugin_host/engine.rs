@@ -103,6 +103,12 @@ fn create() -> Result<PluginEngine, String> {
         |s| s,
     )
     .map_err(|e| format!("cannot link the 0.1.0 host interface: {e:#}"))?;
+    // And those built for wasmcol:plugin@0.2.0 import host@0.2.0.
+    super::bindings::v0_2::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(|e| format!("cannot link the 0.2.0 host interface: {e:#}"))?;
     match &cache_dir {
         Some(dir) => tracing::debug!(dir = %dir.display(), "compiled plugins are cached"),
         None => tracing::debug!("the plugin cache is off"),

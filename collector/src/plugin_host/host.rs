@@ -236,34 +236,46 @@ impl host::Host for HostState {
     }
 }
 
-impl super::bindings::v0_1::wasmcol::plugin::types::Host for HostState {}
+/// The `host` interface of an older `wasmcol:plugin` version (`v0_1`, `v0_2`): the same
+/// functions as the current one's.
+macro_rules! older_host {
+    ($v:ident) => {
+        impl super::bindings::$v::wasmcol::plugin::types::Host for HostState {}
 
-/// `wasmcol:plugin/host@0.1.0`: the same functions as 0.2.0's.
-impl super::bindings::v0_1::wasmcol::plugin::host::Host for HostState {
-    fn log(&mut self, level: super::bindings::v0_1::wasmcol::plugin::host::Level, message: String) {
-        use super::bindings::v0_1::wasmcol::plugin::host::Level as L;
-        let level = match level {
-            L::Trace => host::Level::Trace,
-            L::Debug => host::Level::Debug,
-            L::Info => host::Level::Info,
-            L::Warn => host::Level::Warn,
-            L::Error => host::Level::Error,
-        };
-        host::Host::log(self, level, message);
-    }
+        impl super::bindings::$v::wasmcol::plugin::host::Host for HostState {
+            fn log(
+                &mut self,
+                level: super::bindings::$v::wasmcol::plugin::host::Level,
+                message: String,
+            ) {
+                use super::bindings::$v::wasmcol::plugin::host::Level as L;
+                let level = match level {
+                    L::Trace => host::Level::Trace,
+                    L::Debug => host::Level::Debug,
+                    L::Info => host::Level::Info,
+                    L::Warn => host::Level::Warn,
+                    L::Error => host::Level::Error,
+                };
+                host::Host::log(self, level, message);
+            }
 
-    fn add_counter(&mut self, name: String, delta: u64) {
-        host::Host::add_counter(self, name, delta);
-    }
+            fn add_counter(&mut self, name: String, delta: u64) {
+                host::Host::add_counter(self, name, delta);
+            }
 
-    fn now_unix_nano(&mut self) -> u64 {
-        host::Host::now_unix_nano(self)
-    }
+            fn now_unix_nano(&mut self) -> u64 {
+                host::Host::now_unix_nano(self)
+            }
 
-    fn lookup(&mut self, table: String, key: String) -> Option<Vec<(String, String)>> {
-        host::Host::lookup(self, table, key)
-    }
+            fn lookup(&mut self, table: String, key: String) -> Option<Vec<(String, String)>> {
+                host::Host::lookup(self, table, key)
+            }
+        }
+    };
 }
+
+older_host!(v0_1);
+older_host!(v0_2);
 
 /// `wasi:io/poll` with every wait bounded by the call's deadline. WASI's own `poll` and
 /// `pollable.block` wait in host code, where the epoch deadline cannot reach (a guest's

@@ -13,17 +13,20 @@ use wasmcol_plugin_sdk::{StatusCode, Value};
 use wasmtime::Store;
 
 use super::bindings::v0_1::wasmcol::plugin::types as wit_v0_1;
+use super::bindings::v0_2::wasmcol::plugin::types as wit_v0_2;
 use super::bindings::wasmcol::plugin::types as wit;
 use super::engine::{self, EPOCH_TICK};
 use super::host::{HostState, Services};
 use super::limits::{self, Limits};
 use super::plugin::{LoadedPlugin, Pre};
-use crate::pipeline::{Batch, Logs, Signal, Traces};
+use crate::pipeline::{Batch, Logs, Metrics, Signal, Traces};
 
 /// An instantiated plugin, through the bindings of the package version it was built for.
 pub enum Bindings {
-    /// `wasmcol:plugin@0.2.0`.
+    /// `wasmcol:plugin@0.3.0`.
     Current(super::bindings::Plugin),
+    /// `wasmcol:plugin@0.2.0` (traces and logs).
+    V0_2(super::bindings::v0_2::Plugin),
     /// `wasmcol:plugin@0.1.0` (traces only).
     V0_1(super::bindings::v0_1::Plugin),
 }
@@ -39,7 +42,8 @@ pub trait PluginSignal: Signal {
         bytes: &[u8],
     ) -> wasmtime::Result<Result<wit::Output, String>>;
 
-    /// Checks and applies edits to the batch's bytes (`wire::edit::apply` or `apply_logs`).
+    /// Checks and applies edits to the batch's bytes (`wire::edit::apply`, `apply_logs` or
+    /// `apply_metrics`).
     fn apply(bytes: &[u8], edits: Vec<Edit>) -> Result<wire_edit::Edited, String>;
 }
 
@@ -51,6 +55,10 @@ impl PluginSignal for Traces {
     ) -> wasmtime::Result<Result<wit::Output, String>> {
         match bindings {
             Bindings::Current(b) => b.wasmcol_plugin_processor().call_process(store, bytes),
+            Bindings::V0_2(b) => Ok(b
+                .wasmcol_plugin_processor()
+                .call_process(store, bytes)?
+                .map(from_v0_2)),
             Bindings::V0_1(b) => Ok(b
                 .wasmcol_plugin_processor()
                 .call_process(store, bytes)?
@@ -71,7 +79,11 @@ impl PluginSignal for Logs {
     ) -> wasmtime::Result<Result<wit::Output, String>> {
         match bindings {
             Bindings::Current(b) => b.wasmcol_plugin_processor().call_process_logs(store, bytes),
-            // The processor refuses logs pipelines for these (`LoadedPlugin::handles_logs`).
+            Bindings::V0_2(b) => Ok(b
+                .wasmcol_plugin_processor()
+                .call_process_logs(store, bytes)?
+                .map(from_v0_2)),
+            // The processor refuses logs pipelines for these (`LoadedPlugin::lacks`).
             Bindings::V0_1(_) => Ok(Err(
                 "the plugin was built for wasmcol:plugin@0.1.0, which has no logs".into(),
             )),
@@ -83,52 +95,104 @@ impl PluginSignal for Logs {
     }
 }
 
-/// A 0.1.0 answer in 0.2.0's types (0.2.0 only adds cases).
-fn from_v0_1(output: wit_v0_1::Output) -> wit::Output {
-    let value = |v: wit_v0_1::Value| match v {
-        wit_v0_1::Value::Str(v) => wit::Value::Str(v),
-        wit_v0_1::Value::Int(v) => wit::Value::Int(v),
-        wit_v0_1::Value::Double(v) => wit::Value::Double(v),
-        wit_v0_1::Value::Boolean(v) => wit::Value::Boolean(v),
-        wit_v0_1::Value::Bytes(v) => wit::Value::Bytes(v),
-        wit_v0_1::Value::Encoded(v) => wit::Value::Encoded(v),
-    };
-    let target = |t: wit_v0_1::Target| match t {
-        wit_v0_1::Target::Resource(i) => wit::Target::Resource(i),
-        wit_v0_1::Target::Scope(i) => wit::Target::Scope(i),
-        wit_v0_1::Target::Span(i) => wit::Target::Span(i),
-        wit_v0_1::Target::Event(i) => wit::Target::Event(i),
-        wit_v0_1::Target::Link(i) => wit::Target::Link(i),
-    };
-    let edit = |e: wit_v0_1::Edit| match e {
-        wit_v0_1::Edit::SetAttribute(s) => wit::Edit::SetAttribute(wit::SetAttribute {
-            target: target(s.target),
-            key: s.key,
-            value: value(s.value),
-        }),
-        wit_v0_1::Edit::RemoveAttribute(r) => wit::Edit::RemoveAttribute(wit::RemoveAttribute {
-            target: target(r.target),
-            key: r.key,
-        }),
-        wit_v0_1::Edit::SetSpanName(n) => wit::Edit::SetSpanName(n),
-        wit_v0_1::Edit::SetEventName(n) => wit::Edit::SetEventName(n),
-        wit_v0_1::Edit::SetStatus(s) => wit::Edit::SetStatus(wit::SetStatus {
-            span: s.span,
-            code: match s.code {
-                wit_v0_1::StatusCode::Unset => wit::StatusCode::Unset,
-                wit_v0_1::StatusCode::Ok => wit::StatusCode::Ok,
-                wit_v0_1::StatusCode::Error => wit::StatusCode::Error,
-            },
-            message: s.message,
-        }),
-        wit_v0_1::Edit::DropSpan(i) => wit::Edit::DropSpan(i),
-    };
-    match output {
-        wit_v0_1::Output::Unchanged => wit::Output::Unchanged,
-        wit_v0_1::Output::Replace(b) => wit::Output::Replace(b),
-        wit_v0_1::Output::Edits(edits) => wit::Output::Edits(edits.into_iter().map(edit).collect()),
+impl PluginSignal for Metrics {
+    fn call(
+        bindings: &Bindings,
+        store: &mut Store<HostState>,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Result<wit::Output, String>> {
+        match bindings {
+            Bindings::Current(b) => b
+                .wasmcol_plugin_processor()
+                .call_process_metrics(store, bytes),
+            // The processor refuses metrics pipelines for these (`LoadedPlugin::lacks`).
+            Bindings::V0_2(_) => Ok(Err(
+                "the plugin was built for wasmcol:plugin@0.2.0, which has no metrics".into(),
+            )),
+            Bindings::V0_1(_) => Ok(Err(
+                "the plugin was built for wasmcol:plugin@0.1.0, which has no metrics".into(),
+            )),
+        }
+    }
+
+    fn apply(bytes: &[u8], edits: Vec<Edit>) -> Result<wire_edit::Edited, String> {
+        wire_edit::apply_metrics(bytes, edits)
     }
 }
+
+/// Converts an older version's answer into the current types (each version only adds cases).
+macro_rules! from_older {
+    // `$value` names the value conversion for the extra cases (hygiene keeps the macro's own
+    // names from them).
+    ($name:ident, $old:ident, $value:ident, { $($extra_edit:tt)* }, { $($extra_target:tt)* }) => {
+        fn $name(output: $old::Output) -> wit::Output {
+            let $value = |v: $old::Value| match v {
+                $old::Value::Str(v) => wit::Value::Str(v),
+                $old::Value::Int(v) => wit::Value::Int(v),
+                $old::Value::Double(v) => wit::Value::Double(v),
+                $old::Value::Boolean(v) => wit::Value::Boolean(v),
+                $old::Value::Bytes(v) => wit::Value::Bytes(v),
+                $old::Value::Encoded(v) => wit::Value::Encoded(v),
+            };
+            let target = |t: $old::Target| match t {
+                $old::Target::Resource(i) => wit::Target::Resource(i),
+                $old::Target::Scope(i) => wit::Target::Scope(i),
+                $old::Target::Span(i) => wit::Target::Span(i),
+                $old::Target::Event(i) => wit::Target::Event(i),
+                $old::Target::Link(i) => wit::Target::Link(i),
+                $($extra_target)*
+            };
+            let edit = |e: $old::Edit| match e {
+                $old::Edit::SetAttribute(s) => wit::Edit::SetAttribute(wit::SetAttribute {
+                    target: target(s.target),
+                    key: s.key,
+                    value: $value(s.value),
+                }),
+                $old::Edit::RemoveAttribute(r) => {
+                    wit::Edit::RemoveAttribute(wit::RemoveAttribute {
+                        target: target(r.target),
+                        key: r.key,
+                    })
+                }
+                $old::Edit::SetSpanName(n) => wit::Edit::SetSpanName(n),
+                $old::Edit::SetEventName(n) => wit::Edit::SetEventName(n),
+                $old::Edit::SetStatus(s) => wit::Edit::SetStatus(wit::SetStatus {
+                    span: s.span,
+                    code: match s.code {
+                        $old::StatusCode::Unset => wit::StatusCode::Unset,
+                        $old::StatusCode::Ok => wit::StatusCode::Ok,
+                        $old::StatusCode::Error => wit::StatusCode::Error,
+                    },
+                    message: s.message,
+                }),
+                $old::Edit::DropSpan(i) => wit::Edit::DropSpan(i),
+                $($extra_edit)*
+            };
+            match output {
+                $old::Output::Unchanged => wit::Output::Unchanged,
+                $old::Output::Replace(b) => wit::Output::Replace(b),
+                $old::Output::Edits(edits) => {
+                    wit::Output::Edits(edits.into_iter().map(edit).collect())
+                }
+            }
+        }
+    };
+}
+
+from_older!(from_v0_1, wit_v0_1, value, {}, {});
+from_older!(
+    from_v0_2,
+    wit_v0_2,
+    value,
+    {
+        wit_v0_2::Edit::SetBody(b) => wit::Edit::SetBody(wit::SetBody {
+            log_record: b.log_record,
+            value: value(b.value),
+        }),
+        wit_v0_2::Edit::DropLogRecord(i) => wit::Edit::DropLogRecord(i),
+    },
+    { wit_v0_2::Target::LogRecord(i) => wit::Target::LogRecord(i), }
+);
 
 /// How a call failed.
 #[derive(Debug)]
@@ -269,6 +333,7 @@ impl Instance {
         store.set_hostcall_fuel(lift_budget(limits));
         let bindings = match &plugin.pre {
             Pre::Current(pre) => pre.instantiate(&mut store).map(Bindings::Current),
+            Pre::V0_2(pre) => pre.instantiate(&mut store).map(Bindings::V0_2),
             Pre::V0_1(pre) => pre.instantiate(&mut store).map(Bindings::V0_1),
         }
         .map_err(|e| classify(&store, e))?;
@@ -282,6 +347,9 @@ impl Instance {
         inst.deadline.arm(&mut inst.store);
         let result = match &inst.bindings {
             Bindings::Current(b) => b
+                .wasmcol_plugin_processor()
+                .call_init(&mut inst.store, config_json),
+            Bindings::V0_2(b) => b
                 .wasmcol_plugin_processor()
                 .call_init(&mut inst.store, config_json),
             Bindings::V0_1(b) => b
@@ -481,6 +549,8 @@ fn convert_edits(edits: Vec<wit::Edit>, max: usize) -> Result<Vec<Edit>, CallErr
                 })?,
             },
             wit::Edit::DropLogRecord(record) => Edit::DropLogRecord { record },
+            wit::Edit::DropDataPoint(point) => Edit::DropDataPoint { point },
+            wit::Edit::DropMetric(metric) => Edit::DropMetric { metric },
             wit::Edit::RemoveAttribute(r) => {
                 size += r.key.len();
                 Edit::RemoveAttribute {
@@ -526,6 +596,7 @@ fn target(t: wit::Target) -> Target {
         wit::Target::Event((s, e)) => Target::Event(s, e),
         wit::Target::Link((s, l)) => Target::Link(s, l),
         wit::Target::LogRecord(i) => Target::LogRecord(i),
+        wit::Target::DataPoint(i) => Target::DataPoint(i),
     }
 }
 

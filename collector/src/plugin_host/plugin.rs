@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::{self, CURRENT_VERSION, PluginPre, V0_1_VERSION};
+use super::bindings::{self, CURRENT_VERSION, PluginPre, V0_1_VERSION, V0_2_VERSION};
 use super::builtin;
 use super::engine;
 use super::host::{HostState, Services};
 use super::instance::{CallError, Instance};
 use super::limits::Limits;
 use super::tables::Tables;
+use crate::pipeline::{SignalKind, Signals};
 use crate::telemetry::Metrics;
 
 /// A compiled and linked plugin, ready to instantiate.
@@ -25,8 +26,10 @@ pub struct LoadedPlugin {
 
 /// A processor plugin pre-linked with the bindings of the package version it was built for.
 pub enum Pre {
-    /// `wasmcol:plugin@0.2.0`: traces and logs.
+    /// `wasmcol:plugin@0.3.0`: traces, logs and metrics.
     Current(PluginPre<HostState>),
+    /// `wasmcol:plugin@0.2.0`: traces and logs.
+    V0_2(bindings::v0_2::PluginPre<HostState>),
     /// `wasmcol:plugin@0.1.0`: traces only.
     V0_1(bindings::v0_1::PluginPre<HostState>),
 }
@@ -62,10 +65,14 @@ impl LoadedPlugin {
                 version.as_deref().unwrap_or(CURRENT_VERSION)
             )
         };
-        let pre = if version.as_deref() == Some(V0_1_VERSION) {
-            Pre::V0_1(bindings::v0_1::PluginPre::new(linked).map_err(not_a_processor)?)
-        } else {
-            Pre::Current(PluginPre::new(linked).map_err(not_a_processor)?)
+        let pre = match version.as_deref() {
+            Some(V0_1_VERSION) => {
+                Pre::V0_1(bindings::v0_1::PluginPre::new(linked).map_err(not_a_processor)?)
+            }
+            Some(V0_2_VERSION) => {
+                Pre::V0_2(bindings::v0_2::PluginPre::new(linked).map_err(not_a_processor)?)
+            }
+            _ => Pre::Current(PluginPre::new(linked).map_err(not_a_processor)?),
         };
         Ok(Self {
             source: source.to_string(),
@@ -77,13 +84,34 @@ impl LoadedPlugin {
     pub fn version(&self) -> &'static str {
         match self.pre {
             Pre::Current(_) => CURRENT_VERSION,
+            Pre::V0_2(_) => V0_2_VERSION,
             Pre::V0_1(_) => V0_1_VERSION,
         }
     }
 
-    /// Whether the plugin can process logs (0.1.0 plugins cannot).
-    pub fn handles_logs(&self) -> bool {
-        matches!(self.pre, Pre::Current(_))
+    /// The signals the plugin's package version has: all three for 0.3.0, traces and logs
+    /// for 0.2.0, traces for 0.1.0.
+    pub fn signals(&self) -> Signals {
+        match self.pre {
+            Pre::Current(_) => {
+                Signals::of(&[SignalKind::Traces, SignalKind::Logs, SignalKind::Metrics])
+            }
+            Pre::V0_2(_) => Signals::of(&[SignalKind::Traces, SignalKind::Logs]),
+            Pre::V0_1(_) => Signals::of(&[SignalKind::Traces]),
+        }
+    }
+
+    /// Why the plugin cannot process `signal`, naming its version (`None` when it can).
+    pub fn lacks(&self, signal: SignalKind) -> Option<String> {
+        (!self.signals().contains(signal)).then(|| {
+            format!(
+                "the plugin {:?} was built for wasmcol:plugin@{}, which has no {signal}; \
+                 {signal} need a plugin built for wasmcol:plugin@{CURRENT_VERSION} (rebuild it \
+                 with the current wasmcol-plugin-sdk)",
+                self.source,
+                self.version(),
+            )
+        })
     }
 
     /// Instantiates the plugin once and hands it its configuration, as start-up will.
@@ -149,12 +177,14 @@ pub fn compile(source: &str) -> Result<(InstancePre<HostState>, Option<String>),
     let version = bindings::package_version(&component, &engine.engine);
     if let Some(v) = &version
         && v != CURRENT_VERSION
+        && v != V0_2_VERSION
         && v != V0_1_VERSION
     {
         return Err(format!(
             "{source:?} was built for wasmcol:plugin@{v}; this collector runs plugins built for \
-             wasmcol:plugin@{CURRENT_VERSION} (and processor plugins for @{V0_1_VERSION}, on \
-             traces only): rebuild it with a matching wasmcol-plugin-sdk"
+             wasmcol:plugin@{CURRENT_VERSION} (and processor plugins for @{V0_2_VERSION}, on \
+             traces and logs, and @{V0_1_VERSION}, on traces only): rebuild it with a matching \
+             wasmcol-plugin-sdk"
         ));
     }
     let linked = engine

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use wasmcol_plugin_sdk::policy::{Decision, TraceSummary};
 use wasmtime::Store;
 
-use super::bindings::policy::Policy as Bindings;
 use super::bindings::policy::PolicyPre;
 use super::bindings::policy::exports::wasmcol::plugin::sampler as wit;
+use super::bindings::v0_2::policy::exports::wasmcol::plugin::sampler as wit_v0_2;
+use super::bindings::{self, CURRENT_VERSION, V0_2_VERSION};
 use super::host::{HostState, Services};
 use super::instance::{CallError, Deadline, classify, new_store, too_large};
 use super::limits::Limits;
@@ -25,7 +26,21 @@ const MAX_POLICY_NAME: usize = 128;
 pub struct LoadedPolicy {
     /// `builtin:NAME` or the file path, for messages.
     pub source: String,
-    pre: PolicyPre<HostState>,
+    pre: Pre,
+}
+
+/// A policy plugin pre-linked with the bindings of the package version it was built for.
+enum Pre {
+    /// `wasmcol:plugin@0.3.0`.
+    Current(PolicyPre<HostState>),
+    /// `wasmcol:plugin@0.2.0`: the same `sampler` interface.
+    V0_2(bindings::v0_2::policy::PolicyPre<HostState>),
+}
+
+/// An instantiated policy plugin.
+enum Bindings {
+    Current(bindings::policy::Policy),
+    V0_2(bindings::v0_2::policy::Policy),
 }
 
 impl std::fmt::Debug for LoadedPolicy {
@@ -40,19 +55,27 @@ impl LoadedPolicy {
     /// Loads `source`: `builtin:NAME` or a path to a `.wasm` component.
     pub fn load(source: &str) -> Result<Self, String> {
         let (linked, version) = compile(source)?;
-        if let Some(v) = version.filter(|v| v != super::bindings::CURRENT_VERSION) {
-            return Err(format!(
-                "{source:?} was built for wasmcol:plugin@{v}; policy plugins must be built for \
-                 wasmcol:plugin@{}: rebuild it with the current wasmcol-plugin-sdk",
-                super::bindings::CURRENT_VERSION
-            ));
-        }
-        let pre = PolicyPre::new(linked).map_err(|e| {
+        let not_a_policy = |e: wasmtime::Error| {
             format!(
                 "{source:?} is not a tail-sampling policy plugin (it does not implement the \
                  wasmcol:plugin/policy world): {e:#}"
             )
-        })?;
+        };
+        let pre = match version.as_deref() {
+            None | Some(CURRENT_VERSION) => {
+                Pre::Current(PolicyPre::new(linked).map_err(not_a_policy)?)
+            }
+            Some(V0_2_VERSION) => {
+                Pre::V0_2(bindings::v0_2::policy::PolicyPre::new(linked).map_err(not_a_policy)?)
+            }
+            Some(v) => {
+                return Err(format!(
+                    "{source:?} was built for wasmcol:plugin@{v}; policy plugins must be built \
+                     for wasmcol:plugin@{CURRENT_VERSION} (or @{V0_2_VERSION}): rebuild it with \
+                     the current wasmcol-plugin-sdk"
+                ));
+            }
+        };
         Ok(Self {
             source: source.to_string(),
             pre,
@@ -98,21 +121,29 @@ impl PolicyInstance {
         config_json: &str,
     ) -> Result<Self, CallError> {
         let (mut store, deadline) = new_store(services, limits)?;
-        let bindings = policy
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(&store, e))?;
-        let info = bindings
-            .wasmcol_plugin_sampler()
-            .call_init(&mut store, config_json)
-            .map_err(|e| classify(&store, e))?
-            .map_err(CallError::Rejected)?;
+        let bindings = match &policy.pre {
+            Pre::Current(pre) => pre.instantiate(&mut store).map(Bindings::Current),
+            Pre::V0_2(pre) => pre.instantiate(&mut store).map(Bindings::V0_2),
+        }
+        .map_err(|e| classify(&store, e))?;
+        let needs_spans = match &bindings {
+            Bindings::Current(b) => b
+                .wasmcol_plugin_sampler()
+                .call_init(&mut store, config_json)
+                .map(|r| r.map(|info| info.needs_spans)),
+            Bindings::V0_2(b) => b
+                .wasmcol_plugin_sampler()
+                .call_init(&mut store, config_json)
+                .map(|r| r.map(|info| info.needs_spans)),
+        }
+        .map_err(|e| classify(&store, e))?
+        .map_err(CallError::Rejected)?;
         Ok(Self {
             store,
             bindings,
             deadline,
             max_output: limits.max_output_bytes.0 as usize,
-            needs_spans: info.needs_spans,
+            needs_spans,
         })
     }
 
@@ -142,12 +173,20 @@ impl PolicyInstance {
             .map(|(s, &n)| to_wit(s, n))
             .collect();
         self.deadline.arm(&mut self.store);
-        let answer = self
-            .bindings
-            .wasmcol_plugin_sampler()
-            .call_decide(&mut self.store, batch, &traces)
-            .map_err(|e| classify(&self.store, e))?
-            .map_err(CallError::Failed)?;
+        let answer = match &self.bindings {
+            Bindings::Current(b) => {
+                b.wasmcol_plugin_sampler()
+                    .call_decide(&mut self.store, batch, &traces)
+            }
+            Bindings::V0_2(b) => {
+                let traces: Vec<wit_v0_2::TraceSummary> = traces.into_iter().map(to_v0_2).collect();
+                b.wasmcol_plugin_sampler()
+                    .call_decide(&mut self.store, batch, &traces)
+                    .map(|r| r.map(|d| d.into_iter().map(from_v0_2).collect()))
+            }
+        }
+        .map_err(|e| classify(&self.store, e))?
+        .map_err(CallError::Failed)?;
         if answer.len() != summaries.len() {
             return Err(CallError::InvalidOutput(format!(
                 "{} decisions for {} traces",
@@ -204,5 +243,31 @@ fn to_wit(s: &TraceSummary, resource_spans: u32) -> wit::TraceSummary {
         ok_spans: s.ok_spans,
         service_name: s.service_name.clone(),
         first_seen_unix_nano: s.first_seen_unix_nano,
+    }
+}
+
+/// A summary in 0.2.0's types (the same record).
+fn to_v0_2(t: wit::TraceSummary) -> wit_v0_2::TraceSummary {
+    wit_v0_2::TraceSummary {
+        trace_id: t.trace_id,
+        resource_spans: t.resource_spans,
+        span_count: t.span_count,
+        encoded_bytes: t.encoded_bytes,
+        start_unix_nano: t.start_unix_nano,
+        end_unix_nano: t.end_unix_nano,
+        has_root: t.has_root,
+        error_spans: t.error_spans,
+        ok_spans: t.ok_spans,
+        service_name: t.service_name,
+        first_seen_unix_nano: t.first_seen_unix_nano,
+    }
+}
+
+/// A 0.2.0 decision in the current types (the same record).
+fn from_v0_2(d: wit_v0_2::Decision) -> wit::Decision {
+    wit::Decision {
+        sample: d.sample,
+        policy: d.policy,
+        probability: d.probability,
     }
 }

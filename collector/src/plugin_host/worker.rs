@@ -1,5 +1,5 @@
 //! The threads that run plugin instances, for any signal a plugin handles
-//! ([`PluginSignal`]: traces, logs); a processor in several pipelines has workers per
+//! ([`PluginSignal`]: traces, logs, metrics); a processor in several pipelines has workers per
 //! pipeline. Each worker owns one instance and takes batches from a shared bounded channel, so
 //! wasm never runs on the async reactor and `instances` batches are processed at once.
 //!

@@ -244,6 +244,9 @@ impl Ops {
                     ops.drops = true;
                     ops.span.push(((p, OWN, 0), SpanOp::Drop));
                 }
+                Edit::DropDataPoint { .. } | Edit::DropMetric { .. } => {
+                    unreachable!("refused by applies_to")
+                }
             }
         }
         Ok(ops)
@@ -262,6 +265,7 @@ impl Ops {
         );
         if (on_item && layout.kind == Kind::Logs)
             || (matches!(target, Target::LogRecord(_)) && layout.kind == Kind::Spans)
+            || matches!(target, Target::DataPoint(_))
         {
             return Err(format!(
                 "target {target:?} does not apply to {}",
@@ -305,6 +309,7 @@ impl Ops {
                 let p = span_index(layout, s)?;
                 self.span.push(((p, OWN, 0), SpanOp::Attr(op)));
             }
+            Target::DataPoint(_) => unreachable!("refused above"),
         }
         Ok(())
     }
@@ -316,12 +321,15 @@ pub(crate) fn applies_to(logs: bool, edit: &Edit) -> bool {
     match edit {
         Edit::SetAttribute { .. } | Edit::RemoveAttribute { .. } => true,
         Edit::SetBody { .. } | Edit::DropLogRecord { .. } => logs,
+        // Metrics batches have their own applier (`apply_metrics`).
+        Edit::DropDataPoint { .. } | Edit::DropMetric { .. } => false,
         _ => !logs,
     }
 }
 
-/// The error for an edit that belongs to the other signal (the reference's is the same).
-pub(crate) fn wrong_signal_message(logs: bool, edit: &Edit) -> String {
+/// The error for an edit that belongs to another signal (the references' are the same);
+/// `batch` names the batch ("a trace batch").
+pub(crate) fn wrong_signal_message(batch: &str, edit: &Edit) -> String {
     let name = match edit {
         Edit::SetAttribute { .. } => "set-attribute",
         Edit::RemoveAttribute { .. } => "remove-attribute",
@@ -331,19 +339,14 @@ pub(crate) fn wrong_signal_message(logs: bool, edit: &Edit) -> String {
         Edit::DropSpan { .. } => "drop-span",
         Edit::SetBody { .. } => "set-body",
         Edit::DropLogRecord { .. } => "drop-log-record",
+        Edit::DropDataPoint { .. } => "drop-data-point",
+        Edit::DropMetric { .. } => "drop-metric",
     };
-    format!(
-        "{name} does not apply to {}",
-        if logs {
-            "a logs batch"
-        } else {
-            "a trace batch"
-        }
-    )
+    format!("{name} does not apply to {batch}")
 }
 
 fn wrong_signal(kind: Kind, edit: &Edit) -> String {
-    wrong_signal_message(kind == Kind::Logs, edit)
+    wrong_signal_message(kind.batch(), edit)
 }
 
 fn span_index(layout: &Layout<'_>, span: u32) -> Result<usize, String> {
@@ -1005,6 +1008,8 @@ impl<'a> Writer<'a> {
         }
     }
 }
+
+pub use super::edit_metrics::apply_metrics;
 
 #[cfg(test)]
 #[path = "edit_logs_tests.rs"]

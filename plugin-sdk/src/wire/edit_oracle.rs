@@ -105,6 +105,12 @@ pub fn prepare(data: &[ResourceSpans], edits: Vec<Edit>) -> Result<Checked, Stri
             Edit::DropLogRecord { .. } => {
                 return Err("drop-log-record does not apply to a trace batch".into());
             }
+            Edit::DropDataPoint { .. } => {
+                return Err("drop-data-point does not apply to a trace batch".into());
+            }
+            Edit::DropMetric { .. } => {
+                return Err("drop-metric does not apply to a trace batch".into());
+            }
             Edit::SetAttribute { target, key, value } => Ready::Set(
                 resolve(data, &mut index, target)?,
                 key,
@@ -152,7 +158,7 @@ fn item(count: usize, i: u32, what: &str, span: u32) -> Result<usize, String> {
 
 fn resolve(data: &[ResourceSpans], index: &mut Index, t: Target) -> Result<Place, String> {
     Ok(match t {
-        Target::LogRecord(_) => {
+        Target::LogRecord(_) | Target::DataPoint(_) => {
             return Err(format!("target {t:?} does not apply to a trace batch"));
         }
         Target::Resource(r) => {

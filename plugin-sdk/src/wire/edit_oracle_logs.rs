@@ -88,6 +88,12 @@ pub fn prepare(data: &[ResourceLogs], edits: Vec<Edit>) -> Result<Checked, Strin
                 return Err("set-status does not apply to a logs batch".into());
             }
             Edit::DropSpan { .. } => return Err("drop-span does not apply to a logs batch".into()),
+            Edit::DropDataPoint { .. } => {
+                return Err("drop-data-point does not apply to a logs batch".into());
+            }
+            Edit::DropMetric { .. } => {
+                return Err("drop-metric does not apply to a logs batch".into());
+            }
         };
         ready.push(r);
     }
@@ -116,7 +122,7 @@ fn resolve(data: &[ResourceLogs], t: Target) -> Result<Place, String> {
             Place::Scope(r, s)
         }
         Target::LogRecord(i) => Place::Record(record(data, i)?),
-        Target::Span(_) | Target::Event(..) | Target::Link(..) => {
+        Target::Span(_) | Target::Event(..) | Target::Link(..) | Target::DataPoint(_) => {
             return Err(format!("target {t:?} does not apply to a logs batch"));
         }
     })

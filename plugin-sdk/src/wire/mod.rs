@@ -13,6 +13,7 @@
 //! levels instead of by recursion.
 
 pub mod edit;
+pub(crate) mod edit_metrics;
 
 /// A field value as [`Fields`] reads it.
 #[derive(Clone, Copy, Debug)]

@@ -1,8 +1,9 @@
-//! `builtin:enrich`: adds the context operators need to spans and logs: ownership from
+//! `builtin:enrich`: adds the context operators need to spans, logs and metrics: ownership from
 //! lookup tables, the environment a sidecar runs in, and attributes derived from others.
 //!
 //! Steps are listed under `resource:` (run once per resource) and `span:` (run on each span,
-//! and on each log record, after the resource steps), each optionally guarded by a `when`
+//! on each log record and on each metric data point, after the resource steps), each
+//! optionally guarded by a `when`
 //! condition. Tables are
 //! loaded by the host from the processor's `tables:` and read with `host::lookup`; results
 //! are cached, as tables do not change while the collector runs. See `plugins/README.md` for
@@ -80,6 +81,34 @@ impl Plugin for Enrich {
             batch.for_each_log_record(|record| {
                 for step in span.iter_mut() {
                     step.apply(record, sc);
+                }
+            });
+        }
+        let counts = std::mem::take(&mut sc.counts);
+        host::add_counter("attributes_set", counts.set);
+        host::add_counter("lookup_hits", counts.hits);
+        host::add_counter("lookup_misses", counts.misses);
+        Ok(())
+    }
+
+    /// The same steps on metrics: `resource:` on each resource, `span:` on each data point.
+    fn process_metrics(&mut self, batch: &mut MetricBatch) -> Result<(), String> {
+        let Self {
+            resource,
+            span,
+            scratch: sc,
+        } = self;
+        if !resource.is_empty() {
+            batch.for_each_resource(|r| {
+                for step in resource.iter_mut() {
+                    step.apply(r, sc);
+                }
+            });
+        }
+        if !span.is_empty() {
+            batch.for_each_data_point(|point| {
+                for step in span.iter_mut() {
+                    step.apply(point, sc);
                 }
             });
         }

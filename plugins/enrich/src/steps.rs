@@ -68,6 +68,21 @@ impl Attrs for LogRecordMut<'_> {
     }
 }
 
+impl Attrs for DataPointMut<'_> {
+    fn get(&self, key: &str) -> Option<&AnyValue> {
+        self.attribute(key)
+    }
+    fn get_resource(&self, key: &str) -> Option<&AnyValue> {
+        self.resource_attribute(key)
+    }
+    fn set(&mut self, key: &str, value: Value) {
+        self.set_attribute(key, value)
+    }
+    fn remove(&mut self, key: &str) {
+        self.remove_attribute(key);
+    }
+}
+
 /// What the steps did in one batch, for the plugin's counters.
 #[derive(Debug, Default)]
 pub struct Counts {

@@ -486,3 +486,60 @@ fn the_same_steps_run_on_logs_resource_steps_on_resources_span_steps_on_records(
         input[0].scope_logs[0].log_records[0].trace_id
     );
 }
+
+#[test]
+fn the_same_steps_run_on_metrics_resource_steps_on_resources_span_steps_on_points() {
+    teams();
+    set_table(
+        "routes",
+        [("/cart".to_string(), row(&[("owner", "cart-team")]))],
+    );
+    let mut h = harness(json!({
+        "resource": [{"lookup": {"table": "teams", "key": "service.name", "columns": ["team"]}}],
+        "span": [
+            {"lookup": {"table": "routes", "key": "http.route", "columns": {"route.owner": "owner"}}},
+            {"set": {"attribute": "enriched", "value": true, "when": {"resource_attribute": "team"}}},
+        ],
+    }));
+    use wasmcol_plugin_sdk::proto::metrics::metric::Data;
+    use wasmcol_plugin_sdk::testing::{every_metric_type, resource_metrics};
+    let input = vec![
+        resource_metrics(
+            "checkout",
+            every_metric_type(&[
+                &[("http.route", "/cart".into())],
+                &[("http.route", "/pay".into())],
+            ]),
+        ),
+        resource_metrics("unknown", every_metric_type(&[&[]])),
+    ];
+    let out = h.process_metrics(input.clone()).unwrap();
+    let resource = |r: usize| &out[r].resource.as_ref().unwrap().attributes;
+    assert_eq!(str_of(resource(0), "team"), Some("payments"));
+    assert_eq!(resource(1).len(), 1);
+    let metrics = &out[0].scope_metrics[0].metrics;
+    assert_eq!(metrics.len(), 5);
+    for m in metrics {
+        let points: Vec<&[KeyValue]> = match m.data.as_ref().unwrap() {
+            Data::Gauge(g) => g.data_points.iter().map(|p| &p.attributes[..]).collect(),
+            Data::Sum(s) => s.data_points.iter().map(|p| &p.attributes[..]).collect(),
+            Data::Histogram(h) => h.data_points.iter().map(|p| &p.attributes[..]).collect(),
+            Data::ExponentialHistogram(h) => {
+                h.data_points.iter().map(|p| &p.attributes[..]).collect()
+            }
+            Data::Summary(s) => s.data_points.iter().map(|p| &p.attributes[..]).collect(),
+        };
+        assert_eq!(points.len(), 2, "{}", m.name);
+        assert_eq!(
+            str_of(points[0], "route.owner"),
+            Some("cart-team"),
+            "{}",
+            m.name
+        );
+        assert_eq!(get(points[1], "route.owner"), None);
+        assert!(get(points[0], "enriched").is_some());
+        assert!(get(points[1], "enriched").is_some());
+    }
+    // The unknown service's points are as they came.
+    assert_eq!(out[1].scope_metrics, input[1].scope_metrics);
+}

@@ -1,10 +1,11 @@
-//! `builtin:pii-scrub`: removes, masks or hashes personal data and secrets in spans and logs
-//! before they leave the service network.
+//! `builtin:pii-scrub`: removes, masks or hashes personal data and secrets in spans, logs and
+//! metrics before they leave the service network.
 //!
 //! Span, resource, scope, event and link attributes are scrubbed (values nested in arrays and
 //! maps too); span and event names and status messages on request. In logs: log record,
 //! resource and scope attributes, and the body (a string as free text, strings inside an
-//! array or map body as nested attribute values). Key rules come first
+//! array or map body as nested attribute values). In metrics: data point (of every type),
+//! resource and scope attributes. Key rules come first
 //! (`ignored_keys`, `allowed_keys` fail-closed mode, `blocked_keys`), then the URL and SQL
 //! sanitizers, then the value detectors and `blocked_values`. See `plugins/README.md` for
 //! every option.
@@ -90,7 +91,7 @@ impl Totals {
     }
 }
 
-/// Scrubs a resource's attributes (the same for spans and logs), with the summary attributes
+/// Scrubs a resource's attributes (the same for every signal), with the summary attributes
 /// when asked; `sc.stats` holds what it saw.
 fn scrub_resource(
     engine: &Engine,
@@ -241,6 +242,39 @@ impl Plugin for PiiScrub {
             totals.add(&sc.stats);
         });
 
+        totals.report();
+        Ok(())
+    }
+
+    /// Resource, scope and data-point attributes, in view mode as for spans and logs.
+    /// Exemplars' filtered attributes are not edited: there is no edit that reaches them.
+    fn process_metrics(&mut self, batch: &mut MetricBatch) -> Result<(), String> {
+        let Self {
+            engine,
+            scratch: sc,
+            changes,
+        } = self;
+        let mut totals = Totals::default();
+        batch.for_each_resource_view(|r| {
+            scrub_resource(engine, sc, changes, r);
+            totals.add(&sc.stats);
+        });
+        batch.for_each_scope_view(|s| {
+            scrub_scope(engine, sc, changes, s);
+            totals.add(&sc.stats);
+        });
+        batch.for_each_data_point_view(|point| {
+            sc.stats.reset();
+            engine.scrub_attributes(point.attributes(), List::DataPoint, sc, changes);
+            apply!(changes, |k, v| point.set_attribute(k, v), |k| point
+                .remove_attribute(&k));
+            if engine.summary && sc.stats.any() {
+                for (k, v) in summary(&sc.stats) {
+                    point.set_attribute(k, v);
+                }
+            }
+            totals.add(&sc.stats);
+        });
         totals.report();
         Ok(())
     }

@@ -291,6 +291,8 @@ pub enum List {
     Link,
     /// Log record attributes.
     LogRecord,
+    /// Metric data point attributes.
+    DataPoint,
 }
 
 /// Reusable working memory: the key classification caches, match buffer and counts.
@@ -300,7 +302,7 @@ pub struct Scratch {
     /// By kind of list, the key last seen at each position and its class. Instrumentation
     /// writes the same keys in the same order span after span, so one comparison usually
     /// finds the class, where the map would hash the key first.
-    recent: [Vec<(String, KeyClass)>; 6],
+    recent: [Vec<(String, KeyClass)>; 7],
     hits: Vec<Hit>,
     /// What the current span or resource had redacted.
     pub stats: Stats,
@@ -328,7 +330,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// is the one last seen there, the remembered copy is returned: it was checked as UTF-8 when
 /// first seen, so a repeated key is compared but never checked again.
 fn class_at<'k>(
-    recent: &'k mut [Vec<(String, KeyClass)>; 6],
+    recent: &'k mut [Vec<(String, KeyClass)>; 7],
     keys: &mut HashMap<String, KeyClass>,
     engine: &Engine,
     (list, pos): (List, usize),

@@ -902,3 +902,136 @@ mod logs {
         super::text(r.body.as_ref().unwrap()).to_string()
     }
 }
+
+mod metrics {
+    use wasmcol_plugin_sdk::proto::metrics::{ResourceMetrics, metric};
+    use wasmcol_plugin_sdk::testing::{every_metric_type, resource_metrics};
+
+    use super::*;
+
+    const CARD: &str = "4111 1111 1111 1111";
+    const EMAIL: &str = "jane.doe@example.com";
+    const BEARER: &str = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl";
+
+    fn input() -> Vec<ResourceMetrics> {
+        let mut rm = resource_metrics(
+            "svc",
+            every_metric_type(&[
+                &[
+                    ("user", EMAIL.into()),
+                    ("card", format!("card {CARD}").into()),
+                    ("route", "/cart".into()),
+                ],
+                &[("auth", BEARER.into()), ("route", "/pay".into())],
+            ]),
+        );
+        rm.resource
+            .as_mut()
+            .unwrap()
+            .attributes
+            .push(kv("owner", EMAIL.into()));
+        let scope = rm.scope_metrics[0]
+            .scope
+            .get_or_insert_with(Default::default);
+        scope.attributes.push(kv("contact", EMAIL.into()));
+        vec![rm]
+    }
+
+    /// The attributes of every data point, in batch order.
+    fn point_attributes(out: &[ResourceMetrics]) -> Vec<Vec<KeyValue>> {
+        let mut all = Vec::new();
+        for m in out
+            .iter()
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| &sm.metrics)
+        {
+            match m.data.as_ref().unwrap() {
+                metric::Data::Gauge(g) => {
+                    all.extend(g.data_points.iter().map(|p| p.attributes.clone()))
+                }
+                metric::Data::Sum(s) => {
+                    all.extend(s.data_points.iter().map(|p| p.attributes.clone()))
+                }
+                metric::Data::Histogram(h) => {
+                    all.extend(h.data_points.iter().map(|p| p.attributes.clone()))
+                }
+                metric::Data::ExponentialHistogram(h) => {
+                    all.extend(h.data_points.iter().map(|p| p.attributes.clone()))
+                }
+                metric::Data::Summary(s) => {
+                    all.extend(s.data_points.iter().map(|p| p.attributes.clone()))
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn point_resource_and_scope_attributes_of_every_type_are_scrubbed_and_the_rest_stays() {
+        let out = harness(json!({})).process_metrics(input()).unwrap();
+        let all = format!("{out:?}");
+        for secret in ["4111", "jane.doe", "eyJhbGciOiJIUzI1NiJ9"] {
+            assert!(!all.contains(secret), "{secret} leaked: {all}");
+        }
+        let points = point_attributes(&out);
+        assert_eq!(points.len(), 10, "every point of every type stays");
+        for (i, attrs) in points.iter().enumerate() {
+            let route = if i % 2 == 0 { "/cart" } else { "/pay" };
+            assert_eq!(get(attrs, "route"), Some(&string_value(route)));
+            if i % 2 == 0 {
+                assert_eq!(text(get(attrs, "user").unwrap()), "********************");
+                assert!(text(get(attrs, "card").unwrap()).starts_with("card "));
+            } else {
+                assert!(text(get(attrs, "auth").unwrap()).starts_with("Bearer "));
+            }
+        }
+        // Only attributes changed: the points' values, the metrics' names and types are as
+        // they came.
+        let before = input();
+        let (a, b) = (
+            &out[0].scope_metrics[0].metrics,
+            &before[0].scope_metrics[0].metrics,
+        );
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(b) {
+            assert_eq!(
+                (&a.name, &a.unit, &a.description),
+                (&b.name, &b.unit, &b.description)
+            );
+            assert_eq!(
+                std::mem::discriminant(a.data.as_ref().unwrap()),
+                std::mem::discriminant(b.data.as_ref().unwrap())
+            );
+        }
+        assert!(counter("values_masked") > 0);
+    }
+
+    #[test]
+    fn key_rules_and_summaries_apply_to_points() {
+        let config = json!({
+            "blocked_keys": [{ "pattern": "^route$", "action": "remove" }],
+            "summary": true,
+        });
+        let out = harness(config).process_metrics(input()).unwrap();
+        for attrs in point_attributes(&out) {
+            assert!(get(&attrs, "route").is_none(), "{attrs:?}");
+            assert!(
+                get(&attrs, "redaction.redacted.count").is_some(),
+                "{attrs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn clean_metrics_are_not_edited() {
+        let clean = vec![resource_metrics(
+            "svc",
+            every_metric_type(&[&[("route", "/cart".into())]]),
+        )];
+        let mut batch =
+            MetricBatch::from_encoded(wasmcol_plugin_sdk::edit::encode_metrics_batch(&clean));
+        let mut plugin = PiiScrub::new(PluginConfig::new(json!({}))).unwrap();
+        plugin.process_metrics(&mut batch).unwrap();
+        assert!(batch.edits().is_empty(), "{:?}", batch.edits());
+    }
+}

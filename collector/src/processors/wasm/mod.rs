@@ -12,8 +12,9 @@
 //!     instances: 2                     # parallel instances
 //! ```
 //!
-//! Traces and logs: each pipeline gets its own instances and workers, with the same limits and
-//! `on_error`. Plugins built for `wasmcol:plugin@0.1.0` run on traces only.
+//! Traces, logs and metrics: each pipeline gets its own instances and workers, with the same
+//! limits and `on_error`. Plugins built for `wasmcol:plugin@0.2.0` run on traces and logs,
+//! those built for 0.1.0 on traces only.
 //!
 //! The batch crosses into the plugin as OTLP protobuf bytes, one copy; the plugin answers
 //! with edits (checked, then applied here to the host's copy) or, rarely, a replacement batch.
@@ -32,7 +33,7 @@ pub use config::WasmProcessorConfig;
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
 use crate::pipeline::{
-    Batch, ConsumeError, Consumer, Logs, SharedConsumer, SignalKind, Signals, Traces,
+    Batch, ConsumeError, Consumer, Logs, Metrics, SharedConsumer, SignalKind, Signals, Traces,
 };
 use crate::plugin_host::Services;
 use crate::plugin_host::instance::PluginSignal;
@@ -40,12 +41,19 @@ use crate::plugin_host::worker::{self, Job, PluginMetrics, Shared, Watchdog};
 use crate::telemetry::ProcessorMetrics;
 
 impl ProcessorConfig for WasmProcessorConfig {
-    /// Traces and logs; traces only for a plugin built for `wasmcol:plugin@0.1.0`.
+    /// Traces, logs and metrics; traces and logs for a plugin built for
+    /// `wasmcol:plugin@0.2.0`, traces only for one built for 0.1.0.
     fn signals(&self) -> Signals {
         match self.loaded.get() {
-            Some((plugin, ..)) if !plugin.handles_logs() => Signals::of(&[SignalKind::Traces]),
-            _ => Signals::of(&[SignalKind::Traces, SignalKind::Logs]),
+            Some((plugin, ..)) => plugin.signals(),
+            None => Signals::of(&[SignalKind::Traces, SignalKind::Logs, SignalKind::Metrics]),
         }
+    }
+
+    fn unsupported_because(&self, signal: SignalKind) -> Option<String> {
+        self.loaded
+            .get()
+            .and_then(|(plugin, ..)| plugin.lacks(signal))
     }
 
     fn build_traces(
@@ -63,6 +71,14 @@ impl ProcessorConfig for WasmProcessorConfig {
     ) -> anyhow::Result<Arc<dyn Processor<Logs>>> {
         self.build(ctx, next)
     }
+
+    fn build_metrics(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Metrics>,
+    ) -> anyhow::Result<Arc<dyn Processor<Metrics>>> {
+        self.build(ctx, next)
+    }
 }
 
 impl WasmProcessorConfig {
@@ -76,14 +92,8 @@ impl WasmProcessorConfig {
             .get()
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("the plugin was not loaded by validation"))?;
-        if S::KIND == SignalKind::Logs && !plugin.handles_logs() {
-            anyhow::bail!(
-                "{:?} was built for wasmcol:plugin@{}, which has no logs; logs need a plugin \
-                 built for wasmcol:plugin@{} (rebuild it with the current wasmcol-plugin-sdk)",
-                plugin.source,
-                plugin.version(),
-                crate::plugin_host::bindings::CURRENT_VERSION
-            );
+        if let Some(why) = plugin.lacks(S::KIND) {
+            anyhow::bail!("{why}");
         }
         let id = ctx.id.to_string();
         let shared = Arc::new(Shared {

@@ -180,12 +180,12 @@ fn logs_leak(batches: &[Batch<Logs>]) -> bool {
 }
 
 #[test]
-fn the_processor_takes_traces_and_logs() {
+fn the_processor_takes_traces_logs_and_metrics() {
     let cfg = config("plugin: builtin:pii-scrub");
     let signals = cfg.signals();
     assert!(signals.contains(SignalKind::Traces));
     assert!(signals.contains(SignalKind::Logs));
-    assert!(!signals.contains(SignalKind::Metrics));
+    assert!(signals.contains(SignalKind::Metrics));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,5 +269,153 @@ async fn on_error_drop_on_logs_drops_the_batch() {
     let rec = Recorder::<Logs>::new();
     let p = cfg.build_logs(&ctx, rec.clone()).unwrap();
     p.consume(card_logs(1, 6 << 20)).await.unwrap();
+    assert!(rec.batches().is_empty(), "dropped, not passed on");
+}
+
+// ----- Metrics ------------------------------------------------------------------------------
+
+use crate::pipeline::Metrics;
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
+
+/// One gauge with `n` data points, each with an attribute of `bytes` bytes full of card
+/// numbers and a `seq` attribute (its position).
+fn card_metrics(n: usize, bytes: usize) -> Batch<Metrics> {
+    let text = format!("card {CARD}; ").repeat(bytes / (CARD.len() + 7) + 1);
+    let points = (0..n)
+        .map(|i| NumberDataPoint {
+            time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+            value: Some(number_data_point::Value::AsInt(i as i64)),
+            attributes: vec![
+                KeyValue {
+                    key: "note".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(text.clone())),
+                    }),
+                    ..Default::default()
+                },
+                KeyValue {
+                    key: "seq".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(i as i64)),
+                    }),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        })
+        .collect();
+    Batch::new(vec![ResourceMetrics {
+        resource: None,
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![Metric {
+                name: "queue.depth".into(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: points,
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        schema_url: String::new(),
+    }])
+}
+
+fn metrics_leak(batches: &[Batch<Metrics>]) -> bool {
+    let needle = CARD.as_bytes();
+    batches.iter().any(|b| {
+        let mut bytes = Vec::new();
+        b.encode_protobuf(&mut bytes);
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+fn seqs(batch: &Batch<Metrics>) -> Vec<i64> {
+    batch
+        .resources()
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .flat_map(|m| match &m.data {
+            Some(metric::Data::Gauge(g)) => g.data_points.clone(),
+            other => panic!("{other:?}"),
+        })
+        .map(|p| {
+            assert_eq!(
+                p.value,
+                Some(number_data_point::Value::AsInt(
+                    (p.time_unix_nano - 1_700_000_000_000_000_000) as i64
+                )),
+                "the value is as it came"
+            );
+            match p.attributes.iter().find(|kv| kv.key == "seq") {
+                Some(KeyValue {
+                    value:
+                        Some(AnyValue {
+                            value: Some(any_value::Value::IntValue(i)),
+                        }),
+                    ..
+                }) => *i,
+                other => panic!("seq {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scrubber_scrubs_data_point_attributes() {
+    let cfg = config("plugin: builtin:pii-scrub");
+    let ctx = context("wasm/scrub-metrics");
+    let rec = Recorder::<Metrics>::new();
+    let p = cfg.build_metrics(&ctx, rec.clone()).unwrap();
+    p.consume(card_metrics(3, 100)).await.unwrap();
+    assert_eq!(rec.batch_sizes(), vec![3]);
+    assert!(!metrics_leak(&rec.batches()), "a card number got through");
+    assert_eq!(seqs(&rec.batches()[0]), vec![0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_scrubber_on_metrics_refuses_and_lets_nothing_through() {
+    let id = "wasm/scrub-metrics-refuse";
+    let cfg = config("plugin: builtin:pii-scrub\nlimits: { memory_mib: 8 }");
+    let ctx = context(id);
+    let metrics = ctx.metrics.clone();
+    let rec = Recorder::<Metrics>::new();
+    let p = cfg.build_metrics(&ctx, rec.clone()).unwrap();
+    // One point with 6 MB of card numbers cannot fit in 8 MiB, whole or split.
+    let err = p.consume(card_metrics(1, 6 << 20)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("on_error: refuse"), "{err}");
+    assert!(rec.batches().is_empty(), "nothing passed on");
+    assert_eq!(metrics.plugin_failures(id, "memory_limit").get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_metrics_batch_too_big_for_the_memory_cap_is_split_and_scrubbed() {
+    let id = "wasm/scrub-metrics-split";
+    let cfg = config("plugin: builtin:pii-scrub\nlimits: { memory_mib: 8, call_timeout: 5s }");
+    let ctx = context(id);
+    let metrics = ctx.metrics.clone();
+    let rec = Recorder::<Metrics>::new();
+    let p = cfg.build_metrics(&ctx, rec.clone()).unwrap();
+    let batch = card_metrics(500, 20_000);
+    assert!(batch.to_protobuf().len() > 8 << 20);
+    p.consume(batch).await.unwrap();
+    assert_eq!(rec.batch_sizes(), vec![500], "every point, in one batch");
+    let all: Vec<i64> = rec.batches().iter().flat_map(seqs).collect();
+    assert_eq!(all, (0..500).collect::<Vec<_>>(), "in order");
+    assert!(!metrics_leak(&rec.batches()), "a card number got through");
+    assert!(metrics.plugin_failures(id, "memory_limit").get() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_error_drop_on_metrics_drops_the_batch() {
+    let id = "wasm/scrub-metrics-drop";
+    let cfg = config("plugin: builtin:pii-scrub\nlimits: { memory_mib: 8 }\non_error: drop");
+    let ctx = context(id);
+    let rec = Recorder::<Metrics>::new();
+    let p = cfg.build_metrics(&ctx, rec.clone()).unwrap();
+    p.consume(card_metrics(1, 6 << 20)).await.unwrap();
     assert!(rec.batches().is_empty(), "dropped, not passed on");
 }
