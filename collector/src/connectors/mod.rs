@@ -1,0 +1,5 @@
+//! Connectors: components that are an exporter of some pipelines and a receiver of others
+//! (see [`crate::component::ConnectorConfig`]).
+
+pub mod forward;
+pub mod spanmetrics;
