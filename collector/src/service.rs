@@ -802,6 +802,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_connector_drains_between_the_pipelines_it_joins() {
+        // traces [p1] → connector c → metrics [p2] → exporters: c stops after p1 (which
+        // flushes into it) and before p2 (which it flushes into).
+        let log = Log::default();
+        let t0 = Instant::now();
+        let mut s = service(
+            Duration::from_secs(5),
+            &[ms(10), ms(10), ms(10), ms(10), ms(10)],
+            &log,
+        );
+        let p2 = s.processors[0].1.pop().unwrap();
+        s.processors.push(("metrics".into(), vec![p2]));
+        s.depths.insert("metrics".into(), 1);
+        s.connectors.push((
+            id("c"),
+            TRACES,
+            SignalKind::Metrics,
+            fake("c", ms(10), t0, &log) as Arc<dyn Lifecycle>,
+            0,
+        ));
+        assert!(s.shutdown().await);
+        let order: Vec<_> = log.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(order, ["r", "p1", "c", "p2", "e1", "e2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn stuck_stages_leave_the_exporters_their_share() {
         let log = Log::default();
         // 8 s over four stages: the stuck receiver and first processor get 2 s each, the
