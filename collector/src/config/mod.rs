@@ -224,12 +224,15 @@ impl Loader {
         // A pipeline names receivers and connectors in one list (exporters likewise), so an
         // id may not be both.
         for id in &connectors.keys {
-            for (what, keys) in [("receiver", &receivers.keys), ("exporter", &exporters.keys)] {
+            for (what, keys) in [
+                ("a receiver", &receivers.keys),
+                ("an exporter", &exporters.keys),
+            ] {
                 if keys.contains(id) {
                     self.error(
                         format!("connectors.{id}"),
                         format!(
-                            "ambiguous id: \"{id}\" is both a {what} and a connector; rename one (e.g. the connector to \"{id}/connector\")"
+                            "ambiguous id: \"{id}\" is both {what} and a connector; rename one (e.g. the connector to \"{id}/connector\")"
                         ),
                     );
                 }
