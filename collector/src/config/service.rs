@@ -234,14 +234,14 @@ pub struct Link {
     pub to: String,
 }
 
+/// A connector's supported (exporter side, receiver side) signal pairs.
+pub type Pairs = Vec<(SignalKind, SignalKind)>;
+
 impl ServiceConfig {
     /// Every link between pipelines through a connector; `pairs` gives a connector's
     /// supported (exporter side, receiver side) signal pairs, `None` for an id that is no
     /// connector.
-    pub fn links(
-        &self,
-        pairs: &dyn Fn(&ComponentId) -> Option<Vec<(SignalKind, SignalKind)>>,
-    ) -> Vec<Link> {
+    pub fn links(&self, pairs: &dyn Fn(&ComponentId) -> Option<Pairs>) -> Vec<Link> {
         let mut links = Vec::new();
         for (from, p) in &self.pipelines {
             let Some(from_signal) = pipeline_signal(from) else {

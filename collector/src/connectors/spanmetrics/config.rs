@@ -230,13 +230,13 @@ impl Validate for SpanMetricsConfig {
                 "use either `explicit` or `exponential` buckets, not both",
             ));
         }
-        if let Some(b) = h.explicit.as_ref().and_then(|e| e.buckets.as_ref()) {
-            if let Some(i) = (1..b.len()).find(|&i| b[i].get() <= b[i - 1].get()) {
-                problems.push(Problem::new(
-                    format!("histogram.explicit.buckets[{i}]"),
-                    format!("buckets must increase: {} follows {}", b[i], b[i - 1]),
-                ));
-            }
+        if let Some(b) = h.explicit.as_ref().and_then(|e| e.buckets.as_ref())
+            && let Some(i) = (1..b.len()).find(|&i| b[i].get() <= b[i - 1].get())
+        {
+            problems.push(Problem::new(
+                format!("histogram.explicit.buckets[{i}]"),
+                format!("buckets must increase: {} follows {}", b[i], b[i - 1]),
+            ));
         }
         if let Some(e) = &h.exponential
             && !(2..=16_384).contains(&e.max_size)
