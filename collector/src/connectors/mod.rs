@@ -1,5 +1,6 @@
 //! Connectors: components that are an exporter of some pipelines and a receiver of others
 //! (see [`crate::component::ConnectorConfig`]).
 
+pub mod adjusted;
 pub mod forward;
 pub mod spanmetrics;

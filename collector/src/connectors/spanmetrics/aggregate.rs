@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, span::SpanKind, status};
 use prost::Message;
 
-use super::adjusted::adjusted_count;
+use crate::connectors::adjusted::adjusted_count;
 use super::config::{SpanMetricsConfig, Temporality};
 
 /// The attribute of the series that takes spans beyond `aggregation_cardinality_limit`.

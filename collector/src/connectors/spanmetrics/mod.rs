@@ -4,7 +4,7 @@
 //! buckets and defaults, so dashboards made for it work.
 //!
 //! Beyond the Collector: each span counts as many spans as its adjusted count, read from the
-//! sampling threshold in its `tracestate` (`ot=th:...`, see [`adjusted`]), so the counts stay
+//! sampling threshold in its `tracestate` (`ot=th:...`, see [`crate::connectors::adjusted`]), so the counts stay
 //! right behind samplers that record it.
 //!
 //! `consume` only adds the spans to the series (and reports them delivered); a task sends the
@@ -12,13 +12,11 @@
 //! the next stage refuses with a retryable error (the service bounds how long), before the
 //! pipelines it feeds shut down.
 
-mod adjusted;
 mod aggregate;
 mod config;
 #[cfg(test)]
 mod tests;
 
-pub use adjusted::adjusted_count;
 pub use aggregate::{Aggregator, OVERFLOW_ATTRIBUTE, SCOPE_NAME};
 pub use config::{SpanMetricsConfig, Temporality, Unit};
 
