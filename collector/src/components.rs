@@ -159,6 +159,11 @@ pub static CONNECTORS: &[Factory<dyn ConnectorConfig>] = &[
         connectors::spanmetrics::SpanMetricsConfig
     ),
     factory!(
+        "servicegraph",
+        "traces to metrics: requests between services (client/server span pairs), Grafana's service graph",
+        connectors::servicegraph::ServiceGraphConfig
+    ),
+    factory!(
         "span_metrics",
         "the same as spanmetrics (the OpenTelemetry Collector's newer name)",
         connectors::spanmetrics::SpanMetricsConfig

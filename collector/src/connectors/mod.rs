@@ -3,4 +3,5 @@
 
 pub mod adjusted;
 pub mod forward;
+pub mod servicegraph;
 pub mod spanmetrics;

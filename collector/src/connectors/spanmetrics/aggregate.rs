@@ -16,8 +16,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, span::SpanKind, status};
 use prost::Message;
 
-use crate::connectors::adjusted::adjusted_count;
 use super::config::{SpanMetricsConfig, Temporality};
+use crate::connectors::adjusted::adjusted_count;
 
 /// The attribute of the series that takes spans beyond `aggregation_cardinality_limit`.
 pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
