@@ -1,11 +1,12 @@
 //! Connectors end to end: the Python OTel SDK sends traces of a known topology (frontend →
 //! checkout → payments, with a database and a messaging call) to an `otlp` receiver whose
-//! traces pipeline exports to a file, to two span-metrics connectors and to `forward`; a
-//! metrics pipeline receives from the span-metrics connectors and writes to a file, a second
-//! traces pipeline receives from `forward`. The span metrics must count exactly what was sent
-//! (spans carrying a 50% sampling threshold count twice), the fast connector while running,
-//! the slow one (which never flushes on its own in the test's time) from the drain after
-//! SIGTERM, sent right after the spans.
+//! traces pipeline exports to a file, to two span-metrics connectors, to `servicegraph` and
+//! to `forward`; a metrics pipeline receives from the span-metrics and service-graph
+//! connectors and writes to a file, a second traces pipeline receives from `forward`. The
+//! span metrics must count exactly what was sent (spans carrying a 50% sampling threshold
+//! count twice), the fast connector while running, the slow one (which never flushes on its
+//! own in the test's time) from the drain after SIGTERM, sent right after the spans; the
+//! service graph must hold exactly the topology's edges with those counts.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,18 +54,22 @@ connectors:
       - name: db.system
       - name: messaging.system
         default: none
+  servicegraph:
+    metrics_flush_interval: 1h
+    store: {{ ttl: 1s }}
+    virtual_node_peer_attributes: [peer.service, db.name, db.system, messaging.system]
   forward:
 service:
   pipelines:
     traces:
       receivers: [otlp]
       processors: [batch]
-      exporters: [file/spans, spanmetrics, span_metrics/fast, forward]
+      exporters: [file/spans, spanmetrics, span_metrics/fast, servicegraph, forward]
     traces/copy:
       receivers: [forward]
       exporters: [file/copy]
     metrics:
-      receivers: [spanmetrics, span_metrics/fast]
+      receivers: [spanmetrics, span_metrics/fast, servicegraph]
       processors: [batch]
       exporters: [file/metrics]
   telemetry:
@@ -247,6 +252,56 @@ fn expected(extra: &dyn Fn(&str) -> Vec<&'static str>) -> BTreeMap<Series, (i64,
         .collect()
 }
 
+/// `(client, server, connection_type) -> (requests, failed)`: the latest cumulative values.
+type Edges = BTreeMap<(String, String, String), (i64, i64)>;
+
+fn edges(metrics: &[ResourceMetrics]) -> Edges {
+    let mut out = Edges::new();
+    for m in metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+    {
+        let failed = match m.name.as_str() {
+            "traces_service_graph_request_total" => false,
+            "traces_service_graph_request_failed_total" => true,
+            _ => continue,
+        };
+        let Some(metric::Data::Sum(sum)) = &m.data else {
+            panic!("{} is not a sum", m.name)
+        };
+        for p in &sum.data_points {
+            let Some(number_data_point::Value::AsInt(v)) = p.value else {
+                panic!("{p:?}")
+            };
+            let key = ["client", "server", "connection_type"]
+                .map(|k| text(&p.attributes, k).unwrap_or_default());
+            let entry = out.entry(key.into()).or_default();
+            if failed {
+                entry.1 = v;
+            } else {
+                entry.0 = v;
+            }
+        }
+    }
+    out
+}
+
+fn expected_edges() -> Edges {
+    let all = (TRACES + 2 * SAMPLED) as i64;
+    let failed = TRACES.div_ceil(ERRORS_EVERY) as i64;
+    [
+        ("user", "frontend", "virtual_node", 0),
+        ("frontend", "checkout", "", 0),
+        ("checkout", "payments", "", failed),
+        ("checkout", "orders", "database", 0),
+        ("checkout", "kafka", "virtual_node", 0),
+    ]
+    .into_iter()
+    .map(|(c, s, t, f)| ((c.into(), s.into(), t.into()), (all, f)))
+    .collect()
+}
+
 #[test]
 fn span_metrics_count_what_was_sent_and_are_drained_on_sigterm() {
     let grpc = free_port();
@@ -292,8 +347,10 @@ fn span_metrics_count_what_was_sent_and_are_drained_on_sigterm() {
     );
 
     assert_eq!(c.stop(), 0, "{}", c.log());
-    let drained = totals(&read_metrics(&metrics), "traces.span.metrics", &[]);
+    let written = read_metrics(&metrics);
+    let drained = totals(&written, "traces.span.metrics", &[]);
     assert_eq!(drained, expected(&|_| vec![]), "{}", c.log());
+    assert_eq!(edges(&written), expected_edges(), "{}", c.log());
 }
 
 #[test]
