@@ -373,3 +373,19 @@ fn a_sigterm_right_after_sending_still_writes_the_metrics() {
         sent
     );
 }
+
+#[test]
+fn components_lists_the_connectors() {
+    let out = Command::new(wasmcol_tests::binary("wasmcol"))
+        .arg("components")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let connectors = text
+        .split("connectors:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no connectors section in:\n{text}"));
+    for name in ["forward", "spanmetrics", "span_metrics", "servicegraph"] {
+        assert!(connectors.contains(name), "{name} missing from:\n{text}");
+    }
+}
