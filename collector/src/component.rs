@@ -8,7 +8,8 @@
 //! As in the OpenTelemetry Collector, a component declares the signals it supports
 //! ([`ProcessorConfig::signals`], ...) and is built once per signal it is used for, with one
 //! builder per signal (`build_traces`, ...): a pipeline of a signal is made of that signal's
-//! consumers ([`crate::pipeline::Consumer`]).
+//! consumers ([`crate::pipeline::Consumer`]). A connector ([`ConnectorConfig`]) joins two
+//! pipelines: it is built once per pair of signals it connects, with one builder per pair.
 
 use std::any::Any;
 use std::collections::BTreeMap;

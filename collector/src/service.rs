@@ -4,9 +4,14 @@
 //! Build order is backwards along the data path: exporters (one instance each, shared by the
 //! pipelines that name them), then each pipeline's processors from last to first (one instance
 //! per pipeline), then receivers, which fan out to the head of every pipeline that lists them.
+//! With connectors, pipelines are built one at a time, deepest first: a pipeline a connector
+//! feeds is built before the connector (one instance per pair of signals it joins), which is
+//! built before the pipelines that export to it; their depths come from
+//! [`crate::config::Link`]s, and `wasmcol validate` refuses cycles.
 //! Start order is the same; shutdown is the reverse (health turns not-ready, receivers stop so
-//! nothing new enters, then processors flush, then exporters drain), each stage bounded by its
-//! share of `service.shutdown_timeout` (see [`Service::shutdown`]).
+//! nothing new enters, then processors flush, level by level with the connectors between the
+//! levels, then exporters drain), each stage bounded by its share of
+//! `service.shutdown_timeout` (see [`Service::shutdown`]).
 
 use std::any::Any;
 use std::collections::BTreeMap;
