@@ -389,3 +389,80 @@ fn components_lists_the_connectors() {
         assert!(connectors.contains(name), "{name} missing from:\n{text}");
     }
 }
+
+/// Behind a 10% consistent probability sampler (in the SDK, recording `ot=th` as the
+/// OpenTelemetry specification says), the weighted calls estimate the spans made, not the
+/// spans kept: within 5% over 100k spans. The sampled trace ids are seeded, so the run is
+/// repeatable.
+#[test]
+fn weighted_counts_estimate_the_traffic_before_sampling() {
+    const MADE: i64 = 100_000;
+    let grpc = free_port();
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  file:
+    path: "{{dir}}/metrics.jsonl"
+    flush_interval: 50ms
+connectors:
+  spanmetrics:
+    metrics_flush_interval: 1h
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [spanmetrics]
+    metrics:
+      receivers: [spanmetrics]
+      exporters: [file]
+  telemetry:
+    metrics:
+      address: none
+"#
+    );
+    let mut c = Collector::start(&config, grpc);
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_sampled.py"))
+        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
+        .args(["--spans", &MADE.to_string(), "--fraction", "0.1"])
+        .output()
+        .expect("run send_sampled.py");
+    assert!(
+        out.status.success(),
+        "send_sampled.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["th"], "e6666666666666");
+    let kept = summary["kept"].as_i64().unwrap();
+    assert!(kept > 0 && kept < MADE / 5, "{summary}");
+    assert_eq!(c.stop(), 0, "{}", c.log());
+
+    let totals = totals(
+        &read_metrics(&c.path("metrics.jsonl")),
+        "traces.span.metrics",
+        &[],
+    );
+    let (calls, count) = totals
+        .values()
+        .copied()
+        .reduce(|a, b| (a.0 + b.0, a.1 + b.1))
+        .expect("no span metrics");
+    // Each kept span stands for 10: exactly 10 × kept (rounded), close to what was made.
+    assert_eq!(calls, kept * 10, "{summary}");
+    assert_eq!(count, calls as u64);
+    let error = (calls - MADE).abs() as f64 / MADE as f64;
+    eprintln!(
+        "estimate {calls} of {MADE} made ({kept} kept): {:.2}% off",
+        error * 100.0
+    );
+    assert!(
+        error < 0.05,
+        "estimate {calls} of {MADE} made ({kept} kept)"
+    );
+}
