@@ -383,3 +383,101 @@ fn check_list(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pipelines` as (id, receivers, exporters); every id starting with `fwd` is a
+    /// connector of each signal to itself, `sm` one of traces to metrics.
+    fn service(pipelines: &[(&str, &[&str], &[&str])]) -> ServiceConfig {
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        ServiceConfig {
+            extensions: Vec::new(),
+            pipelines: pipelines
+                .iter()
+                .map(|(id, r, e)| {
+                    let p = PipelineConfig {
+                        receivers: list(r),
+                        processors: Vec::new(),
+                        exporters: list(e),
+                    };
+                    (id.to_string(), p)
+                })
+                .collect(),
+            telemetry: TelemetryConfig::default(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+
+    fn pairs(id: &ComponentId) -> Option<Pairs> {
+        match id.type_name.as_str() {
+            "fwd" => Some(SignalKind::ALL.into_iter().map(|s| (s, s)).collect()),
+            "sm" => Some(vec![(SignalKind::Traces, SignalKind::Metrics)]),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn links_follow_supported_pairs_only() {
+        let s = service(&[
+            ("traces", &["otlp"], &["sm", "fwd", "nop"]),
+            ("metrics", &["sm", "fwd"], &["nop"]),
+            ("logs", &["sm"], &["nop"]),
+            ("traces/2", &["fwd"], &["nop"]),
+        ]);
+        let links: Vec<(String, String, String)> = s
+            .links(&pairs)
+            .into_iter()
+            .map(|l| (l.from, l.connector.to_string(), l.to))
+            .collect();
+        let want = [("traces", "sm", "metrics"), ("traces", "fwd", "traces/2")]
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+        assert_eq!(links, want);
+    }
+
+    #[test]
+    fn a_diamond_is_no_cycle_and_its_depths_are_the_longest_paths() {
+        // traces → a, b; a → b; a, b → metrics.
+        let s = service(&[
+            ("traces", &["otlp"], &["fwd/a", "fwd/b"]),
+            ("traces/a", &["fwd/a"], &["fwd/b", "sm"]),
+            ("traces/b", &["fwd/b"], &["sm"]),
+            ("metrics", &["sm"], &["nop"]),
+        ]);
+        let links = s.links(&pairs);
+        assert_eq!(find_cycle(&links), None);
+        let d = depths(s.pipelines.keys(), &links);
+        let got: Vec<(&str, usize)> = d.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            got,
+            [
+                ("metrics", 3),
+                ("traces", 0),
+                ("traces/a", 1),
+                ("traces/b", 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn cycles_are_found_and_described() {
+        let s = service(&[("traces", &["otlp", "fwd"], &["fwd"])]);
+        let cycle = find_cycle(&s.links(&pairs)).unwrap();
+        assert_eq!(
+            describe_cycle(&cycle),
+            r#"pipeline "traces" → connector "fwd" → pipeline "traces""#
+        );
+        let s = service(&[
+            ("logs", &["otlp"], &["nop"]),
+            ("traces", &["otlp", "fwd/c"], &["fwd/a"]),
+            ("traces/a", &["fwd/a"], &["fwd/b"]),
+            ("traces/b", &["fwd/b"], &["fwd/c"]),
+        ]);
+        let cycle = find_cycle(&s.links(&pairs)).unwrap();
+        assert_eq!(
+            describe_cycle(&cycle),
+            r#"pipeline "traces" → connector "fwd/a" → pipeline "traces/a" → connector "fwd/b" → pipeline "traces/b" → connector "fwd/c" → pipeline "traces""#
+        );
+    }
+}
