@@ -84,6 +84,7 @@ impl Aggregator {
     /// resource without `service.name` are not, as in the OpenTelemetry Collector).
     pub fn add(&mut self, resources: &[ResourceSpans], now: u64) -> usize {
         let mut counted = 0;
+        let mut key = Vec::new();
         for rs in resources {
             let resource_attributes: &[KeyValue] =
                 rs.resource.as_ref().map_or(&[], |r| &r.attributes);
@@ -94,21 +95,20 @@ impl Aggregator {
             else {
                 continue;
             };
-            let key = self.resource_key(resource_attributes);
+            let resource_key = self.resource_key(resource_attributes);
             let limit = self.config.aggregation_cardinality_limit;
-            let state = self.resources.entry(key).or_insert_with(|| ResourceState {
-                attributes: resource_attributes.to_vec(),
-                series: HashMap::new(),
-                overflow: None,
-            });
+            let state = self
+                .resources
+                .entry(resource_key)
+                .or_insert_with(|| ResourceState {
+                    attributes: resource_attributes.to_vec(),
+                    series: HashMap::new(),
+                    overflow: None,
+                });
             for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
                 counted += 1;
-                let attributes =
-                    series_attributes(&self.config, &service, span, resource_attributes);
-                let mut key = Vec::new();
-                for kv in &attributes {
-                    prost::encoding::message::encode(1, kv, &mut key);
-                }
+                key.clear();
+                series_key(&self.config, &service, span, resource_attributes, &mut key);
                 let new_series = |attributes| Series {
                     attributes,
                     start: now,
@@ -116,13 +116,15 @@ impl Aggregator {
                     calls: 0.0,
                     duration: Durations::new(&self.config, &self.bounds),
                 };
-                let series = if state.series.contains_key(&key)
-                    || limit == 0
-                    || state.series.len() < limit
-                {
+                // The attributes are built only for a new series.
+                let series = if state.series.contains_key(key.as_slice()) {
+                    state.series.get_mut(key.as_slice()).expect("just found")
+                } else if limit == 0 || state.series.len() < limit {
+                    let attributes =
+                        series_attributes(&self.config, &service, span, resource_attributes);
                     state
                         .series
-                        .entry(key)
+                        .entry(key.clone())
                         .or_insert_with(|| new_series(attributes))
                 } else {
                     state.overflow.get_or_insert_with(|| {
@@ -286,6 +288,67 @@ impl Aggregator {
             .values()
             .map(|r| r.series.len() + usize::from(r.overflow.is_some()))
             .sum()
+    }
+}
+
+/// The identity of `span`'s series within its resource, written to `out`: the values of the
+/// dimensions of [`series_attributes`] in the same order, each length-delimited (with a
+/// marker for the configured ones: absent, found, or the default), so no two series share
+/// one. Made for every span without building the attributes themselves.
+fn series_key(
+    config: &SpanMetricsConfig,
+    service: &AnyValue,
+    span: &Span,
+    resource: &[KeyValue],
+    out: &mut Vec<u8>,
+) {
+    use prost::encoding::encode_varint;
+    let excluded = |name: &str| config.exclude_dimensions.iter().any(|e| e == name);
+    let bytes = |out: &mut Vec<u8>, b: &[u8]| {
+        encode_varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    };
+    if !excluded("service.name") {
+        service
+            .encode_length_delimited(out)
+            .expect("a Vec grows as needed");
+    }
+    if !excluded("span.name") {
+        bytes(out, span.name.as_bytes());
+    }
+    // Values the attributes would show alike (an unknown kind or code as unspecified, unset)
+    // make one key alike.
+    if !excluded("span.kind") {
+        let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
+        encode_varint(kind as u64, out);
+    }
+    if !excluded("status.code") {
+        let code = span
+            .status
+            .as_ref()
+            .and_then(|s| status::StatusCode::try_from(s.code).ok())
+            .unwrap_or(status::StatusCode::Unset);
+        encode_varint(code as u64, out);
+    }
+    for d in &config.dimensions {
+        let found = span
+            .attributes
+            .iter()
+            .chain(resource)
+            .find(|kv| kv.key == d.name)
+            .and_then(|kv| kv.value.as_ref());
+        match (found, &d.default) {
+            (Some(v), _) => {
+                out.push(1);
+                v.encode_length_delimited(out)
+                    .expect("a Vec grows as needed");
+            }
+            (None, Some(default)) => {
+                out.push(2);
+                bytes(out, default.as_bytes());
+            }
+            (None, None) => out.push(0),
+        }
     }
 }
 
