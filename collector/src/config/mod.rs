@@ -358,7 +358,7 @@ impl Loader {
         let Some(built) = &connectors.built else {
             return;
         };
-        let pairs = |id: &ComponentId| built.get(id).map(|c| c.pairs());
+        let pairs_of = |id: &ComponentId| built.get(id).map(|c| c.pairs());
         for (id, connector) in built {
             let name = id.to_string();
             let pairs = connector.pairs();
@@ -431,7 +431,7 @@ impl Loader {
                 self.error(format!("service.pipelines.{pname}.receivers[{i}]"), message);
             }
         }
-        let links = service.links(&pairs);
+        let links = service.links(&pairs_of);
         if let Some(cycle) = service::find_cycle(&links) {
             self.error(
                 format!("service.pipelines.{}", cycle[0].from),
