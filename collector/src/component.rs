@@ -8,7 +8,8 @@
 //! As in the OpenTelemetry Collector, a component declares the signals it supports
 //! ([`ProcessorConfig::signals`], ...) and is built once per signal it is used for, with one
 //! builder per signal (`build_traces`, ...): a pipeline of a signal is made of that signal's
-//! consumers ([`crate::pipeline::Consumer`]).
+//! consumers ([`crate::pipeline::Consumer`]). A connector ([`ConnectorConfig`]) joins two
+//! pipelines: it is built once per pair of signals it connects, with one builder per pair.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -139,6 +140,12 @@ impl<S: Signal, T: Lifecycle + Consumer<S>> Processor<S> for T {}
 /// A running exporter of signal `S`: the last consumer of a pipeline.
 pub trait Exporter<S: Signal>: Lifecycle + Consumer<S> {}
 impl<S: Signal, T: Lifecycle + Consumer<S>> Exporter<S> for T {}
+
+/// A running connector whose exporter side takes signal `S`: the last consumer of the
+/// pipelines that list it as an exporter, which hands what it makes of the data to the
+/// pipelines that list it as a receiver.
+pub trait Connector<S: Signal>: Lifecycle + Consumer<S> {}
+impl<S: Signal, T: Lifecycle + Consumer<S>> Connector<S> for T {}
 
 /// The heads of the pipelines a receiver feeds, by signal: `None` for a signal none of its
 /// pipelines carries.
@@ -308,6 +315,199 @@ pub trait ExporterConfig: fmt::Debug + Send + Sync {
         Vec::new()
     }
 }
+
+/// A connector's validated configuration: an exporter of the pipelines that list it under
+/// `exporters` and a receiver of those that list it under `receivers`, as in the
+/// OpenTelemetry Collector.
+///
+/// It declares the (exporter side, receiver side) signal pairs it supports and has one
+/// builder per pair. The service builds one instance per pair in use: it takes the data of
+/// every pipeline of the first signal that exports to it and hands its output to the heads
+/// of every pipeline of the second signal that receives from it (`next`, fanned out).
+pub trait ConnectorConfig: fmt::Debug + Send + Sync {
+    /// The (exporter pipeline signal, receiver pipeline signal) pairs it connects.
+    fn pairs(&self) -> Vec<(SignalKind, SignalKind)>;
+
+    /// Traces in, traces out.
+    fn build_traces_to_traces(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Connector<Traces>>> {
+        let _ = next;
+        unsupported_pair(ctx, SignalKind::Traces, SignalKind::Traces)
+    }
+
+    /// Traces in, metrics out.
+    fn build_traces_to_metrics(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<pipeline::Metrics>,
+    ) -> anyhow::Result<Arc<dyn Connector<Traces>>> {
+        let _ = next;
+        unsupported_pair(ctx, SignalKind::Traces, SignalKind::Metrics)
+    }
+
+    /// Traces in, logs out.
+    fn build_traces_to_logs(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Logs>,
+    ) -> anyhow::Result<Arc<dyn Connector<Traces>>> {
+        let _ = next;
+        unsupported_pair(ctx, SignalKind::Traces, SignalKind::Logs)
+    }
+
+    /// Metrics in, traces out.
+    fn build_metrics_to_traces(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Connector<pipeline::Metrics>>> {
+        let _ = next;
+        unsupported_pair(ctx, SignalKind::Metrics, SignalKind::Traces)
+    }
+
+    /// Metrics in, metrics out.
+    fn build_metrics_to_metrics(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<pipeline::Metrics>,
+    ) -> anyhow::Result<Arc<dyn Connector<pipeline::Metrics>>> {
+        let _ = next;
+        unsupported_pair(ctx, SignalKind::Metrics, SignalKind::Metrics)
+    }
+
+    /// Metrics in, logs out.
+    fn build_metrics_to_logs(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Logs>,
+    ) -> anyhow::Result<Arc<dyn Connector<pipeline::Metrics>>> {
+        let _ = next;
+        unsupported_pair(ctx, SignalKind::Metrics, SignalKind::Logs)
+    }
+
+    /// Logs in, traces out.
+    fn build_logs_to_traces(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Connector<Logs>>> {
+        let _ = next;
+        unsupported_pair(ctx, SignalKind::Logs, SignalKind::Traces)
+    }
+
+    /// Logs in, metrics out.
+    fn build_logs_to_metrics(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<pipeline::Metrics>,
+    ) -> anyhow::Result<Arc<dyn Connector<Logs>>> {
+        let _ = next;
+        unsupported_pair(ctx, SignalKind::Logs, SignalKind::Metrics)
+    }
+
+    /// Logs in, logs out.
+    fn build_logs_to_logs(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Logs>,
+    ) -> anyhow::Result<Arc<dyn Connector<Logs>>> {
+        let _ = next;
+        unsupported_pair(ctx, SignalKind::Logs, SignalKind::Logs)
+    }
+
+    /// Whether it supports `from` → `to`.
+    fn supports(&self, from: SignalKind, to: SignalKind) -> bool {
+        self.pairs().contains(&(from, to))
+    }
+}
+
+/// The error a connector builder returns for a pair its connector does not support
+/// (configurations that use one are refused when checked, so this is reached only by a defect).
+fn unsupported_pair<T>(ctx: &BuildContext, from: SignalKind, to: SignalKind) -> anyhow::Result<T> {
+    anyhow::bail!("connector {} does not connect {from} to {to}", ctx.id)
+}
+
+/// Builds `config`'s connector for the pair `E` → `R`: one generic entry for the service over
+/// the nine per-pair builders.
+pub fn build_connector<E: Signal, R: Signal>(
+    config: &dyn ConnectorConfig,
+    ctx: &BuildContext,
+    next: SharedConsumer<R>,
+) -> anyhow::Result<Arc<dyn Connector<E>>> {
+    // `E` and `R` are each one of the three signals: the match below finds the builder of
+    // the pair, and the downcasts only restate types the match has already established.
+    let next: Box<dyn Any> = Box::new(next);
+    macro_rules! pair {
+        ($build:ident, $r:ty) => {{
+            let next = *next
+                .downcast::<SharedConsumer<$r>>()
+                .expect("the receiver side is the matched signal");
+            let built: Box<dyn Any> = Box::new(config.$build(ctx, next)?);
+            Ok(*built
+                .downcast::<Arc<dyn Connector<E>>>()
+                .expect("the exporter side is the matched signal"))
+        }};
+    }
+    use SignalKind::{Logs as L, Metrics as M, Traces as T};
+    match (E::KIND, R::KIND) {
+        (T, T) => pair!(build_traces_to_traces, Traces),
+        (T, M) => pair!(build_traces_to_metrics, pipeline::Metrics),
+        (T, L) => pair!(build_traces_to_logs, Logs),
+        (M, T) => pair!(build_metrics_to_traces, Traces),
+        (M, M) => pair!(build_metrics_to_metrics, pipeline::Metrics),
+        (M, L) => pair!(build_metrics_to_logs, Logs),
+        (L, T) => pair!(build_logs_to_traces, Traces),
+        (L, M) => pair!(build_logs_to_metrics, pipeline::Metrics),
+        (L, L) => pair!(build_logs_to_logs, Logs),
+    }
+}
+
+/// The `pairs` and same-signal builders of a connector written once for every signal and
+/// connecting each signal to itself (`forward`): each builder calls the config's generic
+/// `$build::<S>(ctx, next)`.
+macro_rules! connects_every_signal_to_itself {
+    ($build:ident) => {
+        fn pairs(&self) -> Vec<($crate::pipeline::SignalKind, $crate::pipeline::SignalKind)> {
+            $crate::pipeline::SignalKind::ALL
+                .into_iter()
+                .map(|s| (s, s))
+                .collect()
+        }
+
+        fn build_traces_to_traces(
+            &self,
+            ctx: &$crate::component::BuildContext,
+            next: $crate::pipeline::SharedConsumer<$crate::pipeline::Traces>,
+        ) -> anyhow::Result<
+            std::sync::Arc<dyn $crate::component::Connector<$crate::pipeline::Traces>>,
+        > {
+            self.$build(ctx, next)
+        }
+
+        fn build_metrics_to_metrics(
+            &self,
+            ctx: &$crate::component::BuildContext,
+            next: $crate::pipeline::SharedConsumer<$crate::pipeline::Metrics>,
+        ) -> anyhow::Result<
+            std::sync::Arc<dyn $crate::component::Connector<$crate::pipeline::Metrics>>,
+        > {
+            self.$build(ctx, next)
+        }
+
+        fn build_logs_to_logs(
+            &self,
+            ctx: &$crate::component::BuildContext,
+            next: $crate::pipeline::SharedConsumer<$crate::pipeline::Logs>,
+        ) -> anyhow::Result<std::sync::Arc<dyn $crate::component::Connector<$crate::pipeline::Logs>>>
+        {
+            self.$build(ctx, next)
+        }
+    };
+}
+pub(crate) use connects_every_signal_to_itself;
 
 /// An extension's validated configuration.
 pub trait ExtensionConfig: fmt::Debug + Send + Sync {

@@ -2,9 +2,11 @@
 
 use serde_yaml_ng::Value;
 
-use crate::component::{ExporterConfig, ExtensionConfig, Problem, ProcessorConfig, ReceiverConfig};
+use crate::component::{
+    ConnectorConfig, ExporterConfig, ExtensionConfig, Problem, ProcessorConfig, ReceiverConfig,
+};
 use crate::config::parse_component;
-use crate::{exporters, extensions, processors, receivers};
+use crate::{connectors, exporters, extensions, processors, receivers};
 
 /// How to parse one component type's configuration.
 pub struct Factory<C: ?Sized + 'static> {
@@ -144,6 +146,30 @@ pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
     ),
 ];
 
+/// Connector types.
+pub static CONNECTORS: &[Factory<dyn ConnectorConfig>] = &[
+    factory!(
+        "forward",
+        "passes each signal on from the pipelines that export to it to those that receive from it",
+        connectors::forward::ForwardConfig
+    ),
+    factory!(
+        "spanmetrics",
+        "traces to metrics: calls and duration per service, span name, kind, status (R.E.D)",
+        connectors::spanmetrics::SpanMetricsConfig
+    ),
+    factory!(
+        "servicegraph",
+        "traces to metrics: requests between services (client/server span pairs), Grafana's service graph",
+        connectors::servicegraph::ServiceGraphConfig
+    ),
+    factory!(
+        "span_metrics",
+        "the same as spanmetrics (the OpenTelemetry Collector's newer name)",
+        connectors::spanmetrics::SpanMetricsConfig
+    ),
+];
+
 /// Extension types.
 pub static EXTENSIONS: &[Factory<dyn ExtensionConfig>] = &[
     factory!(
@@ -200,6 +226,13 @@ pub fn describe() -> String {
     section(
         "exporters",
         EXPORTERS
+            .iter()
+            .map(|f| (f.type_name, f.description))
+            .collect(),
+    );
+    section(
+        "connectors",
+        CONNECTORS
             .iter()
             .map(|f| (f.type_name, f.description))
             .collect(),

@@ -24,6 +24,7 @@ pub mod component;
 pub mod components;
 pub mod compute;
 pub mod config;
+pub mod connectors;
 pub mod exporters;
 pub mod extensions;
 pub mod net;

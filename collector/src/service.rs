@@ -4,10 +4,16 @@
 //! Build order is backwards along the data path: exporters (one instance each, shared by the
 //! pipelines that name them), then each pipeline's processors from last to first (one instance
 //! per pipeline), then receivers, which fan out to the head of every pipeline that lists them.
+//! With connectors, pipelines are built one at a time, deepest first: a pipeline a connector
+//! feeds is built before the connector (one instance per pair of signals it joins), which is
+//! built before the pipelines that export to it; their depths come from
+//! [`crate::config::Link`]s, and `wasmcol validate` refuses cycles.
 //! Start order is the same; shutdown is the reverse (health turns not-ready, receivers stop so
-//! nothing new enters, then processors flush, then exporters drain), each stage bounded by its
-//! share of `service.shutdown_timeout` (see [`Service::shutdown`]).
+//! nothing new enters, then processors flush, level by level with the connectors between the
+//! levels, then exporters drain), each stage bounded by its share of
+//! `service.shutdown_timeout` (see [`Service::shutdown`]).
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -19,10 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticators;
 use crate::component::{
-    BuildContext, ComponentId, Consumers, Exporter, Lifecycle, SharedInstances, Wiring,
+    BuildContext, ComponentId, Connector, Consumers, Exporter, Lifecycle, SharedInstances, Wiring,
+    build_connector,
 };
-use crate::config::Config;
-use crate::config::PipelineConfig;
+use crate::config::{Config, Link};
 use crate::pipeline::{self, Logs, SharedConsumer, SignalKind, Traces, fan_out};
 use crate::storage::Store;
 use crate::telemetry::{Health, HealthState, Metrics, serve_metrics};
@@ -44,6 +50,10 @@ pub struct Service {
     exporters: Vec<Stage>,
     /// Per pipeline, processors in data order.
     processors: Vec<PipelineProcessors>,
+    /// Each pipeline's depth along the connectors (0: no connector feeds it).
+    depths: BTreeMap<String, usize>,
+    /// Each connector once per pair of signals it is used for.
+    connectors: Vec<ConnectorStage>,
     receivers: Vec<(ComponentId, Arc<dyn Lifecycle>)>,
     stop_telemetry: CancellationToken,
 }
@@ -58,6 +68,21 @@ fn signal_of(pipeline: &str) -> SignalKind {
         .expect("pipeline ids were checked when the config was loaded")
 }
 
+/// A running connector: its id, the pair of signals it was built for, its lifecycle, and the
+/// depth of the deepest pipeline that exports to it (it shuts down after that pipeline's
+/// processors, before those of the pipelines it feeds).
+type ConnectorStage = (
+    ComponentId,
+    SignalKind,
+    SignalKind,
+    Arc<dyn Lifecycle>,
+    usize,
+);
+
+/// A value of one of the signal-generic types below, for one signal; the signal is part of
+/// its key wherever it is stored, so downcasts restate what the key says.
+type Erased = Box<dyn Any + Send + Sync>;
+
 /// What building needs at every step, and what it has built so far.
 struct Builder<'c> {
     config: &'c Config,
@@ -67,10 +92,21 @@ struct Builder<'c> {
     /// Pipelines whose processors may refuse instead of holding data back (see
     /// [`Service::build`]).
     answered_pipelines: Vec<String>,
+    /// How pipelines feed each other through connectors.
+    links: Vec<Link>,
+    /// Each pipeline's depth along `links`.
+    depths: BTreeMap<String, usize>,
     exporters: Vec<Stage>,
     processors: Vec<PipelineProcessors>,
-    /// Per receiver, the heads of the pipelines it feeds.
-    heads: BTreeMap<ComponentId, Consumers>,
+    connectors: Vec<ConnectorStage>,
+    /// Built exporters by id and signal: `Arc<dyn Exporter<S>>`.
+    built_exporters: BTreeMap<(ComponentId, SignalKind), Erased>,
+    /// Built connectors by id and pair: `Arc<dyn Connector<E>>`.
+    built_connectors: BTreeMap<(ComponentId, SignalKind, SignalKind), Erased>,
+    /// Each built pipeline's head: `SharedConsumer<S>`.
+    pipeline_heads: BTreeMap<String, Erased>,
+    /// Per receiver and signal, the heads of the pipelines it feeds: `Vec<SharedConsumer<S>>`.
+    receiver_heads: BTreeMap<(ComponentId, SignalKind), Erased>,
     /// What each exporter's instances for different signals share.
     exporter_instances: SharedInstances,
 }
@@ -88,62 +124,144 @@ impl Builder<'_> {
         }
     }
 
-    /// Builds the pipelines of signal `S`: their exporters (each one instance, shared by the
-    /// pipelines of `S` that name it), then each pipeline's processors from last to first,
-    /// and records each pipeline's head for its receivers.
-    fn pipelines<S: Wiring>(&mut self) -> anyhow::Result<()> {
-        let config = self.config;
-        let pipelines: Vec<(&String, &PipelineConfig)> = config
-            .service
-            .pipelines
+    /// Exporter `id` for signal `S`: built the first time, then the same instance for every
+    /// pipeline of `S` that names it.
+    fn exporter<S: Wiring>(&mut self, id: &ComponentId) -> anyhow::Result<SharedConsumer<S>> {
+        let key = (id.clone(), S::KIND);
+        if let Some(e) = self.built_exporters.get(&key) {
+            let e = e
+                .downcast_ref::<Arc<dyn Exporter<S>>>()
+                .expect("keyed by signal");
+            return Ok(e.clone());
+        }
+        let mut ctx = self.ctx(id, None);
+        ctx.shared = self.exporter_instances.clone();
+        let exp = S::exporter(self.config.exporters[id].as_ref(), &ctx)
+            .with_context(|| format!("exporters.{id}"))?;
+        self.exporters.push((id.clone(), S::KIND, exp.clone()));
+        self.built_exporters.insert(key, Box::new(exp.clone()));
+        Ok(exp)
+    }
+
+    /// Connector `id` for the pair `E` → `R`: built the first time a pipeline of `E` names
+    /// it, feeding the heads of every pipeline of `R` it is linked to (built already: they
+    /// are deeper).
+    fn connector<E: Wiring, R: Wiring>(
+        &mut self,
+        id: &ComponentId,
+    ) -> anyhow::Result<SharedConsumer<E>> {
+        let key = (id.clone(), E::KIND, R::KIND);
+        if let Some(c) = self.built_connectors.get(&key) {
+            let c = c
+                .downcast_ref::<Arc<dyn Connector<E>>>()
+                .expect("keyed by pair");
+            return Ok(c.clone());
+        }
+        let links: Vec<&Link> = self
+            .links
             .iter()
-            .filter(|(name, _)| signal_of(name) == S::KIND)
+            .filter(|l| {
+                l.connector == *id && signal_of(&l.from) == E::KIND && signal_of(&l.to) == R::KIND
+            })
             .collect();
-        let mut exporters: BTreeMap<ComponentId, Arc<dyn Exporter<S>>> = BTreeMap::new();
-        for (_, p) in &pipelines {
-            for name in &p.exporters {
-                let id = id_of(name);
-                if exporters.contains_key(&id) {
+        let mut targets: Vec<&String> = links.iter().map(|l| &l.to).collect();
+        targets.sort();
+        targets.dedup();
+        let heads: Vec<SharedConsumer<R>> = targets
+            .iter()
+            .map(|t| {
+                self.pipeline_heads[*t]
+                    .downcast_ref::<SharedConsumer<R>>()
+                    .expect("keyed by pipeline, whose id names its signal")
+                    .clone()
+            })
+            .collect();
+        let depth = links
+            .iter()
+            .map(|l| self.depths[&l.from])
+            .max()
+            .unwrap_or(0);
+        let ctx = self.ctx(id, None);
+        let built =
+            build_connector::<E, R>(self.config.connectors[id].as_ref(), &ctx, fan_out(heads))
+                .with_context(|| format!("connectors.{id} ({} to {})", E::KIND, R::KIND))?;
+        self.connectors
+            .push((id.clone(), E::KIND, R::KIND, built.clone(), depth));
+        self.built_connectors.insert(key, Box::new(built.clone()));
+        Ok(built)
+    }
+
+    /// Builds pipeline `pname` of signal `S`: what it exports to (exporters, and connectors
+    /// once per signal of the pipelines they link it to), then its processors from last to
+    /// first; records its head for its receivers and for connectors that feed it.
+    fn pipeline<S: Wiring>(&mut self, pname: &str) -> anyhow::Result<()> {
+        let config = self.config;
+        let p = &config.service.pipelines[pname];
+        let mut consumers: Vec<SharedConsumer<S>> = Vec::new();
+        for name in &p.exporters {
+            let id = id_of(name);
+            if !config.connectors.contains_key(&id) {
+                consumers.push(self.exporter::<S>(&id)?);
+                continue;
+            }
+            for to in SignalKind::ALL {
+                let linked = self
+                    .links
+                    .iter()
+                    .any(|l| l.from == pname && l.connector == id && signal_of(&l.to) == to);
+                if !linked {
                     continue;
                 }
-                let mut ctx = self.ctx(&id, None);
-                ctx.shared = self.exporter_instances.clone();
-                let exp = S::exporter(config.exporters[&id].as_ref(), &ctx)
-                    .with_context(|| format!("exporters.{id}"))?;
-                self.exporters.push((id.clone(), S::KIND, exp.clone()));
-                exporters.insert(id, exp);
+                consumers.push(match to {
+                    SignalKind::Traces => self.connector::<S, Traces>(&id)?,
+                    SignalKind::Logs => self.connector::<S, Logs>(&id)?,
+                    SignalKind::Metrics => self.connector::<S, pipeline::Metrics>(&id)?,
+                });
             }
         }
-
-        let mut heads: BTreeMap<ComponentId, Vec<SharedConsumer<S>>> = BTreeMap::new();
-        for (pname, p) in pipelines {
-            let pname: &String = pname;
-            let mut next: SharedConsumer<S> = fan_out(
-                p.exporters
-                    .iter()
-                    .map(|n| exporters[&id_of(n)].clone() as SharedConsumer<S>)
-                    .collect(),
-            );
-            let mut built: Vec<Stage> = Vec::new();
-            for name in p.processors.iter().rev() {
-                let id = id_of(name);
-                let mut pctx = self.ctx(&id, Some(pname));
-                pctx.acknowledge_when_stored = self.answered_pipelines.contains(pname);
-                let proc = S::processor(config.processors[&id].as_ref(), &pctx, next)
-                    .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
-                next = proc.clone();
-                built.push((id, S::KIND, proc));
-            }
-            built.reverse();
-            self.processors.push((pname.clone(), built));
-            for r in &p.receivers {
-                heads.entry(id_of(r)).or_default().push(next.clone());
-            }
+        let mut next: SharedConsumer<S> = fan_out(consumers);
+        let mut built: Vec<Stage> = Vec::new();
+        for name in p.processors.iter().rev() {
+            let id = id_of(name);
+            let mut pctx = self.ctx(&id, Some(pname));
+            pctx.acknowledge_when_stored = self.answered_pipelines.iter().any(|a| a == pname);
+            let proc = S::processor(config.processors[&id].as_ref(), &pctx, next)
+                .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
+            next = proc.clone();
+            built.push((id, S::KIND, proc));
         }
-        for (receiver, consumers) in heads {
-            *S::slot(self.heads.entry(receiver).or_default()) = Some(fan_out(consumers));
+        built.reverse();
+        self.processors.push((pname.to_string(), built));
+        self.pipeline_heads
+            .insert(pname.to_string(), Box::new(next.clone()));
+        for r in &p.receivers {
+            let id = id_of(r);
+            if config.connectors.contains_key(&id) {
+                continue;
+            }
+            self.receiver_heads
+                .entry((id, S::KIND))
+                .or_insert_with(|| Box::new(Vec::<SharedConsumer<S>>::new()))
+                .downcast_mut::<Vec<SharedConsumer<S>>>()
+                .expect("keyed by signal")
+                .push(next.clone());
         }
         Ok(())
+    }
+
+    /// Each receiver's slot for signal `S`: the pipelines of `S` it feeds, fanned out.
+    fn receiver_slots<S: Wiring>(&mut self, heads: &mut BTreeMap<ComponentId, Consumers>) {
+        for ((receiver, signal), consumers) in &mut self.receiver_heads {
+            if *signal != S::KIND {
+                continue;
+            }
+            let consumers = std::mem::take(
+                consumers
+                    .downcast_mut::<Vec<SharedConsumer<S>>>()
+                    .expect("keyed by signal"),
+            );
+            *S::slot(heads.entry(receiver.clone()).or_default()) = Some(fan_out(consumers));
+        }
     }
 }
 
@@ -161,15 +279,25 @@ impl Service {
                 .filter_map(|id| Some((id.clone(), config.extensions[&id].store()?)))
                 .collect(),
         );
+        let links = config
+            .service
+            .links(&|id| config.connectors.get(id).map(|c| c.pairs()));
+        let depths = crate::config::service_depths(pipelines.keys(), &links);
         let mut builder = Builder {
             config,
             metrics,
             stores,
             authenticators: Authenticators::default(),
             answered_pipelines: Vec::new(),
+            links,
+            depths,
             exporters: Vec::new(),
             processors: Vec::new(),
-            heads: BTreeMap::new(),
+            connectors: Vec::new(),
+            built_exporters: BTreeMap::new(),
+            built_connectors: BTreeMap::new(),
+            pipeline_heads: BTreeMap::new(),
+            receiver_heads: BTreeMap::new(),
             exporter_instances: SharedInstances::default(),
         };
         let mut authenticators = BTreeMap::new();
@@ -188,11 +316,13 @@ impl Service {
         // the data is stored, so what a client was told is accepted survives a crash.
         let mut stored_pipelines: Vec<&String> = Vec::new();
         for (name, p) in pipelines {
-            if !p
-                .exporters
-                .iter()
-                .all(|e| config.exporters[&id_of(e)].storage().is_some())
-            {
+            // A connector keeps nothing on disk.
+            if !p.exporters.iter().all(|e| {
+                config
+                    .exporters
+                    .get(&id_of(e))
+                    .is_some_and(|e| e.storage().is_some())
+            }) {
                 continue;
             }
             let early: Vec<&String> = p
@@ -216,12 +346,14 @@ impl Service {
         }
 
         // A receiver answers on store when every pipeline it feeds is stored; the processors
-        // of a pipeline whose every receiver does may refuse instead of holding data back.
+        // of a pipeline whose every receiver does may refuse instead of holding data back. A
+        // connector answers once it has the data.
         let answers_on_store = |receiver: &ComponentId| {
-            pipelines
-                .iter()
-                .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == *receiver))
-                .all(|(name, _)| stored_pipelines.contains(&name))
+            !config.connectors.contains_key(receiver)
+                && pipelines
+                    .iter()
+                    .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == *receiver))
+                    .all(|(name, _)| stored_pipelines.contains(&name))
         };
         builder.answered_pipelines = stored_pipelines
             .iter()
@@ -235,16 +367,23 @@ impl Service {
             .cloned()
             .collect();
 
-        for signal in SignalKind::ALL {
-            match signal {
-                SignalKind::Traces => builder.pipelines::<Traces>()?,
-                SignalKind::Logs => builder.pipelines::<Logs>()?,
-                SignalKind::Metrics => builder.pipelines::<pipeline::Metrics>()?,
+        // Deepest first: the pipelines a connector feeds are built before those that feed it.
+        let mut order: Vec<&String> = pipelines.keys().collect();
+        order.sort_by_key(|p| std::cmp::Reverse(builder.depths[*p]));
+        for pname in order {
+            match signal_of(pname) {
+                SignalKind::Traces => builder.pipeline::<Traces>(pname)?,
+                SignalKind::Logs => builder.pipeline::<Logs>(pname)?,
+                SignalKind::Metrics => builder.pipeline::<pipeline::Metrics>(pname)?,
             }
         }
+        let mut heads = BTreeMap::new();
+        builder.receiver_slots::<Traces>(&mut heads);
+        builder.receiver_slots::<Logs>(&mut heads);
+        builder.receiver_slots::<pipeline::Metrics>(&mut heads);
 
         let mut receivers = Vec::new();
-        for (id, next) in std::mem::take(&mut builder.heads) {
+        for (id, next) in heads {
             let mut rctx = builder.ctx(&id, None);
             rctx.acknowledge_when_stored = answers_on_store(&id);
             let rec = config.receivers[&id]
@@ -270,6 +409,8 @@ impl Service {
             extensions,
             exporters: builder.exporters,
             processors: builder.processors,
+            depths: builder.depths,
+            connectors: builder.connectors,
             receivers,
             stop_telemetry: CancellationToken::new(),
         })
@@ -280,7 +421,8 @@ impl Service {
         self.health.clone()
     }
 
-    /// Starts extensions, the metrics endpoint, exporters, processors, then receivers.
+    /// Starts extensions, the metrics endpoint, exporters, processors, connectors, then
+    /// receivers.
     pub async fn start(&self) -> anyhow::Result<()> {
         for (id, e) in &self.extensions {
             e.start()
@@ -306,6 +448,11 @@ impl Service {
                     .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
             }
         }
+        for (id, from, to, c, _) in &self.connectors {
+            c.start()
+                .await
+                .with_context(|| format!("connectors.{id} ({from} to {to})"))?;
+        }
         for (id, r) in &self.receivers {
             r.start().await.with_context(|| format!("receivers.{id}"))?;
         }
@@ -319,7 +466,9 @@ impl Service {
     /// 2. receivers stop: listeners close, requests in progress get
     ///    [`crate::serve::IN_FLIGHT_GRACE`] to be answered, then their connections are cut;
     /// 3. each pipeline's processors shut down in data order (a batch processor flushes to
-    ///    the next stage), pipelines side by side;
+    ///    the next stage), pipelines side by side; with connectors, level by level: first the
+    ///    pipelines no connector feeds, then the connectors they export to (which send what
+    ///    they hold on), then the pipelines those feed, and so on;
     /// 4. exporters drain their queues, side by side;
     /// 5. extensions stop and the metrics endpoint closes.
     ///
@@ -330,14 +479,32 @@ impl Service {
     pub async fn shutdown(&self) -> bool {
         let deadline = Instant::now() + self.shutdown_timeout;
         self.health.set(HealthState::Stopping);
-        let depth = self
+        let depth_of = |pname: &str| self.depths.get(pname).copied().unwrap_or(0);
+        let levels = self
             .processors
             .iter()
-            .map(|(_, p)| p.len())
+            .map(|(p, _)| depth_of(p))
+            .chain(self.connectors.iter().map(|c| c.4))
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            + 1;
+        // Per level: the longest pipeline's processors, plus one stage if connectors end it.
+        let stages: Vec<usize> = (0..levels)
+            .map(|d| {
+                let procs = self
+                    .processors
+                    .iter()
+                    .filter(|(p, _)| depth_of(p) == d)
+                    .map(|(_, procs)| procs.len())
+                    .max()
+                    .unwrap_or(0);
+                procs + usize::from(self.connectors.iter().any(|c| c.4 == d))
+            })
+            .collect();
+        // Stages after level d: the later levels' and the exporters'.
+        let after = |d: usize| stages[d + 1..].iter().sum::<usize>() + 1;
 
-        let budget = share(deadline, depth + 2);
+        let budget = share(deadline, stages.iter().sum::<usize>() + 2);
         let receivers = futures::future::join_all(
             self.receivers
                 .iter()
@@ -345,18 +512,38 @@ impl Service {
         );
         let mut completed = receivers.await.into_iter().all(|done| done);
 
-        let pipelines =
-            futures::future::join_all(self.processors.iter().map(|(pname, procs)| async move {
-                let mut done = true;
-                for (i, (id, _, p)) in procs.iter().enumerate() {
-                    // This processor, the ones after it, then the exporters.
-                    let budget = share(deadline, procs.len() - i + 1);
-                    let what = format!("processors.{id} (pipeline {pname})");
-                    done &= bounded(what, budget, p.shutdown()).await;
-                }
-                done
-            }));
-        completed &= pipelines.await.into_iter().all(|done| done);
+        for d in 0..levels {
+            let ends_with_connectors = usize::from(self.connectors.iter().any(|c| c.4 == d));
+            let pipelines = futures::future::join_all(
+                self.processors
+                    .iter()
+                    .filter(|(p, _)| depth_of(p) == d)
+                    .map(|(pname, procs)| async move {
+                        let mut done = true;
+                        for (i, (id, _, p)) in procs.iter().enumerate() {
+                            // This processor, the ones after it, then what follows.
+                            let budget =
+                                share(deadline, procs.len() - i + ends_with_connectors + after(d));
+                            let what = format!("processors.{id} (pipeline {pname})");
+                            done &= bounded(what, budget, p.shutdown()).await;
+                        }
+                        done
+                    }),
+            );
+            completed &= pipelines.await.into_iter().all(|done| done);
+            let budget = share(deadline, 1 + after(d));
+            let connectors =
+                futures::future::join_all(self.connectors.iter().filter(|c| c.4 == d).map(
+                    |(id, from, to, c, _)| {
+                        bounded(
+                            format!("connectors.{id} ({from} to {to})"),
+                            budget,
+                            c.shutdown(),
+                        )
+                    },
+                ));
+            completed &= connectors.await.into_iter().all(|done| done);
+        }
 
         let budget = share(deadline, 1);
         let exporters = futures::future::join_all(self.exporters.iter().map(|(id, signal, e)| {
@@ -591,6 +778,8 @@ mod tests {
                     ),
                 ],
             )],
+            depths: BTreeMap::new(),
+            connectors: Vec::new(),
             receivers: vec![(id("r"), fake("r", *r, t0, log) as Arc<dyn Lifecycle>)],
             stop_telemetry: CancellationToken::new(),
         }
@@ -615,6 +804,32 @@ mod tests {
         assert_eq!(order, ["r", "p1", "p2", "e1", "e2"]);
         // Exporters drain side by side: e2 ends 30 ms after the processors, not 40.
         assert_eq!(log.lock().unwrap()[4].1, Duration::from_millis(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connector_drains_between_the_pipelines_it_joins() {
+        // traces [p1] → connector c → metrics [p2] → exporters: c stops after p1 (which
+        // flushes into it) and before p2 (which it flushes into).
+        let log = Log::default();
+        let t0 = Instant::now();
+        let mut s = service(
+            Duration::from_secs(5),
+            &[ms(10), ms(10), ms(10), ms(10), ms(10)],
+            &log,
+        );
+        let p2 = s.processors[0].1.pop().unwrap();
+        s.processors.push(("metrics".into(), vec![p2]));
+        s.depths.insert("metrics".into(), 1);
+        s.connectors.push((
+            id("c"),
+            TRACES,
+            SignalKind::Metrics,
+            fake("c", ms(10), t0, &log) as Arc<dyn Lifecycle>,
+            0,
+        ));
+        assert!(s.shutdown().await);
+        let order: Vec<_> = log.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(order, ["r", "p1", "c", "p2", "e1", "e2"]);
     }
 
     #[tokio::test(start_paused = true)]

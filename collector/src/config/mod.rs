@@ -22,13 +22,16 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::component::{
-    ComponentId, ExporterConfig, ExtensionConfig, Problem, ProcessorConfig, ReceiverConfig,
-    Validate,
+    ComponentId, ConnectorConfig, ExporterConfig, ExtensionConfig, Problem, ProcessorConfig,
+    ReceiverConfig, Validate,
 };
 use crate::components::{self, Factory};
-use crate::pipeline::Signals;
+use crate::pipeline::{SignalKind, Signals};
 pub use position::PositionIndex;
-pub use service::{LogsConfig, MetricsConfig, PipelineConfig, ServiceConfig, TelemetryConfig};
+pub use service::depths as service_depths;
+pub use service::{
+    Link, LogsConfig, MetricsConfig, PipelineConfig, ServiceConfig, TelemetryConfig,
+};
 pub use units::{ByteSize, Duration};
 
 /// One thing wrong with a configuration file.
@@ -94,6 +97,8 @@ pub struct Config {
     pub exporters: BTreeMap<ComponentId, Box<dyn ExporterConfig>>,
     /// Extensions by id.
     pub extensions: BTreeMap<ComponentId, Box<dyn ExtensionConfig>>,
+    /// Connectors by id.
+    pub connectors: BTreeMap<ComponentId, Box<dyn ConnectorConfig>>,
     /// The `service` section.
     pub service: ServiceConfig,
 }
@@ -211,13 +216,28 @@ impl Loader {
                 return None;
             }
         };
-        if top.connectors.is_some_and(|c| !c.is_empty()) {
-            self.error("connectors", "connectors are not supported");
-        }
         let receivers = self.components("receivers", top.receivers, components::RECEIVERS);
         let processors = self.components("processors", top.processors, components::processors());
         let exporters = self.components("exporters", top.exporters, components::EXPORTERS);
         let extensions = self.components("extensions", top.extensions, components::EXTENSIONS);
+        let connectors = self.components("connectors", top.connectors, components::CONNECTORS);
+        // A pipeline names receivers and connectors in one list (exporters likewise), so an
+        // id may not be both.
+        for id in &connectors.keys {
+            for (what, keys) in [
+                ("a receiver", &receivers.keys),
+                ("an exporter", &exporters.keys),
+            ] {
+                if keys.contains(id) {
+                    self.error(
+                        format!("connectors.{id}"),
+                        format!(
+                            "ambiguous id: \"{id}\" is both {what} and a connector; rename one (e.g. the connector to \"{id}/connector\")"
+                        ),
+                    );
+                }
+            }
+        }
         let service = match top.service {
             None => {
                 self.error("service", "missing: the file needs `service.pipelines`");
@@ -239,6 +259,7 @@ impl Loader {
             &processors.keys,
             &exporters.keys,
             &extensions.keys,
+            &connectors.keys,
         ) {
             self.error(join("service", &p.path), p.message);
         }
@@ -264,12 +285,14 @@ impl Loader {
             }
         }
         self.check_signals(&receivers, &processors, &exporters, &service);
+        self.check_connectors(&connectors, &service);
         self.check_authenticators(&receivers, &exporters, &extensions, &service);
         Some(Config {
             receivers: receivers.built?,
             processors: processors.built?,
             exporters: exporters.built?,
             extensions: extensions.built?,
+            connectors: connectors.built?,
             service,
         })
     }
@@ -336,6 +359,103 @@ impl Loader {
                     }
                 }
             }
+        }
+    }
+
+    /// Checks how pipelines use connectors, as the OpenTelemetry Collector does: each signal
+    /// a connector takes as an exporter must reach a pipeline it is a receiver of through a
+    /// pair it supports, and each signal it is a receiver for must come from a pipeline it is
+    /// an exporter of; and no pipeline may feed itself through connectors.
+    fn check_connectors(
+        &mut self,
+        connectors: &Section<dyn ConnectorConfig>,
+        service: &ServiceConfig,
+    ) {
+        let Some(built) = &connectors.built else {
+            return;
+        };
+        let pairs_of = |id: &ComponentId| built.get(id).map(|c| c.pairs());
+        for (id, connector) in built {
+            let name = id.to_string();
+            let pairs = connector.pairs();
+            let uses =
+                |list: fn(&PipelineConfig) -> &Vec<String>| -> Vec<(String, usize, SignalKind)> {
+                    service
+                        .pipelines
+                        .iter()
+                        .filter_map(|(pname, p)| {
+                            let i = list(p).iter().position(|n| *n == name)?;
+                            Some((pname.clone(), i, service::pipeline_signal(pname)?))
+                        })
+                        .collect()
+                };
+            let as_exporter = uses(|p| &p.exporters);
+            let as_receiver = uses(|p| &p.receivers);
+            let connects = pairs
+                .iter()
+                .map(|(a, b)| format!("{a} to {b}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let listed = |uses: &[(String, usize, SignalKind)]| {
+                uses.iter()
+                    .map(|(p, _, _)| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut reported = Vec::new();
+            for (pname, i, signal) in &as_exporter {
+                if reported.contains(signal)
+                    || as_receiver
+                        .iter()
+                        .any(|(_, _, r)| pairs.contains(&(*signal, *r)))
+                {
+                    continue;
+                }
+                reported.push(*signal);
+                let message = if as_receiver.is_empty() {
+                    format!(
+                        "connector {name:?} is used as an exporter in {signal} pipeline {pname:?} but as a receiver in no pipeline: it connects {connects}"
+                    )
+                } else {
+                    format!(
+                        "connector {name:?} is used as an exporter in {signal} pipeline {pname:?} but in no pipeline it can feed: it connects {connects}, and is a receiver of {}",
+                        listed(&as_receiver)
+                    )
+                };
+                self.error(format!("service.pipelines.{pname}.exporters[{i}]"), message);
+            }
+            let mut reported = Vec::new();
+            for (pname, i, signal) in &as_receiver {
+                if reported.contains(signal)
+                    || as_exporter
+                        .iter()
+                        .any(|(_, _, e)| pairs.contains(&(*e, *signal)))
+                {
+                    continue;
+                }
+                reported.push(*signal);
+                let message = if as_exporter.is_empty() {
+                    format!(
+                        "connector {name:?} is used as a receiver in {signal} pipeline {pname:?} but as an exporter in no pipeline: it connects {connects}"
+                    )
+                } else {
+                    format!(
+                        "connector {name:?} is used as a receiver in {signal} pipeline {pname:?} but in no pipeline it can take data from: it connects {connects}, and is an exporter of {}",
+                        listed(&as_exporter)
+                    )
+                };
+                self.error(format!("service.pipelines.{pname}.receivers[{i}]"), message);
+            }
+        }
+        let links = service.links(&pairs_of);
+        if let Some(cycle) = service::find_cycle(&links) {
+            self.error(
+                format!("service.pipelines.{}", cycle[0].from),
+                format!(
+                    "pipelines feed themselves through connectors: {}",
+                    service::describe_cycle(&cycle)
+                ),
+            );
         }
     }
 

@@ -118,8 +118,12 @@ impl ServiceConfig {
         processors: &[ComponentId],
         exporters: &[ComponentId],
         extensions: &[ComponentId],
+        connectors: &[ComponentId],
     ) -> Vec<Problem> {
         let mut problems = Vec::new();
+        // A pipeline's receivers and exporters may be connectors too.
+        let receivers = &[receivers, connectors].concat();
+        let exporters = &[exporters, connectors].concat();
         if self.pipelines.is_empty() {
             problems.push(Problem::new(
                 "pipelines",
@@ -213,6 +217,139 @@ impl ServiceConfig {
     }
 }
 
+/// The signal of a pipeline id (`traces`, `logs/2`), if it names one.
+pub fn pipeline_signal(pipeline: &str) -> Option<SignalKind> {
+    SignalKind::from_name(&ComponentId::parse(pipeline).ok()?.type_name)
+}
+
+/// One way data goes from a pipeline to another: `from` lists `connector` as an exporter,
+/// `to` lists it as a receiver, and the connector supports the pair of their signals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The pipeline the connector is an exporter of.
+    pub from: String,
+    /// The connector.
+    pub connector: ComponentId,
+    /// The pipeline the connector is a receiver of.
+    pub to: String,
+}
+
+/// A connector's supported (exporter side, receiver side) signal pairs.
+pub type Pairs = Vec<(SignalKind, SignalKind)>;
+
+impl ServiceConfig {
+    /// Every link between pipelines through a connector; `pairs` gives a connector's
+    /// supported (exporter side, receiver side) signal pairs, `None` for an id that is no
+    /// connector.
+    pub fn links(&self, pairs: &dyn Fn(&ComponentId) -> Option<Pairs>) -> Vec<Link> {
+        let mut links = Vec::new();
+        for (from, p) in &self.pipelines {
+            let Some(from_signal) = pipeline_signal(from) else {
+                continue;
+            };
+            for name in &p.exporters {
+                let Ok(id) = ComponentId::parse(name) else {
+                    continue;
+                };
+                let Some(pairs) = pairs(&id) else {
+                    continue;
+                };
+                for (to, q) in &self.pipelines {
+                    let Some(to_signal) = pipeline_signal(to) else {
+                        continue;
+                    };
+                    if q.receivers.contains(name) && pairs.contains(&(from_signal, to_signal)) {
+                        links.push(Link {
+                            from: from.clone(),
+                            connector: id.clone(),
+                            to: to.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        links
+    }
+}
+
+/// A chain of links that ends where it starts, if there is one.
+pub fn find_cycle(links: &[Link]) -> Option<Vec<Link>> {
+    // Depth-first from each pipeline in turn; `path` is the chain being followed.
+    fn visit(at: &str, links: &[Link], path: &mut Vec<Link>, done: &mut Vec<String>) -> bool {
+        for link in links.iter().filter(|l| l.from == at) {
+            if let Some(start) = path.iter().position(|l| l.from == link.to) {
+                path.drain(..start);
+                path.push(link.clone());
+                return true;
+            }
+            if link.to == at {
+                path.clear();
+                path.push(link.clone());
+                return true;
+            }
+            if done.contains(&link.to) {
+                continue;
+            }
+            path.push(link.clone());
+            if visit(&link.to, links, path, done) {
+                return true;
+            }
+            path.pop();
+        }
+        done.push(at.to_string());
+        false
+    }
+    let mut done = Vec::new();
+    let mut starts: Vec<&String> = links.iter().map(|l| &l.from).collect();
+    starts.dedup();
+    for start in starts {
+        let mut path = Vec::new();
+        if !done.contains(start) && visit(start, links, &mut path, &mut done) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// `pipeline "a" → connector "c" → pipeline "b" → ... → pipeline "a"`.
+pub fn describe_cycle(cycle: &[Link]) -> String {
+    let mut out = format!("pipeline {:?}", cycle[0].from);
+    for link in cycle {
+        out.push_str(&format!(
+            " → connector \"{}\" → pipeline {:?}",
+            link.connector, link.to
+        ));
+    }
+    out
+}
+
+/// Each pipeline's depth along the links (0 for one no connector feeds; otherwise one more
+/// than the deepest pipeline feeding it). The links must have no cycle.
+pub fn depths<'a>(
+    pipelines: impl IntoIterator<Item = &'a String>,
+    links: &[Link],
+) -> BTreeMap<String, usize> {
+    let mut depth: BTreeMap<String, usize> =
+        pipelines.into_iter().map(|p| (p.clone(), 0)).collect();
+    // Longest paths in a graph without cycles: relaxing every link as many times as there are
+    // pipelines is enough.
+    for _ in 0..depth.len() {
+        let mut changed = false;
+        for l in links {
+            let d = depth.get(&l.from).copied().unwrap_or(0) + 1;
+            let to = depth.entry(l.to.clone()).or_insert(0);
+            if *to < d {
+                *to = d;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    depth
+}
+
 fn check_list(
     problems: &mut Vec<Problem>,
     path: &str,
@@ -244,5 +381,103 @@ fn check_list(
             )),
             Err(msg) => problems.push(Problem::new(&item, msg)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pipelines` as (id, receivers, exporters); every id starting with `fwd` is a
+    /// connector of each signal to itself, `sm` one of traces to metrics.
+    fn service(pipelines: &[(&str, &[&str], &[&str])]) -> ServiceConfig {
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        ServiceConfig {
+            extensions: Vec::new(),
+            pipelines: pipelines
+                .iter()
+                .map(|(id, r, e)| {
+                    let p = PipelineConfig {
+                        receivers: list(r),
+                        processors: Vec::new(),
+                        exporters: list(e),
+                    };
+                    (id.to_string(), p)
+                })
+                .collect(),
+            telemetry: TelemetryConfig::default(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+
+    fn pairs(id: &ComponentId) -> Option<Pairs> {
+        match id.type_name.as_str() {
+            "fwd" => Some(SignalKind::ALL.into_iter().map(|s| (s, s)).collect()),
+            "sm" => Some(vec![(SignalKind::Traces, SignalKind::Metrics)]),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn links_follow_supported_pairs_only() {
+        let s = service(&[
+            ("traces", &["otlp"], &["sm", "fwd", "nop"]),
+            ("metrics", &["sm", "fwd"], &["nop"]),
+            ("logs", &["sm"], &["nop"]),
+            ("traces/2", &["fwd"], &["nop"]),
+        ]);
+        let links: Vec<(String, String, String)> = s
+            .links(&pairs)
+            .into_iter()
+            .map(|l| (l.from, l.connector.to_string(), l.to))
+            .collect();
+        let want = [("traces", "sm", "metrics"), ("traces", "fwd", "traces/2")]
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+        assert_eq!(links, want);
+    }
+
+    #[test]
+    fn a_diamond_is_no_cycle_and_its_depths_are_the_longest_paths() {
+        // traces → a, b; a → b; a, b → metrics.
+        let s = service(&[
+            ("traces", &["otlp"], &["fwd/a", "fwd/b"]),
+            ("traces/a", &["fwd/a"], &["fwd/b", "sm"]),
+            ("traces/b", &["fwd/b"], &["sm"]),
+            ("metrics", &["sm"], &["nop"]),
+        ]);
+        let links = s.links(&pairs);
+        assert_eq!(find_cycle(&links), None);
+        let d = depths(s.pipelines.keys(), &links);
+        let got: Vec<(&str, usize)> = d.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            got,
+            [
+                ("metrics", 3),
+                ("traces", 0),
+                ("traces/a", 1),
+                ("traces/b", 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn cycles_are_found_and_described() {
+        let s = service(&[("traces", &["otlp", "fwd"], &["fwd"])]);
+        let cycle = find_cycle(&s.links(&pairs)).unwrap();
+        assert_eq!(
+            describe_cycle(&cycle),
+            r#"pipeline "traces" → connector "fwd" → pipeline "traces""#
+        );
+        let s = service(&[
+            ("logs", &["otlp"], &["nop"]),
+            ("traces", &["otlp", "fwd/c"], &["fwd/a"]),
+            ("traces/a", &["fwd/a"], &["fwd/b"]),
+            ("traces/b", &["fwd/b"], &["fwd/c"]),
+        ]);
+        let cycle = find_cycle(&s.links(&pairs)).unwrap();
+        assert_eq!(
+            describe_cycle(&cycle),
+            r#"pipeline "traces" → connector "fwd/a" → pipeline "traces/a" → connector "fwd/b" → pipeline "traces/b" → connector "fwd/c" → pipeline "traces""#
+        );
     }
 }
