@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 use wasmcol_tests::{
     Collector, DownPort, file_pipeline_config, free_port, http_request, metric_value,
@@ -23,7 +26,10 @@ struct Sink {
 
 impl Sink {
     fn start(http: u16) -> Self {
-        let config = file_pipeline_config(free_port(), http, free_port(), "batch", "");
+        let config = file_pipeline_config(free_port(), http, free_port(), "batch", "").replace(
+            "  telemetry:",
+            "    logs:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [file]\n  telemetry:",
+        );
         Sink {
             collector: Collector::start(&config, http),
             http,
@@ -33,10 +39,79 @@ impl Sink {
     fn ids(&self) -> Vec<u64> {
         output_span_ids(&self.collector.path("out.jsonl"))
     }
+
+    /// The times of the log records written (the load numbers its records by their time).
+    fn log_times(&self) -> Vec<u64> {
+        let text = std::fs::read_to_string(self.collector.path("out.jsonl")).unwrap_or_default();
+        let mut times = Vec::new();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue; // a line still being written
+            };
+            for rl in v["resourceLogs"].as_array().into_iter().flatten() {
+                for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                    for r in sl["logRecords"].as_array().into_iter().flatten() {
+                        if let Some(t) = r["timeUnixNano"].as_str().and_then(|t| t.parse().ok()) {
+                            times.push(t);
+                        }
+                    }
+                }
+            }
+        }
+        times
+    }
+}
+
+/// What the load sends: spans to `/v1/traces`, or log records to `/v1/logs`.
+#[derive(Clone, Copy)]
+enum Signal {
+    Traces,
+    Logs,
+}
+
+impl Signal {
+    /// A request of `n` items numbered from `first` (span ids, or record times), each with a
+    /// `pad`-byte attribute; and its path.
+    fn request(self, first: u64, n: usize, pad: usize) -> (Vec<u8>, &'static str) {
+        match self {
+            Signal::Traces => (
+                spans_request(7, first, n, pad).encode_to_vec(),
+                "/v1/traces",
+            ),
+            Signal::Logs => {
+                let text = |s: String| AnyValue {
+                    value: Some(any_value::Value::StringValue(s)),
+                };
+                let records = (first..first + n as u64)
+                    .map(|i| LogRecord {
+                        time_unix_nano: i,
+                        severity_text: "INFO".into(),
+                        body: Some(text(format!("record {i}"))),
+                        attributes: vec![KeyValue {
+                            key: "pad".into(),
+                            value: Some(text("x".repeat(pad))),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })
+                    .collect();
+                let request = ExportLogsServiceRequest {
+                    resource_logs: vec![ResourceLogs {
+                        scope_logs: vec![ScopeLogs {
+                            log_records: records,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                };
+                (request.encode_to_vec(), "/v1/logs")
+            }
+        }
+    }
 }
 
 /// The collector under test: OTLP/HTTP in, a batch processor, `otlphttp` out to `sink_http`
-/// with its queue in `queue_dir`.
+/// with its queue in `queue_dir`; traces and logs.
 fn gateway_config(
     http: u16,
     metrics: u16,
@@ -71,6 +146,10 @@ service:
       receivers: [otlp]
       processors: [batch]
       exporters: [otlphttp]
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [otlphttp]
   telemetry:
     metrics:
       address: 127.0.0.1:{metrics}
@@ -90,10 +169,11 @@ struct Load {
 }
 
 impl Load {
-    /// `clients` senders of `spans` spans per request (each with a `pad`-byte attribute), each
-    /// pausing `pause` after an acknowledged request.
+    /// `clients` senders of `spans` spans (or log records) per request, each with a `pad`-byte
+    /// attribute, each pausing `pause` after an acknowledged request.
     fn start(
         port: Arc<AtomicU64>,
+        signal: Signal,
         clients: u64,
         spans: usize,
         pad: usize,
@@ -120,11 +200,9 @@ impl Load {
                     // Each client numbers its spans in a range of its own.
                     let mut next = (c + 1) << 40;
                     while !stop.load(Ordering::Relaxed) {
-                        let body = spans_request(7, next, spans, pad).encode_to_vec();
-                        let url = format!(
-                            "http://127.0.0.1:{}/v1/traces",
-                            port.load(Ordering::Relaxed)
-                        );
+                        let (body, path) = signal.request(next, spans, pad);
+                        let url =
+                            format!("http://127.0.0.1:{}{path}", port.load(Ordering::Relaxed));
                         let reply = rt.block_on(async {
                             tokio::time::timeout(
                                 Duration::from_secs(10),
@@ -181,12 +259,21 @@ impl Load {
 
 /// Waits until the sink holds every id in `acked`; returns (missing, delivered, duplicates).
 fn settle(sink: &Sink, acked: &[u64], timeout: Duration) -> (Vec<u64>, usize, usize) {
+    settle_by(acked, timeout, || sink.ids())
+}
+
+/// [`settle`] for whatever `written` reads from the sink.
+fn settle_by(
+    acked: &[u64],
+    timeout: Duration,
+    written: impl Fn() -> Vec<u64>,
+) -> (Vec<u64>, usize, usize) {
     let want: HashSet<u64> = acked.iter().copied().collect();
     wait_until(timeout, || {
-        let got: HashSet<u64> = sink.ids().into_iter().collect();
+        let got: HashSet<u64> = written().into_iter().collect();
         want.is_subset(&got)
     });
-    let ids = sink.ids();
+    let ids = written();
     let got: HashSet<u64> = ids.iter().copied().collect();
     let mut missing: Vec<u64> = want.difference(&got).copied().collect();
     missing.sort_unstable();
@@ -214,7 +301,14 @@ fn kill_9_loop_loses_nothing_acknowledged() {
         let mut gateway = Collector::start(&config, http);
         port.store(u64::from(http), Ordering::Relaxed);
         if load.is_none() {
-            load = Some(Load::start(load_port.clone(), 4, 50, 32, Duration::ZERO));
+            load = Some(Load::start(
+                load_port.clone(),
+                Signal::Traces,
+                4,
+                50,
+                32,
+                Duration::ZERO,
+            ));
         }
         let l = load.as_ref().unwrap();
         let before = l.acked();
@@ -250,6 +344,65 @@ fn kill_9_loop_loses_nothing_acknowledged() {
     }
 }
 
+/// Log records through the on-disk queue (its folder `exporter_otlphttp__logs`): killed with
+/// SIGKILL under load again and again, every acknowledged record reaches the back end.
+#[test]
+fn kill_9_loop_loses_no_acknowledged_log_record() {
+    const CYCLES: usize = 8;
+    let sink = Sink::start(free_port());
+    let queue = tempfile::tempdir().unwrap();
+    let port = Arc::new(AtomicU64::new(0));
+    let mut load = None;
+    for cycle in 0..=CYCLES {
+        let http = free_port();
+        let config = gateway_config(
+            http,
+            free_port(),
+            sink.http,
+            queue.path(),
+            "num_consumers: 4",
+        );
+        let mut gateway = Collector::start(&config, http);
+        port.store(u64::from(http), Ordering::Relaxed);
+        let l = load.get_or_insert_with(|| {
+            Load::start(port.clone(), Signal::Logs, 4, 50, 32, Duration::ZERO)
+        });
+        let before = l.acked();
+        assert!(
+            wait_until(Duration::from_secs(20), || l.acked() >= before + 200),
+            "cycle {cycle}: no progress:\n{}",
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(300 + 53 * cycle as u64 % 400));
+        if cycle == CYCLES {
+            let (acked, _, _) = load.take().unwrap().finish();
+            let (missing, delivered, duplicates) =
+                settle_by(&acked, Duration::from_secs(60), || sink.log_times());
+            assert_eq!(gateway.stop(), 0, "{}", gateway.log());
+            println!(
+                "RELIABILITY kill -9 loop, logs: cycles {CYCLES}, acknowledged {}, delivered \
+                 {delivered}, duplicates {duplicates}, missing {}",
+                acked.len(),
+                missing.len()
+            );
+            assert!(
+                queue.path().join("exporter_otlphttp__logs").is_dir(),
+                "the logs queue is not where it should be: {:?}",
+                std::fs::read_dir(queue.path())
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            );
+            assert!(
+                missing.is_empty(),
+                "{} acknowledged log records never reached the back end (first: {:?})",
+                missing.len(),
+                &missing[..missing.len().min(10)]
+            );
+            break;
+        }
+        drop(gateway);
+    }
+}
+
 #[test]
 fn back_end_down_for_a_minute_loses_nothing_and_memory_stays_flat() {
     // Down for the first minute: connections refused, and the port kept from other tests.
@@ -267,7 +420,7 @@ fn back_end_down_for_a_minute_loses_nothing_and_memory_stays_flat() {
     let port = Arc::new(AtomicU64::new(u64::from(http)));
     // About 0.5 KB per span at about 4,000 spans/s: a minute of it (over 100 MiB) is far more
     // than the process's memory.
-    let load = Load::start(port, 2, 100, 500, Duration::from_millis(50));
+    let load = Load::start(port, Signal::Traces, 2, 100, 500, Duration::from_millis(50));
     let started = Instant::now();
     let mut peak_rss = 0;
     while started.elapsed() < Duration::from_secs(60) {
@@ -359,7 +512,7 @@ fn a_full_disk_refuses_retryably_and_recovers() {
     );
     let mut gateway = Collector::start(&config, http);
     let port = Arc::new(AtomicU64::new(u64::from(http)));
-    let load = Load::start(port.clone(), 2, 100, 1000, Duration::ZERO);
+    let load = Load::start(port.clone(), Signal::Traces, 2, 100, 1000, Duration::ZERO);
     // The back end is down: the queue grows until the tmpfs is full, then data is refused.
     assert!(
         gateway.wait_for_log_line(
@@ -386,7 +539,7 @@ fn a_full_disk_refuses_retryably_and_recovers() {
         missing.len()
     );
     // The emptied queue gives its space back: new data is accepted again.
-    let load = Load::start(port, 2, 100, 1000, Duration::ZERO);
+    let load = Load::start(port, Signal::Traces, 2, 100, 1000, Duration::ZERO);
     assert!(
         wait_until(Duration::from_secs(30), || load.acked() >= 5_000),
         "no data accepted after the disk emptied:\n{}",
