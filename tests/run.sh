@@ -19,6 +19,12 @@ if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin
   cargo install --locked tansu --version 0.6.0 --features dynostore
 fi
 
+# systemd-analyze, which judges the shipped systemd unit (tests/deploy.rs).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "== installing systemd (for systemd-analyze)"
+  apt-get install -y --no-install-recommends systemd >/dev/null
+fi
+
 # Plugins (built in and test plugins) are WebAssembly components for wasm32-wasip2.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   echo "== adding the wasm32-wasip2 target"
