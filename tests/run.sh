@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Python senders: the unmodified OpenTelemetry SDK from PyPI, in a project-local venv.
-if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, chdb, confluent_kafka" 2>/dev/null; then
+if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, chdb, confluent_kafka" 2>/dev/null || [ ! -x .venv/bin/hadolint ]; then
   echo "== installing the Python OpenTelemetry SDK and chDB into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
@@ -19,11 +19,16 @@ if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin
   cargo install --locked tansu --version 0.6.0 --features dynostore
 fi
 
-# systemd-analyze, which judges the shipped systemd unit (tests/deploy.rs).
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  echo "== installing systemd (for systemd-analyze)"
-  apt-get install -y --no-install-recommends systemd >/dev/null
-fi
+# Debian tools the deployment tests use: systemd-analyze judges the systemd unit
+# (tests/deploy.rs); buildah builds the container image without a daemon (tests/container.rs).
+apt_updated=
+for tool in systemd-analyze:systemd buildah:buildah; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    echo "== installing ${tool#*:} (for ${tool%%:*})"
+    [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${tool#*:}" >/dev/null
+  fi
+done
 
 # Plugins (built in and test plugins) are WebAssembly components for wasm32-wasip2.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
@@ -33,6 +38,8 @@ fi
 
 echo "== building"
 cargo build --workspace --bins --all-targets
+# The container image holds the release build, as shipped (tests/container.rs).
+cargo build --release -p wasmcol --bin wasmcol
 
 # Coverage-guided fuzzing (tests/fuzz): a short libFuzzer run per target from the committed seed
 # corpus, on the stable toolchain. A crash or a hang (an input over 5 s) fails the run and
