@@ -147,7 +147,7 @@ struct Args {
     #[arg(long, default_value = "{}")]
     plugin_config: String,
 
-    /// Which wasmcol pipelines to run: `nop`, `file`, `plugin` (needs --plugin), and the
+    /// Which wasmcol pipelines to run: `nop`, `file`, `plugin` (needs --plugin), `analytics` (traces: `nop` beside the span metrics and service graph connectors), and the
     /// persistent queue's `queue-memory`, `queue-disk`, `queue-disk-fsync`, each optionally
     /// with `-batch10ms` or `-nobatch`.
     #[arg(long, value_delimiter = ',', default_value = "nop,file,plugin")]
@@ -189,6 +189,9 @@ enum Target {
     WasmcolFile,
     /// wasmcol: otlp → batch → wasm plugin (--plugin) → nop.
     WasmcolPlugin,
+    /// wasmcol: otlp → batch → nop, and → the trace analytics connectors (`spanmetrics`,
+    /// `servicegraph`) → a metrics pipeline → nop (traces only).
+    WasmcolAnalytics,
     /// wasmcol: otlp → (batch) → otlphttp to a second wasmcol, with this sending queue.
     WasmcolQueue(QueueKind, BatchKind),
     /// Rotel: OTLP → blackhole.
@@ -224,6 +227,7 @@ impl Target {
         match name {
             "nop" => return Some(Self::WasmcolNop),
             "file" => return Some(Self::WasmcolFile),
+            "analytics" => return Some(Self::WasmcolAnalytics),
             _ => {}
         }
         let rest = name.strip_prefix("queue-")?;
@@ -245,9 +249,11 @@ impl Target {
 
     fn collector(self) -> &'static str {
         match self {
-            Self::WasmcolNop | Self::WasmcolFile | Self::WasmcolPlugin | Self::WasmcolQueue(..) => {
-                "wasmcol"
-            }
+            Self::WasmcolNop
+            | Self::WasmcolFile
+            | Self::WasmcolPlugin
+            | Self::WasmcolAnalytics
+            | Self::WasmcolQueue(..) => "wasmcol",
             Self::Rotel => "Rotel",
         }
     }
@@ -257,6 +263,9 @@ impl Target {
             Self::WasmcolNop => "otlp/grpc → batch → nop".to_owned(),
             Self::WasmcolFile => "otlp/grpc → batch → file (proto, on disk)".to_owned(),
             Self::WasmcolPlugin => "otlp/grpc → batch → wasm plugin → nop".to_owned(),
+            Self::WasmcolAnalytics => {
+                "otlp/grpc → batch → nop + spanmetrics + servicegraph (→ metrics → nop)".to_owned()
+            }
             Self::WasmcolQueue(queue, batch) => {
                 let batch = match batch {
                     BatchKind::Default => "batch → ",
@@ -501,7 +510,8 @@ fn scrape_counter(port: u16, name: &str) -> anyhow::Result<u64> {
         let Some(rest) = line.strip_prefix(name) else {
             continue;
         };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+        // `name` may end with the first of its labels (`..._total{exporter="nop"`).
+        if !(rest.starts_with(['{', ' ']) || name.ends_with('"') && rest.starts_with([',', '}'])) {
             continue;
         }
         if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
@@ -615,16 +625,26 @@ fn wasmcol_config(
     };
     let name = if target == Target::WasmcolFile {
         "file"
+    } else if target == Target::WasmcolAnalytics {
+        "nop, spanmetrics, servicegraph"
     } else {
         "nop"
+    };
+    let (connectors, metrics_pipeline) = if target == Target::WasmcolAnalytics {
+        (
+            "connectors:\n  spanmetrics: {}\n  servicegraph: {}\n",
+            "    metrics:\n      receivers: [spanmetrics, servicegraph]\n      exporters: [nop]\n",
+        )
+    } else {
+        ("", "")
     };
     format!(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n\
          processors:\n  batch: {{}}\n{plugin_yaml}\
-         exporters:\n{exporter}\
+         exporters:\n{exporter}{connectors}\
          service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{metrics}\n  \
          pipelines:\n    {signal}:\n      receivers: [otlp]\n      processors: {processors}\n      \
-         exporters: [{name}]\n"
+         exporters: [{name}]\n{metrics_pipeline}"
     )
 }
 
@@ -693,7 +713,10 @@ fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<
                 sink: Some((sink, sink_metrics)),
             })
         }
-        Target::WasmcolNop | Target::WasmcolFile | Target::WasmcolPlugin => {
+        Target::WasmcolNop
+        | Target::WasmcolFile
+        | Target::WasmcolPlugin
+        | Target::WasmcolAnalytics => {
             let metrics = free_port()?;
             let config = run_dir.join("wasmcol.yaml");
             let plugin = env
@@ -892,6 +915,11 @@ fn measure(
     let peak_rss_mib = status_mib(pid, "VmHWM:")?;
 
     let exported = match metrics_port {
+        // The connectors count what they take in as exporters do: only `nop`'s is exported.
+        Some(p) if target == Target::WasmcolAnalytics => Some(scrape_counter(
+            p,
+            &format!("{}{{exporter=\"nop\"", sent_counter(&env.args.signal)),
+        )?),
         Some(p) => Some(scrape_counter(p, sent_counter(&env.args.signal))?),
         None => None,
     };
@@ -1626,7 +1654,7 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
             "plugin" => continue,
             other => Target::from_pipeline_name(other).ok_or_else(|| {
                 anyhow!(
-                    "--pipelines: unknown pipeline {other:?} (nop, file, plugin, \
+                    "--pipelines: unknown pipeline {other:?} (nop, file, plugin, analytics, \
                      queue-memory, queue-disk, queue-disk-fsync, optionally with \
                      -batch10ms or -nobatch)"
                 )
