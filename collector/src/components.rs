@@ -140,6 +140,11 @@ pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
         exporters::otlphttp::OtlpHttpExporterConfig
     ),
     factory!(
+        "otlp_http",
+        "the same as otlphttp (the OpenTelemetry Collector's current name; otlphttp is its deprecated alias)",
+        exporters::otlphttp::OtlpHttpExporterConfig
+    ),
+    factory!(
         "clickhouse",
         "spans, logs and metrics into ClickHouse over HTTP, in the OpenTelemetry Collector's schema",
         exporters::clickhouse::ClickHouseExporterConfig

@@ -3,12 +3,16 @@
 //! The file has the OpenTelemetry Collector's shape. Loading goes: parse YAML → expand
 //! `${env:...}` → check the top-level keys → parse each component's section with its type's
 //! config struct → check every pipeline's references. Problems from all steps are gathered and
-//! reported together, each with its YAML path and line.
+//! reported together, each with its YAML path and line. The OpenTelemetry Collector's other
+//! spellings are rewritten after expansion ([`compat`]); what that rewrite accepts but does
+//! not use comes back as notes ([`Config::notes`]), printed by `validate` and logged at start.
 
+pub mod compat;
 mod env;
 pub mod opaque;
 mod position;
 mod service;
+pub mod sources;
 pub mod tls;
 pub mod units;
 pub mod wildcard;
@@ -86,6 +90,26 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Something about an accepted configuration the user should know: an option read in another
+/// spelling (info) or accepted and not used (warning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigNote {
+    /// Info or warning.
+    pub level: compat::Level,
+    /// The option, its line and what happened to it.
+    pub note: ConfigError,
+}
+
+impl fmt::Display for ConfigNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            compat::Level::Info => "info",
+            compat::Level::Warning => "warning",
+        };
+        write!(f, "{level}: {}", self.note)
+    }
+}
+
 /// A fully parsed and checked configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -101,6 +125,8 @@ pub struct Config {
     pub connectors: BTreeMap<ComponentId, Box<dyn ConnectorConfig>>,
     /// The `service` section.
     pub service: ServiceConfig,
+    /// Options read in another spelling, or accepted and not used, in file order.
+    pub notes: Vec<ConfigNote>,
 }
 
 /// The top level of the file: exactly these keys.
@@ -135,6 +161,55 @@ impl Config {
         Self::parse(&source, &text, &|name| std::env::var(name).ok())
     }
 
+    /// Reads the `--config` sources (paths, `file:`, `env:`, `yaml:`), merges them in order
+    /// with the `--set` values last, and checks the result. Errors name a line only when the
+    /// configuration is one file.
+    pub fn load_sources(sources: &[String], sets: &[String]) -> Result<Self, ConfigErrors> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        if let [one] = sources
+            && sets.is_empty()
+            && !one.starts_with("env:")
+            && !one.starts_with("yaml:")
+        {
+            return Self::load(Path::new(one.strip_prefix("file:").unwrap_or(one)));
+        }
+        let source = sources.join(" + ");
+        let merged = sources::resolve(sources, sets, &lookup).map_err(|message| ConfigErrors {
+            source: source.clone(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                line: None,
+                message,
+            }],
+        })?;
+        let mut loader = Loader {
+            index: PositionIndex::build(""),
+            errors: Vec::new(),
+            bad_references: Vec::new(),
+            notes: Vec::new(),
+        };
+        let config = loader.load_value(merged, &lookup);
+        loader.finish(&source, config)
+    }
+
+    /// The merged `--config` sources and `--set` values with `${...}` expanded and secrets
+    /// redacted, as YAML: what `wasmcol print-config` shows.
+    pub fn print_sources(sources: &[String], sets: &[String]) -> Result<String, String> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        let mut merged = sources::resolve(sources, sets, &lookup)?;
+        let mut problems = Vec::new();
+        env::expand(&mut merged, "", &lookup, &mut problems);
+        if !problems.is_empty() {
+            return Err(problems
+                .into_iter()
+                .map(|(path, msg)| format!("{path}: {msg}"))
+                .collect::<Vec<_>>()
+                .join("\n"));
+        }
+        sources::redact(&mut merged);
+        serde_yaml_ng::to_string(&merged).map_err(|e| e.to_string())
+    }
+
     /// Parses and checks `text`; `source` names it in errors, `lookup` resolves `${env:...}`.
     pub fn parse(
         source: &str,
@@ -145,19 +220,10 @@ impl Config {
             index: PositionIndex::build(text),
             errors: Vec::new(),
             bad_references: Vec::new(),
+            notes: Vec::new(),
         };
         let config = loader.load(text, lookup);
-        let mut errors = loader.errors;
-        if errors.is_empty()
-            && let Some(c) = config
-        {
-            return Ok(c);
-        }
-        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-        Err(ConfigErrors {
-            source: source.to_string(),
-            errors,
-        })
+        loader.finish(source, config)
     }
 }
 
@@ -167,9 +233,27 @@ struct Loader {
     /// Paths whose `${...}` reference was malformed: already reported, so later checks of
     /// the unexpanded value are not.
     bad_references: Vec<String>,
+    /// Infos and warnings from the compatibility rewrite.
+    notes: Vec<ConfigNote>,
 }
 
 impl Loader {
+    fn finish(self, source: &str, config: Option<Config>) -> Result<Config, ConfigErrors> {
+        let mut errors = self.errors;
+        if errors.is_empty()
+            && let Some(mut c) = config
+        {
+            c.notes = self.notes;
+            c.notes.sort_by_key(|n| n.note.line.unwrap_or(usize::MAX));
+            return Ok(c);
+        }
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(ConfigErrors {
+            source: source.to_string(),
+            errors,
+        })
+    }
+
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         if self.bad_references.contains(&path) {
@@ -183,7 +267,7 @@ impl Loader {
     }
 
     fn load(&mut self, text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<Config> {
-        let mut root: Value = match serde_yaml_ng::from_str(text) {
+        let root: Value = match serde_yaml_ng::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 self.errors.push(ConfigError {
@@ -194,11 +278,33 @@ impl Loader {
                 return None;
             }
         };
+        self.load_value(root, lookup)
+    }
+
+    fn load_value(
+        &mut self,
+        mut root: Value,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Config> {
         let mut env_problems = Vec::new();
         env::expand(&mut root, "", lookup, &mut env_problems);
         for (path, msg) in env_problems {
             self.error(path.clone(), msg);
             self.bad_references.push(path);
+        }
+        for r in compat::rewrite(&mut root) {
+            if r.error {
+                self.error(r.path, r.message);
+            } else {
+                self.notes.push(ConfigNote {
+                    level: r.level,
+                    note: ConfigError {
+                        line: self.index.line_of(&r.path),
+                        path: r.path,
+                        message: r.message,
+                    },
+                });
+            }
         }
         if root.is_null() {
             self.error(
@@ -294,6 +400,7 @@ impl Loader {
             extensions: extensions.built?,
             connectors: connectors.built?,
             service,
+            notes: Vec::new(),
         })
     }
 
@@ -530,6 +637,11 @@ impl Loader {
             };
             keys.push(id.clone());
             let Some(factory) = factories.iter().find(|f| f.type_name == id.type_name) else {
+                if let Some(instead) = compat::missing(section, &id.type_name) {
+                    self.error(&path, instead);
+                    built = None;
+                    continue;
+                }
                 let known: Vec<_> = factories.iter().map(|f| f.type_name).collect();
                 self.error(
                     &path,
