@@ -249,6 +249,18 @@ const IGNORED: &[(&str, &[&str], &str, &str)] = &[
     ),
     (
         "exporters",
+        &["file"],
+        "rotation.max_days",
+        "rotated files are kept by count (rotation.max_backups)",
+    ),
+    (
+        "exporters",
+        &["file"],
+        "rotation.localtime",
+        "rotated file names use UTC",
+    ),
+    (
+        "exporters",
         &["debug"],
         "use_internal_logger",
         "the debug exporter always writes to stderr",
