@@ -296,6 +296,18 @@ const IGNORED: &[(&str, &[&str], &str, &str)] = &[
         "responses carry no extra headers",
     ),
     (
+        "exporters",
+        &["clickhouse"],
+        "connection_params",
+        "connection parameters are not passed to ClickHouse",
+    ),
+    (
+        "extensions",
+        &["file_storage"],
+        "compaction",
+        "queue files are not compacted",
+    ),
+    (
         "extensions",
         &["health_check"],
         "check_collector_pipeline",
@@ -787,5 +799,97 @@ fn scalar(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(yaml: &str) -> (Value, Vec<Rewrite>) {
+        let mut v: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let notes = rewrite(&mut v);
+        (v, notes)
+    }
+
+    fn yaml(s: &str) -> Value {
+        serde_yaml_ng::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn kafka_older_spellings_become_current_ones() {
+        let (v, notes) = run(
+            "receivers:\n  kafka/a:\n    protocol_version: 2.0.0\n    topic: spans\n    auth:\n      plain_text: {username: u, password: p}\n      tls: {insecure: true}\n",
+        );
+        assert_eq!(
+            v["receivers"]["kafka/a"],
+            yaml(
+                "topics: [spans]\nauth:\n  sasl: {username: u, password: p, mechanism: PLAIN}\ntls: {insecure: true}\n"
+            )
+        );
+        let paths: Vec<(&str, Level, bool)> = notes
+            .iter()
+            .map(|n| (n.path.as_str(), n.level, n.error))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("receivers.kafka/a.protocol_version", Level::Info, false),
+                ("receivers.kafka/a.auth.plain_text", Level::Info, false),
+                ("receivers.kafka/a.auth.tls", Level::Info, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn ignored_options_are_removed_with_a_warning_and_others_kept() {
+        let (v, notes) = run(
+            "exporters:\n  otlp:\n    endpoint: x:4317\n    balancer_name: round_robin\n  otlp_http/b:\n    endpoint: http://x\n    balancer_name: kept\n",
+        );
+        assert_eq!(v["exporters"]["otlp"], yaml("endpoint: x:4317"));
+        // balancer_name is no otlp_http option: left for the config struct to refuse.
+        assert_eq!(
+            v["exporters"]["otlp_http/b"]["balancer_name"],
+            Value::from("kept")
+        );
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].path, "exporters.otlp.balancer_name");
+        assert_eq!(notes[0].level, Level::Warning);
+        assert!(
+            notes[0].message.starts_with("ignored: "),
+            "{}",
+            notes[0].message
+        );
+    }
+
+    #[test]
+    fn telemetry_level_none_wins_over_readers() {
+        let (v, notes) = run(
+            "service:\n  telemetry:\n    metrics:\n      level: none\n      readers:\n        - pull: {exporter: {prometheus: {host: '::1', port: 9000}}}\n",
+        );
+        assert_eq!(v["service"]["telemetry"]["metrics"], yaml("address: none"));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].message.contains("[::1]:9000"), "{:?}", notes[0]);
+    }
+
+    #[test]
+    fn a_bad_level_is_an_error() {
+        let (_, notes) = run("service:\n  telemetry:\n    metrics:\n      level: verbose\n");
+        assert!(notes[0].error);
+        assert_eq!(
+            notes[0].message,
+            "expected none, basic, normal or detailed, got \"verbose\""
+        );
+    }
+
+    #[test]
+    fn missing_types_name_an_alternative_and_known_ones_none() {
+        assert!(
+            missing("exporters", "logging")
+                .unwrap()
+                .contains("the debug exporter")
+        );
+        assert_eq!(missing("exporters", "otlp"), None);
+        assert_eq!(missing("receivers", "loadbalancing"), None);
     }
 }
