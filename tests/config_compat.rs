@@ -90,8 +90,8 @@ fn components_not_in_this_distribution_name_an_alternative() {
         &path,
         "receivers:\n  zipkin:\n  otlp:\n    protocols: {grpc: {endpoint: localhost:4317}}\n\
          processors:\n  attributes/x:\n    actions: []\n  filter:\n\
-         exporters:\n  loadbalancing:\n    protocol: {otlp: {}}\n  prometheusremotewrite:\n    endpoint: http://x\n\
-         service:\n  pipelines:\n    traces:\n      receivers: [zipkin, otlp]\n      processors: [attributes/x, filter]\n      exporters: [loadbalancing, prometheusremotewrite]\n",
+         exporters:\n  load_balancing:\n    protocol: {otlp: {}}\n  prometheusremotewrite:\n    endpoint: http://x\n\
+         service:\n  pipelines:\n    traces:\n      receivers: [zipkin, otlp]\n      processors: [attributes/x, filter]\n      exporters: [load_balancing, prometheusremotewrite]\n",
     )
     .unwrap();
     let out = wasmcol(&["validate", "-c", &path.display().to_string()], &[]);
@@ -101,7 +101,7 @@ fn components_not_in_this_distribution_name_an_alternative() {
         "receivers.zipkin: receiver type \"zipkin\" is not in this distribution; instead use send OTLP",
         "processors.attributes/x: processor type \"attributes\" is not in this distribution; instead use the wasm processor: builtin:enrich",
         "processors.filter: processor type \"filter\" is not in this distribution; instead use the wasm processor",
-        "exporters.loadbalancing: exporter type \"loadbalancing\" is not in this distribution; instead use the kafka exporter with partition_traces_by_id",
+        "exporters.load_balancing: exporter type \"load_balancing\" is not in this distribution; instead use the kafka exporter with partition_traces_by_id",
         "exporters.prometheusremotewrite: exporter type \"prometheusremotewrite\" is not in this distribution",
     ] {
         assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");

@@ -135,6 +135,11 @@ pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
         exporters::otlp::OtlpExporterConfig
     ),
     factory!(
+        "otlp_grpc",
+        "the same as otlp (the OpenTelemetry Collector's current name; otlp is its deprecated alias)",
+        exporters::otlp::OtlpExporterConfig
+    ),
+    factory!(
         "otlphttp",
         "OTLP/HTTP (protobuf or JSON) to a collector or back end, with a sending queue and retries",
         exporters::otlphttp::OtlpHttpExporterConfig

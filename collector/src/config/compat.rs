@@ -147,37 +147,37 @@ const IGNORED: &[(&str, &[&str], &str, &str)] = &[
     ),
     (
         "exporters",
-        &["otlp"],
+        &["otlp", "otlp_grpc"],
         "balancer_name",
         "connections go to the endpoint's first resolved address",
     ),
     (
         "exporters",
-        &["otlp"],
+        &["otlp", "otlp_grpc"],
         "wait_for_ready",
         "requests fail fast and are retried by retry_on_failure",
     ),
     (
         "exporters",
-        &["otlp"],
+        &["otlp", "otlp_grpc"],
         "authority",
         "the :authority is taken from endpoint",
     ),
     (
         "exporters",
-        &["otlp"],
+        &["otlp", "otlp_grpc"],
         "keepalive",
         "HTTP/2 keepalive uses the client's defaults",
     ),
     (
         "exporters",
-        &["otlp", "otlphttp", "otlp_http"],
+        &["otlp", "otlp_grpc", "otlphttp", "otlp_http"],
         "read_buffer_size",
         "buffers are sized by the client",
     ),
     (
         "exporters",
-        &["otlp", "otlphttp", "otlp_http"],
+        &["otlp", "otlp_grpc", "otlphttp", "otlp_http"],
         "write_buffer_size",
         "buffers are sized by the client",
     ),
@@ -231,19 +231,40 @@ const IGNORED: &[(&str, &[&str], &str, &str)] = &[
     ),
     (
         "exporters",
-        &["otlp", "otlphttp", "otlp_http", "kafka", "clickhouse"],
+        &[
+            "otlp",
+            "otlp_grpc",
+            "otlphttp",
+            "otlp_http",
+            "kafka",
+            "clickhouse",
+        ],
         "sending_queue.batch",
         "batch with the batch processor in the pipeline",
     ),
     (
         "exporters",
-        &["otlp", "otlphttp", "otlp_http", "kafka", "clickhouse"],
+        &[
+            "otlp",
+            "otlp_grpc",
+            "otlphttp",
+            "otlp_http",
+            "kafka",
+            "clickhouse",
+        ],
         "sending_queue.block_on_overflow",
         "a full queue refuses data with a retryable error, which reaches the client",
     ),
     (
         "exporters",
-        &["otlp", "otlphttp", "otlp_http", "kafka", "clickhouse"],
+        &[
+            "otlp",
+            "otlp_grpc",
+            "otlphttp",
+            "otlp_http",
+            "kafka",
+            "clickhouse",
+        ],
         "sending_queue.wait_for_result",
         "see acknowledgement in the README: receivers answer once data is queued or stored",
     ),
@@ -322,7 +343,8 @@ const IGNORED: &[(&str, &[&str], &str, &str)] = &[
 ];
 
 /// Component types the OpenTelemetry Collector's distributions have and this one lacks, with
-/// what to use instead: (section, type, alternative).
+/// what to use instead: (section, type, alternative). A type may list its current and
+/// deprecated names, `|`-separated.
 const MISSING: &[(&str, &str, &str)] = &[
     (
         "receivers",
@@ -342,7 +364,7 @@ const MISSING: &[(&str, &str, &str)] = &[
     ),
     (
         "receivers",
-        "hostmetrics",
+        "hostmetrics|host_metrics",
         "run a node agent that exports OTLP (an OpenTelemetry Collector) to the otlp receiver",
     ),
     (
@@ -368,7 +390,7 @@ const MISSING: &[(&str, &str, &str)] = &[
     ),
     (
         "receivers",
-        "kubeletstats",
+        "kubeletstats|kubelet_stats",
         "run an OpenTelemetry Collector for node metrics and export OTLP to wasmcol",
     ),
     (
@@ -403,13 +425,18 @@ const MISSING: &[(&str, &str, &str)] = &[
     ),
     (
         "processors",
-        "k8sattributes",
+        "k8sattributes|k8s_attributes",
         "the wasm processor: builtin:enrich sets fixed attributes; per-pod metadata needs an OpenTelemetry Collector agent in front",
     ),
     (
         "processors",
-        "resourcedetection",
+        "resourcedetection|resource_detection",
         "the wasm processor: builtin:enrich sets fixed resource attributes (fill them from ${env:...})",
+    ),
+    (
+        "processors",
+        "metricstransform|metrics_transform",
+        "the wasm processor with a plugin of your own (wasmcol plugin new NAME)",
     ),
     (
         "processors",
@@ -428,12 +455,12 @@ const MISSING: &[(&str, &str, &str)] = &[
     ),
     (
         "exporters",
-        "loadbalancing",
+        "loadbalancing|load_balancing",
         "the kafka exporter with partition_traces_by_id: true, read by kafka receivers in one consumer group (each trace lands on one collector)",
     ),
     (
         "exporters",
-        "prometheusremotewrite",
+        "prometheusremotewrite|prometheus_remote_write",
         "the otlp or otlp_http exporter to a back end that takes OTLP metrics (Prometheus with its OTLP receiver, Mimir, Thanos)",
     ),
     (
@@ -503,10 +530,10 @@ const MISSING: &[(&str, &str, &str)] = &[
 pub fn missing(section: &str, type_name: &str) -> Option<String> {
     MISSING
         .iter()
-        .find(|(s, t, _)| *s == section && *t == type_name)
-        .map(|(s, t, instead)| {
+        .find(|(s, t, _)| *s == section && t.split('|').any(|t| t == type_name))
+        .map(|(s, _, instead)| {
             format!(
-                "{} type {t:?} is not in this distribution; instead use {instead}",
+                "{} type {type_name:?} is not in this distribution; instead use {instead}",
                 s.strip_suffix('s').unwrap_or(s)
             )
         })
@@ -891,5 +918,10 @@ mod tests {
         );
         assert_eq!(missing("exporters", "otlp"), None);
         assert_eq!(missing("receivers", "loadbalancing"), None);
+        assert!(
+            missing("exporters", "load_balancing")
+                .unwrap()
+                .starts_with("exporter type \"load_balancing\" is not in this distribution; instead use the kafka exporter")
+        );
     }
 }
