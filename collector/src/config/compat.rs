@@ -762,6 +762,14 @@ fn telemetry(t: &mut Mapping, out: &mut Vec<Rewrite>) {
                         .get("port")
                         .and_then(scalar)
                         .unwrap_or_else(|| "8888".into());
+                    // Refused like an endpoint without a host: say which interfaces.
+                    if host.is_empty() {
+                        out.push(error(
+                            format!("{at}.pull.exporter.prometheus.host"),
+                            "empty: name the interface (0.0.0.0 for all, localhost for this machine)",
+                        ));
+                        continue;
+                    }
                     let host = if host.contains(':') && !host.starts_with('[') {
                         format!("[{host}]")
                     } else {
