@@ -715,6 +715,19 @@ fn telemetry(t: &mut Mapping, out: &mut Vec<Rewrite>) {
                 ));
             }
         }
+        // zap's level names, in any case; its panic levels log errors only.
+        if let Some(Value::String(level)) = logs.get_mut("level") {
+            let lower = level.to_ascii_lowercase();
+            if matches!(lower.as_str(), "dpanic" | "panic" | "fatal") {
+                out.push(info(
+                    format!("{AT}.logs.level"),
+                    format!("{lower}: read as error (wasmcol's most severe level)"),
+                ));
+                *level = "error".into();
+            } else if matches!(lower.as_str(), "debug" | "info" | "warn" | "error") {
+                *level = lower;
+            }
+        }
         if let Some(Value::Sequence(paths)) = logs.get_mut("output_paths") {
             let mut i = 0;
             paths.retain(|p| {
@@ -905,6 +918,22 @@ mod tests {
         assert_eq!(v["service"]["telemetry"]["metrics"], yaml("address: none"));
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].message.contains("[::1]:9000"), "{:?}", notes[0]);
+    }
+
+    #[test]
+    fn log_levels_are_read_in_any_case() {
+        let (v, notes) = run("service:\n  telemetry:\n    logs:\n      level: INFO\n");
+        assert_eq!(
+            v["service"]["telemetry"]["logs"]["level"],
+            Value::from("info")
+        );
+        assert!(notes.is_empty());
+        let (v, notes) = run("service:\n  telemetry:\n    logs:\n      level: fatal\n");
+        assert_eq!(
+            v["service"]["telemetry"]["logs"]["level"],
+            Value::from("error")
+        );
+        assert_eq!(notes[0].level, Level::Info);
     }
 
     #[test]
