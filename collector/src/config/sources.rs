@@ -132,10 +132,12 @@ pub fn merge(base: &mut Value, over: Value) {
 }
 
 /// Option names whose values are secrets in this distribution's component configs (each an
-/// `Opaque` there), and every value under `headers`.
+/// `Opaque` there, or a password hash), and every value under `headers`.
 const SECRET_KEYS: &[&str] = &[
     "password",
     "token",
+    "tokens",
+    "inline",
     "key_pem",
     "cert_pem",
     "ca_pem",
@@ -147,8 +149,9 @@ const SECRET_KEYS: &[&str] = &[
 /// What a redacted value prints as.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Replaces every secret in `value` with [`REDACTED`]: the options [`SECRET_KEYS`] names,
-/// every header value, and `librdkafka_options` whose name says password or secret.
+/// Replaces every secret in `value` with [`REDACTED`]: the options [`SECRET_KEYS`] names
+/// (everything under them), every header value, and options whose name says password, secret
+/// or `key.pem` (librdkafka's `sasl.password`, `ssl.key.pem`, ...).
 pub fn redact(value: &mut Value) {
     redact_in(value, false);
 }
@@ -161,15 +164,30 @@ fn redact_in(value: &mut Value, all: bool) {
                 let secret = all
                     || SECRET_KEYS.contains(&key.as_str())
                     || key.contains("password")
-                    || key.contains("secret");
-                if secret && !matches!(v, Value::Mapping(_) | Value::Sequence(_) | Value::Null) {
-                    *v = Value::String(REDACTED.into());
-                } else {
-                    redact_in(v, all || key == "headers");
+                    || key.contains("secret")
+                    || key.ends_with("key.pem");
+                match v {
+                    Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_) => {
+                        redact_in(v, secret || key == "headers")
+                    }
+                    Value::Null => {}
+                    _ if secret => *v = Value::String(REDACTED.into()),
+                    _ => {}
                 }
             }
         }
-        Value::Sequence(items) => items.iter_mut().for_each(|v| redact_in(v, all)),
+        Value::Sequence(items) => {
+            for item in items {
+                match item {
+                    Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_) => {
+                        redact_in(item, all)
+                    }
+                    Value::Null => {}
+                    _ if all => *item = Value::String(REDACTED.into()),
+                    _ => {}
+                }
+            }
+        }
         Value::Tagged(t) => redact_in(&mut t.value, all),
         _ => {}
     }
@@ -218,7 +236,7 @@ mod tests {
     #[test]
     fn secrets_are_redacted() {
         let mut v = yaml(
-            "exporters:\n  otlp:\n    endpoint: x:4317\n    headers: {authorization: Bearer abc, x-team: a}\n  kafka:\n    auth: {sasl: {username: u, password: p}}\n    librdkafka_options: {sasl.password: q, linger.ms: '5'}\nextensions:\n  bearertokenauth: {token: t}\n",
+            "exporters:\n  otlp:\n    endpoint: x:4317\n    headers: {authorization: Bearer abc, x-team: a}\n  kafka:\n    auth: {sasl: {username: u, password: p}}\n    librdkafka_options: {sasl.password: q, linger.ms: '5', ssl.key.pem: k}\nextensions:\n  bearertokenauth: {token: t}\n  bearertokenauth/2: {tokens: [t1, t2]}\n  basicauth: {htpasswd: {inline: \"u:hash\"}}\n",
         );
         redact(&mut v);
         let text = serde_yaml_ng::to_string(&v).unwrap();
