@@ -309,3 +309,50 @@ fn metrics_level_none_serves_no_metrics() {
     );
     assert_eq!(c.stop(), 0, "{}", c.log());
 }
+
+#[test]
+fn a_problem_in_merged_sources_names_the_source_and_line_that_set_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = write(
+        dir.path(),
+        "base.yaml",
+        "receivers:\n  otlp:\n    protocols: {grpc: {endpoint: localhost:4317}}\n\
+         exporters:\n  kafka:\n    brokers: [a:9092]\n\
+         service:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [kafka]}\n",
+    );
+    let over = write(
+        dir.path(),
+        "over.yaml",
+        "# overrides\nexporters:\n  kafka:\n    protocol_version: 2.0.0\n    brokers: []\n",
+    );
+    let out = wasmcol(&["validate", "-c", &base, "-c", &over], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{over}:5: exporters.kafka.brokers: must list at least one broker"
+        )),
+        "{stderr}"
+    );
+
+    let fixed = wasmcol(
+        &[
+            "validate",
+            "-c",
+            &base,
+            "-c",
+            &over,
+            "--set",
+            "exporters.kafka.brokers=[b:9092]",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&fixed.stderr);
+    assert!(fixed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{over}:4: info: exporters.kafka.protocol_version: accepted and ignored"
+        )),
+        "{stderr}"
+    );
+}

@@ -71,8 +71,9 @@ fn main() -> ExitCode {
             Ok(config) => {
                 let name = cli.config.join(" + ");
                 for note in &config.notes {
+                    let file = note.note.file.as_deref().unwrap_or(&name);
                     match note.note.line {
-                        Some(line) => eprintln!("{name}:{line}: {note}"),
+                        Some(line) => eprintln!("{file}:{line}: {note}"),
                         None => eprintln!("{name}: {note}"),
                     }
                 }

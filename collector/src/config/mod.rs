@@ -45,6 +45,9 @@ pub struct ConfigError {
     pub path: String,
     /// 1-based line, when the path (or an ancestor) is in the file.
     pub line: Option<usize>,
+    /// The source the line is in, when the configuration was merged from several (one file
+    /// is named by [`ConfigErrors::source`]).
+    pub file: Option<String>,
     /// What is wrong.
     pub message: String,
 }
@@ -79,8 +82,9 @@ impl fmt::Display for ConfigErrors {
             if n == 1 { "" } else { "s" }
         )?;
         for e in &self.errors {
+            let file = e.file.as_deref().unwrap_or(&self.source);
             match e.line {
-                Some(line) => writeln!(f, "  {}:{line}: {e}", self.source)?,
+                Some(line) => writeln!(f, "  {file}:{line}: {e}")?,
                 None => writeln!(f, "  {}: {e}", self.source)?,
             }
         }
@@ -155,6 +159,7 @@ impl Config {
             errors: vec![ConfigError {
                 path: String::new(),
                 line: None,
+                file: None,
                 message: format!("cannot read the file: {e}"),
             }],
         })?;
@@ -174,16 +179,24 @@ impl Config {
             return Self::load(Path::new(one.strip_prefix("file:").unwrap_or(one)));
         }
         let source = sources.join(" + ");
-        let merged = sources::resolve(sources, sets, &lookup).map_err(|message| ConfigErrors {
+        let fail = |message| ConfigErrors {
             source: source.clone(),
             errors: vec![ConfigError {
                 path: String::new(),
                 line: None,
+                file: None,
                 message,
             }],
-        })?;
+        };
+        let texts = sources::read_all(sources, &lookup).map_err(fail)?;
+        let merged = sources::resolve_texts(&texts, sets).map_err(fail)?;
         let mut loader = Loader {
-            index: PositionIndex::build(""),
+            index: Index::Merged(
+                texts
+                    .iter()
+                    .map(|(name, text)| (name.clone(), PositionIndex::build(text)))
+                    .collect(),
+            ),
             errors: Vec::new(),
             bad_references: Vec::new(),
             notes: Vec::new(),
@@ -217,7 +230,7 @@ impl Config {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigErrors> {
         let mut loader = Loader {
-            index: PositionIndex::build(text),
+            index: Index::One(PositionIndex::build(text)),
             errors: Vec::new(),
             bad_references: Vec::new(),
             notes: Vec::new(),
@@ -227,8 +240,38 @@ impl Config {
     }
 }
 
+/// Where a YAML path is: in the one file, or in the last of several merged sources that has
+/// it (the one whose value won).
+enum Index {
+    One(PositionIndex),
+    Merged(Vec<(String, PositionIndex)>),
+}
+
+impl Index {
+    /// The source (when merged) and line of `path`, or of its nearest ancestor found.
+    fn locate(&self, path: &str) -> (Option<String>, Option<usize>) {
+        match self {
+            Index::One(index) => (None, index.line_of(path)),
+            Index::Merged(sources) => {
+                let mut p = path;
+                loop {
+                    for (name, index) in sources.iter().rev() {
+                        if let Some(line) = index.exact(p) {
+                            return (Some(name.clone()), Some(line));
+                        }
+                    }
+                    match p.rfind(['.', '[']) {
+                        Some(cut) => p = &p[..cut],
+                        None => return (None, None),
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct Loader {
-    index: PositionIndex,
+    index: Index,
     errors: Vec<ConfigError>,
     /// Paths whose `${...}` reference was malformed: already reported, so later checks of
     /// the unexpanded value are not.
@@ -259,8 +302,10 @@ impl Loader {
         if self.bad_references.contains(&path) {
             return;
         }
+        let (file, line) = self.index.locate(&path);
         self.errors.push(ConfigError {
-            line: self.index.line_of(&path),
+            line,
+            file,
             path,
             message: message.into(),
         });
@@ -273,6 +318,7 @@ impl Loader {
                 self.errors.push(ConfigError {
                     path: String::new(),
                     line: e.location().map(|l| l.line()),
+                    file: None,
                     message: format!("not valid YAML: {e}"),
                 });
                 return None;
@@ -298,10 +344,14 @@ impl Loader {
             } else {
                 self.notes.push(ConfigNote {
                     level: r.level,
-                    note: ConfigError {
-                        line: self.index.line_of(&r.path),
-                        path: r.path,
-                        message: r.message,
+                    note: {
+                        let (file, line) = self.index.locate(&r.path);
+                        ConfigError {
+                            line,
+                            file,
+                            path: r.path,
+                            message: r.message,
+                        }
                     },
                 });
             }

@@ -16,9 +16,38 @@ pub fn resolve(
     sets: &[String],
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Value, String> {
+    let texts = read_all(sources, lookup)?;
+    resolve_texts(&texts, sets)
+}
+
+/// Each source's name (a file's path, `env:VAR`, `yaml:`) and text, in order.
+pub fn read_all(
+    sources: &[String],
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, String> {
+    sources
+        .iter()
+        .map(|source| Ok((name_of(source), text_of(source, lookup)?)))
+        .collect()
+}
+
+/// How errors name `source`: a file by its path, the others by their scheme and variable.
+fn name_of(source: &str) -> String {
+    if source.starts_with("yaml:") {
+        "--config=yaml:".to_string()
+    } else if source.starts_with("env:") {
+        format!("--config={source}")
+    } else {
+        source.strip_prefix("file:").unwrap_or(source).to_string()
+    }
+}
+
+/// Merges the texts [`read_all`] read, in order, `sets` last.
+pub fn resolve_texts(texts: &[(String, String)], sets: &[String]) -> Result<Value, String> {
     let mut merged = Value::Null;
-    for source in sources {
-        let value = read(source, lookup)?;
+    for (name, text) in texts {
+        let value: Value =
+            serde_yaml_ng::from_str(text).map_err(|e| format!("{name}: not valid YAML: {e}"))?;
         merge(&mut merged, value);
     }
     for set in sets {
@@ -38,18 +67,6 @@ pub fn text_of(source: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<
     }
     let path = source.strip_prefix("file:").unwrap_or(source);
     std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read the file: {e}"))
-}
-
-fn read(source: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Value, String> {
-    let text = text_of(source, lookup)?;
-    serde_yaml_ng::from_str(&text).map_err(|e| {
-        let name = if source.starts_with("env:") || source.starts_with("yaml:") {
-            format!("--config={}", source.split(':').next().unwrap_or(source))
-        } else {
-            source.strip_prefix("file:").unwrap_or(source).to_string()
-        };
-        format!("{name}: not valid YAML: {e}")
-    })
 }
 
 /// `a::b::c: v` → nested YAML (`a: {b: {c: v}}`); other text is returned as it is.
