@@ -141,12 +141,6 @@ const IGNORED: &[(&str, &[&str], &str, &str)] = &[
     ),
     (
         "exporters",
-        &["kafka"],
-        "retry_on_failure",
-        "librdkafka retries sends itself until timeout; the sending queue keeps what fails",
-    ),
-    (
-        "exporters",
         &["otlp", "otlp_grpc"],
         "balancer_name",
         "connections go to the endpoint's first resolved address",
@@ -918,6 +912,48 @@ mod tests {
         assert_eq!(v["service"]["telemetry"]["metrics"], yaml("address: none"));
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].message.contains("[::1]:9000"), "{:?}", notes[0]);
+    }
+
+    /// Every option the table ignores is one its component would refuse as unknown: an
+    /// option wasmcol has is never removed.
+    #[test]
+    fn ignored_options_are_none_of_ours() {
+        use crate::components;
+        for (sections, types, option, _) in IGNORED {
+            for section in sections.split('|') {
+                for type_name in *types {
+                    let mut value = Value::Null;
+                    for key in option.rsplit('.') {
+                        let mut m = Mapping::new();
+                        m.insert(Value::String(key.to_string()), value);
+                        value = Value::Mapping(m);
+                    }
+                    let refused = |problems: Vec<crate::component::Problem>| {
+                        problems.iter().any(|p| p.message.contains("unknown field"))
+                    };
+                    let unknown = match section {
+                        "receivers" => components::RECEIVERS
+                            .iter()
+                            .find(|f| f.type_name == *type_name)
+                            .map(|f| (f.parse)(value).map(|_| ()).map_err(refused)),
+                        "exporters" => components::EXPORTERS
+                            .iter()
+                            .find(|f| f.type_name == *type_name)
+                            .map(|f| (f.parse)(value).map(|_| ()).map_err(refused)),
+                        "extensions" => components::EXTENSIONS
+                            .iter()
+                            .find(|f| f.type_name == *type_name)
+                            .map(|f| (f.parse)(value).map(|_| ()).map_err(refused)),
+                        _ => None,
+                    };
+                    assert_eq!(
+                        unknown,
+                        Some(Err(true)),
+                        "{section}.{type_name}.{option}: not refused as unknown"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
