@@ -135,8 +135,18 @@ pub static EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
         exporters::otlp::OtlpExporterConfig
     ),
     factory!(
+        "otlp_grpc",
+        "the same as otlp (the OpenTelemetry Collector's current name; otlp is its deprecated alias)",
+        exporters::otlp::OtlpExporterConfig
+    ),
+    factory!(
         "otlphttp",
         "OTLP/HTTP (protobuf or JSON) to a collector or back end, with a sending queue and retries",
+        exporters::otlphttp::OtlpHttpExporterConfig
+    ),
+    factory!(
+        "otlp_http",
+        "the same as otlphttp (the OpenTelemetry Collector's current name; otlphttp is its deprecated alias)",
         exporters::otlphttp::OtlpHttpExporterConfig
     ),
     factory!(

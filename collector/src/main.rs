@@ -1,6 +1,5 @@
 //! The `wasmcol` command.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,17 +18,27 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "wasmcol", version, about)]
 struct Cli {
-    /// Configuration file (the OpenTelemetry Collector's YAML shape).
-    #[arg(long, short, global = true, default_value = "configs/default.yaml")]
-    config: PathBuf,
+    /// Configuration (the OpenTelemetry Collector's YAML shape): a file path, `file:PATH`,
+    /// `env:VAR` or `yaml:TEXT`. Repeat it to merge several in order (mappings merge, lists
+    /// are replaced). Default: configs/default.yaml.
+    #[arg(long, short, global = true)]
+    config: Vec<String>,
+    /// Sets one option after the sources merge: `KEY=VALUE`, KEY dotted
+    /// (`processors.batch.timeout=2s`) or `::`-separated when a key holds a dot.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Checks a configuration file and lists every problem (exit status 1 if there are any).
+    /// Checks a configuration and lists every problem (exit status 1 if there are any), and
+    /// every option accepted in another spelling or accepted and ignored.
     Validate,
+    /// Prints the configuration as resolved from every source, `--set` and `${...}`, with
+    /// secrets (passwords, tokens, keys, headers) redacted.
+    PrintConfig,
     /// Lists the built-in receivers, processors, exporters and extensions.
     Components,
     /// Plugin development: `wasmcol plugin new NAME` creates a plugin crate.
@@ -38,16 +47,37 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.config.is_empty() {
+        cli.config.push("configs/default.yaml".into());
+    }
     match cli.command {
         Some(Command::Plugin(command)) => wasmcol::scaffold::run(command),
         Some(Command::Components) => {
             print!("{}", wasmcol::components::describe());
             ExitCode::SUCCESS
         }
-        Some(Command::Validate) => match Config::load(&cli.config) {
-            Ok(_) => {
-                println!("{}: valid", cli.config.display());
+        Some(Command::PrintConfig) => match Config::print_sources(&cli.config, &cli.set) {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Validate) => match Config::load_sources(&cli.config, &cli.set) {
+            Ok(config) => {
+                let name = cli.config.join(" + ");
+                for note in &config.notes {
+                    let file = note.note.file.as_deref().unwrap_or(&name);
+                    match note.note.line {
+                        Some(line) => eprintln!("{file}:{line}: {note}"),
+                        None => eprintln!("{name}: {note}"),
+                    }
+                }
+                println!("{name}: valid");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -55,7 +85,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => run(&cli.config),
+        None => run(&cli.config, &cli.set),
     }
 }
 
@@ -90,8 +120,8 @@ fn raise_open_files_limit() {
 /// How long, after the drain, tasks and blocking work get to end before the process exits.
 const RUNTIME_STOP_WAIT: Duration = Duration::from_millis(200);
 
-fn run(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
+fn run(sources: &[String], sets: &[String]) -> ExitCode {
+    let config = match Config::load_sources(sources, sets) {
         Ok(c) => c,
         Err(e) => {
             wasmcol::telemetry::init_logging(&LogsConfig::default());
@@ -100,6 +130,12 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     wasmcol::telemetry::init_logging(&config.service.telemetry.logs);
+    for note in &config.notes {
+        match note.level {
+            wasmcol::config::compat::Level::Info => tracing::info!("config: {}", note.note),
+            wasmcol::config::compat::Level::Warning => tracing::warn!("config: {}", note.note),
+        }
+    }
     raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

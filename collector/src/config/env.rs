@@ -1,5 +1,5 @@
-//! `${env:VAR}`, `${env:VAR:-default}` and `${file:path}` expansion, as the OpenTelemetry
-//! Collector does it.
+//! `${env:VAR}`, `${env:VAR:-default}`, `${VAR}` and `${file:path}` expansion, as the
+//! OpenTelemetry Collector does it.
 //!
 //! Expansion runs on scalar values after YAML parsing, so a variable can never inject YAML
 //! structure. When a whole scalar is one `env` reference, the result is read again as a YAML
@@ -81,14 +81,17 @@ fn expand_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(Strin
                 rest = &body[end + 1..];
                 continue;
             }
-            let spec = inner.strip_prefix("env:").ok_or_else(|| {
+            // `${NAME}` without a scheme reads the environment, as the Collector's default
+            // scheme does.
+            let bare = (!inner.contains(':')).then_some(inner);
+            let spec = inner.strip_prefix("env:").or(bare).ok_or_else(|| {
                 // Only the scheme is named: the rest may be part of a secret.
                 let scheme = inner
                     .split_once(':')
                     .map(|(scheme, _)| scheme)
                     .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
                     .map_or_else(String::new, |s| format!(" ${{{s}:...}}"));
-                format!("unsupported reference{scheme}: only ${{env:NAME}}, ${{env:NAME:-default}} and ${{file:path}} are supported")
+                format!("unsupported reference{scheme}: only ${{env:NAME}}, ${{env:NAME:-default}}, ${{NAME}} and ${{file:path}} are supported")
             })?;
             let (name, default) = match spec.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -160,6 +163,16 @@ mod tests {
         assert!(p.is_empty());
         assert_eq!(v["port"], Value::from(4317));
         assert_eq!(v["host"], Value::from("example:4317"));
+    }
+
+    #[test]
+    fn a_reference_without_a_scheme_reads_the_environment() {
+        let (v, p) = run("port: ${PORT}\nhost: ${HOST}:1\n");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(v["port"], Value::from(4317));
+        assert_eq!(v["host"], Value::from("example:1"));
+        let (_, p) = run("a: ${no-such name}\n");
+        assert_eq!(p[0].1, "invalid environment variable name \"no-such name\"");
     }
 
     #[test]

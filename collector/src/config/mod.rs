@@ -3,12 +3,16 @@
 //! The file has the OpenTelemetry Collector's shape. Loading goes: parse YAML → expand
 //! `${env:...}` → check the top-level keys → parse each component's section with its type's
 //! config struct → check every pipeline's references. Problems from all steps are gathered and
-//! reported together, each with its YAML path and line.
+//! reported together, each with its YAML path and line. The OpenTelemetry Collector's other
+//! spellings are rewritten after expansion ([`compat`]); what that rewrite accepts but does
+//! not use comes back as notes ([`Config::notes`]), printed by `validate` and logged at start.
 
+pub mod compat;
 mod env;
 pub mod opaque;
 mod position;
 mod service;
+pub mod sources;
 pub mod tls;
 pub mod units;
 pub mod wildcard;
@@ -41,6 +45,9 @@ pub struct ConfigError {
     pub path: String,
     /// 1-based line, when the path (or an ancestor) is in the file.
     pub line: Option<usize>,
+    /// The source the line is in, when the configuration was merged from several (one file
+    /// is named by [`ConfigErrors::source`]).
+    pub file: Option<String>,
     /// What is wrong.
     pub message: String,
 }
@@ -75,8 +82,9 @@ impl fmt::Display for ConfigErrors {
             if n == 1 { "" } else { "s" }
         )?;
         for e in &self.errors {
+            let file = e.file.as_deref().unwrap_or(&self.source);
             match e.line {
-                Some(line) => writeln!(f, "  {}:{line}: {e}", self.source)?,
+                Some(line) => writeln!(f, "  {file}:{line}: {e}")?,
                 None => writeln!(f, "  {}: {e}", self.source)?,
             }
         }
@@ -85,6 +93,26 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// Something about an accepted configuration the user should know: an option read in another
+/// spelling (info) or accepted and not used (warning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigNote {
+    /// Info or warning.
+    pub level: compat::Level,
+    /// The option, its line and what happened to it.
+    pub note: ConfigError,
+}
+
+impl fmt::Display for ConfigNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            compat::Level::Info => "info",
+            compat::Level::Warning => "warning",
+        };
+        write!(f, "{level}: {}", self.note)
+    }
+}
 
 /// A fully parsed and checked configuration.
 #[derive(Debug)]
@@ -101,6 +129,8 @@ pub struct Config {
     pub connectors: BTreeMap<ComponentId, Box<dyn ConnectorConfig>>,
     /// The `service` section.
     pub service: ServiceConfig,
+    /// Options read in another spelling, or accepted and not used, in file order.
+    pub notes: Vec<ConfigNote>,
 }
 
 /// The top level of the file: exactly these keys.
@@ -129,10 +159,68 @@ impl Config {
             errors: vec![ConfigError {
                 path: String::new(),
                 line: None,
+                file: None,
                 message: format!("cannot read the file: {e}"),
             }],
         })?;
         Self::parse(&source, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Reads the `--config` sources (paths, `file:`, `env:`, `yaml:`), merges them in order
+    /// with the `--set` values last, and checks the result. Errors name a line only when the
+    /// configuration is one file.
+    pub fn load_sources(sources: &[String], sets: &[String]) -> Result<Self, ConfigErrors> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        if let [one] = sources
+            && sets.is_empty()
+            && !one.starts_with("env:")
+            && !one.starts_with("yaml:")
+        {
+            return Self::load(Path::new(one.strip_prefix("file:").unwrap_or(one)));
+        }
+        let source = sources.join(" + ");
+        let fail = |message| ConfigErrors {
+            source: source.clone(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                line: None,
+                file: None,
+                message,
+            }],
+        };
+        let texts = sources::read_all(sources, &lookup).map_err(fail)?;
+        let merged = sources::resolve_texts(&texts, sets).map_err(fail)?;
+        let mut loader = Loader {
+            index: Index::Merged(
+                texts
+                    .iter()
+                    .map(|(name, text)| (name.clone(), PositionIndex::build(text)))
+                    .collect(),
+            ),
+            errors: Vec::new(),
+            bad_references: Vec::new(),
+            notes: Vec::new(),
+        };
+        let config = loader.load_value(merged, &lookup);
+        loader.finish(&source, config)
+    }
+
+    /// The merged `--config` sources and `--set` values with `${...}` expanded and secrets
+    /// redacted, as YAML: what `wasmcol print-config` shows.
+    pub fn print_sources(sources: &[String], sets: &[String]) -> Result<String, String> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        let mut merged = sources::resolve(sources, sets, &lookup)?;
+        let mut problems = Vec::new();
+        env::expand(&mut merged, "", &lookup, &mut problems);
+        if !problems.is_empty() {
+            return Err(problems
+                .into_iter()
+                .map(|(path, msg)| format!("{path}: {msg}"))
+                .collect::<Vec<_>>()
+                .join("\n"));
+        }
+        sources::redact(&mut merged);
+        serde_yaml_ng::to_string(&merged).map_err(|e| e.to_string())
     }
 
     /// Parses and checks `text`; `source` names it in errors, `lookup` resolves `${env:...}`.
@@ -142,15 +230,64 @@ impl Config {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigErrors> {
         let mut loader = Loader {
-            index: PositionIndex::build(text),
+            index: Index::One(PositionIndex::build(text)),
             errors: Vec::new(),
             bad_references: Vec::new(),
+            notes: Vec::new(),
         };
         let config = loader.load(text, lookup);
-        let mut errors = loader.errors;
+        loader.finish(source, config)
+    }
+}
+
+/// Where a YAML path is: in the one file, or in the last of several merged sources that has
+/// it (the one whose value won).
+enum Index {
+    One(PositionIndex),
+    Merged(Vec<(String, PositionIndex)>),
+}
+
+impl Index {
+    /// The source (when merged) and line of `path`, or of its nearest ancestor found.
+    fn locate(&self, path: &str) -> (Option<String>, Option<usize>) {
+        match self {
+            Index::One(index) => (None, index.line_of(path)),
+            Index::Merged(sources) => {
+                let mut p = path;
+                loop {
+                    for (name, index) in sources.iter().rev() {
+                        if let Some(line) = index.exact(p) {
+                            return (Some(name.clone()), Some(line));
+                        }
+                    }
+                    match p.rfind(['.', '[']) {
+                        Some(cut) => p = &p[..cut],
+                        None => return (None, None),
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Loader {
+    index: Index,
+    errors: Vec<ConfigError>,
+    /// Paths whose `${...}` reference was malformed: already reported, so later checks of
+    /// the unexpanded value are not.
+    bad_references: Vec<String>,
+    /// Infos and warnings from the compatibility rewrite.
+    notes: Vec<ConfigNote>,
+}
+
+impl Loader {
+    fn finish(self, source: &str, config: Option<Config>) -> Result<Config, ConfigErrors> {
+        let mut errors = self.errors;
         if errors.is_empty()
-            && let Some(c) = config
+            && let Some(mut c) = config
         {
+            c.notes = self.notes;
+            c.notes.sort_by_key(|n| n.note.line.unwrap_or(usize::MAX));
             return Ok(c);
         }
         errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
@@ -159,46 +296,65 @@ impl Config {
             errors,
         })
     }
-}
 
-struct Loader {
-    index: PositionIndex,
-    errors: Vec<ConfigError>,
-    /// Paths whose `${...}` reference was malformed: already reported, so later checks of
-    /// the unexpanded value are not.
-    bad_references: Vec<String>,
-}
-
-impl Loader {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         if self.bad_references.contains(&path) {
             return;
         }
+        let (file, line) = self.index.locate(&path);
         self.errors.push(ConfigError {
-            line: self.index.line_of(&path),
+            line,
+            file,
             path,
             message: message.into(),
         });
     }
 
     fn load(&mut self, text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<Config> {
-        let mut root: Value = match serde_yaml_ng::from_str(text) {
+        let root: Value = match serde_yaml_ng::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 self.errors.push(ConfigError {
                     path: String::new(),
                     line: e.location().map(|l| l.line()),
+                    file: None,
                     message: format!("not valid YAML: {e}"),
                 });
                 return None;
             }
         };
+        self.load_value(root, lookup)
+    }
+
+    fn load_value(
+        &mut self,
+        mut root: Value,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Config> {
         let mut env_problems = Vec::new();
         env::expand(&mut root, "", lookup, &mut env_problems);
         for (path, msg) in env_problems {
             self.error(path.clone(), msg);
             self.bad_references.push(path);
+        }
+        for r in compat::rewrite(&mut root) {
+            if r.error {
+                self.error(r.path, r.message);
+            } else {
+                self.notes.push(ConfigNote {
+                    level: r.level,
+                    note: {
+                        let (file, line) = self.index.locate(&r.path);
+                        ConfigError {
+                            line,
+                            file,
+                            path: r.path,
+                            message: r.message,
+                        }
+                    },
+                });
+            }
         }
         if root.is_null() {
             self.error(
@@ -294,6 +450,7 @@ impl Loader {
             extensions: extensions.built?,
             connectors: connectors.built?,
             service,
+            notes: Vec::new(),
         })
     }
 
@@ -530,6 +687,11 @@ impl Loader {
             };
             keys.push(id.clone());
             let Some(factory) = factories.iter().find(|f| f.type_name == id.type_name) else {
+                if let Some(instead) = compat::missing(section, &id.type_name) {
+                    self.error(&path, instead);
+                    built = None;
+                    continue;
+                }
                 let known: Vec<_> = factories.iter().map(|f| f.type_name).collect();
                 self.error(
                     &path,

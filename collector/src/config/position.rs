@@ -27,6 +27,11 @@ impl PositionIndex {
         }
     }
 
+    /// The line of exactly `path`, if it is in the file.
+    pub fn exact(&self, path: &str) -> Option<usize> {
+        self.lines.get(path).copied()
+    }
+
     /// The line of `path`, or of its nearest ancestor that is in the file.
     pub fn line_of(&self, path: &str) -> Option<usize> {
         let mut p = path;

@@ -67,6 +67,13 @@ pub struct LogsConfig {
     /// `console` (human-readable) or `json` (one object per line).
     #[serde(default = "default_encoding")]
     pub encoding: String,
+    /// Where logs go: `stderr` (default) or `stdout`; the first is used.
+    #[serde(default = "default_output_paths")]
+    pub output_paths: Vec<String>,
+}
+
+fn default_output_paths() -> Vec<String> {
+    vec!["stderr".into()]
 }
 
 impl Default for LogsConfig {
@@ -74,6 +81,7 @@ impl Default for LogsConfig {
         Self {
             level: default_level(),
             encoding: default_encoding(),
+            output_paths: default_output_paths(),
         }
     }
 }
@@ -202,6 +210,14 @@ impl ServiceConfig {
                     self.telemetry.logs.encoding
                 ),
             ));
+        }
+        for (i, p) in self.telemetry.logs.output_paths.iter().enumerate() {
+            if p != "stderr" && p != "stdout" {
+                problems.push(Problem::new(
+                    format!("telemetry.logs.output_paths[{i}]"),
+                    format!("expected stderr or stdout, got {p:?}"),
+                ));
+            }
         }
         let addr = &self.telemetry.metrics.address;
         if addr != "none" && crate::net::check_endpoint(addr).is_err() {
