@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use buffer::write_bytes_field;
 pub use config::{CacheType, DecisionCacheConfig, EarlyDecision, OnShutdown, TailSamplingConfig};
 pub use decider::POLICY_ATTRIBUTE;
 
