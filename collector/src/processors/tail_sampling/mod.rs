@@ -23,7 +23,7 @@
 //! call is a plugin failure (`reason="panic"`, the traces follow `on_error`); one elsewhere in
 //! the decider loses the traces being decided (counted as dropped) and the loop carries on.
 
-mod buffer;
+pub(crate) mod buffer;
 pub mod cache;
 mod config;
 mod decider;
