@@ -1,0 +1,496 @@
+//! `trace_analysis`: a traces → metrics and traces → traces connector that analyses every
+//! complete trace for performance anti-patterns and error origins (see [`detect`]).
+//!
+//! Spans wait in the trace buffer `tail_sampling` uses (encoded, per trace, with its
+//! `decision_wait`, trace count and byte budget, per-trace cap and evictions), and a trace is
+//! analysed once it is due. The metrics side sends `trace_analysis.findings`, a cumulative
+//! sum per pattern, service and span name, each finding weighted by the adjusted count of the
+//! span it is about (its sampling threshold, [`crate::connectors::adjusted`]), with the trace
+//! id of the worst finding so far as an attribute. The traces side passes every analysed
+//! trace on, the spans involved in a finding carrying `trace_analysis.findings` (the patterns,
+//! a string array). Spans of a trace that arrive after it was analysed are passed on as they
+//! are (traces side) and not analysed again, while its id is remembered
+//! (`late_span_cache_size`).
+//!
+//! Used on both sides, the connector is two instances, each with its own buffer.
+
+mod config;
+pub mod detect;
+#[cfg(test)]
+mod tests;
+
+pub use config::TraceAnalysisConfig;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value,
+};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use tokio_util::sync::CancellationToken;
+
+use crate::component::{BuildContext, Connector, ConnectorConfig, Lifecycle};
+use crate::connectors::adjusted::adjusted_count;
+use crate::pipeline::{
+    Batch, ConsumeError, Consumer, Metrics, SharedConsumer, SignalKind, TraceBatch, Traces,
+};
+use crate::processors::tail_sampling::buffer::{Buffer, BufferLimits, DueTrace};
+use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
+use crate::telemetry::ExporterMetrics;
+use detect::{Finding, Pattern, TraceSpan};
+
+/// The metric sent.
+pub const METRIC: &str = "trace_analysis.findings";
+/// The span attribute listing a span's findings.
+pub const SPAN_ATTRIBUTE: &str = "trace_analysis.findings";
+/// The span attribute of an error origin listing the services the error reached.
+pub const PROPAGATED_ATTRIBUTE: &str = "trace_analysis.error.propagated_to";
+/// The metric attribute holding the worst finding's trace id (hex).
+pub const WORST_TRACE_ATTRIBUTE: &str = "trace_analysis.worst_trace_id";
+/// Instrumentation scope of the metrics.
+pub const SCOPE_NAME: &str = "wasmcol/trace_analysis";
+
+impl ConnectorConfig for TraceAnalysisConfig {
+    fn pairs(&self) -> Vec<(SignalKind, SignalKind)> {
+        vec![
+            (SignalKind::Traces, SignalKind::Metrics),
+            (SignalKind::Traces, SignalKind::Traces),
+        ]
+    }
+
+    fn build_traces_to_metrics(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Metrics>,
+    ) -> anyhow::Result<Arc<dyn Connector<Traces>>> {
+        Ok(Arc::new(TraceAnalysis::new(
+            self,
+            ctx,
+            Output::Metrics(next),
+        )))
+    }
+
+    fn build_traces_to_traces(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Connector<Traces>>> {
+        Ok(Arc::new(TraceAnalysis::new(
+            self,
+            ctx,
+            Output::Traces(next),
+        )))
+    }
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[derive(Clone)]
+enum Output {
+    Metrics(SharedConsumer<Metrics>),
+    Traces(SharedConsumer<Traces>),
+}
+
+/// One series of the findings metric.
+#[derive(Debug, Clone, Default)]
+struct Series {
+    /// Findings, weighted.
+    total: f64,
+    /// The worst finding so far: its magnitude and trace id.
+    worst: (u32, String),
+}
+
+/// Findings per (service, pattern, span name), cumulative since start.
+#[derive(Debug, Default)]
+pub struct Findings {
+    start_unix_nano: u64,
+    series: BTreeMap<(String, &'static str, String), Series>,
+}
+
+impl Findings {
+    fn add(
+        &mut self,
+        service: &str,
+        pattern: Pattern,
+        span: &str,
+        weight: f64,
+        worst: (u32, String),
+    ) {
+        let s = self
+            .series
+            .entry((service.to_owned(), pattern.name(), span.to_owned()))
+            .or_default();
+        s.total += weight;
+        if worst.0 > s.worst.0 || s.worst.1.is_empty() {
+            s.worst = worst;
+        }
+    }
+
+    /// The metrics now: a `ResourceMetrics` per service.
+    fn flush(&self, now: u64) -> Vec<ResourceMetrics> {
+        let text = |key: &str, value: &str| KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.to_owned())),
+            }),
+            ..Default::default()
+        };
+        let mut per_service: BTreeMap<&str, Vec<NumberDataPoint>> = BTreeMap::new();
+        for ((service, pattern, span), s) in &self.series {
+            per_service
+                .entry(service)
+                .or_default()
+                .push(NumberDataPoint {
+                    attributes: vec![
+                        text("pattern", pattern),
+                        text("service.name", service),
+                        text("span.name", span),
+                        text(WORST_TRACE_ATTRIBUTE, &s.worst.1),
+                    ],
+                    start_time_unix_nano: self.start_unix_nano,
+                    time_unix_nano: now,
+                    value: Some(number_data_point::Value::AsDouble(s.total)),
+                    ..Default::default()
+                });
+        }
+        per_service
+            .into_iter()
+            .map(|(service, points)| ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![text("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: SCOPE_NAME.to_owned(),
+                        ..Default::default()
+                    }),
+                    metrics: vec![Metric {
+                        name: METRIC.to_owned(),
+                        description: "Performance anti-patterns and error origins found in complete traces, weighted by adjusted counts.".to_owned(),
+                        unit: "{finding}".to_owned(),
+                        data: Some(metric::Data::Sum(Sum {
+                            data_points: points,
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect()
+    }
+}
+
+/// Analyses one due trace: its spans (the involved ones marked) and its findings.
+pub fn analyse_trace(
+    resources: &mut [ResourceSpans],
+    trace_id: &str,
+    config: &TraceAnalysisConfig,
+    findings_out: &mut Findings,
+) -> Vec<Finding> {
+    let mut positions = Vec::new();
+    let mut spans = Vec::new();
+    for (r, rs) in resources.iter().enumerate() {
+        let service = rs
+            .resource
+            .as_ref()
+            .and_then(|res| res.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .unwrap_or("");
+        for (s, ss) in rs.scope_spans.iter().enumerate() {
+            for (i, span) in ss.spans.iter().enumerate() {
+                positions.push((r, s, i));
+                spans.push(TraceSpan { span, service });
+            }
+        }
+    }
+    let findings = detect::analyse(&spans, config);
+    if findings.is_empty() {
+        return findings;
+    }
+    for f in &findings {
+        let anchor = &spans[f.anchor];
+        findings_out.add(
+            anchor.service,
+            f.pattern,
+            &anchor.span.name,
+            adjusted_count(&anchor.span.trace_state),
+            (f.magnitude, trace_id.to_owned()),
+        );
+    }
+    // Patterns per span, in the order found, once each.
+    let mut marks: BTreeMap<usize, Vec<&'static str>> = BTreeMap::new();
+    let mut propagated: BTreeMap<usize, &[String]> = BTreeMap::new();
+    for f in &findings {
+        for &i in &f.spans {
+            let list = marks.entry(i).or_default();
+            if !list.contains(&f.pattern.name()) {
+                list.push(f.pattern.name());
+            }
+        }
+        if f.pattern == Pattern::ErrorOrigin && !f.propagated_to.is_empty() {
+            propagated.insert(f.anchor, &f.propagated_to);
+        }
+    }
+    let strings = |values: Vec<String>| AnyValue {
+        value: Some(any_value::Value::ArrayValue(ArrayValue {
+            values: values
+                .into_iter()
+                .map(|v| AnyValue {
+                    value: Some(any_value::Value::StringValue(v)),
+                })
+                .collect(),
+        })),
+    };
+    let marks: Vec<(usize, Vec<String>, Option<Vec<String>>)> = marks
+        .into_iter()
+        .map(|(i, list)| {
+            (
+                i,
+                list.into_iter().map(str::to_owned).collect(),
+                propagated.get(&i).map(|p| p.to_vec()),
+            )
+        })
+        .collect();
+    drop(spans);
+    for (i, list, reached) in marks {
+        let (r, s, k) = positions[i];
+        let span = &mut resources[r].scope_spans[s].spans[k];
+        span.attributes
+            .retain(|kv| kv.key != SPAN_ATTRIBUTE && kv.key != PROPAGATED_ATTRIBUTE);
+        span.attributes.push(KeyValue {
+            key: SPAN_ATTRIBUTE.to_owned(),
+            value: Some(strings(list)),
+            ..Default::default()
+        });
+        if let Some(reached) = reached {
+            span.attributes.push(KeyValue {
+                key: PROPAGATED_ATTRIBUTE.to_owned(),
+                value: Some(strings(reached)),
+                ..Default::default()
+            });
+        }
+    }
+    findings
+}
+
+struct State {
+    buffer: Buffer,
+    findings: Findings,
+}
+
+struct TraceAnalysis {
+    id: String,
+    config: Arc<TraceAnalysisConfig>,
+    state: Arc<Mutex<State>>,
+    output: Output,
+    /// Spans taken in (`sent`).
+    metrics: ExporterMetrics,
+    stop: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl TraceAnalysis {
+    fn new(config: &TraceAnalysisConfig, ctx: &BuildContext, output: Output) -> Self {
+        let limits = BufferLimits {
+            decision_wait: config.decision_wait.0,
+            num_traces: config.num_traces,
+            max_bytes: config.max_buffer_bytes.0 as usize,
+            max_spans_per_trace: config.max_spans_per_trace,
+            max_bytes_per_trace: config.max_buffer_bytes.0 as usize,
+            early_quiet: None,
+            expected_traces: 0,
+        };
+        let sampled = if config.late_span_cache_size == 0 {
+            SampledCache::Disabled
+        } else {
+            SampledCache::Exact(ExactCache::new(config.late_span_cache_size))
+        };
+        Self {
+            id: ctx.id.to_string(),
+            config: Arc::new(config.clone()),
+            state: Arc::new(Mutex::new(State {
+                buffer: Buffer::new(limits, sampled, ExactCache::new(0)),
+                findings: Findings {
+                    start_unix_nano: unix_nanos(),
+                    ..Default::default()
+                },
+            })),
+            output,
+            metrics: ctx
+                .metrics
+                .exporter(&ctx.id.to_string(), SignalKind::Traces),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+        }
+    }
+}
+
+/// Analyses every due trace; on the traces side, sends them on.
+async fn run_due(id: &str, state: &Mutex<State>, config: &TraceAnalysisConfig, output: &Output) {
+    let now = Instant::now();
+    let due: Vec<DueTrace> =
+        state
+            .lock()
+            .expect("trace_analysis lock")
+            .buffer
+            .take_due(now, usize::MAX, usize::MAX);
+    if due.is_empty() {
+        return;
+    }
+    let mut out: Vec<ResourceSpans> = Vec::new();
+    {
+        let mut st = state.lock().expect("trace_analysis lock");
+        for t in due {
+            let mut resources: Vec<ResourceSpans> =
+                t.groups.iter().filter_map(|g| g.decode().ok()).collect();
+            let trace_id = format!("{:032x}", t.id);
+            analyse_trace(&mut resources, &trace_id, config, &mut st.findings);
+            let late = st.buffer.finish(
+                t.id,
+                Some(Kept {
+                    policy: 0,
+                    probability: 1.0,
+                }),
+                now,
+            );
+            if matches!(output, Output::Traces(_)) {
+                out.extend(resources);
+                out.extend(late.iter().filter_map(|g| g.decode().ok()));
+            }
+        }
+    }
+    if let Output::Traces(next) = output
+        && !out.is_empty()
+        && let Err(e) = next.consume(TraceBatch::new(out)).await
+    {
+        tracing::warn!(connector = %id, error = %e, "analysed traces refused by the next stage");
+    }
+}
+
+/// The findings metric now, as a batch (`None` when there is none).
+fn take_metrics(state: &Mutex<State>) -> Option<Batch<Metrics>> {
+    let resources = state
+        .lock()
+        .expect("trace_analysis lock")
+        .findings
+        .flush(unix_nanos());
+    (!resources.is_empty()).then(|| Batch::new(resources))
+}
+
+#[async_trait]
+impl Consumer<Traces> for TraceAnalysis {
+    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        let ingested = {
+            let mut st = self.state.lock().expect("trace_analysis lock");
+            if st.buffer.is_full() {
+                return Err(ConsumeError::retryable(format!(
+                    "{}: trace buffer full (max_buffer_bytes)",
+                    self.id
+                )));
+            }
+            let now = Instant::now();
+            match batch.protobuf_parts() {
+                Some(parts) => st.buffer.ingest_protobuf(
+                    parts.map(|p| p.as_ref()).collect::<Vec<&[u8]>>(),
+                    now,
+                    unix_nanos(),
+                ),
+                None => st.buffer.ingest(batch.resources(), now, unix_nanos()),
+            }
+        };
+        self.metrics.sent.inc_by(batch.item_count() as u64);
+        if let Output::Traces(next) = &self.output
+            && !ingested.forward.is_empty()
+        {
+            next.consume(TraceBatch::new(ingested.forward)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Lifecycle for TraceAnalysis {
+    async fn start(&self) -> anyhow::Result<()> {
+        let (state, config, output, stop, id) = (
+            self.state.clone(),
+            self.config.clone(),
+            self.output.clone(),
+            self.stop.clone(),
+            self.id.clone(),
+        );
+        let tick = (config.decision_wait.0 / 20).max(Duration::from_millis(10));
+        let flush = config.metrics_flush_interval.0;
+        *self.task.lock().expect("trace_analysis lock") = Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(tick);
+            let mut flushes = tokio::time::interval_at(tokio::time::Instant::now() + flush, flush);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = ticks.tick() => run_due(&id, &state, &config, &output).await,
+                    _ = flushes.tick() => {
+                        if let Output::Metrics(next) = &output
+                            && let Some(batch) = take_metrics(&state)
+                            && let Err(e) = next.consume(batch).await
+                        {
+                            tracing::warn!(connector = %id, error = %e, "findings refused by the next stage");
+                        }
+                    }
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().expect("trace_analysis lock").take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        // Every buffered trace is analysed now.
+        self.state
+            .lock()
+            .expect("trace_analysis lock")
+            .buffer
+            .expire_all();
+        run_due(&self.id, &self.state, &self.config, &self.output).await;
+        let Output::Metrics(next) = &self.output else {
+            return;
+        };
+        let Some(batch) = take_metrics(&self.state) else {
+            return;
+        };
+        loop {
+            match next.consume(batch.clone()).await {
+                Ok(()) => return,
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(connector = %self.id, error = %e, "final findings refused; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(connector = %self.id, error = %e, "final findings refused for good");
+                    return;
+                }
+            }
+        }
+    }
+}
