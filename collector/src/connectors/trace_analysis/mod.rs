@@ -138,6 +138,17 @@ impl Findings {
         }
     }
 
+    /// Adds the findings of `other` (series and worst traces).
+    fn merge(&mut self, other: Findings) {
+        for (key, s) in other.series {
+            let into = self.series.entry(key).or_default();
+            into.total += s.total;
+            if s.worst.0 > into.worst.0 || into.worst.1.is_empty() {
+                into.worst = s.worst;
+            }
+        }
+    }
+
     /// The metrics now: a `ResourceMetrics` per service.
     fn flush(&self, now: u64) -> Vec<ResourceMetrics> {
         let text = |key: &str, value: &str| KeyValue {
@@ -293,14 +304,14 @@ pub fn analyse_trace(
 }
 
 struct State {
-    buffer: Buffer,
-    findings: Findings,
+    buffer: Mutex<Buffer>,
+    findings: Mutex<Findings>,
 }
 
 struct TraceAnalysis {
     id: String,
     config: Arc<TraceAnalysisConfig>,
-    state: Arc<Mutex<State>>,
+    state: Arc<State>,
     output: Output,
     /// Spans taken in (`sent`).
     metrics: ExporterMetrics,
@@ -327,13 +338,13 @@ impl TraceAnalysis {
         Self {
             id: ctx.id.to_string(),
             config: Arc::new(config.clone()),
-            state: Arc::new(Mutex::new(State {
-                buffer: Buffer::new(limits, sampled, ExactCache::new(0)),
-                findings: Findings {
+            state: Arc::new(State {
+                buffer: Mutex::new(Buffer::new(limits, sampled, ExactCache::new(0))),
+                findings: Mutex::new(Findings {
                     start_unix_nano: unix_nanos(),
                     ..Default::default()
-                },
-            })),
+                }),
+            }),
             output,
             metrics: ctx
                 .metrics
@@ -344,28 +355,46 @@ impl TraceAnalysis {
     }
 }
 
-/// Analyses every due trace; on the traces side, sends them on.
-async fn run_due(id: &str, state: &Mutex<State>, config: &TraceAnalysisConfig, output: &Output) {
-    let now = Instant::now();
-    let due: Vec<DueTrace> =
-        state
-            .lock()
-            .expect("trace_analysis lock")
-            .buffer
-            .take_due(now, usize::MAX, usize::MAX);
+/// Analyses every due trace; on the traces side, sends them on. The buffer is locked only to
+/// take the due traces and to finish them, not while they are analysed.
+async fn run_due(id: &str, state: &State, config: &TraceAnalysisConfig, output: &Output) {
+    let due: Vec<DueTrace> = state.buffer.lock().expect("trace_analysis lock").take_due(
+        Instant::now(),
+        usize::MAX,
+        usize::MAX,
+    );
     if due.is_empty() {
         return;
     }
     let mut out: Vec<ResourceSpans> = Vec::new();
+    let mut found = Findings::default();
+    let mut ids = Vec::with_capacity(due.len());
+    for t in due {
+        let mut resources: Vec<ResourceSpans> =
+            t.groups.iter().filter_map(|g| g.decode().ok()).collect();
+        analyse_trace(
+            &mut resources,
+            &format!("{:032x}", t.id),
+            config,
+            &mut found,
+        );
+        ids.push(t.id);
+        if matches!(output, Output::Traces(_)) {
+            out.extend(resources);
+        }
+    }
+    state
+        .findings
+        .lock()
+        .expect("trace_analysis lock")
+        .merge(found);
     {
-        let mut st = state.lock().expect("trace_analysis lock");
-        for t in due {
-            let mut resources: Vec<ResourceSpans> =
-                t.groups.iter().filter_map(|g| g.decode().ok()).collect();
-            let trace_id = format!("{:032x}", t.id);
-            analyse_trace(&mut resources, &trace_id, config, &mut st.findings);
-            let late = st.buffer.finish(
-                t.id,
+        let now = Instant::now();
+        let mut buffer = state.buffer.lock().expect("trace_analysis lock");
+        for id in ids {
+            // Spans that arrived while the trace was analysed go on as they are.
+            let late = buffer.finish(
+                id,
                 Some(Kept {
                     policy: 0,
                     probability: 1.0,
@@ -373,7 +402,6 @@ async fn run_due(id: &str, state: &Mutex<State>, config: &TraceAnalysisConfig, o
                 now,
             );
             if matches!(output, Output::Traces(_)) {
-                out.extend(resources);
                 out.extend(late.iter().filter_map(|g| g.decode().ok()));
             }
         }
@@ -387,11 +415,11 @@ async fn run_due(id: &str, state: &Mutex<State>, config: &TraceAnalysisConfig, o
 }
 
 /// The findings metric now, as a batch (`None` when there is none).
-fn take_metrics(state: &Mutex<State>) -> Option<Batch<Metrics>> {
+fn take_metrics(state: &State) -> Option<Batch<Metrics>> {
     let resources = state
+        .findings
         .lock()
         .expect("trace_analysis lock")
-        .findings
         .flush(unix_nanos());
     (!resources.is_empty()).then(|| Batch::new(resources))
 }
@@ -400,8 +428,8 @@ fn take_metrics(state: &Mutex<State>) -> Option<Batch<Metrics>> {
 impl Consumer<Traces> for TraceAnalysis {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
         let ingested = {
-            let mut st = self.state.lock().expect("trace_analysis lock");
-            if st.buffer.is_full() {
+            let mut buffer = self.state.buffer.lock().expect("trace_analysis lock");
+            if buffer.is_full() {
                 return Err(ConsumeError::retryable(format!(
                     "{}: trace buffer full (max_buffer_bytes)",
                     self.id
@@ -409,12 +437,12 @@ impl Consumer<Traces> for TraceAnalysis {
             }
             let now = Instant::now();
             match batch.protobuf_parts() {
-                Some(parts) => st.buffer.ingest_protobuf(
+                Some(parts) => buffer.ingest_protobuf(
                     parts.map(|p| p.as_ref()).collect::<Vec<&[u8]>>(),
                     now,
                     unix_nanos(),
                 ),
-                None => st.buffer.ingest(batch.resources(), now, unix_nanos()),
+                None => buffer.ingest(batch.resources(), now, unix_nanos()),
             }
         };
         self.metrics.sent.inc_by(batch.item_count() as u64);
@@ -468,9 +496,9 @@ impl Lifecycle for TraceAnalysis {
         }
         // Every buffered trace is analysed now.
         self.state
+            .buffer
             .lock()
             .expect("trace_analysis lock")
-            .buffer
             .expire_all();
         run_due(&self.id, &self.state, &self.config, &self.output).await;
         let Output::Metrics(next) = &self.output else {
