@@ -421,3 +421,52 @@ async fn the_connector_analyses_complete_traces_and_passes_them_on() {
         .collect();
     assert_eq!(points.len(), 1, "one service: payments");
 }
+
+/// Traces `ids`, each a small N+1 trace with its own id.
+fn numbered(id: u8) -> Vec<ResourceSpans> {
+    let mut t = db_calls(5, true, |i| format!("SELECT * FROM items WHERE id = {i}"));
+    t.trace_id = id;
+    for (_, span) in &mut t.spans {
+        span.trace_id = vec![id; 16];
+    }
+    t.resources()
+}
+
+#[tokio::test]
+async fn the_buffer_holds_num_traces_and_refuses_past_its_byte_budget() {
+    // At most 2 traces wait: the older ones are analysed at once, long before decision_wait.
+    let config: TraceAnalysisConfig =
+        serde_yaml_ng::from_str("{decision_wait: 1h, num_traces: 2}").unwrap();
+    let traces = Recorder::<Traces>::new();
+    let c = config
+        .build_traces_to_traces(&context("trace_analysis"), traces.clone())
+        .unwrap();
+    c.start().await.unwrap();
+    for id in 1..=5 {
+        c.consume(TraceBatch::new(numbered(id))).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let analysed = |rec: &Recorder<Traces>| -> std::collections::BTreeSet<u8> {
+        rec.batches()
+            .iter()
+            .flat_map(|b| b.resources().to_vec())
+            .flat_map(|rs| rs.scope_spans)
+            .flat_map(|ss| ss.spans)
+            .map(|s| s.trace_id[0])
+            .collect()
+    };
+    assert_eq!(analysed(&traces), [1, 2, 3].into());
+    c.shutdown().await;
+    assert_eq!(analysed(&traces), [1, 2, 3, 4, 5].into());
+
+    // A byte budget smaller than one trace: once it is used up, new spans are refused with a
+    // retryable error until analysis frees it.
+    let config: TraceAnalysisConfig =
+        serde_yaml_ng::from_str("{decision_wait: 1h, max_buffer_bytes: 512}").unwrap();
+    let c = config
+        .build_traces_to_traces(&context("trace_analysis"), Recorder::<Traces>::new())
+        .unwrap();
+    c.consume(TraceBatch::new(numbered(1))).await.unwrap();
+    let refused = c.consume(TraceBatch::new(numbered(2))).await.unwrap_err();
+    assert!(refused.is_retryable(), "{refused}");
+}
