@@ -313,7 +313,8 @@ struct TraceAnalysis {
     config: Arc<TraceAnalysisConfig>,
     state: Arc<State>,
     output: Output,
-    /// Spans taken in (`sent`).
+    /// Spans taken in (`sent`); on the traces side, analysed spans the next stage refused
+    /// (`send_failed`).
     metrics: ExporterMetrics,
     stop: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -357,7 +358,13 @@ impl TraceAnalysis {
 
 /// Analyses every due trace; on the traces side, sends them on. The buffer is locked only to
 /// take the due traces and to finish them, not while they are analysed.
-async fn run_due(id: &str, state: &State, config: &TraceAnalysisConfig, output: &Output) {
+async fn run_due(
+    id: &str,
+    state: &State,
+    config: &TraceAnalysisConfig,
+    output: &Output,
+    metrics: &ExporterMetrics,
+) {
     let due: Vec<DueTrace> = state.buffer.lock().expect("trace_analysis lock").take_due(
         Instant::now(),
         usize::MAX,
@@ -408,9 +415,14 @@ async fn run_due(id: &str, state: &State, config: &TraceAnalysisConfig, output: 
     }
     if let Output::Traces(next) = output
         && !out.is_empty()
-        && let Err(e) = next.consume(TraceBatch::new(out)).await
     {
-        tracing::warn!(connector = %id, error = %e, "analysed traces refused by the next stage");
+        let batch = TraceBatch::new(out);
+        let spans = batch.item_count() as u64;
+        if let Err(e) = next.consume(batch).await {
+            // Accepted when buffered, so they cannot be refused upstream any more.
+            metrics.send_failed.inc_by(spans);
+            tracing::warn!(connector = %id, error = %e, spans, "analysed traces refused by the next stage; lost");
+        }
     }
 }
 
@@ -458,12 +470,13 @@ impl Consumer<Traces> for TraceAnalysis {
 #[async_trait]
 impl Lifecycle for TraceAnalysis {
     async fn start(&self) -> anyhow::Result<()> {
-        let (state, config, output, stop, id) = (
+        let (state, config, output, stop, id, metrics) = (
             self.state.clone(),
             self.config.clone(),
             self.output.clone(),
             self.stop.clone(),
             self.id.clone(),
+            self.metrics.clone(),
         );
         let tick = (config.decision_wait.0 / 20).max(Duration::from_millis(10));
         let flush = config.metrics_flush_interval.0;
@@ -473,7 +486,7 @@ impl Lifecycle for TraceAnalysis {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = ticks.tick() => run_due(&id, &state, &config, &output).await,
+                    _ = ticks.tick() => run_due(&id, &state, &config, &output, &metrics).await,
                     _ = flushes.tick() => {
                         if let Output::Metrics(next) = &output
                             && let Some(batch) = take_metrics(&state)
@@ -500,7 +513,14 @@ impl Lifecycle for TraceAnalysis {
             .lock()
             .expect("trace_analysis lock")
             .expire_all();
-        run_due(&self.id, &self.state, &self.config, &self.output).await;
+        run_due(
+            &self.id,
+            &self.state,
+            &self.config,
+            &self.output,
+            &self.metrics,
+        )
+        .await;
         let Output::Metrics(next) = &self.output else {
             return;
         };
