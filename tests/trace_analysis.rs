@@ -4,7 +4,9 @@
 //! receiver whose traces pipeline exports to `trace_analysis`; one pipeline writes the
 //! connector's analysed traces to a file, another its findings metric. Each pattern must be
 //! found exactly once per trace, on the span it is about and marking exactly the spans
-//! involved; a clean corpus of the same shapes must yield no finding at all.
+//! involved; a clean corpus of the same shapes must yield no finding at all. The critical
+//! path's self times must add up to the traces' durations, the slow leaf ("charge card")
+//! the largest share below the root.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -95,6 +97,8 @@ struct Run {
     findings: BTreeMap<(String, String, String), (f64, String)>,
     /// Per trace id, the services an error origin's error propagated to.
     propagated: BTreeMap<String, Vec<String>>,
+    /// (service, span name) → seconds of self time on the critical path.
+    critical: BTreeMap<(String, String), f64>,
 }
 
 fn run(clean: bool) -> Run {
@@ -160,9 +164,9 @@ fn run(clean: bool) -> Run {
                 .resource_metrics
         })
         .collect();
+    let mut critical = BTreeMap::new();
     for rm in &metrics {
         for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
-            assert_eq!(m.name, "trace_analysis.findings");
             let Some(metric::Data::Sum(sum)) = &m.data else {
                 panic!("{} is not a sum", m.name)
             };
@@ -173,6 +177,12 @@ fn run(clean: bool) -> Run {
                     panic!("{p:?}")
                 };
                 let key = |k: &str| text(&p.attributes, k).unwrap_or_default();
+                if m.name == "trace_analysis.critical_path.self_time" {
+                    assert_eq!(m.unit, "s");
+                    critical.insert((key("service.name"), key("span.name")), v);
+                    continue;
+                }
+                assert_eq!(m.name, "trace_analysis.findings");
                 findings.insert(
                     (key("pattern"), key("service.name"), key("span.name")),
                     (v, key("trace_analysis.worst_trace_id")),
@@ -186,6 +196,7 @@ fn run(clean: bool) -> Run {
         spans,
         findings,
         propagated,
+        critical,
     }
 }
 
@@ -245,6 +256,42 @@ fn planted_patterns_are_found_once_per_trace() {
             "trace {id}"
         );
     }
+    // The critical path of each 200 ms trace: the root's own 70 ms (the gaps between the
+    // calls it waits for last), the payment, whose "charge card" (48 ms) is the slowest
+    // leaf on it, one of the 30 price calls (the others run alongside), the duplicates and
+    // the orders call.
+    let seconds = |service: &str, span: &str| {
+        run.critical
+            .get(&(service.to_owned(), span.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    let n = TRACES as f64;
+    let total: f64 = run.critical.values().sum();
+    assert!(close(total, n * 0.2), "{:?}", run.critical);
+    assert!(
+        close(seconds("frontend", "GET /order"), n * 0.070),
+        "{:?}",
+        run.critical
+    );
+    assert!(
+        close(seconds("payments", "charge card"), n * 0.048),
+        "{:?}",
+        run.critical
+    );
+    assert!(
+        close(seconds("pricing", "GET /price/{id}"), n * 0.018),
+        "{:?}",
+        run.critical
+    );
+    let slowest_leaf = run
+        .critical
+        .iter()
+        .filter(|((_, span), _)| span != "GET /order")
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(k, _)| k.1.as_str());
+    assert_eq!(slowest_leaf, Some("charge card"));
 }
 
 #[test]

@@ -44,6 +44,9 @@ pub struct TraceAnalysisConfig {
     /// Where errors start.
     #[serde(default)]
     pub error_origin: ErrorOrigin,
+    /// Self time on each trace's critical path.
+    #[serde(default)]
+    pub critical_path: CriticalPath,
 }
 
 /// `n_plus_one`: at least `min_calls` calls of one normalized statement (same target), each
@@ -94,6 +97,23 @@ pub struct ErrorOrigin {
     /// Whether the detector runs (default true).
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+/// `critical_path`: each trace's critical path (from the end of the root span back, the
+/// child that finished last before the cursor, recursively), and each span's self time on it,
+/// summed per service and span name in `trace_analysis.critical_path.self_time`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CriticalPath {
+    /// Whether it is computed (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for CriticalPath {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 fn yes() -> bool {

@@ -441,3 +441,69 @@ fn error_origin(spans: &[TraceSpan<'_>], parent: &[Option<usize>], findings: &mu
         });
     }
 }
+
+/// Self time of each span on the trace's critical path, in nanoseconds: `(span index, time)`
+/// for every span with some, from each root (a span without a parent in the trace).
+///
+/// From the end of a span back to its start, the cursor moves to the start of the child that
+/// finished last before it (a child ending after the cursor counts up to the cursor); the time
+/// not covered by such children is the span's own. Children starting at or after the cursor
+/// are not on the path. Times outside the parent are clipped to it.
+pub fn critical_path(spans: &[TraceSpan<'_>]) -> Vec<(usize, u64)> {
+    let by_id: HashMap<&[u8], usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span.span_id.as_slice(), i))
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    let mut roots = Vec::new();
+    for (i, s) in spans.iter().enumerate() {
+        match by_id.get(s.span.parent_span_id.as_slice()) {
+            Some(&p) if p != i => children[p].push(i),
+            _ => roots.push(i),
+        }
+    }
+    for kids in &mut children {
+        kids.sort_by_key(|&k| std::cmp::Reverse((spans[k].span.end_time_unix_nano, k)));
+    }
+    let mut self_time = vec![0u64; spans.len()];
+    // Explicit stack: (span, start, end) windows still to walk; a span is walked once.
+    let mut seen = vec![false; spans.len()];
+    let mut stack: Vec<(usize, u64, u64)> = roots
+        .iter()
+        .map(|&r| {
+            let s = spans[r].span;
+            (
+                r,
+                s.start_time_unix_nano,
+                s.end_time_unix_nano.max(s.start_time_unix_nano),
+            )
+        })
+        .collect();
+    while let Some((i, start, end)) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        let mut cursor = end;
+        for &k in &children[i] {
+            let child = spans[k].span;
+            let child_start = child.start_time_unix_nano.max(start);
+            if child_start >= cursor {
+                continue;
+            }
+            let child_end = child.end_time_unix_nano.min(cursor);
+            if child_end <= child_start {
+                continue;
+            }
+            self_time[i] += cursor - child_end;
+            stack.push((k, child_start, child_end));
+            cursor = child_start;
+        }
+        self_time[i] += cursor - start;
+    }
+    self_time
+        .into_iter()
+        .enumerate()
+        .filter(|(_, t)| *t > 0)
+        .collect()
+}

@@ -53,6 +53,8 @@ pub const METRIC: &str = "trace_analysis.findings";
 pub const SPAN_ATTRIBUTE: &str = "trace_analysis.findings";
 /// The span attribute of an error origin listing the services the error reached.
 pub const PROPAGATED_ATTRIBUTE: &str = "trace_analysis.error.propagated_to";
+/// The metric of self time on the critical path.
+pub const CRITICAL_PATH_METRIC: &str = "trace_analysis.critical_path.self_time";
 /// The metric attribute holding the worst finding's trace id (hex).
 pub const WORST_TRACE_ATTRIBUTE: &str = "trace_analysis.worst_trace_id";
 /// Instrumentation scope of the metrics.
@@ -117,6 +119,8 @@ struct Series {
 pub struct Findings {
     start_unix_nano: u64,
     series: BTreeMap<(String, &'static str, String), Series>,
+    /// Weighted seconds of self time on critical paths per (service, span name).
+    critical: BTreeMap<(String, String), f64>,
 }
 
 impl Findings {
@@ -139,7 +143,17 @@ impl Findings {
     }
 
     /// Adds the findings of `other` (series and worst traces).
+    fn add_critical(&mut self, service: &str, span: &str, seconds: f64) {
+        *self
+            .critical
+            .entry((service.to_owned(), span.to_owned()))
+            .or_default() += seconds;
+    }
+
     fn merge(&mut self, other: Findings) {
+        for (key, seconds) in other.critical {
+            *self.critical.entry(key).or_default() += seconds;
+        }
         for (key, s) in other.series {
             let into = self.series.entry(key).or_default();
             into.total += s.total;
@@ -158,50 +172,78 @@ impl Findings {
             }),
             ..Default::default()
         };
-        let mut per_service: BTreeMap<&str, Vec<NumberDataPoint>> = BTreeMap::new();
+        let point = |attributes, value| NumberDataPoint {
+            attributes,
+            start_time_unix_nano: self.start_unix_nano,
+            time_unix_nano: now,
+            value: Some(number_data_point::Value::AsDouble(value)),
+            ..Default::default()
+        };
+        type Points = (Vec<NumberDataPoint>, Vec<NumberDataPoint>);
+        let mut per_service: BTreeMap<&str, Points> = BTreeMap::new();
         for ((service, pattern, span), s) in &self.series {
-            per_service
-                .entry(service)
-                .or_default()
-                .push(NumberDataPoint {
-                    attributes: vec![
-                        text("pattern", pattern),
-                        text("service.name", service),
-                        text("span.name", span),
-                        text(WORST_TRACE_ATTRIBUTE, &s.worst.1),
-                    ],
-                    start_time_unix_nano: self.start_unix_nano,
-                    time_unix_nano: now,
-                    value: Some(number_data_point::Value::AsDouble(s.total)),
-                    ..Default::default()
-                });
+            per_service.entry(service).or_default().0.push(point(
+                vec![
+                    text("pattern", pattern),
+                    text("service.name", service),
+                    text("span.name", span),
+                    text(WORST_TRACE_ATTRIBUTE, &s.worst.1),
+                ],
+                s.total,
+            ));
         }
+        for ((service, span), seconds) in &self.critical {
+            per_service.entry(service).or_default().1.push(point(
+                vec![text("service.name", service), text("span.name", span)],
+                *seconds,
+            ));
+        }
+        let sum = |name: &str, description: &str, unit: &str, points| Metric {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            unit: unit.to_owned(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        };
         per_service
             .into_iter()
-            .map(|(service, points)| ResourceMetrics {
-                resource: Some(Resource {
-                    attributes: vec![text("service.name", service)],
-                    ..Default::default()
-                }),
-                scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: SCOPE_NAME.to_owned(),
+            .map(|(service, (findings, critical))| {
+                let mut metrics = Vec::new();
+                if !findings.is_empty() {
+                    metrics.push(sum(
+                        METRIC,
+                        "Performance anti-patterns and error origins found in complete traces, weighted by adjusted counts.",
+                        "{finding}",
+                        findings,
+                    ));
+                }
+                if !critical.is_empty() {
+                    metrics.push(sum(
+                        CRITICAL_PATH_METRIC,
+                        "Self time on the critical path of complete traces, weighted by adjusted counts.",
+                        "s",
+                        critical,
+                    ));
+                }
+                ResourceMetrics {
+                    resource: Some(Resource {
+                        attributes: vec![text("service.name", service)],
                         ..Default::default()
                     }),
-                    metrics: vec![Metric {
-                        name: METRIC.to_owned(),
-                        description: "Performance anti-patterns and error origins found in complete traces, weighted by adjusted counts.".to_owned(),
-                        unit: "{finding}".to_owned(),
-                        data: Some(metric::Data::Sum(Sum {
-                            data_points: points,
-                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                            is_monotonic: true,
-                        })),
+                    scope_metrics: vec![ScopeMetrics {
+                        scope: Some(InstrumentationScope {
+                            name: SCOPE_NAME.to_owned(),
+                            ..Default::default()
+                        }),
+                        metrics,
                         ..Default::default()
                     }],
                     ..Default::default()
-                }],
-                ..Default::default()
+                }
             })
             .collect()
     }
@@ -231,6 +273,16 @@ pub fn analyse_trace(
                 positions.push((r, s, i));
                 spans.push(TraceSpan { span, service });
             }
+        }
+    }
+    if config.critical_path.enabled {
+        for (i, nanos) in detect::critical_path(&spans) {
+            let s = &spans[i];
+            findings_out.add_critical(
+                s.service,
+                &s.span.name,
+                nanos as f64 / 1e9 * adjusted_count(&s.span.trace_state),
+            );
         }
     }
     let findings = detect::analyse(&spans, config);

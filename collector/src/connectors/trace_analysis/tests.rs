@@ -414,12 +414,15 @@ async fn the_connector_analyses_complete_traces_and_passes_them_on() {
     assert_eq!(traces.batches().len(), 2);
     to_traces.shutdown().await;
     to_metrics.shutdown().await;
-    let points: Vec<_> = metrics
+    let found: Vec<_> = metrics
         .batches()
         .iter()
         .flat_map(|b| b.resources().to_vec())
+        .flat_map(|rm| rm.scope_metrics)
+        .flat_map(|sm| sm.metrics)
+        .filter(|m| m.name == METRIC)
         .collect();
-    assert_eq!(points.len(), 1, "one service: payments");
+    assert_eq!(found.len(), 1, "one service: payments");
 }
 
 /// Traces `ids`, each a small N+1 trace with its own id.
@@ -469,4 +472,31 @@ async fn the_buffer_holds_num_traces_and_refuses_past_its_byte_budget() {
     c.consume(TraceBatch::new(numbered(1))).await.unwrap();
     let refused = c.consume(TraceBatch::new(numbered(2))).await.unwrap_err();
     assert!(refused.is_retryable(), "{refused}");
+}
+
+#[test]
+fn the_critical_path_gives_each_span_its_self_time_on_it() {
+    // root 0-100: A 10-40 and B 30-90 (B's child C 40-80; D 85-95 starts inside B's end
+    // and is clipped to it); E 95-99 ends last.
+    let mut t = Trace::new(4);
+    let root = t.span("front", 0, "root", SpanKind::Server, 0, 100, &[]);
+    t.span("front", root, "A", SpanKind::Internal, 10, 40, &[]);
+    let b = t.span("back", root, "B", SpanKind::Client, 30, 90, &[]);
+    t.span("back", b, "C", SpanKind::Internal, 40, 80, &[]);
+    t.span("back", b, "D", SpanKind::Internal, 85, 95, &[]);
+    t.span("front", root, "E", SpanKind::Internal, 95, 99, &[]);
+    let spans: Vec<TraceSpan<'_>> = t
+        .spans
+        .iter()
+        .map(|(service, span)| TraceSpan { span, service })
+        .collect();
+    let path: BTreeMap<&str, u64> = detect::critical_path(&spans)
+        .into_iter()
+        .map(|(i, nanos)| (spans[i].span.name.as_str(), nanos / MS))
+        .collect();
+    // root: 99-100, 90-95, 0-10; E 95-99; B: 80-85 and 30-40, D 85-90, C 40-80; A 10-30.
+    let expected: BTreeMap<&str, u64> =
+        [("root", 16), ("E", 4), ("B", 15), ("D", 5), ("C", 40), ("A", 20)].into();
+    assert_eq!(path, expected);
+    assert_eq!(path.values().sum::<u64>(), 100);
 }
