@@ -6,7 +6,8 @@
 //! analysed once it is due. The metrics side sends `trace_analysis.findings`, a cumulative
 //! sum per pattern, service and span name, each finding weighted by the adjusted count of the
 //! span it is about (its sampling threshold, [`crate::connectors::adjusted`]), with the trace
-//! id of the worst finding so far as an attribute. The traces side passes every analysed
+//! id of the worst finding so far as an attribute, and `trace_analysis.critical_path.self_time`,
+//! each span's self time on its trace's critical path per service and span name. The traces side passes every analysed
 //! trace on, the spans involved in a finding carrying `trace_analysis.findings` (the patterns,
 //! a string array). Spans of a trace that arrive after it was analysed are passed on as they
 //! are (traces side) and not analysed again, while its id is remembered

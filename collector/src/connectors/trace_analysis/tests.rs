@@ -495,8 +495,15 @@ fn the_critical_path_gives_each_span_its_self_time_on_it() {
         .map(|(i, nanos)| (spans[i].span.name.as_str(), nanos / MS))
         .collect();
     // root: 99-100, 90-95, 0-10; E 95-99; B: 80-85 and 30-40, D 85-90, C 40-80; A 10-30.
-    let expected: BTreeMap<&str, u64> =
-        [("root", 16), ("E", 4), ("B", 15), ("D", 5), ("C", 40), ("A", 20)].into();
+    let expected: BTreeMap<&str, u64> = [
+        ("root", 16),
+        ("E", 4),
+        ("B", 15),
+        ("D", 5),
+        ("C", 40),
+        ("A", 20),
+    ]
+    .into();
     assert_eq!(path, expected);
     assert_eq!(path.values().sum::<u64>(), 100);
 }
