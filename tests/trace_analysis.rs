@@ -6,7 +6,8 @@
 //! found exactly once per trace, on the span it is about and marking exactly the spans
 //! involved; a clean corpus of the same shapes must yield no finding at all. The critical
 //! path's self times must add up to the traces' durations, the slow leaf ("charge card")
-//! the largest share below the root.
+//! the largest share below the root; the dependency counts must show the payment failures
+//! failing the frontend's requests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -99,6 +100,8 @@ struct Run {
     propagated: BTreeMap<String, Vec<String>>,
     /// (service, span name) → seconds of self time on the critical path.
     critical: BTreeMap<(String, String), f64>,
+    /// (client, server) → {calls, failed_calls, failed_entries}.
+    dependencies: BTreeMap<(String, String), BTreeMap<String, f64>>,
 }
 
 fn run(clean: bool) -> Run {
@@ -165,6 +168,7 @@ fn run(clean: bool) -> Run {
         })
         .collect();
     let mut critical = BTreeMap::new();
+    let mut dependencies = BTreeMap::new();
     for rm in &metrics {
         for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
             let Some(metric::Data::Sum(sum)) = &m.data else {
@@ -177,6 +181,14 @@ fn run(clean: bool) -> Run {
                     panic!("{p:?}")
                 };
                 let key = |k: &str| text(&p.attributes, k).unwrap_or_default();
+                if let Some(which) = m.name.strip_prefix("trace_analysis.dependency.") {
+                    let edge = (key("client"), key("server"));
+                    dependencies
+                        .entry(edge)
+                        .or_insert_with(BTreeMap::new)
+                        .insert(which.to_owned(), v);
+                    continue;
+                }
                 if m.name == "trace_analysis.critical_path.self_time" {
                     assert_eq!(m.unit, "s");
                     critical.insert((key("service.name"), key("span.name")), v);
@@ -197,6 +209,7 @@ fn run(clean: bool) -> Run {
         findings,
         propagated,
         critical,
+        dependencies,
     }
 }
 
@@ -292,6 +305,18 @@ fn planted_patterns_are_found_once_per_trace() {
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map(|(k, _)| k.1.as_str());
     assert_eq!(slowest_leaf, Some("charge card"));
+    // Dependencies: every failed payment failed the frontend's request (strong); nothing
+    // else failed.
+    let edge = |client: &str, server: &str| {
+        let d = &run.dependencies[&(client.to_owned(), server.to_owned())];
+        (d["calls"], d["failed_calls"], d["failed_entries"])
+    };
+    assert_eq!(edge("frontend", "payments"), (n, n, n));
+    assert_eq!(edge("frontend", "pricing"), (30.0 * n, 0.0, 0.0));
+    assert_eq!(edge("frontend", "users"), (3.0 * n, 0.0, 0.0));
+    assert_eq!(edge("frontend", "orders"), (n, 0.0, 0.0));
+    assert_eq!(edge("orders", "postgresql/shop"), (12.0 * n, 0.0, 0.0));
+    assert_eq!(run.dependencies.len(), 5, "{:?}", run.dependencies);
 }
 
 #[test]

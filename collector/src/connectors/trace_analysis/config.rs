@@ -47,6 +47,9 @@ pub struct TraceAnalysisConfig {
     /// Self time on each trace's critical path.
     #[serde(default)]
     pub critical_path: CriticalPath,
+    /// Strong and weak dependencies between services.
+    #[serde(default)]
+    pub dependencies: Dependencies,
 }
 
 /// `n_plus_one`: at least `min_calls` calls of one normalized statement (same target), each
@@ -111,6 +114,23 @@ pub struct CriticalPath {
 }
 
 impl Default for CriticalPath {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `dependencies`: per caller service → callee, calls, failed calls and failed calls whose
+/// caller's request (entry span) failed too; `failed_entries / failed_calls` is how strong the
+/// dependency is (1: a callee failure fails the request; 0: the caller copes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependencies {
+    /// Whether they are counted (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for Dependencies {
     fn default() -> Self {
         Self { enabled: true }
     }

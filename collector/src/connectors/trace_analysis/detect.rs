@@ -238,21 +238,7 @@ fn is_entry(span: &Span) -> bool {
 
 /// Runs the enabled detectors over one complete trace.
 pub fn analyse(spans: &[TraceSpan<'_>], config: &TraceAnalysisConfig) -> Vec<Finding> {
-    let by_id: HashMap<&[u8], usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span.span_id.as_slice(), i))
-        .collect();
-    let parent: Vec<Option<usize>> = spans
-        .iter()
-        .map(|s| by_id.get(s.span.parent_span_id.as_slice()).copied())
-        .collect();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
-    for (i, p) in parent.iter().enumerate() {
-        if let Some(p) = p {
-            children[*p].push(i);
-        }
-    }
+    let (parent, children) = tree(spans);
     let calls: Vec<Option<Call>> = spans.iter().map(|s| call(s.span)).collect();
     let mut findings = Vec::new();
     for (p, kids) in children.iter().enumerate() {
@@ -343,6 +329,95 @@ fn repeated_calls(
     }
 }
 
+/// The nearest entry span above span `i` (bounded, in case parents loop).
+fn entry_of(i: usize, spans: &[TraceSpan<'_>], parent: &[Option<usize>]) -> Option<usize> {
+    let mut at = parent[i];
+    for _ in 0..spans.len() {
+        let a = at?;
+        if is_entry(spans[a].span) {
+            return Some(a);
+        }
+        at = parent[a];
+    }
+    None
+}
+
+/// The callee of call `i`: the service that answered (a child span of another service), else
+/// the call's target.
+fn callee_of(i: usize, call: &Call, spans: &[TraceSpan<'_>], children: &[Vec<usize>]) -> String {
+    children[i]
+        .iter()
+        .map(|&k| spans[k].service)
+        .find(|s| !s.is_empty() && *s != spans[i].service)
+        .map_or_else(|| call.target.clone(), str::to_owned)
+}
+
+/// The parent of each span in the trace (by index) and the children of each.
+fn tree(spans: &[TraceSpan<'_>]) -> (Vec<Option<usize>>, Vec<Vec<usize>>) {
+    let by_id: HashMap<&[u8], usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span.span_id.as_slice(), i))
+        .collect();
+    let parent: Vec<Option<usize>> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            by_id
+                .get(s.span.parent_span_id.as_slice())
+                .copied()
+                .filter(|p| *p != i)
+        })
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    for (i, p) in parent.iter().enumerate() {
+        if let Some(p) = p {
+            children[*p].push(i);
+        }
+    }
+    (parent, children)
+}
+
+/// One call from a service to a callee, for dependency strength.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dependency {
+    /// The call span (its index).
+    pub call: usize,
+    /// The callee (service that answered, else the call's target).
+    pub callee: String,
+    /// The call failed: its span, or the callee's span answering it, has status ERROR.
+    pub failed: bool,
+    /// The call failed and so did the caller's entry span (the nearest `SERVER` or
+    /// `CONSUMER` span above it, or the root): the failure reached the caller's request.
+    pub failed_entry: bool,
+}
+
+/// Every call of the trace with whether it failed and whether the caller's request failed
+/// with it: over many traces, `failed_entry / failed` per caller → callee is how strong the
+/// caller's dependency on the callee is (1: each callee failure fails the request; 0: the
+/// caller copes).
+pub fn dependencies(spans: &[TraceSpan<'_>]) -> Vec<Dependency> {
+    let (parent, children) = tree(spans);
+    let mut out = Vec::new();
+    for (i, s) in spans.iter().enumerate() {
+        let Some(c) = call(s.span) else { continue };
+        let callee = callee_of(i, &c, spans, &children);
+        let failed = is_error(s.span)
+            || children[i]
+                .iter()
+                .any(|&k| spans[k].service != s.service && is_error(spans[k].span));
+        let failed_entry =
+            failed && entry_of(i, spans, &parent).is_some_and(|e| is_error(spans[e].span));
+        out.push(Dependency {
+            call: i,
+            callee,
+            failed,
+            failed_entry,
+        });
+    }
+    out
+}
+
 /// `fan_out`: calls per callee under each entry span.
 fn fan_out(
     spans: &[TraceSpan<'_>],
@@ -355,26 +430,12 @@ fn fan_out(
     let mut per: HashMap<(usize, String), Vec<usize>> = HashMap::new();
     for (i, c) in calls.iter().enumerate() {
         let Some(c) = c else { continue };
-        // The nearest entry span above the call (bounded, in case parents loop).
-        let mut entry = None;
-        let mut at = parent[i];
-        for _ in 0..spans.len() {
-            let Some(a) = at else { break };
-            if is_entry(spans[a].span) {
-                entry = Some(a);
-                break;
-            }
-            at = parent[a];
-        }
-        let Some(entry) = entry else { continue };
-        // The callee: the service that answered (a child span of another service), else
-        // the call's target.
-        let callee = children[i]
-            .iter()
-            .map(|&k| spans[k].service)
-            .find(|s| !s.is_empty() && *s != spans[i].service)
-            .map_or_else(|| c.target.clone(), str::to_owned);
-        per.entry((entry, callee)).or_default().push(i);
+        let Some(entry) = entry_of(i, spans, parent) else {
+            continue;
+        };
+        per.entry((entry, callee_of(i, c, spans, children)))
+            .or_default()
+            .push(i);
     }
     let mut per: Vec<_> = per.into_iter().collect();
     per.sort();

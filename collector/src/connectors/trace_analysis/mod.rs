@@ -7,7 +7,9 @@
 //! sum per pattern, service and span name, each finding weighted by the adjusted count of the
 //! span it is about (its sampling threshold, [`crate::connectors::adjusted`]), with the trace
 //! id of the worst finding so far as an attribute, and `trace_analysis.critical_path.self_time`,
-//! each span's self time on its trace's critical path per service and span name. The traces side passes every analysed
+//! each span's self time on its trace's critical path per service and span name, and
+//! `trace_analysis.dependency.*`, calls and failures per caller → callee (how often a callee's
+//! failure fails the caller's request: strong and weak dependencies). The traces side passes every analysed
 //! trace on, the spans involved in a finding carrying `trace_analysis.findings` (the patterns,
 //! a string array). Spans of a trace that arrive after it was analysed are passed on as they
 //! are (traces side) and not analysed again, while its id is remembered
@@ -56,6 +58,12 @@ pub const SPAN_ATTRIBUTE: &str = "trace_analysis.findings";
 pub const PROPAGATED_ATTRIBUTE: &str = "trace_analysis.error.propagated_to";
 /// The metric of self time on the critical path.
 pub const CRITICAL_PATH_METRIC: &str = "trace_analysis.critical_path.self_time";
+/// Calls per caller → callee.
+pub const DEPENDENCY_CALLS_METRIC: &str = "trace_analysis.dependency.calls";
+/// Failed calls per caller → callee.
+pub const DEPENDENCY_FAILED_METRIC: &str = "trace_analysis.dependency.failed_calls";
+/// Failed calls per caller → callee whose caller's entry span failed too.
+pub const DEPENDENCY_FAILED_ENTRIES_METRIC: &str = "trace_analysis.dependency.failed_entries";
 /// The metric attribute holding the worst finding's trace id (hex).
 pub const WORST_TRACE_ATTRIBUTE: &str = "trace_analysis.worst_trace_id";
 /// Instrumentation scope of the metrics.
@@ -122,6 +130,9 @@ pub struct Findings {
     series: BTreeMap<(String, &'static str, String), Series>,
     /// Weighted seconds of self time on critical paths per (service, span name).
     critical: BTreeMap<(String, String), f64>,
+    /// Per (caller service, callee): weighted calls, failed calls, failed calls whose
+    /// caller's entry span failed.
+    dependencies: BTreeMap<(String, String), [f64; 3]>,
 }
 
 impl Findings {
@@ -151,7 +162,34 @@ impl Findings {
             .or_default() += seconds;
     }
 
+    fn add_dependency(
+        &mut self,
+        caller: &str,
+        callee: &str,
+        weight: f64,
+        failed: bool,
+        entry: bool,
+    ) {
+        let d = self
+            .dependencies
+            .entry((caller.to_owned(), callee.to_owned()))
+            .or_default();
+        d[0] += weight;
+        if failed {
+            d[1] += weight;
+        }
+        if entry {
+            d[2] += weight;
+        }
+    }
+
     fn merge(&mut self, other: Findings) {
+        for (key, counts) in other.dependencies {
+            let into = self.dependencies.entry(key).or_default();
+            for (a, b) in into.iter_mut().zip(counts) {
+                *a += b;
+            }
+        }
         for (key, seconds) in other.critical {
             *self.critical.entry(key).or_default() += seconds;
         }
@@ -180,25 +218,6 @@ impl Findings {
             value: Some(number_data_point::Value::AsDouble(value)),
             ..Default::default()
         };
-        type Points = (Vec<NumberDataPoint>, Vec<NumberDataPoint>);
-        let mut per_service: BTreeMap<&str, Points> = BTreeMap::new();
-        for ((service, pattern, span), s) in &self.series {
-            per_service.entry(service).or_default().0.push(point(
-                vec![
-                    text("pattern", pattern),
-                    text("service.name", service),
-                    text("span.name", span),
-                    text(WORST_TRACE_ATTRIBUTE, &s.worst.1),
-                ],
-                s.total,
-            ));
-        }
-        for ((service, span), seconds) in &self.critical {
-            per_service.entry(service).or_default().1.push(point(
-                vec![text("service.name", service), text("span.name", span)],
-                *seconds,
-            ));
-        }
         let sum = |name: &str, description: &str, unit: &str, points| Metric {
             name: name.to_owned(),
             description: description.to_owned(),
@@ -210,41 +229,94 @@ impl Findings {
             })),
             ..Default::default()
         };
+        // Per service, per metric (in a fixed order): the points.
+        let mut per_service: BTreeMap<&str, BTreeMap<usize, Vec<NumberDataPoint>>> =
+            BTreeMap::new();
+        for ((service, pattern, span), s) in &self.series {
+            let attributes = vec![
+                text("pattern", pattern),
+                text("service.name", service),
+                text("span.name", span),
+                text(WORST_TRACE_ATTRIBUTE, &s.worst.1),
+            ];
+            per_service
+                .entry(service)
+                .or_default()
+                .entry(0)
+                .or_default()
+                .push(point(attributes, s.total));
+        }
+        for ((service, span), seconds) in &self.critical {
+            let attributes = vec![text("service.name", service), text("span.name", span)];
+            per_service
+                .entry(service)
+                .or_default()
+                .entry(1)
+                .or_default()
+                .push(point(attributes, *seconds));
+        }
+        for ((caller, callee), counts) in &self.dependencies {
+            for (m, value) in counts.iter().enumerate() {
+                let attributes = vec![text("client", caller), text("server", callee)];
+                per_service
+                    .entry(caller)
+                    .or_default()
+                    .entry(2 + m)
+                    .or_default()
+                    .push(point(attributes, *value));
+            }
+        }
+        let describe = |m: usize, points| match m {
+            0 => sum(
+                METRIC,
+                "Performance anti-patterns and error origins found in complete traces, weighted by adjusted counts.",
+                "{finding}",
+                points,
+            ),
+            1 => sum(
+                CRITICAL_PATH_METRIC,
+                "Self time on the critical path of complete traces, weighted by adjusted counts.",
+                "s",
+                points,
+            ),
+            2 => sum(
+                DEPENDENCY_CALLS_METRIC,
+                "Calls from a service to a callee, weighted by adjusted counts.",
+                "{call}",
+                points,
+            ),
+            3 => sum(
+                DEPENDENCY_FAILED_METRIC,
+                "Calls from a service to a callee that failed, weighted by adjusted counts.",
+                "{call}",
+                points,
+            ),
+            _ => sum(
+                DEPENDENCY_FAILED_ENTRIES_METRIC,
+                "Failed calls from a service to a callee whose caller's request (entry span) failed too, weighted by adjusted counts.",
+                "{call}",
+                points,
+            ),
+        };
         per_service
             .into_iter()
-            .map(|(service, (findings, critical))| {
-                let mut metrics = Vec::new();
-                if !findings.is_empty() {
-                    metrics.push(sum(
-                        METRIC,
-                        "Performance anti-patterns and error origins found in complete traces, weighted by adjusted counts.",
-                        "{finding}",
-                        findings,
-                    ));
-                }
-                if !critical.is_empty() {
-                    metrics.push(sum(
-                        CRITICAL_PATH_METRIC,
-                        "Self time on the critical path of complete traces, weighted by adjusted counts.",
-                        "s",
-                        critical,
-                    ));
-                }
-                ResourceMetrics {
-                    resource: Some(Resource {
-                        attributes: vec![text("service.name", service)],
+            .map(|(service, metrics)| ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![text("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: SCOPE_NAME.to_owned(),
                         ..Default::default()
                     }),
-                    scope_metrics: vec![ScopeMetrics {
-                        scope: Some(InstrumentationScope {
-                            name: SCOPE_NAME.to_owned(),
-                            ..Default::default()
-                        }),
-                        metrics,
-                        ..Default::default()
-                    }],
+                    metrics: metrics
+                        .into_iter()
+                        .map(|(m, points)| describe(m, points))
+                        .collect(),
                     ..Default::default()
-                }
+                }],
+                ..Default::default()
             })
             .collect()
     }
@@ -283,6 +355,18 @@ pub fn analyse_trace(
                 s.service,
                 &s.span.name,
                 nanos as f64 / 1e9 * adjusted_count(&s.span.trace_state),
+            );
+        }
+    }
+    if config.dependencies.enabled {
+        for d in detect::dependencies(&spans) {
+            let s = &spans[d.call];
+            findings_out.add_dependency(
+                s.service,
+                &d.callee,
+                adjusted_count(&s.span.trace_state),
+                d.failed,
+                d.failed_entry,
             );
         }
     }

@@ -507,3 +507,79 @@ fn the_critical_path_gives_each_span_its_self_time_on_it() {
     assert_eq!(path, expected);
     assert_eq!(path.values().sum::<u64>(), 100);
 }
+
+#[test]
+fn dependencies_tell_failures_that_failed_the_request_from_handled_ones() {
+    let deps = |t: &Trace| -> Vec<(String, bool, bool)> {
+        let spans: Vec<TraceSpan<'_>> = t
+            .spans
+            .iter()
+            .map(|(service, span)| TraceSpan { span, service })
+            .collect();
+        detect::dependencies(&spans)
+            .into_iter()
+            .map(|d| (d.callee, d.failed, d.failed_entry))
+            .collect()
+    };
+    let row = |callee: &str, failed, entry| (callee.to_owned(), failed, entry);
+    // The error went all the way up: every call on its way failed its caller's request.
+    assert_eq!(
+        deps(&propagated(true)),
+        [
+            row("checkout", true, true),
+            row("payments", true, true),
+            row("postgresql/", true, true),
+            row("", false, false),
+        ]
+    );
+    // Payments failed (its server span), checkout handled it: a weak dependency.
+    let mut t = propagated(false);
+    t.error(5);
+    assert_eq!(
+        deps(&t),
+        [
+            row("checkout", false, false),
+            row("payments", true, false),
+            row("postgresql/", false, false),
+            row("", false, false),
+        ]
+    );
+    // In the metrics: per caller → callee, weighted.
+    let config = TraceAnalysisConfig::default();
+    let mut findings = Findings::default();
+    analyse_trace(&mut t.resources(), "01", &config, &mut findings);
+    analyse_trace(
+        &mut propagated(true).resources(),
+        "02",
+        &config,
+        &mut findings,
+    );
+    assert_eq!(
+        findings.dependencies[&("checkout".to_owned(), "payments".to_owned())],
+        [2.0, 2.0, 1.0]
+    );
+    let names: Vec<String> = findings
+        .flush(1)
+        .iter()
+        .find(|rm| {
+            rm.resource.as_ref().unwrap().attributes[0].value
+                == Some(AnyValue {
+                    value: Some(Value::StringValue("checkout".into())),
+                })
+        })
+        .unwrap()
+        .scope_metrics[0]
+        .metrics
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            CRITICAL_PATH_METRIC,
+            DEPENDENCY_CALLS_METRIC,
+            DEPENDENCY_FAILED_METRIC,
+            DEPENDENCY_FAILED_ENTRIES_METRIC
+        ]
+    );
+}
