@@ -174,6 +174,11 @@ pub static CONNECTORS: &[Factory<dyn ConnectorConfig>] = &[
         connectors::servicegraph::ServiceGraphConfig
     ),
     factory!(
+        "trace_analysis",
+        "traces to metrics and traces: N+1 loops, duplicate calls, fan-out and error origins in complete traces",
+        connectors::trace_analysis::TraceAnalysisConfig
+    ),
+    factory!(
         "span_metrics",
         "the same as spanmetrics (the OpenTelemetry Collector's newer name)",
         connectors::spanmetrics::SpanMetricsConfig

@@ -5,3 +5,4 @@ pub mod adjusted;
 pub mod forward;
 pub mod servicegraph;
 pub mod spanmetrics;
+pub mod trace_analysis;

@@ -9,6 +9,15 @@
 //! `attribute_source: record` hashes the `from_attribute` attribute's value instead of the
 //! trace id; a record with nothing to hash is dropped (`fail_closed: true`, the default) or
 //! kept; a numeric `sampling_priority` attribute raises the record's percentage to its value.
+//!
+//! Every kept span records the sampling threshold in its W3C `tracestate` (`ot=th:HEX`, the
+//! OpenTelemetry probability-sampling encoding), so a connector or backend behind the sampler
+//! counts each kept span as the `1 / p` spans it stands for. `mode` chooses the decision as the
+//! Collector's does: `hash_seed` (the FNV hash above; the kept span also gets the hash as its
+//! randomness, `rv`), `proportional` (OpenTelemetry consistent sampling on the trace id's low 56
+//! bits or an explicit `rv`, multiplying any upstream probability by `sampling_percentage`) or
+//! `equalizing` (the same randomness, lowering every span to `sampling_percentage` at most and
+//! passing spans already sampled further).
 
 use std::sync::Arc;
 
@@ -27,6 +36,8 @@ use crate::otlp::wire;
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, Logs, SharedConsumer, SignalKind, Signals, TraceBatch, Traces,
 };
+use crate::processors::tail_sampling::tracestate;
+use crate::processors::tail_sampling::write_bytes_field;
 use crate::telemetry::ProcessorMetrics;
 
 const NUM_HASH_BUCKETS: u32 = 0x4000;
@@ -59,10 +70,35 @@ pub struct ProbabilisticSamplerConfig {
     /// or no `from_attribute`).
     #[serde(default = "default_fail_closed")]
     pub fail_closed: bool,
+    /// Traces: how the decision is made, `hash_seed` (the default), `proportional` or
+    /// `equalizing`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Traces: hex digits of the threshold written with `proportional` and `equalizing`,
+    /// 1 to 14 (default 4).
+    #[serde(default = "default_sampling_precision")]
+    pub sampling_precision: u32,
 }
 
 fn default_fail_closed() -> bool {
     true
+}
+
+fn default_sampling_precision() -> u32 {
+    4
+}
+
+/// `mode`: how a span's decision is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The FNV hash of the seed and the trace id, 14-bit buckets.
+    #[default]
+    HashSeed,
+    /// OpenTelemetry consistent sampling; the probability multiplies an upstream one.
+    Proportional,
+    /// OpenTelemetry consistent sampling down to `sampling_percentage` at most.
+    Equalizing,
 }
 
 /// `attribute_source`: what a log record's decision hashes.
@@ -87,6 +123,12 @@ impl Validate for ProbabilisticSamplerConfig {
                     "must be between 0 and 100, got {}",
                     self.sampling_percentage
                 ),
+            ));
+        }
+        if !(1..=14).contains(&self.sampling_precision) {
+            problems.push(Problem::new(
+                "sampling_precision",
+                format!("must be between 1 and 14, got {}", self.sampling_precision),
             ));
         }
         if self.attribute_source == AttributeSource::Record && self.from_attribute.is_empty() {
@@ -130,6 +172,10 @@ impl ProcessorConfig for ProbabilisticSamplerConfig {
         Ok(Arc::new(Sampler {
             threshold: threshold(self.sampling_percentage),
             seed: self.hash_seed,
+            mode: self.mode,
+            ratio: ratio(self.sampling_percentage),
+            precision: self.sampling_precision,
+            fail_closed: self.fail_closed,
             next,
             metrics: ctx.metrics.processor(
                 &ctx.id.to_string(),
@@ -145,11 +191,90 @@ fn threshold(percentage: f64) -> u32 {
     (percentage * f64::from(NUM_HASH_BUCKETS) / 100.0) as u32
 }
 
+/// The configured probability as the Collector computes it (a 32-bit float percentage).
+fn ratio(percentage: f64) -> f64 {
+    f64::from(percentage as f32 / 100.0)
+}
+
 struct Sampler {
+    /// `hash_seed`: the hash buckets kept.
     threshold: u32,
     seed: u32,
+    mode: Mode,
+    /// `proportional`, `equalizing`: the probability configured.
+    ratio: f64,
+    /// Hex digits of a written threshold.
+    precision: u32,
+    /// Drop (`true`) or pass a span that has no randomness or an inconsistent threshold.
+    fail_closed: bool,
     next: SharedConsumer<Traces>,
     metrics: ProcessorMetrics,
+}
+
+/// What becomes of one span.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Drop,
+    /// Kept as it is.
+    Keep,
+    /// Kept with this `tracestate`.
+    KeepWith(String),
+}
+
+/// 2^56: the range of OpenTelemetry sampling randomness and thresholds.
+const MAX_THRESHOLD: u64 = 1 << 56;
+
+/// The rejection threshold for `probability`, rounded to `precision` hex digits as the
+/// OpenTelemetry Go `sampling` package does (more digits for probabilities near 0 or 1);
+/// `None` when it is below the smallest representable probability.
+fn probability_to_threshold(probability: f64, precision: u32) -> Option<u64> {
+    if probability >= 1.0 {
+        return Some(0);
+    }
+    if probability.is_nan() || probability <= 1.0 / MAX_THRESHOLD as f64 {
+        return None;
+    }
+    // The binary exponent `e` of `x = m * 2^e`, `m` in [0.5, 1) (`frexp`).
+    let exponent = |x: f64| ((x.to_bits() >> 52) & 0x7ff) as i32 - 1022;
+    let precision = precision as i32;
+    let digits = (precision + exponent(probability) / -4)
+        .max(precision + exponent(1.0 - probability) / -4)
+        .min(14);
+    let scaled = (probability * MAX_THRESHOLD as f64).round() as u64;
+    let mut threshold = MAX_THRESHOLD - scaled.min(MAX_THRESHOLD);
+    let shift = 4 * (14 - digits) as u32;
+    if shift != 0 {
+        threshold = (threshold + (1 << (shift - 1))) >> shift << shift;
+    }
+    (threshold < MAX_THRESHOLD).then_some(threshold)
+}
+
+/// The probability a threshold keeps.
+fn threshold_probability(threshold: u64) -> f64 {
+    (MAX_THRESHOLD - threshold.min(MAX_THRESHOLD)) as f64 / MAX_THRESHOLD as f64
+}
+
+/// An explicit randomness value `rv` (exactly 14 hex digits).
+fn parse_randomness(rv: &str) -> Option<u64> {
+    (rv.len() == 14 && rv.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(rv, 16).ok())
+        .flatten()
+}
+
+/// A span's sampling randomness: its `rv`, else its trace id's last 7 bytes (W3C Trace
+/// Context Level 2); `None` for an invalid (empty or zero) trace id.
+fn randomness(trace_id: &[u8], trace_state: &str) -> Option<u64> {
+    if let Some(rv) = tracestate::ot_sub_key(trace_state, "rv").and_then(parse_randomness) {
+        return Some(rv);
+    }
+    if !wire::valid_id(trace_id, 16) {
+        return None;
+    }
+    Some(
+        trace_id[9..]
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+    )
 }
 
 /// FNV-1a 32 over the seed's four little-endian bytes, then the trace id.
@@ -162,35 +287,138 @@ fn hash(seed: u32, trace_id: &[u8]) -> u32 {
     h
 }
 
+/// A span's `sampling.priority` if numeric.
+fn priority(span: &Span) -> Option<f64> {
+    span.attributes
+        .iter()
+        .filter(|kv| kv.key == PRIORITY)
+        .find_map(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::IntValue(p)) => Some(*p as f64),
+                Some(Value::DoubleValue(p)) => Some(*p),
+                _ => None,
+            },
+        )
+}
+
 impl Sampler {
-    fn keep(&self, span: &Span) -> bool {
-        // `sampling.priority` on a span overrides the hash: > 0 keeps it, 0 drops it.
-        for kv in &span.attributes {
-            if kv.key == PRIORITY {
-                match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                    Some(Value::IntValue(p)) => return *p > 0,
-                    Some(Value::DoubleValue(p)) => return *p > 0.0,
-                    _ => {}
-                }
+    /// The verdict on a span from its trace id, `tracestate` and `sampling.priority`.
+    fn verdict(&self, trace_id: &[u8], trace_state: &str, priority: Option<f64>) -> Verdict {
+        match self.mode {
+            Mode::HashSeed => self.hash_seed(trace_id, trace_state, priority),
+            Mode::Proportional | Mode::Equalizing => {
+                self.consistent(trace_id, trace_state, priority)
             }
         }
-        self.keep_trace(&span.trace_id)
     }
 
-    /// [`Sampler::keep`] on a span read in place.
-    fn keep_encoded(&self, span: &wire::SpanView<'_>) -> bool {
-        match wire::numeric_attribute(span.encoded(), 9, PRIORITY) {
-            Some(p) => p > 0.0,
-            None => self.keep_trace(span.trace_id()),
+    /// `hash_seed`: kept when the hash falls in the kept buckets; `sampling.priority` > 0
+    /// keeps, 0 drops. A kept span gets the threshold of the kept buckets and, as its
+    /// randomness, the hash (so consistent samplers further on agree with this decision); a
+    /// span sampled upstream (with `th` or `rv`) gets the product of both probabilities.
+    fn hash_seed(&self, trace_id: &[u8], trace_state: &str, priority: Option<f64>) -> Verdict {
+        if let Some(p) = priority {
+            return if p > 0.0 {
+                Verdict::Keep
+            } else {
+                Verdict::Drop
+            };
+        }
+        let hashed = hash(self.seed, trace_id);
+        let bucket = hashed & BUCKET_MASK;
+        if bucket >= self.threshold {
+            return Verdict::Drop;
+        }
+        let upstream = tracestate::ot_sub_key(trace_state, "th").is_some()
+            || tracestate::ot_sub_key(trace_state, "rv").is_some();
+        if upstream {
+            let p = f64::from(self.threshold) / f64::from(NUM_HASH_BUCKETS);
+            return Verdict::KeepWith(tracestate::with_threshold(trace_state, p));
+        }
+        // As the Collector writes it: rejection threshold (buckets - kept) << 42, and a
+        // 56-bit randomness whose top 14 bits are (buckets - 1 - bucket), so that
+        // randomness >= threshold exactly when bucket < kept.
+        let reject = u64::from(NUM_HASH_BUCKETS - self.threshold) << 42;
+        let unused = u64::from(hashed >> 14);
+        let mixed = unused ^ (unused << 10);
+        let rv = (u64::from(NUM_HASH_BUCKETS - 1 - bucket) << 42)
+            | ((mixed & ((1 << 28) - 1)) << 14)
+            | u64::from(bucket);
+        Verdict::KeepWith(tracestate::with_sub_keys(
+            trace_state,
+            &[
+                ("th", &tracestate::encode_threshold(reject)),
+                ("rv", &format!("{rv:014x}")),
+            ],
+        ))
+    }
+
+    /// `proportional` and `equalizing`: kept when the span's randomness is at least the
+    /// threshold; the kept span's `th` is raised to it.
+    fn consistent(&self, trace_id: &[u8], trace_state: &str, priority: Option<f64>) -> Verdict {
+        let failed = || {
+            if self.fail_closed {
+                Verdict::Drop
+            } else {
+                Verdict::Keep
+            }
+        };
+        let Some(random) = randomness(trace_id, trace_state) else {
+            return failed();
+        };
+        let incoming = tracestate::ot_sub_key(trace_state, "th").map(tracestate::parse_threshold);
+        let incoming = match incoming {
+            Some(None) => return failed(),
+            Some(Some(th)) if random < th => return failed(),
+            Some(Some(th)) => Some(th),
+            None => None,
+        };
+        let threshold = match priority {
+            Some(p) if p > 0.0 => Some(0),
+            Some(_) => return Verdict::Drop,
+            None if self.mode == Mode::Equalizing => {
+                probability_to_threshold(self.ratio, self.precision)
+            }
+            None => {
+                let upstream = incoming.map_or(1.0, threshold_probability);
+                probability_to_threshold(upstream * self.ratio, self.precision)
+            }
+        };
+        let Some(threshold) = threshold else {
+            return Verdict::Drop;
+        };
+        if random < threshold {
+            return Verdict::Drop;
+        }
+        match incoming {
+            // Sampled more strictly upstream: the threshold stays.
+            Some(th) if th >= threshold => Verdict::Keep,
+            _ => Verdict::KeepWith(tracestate::with_sub_keys(
+                trace_state,
+                &[("th", &tracestate::encode_threshold(threshold))],
+            )),
         }
     }
 
+    /// [`Sampler::verdict`] on a decoded span.
+    fn verdict_decoded(&self, span: &Span) -> Verdict {
+        self.verdict(&span.trace_id, &span.trace_state, priority(span))
+    }
+
+    /// [`Sampler::verdict`] on a span read in place.
+    fn verdict_encoded(&self, span: &wire::SpanView<'_>) -> Verdict {
+        let priority = wire::numeric_attribute(span.encoded(), 9, PRIORITY);
+        self.verdict(span.trace_id(), span.trace_state(), priority)
+    }
+
+    #[cfg(test)]
     fn keep_trace(&self, trace_id: &[u8]) -> bool {
         hash(self.seed, trace_id) & BUCKET_MASK < self.threshold
     }
 
-    /// Samples a batch still held as received bytes: each request's dropped spans are cut out
-    /// of its bytes (untouched requests are kept as they are), never decoding the spans.
+    /// Samples a batch still held as received bytes, never decoding the spans: a request
+    /// whose spans are all kept unchanged stays as it is; one with only drops has them cut out;
+    /// one with new `tracestate`s is rewritten span by span.
     fn sample_encoded(&self, batch: &mut TraceBatch) {
         let Some(parts) = batch.protobuf_parts() else {
             return;
@@ -198,22 +426,26 @@ impl Sampler {
         let mut out = Vec::with_capacity(parts.len());
         for part in parts {
             let view = wire::TracesView::new(part);
-            let mut drops = Vec::new();
-            let mut total = 0usize;
-            let all = view
+            let verdicts: Vec<Verdict> = view
                 .resource_spans()
                 .flat_map(|rs| rs.scope_spans())
-                .flat_map(|ss| ss.spans());
-            for (index, span) in (0u32..).zip(all) {
-                if !self.keep_encoded(&span) {
-                    drops.push(Edit::DropSpan { span: index });
-                }
-                total += 1;
-            }
-            if drops.is_empty() {
-                out.push((part.clone(), total));
+                .flat_map(|ss| ss.spans())
+                .map(|span| self.verdict_encoded(&span))
+                .collect();
+            if verdicts.iter().all(|v| *v == Verdict::Keep) {
+                out.push((part.clone(), verdicts.len()));
                 continue;
             }
+            if verdicts.iter().any(|v| matches!(v, Verdict::KeepWith(_))) {
+                let (bytes, kept) = rewrite_spans(part, &verdicts);
+                out.push((bytes.into(), kept));
+                continue;
+            }
+            let drops = (0u32..)
+                .zip(&verdicts)
+                .filter(|(_, v)| **v == Verdict::Drop)
+                .map(|(span, _)| Edit::DropSpan { span })
+                .collect();
             // Indices come from the same bytes, so they are always in range.
             match wire_edit::apply(part, drops) {
                 Ok(kept) => out.push((kept.bytes.into(), kept.spans)),
@@ -225,23 +457,87 @@ impl Sampler {
 
     /// Samples decoded spans in place.
     fn sample_decoded(&self, batch: &mut TraceBatch) {
-        let all_kept = batch
+        let verdicts: Vec<Verdict> = batch
             .resources()
             .iter()
             .flat_map(|rs| &rs.scope_spans)
             .flat_map(|ss| &ss.spans)
-            .all(|s| self.keep(s));
-        if !all_kept {
-            let rs = batch.resources_mut();
-            for r in rs.iter_mut() {
-                for ss in &mut r.scope_spans {
-                    ss.spans.retain(|s| self.keep(s));
-                }
-                r.scope_spans.retain(|ss| !ss.spans.is_empty());
+            .map(|s| self.verdict_decoded(s))
+            .collect();
+        if verdicts.iter().all(|v| *v == Verdict::Keep) {
+            return;
+        }
+        let mut verdicts = verdicts.into_iter();
+        let rs = batch.resources_mut();
+        for r in rs.iter_mut() {
+            for ss in &mut r.scope_spans {
+                ss.spans.retain_mut(|span| match verdicts.next() {
+                    Some(Verdict::Drop) => false,
+                    Some(Verdict::KeepWith(state)) => {
+                        span.trace_state = state;
+                        true
+                    }
+                    _ => true,
+                });
             }
-            rs.retain(|r| !r.scope_spans.is_empty());
+            r.scope_spans.retain(|ss| !ss.spans.is_empty());
+        }
+        rs.retain(|r| !r.scope_spans.is_empty());
+    }
+}
+
+/// An encoded `ExportTraceServiceRequest` with each span (in order) dropped, kept, or kept with
+/// a new `tracestate` as `verdicts` say; scopes and resources left without spans are dropped.
+/// Returns the bytes and the spans kept.
+fn rewrite_spans(part: &[u8], verdicts: &[Verdict]) -> (Vec<u8>, usize) {
+    let mut verdicts = verdicts.iter();
+    let mut kept = 0;
+    let mut out = Vec::with_capacity(part.len() + 64);
+    let (mut resource, mut scope, mut span) = (Vec::new(), Vec::new(), Vec::new());
+    for top in wire::raw_fields(part) {
+        if top.number != 1 {
+            out.extend_from_slice(top.bytes);
+            continue;
+        }
+        resource.clear();
+        let mut resource_spans = 0;
+        for rf in wire::raw_fields(top.payload) {
+            if rf.number != 2 {
+                resource.extend_from_slice(rf.bytes);
+                continue;
+            }
+            scope.clear();
+            let mut scope_spans = 0;
+            for sf in wire::raw_fields(rf.payload) {
+                if sf.number != 2 {
+                    scope.extend_from_slice(sf.bytes);
+                    continue;
+                }
+                match verdicts.next() {
+                    Some(Verdict::Drop) => continue,
+                    Some(Verdict::KeepWith(state)) => {
+                        span.clear();
+                        for field in wire::raw_fields(sf.payload).filter(|f| f.number != 3) {
+                            span.extend_from_slice(field.bytes);
+                        }
+                        write_bytes_field(3, state.as_bytes(), &mut span);
+                        write_bytes_field(2, &span, &mut scope);
+                    }
+                    _ => scope.extend_from_slice(sf.bytes),
+                }
+                scope_spans += 1;
+            }
+            if scope_spans > 0 {
+                write_bytes_field(2, &scope, &mut resource);
+                resource_spans += scope_spans;
+            }
+        }
+        if resource_spans > 0 {
+            write_bytes_field(1, &resource, &mut out);
+            kept += resource_spans;
         }
     }
+    (out, kept)
 }
 
 #[async_trait]
@@ -450,6 +746,10 @@ mod tests {
         let sampler = Sampler {
             threshold: threshold(40.0),
             seed: 5,
+            mode: Mode::HashSeed,
+            ratio: 0.4,
+            precision: 4,
+            fail_closed: true,
             next: Recorder::new(),
             metrics: Default::default(),
         };
@@ -583,5 +883,200 @@ mod tests {
             decoded.len()
         );
         assert_eq!(from_bytes, decoded);
+    }
+
+    /// Spans kept by `yaml` from `batch`, decoded: (span id, tracestate).
+    async fn kept_states(yaml: &str, batch: TraceBatch) -> Vec<(Vec<u8>, String)> {
+        let rec = Recorder::new();
+        let cfg: ProbabilisticSamplerConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+        let p = cfg
+            .build_traces(&context("probabilistic_sampler"), rec.clone())
+            .unwrap();
+        p.consume(batch).await.unwrap();
+        rec.batches()
+            .iter()
+            .flat_map(|b| b.resources().to_vec())
+            .flat_map(|rs| rs.scope_spans)
+            .flat_map(|ss| ss.spans)
+            .map(|s| (s.span_id, s.trace_state))
+            .collect()
+    }
+
+    /// `spans(n)` with each span's `tracestate` set to `state`.
+    fn spans_with_state(n: usize, state: &str) -> TraceBatch {
+        let mut rs = spans(n).into_resources();
+        for span in &mut rs[0].scope_spans[0].spans {
+            span.trace_state = state.to_owned();
+        }
+        TraceBatch::new(rs)
+    }
+
+    /// The same batch as received bytes, in `parts` requests.
+    fn encoded(batch: TraceBatch, parts: usize) -> TraceBatch {
+        let all = batch.into_resources()[0].scope_spans[0].spans.clone();
+        let mut out = TraceBatch::default();
+        for chunk in all.chunks(all.len().div_ceil(parts)) {
+            let mut part = spans(0).into_resources();
+            part[0].scope_spans[0].spans = chunk.to_vec();
+            let mut bytes = Vec::new();
+            TraceBatch::new(part).encode_protobuf(&mut bytes);
+            out.merge(TraceBatch::from_protobuf(bytes.into()).unwrap());
+        }
+        out
+    }
+
+    fn weighted(kept: &[(Vec<u8>, String)]) -> f64 {
+        kept.iter()
+            .map(|(_, state)| crate::connectors::adjusted::adjusted_count(state))
+            .sum()
+    }
+
+    #[test]
+    fn thresholds_follow_the_go_sampling_package() {
+        let th = |p: f64, precision: u32| {
+            tracestate::encode_threshold(probability_to_threshold(p, precision).unwrap())
+        };
+        assert_eq!(th(1.0, 4), "0");
+        assert_eq!(th(0.5, 4), "8");
+        assert_eq!(th(0.25, 4), "c");
+        assert_eq!(th(0.1, 4), "e666");
+        assert_eq!(th(ratio(10.0), 4), "e666");
+        assert_eq!(th(0.1, 1), "e");
+        assert_eq!(th(1.0 / 3.0, 4), "aaab");
+        assert_eq!(th(0.01, 4), "fd70a");
+        assert_eq!(th(0.000001, 4), "ffffef39");
+        assert_eq!(probability_to_threshold(0.0, 4), None);
+        assert_eq!(probability_to_threshold(1e-30, 4), None);
+    }
+
+    #[tokio::test]
+    async fn every_mode_writes_thresholds_that_weigh_kept_spans_back_to_the_total() {
+        let n = 40_000;
+        for mode in ["hash_seed", "proportional", "equalizing"] {
+            let kept = kept_states(
+                &format!("{{sampling_percentage: 10, mode: {mode}}}"),
+                spans(n),
+            )
+            .await;
+            let share = kept.len() as f64 / n as f64;
+            assert!((share - 0.1).abs() < 0.01, "{mode}: kept {share}");
+            let total = weighted(&kept);
+            assert!(
+                (total / n as f64 - 1.0).abs() < 0.05,
+                "{mode}: weighted {total}"
+            );
+        }
+        // hash_seed: the bucket threshold (14 bits) and the hash as randomness, which a
+        // consistent sampler further on reads: it keeps every span at the same 10%.
+        let kept = kept_states("{sampling_percentage: 10, hash_seed: 3}", spans(2000)).await;
+        for (_, state) in &kept {
+            let th = tracestate::ot_sub_key(state, "th").unwrap();
+            assert_eq!(th, "e668", "{state}");
+            let rv = parse_randomness(tracestate::ot_sub_key(state, "rv").unwrap()).unwrap();
+            assert!(rv >= tracestate::parse_threshold(th).unwrap());
+        }
+        let batch = TraceBatch::new(vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+            scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                spans: kept
+                    .iter()
+                    .map(|(id, state)| Span {
+                        trace_id: vec![1; 16],
+                        span_id: id.clone(),
+                        trace_state: state.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let again = kept_states("{sampling_percentage: 10, mode: equalizing}", batch).await;
+        assert_eq!(again, kept);
+    }
+
+    #[tokio::test]
+    async fn proportional_multiplies_and_equalizing_passes_what_was_sampled_further() {
+        let n = 40_000;
+        // Spans sampled at 50% upstream (th:8): those whose trace-id randomness is at least
+        // 0x80000000000000.
+        let mut rs = spans(n).into_resources();
+        rs[0].scope_spans[0]
+            .spans
+            .retain(|s| randomness(&s.trace_id, "").unwrap() >= 0x80_0000_0000_0000);
+        let upstream = rs[0].scope_spans[0].spans.len();
+        for span in &mut rs[0].scope_spans[0].spans {
+            span.trace_state = "ot=th:8".into();
+        }
+        let batch = || TraceBatch::new(rs.clone());
+        let kept = kept_states("{sampling_percentage: 10, mode: proportional}", batch()).await;
+        assert!(
+            kept.iter().all(|(_, s)| s == "ot=th:f3333"),
+            "{:?}",
+            kept[0]
+        );
+        let share = kept.len() as f64 / upstream as f64;
+        assert!((share - 0.1).abs() < 0.015, "kept {share}");
+        // Equalizing to 10%: 50% spans are sampled down to 10% in all.
+        let kept = kept_states("{sampling_percentage: 10, mode: equalizing}", batch()).await;
+        assert!(kept.iter().all(|(_, s)| s == "ot=th:e666"));
+        let share = kept.len() as f64 / upstream as f64;
+        assert!((share - 0.2).abs() < 0.02, "kept {share}");
+        // Equalizing to 60%: spans already at 50% pass as they are.
+        let kept = kept_states("{sampling_percentage: 60, mode: equalizing}", batch()).await;
+        assert_eq!(kept.len(), upstream);
+        assert!(kept.iter().all(|(_, s)| s == "ot=th:8"));
+        // A span whose randomness is below its threshold is inconsistent: dropped, or passed
+        // with fail_closed: false.
+        let bad = spans_with_state(100, "ot=th:8;rv:00000000000001");
+        assert!(
+            kept_states("{sampling_percentage: 100, mode: proportional}", bad)
+                .await
+                .is_empty()
+        );
+        let bad = spans_with_state(100, "ot=th:8;rv:00000000000001");
+        let passed = kept_states(
+            "{sampling_percentage: 100, mode: proportional, fail_closed: false}",
+            bad,
+        )
+        .await;
+        assert_eq!(passed.len(), 100);
+        // An explicit rv decides: all at ff..., none at 00... (for 50%).
+        let high = spans_with_state(50, "a=1,ot=rv:ffffffffffffff");
+        let kept = kept_states("{sampling_percentage: 50, mode: proportional}", high).await;
+        assert_eq!(kept.len(), 50);
+        assert_eq!(kept[0].1, "ot=th:8;rv:ffffffffffffff,a=1");
+        let low = spans_with_state(50, "ot=rv:00000000000000");
+        assert!(
+            kept_states("{sampling_percentage: 50, mode: proportional}", low)
+                .await
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn bytes_and_decoded_spans_get_the_same_thresholds() {
+        for mode in ["hash_seed", "proportional", "equalizing"] {
+            let yaml = format!("{{sampling_percentage: 30, mode: {mode}}}");
+            let decoded = kept_states(&yaml, with_priorities(3000)).await;
+            let from_bytes = kept_states(&yaml, encoded(with_priorities(3000), 3)).await;
+            assert!(decoded.len() > 700, "{mode}: {}", decoded.len());
+            assert_eq!(from_bytes, decoded, "{mode}");
+        }
+    }
+
+    #[test]
+    fn sampling_precision_is_checked() {
+        let cfg: ProbabilisticSamplerConfig = serde_yaml_ng::from_str(
+            "{sampling_percentage: 10, mode: proportional, sampling_precision: 15}",
+        )
+        .unwrap();
+        assert_eq!(cfg.validate()[0].path, "sampling_precision");
+        assert!(
+            serde_yaml_ng::from_str::<ProbabilisticSamplerConfig>(
+                "{sampling_percentage: 10, mode: fair}"
+            )
+            .is_err()
+        );
     }
 }

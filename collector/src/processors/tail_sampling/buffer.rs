@@ -188,7 +188,6 @@ impl Group {
     }
 
     /// Decodes the group back into OTLP.
-    #[cfg(test)]
     pub fn decode(&self) -> Result<ResourceSpans, prost::DecodeError> {
         let (rs_len, scope_len) = self.origin.encoded_lens(&self.spans);
         let mut buf = Vec::with_capacity(rs_len);

@@ -23,7 +23,7 @@
 //! call is a plugin failure (`reason="panic"`, the traces follow `on_error`); one elsewhere in
 //! the decider loses the traces being decided (counted as dropped) and the loop carries on.
 
-mod buffer;
+pub(crate) mod buffer;
 pub mod cache;
 mod config;
 mod decider;
@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use buffer::write_bytes_field;
 pub use config::{CacheType, DecisionCacheConfig, EarlyDecision, OnShutdown, TailSamplingConfig};
 pub use decider::POLICY_ATTRIBUTE;
 

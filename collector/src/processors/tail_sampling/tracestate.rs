@@ -40,23 +40,43 @@ const OT_KEY: &str = "ot";
 /// `probability` is clamped into `[2^-56, 1]`, the range the spec defines (a kept span was kept
 /// with some positive probability); NaN counts as 1, keeping the upstream threshold as it is.
 pub fn with_threshold(tracestate: &str, probability: f64) -> String {
+    let upstream = ot_sub_key(tracestate, "th").and_then(parse_threshold);
+    let threshold = effective_threshold(upstream, probability);
+    with_sub_keys(tracestate, &[("th", &encode_threshold(threshold))])
+}
+
+/// The value of sub-key `key` of the `ot` entry of `tracestate`, if any.
+pub fn ot_sub_key<'a>(tracestate: &'a str, key: &str) -> Option<&'a str> {
+    let ot_value = tracestate
+        .split(',')
+        .map(|member| member.trim_matches([' ', '\t']))
+        .find_map(ot_entry_value)?;
+    sub_key(ot_value, key)
+}
+
+/// Returns `tracestate` with each `(key, value)` set as a sub-key of the `ot` entry, with the
+/// list rules of [`with_threshold`]: the `ot` entry goes first, its other sub-keys keep their
+/// order, empty members are dropped and the list stays within 32 members.
+pub fn with_sub_keys(tracestate: &str, pairs: &[(&str, &str)]) -> String {
     let members: Vec<&str> = tracestate
         .split(',')
         .map(|member| member.trim_matches([' ', '\t']))
         .filter(|member| !member.is_empty())
         .collect();
     // Keys are unique in a valid tracestate; of duplicate `ot` entries the first counts.
-    let ot_value = members
+    let mut ot_value = members
         .iter()
         .find_map(|member| ot_entry_value(member))
-        .unwrap_or("");
-    let upstream = sub_key(ot_value, "th").and_then(parse_threshold);
-    let threshold = effective_threshold(upstream, probability);
-
+        .unwrap_or("")
+        .to_owned();
+    // Set in reverse so that new sub-keys, each put first, end up in the order given.
+    for (key, value) in pairs.iter().rev() {
+        ot_value = with_sub_key(&ot_value, key, value);
+    }
     let mut out = String::with_capacity(tracestate.len() + 20);
     out.push_str(OT_KEY);
     out.push('=');
-    out.push_str(&with_sub_key(ot_value, "th", &encode_threshold(threshold)));
+    out.push_str(&ot_value);
     let others = members
         .iter()
         .filter(|member| ot_entry_value(member).is_none());
@@ -106,7 +126,7 @@ fn with_sub_key(ot_value: &str, key: &str, value: &str) -> String {
 
 /// A `th` value (1 to 14 hex digits, implicitly padded with trailing zeros) as a 56-bit
 /// threshold.
-fn parse_threshold(th: &str) -> Option<u64> {
+pub fn parse_threshold(th: &str) -> Option<u64> {
     let digits = u32::try_from(th.len()).ok()?;
     if !(1..=THRESHOLD_HEX_DIGITS).contains(&digits) || !th.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
@@ -155,7 +175,7 @@ fn probability_to_threshold(probability: f64) -> u64 {
 }
 
 /// A 56-bit threshold as a `th` value: hex, lowercase, trailing zeros removed, `0` for zero.
-fn encode_threshold(threshold: u64) -> String {
+pub fn encode_threshold(threshold: u64) -> String {
     if threshold == 0 {
         return "0".to_owned();
     }
@@ -296,6 +316,20 @@ mod tests {
     fn drops_empty_members_and_whitespace() {
         assert_eq!(with_threshold(" a=1 ,, \tb=2\t,", 0.5), "ot=th:8,a=1,b=2");
         assert_eq!(with_threshold("ot=", 0.5), "ot=th:8");
+    }
+
+    #[test]
+    fn sets_several_sub_keys_in_order() {
+        assert_eq!(
+            with_sub_keys("a=1,ot=x:y", &[("th", "8"), ("rv", "01")]),
+            "ot=th:8;rv:01;x:y,a=1"
+        );
+        assert_eq!(
+            with_sub_keys("ot=rv:02;th:c", &[("th", "8")]),
+            "ot=rv:02;th:8"
+        );
+        assert_eq!(ot_sub_key("a=1, ot=rv:02;th:c", "th"), Some("c"));
+        assert_eq!(ot_sub_key("a=1", "th"), None);
     }
 
     #[test]

@@ -1,0 +1,238 @@
+//! `connectors.trace_analysis/NAME`.
+
+use serde::Deserialize;
+
+use crate::component::{Problem, Validate};
+use crate::config::{ByteSize, Duration};
+
+/// `connectors.trace_analysis/NAME`: the trace buffer's options (as `tail_sampling`'s) and
+/// one section per detector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceAnalysisConfig {
+    /// Time from a trace's first span to its analysis (default 30s, as `tail_sampling`).
+    #[serde(default = "default_decision_wait")]
+    pub decision_wait: Duration,
+    /// Most traces buffered at once; past it, the oldest is analysed early (default 50000).
+    #[serde(default = "default_num_traces")]
+    pub num_traces: usize,
+    /// Byte budget of the buffer (spans as encoded, plus bookkeeping; default 256MiB). Past
+    /// it the oldest traces are analysed early; while that has not freed enough, new spans
+    /// are refused with a retryable error.
+    #[serde(default = "default_max_buffer_bytes")]
+    pub max_buffer_bytes: ByteSize,
+    /// A trace with more spans is analysed at once (default 10000).
+    #[serde(default = "default_max_spans_per_trace")]
+    pub max_spans_per_trace: u32,
+    /// Analysed trace ids remembered, so that a span arriving after its trace was analysed
+    /// is passed on (traces side) without starting a second, partial analysis (default
+    /// 100000; 0 forgets them).
+    #[serde(default = "default_late_span_cache_size")]
+    pub late_span_cache_size: usize,
+    /// How often the findings metric is sent (default 60s, as `spanmetrics`).
+    #[serde(default = "default_metrics_flush_interval")]
+    pub metrics_flush_interval: Duration,
+    /// Serial loops of one statement.
+    #[serde(default)]
+    pub n_plus_one: NPlusOne,
+    /// Exact repeats of one call.
+    #[serde(default)]
+    pub duplicate_call: DuplicateCall,
+    /// Call amplification.
+    #[serde(default)]
+    pub fan_out: FanOut,
+    /// Where errors start.
+    #[serde(default)]
+    pub error_origin: ErrorOrigin,
+    /// Self time on each trace's critical path.
+    #[serde(default)]
+    pub critical_path: CriticalPath,
+    /// Strong and weak dependencies between services.
+    #[serde(default)]
+    pub dependencies: Dependencies,
+}
+
+/// `n_plus_one`: at least `min_calls` calls of one normalized statement (same target), each
+/// starting after the previous ended, under one parent span.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NPlusOne {
+    /// Whether the detector runs (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Sequential calls that make a finding (default 5, as Sentry's N+1 query detector).
+    #[serde(default = "default_n_plus_one_min_calls")]
+    pub min_calls: u32,
+}
+
+/// `duplicate_call`: the same call (same target, same statement with its parameters) made at
+/// least `min_calls` times under one parent span. Calls already reported as `n_plus_one` are
+/// not reported again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateCall {
+    /// Whether the detector runs (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Identical calls that make a finding (default 2).
+    #[serde(default = "default_duplicate_min_calls")]
+    pub min_calls: u32,
+}
+
+/// `fan_out`: more than `max_calls_per_callee` calls to one callee (the service that answered,
+/// else the call's target) under one entry span (a `SERVER` or `CONSUMER` span, or the root).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FanOut {
+    /// Whether the detector runs (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Calls per callee per entry span allowed (default 20).
+    #[serde(default = "default_max_calls_per_callee")]
+    pub max_calls_per_callee: u32,
+}
+
+/// `error_origin`: every error span without an erroring descendant, with the services of the
+/// chain of erroring spans above it (where the error propagated).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorOrigin {
+    /// Whether the detector runs (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// `critical_path`: each trace's critical path (from the end of the root span back, the
+/// child that finished last before the cursor, recursively), and each span's self time on it,
+/// summed per service and span name in `trace_analysis.critical_path.self_time`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CriticalPath {
+    /// Whether it is computed (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for CriticalPath {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `dependencies`: per caller service → callee, calls, failed calls and failed calls whose
+/// caller's request (entry span) failed too; `failed_entries / failed_calls` is how strong the
+/// dependency is (1: a callee failure fails the request; 0: the caller copes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependencies {
+    /// Whether they are counted (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for Dependencies {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_decision_wait() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_num_traces() -> usize {
+    50_000
+}
+fn default_max_buffer_bytes() -> ByteSize {
+    ByteSize(256 << 20)
+}
+fn default_max_spans_per_trace() -> u32 {
+    10_000
+}
+fn default_late_span_cache_size() -> usize {
+    100_000
+}
+fn default_metrics_flush_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_n_plus_one_min_calls() -> u32 {
+    5
+}
+fn default_duplicate_min_calls() -> u32 {
+    2
+}
+fn default_max_calls_per_callee() -> u32 {
+    20
+}
+
+impl Default for NPlusOne {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_calls: default_n_plus_one_min_calls(),
+        }
+    }
+}
+
+impl Default for DuplicateCall {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_calls: default_duplicate_min_calls(),
+        }
+    }
+}
+
+impl Default for FanOut {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_calls_per_callee: default_max_calls_per_callee(),
+        }
+    }
+}
+
+impl Default for ErrorOrigin {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+impl Default for TraceAnalysisConfig {
+    fn default() -> Self {
+        serde_yaml_ng::from_str("{}").expect("defaults")
+    }
+}
+
+impl Validate for TraceAnalysisConfig {
+    fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.decision_wait.0.is_zero() {
+            problems.push(Problem::new("decision_wait", "must be more than 0"));
+        }
+        if self.num_traces == 0 {
+            problems.push(Problem::new("num_traces", "must be more than 0"));
+        }
+        if self.metrics_flush_interval.0.is_zero() {
+            problems.push(Problem::new(
+                "metrics_flush_interval",
+                "must be more than 0",
+            ));
+        }
+        if self.n_plus_one.min_calls < 2 {
+            problems.push(Problem::new(
+                "n_plus_one.min_calls",
+                format!("must be at least 2, got {}", self.n_plus_one.min_calls),
+            ));
+        }
+        if self.duplicate_call.min_calls < 2 {
+            problems.push(Problem::new(
+                "duplicate_call.min_calls",
+                format!("must be at least 2, got {}", self.duplicate_call.min_calls),
+            ));
+        }
+        problems
+    }
+}

@@ -1,0 +1,681 @@
+//! `trace_analysis`: a traces → metrics and traces → traces connector that analyses every
+//! complete trace for performance anti-patterns and error origins (see [`detect`]).
+//!
+//! Spans wait in the trace buffer `tail_sampling` uses (encoded, per trace, with its
+//! `decision_wait`, trace count and byte budget, per-trace cap and evictions), and a trace is
+//! analysed once it is due. The metrics side sends `trace_analysis.findings`, a cumulative
+//! sum per pattern, service and span name, each finding weighted by the adjusted count of the
+//! span it is about (its sampling threshold, [`crate::connectors::adjusted`]), with the trace
+//! id of the worst finding so far as an attribute, and `trace_analysis.critical_path.self_time`,
+//! each span's self time on its trace's critical path per service and span name, and
+//! `trace_analysis.dependency.*`, calls and failures per caller → callee (how often a callee's
+//! failure fails the caller's request: strong and weak dependencies). The traces side passes every analysed
+//! trace on, the spans involved in a finding carrying `trace_analysis.findings` (the patterns,
+//! a string array). Spans of a trace that arrive after it was analysed are passed on as they
+//! are (traces side) and not analysed again, while its id is remembered
+//! (`late_span_cache_size`).
+//!
+//! Used on both sides, the connector is two instances, each with its own buffer.
+
+mod config;
+pub mod detect;
+#[cfg(test)]
+mod tests;
+
+pub use config::TraceAnalysisConfig;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value,
+};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use tokio_util::sync::CancellationToken;
+
+use crate::component::{BuildContext, Connector, ConnectorConfig, Lifecycle};
+use crate::connectors::adjusted::adjusted_count;
+use crate::pipeline::{
+    Batch, ConsumeError, Consumer, Metrics, SharedConsumer, SignalKind, TraceBatch, Traces,
+};
+use crate::processors::tail_sampling::buffer::{Buffer, BufferLimits, DueTrace};
+use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
+use crate::telemetry::ExporterMetrics;
+use detect::{Finding, Pattern, TraceSpan};
+
+/// The metric sent.
+pub const METRIC: &str = "trace_analysis.findings";
+/// The span attribute listing a span's findings.
+pub const SPAN_ATTRIBUTE: &str = "trace_analysis.findings";
+/// The span attribute of an error origin listing the services the error reached.
+pub const PROPAGATED_ATTRIBUTE: &str = "trace_analysis.error.propagated_to";
+/// The metric of self time on the critical path.
+pub const CRITICAL_PATH_METRIC: &str = "trace_analysis.critical_path.self_time";
+/// Calls per caller → callee.
+pub const DEPENDENCY_CALLS_METRIC: &str = "trace_analysis.dependency.calls";
+/// Failed calls per caller → callee.
+pub const DEPENDENCY_FAILED_METRIC: &str = "trace_analysis.dependency.failed_calls";
+/// Failed calls per caller → callee whose caller's entry span failed too.
+pub const DEPENDENCY_FAILED_ENTRIES_METRIC: &str = "trace_analysis.dependency.failed_entries";
+/// The metric attribute holding the worst finding's trace id (hex).
+pub const WORST_TRACE_ATTRIBUTE: &str = "trace_analysis.worst_trace_id";
+/// Instrumentation scope of the metrics.
+pub const SCOPE_NAME: &str = "wasmcol/trace_analysis";
+
+impl ConnectorConfig for TraceAnalysisConfig {
+    fn pairs(&self) -> Vec<(SignalKind, SignalKind)> {
+        vec![
+            (SignalKind::Traces, SignalKind::Metrics),
+            (SignalKind::Traces, SignalKind::Traces),
+        ]
+    }
+
+    fn build_traces_to_metrics(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Metrics>,
+    ) -> anyhow::Result<Arc<dyn Connector<Traces>>> {
+        Ok(Arc::new(TraceAnalysis::new(
+            self,
+            ctx,
+            Output::Metrics(next),
+        )))
+    }
+
+    fn build_traces_to_traces(
+        &self,
+        ctx: &BuildContext,
+        next: SharedConsumer<Traces>,
+    ) -> anyhow::Result<Arc<dyn Connector<Traces>>> {
+        Ok(Arc::new(TraceAnalysis::new(
+            self,
+            ctx,
+            Output::Traces(next),
+        )))
+    }
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[derive(Clone)]
+enum Output {
+    Metrics(SharedConsumer<Metrics>),
+    Traces(SharedConsumer<Traces>),
+}
+
+/// One series of the findings metric.
+#[derive(Debug, Clone, Default)]
+struct Series {
+    /// Findings, weighted.
+    total: f64,
+    /// The worst finding so far: its magnitude and trace id.
+    worst: (u32, String),
+}
+
+/// Findings per (service, pattern, span name), cumulative since start.
+#[derive(Debug, Default)]
+pub struct Findings {
+    start_unix_nano: u64,
+    series: BTreeMap<(String, &'static str, String), Series>,
+    /// Weighted seconds of self time on critical paths per (service, span name).
+    critical: BTreeMap<(String, String), f64>,
+    /// Per (caller service, callee): weighted calls, failed calls, failed calls whose
+    /// caller's entry span failed.
+    dependencies: BTreeMap<(String, String), [f64; 3]>,
+}
+
+impl Findings {
+    fn add(
+        &mut self,
+        service: &str,
+        pattern: Pattern,
+        span: &str,
+        weight: f64,
+        worst: (u32, String),
+    ) {
+        let s = self
+            .series
+            .entry((service.to_owned(), pattern.name(), span.to_owned()))
+            .or_default();
+        s.total += weight;
+        if worst.0 > s.worst.0 || s.worst.1.is_empty() {
+            s.worst = worst;
+        }
+    }
+
+    /// Adds the findings of `other` (series and worst traces).
+    fn add_critical(&mut self, service: &str, span: &str, seconds: f64) {
+        *self
+            .critical
+            .entry((service.to_owned(), span.to_owned()))
+            .or_default() += seconds;
+    }
+
+    fn add_dependency(
+        &mut self,
+        caller: &str,
+        callee: &str,
+        weight: f64,
+        failed: bool,
+        entry: bool,
+    ) {
+        let d = self
+            .dependencies
+            .entry((caller.to_owned(), callee.to_owned()))
+            .or_default();
+        d[0] += weight;
+        if failed {
+            d[1] += weight;
+        }
+        if entry {
+            d[2] += weight;
+        }
+    }
+
+    fn merge(&mut self, other: Findings) {
+        for (key, counts) in other.dependencies {
+            let into = self.dependencies.entry(key).or_default();
+            for (a, b) in into.iter_mut().zip(counts) {
+                *a += b;
+            }
+        }
+        for (key, seconds) in other.critical {
+            *self.critical.entry(key).or_default() += seconds;
+        }
+        for (key, s) in other.series {
+            let into = self.series.entry(key).or_default();
+            into.total += s.total;
+            if s.worst.0 > into.worst.0 || into.worst.1.is_empty() {
+                into.worst = s.worst;
+            }
+        }
+    }
+
+    /// The metrics now: a `ResourceMetrics` per service.
+    fn flush(&self, now: u64) -> Vec<ResourceMetrics> {
+        let text = |key: &str, value: &str| KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.to_owned())),
+            }),
+            ..Default::default()
+        };
+        let point = |attributes, value| NumberDataPoint {
+            attributes,
+            start_time_unix_nano: self.start_unix_nano,
+            time_unix_nano: now,
+            value: Some(number_data_point::Value::AsDouble(value)),
+            ..Default::default()
+        };
+        let sum = |name: &str, description: &str, unit: &str, points| Metric {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            unit: unit.to_owned(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        };
+        // Per service, per metric (in a fixed order): the points.
+        let mut per_service: BTreeMap<&str, BTreeMap<usize, Vec<NumberDataPoint>>> =
+            BTreeMap::new();
+        for ((service, pattern, span), s) in &self.series {
+            let attributes = vec![
+                text("pattern", pattern),
+                text("service.name", service),
+                text("span.name", span),
+                text(WORST_TRACE_ATTRIBUTE, &s.worst.1),
+            ];
+            per_service
+                .entry(service)
+                .or_default()
+                .entry(0)
+                .or_default()
+                .push(point(attributes, s.total));
+        }
+        for ((service, span), seconds) in &self.critical {
+            let attributes = vec![text("service.name", service), text("span.name", span)];
+            per_service
+                .entry(service)
+                .or_default()
+                .entry(1)
+                .or_default()
+                .push(point(attributes, *seconds));
+        }
+        for ((caller, callee), counts) in &self.dependencies {
+            for (m, value) in counts.iter().enumerate() {
+                let attributes = vec![text("client", caller), text("server", callee)];
+                per_service
+                    .entry(caller)
+                    .or_default()
+                    .entry(2 + m)
+                    .or_default()
+                    .push(point(attributes, *value));
+            }
+        }
+        let describe = |m: usize, points| match m {
+            0 => sum(
+                METRIC,
+                "Performance anti-patterns and error origins found in complete traces, weighted by adjusted counts.",
+                "{finding}",
+                points,
+            ),
+            1 => sum(
+                CRITICAL_PATH_METRIC,
+                "Self time on the critical path of complete traces, weighted by adjusted counts.",
+                "s",
+                points,
+            ),
+            2 => sum(
+                DEPENDENCY_CALLS_METRIC,
+                "Calls from a service to a callee, weighted by adjusted counts.",
+                "{call}",
+                points,
+            ),
+            3 => sum(
+                DEPENDENCY_FAILED_METRIC,
+                "Calls from a service to a callee that failed, weighted by adjusted counts.",
+                "{call}",
+                points,
+            ),
+            _ => sum(
+                DEPENDENCY_FAILED_ENTRIES_METRIC,
+                "Failed calls from a service to a callee whose caller's request (entry span) failed too, weighted by adjusted counts.",
+                "{call}",
+                points,
+            ),
+        };
+        per_service
+            .into_iter()
+            .map(|(service, metrics)| ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![text("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: SCOPE_NAME.to_owned(),
+                        ..Default::default()
+                    }),
+                    metrics: metrics
+                        .into_iter()
+                        .map(|(m, points)| describe(m, points))
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect()
+    }
+}
+
+/// Analyses one due trace: its spans (the involved ones marked) and its findings.
+pub fn analyse_trace(
+    resources: &mut [ResourceSpans],
+    trace_id: &str,
+    config: &TraceAnalysisConfig,
+    findings_out: &mut Findings,
+) -> Vec<Finding> {
+    let mut positions = Vec::new();
+    let mut spans = Vec::new();
+    for (r, rs) in resources.iter().enumerate() {
+        let service = rs
+            .resource
+            .as_ref()
+            .and_then(|res| res.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .unwrap_or("");
+        for (s, ss) in rs.scope_spans.iter().enumerate() {
+            for (i, span) in ss.spans.iter().enumerate() {
+                positions.push((r, s, i));
+                spans.push(TraceSpan { span, service });
+            }
+        }
+    }
+    if config.critical_path.enabled {
+        for (i, nanos) in detect::critical_path(&spans) {
+            let s = &spans[i];
+            findings_out.add_critical(
+                s.service,
+                &s.span.name,
+                nanos as f64 / 1e9 * adjusted_count(&s.span.trace_state),
+            );
+        }
+    }
+    if config.dependencies.enabled {
+        for d in detect::dependencies(&spans) {
+            let s = &spans[d.call];
+            findings_out.add_dependency(
+                s.service,
+                &d.callee,
+                adjusted_count(&s.span.trace_state),
+                d.failed,
+                d.failed_entry,
+            );
+        }
+    }
+    let findings = detect::analyse(&spans, config);
+    if findings.is_empty() {
+        return findings;
+    }
+    for f in &findings {
+        let anchor = &spans[f.anchor];
+        findings_out.add(
+            anchor.service,
+            f.pattern,
+            &anchor.span.name,
+            adjusted_count(&anchor.span.trace_state),
+            (f.magnitude, trace_id.to_owned()),
+        );
+    }
+    // Patterns per span, in the order found, once each.
+    let mut marks: BTreeMap<usize, Vec<&'static str>> = BTreeMap::new();
+    let mut propagated: BTreeMap<usize, &[String]> = BTreeMap::new();
+    for f in &findings {
+        for &i in &f.spans {
+            let list = marks.entry(i).or_default();
+            if !list.contains(&f.pattern.name()) {
+                list.push(f.pattern.name());
+            }
+        }
+        if f.pattern == Pattern::ErrorOrigin && !f.propagated_to.is_empty() {
+            propagated.insert(f.anchor, &f.propagated_to);
+        }
+    }
+    let strings = |values: Vec<String>| AnyValue {
+        value: Some(any_value::Value::ArrayValue(ArrayValue {
+            values: values
+                .into_iter()
+                .map(|v| AnyValue {
+                    value: Some(any_value::Value::StringValue(v)),
+                })
+                .collect(),
+        })),
+    };
+    let marks: Vec<(usize, Vec<String>, Option<Vec<String>>)> = marks
+        .into_iter()
+        .map(|(i, list)| {
+            (
+                i,
+                list.into_iter().map(str::to_owned).collect(),
+                propagated.get(&i).map(|p| p.to_vec()),
+            )
+        })
+        .collect();
+    drop(spans);
+    for (i, list, reached) in marks {
+        let (r, s, k) = positions[i];
+        let span = &mut resources[r].scope_spans[s].spans[k];
+        span.attributes
+            .retain(|kv| kv.key != SPAN_ATTRIBUTE && kv.key != PROPAGATED_ATTRIBUTE);
+        span.attributes.push(KeyValue {
+            key: SPAN_ATTRIBUTE.to_owned(),
+            value: Some(strings(list)),
+            ..Default::default()
+        });
+        if let Some(reached) = reached {
+            span.attributes.push(KeyValue {
+                key: PROPAGATED_ATTRIBUTE.to_owned(),
+                value: Some(strings(reached)),
+                ..Default::default()
+            });
+        }
+    }
+    findings
+}
+
+struct State {
+    buffer: Mutex<Buffer>,
+    findings: Mutex<Findings>,
+}
+
+struct TraceAnalysis {
+    id: String,
+    config: Arc<TraceAnalysisConfig>,
+    state: Arc<State>,
+    output: Output,
+    /// Spans taken in (`sent`); on the traces side, analysed spans the next stage refused
+    /// (`send_failed`).
+    metrics: ExporterMetrics,
+    stop: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl TraceAnalysis {
+    fn new(config: &TraceAnalysisConfig, ctx: &BuildContext, output: Output) -> Self {
+        let limits = BufferLimits {
+            decision_wait: config.decision_wait.0,
+            num_traces: config.num_traces,
+            max_bytes: config.max_buffer_bytes.0 as usize,
+            max_spans_per_trace: config.max_spans_per_trace,
+            max_bytes_per_trace: config.max_buffer_bytes.0 as usize,
+            early_quiet: None,
+            expected_traces: 0,
+        };
+        let sampled = if config.late_span_cache_size == 0 {
+            SampledCache::Disabled
+        } else {
+            SampledCache::Exact(ExactCache::new(config.late_span_cache_size))
+        };
+        Self {
+            id: ctx.id.to_string(),
+            config: Arc::new(config.clone()),
+            state: Arc::new(State {
+                buffer: Mutex::new(Buffer::new(limits, sampled, ExactCache::new(0))),
+                findings: Mutex::new(Findings {
+                    start_unix_nano: unix_nanos(),
+                    ..Default::default()
+                }),
+            }),
+            output,
+            metrics: ctx
+                .metrics
+                .exporter(&ctx.id.to_string(), SignalKind::Traces),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+        }
+    }
+}
+
+/// Analyses every due trace; on the traces side, sends them on. The buffer is locked only to
+/// take the due traces and to finish them, not while they are analysed.
+async fn run_due(
+    id: &str,
+    state: &State,
+    config: &TraceAnalysisConfig,
+    output: &Output,
+    metrics: &ExporterMetrics,
+) {
+    let due: Vec<DueTrace> = state.buffer.lock().expect("trace_analysis lock").take_due(
+        Instant::now(),
+        usize::MAX,
+        usize::MAX,
+    );
+    if due.is_empty() {
+        return;
+    }
+    let mut out: Vec<ResourceSpans> = Vec::new();
+    let mut found = Findings::default();
+    let mut ids = Vec::with_capacity(due.len());
+    for t in due {
+        let mut resources: Vec<ResourceSpans> =
+            t.groups.iter().filter_map(|g| g.decode().ok()).collect();
+        analyse_trace(
+            &mut resources,
+            &format!("{:032x}", t.id),
+            config,
+            &mut found,
+        );
+        ids.push(t.id);
+        if matches!(output, Output::Traces(_)) {
+            out.extend(resources);
+        }
+    }
+    state
+        .findings
+        .lock()
+        .expect("trace_analysis lock")
+        .merge(found);
+    {
+        let now = Instant::now();
+        let mut buffer = state.buffer.lock().expect("trace_analysis lock");
+        for id in ids {
+            // Spans that arrived while the trace was analysed go on as they are.
+            let late = buffer.finish(
+                id,
+                Some(Kept {
+                    policy: 0,
+                    probability: 1.0,
+                }),
+                now,
+            );
+            if matches!(output, Output::Traces(_)) {
+                out.extend(late.iter().filter_map(|g| g.decode().ok()));
+            }
+        }
+    }
+    if let Output::Traces(next) = output
+        && !out.is_empty()
+    {
+        let batch = TraceBatch::new(out);
+        let spans = batch.item_count() as u64;
+        if let Err(e) = next.consume(batch).await {
+            // Accepted when buffered, so they cannot be refused upstream any more.
+            metrics.send_failed.inc_by(spans);
+            tracing::warn!(connector = %id, error = %e, spans, "analysed traces refused by the next stage; lost");
+        }
+    }
+}
+
+/// The findings metric now, as a batch (`None` when there is none).
+fn take_metrics(state: &State) -> Option<Batch<Metrics>> {
+    let resources = state
+        .findings
+        .lock()
+        .expect("trace_analysis lock")
+        .flush(unix_nanos());
+    (!resources.is_empty()).then(|| Batch::new(resources))
+}
+
+#[async_trait]
+impl Consumer<Traces> for TraceAnalysis {
+    async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        let ingested = {
+            let mut buffer = self.state.buffer.lock().expect("trace_analysis lock");
+            if buffer.is_full() {
+                return Err(ConsumeError::retryable(format!(
+                    "{}: trace buffer full (max_buffer_bytes)",
+                    self.id
+                )));
+            }
+            let now = Instant::now();
+            match batch.protobuf_parts() {
+                Some(parts) => buffer.ingest_protobuf(
+                    parts.map(|p| p.as_ref()).collect::<Vec<&[u8]>>(),
+                    now,
+                    unix_nanos(),
+                ),
+                None => buffer.ingest(batch.resources(), now, unix_nanos()),
+            }
+        };
+        self.metrics.sent.inc_by(batch.item_count() as u64);
+        if let Output::Traces(next) = &self.output
+            && !ingested.forward.is_empty()
+        {
+            next.consume(TraceBatch::new(ingested.forward)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Lifecycle for TraceAnalysis {
+    async fn start(&self) -> anyhow::Result<()> {
+        let (state, config, output, stop, id, metrics) = (
+            self.state.clone(),
+            self.config.clone(),
+            self.output.clone(),
+            self.stop.clone(),
+            self.id.clone(),
+            self.metrics.clone(),
+        );
+        let tick = (config.decision_wait.0 / 20).max(Duration::from_millis(10));
+        let flush = config.metrics_flush_interval.0;
+        *self.task.lock().expect("trace_analysis lock") = Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(tick);
+            let mut flushes = tokio::time::interval_at(tokio::time::Instant::now() + flush, flush);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = ticks.tick() => run_due(&id, &state, &config, &output, &metrics).await,
+                    _ = flushes.tick() => {
+                        if let Output::Metrics(next) = &output
+                            && let Some(batch) = take_metrics(&state)
+                            && let Err(e) = next.consume(batch).await
+                        {
+                            tracing::warn!(connector = %id, error = %e, "findings refused by the next stage");
+                        }
+                    }
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().expect("trace_analysis lock").take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        // Every buffered trace is analysed now.
+        self.state
+            .buffer
+            .lock()
+            .expect("trace_analysis lock")
+            .expire_all();
+        run_due(
+            &self.id,
+            &self.state,
+            &self.config,
+            &self.output,
+            &self.metrics,
+        )
+        .await;
+        let Output::Metrics(next) = &self.output else {
+            return;
+        };
+        let Some(batch) = take_metrics(&self.state) else {
+            return;
+        };
+        loop {
+            match next.consume(batch.clone()).await {
+                Ok(()) => return,
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(connector = %self.id, error = %e, "final findings refused; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(connector = %self.id, error = %e, "final findings refused for good");
+                    return;
+                }
+            }
+        }
+    }
+}

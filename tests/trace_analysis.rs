@@ -1,0 +1,334 @@
+//! `trace_analysis` end to end: the Python OTel SDK sends traces with planted patterns (an N+1
+//! of 12 identical database calls, 3 duplicate calls, a 30-way fan-out, an error raised 3
+//! levels down and propagated to the root; tests/python/send_patterns.py) to an `otlp`
+//! receiver whose traces pipeline exports to `trace_analysis`; one pipeline writes the
+//! connector's analysed traces to a file, another its findings metric. Each pattern must be
+//! found exactly once per trace, on the span it is about and marking exactly the spans
+//! involved; a clean corpus of the same shapes must yield no finding at all. The critical
+//! path's self times must add up to the traces' durations, the slow leaf ("charge card")
+//! the largest share below the root; the dependency counts must show the payment failures
+//! failing the frontend's requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric, number_data_point};
+use wasmcol_tests::{
+    Collector, all_spans, free_port, python, read_json_lines, wait_until, workspace_root,
+};
+
+const TRACES: usize = 5;
+/// Spans per trace: root, N+1 (2 + 12), duplicates (3 × 2), fan-out (30 × 2), payment (3).
+const SPANS_PER_TRACE: usize = 1 + 14 + 6 + 60 + 3;
+const CLEAN_SPANS_PER_TRACE: usize = 1 + 14 + 6 + 30 + 3;
+
+fn config(grpc: u16) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  file/traces:
+    path: "{{dir}}/traces.jsonl"
+    flush_interval: 50ms
+  file/metrics:
+    path: "{{dir}}/metrics.jsonl"
+    flush_interval: 50ms
+connectors:
+  trace_analysis:
+    decision_wait: 1s
+    metrics_flush_interval: 1h
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [trace_analysis]
+    traces/analysed:
+      receivers: [trace_analysis]
+      exporters: [file/traces]
+    metrics:
+      receivers: [trace_analysis]
+      exporters: [file/metrics]
+  telemetry:
+    metrics:
+      address: none
+"#
+    )
+}
+
+fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs.iter().find(|kv| kv.key == key).map(|kv| {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            other => format!("{other:?}"),
+        }
+    })
+}
+
+fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for kv in attrs.iter().filter(|kv| kv.key == key) {
+        let Some(any_value::Value::ArrayValue(a)) =
+            kv.value.as_ref().and_then(|v| v.value.as_ref())
+        else {
+            panic!("{key} is not a string array: {kv:?}")
+        };
+        for v in &a.values {
+            if let Some(any_value::Value::StringValue(s)) = v.value.as_ref() {
+                out.push(s.clone());
+            }
+        }
+    }
+    out
+}
+
+/// What one run produced.
+struct Run {
+    trace_ids: Vec<String>,
+    /// Per trace id, per pattern: how many spans carry it.
+    marked: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Spans per trace id.
+    spans: BTreeMap<String, usize>,
+    /// (pattern, service, span name) → (value, worst trace id).
+    findings: BTreeMap<(String, String, String), (f64, String)>,
+    /// Per trace id, the services an error origin's error propagated to.
+    propagated: BTreeMap<String, Vec<String>>,
+    /// (service, span name) → seconds of self time on the critical path.
+    critical: BTreeMap<(String, String), f64>,
+    /// (client, server) → {calls, failed_calls, failed_entries}.
+    dependencies: BTreeMap<(String, String), BTreeMap<String, f64>>,
+}
+
+fn run(clean: bool) -> Run {
+    let grpc = free_port();
+    let mut c = Collector::start(&config(grpc), grpc);
+    let mut cmd = Command::new(python());
+    cmd.arg(workspace_root().join("tests/python/send_patterns.py"))
+        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
+        .args(["--traces", &TRACES.to_string()]);
+    if clean {
+        cmd.arg("--clean");
+    }
+    let out = cmd.output().expect("run send_patterns.py");
+    assert!(
+        out.status.success(),
+        "send_patterns.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trace_ids: Vec<String> = summary["trace_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    // Traces are analysed `decision_wait` after their first span, while running.
+    let sent = summary["spans"].as_u64().unwrap() as usize;
+    let path = c.path("traces.jsonl");
+    assert!(
+        wait_until(Duration::from_secs(15), || path.exists()
+            && all_spans(&read_json_lines(&path)).len() == sent),
+        "analysed traces not passed on:\n{}",
+        c.log()
+    );
+    // SIGTERM drains the metric.
+    assert_eq!(c.stop(), 0, "{}", c.log());
+
+    let mut marked: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut spans: BTreeMap<String, usize> = BTreeMap::new();
+    let mut propagated = BTreeMap::new();
+    let traces = read_json_lines(&c.path("traces.jsonl"));
+    for span in all_spans(&traces) {
+        let id = hex(&span.trace_id);
+        *spans.entry(id.clone()).or_default() += 1;
+        for p in strings(&span.attributes, "trace_analysis.findings") {
+            *marked.entry(id.clone()).or_default().entry(p).or_default() += 1;
+        }
+        let reached = strings(&span.attributes, "trace_analysis.error.propagated_to");
+        if !reached.is_empty() {
+            assert_eq!(span.name, "charge card");
+            propagated.insert(id, reached);
+        }
+    }
+
+    let mut findings = BTreeMap::new();
+    let text_file = std::fs::read_to_string(c.path("metrics.jsonl")).unwrap_or_default();
+    let metrics: Vec<ResourceMetrics> = text_file
+        .lines()
+        .filter(|l| l.starts_with(r#"{"resourceMetrics""#))
+        .flat_map(|l| {
+            wasmcol::otlp::json::decode_metrics(l.as_bytes())
+                .unwrap()
+                .resource_metrics
+        })
+        .collect();
+    let mut critical = BTreeMap::new();
+    let mut dependencies = BTreeMap::new();
+    for rm in &metrics {
+        for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            let Some(metric::Data::Sum(sum)) = &m.data else {
+                panic!("{} is not a sum", m.name)
+            };
+            assert!(sum.is_monotonic);
+            assert_eq!(sum.aggregation_temporality, 2, "cumulative");
+            for p in &sum.data_points {
+                let Some(number_data_point::Value::AsDouble(v)) = p.value else {
+                    panic!("{p:?}")
+                };
+                let key = |k: &str| text(&p.attributes, k).unwrap_or_default();
+                if let Some(which) = m.name.strip_prefix("trace_analysis.dependency.") {
+                    let edge = (key("client"), key("server"));
+                    dependencies
+                        .entry(edge)
+                        .or_insert_with(BTreeMap::new)
+                        .insert(which.to_owned(), v);
+                    continue;
+                }
+                if m.name == "trace_analysis.critical_path.self_time" {
+                    assert_eq!(m.unit, "s");
+                    critical.insert((key("service.name"), key("span.name")), v);
+                    continue;
+                }
+                assert_eq!(m.name, "trace_analysis.findings");
+                findings.insert(
+                    (key("pattern"), key("service.name"), key("span.name")),
+                    (v, key("trace_analysis.worst_trace_id")),
+                );
+            }
+        }
+    }
+    Run {
+        trace_ids,
+        marked,
+        spans,
+        findings,
+        propagated,
+        critical,
+        dependencies,
+    }
+}
+
+fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn planted_patterns_are_found_once_per_trace() {
+    let run = run(false);
+    assert_eq!(run.trace_ids.len(), TRACES);
+    // Every span of every trace is passed on, analysed as one trace.
+    assert_eq!(
+        run.spans.keys().cloned().collect::<BTreeSet<_>>(),
+        run.trace_ids.iter().cloned().collect()
+    );
+    assert!(
+        run.spans.values().all(|n| *n == SPANS_PER_TRACE),
+        "{:?}",
+        run.spans
+    );
+    // Each pattern once per trace, on the span it is about.
+    let expected: BTreeMap<(String, String, String), f64> = [
+        ("n_plus_one", "orders", "GET /orders/{id}"),
+        ("duplicate_call", "frontend", "GET /order"),
+        ("fan_out", "frontend", "GET /order"),
+        ("error_origin", "payments", "charge card"),
+    ]
+    .into_iter()
+    .map(|(p, s, n)| ((p.into(), s.into(), n.into()), TRACES as f64))
+    .collect();
+    let found: BTreeMap<_, _> = run
+        .findings
+        .iter()
+        .map(|(k, (v, _))| (k.clone(), *v))
+        .collect();
+    assert_eq!(found, expected);
+    for (_, worst) in run.findings.values() {
+        assert!(run.trace_ids.contains(worst), "worst trace {worst}");
+    }
+    // The spans involved: the parent and its 12 calls; the parent and the 3 duplicates; the
+    // entry span and its 30 calls; the origin and the 3 spans the error reached.
+    let marks: BTreeMap<String, usize> = [
+        ("n_plus_one", 13),
+        ("duplicate_call", 4),
+        ("fan_out", 31),
+        ("error_origin", 4),
+    ]
+    .into_iter()
+    .map(|(p, n)| (p.to_owned(), n))
+    .collect();
+    for id in &run.trace_ids {
+        assert_eq!(run.marked.get(id), Some(&marks), "trace {id}");
+        assert_eq!(
+            run.propagated.get(id).map(Vec::as_slice),
+            Some(&["frontend".to_owned()][..]),
+            "trace {id}"
+        );
+    }
+    // The critical path of each 200 ms trace: the root's own 70 ms (the gaps between the
+    // calls it waits for last), the payment, whose "charge card" (48 ms) is the slowest
+    // leaf on it, one of the 30 price calls (the others run alongside), the duplicates and
+    // the orders call.
+    let seconds = |service: &str, span: &str| {
+        run.critical
+            .get(&(service.to_owned(), span.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    let n = TRACES as f64;
+    let total: f64 = run.critical.values().sum();
+    assert!(close(total, n * 0.2), "{:?}", run.critical);
+    assert!(
+        close(seconds("frontend", "GET /order"), n * 0.070),
+        "{:?}",
+        run.critical
+    );
+    assert!(
+        close(seconds("payments", "charge card"), n * 0.048),
+        "{:?}",
+        run.critical
+    );
+    assert!(
+        close(seconds("pricing", "GET /price/{id}"), n * 0.018),
+        "{:?}",
+        run.critical
+    );
+    let slowest_leaf = run
+        .critical
+        .iter()
+        .filter(|((_, span), _)| span != "GET /order")
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(k, _)| k.1.as_str());
+    assert_eq!(slowest_leaf, Some("charge card"));
+    // Dependencies: every failed payment failed the frontend's request (strong); nothing
+    // else failed.
+    let edge = |client: &str, server: &str| {
+        let d = &run.dependencies[&(client.to_owned(), server.to_owned())];
+        (d["calls"], d["failed_calls"], d["failed_entries"])
+    };
+    assert_eq!(edge("frontend", "payments"), (n, n, n));
+    assert_eq!(edge("frontend", "pricing"), (30.0 * n, 0.0, 0.0));
+    assert_eq!(edge("frontend", "users"), (3.0 * n, 0.0, 0.0));
+    assert_eq!(edge("frontend", "orders"), (n, 0.0, 0.0));
+    assert_eq!(edge("orders", "postgresql/shop"), (12.0 * n, 0.0, 0.0));
+    assert_eq!(run.dependencies.len(), 5, "{:?}", run.dependencies);
+}
+
+#[test]
+fn a_clean_corpus_of_the_same_shapes_has_no_findings() {
+    let run = run(true);
+    assert_eq!(run.trace_ids.len(), TRACES);
+    assert_eq!(run.spans.len(), TRACES);
+    assert!(
+        run.spans.values().all(|n| *n == CLEAN_SPANS_PER_TRACE),
+        "{:?}",
+        run.spans
+    );
+    assert!(run.marked.is_empty(), "{:?}", run.marked);
+    assert!(run.findings.is_empty(), "{:?}", run.findings);
+}
