@@ -147,7 +147,7 @@ struct Args {
     #[arg(long, default_value = "{}")]
     plugin_config: String,
 
-    /// Which wasmcol pipelines to run: `nop`, `file`, `plugin` (needs --plugin), `analytics` (traces: `nop` beside the span metrics and service graph connectors), and the
+    /// Which wasmcol pipelines to run: `nop`, `file`, `plugin` (needs --plugin), `analytics` (traces: `nop` beside the spanmetrics, servicegraph and trace_analysis connectors), `trace-analysis` (`nop` beside trace_analysis alone), and the
     /// persistent queue's `queue-memory`, `queue-disk`, `queue-disk-fsync`, each optionally
     /// with `-batch10ms` or `-nobatch`.
     #[arg(long, value_delimiter = ',', default_value = "nop,file,plugin")]
@@ -190,8 +190,10 @@ enum Target {
     /// wasmcol: otlp → batch → wasm plugin (--plugin) → nop.
     WasmcolPlugin,
     /// wasmcol: otlp → batch → nop, and → the trace analytics connectors (`spanmetrics`,
-    /// `servicegraph`) → a metrics pipeline → nop (traces only).
+    /// `servicegraph`, `trace_analysis`) → a metrics pipeline → nop (traces only).
     WasmcolAnalytics,
+    /// wasmcol: otlp → batch → nop, and → `trace_analysis` alone → a metrics pipeline → nop.
+    WasmcolTraceAnalysis,
     /// wasmcol: otlp → (batch) → otlphttp to a second wasmcol, with this sending queue.
     WasmcolQueue(QueueKind, BatchKind),
     /// Rotel: OTLP → blackhole.
@@ -228,6 +230,7 @@ impl Target {
             "nop" => return Some(Self::WasmcolNop),
             "file" => return Some(Self::WasmcolFile),
             "analytics" => return Some(Self::WasmcolAnalytics),
+            "trace-analysis" => return Some(Self::WasmcolTraceAnalysis),
             _ => {}
         }
         let rest = name.strip_prefix("queue-")?;
@@ -253,6 +256,7 @@ impl Target {
             | Self::WasmcolFile
             | Self::WasmcolPlugin
             | Self::WasmcolAnalytics
+            | Self::WasmcolTraceAnalysis
             | Self::WasmcolQueue(..) => "wasmcol",
             Self::Rotel => "Rotel",
         }
@@ -263,8 +267,11 @@ impl Target {
             Self::WasmcolNop => "otlp/grpc → batch → nop".to_owned(),
             Self::WasmcolFile => "otlp/grpc → batch → file (proto, on disk)".to_owned(),
             Self::WasmcolPlugin => "otlp/grpc → batch → wasm plugin → nop".to_owned(),
-            Self::WasmcolAnalytics => {
-                "otlp/grpc → batch → nop + spanmetrics + servicegraph (→ metrics → nop)".to_owned()
+            Self::WasmcolAnalytics => "otlp/grpc → batch → nop + spanmetrics + servicegraph + \
+                                        trace_analysis (→ metrics → nop)"
+                .to_owned(),
+            Self::WasmcolTraceAnalysis => {
+                "otlp/grpc → batch → nop + trace_analysis (→ metrics → nop)".to_owned()
             }
             Self::WasmcolQueue(queue, batch) => {
                 let batch = match batch {
@@ -626,17 +633,27 @@ fn wasmcol_config(
     let name = if target == Target::WasmcolFile {
         "file"
     } else if target == Target::WasmcolAnalytics {
-        "nop, spanmetrics, servicegraph"
+        "nop, spanmetrics, servicegraph, trace_analysis"
+    } else if target == Target::WasmcolTraceAnalysis {
+        "nop, trace_analysis"
     } else {
         "nop"
     };
-    let (connectors, metrics_pipeline) = if target == Target::WasmcolAnalytics {
-        (
-            "connectors:\n  spanmetrics: {}\n  servicegraph: {}\n",
-            "    metrics:\n      receivers: [spanmetrics, servicegraph]\n      exporters: [nop]\n",
-        )
-    } else {
-        ("", "")
+    // trace_analysis waits 1 s for a trace's spans (30 s by default): the load's traces
+    // arrive whole in one request, and a shorter wait keeps the buffer within its budget at
+    // saturation.
+    let analysis = "  trace_analysis:\n    decision_wait: 1s\n";
+    let (connectors, metrics_pipeline) = match target {
+        Target::WasmcolAnalytics => (
+            format!("connectors:\n  spanmetrics: {{}}\n  servicegraph: {{}}\n{analysis}"),
+            "    metrics:\n      receivers: [spanmetrics, servicegraph, trace_analysis]\n      \
+             exporters: [nop]\n",
+        ),
+        Target::WasmcolTraceAnalysis => (
+            format!("connectors:\n{analysis}"),
+            "    metrics:\n      receivers: [trace_analysis]\n      exporters: [nop]\n",
+        ),
+        _ => (String::new(), ""),
     };
     format!(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n\
@@ -716,7 +733,8 @@ fn start_collector(env: &Env, target: Target, run_dir: &Path) -> anyhow::Result<
         Target::WasmcolNop
         | Target::WasmcolFile
         | Target::WasmcolPlugin
-        | Target::WasmcolAnalytics => {
+        | Target::WasmcolAnalytics
+        | Target::WasmcolTraceAnalysis => {
             let metrics = free_port()?;
             let config = run_dir.join("wasmcol.yaml");
             let plugin = env
@@ -916,10 +934,17 @@ fn measure(
 
     let exported = match metrics_port {
         // The connectors count what they take in as exporters do: only `nop`'s is exported.
-        Some(p) if target == Target::WasmcolAnalytics => Some(scrape_counter(
-            p,
-            &format!("{}{{exporter=\"nop\"", sent_counter(&env.args.signal)),
-        )?),
+        Some(p)
+            if matches!(
+                target,
+                Target::WasmcolAnalytics | Target::WasmcolTraceAnalysis
+            ) =>
+        {
+            Some(scrape_counter(
+                p,
+                &format!("{}{{exporter=\"nop\"", sent_counter(&env.args.signal)),
+            )?)
+        }
         Some(p) => Some(scrape_counter(p, sent_counter(&env.args.signal))?),
         None => None,
     };
@@ -1654,7 +1679,7 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
             "plugin" => continue,
             other => Target::from_pipeline_name(other).ok_or_else(|| {
                 anyhow!(
-                    "--pipelines: unknown pipeline {other:?} (nop, file, plugin, analytics, \
+                    "--pipelines: unknown pipeline {other:?} (nop, file, plugin, analytics, trace-analysis, \
                      queue-memory, queue-disk, queue-disk-fsync, optionally with \
                      -batch10ms or -nobatch)"
                 )
