@@ -4,7 +4,7 @@ helm-python-sdk (Helm's own Go SDK behind a C ABI).
 
     render.py [--values FILE]... [--set KEY=VALUE]... [--name NAME] [--namespace NS] OUT
         writes the manifests to OUT (one multi-document YAML) and prints the lint report
-        (JSON: {"lint": {...}, "templates": [...]}) on stdout. Exit status 2 when rendering
+        (JSON: {"lint": {...}, "templates": [...], "manifests": [each document]}) on stdout. Exit status 2 when rendering
         fails (the message on stderr), 1 when lint reports errors or warnings.
 """
 import argparse
@@ -50,15 +50,17 @@ def main():
         print(e, file=sys.stderr)
         sys.exit(2)
     documents = []
+    parsed = []
     for path in sorted(manifests):
         text = manifests[path].strip()
         if path.endswith(".yaml") and text:
             documents.append(f"# Source: {path}\n{text}\n")
+            parsed.append(helm.values_from_yaml(text))
     with open(args.out, "w") as f:
         f.write("---\n".join(documents))
 
     report = helm.lint(CHART, values, strict=True, namespace=args.namespace)
-    print(json.dumps({"lint": report, "templates": sorted(manifests)}))
+    print(json.dumps({"lint": report, "templates": sorted(manifests), "manifests": parsed}))
     if report.get("errors") or any(m["severity"] >= 2 for m in report.get("messages", [])):
         sys.exit(1)
 
