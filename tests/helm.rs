@@ -403,7 +403,8 @@ fn examples_render_and_their_configs_are_valid() {
 
 #[test]
 fn manifests_pass_strict_kubernetes_validation_and_checkov() {
-    let dir = tempfile::tempdir().unwrap();
+    // checkov skips hidden directories, as tempfile's default `.tmpXXXX` would be.
+    let dir = tempfile::Builder::new().prefix("helm-").tempdir().unwrap();
     let mut files: Vec<Rendered> = MODES.iter().map(|m| render_mode(m, dir.path())).collect();
     files.extend(EXAMPLES.iter().map(|e| render_example(e, dir.path())));
     // Pinned by digest and with every optional object on.
