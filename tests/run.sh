@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Python senders: the unmodified OpenTelemetry SDK from PyPI, in a project-local venv.
-if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, chdb, confluent_kafka" 2>/dev/null || [ ! -x .venv/bin/hadolint ]; then
+if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, chdb, confluent_kafka, helm_python, kubernetes_validate" 2>/dev/null || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/checkov ]; then
   echo "== installing the Python OpenTelemetry SDK and chDB into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
