@@ -10,10 +10,11 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, span::SpanKind, status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span::SpanKind, status};
 
 use super::config::ServiceGraphConfig;
 use crate::connectors::adjusted::adjusted_count;
+use crate::connectors::spanmetrics::spans::{Attributes, SpanRef, for_each_resource};
 
 /// The instrumentation scope of the metrics, as the OpenTelemetry Collector names it.
 pub const SCOPE_NAME: &str = "traces_service_graph";
@@ -109,6 +110,22 @@ fn find(names: &[String], lists: &[&[KeyValue]]) -> Option<String> {
     })
 }
 
+/// As [`find`] in the span's attributes, then (with `resource`) its resource's.
+fn find_in(
+    names: &[String],
+    span: Attributes<'_>,
+    resource: Option<&[KeyValue]>,
+) -> Option<String> {
+    names.iter().find_map(|name| {
+        match span.get(name) {
+            Some(v) => v,
+            None => Attributes::Decoded(resource?).get(name)?,
+        }?
+        .text()
+        .map(|t| t.into_owned())
+    })
+}
+
 impl Graph {
     /// An empty graph for `config`, started at `now`.
     pub fn new(config: ServiceGraphConfig, now: u64) -> Self {
@@ -132,18 +149,36 @@ impl Graph {
     /// `service.name` are skipped, as in the Collector), recording each request whose two
     /// sides are known.
     pub fn add(&mut self, resources: &[ResourceSpans], now: u64) {
-        for rs in resources {
-            let resource: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-            let Some(service) = find(&["service.name".to_string()], &[resource]) else {
-                continue;
-            };
-            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                self.add_span(span, &service, resource, now);
-            }
-        }
+        self.add_from(None::<std::iter::Empty<&[u8]>>, resources, now);
     }
 
-    fn add_span(&mut self, span: &Span, service: &str, resource: &[KeyValue], now: u64) {
+    /// As [`Graph::add`], for a batch held as protobuf: `parts` are export requests that
+    /// passed validation, read in place.
+    pub fn add_protobuf<'p>(&mut self, parts: impl Iterator<Item = &'p [u8]>, now: u64) {
+        self.add_from(Some(parts), &[], now);
+    }
+
+    fn add_from<'p>(
+        &mut self,
+        parts: Option<impl Iterator<Item = &'p [u8]>>,
+        resources: &'p [ResourceSpans],
+        now: u64,
+    ) {
+        for_each_resource(
+            parts,
+            || resources,
+            |resource, spans| {
+                let Some(service) = find(&["service.name".to_string()], &[resource]) else {
+                    return;
+                };
+                for span in spans {
+                    self.add_span(&span, &service, resource, now);
+                }
+            },
+        );
+    }
+
+    fn add_span(&mut self, span: &SpanRef<'_>, service: &str, resource: &[KeyValue], now: u64) {
         let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
         let client = match kind {
             SpanKind::Client | SpanKind::Producer => true,
@@ -151,9 +186,9 @@ impl Graph {
             _ => return,
         };
         let key = if client {
-            (span.trace_id.clone(), span.span_id.clone())
+            (span.trace_id.to_vec(), span.span_id.to_vec())
         } else {
-            (span.trace_id.clone(), span.parent_span_id.clone())
+            (span.trace_id.to_vec(), span.parent_span_id.to_vec())
         };
         if !self.store.contains_key(&key) && self.store.len() >= self.config.store.max_items {
             self.dropped_spans += 1;
@@ -165,34 +200,38 @@ impl Graph {
                 .end_time_unix_nano
                 .saturating_sub(span.start_time_unix_nano) as f64
                 / 1e9,
-            weight: adjusted_count(&span.trace_state),
+            weight: adjusted_count(span.trace_state),
         };
-        let failed = span
-            .status
-            .as_ref()
-            .is_some_and(|s| s.code == status::StatusCode::Error as i32);
+        let failed = span.status_code == status::StatusCode::Error as i32;
         let prefix = if client { "client_" } else { "server_" };
         let dimensions: Vec<(String, String)> = self
             .config
             .dimensions
             .iter()
             .filter_map(|d| {
-                let v = find(std::slice::from_ref(d), &[&span.attributes, resource])?;
+                let v = find_in(std::slice::from_ref(d), span.attributes, Some(resource))?;
                 Some((format!("{prefix}{d}"), v))
             })
             .collect();
         let database = if client {
-            find(
+            find_in(
                 &self.config.database_name_attributes,
-                &[&span.attributes, resource],
+                span.attributes,
+                Some(resource),
             )
         } else {
             None
         };
-        let peer = find(
-            &self.config.virtual_node_peer_attributes,
-            &[&span.attributes],
-        );
+        // Only a client span's peer is kept.
+        let peer = if client {
+            find_in(
+                &self.config.virtual_node_peer_attributes,
+                span.attributes,
+                None,
+            )
+        } else {
+            None
+        };
         let pending = self.store.entry(key.clone()).or_insert_with(|| Pending {
             arrived: now,
             ..Default::default()
