@@ -3,6 +3,7 @@
 //! nanoseconds, so tests drive it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -25,8 +26,16 @@ const DATABASE: &str = "database";
 const VIRTUAL: &str = "virtual_node";
 
 /// A request waiting for its other side: keyed by trace id and the client span's id (the
-/// server span's parent).
-type Key = (Vec<u8>, Vec<u8>);
+/// server span's parent), written by [`write_key`], so spans look it up by a borrowed slice.
+type Key = Vec<u8>;
+
+/// The key of `trace_id` and `span_id`: the trace id's length, then both ids.
+fn write_key(trace_id: &[u8], span_id: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    prost::encoding::encode_varint(trace_id.len() as u64, out);
+    out.extend_from_slice(trace_id);
+    out.extend_from_slice(span_id);
+}
 
 /// Requests waiting for their other side, and the edges' metrics.
 pub struct Graph {
@@ -41,6 +50,8 @@ pub struct Graph {
     pub dropped_spans: u64,
     /// Requests given up on after `store.ttl` without becoming an edge.
     pub expired: u64,
+    /// The key of the span being added (reused).
+    key: Key,
 }
 
 #[derive(Default)]
@@ -58,7 +69,7 @@ struct Pending {
 }
 
 struct Side {
-    service: String,
+    service: Arc<str>,
     seconds: f64,
     weight: f64,
 }
@@ -137,6 +148,7 @@ impl Graph {
             start: now,
             dropped_spans: 0,
             expired: 0,
+            key: Vec::new(),
         }
     }
 
@@ -171,6 +183,7 @@ impl Graph {
                 let Some(service) = find(&["service.name".to_string()], &[resource]) else {
                     return;
                 };
+                let service: Arc<str> = service.into();
                 for span in spans {
                     self.add_span(&span, &service, resource, now);
                 }
@@ -178,24 +191,47 @@ impl Graph {
         );
     }
 
-    fn add_span(&mut self, span: &SpanRef<'_>, service: &str, resource: &[KeyValue], now: u64) {
+    fn add_span(
+        &mut self,
+        span: &SpanRef<'_>,
+        service: &Arc<str>,
+        resource: &[KeyValue],
+        now: u64,
+    ) {
         let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
         let client = match kind {
             SpanKind::Client | SpanKind::Producer => true,
             SpanKind::Server | SpanKind::Consumer => false,
             _ => return,
         };
-        let key = if client {
-            (span.trace_id.to_vec(), span.span_id.to_vec())
+        let mut key = std::mem::take(&mut self.key);
+        let peer_id = if client {
+            span.span_id
         } else {
-            (span.trace_id.to_vec(), span.parent_span_id.to_vec())
+            span.parent_span_id
         };
-        if !self.store.contains_key(&key) && self.store.len() >= self.config.store.max_items {
+        write_key(span.trace_id, peer_id, &mut key);
+        self.add_keyed(span, kind, client, &key, service, resource, now);
+        self.key = key;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_keyed(
+        &mut self,
+        span: &SpanRef<'_>,
+        kind: SpanKind,
+        client: bool,
+        key: &[u8],
+        service: &Arc<str>,
+        resource: &[KeyValue],
+        now: u64,
+    ) {
+        if !self.store.contains_key(key) && self.store.len() >= self.config.store.max_items {
             self.dropped_spans += 1;
             return;
         }
         let side = Side {
-            service: service.to_string(),
+            service: service.clone(),
             seconds: span
                 .end_time_unix_nano
                 .saturating_sub(span.start_time_unix_nano) as f64
@@ -232,10 +268,17 @@ impl Graph {
         } else {
             None
         };
-        let pending = self.store.entry(key.clone()).or_insert_with(|| Pending {
-            arrived: now,
-            ..Default::default()
-        });
+        // The key is copied only for a new request.
+        if !self.store.contains_key(key) {
+            self.store.insert(
+                key.to_vec(),
+                Pending {
+                    arrived: now,
+                    ..Default::default()
+                },
+            );
+        }
+        let pending = self.store.get_mut(key).expect("just inserted");
         pending.failed |= failed;
         pending.dimensions.extend(dimensions);
         if matches!(kind, SpanKind::Producer | SpanKind::Consumer) {
@@ -247,7 +290,7 @@ impl Graph {
             if let Some(db) = database {
                 pending.connection = DATABASE;
                 pending.server = Some(Side {
-                    service: db,
+                    service: db.into(),
                     seconds: side.seconds,
                     weight: side.weight,
                 });
@@ -258,7 +301,7 @@ impl Graph {
             pending.server = Some(side);
         }
         if pending.client.is_some() && pending.server.is_some() {
-            let done = self.store.remove(&key).expect("just found");
+            let done = self.store.remove(key).expect("just found");
             self.record(done, None);
         }
     }
@@ -281,7 +324,7 @@ impl Graph {
             let virtual_side = match (&p.client, &p.server) {
                 (Some(c), None) if virtual_nodes => {
                     p.server = Some(Side {
-                        service: p.peer.clone().unwrap_or_else(|| "unknown".into()),
+                        service: p.peer.as_deref().unwrap_or("unknown").into(),
                         seconds: 0.0,
                         weight: c.weight,
                     });
@@ -310,8 +353,8 @@ impl Graph {
             return;
         };
         let mut labels = vec![
-            ("client".to_string(), client.service.clone()),
-            ("server".to_string(), server.service.clone()),
+            ("client".to_string(), client.service.to_string()),
+            ("server".to_string(), server.service.to_string()),
             ("connection_type".to_string(), p.connection.to_string()),
         ];
         if let Some(side) = virtual_side
