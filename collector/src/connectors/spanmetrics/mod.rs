@@ -16,7 +16,7 @@ mod aggregate;
 mod config;
 pub(crate) mod spans;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use aggregate::{Aggregator, OVERFLOW_ATTRIBUTE, SCOPE_NAME};
 pub use config::{SpanMetricsConfig, Temporality, Unit};
