@@ -3,6 +3,7 @@
 //! nanoseconds, so tests drive it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -10,10 +11,11 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, span::SpanKind, status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span::SpanKind, status};
 
 use super::config::ServiceGraphConfig;
 use crate::connectors::adjusted::adjusted_count;
+use crate::connectors::spanmetrics::spans::{Attributes, SpanRef, for_each_resource};
 
 /// The instrumentation scope of the metrics, as the OpenTelemetry Collector names it.
 pub const SCOPE_NAME: &str = "traces_service_graph";
@@ -24,8 +26,16 @@ const DATABASE: &str = "database";
 const VIRTUAL: &str = "virtual_node";
 
 /// A request waiting for its other side: keyed by trace id and the client span's id (the
-/// server span's parent).
-type Key = (Vec<u8>, Vec<u8>);
+/// server span's parent), written by [`write_key`], so spans look it up by a borrowed slice.
+type Key = Vec<u8>;
+
+/// The key of `trace_id` and `span_id`: the trace id's length, then both ids.
+fn write_key(trace_id: &[u8], span_id: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    prost::encoding::encode_varint(trace_id.len() as u64, out);
+    out.extend_from_slice(trace_id);
+    out.extend_from_slice(span_id);
+}
 
 /// Requests waiting for their other side, and the edges' metrics.
 pub struct Graph {
@@ -40,6 +50,8 @@ pub struct Graph {
     pub dropped_spans: u64,
     /// Requests given up on after `store.ttl` without becoming an edge.
     pub expired: u64,
+    /// The key of the span being added (reused).
+    key: Key,
 }
 
 #[derive(Default)]
@@ -57,7 +69,7 @@ struct Pending {
 }
 
 struct Side {
-    service: String,
+    service: Arc<str>,
     seconds: f64,
     weight: f64,
 }
@@ -109,6 +121,22 @@ fn find(names: &[String], lists: &[&[KeyValue]]) -> Option<String> {
     })
 }
 
+/// As [`find`] in the span's attributes, then (with `resource`) its resource's.
+fn find_in(
+    names: &[String],
+    span: Attributes<'_>,
+    resource: Option<&[KeyValue]>,
+) -> Option<String> {
+    names.iter().find_map(|name| {
+        match span.get(name) {
+            Some(v) => v,
+            None => Attributes::Decoded(resource?).get(name)?,
+        }?
+        .text()
+        .map(|t| t.into_owned())
+    })
+}
+
 impl Graph {
     /// An empty graph for `config`, started at `now`.
     pub fn new(config: ServiceGraphConfig, now: u64) -> Self {
@@ -120,6 +148,7 @@ impl Graph {
             start: now,
             dropped_spans: 0,
             expired: 0,
+            key: Vec::new(),
         }
     }
 
@@ -132,71 +161,124 @@ impl Graph {
     /// `service.name` are skipped, as in the Collector), recording each request whose two
     /// sides are known.
     pub fn add(&mut self, resources: &[ResourceSpans], now: u64) {
-        for rs in resources {
-            let resource: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-            let Some(service) = find(&["service.name".to_string()], &[resource]) else {
-                continue;
-            };
-            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                self.add_span(span, &service, resource, now);
-            }
-        }
+        self.add_from(None::<std::iter::Empty<&[u8]>>, resources, now);
     }
 
-    fn add_span(&mut self, span: &Span, service: &str, resource: &[KeyValue], now: u64) {
+    /// As [`Graph::add`], for a batch held as protobuf: `parts` are export requests that
+    /// passed validation, read in place.
+    pub fn add_protobuf<'p>(&mut self, parts: impl Iterator<Item = &'p [u8]>, now: u64) {
+        self.add_from(Some(parts), &[], now);
+    }
+
+    fn add_from<'p>(
+        &mut self,
+        parts: Option<impl Iterator<Item = &'p [u8]>>,
+        resources: &'p [ResourceSpans],
+        now: u64,
+    ) {
+        for_each_resource(
+            parts,
+            || resources,
+            |resource, spans| {
+                let Some(service) = find(&["service.name".to_string()], &[resource]) else {
+                    return;
+                };
+                let service: Arc<str> = service.into();
+                for span in spans {
+                    self.add_span(&span, &service, resource, now);
+                }
+            },
+        );
+    }
+
+    fn add_span(
+        &mut self,
+        span: &SpanRef<'_>,
+        service: &Arc<str>,
+        resource: &[KeyValue],
+        now: u64,
+    ) {
         let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
         let client = match kind {
             SpanKind::Client | SpanKind::Producer => true,
             SpanKind::Server | SpanKind::Consumer => false,
             _ => return,
         };
-        let key = if client {
-            (span.trace_id.clone(), span.span_id.clone())
+        let mut key = std::mem::take(&mut self.key);
+        let peer_id = if client {
+            span.span_id
         } else {
-            (span.trace_id.clone(), span.parent_span_id.clone())
+            span.parent_span_id
         };
-        if !self.store.contains_key(&key) && self.store.len() >= self.config.store.max_items {
+        write_key(span.trace_id, peer_id, &mut key);
+        self.add_keyed(span, kind, client, &key, service, resource, now);
+        self.key = key;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_keyed(
+        &mut self,
+        span: &SpanRef<'_>,
+        kind: SpanKind,
+        client: bool,
+        key: &[u8],
+        service: &Arc<str>,
+        resource: &[KeyValue],
+        now: u64,
+    ) {
+        if !self.store.contains_key(key) && self.store.len() >= self.config.store.max_items {
             self.dropped_spans += 1;
             return;
         }
         let side = Side {
-            service: service.to_string(),
+            service: service.clone(),
             seconds: span
                 .end_time_unix_nano
                 .saturating_sub(span.start_time_unix_nano) as f64
                 / 1e9,
-            weight: adjusted_count(&span.trace_state),
+            weight: adjusted_count(span.trace_state),
         };
-        let failed = span
-            .status
-            .as_ref()
-            .is_some_and(|s| s.code == status::StatusCode::Error as i32);
+        let failed = span.status_code == status::StatusCode::Error as i32;
         let prefix = if client { "client_" } else { "server_" };
         let dimensions: Vec<(String, String)> = self
             .config
             .dimensions
             .iter()
             .filter_map(|d| {
-                let v = find(std::slice::from_ref(d), &[&span.attributes, resource])?;
+                let v = find_in(std::slice::from_ref(d), span.attributes, Some(resource))?;
                 Some((format!("{prefix}{d}"), v))
             })
             .collect();
         let database = if client {
-            find(
+            find_in(
                 &self.config.database_name_attributes,
-                &[&span.attributes, resource],
+                span.attributes,
+                Some(resource),
             )
         } else {
             None
         };
-        let peer = find(
-            &self.config.virtual_node_peer_attributes,
-            &[&span.attributes],
-        );
-        let pending = self.store.entry(key.clone()).or_insert_with(|| Pending {
-            arrived: now,
-            ..Default::default()
-        });
+        // Only a client span's peer is kept.
+        let peer = if client {
+            find_in(
+                &self.config.virtual_node_peer_attributes,
+                span.attributes,
+                None,
+            )
+        } else {
+            None
+        };
+        // The key is copied only for a new request.
+        if !self.store.contains_key(key) {
+            self.store.insert(
+                key.to_vec(),
+                Pending {
+                    arrived: now,
+                    ..Default::default()
+                },
+            );
+        }
+        let pending = self.store.get_mut(key).expect("just inserted");
         pending.failed |= failed;
         pending.dimensions.extend(dimensions);
         if matches!(kind, SpanKind::Producer | SpanKind::Consumer) {
@@ -208,7 +290,7 @@ impl Graph {
             if let Some(db) = database {
                 pending.connection = DATABASE;
                 pending.server = Some(Side {
-                    service: db,
+                    service: db.into(),
                     seconds: side.seconds,
                     weight: side.weight,
                 });
@@ -219,7 +301,7 @@ impl Graph {
             pending.server = Some(side);
         }
         if pending.client.is_some() && pending.server.is_some() {
-            let done = self.store.remove(&key).expect("just found");
+            let done = self.store.remove(key).expect("just found");
             self.record(done, None);
         }
     }
@@ -242,7 +324,7 @@ impl Graph {
             let virtual_side = match (&p.client, &p.server) {
                 (Some(c), None) if virtual_nodes => {
                     p.server = Some(Side {
-                        service: p.peer.clone().unwrap_or_else(|| "unknown".into()),
+                        service: p.peer.as_deref().unwrap_or("unknown").into(),
                         seconds: 0.0,
                         weight: c.weight,
                     });
@@ -271,8 +353,8 @@ impl Graph {
             return;
         };
         let mut labels = vec![
-            ("client".to_string(), client.service.clone()),
-            ("server".to_string(), server.service.clone()),
+            ("client".to_string(), client.service.to_string()),
+            ("server".to_string(), server.service.to_string()),
             ("connection_type".to_string(), p.connection.to_string()),
         ];
         if let Some(side) = virtual_side

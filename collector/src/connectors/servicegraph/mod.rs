@@ -95,10 +95,15 @@ async fn send(id: &str, next: &SharedConsumer<Metrics>, batch: Batch<Metrics>) {
 #[async_trait]
 impl Consumer<Traces> for ServiceGraph {
     async fn consume(&self, batch: Batch<Traces>) -> Result<(), ConsumeError> {
-        self.graph
-            .lock()
-            .expect("servicegraph lock")
-            .add(batch.resources(), unix_nanos());
+        // The spans are read in place from the bytes unless a stage decoded the batch.
+        {
+            let now = unix_nanos();
+            let mut graph = self.graph.lock().expect("servicegraph lock");
+            match batch.protobuf_parts() {
+                Some(parts) => graph.add_protobuf(parts.map(|p| &p[..]), now),
+                None => graph.add(batch.resources(), now),
+            }
+        }
         self.metrics.sent.inc_by(batch.item_count() as u64);
         if self.flush_interval.is_zero()
             && let Some(m) = take(&self.graph)

@@ -320,3 +320,38 @@ fn validation_and_defaults() {
         ]
     );
 }
+
+#[test]
+fn spans_read_from_bytes_pair_as_decoded_ones() {
+    use crate::connectors::spanmetrics::tests::{encoded, varied_spans};
+    let requests = varied_spans();
+    let parts = encoded(&requests);
+    for yaml in [
+        "{}",
+        r#"
+dimensions: [http.method, host.name]
+virtual_node_peer_attributes: [peer.service]
+virtual_node_extra_label: true
+"#,
+        "store: {max_items: 3}",
+    ] {
+        let config: ServiceGraphConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        let mut decoded = Graph::new(config.clone(), 0);
+        let mut bytes = Graph::new(config, 0);
+        decoded.add(&requests.concat(), SECOND);
+        bytes.add_protobuf(parts.iter().map(|p| &p[..]), SECOND);
+        assert_eq!(decoded.waiting(), bytes.waiting(), "{yaml}");
+        assert_eq!(decoded.dropped_spans, bytes.dropped_spans, "{yaml}");
+        assert_eq!(
+            bytes.metrics(2 * SECOND),
+            decoded.metrics(2 * SECOND),
+            "{yaml}"
+        );
+        decoded.expire(None);
+        bytes.expire(None);
+        assert_eq!(decoded.expired, bytes.expired, "{yaml}");
+        let expected = decoded.metrics(3 * SECOND);
+        assert!(!expected.is_empty());
+        assert_eq!(bytes.metrics(3 * SECOND), expected, "{yaml}");
+    }
+}

@@ -13,10 +13,11 @@ use opentelemetry_proto::tonic::metrics::v1::{
     exponential_histogram_data_point::Buckets, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, span::SpanKind, status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span::SpanKind, status};
 use prost::Message;
 
 use super::config::{SpanMetricsConfig, Temporality};
+use super::spans::{Attributes, SpanRef, Value, for_each_resource};
 use crate::connectors::adjusted::adjusted_count;
 
 /// The attribute of the series that takes spans beyond `aggregation_cardinality_limit`.
@@ -83,56 +84,87 @@ impl Aggregator {
     /// Counts the spans of `resources` at `now`; returns how many were counted (spans of a
     /// resource without `service.name` are not, as in the OpenTelemetry Collector).
     pub fn add(&mut self, resources: &[ResourceSpans], now: u64) -> usize {
+        self.add_from(None::<std::iter::Empty<&[u8]>>, resources, now)
+    }
+
+    /// As [`Aggregator::add`], for a batch held as protobuf: `parts` are export requests
+    /// that passed validation, read in place.
+    pub fn add_protobuf<'p>(&mut self, parts: impl Iterator<Item = &'p [u8]>, now: u64) -> usize {
+        self.add_from(Some(parts), &[], now)
+    }
+
+    fn add_from<'p>(
+        &mut self,
+        parts: Option<impl Iterator<Item = &'p [u8]>>,
+        resources: &'p [ResourceSpans],
+        now: u64,
+    ) -> usize {
         let mut counted = 0;
         let mut key = Vec::new();
-        for rs in resources {
-            let resource_attributes: &[KeyValue] =
-                rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-            let Some(service) = resource_attributes
-                .iter()
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.clone())
-            else {
+        for_each_resource(
+            parts,
+            || resources,
+            |resource, spans| counted += self.add_resource(resource, spans, now, &mut key),
+        );
+        counted
+    }
+
+    fn add_resource(
+        &mut self,
+        resource_attributes: &[KeyValue],
+        spans: &mut dyn Iterator<Item = SpanRef<'_>>,
+        now: u64,
+        key: &mut Vec<u8>,
+    ) -> usize {
+        let Some(service) = resource_attributes
+            .iter()
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref())
+        else {
+            return 0;
+        };
+        let mut counted = 0;
+        let resource_key = self.resource_key(resource_attributes);
+        let limit = self.config.aggregation_cardinality_limit;
+        let state = self
+            .resources
+            .entry(resource_key)
+            .or_insert_with(|| ResourceState {
+                attributes: resource_attributes.to_vec(),
+                series: HashMap::new(),
+                overflow: None,
+            });
+        let (config, bounds) = (&self.config, &self.bounds);
+        let unit = config.histogram.unit.nanos();
+        for span in spans {
+            counted += 1;
+            key.clear();
+            series_key(config, service, &span, resource_attributes, key);
+            // Found by the borrowed key; the key and attributes are built only for a new
+            // series.
+            if let Some(series) = state.series.get_mut(key.as_slice()) {
+                series.record(&span, unit, bounds, now);
                 continue;
-            };
-            let resource_key = self.resource_key(resource_attributes);
-            let limit = self.config.aggregation_cardinality_limit;
-            let state = self
-                .resources
-                .entry(resource_key)
-                .or_insert_with(|| ResourceState {
-                    attributes: resource_attributes.to_vec(),
-                    series: HashMap::new(),
-                    overflow: None,
-                });
-            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                counted += 1;
-                key.clear();
-                series_key(&self.config, &service, span, resource_attributes, &mut key);
-                let new_series = |attributes| Series {
-                    attributes,
-                    start: now,
-                    last_seen: now,
-                    calls: 0.0,
-                    duration: Durations::new(&self.config, &self.bounds),
-                };
-                // The attributes are built only for a new series.
-                let series = if state.series.contains_key(key.as_slice()) {
-                    state.series.get_mut(key.as_slice()).expect("just found")
-                } else if limit == 0 || state.series.len() < limit {
-                    let attributes =
-                        series_attributes(&self.config, &service, span, resource_attributes);
-                    state
-                        .series
-                        .entry(key.clone())
-                        .or_insert_with(|| new_series(attributes))
-                } else {
-                    state.overflow.get_or_insert_with(|| {
-                        new_series(vec![string_attribute(OVERFLOW_ATTRIBUTE, "true")])
-                    })
-                };
-                series.record(span, self.config.histogram.unit.nanos(), &self.bounds, now);
             }
+            let new_series = |attributes| Series {
+                attributes,
+                start: now,
+                last_seen: now,
+                calls: 0.0,
+                duration: Durations::new(config, bounds),
+            };
+            let series = if limit == 0 || state.series.len() < limit {
+                let attributes = series_attributes(config, service, &span, resource_attributes);
+                state
+                    .series
+                    .entry(key.clone())
+                    .or_insert_with(|| new_series(attributes))
+            } else {
+                state.overflow.get_or_insert_with(|| {
+                    new_series(vec![string_attribute(OVERFLOW_ATTRIBUTE, "true")])
+                })
+            };
+            series.record(&span, unit, bounds, now);
         }
         counted
     }
@@ -298,7 +330,7 @@ impl Aggregator {
 fn series_key(
     config: &SpanMetricsConfig,
     service: &AnyValue,
-    span: &Span,
+    span: &SpanRef<'_>,
     resource: &[KeyValue],
     out: &mut Vec<u8>,
 ) {
@@ -323,25 +355,15 @@ fn series_key(
         encode_varint(kind as u64, out);
     }
     if !excluded("status.code") {
-        let code = span
-            .status
-            .as_ref()
-            .and_then(|s| status::StatusCode::try_from(s.code).ok())
-            .unwrap_or(status::StatusCode::Unset);
+        let code =
+            status::StatusCode::try_from(span.status_code).unwrap_or(status::StatusCode::Unset);
         encode_varint(code as u64, out);
     }
     for d in &config.dimensions {
-        let found = span
-            .attributes
-            .iter()
-            .chain(resource)
-            .find(|kv| kv.key == d.name)
-            .and_then(|kv| kv.value.as_ref());
-        match (found, &d.default) {
+        match (dimension(span, resource, &d.name), &d.default) {
             (Some(v), _) => {
                 out.push(1);
-                v.encode_length_delimited(out)
-                    .expect("a Vec grows as needed");
+                v.encode_length_delimited(out);
             }
             (None, Some(default)) => {
                 out.push(2);
@@ -357,7 +379,7 @@ fn series_key(
 fn series_attributes(
     config: &SpanMetricsConfig,
     service: &AnyValue,
-    span: &Span,
+    span: &SpanRef<'_>,
     resource: &[KeyValue],
 ) -> Vec<KeyValue> {
     let mut out = Vec::with_capacity(4 + config.dimensions.len());
@@ -370,27 +392,19 @@ fn series_attributes(
         });
     }
     if !excluded("span.name") {
-        out.push(string_attribute("span.name", &span.name));
+        out.push(string_attribute("span.name", span.name));
     }
     if !excluded("span.kind") {
         let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
         out.push(string_attribute("span.kind", kind.as_str_name()));
     }
     if !excluded("status.code") {
-        let code = span
-            .status
-            .as_ref()
-            .and_then(|s| status::StatusCode::try_from(s.code).ok())
-            .unwrap_or(status::StatusCode::Unset);
+        let code =
+            status::StatusCode::try_from(span.status_code).unwrap_or(status::StatusCode::Unset);
         out.push(string_attribute("status.code", code.as_str_name()));
     }
     for d in &config.dimensions {
-        let found = span
-            .attributes
-            .iter()
-            .chain(resource)
-            .find(|kv| kv.key == d.name)
-            .and_then(|kv| kv.value.clone());
+        let found = dimension(span, resource, &d.name).map(|v| v.to_any_value());
         match (found, &d.default) {
             (Some(v), _) => out.push(KeyValue {
                 key: d.name.clone(),
@@ -404,6 +418,14 @@ fn series_attributes(
     out
 }
 
+/// The value of dimension `name`: the first attribute so named in the span's attributes,
+/// else in its resource's; `None` when that attribute has no value.
+fn dimension<'s>(span: &SpanRef<'s>, resource: &'s [KeyValue], name: &str) -> Option<Value<'s>> {
+    span.attributes
+        .get(name)
+        .unwrap_or_else(|| Attributes::Decoded(resource).get(name).flatten())
+}
+
 fn string_attribute(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
@@ -415,8 +437,8 @@ fn string_attribute(key: &str, value: &str) -> KeyValue {
 }
 
 impl Series {
-    fn record(&mut self, span: &Span, unit_nanos: f64, bounds: &[f64], now: u64) {
-        let weight = adjusted_count(&span.trace_state);
+    fn record(&mut self, span: &SpanRef<'_>, unit_nanos: f64, bounds: &[f64], now: u64) {
+        let weight = adjusted_count(span.trace_state);
         let nanos = span
             .end_time_unix_nano
             .saturating_sub(span.start_time_unix_nano);

@@ -14,8 +14,9 @@
 
 mod aggregate;
 mod config;
+pub(crate) mod spans;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use aggregate::{Aggregator, OVERFLOW_ATTRIBUTE, SCOPE_NAME};
 pub use config::{SpanMetricsConfig, Temporality, Unit};
@@ -83,11 +84,14 @@ fn take(aggregator: &Mutex<Aggregator>) -> Option<Batch<Metrics>> {
 #[async_trait]
 impl Consumer<Traces> for SpanMetrics {
     async fn consume(&self, batch: Batch<Traces>) -> Result<(), ConsumeError> {
-        let counted = self
-            .aggregator
-            .lock()
-            .expect("spanmetrics lock")
-            .add(batch.resources(), unix_nanos());
+        // The spans are read in place from the bytes unless a stage decoded the batch.
+        let now = unix_nanos();
+        let mut aggregator = self.aggregator.lock().expect("spanmetrics lock");
+        let counted = match batch.protobuf_parts() {
+            Some(parts) => aggregator.add_protobuf(parts.map(|p| &p[..]), now),
+            None => aggregator.add(batch.resources(), now),
+        };
+        drop(aggregator);
         self.metrics.sent.inc_by(counted as u64);
         Ok(())
     }
