@@ -22,8 +22,9 @@ mod tests;
 pub use config::{ServiceGraphConfig, StoreConfig};
 pub use graph::{Graph, SCOPE_NAME};
 
+use crate::connectors::unix_nanos;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -55,12 +56,6 @@ impl ConnectorConfig for ServiceGraphConfig {
             task: Mutex::new(None),
         }))
     }
-}
-
-fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 struct ServiceGraph {
@@ -172,18 +167,6 @@ impl Lifecycle for ServiceGraph {
         let Some(batch) = take(&self.graph) else {
             return;
         };
-        loop {
-            match self.next.consume(batch.clone()).await {
-                Ok(()) => return,
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(connector = %self.id, error = %e, "final service graph metrics refused; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => {
-                    tracing::warn!(connector = %self.id, error = %e, "final service graph metrics refused for good");
-                    return;
-                }
-            }
-        }
+        super::send_final(&self.id, &self.next, batch, "service graph metrics").await;
     }
 }

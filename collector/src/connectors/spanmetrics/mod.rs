@@ -21,8 +21,9 @@ pub(crate) mod tests;
 pub use aggregate::{Aggregator, OVERFLOW_ATTRIBUTE, SCOPE_NAME};
 pub use config::{SpanMetricsConfig, Temporality, Unit};
 
+use crate::connectors::unix_nanos;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -53,12 +54,6 @@ impl ConnectorConfig for SpanMetricsConfig {
             task: Mutex::new(None),
         }))
     }
-}
-
-fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 struct SpanMetrics {
@@ -139,18 +134,6 @@ impl Lifecycle for SpanMetrics {
         let Some(batch) = take(&self.aggregator) else {
             return;
         };
-        loop {
-            match self.next.consume(batch.clone()).await {
-                Ok(()) => return,
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(connector = %self.id, error = %e, "final span metrics refused; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => {
-                    tracing::warn!(connector = %self.id, error = %e, "final span metrics refused for good");
-                    return;
-                }
-            }
-        }
+        super::send_final(&self.id, &self.next, batch, "span metrics").await;
     }
 }

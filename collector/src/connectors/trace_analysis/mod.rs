@@ -24,9 +24,10 @@ mod tests;
 
 pub use config::TraceAnalysisConfig;
 
+use crate::connectors::unix_nanos;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::common::v1::{
@@ -100,12 +101,6 @@ impl ConnectorConfig for TraceAnalysisConfig {
             Output::Traces(next),
         )))
     }
-}
-
-fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[derive(Clone)]
@@ -664,18 +659,6 @@ impl Lifecycle for TraceAnalysis {
         let Some(batch) = take_metrics(&self.state) else {
             return;
         };
-        loop {
-            match next.consume(batch.clone()).await {
-                Ok(()) => return,
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(connector = %self.id, error = %e, "final findings refused; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => {
-                    tracing::warn!(connector = %self.id, error = %e, "final findings refused for good");
-                    return;
-                }
-            }
-        }
+        super::send_final(&self.id, next, batch, "findings").await;
     }
 }
