@@ -57,10 +57,7 @@ impl Plugin for Enrich {
                 }
             });
         }
-        let counts = std::mem::take(&mut sc.counts);
-        host::add_counter("attributes_set", counts.set);
-        host::add_counter("lookup_hits", counts.hits);
-        host::add_counter("lookup_misses", counts.misses);
+        report(sc);
         Ok(())
     }
     /// The same steps on logs: `resource:` on each resource, `span:` on each log record.
@@ -84,10 +81,7 @@ impl Plugin for Enrich {
                 }
             });
         }
-        let counts = std::mem::take(&mut sc.counts);
-        host::add_counter("attributes_set", counts.set);
-        host::add_counter("lookup_hits", counts.hits);
-        host::add_counter("lookup_misses", counts.misses);
+        report(sc);
         Ok(())
     }
 
@@ -112,12 +106,17 @@ impl Plugin for Enrich {
                 }
             });
         }
-        let counts = std::mem::take(&mut sc.counts);
-        host::add_counter("attributes_set", counts.set);
-        host::add_counter("lookup_hits", counts.hits);
-        host::add_counter("lookup_misses", counts.misses);
+        report(sc);
         Ok(())
     }
+}
+
+/// Hands the batch's counts to the host's counters and starts the next batch's from zero.
+fn report(sc: &mut Scratch) {
+    let counts = std::mem::take(&mut sc.counts);
+    host::add_counter("attributes_set", counts.set);
+    host::add_counter("lookup_hits", counts.hits);
+    host::add_counter("lookup_misses", counts.misses);
 }
 
 export_plugin!(Enrich);
