@@ -1803,3 +1803,189 @@ service:
         (&json!("FATAL"), &json!(21), &json!("AQID"))
     );
 }
+
+/// The SQL examples of README's "Trace-analysis tables", as written there.
+fn readme_trace_analysis_queries() -> Vec<String> {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let section = readme
+        .split("#### Trace-analysis tables")
+        .nth(1)
+        .expect("README has the section")
+        .split("\n#")
+        .next()
+        .unwrap();
+    section
+        .split("```sql\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().trim().to_string())
+        .collect()
+}
+
+#[test]
+fn trace_analysis_tables_hold_the_findings_and_dependencies() {
+    const TRACES: usize = 5;
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let grpc = free_port();
+    // The connector reports every 300 ms: the tables get many readings of each series.
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+connectors:
+  trace_analysis: {{ decision_wait: 1s, metrics_flush_interval: 300ms }}
+exporters:
+{exporter}
+service:
+  telemetry: {{ metrics: {{ address: none }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [trace_analysis] }}
+    metrics: {{ receivers: [trace_analysis], exporters: [clickhouse] }}
+"#,
+        exporter = exporter(
+            "clickhouse",
+            front.port,
+            "    trace_analysis_tables: true\n"
+        ),
+    );
+    let mut c = Collector::start(&config, grpc);
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_patterns.py"))
+        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
+        .args(["--traces", &TRACES.to_string()])
+        .output()
+        .expect("run send_patterns.py");
+    assert!(
+        out.status.success(),
+        "send_patterns.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let trace_ids: Vec<String> = sent["trace_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(trace_ids.len(), TRACES);
+
+    // Per key, each run's last reading, summed over runs.
+    let findings = || -> BTreeMap<String, f64> {
+        front
+            .rows(
+                "SELECT concat(Pattern, '|', ServiceName, '|', SpanName) AS key, sum(f) AS n FROM \
+                 (SELECT Pattern, ServiceName, SpanName, StartTimeUnix, max(Findings) AS f \
+                  FROM otel.trace_analysis_findings GROUP BY Pattern, ServiceName, SpanName, StartTimeUnix) \
+                 GROUP BY key",
+            )
+            .iter()
+            .map(|r| (r["key"].as_str().unwrap().to_string(), r["n"].as_f64().unwrap()))
+            .collect()
+    };
+    let n = TRACES as f64;
+    let expected: BTreeMap<String, f64> = [
+        "n_plus_one|orders|GET /orders/{id}",
+        "duplicate_call|frontend|GET /order",
+        "fan_out|frontend|GET /order",
+        "error_origin|payments|charge card",
+    ]
+    .into_iter()
+    .map(|k| (k.to_string(), n))
+    .collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || findings() == expected),
+        "findings: {:?}\n{}",
+        findings(),
+        c.log()
+    );
+    // Let a few more readings of the same totals arrive; the shutdown adds the last.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(c.stop(), 0, "{}", c.log());
+    assert_eq!(findings(), expected);
+    let readings = front.count(
+        "SELECT count() FROM otel.otel_metrics_sum WHERE MetricName = 'trace_analysis.findings'",
+    );
+    assert!(
+        readings >= 3 * expected.len() as u64,
+        "{readings} readings: the totals must hold over several"
+    );
+    for r in front.rows("SELECT DISTINCT WorstTraceId FROM otel.trace_analysis_findings") {
+        let id = r["WorstTraceId"].as_str().unwrap();
+        assert!(trace_ids.iter().any(|t| t == id), "worst trace {id}");
+    }
+
+    let dependencies: BTreeMap<String, (f64, f64, f64)> = front
+        .rows(
+            "SELECT concat(Client, '>', Server) AS key, sum(c) AS c, sum(f) AS f, sum(e) AS e FROM \
+             (SELECT Client, Server, StartTimeUnix, max(Calls) AS c, max(FailedCalls) AS f, \
+              max(FailedEntries) AS e FROM otel.trace_analysis_dependencies \
+              GROUP BY Client, Server, StartTimeUnix) GROUP BY key",
+        )
+        .iter()
+        .map(|r| {
+            let v = |k: &str| r[k].as_f64().unwrap();
+            (
+                r["key"].as_str().unwrap().to_string(),
+                (v("c"), v("f"), v("e")),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, (f64, f64, f64)> = [
+        ("frontend>payments", (n, n, n)),
+        ("frontend>pricing", (30.0 * n, 0.0, 0.0)),
+        ("frontend>users", (3.0 * n, 0.0, 0.0)),
+        ("frontend>orders", (n, 0.0, 0.0)),
+        ("orders>postgresql/shop", (12.0 * n, 0.0, 0.0)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(dependencies, want);
+
+    // README's queries, as written there (in the test's database).
+    let queries = readme_trace_analysis_queries();
+    assert_eq!(queries.len(), 4, "{queries:?}");
+    let run = |q: &str| front.rows(&q.replace("FROM trace_analysis_", "FROM otel.trace_analysis_"));
+    let close = |a: &Json, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-9;
+
+    let top = run(&queries[0]);
+    assert_eq!(top.len(), 1, "{top:?}");
+    assert_eq!(
+        (&top[0]["ServiceName"], &top[0]["SpanName"]),
+        (&json!("orders"), &json!("GET /orders/{id}"))
+    );
+    assert!(close(&top[0]["Findings"], n), "{top:?}");
+    assert!(trace_ids.contains(&top[0]["WorstTraceId"].as_str().unwrap().to_string()));
+
+    let origins = run(&queries[1]);
+    assert_eq!(origins.len(), 1, "{origins:?}");
+    assert_eq!(origins[0]["ServiceName"], "payments");
+    assert_eq!(origins[0]["SpanName"], "charge card");
+    assert!(close(&origins[0]["ErrorOrigins"], n), "{origins:?}");
+
+    let strong = run(&queries[2]);
+    assert_eq!(strong.len(), 1, "{strong:?}");
+    assert_eq!(
+        (&strong[0]["Client"], &strong[0]["Server"]),
+        (&json!("frontend"), &json!("payments"))
+    );
+    assert!(close(&strong[0]["Calls"], n) && close(&strong[0]["FailedCalls"], n));
+    assert!(close(&strong[0]["Strength"], 1.0), "{strong:?}");
+
+    // Per 200 ms trace: the root's own 70 ms, then "charge card" (48 ms), the slowest leaf.
+    let slowest = run(&queries[3]);
+    assert_eq!(slowest[0]["SpanName"], "GET /order", "{slowest:?}");
+    assert!(
+        close(&slowest[0]["SelfTimeSeconds"], n * 0.070),
+        "{slowest:?}"
+    );
+    // Its share is of all the critical paths' time (5 × 200 ms), not of the rows shown.
+    assert!(close(&slowest[0]["Share"], 0.35), "{slowest:?}");
+    assert_eq!(slowest[1]["SpanName"], "charge card", "{slowest:?}");
+    assert!(
+        close(&slowest[1]["SelfTimeSeconds"], n * 0.048),
+        "{slowest:?}"
+    );
+}

@@ -382,7 +382,10 @@ fn trace_analysis_keeps_traces_with_findings_of_the_listed_patterns() {
                 "s",
                 vec![
                     span("x", &[]),
-                    span("y", &[("trace_analysis.findings", findings(&["n_plus_one"]))]),
+                    span(
+                        "y",
+                        &[("trace_analysis.findings", findings(&["n_plus_one"]))],
+                    ),
                 ],
             ),
             // Two patterns on one span.
@@ -397,9 +400,18 @@ fn trace_analysis_keeps_traces_with_findings_of_the_listed_patterns() {
                 )],
             ),
             // An empty array is no finding.
-            trace("s", vec![span("x", &[("trace_analysis.findings", findings(&[]))])]),
+            trace(
+                "s",
+                vec![span("x", &[("trace_analysis.findings", findings(&[]))])],
+            ),
             // A single string, as a hand-written attribute.
-            trace("s", vec![span("x", &[("trace_analysis.findings", "duplicate_call".into())])]),
+            trace(
+                "s",
+                vec![span(
+                    "x",
+                    &[("trace_analysis.findings", "duplicate_call".into())],
+                )],
+            ),
         ]
     };
     let mut any = harness(one("findings", "trace_analysis", Json::Null));
@@ -413,20 +425,31 @@ fn trace_analysis_keeps_traces_with_findings_of_the_listed_patterns() {
         "trace_analysis",
         json!({"patterns": ["error_origin", "duplicate_call"]}),
     ));
-    assert_eq!(kept(&some.decide(&traces())), [false, false, true, false, true]);
+    assert_eq!(
+        kept(&some.decide(&traces())),
+        [false, false, true, false, true]
+    );
 
     // The empty list is "any", as no block.
     let mut empty = harness(one("f", "trace_analysis", json!({"patterns": []})));
-    assert_eq!(kept(&empty.decide(&traces())), [false, true, true, false, true]);
+    assert_eq!(
+        kept(&empty.decide(&traces())),
+        [false, true, true, false, true]
+    );
 
     // Inside `and`: findings of services that matter.
     let mut and = harness(json!({"policies": [{
-        "name": "checkout-findings", "type": "and", "and": {"and_sub_policy": [
-            {"name": "f", "type": "trace_analysis"},
-            {"name": "c", "type": "string_attribute",
-             "string_attribute": {"key": "service.name", "values": ["checkout"]}},
-        ]}}]}));
-    let marked = || vec![span("x", &[("trace_analysis.findings", findings(&["fan_out"]))])];
+    "name": "checkout-findings", "type": "and", "and": {"and_sub_policy": [
+        {"name": "f", "type": "trace_analysis"},
+        {"name": "c", "type": "string_attribute",
+         "string_attribute": {"key": "service.name", "values": ["checkout"]}},
+    ]}}]}));
+    let marked = || {
+        vec![span(
+            "x",
+            &[("trace_analysis.findings", findings(&["fan_out"]))],
+        )]
+    };
     let d = and.decide(&[trace("checkout", marked()), trace("search", marked())]);
     assert_eq!(kept(&d), [true, false]);
 }
