@@ -1821,9 +1821,15 @@ fn readme_trace_analysis_queries() -> Vec<String> {
         .collect()
 }
 
+/// The analytics gateway's flow (configs/gateway-analytics.yaml) on planted patterns: every
+/// trace is analysed into the trace-analysis tables, and tail sampling behind the connector
+/// keeps exactly the traces with a finding (a clean corpus of the same shapes goes too).
 #[test]
 fn trace_analysis_tables_hold_the_findings_and_dependencies() {
     const TRACES: usize = 5;
+    /// Spans per planted trace: root, N+1 (2 + 12), duplicates (3 × 2), fan-out (30 × 2),
+    /// payment (3).
+    const SPANS_PER_TRACE: u64 = 1 + 14 + 6 + 60 + 3;
     let data = tempfile::tempdir().unwrap();
     let front = Front::start(data.path(), free_port(), "pw", &[]);
     let grpc = free_port();
@@ -1836,12 +1842,18 @@ receivers:
       grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
 connectors:
   trace_analysis: {{ decision_wait: 1s, metrics_flush_interval: 300ms }}
+processors:
+  tail_sampling:
+    decision_wait: 500ms
+    policies:
+      - {{ name: findings, type: trace_analysis, trace_analysis: {{ patterns: [n_plus_one] }} }}
 exporters:
 {exporter}
 service:
   telemetry: {{ metrics: {{ address: none }} }}
   pipelines:
     traces: {{ receivers: [otlp], exporters: [trace_analysis] }}
+    traces/sampled: {{ receivers: [trace_analysis], processors: [tail_sampling], exporters: [clickhouse] }}
     metrics: {{ receivers: [trace_analysis], exporters: [clickhouse] }}
 "#,
         exporter = exporter(
@@ -1851,25 +1863,32 @@ service:
         ),
     );
     let mut c = Collector::start(&config, grpc);
-    let out = Command::new(python())
-        .arg(workspace_root().join("tests/python/send_patterns.py"))
-        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
-        .args(["--traces", &TRACES.to_string()])
-        .output()
-        .expect("run send_patterns.py");
-    assert!(
-        out.status.success(),
-        "send_patterns.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: Json = serde_json::from_slice(&out.stdout).unwrap();
-    let trace_ids: Vec<String> = sent["trace_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect();
+    let send = |clean: bool| -> Vec<String> {
+        let mut cmd = Command::new(python());
+        cmd.arg(workspace_root().join("tests/python/send_patterns.py"))
+            .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
+            .args(["--traces", &TRACES.to_string()]);
+        if clean {
+            cmd.arg("--clean");
+        }
+        let out = cmd.output().expect("run send_patterns.py");
+        assert!(
+            out.status.success(),
+            "send_patterns.py failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sent: Json = serde_json::from_slice(&out.stdout).unwrap();
+        sent["trace_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    let trace_ids = send(false);
     assert_eq!(trace_ids.len(), TRACES);
+    let clean_ids = send(true);
+    assert_eq!(clean_ids.len(), TRACES);
 
     // Per key, each run's last reading, summed over runs.
     let findings = || -> BTreeMap<String, f64> {
@@ -1916,6 +1935,32 @@ service:
         assert!(trace_ids.iter().any(|t| t == id), "worst trace {id}");
     }
 
+    // Tail sampling kept the planted traces whole, marked with the policy, and no clean one;
+    // each worst trace can be looked up.
+    let kept: Vec<Json> = front.rows(
+        "SELECT TraceId, count() AS spans, countIf(SpanAttributes['sampling.policy'] = 'findings') AS marked, \
+         countIf(has(JSONExtract(SpanAttributes['trace_analysis.findings'], 'Array(String)'), 'n_plus_one')) AS n_plus_one \
+         FROM otel.otel_traces GROUP BY TraceId ORDER BY TraceId",
+    );
+    let mut planted = trace_ids.clone();
+    planted.sort();
+    let got: Vec<&str> = kept
+        .iter()
+        .map(|r| r["TraceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, planted, "kept traces (clean ones: {clean_ids:?})");
+    for r in &kept {
+        assert_eq!(num(&r["spans"]), SPANS_PER_TRACE, "{r}");
+        assert_eq!(num(&r["marked"]), SPANS_PER_TRACE, "{r}");
+        // The orders span and its 12 queries.
+        assert_eq!(num(&r["n_plus_one"]), 13, "{r}");
+    }
+    let lost = &front.rows(
+        "SELECT count() AS c FROM otel.trace_analysis_findings \
+         WHERE WorstTraceId NOT IN (SELECT TraceId FROM otel.otel_traces)",
+    )[0];
+    assert_eq!(num(&lost["c"]), 0, "worst traces not kept");
+
     let dependencies: BTreeMap<String, (f64, f64, f64)> = front
         .rows(
             "SELECT concat(Client, '>', Server) AS key, sum(c) AS c, sum(f) AS f, sum(e) AS e FROM \
@@ -1932,12 +1977,13 @@ service:
             )
         })
         .collect();
+    // The clean traces' calls count too (15 prices each), without failures.
     let want: BTreeMap<String, (f64, f64, f64)> = [
-        ("frontend>payments", (n, n, n)),
-        ("frontend>pricing", (30.0 * n, 0.0, 0.0)),
-        ("frontend>users", (3.0 * n, 0.0, 0.0)),
-        ("frontend>orders", (n, 0.0, 0.0)),
-        ("orders>postgresql/shop", (12.0 * n, 0.0, 0.0)),
+        ("frontend>payments", (2.0 * n, n, n)),
+        ("frontend>pricing", (45.0 * n, 0.0, 0.0)),
+        ("frontend>users", (6.0 * n, 0.0, 0.0)),
+        ("frontend>orders", (2.0 * n, 0.0, 0.0)),
+        ("orders>postgresql/shop", (24.0 * n, 0.0, 0.0)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -1971,21 +2017,22 @@ service:
         (&strong[0]["Client"], &strong[0]["Server"]),
         (&json!("frontend"), &json!("payments"))
     );
-    assert!(close(&strong[0]["Calls"], n) && close(&strong[0]["FailedCalls"], n));
+    assert!(close(&strong[0]["Calls"], 2.0 * n) && close(&strong[0]["FailedCalls"], n));
     assert!(close(&strong[0]["Strength"], 1.0), "{strong:?}");
 
-    // Per 200 ms trace: the root's own 70 ms, then "charge card" (48 ms), the slowest leaf.
+    // Per 200 ms trace (planted and clean alike): the root's own 70 ms, then "charge card"
+    // (48 ms), the slowest leaf.
     let slowest = run(&queries[3]);
     assert_eq!(slowest[0]["SpanName"], "GET /order", "{slowest:?}");
     assert!(
-        close(&slowest[0]["SelfTimeSeconds"], n * 0.070),
+        close(&slowest[0]["SelfTimeSeconds"], 2.0 * n * 0.070),
         "{slowest:?}"
     );
-    // Its share is of all the critical paths' time (5 × 200 ms), not of the rows shown.
+    // Its share is of all the critical paths' time (10 × 200 ms), not of the rows shown.
     assert!(close(&slowest[0]["Share"], 0.35), "{slowest:?}");
     assert_eq!(slowest[1]["SpanName"], "charge card", "{slowest:?}");
     assert!(
-        close(&slowest[1]["SelfTimeSeconds"], n * 0.048),
+        close(&slowest[1]["SelfTimeSeconds"], 2.0 * n * 0.048),
         "{slowest:?}"
     );
 }
