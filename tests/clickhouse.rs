@@ -1803,3 +1803,236 @@ service:
         (&json!("FATAL"), &json!(21), &json!("AQID"))
     );
 }
+
+/// The SQL examples of README's "Trace-analysis tables", as written there.
+fn readme_trace_analysis_queries() -> Vec<String> {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let section = readme
+        .split("#### Trace-analysis tables")
+        .nth(1)
+        .expect("README has the section")
+        .split("\n#")
+        .next()
+        .unwrap();
+    section
+        .split("```sql\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().trim().to_string())
+        .collect()
+}
+
+/// The analytics gateway's flow (configs/gateway-analytics.yaml) on planted patterns: every
+/// trace is analysed into the trace-analysis tables, and tail sampling behind the connector
+/// keeps exactly the traces with a finding (a clean corpus of the same shapes goes too).
+#[test]
+fn trace_analysis_tables_hold_the_findings_and_dependencies() {
+    const TRACES: usize = 5;
+    /// Spans per planted trace: root, N+1 (2 + 12), duplicates (3 × 2), fan-out (30 × 2),
+    /// payment (3).
+    const SPANS_PER_TRACE: u64 = 1 + 14 + 6 + 60 + 3;
+    let data = tempfile::tempdir().unwrap();
+    let front = Front::start(data.path(), free_port(), "pw", &[]);
+    let grpc = free_port();
+    // The connector reports every 300 ms: the tables get many readings of each series.
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+connectors:
+  trace_analysis: {{ decision_wait: 1s, metrics_flush_interval: 300ms }}
+processors:
+  tail_sampling:
+    decision_wait: 500ms
+    policies:
+      - {{ name: findings, type: trace_analysis, trace_analysis: {{ patterns: [n_plus_one] }} }}
+exporters:
+{exporter}
+service:
+  telemetry: {{ metrics: {{ address: none }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [trace_analysis] }}
+    traces/sampled: {{ receivers: [trace_analysis], processors: [tail_sampling], exporters: [clickhouse] }}
+    metrics: {{ receivers: [trace_analysis], exporters: [clickhouse] }}
+"#,
+        exporter = exporter(
+            "clickhouse",
+            front.port,
+            "    trace_analysis_tables: true\n"
+        ),
+    );
+    let mut c = Collector::start(&config, grpc);
+    let send = |clean: bool| -> Vec<String> {
+        let mut cmd = Command::new(python());
+        cmd.arg(workspace_root().join("tests/python/send_patterns.py"))
+            .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
+            .args(["--traces", &TRACES.to_string()]);
+        if clean {
+            cmd.arg("--clean");
+        }
+        let out = cmd.output().expect("run send_patterns.py");
+        assert!(
+            out.status.success(),
+            "send_patterns.py failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sent: Json = serde_json::from_slice(&out.stdout).unwrap();
+        sent["trace_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    let trace_ids = send(false);
+    assert_eq!(trace_ids.len(), TRACES);
+    let clean_ids = send(true);
+    assert_eq!(clean_ids.len(), TRACES);
+
+    // Per key, each run's last reading, summed over runs.
+    let findings = || -> BTreeMap<String, f64> {
+        front
+            .rows(
+                "SELECT concat(Pattern, '|', ServiceName, '|', SpanName) AS key, sum(f) AS n FROM \
+                 (SELECT Pattern, ServiceName, SpanName, StartTimeUnix, max(Findings) AS f \
+                  FROM otel.trace_analysis_findings GROUP BY Pattern, ServiceName, SpanName, StartTimeUnix) \
+                 GROUP BY key",
+            )
+            .iter()
+            .map(|r| (r["key"].as_str().unwrap().to_string(), r["n"].as_f64().unwrap()))
+            .collect()
+    };
+    let n = TRACES as f64;
+    let expected: BTreeMap<String, f64> = [
+        "n_plus_one|orders|GET /orders/{id}",
+        "duplicate_call|frontend|GET /order",
+        "fan_out|frontend|GET /order",
+        "error_origin|payments|charge card",
+    ]
+    .into_iter()
+    .map(|k| (k.to_string(), n))
+    .collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || findings() == expected),
+        "findings: {:?}\n{}",
+        findings(),
+        c.log()
+    );
+    // Let a few more readings of the same totals arrive; the shutdown adds the last.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(c.stop(), 0, "{}", c.log());
+    assert_eq!(findings(), expected);
+    let readings = front.count(
+        "SELECT count() FROM otel.otel_metrics_sum WHERE MetricName = 'trace_analysis.findings'",
+    );
+    assert!(
+        readings >= 3 * expected.len() as u64,
+        "{readings} readings: the totals must hold over several"
+    );
+    for r in front.rows("SELECT DISTINCT WorstTraceId FROM otel.trace_analysis_findings") {
+        let id = r["WorstTraceId"].as_str().unwrap();
+        assert!(trace_ids.iter().any(|t| t == id), "worst trace {id}");
+    }
+
+    // Tail sampling kept the planted traces whole, marked with the policy, and no clean one;
+    // each worst trace can be looked up.
+    let kept: Vec<Json> = front.rows(
+        "SELECT TraceId, count() AS spans, countIf(SpanAttributes['sampling.policy'] = 'findings') AS marked, \
+         countIf(has(JSONExtract(SpanAttributes['trace_analysis.findings'], 'Array(String)'), 'n_plus_one')) AS n_plus_one \
+         FROM otel.otel_traces GROUP BY TraceId ORDER BY TraceId",
+    );
+    let mut planted = trace_ids.clone();
+    planted.sort();
+    let got: Vec<&str> = kept
+        .iter()
+        .map(|r| r["TraceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, planted, "kept traces (clean ones: {clean_ids:?})");
+    for r in &kept {
+        assert_eq!(num(&r["spans"]), SPANS_PER_TRACE, "{r}");
+        assert_eq!(num(&r["marked"]), SPANS_PER_TRACE, "{r}");
+        // The orders span and its 12 queries.
+        assert_eq!(num(&r["n_plus_one"]), 13, "{r}");
+    }
+    let lost = &front.rows(
+        "SELECT count() AS c FROM otel.trace_analysis_findings \
+         WHERE WorstTraceId NOT IN (SELECT TraceId FROM otel.otel_traces)",
+    )[0];
+    assert_eq!(num(&lost["c"]), 0, "worst traces not kept");
+
+    let dependencies: BTreeMap<String, (f64, f64, f64)> = front
+        .rows(
+            "SELECT concat(Client, '>', Server) AS key, sum(c) AS c, sum(f) AS f, sum(e) AS e FROM \
+             (SELECT Client, Server, StartTimeUnix, max(Calls) AS c, max(FailedCalls) AS f, \
+              max(FailedEntries) AS e FROM otel.trace_analysis_dependencies \
+              GROUP BY Client, Server, StartTimeUnix) GROUP BY key",
+        )
+        .iter()
+        .map(|r| {
+            let v = |k: &str| r[k].as_f64().unwrap();
+            (
+                r["key"].as_str().unwrap().to_string(),
+                (v("c"), v("f"), v("e")),
+            )
+        })
+        .collect();
+    // The clean traces' calls count too (15 prices each), without failures.
+    let want: BTreeMap<String, (f64, f64, f64)> = [
+        ("frontend>payments", (2.0 * n, n, n)),
+        ("frontend>pricing", (45.0 * n, 0.0, 0.0)),
+        ("frontend>users", (6.0 * n, 0.0, 0.0)),
+        ("frontend>orders", (2.0 * n, 0.0, 0.0)),
+        ("orders>postgresql/shop", (24.0 * n, 0.0, 0.0)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(dependencies, want);
+
+    // README's queries, as written there (in the test's database).
+    let queries = readme_trace_analysis_queries();
+    assert_eq!(queries.len(), 4, "{queries:?}");
+    let run = |q: &str| front.rows(&q.replace("FROM trace_analysis_", "FROM otel.trace_analysis_"));
+    let close = |a: &Json, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-9;
+
+    let top = run(&queries[0]);
+    assert_eq!(top.len(), 1, "{top:?}");
+    assert_eq!(
+        (&top[0]["ServiceName"], &top[0]["SpanName"]),
+        (&json!("orders"), &json!("GET /orders/{id}"))
+    );
+    assert!(close(&top[0]["Findings"], n), "{top:?}");
+    assert!(trace_ids.contains(&top[0]["WorstTraceId"].as_str().unwrap().to_string()));
+
+    let origins = run(&queries[1]);
+    assert_eq!(origins.len(), 1, "{origins:?}");
+    assert_eq!(origins[0]["ServiceName"], "payments");
+    assert_eq!(origins[0]["SpanName"], "charge card");
+    assert!(close(&origins[0]["ErrorOrigins"], n), "{origins:?}");
+
+    let strong = run(&queries[2]);
+    assert_eq!(strong.len(), 1, "{strong:?}");
+    assert_eq!(
+        (&strong[0]["Client"], &strong[0]["Server"]),
+        (&json!("frontend"), &json!("payments"))
+    );
+    assert!(close(&strong[0]["Calls"], 2.0 * n) && close(&strong[0]["FailedCalls"], n));
+    assert!(close(&strong[0]["Strength"], 1.0), "{strong:?}");
+
+    // Per 200 ms trace (planted and clean alike): the root's own 70 ms, then "charge card"
+    // (48 ms), the slowest leaf.
+    let slowest = run(&queries[3]);
+    assert_eq!(slowest[0]["SpanName"], "GET /order", "{slowest:?}");
+    assert!(
+        close(&slowest[0]["SelfTimeSeconds"], 2.0 * n * 0.070),
+        "{slowest:?}"
+    );
+    // Its share is of all the critical paths' time (10 × 200 ms), not of the rows shown.
+    assert!(close(&slowest[0]["Share"], 0.35), "{slowest:?}");
+    assert_eq!(slowest[1]["SpanName"], "charge card", "{slowest:?}");
+    assert!(
+        close(&slowest[1]["SelfTimeSeconds"], 2.0 * n * 0.048),
+        "{slowest:?}"
+    );
+}

@@ -546,3 +546,84 @@ service:
         assert!(error < 0.05, "{mode}: estimate {calls} of {MADE} made");
     }
 }
+
+/// Behind `tail_sampling` with a 10% `probabilistic` policy, the weighted calls of the span
+/// metrics estimate the spans made within 5% over 100k spans, per series: the processor records
+/// the deciding policy's probability in each kept span's `tracestate` (`ot=th`), so every kept
+/// span counts for about 10. The SDK keeps every span (`ot=th:0`).
+#[test]
+fn weighted_counts_behind_tail_sampling_estimate_the_traffic() {
+    const MADE: i64 = 100_000;
+    let grpc = free_port();
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:
+  tail_sampling:
+    decision_wait: 1s
+    num_traces: 200000
+    policies:
+      - {{ name: baseline, type: probabilistic, probabilistic: {{ sampling_percentage: 10 }} }}
+connectors:
+  spanmetrics:
+    metrics_flush_interval: 1h
+exporters:
+  file:
+    path: "{{dir}}/metrics.jsonl"
+    flush_interval: 50ms
+service:
+  telemetry:
+    metrics:
+      address: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling]
+      exporters: [spanmetrics]
+    metrics:
+      receivers: [spanmetrics]
+      exporters: [file]
+"#
+    );
+    let mut c = Collector::start(&config, grpc);
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_sampled.py"))
+        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
+        .args(["--spans", &MADE.to_string(), "--fraction", "1"])
+        .output()
+        .expect("run send_sampled.py");
+    assert!(
+        out.status.success(),
+        "send_sampled.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["kept"], MADE, "{summary}");
+    // Shutdown decides the traces still waiting, then the connector reports.
+    assert_eq!(c.stop(), 0, "{}", c.log());
+
+    let totals = totals(
+        &read_metrics(&c.path("metrics.jsonl")),
+        "traces.span.metrics",
+        &[],
+    );
+    assert!(!totals.is_empty(), "no span metrics:\n{}", c.log());
+    let made_per_series = MADE / totals.len() as i64;
+    for (series, (calls, count)) in &totals {
+        assert_eq!(*count, *calls as u64, "{series:?}");
+        // Unweighted, the calls would be about a tenth of the spans made.
+        let error = (calls - made_per_series).abs() as f64 / made_per_series as f64;
+        eprintln!(
+            "{series:?}: estimate {calls} of {made_per_series} made: {:.2}% off",
+            error * 100.0
+        );
+        assert!(
+            error < 0.05,
+            "{series:?}: estimate {calls} of {made_per_series} made"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! Policies over span contents: `string_attribute`, `numeric_attribute`, `boolean_attribute`
-//! (span and resource attributes of every span) and `trace_state`.
+//! (span and resource attributes of every span), `trace_state` and `trace_analysis`.
 
 use std::collections::BTreeSet;
 
@@ -133,6 +133,33 @@ impl BooleanAttribute {
             |v| matches!(v.value, Some(V::BoolValue(b)) if b == self.value),
         );
         found != self.invert
+    }
+}
+
+/// The span attribute the `trace_analysis` connector writes on the spans involved in a
+/// finding: a string array of their patterns.
+pub const FINDINGS_ATTRIBUTE: &str = "trace_analysis.findings";
+
+/// `trace_analysis`.
+#[derive(Debug)]
+pub struct Findings {
+    /// The patterns that sample; empty: any.
+    pub patterns: BTreeSet<String>,
+}
+
+impl Findings {
+    /// Whether some span carries a finding of one of the patterns (a string array, or a
+    /// single string as written by hand).
+    pub fn matches(&self, trace: &Trace<'_>) -> bool {
+        let wanted = |s: &str| self.patterns.is_empty() || self.patterns.contains(s);
+        trace.any_attribute(FINDINGS_ATTRIBUTE, |v| match &v.value {
+            Some(V::ArrayValue(a)) => a.values.iter().any(|v| match &v.value {
+                Some(V::StringValue(s)) => wanted(s),
+                _ => false,
+            }),
+            Some(V::StringValue(s)) => !s.is_empty() && wanted(s),
+            _ => false,
+        })
     }
 }
 

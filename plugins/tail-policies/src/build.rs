@@ -7,7 +7,7 @@ use regex::{Regex, RegexSet};
 
 use crate::adaptive::Adaptive;
 use crate::attributes::{
-    BooleanAttribute, Num, NumericAttribute, StringAttribute, StringValues, TraceState,
+    BooleanAttribute, Findings, Num, NumericAttribute, StringAttribute, StringValues, TraceState,
 };
 use crate::basic::{Latency, Probabilistic, SpanCount, StatusCodes};
 use crate::budget::Budget;
@@ -34,6 +34,7 @@ pub const TYPES: &[&str] = &[
     "composite",
     "budget",
     "adaptive",
+    "trace_analysis",
 ];
 
 /// `adaptive.window` when not given.
@@ -139,6 +140,7 @@ fn blocks(p: &PolicyConfig) -> Vec<&'static str> {
         ("composite", p.composite.is_some()),
         ("budget", p.budget.is_some()),
         ("adaptive", p.adaptive.is_some()),
+        ("trace_analysis", p.trace_analysis.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, present)| present.then_some(name))
@@ -222,6 +224,24 @@ fn build_policy(
     let name = p.name.clone();
     match kind.as_str() {
         "always_sample" => Some(Rule::Always),
+        "trace_analysis" => {
+            let c = p.trace_analysis.unwrap_or_default();
+            for (i, pattern) in c.patterns.iter().enumerate() {
+                let plain = !pattern.is_empty()
+                    && pattern
+                        .chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+                if !plain {
+                    errors.push(format!(
+                        "{at}.patterns[{i}]: {pattern:?} is not a pattern name (lower-case \
+                         letters, digits and '_', e.g. n_plus_one)"
+                    ));
+                }
+            }
+            Some(Rule::TraceAnalysis(Findings {
+                patterns: c.patterns.into_iter().collect(),
+            }))
+        }
         "latency" => {
             let Some(c) = p.latency else {
                 return missing(errors);

@@ -74,6 +74,21 @@ pub struct PolicyConfig {
     /// Options of an `adaptive` policy.
     #[serde(default)]
     pub adaptive: Option<AdaptiveConfig>,
+    /// Options of a `trace_analysis` policy (optional: without it, any finding samples).
+    #[serde(default)]
+    pub trace_analysis: Option<TraceAnalysisConfig>,
+}
+
+/// `trace_analysis`: samples traces in which the `trace_analysis` connector found something,
+/// that is, with a span carrying the `trace_analysis.findings` attribute (with one of
+/// `patterns`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceAnalysisConfig {
+    /// The patterns that sample a trace (`n_plus_one`, `duplicate_call`, `fan_out`,
+    /// `error_origin`, ...); empty (the default): any.
+    #[serde(default)]
+    pub patterns: Vec<String>,
 }
 
 /// `latency`: samples traces lasting at least `threshold_ms` (earliest span start to latest

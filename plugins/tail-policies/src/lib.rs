@@ -14,8 +14,10 @@
 //! Policy types: `always_sample`, `latency`, `status_code`, `probabilistic`,
 //! `string_attribute`, `numeric_attribute`, `boolean_attribute`, `span_count`, `trace_state`,
 //! `rate_limiting`, `bytes_limiting`, `and`, `drop`, `composite`, and ours: `budget` (a cap on
-//! kept spans per second shared by errors, then slow traces, then a random share) and
-//! `adaptive` (per-service probabilities holding a target of kept traces per second).
+//! kept spans per second shared by errors, then slow traces, then a random share),
+//! `adaptive` (per-service probabilities holding a target of kept traces per second) and
+//! `trace_analysis` (a span carries the `trace_analysis` connector's findings attribute, of one
+//! of the listed patterns).
 //!
 //! How a trace is decided:
 //! 1. The `drop` policies are evaluated first, wherever they are listed: when every

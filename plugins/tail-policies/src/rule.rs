@@ -3,7 +3,9 @@
 use wasmcol_plugin_sdk::policy::{Trace, TraceSummary};
 
 use crate::adaptive::Adaptive;
-use crate::attributes::{BooleanAttribute, NumericAttribute, StringAttribute, TraceState};
+use crate::attributes::{
+    BooleanAttribute, Findings, NumericAttribute, StringAttribute, TraceState,
+};
 use crate::basic::{Latency, Probabilistic, SpanCount, StatusCodes};
 use crate::budget::Budget;
 use crate::limits::{BytesLimiting, Composite, RateLimiting};
@@ -103,6 +105,8 @@ pub enum Rule {
     BooleanAttribute(BooleanAttribute),
     /// `trace_state`.
     TraceState(TraceState),
+    /// `trace_analysis`.
+    TraceAnalysis(Findings),
     /// `rate_limiting`.
     RateLimiting(RateLimiting),
     /// `bytes_limiting`.
@@ -130,6 +134,7 @@ impl Rule {
             Rule::NumericAttribute(r) => Outcome::matched(r.matches(trace)),
             Rule::BooleanAttribute(r) => Outcome::matched(r.matches(trace)),
             Rule::TraceState(r) => Outcome::matched(r.matches(trace)),
+            Rule::TraceAnalysis(r) => Outcome::matched(r.matches(trace)),
             Rule::RateLimiting(r) => r.evaluate(trace.summary),
             Rule::BytesLimiting(r) => r.evaluate(trace.summary),
             Rule::And(rules) => and(rules, trace),
@@ -159,7 +164,8 @@ impl Rule {
             Rule::StringAttribute(_)
             | Rule::NumericAttribute(_)
             | Rule::BooleanAttribute(_)
-            | Rule::TraceState(_) => true,
+            | Rule::TraceState(_)
+            | Rule::TraceAnalysis(_) => true,
             Rule::And(rules) => rules.iter().any(Rule::reads_spans),
             Rule::Composite(c) => c.reads_spans(),
             _ => false,

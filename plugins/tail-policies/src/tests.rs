@@ -356,6 +356,121 @@ fn string_attribute_matches_exact_values_on_spans_and_resources() {
     assert_eq!(d[0], Decision::sample("routes", 1.0));
 }
 
+/// The attribute the `trace_analysis` connector writes: a string array of patterns.
+fn findings(patterns: &[&str]) -> Value {
+    use wasmcol_plugin_sdk::proto::common::{AnyValue, ArrayValue, any_value};
+    Value::Any(AnyValue {
+        value: Some(any_value::Value::ArrayValue(ArrayValue {
+            values: patterns
+                .iter()
+                .map(|p| AnyValue {
+                    value: Some(any_value::Value::StringValue(p.to_string())),
+                })
+                .collect(),
+        })),
+    })
+}
+
+#[test]
+fn trace_analysis_keeps_traces_with_findings_of_the_listed_patterns() {
+    let traces = || {
+        vec![
+            // Clean.
+            trace("s", vec![span("x", &[]), span("y", &[])]),
+            // An N+1 marked on one span of several.
+            trace(
+                "s",
+                vec![
+                    span("x", &[]),
+                    span(
+                        "y",
+                        &[("trace_analysis.findings", findings(&["n_plus_one"]))],
+                    ),
+                ],
+            ),
+            // Two patterns on one span.
+            trace(
+                "s",
+                vec![span(
+                    "x",
+                    &[(
+                        "trace_analysis.findings",
+                        findings(&["fan_out", "error_origin"]),
+                    )],
+                )],
+            ),
+            // An empty array is no finding.
+            trace(
+                "s",
+                vec![span("x", &[("trace_analysis.findings", findings(&[]))])],
+            ),
+            // A single string, as a hand-written attribute.
+            trace(
+                "s",
+                vec![span(
+                    "x",
+                    &[("trace_analysis.findings", "duplicate_call".into())],
+                )],
+            ),
+        ]
+    };
+    let mut any = harness(one("findings", "trace_analysis", Json::Null));
+    assert!(any.policy().needs_spans());
+    let d = any.decide(&traces());
+    assert_eq!(kept(&d), [false, true, true, false, true]);
+    assert_eq!(d[1], Decision::sample("findings", 1.0));
+
+    let mut some = harness(one(
+        "errors",
+        "trace_analysis",
+        json!({"patterns": ["error_origin", "duplicate_call"]}),
+    ));
+    assert_eq!(
+        kept(&some.decide(&traces())),
+        [false, false, true, false, true]
+    );
+
+    // The empty list is "any", as no block.
+    let mut empty = harness(one("f", "trace_analysis", json!({"patterns": []})));
+    assert_eq!(
+        kept(&empty.decide(&traces())),
+        [false, true, true, false, true]
+    );
+
+    // Inside `and`: findings of services that matter.
+    let mut and = harness(json!({"policies": [{
+    "name": "checkout-findings", "type": "and", "and": {"and_sub_policy": [
+        {"name": "f", "type": "trace_analysis"},
+        {"name": "c", "type": "string_attribute",
+         "string_attribute": {"key": "service.name", "values": ["checkout"]}},
+    ]}}]}));
+    let marked = || {
+        vec![span(
+            "x",
+            &[("trace_analysis.findings", findings(&["fan_out"]))],
+        )]
+    };
+    let d = and.decide(&[trace("checkout", marked()), trace("search", marked())]);
+    assert_eq!(kept(&d), [true, false]);
+}
+
+#[test]
+fn trace_analysis_refuses_what_is_not_a_pattern_name() {
+    let e = config_error(one(
+        "f",
+        "trace_analysis",
+        json!({"patterns": ["n_plus_one", "N+1", ""]}),
+    ));
+    assert!(
+        e.contains("config.policies[0].trace_analysis.patterns[1]: \"N+1\" is not a pattern name"),
+        "{e}"
+    );
+    assert!(e.contains("patterns[2]: \"\" is not a pattern name"), "{e}");
+    assert!(!e.contains("patterns[0]"), "{e}");
+    let e = config_error(one("f", "trace_analysis", json!({"pattern": ["fan_out"]})));
+    assert!(e.contains("unknown field `pattern`"), "{e}");
+}
+
 #[test]
 fn string_attribute_regexes_and_invert_match() {
     let routes = |v: &str| trace("s", vec![span("x", &[("http.route", v.into())])]);

@@ -220,6 +220,13 @@ pub struct ClickHouseExporterConfig {
     /// and sum/min/max duration per 30 s, rolled up to 10 min by a materialized view.
     #[serde(default)]
     pub span_metrics_tables: bool,
+    /// Also create the trace-analysis tables (in a metrics pipeline):
+    /// `trace_analysis_findings` (per pattern, service and span name),
+    /// `trace_analysis_dependencies` (calls and failures per caller and callee) and
+    /// `trace_analysis_critical_path` (self time per service and span name), filled by
+    /// materialized views from the `trace_analysis` connector's points in the sum table.
+    #[serde(default)]
+    pub trace_analysis_tables: bool,
     /// Insert with `async_insert=1`; the exporter always waits for the server's flush
     /// (`wait_for_async_insert=1`) so an acknowledged insert is on disk.
     #[serde(default)]
@@ -426,6 +433,7 @@ impl ClickHouseExporterConfig {
             engine: self.table_engine.clone(),
             ttl: self.ttl.get(),
             span_metrics: self.span_metrics_tables,
+            trace_analysis: self.trace_analysis_tables,
             deduplication: self.insert_deduplication,
         }
     }

@@ -23,6 +23,7 @@
 //!     # cluster_name: my_cluster        # ON CLUSTER DDL, Distributed tables over *_local ones
 //!     # table_engine: { name: ReplicatedMergeTree }
 //!     span_metrics_tables: true         # 30 s counts/durations, rolled up to 10 min
+//!     trace_analysis_tables: true       # findings, dependencies, critical path (metrics)
 //!     async_insert: false               # true: async_insert=1 & wait_for_async_insert=1
 //!     compress: lz4                     # lz4 (default), zstd, gzip, none
 //!     timeout: 5s

@@ -36,6 +36,7 @@ fn schema() -> Schema {
         engine: TableEngine::default(),
         ttl: Duration::from_secs(86_400),
         span_metrics: false,
+        trace_analysis: false,
         deduplication: true,
     }
 }

@@ -6,7 +6,9 @@
 //! unchanged.
 //!
 //! As in the Collector, each signal creates its own tables: a `clickhouse` exporter in a logs
-//! pipeline creates the logs table, in a metrics pipeline the metrics tables.
+//! pipeline creates the logs table, in a metrics pipeline the metrics tables (and, with
+//! `trace_analysis_tables`, the trace-analysis tables its materialized views fill from the
+//! sum table).
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -204,6 +206,57 @@ impl Default for MetricsTables {
     }
 }
 
+/// A table filled from the `trace_analysis` connector's metrics in the sum table.
+pub struct AnalysisTable {
+    /// The table's name (its view is `<name>_mv`).
+    pub name: &'static str,
+    /// Key columns and the expression over a sum-table row giving each.
+    pub dimensions: &'static [(&'static str, &'static str)],
+    /// Value columns and the metric whose points they read.
+    pub readings: &'static [(&'static str, &'static str)],
+    /// Has a `WorstTraceId` column (from `trace_analysis.worst_trace_id`).
+    pub worst_trace: bool,
+}
+
+/// The trace-analysis tables (`trace_analysis_tables: true`), in the order they are created.
+/// Their values are the connector's cumulative sums as read at `TimeUnix`: counts since the
+/// connector started (`StartTimeUnix`, one run), so what happened in a window is the rise of
+/// each run's reading over it, as for any counter.
+pub const TRACE_ANALYSIS_TABLES: [AnalysisTable; 3] = [
+    AnalysisTable {
+        name: "trace_analysis_findings",
+        dimensions: &[
+            ("ServiceName", "ServiceName"),
+            ("Pattern", "Attributes['pattern']"),
+            ("SpanName", "Attributes['span.name']"),
+        ],
+        readings: &[("Findings", "trace_analysis.findings")],
+        worst_trace: true,
+    },
+    AnalysisTable {
+        name: "trace_analysis_dependencies",
+        dimensions: &[
+            ("Client", "Attributes['client']"),
+            ("Server", "Attributes['server']"),
+        ],
+        readings: &[
+            ("Calls", "trace_analysis.dependency.calls"),
+            ("FailedCalls", "trace_analysis.dependency.failed_calls"),
+            ("FailedEntries", "trace_analysis.dependency.failed_entries"),
+        ],
+        worst_trace: false,
+    },
+    AnalysisTable {
+        name: "trace_analysis_critical_path",
+        dimensions: &[
+            ("ServiceName", "ServiceName"),
+            ("SpanName", "Attributes['span.name']"),
+        ],
+        readings: &[("SelfTimeSeconds", "trace_analysis.critical_path.self_time")],
+        worst_trace: false,
+    },
+];
+
 /// How many insert blocks a plain `MergeTree` remembers for deduplication. Replicated and
 /// shared engines deduplicate by default; a plain one only with this table setting.
 const DEDUPLICATION_WINDOW: u32 = 1000;
@@ -227,6 +280,9 @@ pub struct Schema {
     pub ttl: Duration,
     /// Create the span-metrics tables.
     pub span_metrics: bool,
+    /// Create the trace-analysis tables (findings, dependencies, critical path) and the views
+    /// filling them from the sum table.
+    pub trace_analysis: bool,
     /// Give a plain `MergeTree` table a deduplication window, so retried inserts are
     /// recognised.
     pub deduplication: bool,
@@ -349,9 +405,99 @@ impl Schema {
                     out.push(self.metrics_table(table));
                     self.push_distributed(&mut out, self.table_name(table));
                 }
+                if self.trace_analysis {
+                    for t in &TRACE_ANALYSIS_TABLES {
+                        out.push(self.trace_analysis_table(t));
+                        self.push_distributed(&mut out, t.name);
+                        out.push(self.trace_analysis_view(t));
+                    }
+                }
             }
         }
         out
+    }
+
+    /// A trace-analysis table: `t`'s dimensions, the run (`StartTimeUnix`) and the time of the
+    /// reading, then the readings. Rows of one key are readings of one data point (the same
+    /// point written twice, or its metrics arriving in different inserts), so they merge by
+    /// `max`; queries take `max` per run and key as well.
+    fn trace_analysis_table(&self, t: &AnalysisTable) -> String {
+        let mut columns = String::new();
+        for (name, _) in t.dimensions {
+            let _ = writeln!(columns, "    {name} LowCardinality(String) CODEC(ZSTD(1)),");
+        }
+        columns.push_str(
+            "    StartTimeUnix DateTime CODEC(Delta, ZSTD(1)),\n    TimeUnix DateTime CODEC(Delta, ZSTD(1)),\n",
+        );
+        for (name, _) in t.readings {
+            let _ = writeln!(
+                columns,
+                "    {name} SimpleAggregateFunction(max, Float64) CODEC(ZSTD(1)),"
+            );
+        }
+        if t.worst_trace {
+            columns.push_str(
+                "    WorstTraceId SimpleAggregateFunction(anyLast, String) CODEC(ZSTD(1)),\n",
+            );
+        }
+        let columns = columns.trim_end_matches(",\n");
+        let key: Vec<&str> = t.dimensions.iter().map(|(name, _)| *name).collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {name}{cluster} (
+{columns}
+) ENGINE = {engine}
+PARTITION BY toDate(TimeUnix)
+ORDER BY ({key}, StartTimeUnix, TimeUnix){ttl}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1",
+            name = self.qualified(&self.storage(t.name)),
+            cluster = self.on_cluster(),
+            engine = self.aggregating_engine(),
+            key = key.join(", "),
+            ttl = self.ttl("TimeUnix"),
+        )
+    }
+
+    /// Fills a trace-analysis table from the sum table's cumulative points of its metrics,
+    /// as each insert arrives. On a cluster the view reads each node's local sum table.
+    fn trace_analysis_view(&self, t: &AnalysisTable) -> String {
+        let mut select = String::new();
+        for (name, source) in t.dimensions {
+            if name == source {
+                let _ = writeln!(select, "    {name},");
+            } else {
+                let _ = writeln!(select, "    {source} AS {name},");
+            }
+        }
+        select.push_str("    StartTimeUnix,\n    TimeUnix,\n");
+        for (name, metric) in t.readings {
+            let _ = writeln!(
+                select,
+                "    maxIf(Value, MetricName = '{metric}') AS {name},"
+            );
+        }
+        if t.worst_trace {
+            select.push_str(
+                "    any(Attributes['trace_analysis.worst_trace_id']) AS WorstTraceId,\n",
+            );
+        }
+        let select = select.trim_end_matches(",\n");
+        let metrics: Vec<String> = t.readings.iter().map(|(_, m)| format!("'{m}'")).collect();
+        let group: Vec<&str> = t.dimensions.iter().map(|(_, source)| *source).collect();
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {view}{cluster}
+TO {target}
+AS SELECT
+{select}
+FROM {source}
+WHERE MetricName IN ({metrics}) AND AggregationTemporality = 2
+GROUP BY {group}, StartTimeUnix, TimeUnix",
+            view = self.qualified(&format!("{}_mv", t.name)),
+            cluster = self.on_cluster(),
+            target = self.qualified(&self.storage(t.name)),
+            source = self.qualified(&self.storage(&self.metrics_tables.sum)),
+            metrics = metrics.join(", "),
+            group = group.join(", "),
+        )
     }
 
     fn traces_ddl(&self, out: &mut Vec<String>) {

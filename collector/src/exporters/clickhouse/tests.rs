@@ -84,6 +84,7 @@ fn schema() -> Schema {
         engine: TableEngine::default(),
         ttl: Duration::from_secs(3 * 86_400),
         span_metrics: false,
+        trace_analysis: false,
         deduplication: true,
     }
 }
@@ -112,6 +113,92 @@ fn ddl_has_the_collectors_layout() {
     assert!(ddl[2].contains("PARTITION BY toStartOfWeek(Start)\nORDER BY (TraceId)"));
     assert!(ddl[3].contains("TO `otel`.`otel_traces_trace_id_ts`"));
     assert!(ddl[3].contains("FROM `otel`.`otel_traces`\nWHERE TraceId != ''"));
+}
+
+#[test]
+fn trace_analysis_tables_come_with_the_metrics_tables() {
+    let mut s = schema();
+    assert!(
+        !s.ddl(SignalKind::Metrics)
+            .iter()
+            .any(|d| d.contains("trace_analysis"))
+    );
+    s.trace_analysis = true;
+    let ddl = s.ddl(SignalKind::Metrics);
+    assert!(
+        !s.ddl(SignalKind::Traces)
+            .iter()
+            .any(|d| d.contains("trace_analysis"))
+    );
+    let sum = ddl
+        .iter()
+        .position(|d| d.contains("`otel`.`otel_metrics_sum` ("))
+        .unwrap();
+    let findings = ddl
+        .iter()
+        .position(|d| {
+            d.starts_with("CREATE TABLE IF NOT EXISTS `otel`.`trace_analysis_findings` (")
+        })
+        .unwrap();
+    assert!(sum < findings, "the views' source exists first");
+    let t = &ddl[findings];
+    for needle in [
+        "Pattern LowCardinality(String)",
+        "Findings SimpleAggregateFunction(max, Float64)",
+        "WorstTraceId SimpleAggregateFunction(anyLast, String)",
+        "ENGINE = AggregatingMergeTree()",
+        "ORDER BY (ServiceName, Pattern, SpanName, StartTimeUnix, TimeUnix)",
+        "TTL TimeUnix + toIntervalDay(3)",
+    ] {
+        assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+    }
+    let view = &ddl[findings + 1];
+    for needle in [
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS `otel`.`trace_analysis_findings_mv`",
+        "TO `otel`.`trace_analysis_findings`",
+        "Attributes['pattern'] AS Pattern",
+        "maxIf(Value, MetricName = 'trace_analysis.findings') AS Findings",
+        "FROM `otel`.`otel_metrics_sum`\nWHERE MetricName IN ('trace_analysis.findings') AND AggregationTemporality = 2",
+    ] {
+        assert!(view.contains(needle), "missing {needle:?} in\n{view}");
+    }
+    let deps = ddl
+        .iter()
+        .find(|d| d.contains("trace_analysis_dependencies_mv"))
+        .unwrap();
+    assert!(deps.contains(
+        "maxIf(Value, MetricName = 'trace_analysis.dependency.failed_entries') AS FailedEntries"
+    ));
+    assert!(
+        deps.contains(
+            "GROUP BY Attributes['client'], Attributes['server'], StartTimeUnix, TimeUnix"
+        )
+    );
+    assert!(
+        ddl.iter()
+            .any(|d| d.contains("`trace_analysis_critical_path_mv`"))
+    );
+
+    // On a cluster: local tables under Distributed ones, views over the local sum table.
+    s.cluster = Some("c1".into());
+    s.engine = TableEngine {
+        name: "ReplicatedMergeTree".into(),
+        params: String::new(),
+    };
+    let ddl = s.ddl(SignalKind::Metrics);
+    assert!(ddl.iter().any(|d| d.starts_with(
+        "CREATE TABLE IF NOT EXISTS `otel`.`trace_analysis_dependencies_local` ON CLUSTER `c1` ("
+    ) && d.contains("ENGINE = ReplicatedAggregatingMergeTree()")));
+    assert!(ddl.iter().any(|d| d.contains(
+        "ENGINE = Distributed(`c1`, `otel`, `trace_analysis_dependencies_local`, rand())"
+    )));
+    let view = ddl
+        .iter()
+        .find(|d| d.contains("trace_analysis_findings_mv"))
+        .unwrap();
+    assert!(view.contains("TO `otel`.`trace_analysis_findings_local`"));
+    assert!(view.contains("FROM `otel`.`otel_metrics_sum_local`"));
+    assert!(ddl.iter().all(|d| d.contains("ON CLUSTER `c1`")));
 }
 
 #[test]
@@ -260,7 +347,7 @@ fn row_binary_layout() {
 fn validate_accepts_the_documented_example() {
     let c = parse(
         "endpoint: https://ch.example:8443\ndatabase: otel\nusername: u\npassword: p\nttl: 72h\n\
-         cluster_name: c1\ntable_engine: { name: ReplicatedMergeTree }\nspan_metrics_tables: true\n\
+         cluster_name: c1\ntable_engine: { name: ReplicatedMergeTree }\nspan_metrics_tables: true\ntrace_analysis_tables: true\n\
          async_insert: true\ncompress: zstd\nbatch: { max_rows: 1000, max_bytes: 1MiB, timeout: 1s }",
     )
     .unwrap();
