@@ -240,8 +240,7 @@ impl Aggregator {
                         min,
                         max,
                     } => {
-                        let bucket_counts: Vec<u64> =
-                            counts.iter().map(|c| c.round() as u64).collect();
+                        let bucket_counts = rounded_counts(counts);
                         explicit.push(HistogramDataPoint {
                             attributes: s.attributes.clone(),
                             start_time_unix_nano: start,
@@ -486,6 +485,25 @@ impl Durations {
     }
 }
 
+/// Whole bucket counts for weighted ones that add up to the rounded total, as the series'
+/// `calls` does: each bucket gets the difference of the rounded running sums, so no rounding
+/// error piles up across buckets (rounding each bucket on its own can leave the histogram's
+/// count one or more off its `calls`).
+fn rounded_counts(weighted: &[f64]) -> Vec<u64> {
+    let mut running = 0.0;
+    let mut before = 0u64;
+    weighted
+        .iter()
+        .map(|w| {
+            running += w;
+            let now = running.round() as u64;
+            let count = now.saturating_sub(before);
+            before = before.max(now);
+            count
+        })
+        .collect()
+}
+
 /// A base-2 exponential histogram of positive values with weighted counts: bucket `i` at
 /// scale `s` holds values in `(2^(i / 2^s), 2^((i + 1) / 2^s)]`. It starts at scale 20 and
 /// halves its resolution (merging buckets in pairs) whenever the values would need more than
@@ -582,8 +600,13 @@ impl Exponential {
         start: u64,
         now: u64,
     ) -> ExponentialHistogramDataPoint {
-        let bucket_counts: Vec<u64> = self.counts.iter().map(|c| c.round() as u64).collect();
-        let zero_count = self.zero_count.round() as u64;
+        let mut rounded = rounded_counts(
+            &std::iter::once(self.zero_count)
+                .chain(self.counts.iter().copied())
+                .collect::<Vec<_>>(),
+        );
+        let zero_count = rounded.remove(0);
+        let bucket_counts = rounded;
         ExponentialHistogramDataPoint {
             attributes,
             start_time_unix_nano: start,

@@ -320,6 +320,27 @@ fn counts_are_weighted_by_the_adjusted_count_in_tracestate() {
 }
 
 #[test]
+fn a_histograms_count_equals_its_calls_with_fractional_weights() {
+    let mut a = Aggregator::new(SpanMetricsConfig::default(), 0);
+    // Kept with probability 5/7: each counts for 1.4 spans. Three in three buckets round to
+    // 1 each on their own, but the three make 4.2 calls.
+    let sampled = |ms| {
+        let mut s = span("op", 2, ms);
+        s.trace_state = "ot=th:4924924924924".into();
+        s
+    };
+    a.add(
+        &[resource("s", vec![sampled(1), sampled(3), sampled(5)])],
+        0,
+    );
+    let out = a.flush(1);
+    assert_eq!(calls_by_name(&out[0]), [("op".to_string(), 4)]);
+    let h = &durations(&out[0])[0];
+    assert_eq!(&h.bucket_counts[..3], [1, 2, 1]);
+    assert_eq!(h.count, 4);
+}
+
+#[test]
 fn delta_reports_each_interval_once() {
     let config = SpanMetricsConfig {
         aggregation_temporality: Temporality::Delta,
