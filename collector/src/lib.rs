@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod plugin_host;
 pub mod processors;
 pub mod receivers;
+pub mod reload;
 pub mod scaffold;
 pub mod serve;
 pub mod service;
