@@ -72,9 +72,10 @@ pub fn watch_files(sources: &[String], triggers: mpsc::UnboundedSender<Trigger>)
             .map(|f| crate::config::sources::text_of(f, &|_| None))
             .collect()
     };
+    // The baseline is read now, before the collector's listeners open.
+    let mut running = read();
+    let mut seen = running.clone();
     tokio::spawn(async move {
-        let mut running = read();
-        let mut seen = running.clone();
         loop {
             tokio::time::sleep(WATCH_INTERVAL).await;
             let now = read();

@@ -1128,6 +1128,9 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<Stopped> {
     // in that time must not get the default action (death).
     let (triggers, mut reloads) = tokio::sync::mpsc::unbounded_channel();
     let mut signals = Signals::install(triggers.clone())?;
+    if sources.watch {
+        crate::reload::watch_files(&sources.sources, triggers);
+    }
     let metrics = Arc::new(Metrics::new());
     let mut service = Service::build(&config, metrics)?;
     if let Err(e) = service.start().await {
@@ -1135,9 +1138,6 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<Stopped> {
         return Err(e);
     }
     drop(config);
-    if sources.watch {
-        crate::reload::watch_files(&sources.sources, triggers);
-    }
     let pipelines: Vec<_> = service.built.pipelines.keys().cloned().collect();
     tracing::info!(?pipelines, hash = %short(&service.hash), "collector started");
     let first = loop {
