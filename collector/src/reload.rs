@@ -6,14 +6,14 @@
 //! checks the result as start-up does, and hands it to [`crate::service::Service::reload`],
 //! which keeps what did not change and replaces the rest.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::component::Consumers;
+use crate::component::{ComponentId, Consumers, Exporter, Lifecycle};
 use crate::pipeline::{self, Batch, ConsumeError, Consumer, Logs, SharedConsumer, Signal, Traces};
 
 /// Where the configuration comes from, so a reload reads it again the same way.
@@ -141,6 +141,62 @@ impl<S: Signal> Consumer<S> for Switch<S> {
             let _ = pointed.wait_for(Option::is_some).await;
         };
         target.0.consume(batch).await
+    }
+}
+
+/// Builds an exporter; see [`Deferred`].
+type Build<S> = Box<dyn FnOnce() -> anyhow::Result<Arc<dyn Exporter<S>>> + Send>;
+
+/// An exporter that replaces a running one of the same id, built only when started: by then
+/// its predecessor has drained and closed what the two may share (an output file, an on-disk
+/// queue's directory), since building may already open it.
+pub struct Deferred<S: Signal> {
+    id: ComponentId,
+    build: Mutex<Option<Build<S>>>,
+    built: OnceLock<Arc<dyn Exporter<S>>>,
+}
+
+impl<S: Signal> Deferred<S> {
+    /// Exporter `id`, which `build` builds when it starts.
+    pub fn new(id: ComponentId, build: Build<S>) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            build: Mutex::new(Some(build)),
+            built: OnceLock::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl<S: Signal> Lifecycle for Deferred<S> {
+    async fn start(&self) -> anyhow::Result<()> {
+        let build = self.build.lock().expect("deferred build lock").take();
+        let Some(build) = build else {
+            return Ok(());
+        };
+        let built = build()?;
+        built.start().await?;
+        let _ = self.built.set(built);
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        if let Some(built) = self.built.get() {
+            built.shutdown().await;
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Signal> Consumer<S> for Deferred<S> {
+    async fn consume(&self, batch: Batch<S>) -> Result<(), ConsumeError> {
+        match self.built.get() {
+            Some(built) => built.consume(batch).await,
+            None => Err(ConsumeError::retryable(format!(
+                "exporters.{} is not running",
+                self.id
+            ))),
+        }
     }
 }
 

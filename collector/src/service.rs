@@ -149,6 +149,8 @@ struct Builder<'c> {
     exporter_instances: SharedInstances,
     /// What the running collector built, when this builds a reload's configuration.
     previous: Option<&'c Built>,
+    /// The reload's configuration, for the exporters built when they start.
+    shared_config: Option<Arc<Config>>,
     /// What this builds (or takes over), with keys.
     built: Built,
 }
@@ -227,14 +229,26 @@ impl Builder<'_> {
                     .expect("keyed by signal")
                     .clone()
             });
-        let exp = match running {
-            Some(e) => e,
-            None => {
-                let mut ctx = self.ctx(id, None);
-                ctx.shared = self.exporter_instances.clone();
-                S::exporter(self.config.exporters[id].as_ref(), &ctx)
-                    .with_context(|| format!("exporters.{id}"))?
+        // One running under this id that is not taken over: built once it has drained.
+        let replaces = self
+            .previous
+            .is_some_and(|p| p.exporters.keys().any(|(running, _)| running == id));
+        let mut ctx = self.ctx(id, None);
+        ctx.shared = self.exporter_instances.clone();
+        let exp = match (running, &self.shared_config) {
+            (Some(e), _) => e,
+            (None, Some(config)) if replaces => {
+                let (config, id) = (config.clone(), id.clone());
+                crate::reload::Deferred::<S>::new(
+                    id.clone(),
+                    Box::new(move || {
+                        S::exporter(config.exporters[&id].as_ref(), &ctx)
+                            .with_context(|| format!("exporters.{id}"))
+                    }),
+                )
             }
+            (None, _) => S::exporter(self.config.exporters[id].as_ref(), &ctx)
+                .with_context(|| format!("exporters.{id}"))?,
         };
         self.exporters.push((id.clone(), S::KIND, exp.clone()));
         self.built_exporters
@@ -437,16 +451,18 @@ fn addr<T: ?Sized>(a: &Arc<T>) -> usize {
 impl Service {
     /// Builds every component that a pipeline uses.
     pub fn build(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        Self::build_over(config, metrics, Health::default(), None)
+        Self::build_over(config, metrics, Health::default(), None, None)
     }
 
     /// Builds every component that a pipeline uses, taking over from `previous` (a running
-    /// collector's parts) each one whose key is unchanged.
+    /// collector's parts) each one whose key is unchanged. An exporter that replaces a running
+    /// one of its id is built from `shared_config` when it starts.
     fn build_over(
         config: &Config,
         metrics: Arc<Metrics>,
         health: Health,
         previous: Option<&Built>,
+        shared_config: Option<Arc<Config>>,
     ) -> anyhow::Result<Self> {
         let pipelines = &config.service.pipelines;
         let stores: Arc<BTreeMap<ComponentId, Store>> = Arc::new(
@@ -479,6 +495,7 @@ impl Service {
             receiver_heads: BTreeMap::new(),
             exporter_instances: SharedInstances::default(),
             previous,
+            shared_config,
             built: Built::default(),
         };
         // Extensions: taken over when their configuration is unchanged, with the
@@ -727,13 +744,15 @@ impl Service {
     ///
     /// Each wait is bounded by `service.shutdown_timeout`. A new part that fails to start is
     /// reported in the error; the rest of the new configuration runs.
-    pub async fn reload(&mut self, config: &Config) -> anyhow::Result<()> {
+    pub async fn reload(&mut self, config: Arc<Config>) -> anyhow::Result<()> {
         let mut next = Self::build_over(
-            config,
+            &config,
             self.metrics.clone(),
             self.health.clone(),
             Some(&self.built),
+            Some(config.clone()),
         )?;
+        drop(config);
         if next.metrics_address != self.metrics_address {
             tracing::warn!(
                 from = %self.metrics_address,
@@ -743,19 +762,18 @@ impl Service {
         }
         next.metrics_address = self.metrics_address.clone();
         next.stop_telemetry = self.stop_telemetry.clone();
-        let plan = Plan::new(
-            &self.stages,
-            &self.extensions,
-            &next.stages,
-            &next.extensions,
-        );
+        // From here on the old parts are held only where they are used, so those that go are
+        // dropped once drained (an on-disk queue's lock goes with its exporter).
+        let old = std::mem::take(&mut self.stages);
+        let old_extensions = std::mem::take(&mut self.extensions);
+        self.built = Built::default();
+        let plan = Plan::new(&old, &old_extensions, &next.stages, &next.extensions);
         plan.log();
         self.health.set(HealthState::Starting);
         let deadline = Instant::now() + next.shutdown_timeout;
 
         // 1.
-        let stopping: Vec<_> = self
-            .stages
+        let stopping: Vec<_> = old
             .receivers
             .iter()
             .filter(|(_, r)| !plan.kept.contains(&addr(r)))
@@ -768,7 +786,9 @@ impl Service {
                 .map(|(id, r)| bounded(format!("receivers.{id}"), budget, r.shutdown())),
         )
         .await;
-        let gone = self.stages.without(&plan.kept);
+        drop(stopping);
+        let mut gone = Some(old.without(&plan.kept));
+        drop(old);
 
         // 2.
         let mut completed = true;
@@ -779,17 +799,18 @@ impl Service {
                     .map(|(switches, _)| switches.point(None, deadline)),
             );
             completed &= held.await.into_iter().all(|d| d);
-            completed &= gone.drain(deadline).await;
+            if let Some(gone) = gone.take() {
+                completed &= gone.drain(deadline).await;
+            }
         }
 
         // 3.
-        let old_extensions: Vec<_> = self
-            .extensions
-            .iter()
-            .filter(|(_, e)| !plan.kept.contains(&addr(e)))
-            .cloned()
-            .collect();
+        let (kept_extensions, old_extensions): (Vec<_>, Vec<_>) = old_extensions
+            .into_iter()
+            .partition(|(_, e)| plan.kept.contains(&addr(e)));
+        drop(kept_extensions);
         stop_extensions(&old_extensions, crate::serve::IN_FLIGHT_GRACE).await;
+        drop(old_extensions);
         let mut failed = Vec::new();
         for (id, e) in &next.extensions {
             if !plan.kept.contains(&addr(e))
@@ -823,7 +844,7 @@ impl Service {
         next.repoint.clear();
 
         // 5.
-        if !plan.same_id_rebuilt {
+        if let Some(gone) = gone.take() {
             completed &= gone.drain(deadline).await;
         }
         if !completed {
@@ -1219,7 +1240,7 @@ async fn reload(service: &mut Service, sources: &Sources, trigger: Trigger) {
         }
     }
     let started = Instant::now();
-    match service.reload(&config).await {
+    match service.reload(Arc::new(config)).await {
         Ok(()) => {
             service.metrics.config_reload(true);
             tracing::info!(
