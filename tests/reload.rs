@@ -185,7 +185,8 @@ async fn sighup_moves_a_changed_exporter_and_loses_no_acknowledged_span() {
     let in_a: BTreeSet<u64> = output_span_ids(&a).into_iter().collect();
     let in_b: BTreeSet<u64> = output_span_ids(&b).into_iter().collect();
     let acked = acked_ids(&acked);
-    let lost: Vec<_> = acked.difference(&(&in_a | &in_b)).collect();
+    let written = &in_a | &in_b;
+    let lost: Vec<_> = acked.difference(&written).collect();
     assert!(
         lost.is_empty(),
         "acknowledged spans lost: {lost:?}\n{}",
