@@ -530,3 +530,92 @@ async fn a_configmap_swap_reloads_only_with_watch_config() {
         assert_eq!(written, (1..6).collect::<Vec<_>>(), "{tag}\n{}", c.log());
     }
 }
+
+/// otlp (gRPC) → `otlp_http` to `sink_http`, its queue on disk in `queue_dir`; `extra` is added
+/// to the exporter's options.
+fn queued_config(grpc: u16, sink_http: u16, queue_dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+extensions:
+  file_storage:
+    directory: {dir}
+    create_directory: true
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:{sink_http}
+    sending_queue: {{ storage: file_storage }}
+    retry_on_failure: {{ initial_interval: 100ms, max_interval: 300ms, max_elapsed_time: 0s }}
+{extra}
+service:
+  extensions: [file_storage]
+  shutdown_timeout: 5s
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlphttp]
+  telemetry:
+    metrics:
+      address: none
+"#,
+        dir = queue_dir.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_exporter_takes_over_its_on_disk_queue() {
+    // The back end is down: what the gateway acknowledges waits in its on-disk queue.
+    let down = wasmcol_tests::DownPort::new();
+    let grpc = free_port();
+    let queue = tempfile::tempdir().unwrap();
+    let mut c = Collector::start(&queued_config(grpc, down.port, queue.path(), ""), grpc);
+    let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .expect("connect");
+    client
+        .export(spans_request(4, 1, 30, 0))
+        .await
+        .expect("export acknowledged (stored)");
+
+    // The exporter's options change, its queue directory does not: the old instance closes the
+    // queue before the new one opens it.
+    rewrite(
+        &c,
+        &queued_config(grpc, down.port, queue.path(), "    timeout: 7s"),
+    );
+    reload(&c, "config reloaded", 1);
+    assert_eq!(
+        lines_with(&c, &["restarted=[\"exporters.otlphttp (traces)\"]"]),
+        1,
+        "{}",
+        c.log()
+    );
+    assert!(!c.log().contains("did not start"), "{}", c.log());
+    client
+        .export(spans_request(4, 31, 20, 0))
+        .await
+        .expect("export after the reload");
+
+    // The back end comes up: the new instance sends what the old one had queued, and the rest.
+    let sink_http = down.release();
+    let sink_config =
+        wasmcol_tests::file_pipeline_config(free_port(), sink_http, free_port(), "batch", "");
+    let sink = Collector::start(&sink_config, sink_http);
+    let expected: BTreeSet<u64> = (1..51).collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            output_span_ids(&sink.path("out.jsonl"))
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+                == expected
+        }),
+        "delivered {:?}\n{}",
+        output_span_ids(&sink.path("out.jsonl")).len(),
+        c.log()
+    );
+    assert_eq!(c.stop(), 0, "exit status\n{}", c.log());
+}

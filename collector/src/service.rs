@@ -74,6 +74,8 @@ pub struct Service {
     repoint: Vec<(Switches, Consumers)>,
     /// Hash of the resolved configuration.
     hash: String,
+    /// `service.telemetry` as resolved: a reload does not apply it.
+    telemetry: String,
 }
 
 fn id_of(s: &str) -> ComponentId {
@@ -660,6 +662,13 @@ impl Service {
             built: builder.built,
             repoint,
             hash: config.resolved.hash(),
+            telemetry: config
+                .resolved
+                .0
+                .get("service")
+                .and_then(|s| s.get("telemetry"))
+                .and_then(|t| serde_yaml_ng::to_string(t).ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -686,7 +695,7 @@ impl Service {
             tracing::info!(address = %self.metrics_address, "metrics served at /metrics");
         }
         self.metrics.config_loaded(&self.hash);
-        self.stages.start_pipelines(&|_| true).await?;
+        self.stages.start_pipelines(&|_| true, None).await?;
         for (id, r) in &self.stages.receivers {
             r.start().await.with_context(|| format!("receivers.{id}"))?;
         }
@@ -753,14 +762,13 @@ impl Service {
             Some(config.clone()),
         )?;
         drop(config);
-        if next.metrics_address != self.metrics_address {
+        if next.telemetry != self.telemetry {
             tracing::warn!(
-                from = %self.metrics_address,
-                to = %next.metrics_address,
-                "service.telemetry takes effect on restart; the metrics endpoint stays where it is"
+                "service.telemetry changed: it takes effect on restart (logs and the metrics endpoint stay as they are)"
             );
         }
         next.metrics_address = self.metrics_address.clone();
+        next.telemetry = self.telemetry.clone();
         next.stop_telemetry = self.stop_telemetry.clone();
         // From here on the old parts are held only where they are used, so those that go are
         // dropped once drained (an on-disk queue's lock goes with its exporter).
@@ -819,13 +827,9 @@ impl Service {
                 failed.push(format!("extensions.{id}: {e:#}"));
             }
         }
-        if let Err(e) = next
-            .stages
-            .start_pipelines(&|part| !plan.kept.contains(&part))
-            .await
-        {
-            failed.push(format!("{e:#}"));
-        }
+        next.stages
+            .start_pipelines(&|part| !plan.kept.contains(&part), Some(&mut failed))
+            .await?;
 
         // 4.
         let repointed = futures::future::join_all(
@@ -961,27 +965,41 @@ impl Plan {
 }
 
 impl Stages {
-    /// Starts exporters, processors and connectors, each one `part` says (by address).
-    async fn start_pipelines(&self, part: &dyn Fn(usize) -> bool) -> anyhow::Result<()> {
-        for (id, _, e) in &self.exporters {
-            if part(addr(e)) {
-                e.start().await.with_context(|| format!("exporters.{id}"))?;
-            }
-        }
+    /// Starts exporters, processors and connectors, each one `part` says (by address). At
+    /// start-up the first failure ends it; in a reload (`failed` given) every failure is
+    /// recorded there and the others still start.
+    async fn start_pipelines(
+        &self,
+        part: &dyn Fn(usize) -> bool,
+        mut failed: Option<&mut Vec<String>>,
+    ) -> anyhow::Result<()> {
+        let mut parts: Vec<(String, &Arc<dyn Lifecycle>)> = Vec::new();
+        parts.extend(
+            self.exporters
+                .iter()
+                .map(|(id, _, e)| (format!("exporters.{id}"), e)),
+        );
         for (pname, procs) in &self.processors {
-            for (id, _, p) in procs {
-                if part(addr(p)) {
-                    p.start()
-                        .await
-                        .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
-                }
-            }
+            parts.extend(
+                procs
+                    .iter()
+                    .map(|(id, _, p)| (format!("processors.{id} (pipeline {pname})"), p)),
+            );
         }
-        for (id, from, to, c, _) in &self.connectors {
-            if part(addr(c)) {
-                c.start()
-                    .await
-                    .with_context(|| format!("connectors.{id} ({from} to {to})"))?;
+        parts.extend(
+            self.connectors
+                .iter()
+                .map(|(id, from, to, c, _)| (format!("connectors.{id} ({from} to {to})"), c)),
+        );
+        for (what, p) in parts {
+            if !part(addr(p)) {
+                continue;
+            }
+            if let Err(e) = p.start().await {
+                match failed.as_deref_mut() {
+                    Some(failed) => failed.push(format!("{what}: {e:#}")),
+                    None => return Err(e.context(what)),
+                }
             }
         }
         Ok(())
@@ -1406,6 +1424,7 @@ mod tests {
             built: Built::default(),
             repoint: Vec::new(),
             hash: String::new(),
+            telemetry: String::new(),
             stop_telemetry: CancellationToken::new(),
         }
     }
