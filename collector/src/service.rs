@@ -120,8 +120,11 @@ struct Built {
     /// By id: key, the receiver, its switches.
     receivers: BTreeMap<ComponentId, (String, Arc<dyn Lifecycle>, Switches)>,
     /// By id: key, the extension, its authenticator.
-    extensions: BTreeMap<ComponentId, (String, Arc<dyn Lifecycle>, Option<Authenticator>)>,
+    extensions: BTreeMap<ComponentId, BuiltExtension>,
 }
+
+/// A built extension: its key, the extension, the authenticator it offers.
+type BuiltExtension = (String, Arc<dyn Lifecycle>, Option<Authenticator>);
 
 /// What building needs at every step, and what it has built so far.
 struct Builder<'c> {
