@@ -873,6 +873,39 @@ impl Service {
     }
 }
 
+/// Every running part as (name, address): extensions, receivers, processors, connectors,
+/// exporters.
+fn parts(s: &Stages, ext: &[(ComponentId, Arc<dyn Lifecycle>)]) -> Vec<(String, usize)> {
+    let mut v: Vec<(String, usize)> = Vec::new();
+    v.extend(
+        ext.iter()
+            .map(|(id, e)| (format!("extensions.{id}"), addr(e))),
+    );
+    v.extend(
+        s.receivers
+            .iter()
+            .map(|(id, r)| (format!("receivers.{id}"), addr(r))),
+    );
+    for (pname, procs) in &s.processors {
+        v.extend(
+            procs
+                .iter()
+                .map(|(id, _, p)| (format!("processors.{id} (pipeline {pname})"), addr(p))),
+        );
+    }
+    v.extend(
+        s.connectors
+            .iter()
+            .map(|(id, from, to, c, _)| (format!("connectors.{id} ({from} to {to})"), addr(c))),
+    );
+    v.extend(
+        s.exporters
+            .iter()
+            .map(|(id, signal, e)| (format!("exporters.{id} ({signal})"), addr(e))),
+    );
+    v
+}
+
 /// What a reload keeps, builds anew and stops, for its log line and its order.
 struct Plan {
     /// Parts taken over as they run (by address).
@@ -892,34 +925,6 @@ impl Plan {
         new: &Stages,
         new_extensions: &[(ComponentId, Arc<dyn Lifecycle>)],
     ) -> Self {
-        // Every part as (name, address), old and new.
-        let parts =
-            |s: &Stages, ext: &[(ComponentId, Arc<dyn Lifecycle>)]| {
-                let mut v: Vec<(String, usize)> = Vec::new();
-                v.extend(
-                    ext.iter()
-                        .map(|(id, e)| (format!("extensions.{id}"), addr(e))),
-                );
-                v.extend(
-                    s.receivers
-                        .iter()
-                        .map(|(id, r)| (format!("receivers.{id}"), addr(r))),
-                );
-                for (pname, procs) in &s.processors {
-                    v.extend(procs.iter().map(|(id, _, p)| {
-                        (format!("processors.{id} (pipeline {pname})"), addr(p))
-                    }));
-                }
-                v.extend(s.connectors.iter().map(|(id, from, to, c, _)| {
-                    (format!("connectors.{id} ({from} to {to})"), addr(c))
-                }));
-                v.extend(
-                    s.exporters
-                        .iter()
-                        .map(|(id, signal, e)| (format!("exporters.{id} ({signal})"), addr(e))),
-                );
-                v
-            };
         let old_parts = parts(old, old_extensions);
         let new_parts = parts(new, new_extensions);
         let old_addrs: BTreeSet<_> = old_parts.iter().map(|(_, a)| *a).collect();
@@ -1434,6 +1439,88 @@ mod tests {
 
     fn ms(n: u64) -> Option<Duration> {
         Some(Duration::from_millis(n))
+    }
+
+    /// A traces pipeline `traces/in` (otlp → batch) feeding `traces/out` through the
+    /// `forward` connector, which exports to `out`.
+    fn chain(batch: &str, out: &str) -> Arc<Config> {
+        let text = format!(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: {batch}
+exporters:
+  nop:
+  nop/2:
+connectors:
+  forward:
+service:
+  pipelines:
+    traces/in:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [forward]
+    traces/out:
+      receivers: [forward]
+      exporters: [{out}]
+  telemetry:
+    metrics:
+      address: none
+"#
+        );
+        Arc::new(Config::parse("chain", &text, &|_| None).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// The names of the parts of `s` whose address is in (`kept`) or not in `before`.
+    fn compared(s: &Service, before: &[(String, usize)], kept: bool) -> Vec<String> {
+        let old: BTreeSet<usize> = before.iter().map(|(_, a)| *a).collect();
+        parts(&s.stages, &s.extensions)
+            .into_iter()
+            .filter(|(_, a)| old.contains(a) == kept)
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_each_part_whose_key_and_downstream_are_unchanged() {
+        let mut s = Service::build(&chain("100ms", "nop"), Arc::new(Metrics::new())).unwrap();
+        s.start().await.unwrap();
+        let hash = s.hash.clone();
+
+        // The exporter at the end changes: everything upstream of it is rebuilt but the
+        // receiver, which keeps its listener.
+        let before = parts(&s.stages, &s.extensions);
+        s.reload(chain("100ms", "nop/2")).await.unwrap();
+        assert_eq!(compared(&s, &before, true), ["receivers.otlp"]);
+        assert_eq!(
+            compared(&s, &before, false),
+            [
+                "processors.batch (pipeline traces/in)",
+                "connectors.forward (traces to traces)",
+                "exporters.nop/2 (traces)"
+            ]
+        );
+        assert_eq!(s.health.get(), HealthState::Ready);
+        assert_ne!(s.hash, hash);
+
+        // Only the first pipeline's processor changes: the connector and what it feeds stay.
+        let before = parts(&s.stages, &s.extensions);
+        s.reload(chain("200ms", "nop/2")).await.unwrap();
+        assert_eq!(
+            compared(&s, &before, false),
+            ["processors.batch (pipeline traces/in)"]
+        );
+
+        // Nothing changes: nothing is rebuilt.
+        let before = parts(&s.stages, &s.extensions);
+        s.reload(chain("200ms", "nop/2")).await.unwrap();
+        assert!(compared(&s, &before, false).is_empty());
+        assert!(s.shutdown().await);
     }
 
     #[tokio::test(start_paused = true)]
