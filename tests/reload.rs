@@ -2,8 +2,10 @@
 //! exporter while a real client keeps sending (every acknowledged span lands in the old file or
 //! the new one, split at the reload); a broken config is refused, every problem logged, and the
 //! old one keeps running; an unchanged receiver keeps its listener (no connection refused) and
-//! its connections; `--watch-config` reloads on a ConfigMap's `..data` swap, and without it
-//! nothing happens; the metrics count reloads and show the configuration's hash.
+//! its connections; an exporter whose options change takes over its on-disk queue (the old
+//! instance closes it first) and sends what the old one had queued; `--watch-config` reloads on
+//! a ConfigMap's `..data` swap, and without it nothing happens; the metrics count reloads and
+//! show the configuration's hash.
 
 use std::collections::BTreeSet;
 use std::net::TcpStream;
