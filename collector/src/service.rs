@@ -1168,7 +1168,7 @@ pub enum Stopped {
 /// Runs the collector described by `config` until SIGTERM or SIGINT, then drains (see
 /// [`Service::shutdown`]) and returns. A second SIGTERM or SIGINT during the drain returns at
 /// once ([`Stopped::Forced`]). SIGHUP (and, with `sources.watch`, a change in a config file)
-/// reloads the configuration from `sources` (see [`reload`]); a stop signal that arrives
+/// reloads the configuration from `sources` (see [`Service::reload`]); a stop signal that arrives
 /// during a reload is acted on once the reload is done.
 pub async fn run(config: Config, sources: Sources) -> anyhow::Result<Stopped> {
     // Before building anything: plugins may take seconds to compile, and a SIGHUP or SIGTERM
