@@ -6,7 +6,7 @@
 //! The parts, from the outside in:
 //! - [`config`] reads the YAML file (the OpenTelemetry Collector's shape) into a [`Config`].
 //! - [`service`] builds every component and wires them into pipelines, runs them and shuts
-//!   them down.
+//!   them down; on a reload ([`reload`]: SIGHUP, `--watch-config`) it swaps what changed.
 //! - [`pipeline`] holds the one interface every stage implements, [`pipeline::Consumer`],
 //!   and the batch that flows through it, [`pipeline::TraceBatch`]: the protobuf bytes a
 //!   receiver got, checked by [`otlp::wire`], decoded only by a stage that reads spans.
@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod plugin_host;
 pub mod processors;
 pub mod receivers;
+pub mod reload;
 pub mod scaffold;
 pub mod serve;
 pub mod service;

@@ -27,6 +27,11 @@ struct Cli {
     /// (`processors.batch.timeout=2s`) or `::`-separated when a key holds a dot.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Reloads the configuration when the content of a `--config` file changes (read every
+    /// 500 ms, acted on once it has settled), as SIGHUP does. Follows symbolic links anew on
+    /// each read, so a Kubernetes ConfigMap's atomic swap is seen.
+    #[arg(long = "watch-config")]
+    watch_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -85,7 +90,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => run(&cli.config, &cli.set),
+        None => run(wasmcol::reload::Sources {
+            sources: cli.config,
+            sets: cli.set,
+            watch: cli.watch_config,
+        }),
     }
 }
 
@@ -120,8 +129,8 @@ fn raise_open_files_limit() {
 /// How long, after the drain, tasks and blocking work get to end before the process exits.
 const RUNTIME_STOP_WAIT: Duration = Duration::from_millis(200);
 
-fn run(sources: &[String], sets: &[String]) -> ExitCode {
-    let config = match Config::load_sources(sources, sets) {
+fn run(sources: wasmcol::reload::Sources) -> ExitCode {
+    let config = match Config::load_sources(&sources.sources, &sources.sets) {
         Ok(c) => c,
         Err(e) => {
             wasmcol::telemetry::init_logging(&LogsConfig::default());
@@ -148,7 +157,7 @@ fn run(sources: &[String], sets: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(wasmcol::service::run(config));
+    let outcome = runtime.block_on(wasmcol::service::run(config, sources));
     // Whatever still runs was given up by the drain (or by a second stop signal). Tasks get a
     // moment to be dropped, but a blocking task stuck in a system call is not waited for: that
     // would hold the process past shutdown_timeout (dropping the runtime waits for ever).

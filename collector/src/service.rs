@@ -12,9 +12,14 @@
 //! nothing new enters, then processors flush, level by level with the connectors between the
 //! levels, then exporters drain), each stage bounded by its share of
 //! `service.shutdown_timeout` (see [`Service::shutdown`]).
+//!
+//! A reload ([`Service::reload`]) builds the new configuration the same way, but every part
+//! whose key (its resolved configuration, and the keys of what it feeds) is unchanged is taken
+//! over as it runs instead of being built again; see [`Service::reload`] for the order of the
+//! swap.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,13 +28,14 @@ use anyhow::Context;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticators;
+use crate::auth::{Authenticator, Authenticators};
 use crate::component::{
     BuildContext, ComponentId, Connector, Consumers, Exporter, Lifecycle, SharedInstances, Wiring,
     build_connector,
 };
 use crate::config::{Config, Link};
 use crate::pipeline::{self, Logs, SharedConsumer, SignalKind, Traces, fan_out};
+use crate::reload::{Sources, Switches, Trigger};
 use crate::storage::Store;
 use crate::telemetry::{Health, HealthState, Metrics, serve_metrics};
 
@@ -39,13 +45,9 @@ type Stage = (ComponentId, SignalKind, Arc<dyn Lifecycle>);
 /// One pipeline's processors, in data order.
 type PipelineProcessors = (String, Vec<Stage>);
 
-/// A built collector, ready to start.
-pub struct Service {
-    metrics: Arc<Metrics>,
-    health: Health,
-    metrics_address: String,
-    shutdown_timeout: Duration,
-    extensions: Vec<(ComponentId, Arc<dyn Lifecycle>)>,
+/// The stages a drain stops, in its order (see [`Stages::drain`]).
+#[derive(Default)]
+struct Stages {
     /// Each exporter once per signal it is used for.
     exporters: Vec<Stage>,
     /// Per pipeline, processors in data order.
@@ -55,7 +57,25 @@ pub struct Service {
     /// Each connector once per pair of signals it is used for.
     connectors: Vec<ConnectorStage>,
     receivers: Vec<(ComponentId, Arc<dyn Lifecycle>)>,
+}
+
+/// A built collector, ready to start.
+pub struct Service {
+    metrics: Arc<Metrics>,
+    health: Health,
+    metrics_address: String,
+    shutdown_timeout: Duration,
+    extensions: Vec<(ComponentId, Arc<dyn Lifecycle>)>,
+    stages: Stages,
     stop_telemetry: CancellationToken,
+    /// Every part built, with the key it was built from, for a reload to take over.
+    built: Built,
+    /// Kept receivers and the pipelines a reload points them at (empty once running).
+    repoint: Vec<(Switches, Consumers)>,
+    /// Hash of the resolved configuration.
+    hash: String,
+    /// `service.telemetry` as resolved: a reload does not apply it.
+    telemetry: String,
 }
 
 fn id_of(s: &str) -> ComponentId {
@@ -83,6 +103,29 @@ type ConnectorStage = (
 /// its key wherever it is stored, so downcasts restate what the key says.
 type Erased = Box<dyn Any + Send + Sync>;
 
+/// [`Erased`], shared.
+type SharedErased = Arc<dyn Any + Send + Sync>;
+
+/// Every part of a running collector with the key it was built from: a reload takes over a
+/// part whose key is unchanged. A key holds the part's resolved configuration and the keys of
+/// the parts it feeds, so a pipeline is kept only if its exporters are.
+#[derive(Default)]
+struct Built {
+    /// By id and signal: key, `Arc<dyn Exporter<S>>`.
+    exporters: BTreeMap<(ComponentId, SignalKind), (String, SharedErased)>,
+    /// By id and pair: key, `Arc<dyn Connector<E>>`.
+    connectors: BTreeMap<(ComponentId, SignalKind, SignalKind), (String, SharedErased)>,
+    /// By pipeline: key, head (`SharedConsumer<S>`), processors.
+    pipelines: BTreeMap<String, (String, SharedErased, Vec<Stage>)>,
+    /// By id: key, the receiver, its switches.
+    receivers: BTreeMap<ComponentId, (String, Arc<dyn Lifecycle>, Switches)>,
+    /// By id: key, the extension, its authenticator.
+    extensions: BTreeMap<ComponentId, BuiltExtension>,
+}
+
+/// A built extension: its key, the extension, the authenticator it offers.
+type BuiltExtension = (String, Arc<dyn Lifecycle>, Option<Authenticator>);
+
 /// What building needs at every step, and what it has built so far.
 struct Builder<'c> {
     config: &'c Config,
@@ -109,6 +152,12 @@ struct Builder<'c> {
     receiver_heads: BTreeMap<(ComponentId, SignalKind), Erased>,
     /// What each exporter's instances for different signals share.
     exporter_instances: SharedInstances,
+    /// What the running collector built, when this builds a reload's configuration.
+    previous: Option<&'c Built>,
+    /// The reload's configuration, for the exporters built when they start.
+    shared_config: Option<Arc<Config>>,
+    /// What this builds (or takes over), with keys.
+    built: Built,
 }
 
 impl Builder<'_> {
@@ -124,8 +173,49 @@ impl Builder<'_> {
         }
     }
 
-    /// Exporter `id` for signal `S`: built the first time, then the same instance for every
-    /// pipeline of `S` that names it.
+    /// `section.id`'s resolved configuration, as text.
+    fn value(&self, section: &str, id: &ComponentId) -> String {
+        self.config.resolved.component(section, &id.to_string())
+    }
+
+    /// The resolved configurations of the extensions named `names`, as text.
+    fn extension_values(&self, names: impl IntoIterator<Item = String>) -> String {
+        let names: BTreeSet<String> = names.into_iter().collect();
+        names
+            .iter()
+            .map(|n| format!("{n}={}", self.config.resolved.component("extensions", n)))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    /// Exporter `id`'s key: its configuration, every signal it is used for (its instances
+    /// share state), and the extensions it uses.
+    fn exporter_key(&self, id: &ComponentId) -> String {
+        let name = id.to_string();
+        let signals: BTreeSet<SignalKind> = self
+            .config
+            .service
+            .pipelines
+            .iter()
+            .filter(|(_, p)| p.exporters.contains(&name))
+            .map(|(pname, _)| signal_of(pname))
+            .collect();
+        let config = &self.config.exporters[id];
+        let extensions = config
+            .storage()
+            .map(|s| s.to_string())
+            .into_iter()
+            .chain(config.authenticators().into_iter().map(|(_, a)| a));
+        format!(
+            "exporter {id} {signals:?} [{}] {}",
+            self.extension_values(extensions),
+            self.value("exporters", id)
+        )
+    }
+
+    /// Exporter `id` for signal `S`: built the first time (or taken over from the running
+    /// collector when its key is unchanged), then the same instance for every pipeline of `S`
+    /// that names it.
     fn exporter<S: Wiring>(&mut self, id: &ComponentId) -> anyhow::Result<SharedConsumer<S>> {
         let key = (id.clone(), S::KIND);
         if let Some(e) = self.built_exporters.get(&key) {
@@ -134,18 +224,50 @@ impl Builder<'_> {
                 .expect("keyed by signal");
             return Ok(e.clone());
         }
+        let text = self.exporter_key(id);
+        let running = self
+            .previous
+            .and_then(|p| p.exporters.get(&key))
+            .filter(|(k, _)| *k == text)
+            .map(|(_, e)| {
+                e.downcast_ref::<Arc<dyn Exporter<S>>>()
+                    .expect("keyed by signal")
+                    .clone()
+            });
+        // One running under this id that is not taken over: built once it has drained.
+        let replaces = self
+            .previous
+            .is_some_and(|p| p.exporters.keys().any(|(running, _)| running == id));
         let mut ctx = self.ctx(id, None);
         ctx.shared = self.exporter_instances.clone();
-        let exp = S::exporter(self.config.exporters[id].as_ref(), &ctx)
-            .with_context(|| format!("exporters.{id}"))?;
+        let exp = match (running, &self.shared_config) {
+            (Some(e), _) => e,
+            (None, Some(config)) if replaces => {
+                let (config, id) = (config.clone(), id.clone());
+                crate::reload::Deferred::<S>::new(
+                    id.clone(),
+                    Box::new(move || {
+                        S::exporter(config.exporters[&id].as_ref(), &ctx)
+                            .with_context(|| format!("exporters.{id}"))
+                    }),
+                )
+            }
+            (None, _) => S::exporter(self.config.exporters[id].as_ref(), &ctx)
+                .with_context(|| format!("exporters.{id}"))?,
+        };
         self.exporters.push((id.clone(), S::KIND, exp.clone()));
-        self.built_exporters.insert(key, Box::new(exp.clone()));
+        self.built_exporters
+            .insert(key.clone(), Box::new(exp.clone()));
+        self.built
+            .exporters
+            .insert(key, (text, Arc::new(exp.clone())));
         Ok(exp)
     }
 
     /// Connector `id` for the pair `E` → `R`: built the first time a pipeline of `E` names
     /// it, feeding the heads of every pipeline of `R` it is linked to (built already: they
-    /// are deeper).
+    /// are deeper). Taken over from the running collector when its configuration and the
+    /// pipelines it feeds are unchanged.
     fn connector<E: Wiring, R: Wiring>(
         &mut self,
         id: &ComponentId,
@@ -167,41 +289,73 @@ impl Builder<'_> {
         let mut targets: Vec<&String> = links.iter().map(|l| &l.to).collect();
         targets.sort();
         targets.dedup();
-        let heads: Vec<SharedConsumer<R>> = targets
-            .iter()
-            .map(|t| {
-                self.pipeline_heads[*t]
-                    .downcast_ref::<SharedConsumer<R>>()
-                    .expect("keyed by pipeline, whose id names its signal")
-                    .clone()
-            })
-            .collect();
         let depth = links
             .iter()
             .map(|l| self.depths[&l.from])
             .max()
             .unwrap_or(0);
-        let ctx = self.ctx(id, None);
-        let built =
-            build_connector::<E, R>(self.config.connectors[id].as_ref(), &ctx, fan_out(heads))
-                .with_context(|| format!("connectors.{id} ({} to {})", E::KIND, R::KIND))?;
+        let text = format!(
+            "connector {id} {} {} {} [{}]",
+            E::KIND,
+            R::KIND,
+            self.value("connectors", id),
+            targets
+                .iter()
+                .map(|t| self.built.pipelines[*t].0.as_str())
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+        let running = self
+            .previous
+            .and_then(|p| p.connectors.get(&key))
+            .filter(|(k, _)| *k == text)
+            .map(|(_, c)| {
+                c.downcast_ref::<Arc<dyn Connector<E>>>()
+                    .expect("keyed by pair")
+                    .clone()
+            });
+        let built = match running {
+            Some(c) => c,
+            None => {
+                let heads: Vec<SharedConsumer<R>> = targets
+                    .iter()
+                    .map(|t| {
+                        self.pipeline_heads[*t]
+                            .downcast_ref::<SharedConsumer<R>>()
+                            .expect("keyed by pipeline, whose id names its signal")
+                            .clone()
+                    })
+                    .collect();
+                let ctx = self.ctx(id, None);
+                build_connector::<E, R>(self.config.connectors[id].as_ref(), &ctx, fan_out(heads))
+                    .with_context(|| format!("connectors.{id} ({} to {})", E::KIND, R::KIND))?
+            }
+        };
         self.connectors
             .push((id.clone(), E::KIND, R::KIND, built.clone(), depth));
-        self.built_connectors.insert(key, Box::new(built.clone()));
+        self.built_connectors
+            .insert(key.clone(), Box::new(built.clone()));
+        self.built
+            .connectors
+            .insert(key, (text, Arc::new(built.clone())));
         Ok(built)
     }
 
     /// Builds pipeline `pname` of signal `S`: what it exports to (exporters, and connectors
     /// once per signal of the pipelines they link it to), then its processors from last to
-    /// first; records its head for its receivers and for connectors that feed it.
+    /// first; records its head for its receivers and for connectors that feed it. Its
+    /// processors are taken over from the running collector when their configurations, their
+    /// order and what they export to are unchanged.
     fn pipeline<S: Wiring>(&mut self, pname: &str) -> anyhow::Result<()> {
         let config = self.config;
         let p = &config.service.pipelines[pname];
         let mut consumers: Vec<SharedConsumer<S>> = Vec::new();
+        let mut consumer_keys: Vec<String> = Vec::new();
         for name in &p.exporters {
             let id = id_of(name);
             if !config.connectors.contains_key(&id) {
                 consumers.push(self.exporter::<S>(&id)?);
+                consumer_keys.push(self.built.exporters[&(id, S::KIND)].0.clone());
                 continue;
             }
             for to in SignalKind::ALL {
@@ -217,23 +371,52 @@ impl Builder<'_> {
                     SignalKind::Logs => self.connector::<S, Logs>(&id)?,
                     SignalKind::Metrics => self.connector::<S, pipeline::Metrics>(&id)?,
                 });
+                consumer_keys.push(self.built.connectors[&(id.clone(), S::KIND, to)].0.clone());
             }
         }
-        let mut next: SharedConsumer<S> = fan_out(consumers);
-        let mut built: Vec<Stage> = Vec::new();
-        for name in p.processors.iter().rev() {
-            let id = id_of(name);
-            let mut pctx = self.ctx(&id, Some(pname));
-            pctx.acknowledge_when_stored = self.answered_pipelines.iter().any(|a| a == pname);
-            let proc = S::processor(config.processors[&id].as_ref(), &pctx, next)
-                .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
-            next = proc.clone();
-            built.push((id, S::KIND, proc));
-        }
-        built.reverse();
-        self.processors.push((pname.to_string(), built));
+        let answered = self.answered_pipelines.iter().any(|a| a == pname);
+        let text = format!(
+            "pipeline {pname} answered={answered} [{}] -> [{}]",
+            p.processors
+                .iter()
+                .map(|n| format!("{n}={}", self.value("processors", &id_of(n))))
+                .collect::<Vec<_>>()
+                .join("|"),
+            consumer_keys.join("|")
+        );
+        let running = self
+            .previous
+            .and_then(|prev| prev.pipelines.get(pname))
+            .filter(|(k, _, _)| *k == text);
+        let (next, built) = match running {
+            Some((_, head, procs)) => (
+                head.downcast_ref::<SharedConsumer<S>>()
+                    .expect("keyed by pipeline, whose id names its signal")
+                    .clone(),
+                procs.clone(),
+            ),
+            None => {
+                let mut next: SharedConsumer<S> = fan_out(consumers);
+                let mut built: Vec<Stage> = Vec::new();
+                for name in p.processors.iter().rev() {
+                    let id = id_of(name);
+                    let mut pctx = self.ctx(&id, Some(pname));
+                    pctx.acknowledge_when_stored = answered;
+                    let proc = S::processor(config.processors[&id].as_ref(), &pctx, next)
+                        .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
+                    next = proc.clone();
+                    built.push((id, S::KIND, proc));
+                }
+                built.reverse();
+                (next, built)
+            }
+        };
+        self.processors.push((pname.to_string(), built.clone()));
         self.pipeline_heads
             .insert(pname.to_string(), Box::new(next.clone()));
+        self.built
+            .pipelines
+            .insert(pname.to_string(), (text, Arc::new(next.clone()), built));
         for r in &p.receivers {
             let id = id_of(r);
             if config.connectors.contains_key(&id) {
@@ -265,10 +448,27 @@ impl Builder<'_> {
     }
 }
 
+/// The address of what an `Arc` points to, to tell a part taken over from one built anew.
+fn addr<T: ?Sized>(a: &Arc<T>) -> usize {
+    Arc::as_ptr(a) as *const () as usize
+}
+
 impl Service {
     /// Builds every component that a pipeline uses.
     pub fn build(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let health = Health::default();
+        Self::build_over(config, metrics, Health::default(), None, None)
+    }
+
+    /// Builds every component that a pipeline uses, taking over from `previous` (a running
+    /// collector's parts) each one whose key is unchanged. An exporter that replaces a running
+    /// one of its id is built from `shared_config` when it starts.
+    fn build_over(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        health: Health,
+        previous: Option<&Built>,
+        shared_config: Option<Arc<Config>>,
+    ) -> anyhow::Result<Self> {
         let pipelines = &config.service.pipelines;
         let stores: Arc<BTreeMap<ComponentId, Store>> = Arc::new(
             config
@@ -299,16 +499,41 @@ impl Service {
             pipeline_heads: BTreeMap::new(),
             receiver_heads: BTreeMap::new(),
             exporter_instances: SharedInstances::default(),
+            previous,
+            shared_config,
+            built: Built::default(),
         };
+        // Extensions: taken over when their configuration is unchanged, with the
+        // authenticator they offer; built otherwise.
         let mut authenticators = BTreeMap::new();
+        let mut extensions = Vec::new();
         for name in &config.service.extensions {
             let id = id_of(name);
-            if let Some(a) = config.extensions[&id]
-                .authenticator(&builder.ctx(&id, None))
-                .with_context(|| format!("extensions.{id}"))?
-            {
-                authenticators.insert(id, a);
+            let text = format!("extension {id} {}", builder.value("extensions", &id));
+            let running = previous
+                .and_then(|p| p.extensions.get(&id))
+                .filter(|(k, _, _)| *k == text);
+            let (ext, auth) = match running {
+                Some((_, ext, auth)) => (ext.clone(), auth.clone()),
+                None => {
+                    let ctx = builder.ctx(&id, None);
+                    let auth = config.extensions[&id]
+                        .authenticator(&ctx)
+                        .with_context(|| format!("extensions.{id}"))?;
+                    let ext = config.extensions[&id]
+                        .build(&ctx, health.clone())
+                        .with_context(|| format!("extensions.{id}"))?;
+                    (ext, auth)
+                }
+            };
+            if let Some(a) = &auth {
+                authenticators.insert(id.clone(), a.clone());
             }
+            builder
+                .built
+                .extensions
+                .insert(id.clone(), (text, ext.clone(), auth));
+            extensions.push((id, ext));
         }
         builder.authenticators = Arc::new(authenticators);
 
@@ -382,23 +607,45 @@ impl Service {
         builder.receiver_slots::<Logs>(&mut heads);
         builder.receiver_slots::<pipeline::Metrics>(&mut heads);
 
+        // Receivers see their pipelines through switches: one whose configuration, signals
+        // and answering are unchanged keeps its listener and connections, and a reload points
+        // its switches at the new pipelines.
         let mut receivers = Vec::new();
+        let mut repoint = Vec::new();
         for (id, next) in heads {
-            let mut rctx = builder.ctx(&id, None);
-            rctx.acknowledge_when_stored = answers_on_store(&id);
-            let rec = config.receivers[&id]
-                .build(&rctx, next)
-                .with_context(|| format!("receivers.{id}"))?;
+            let acknowledge_when_stored = answers_on_store(&id);
+            let config_of = &config.receivers[&id];
+            let text = format!(
+                "receiver {id} traces={} logs={} metrics={} answered={acknowledge_when_stored} [{}] {}",
+                next.traces.is_some(),
+                next.logs.is_some(),
+                next.metrics.is_some(),
+                builder.extension_values(config_of.authenticators().into_iter().map(|(_, a)| a)),
+                builder.value("receivers", &id),
+            );
+            let running = previous
+                .and_then(|p| p.receivers.get(&id))
+                .filter(|(k, _, _)| *k == text);
+            let (rec, switches) = match running {
+                Some((_, rec, switches)) => {
+                    repoint.push((switches.clone(), next));
+                    (rec.clone(), switches.clone())
+                }
+                None => {
+                    let switches = Switches::new(&next);
+                    let mut rctx = builder.ctx(&id, None);
+                    rctx.acknowledge_when_stored = acknowledge_when_stored;
+                    let rec = config_of
+                        .build(&rctx, switches.consumers())
+                        .with_context(|| format!("receivers.{id}"))?;
+                    (rec, switches)
+                }
+            };
+            builder
+                .built
+                .receivers
+                .insert(id.clone(), (text, rec.clone(), switches));
             receivers.push((id, rec));
-        }
-
-        let mut extensions = Vec::new();
-        for name in &config.service.extensions {
-            let id = id_of(name);
-            let ext = config.extensions[&id]
-                .build(&builder.ctx(&id, None), health.clone())
-                .with_context(|| format!("extensions.{id}"))?;
-            extensions.push((id, ext));
         }
 
         Ok(Self {
@@ -407,12 +654,24 @@ impl Service {
             metrics_address: config.service.telemetry.metrics.address.clone(),
             shutdown_timeout: config.service.shutdown_timeout.get(),
             extensions,
-            exporters: builder.exporters,
-            processors: builder.processors,
-            depths: builder.depths,
-            connectors: builder.connectors,
-            receivers,
+            stages: Stages {
+                exporters: builder.exporters,
+                processors: builder.processors,
+                depths: builder.depths,
+                connectors: builder.connectors,
+                receivers,
+            },
             stop_telemetry: CancellationToken::new(),
+            built: builder.built,
+            repoint,
+            hash: config.resolved.hash(),
+            telemetry: config
+                .resolved
+                .0
+                .get("service")
+                .and_then(|s| s.get("telemetry"))
+                .and_then(|t| serde_yaml_ng::to_string(t).ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -438,22 +697,9 @@ impl Service {
             .await?;
             tracing::info!(address = %self.metrics_address, "metrics served at /metrics");
         }
-        for (id, _, e) in &self.exporters {
-            e.start().await.with_context(|| format!("exporters.{id}"))?;
-        }
-        for (pname, procs) in &self.processors {
-            for (id, _, p) in procs {
-                p.start()
-                    .await
-                    .with_context(|| format!("processors.{id} (pipeline {pname})"))?;
-            }
-        }
-        for (id, from, to, c, _) in &self.connectors {
-            c.start()
-                .await
-                .with_context(|| format!("connectors.{id} ({from} to {to})"))?;
-        }
-        for (id, r) in &self.receivers {
+        self.metrics.config_loaded(&self.hash);
+        self.stages.start_pipelines(&|_| true, None).await?;
+        for (id, r) in &self.stages.receivers {
             r.start().await.with_context(|| format!("receivers.{id}"))?;
         }
         self.health.set(HealthState::Ready);
@@ -479,6 +725,330 @@ impl Service {
     pub async fn shutdown(&self) -> bool {
         let deadline = Instant::now() + self.shutdown_timeout;
         self.health.set(HealthState::Stopping);
+        let completed = self.stages.drain(deadline).await;
+        if !completed {
+            tracing::warn!(
+                timeout = ?self.shutdown_timeout,
+                "shutdown cut short: data the stages named above still held was not delivered"
+            );
+        }
+
+        // Extensions outlive the drain (exporters may use them); they get what is left, and
+        // at least the grace a server needs to answer its last requests.
+        let budget = share(deadline, 1).max(crate::serve::IN_FLIGHT_GRACE);
+        stop_extensions(&self.extensions, budget).await;
+        self.stop_telemetry.cancel();
+        completed
+    }
+
+    /// Replaces the running configuration by `config` (checked already), keeping every part
+    /// whose key is unchanged: such an exporter or pipeline keeps running as it is, such a
+    /// receiver keeps its listener and its connections. If building the new parts fails,
+    /// nothing changes and the error is returned. Otherwise, with health not-ready meanwhile:
+    /// 1. receivers that changed or went stop (their port may be the new one's);
+    /// 2. if an exporter is rebuilt under its id (its queue directory or file may be the
+    ///    new one's), the kept receivers hold new requests (they wait, they are not refused)
+    ///    and the parts that changed or went drain first, as in [`Service::shutdown`];
+    /// 3. extensions that changed or went stop; the new parts start, receivers last;
+    /// 4. the kept receivers are pointed at the new pipelines;
+    /// 5. otherwise (step 2 did not run) the parts that changed or went drain now, once
+    ///    nothing reaches them any more.
+    ///
+    /// Each wait is bounded by `service.shutdown_timeout`. A new part that fails to start is
+    /// reported in the error; the rest of the new configuration runs.
+    pub async fn reload(&mut self, config: Arc<Config>) -> anyhow::Result<()> {
+        let mut next = Self::build_over(
+            &config,
+            self.metrics.clone(),
+            self.health.clone(),
+            Some(&self.built),
+            Some(config.clone()),
+        )?;
+        drop(config);
+        if next.telemetry != self.telemetry {
+            tracing::warn!(
+                "service.telemetry changed: it takes effect on restart (logs and the metrics endpoint stay as they are)"
+            );
+        }
+        next.metrics_address = self.metrics_address.clone();
+        next.telemetry = self.telemetry.clone();
+        next.stop_telemetry = self.stop_telemetry.clone();
+        // From here on the old parts are held only where they are used, so those that go are
+        // dropped once drained (an on-disk queue's lock goes with its exporter).
+        let old = std::mem::take(&mut self.stages);
+        let old_extensions = std::mem::take(&mut self.extensions);
+        self.built = Built::default();
+        let plan = Plan::new(&old, &old_extensions, &next.stages, &next.extensions);
+        plan.log();
+        self.health.set(HealthState::Starting);
+        let deadline = Instant::now() + next.shutdown_timeout;
+
+        // 1.
+        let stopping: Vec<_> = old
+            .receivers
+            .iter()
+            .filter(|(_, r)| !plan.kept.contains(&addr(r)))
+            .cloned()
+            .collect();
+        let budget = share(deadline, 4);
+        futures::future::join_all(
+            stopping
+                .iter()
+                .map(|(id, r)| bounded(format!("receivers.{id}"), budget, r.shutdown())),
+        )
+        .await;
+        drop(stopping);
+        let mut gone = Some(old.without(&plan.kept));
+        drop(old);
+
+        // 2.
+        let mut completed = true;
+        if plan.same_id_rebuilt {
+            let held = futures::future::join_all(
+                next.repoint
+                    .iter()
+                    .map(|(switches, _)| switches.point(None, deadline)),
+            );
+            completed &= held.await.into_iter().all(|d| d);
+            if let Some(gone) = gone.take() {
+                completed &= gone.drain(deadline).await;
+            }
+        }
+
+        // 3.
+        let (kept_extensions, old_extensions): (Vec<_>, Vec<_>) = old_extensions
+            .into_iter()
+            .partition(|(_, e)| plan.kept.contains(&addr(e)));
+        drop(kept_extensions);
+        stop_extensions(&old_extensions, crate::serve::IN_FLIGHT_GRACE).await;
+        drop(old_extensions);
+        let mut failed = Vec::new();
+        for (id, e) in &next.extensions {
+            if !plan.kept.contains(&addr(e))
+                && let Err(e) = e.start().await
+            {
+                failed.push(format!("extensions.{id}: {e:#}"));
+            }
+        }
+        next.stages
+            .start_pipelines(&|part| !plan.kept.contains(&part), Some(&mut failed))
+            .await?;
+
+        // 4.
+        let repointed = futures::future::join_all(
+            next.repoint
+                .iter()
+                .map(|(switches, heads)| switches.point(Some(heads), deadline)),
+        );
+        completed &= repointed.await.into_iter().all(|d| d);
+        for (id, r) in &next.stages.receivers {
+            if !plan.kept.contains(&addr(r))
+                && let Err(e) = r.start().await
+            {
+                failed.push(format!("receivers.{id}: {e:#}"));
+            }
+        }
+        next.repoint.clear();
+
+        // 5.
+        if let Some(gone) = gone.take() {
+            completed &= gone.drain(deadline).await;
+        }
+        if !completed {
+            tracing::warn!(
+                timeout = ?next.shutdown_timeout,
+                "reload: the drain of the replaced parts was cut short: data the parts named above still held was not delivered"
+            );
+        }
+        *self = next;
+        self.metrics.config_loaded(&self.hash);
+        self.health.set(HealthState::Ready);
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "these parts of the new configuration did not start (the rest runs): {}",
+                failed.join("; ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Every running part as (name, address): extensions, receivers, processors, connectors,
+/// exporters.
+fn parts(s: &Stages, ext: &[(ComponentId, Arc<dyn Lifecycle>)]) -> Vec<(String, usize)> {
+    let mut v: Vec<(String, usize)> = Vec::new();
+    v.extend(
+        ext.iter()
+            .map(|(id, e)| (format!("extensions.{id}"), addr(e))),
+    );
+    v.extend(
+        s.receivers
+            .iter()
+            .map(|(id, r)| (format!("receivers.{id}"), addr(r))),
+    );
+    for (pname, procs) in &s.processors {
+        v.extend(
+            procs
+                .iter()
+                .map(|(id, _, p)| (format!("processors.{id} (pipeline {pname})"), addr(p))),
+        );
+    }
+    v.extend(
+        s.connectors
+            .iter()
+            .map(|(id, from, to, c, _)| (format!("connectors.{id} ({from} to {to})"), addr(c))),
+    );
+    v.extend(
+        s.exporters
+            .iter()
+            .map(|(id, signal, e)| (format!("exporters.{id} ({signal})"), addr(e))),
+    );
+    v
+}
+
+/// What a reload keeps, builds anew and stops, for its log line and its order.
+struct Plan {
+    /// Parts taken over as they run (by address).
+    kept: BTreeSet<usize>,
+    /// Some exporter is replaced by one of the same id.
+    same_id_rebuilt: bool,
+    kept_names: Vec<String>,
+    restarted: Vec<String>,
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+impl Plan {
+    fn new(
+        old: &Stages,
+        old_extensions: &[(ComponentId, Arc<dyn Lifecycle>)],
+        new: &Stages,
+        new_extensions: &[(ComponentId, Arc<dyn Lifecycle>)],
+    ) -> Self {
+        let old_parts = parts(old, old_extensions);
+        let new_parts = parts(new, new_extensions);
+        let old_addrs: BTreeSet<_> = old_parts.iter().map(|(_, a)| *a).collect();
+        let kept: BTreeSet<_> = new_parts
+            .iter()
+            .map(|(_, a)| *a)
+            .filter(|a| old_addrs.contains(a))
+            .collect();
+        let old_names: BTreeSet<&String> = old_parts.iter().map(|(n, _)| n).collect();
+        let new_names: BTreeSet<&String> = new_parts.iter().map(|(n, _)| n).collect();
+        let mut plan = Self {
+            same_id_rebuilt: old.exporters.iter().any(|(id, _, e)| {
+                !kept.contains(&addr(e)) && new.exporters.iter().any(|(n, _, _)| n == id)
+            }),
+            kept,
+            kept_names: Vec::new(),
+            restarted: Vec::new(),
+            added: Vec::new(),
+            removed: Vec::new(),
+        };
+        for (name, a) in &new_parts {
+            if plan.kept.contains(a) {
+                plan.kept_names.push(name.clone());
+            } else if old_names.contains(name) {
+                plan.restarted.push(name.clone());
+            } else {
+                plan.added.push(name.clone());
+            }
+        }
+        plan.removed = old_names
+            .difference(&new_names)
+            .map(|n| n.to_string())
+            .collect();
+        plan
+    }
+
+    fn log(&self) {
+        tracing::info!(
+            kept = ?self.kept_names,
+            restarted = ?self.restarted,
+            added = ?self.added,
+            removed = ?self.removed,
+            "reload: swapping the parts that changed"
+        );
+    }
+}
+
+impl Stages {
+    /// Starts exporters, processors and connectors, each one `part` says (by address). At
+    /// start-up the first failure ends it; in a reload (`failed` given) every failure is
+    /// recorded there and the others still start.
+    async fn start_pipelines(
+        &self,
+        part: &dyn Fn(usize) -> bool,
+        mut failed: Option<&mut Vec<String>>,
+    ) -> anyhow::Result<()> {
+        let mut parts: Vec<(String, &Arc<dyn Lifecycle>)> = Vec::new();
+        parts.extend(
+            self.exporters
+                .iter()
+                .map(|(id, _, e)| (format!("exporters.{id}"), e)),
+        );
+        for (pname, procs) in &self.processors {
+            parts.extend(
+                procs
+                    .iter()
+                    .map(|(id, _, p)| (format!("processors.{id} (pipeline {pname})"), p)),
+            );
+        }
+        parts.extend(
+            self.connectors
+                .iter()
+                .map(|(id, from, to, c, _)| (format!("connectors.{id} ({from} to {to})"), c)),
+        );
+        for (what, p) in parts {
+            if !part(addr(p)) {
+                continue;
+            }
+            if let Err(e) = p.start().await {
+                match failed.as_deref_mut() {
+                    Some(failed) => failed.push(format!("{what}: {e:#}")),
+                    None => return Err(e.context(what)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stages that are not in `kept` (by address): what a reload replaced or removed.
+    fn without(&self, kept: &BTreeSet<usize>) -> Stages {
+        let keep = |l: &Arc<dyn Lifecycle>| !kept.contains(&addr(l));
+        Stages {
+            exporters: self
+                .exporters
+                .iter()
+                .filter(|s| keep(&s.2))
+                .cloned()
+                .collect(),
+            processors: self
+                .processors
+                .iter()
+                .map(|(p, procs)| {
+                    (
+                        p.clone(),
+                        procs.iter().filter(|s| keep(&s.2)).cloned().collect(),
+                    )
+                })
+                .filter(|(_, procs): &PipelineProcessors| !procs.is_empty())
+                .collect(),
+            depths: self.depths.clone(),
+            connectors: self
+                .connectors
+                .iter()
+                .filter(|c| keep(&c.3))
+                .cloned()
+                .collect(),
+            receivers: Vec::new(),
+        }
+    }
+
+    /// Stops receivers, then processors level by level with the connectors between the
+    /// levels, then exporters, by `deadline` (see [`Service::shutdown`]); false if a stage
+    /// was cut short.
+    async fn drain(&self, deadline: Instant) -> bool {
         let depth_of = |pname: &str| self.depths.get(pname).copied().unwrap_or(0);
         let levels = self
             .processors
@@ -550,25 +1120,18 @@ impl Service {
             bounded(format!("exporters.{id} ({signal})"), budget, e.shutdown())
         }));
         completed &= exporters.await.into_iter().all(|done| done);
-        if !completed {
-            tracing::warn!(
-                timeout = ?self.shutdown_timeout,
-                "shutdown cut short: data the stages named above still held was not delivered"
-            );
-        }
-
-        // Extensions outlive the drain (exporters may use them); they get what is left, and
-        // at least the grace a server needs to answer its last requests.
-        let budget = share(deadline, 1).max(crate::serve::IN_FLIGHT_GRACE);
-        futures::future::join_all(
-            self.extensions
-                .iter()
-                .map(|(id, e)| bounded(format!("extensions.{id}"), budget, e.shutdown())),
-        )
-        .await;
-        self.stop_telemetry.cancel();
         completed
     }
+}
+
+/// Stops `extensions` side by side, each within `budget`.
+async fn stop_extensions(extensions: &[(ComponentId, Arc<dyn Lifecycle>)], budget: Duration) {
+    futures::future::join_all(
+        extensions
+            .iter()
+            .map(|(id, e)| bounded(format!("extensions.{id}"), budget, e.shutdown())),
+    )
+    .await;
 }
 
 /// An equal share, among `stages` stages, of the time left until `deadline`.
@@ -604,21 +1167,38 @@ pub enum Stopped {
 
 /// Runs the collector described by `config` until SIGTERM or SIGINT, then drains (see
 /// [`Service::shutdown`]) and returns. A second SIGTERM or SIGINT during the drain returns at
-/// once ([`Stopped::Forced`]). SIGHUP is logged and ignored from the moment this is called,
-/// for the rest of the process's life.
-pub async fn run(config: Config) -> anyhow::Result<Stopped> {
+/// once ([`Stopped::Forced`]). SIGHUP (and, with `sources.watch`, a change in a config file)
+/// reloads the configuration from `sources` (see [`Service::reload`]); a stop signal that arrives
+/// during a reload is acted on once the reload is done.
+pub async fn run(config: Config, sources: Sources) -> anyhow::Result<Stopped> {
     // Before building anything: plugins may take seconds to compile, and a SIGHUP or SIGTERM
     // in that time must not get the default action (death).
-    let mut signals = Signals::install()?;
+    let (triggers, mut reloads) = tokio::sync::mpsc::unbounded_channel();
+    let mut signals = Signals::install(triggers.clone())?;
+    if sources.watch {
+        crate::reload::watch_files(&sources.sources, triggers);
+    }
     let metrics = Arc::new(Metrics::new());
-    let service = Service::build(&config, metrics)?;
+    let mut service = Service::build(&config, metrics)?;
     if let Err(e) = service.start().await {
         service.shutdown().await;
         return Err(e);
     }
-    let pipelines: Vec<_> = config.service.pipelines.keys().cloned().collect();
-    tracing::info!(?pipelines, "collector started");
-    let first = signals.stop().await;
+    drop(config);
+    let pipelines: Vec<_> = service.built.pipelines.keys().cloned().collect();
+    tracing::info!(?pipelines, hash = %short(&service.hash), "collector started");
+    let first = loop {
+        tokio::select! {
+            stop = signals.stop() => break stop,
+            Some(trigger) = reloads.recv() => {
+                // Triggers that queued up meanwhile are served by this reload.
+                while reloads.try_recv().is_ok() {}
+                reload(&mut service, &sources, trigger).await;
+            }
+        }
+    };
+    // A SIGHUP from now on is logged and ignored.
+    drop(reloads);
     tracing::info!(
         signal = first.name,
         timeout = ?service.shutdown_timeout,
@@ -638,6 +1218,70 @@ pub async fn run(config: Config) -> anyhow::Result<Stopped> {
     Ok(Stopped::Drained)
 }
 
+/// The first 12 hex digits of a configuration hash, as logs and metrics show it.
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// Reads the configuration from `sources` again, checks it as start-up does, and swaps it in
+/// (see [`Service::reload`]); on any problem the running configuration stays and each
+/// problem is logged on its own error line.
+async fn reload(service: &mut Service, sources: &Sources, trigger: Trigger) {
+    tracing::info!(
+        trigger = trigger.name(),
+        sources = ?sources.sources,
+        "reloading the configuration"
+    );
+    let (s, sets) = (sources.sources.clone(), sources.sets.clone());
+    // Loading reads files and may compile plugins: off the runtime's threads.
+    let loaded = tokio::task::spawn_blocking(move || Config::load_sources(&s, &sets)).await;
+    let config = match loaded {
+        Ok(Ok(c)) => c,
+        Ok(Err(errors)) => {
+            for e in &errors.errors {
+                let file = e.file.as_deref().unwrap_or(&errors.source);
+                match e.line {
+                    Some(line) => tracing::error!("config reload: {file}:{line}: {e}"),
+                    None => tracing::error!("config reload: {file}: {e}"),
+                }
+            }
+            service.metrics.config_reload(false);
+            tracing::error!(
+                problems = errors.errors.len(),
+                hash = %short(&service.hash),
+                "config reload failed: the running configuration stays"
+            );
+            return;
+        }
+        Err(e) => {
+            service.metrics.config_reload(false);
+            tracing::error!(error = %e, "config reload failed: the running configuration stays");
+            return;
+        }
+    };
+    for note in &config.notes {
+        match note.level {
+            crate::config::compat::Level::Info => tracing::info!("config: {}", note.note),
+            crate::config::compat::Level::Warning => tracing::warn!("config: {}", note.note),
+        }
+    }
+    let started = Instant::now();
+    match service.reload(Arc::new(config)).await {
+        Ok(()) => {
+            service.metrics.config_reload(true);
+            tracing::info!(
+                hash = %short(&service.hash),
+                took = ?started.elapsed(),
+                "config reloaded"
+            );
+        }
+        Err(e) => {
+            service.metrics.config_reload(false);
+            tracing::error!("config reload failed: {e:#}; hash {}", short(&service.hash));
+        }
+    }
+}
+
 /// A stop signal's name and number.
 #[derive(Debug, Clone, Copy)]
 struct StopSignal {
@@ -654,22 +1298,24 @@ const SIGINT: StopSignal = StopSignal {
     number: 2,
 };
 
-/// The process's signal handlers: SIGTERM and SIGINT stop it, SIGHUP is ignored.
+/// The process's signal handlers: SIGTERM and SIGINT stop it, SIGHUP asks for a reload.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    /// Installs the handlers. Installing one replaces the signal's default action for the
-    /// rest of the process's life, so SIGHUP never kills it, even after the logging task
-    /// ends with the runtime.
-    fn install() -> anyhow::Result<Self> {
+    /// Installs the handlers; each SIGHUP sends [`Trigger::Signal`] to `reloads`. Installing
+    /// one replaces the signal's default action for the rest of the process's life, so SIGHUP
+    /// never kills it, even after the task that forwards it ends with the runtime.
+    fn install(reloads: tokio::sync::mpsc::UnboundedSender<Trigger>) -> anyhow::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                tracing::warn!("config reload is not supported yet; ignoring SIGHUP");
+                if reloads.send(Trigger::Signal).is_err() {
+                    tracing::warn!("SIGHUP while shutting down: ignored");
+                }
             }
         });
         Ok(Self {
@@ -751,42 +1397,130 @@ mod tests {
             metrics_address: "none".into(),
             shutdown_timeout: timeout,
             extensions: Vec::new(),
-            exporters: vec![
-                (
-                    id("e1"),
-                    TRACES,
-                    fake("e1", *e1, t0, log) as Arc<dyn Lifecycle>,
-                ),
-                (
-                    id("e2"),
-                    TRACES,
-                    fake("e2", *e2, t0, log) as Arc<dyn Lifecycle>,
-                ),
-            ],
-            processors: vec![(
-                "traces".into(),
-                vec![
+            stages: Stages {
+                exporters: vec![
                     (
-                        id("p1"),
+                        id("e1"),
                         TRACES,
-                        fake("p1", *p1, t0, log) as Arc<dyn Lifecycle>,
+                        fake("e1", *e1, t0, log) as Arc<dyn Lifecycle>,
                     ),
                     (
-                        id("p2"),
+                        id("e2"),
                         TRACES,
-                        fake("p2", *p2, t0, log) as Arc<dyn Lifecycle>,
+                        fake("e2", *e2, t0, log) as Arc<dyn Lifecycle>,
                     ),
                 ],
-            )],
-            depths: BTreeMap::new(),
-            connectors: Vec::new(),
-            receivers: vec![(id("r"), fake("r", *r, t0, log) as Arc<dyn Lifecycle>)],
+                processors: vec![(
+                    "traces".into(),
+                    vec![
+                        (
+                            id("p1"),
+                            TRACES,
+                            fake("p1", *p1, t0, log) as Arc<dyn Lifecycle>,
+                        ),
+                        (
+                            id("p2"),
+                            TRACES,
+                            fake("p2", *p2, t0, log) as Arc<dyn Lifecycle>,
+                        ),
+                    ],
+                )],
+                depths: BTreeMap::new(),
+                connectors: Vec::new(),
+                receivers: vec![(id("r"), fake("r", *r, t0, log) as Arc<dyn Lifecycle>)],
+            },
+            built: Built::default(),
+            repoint: Vec::new(),
+            hash: String::new(),
+            telemetry: String::new(),
             stop_telemetry: CancellationToken::new(),
         }
     }
 
     fn ms(n: u64) -> Option<Duration> {
         Some(Duration::from_millis(n))
+    }
+
+    /// A traces pipeline `traces/in` (otlp → batch) feeding `traces/out` through the
+    /// `forward` connector, which exports to `out`.
+    fn chain(batch: &str, out: &str) -> Arc<Config> {
+        let text = format!(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: {batch}
+exporters:
+  nop:
+  nop/2:
+connectors:
+  forward:
+service:
+  pipelines:
+    traces/in:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [forward]
+    traces/out:
+      receivers: [forward]
+      exporters: [{out}]
+  telemetry:
+    metrics:
+      address: none
+"#
+        );
+        Arc::new(Config::parse("chain", &text, &|_| None).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// The names of the parts of `s` whose address is in (`kept`) or not in `before`.
+    fn compared(s: &Service, before: &[(String, usize)], kept: bool) -> Vec<String> {
+        let old: BTreeSet<usize> = before.iter().map(|(_, a)| *a).collect();
+        parts(&s.stages, &s.extensions)
+            .into_iter()
+            .filter(|(_, a)| old.contains(a) == kept)
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_each_part_whose_key_and_downstream_are_unchanged() {
+        let mut s = Service::build(&chain("100ms", "nop"), Arc::new(Metrics::new())).unwrap();
+        s.start().await.unwrap();
+        let hash = s.hash.clone();
+
+        // The exporter at the end changes: everything upstream of it is rebuilt but the
+        // receiver, which keeps its listener.
+        let before = parts(&s.stages, &s.extensions);
+        s.reload(chain("100ms", "nop/2")).await.unwrap();
+        assert_eq!(compared(&s, &before, true), ["receivers.otlp"]);
+        assert_eq!(
+            compared(&s, &before, false),
+            [
+                "processors.batch (pipeline traces/in)",
+                "connectors.forward (traces to traces)",
+                "exporters.nop/2 (traces)"
+            ]
+        );
+        assert_eq!(s.health.get(), HealthState::Ready);
+        assert_ne!(s.hash, hash);
+
+        // Only the first pipeline's processor changes: the connector and what it feeds stay.
+        let before = parts(&s.stages, &s.extensions);
+        s.reload(chain("200ms", "nop/2")).await.unwrap();
+        assert_eq!(
+            compared(&s, &before, false),
+            ["processors.batch (pipeline traces/in)"]
+        );
+
+        // Nothing changes: nothing is rebuilt.
+        let before = parts(&s.stages, &s.extensions);
+        s.reload(chain("200ms", "nop/2")).await.unwrap();
+        assert!(compared(&s, &before, false).is_empty());
+        assert!(s.shutdown().await);
     }
 
     #[tokio::test(start_paused = true)]
@@ -817,10 +1551,10 @@ mod tests {
             &[ms(10), ms(10), ms(10), ms(10), ms(10)],
             &log,
         );
-        let p2 = s.processors[0].1.pop().unwrap();
-        s.processors.push(("metrics".into(), vec![p2]));
-        s.depths.insert("metrics".into(), 1);
-        s.connectors.push((
+        let p2 = s.stages.processors[0].1.pop().unwrap();
+        s.stages.processors.push(("metrics".into(), vec![p2]));
+        s.stages.depths.insert("metrics".into(), 1);
+        s.stages.connectors.push((
             id("c"),
             TRACES,
             SignalKind::Metrics,

@@ -131,6 +131,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// Options read in another spelling, or accepted and not used, in file order.
     pub notes: Vec<ConfigNote>,
+    /// The whole configuration as resolved, which a reload compares with the running one.
+    pub resolved: sources::Resolved,
 }
 
 /// The top level of the file: exactly these keys.
@@ -363,6 +365,7 @@ impl Loader {
             );
             return None;
         }
+        let resolved = sources::Resolved(root.clone());
         let top: TopLevel = match deserialize_at(root) {
             Ok(t) => t,
             Err(problems) => {
@@ -451,6 +454,7 @@ impl Loader {
             connectors: connectors.built?,
             service,
             notes: Vec::new(),
+            resolved,
         })
     }
 

@@ -8,7 +8,39 @@
 //! merges last; KEY is a dotted path (`processors.batch.timeout`), or `::`-separated when a
 //! key holds a dot (`exporters::otlp_http::headers::x.tenant`); VALUE is read as YAML.
 
+use std::fmt;
+
 use serde_yaml_ng::{Mapping, Value};
+
+/// The configuration as resolved: sources merged, `--set` applied, `${...}` expanded, other
+/// spellings rewritten. A reload compares it component by component and the metrics show its
+/// hash. Its `Debug` shows none of it: it holds secrets.
+#[derive(Clone, Default, PartialEq)]
+pub struct Resolved(pub Value);
+
+impl fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolved(..)")
+    }
+}
+
+impl Resolved {
+    /// The value of `section.id` (`exporters`, `file/2`) as YAML text; empty when absent.
+    pub fn component(&self, section: &str, id: &str) -> String {
+        self.0
+            .get(section)
+            .and_then(|s| s.get(id))
+            .and_then(|v| serde_yaml_ng::to_string(v).ok())
+            .unwrap_or_default()
+    }
+
+    /// SHA-256 of the whole (as YAML text), hex; the metrics show its first 12 digits.
+    pub fn hash(&self) -> String {
+        let text = serde_yaml_ng::to_string(&self.0).unwrap_or_default();
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        hex::encode(digest.as_ref())
+    }
+}
 
 /// Reads every source and merges them in order, `sets` last. The error names the source.
 pub fn resolve(

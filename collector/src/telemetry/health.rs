@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// The collector's state as a health check reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthState {
-    /// Components are being built and started.
+    /// Components are being built and started, at start-up or during a configuration reload.
     Starting,
     /// Every component started; data flows.
     Ready,

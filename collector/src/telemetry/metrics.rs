@@ -66,6 +66,8 @@ pub struct Metrics {
     tail_decision_latency: HistogramFamily,
     receiver_tls_handshake_failures: CounterFamily,
     kafka_topic_not_allowed: CounterFamily,
+    config_reloads: CounterFamily,
+    config_info: GaugeFamily,
 }
 
 /// Metrics of one `tail_sampling` processor.
@@ -367,6 +369,22 @@ impl Metrics {
                 "Batches whose request metadata named a topic outside allowed_topics (sent to the default topic)",
                 CounterFamily
             ),
+            config_reloads: {
+                let f = family!(
+                    "config_reloads",
+                    "Configuration reloads (SIGHUP, or a config file change with --watch-config), by outcome (success, failure)",
+                    CounterFamily
+                );
+                for outcome in ["success", "failure"] {
+                    let _ = f.get_or_create(&vec![("outcome", outcome.to_string())]);
+                }
+                f
+            },
+            config_info: family!(
+                "config_info",
+                "1 for the running configuration, labelled with the first 12 hex digits of the SHA-256 of its resolved form",
+                GaugeFamily
+            ),
             registry: Mutex::new(reg),
         }
     }
@@ -557,6 +575,22 @@ impl Metrics {
         self.kafka_topic_not_allowed
             .get_or_create(&vec![("exporter", id.to_string())])
             .clone()
+    }
+
+    /// Counts a configuration reload, successful or not.
+    pub fn config_reload(&self, success: bool) {
+        let outcome = if success { "success" } else { "failure" };
+        self.config_reloads
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    /// Shows `hash` (the resolved configuration's SHA-256, hex) as the running one.
+    pub fn config_loaded(&self, hash: &str) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&vec![("hash", hash[..hash.len().min(12)].to_string())])
+            .set(1);
     }
 
     /// Renders every metric in the Prometheus text format, refreshing process statistics first.
