@@ -58,7 +58,9 @@ impl Payloads {
             }
             None => {
                 drop(free);
-                Vec::with_capacity(len)
+                // Rounded up, so that a buffer fits the next messages of about the same size
+                // (a topic's messages are often all just under the producer's limit).
+                Vec::with_capacity(len.next_power_of_two())
             }
         }
     }
@@ -133,7 +135,7 @@ mod tests {
         assert_eq!(&b[..], &second[..]);
         // Too large for the idle buffer: a new one.
         drop(b);
-        let third = vec![9u8; 2 * MIN_POOLED];
+        let third = vec![9u8; 3 * MIN_POOLED];
         let c = pool.copy(&third);
         assert_eq!(pool.idle().0, 1);
         assert_eq!(&c[..], &third[..]);
