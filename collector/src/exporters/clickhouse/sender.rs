@@ -316,11 +316,11 @@ pub fn encode_body<S: RowSignal>(batch: &Batch<S>, compress: Compress) -> (Vec<u
 }
 
 /// lz4 bodies are frames of independent blocks of up to 1 MiB, each compressed straight from
-/// the rows as they are written. Such blocks compress about as well as linked 64 KiB blocks
-/// (each block may refer back 64 KiB, and only the first 64 KiB of a block cannot refer to the
-/// block before); independent 64 KiB blocks are 13% larger. lz4_flex's frame encoder would copy
-/// the rows into its own window first, and compress linked blocks through its slower external
-/// dictionary path half of the time.
+/// the rows as they are written. Such blocks compress almost as well as linked 64 KiB blocks
+/// (a match may reach back 64 KiB, so only the first 64 KiB of a block loses the block before):
+/// the gateway benchmark's inserts are 2.5% larger; independent 64 KiB blocks are 13% larger.
+/// lz4_flex's frame encoder would copy the rows into its own window first, and compress linked
+/// blocks through its slower external dictionary path half of the time.
 pub(super) const LZ4_BLOCK: usize = 1024 * 1024;
 
 /// A block is compressed once this many bytes of rows are written: it then holds them and the
