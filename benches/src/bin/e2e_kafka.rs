@@ -532,6 +532,10 @@ fn gateway_run(env: &Env, topic: &str, spans: u64, repeat: usize) -> anyhow::Res
     }
     let peak_rss_mib = peak_rss_mib(pid)?;
     drop(proc);
+    eprintln!(
+        "gateway #{repeat}: {:.1} bytes of insert bodies per span, as sent",
+        sink.body_bytes() as f64 / spans as f64
+    );
     ensure!(sink.errors() == 0, "the sink could not decode some inserts");
     ensure!(
         samples.len() >= 3,

@@ -498,8 +498,18 @@ enum Any<'a> {
 /// prost's oneof merge: each member replaces the one set before, except that a message member
 /// following itself merges into it.
 fn resolve(source: AnySource<'_>) -> Any<'_> {
+    match source {
+        // Almost every value: one `AnyValue`, read without chaining iterators.
+        AnySource::Element(any) => resolve_fields(Fields::new(any)),
+        AnySource::Field(..) => resolve_fields(source.fields()),
+    }
+}
+
+/// [`resolve`] over the fields of [`AnySource::fields`].
+#[inline(always)]
+fn resolve_fields<'a>(fields: impl Iterator<Item = (u32, FieldValue<'a>)>) -> Any<'a> {
     let mut any = Any::Nothing;
-    for (i, f) in source.fields().enumerate() {
+    for (i, f) in fields.enumerate() {
         any = match (f, any) {
             ((ANY_STRING, FieldValue::Len(s)), _) => Any::String(s),
             ((ANY_BOOL, FieldValue::Varint(v)), _) => Any::Bool(v != 0),

@@ -30,7 +30,9 @@ use prost::Message as _;
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, encode_varint};
 
 use super::config::Compress;
-use super::sender::{CHUNK, encode_body, encode_rows, encode_rows_chunked};
+use super::sender::{
+    CHUNK, LZ4_BLOCK, LZ4_FRAME_HEADER, encode_body, encode_rows, encode_rows_chunked,
+};
 use super::{rows, rows_wire};
 use crate::otlp::ExportTraceServiceRequest;
 use crate::otlp::wire;
@@ -462,6 +464,72 @@ fn every_compressed_body_decompresses_to_the_rows() {
             let (body, m) = encode_body(batch, compress);
             assert_eq!(m, n);
             assert!(decompress(body, compress) == rows, "{compress:?}, {n} rows");
+        }
+    }
+}
+
+#[test]
+fn the_lz4_frame_header_is_the_one_for_independent_blocks_of_1_mib() {
+    let info = lz4_flex::frame::FrameInfo::new()
+        .block_size(lz4_flex::frame::BlockSize::Max1MB)
+        .block_mode(lz4_flex::frame::BlockMode::Independent);
+    let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+    std::io::Write::write_all(&mut e, b"rows").unwrap();
+    let frame = e.finish().unwrap();
+    assert_eq!(frame[..7], LZ4_FRAME_HEADER);
+}
+
+/// The blocks of an lz4 body (after its 7-byte header): each one's stored size and whether it
+/// is stored uncompressed.
+fn lz4_blocks(body: &[u8]) -> Vec<(usize, bool)> {
+    let mut blocks = Vec::new();
+    let mut at = 7;
+    loop {
+        let size = u32::from_le_bytes(body[at..at + 4].try_into().unwrap());
+        at += 4;
+        if size == 0 {
+            assert_eq!(at, body.len(), "nothing after the end mark");
+            return blocks;
+        }
+        let (len, raw) = ((size & !(1 << 31)) as usize, size & (1 << 31) != 0);
+        blocks.push((len, raw));
+        at += len;
+    }
+}
+
+#[test]
+fn lz4_blocks_stay_within_1_mib_and_incompressible_rows_are_stored_as_they_are() {
+    // A span whose attribute (and resource attribute) is 2.5 MiB of random letters: rows far
+    // over a block, which lz4 cannot shrink.
+    let mut rng = Rng(7);
+    let letters: Vec<u8> = (0..5 * LZ4_BLOCK / 2)
+        .map(|_| b'a' + (rng.next() % 26) as u8)
+        .collect();
+    let attribute = [ld(1, b"k"), ld(2, &ld(1, &letters))].concat();
+    let one_huge = TraceBatch::from_protobuf(Bytes::from(with_attribute(&attribute))).unwrap();
+    for batch in [one_huge, many_sdk_requests(100)] {
+        let (rows, n) = batch_rows(&batch);
+        let (body, m) = encode_body(&batch, Compress::Lz4);
+        assert_eq!(m, n);
+        assert!(decompress(body.clone(), Compress::Lz4) == rows, "{n} rows");
+        let blocks = lz4_blocks(&body);
+        assert!(blocks.len() > 1, "{blocks:?}");
+        for &(len, raw) in &blocks {
+            assert!(len <= LZ4_BLOCK, "{blocks:?}");
+            assert!(raw || len < LZ4_BLOCK, "{blocks:?}");
+        }
+        if n == 1 {
+            assert!(blocks.iter().any(|&(_, raw)| raw), "{blocks:?}");
+        } else {
+            // Compressed blocks, each followed by the next (a block that did not shrink would
+            // be stored as it is).
+            assert!(blocks.iter().all(|&(_, raw)| !raw), "{blocks:?}");
+            assert!(
+                body.len() * 8 < rows.len(),
+                "{} of {}",
+                body.len(),
+                rows.len()
+            );
         }
     }
 }

@@ -29,6 +29,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::offsets::{Offsets, Ticket};
+use super::payloads::Payloads;
 use crate::compute;
 use crate::exporters::kafka::Encoding;
 use crate::otlp::OtlpSignal;
@@ -175,6 +176,8 @@ pub(super) struct Worker {
     finished_rx: flume::Receiver<Finished>,
     redeliver_tx: flume::Sender<Finished>,
     redeliver_rx: flume::Receiver<Finished>,
+    /// Buffers the payloads are copied into.
+    payloads: Arc<Payloads>,
 }
 
 /// Builds the consumer for `config` (librdkafka properties) and subscribes it to `topics`.
@@ -224,6 +227,7 @@ impl Worker {
             finished_rx,
             redeliver_tx,
             redeliver_rx,
+            payloads: Arc::default(),
         }
     }
 
@@ -287,7 +291,7 @@ impl Worker {
                 .expect("offsets lock")
                 .begin(&topic, m.partition(), m.offset());
         let mut message = Kept {
-            payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+            payload: self.payloads.copy(m.payload().unwrap_or_default()),
             key: None,
             signal: self.by_topic.get(m.topic()).copied(),
             items: 0,

@@ -40,6 +40,7 @@
 mod config;
 mod consumer;
 mod offsets;
+mod payloads;
 #[cfg(test)]
 mod tests;
 
