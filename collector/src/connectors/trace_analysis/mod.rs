@@ -20,6 +20,7 @@
 mod config;
 pub mod detect;
 mod spans;
+mod strip;
 #[cfg(test)]
 mod tests;
 
@@ -635,22 +636,54 @@ fn take_metrics(state: &State) -> Option<Batch<Metrics>> {
 #[async_trait]
 impl Consumer<Traces> for TraceAnalysis {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        let full = || {
+            Err(ConsumeError::retryable(format!(
+                "{}: trace buffer full (max_buffer_bytes)",
+                self.id
+            )))
+        };
+        if self
+            .state
+            .buffer
+            .lock()
+            .expect("trace_analysis lock")
+            .is_full()
+        {
+            return full();
+        }
+        // On the metrics side only what the analysis reads is buffered, cut out before the
+        // buffer is locked.
+        let stripped = matches!(self.output, Output::Metrics(_)).then(|| {
+            let mut stripped = Vec::with_capacity(batch.protobuf_len() / 4);
+            let mut lens = Vec::new();
+            match batch.protobuf_parts() {
+                Some(parts) => {
+                    for p in parts {
+                        strip::strip_request(p, &mut stripped, &mut lens);
+                    }
+                }
+                None => {
+                    let mut encoded = Vec::new();
+                    batch.encode_protobuf(&mut encoded);
+                    strip::strip_request(&encoded, &mut stripped, &mut lens);
+                }
+            }
+            stripped
+        });
         let ingested = {
             let mut buffer = self.state.buffer.lock().expect("trace_analysis lock");
             if buffer.is_full() {
-                return Err(ConsumeError::retryable(format!(
-                    "{}: trace buffer full (max_buffer_bytes)",
-                    self.id
-                )));
+                return full();
             }
             let now = Instant::now();
-            match batch.protobuf_parts() {
-                Some(parts) => buffer.ingest_protobuf(
+            match (stripped, batch.protobuf_parts()) {
+                (Some(stripped), _) => buffer.ingest_protobuf([&stripped[..]], now, unix_nanos()),
+                (None, Some(parts)) => buffer.ingest_protobuf(
                     parts.map(|p| p.as_ref()).collect::<Vec<&[u8]>>(),
                     now,
                     unix_nanos(),
                 ),
-                None => buffer.ingest(batch.resources(), now, unix_nanos()),
+                (None, None) => buffer.ingest(batch.resources(), now, unix_nanos()),
             }
         };
         self.metrics.sent.inc_by(batch.item_count() as u64);

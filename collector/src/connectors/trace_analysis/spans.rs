@@ -57,6 +57,11 @@ fn key_of(key: &[u8]) -> Option<Key> {
     })
 }
 
+/// Whether the detectors read attributes named `key`.
+pub fn is_read(key: &[u8]) -> bool {
+    key_of(key).is_some() || key.starts_with(PARAMETER_PREFIX)
+}
+
 /// 64-bit FNV-1a, fed byte by byte: hashing `a` then `b` gives the hash of `a` and `b`
 /// concatenated, so a normalized statement can be hashed while it is produced, without
 /// building it.

@@ -764,3 +764,61 @@ fn spans_read_in_place_match_the_decoded_spans() {
     let (a, b) = (TraceSpan::read(&with_7, ""), TraceSpan::read(&with_8, ""));
     assert!(a.parameters != 0 && a.parameters != b.parameters);
 }
+
+#[test]
+fn the_metrics_side_buffers_only_what_the_analysis_reads() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    let mut t = db_calls(6, true, |i| format!("SELECT * FROM items WHERE id = {i}"));
+    for (_, span) in &mut t.spans {
+        span.attributes.push(kv("http.user_agent", "curl"));
+        span.attributes.push(kv("db.query.parameter.id", "7"));
+        span.events.push(Event {
+            name: "retry".into(),
+            ..Default::default()
+        });
+        span.links.push(Link {
+            trace_id: vec![9; 16],
+            span_id: vec![9; 8],
+            ..Default::default()
+        });
+        span.flags = 0x100;
+    }
+    let request = ExportTraceServiceRequest {
+        resource_spans: t.resources(),
+    };
+    let bytes = request.encode_to_vec();
+    let mut stripped = Vec::new();
+    super::strip::strip_request(&bytes, &mut stripped, &mut Vec::new());
+    assert!(crate::otlp::wire::validate(&stripped).is_ok());
+    assert!(stripped.len() < bytes.len());
+    let back = ExportTraceServiceRequest::decode(&stripped[..]).unwrap();
+    let mut expected = request.clone();
+    for span in expected
+        .resource_spans
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+    {
+        span.attributes.retain(|kv| kv.key != "http.user_agent");
+        span.events.clear();
+        span.links.clear();
+    }
+    assert_eq!(back, expected);
+    // The same findings either way.
+    let config = TraceAnalysisConfig::default();
+    let found = analyse_trace(
+        &mut request.resource_spans.clone(),
+        "01",
+        &config,
+        &mut Findings::default(),
+    );
+    let from_stripped = analyse_trace(
+        &mut back.resource_spans.clone(),
+        "01",
+        &config,
+        &mut Findings::default(),
+    );
+    assert_eq!(found, from_stripped);
+    assert_eq!(patterns(&found), [(Pattern::NPlusOne, 6)]);
+}
