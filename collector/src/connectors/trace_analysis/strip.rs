@@ -5,7 +5,7 @@
 //! the one received. Resources and scopes stay as they are.
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
-use wasmcol_plugin_sdk::wire::{RawField, key_value_key, raw_fields};
+use wasmcol_plugin_sdk::wire::{FieldValue, Fields, RawField, raw_fields};
 
 use super::spans::is_read;
 
@@ -14,9 +14,20 @@ use super::spans::is_read;
 fn keep_span_field(f: &RawField<'_>) -> bool {
     match f.number {
         1..=8 | 15 | 16 => true,
-        9 => key_value_key(f.payload).is_some_and(|k| is_read(k.as_bytes())),
+        9 => is_read(key_of(f.payload)),
         _ => false,
     }
+}
+
+/// The key of a `KeyValue` body as bytes (the last occurrence wins, as in decoding).
+fn key_of(kv: &[u8]) -> &[u8] {
+    let mut key: &[u8] = &[];
+    for field in Fields::new(kv) {
+        if let (1, FieldValue::Len(b)) = field {
+            key = b;
+        }
+    }
+    key
 }
 
 fn framed(len: usize) -> usize {
@@ -28,7 +39,10 @@ fn framed(len: usize) -> usize {
 /// the same resources, scopes and spans in the same order. `lens` is scratch.
 pub fn strip_request(request: &[u8], out: &mut Vec<u8>, lens: &mut Vec<usize>) {
     lens.clear();
-    // First the lengths, each message's before its contents (the order they are written in).
+    // The span fields kept, found once and copied after.
+    let mut kept: Vec<&[u8]> = Vec::new();
+    // First the lengths, each message's before its contents (the order they are written in);
+    // a span's length is followed by how many of its fields are kept.
     for rs in raw_fields(request) {
         if rs.number != 1 {
             continue;
@@ -49,11 +63,15 @@ pub fn strip_request(request: &[u8], out: &mut Vec<u8>, lens: &mut Vec<usize>) {
                     ss_len += g.bytes.len();
                     continue;
                 }
-                let span_len: usize = raw_fields(g.payload)
-                    .filter(keep_span_field)
-                    .map(|h| h.bytes.len())
-                    .sum();
-                lens.push(span_len);
+                let before = kept.len();
+                kept.extend(
+                    raw_fields(g.payload)
+                        .filter(keep_span_field)
+                        .map(|h| h.bytes),
+                );
+                lens.push(kept[before..].iter().map(|h| h.len()).sum());
+                lens.push(kept.len() - before);
+                let span_len = lens[lens.len() - 2];
                 ss_len += framed(span_len);
             }
             lens[ss_slot] = ss_len;
@@ -63,6 +81,7 @@ pub fn strip_request(request: &[u8], out: &mut Vec<u8>, lens: &mut Vec<usize>) {
     }
     let mut lens = lens.iter().copied();
     let mut next = move || lens.next().unwrap_or_default();
+    let mut kept = kept.into_iter();
     let frame = |field: u32, len: usize, out: &mut Vec<u8>| {
         encode_key(field, WireType::LengthDelimited, out);
         encode_varint(len as u64, out);
@@ -84,8 +103,8 @@ pub fn strip_request(request: &[u8], out: &mut Vec<u8>, lens: &mut Vec<usize>) {
                     continue;
                 }
                 frame(2, next(), out);
-                for h in raw_fields(g.payload).filter(keep_span_field) {
-                    out.extend_from_slice(h.bytes);
+                for h in kept.by_ref().take(next()) {
+                    out.extend_from_slice(h);
                 }
             }
         }
