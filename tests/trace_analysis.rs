@@ -1,6 +1,7 @@
 //! `trace_analysis` end to end: the Python OTel SDK sends traces with planted patterns (an N+1
 //! of 12 identical database calls, 3 duplicate calls, a 30-way fan-out, an error raised 3
-//! levels down and propagated to the root; tests/python/send_patterns.py) to an `otlp`
+//! levels down and propagated to the root, 4 independent HTTP calls made one after the other;
+//! tests/python/send_patterns.py) to an `otlp`
 //! receiver whose traces pipeline exports to `trace_analysis`; one pipeline writes the
 //! connector's analysed traces to a file, another its findings metric. Each pattern must be
 //! found exactly once per trace, on the span it is about and marking exactly the spans
@@ -20,9 +21,10 @@ use wasmcol_tests::{
 };
 
 const TRACES: usize = 5;
-/// Spans per trace: root, N+1 (2 + 12), duplicates (3 × 2), fan-out (30 × 2), payment (3).
-const SPANS_PER_TRACE: usize = 1 + 14 + 6 + 60 + 3;
-const CLEAN_SPANS_PER_TRACE: usize = 1 + 14 + 6 + 30 + 3;
+/// Spans per trace: root, N+1 (2 + 12), duplicates (3 × 2), fan-out (30 × 2), payment (3),
+/// serial calls (1 + 4).
+const SPANS_PER_TRACE: usize = 1 + 14 + 6 + 60 + 3 + 5;
+const CLEAN_SPANS_PER_TRACE: usize = 1 + 14 + 6 + 30 + 3 + 5;
 
 fn config(grpc: u16) -> String {
     format!(
@@ -237,6 +239,7 @@ fn planted_patterns_are_found_once_per_trace() {
         ("duplicate_call", "frontend", "GET /order"),
         ("fan_out", "frontend", "GET /order"),
         ("error_origin", "payments", "charge card"),
+        ("serial_calls", "frontend", "render page"),
     ]
     .into_iter()
     .map(|(p, s, n)| ((p.into(), s.into(), n.into()), TRACES as f64))
@@ -251,12 +254,14 @@ fn planted_patterns_are_found_once_per_trace() {
         assert!(run.trace_ids.contains(worst), "worst trace {worst}");
     }
     // The spans involved: the parent and its 12 calls; the parent and the 3 duplicates; the
-    // entry span and its 30 calls; the origin and the 3 spans the error reached.
+    // entry span and its 30 calls; the origin and the 3 spans the error reached; the parent
+    // and its 4 serial calls.
     let marks: BTreeMap<String, usize> = [
         ("n_plus_one", 13),
         ("duplicate_call", 4),
         ("fan_out", 31),
         ("error_origin", 4),
+        ("serial_calls", 5),
     ]
     .into_iter()
     .map(|(p, n)| (p.to_owned(), n))
@@ -269,10 +274,10 @@ fn planted_patterns_are_found_once_per_trace() {
             "trace {id}"
         );
     }
-    // The critical path of each 200 ms trace: the root's own 70 ms (the gaps between the
-    // calls it waits for last), the payment, whose "charge card" (48 ms) is the slowest
-    // leaf on it, one of the 30 price calls (the others run alongside), the duplicates and
-    // the orders call.
+    // The critical path of each 400 ms trace: the root's own 95 ms (the gaps between the
+    // calls it waits for last), the serial calls (40 ms each) and the 15 ms between them,
+    // the payment, whose "charge card" (48 ms) is the slowest leaf on it, one of the 30
+    // price calls (the others run alongside), the duplicates and the orders call.
     let seconds = |service: &str, span: &str| {
         run.critical
             .get(&(service.to_owned(), span.to_owned()))
@@ -282,9 +287,19 @@ fn planted_patterns_are_found_once_per_trace() {
     let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
     let n = TRACES as f64;
     let total: f64 = run.critical.values().sum();
-    assert!(close(total, n * 0.2), "{:?}", run.critical);
+    assert!(close(total, n * 0.4), "{:?}", run.critical);
     assert!(
-        close(seconds("frontend", "GET /order"), n * 0.070),
+        close(seconds("frontend", "GET /order"), n * 0.095),
+        "{:?}",
+        run.critical
+    );
+    assert!(
+        close(seconds("frontend", "render page"), n * 0.015),
+        "{:?}",
+        run.critical
+    );
+    assert!(
+        close(seconds("frontend", "GET /stock"), n * 0.040),
         "{:?}",
         run.critical
     );
@@ -316,7 +331,10 @@ fn planted_patterns_are_found_once_per_trace() {
     assert_eq!(edge("frontend", "users"), (3.0 * n, 0.0, 0.0));
     assert_eq!(edge("frontend", "orders"), (n, 0.0, 0.0));
     assert_eq!(edge("orders", "postgresql/shop"), (12.0 * n, 0.0, 0.0));
-    assert_eq!(run.dependencies.len(), 5, "{:?}", run.dependencies);
+    for callee in ["inventory", "shipping", "reviews", "ads"] {
+        assert_eq!(edge("frontend", callee), (n, 0.0, 0.0), "{callee}");
+    }
+    assert_eq!(run.dependencies.len(), 9, "{:?}", run.dependencies);
 }
 
 #[test]

@@ -4,8 +4,8 @@ OpenTelemetry Python SDK, for the trace-analysis test (tests/trace_analysis.rs).
 Usage:
   send_patterns.py --endpoint HOST:PORT --traces N [--clean]
 
-Each trace is one request, "GET /order" (a SERVER span of frontend, the root), with four
-branches (times are explicit; a trace lasts 200 ms and ended just now):
+Each trace is one request, "GET /order" (a SERVER span of frontend, the root), with five
+branches (times are explicit; a trace lasts 400 ms and ended just now):
 
   n_plus_one      frontend CLIENT "GET /orders/{id}" → orders SERVER, which makes 12
                   sequential database calls "SELECT * FROM items WHERE order_id = ? AND
@@ -19,6 +19,10 @@ branches (times are explicit; a trace lasts 200 ms and ended just now):
                   INTERNAL "charge card", 3 levels below the root, which fails; the error
                   propagates: "POST /pay" (both) and the root have status ERROR. Clean: no
                   errors.
+  serial_calls    frontend INTERNAL "render page" makes 4 HTTP calls of 40 ms, each to
+                  another service (server.address inventory, shipping, reviews, ads), one
+                  after the other, 2 ms apart: 120 ms to save by making them at once. Clean:
+                  the 4 calls at once.
 
 Spans are recorded in memory first, then sent over OTLP/gRPC in one request per service; a
 request the exporter fails to deliver exits with status 1. Prints {"spans": S, "trace_ids":
@@ -72,7 +76,7 @@ def main():
 
     trace_ids = []
     for _ in range(args.traces):
-        t0 = time.time_ns() - 200 * MS
+        t0 = time.time_ns() - 400 * MS
         root = fe.start_span("GET /order", kind=SpanKind.SERVER, start_time=t0)
         trace_ids.append(f"{root.get_span_context().trace_id:032x}")
 
@@ -157,7 +161,33 @@ def main():
             t0 + 150 * MS,
             error=dirty,
         )
-        for span, end in [(pay_server, 160), (pay, 161), (root, 200)]:
+        # Serial calls: 4 independent calls, one after the other.
+        render = fe.start_span(
+            "render page",
+            context=trace.set_span_in_context(root),
+            kind=SpanKind.INTERNAL,
+            start_time=t0 + 165 * MS,
+        )
+        for i, (host, path) in enumerate(
+            [("inventory", "/stock"), ("shipping", "/quote"), ("reviews", "/reviews"), ("ads", "/ads")]
+        ):
+            start = t0 + ((170 + 42 * i) if dirty else 170) * MS
+            child(
+                fe,
+                render,
+                f"GET {path}",
+                SpanKind.CLIENT,
+                start,
+                start + 40 * MS,
+                {
+                    "http.request.method": "GET",
+                    "url.full": f"http://{host}{path}",
+                    "server.address": host,
+                },
+            )
+        render.end(end_time=t0 + 340 * MS)
+
+        for span, end in [(pay_server, 160), (pay, 161), (root, 400)]:
             if dirty:
                 span.set_status(Status(StatusCode.ERROR, "payment failed"))
             span.end(end_time=t0 + end * MS)

@@ -38,6 +38,9 @@ pub struct TraceAnalysisConfig {
     /// Exact repeats of one call.
     #[serde(default)]
     pub duplicate_call: DuplicateCall,
+    /// Sequential independent calls that could run at once.
+    #[serde(default)]
+    pub serial_calls: SerialCalls,
     /// Call amplification.
     #[serde(default)]
     pub fan_out: FanOut,
@@ -77,6 +80,33 @@ pub struct DuplicateCall {
     /// Identical calls that make a finding (default 2).
     #[serde(default = "default_duplicate_min_calls")]
     pub min_calls: u32,
+}
+
+/// `serial_calls`: calls under one parent span made one after the other that could have run
+/// at once: a run of at least `min_calls` calls (in start order, each starting after every
+/// earlier call of the run ended and at most `max_gap` after, no two of one normalized
+/// statement, which would be `n_plus_one`) whose total saving if run in parallel (the sum of
+/// their durations minus the longest) is at least `min_saving`. The defaults follow Sentry's
+/// "Consecutive HTTP" detector (at least 3 sequential calls, at most 500ms between them) and
+/// its "Consecutive DB Queries" detector (at least 100ms to save).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialCalls {
+    /// Whether the detector runs (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Sequential calls that make a finding (default 3, as Sentry's Consecutive HTTP
+    /// detector).
+    #[serde(default = "default_serial_min_calls")]
+    pub min_calls: u32,
+    /// Least time the run would save if its calls ran at once: the sum of their durations
+    /// minus the longest (default 100ms, as Sentry's Consecutive DB Queries detector).
+    #[serde(default = "default_serial_min_saving")]
+    pub min_saving: Duration,
+    /// Longest gap between the end of the run so far and the next call's start (default
+    /// 500ms, as Sentry's Consecutive HTTP detector); a longer gap starts a new run.
+    #[serde(default = "default_serial_max_gap")]
+    pub max_gap: Duration,
 }
 
 /// `fan_out`: more than `max_calls_per_callee` calls to one callee (the service that answered,
@@ -166,6 +196,15 @@ fn default_duplicate_min_calls() -> u32 {
 fn default_max_calls_per_callee() -> u32 {
     20
 }
+fn default_serial_min_calls() -> u32 {
+    3
+}
+fn default_serial_min_saving() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_serial_max_gap() -> Duration {
+    Duration::from_millis(500)
+}
 
 impl Default for NPlusOne {
     fn default() -> Self {
@@ -181,6 +220,17 @@ impl Default for DuplicateCall {
         Self {
             enabled: true,
             min_calls: default_duplicate_min_calls(),
+        }
+    }
+}
+
+impl Default for SerialCalls {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_calls: default_serial_min_calls(),
+            min_saving: default_serial_min_saving(),
+            max_gap: default_serial_max_gap(),
         }
     }
 }
@@ -231,6 +281,12 @@ impl Validate for TraceAnalysisConfig {
             problems.push(Problem::new(
                 "duplicate_call.min_calls",
                 format!("must be at least 2, got {}", self.duplicate_call.min_calls),
+            ));
+        }
+        if self.serial_calls.min_calls < 2 {
+            problems.push(Problem::new(
+                "serial_calls.min_calls",
+                format!("must be at least 2, got {}", self.serial_calls.min_calls),
             ));
         }
         problems

@@ -6,16 +6,26 @@
 //! `net.peer.name`), a *statement* (the query text, the HTTP method and URL, or the span
 //! name) and the statement *normalized* (literals of a query, and ids in a URL path, replaced
 //! by `?`; an `http.route` or `url.template` taken as it is).
+//!
+//! The spans are read in place ([`TraceSpan`]); statements are compared by hashes of their
+//! text (normalized as it is hashed, never built), the trace's tree is two arrays (each
+//! span's parent, and the children sorted by parent), and one pass over the calls feeds
+//! every detector.
 
-use std::collections::HashMap;
-
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use std::cmp::Ordering;
+use std::fmt;
 
 use super::config::TraceAnalysisConfig;
+pub use super::spans::TraceSpan;
+use super::spans::{Fnv, Key};
+
+/// `SpanKind` values.
+const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
+const PRODUCER: i32 = 4;
+const CONSUMER: i32 = 5;
+/// `StatusCode::Error`.
+const STATUS_ERROR: i32 = 2;
 
 /// The kinds of finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,6 +34,8 @@ pub enum Pattern {
     NPlusOne,
     /// The same call, parameters and all, repeated under one parent.
     DuplicateCall,
+    /// Sequential calls of different statements under one parent that could run at once.
+    SerialCalls,
     /// Many calls to one callee under one entry span.
     FanOut,
     /// The deepest error span without an erroring descendant.
@@ -36,18 +48,11 @@ impl Pattern {
         match self {
             Pattern::NPlusOne => "n_plus_one",
             Pattern::DuplicateCall => "duplicate_call",
+            Pattern::SerialCalls => "serial_calls",
             Pattern::FanOut => "fan_out",
             Pattern::ErrorOrigin => "error_origin",
         }
     }
-}
-
-/// One span of the trace being analysed.
-pub struct TraceSpan<'a> {
-    /// The span.
-    pub span: &'a Span,
-    /// Its resource's `service.name` (empty if none).
-    pub service: &'a str,
 }
 
 /// One finding in one trace.
@@ -55,8 +60,8 @@ pub struct TraceSpan<'a> {
 pub struct Finding {
     /// What was found.
     pub pattern: Pattern,
-    /// The span the finding is about (the parent of repeated calls, the entry span of a
-    /// fan-out, the error's origin): its index in the trace's spans.
+    /// The span the finding is about (the parent of repeated or serial calls, the entry span
+    /// of a fan-out, the error's origin): its index in the trace's spans.
     pub anchor: usize,
     /// Every span involved (the anchor and the calls, or the spans the error reached).
     pub spans: Vec<usize>,
@@ -66,87 +71,168 @@ pub struct Finding {
     pub propagated_to: Vec<String>,
 }
 
-fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+/// A name borrowed from a span: one string, or two joined by `/` (a database target,
+/// `system/namespace`), compared and ordered as the joined text.
+#[derive(Debug, Clone, Copy)]
+pub struct Name<'a> {
+    first: &'a str,
+    second: Option<&'a str>,
 }
 
-fn text<'a>(span: &'a Span, keys: &[&str]) -> Option<&'a str> {
-    keys.iter().find_map(|k| match attribute(span, k) {
-        Some(Value::StringValue(s)) if !s.is_empty() => Some(s.as_str()),
-        _ => None,
-    })
-}
+impl<'a> Name<'a> {
+    fn one(s: &'a str) -> Self {
+        Name {
+            first: s,
+            second: None,
+        }
+    }
 
-/// A call's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Call {
-    target: String,
-    normalized: String,
-    /// The statement with its parameters, for exact repeats.
-    statement: String,
-}
+    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        let (sep, second): (&[u8], &[u8]) = match self.second {
+            Some(s) => (b"/", s.as_bytes()),
+            None => (b"", b""),
+        };
+        self.first
+            .bytes()
+            .chain(sep.iter().copied())
+            .chain(second.iter().copied())
+    }
 
-fn call(span: &Span) -> Option<Call> {
-    if let Some(system) = text(span, &["db.system", "db.system.name"]) {
-        let place = text(span, &["db.namespace", "db.name", "server.address"]).unwrap_or("");
-        let statement = text(span, &["db.query.text", "db.statement"]).unwrap_or(&span.name);
-        let mut exact = statement.to_owned();
-        for kv in &span.attributes {
-            if kv.key.starts_with("db.query.parameter.") {
-                exact.push_str(&format!("|{}={}", kv.key, display(kv)));
+    /// The text, borrowed when it is one string.
+    pub fn as_str_in<'s>(&self, scratch: &'s mut String) -> &'s str
+    where
+        'a: 's,
+    {
+        match self.second {
+            None => self.first,
+            Some(s) => {
+                scratch.clear();
+                scratch.push_str(self.first);
+                scratch.push('/');
+                scratch.push_str(s);
+                scratch
             }
         }
+    }
+
+    fn hash_into(&self, h: &mut Fnv) {
+        h.str(self.first);
+        if let Some(s) = self.second {
+            h.bytes(b"/");
+            h.str(s);
+        }
+    }
+}
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.first)?;
+        if let Some(s) = self.second {
+            write!(f, "/{s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq for Name<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Name<'_> {}
+impl PartialOrd for Name<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Name<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        if self.second.is_none() && other.second.is_none() {
+            return self.first.cmp(other.first);
+        }
+        self.bytes().cmp(other.bytes())
+    }
+}
+
+/// A call's identity, as hashes of its texts.
+#[derive(Debug, Clone, Copy)]
+struct Call<'a> {
+    target: Name<'a>,
+    /// Target and normalized statement.
+    normalized: u64,
+    /// The statement with its parameters, for exact repeats.
+    statement: (u64, u64),
+}
+
+fn call<'a>(span: &TraceSpan<'a>) -> Option<Call<'a>> {
+    if let Some(system) = span.text(&[Key::DbSystem, Key::DbSystemName]) {
+        let place = span
+            .text(&[Key::DbNamespace, Key::DbName, Key::ServerAddress])
+            .unwrap_or("");
+        let statement = span
+            .text(&[Key::DbQueryText, Key::DbStatement])
+            .unwrap_or(span.name);
+        let target = Name {
+            first: system,
+            second: Some(place),
+        };
+        let mut normalized = Fnv::default();
+        target.hash_into(&mut normalized);
+        normalized.bytes(&[0xff]);
+        normalize_query_into(statement, &mut |c| normalized.char(c));
+        let mut exact = Fnv::default();
+        exact.str(statement);
         return Some(Call {
-            target: format!("{system}/{place}"),
-            normalized: normalize_query(statement),
-            statement: exact,
+            target,
+            normalized: normalized.0,
+            statement: (exact.0, span.parameters),
         });
     }
-    let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
-    if !matches!(kind, SpanKind::Client | SpanKind::Producer) {
+    if !matches!(span.kind, CLIENT | PRODUCER) {
         return None;
     }
-    let target = text(
-        span,
-        &[
-            "peer.service",
-            "server.address",
-            "net.peer.name",
-            "rpc.service",
-        ],
-    )
-    .unwrap_or("")
-    .to_owned();
-    let method = text(span, &["http.request.method", "http.method"]);
-    let url = text(span, &["url.full", "http.url", "url.path", "http.target"]);
-    let (normalized, statement) = match (method, url) {
+    let target = Name::one(
+        span.text(&[
+            Key::PeerService,
+            Key::ServerAddress,
+            Key::NetPeerName,
+            Key::RpcService,
+        ])
+        .unwrap_or(""),
+    );
+    let mut normalized = Fnv::default();
+    target.hash_into(&mut normalized);
+    normalized.bytes(&[0xff]);
+    let mut exact = Fnv::default();
+    let method = span.text(&[Key::HttpRequestMethod, Key::HttpMethod]);
+    let url = span.text(&[Key::UrlFull, Key::HttpUrl, Key::UrlPath, Key::HttpTarget]);
+    match (method, url) {
         (Some(m), Some(u)) => {
-            let path = url_path(u);
-            let normalized = match text(span, &["http.route", "url.template"]) {
-                Some(route) => format!("{m} {route}"),
-                None => format!("{m} {}", normalize_path(path)),
-            };
-            (normalized, format!("{m} {u}"))
+            normalized.str(m);
+            normalized.bytes(b" ");
+            match span.text(&[Key::HttpRoute, Key::UrlTemplate]) {
+                Some(route) => normalized.str(route),
+                None => normalize_path_into(url_path(u), &mut |s| normalized.str(s)),
+            }
+            exact.str(m);
+            exact.bytes(b" ");
+            exact.str(u);
         }
-        _ => (span.name.clone(), span.name.clone()),
-    };
+        _ => {
+            normalized.str(span.name);
+            exact.str(span.name);
+        }
+    }
     Some(Call {
         target,
-        normalized,
-        statement,
+        normalized: normalized.0,
+        statement: (exact.0, 0),
     })
 }
 
-fn display(kv: &KeyValue) -> String {
-    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(Value::StringValue(s)) => s.clone(),
-        Some(Value::IntValue(i)) => i.to_string(),
-        Some(Value::DoubleValue(d)) => d.to_string(),
-        Some(Value::BoolValue(b)) => b.to_string(),
-        other => format!("{other:?}"),
+impl Fnv {
+    fn char(&mut self, c: char) {
+        self.bytes(c.encode_utf8(&mut [0; 4]).as_bytes());
     }
 }
 
@@ -162,27 +248,41 @@ fn url_path(url: &str) -> &str {
     rest.split(['?', '#']).next().unwrap_or(rest)
 }
 
-/// A URL path with id-like segments (containing a digit) replaced by `?`.
-pub fn normalize_path(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
-            if seg.bytes().any(|b| b.is_ascii_digit()) {
-                "?"
-            } else {
-                seg
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+/// Feeds a URL path with id-like segments (containing a digit) replaced by `?` to `out`.
+fn normalize_path_into(path: &str, out: &mut impl FnMut(&str)) {
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out("/");
+        }
+        out(if seg.bytes().any(|b| b.is_ascii_digit()) {
+            "?"
+        } else {
+            seg
+        });
+    }
 }
 
-/// A query with its literals (quoted strings, numbers) replaced by `?` and runs of
-/// whitespace made one space, so that `WHERE id = 7` and `WHERE id = 8` read alike.
-pub fn normalize_query(query: &str) -> String {
-    let mut out = String::with_capacity(query.len());
+/// A URL path with id-like segments (containing a digit) replaced by `?`.
+pub fn normalize_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    normalize_path_into(path, &mut |s| out.push_str(s));
+    out
+}
+
+/// Feeds a query with its literals (quoted strings, numbers) replaced by `?` and runs of
+/// whitespace made one space (none at either end) to `out`, a character at a time.
+fn normalize_query_into(query: &str, out: &mut impl FnMut(char)) {
     let mut chars = query.chars().peekable();
     let mut prev_word = false;
-    let mut prev_space = false;
+    // A space is written only once something follows it.
+    let mut space = false;
+    let mut any = false;
+    let emit = |c: char, space: &mut bool, out: &mut dyn FnMut(char)| {
+        if std::mem::take(space) {
+            out(' ');
+        }
+        out(c);
+    };
     while let Some(c) = chars.next() {
         if c == '\'' || c == '"' {
             // A quoted literal (`''` inside is an escaped quote).
@@ -195,9 +295,9 @@ pub fn normalize_query(query: &str) -> String {
                     break;
                 }
             }
-            out.push('?');
+            emit('?', &mut space, out);
+            any = true;
             prev_word = false;
-            prev_space = false;
         } else if c.is_ascii_digit() && !prev_word {
             while chars
                 .peek()
@@ -205,83 +305,248 @@ pub fn normalize_query(query: &str) -> String {
             {
                 chars.next();
             }
-            out.push('?');
+            emit('?', &mut space, out);
+            any = true;
             prev_word = false;
-            prev_space = false;
         } else if c.is_whitespace() {
-            if !prev_space && !out.is_empty() {
-                out.push(' ');
-            }
-            prev_space = true;
+            space = any;
             prev_word = false;
         } else {
-            out.push(c);
+            emit(c, &mut space, out);
+            any = true;
             prev_word = c.is_alphanumeric() || c == '_';
-            prev_space = false;
         }
     }
-    out.trim_end().to_owned()
 }
 
-fn is_error(span: &Span) -> bool {
-    span.status
-        .as_ref()
-        .is_some_and(|s| s.code == StatusCode::Error as i32)
+/// A query with its literals (quoted strings, numbers) replaced by `?` and runs of
+/// whitespace made one space, so that `WHERE id = 7` and `WHERE id = 8` read alike.
+pub fn normalize_query(query: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    normalize_query_into(query, &mut |c| out.push(c));
+    out
 }
 
-fn is_entry(span: &Span) -> bool {
-    matches!(
-        SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified),
-        SpanKind::Server | SpanKind::Consumer
-    ) || span.parent_span_id.is_empty()
+fn is_error(span: &TraceSpan<'_>) -> bool {
+    span.status_code == STATUS_ERROR
 }
 
-/// Runs the enabled detectors over one complete trace.
-pub fn analyse(spans: &[TraceSpan<'_>], config: &TraceAnalysisConfig) -> Vec<Finding> {
-    let (parent, children) = tree(spans);
-    let calls: Vec<Option<Call>> = spans.iter().map(|s| call(s.span)).collect();
-    let mut findings = Vec::new();
-    for (p, kids) in children.iter().enumerate() {
-        repeated_calls(p, kids, spans, &calls, config, &mut findings);
+fn is_entry(span: &TraceSpan<'_>) -> bool {
+    matches!(span.kind, SERVER | CONSUMER) || span.parent_span_id.is_empty()
+}
+
+/// No parent.
+const NONE: u32 = u32::MAX;
+
+/// The trace's tree: each span's parent, and the children of every span in one array sorted
+/// by parent (in span order within a parent).
+pub struct Tree {
+    parent: Vec<u32>,
+    /// `kids[first[p]..first[p + 1]]` are span `p`'s children.
+    first: Vec<u32>,
+    kids: Vec<u32>,
+}
+
+impl Tree {
+    /// Links each span to the span whose id is its parent id (the last such span if ids
+    /// repeat; never itself).
+    pub fn new(spans: &[TraceSpan<'_>]) -> Self {
+        let n = spans.len();
+        let mut ids: Vec<(&[u8], u32)> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.span_id, i as u32))
+            .collect();
+        ids.sort_unstable();
+        let parent: Vec<u32> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let at = ids.partition_point(|(id, _)| *id <= s.parent_span_id);
+                match at.checked_sub(1).map(|a| ids[a]) {
+                    Some((id, p)) if id == s.parent_span_id && p as usize != i => p,
+                    _ => NONE,
+                }
+            })
+            .collect();
+        let mut first = vec![0u32; n + 1];
+        for &p in &parent {
+            if p != NONE {
+                first[p as usize + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            first[i + 1] += first[i];
+        }
+        let mut fill = first.clone();
+        let mut kids = vec![0u32; first[n] as usize];
+        for (i, &p) in parent.iter().enumerate() {
+            if p != NONE {
+                kids[fill[p as usize] as usize] = i as u32;
+                fill[p as usize] += 1;
+            }
+        }
+        Tree {
+            parent,
+            first,
+            kids,
+        }
+    }
+
+    fn parent(&self, i: usize) -> Option<usize> {
+        let p = self.parent[i];
+        (p != NONE).then_some(p as usize)
+    }
+
+    fn children(&self, i: usize) -> &[u32] {
+        &self.kids[self.first[i] as usize..self.first[i + 1] as usize]
+    }
+
+    fn len(&self) -> usize {
+        self.parent.len()
+    }
+}
+
+/// One call from a service to a callee, for dependency strength.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dependency<'a> {
+    /// The call span (its index).
+    pub call: usize,
+    /// The callee (service that answered, else the call's target).
+    pub callee: Name<'a>,
+    /// The call failed: its span, or the callee's span answering it, has status ERROR.
+    pub failed: bool,
+    /// The call failed and so did the caller's entry span (the nearest `SERVER` or
+    /// `CONSUMER` span above it, or the root): the failure reached the caller's request.
+    pub failed_entry: bool,
+}
+
+/// What one trace gave.
+#[derive(Default)]
+pub struct Analysis<'a> {
+    /// The findings of the enabled detectors.
+    pub findings: Vec<Finding>,
+    /// `(span, nanoseconds)` of self time on the critical path (`critical_path` enabled).
+    pub critical: Vec<(usize, u64)>,
+    /// Every call (`dependencies` enabled).
+    pub dependencies: Vec<Dependency<'a>>,
+}
+
+/// Runs everything enabled over one complete trace: the tree and the calls are worked out
+/// once for all.
+pub fn analyse_all<'a>(spans: &[TraceSpan<'a>], config: &TraceAnalysisConfig) -> Analysis<'a> {
+    let tree = Tree::new(spans);
+    let calls: Vec<Option<Call<'a>>> = spans.iter().map(call).collect();
+    let mut out = Analysis::default();
+    if config.critical_path.enabled {
+        out.critical = critical_path_in(spans, &tree);
+    }
+    // Per call: its entry span and callee, for fan-out and dependencies.
+    let want_callees = config.fan_out.enabled || config.dependencies.enabled;
+    let mut per_callee: Vec<(usize, Name<'a>, usize)> = Vec::new();
+    if want_callees {
+        for (i, c) in calls.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let callee = callee_of(i, c, spans, &tree);
+            let entry = entry_of(i, spans, &tree);
+            if config.dependencies.enabled {
+                let s = &spans[i];
+                let failed = is_error(s)
+                    || tree.children(i).iter().any(|&k| {
+                        let k = &spans[k as usize];
+                        k.service != s.service && is_error(k)
+                    });
+                let failed_entry = failed && entry.is_some_and(|e| is_error(&spans[e]));
+                out.dependencies.push(Dependency {
+                    call: i,
+                    callee,
+                    failed,
+                    failed_entry,
+                });
+            }
+            if let Some(e) = entry {
+                per_callee.push((e, callee, i));
+            }
+        }
+    }
+    let mut scratch = Vec::new();
+    for p in 0..tree.len() {
+        let kids = tree.children(p);
+        if kids.len() < 2 {
+            continue;
+        }
+        repeated_calls(p, kids, spans, &calls, config, &mut out.findings);
+        if config.serial_calls.enabled {
+            serial_calls(
+                p,
+                kids,
+                spans,
+                &calls,
+                config,
+                &mut scratch,
+                &mut out.findings,
+            );
+        }
     }
     if config.fan_out.enabled {
-        fan_out(spans, &parent, &children, &calls, config, &mut findings);
+        fan_out(per_callee, config, &mut out.findings);
     }
     if config.error_origin.enabled {
-        error_origin(spans, &parent, &mut findings);
+        error_origin(spans, &tree, &mut out.findings);
     }
-    findings
+    out
+}
+
+/// Runs the enabled detectors over one complete trace: the findings.
+pub fn analyse(spans: &[TraceSpan<'_>], config: &TraceAnalysisConfig) -> Vec<Finding> {
+    let mut config = config.clone();
+    config.critical_path.enabled = false;
+    config.dependencies.enabled = false;
+    analyse_all(spans, &config).findings
 }
 
 /// `n_plus_one` and `duplicate_call` among the children of span `p`.
 fn repeated_calls(
     p: usize,
-    kids: &[usize],
+    kids: &[u32],
     spans: &[TraceSpan<'_>],
-    calls: &[Option<Call>],
+    calls: &[Option<Call<'_>>],
     config: &TraceAnalysisConfig,
     findings: &mut Vec<Finding>,
 ) {
-    let mut groups: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-    for &k in kids {
-        if let Some(c) = &calls[k] {
-            groups
-                .entry((c.target.as_str(), c.normalized.as_str()))
-                .or_default()
-                .push(k);
-        }
+    if !config.n_plus_one.enabled && !config.duplicate_call.enabled {
+        return;
     }
-    let mut groups: Vec<_> = groups.into_values().collect();
+    let min = config
+        .n_plus_one
+        .min_calls
+        .min(config.duplicate_call.min_calls)
+        .max(2) as usize;
+    // Calls by (target, normalized statement), then span order.
+    let mut keyed: Vec<(u64, usize)> = kids
+        .iter()
+        .filter_map(|&k| calls[k as usize].map(|c| (c.normalized, k as usize)))
+        .collect();
+    if keyed.len() < min {
+        return;
+    }
+    keyed.sort_unstable();
+    // Groups of at least `min`, in the order of their first span.
+    let mut groups: Vec<Vec<usize>> = keyed
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|g| g.len() >= min)
+        .map(|g| g.iter().map(|&(_, k)| k).collect())
+        .collect();
     groups.sort();
     for mut group in groups {
-        group.sort_by_key(|&k| (spans[k].span.start_time_unix_nano, k));
+        group.sort_by_key(|&k| (spans[k].start, k));
         let mut n_plus_one = false;
         if config.n_plus_one.enabled && group.len() >= config.n_plus_one.min_calls as usize {
             // The longest run of calls each starting after the previous one ended.
             let (mut best, mut run) = (0..0, 0..1);
             for i in 1..group.len() {
-                let prev = spans[group[i - 1]].span;
-                if spans[group[i]].span.start_time_unix_nano >= prev.end_time_unix_nano {
+                let prev = &spans[group[i - 1]];
+                if spans[group[i]].start >= prev.end {
                     run.end = i + 1;
                 } else {
                     run = i..i + 1;
@@ -303,146 +568,161 @@ fn repeated_calls(
                 });
             }
         }
-        if !config.duplicate_call.enabled || n_plus_one {
+        if !config.duplicate_call.enabled
+            || n_plus_one
+            || group.len() < config.duplicate_call.min_calls as usize
+        {
             continue;
         }
-        let mut same: HashMap<&str, Vec<usize>> = HashMap::new();
-        for &k in &group {
-            let statement = calls[k].as_ref().map_or("", |c| c.statement.as_str());
-            same.entry(statement).or_default().push(k);
-        }
-        let mut same: Vec<_> = same.into_values().collect();
+        // Identical statements, in the group's (time) order within each.
+        let mut by_statement: Vec<((u64, u64), usize, usize)> = group
+            .iter()
+            .enumerate()
+            .map(|(at, &k)| (calls[k].map_or((0, 0), |c| c.statement), at, k))
+            .collect();
+        by_statement.sort_unstable();
+        let mut same: Vec<Vec<usize>> = by_statement
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|r| r.len() >= config.duplicate_call.min_calls as usize)
+            .map(|r| r.iter().map(|&(_, _, k)| k).collect())
+            .collect();
         same.sort();
         for repeats in same {
-            if repeats.len() >= config.duplicate_call.min_calls as usize {
-                let mut involved = vec![p];
-                involved.extend_from_slice(&repeats);
-                findings.push(Finding {
-                    pattern: Pattern::DuplicateCall,
-                    anchor: p,
-                    spans: involved,
-                    magnitude: repeats.len() as u32,
-                    propagated_to: Vec::new(),
-                });
-            }
+            let mut involved = vec![p];
+            involved.extend_from_slice(&repeats);
+            findings.push(Finding {
+                pattern: Pattern::DuplicateCall,
+                anchor: p,
+                spans: involved,
+                magnitude: repeats.len() as u32,
+                propagated_to: Vec::new(),
+            });
         }
     }
 }
 
+/// `serial_calls` among the children of span `p`: runs of calls, in start order, each
+/// starting after every earlier one in the run ended and at most `max_gap` after the last
+/// end, no two of one normalized statement (those are `n_plus_one`); a run of at least
+/// `min_calls` whose calls would save at least `min_saving` if run at once (the sum of their
+/// durations minus the longest) is a finding.
+fn serial_calls(
+    p: usize,
+    kids: &[u32],
+    spans: &[TraceSpan<'_>],
+    calls: &[Option<Call<'_>>],
+    config: &TraceAnalysisConfig,
+    order: &mut Vec<(u64, usize)>,
+    findings: &mut Vec<Finding>,
+) {
+    let cfg = &config.serial_calls;
+    let min_calls = cfg.min_calls as usize;
+    order.clear();
+    order.extend(
+        kids.iter()
+            .filter(|&&k| calls[k as usize].is_some())
+            .map(|&k| (spans[k as usize].start, k as usize)),
+    );
+    if order.len() < min_calls {
+        return;
+    }
+    order.sort_unstable();
+    let min_saving = u64::try_from(cfg.min_saving.0.as_nanos()).unwrap_or(u64::MAX);
+    let max_gap = u64::try_from(cfg.max_gap.0.as_nanos()).unwrap_or(u64::MAX);
+    let flush = |run: &[(u64, usize)], findings: &mut Vec<Finding>| {
+        if run.len() < min_calls {
+            return;
+        }
+        let durations = run
+            .iter()
+            .map(|&(_, k)| spans[k].end.saturating_sub(spans[k].start));
+        let (sum, longest) =
+            durations.fold((0u64, 0u64), |(s, m), d| (s.saturating_add(d), m.max(d)));
+        if sum - longest < min_saving {
+            return;
+        }
+        let mut involved = Vec::with_capacity(run.len() + 1);
+        involved.push(p);
+        involved.extend(run.iter().map(|&(_, k)| k));
+        findings.push(Finding {
+            pattern: Pattern::SerialCalls,
+            anchor: p,
+            spans: involved,
+            magnitude: run.len() as u32,
+            propagated_to: Vec::new(),
+        });
+    };
+    let (mut from, mut run_end) = (0usize, 0u64);
+    for at in 0..order.len() {
+        let k = order[at].1;
+        let s = &spans[k];
+        let joins = at > from
+            && s.start >= run_end
+            && s.start - run_end <= max_gap
+            && order[from..at]
+                .iter()
+                .all(|&(_, r)| calls[r].map(|c| c.normalized) != calls[k].map(|c| c.normalized));
+        if !joins {
+            flush(&order[from..at], findings);
+            from = at;
+            run_end = 0;
+        }
+        run_end = run_end.max(s.end);
+    }
+    flush(&order[from..], findings);
+}
+
 /// The nearest entry span above span `i` (bounded, in case parents loop).
-fn entry_of(i: usize, spans: &[TraceSpan<'_>], parent: &[Option<usize>]) -> Option<usize> {
-    let mut at = parent[i];
+fn entry_of(i: usize, spans: &[TraceSpan<'_>], tree: &Tree) -> Option<usize> {
+    let mut at = tree.parent(i);
     for _ in 0..spans.len() {
         let a = at?;
-        if is_entry(spans[a].span) {
+        if is_entry(&spans[a]) {
             return Some(a);
         }
-        at = parent[a];
+        at = tree.parent(a);
     }
     None
 }
 
 /// The callee of call `i`: the service that answered (a child span of another service), else
 /// the call's target.
-fn callee_of(i: usize, call: &Call, spans: &[TraceSpan<'_>], children: &[Vec<usize>]) -> String {
-    children[i]
+fn callee_of<'a>(i: usize, call: &Call<'a>, spans: &[TraceSpan<'a>], tree: &Tree) -> Name<'a> {
+    tree.children(i)
         .iter()
-        .map(|&k| spans[k].service)
+        .map(|&k| spans[k as usize].service)
         .find(|s| !s.is_empty() && *s != spans[i].service)
-        .map_or_else(|| call.target.clone(), str::to_owned)
-}
-
-/// The parent of each span in the trace (by index) and the children of each.
-fn tree(spans: &[TraceSpan<'_>]) -> (Vec<Option<usize>>, Vec<Vec<usize>>) {
-    let by_id: HashMap<&[u8], usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span.span_id.as_slice(), i))
-        .collect();
-    let parent: Vec<Option<usize>> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            by_id
-                .get(s.span.parent_span_id.as_slice())
-                .copied()
-                .filter(|p| *p != i)
-        })
-        .collect();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
-    for (i, p) in parent.iter().enumerate() {
-        if let Some(p) = p {
-            children[*p].push(i);
-        }
-    }
-    (parent, children)
-}
-
-/// One call from a service to a callee, for dependency strength.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dependency {
-    /// The call span (its index).
-    pub call: usize,
-    /// The callee (service that answered, else the call's target).
-    pub callee: String,
-    /// The call failed: its span, or the callee's span answering it, has status ERROR.
-    pub failed: bool,
-    /// The call failed and so did the caller's entry span (the nearest `SERVER` or
-    /// `CONSUMER` span above it, or the root): the failure reached the caller's request.
-    pub failed_entry: bool,
+        .map_or(call.target, Name::one)
 }
 
 /// Every call of the trace with whether it failed and whether the caller's request failed
 /// with it: over many traces, `failed_entry / failed` per caller → callee is how strong the
 /// caller's dependency on the callee is (1: each callee failure fails the request; 0: the
 /// caller copes).
-pub fn dependencies(spans: &[TraceSpan<'_>]) -> Vec<Dependency> {
-    let (parent, children) = tree(spans);
-    let mut out = Vec::new();
-    for (i, s) in spans.iter().enumerate() {
-        let Some(c) = call(s.span) else { continue };
-        let callee = callee_of(i, &c, spans, &children);
-        let failed = is_error(s.span)
-            || children[i]
-                .iter()
-                .any(|&k| spans[k].service != s.service && is_error(spans[k].span));
-        let failed_entry =
-            failed && entry_of(i, spans, &parent).is_some_and(|e| is_error(spans[e].span));
-        out.push(Dependency {
-            call: i,
-            callee,
-            failed,
-            failed_entry,
-        });
-    }
-    out
+pub fn dependencies<'a>(spans: &[TraceSpan<'a>]) -> Vec<Dependency<'a>> {
+    let mut config = TraceAnalysisConfig::default();
+    config.critical_path.enabled = false;
+    analyse_all(spans, &config).dependencies
 }
 
-/// `fan_out`: calls per callee under each entry span.
+/// `fan_out`: calls per callee under each entry span; `per_callee` holds (entry, callee,
+/// call) per call.
 fn fan_out(
-    spans: &[TraceSpan<'_>],
-    parent: &[Option<usize>],
-    children: &[Vec<usize>],
-    calls: &[Option<Call>],
+    mut per_callee: Vec<(usize, Name<'_>, usize)>,
     config: &TraceAnalysisConfig,
     findings: &mut Vec<Finding>,
 ) {
-    let mut per: HashMap<(usize, String), Vec<usize>> = HashMap::new();
-    for (i, c) in calls.iter().enumerate() {
-        let Some(c) = c else { continue };
-        let Some(entry) = entry_of(i, spans, parent) else {
-            continue;
-        };
-        per.entry((entry, callee_of(i, c, spans, children)))
-            .or_default()
-            .push(i);
+    let max = config.fan_out.max_calls_per_callee as usize;
+    if per_callee.len() <= max {
+        return;
     }
-    let mut per: Vec<_> = per.into_iter().collect();
-    per.sort();
-    for ((entry, _), group) in per {
-        if group.len() > config.fan_out.max_calls_per_callee as usize {
-            let mut involved = vec![entry];
-            involved.extend_from_slice(&group);
+    per_callee.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    for group in per_callee.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+        if group.len() > max {
+            let entry = group[0].0;
+            let mut involved = Vec::with_capacity(group.len() + 1);
+            involved.push(entry);
+            involved.extend(group.iter().map(|g| g.2));
             findings.push(Finding {
                 pattern: Pattern::FanOut,
                 anchor: entry,
@@ -456,34 +736,36 @@ fn fan_out(
 
 /// `error_origin`: error spans without an erroring descendant, and the chain of erroring
 /// ancestors above each.
-fn error_origin(spans: &[TraceSpan<'_>], parent: &[Option<usize>], findings: &mut Vec<Finding>) {
-    let errors: Vec<bool> = spans.iter().map(|s| is_error(s.span)).collect();
+fn error_origin(spans: &[TraceSpan<'_>], tree: &Tree, findings: &mut Vec<Finding>) {
+    if !spans.iter().any(is_error) {
+        return;
+    }
     // Which spans have an erroring descendant: walk up from each error span.
     let mut below = vec![false; spans.len()];
-    for (i, e) in errors.iter().enumerate() {
-        if !e {
+    for (i, s) in spans.iter().enumerate() {
+        if !is_error(s) {
             continue;
         }
-        let mut at = parent[i];
+        let mut at = tree.parent(i);
         for _ in 0..spans.len() {
             let Some(a) = at else { break };
             if below[a] {
                 break;
             }
             below[a] = true;
-            at = parent[a];
+            at = tree.parent(a);
         }
     }
     for i in 0..spans.len() {
-        if !errors[i] || below[i] {
+        if !is_error(&spans[i]) || below[i] {
             continue;
         }
         let mut involved = vec![i];
         let mut services: Vec<String> = Vec::new();
-        let mut at = parent[i];
+        let mut at = tree.parent(i);
         for _ in 0..spans.len() {
             let Some(a) = at else { break };
-            if !errors[a] {
+            if !is_error(&spans[a]) {
                 break;
             }
             involved.push(a);
@@ -491,7 +773,7 @@ fn error_origin(spans: &[TraceSpan<'_>], parent: &[Option<usize>], findings: &mu
             if s != spans[i].service && !services.iter().any(|x| x == s) {
                 services.push(s.to_owned());
             }
-            at = parent[a];
+            at = tree.parent(a);
         }
         findings.push(Finding {
             pattern: Pattern::ErrorOrigin,
@@ -511,34 +793,25 @@ fn error_origin(spans: &[TraceSpan<'_>], parent: &[Option<usize>], findings: &mu
 /// not covered by such children is the span's own. Children starting at or after the cursor
 /// are not on the path. Times outside the parent are clipped to it.
 pub fn critical_path(spans: &[TraceSpan<'_>]) -> Vec<(usize, u64)> {
-    let by_id: HashMap<&[u8], usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span.span_id.as_slice(), i))
-        .collect();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
-    let mut roots = Vec::new();
-    for (i, s) in spans.iter().enumerate() {
-        match by_id.get(s.span.parent_span_id.as_slice()) {
-            Some(&p) if p != i => children[p].push(i),
-            _ => roots.push(i),
-        }
+    critical_path_in(spans, &Tree::new(spans))
+}
+
+fn critical_path_in(spans: &[TraceSpan<'_>], tree: &Tree) -> Vec<(usize, u64)> {
+    let n = spans.len();
+    // Children latest end first.
+    let mut by_end = tree.kids.clone();
+    for p in 0..n {
+        by_end[tree.first[p] as usize..tree.first[p + 1] as usize]
+            .sort_unstable_by_key(|&k| std::cmp::Reverse((spans[k as usize].end, k)));
     }
-    for kids in &mut children {
-        kids.sort_by_key(|&k| std::cmp::Reverse((spans[k].span.end_time_unix_nano, k)));
-    }
-    let mut self_time = vec![0u64; spans.len()];
+    let mut self_time = vec![0u64; n];
     // Explicit stack: (span, start, end) windows still to walk; a span is walked once.
-    let mut seen = vec![false; spans.len()];
-    let mut stack: Vec<(usize, u64, u64)> = roots
-        .iter()
-        .map(|&r| {
-            let s = spans[r].span;
-            (
-                r,
-                s.start_time_unix_nano,
-                s.end_time_unix_nano.max(s.start_time_unix_nano),
-            )
+    let mut seen = vec![false; n];
+    let mut stack: Vec<(usize, u64, u64)> = (0..n)
+        .filter(|&r| tree.parent(r).is_none())
+        .map(|r| {
+            let s = &spans[r];
+            (r, s.start, s.end.max(s.start))
         })
         .collect();
     while let Some((i, start, end)) = stack.pop() {
@@ -546,13 +819,14 @@ pub fn critical_path(spans: &[TraceSpan<'_>]) -> Vec<(usize, u64)> {
             continue;
         }
         let mut cursor = end;
-        for &k in &children[i] {
-            let child = spans[k].span;
-            let child_start = child.start_time_unix_nano.max(start);
+        for &k in &by_end[tree.first[i] as usize..tree.first[i + 1] as usize] {
+            let k = k as usize;
+            let child = &spans[k];
+            let child_start = child.start.max(start);
             if child_start >= cursor {
                 continue;
             }
-            let child_end = child.end_time_unix_nano.min(cursor);
+            let child_end = child.end.min(cursor);
             if child_end <= child_start {
                 continue;
             }

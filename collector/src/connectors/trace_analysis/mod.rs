@@ -19,6 +19,8 @@
 
 mod config;
 pub mod detect;
+mod spans;
+mod strip;
 #[cfg(test)]
 mod tests;
 
@@ -39,10 +41,12 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Connector, ConnectorConfig, Lifecycle};
 use crate::connectors::adjusted::adjusted_count;
+use crate::otlp::wire;
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, Metrics, SharedConsumer, SignalKind, TraceBatch, Traces,
 };
@@ -123,11 +127,20 @@ struct Series {
 pub struct Findings {
     start_unix_nano: u64,
     series: BTreeMap<(String, &'static str, String), Series>,
-    /// Weighted seconds of self time on critical paths per (service, span name).
-    critical: BTreeMap<(String, String), f64>,
-    /// Per (caller service, callee): weighted calls, failed calls, failed calls whose
+    /// Weighted seconds of self time on critical paths per service, per span name.
+    critical: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Per caller service, per callee: weighted calls, failed calls, failed calls whose
     /// caller's entry span failed.
-    dependencies: BTreeMap<(String, String), [f64; 3]>,
+    dependencies: BTreeMap<String, BTreeMap<String, [f64; 3]>>,
+}
+
+/// The entry of `key` in `map`, made (with an owned key) only when new: a lookup by a
+/// borrowed key allocates nothing.
+fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 impl Findings {
@@ -149,12 +162,8 @@ impl Findings {
         }
     }
 
-    /// Adds the findings of `other` (series and worst traces).
     fn add_critical(&mut self, service: &str, span: &str, seconds: f64) {
-        *self
-            .critical
-            .entry((service.to_owned(), span.to_owned()))
-            .or_default() += seconds;
+        *slot(slot(&mut self.critical, service), span) += seconds;
     }
 
     fn add_dependency(
@@ -165,10 +174,7 @@ impl Findings {
         failed: bool,
         entry: bool,
     ) {
-        let d = self
-            .dependencies
-            .entry((caller.to_owned(), callee.to_owned()))
-            .or_default();
+        let d = slot(slot(&mut self.dependencies, caller), callee);
         d[0] += weight;
         if failed {
             d[1] += weight;
@@ -178,15 +184,22 @@ impl Findings {
         }
     }
 
+    /// Adds the findings of `other` (series and worst traces).
     fn merge(&mut self, other: Findings) {
-        for (key, counts) in other.dependencies {
-            let into = self.dependencies.entry(key).or_default();
-            for (a, b) in into.iter_mut().zip(counts) {
-                *a += b;
+        for (caller, callees) in other.dependencies {
+            let per = self.dependencies.entry(caller).or_default();
+            for (callee, counts) in callees {
+                let into = per.entry(callee).or_default();
+                for (a, b) in into.iter_mut().zip(counts) {
+                    *a += b;
+                }
             }
         }
-        for (key, seconds) in other.critical {
-            *self.critical.entry(key).or_default() += seconds;
+        for (service, spans) in other.critical {
+            let per = self.critical.entry(service).or_default();
+            for (span, seconds) in spans {
+                *per.entry(span).or_default() += seconds;
+            }
         }
         for (key, s) in other.series {
             let into = self.series.entry(key).or_default();
@@ -241,7 +254,11 @@ impl Findings {
                 .or_default()
                 .push(point(attributes, s.total));
         }
-        for ((service, span), seconds) in &self.critical {
+        for (service, span, seconds) in self
+            .critical
+            .iter()
+            .flat_map(|(service, spans)| spans.iter().map(move |(span, s)| (service, span, s)))
+        {
             let attributes = vec![text("service.name", service), text("span.name", span)];
             per_service
                 .entry(service)
@@ -250,7 +267,9 @@ impl Findings {
                 .or_default()
                 .push(point(attributes, *seconds));
         }
-        for ((caller, callee), counts) in &self.dependencies {
+        for (caller, callee, counts) in self.dependencies.iter().flat_map(|(caller, callees)| {
+            callees.iter().map(move |(callee, c)| (caller, callee, c))
+        }) {
             for (m, value) in counts.iter().enumerate() {
                 let attributes = vec![text("client", caller), text("server", callee)];
                 per_service
@@ -317,72 +336,58 @@ impl Findings {
     }
 }
 
-/// Analyses one due trace: its spans (the involved ones marked) and its findings.
-pub fn analyse_trace(
-    resources: &mut [ResourceSpans],
-    trace_id: &str,
+/// Adds one trace's analysis to `findings_out` (critical path, dependencies, findings with
+/// `trace_id` for the worst) and returns its findings.
+fn record(
+    spans: &[TraceSpan<'_>],
+    trace_id: impl Fn() -> String,
     config: &TraceAnalysisConfig,
     findings_out: &mut Findings,
+    scratch: &mut String,
 ) -> Vec<Finding> {
-    let mut positions = Vec::new();
-    let mut spans = Vec::new();
-    for (r, rs) in resources.iter().enumerate() {
-        let service = rs
-            .resource
-            .as_ref()
-            .and_then(|res| res.attributes.iter().find(|kv| kv.key == "service.name"))
-            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                any_value::Value::StringValue(s) => Some(s.as_str()),
-                _ => None,
-            })
-            .unwrap_or("");
-        for (s, ss) in rs.scope_spans.iter().enumerate() {
-            for (i, span) in ss.spans.iter().enumerate() {
-                positions.push((r, s, i));
-                spans.push(TraceSpan { span, service });
-            }
-        }
-    }
-    if config.critical_path.enabled {
-        for (i, nanos) in detect::critical_path(&spans) {
-            let s = &spans[i];
-            findings_out.add_critical(
-                s.service,
-                &s.span.name,
-                nanos as f64 / 1e9 * adjusted_count(&s.span.trace_state),
-            );
-        }
-    }
-    if config.dependencies.enabled {
-        for d in detect::dependencies(&spans) {
-            let s = &spans[d.call];
-            findings_out.add_dependency(
-                s.service,
-                &d.callee,
-                adjusted_count(&s.span.trace_state),
-                d.failed,
-                d.failed_entry,
-            );
-        }
-    }
-    let findings = detect::analyse(&spans, config);
-    if findings.is_empty() {
-        return findings;
-    }
-    for f in &findings {
-        let anchor = &spans[f.anchor];
-        findings_out.add(
-            anchor.service,
-            f.pattern,
-            &anchor.span.name,
-            adjusted_count(&anchor.span.trace_state),
-            (f.magnitude, trace_id.to_owned()),
+    let analysis = detect::analyse_all(spans, config);
+    for (i, nanos) in analysis.critical {
+        let s = &spans[i];
+        findings_out.add_critical(
+            s.service,
+            s.name,
+            nanos as f64 / 1e9 * adjusted_count(s.trace_state),
         );
     }
+    for d in &analysis.dependencies {
+        let s = &spans[d.call];
+        findings_out.add_dependency(
+            s.service,
+            d.callee.as_str_in(scratch),
+            adjusted_count(s.trace_state),
+            d.failed,
+            d.failed_entry,
+        );
+    }
+    let findings = analysis.findings;
+    if !findings.is_empty() {
+        let id = trace_id();
+        for f in &findings {
+            let anchor = &spans[f.anchor];
+            findings_out.add(
+                anchor.service,
+                f.pattern,
+                anchor.name,
+                adjusted_count(anchor.trace_state),
+                (f.magnitude, id.clone()),
+            );
+        }
+    }
+    findings
+}
+
+/// Marks the spans involved in `findings` (indices in the order of `resources`' spans) with
+/// their patterns and, on error origins, where the error propagated.
+fn mark(resources: &mut [ResourceSpans], findings: &[Finding]) {
     // Patterns per span, in the order found, once each.
     let mut marks: BTreeMap<usize, Vec<&'static str>> = BTreeMap::new();
     let mut propagated: BTreeMap<usize, &[String]> = BTreeMap::new();
-    for f in &findings {
+    for f in findings {
         for &i in &f.spans {
             let list = marks.entry(i).or_default();
             if !list.contains(&f.pattern.name()) {
@@ -403,35 +408,64 @@ pub fn analyse_trace(
                 .collect(),
         })),
     };
-    let marks: Vec<(usize, Vec<String>, Option<Vec<String>>)> = marks
-        .into_iter()
-        .map(|(i, list)| {
-            (
-                i,
-                list.into_iter().map(str::to_owned).collect(),
-                propagated.get(&i).map(|p| p.to_vec()),
-            )
-        })
-        .collect();
-    drop(spans);
-    for (i, list, reached) in marks {
-        let (r, s, k) = positions[i];
-        let span = &mut resources[r].scope_spans[s].spans[k];
+    let spans = resources
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+        .enumerate();
+    for (i, span) in spans {
+        let Some(list) = marks.get(&i) else { continue };
         span.attributes
             .retain(|kv| kv.key != SPAN_ATTRIBUTE && kv.key != PROPAGATED_ATTRIBUTE);
         span.attributes.push(KeyValue {
             key: SPAN_ATTRIBUTE.to_owned(),
-            value: Some(strings(list)),
+            value: Some(strings(list.iter().map(|s| (*s).to_owned()).collect())),
             ..Default::default()
         });
-        if let Some(reached) = reached {
+        if let Some(reached) = propagated.get(&i) {
             span.attributes.push(KeyValue {
                 key: PROPAGATED_ATTRIBUTE.to_owned(),
-                value: Some(strings(reached)),
+                value: Some(strings(reached.to_vec())),
                 ..Default::default()
             });
         }
     }
+}
+
+/// Analyses one trace given decoded: its spans (the involved ones marked) and its findings.
+pub fn analyse_trace(
+    resources: &mut [ResourceSpans],
+    trace_id: &str,
+    config: &TraceAnalysisConfig,
+    findings_out: &mut Findings,
+) -> Vec<Finding> {
+    let mut bodies = Vec::new();
+    for rs in resources.iter() {
+        let service = rs
+            .resource
+            .as_ref()
+            .and_then(|res| res.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            bodies.push((service.clone(), span.encode_to_vec()));
+        }
+    }
+    let spans: Vec<TraceSpan<'_>> = bodies
+        .iter()
+        .map(|(service, body)| TraceSpan::read(body, service))
+        .collect();
+    let findings = record(
+        &spans,
+        || trace_id.to_owned(),
+        config,
+        findings_out,
+        &mut String::new(),
+    );
+    mark(resources, &findings);
     findings
 }
 
@@ -505,23 +539,50 @@ async fn run_due(
     if due.is_empty() {
         return;
     }
-    let mut out: Vec<ResourceSpans> = Vec::new();
+    let traces_side = matches!(output, Output::Traces(_));
+    // On the traces side: the analysed traces as one `TracesData`, and its span count.
+    let mut out: Vec<u8> = Vec::new();
+    let mut out_spans = 0usize;
     let mut found = Findings::default();
-    let mut ids = Vec::with_capacity(due.len());
-    for t in due {
-        let mut resources: Vec<ResourceSpans> =
-            t.groups.iter().filter_map(|g| g.decode().ok()).collect();
-        analyse_trace(
-            &mut resources,
-            &format!("{:032x}", t.id),
+    let mut trace: Vec<TraceSpan<'_>> = Vec::new();
+    let mut scratch = String::new();
+    for t in &due {
+        trace.clear();
+        for g in &t.groups {
+            let service = g
+                .origin()
+                .resource()
+                .and_then(|r| wire::resource_string_attribute(r, "service.name"))
+                .unwrap_or("");
+            spans::read_entries(g.span_entries(), service, &mut trace);
+        }
+        let findings = record(
+            &trace,
+            || format!("{:032x}", t.id),
             config,
             &mut found,
+            &mut scratch,
         );
-        ids.push(t.id);
-        if matches!(output, Output::Traces(_)) {
-            out.extend(resources);
+        if !traces_side {
+            continue;
+        }
+        out_spans += trace.len();
+        if findings.is_empty() {
+            for g in &t.groups {
+                g.write_traces_data_entry(&mut out);
+            }
+        } else {
+            // Rare: only traces with findings are decoded, to mark their spans.
+            let mut resources: Vec<ResourceSpans> = t
+                .groups
+                .iter()
+                .map(|g| g.decode().unwrap_or_default())
+                .collect();
+            mark(&mut resources, &findings);
+            prost::encoding::message::encode_repeated(1, &resources, &mut out);
         }
     }
+    drop(trace);
     state
         .findings
         .lock()
@@ -530,26 +591,30 @@ async fn run_due(
     {
         let now = Instant::now();
         let mut buffer = state.buffer.lock().expect("trace_analysis lock");
-        for id in ids {
+        for t in &due {
             // Spans that arrived while the trace was analysed go on as they are.
             let late = buffer.finish(
-                id,
+                t.id,
                 Some(Kept {
                     policy: 0,
                     probability: 1.0,
                 }),
                 now,
             );
-            if matches!(output, Output::Traces(_)) {
-                out.extend(late.iter().filter_map(|g| g.decode().ok()));
+            if traces_side {
+                for g in &late {
+                    g.write_traces_data_entry(&mut out);
+                    out_spans += g.span_count() as usize;
+                }
             }
         }
     }
+    drop(due);
     if let Output::Traces(next) = output
-        && !out.is_empty()
+        && out_spans > 0
     {
-        let batch = TraceBatch::new(out);
-        let spans = batch.item_count() as u64;
+        let batch = TraceBatch::from_trusted_protobuf(out.into(), out_spans);
+        let spans = out_spans as u64;
         if let Err(e) = next.consume(batch).await {
             // Accepted when buffered, so they cannot be refused upstream any more.
             metrics.send_failed.inc_by(spans);
@@ -571,22 +636,54 @@ fn take_metrics(state: &State) -> Option<Batch<Metrics>> {
 #[async_trait]
 impl Consumer<Traces> for TraceAnalysis {
     async fn consume(&self, batch: TraceBatch) -> Result<(), ConsumeError> {
+        let full = || {
+            Err(ConsumeError::retryable(format!(
+                "{}: trace buffer full (max_buffer_bytes)",
+                self.id
+            )))
+        };
+        if self
+            .state
+            .buffer
+            .lock()
+            .expect("trace_analysis lock")
+            .is_full()
+        {
+            return full();
+        }
+        // On the metrics side only what the analysis reads is buffered, cut out before the
+        // buffer is locked.
+        let stripped = matches!(self.output, Output::Metrics(_)).then(|| {
+            let mut stripped = Vec::with_capacity(batch.protobuf_len() / 4);
+            let mut lens = Vec::new();
+            match batch.protobuf_parts() {
+                Some(parts) => {
+                    for p in parts {
+                        strip::strip_request(p, &mut stripped, &mut lens);
+                    }
+                }
+                None => {
+                    let mut encoded = Vec::new();
+                    batch.encode_protobuf(&mut encoded);
+                    strip::strip_request(&encoded, &mut stripped, &mut lens);
+                }
+            }
+            stripped
+        });
         let ingested = {
             let mut buffer = self.state.buffer.lock().expect("trace_analysis lock");
             if buffer.is_full() {
-                return Err(ConsumeError::retryable(format!(
-                    "{}: trace buffer full (max_buffer_bytes)",
-                    self.id
-                )));
+                return full();
             }
             let now = Instant::now();
-            match batch.protobuf_parts() {
-                Some(parts) => buffer.ingest_protobuf(
+            match (stripped, batch.protobuf_parts()) {
+                (Some(stripped), _) => buffer.ingest_protobuf([&stripped[..]], now, unix_nanos()),
+                (None, Some(parts)) => buffer.ingest_protobuf(
                     parts.map(|p| p.as_ref()).collect::<Vec<&[u8]>>(),
                     now,
                     unix_nanos(),
                 ),
-                None => buffer.ingest(batch.resources(), now, unix_nanos()),
+                (None, None) => buffer.ingest(batch.resources(), now, unix_nanos()),
             }
         };
         self.metrics.sent.inc_by(batch.item_count() as u64);

@@ -7,6 +7,7 @@ use super::detect::{self, Finding, Pattern, TraceSpan, normalize_path, normalize
 use super::*;
 use crate::component::{ConnectorConfig, Validate};
 use crate::testing::{Recorder, context};
+use prost::Message;
 
 const MS: u64 = 1_000_000;
 
@@ -76,13 +77,17 @@ impl Trace {
         });
     }
 
-    fn findings(&self, config: &TraceAnalysisConfig) -> Vec<Finding> {
-        let spans: Vec<TraceSpan<'_>> = self
-            .spans
+    /// Each span's protobuf body, with its service: what the buffer holds.
+    fn bodies(&self) -> Vec<(&'static str, Vec<u8>)> {
+        self.spans
             .iter()
-            .map(|(service, span)| TraceSpan { span, service })
-            .collect();
-        detect::analyse(&spans, config)
+            .map(|(service, span)| (*service, span.encode_to_vec()))
+            .collect()
+    }
+
+    fn findings(&self, config: &TraceAnalysisConfig) -> Vec<Finding> {
+        let bodies = self.bodies();
+        detect::analyse(&read(&bodies), config)
     }
 
     fn resources(&self) -> Vec<ResourceSpans> {
@@ -101,6 +106,14 @@ impl Trace {
             })
             .collect()
     }
+}
+
+/// The spans read in place from their bodies.
+fn read<'a>(bodies: &'a [(&'static str, Vec<u8>)]) -> Vec<TraceSpan<'a>> {
+    bodies
+        .iter()
+        .map(|(service, body)| TraceSpan::read(body, service))
+        .collect()
 }
 
 fn patterns(findings: &[Finding]) -> Vec<(Pattern, u32)> {
@@ -485,14 +498,11 @@ fn the_critical_path_gives_each_span_its_self_time_on_it() {
     t.span("back", b, "C", SpanKind::Internal, 40, 80, &[]);
     t.span("back", b, "D", SpanKind::Internal, 85, 95, &[]);
     t.span("front", root, "E", SpanKind::Internal, 95, 99, &[]);
-    let spans: Vec<TraceSpan<'_>> = t
-        .spans
-        .iter()
-        .map(|(service, span)| TraceSpan { span, service })
-        .collect();
+    let bodies = t.bodies();
+    let spans = read(&bodies);
     let path: BTreeMap<&str, u64> = detect::critical_path(&spans)
         .into_iter()
-        .map(|(i, nanos)| (spans[i].span.name.as_str(), nanos / MS))
+        .map(|(i, nanos)| (spans[i].name, nanos / MS))
         .collect();
     // root: 99-100, 90-95, 0-10; E 95-99; B: 80-85 and 30-40, D 85-90, C 40-80; A 10-30.
     let expected: BTreeMap<&str, u64> = [
@@ -511,14 +521,10 @@ fn the_critical_path_gives_each_span_its_self_time_on_it() {
 #[test]
 fn dependencies_tell_failures_that_failed_the_request_from_handled_ones() {
     let deps = |t: &Trace| -> Vec<(String, bool, bool)> {
-        let spans: Vec<TraceSpan<'_>> = t
-            .spans
-            .iter()
-            .map(|(service, span)| TraceSpan { span, service })
-            .collect();
-        detect::dependencies(&spans)
+        let bodies = t.bodies();
+        detect::dependencies(&read(&bodies))
             .into_iter()
-            .map(|d| (d.callee, d.failed, d.failed_entry))
+            .map(|d| (d.callee.to_string(), d.failed, d.failed_entry))
             .collect()
     };
     let row = |callee: &str, failed, entry| (callee.to_owned(), failed, entry);
@@ -555,7 +561,7 @@ fn dependencies_tell_failures_that_failed_the_request_from_handled_ones() {
         &mut findings,
     );
     assert_eq!(
-        findings.dependencies[&("checkout".to_owned(), "payments".to_owned())],
+        findings.dependencies["checkout"]["payments"],
         [2.0, 2.0, 1.0]
     );
     let names: Vec<String> = findings
@@ -582,4 +588,237 @@ fn dependencies_tell_failures_that_failed_the_request_from_handled_ones() {
             DEPENDENCY_FAILED_ENTRIES_METRIC
         ]
     );
+}
+
+/// A frontend server span making one HTTP call per entry of `calls` (start and end in ms), to
+/// a different service and path each, none answered.
+fn serial(calls: &[(u64, u64)]) -> Trace {
+    let mut t = Trace::new(5);
+    let root = t.span("frontend", 0, "GET /page", SpanKind::Server, 0, 5000, &[]);
+    let hosts = ["inventory", "shipping", "reviews", "ads", "search", "cart"];
+    for (i, &(start, end)) in calls.iter().enumerate() {
+        let host = hosts[i % hosts.len()];
+        let url = format!("http://{host}/{host}/{i}");
+        t.span(
+            "frontend",
+            root,
+            "GET",
+            SpanKind::Client,
+            start,
+            end,
+            &[
+                ("http.request.method", "GET"),
+                ("url.full", &url),
+                ("server.address", host),
+            ],
+        );
+    }
+    t
+}
+
+#[test]
+fn serial_calls_are_independent_calls_one_after_the_other() {
+    let config = TraceAnalysisConfig::default();
+    // Four 50 ms calls, one after the other: 150 ms to save.
+    let four = serial(&[(10, 60), (61, 111), (112, 162), (163, 213)]);
+    let found = four.findings(&config);
+    assert_eq!(patterns(&found), [(Pattern::SerialCalls, 4)]);
+    assert_eq!(found[0].anchor, 0);
+    assert_eq!(found[0].spans, [0, 1, 2, 3, 4]);
+    // All at once, or overlapping in a chain: nothing to save by running them at once.
+    let at_once = serial(&[(10, 60), (10, 60), (10, 60), (10, 60)]);
+    assert!(at_once.findings(&config).is_empty());
+    let overlapping = serial(&[(10, 60), (50, 100), (90, 140), (130, 180)]);
+    assert!(overlapping.findings(&config).is_empty());
+    // Two calls are not enough; four short ones save too little (90 ms).
+    assert!(
+        serial(&[(10, 110), (120, 220)])
+            .findings(&config)
+            .is_empty()
+    );
+    let short = serial(&[(10, 40), (41, 71), (72, 102), (103, 133)]);
+    assert!(short.findings(&config).is_empty());
+    // A gap over max_gap (500 ms) ends a run: 2 + 2 calls.
+    let apart = serial(&[(0, 100), (101, 201), (800, 900), (901, 1001)]);
+    assert!(apart.findings(&config).is_empty());
+    // One overlapping call splits the run; the sequential rest still counts.
+    let mixed = serial(&[(0, 100), (50, 150), (151, 251), (252, 352), (353, 453)]);
+    let found = mixed.findings(&config);
+    assert_eq!(patterns(&found), [(Pattern::SerialCalls, 4)]);
+    assert_eq!(found[0].spans, [0, 2, 3, 4, 5]);
+    // Options.
+    let lax: TraceAnalysisConfig =
+        serde_yaml_ng::from_str("{serial_calls: {min_calls: 2, min_saving: 50ms, max_gap: 1s}}")
+            .unwrap();
+    assert!(lax.validate().is_empty());
+    assert_eq!(patterns(&short.findings(&lax)), [(Pattern::SerialCalls, 4)]);
+    assert_eq!(patterns(&apart.findings(&lax)), [(Pattern::SerialCalls, 4)]);
+    let off: TraceAnalysisConfig =
+        serde_yaml_ng::from_str("{serial_calls: {enabled: false}}").unwrap();
+    assert!(four.findings(&off).is_empty());
+    let bad: TraceAnalysisConfig =
+        serde_yaml_ng::from_str("{serial_calls: {min_calls: 1}}").unwrap();
+    let problems = bad.validate();
+    assert_eq!(problems.len(), 1);
+    assert!(format!("{problems:?}").contains("serial_calls.min_calls"));
+    assert!(serde_yaml_ng::from_str::<TraceAnalysisConfig>("{serial_calls: {min: 2}}").is_err());
+}
+
+#[test]
+fn serial_calls_leave_repeats_of_one_statement_to_n_plus_one() {
+    let config = TraceAnalysisConfig::default();
+    // Twelve 50 ms queries of one statement, one after the other: a loop, not serial calls.
+    let mut t = Trace::new(6);
+    let root = t.span("shop", 0, "GET /orders", SpanKind::Server, 0, 1000, &[]);
+    for i in 0..12u64 {
+        let query = format!("SELECT * FROM items WHERE id = {i}");
+        t.span(
+            "shop",
+            root,
+            "SELECT shop.items",
+            SpanKind::Client,
+            1 + 60 * i,
+            51 + 60 * i,
+            &[
+                ("db.system", "postgresql"),
+                ("db.namespace", "shop"),
+                ("db.query.text", &query),
+            ],
+        );
+    }
+    assert_eq!(patterns(&t.findings(&config)), [(Pattern::NPlusOne, 12)]);
+    // Different tables: independent queries, one after the other.
+    let mut t = Trace::new(7);
+    let root = t.span("shop", 0, "GET /orders", SpanKind::Server, 0, 1000, &[]);
+    for (i, table) in ["items", "users", "prices"].iter().enumerate() {
+        let query = format!("SELECT * FROM {table} WHERE id = 1");
+        let i = i as u64;
+        t.span(
+            "shop",
+            root,
+            "SELECT",
+            SpanKind::Client,
+            1 + 60 * i,
+            51 + 60 * i,
+            &[("db.system", "postgresql"), ("db.query.text", &query)],
+        );
+    }
+    assert_eq!(patterns(&t.findings(&config)), [(Pattern::SerialCalls, 3)]);
+}
+
+#[test]
+fn spans_read_in_place_match_the_decoded_spans() {
+    // Attributes: the first of a key counts; a non-string value reads as absent, so the next
+    // key is taken; parameters tell exact repeats apart.
+    let mut span = Span {
+        span_id: vec![1; 8],
+        parent_span_id: vec![2; 8],
+        name: "q".into(),
+        kind: SpanKind::Client as i32,
+        start_time_unix_nano: 5,
+        end_time_unix_nano: 9,
+        trace_state: "ot=th:8".into(),
+        status: Some(Status {
+            code: 2,
+            ..Default::default()
+        }),
+        attributes: vec![
+            kv("db.system", "mysql"),
+            kv("db.system", "postgresql"),
+            KeyValue {
+                key: "db.namespace".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::IntValue(3)),
+                }),
+                ..Default::default()
+            },
+            kv("db.name", "shop"),
+        ],
+        ..Default::default()
+    };
+    let body = span.encode_to_vec();
+    let s = TraceSpan::read(&body, "svc");
+    assert_eq!(
+        (
+            s.service,
+            s.name,
+            s.span_id,
+            s.parent_span_id,
+            s.trace_state
+        ),
+        ("svc", "q", &[1u8; 8][..], &[2u8; 8][..], "ot=th:8")
+    );
+    assert_eq!(
+        (s.kind, s.start, s.end, s.status_code),
+        (SpanKind::Client as i32, 5, 9, 2)
+    );
+    use super::spans::Key;
+    assert_eq!(s.text(&[Key::DbSystem]), Some("mysql"));
+    assert_eq!(s.text(&[Key::DbNamespace, Key::DbName]), Some("shop"));
+    assert_eq!(s.parameters, 0);
+    span.attributes.push(kv("db.query.parameter.id", "7"));
+    let with_7 = span.encode_to_vec();
+    span.attributes.pop();
+    span.attributes.push(kv("db.query.parameter.id", "8"));
+    let with_8 = span.encode_to_vec();
+    let (a, b) = (TraceSpan::read(&with_7, ""), TraceSpan::read(&with_8, ""));
+    assert!(a.parameters != 0 && a.parameters != b.parameters);
+}
+
+#[test]
+fn the_metrics_side_buffers_only_what_the_analysis_reads() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    let mut t = db_calls(6, true, |i| format!("SELECT * FROM items WHERE id = {i}"));
+    for (_, span) in &mut t.spans {
+        span.attributes.push(kv("http.user_agent", "curl"));
+        span.attributes.push(kv("db.query.parameter.id", "7"));
+        span.events.push(Event {
+            name: "retry".into(),
+            ..Default::default()
+        });
+        span.links.push(Link {
+            trace_id: vec![9; 16],
+            span_id: vec![9; 8],
+            ..Default::default()
+        });
+        span.flags = 0x100;
+    }
+    let request = ExportTraceServiceRequest {
+        resource_spans: t.resources(),
+    };
+    let bytes = request.encode_to_vec();
+    let mut stripped = Vec::new();
+    super::strip::strip_request(&bytes, &mut stripped, &mut Vec::new());
+    assert!(crate::otlp::wire::validate(&stripped).is_ok());
+    assert!(stripped.len() < bytes.len());
+    let back = ExportTraceServiceRequest::decode(&stripped[..]).unwrap();
+    let mut expected = request.clone();
+    for span in expected
+        .resource_spans
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+    {
+        span.attributes.retain(|kv| kv.key != "http.user_agent");
+        span.events.clear();
+        span.links.clear();
+    }
+    assert_eq!(back, expected);
+    // The same findings either way.
+    let config = TraceAnalysisConfig::default();
+    let found = analyse_trace(
+        &mut request.resource_spans.clone(),
+        "01",
+        &config,
+        &mut Findings::default(),
+    );
+    let from_stripped = analyse_trace(
+        &mut back.resource_spans.clone(),
+        "01",
+        &config,
+        &mut Findings::default(),
+    );
+    assert_eq!(found, from_stripped);
+    assert_eq!(patterns(&found), [(Pattern::NPlusOne, 6)]);
 }

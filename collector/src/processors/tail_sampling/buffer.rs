@@ -145,6 +145,14 @@ impl Origin {
         self.write_resource_spans(spans, scope_len, out);
     }
 
+    /// The `Resource` message body, if the spans came with one (read in place).
+    pub fn resource(&self) -> Option<&[u8]> {
+        wasmcol_plugin_sdk::wire::Fields::new(&self.resource).find_map(|field| match field {
+            (1, wasmcol_plugin_sdk::wire::FieldValue::Len(body)) => Some(body),
+            _ => None,
+        })
+    }
+
     fn cost(resource: &[u8], scope: &[u8]) -> usize {
         size_of::<Self>() + 2 * size_of::<usize>() + resource.len() + scope.len()
     }
