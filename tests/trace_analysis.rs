@@ -17,7 +17,8 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric, number_data_point};
 use wasmcol_tests::{
-    Collector, all_spans, free_port, python, read_json_lines, wait_until, workspace_root,
+    Collector, all_spans, free_port, metric_value, python, read_json_lines, run_loadgen,
+    scrape_metrics, wait_until, workspace_root,
 };
 
 const TRACES: usize = 5;
@@ -349,4 +350,132 @@ fn a_clean_corpus_of_the_same_shapes_has_no_findings() {
     );
     assert!(run.marked.is_empty(), "{:?}", run.marked);
     assert!(run.findings.is_empty(), "{:?}", run.findings);
+}
+
+/// Traces offered at 1M per minute (one span each, from `wasmcol-loadgen`, which retries
+/// refusals) to a `trace_analysis` whose buffer is far smaller than `decision_wait` of such
+/// traffic needs: the buffer stays within its byte budget (plus at most one request) and trace
+/// count, the traces analysed
+/// early to make room are counted by reason, every span is taken in, and the process's memory
+/// stays bounded by the budget, not by the traffic.
+#[test]
+fn a_million_traces_a_minute_stay_within_the_buffer_budget() {
+    const BUDGET: f64 = 4.0 * 1024.0 * 1024.0;
+    const NUM_TRACES: f64 = 50_000.0;
+    const TRACES: u64 = 250_000;
+    let (grpc, metrics_port) = (free_port(), free_port());
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  nop:
+connectors:
+  trace_analysis:
+    decision_wait: 5s
+    num_traces: {NUM_TRACES}
+    max_buffer_bytes: 4MiB
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [trace_analysis]
+    metrics:
+      receivers: [trace_analysis]
+      exporters: [nop]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics_port}
+"#
+    );
+    let c = Collector::start(&config, grpc);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let scrape = || runtime.block_on(scrape_metrics(metrics_port));
+    let value = |text: &str, series: &str| metric_value(text, series).unwrap_or(0.0);
+    std::thread::sleep(Duration::from_millis(300));
+    let baseline = c.peak_rss_bytes() as f64;
+
+    let endpoint = format!("127.0.0.1:{grpc}");
+    let started = std::time::Instant::now();
+    let sender = std::thread::spawn(move || {
+        run_loadgen(&[
+            "--endpoint",
+            &endpoint,
+            "--traces",
+            &TRACES.to_string(),
+            "--rate",
+            &(1_000_000.0 / 60.0).to_string(),
+            "--batch-traces",
+            "500",
+            "--workers",
+            "2",
+            "--attributes",
+            "2",
+            "--retry",
+        ])
+    });
+    let traces = r#"wasmcol_trace_analysis_traces{connector="trace_analysis"}"#;
+    let bytes = r#"wasmcol_trace_analysis_buffer_bytes{connector="trace_analysis"}"#;
+    let (mut max_traces, mut max_bytes) = (0f64, 0f64);
+    while !sender.is_finished() {
+        let text = scrape();
+        max_traces = max_traces.max(value(&text, traces));
+        max_bytes = max_bytes.max(value(&text, bytes));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let summary = sender.join().expect("loadgen thread");
+    let send_secs = started.elapsed().as_secs_f64();
+    let mut text = String::new();
+    let drained = wait_until(Duration::from_secs(30), || {
+        text = scrape();
+        value(&text, traces) == 0.0
+    });
+    let evictions = |reason: &str| {
+        value(
+            &text,
+            &format!(
+                r#"wasmcol_trace_analysis_evictions_total{{connector="trace_analysis",reason="{reason}"}}"#
+            ),
+        )
+    };
+    let (by_count, by_bytes) = (evictions("num_traces"), evictions("buffer_bytes"));
+    let peak = c.peak_rss_bytes() as f64;
+    let mib = |b: f64| b / (1024.0 * 1024.0);
+    eprintln!(
+        "{TRACES} traces in {send_secs:.1} s ({:.0} traces/min offered 1M/min); buffer at most \
+         {max_traces} traces, {:.2} MiB; evictions num_traces={by_count} \
+         buffer_bytes={by_bytes}; RSS {:.1} MiB at start, peak {:.1} MiB",
+        TRACES as f64 * 60.0 / send_secs,
+        mib(max_bytes),
+        mib(baseline),
+        mib(peak)
+    );
+    assert!(drained, "the buffer did not drain:\n{text}");
+    assert_eq!(
+        summary["spans_accepted"].as_u64(),
+        Some(TRACES),
+        "every span is taken in (loadgen retries refusals): {summary}"
+    );
+    assert!(max_bytes > 0.0, "the buffer gauge moved:\n{text}");
+    // A request is taken in whole while the buffer is under its budget, so the buffer passes
+    // it by at most one request (500 one-span traces, well under 1 MiB).
+    assert!(
+        max_bytes <= BUDGET + 1024.0 * 1024.0,
+        "buffer held {max_bytes} bytes, more than one request over max_buffer_bytes"
+    );
+    assert!(max_traces <= NUM_TRACES, "buffer held {max_traces} traces");
+    assert!(
+        by_count + by_bytes > 0.0,
+        "5 s of this traffic does not fit the buffer, so traces were analysed early:\n{text}"
+    );
+    // The budget, the analysis' working set and the gRPC buffers; not the 250,000 traces
+    // (about 100 MiB as sent).
+    assert!(
+        peak - baseline < 64.0 * 1024.0 * 1024.0,
+        "RSS grew {:.1} MiB over its start",
+        mib(peak - baseline)
+    );
 }

@@ -63,6 +63,9 @@ pub struct Metrics {
     tail_decisions: CounterFamily,
     tail_late_spans: CounterFamily,
     tail_evictions: CounterFamily,
+    analysis_traces: GaugeFamily,
+    analysis_bytes: GaugeFamily,
+    analysis_evictions: CounterFamily,
     tail_decision_latency: HistogramFamily,
     receiver_tls_handshake_failures: CounterFamily,
     kafka_topic_not_allowed: CounterFamily,
@@ -85,6 +88,21 @@ pub struct TailSamplingMetrics {
     pub late_dropped: Counter,
     /// Seconds from a trace's first span to its decision.
     pub decision_latency: Histogram,
+}
+
+/// Metrics of one `trace_analysis` connector's trace buffer.
+#[derive(Clone, Default)]
+pub struct TraceAnalysisMetrics {
+    /// Traces in the buffer.
+    pub traces: Gauge,
+    /// Bytes the buffer holds.
+    pub bytes: Gauge,
+    /// Traces analysed early because the buffer held `num_traces`.
+    pub evictions_num_traces: Counter,
+    /// Traces analysed early because the buffer reached `max_buffer_bytes`.
+    pub evictions_bytes: Counter,
+    /// Traces analysed early because they passed `max_spans_per_trace`.
+    pub evictions_trace_cap: Counter,
 }
 
 /// Counters of one receiver on one transport.
@@ -348,6 +366,21 @@ impl Metrics {
                 "Traces decided before decision_wait to make room, by reason (num_traces, buffer_bytes, trace_cap)",
                 CounterFamily
             ),
+            analysis_traces: family!(
+                "trace_analysis_traces",
+                "Traces in a trace_analysis connector's buffer",
+                GaugeFamily
+            ),
+            analysis_bytes: family!(
+                "trace_analysis_buffer_bytes",
+                "Bytes held by a trace_analysis connector's buffer",
+                GaugeFamily
+            ),
+            analysis_evictions: family!(
+                "trace_analysis_evictions",
+                "Traces analysed before decision_wait to make room, by reason (num_traces, buffer_bytes, trace_cap)",
+                CounterFamily
+            ),
             tail_decision_latency: {
                 let f: HistogramFamily = Family::new_with_constructor(|| {
                     Histogram::new(exponential_buckets(0.05, 2.0, 12))
@@ -567,6 +600,23 @@ impl Metrics {
             ("reason", reason.to_string()),
         ];
         self.tail_evictions.get_or_create(&l).clone()
+    }
+
+    /// Buffer gauges and eviction counters of `trace_analysis` connector `id`.
+    pub fn trace_analysis(&self, id: &str) -> TraceAnalysisMetrics {
+        let l = vec![("connector", id.to_string())];
+        let evictions = |reason: &str| {
+            let mut l = l.clone();
+            l.push(("reason", reason.to_string()));
+            self.analysis_evictions.get_or_create(&l).clone()
+        };
+        TraceAnalysisMetrics {
+            traces: self.analysis_traces.get_or_create(&l).clone(),
+            bytes: self.analysis_bytes.get_or_create(&l).clone(),
+            evictions_num_traces: evictions("num_traces"),
+            evictions_bytes: evictions("buffer_bytes"),
+            evictions_trace_cap: evictions("trace_cap"),
+        }
     }
 
     /// Batches Kafka exporter `id` sent to its default topic because their metadata named a

@@ -13,5 +13,6 @@ pub use log_limit::{LogLimiter, flush_suppressed};
 pub use logging::init_logging;
 pub use metrics::{
     ExporterMetrics, Metrics, ProcessorMetrics, ReceiverMetrics, TailSamplingMetrics,
+    TraceAnalysisMetrics,
 };
 pub use server::serve_metrics;

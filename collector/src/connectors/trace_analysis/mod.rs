@@ -50,9 +50,9 @@ use crate::otlp::wire;
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, Metrics, SharedConsumer, SignalKind, TraceBatch, Traces,
 };
-use crate::processors::tail_sampling::buffer::{Buffer, BufferLimits, DueTrace};
+use crate::processors::tail_sampling::buffer::{Buffer, BufferLimits, DueTrace, Eviction};
 use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
-use crate::telemetry::ExporterMetrics;
+use crate::telemetry::{ExporterMetrics, TraceAnalysisMetrics};
 use detect::{Finding, Pattern, TraceSpan};
 
 /// The metric sent.
@@ -471,6 +471,8 @@ pub fn analyse_trace(
 
 struct State {
     buffer: Mutex<Buffer>,
+    /// The buffer's size and its evictions.
+    buffer_metrics: TraceAnalysisMetrics,
     findings: Mutex<Findings>,
 }
 
@@ -507,6 +509,7 @@ impl TraceAnalysis {
             config: Arc::new(config.clone()),
             state: Arc::new(State {
                 buffer: Mutex::new(Buffer::new(limits, sampled, ExactCache::new(0))),
+                buffer_metrics: ctx.metrics.trace_analysis(&ctx.id.to_string()),
                 findings: Mutex::new(Findings {
                     start_unix_nano: unix_nanos(),
                     ..Default::default()
@@ -608,6 +611,7 @@ async fn run_due(
                 }
             }
         }
+        observe(&state.buffer_metrics, &buffer, &[]);
     }
     drop(due);
     if let Output::Traces(next) = output
@@ -620,6 +624,20 @@ async fn run_due(
             metrics.send_failed.inc_by(spans);
             tracing::warn!(connector = %id, error = %e, spans, "analysed traces refused by the next stage; lost");
         }
+    }
+}
+
+/// Sets the buffer gauges to what `buffer` holds and counts `evictions`.
+fn observe(metrics: &TraceAnalysisMetrics, buffer: &Buffer, evictions: &[Eviction]) {
+    metrics.traces.set(buffer.trace_count() as i64);
+    metrics.bytes.set(buffer.bytes() as i64);
+    for e in evictions {
+        match e {
+            Eviction::NumTraces => &metrics.evictions_num_traces,
+            Eviction::Bytes => &metrics.evictions_bytes,
+            Eviction::TraceCap => &metrics.evictions_trace_cap,
+        }
+        .inc();
     }
 }
 
@@ -676,7 +694,7 @@ impl Consumer<Traces> for TraceAnalysis {
                 return full();
             }
             let now = Instant::now();
-            match (stripped, batch.protobuf_parts()) {
+            let ingested = match (stripped, batch.protobuf_parts()) {
                 (Some(stripped), _) => buffer.ingest_protobuf([&stripped[..]], now, unix_nanos()),
                 (None, Some(parts)) => buffer.ingest_protobuf(
                     parts.map(|p| p.as_ref()).collect::<Vec<&[u8]>>(),
@@ -684,7 +702,9 @@ impl Consumer<Traces> for TraceAnalysis {
                     unix_nanos(),
                 ),
                 (None, None) => buffer.ingest(batch.resources(), now, unix_nanos()),
-            }
+            };
+            observe(&self.state.buffer_metrics, &buffer, &ingested.evictions);
+            ingested
         };
         self.metrics.sent.inc_by(batch.item_count() as u64);
         if let Output::Traces(next) = &self.output
