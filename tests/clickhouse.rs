@@ -1829,7 +1829,7 @@ fn trace_analysis_tables_hold_the_findings_and_dependencies() {
     const TRACES: usize = 5;
     /// Spans per planted trace: root, N+1 (2 + 12), duplicates (3 × 2), fan-out (30 × 2),
     /// payment (3).
-    const SPANS_PER_TRACE: u64 = 1 + 14 + 6 + 60 + 3;
+    const SPANS_PER_TRACE: u64 = 1 + 14 + 6 + 60 + 3 + 5;
     let data = tempfile::tempdir().unwrap();
     let front = Front::start(data.path(), free_port(), "pw", &[]);
     let grpc = free_port();
@@ -1909,6 +1909,7 @@ service:
         "duplicate_call|frontend|GET /order",
         "fan_out|frontend|GET /order",
         "error_origin|payments|charge card",
+        "serial_calls|frontend|render page",
     ]
     .into_iter()
     .map(|k| (k.to_string(), n))
@@ -1984,6 +1985,10 @@ service:
         ("frontend>users", (6.0 * n, 0.0, 0.0)),
         ("frontend>orders", (2.0 * n, 0.0, 0.0)),
         ("orders>postgresql/shop", (24.0 * n, 0.0, 0.0)),
+        ("frontend>inventory", (2.0 * n, 0.0, 0.0)),
+        ("frontend>shipping", (2.0 * n, 0.0, 0.0)),
+        ("frontend>reviews", (2.0 * n, 0.0, 0.0)),
+        ("frontend>ads", (2.0 * n, 0.0, 0.0)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -2020,19 +2025,25 @@ service:
     assert!(close(&strong[0]["Calls"], 2.0 * n) && close(&strong[0]["FailedCalls"], n));
     assert!(close(&strong[0]["Strength"], 1.0), "{strong:?}");
 
-    // Per 200 ms trace (planted and clean alike): the root's own 70 ms, then "charge card"
-    // (48 ms), the slowest leaf.
+    // Per 400 ms trace (planted and clean alike): the root's own 95 ms; then "render page",
+    // whose own time is 15 ms where its 4 calls run one after the other and 135 ms where they
+    // run at once; then "charge card" (48 ms), the slowest leaf.
     let slowest = run(&queries[3]);
     assert_eq!(slowest[0]["SpanName"], "GET /order", "{slowest:?}");
     assert!(
-        close(&slowest[0]["SelfTimeSeconds"], 2.0 * n * 0.070),
+        close(&slowest[0]["SelfTimeSeconds"], 2.0 * n * 0.095),
         "{slowest:?}"
     );
-    // Its share is of all the critical paths' time (10 × 200 ms), not of the rows shown.
-    assert!(close(&slowest[0]["Share"], 0.35), "{slowest:?}");
-    assert_eq!(slowest[1]["SpanName"], "charge card", "{slowest:?}");
+    // Its share is of all the critical paths' time (10 × 400 ms), not of the rows shown.
+    assert!(close(&slowest[0]["Share"], 0.2375), "{slowest:?}");
+    assert_eq!(slowest[1]["SpanName"], "render page", "{slowest:?}");
     assert!(
-        close(&slowest[1]["SelfTimeSeconds"], 2.0 * n * 0.048),
+        close(&slowest[1]["SelfTimeSeconds"], n * (0.015 + 0.135)),
+        "{slowest:?}"
+    );
+    assert_eq!(slowest[2]["SpanName"], "charge card", "{slowest:?}");
+    assert!(
+        close(&slowest[2]["SelfTimeSeconds"], 2.0 * n * 0.048),
         "{slowest:?}"
     );
 }
