@@ -154,6 +154,21 @@ impl<'a, S> Cursor<'a, S> {
     /// prost's `decode_key`, with its checks in its order.
     #[inline(always)]
     pub(super) fn key(&mut self) -> Result<(u32, u8), WireError> {
+        // Nearly every key is one byte (fields 1 to 15): one below 0x80 with a field number
+        // (`b >= 8`) and a wire type of 0 to 5 passes every check below.
+        if let Some(&b) = self.buf.get(self.pos)
+            && (8..0x80).contains(&b)
+            && b & 7 <= I32
+        {
+            self.pos += 1;
+            return Ok((u32::from(b >> 3), b & 7));
+        }
+        self.key_long()
+    }
+
+    /// [`Self::key`] for the rest: longer keys and the ones that fail.
+    #[inline]
+    fn key_long(&mut self) -> Result<(u32, u8), WireError> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
             return fail(ErrorKind::InvalidKey { key });
@@ -413,6 +428,10 @@ pub(super) fn scope_field<S>(c: &mut Cursor<'_, S>, tag: u32, wire_type: u8, dep
     }
 }
 
+// Inlined (with `any_value_field` and the span's fields) into the loop of the message that
+// holds them: attributes are most of what a request's check reads, and a call per field cost
+// about a twentieth of it.
+#[inline(always)]
 pub(super) fn key_value_field<S>(
     c: &mut Cursor<'_, S>,
     tag: u32,
@@ -430,6 +449,7 @@ pub(super) fn key_value_field<S>(
     }
 }
 
+#[inline(always)]
 pub(super) fn any_value_field<S>(
     c: &mut Cursor<'_, S>,
     tag: u32,

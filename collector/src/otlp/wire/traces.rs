@@ -119,6 +119,8 @@ fn scope_spans_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) ->
     }
 }
 
+// Inlined into the loop over a span's fields, like `cursor::key_value_field`.
+#[inline(always)]
 fn span_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
     const M: &str = "Span";
     match tag {
