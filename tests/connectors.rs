@@ -101,6 +101,23 @@ fn send(grpc: u16) {
     assert_eq!(summary["spans"], (TRACES + SAMPLED) * SPANS_PER_TRACE);
 }
 
+/// Runs tests/python/send_sampled.py: `spans` SDK spans to `grpc`, the SDK keeping `fraction`
+/// of them; returns its JSON summary (`kept`, `th`).
+fn send_sampled(grpc: u16, spans: i64, fraction: &str) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_sampled.py"))
+        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
+        .args(["--spans", &spans.to_string(), "--fraction", fraction])
+        .output()
+        .expect("run send_sampled.py");
+    assert!(
+        out.status.success(),
+        "send_sampled.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("send_sampled.py prints JSON")
+}
+
 /// The metrics in a file exporter's JSON lines, in the order written.
 fn read_metrics(path: &Path) -> Vec<ResourceMetrics> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -426,18 +443,7 @@ service:
 "#
     );
     let mut c = Collector::start(&config, grpc);
-    let out = Command::new(python())
-        .arg(workspace_root().join("tests/python/send_sampled.py"))
-        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
-        .args(["--spans", &MADE.to_string(), "--fraction", "0.1"])
-        .output()
-        .expect("run send_sampled.py");
-    assert!(
-        out.status.success(),
-        "send_sampled.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = send_sampled(grpc, MADE, "0.1");
     assert_eq!(summary["th"], "e6666666666666");
     let kept = summary["kept"].as_i64().unwrap();
     assert!(kept > 0 && kept < MADE / 5, "{summary}");
@@ -511,18 +517,7 @@ service:
     }
     let config = format!("{config}{processors}{connectors}{exporters}");
     let mut c = Collector::start(&config, grpc);
-    let out = Command::new(python())
-        .arg(workspace_root().join("tests/python/send_sampled.py"))
-        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
-        .args(["--spans", &MADE.to_string(), "--fraction", "1"])
-        .output()
-        .expect("run send_sampled.py");
-    assert!(
-        out.status.success(),
-        "send_sampled.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = send_sampled(grpc, MADE, "1");
     assert_eq!(summary["kept"], MADE, "{summary}");
     assert_eq!(c.stop(), 0, "{}", c.log());
 
@@ -590,18 +585,7 @@ service:
 "#
     );
     let mut c = Collector::start(&config, grpc);
-    let out = Command::new(python())
-        .arg(workspace_root().join("tests/python/send_sampled.py"))
-        .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
-        .args(["--spans", &MADE.to_string(), "--fraction", "1"])
-        .output()
-        .expect("run send_sampled.py");
-    assert!(
-        out.status.success(),
-        "send_sampled.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = send_sampled(grpc, MADE, "1");
     assert_eq!(summary["kept"], MADE, "{summary}");
     // Shutdown decides the traces still waiting, then the connector reports.
     assert_eq!(c.stop(), 0, "{}", c.log());

@@ -241,15 +241,7 @@ async fn a_broken_config_is_refused_and_the_running_one_stays() {
     assert_eq!(reloads(&after, "failure"), 1.0, "{after}");
     assert_eq!(reloads(&after, "success"), 0.0, "{after}");
     assert_eq!(config_hash(&before), config_hash(&after));
-    let ready = http_request(
-        "GET",
-        &format!("http://127.0.0.1:{health}/"),
-        &[],
-        Vec::new(),
-    )
-    .await
-    .expect("health check");
-    assert_eq!(ready.status, 200);
+    assert_eq!(health_status(health).await, 200);
 
     // Data still flows through the running configuration.
     let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
@@ -385,15 +377,7 @@ async fn an_unchanged_receiver_keeps_its_listener_and_its_connections() {
     );
     // The established connection still works after the reload.
     assert_eq!(h2_export(&mut conn, grpc, next).await.as_deref(), Ok("0"));
-    let ready = http_request(
-        "GET",
-        &format!("http://127.0.0.1:{health}/"),
-        &[],
-        Vec::new(),
-    )
-    .await
-    .expect("health check");
-    assert_eq!(ready.status, 200);
+    assert_eq!(health_status(health).await, 200);
 
     // A changed receiver on the same port: the old listener closes, the new one opens.
     rewrite(
@@ -620,4 +604,12 @@ async fn a_changed_exporter_takes_over_its_on_disk_queue() {
         c.log()
     );
     assert_eq!(c.stop(), 0, "exit status\n{}", c.log());
+}
+
+/// The status `health_check` on `port` answers.
+async fn health_status(port: u16) -> u16 {
+    http_request("GET", &format!("http://127.0.0.1:{port}/"), &[], Vec::new())
+        .await
+        .expect("health check")
+        .status
 }
