@@ -403,7 +403,63 @@ pub(super) fn put_map<'a>(out: &mut Vec<u8>, key_values: &[&'a [u8]], r: &mut Re
     }
 }
 
+#[inline(always)]
 fn put_key_value<'a>(out: &mut Vec<u8>, kv: &'a [u8], r: &mut Render<'a>) {
+    if let Some((key, value)) = plain_string_key_value(kv) {
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+        return;
+    }
+    put_key_value_fields(out, kv, r);
+}
+
+/// Nearly every attribute is a `KeyValue` as encoders write it: the key, then a value holding
+/// only a `string_value`, each length a minimal varint. The map entry is then the key and the
+/// string, each after its length in LEB128, which is what those varints are: two slices of
+/// `kv`, returned as they are copied (length prefix included). `None` for any other layout.
+#[inline(always)]
+fn plain_string_key_value(kv: &[u8]) -> Option<(&[u8], &[u8])> {
+    const KEY: u8 = (KEY_VALUE_KEY as u8) << 3 | 2;
+    const VALUE: u8 = (KEY_VALUE_VALUE as u8) << 3 | 2;
+    const STRING: u8 = (ANY_STRING as u8) << 3 | 2;
+    let rest = kv.strip_prefix(&[KEY])?;
+    let (_, key_end) = minimal_len(rest)?;
+    let (key, rest) = rest.split_at(key_end);
+    let rest = rest.strip_prefix(&[VALUE])?;
+    // The value must be the last field, and the string all of it.
+    let (any_start, any_end) = minimal_len(rest)?;
+    if any_end != rest.len() {
+        return None;
+    }
+    let value = rest[any_start..].strip_prefix(&[STRING])?;
+    let (_, value_end) = minimal_len(value)?;
+    (value_end == value.len()).then_some((key, value))
+}
+
+/// For `buf` starting with a length, a minimal varint (as LEB128 writes the number: not padded
+/// with a trailing zero group) of at most 4 bytes, followed by at least that many bytes: where
+/// those bytes start and end.
+#[inline(always)]
+fn minimal_len(buf: &[u8]) -> Option<(usize, usize)> {
+    if let Some(&b) = buf.first()
+        && b < 0x80
+    {
+        let end = 1 + usize::from(b);
+        return (end <= buf.len()).then_some((1, end));
+    }
+    let n = buf.iter().take(4).position(|&b| b < 0x80)? + 1;
+    if buf[n - 1] == 0 {
+        return None;
+    }
+    let mut len = 0usize;
+    for (i, &b) in buf[..n].iter().enumerate() {
+        len |= usize::from(b & 0x7f) << (7 * i);
+    }
+    let end = n + len;
+    (end <= buf.len()).then_some((n, end))
+}
+
+fn put_key_value_fields<'a>(out: &mut Vec<u8>, kv: &'a [u8], r: &mut Render<'a>) {
     // One pass over the `KeyValue`: its key (the last one wins), and its value, which is
     // almost always given once (when given more often, the occurrences merge).
     let mut key: &[u8] = &[];

@@ -193,6 +193,47 @@ fn non_utf8_strings_never_reach_either_encoder() {
     }
 }
 
+#[test]
+fn string_attributes_in_and_out_of_the_usual_layout() {
+    // A length field whose varint is padded with zero groups (`0x85 0x00` for 5): prost reads
+    // it; RowBinary writes 5 as one byte.
+    let padded = |tag: u32, body: &[u8]| {
+        let mut len = varint(body.len() as u64);
+        len[0] |= 0x80;
+        len.push(0);
+        [key(tag, 2), len, body.to_vec()].concat()
+    };
+    let long = "v".repeat(200);
+    let longer = "w".repeat(20_000);
+    let attributes = [
+        // The usual layout, with one-, two- and three-byte lengths, and empty strings.
+        [ld(1, b"k"), ld(2, &ld(1, b"v"))].concat(),
+        [ld(1, b"k"), ld(2, &ld(1, long.as_bytes()))].concat(),
+        [ld(1, long.as_bytes()), ld(2, &ld(1, longer.as_bytes()))].concat(),
+        [ld(1, b""), ld(2, &ld(1, b""))].concat(),
+        // Padded lengths: of the key, the value, the string.
+        [padded(1, b"k"), ld(2, &ld(1, b"v"))].concat(),
+        [ld(1, b"k"), padded(2, &ld(1, b"v"))].concat(),
+        [ld(1, b"k"), ld(2, &padded(1, b"v"))].concat(),
+        // Anything after the string or the value, or before the key; the key given twice.
+        [ld(1, b"k"), ld(2, &[ld(1, b"v"), ld(1, b"w")].concat())].concat(),
+        [ld(1, b"k"), ld(2, &[ld(1, b"v"), ld(99, b"x")].concat())].concat(),
+        [ld(1, b"k"), ld(2, &ld(1, b"v")), ld(2, &ld(1, b"w"))].concat(),
+        [ld(1, b"k"), ld(2, &ld(1, b"v")), ld(1, b"j")].concat(),
+        [ld(1, b"k"), ld(2, &ld(1, b"v")), key(3, 0), vec![1]].concat(),
+        [ld(99, b"x"), ld(1, b"k"), ld(2, &ld(1, b"v"))].concat(),
+        [ld(1, b"j"), ld(1, b"k"), ld(2, &ld(1, b"v"))].concat(),
+        // Not a string, or no value.
+        [ld(1, b"k"), ld(2, &ld(7, b"v"))].concat(),
+        [ld(1, b"k"), ld(2, &[])].concat(),
+        ld(1, b"k"),
+        ld(2, &ld(1, b"v")),
+    ];
+    for attribute in attributes {
+        same_rows(&with_attribute(&attribute));
+    }
+}
+
 /// `AnyValue`s of every kind, as `rows::value_string` renders them.
 pub(super) fn value_cases() -> Vec<(V, String)> {
     let array = |values: Vec<AnyValue>| V::ArrayValue(ArrayValue { values });

@@ -325,6 +325,63 @@ impl<'a, S> Cursor<'a, S> {
         Ok(())
     }
 
+    /// A `KeyValue` field: `self.message(wire_type, depth, key_value_field)`, with the same
+    /// outcome, counts and errors. Nearly every attribute is laid out as encoders write it (the
+    /// key, then a value holding only a `string_value`); such a one is read in one go, and
+    /// anything else (or a string that is not ASCII) the long way.
+    #[inline(always)]
+    pub(super) fn key_value(&mut self, wire_type: u8, depth: u32) -> Step {
+        let start = self.pos;
+        // The value is a message inside this one: it needs a budget left, as in `message`.
+        if wire_type == LEN
+            && depth >= 2
+            && let Some((key, value, end)) = self.plain_string_key_value()
+            && all_ascii(key)
+            && all_ascii(value)
+        {
+            self.pos = end;
+            self.element(key.len());
+            self.element(value.len());
+            return Ok(());
+        }
+        self.pos = start;
+        self.message(wire_type, depth, key_value_field)
+    }
+
+    /// At the length of a `KeyValue` laid out as `[0x0a, len, key, 0x12, len, 0x0a, len,
+    /// string]` and nothing else, within the input: the key, the string, and where the
+    /// `KeyValue` ends. Moves `pos` (the caller puts it back or past the end).
+    #[inline(always)]
+    fn plain_string_key_value(&mut self) -> Option<(&'a [u8], &'a [u8], usize)> {
+        const KEY: u8 = 1 << 3 | LEN;
+        const VALUE: u8 = 2 << 3 | LEN;
+        const STRING: u8 = 1 << 3 | LEN;
+        let end = self.length_end()?;
+        self.tag_byte(KEY)?;
+        let key_end = self.length_end()?;
+        let key = &self.buf[self.pos..key_end];
+        self.pos = key_end;
+        self.tag_byte(VALUE)?;
+        (self.length_end()? == end).then_some(())?;
+        self.tag_byte(STRING)?;
+        (self.length_end()? == end).then_some(())?;
+        Some((key, &self.buf[self.pos..end], end))
+    }
+
+    /// Moves past the byte `tag` when it is next.
+    #[inline(always)]
+    fn tag_byte(&mut self, tag: u8) -> Option<()> {
+        (self.buf.get(self.pos) == Some(&tag)).then(|| self.pos += 1)
+    }
+
+    /// Reads a length and returns where the bytes it counts end, when they are within the
+    /// input.
+    #[inline(always)]
+    fn length_end(&mut self) -> Option<usize> {
+        let len = self.varint().ok()?;
+        (len <= self.remaining() as u64).then(|| self.pos + len as usize)
+    }
+
     /// `prost::encoding::skip_field`. The budget check comes first, so an unknown field of any
     /// wire type fails when no budget is left.
     pub(super) fn skip(&mut self, wire_type: u8, tag: u32, depth: u32) -> Step {
@@ -373,7 +430,7 @@ pub(super) fn resource_field<S>(
     match tag {
         1 => {
             c.element(sizes::KEY_VALUE);
-            c.message(wire_type, depth, key_value_field)
+            c.key_value(wire_type, depth)
                 .map_err(|e| e.at(M, "attributes"))
         }
         2 => c
@@ -418,7 +475,7 @@ pub(super) fn scope_field<S>(c: &mut Cursor<'_, S>, tag: u32, wire_type: u8, dep
         2 => c.string(wire_type).map_err(|e| e.at(M, "version")),
         3 => {
             c.element(sizes::KEY_VALUE);
-            c.message(wire_type, depth, key_value_field)
+            c.key_value(wire_type, depth)
                 .map_err(|e| e.at(M, "attributes"))
         }
         4 => c
@@ -494,7 +551,7 @@ pub(super) fn key_value_list_field<S>(
     match tag {
         1 => {
             c.element(sizes::KEY_VALUE);
-            c.message(wire_type, depth, key_value_field)
+            c.key_value(wire_type, depth)
                 .map_err(|e| e.at("KeyValueList", "values"))
         }
         _ => c.skip(wire_type, tag, depth),

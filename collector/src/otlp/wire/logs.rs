@@ -1,8 +1,8 @@
 //! `ExportLogsServiceRequest`: [`validate_logs`] and its counts.
 
 use super::cursor::{
-    self, I32, I64, Step, any_value_field, key_value_field, read_request, resource_field,
-    scope_field, sizes as shared,
+    self, I32, I64, Step, any_value_field, read_request, resource_field, scope_field,
+    sizes as shared,
 };
 use super::error::WireError;
 
@@ -104,7 +104,7 @@ fn log_record_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> 
             .map_err(|e| e.at(M, "body")),
         6 => {
             c.element(shared::KEY_VALUE);
-            c.message(wire_type, depth, key_value_field)
+            c.key_value(wire_type, depth)
                 .map_err(|e| e.at(M, "attributes"))
         }
         7 => c

@@ -6,9 +6,7 @@
 //! member given again merges into the one before, as prost merges it, and another member
 //! replaces it, so only the data points of the last run of one member count.
 
-use super::cursor::{
-    self, I64, Step, key_value_field, read_request, resource_field, scope_field, sizes as shared,
-};
+use super::cursor::{self, I64, Step, read_request, resource_field, scope_field, sizes as shared};
 use super::error::WireError;
 
 /// Returned by [`validate_metrics`] for bytes that decode.
@@ -142,7 +140,7 @@ fn metric_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step
         11 => data_member(c, tag, wire_type, depth, summary_field),
         12 => {
             c.element(shared::KEY_VALUE);
-            c.message(wire_type, depth, key_value_field)
+            c.key_value(wire_type, depth)
                 .map_err(|e| e.at(M, "metadata"))
         }
         _ => c.skip(wire_type, tag, depth),
@@ -272,7 +270,7 @@ fn summary_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Ste
 
 fn attributes(c: &mut Cursor<'_>, wire_type: u8, depth: u32, m: &'static str) -> Step {
     c.element(shared::KEY_VALUE);
-    c.message(wire_type, depth, key_value_field)
+    c.key_value(wire_type, depth)
         .map_err(|e| e.at(m, "attributes"))
 }
 
@@ -396,7 +394,7 @@ fn exemplar_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> St
     match tag {
         7 => {
             c.element(shared::KEY_VALUE);
-            c.message(wire_type, depth, key_value_field)
+            c.key_value(wire_type, depth)
                 .map_err(|e| e.at(M, "filtered_attributes"))
         }
         2 => fixed64(c, wire_type, M, "time_unix_nano"),

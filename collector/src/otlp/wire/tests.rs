@@ -1024,6 +1024,56 @@ fn recursion_limit_for_nested_values() {
         &nested_key_values(32, &ld(2, b"")),
         ErrorKind::RecursionLimitReached,
     );
+    // A string attribute in the usual layout (read in one go) needs budget for its value too.
+    let plain = [ld(1, b"key"), ld(2, &ld(1, b"value"))].concat();
+    assert_eq!(recursion_boundary(|n| nested_key_values(n, &plain)), 31);
+}
+
+#[test]
+fn string_attributes_in_and_out_of_the_usual_layout() {
+    let long = "v".repeat(300);
+    let kvs = [
+        [ld(1, b"k"), ld(2, &ld(1, b"v"))].concat(),
+        [ld(1, long.as_bytes()), ld(2, &ld(1, long.as_bytes()))].concat(),
+        [ld(1, b""), ld(2, &ld(1, b""))].concat(),
+        // Not ASCII: UTF-8 or not.
+        [ld(1, "ké".as_bytes()), ld(2, &ld(1, "vé".as_bytes()))].concat(),
+        [ld(1, b"k\xff"), ld(2, &ld(1, b"v"))].concat(),
+        [ld(1, b"k"), ld(2, &ld(1, b"v\xff"))].concat(),
+        // Other layouts.
+        [ld(1, b"k"), ld(2, &[ld(1, b"v"), ld(1, b"\xff")].concat())].concat(),
+        [ld(1, b"k"), ld(2, &ld(1, b"v")), ld(1, b"\xff")].concat(),
+        [ld(1, b"k"), ld(2, &ld(1, b"v")), field(20, SGROUP)].concat(),
+        [ld(1, b"k"), ld(2, &ld(7, b"v"))].concat(),
+        [ld(1, b"k"), ld(2, &ld(8, b"v"))].concat(),
+        [ld(1, b"k"), ld(2, b"")].concat(),
+    ];
+    for kv in &kvs {
+        for path in [
+            &[1, 2, 2, 9][..],
+            &[1, 1, 1],
+            &[1, 2, 1, 3],
+            &[1, 2, 2, 11, 3],
+        ] {
+            same_as_prost(&nest(path, kv)).ok();
+        }
+    }
+    // Lengths that run past the `KeyValue` or the input, with the layout's tags.
+    let body = [ld(1, b"k"), ld(2, &ld(1, b"v"))].concat();
+    for (at, len) in [(1, 9), (4, 9), (6, 9), (1, 200), (0, 3), (0, 200)] {
+        let mut kv = body.clone();
+        if at == 0 {
+            // The KeyValue's own length: shorter than its fields, or past the input.
+            let mut field = key(9, LEN);
+            field.extend(varint(len));
+            field.extend(&kv);
+            same_as_prost(&[nest(&[1, 2, 2], &field), ld(1, b"")].concat()).ok();
+            continue;
+        }
+        kv[at] = len as u8;
+        same_as_prost(&nest(&[1, 2, 2, 9], &kv)).ok();
+        same_as_prost(&[nest(&[1, 2, 2, 9], &kv), vec![0x0a; 12]].concat()).ok();
+    }
 }
 
 #[test]

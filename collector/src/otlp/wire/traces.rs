@@ -1,8 +1,7 @@
 //! `ExportTraceServiceRequest`: [`validate`] and its counts.
 
 use super::cursor::{
-    self, I32, I64, Step, key_value_field, read_request, resource_field, scope_field,
-    sizes as shared,
+    self, I32, I64, Step, read_request, resource_field, scope_field, sizes as shared,
 };
 use super::error::WireError;
 
@@ -144,7 +143,7 @@ fn span_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
             .map_err(|e| e.at(M, "end_time_unix_nano")),
         9 => {
             c.element(shared::KEY_VALUE);
-            c.message(wire_type, depth, key_value_field)
+            c.key_value(wire_type, depth)
                 .map_err(|e| e.at(M, "attributes"))
         }
         10 => c
@@ -181,7 +180,7 @@ fn event_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step 
         2 => c.string(wire_type).map_err(|e| e.at(M, "name")),
         3 => {
             c.element(shared::KEY_VALUE);
-            c.message(wire_type, depth, key_value_field)
+            c.key_value(wire_type, depth)
                 .map_err(|e| e.at(M, "attributes"))
         }
         4 => c
@@ -199,7 +198,7 @@ fn link_field(c: &mut Cursor<'_>, tag: u32, wire_type: u8, depth: u32) -> Step {
         3 => c.string(wire_type).map_err(|e| e.at(M, "trace_state")),
         4 => {
             c.element(shared::KEY_VALUE);
-            c.message(wire_type, depth, key_value_field)
+            c.key_value(wire_type, depth)
                 .map_err(|e| e.at(M, "attributes"))
         }
         5 => c
