@@ -27,6 +27,7 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use wasmcol_plugin_sdk::policy::{SpanFacts, TraceSummary};
 
 use super::cache::{ExactCache, Kept, SampledCache};
+use super::trace_hash::TraceIdHash;
 use crate::otlp::wire;
 
 /// A trace ID, the 16 bytes read big-endian.
@@ -271,7 +272,8 @@ pub struct Ingested {
 /// The buffer of one `tail_sampling` processor.
 pub struct Buffer {
     limits: BufferLimits,
-    traces: HashMap<TraceId, Trace>,
+    /// Randomly keyed: trace ids come from clients ([`TraceIdHash`]).
+    traces: HashMap<TraceId, Trace, TraceIdHash>,
     /// Arrival order of traces, oldest first, for expiry and eviction. Entries of traces that
     /// left early are skipped when they come up (matched by first-seen time).
     arrivals: VecDeque<(TraceId, Instant)>,
@@ -297,7 +299,10 @@ impl Buffer {
         not_sampled: ExactCache<()>,
     ) -> Self {
         Self {
-            traces: HashMap::with_capacity(limits.expected_traces.min(limits.num_traces)),
+            traces: HashMap::with_capacity_and_hasher(
+                limits.expected_traces.min(limits.num_traces),
+                TraceIdHash::default(),
+            ),
             limits,
             arrivals: VecDeque::new(),
             urgent: VecDeque::new(),
