@@ -27,7 +27,7 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use wasmcol_plugin_sdk::policy::{SpanFacts, TraceSummary};
 
 use super::cache::{ExactCache, Kept, SampledCache};
-use super::trace_hash::TraceIdHash;
+use crate::keyed_hash::KeyedHash;
 use crate::otlp::wire;
 
 /// A trace ID, the 16 bytes read big-endian.
@@ -277,8 +277,8 @@ pub struct Ingested {
 /// The buffer of one `tail_sampling` processor.
 pub struct Buffer {
     limits: BufferLimits,
-    /// Randomly keyed: trace ids come from clients ([`TraceIdHash`]).
-    traces: HashMap<TraceId, Trace, TraceIdHash>,
+    /// Randomly keyed: trace ids come from clients ([`KeyedHash`]).
+    traces: HashMap<TraceId, Trace, KeyedHash>,
     /// Arrival order of traces, oldest first, for expiry and eviction. Entries of traces that
     /// left early are skipped when they come up (matched by first-seen time).
     arrivals: VecDeque<(TraceId, Instant)>,
@@ -306,7 +306,7 @@ impl Buffer {
         Self {
             traces: HashMap::with_capacity_and_hasher(
                 limits.expected_traces.min(limits.num_traces),
-                TraceIdHash::default(),
+                KeyedHash::default(),
             ),
             limits,
             arrivals: VecDeque::new(),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use fastbloom::BloomFilter;
 
-use super::trace_hash::TraceIdHash;
+use crate::keyed_hash::KeyedHash;
 
 /// The payload the sampled cache keeps per trace: what a late span needs to be treated exactly
 /// as its trace's earlier spans were.
@@ -55,13 +55,13 @@ fn id_of(key: Key) -> u128 {
 /// inserted first (FIFO, not LRU: a lookup does not extend an entry's life, since a trace's late
 /// spans all arrive within a short time of its decision).
 ///
-/// The map is keyed at random ([`TraceIdHash`]): trace ids come from clients, and a fixed hash
+/// The map is keyed at random ([`KeyedHash`]): trace ids come from clients, and a fixed hash
 /// would let a client craft colliding ids. Memory grows with use up to `capacity`; see
 /// [`heap_bytes`](Self::heap_bytes).
 #[derive(Debug, Clone)]
 pub struct ExactCache<V> {
     capacity: usize,
-    entries: HashMap<Key, V, TraceIdHash>,
+    entries: HashMap<Key, V, KeyedHash>,
     /// Keys in insertion order; holds exactly the keys of `entries`.
     order: VecDeque<Key>,
 }

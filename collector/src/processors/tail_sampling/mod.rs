@@ -27,7 +27,6 @@ pub(crate) mod buffer;
 pub mod cache;
 mod config;
 mod decider;
-mod trace_hash;
 pub mod tracestate;
 
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! The hash of the maps keyed by trace id: the trace buffer's and the decision caches'.
+//! The hash of maps keyed by what clients choose: trace ids (the trace buffer's and the
+//! decision caches' maps) and span and service names (`trace_analysis`'s sums).
 //!
 //! Trace ids are chosen by clients, so a hash a client could predict would let it send ids
 //! that all fall into a few buckets and make every lookup of those maps walk them (HashDoS).
@@ -6,7 +7,7 @@
 //! span (looked up twice) and several times per trace (taken, finished, remembered in a
 //! cache).
 //!
-//! [`TraceIdHash`] is foldhash (its fast variant) with every key drawn from the operating
+//! [`KeyedHash`] is foldhash (its fast variant) with every key drawn from the operating
 //! system's randomness (through `rand`) rather than from foldhash's default seed (addresses
 //! and the clock): a 64-bit key shared by the process, expanded by foldhash, and a 64-bit key
 //! per map. A trace id is hashed as `fold(lo ^ k1, hi ^ k2)` (a 64×64→128-bit multiply whose
@@ -30,11 +31,11 @@ fn shared_seed() -> &'static SharedSeed {
     SEED.get_or_init(|| SharedSeed::from_u64(rand::random()))
 }
 
-/// A randomly keyed hasher for maps keyed by trace id (see the module).
+/// A randomly keyed hasher for maps keyed by what clients choose (see the module).
 #[derive(Clone, Debug)]
-pub struct TraceIdHash(SeedableRandomState);
+pub struct KeyedHash(SeedableRandomState);
 
-impl Default for TraceIdHash {
+impl Default for KeyedHash {
     /// A new per-map key from the operating system's randomness.
     fn default() -> Self {
         Self(SeedableRandomState::with_seed(
@@ -44,7 +45,7 @@ impl Default for TraceIdHash {
     }
 }
 
-impl BuildHasher for TraceIdHash {
+impl BuildHasher for KeyedHash {
     type Hasher = FoldHasher<'static>;
 
     #[inline]
@@ -59,7 +60,7 @@ mod tests {
 
     #[test]
     fn maps_are_keyed_apart() {
-        let (a, b) = (TraceIdHash::default(), TraceIdHash::default());
+        let (a, b) = (KeyedHash::default(), KeyedHash::default());
         let ids = [
             0u128,
             1,
@@ -76,7 +77,7 @@ mod tests {
     #[test]
     fn close_ids_spread_over_buckets() {
         // Ids differing in one bit or counting up land in as many buckets as random ones.
-        let h = TraceIdHash::default();
+        let h = KeyedHash::default();
         let buckets = 1024u64;
         for ids in [
             (0..4096u128).collect::<Vec<_>>(),
