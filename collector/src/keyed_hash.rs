@@ -17,7 +17,9 @@
 //! and the maps are bounded (`num_traces`, the caches' sizes), which bounds what a collision
 //! costs anyway. foldhash calls itself minimally DoS-resistant and is not a cryptographic
 //! hash; the argument above is why that is enough here: ids a client cannot aim at a bucket
-//! spread like random ones.
+//! spread like random ones. Names (`trace_analysis` sums a run of traces by service and span
+//! name) are hashed with the same keys, in maps that hold one run's names and are dropped
+//! after it.
 
 use std::hash::BuildHasher;
 use std::sync::OnceLock;

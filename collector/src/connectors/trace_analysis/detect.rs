@@ -98,6 +98,11 @@ impl<'a> Name<'a> {
             .chain(second.iter().copied())
     }
 
+    /// Its parts: the first string, and the second (joined by `/`) if any.
+    pub fn parts(&self) -> (&'a str, Option<&'a str>) {
+        (self.first, self.second)
+    }
+
     /// The text, borrowed when it is one string.
     pub fn as_str_in<'s>(&self, scratch: &'s mut String) -> &'s str
     where
@@ -353,29 +358,58 @@ impl Tree {
     /// repeat; never itself).
     pub fn new(spans: &[TraceSpan<'_>]) -> Self {
         let mut tree = Tree::default();
-        tree.build(spans, &mut Vec::new(), &mut Vec::new());
+        tree.build(spans, &mut Vec::new(), &mut Vec::new(), &mut Vec::new());
         tree
     }
 
-    /// [`Tree::new`] in this tree's buffers; `ids` and `fill` are scratch.
+    /// [`Tree::new`] in this tree's buffers; `keys`, `ids` and `fill` are scratch.
     fn build<'a>(
         &mut self,
         spans: &[TraceSpan<'a>],
+        keys: &mut Vec<(u64, u32)>,
         ids: &mut Vec<(&'a [u8], u32)>,
         fill: &mut Vec<u32>,
     ) {
         let n = spans.len();
-        ids.clear();
-        ids.extend(spans.iter().enumerate().map(|(i, s)| (s.span_id, i as u32)));
-        ids.sort_unstable();
         self.parent.clear();
-        self.parent.extend(spans.iter().enumerate().map(|(i, s)| {
-            let at = ids.partition_point(|(id, _)| *id <= s.parent_span_id);
-            match at.checked_sub(1).map(|a| ids[a]) {
-                Some((id, p)) if id == s.parent_span_id && p as usize != i => p,
-                _ => NONE,
-            }
-        }));
+        if spans
+            .iter()
+            .all(|s| s.span_id.len() == 8 && matches!(s.parent_span_id.len(), 0 | 8))
+        {
+            // Nearly always: 8-byte ids, compared as numbers (in the order of their bytes),
+            // and an empty parent id matches no span.
+            let number = |id: &[u8]| id.try_into().map_or(0, u64::from_be_bytes);
+            keys.clear();
+            keys.extend(
+                spans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (number(s.span_id), i as u32)),
+            );
+            keys.sort_unstable();
+            self.parent.extend(spans.iter().enumerate().map(|(i, s)| {
+                if s.parent_span_id.is_empty() {
+                    return NONE;
+                }
+                let want = number(s.parent_span_id);
+                let at = keys.partition_point(|&(id, _)| id <= want);
+                match at.checked_sub(1).map(|a| keys[a]) {
+                    Some((id, p)) if id == want && p as usize != i => p,
+                    _ => NONE,
+                }
+            }));
+        } else {
+            ids.clear();
+            ids.extend(spans.iter().enumerate().map(|(i, s)| (s.span_id, i as u32)));
+            ids.sort_unstable();
+            self.parent.extend(spans.iter().enumerate().map(|(i, s)| {
+                let at = ids.partition_point(|(id, _)| *id <= s.parent_span_id);
+                match at.checked_sub(1).map(|a| ids[a]) {
+                    Some((id, p)) if id == s.parent_span_id && p as usize != i => p,
+                    _ => NONE,
+                }
+            }));
+        }
         let first = &mut self.first;
         first.clear();
         first.resize(n + 1, 0);
@@ -443,6 +477,7 @@ pub struct Analysis<'a> {
 #[derive(Default)]
 pub struct Scratch<'a> {
     tree: Tree,
+    keys: Vec<(u64, u32)>,
     ids: Vec<(&'a [u8], u32)>,
     fill: Vec<u32>,
     calls: Vec<Option<Call<'a>>>,
@@ -471,6 +506,7 @@ pub fn analyse_in<'a>(
 ) {
     let Scratch {
         tree,
+        keys,
         ids,
         fill,
         calls,
@@ -484,7 +520,7 @@ pub fn analyse_in<'a>(
     out.findings.clear();
     out.critical.clear();
     out.dependencies.clear();
-    tree.build(spans, ids, fill);
+    tree.build(spans, keys, ids, fill);
     let tree = &*tree;
     calls.clear();
     calls.extend(spans.iter().map(call));

@@ -27,7 +27,7 @@ mod tests;
 pub use config::TraceAnalysisConfig;
 
 use crate::connectors::unix_nanos;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Connector, ConnectorConfig, Lifecycle};
 use crate::connectors::adjusted::adjusted_count;
+use crate::keyed_hash::KeyedHash;
 use crate::otlp::wire;
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, Metrics, SharedConsumer, SignalKind, TraceBatch, Traces,
@@ -53,7 +54,7 @@ use crate::pipeline::{
 use crate::processors::tail_sampling::buffer::{Buffer, BufferLimits, DueTrace, Eviction};
 use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
 use crate::telemetry::{ExporterMetrics, TraceAnalysisMetrics};
-use detect::{Finding, Name, Pattern, TraceSpan};
+use detect::{Finding, Pattern, TraceSpan};
 
 /// The metric sent.
 pub const METRIC: &str = "trace_analysis.findings";
@@ -146,13 +147,17 @@ fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut 
 /// One run's sums (the traces due at one tick, or one trace), keyed by names borrowed from the
 /// spans, so that adding a span's share allocates nothing; added into [`Findings`] at the end
 /// of the run, where a name is copied only the first time it is seen.
+///
+/// The first two are hashed ([`KeyedHash`]: the names are the clients'), looked up once per
+/// span or call.
 #[derive(Default)]
 struct Sums<'a> {
     /// Per (service, span name): weighted seconds of self time on critical paths.
-    critical: BTreeMap<(&'a str, &'a str), f64>,
-    /// Per (caller service, callee): weighted calls, failed calls, failed calls whose caller's
-    /// entry span failed.
-    dependencies: BTreeMap<(&'a str, Name<'a>), [f64; 3]>,
+    critical: HashMap<(&'a str, &'a str), f64, KeyedHash>,
+    /// Per (caller service, callee as [`detect::Name::parts`]): weighted calls, failed calls, failed
+    /// calls whose caller's entry span failed. Parts that join to one name are summed apart
+    /// here and together in [`Findings`].
+    dependencies: HashMap<(&'a str, &'a str, Option<&'a str>), [f64; 3], KeyedHash>,
     /// Per (service, pattern, span name): findings, weighted, and the worst.
     series: BTreeMap<(&'a str, &'static str, &'a str), Series>,
 }
@@ -178,16 +183,23 @@ impl Findings {
     /// Adds a run's sums.
     fn add(&mut self, sums: &mut Sums<'_>) {
         let mut joined = String::new();
-        for ((caller, callee), counts) in std::mem::take(&mut sums.dependencies) {
-            let into = slot(
-                slot(&mut self.dependencies, caller),
-                callee.as_str_in(&mut joined),
-            );
+        for ((caller, first, second), counts) in sums.dependencies.drain() {
+            let callee = match second {
+                None => first,
+                Some(second) => {
+                    joined.clear();
+                    joined.push_str(first);
+                    joined.push('/');
+                    joined.push_str(second);
+                    &joined
+                }
+            };
+            let into = slot(slot(&mut self.dependencies, caller), callee);
             for (a, b) in into.iter_mut().zip(counts) {
                 *a += b;
             }
         }
-        for ((service, span), seconds) in std::mem::take(&mut sums.critical) {
+        for ((service, span), seconds) in sums.critical.drain() {
             *slot(slot(&mut self.critical, service), span) += seconds;
         }
         for ((service, pattern, span), s) in std::mem::take(&mut sums.series) {
@@ -348,7 +360,11 @@ fn record<'a>(
     for d in &analysis.dependencies {
         let s = &spans[d.call];
         let weight = adjusted_count(s.trace_state);
-        let into = sums.dependencies.entry((s.service, d.callee)).or_default();
+        let (first, second) = d.callee.parts();
+        let into = sums
+            .dependencies
+            .entry((s.service, first, second))
+            .or_default();
         into[0] += weight;
         if d.failed {
             into[1] += weight;
