@@ -154,9 +154,9 @@ fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut 
 struct Sums<'a> {
     /// Per (service, span name): weighted seconds of self time on critical paths.
     critical: HashMap<(&'a str, &'a str), f64, KeyedHash>,
-    /// Per (caller service, callee as [`detect::Name::parts`]): weighted calls, failed calls, failed
-    /// calls whose caller's entry span failed. Parts that join to one name are summed apart
-    /// here and together in [`Findings`].
+    /// Per (caller service, callee as [`detect::Name::parts`]): weighted calls, failed calls,
+    /// failed calls whose caller's entry span failed. Parts that join to one name are summed
+    /// apart here and together in [`Findings`].
     dependencies: HashMap<(&'a str, &'a str, Option<&'a str>), [f64; 3], KeyedHash>,
     /// Per (service, pattern, span name): findings, weighted, and the worst.
     series: BTreeMap<(&'a str, &'static str, &'a str), Series>,
