@@ -17,7 +17,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric, number_data_point};
 use wasmcol_tests::{
-    Collector, all_spans, free_port, metric_value, python, read_json_lines, run_loadgen,
+    Collector, DownPort, all_spans, free_port, metric_value, python, read_json_lines, run_loadgen,
     scrape_metrics, wait_until, workspace_root,
 };
 
@@ -478,4 +478,156 @@ service:
         "RSS grew {:.1} MiB over its start",
         mib(peak - baseline)
     );
+}
+
+/// SIGTERM with every trace still waiting in `trace_analysis` (its traces side, `decision_wait:
+/// 1h`): each span the Python SDK was answered for reaches the downstream `file` exporter, once,
+/// analysed on the way out. The spans come from three services in requests of one service each
+/// (`send_tail.py --by-service`), so a trace is put together from several requests. A pipeline
+/// the connector feeds keeps its queue on disk, so the collector warns at start that clients of
+/// the pipeline exporting to the connector are answered before their data is stored.
+#[test]
+fn sigterm_passes_on_the_traces_still_waiting() {
+    const TRACES: usize = 30;
+    let (grpc, metrics_port) = (free_port(), free_port());
+    let down = DownPort::new();
+    let config = format!(
+        r#"
+extensions:
+  file_storage:
+    directory: "{{dir}}/queue"
+    create_directory: true
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  file/traces:
+    path: "{{dir}}/traces.jsonl"
+    flush_interval: 50ms
+  otlphttp/stored:
+    endpoint: http://127.0.0.1:{down}
+    sending_queue: {{ storage: file_storage }}
+connectors:
+  trace_analysis:
+    decision_wait: 1h
+service:
+  extensions: [file_storage]
+  shutdown_timeout: 10s
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [trace_analysis]
+    traces/analysed:
+      receivers: [trace_analysis]
+      exporters: [file/traces, otlphttp/stored]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics_port}
+"#,
+        down = down.port
+    );
+    let mut c = Collector::start(&config, grpc);
+
+    let spec = serde_json::json!({
+        "services": ["frontend", "checkout", "payments"],
+        "groups": [
+            {"name": "plain", "count": TRACES - 5, "spans": 4},
+            {"name": "errors", "count": 5, "spans": 4, "error": true},
+        ],
+    });
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_tail.py"))
+        .args([
+            "--protocol",
+            "grpc",
+            "--endpoint",
+            &format!("127.0.0.1:{grpc}"),
+        ])
+        .args(["--spec", &spec.to_string(), "--batch", "20", "--by-service"])
+        .output()
+        .expect("run send_tail.py");
+    // send_tail.py fails if a request was not answered OK: every span it sent was acknowledged.
+    assert!(
+        out.status.success(),
+        "send_tail.py failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut sent: Vec<(String, String)> = summary["groups"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|traces| traces.as_array().unwrap())
+        .flat_map(|t| {
+            let trace = t["trace_id"].as_str().unwrap().to_owned();
+            t["span_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |s| (trace.clone(), s.as_str().unwrap().to_owned()))
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(sent.len(), TRACES * 4);
+    assert!(
+        summary["requests"].as_u64().unwrap() > 3,
+        "the traces came in several requests: {summary}"
+    );
+
+    // Every trace is in the buffer, none analysed, nothing written.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let traces = r#"wasmcol_trace_analysis_traces{connector="trace_analysis"}"#;
+    let mut text = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            text = runtime.block_on(scrape_metrics(metrics_port));
+            metric_value(&text, traces) == Some(TRACES as f64)
+        }),
+        "the buffer never held the {TRACES} traces:\n{text}"
+    );
+    let path = c.path("traces.jsonl");
+    let written = || {
+        if !path.exists() {
+            return Vec::new();
+        }
+        let mut ids: Vec<(String, String)> = all_spans(&read_json_lines(&path))
+            .iter()
+            .map(|s| (hex(&s.trace_id), hex(&s.span_id)))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(written().is_empty(), "nothing is due for an hour");
+
+    // The warning names the pipeline that exports to the connector, and only that one.
+    let log = c.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("these connectors count data as delivered once they take it in"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one start-up warning:\n{log}");
+    assert!(
+        warnings[0].contains("pipeline=traces ") && warnings[0].contains(r#"["trace_analysis"]"#),
+        "the warning names the pipeline and the connector: {}",
+        warnings[0]
+    );
+
+    assert_eq!(c.stop(), 0, "a clean exit:\n{}", c.log());
+    assert_eq!(
+        written(),
+        sent,
+        "every acknowledged span, once, in the file after SIGTERM:\n{}",
+        c.log()
+    );
+    // They went through the analysis: each error trace's origin is marked.
+    let origins = all_spans(&read_json_lines(&path))
+        .iter()
+        .filter(|s| {
+            strings(&s.attributes, "trace_analysis.findings").contains(&"error_origin".to_owned())
+        })
+        .count();
+    assert_eq!(origins, 5, "one error origin per error trace");
 }

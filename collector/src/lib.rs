@@ -27,6 +27,7 @@ pub mod config;
 pub mod connectors;
 pub mod exporters;
 pub mod extensions;
+pub mod keyed_hash;
 pub mod net;
 pub mod otlp;
 pub mod panics;

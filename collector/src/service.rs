@@ -570,6 +570,54 @@ impl Service {
             }
         }
 
+        // Pipelines exporting to connectors whose data reaches an exporter that keeps its queue
+        // on disk: a connector counts data as delivered once it has taken it in, so those
+        // pipelines are not stored (the loop above passed over them), and the operator, who
+        // asked for a queue on disk, is told why.
+        for (name, p) in pipelines {
+            let connectors: Vec<&String> = p
+                .exporters
+                .iter()
+                .filter(|e| config.connectors.contains_key(&id_of(e)))
+                .collect();
+            if connectors.is_empty() {
+                continue;
+            }
+            // The pipelines the data reaches through connectors (they do not loop).
+            let mut todo = vec![name];
+            let mut seen = BTreeSet::new();
+            let mut stored = false;
+            while let Some(q) = todo.pop() {
+                if !seen.insert(q) {
+                    continue;
+                }
+                for e in &pipelines[q].exporters {
+                    let id = id_of(e);
+                    if config.connectors.contains_key(&id) {
+                        todo.extend(
+                            pipelines
+                                .iter()
+                                .filter(|(_, r)| r.receivers.iter().any(|r| id_of(r) == id))
+                                .map(|(n, _)| n),
+                        );
+                    } else if config
+                        .exporters
+                        .get(&id)
+                        .is_some_and(|e| e.storage().is_some())
+                    {
+                        stored = true;
+                    }
+                }
+            }
+            if stored {
+                tracing::warn!(
+                    pipeline = %name,
+                    connectors = ?connectors,
+                    "these connectors count data as delivered once they take it in: clients are answered before it is stored, and what the connectors hold is lost if the process is killed (SIGTERM passes it on)"
+                );
+            }
+        }
+
         // A receiver answers on store when every pipeline it feeds is stored; the processors
         // of a pipeline whose every receiver does may refuse instead of holding data back. A
         // connector answers once it has the data.

@@ -98,6 +98,11 @@ impl<'a> Name<'a> {
             .chain(second.iter().copied())
     }
 
+    /// Its parts: the first string, and the second (joined by `/`) if any.
+    pub fn parts(&self) -> (&'a str, Option<&'a str>) {
+        (self.first, self.second)
+    }
+
     /// The text, borrowed when it is one string.
     pub fn as_str_in<'s>(&self, scratch: &'s mut String) -> &'s str
     where
@@ -340,6 +345,7 @@ const NONE: u32 = u32::MAX;
 
 /// The trace's tree: each span's parent, and the children of every span in one array sorted
 /// by parent (in span order within a parent).
+#[derive(Default)]
 pub struct Tree {
     parent: Vec<u32>,
     /// `kids[first[p]..first[p + 1]]` are span `p`'s children.
@@ -351,26 +357,63 @@ impl Tree {
     /// Links each span to the span whose id is its parent id (the last such span if ids
     /// repeat; never itself).
     pub fn new(spans: &[TraceSpan<'_>]) -> Self {
+        let mut tree = Tree::default();
+        tree.build(spans, &mut Vec::new(), &mut Vec::new(), &mut Vec::new());
+        tree
+    }
+
+    /// [`Tree::new`] in this tree's buffers; `keys`, `ids` and `fill` are scratch.
+    fn build<'a>(
+        &mut self,
+        spans: &[TraceSpan<'a>],
+        keys: &mut Vec<(u64, u32)>,
+        ids: &mut Vec<(&'a [u8], u32)>,
+        fill: &mut Vec<u32>,
+    ) {
         let n = spans.len();
-        let mut ids: Vec<(&[u8], u32)> = spans
+        self.parent.clear();
+        if spans
             .iter()
-            .enumerate()
-            .map(|(i, s)| (s.span_id, i as u32))
-            .collect();
-        ids.sort_unstable();
-        let parent: Vec<u32> = spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
+            .all(|s| s.span_id.len() == 8 && matches!(s.parent_span_id.len(), 0 | 8))
+        {
+            // Nearly always: 8-byte ids, compared as numbers (in the order of their bytes),
+            // and an empty parent id matches no span.
+            let number = |id: &[u8]| id.try_into().map_or(0, u64::from_be_bytes);
+            keys.clear();
+            keys.extend(
+                spans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (number(s.span_id), i as u32)),
+            );
+            keys.sort_unstable();
+            self.parent.extend(spans.iter().enumerate().map(|(i, s)| {
+                if s.parent_span_id.is_empty() {
+                    return NONE;
+                }
+                let want = number(s.parent_span_id);
+                let at = keys.partition_point(|&(id, _)| id <= want);
+                match at.checked_sub(1).map(|a| keys[a]) {
+                    Some((id, p)) if id == want && p as usize != i => p,
+                    _ => NONE,
+                }
+            }));
+        } else {
+            ids.clear();
+            ids.extend(spans.iter().enumerate().map(|(i, s)| (s.span_id, i as u32)));
+            ids.sort_unstable();
+            self.parent.extend(spans.iter().enumerate().map(|(i, s)| {
                 let at = ids.partition_point(|(id, _)| *id <= s.parent_span_id);
                 match at.checked_sub(1).map(|a| ids[a]) {
                     Some((id, p)) if id == s.parent_span_id && p as usize != i => p,
                     _ => NONE,
                 }
-            })
-            .collect();
-        let mut first = vec![0u32; n + 1];
-        for &p in &parent {
+            }));
+        }
+        let first = &mut self.first;
+        first.clear();
+        first.resize(n + 1, 0);
+        for &p in &self.parent {
             if p != NONE {
                 first[p as usize + 1] += 1;
             }
@@ -378,18 +421,15 @@ impl Tree {
         for i in 0..n {
             first[i + 1] += first[i];
         }
-        let mut fill = first.clone();
-        let mut kids = vec![0u32; first[n] as usize];
-        for (i, &p) in parent.iter().enumerate() {
+        fill.clear();
+        fill.extend_from_slice(first);
+        self.kids.clear();
+        self.kids.resize(first[n] as usize, 0);
+        for (i, &p) in self.parent.iter().enumerate() {
             if p != NONE {
-                kids[fill[p as usize] as usize] = i as u32;
+                self.kids[fill[p as usize] as usize] = i as u32;
                 fill[p as usize] += 1;
             }
-        }
-        Tree {
-            parent,
-            first,
-            kids,
         }
     }
 
@@ -432,23 +472,69 @@ pub struct Analysis<'a> {
     pub dependencies: Vec<Dependency<'a>>,
 }
 
+/// The buffers one analysis works in, kept from one trace to the next so that analysing a
+/// run of traces allocates only while they grow; and what the last trace gave.
+#[derive(Default)]
+pub struct Scratch<'a> {
+    tree: Tree,
+    keys: Vec<(u64, u32)>,
+    ids: Vec<(&'a [u8], u32)>,
+    fill: Vec<u32>,
+    calls: Vec<Option<Call<'a>>>,
+    per_callee: Vec<(usize, Name<'a>, usize)>,
+    keyed: Vec<(u64, usize)>,
+    order: Vec<(u64, usize)>,
+    critical: CriticalScratch,
+    below: Vec<bool>,
+    /// What the last trace analysed gave.
+    pub analysis: Analysis<'a>,
+}
+
 /// Runs everything enabled over one complete trace: the tree and the calls are worked out
 /// once for all.
 pub fn analyse_all<'a>(spans: &[TraceSpan<'a>], config: &TraceAnalysisConfig) -> Analysis<'a> {
-    let tree = Tree::new(spans);
-    let calls: Vec<Option<Call<'a>>> = spans.iter().map(call).collect();
-    let mut out = Analysis::default();
+    let mut scratch = Scratch::default();
+    analyse_in(spans, config, &mut scratch);
+    scratch.analysis
+}
+
+/// [`analyse_all`] in `scratch`'s buffers: the result is `scratch.analysis`.
+pub fn analyse_in<'a>(
+    spans: &[TraceSpan<'a>],
+    config: &TraceAnalysisConfig,
+    scratch: &mut Scratch<'a>,
+) {
+    let Scratch {
+        tree,
+        keys,
+        ids,
+        fill,
+        calls,
+        per_callee,
+        keyed,
+        order,
+        critical,
+        below,
+        analysis: out,
+    } = scratch;
+    out.findings.clear();
+    out.critical.clear();
+    out.dependencies.clear();
+    tree.build(spans, keys, ids, fill);
+    let tree = &*tree;
+    calls.clear();
+    calls.extend(spans.iter().map(call));
     if config.critical_path.enabled {
-        out.critical = critical_path_in(spans, &tree);
+        critical_path_into(spans, tree, critical, &mut out.critical);
     }
     // Per call: its entry span and callee, for fan-out and dependencies.
     let want_callees = config.fan_out.enabled || config.dependencies.enabled;
-    let mut per_callee: Vec<(usize, Name<'a>, usize)> = Vec::new();
+    per_callee.clear();
     if want_callees {
         for (i, c) in calls.iter().enumerate() {
             let Some(c) = c else { continue };
-            let callee = callee_of(i, c, spans, &tree);
-            let entry = entry_of(i, spans, &tree);
+            let callee = callee_of(i, c, spans, tree);
+            let entry = entry_of(i, spans, tree);
             if config.dependencies.enabled {
                 let s = &spans[i];
                 let failed = is_error(s)
@@ -469,32 +555,22 @@ pub fn analyse_all<'a>(spans: &[TraceSpan<'a>], config: &TraceAnalysisConfig) ->
             }
         }
     }
-    let mut scratch = Vec::new();
     for p in 0..tree.len() {
         let kids = tree.children(p);
         if kids.len() < 2 {
             continue;
         }
-        repeated_calls(p, kids, spans, &calls, config, &mut out.findings);
+        repeated_calls(p, kids, spans, calls, config, keyed, &mut out.findings);
         if config.serial_calls.enabled {
-            serial_calls(
-                p,
-                kids,
-                spans,
-                &calls,
-                config,
-                &mut scratch,
-                &mut out.findings,
-            );
+            serial_calls(p, kids, spans, calls, config, order, &mut out.findings);
         }
     }
     if config.fan_out.enabled {
         fan_out(per_callee, config, &mut out.findings);
     }
     if config.error_origin.enabled {
-        error_origin(spans, &tree, &mut out.findings);
+        error_origin(spans, tree, below, &mut out.findings);
     }
-    out
 }
 
 /// Runs the enabled detectors over one complete trace: the findings.
@@ -512,6 +588,7 @@ fn repeated_calls(
     spans: &[TraceSpan<'_>],
     calls: &[Option<Call<'_>>],
     config: &TraceAnalysisConfig,
+    keyed: &mut Vec<(u64, usize)>,
     findings: &mut Vec<Finding>,
 ) {
     if !config.n_plus_one.enabled && !config.duplicate_call.enabled {
@@ -523,10 +600,11 @@ fn repeated_calls(
         .min(config.duplicate_call.min_calls)
         .max(2) as usize;
     // Calls by (target, normalized statement), then span order.
-    let mut keyed: Vec<(u64, usize)> = kids
-        .iter()
-        .filter_map(|&k| calls[k as usize].map(|c| (c.normalized, k as usize)))
-        .collect();
+    keyed.clear();
+    keyed.extend(
+        kids.iter()
+            .filter_map(|&k| calls[k as usize].map(|c| (c.normalized, k as usize))),
+    );
     if keyed.len() < min {
         return;
     }
@@ -708,7 +786,7 @@ pub fn dependencies<'a>(spans: &[TraceSpan<'a>]) -> Vec<Dependency<'a>> {
 /// `fan_out`: calls per callee under each entry span; `per_callee` holds (entry, callee,
 /// call) per call.
 fn fan_out(
-    mut per_callee: Vec<(usize, Name<'_>, usize)>,
+    per_callee: &mut [(usize, Name<'_>, usize)],
     config: &TraceAnalysisConfig,
     findings: &mut Vec<Finding>,
 ) {
@@ -736,12 +814,18 @@ fn fan_out(
 
 /// `error_origin`: error spans without an erroring descendant, and the chain of erroring
 /// ancestors above each.
-fn error_origin(spans: &[TraceSpan<'_>], tree: &Tree, findings: &mut Vec<Finding>) {
+fn error_origin(
+    spans: &[TraceSpan<'_>],
+    tree: &Tree,
+    below: &mut Vec<bool>,
+    findings: &mut Vec<Finding>,
+) {
     if !spans.iter().any(is_error) {
         return;
     }
     // Which spans have an erroring descendant: walk up from each error span.
-    let mut below = vec![false; spans.len()];
+    below.clear();
+    below.resize(spans.len(), false);
     for (i, s) in spans.iter().enumerate() {
         if !is_error(s) {
             continue;
@@ -793,27 +877,56 @@ fn error_origin(spans: &[TraceSpan<'_>], tree: &Tree, findings: &mut Vec<Finding
 /// not covered by such children is the span's own. Children starting at or after the cursor
 /// are not on the path. Times outside the parent are clipped to it.
 pub fn critical_path(spans: &[TraceSpan<'_>]) -> Vec<(usize, u64)> {
-    critical_path_in(spans, &Tree::new(spans))
+    let mut out = Vec::new();
+    critical_path_into(
+        spans,
+        &Tree::new(spans),
+        &mut CriticalScratch::default(),
+        &mut out,
+    );
+    out
 }
 
-fn critical_path_in(spans: &[TraceSpan<'_>], tree: &Tree) -> Vec<(usize, u64)> {
+/// The buffers of [`critical_path`].
+#[derive(Default)]
+struct CriticalScratch {
+    by_end: Vec<u32>,
+    self_time: Vec<u64>,
+    seen: Vec<bool>,
+    stack: Vec<(usize, u64, u64)>,
+}
+
+/// [`critical_path`] over `tree`, appended to `out`.
+fn critical_path_into(
+    spans: &[TraceSpan<'_>],
+    tree: &Tree,
+    scratch: &mut CriticalScratch,
+    out: &mut Vec<(usize, u64)>,
+) {
     let n = spans.len();
+    let CriticalScratch {
+        by_end,
+        self_time,
+        seen,
+        stack,
+    } = scratch;
     // Children latest end first.
-    let mut by_end = tree.kids.clone();
+    by_end.clear();
+    by_end.extend_from_slice(&tree.kids);
     for p in 0..n {
         by_end[tree.first[p] as usize..tree.first[p + 1] as usize]
             .sort_unstable_by_key(|&k| std::cmp::Reverse((spans[k as usize].end, k)));
     }
-    let mut self_time = vec![0u64; n];
+    self_time.clear();
+    self_time.resize(n, 0);
     // Explicit stack: (span, start, end) windows still to walk; a span is walked once.
-    let mut seen = vec![false; n];
-    let mut stack: Vec<(usize, u64, u64)> = (0..n)
-        .filter(|&r| tree.parent(r).is_none())
-        .map(|r| {
-            let s = &spans[r];
-            (r, s.start, s.end.max(s.start))
-        })
-        .collect();
+    seen.clear();
+    seen.resize(n, false);
+    stack.clear();
+    stack.extend((0..n).filter(|&r| tree.parent(r).is_none()).map(|r| {
+        let s = &spans[r];
+        (r, s.start, s.end.max(s.start))
+    }));
     while let Some((i, start, end)) = stack.pop() {
         if std::mem::replace(&mut seen[i], true) {
             continue;
@@ -836,9 +949,11 @@ fn critical_path_in(spans: &[TraceSpan<'_>], tree: &Tree) -> Vec<(usize, u64)> {
         }
         self_time[i] += cursor - start;
     }
-    self_time
-        .into_iter()
-        .enumerate()
-        .filter(|(_, t)| *t > 0)
-        .collect()
+    out.extend(
+        self_time
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t > 0)
+            .map(|(i, t)| (i, *t)),
+    );
 }

@@ -27,7 +27,7 @@ mod tests;
 pub use config::TraceAnalysisConfig;
 
 use crate::connectors::unix_nanos;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Connector, ConnectorConfig, Lifecycle};
 use crate::connectors::adjusted::adjusted_count;
+use crate::keyed_hash::KeyedHash;
 use crate::otlp::wire;
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, Metrics, SharedConsumer, SignalKind, TraceBatch, Traces,
@@ -143,66 +144,70 @@ fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut 
     map.get_mut(key).expect("inserted above")
 }
 
-impl Findings {
+/// One run's sums (the traces due at one tick, or one trace), keyed by names borrowed from the
+/// spans, so that adding a span's share allocates nothing; added into [`Findings`] at the end
+/// of the run, where a name is copied only the first time it is seen.
+///
+/// The first two are hashed ([`KeyedHash`]: the names are the clients'), looked up once per
+/// span or call.
+#[derive(Default)]
+struct Sums<'a> {
+    /// Per (service, span name): weighted seconds of self time on critical paths.
+    critical: HashMap<(&'a str, &'a str), f64, KeyedHash>,
+    /// Per (caller service, callee as [`detect::Name::parts`]): weighted calls, failed calls,
+    /// failed calls whose caller's entry span failed. Parts that join to one name are summed
+    /// apart here and together in [`Findings`].
+    dependencies: HashMap<(&'a str, &'a str, Option<&'a str>), [f64; 3], KeyedHash>,
+    /// Per (service, pattern, span name): findings, weighted, and the worst.
+    series: BTreeMap<(&'a str, &'static str, &'a str), Series>,
+}
+
+impl<'a> Sums<'a> {
+    /// Adds a finding; `trace_id` is called only when it is the worst of its series so far.
     fn add(
         &mut self,
-        service: &str,
-        pattern: Pattern,
-        span: &str,
+        key: (&'a str, &'static str, &'a str),
         weight: f64,
-        worst: (u32, String),
+        magnitude: u32,
+        trace_id: &impl Fn() -> String,
     ) {
-        let s = self
-            .series
-            .entry((service.to_owned(), pattern.name(), span.to_owned()))
-            .or_default();
+        let s = self.series.entry(key).or_default();
         s.total += weight;
-        if worst.0 > s.worst.0 || s.worst.1.is_empty() {
-            s.worst = worst;
+        if magnitude > s.worst.0 || s.worst.1.is_empty() {
+            s.worst = (magnitude, trace_id());
         }
     }
+}
 
-    fn add_critical(&mut self, service: &str, span: &str, seconds: f64) {
-        *slot(slot(&mut self.critical, service), span) += seconds;
-    }
-
-    fn add_dependency(
-        &mut self,
-        caller: &str,
-        callee: &str,
-        weight: f64,
-        failed: bool,
-        entry: bool,
-    ) {
-        let d = slot(slot(&mut self.dependencies, caller), callee);
-        d[0] += weight;
-        if failed {
-            d[1] += weight;
-        }
-        if entry {
-            d[2] += weight;
-        }
-    }
-
-    /// Adds the findings of `other` (series and worst traces).
-    fn merge(&mut self, other: Findings) {
-        for (caller, callees) in other.dependencies {
-            let per = self.dependencies.entry(caller).or_default();
-            for (callee, counts) in callees {
-                let into = per.entry(callee).or_default();
-                for (a, b) in into.iter_mut().zip(counts) {
-                    *a += b;
+impl Findings {
+    /// Adds a run's sums.
+    fn add(&mut self, sums: &mut Sums<'_>) {
+        let mut joined = String::new();
+        for ((caller, first, second), counts) in sums.dependencies.drain() {
+            let callee = match second {
+                None => first,
+                Some(second) => {
+                    joined.clear();
+                    joined.push_str(first);
+                    joined.push('/');
+                    joined.push_str(second);
+                    &joined
                 }
+            };
+            let into = slot(slot(&mut self.dependencies, caller), callee);
+            for (a, b) in into.iter_mut().zip(counts) {
+                *a += b;
             }
         }
-        for (service, spans) in other.critical {
-            let per = self.critical.entry(service).or_default();
-            for (span, seconds) in spans {
-                *per.entry(span).or_default() += seconds;
-            }
+        for ((service, span), seconds) in sums.critical.drain() {
+            *slot(slot(&mut self.critical, service), span) += seconds;
         }
-        for (key, s) in other.series {
-            let into = self.series.entry(key).or_default();
+        for ((service, pattern, span), s) in std::mem::take(&mut sums.series) {
+            // Rare (traces with findings): the key is made whole.
+            let into = self
+                .series
+                .entry((service.to_owned(), pattern, span.to_owned()))
+                .or_default();
             into.total += s.total;
             if s.worst.0 > into.worst.0 || into.worst.1.is_empty() {
                 into.worst = s.worst;
@@ -336,47 +341,47 @@ impl Findings {
     }
 }
 
-/// Adds one trace's analysis to `findings_out` (critical path, dependencies, findings with
-/// `trace_id` for the worst) and returns its findings.
-fn record(
-    spans: &[TraceSpan<'_>],
+/// Adds one trace's analysis (in `scratch`) to `sums` (critical path, dependencies, findings
+/// with `trace_id` for the worst) and returns its findings.
+fn record<'a>(
+    spans: &[TraceSpan<'a>],
     trace_id: impl Fn() -> String,
     config: &TraceAnalysisConfig,
-    findings_out: &mut Findings,
-    scratch: &mut String,
+    sums: &mut Sums<'a>,
+    scratch: &mut detect::Scratch<'a>,
 ) -> Vec<Finding> {
-    let analysis = detect::analyse_all(spans, config);
-    for (i, nanos) in analysis.critical {
+    detect::analyse_in(spans, config, scratch);
+    let analysis = &mut scratch.analysis;
+    for &(i, nanos) in &analysis.critical {
         let s = &spans[i];
-        findings_out.add_critical(
-            s.service,
-            s.name,
-            nanos as f64 / 1e9 * adjusted_count(s.trace_state),
-        );
+        *sums.critical.entry((s.service, s.name)).or_default() +=
+            nanos as f64 / 1e9 * adjusted_count(s.trace_state);
     }
     for d in &analysis.dependencies {
         let s = &spans[d.call];
-        findings_out.add_dependency(
-            s.service,
-            d.callee.as_str_in(scratch),
-            adjusted_count(s.trace_state),
-            d.failed,
-            d.failed_entry,
-        );
-    }
-    let findings = analysis.findings;
-    if !findings.is_empty() {
-        let id = trace_id();
-        for f in &findings {
-            let anchor = &spans[f.anchor];
-            findings_out.add(
-                anchor.service,
-                f.pattern,
-                anchor.name,
-                adjusted_count(anchor.trace_state),
-                (f.magnitude, id.clone()),
-            );
+        let weight = adjusted_count(s.trace_state);
+        let (first, second) = d.callee.parts();
+        let into = sums
+            .dependencies
+            .entry((s.service, first, second))
+            .or_default();
+        into[0] += weight;
+        if d.failed {
+            into[1] += weight;
         }
+        if d.failed_entry {
+            into[2] += weight;
+        }
+    }
+    let findings = std::mem::take(&mut analysis.findings);
+    for f in &findings {
+        let anchor = &spans[f.anchor];
+        sums.add(
+            (anchor.service, f.pattern.name(), anchor.name),
+            adjusted_count(anchor.trace_state),
+            f.magnitude,
+            &trace_id,
+        );
     }
     findings
 }
@@ -458,13 +463,15 @@ pub fn analyse_trace(
         .iter()
         .map(|(service, body)| TraceSpan::read(body, service))
         .collect();
+    let mut sums = Sums::default();
     let findings = record(
         &spans,
         || trace_id.to_owned(),
         config,
-        findings_out,
-        &mut String::new(),
+        &mut sums,
+        &mut detect::Scratch::default(),
     );
+    findings_out.add(&mut sums);
     mark(resources, &findings);
     findings
 }
@@ -546,9 +553,9 @@ async fn run_due(
     // On the traces side: the analysed traces as one `TracesData`, and its span count.
     let mut out: Vec<u8> = Vec::new();
     let mut out_spans = 0usize;
-    let mut found = Findings::default();
+    let mut sums = Sums::default();
     let mut trace: Vec<TraceSpan<'_>> = Vec::new();
-    let mut scratch = String::new();
+    let mut scratch = detect::Scratch::default();
     for t in &due {
         trace.clear();
         for g in &t.groups {
@@ -563,7 +570,7 @@ async fn run_due(
             &trace,
             || format!("{:032x}", t.id),
             config,
-            &mut found,
+            &mut sums,
             &mut scratch,
         );
         if !traces_side {
@@ -585,12 +592,12 @@ async fn run_due(
             prost::encoding::message::encode_repeated(1, &resources, &mut out);
         }
     }
-    drop(trace);
     state
         .findings
         .lock()
         .expect("trace_analysis lock")
-        .merge(found);
+        .add(&mut sums);
+    drop((trace, scratch, sums));
     {
         let now = Instant::now();
         let mut buffer = state.buffer.lock().expect("trace_analysis lock");

@@ -518,6 +518,49 @@ fn the_critical_path_gives_each_span_its_self_time_on_it() {
     assert_eq!(path.values().sum::<u64>(), 100);
 }
 
+/// A trace whose ids are all 8 bytes is linked by comparing ids as numbers; one span with an
+/// id of another length sends the whole trace down the byte-slice path. Both link alike,
+/// ids repeated or missing, and a span naming itself as parent.
+#[test]
+fn span_ids_of_any_length_link_alike() {
+    let mut t = Trace::new(9);
+    let root = t.span("front", 0, "root", SpanKind::Server, 0, 100, &[]);
+    let a = t.span("front", root, "A", SpanKind::Client, 10, 60, &[]);
+    t.span("back", a, "B", SpanKind::Server, 20, 50, &[]);
+    t.span("back", 77, "orphan", SpanKind::Internal, 30, 40, &[]);
+    let me = t.span("front", root, "self", SpanKind::Internal, 60, 90, &[]);
+    t.spans[me as usize - 1].1.parent_span_id = me.to_be_bytes().to_vec();
+    // A second span with A's id: the last one is the parent of A's children.
+    t.span("front", root, "A again", SpanKind::Internal, 62, 64, &[]);
+    t.spans[5].1.span_id = a.to_be_bytes().to_vec();
+    let linked = |t: &Trace| {
+        let bodies = t.bodies();
+        let spans = read(&bodies);
+        let path: BTreeMap<String, u64> = detect::critical_path(&spans)
+            .into_iter()
+            .map(|(i, nanos)| (spans[i].name.to_owned(), nanos / MS))
+            .collect();
+        let deps: Vec<String> = detect::dependencies(&spans)
+            .iter()
+            .map(|d| d.callee.to_string())
+            .collect();
+        (path, deps)
+    };
+    let numbers = linked(&t);
+    // A 3-byte id on a span nothing points at: the same links by bytes.
+    let mut bytes = t.clone();
+    bytes.span("front", 0, "odd", SpanKind::Internal, 200, 201, &[]);
+    bytes.spans[6].1.span_id = vec![1, 2, 3];
+    let (mut path, deps) = linked(&bytes);
+    assert_eq!(path.remove("odd"), Some(1));
+    assert_eq!((path, deps), numbers);
+    // B hangs under the later span with A's id, so A's callee is its target (none);
+    // the orphan and the span naming itself are roots of their own.
+    assert_eq!(numbers.1, [""]);
+    assert_eq!(numbers.0["orphan"], 10);
+    assert_eq!(numbers.0["self"], 30);
+}
+
 #[test]
 fn dependencies_tell_failures_that_failed_the_request_from_handled_ones() {
     let deps = |t: &Trace| -> Vec<(String, bool, bool)> {

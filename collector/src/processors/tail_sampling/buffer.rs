@@ -27,6 +27,7 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use wasmcol_plugin_sdk::policy::{SpanFacts, TraceSummary};
 
 use super::cache::{ExactCache, Kept, SampledCache};
+use crate::keyed_hash::KeyedHash;
 use crate::otlp::wire;
 
 /// A trace ID, the 16 bytes read big-endian.
@@ -165,6 +166,11 @@ impl Drop for Origin {
     }
 }
 
+/// Size of a `ScopeSpans.spans` entry whose span body is `len` bytes.
+fn framed_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
 /// Writes a length-delimited field.
 pub fn write_bytes_field(tag: u32, body: &[u8], out: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, out);
@@ -271,7 +277,8 @@ pub struct Ingested {
 /// The buffer of one `tail_sampling` processor.
 pub struct Buffer {
     limits: BufferLimits,
-    traces: HashMap<TraceId, Trace>,
+    /// Randomly keyed: trace ids come from clients ([`KeyedHash`]).
+    traces: HashMap<TraceId, Trace, KeyedHash>,
     /// Arrival order of traces, oldest first, for expiry and eviction. Entries of traces that
     /// left early are skipped when they come up (matched by first-seen time).
     arrivals: VecDeque<(TraceId, Instant)>,
@@ -297,7 +304,10 @@ impl Buffer {
         not_sampled: ExactCache<()>,
     ) -> Self {
         Self {
-            traces: HashMap::with_capacity(limits.expected_traces.min(limits.num_traces)),
+            traces: HashMap::with_capacity_and_hasher(
+                limits.expected_traces.min(limits.num_traces),
+                KeyedHash::default(),
+            ),
             limits,
             arrivals: VecDeque::new(),
             urgent: VecDeque::new(),
@@ -366,7 +376,20 @@ impl Buffer {
             for ss in rs.scope_spans() {
                 let mut origin: Option<Arc<Origin>> = None;
                 let mut forward_scope: Option<ScopeSpans> = None;
-                for span in ss.spans() {
+                // A trace's spans mostly come one after another: the bytes of such a run are
+                // reserved at its first span rather than the trace's buffer growing span by
+                // span.
+                let spans: Vec<wire::SpanView<'_>> = ss.spans().collect();
+                for (i, &span) in spans.iter().enumerate() {
+                    let run = if i > 0 && spans[i - 1].trace_id() == span.trace_id() {
+                        0
+                    } else {
+                        spans[i..]
+                            .iter()
+                            .take_while(|s| s.trace_id() == span.trace_id())
+                            .map(|s| framed_len(s.encoded().len()))
+                            .sum()
+                    };
                     let key = match self.route(span.trace_id(), now, now_unix_nano, &mut out) {
                         Route::Buffer(key) => key,
                         Route::Forward => {
@@ -394,7 +417,16 @@ impl Buffer {
                         status_code: span.status_code(),
                         root: span.parent_span_id().is_empty(),
                     };
-                    self.add_span(key, span.encoded(), &facts, origin, service, now, &mut out);
+                    self.add_span(
+                        key,
+                        span.encoded(),
+                        run,
+                        &facts,
+                        origin,
+                        service,
+                        now,
+                        &mut out,
+                    );
                 }
                 if let Some(fs) = forward_scope {
                     forward
@@ -461,12 +493,15 @@ impl Buffer {
         self.waiting += 1;
     }
 
-    /// Adds one span (`span`: its encoded body) to the buffered trace `key`.
+    /// Adds one span (`span`: its encoded body) to the buffered trace `key`; `run` is the
+    /// framed size of the spans of this trace that come next in the batch, this one included,
+    /// to reserve at once (0 when they were reserved already).
     #[allow(clippy::too_many_arguments)]
     fn add_span(
         &mut self,
         key: TraceId,
         span: &[u8],
+        run: usize,
         facts: &SpanFacts,
         origin: Arc<Origin>,
         service: Option<&str>,
@@ -476,8 +511,7 @@ impl Buffer {
         let Some(trace) = self.traces.get_mut(&key) else {
             return;
         };
-        let len = span.len();
-        let framed = 1 + encoded_len_varint(len as u64) + len;
+        let framed = framed_len(span.len());
         let group = match trace
             .groups
             .iter()
@@ -499,7 +533,7 @@ impl Buffer {
         if group.spans.capacity() - group.spans.len() < framed {
             // Grow by a quarter rather than doubling: a buffer of many small traces would
             // otherwise hold a third more memory than data, on average.
-            let extra = framed.max(group.spans.len() / 4);
+            let extra = framed.max(run).max(group.spans.len() / 4);
             group.spans.reserve_exact(extra);
         }
         write_bytes_field(2, span, &mut group.spans);

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use fastbloom::BloomFilter;
 
+use crate::keyed_hash::KeyedHash;
+
 /// The payload the sampled cache keeps per trace: what a late span needs to be treated exactly
 /// as its trace's earlier spans were.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,28 +32,36 @@ pub struct Kept {
 }
 
 /// Map key for a trace id. Two `u64`s rather than a `u128`: a `u128` is 16-byte aligned, which
-/// would pad a `(u128, Kept)` map slot from 24 to 32 bytes.
-type Key = [u64; 2];
+/// would pad a `(u128, Kept)` map slot from 24 to 32 bytes. Hashed as the `u128` it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key([u64; 2]);
+
+impl std::hash::Hash for Key {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(id_of(*self));
+    }
+}
 
 fn key(id: u128) -> Key {
-    [(id >> 64) as u64, id as u64]
+    Key([(id >> 64) as u64, id as u64])
 }
 
 fn id_of(key: Key) -> u128 {
-    (u128::from(key[0]) << 64) | u128::from(key[1])
+    (u128::from(key.0[0]) << 64) | u128::from(key.0[1])
 }
 
 /// Remembers up to `capacity` trace ids, each with a `Copy` payload, forgetting the oldest
 /// inserted first (FIFO, not LRU: a lookup does not extend an entry's life, since a trace's late
 /// spans all arrive within a short time of its decision).
 ///
-/// The map uses std's randomly seeded SipHash: trace ids come from clients, and a fixed hash
+/// The map is keyed at random ([`KeyedHash`]): trace ids come from clients, and a fixed hash
 /// would let a client craft colliding ids. Memory grows with use up to `capacity`; see
 /// [`heap_bytes`](Self::heap_bytes).
 #[derive(Debug, Clone)]
 pub struct ExactCache<V> {
     capacity: usize,
-    entries: HashMap<Key, V>,
+    entries: HashMap<Key, V, KeyedHash>,
     /// Keys in insertion order; holds exactly the keys of `entries`.
     order: VecDeque<Key>,
 }
@@ -61,7 +71,7 @@ impl<V: Copy> ExactCache<V> {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
         }
     }
