@@ -46,6 +46,7 @@
 //! [`Edit`]s that the host checks and applies; see `plugin-sdk/README.md` for why and the
 //! numbers behind it.
 
+pub mod analyser;
 mod attributes;
 mod batch;
 pub mod edit;
@@ -193,6 +194,35 @@ macro_rules! export_policy {
                 }
             }
             $crate::guest::policy::export!(Export);
+        };
+    };
+}
+
+/// Registers `$analyser` (a type implementing [`analyser::Analyser`]) as a trace analyser
+/// plugin's entry point. Expands to nothing in native builds.
+#[macro_export]
+macro_rules! export_analyser {
+    ($analyser:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct Export;
+            impl $crate::guest::analyser::exports::wasmcol::plugin::analysis::Guest for Export {
+                fn init(config: String) -> Result<(), String> {
+                    $crate::runtime::init_analyser::<$analyser>(config)
+                }
+                fn analyse(
+                    batch: Vec<u8>,
+                    traces: Vec<
+                        $crate::guest::analyser::exports::wasmcol::plugin::analysis::TraceSummary,
+                    >,
+                ) -> Result<
+                    Vec<$crate::guest::analyser::exports::wasmcol::plugin::analysis::Finding>,
+                    String,
+                > {
+                    $crate::guest::analyser::analyse::<$analyser>(batch, traces)
+                }
+            }
+            $crate::guest::analyser::export!(Export);
         };
     };
 }

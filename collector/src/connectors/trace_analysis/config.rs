@@ -1,12 +1,16 @@
 //! `connectors.trace_analysis/NAME`.
 
+use std::sync::{Arc, OnceLock};
+
 use serde::Deserialize;
 
 use crate::component::{Problem, Validate};
 use crate::config::{ByteSize, Duration};
+use crate::plugin_host::Limits;
+use crate::plugin_host::analyser::LoadedAnalyser;
 
-/// `connectors.trace_analysis/NAME`: the trace buffer's options (as `tail_sampling`'s) and
-/// one section per detector.
+/// `connectors.trace_analysis/NAME`: the trace buffer's options (as `tail_sampling`'s), one
+/// section per detector, and analyser plugins.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceAnalysisConfig {
@@ -53,6 +57,29 @@ pub struct TraceAnalysisConfig {
     /// Strong and weak dependencies between services.
     #[serde(default)]
     pub dependencies: Dependencies,
+    /// Trace analyser plugins, each handed every batch of due traces after the detectors
+    /// above; their findings join the detectors' (default: none).
+    #[serde(default)]
+    pub analysers: Vec<AnalyserConfig>,
+    /// Loaded and checked by `validate`, reused by `build`: (plugin, config JSON) per entry
+    /// of `analysers`.
+    #[serde(skip)]
+    pub(super) loaded: OnceLock<Vec<(Arc<LoadedAnalyser>, String)>>,
+}
+
+/// One entry of `analysers`: a plugin built for the `wasmcol:plugin/analyser` world.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyserConfig {
+    /// `builtin:NAME` or the path of a `.wasm` component.
+    pub plugin: String,
+    /// The plugin's own options, handed to it as JSON at start-up; it may reject them.
+    #[serde(default)]
+    pub config: serde_yaml_ng::Value,
+    /// Limits of the plugin's instance (as a `wasm` processor's: `memory_mib`,
+    /// `call_timeout`, `max_output_bytes`, `recycle_memory_mib`).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// `n_plus_one`: at least `min_calls` calls of one normalized statement (same target), each
@@ -288,6 +315,75 @@ impl Validate for TraceAnalysisConfig {
                 "serial_calls.min_calls",
                 format!("must be at least 2, got {}", self.serial_calls.min_calls),
             ));
+        }
+        if !problems.is_empty() {
+            return problems;
+        }
+        let mut loaded = Vec::new();
+        for (i, a) in self.analysers.iter().enumerate() {
+            let at = |option: &str| format!("analysers[{i}].{option}");
+            let before = problems.len();
+            let l = &a.limits;
+            if l.memory_mib < 1 || l.memory_mib > 4096 {
+                problems.push(Problem::new(
+                    at("limits.memory_mib"),
+                    format!(
+                        "must be between 1 and 4096 (wasm32 addresses 4 GiB), got {}",
+                        l.memory_mib
+                    ),
+                ));
+            }
+            if l.call_timeout.0 < std::time::Duration::from_millis(1) {
+                problems.push(Problem::new(
+                    at("limits.call_timeout"),
+                    format!("must be at least 1ms, got {:?}", l.call_timeout.0),
+                ));
+            }
+            if l.max_output_bytes.0 == 0 {
+                problems.push(Problem::new(
+                    at("limits.max_output_bytes"),
+                    "must be more than 0",
+                ));
+            }
+            if let Some(r) = l.recycle_memory_mib
+                && (r == 0 || r > l.memory_mib)
+            {
+                problems.push(Problem::new(
+                    at("limits.recycle_memory_mib"),
+                    format!(
+                        "must be between 1 and limits.memory_mib ({}), got {r}",
+                        l.memory_mib
+                    ),
+                ));
+            }
+            let json = match serde_json::to_string(&a.config) {
+                Ok(j) => j,
+                Err(e) => {
+                    problems.push(Problem::new(
+                        at("config"),
+                        format!("cannot be passed to the plugin as JSON: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            if problems.len() > before {
+                continue;
+            }
+            let analyser = match LoadedAnalyser::load(&a.plugin) {
+                Ok(p) => Arc::new(p),
+                Err(message) => {
+                    problems.push(Problem::new(at("plugin"), message));
+                    continue;
+                }
+            };
+            if let Err(e) = analyser.check_config(&json, &a.limits) {
+                problems.push(Problem::new(at(e.path), e.message));
+                continue;
+            }
+            loaded.push((analyser, json));
+        }
+        if problems.is_empty() {
+            let _ = self.loaded.set(loaded);
         }
         problems
     }

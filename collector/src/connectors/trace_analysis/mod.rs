@@ -15,6 +15,14 @@
 //! are (traces side) and not analysed again, while its id is remembered
 //! (`late_span_cache_size`).
 //!
+//! Analyser plugins (`analysers:`, the `wasmcol:plugin/analyser` world) get each batch of
+//! due traces after the detectors, on a blocking thread; their findings join the detectors'
+//! in the metric and on the spans. A plugin that fails (trap, error, timeout, out of memory,
+//! a finding out of range) costs only its own findings for that batch: the traces pass on,
+//! the failure is counted (`wasmcol_plugin_failures_total`) and logged at a limited rate.
+//! Without analysers, nothing of this runs and the metrics side buffers spans cut down to
+//! what the detectors read.
+//!
 //! Used on both sides, the connector is two instances, each with its own buffer.
 
 mod config;
@@ -27,6 +35,7 @@ mod tests;
 pub use config::TraceAnalysisConfig;
 
 use crate::connectors::unix_nanos;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,7 +59,12 @@ use crate::otlp::wire;
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, Metrics, SharedConsumer, SignalKind, TraceBatch, Traces,
 };
-use crate::processors::tail_sampling::buffer::{Buffer, BufferLimits, DueTrace, Eviction};
+use crate::plugin_host::Services;
+use crate::plugin_host::analyser::{AnalyserRunner, PluginFinding};
+use crate::processors::tail_sampling::buffer::{
+    Buffer, BufferLimits, DueTrace, Eviction, encode_for_policy,
+};
+
 use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
 use crate::telemetry::{ExporterMetrics, TraceAnalysisMetrics};
 use detect::{Finding, Pattern, TraceSpan};
@@ -73,6 +87,10 @@ pub const DEPENDENCY_FAILED_ENTRIES_METRIC: &str = "trace_analysis.dependency.fa
 pub const WORST_TRACE_ATTRIBUTE: &str = "trace_analysis.worst_trace_id";
 /// Instrumentation scope of the metrics.
 pub const SCOPE_NAME: &str = "wasmcol/trace_analysis";
+/// Most traces handed to an analyser plugin in one call (as to a tail-sampling policy).
+const MAX_TRACES_PER_CALL: usize = 4096;
+/// About how many span bytes go into one analyser call (as into a policy call).
+const MAX_BYTES_PER_CALL: usize = 8 << 20;
 
 impl ConnectorConfig for TraceAnalysisConfig {
     fn pairs(&self) -> Vec<(SignalKind, SignalKind)> {
@@ -126,7 +144,7 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct Findings {
     start_unix_nano: u64,
-    series: BTreeMap<(String, &'static str, String), Series>,
+    series: BTreeMap<(String, Cow<'static, str>, String), Series>,
     /// Weighted seconds of self time on critical paths per service, per span name.
     critical: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per caller service, per callee: weighted calls, failed calls, failed calls whose
@@ -147,14 +165,14 @@ impl Findings {
     fn add(
         &mut self,
         service: &str,
-        pattern: Pattern,
+        pattern: Cow<'static, str>,
         span: &str,
         weight: f64,
         worst: (u32, String),
     ) {
         let s = self
             .series
-            .entry((service.to_owned(), pattern.name(), span.to_owned()))
+            .entry((service.to_owned(), pattern, span.to_owned()))
             .or_default();
         s.total += weight;
         if worst.0 > s.worst.0 || s.worst.1.is_empty() {
@@ -371,7 +389,7 @@ fn record(
             let anchor = &spans[f.anchor];
             findings_out.add(
                 anchor.service,
-                f.pattern,
+                Cow::Borrowed(f.pattern.name()),
                 anchor.name,
                 adjusted_count(anchor.trace_state),
                 (f.magnitude, id.clone()),
@@ -381,21 +399,59 @@ fn record(
     findings
 }
 
-/// Marks the spans involved in `findings` (indices in the order of `resources`' spans) with
-/// their patterns and, on error origins, where the error propagated.
-fn mark(resources: &mut [ResourceSpans], findings: &[Finding]) {
+/// Adds an analyser plugin's findings in one trace to `findings_out`, as [`record`] does the
+/// detectors'.
+fn record_plugin(
+    spans: &[TraceSpan<'_>],
+    found: &[PluginFinding],
+    trace_id: impl Fn() -> String,
+    findings_out: &mut Findings,
+) {
+    if found.is_empty() {
+        return;
+    }
+    let id = trace_id();
+    for f in found {
+        // Checked against the trace's span count when the plugin answered.
+        let Some(anchor) = spans.get(f.anchor) else {
+            continue;
+        };
+        findings_out.add(
+            anchor.service,
+            Cow::Owned(f.pattern.clone()),
+            anchor.name,
+            adjusted_count(anchor.trace_state),
+            (f.magnitude, id.clone()),
+        );
+    }
+}
+
+/// Marks the spans involved in `findings` and the plugins' `found` (indices in the order of
+/// `resources`' spans) with their patterns and, on error origins, where the error propagated;
+/// writes the plugins' attributes on their anchors.
+fn mark(resources: &mut [ResourceSpans], findings: &[Finding], found: &[PluginFinding]) {
     // Patterns per span, in the order found, once each.
-    let mut marks: BTreeMap<usize, Vec<&'static str>> = BTreeMap::new();
+    let mut marks: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     let mut propagated: BTreeMap<usize, &[String]> = BTreeMap::new();
-    for f in findings {
-        for &i in &f.spans {
+    let mut extra: BTreeMap<usize, Vec<&(String, AnyValue)>> = BTreeMap::new();
+    let native = findings.iter().map(|f| (f.pattern.name(), &f.spans[..]));
+    let plugins = found.iter().map(|f| (f.pattern.as_str(), &f.spans[..]));
+    for (pattern, spans) in native.chain(plugins) {
+        for &i in spans {
             let list = marks.entry(i).or_default();
-            if !list.contains(&f.pattern.name()) {
-                list.push(f.pattern.name());
+            if !list.contains(&pattern) {
+                list.push(pattern);
             }
         }
+    }
+    for f in findings {
         if f.pattern == Pattern::ErrorOrigin && !f.propagated_to.is_empty() {
             propagated.insert(f.anchor, &f.propagated_to);
+        }
+    }
+    for f in found {
+        if !f.attributes.is_empty() {
+            extra.entry(f.anchor).or_default().extend(&f.attributes);
         }
     }
     let strings = |values: Vec<String>| AnyValue {
@@ -414,6 +470,16 @@ fn mark(resources: &mut [ResourceSpans], findings: &[Finding]) {
         .flat_map(|ss| &mut ss.spans)
         .enumerate();
     for (i, span) in spans {
+        if let Some(attributes) = extra.get(&i) {
+            for (key, value) in attributes {
+                span.attributes.retain(|kv| kv.key != *key);
+                span.attributes.push(KeyValue {
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                    ..Default::default()
+                });
+            }
+        }
         let Some(list) = marks.get(&i) else { continue };
         span.attributes
             .retain(|kv| kv.key != SPAN_ATTRIBUTE && kv.key != PROPAGATED_ATTRIBUTE);
@@ -465,7 +531,7 @@ pub fn analyse_trace(
         findings_out,
         &mut String::new(),
     );
-    mark(resources, &findings);
+    mark(resources, &findings, &[]);
     findings
 }
 
@@ -474,6 +540,9 @@ struct State {
     /// The buffer's size and its evictions.
     buffer_metrics: TraceAnalysisMetrics,
     findings: Mutex<Findings>,
+    /// The analyser plugins (`None` without any), called on a blocking thread: a call may
+    /// take up to its `call_timeout`.
+    analysers: Option<Arc<Mutex<Vec<AnalyserRunner>>>>,
 }
 
 struct TraceAnalysis {
@@ -504,8 +573,35 @@ impl TraceAnalysis {
         } else {
             SampledCache::Exact(ExactCache::new(config.late_span_cache_size))
         };
+        let id = ctx.id.to_string();
+        let analysers = config.loaded.get().filter(|l| !l.is_empty()).map(|loaded| {
+            let runners = loaded
+                .iter()
+                .zip(&config.analysers)
+                .enumerate()
+                .map(|(i, ((analyser, json), entry))| {
+                    // Each side runs its own instances, counted apart.
+                    let side = match output {
+                        Output::Metrics(_) => "metrics",
+                        Output::Traces(_) => "traces",
+                    };
+                    let services = Arc::new(Services::new(
+                        format!("{id}.analysers[{i}].{side}"),
+                        ctx.metrics.clone(),
+                        Arc::new(Default::default()),
+                    ));
+                    AnalyserRunner::new(
+                        analyser.clone(),
+                        json.clone(),
+                        services,
+                        entry.limits.clone(),
+                    )
+                })
+                .collect();
+            Arc::new(Mutex::new(runners))
+        });
         Self {
-            id: ctx.id.to_string(),
+            id,
             config: Arc::new(config.clone()),
             state: Arc::new(State {
                 buffer: Mutex::new(Buffer::new(limits, sampled, ExactCache::new(0))),
@@ -514,6 +610,7 @@ impl TraceAnalysis {
                     start_unix_nano: unix_nanos(),
                     ..Default::default()
                 }),
+                analysers,
             }),
             output,
             metrics: ctx
@@ -542,6 +639,10 @@ async fn run_due(
     if due.is_empty() {
         return;
     }
+    let plugin_findings = match &state.analysers {
+        Some(runners) => run_analysers(runners, &due).await,
+        None => Vec::new(),
+    };
     let traces_side = matches!(output, Output::Traces(_));
     // On the traces side: the analysed traces as one `TracesData`, and its span count.
     let mut out: Vec<u8> = Vec::new();
@@ -549,7 +650,7 @@ async fn run_due(
     let mut found = Findings::default();
     let mut trace: Vec<TraceSpan<'_>> = Vec::new();
     let mut scratch = String::new();
-    for t in &due {
+    for (at, t) in due.iter().enumerate() {
         trace.clear();
         for g in &t.groups {
             let service = g
@@ -566,11 +667,13 @@ async fn run_due(
             &mut found,
             &mut scratch,
         );
+        let plugins: &[PluginFinding] = plugin_findings.get(at).map_or(&[], Vec::as_slice);
+        record_plugin(&trace, plugins, || format!("{:032x}", t.id), &mut found);
         if !traces_side {
             continue;
         }
         out_spans += trace.len();
-        if findings.is_empty() {
+        if findings.is_empty() && plugins.is_empty() {
             for g in &t.groups {
                 g.write_traces_data_entry(&mut out);
             }
@@ -581,7 +684,7 @@ async fn run_due(
                 .iter()
                 .map(|g| g.decode().unwrap_or_default())
                 .collect();
-            mark(&mut resources, &findings);
+            mark(&mut resources, &findings, plugins);
             prost::encoding::message::encode_repeated(1, &resources, &mut out);
         }
     }
@@ -625,6 +728,48 @@ async fn run_due(
             tracing::warn!(connector = %id, error = %e, spans, "analysed traces refused by the next stage; lost");
         }
     }
+}
+
+/// Hands `due` to every analyser plugin, in calls of at most [`MAX_TRACES_PER_CALL`] traces
+/// and about [`MAX_BYTES_PER_CALL`] bytes, on a blocking thread: the findings, per trace.
+async fn run_analysers(
+    runners: &Arc<Mutex<Vec<AnalyserRunner>>>,
+    due: &[DueTrace],
+) -> Vec<Vec<PluginFinding>> {
+    let mut per_trace: Vec<Vec<PluginFinding>> = vec![Vec::new(); due.len()];
+    let mut start = 0;
+    while start < due.len() {
+        let (mut end, mut bytes) = (start, 0usize);
+        while end < due.len()
+            && (end == start || (end - start < MAX_TRACES_PER_CALL && bytes < MAX_BYTES_PER_CALL))
+        {
+            bytes += due[end].summary.encoded_bytes as usize;
+            end += 1;
+        }
+        let chunk = &due[start..end];
+        let mut batch = Vec::with_capacity(bytes + bytes / 8);
+        let counts = encode_for_policy(chunk, &mut batch);
+        let summaries: Vec<_> = chunk.iter().map(|t| t.summary.clone()).collect();
+        let spans: Vec<u32> = chunk
+            .iter()
+            .map(|t| t.groups.iter().map(|g| g.span_count() as u32).sum())
+            .collect();
+        let runners = runners.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut runners = runners.lock().unwrap_or_else(|e| e.into_inner());
+            runners
+                .iter_mut()
+                .flat_map(|r| r.analyse(&batch, &summaries, &counts, &spans))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for f in found {
+            per_trace[start + f.trace].push(f);
+        }
+        start = end;
+    }
+    per_trace
 }
 
 /// Sets the buffer gauges to what `buffer` holds and counts `evictions`.
@@ -671,7 +816,9 @@ impl Consumer<Traces> for TraceAnalysis {
         }
         // On the metrics side only what the analysis reads is buffered, cut out before the
         // buffer is locked.
-        let stripped = matches!(self.output, Output::Metrics(_)).then(|| {
+        // With analyser plugins every span is buffered whole: plugins read what they like.
+        let strip = matches!(self.output, Output::Metrics(_)) && self.state.analysers.is_none();
+        let stripped = strip.then(|| {
             let mut stripped = Vec::with_capacity(batch.protobuf_len() / 4);
             let mut lens = Vec::new();
             match batch.protobuf_parts() {
