@@ -58,6 +58,7 @@ pub mod policy;
 pub mod runtime;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod units;
 mod value;
 pub mod view;
 pub mod wire;

@@ -1,5 +1,6 @@
 //! `trace_analysis`: a traces → metrics and traces → traces connector that analyses every
-//! complete trace for performance anti-patterns and error origins (see [`detect`]).
+//! complete trace for performance anti-patterns and error origins (see [`detect`], from the
+//! `trace-analysis-plugin` crate, linked natively).
 //!
 //! Spans wait in the trace buffer `tail_sampling` uses (encoded, per trace, with its
 //! `decision_wait`, trace count and byte budget, per-trace cap and evictions), and a trace is
@@ -26,13 +27,13 @@
 //! Used on both sides, the connector is two instances, each with its own buffer.
 
 mod config;
-pub mod detect;
-mod spans;
 mod strip;
 #[cfg(test)]
 mod tests;
 
 pub use config::TraceAnalysisConfig;
+pub use trace_analysis_plugin::detect;
+use trace_analysis_plugin::spans;
 
 use crate::connectors::unix_nanos;
 use std::borrow::Cow;
@@ -67,6 +68,7 @@ use crate::processors::tail_sampling::buffer::{
 
 use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
 use crate::telemetry::{ExporterMetrics, TraceAnalysisMetrics};
+use config::Detectors;
 use detect::{Finding, Pattern, TraceSpan};
 
 /// The metric sent.
@@ -359,7 +361,7 @@ impl Findings {
 fn record(
     spans: &[TraceSpan<'_>],
     trace_id: impl Fn() -> String,
-    config: &TraceAnalysisConfig,
+    config: &Detectors,
     findings_out: &mut Findings,
     scratch: &mut String,
 ) -> Vec<Finding> {
@@ -527,7 +529,7 @@ pub fn analyse_trace(
     let findings = record(
         &spans,
         || trace_id.to_owned(),
-        config,
+        &config.detectors(),
         findings_out,
         &mut String::new(),
     );
@@ -540,6 +542,8 @@ struct State {
     /// The buffer's size and its evictions.
     buffer_metrics: TraceAnalysisMetrics,
     findings: Mutex<Findings>,
+    /// The detector sections of the configuration.
+    detectors: Detectors,
     /// The analyser plugins (`None` without any), called on a blocking thread: a call may
     /// take up to its `call_timeout`.
     analysers: Option<Arc<Mutex<Vec<AnalyserRunner>>>>,
@@ -610,6 +614,7 @@ impl TraceAnalysis {
                     start_unix_nano: unix_nanos(),
                     ..Default::default()
                 }),
+                detectors: config.detectors(),
                 analysers,
             }),
             output,
@@ -624,13 +629,7 @@ impl TraceAnalysis {
 
 /// Analyses every due trace; on the traces side, sends them on. The buffer is locked only to
 /// take the due traces and to finish them, not while they are analysed.
-async fn run_due(
-    id: &str,
-    state: &State,
-    config: &TraceAnalysisConfig,
-    output: &Output,
-    metrics: &ExporterMetrics,
-) {
+async fn run_due(id: &str, state: &State, output: &Output, metrics: &ExporterMetrics) {
     let due: Vec<DueTrace> = state.buffer.lock().expect("trace_analysis lock").take_due(
         Instant::now(),
         usize::MAX,
@@ -663,7 +662,7 @@ async fn run_due(
         let findings = record(
             &trace,
             || format!("{:032x}", t.id),
-            config,
+            &state.detectors,
             &mut found,
             &mut scratch,
         );
@@ -882,7 +881,7 @@ impl Lifecycle for TraceAnalysis {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = ticks.tick() => run_due(&id, &state, &config, &output, &metrics).await,
+                    _ = ticks.tick() => run_due(&id, &state, &output, &metrics).await,
                     _ = flushes.tick() => {
                         if let Output::Metrics(next) = &output
                             && let Some(batch) = take_metrics(&state)
@@ -909,14 +908,7 @@ impl Lifecycle for TraceAnalysis {
             .lock()
             .expect("trace_analysis lock")
             .expire_all();
-        run_due(
-            &self.id,
-            &self.state,
-            &self.config,
-            &self.output,
-            &self.metrics,
-        )
-        .await;
+        run_due(&self.id, &self.state, &self.output, &self.metrics).await;
         let Output::Metrics(next) = &self.output else {
             return;
         };

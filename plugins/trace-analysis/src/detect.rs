@@ -15,9 +15,9 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use super::config::TraceAnalysisConfig;
-pub use super::spans::TraceSpan;
-use super::spans::{Fnv, Key};
+use crate::config::Detectors;
+pub use crate::spans::TraceSpan;
+use crate::spans::{Fnv, Key};
 
 /// `SpanKind` values.
 const SERVER: i32 = 2;
@@ -434,7 +434,7 @@ pub struct Analysis<'a> {
 
 /// Runs everything enabled over one complete trace: the tree and the calls are worked out
 /// once for all.
-pub fn analyse_all<'a>(spans: &[TraceSpan<'a>], config: &TraceAnalysisConfig) -> Analysis<'a> {
+pub fn analyse_all<'a>(spans: &[TraceSpan<'a>], config: &Detectors) -> Analysis<'a> {
     let tree = Tree::new(spans);
     let calls: Vec<Option<Call<'a>>> = spans.iter().map(call).collect();
     let mut out = Analysis::default();
@@ -498,7 +498,7 @@ pub fn analyse_all<'a>(spans: &[TraceSpan<'a>], config: &TraceAnalysisConfig) ->
 }
 
 /// Runs the enabled detectors over one complete trace: the findings.
-pub fn analyse(spans: &[TraceSpan<'_>], config: &TraceAnalysisConfig) -> Vec<Finding> {
+pub fn analyse(spans: &[TraceSpan<'_>], config: &Detectors) -> Vec<Finding> {
     let mut config = config.clone();
     config.critical_path.enabled = false;
     config.dependencies.enabled = false;
@@ -511,7 +511,7 @@ fn repeated_calls(
     kids: &[u32],
     spans: &[TraceSpan<'_>],
     calls: &[Option<Call<'_>>],
-    config: &TraceAnalysisConfig,
+    config: &Detectors,
     findings: &mut Vec<Finding>,
 ) {
     if !config.n_plus_one.enabled && !config.duplicate_call.enabled {
@@ -611,7 +611,7 @@ fn serial_calls(
     kids: &[u32],
     spans: &[TraceSpan<'_>],
     calls: &[Option<Call<'_>>],
-    config: &TraceAnalysisConfig,
+    config: &Detectors,
     order: &mut Vec<(u64, usize)>,
     findings: &mut Vec<Finding>,
 ) {
@@ -700,7 +700,7 @@ fn callee_of<'a>(i: usize, call: &Call<'a>, spans: &[TraceSpan<'a>], tree: &Tree
 /// caller's dependency on the callee is (1: each callee failure fails the request; 0: the
 /// caller copes).
 pub fn dependencies<'a>(spans: &[TraceSpan<'a>]) -> Vec<Dependency<'a>> {
-    let mut config = TraceAnalysisConfig::default();
+    let mut config = Detectors::default();
     config.critical_path.enabled = false;
     analyse_all(spans, &config).dependencies
 }
@@ -709,7 +709,7 @@ pub fn dependencies<'a>(spans: &[TraceSpan<'a>]) -> Vec<Dependency<'a>> {
 /// call) per call.
 fn fan_out(
     mut per_callee: Vec<(usize, Name<'_>, usize)>,
-    config: &TraceAnalysisConfig,
+    config: &Detectors,
     findings: &mut Vec<Finding>,
 ) {
     let max = config.fan_out.max_calls_per_callee as usize;
