@@ -472,6 +472,24 @@ fn mark(resources: &mut [ResourceSpans], findings: &[Finding], found: &[PluginFi
         .flat_map(|ss| &mut ss.spans)
         .enumerate();
     for (i, span) in spans {
+        if let Some(list) = marks.get(&i) {
+            span.attributes
+                .retain(|kv| kv.key != SPAN_ATTRIBUTE && kv.key != PROPAGATED_ATTRIBUTE);
+            span.attributes.push(KeyValue {
+                key: SPAN_ATTRIBUTE.to_owned(),
+                value: Some(strings(list.iter().map(|s| (*s).to_owned()).collect())),
+                ..Default::default()
+            });
+            if let Some(reached) = propagated.get(&i) {
+                span.attributes.push(KeyValue {
+                    key: PROPAGATED_ATTRIBUTE.to_owned(),
+                    value: Some(strings(reached.to_vec())),
+                    ..Default::default()
+                });
+            }
+        }
+        // After the marks, which clear the connector's own attributes first: a plugin may
+        // write one of them (`builtin:trace-analysis` writes an error origin's services).
         if let Some(attributes) = extra.get(&i) {
             for (key, value) in attributes {
                 span.attributes.retain(|kv| kv.key != *key);
@@ -481,21 +499,6 @@ fn mark(resources: &mut [ResourceSpans], findings: &[Finding], found: &[PluginFi
                     ..Default::default()
                 });
             }
-        }
-        let Some(list) = marks.get(&i) else { continue };
-        span.attributes
-            .retain(|kv| kv.key != SPAN_ATTRIBUTE && kv.key != PROPAGATED_ATTRIBUTE);
-        span.attributes.push(KeyValue {
-            key: SPAN_ATTRIBUTE.to_owned(),
-            value: Some(strings(list.iter().map(|s| (*s).to_owned()).collect())),
-            ..Default::default()
-        });
-        if let Some(reached) = propagated.get(&i) {
-            span.attributes.push(KeyValue {
-                key: PROPAGATED_ATTRIBUTE.to_owned(),
-                value: Some(strings(reached.to_vec())),
-                ..Default::default()
-            });
         }
     }
 }
