@@ -27,7 +27,9 @@ const TRACES: usize = 5;
 const SPANS_PER_TRACE: usize = 1 + 14 + 6 + 60 + 3 + 5;
 const CLEAN_SPANS_PER_TRACE: usize = 1 + 14 + 6 + 30 + 3 + 5;
 
-fn config(grpc: u16) -> String {
+/// OTLP → `trace_analysis` (with `options`: more YAML lines of the connector, indented as
+/// its options) → analysed traces and findings to files.
+fn config(grpc: u16, options: &str) -> String {
     format!(
         r#"
 receivers:
@@ -46,6 +48,7 @@ connectors:
   trace_analysis:
     decision_wait: 1s
     metrics_flush_interval: 1h
+{options}
 service:
   pipelines:
     traces:
@@ -63,6 +66,16 @@ service:
 "#
     )
 }
+
+/// The detectors off natively, on as the analyser plugin `builtin:trace-analysis`.
+const DETECTORS_AS_PLUGIN: &str = "    n_plus_one: { enabled: false }
+    duplicate_call: { enabled: false }
+    serial_calls: { enabled: false }
+    fan_out: { enabled: false }
+    error_origin: { enabled: false }
+    analysers:
+      - plugin: builtin:trace-analysis
+        limits: { call_timeout: 10s }";
 
 fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).map(|kv| {
@@ -108,8 +121,18 @@ struct Run {
 }
 
 fn run(clean: bool) -> Run {
+    run_with(clean, "")
+}
+
+/// [`run`] with more options of the connector.
+fn run_with(clean: bool, options: &str) -> Run {
     let grpc = free_port();
-    let mut c = Collector::start(&config(grpc), grpc);
+    let config = config(grpc, options);
+    let mut c = if options.is_empty() {
+        Collector::start(&config, grpc)
+    } else {
+        start_validated(&config, grpc)
+    };
     let mut cmd = Command::new(python());
     cmd.arg(workspace_root().join("tests/python/send_patterns.py"))
         .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
@@ -336,6 +359,43 @@ fn planted_patterns_are_found_once_per_trace() {
         assert_eq!(edge("frontend", callee), (n, 0.0, 0.0), "{callee}");
     }
     assert_eq!(run.dependencies.len(), 9, "{:?}", run.dependencies);
+}
+
+/// The detectors built to wasm and run as the analyser plugin `builtin:trace-analysis`, in
+/// place of the native ones, find what the native ones find on the planted-pattern corpus:
+/// the same patterns on the same spans of every trace, the same error propagation, the same
+/// counts per pattern, service and span name; and nothing on the clean corpus.
+#[test]
+fn the_builtin_analyser_finds_what_the_native_detectors_find() {
+    let native = run(false);
+    let plugin = run_with(false, DETECTORS_AS_PLUGIN);
+    assert!(!native.findings.is_empty() && !native.marked.is_empty());
+    let counts = |r: &Run| -> BTreeMap<(String, String, String), f64> {
+        r.findings
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), *v))
+            .collect()
+    };
+    assert_eq!(counts(&plugin), counts(&native));
+    for (_, worst) in plugin.findings.values() {
+        assert!(plugin.trace_ids.contains(worst), "worst trace {worst}");
+    }
+    // Trace ids differ between the runs; each run's traces have one shape.
+    let per_trace = |r: &Run| {
+        r.trace_ids
+            .iter()
+            .map(|id| (r.marked.get(id).cloned(), r.propagated.get(id).cloned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(per_trace(&plugin), per_trace(&native));
+    assert_eq!(
+        plugin.spans.values().collect::<Vec<_>>(),
+        native.spans.values().collect::<Vec<_>>()
+    );
+
+    let clean = run_with(true, DETECTORS_AS_PLUGIN);
+    assert!(clean.marked.is_empty(), "{:?}", clean.marked);
+    assert!(clean.findings.is_empty(), "{:?}", clean.findings);
 }
 
 #[test]
