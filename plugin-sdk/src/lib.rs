@@ -42,6 +42,11 @@
 //! [`LogBatch`]), one in a metrics pipeline metrics batches through
 //! [`Plugin::process_metrics`] (a [`MetricBatch`]); their defaults pass them on unchanged.
 //!
+//! Two other kinds of plugin see whole traces: a tail-sampling policy ([`policy::Policy`],
+//! [`export_policy!`]) decides whether to keep each, and a trace analyser
+//! ([`analyser::Analyser`], [`export_analyser!`]) reports findings in each for the
+//! `trace_analysis` connector.
+//!
 //! The batch crosses into the plugin as OTLP protobuf (one copy) and changes go back as small
 //! [`Edit`]s that the host checks and applies; see `plugin-sdk/README.md` for why and the
 //! numbers behind it.

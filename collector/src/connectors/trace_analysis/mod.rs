@@ -65,7 +65,6 @@ use crate::plugin_host::analyser::{AnalyserRunner, PluginFinding};
 use crate::processors::tail_sampling::buffer::{
     Buffer, BufferLimits, DueTrace, Eviction, encode_for_policy,
 };
-
 use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
 use crate::telemetry::{ExporterMetrics, TraceAnalysisMetrics};
 use config::Detectors;
