@@ -11,6 +11,8 @@ fn main() {
             "tests/plugins/hostile",
             "tests/plugins/tagger",
             "tests/plugins/policy-hostile",
+            "tests/plugins/analyser-hostile",
+            "tests/plugins/slow-root",
         ],
     );
 }

@@ -27,7 +27,9 @@ const TRACES: usize = 5;
 const SPANS_PER_TRACE: usize = 1 + 14 + 6 + 60 + 3 + 5;
 const CLEAN_SPANS_PER_TRACE: usize = 1 + 14 + 6 + 30 + 3 + 5;
 
-fn config(grpc: u16) -> String {
+/// OTLP → `trace_analysis` (with `options`: more YAML lines of the connector, indented as
+/// its options) → analysed traces and findings to files.
+fn config(grpc: u16, options: &str) -> String {
     format!(
         r#"
 receivers:
@@ -46,6 +48,7 @@ connectors:
   trace_analysis:
     decision_wait: 1s
     metrics_flush_interval: 1h
+{options}
 service:
   pipelines:
     traces:
@@ -63,6 +66,16 @@ service:
 "#
     )
 }
+
+/// The detectors off natively, on as the analyser plugin `builtin:trace-analysis`.
+const DETECTORS_AS_PLUGIN: &str = "    n_plus_one: { enabled: false }
+    duplicate_call: { enabled: false }
+    serial_calls: { enabled: false }
+    fan_out: { enabled: false }
+    error_origin: { enabled: false }
+    analysers:
+      - plugin: builtin:trace-analysis
+        limits: { call_timeout: 10s }";
 
 fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).map(|kv| {
@@ -108,8 +121,18 @@ struct Run {
 }
 
 fn run(clean: bool) -> Run {
+    run_with(clean, "")
+}
+
+/// [`run`] with more options of the connector.
+fn run_with(clean: bool, options: &str) -> Run {
     let grpc = free_port();
-    let mut c = Collector::start(&config(grpc), grpc);
+    let config = config(grpc, options);
+    let mut c = if options.is_empty() {
+        Collector::start(&config, grpc)
+    } else {
+        start_validated(&config, grpc)
+    };
     let mut cmd = Command::new(python());
     cmd.arg(workspace_root().join("tests/python/send_patterns.py"))
         .args(["--endpoint", &format!("127.0.0.1:{grpc}")])
@@ -338,6 +361,43 @@ fn planted_patterns_are_found_once_per_trace() {
     assert_eq!(run.dependencies.len(), 9, "{:?}", run.dependencies);
 }
 
+/// The detectors built to wasm and run as the analyser plugin `builtin:trace-analysis`, in
+/// place of the native ones, find what the native ones find on the planted-pattern corpus:
+/// the same patterns on the same spans of every trace, the same error propagation, the same
+/// counts per pattern, service and span name; and nothing on the clean corpus.
+#[test]
+fn the_builtin_analyser_finds_what_the_native_detectors_find() {
+    let native = run(false);
+    let plugin = run_with(false, DETECTORS_AS_PLUGIN);
+    assert!(!native.findings.is_empty() && !native.marked.is_empty());
+    let counts = |r: &Run| -> BTreeMap<(String, String, String), f64> {
+        r.findings
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), *v))
+            .collect()
+    };
+    assert_eq!(counts(&plugin), counts(&native));
+    for (_, worst) in plugin.findings.values() {
+        assert!(plugin.trace_ids.contains(worst), "worst trace {worst}");
+    }
+    // Trace ids differ between the runs; each run's traces have one shape.
+    let per_trace = |r: &Run| {
+        r.trace_ids
+            .iter()
+            .map(|id| (r.marked.get(id).cloned(), r.propagated.get(id).cloned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(per_trace(&plugin), per_trace(&native));
+    assert_eq!(
+        plugin.spans.values().collect::<Vec<_>>(),
+        native.spans.values().collect::<Vec<_>>()
+    );
+
+    let clean = run_with(true, DETECTORS_AS_PLUGIN);
+    assert!(clean.marked.is_empty(), "{:?}", clean.marked);
+    assert!(clean.findings.is_empty(), "{:?}", clean.findings);
+}
+
 #[test]
 fn a_clean_corpus_of_the_same_shapes_has_no_findings() {
     let run = run(true);
@@ -478,6 +538,443 @@ service:
         "RSS grew {:.1} MiB over its start",
         mib(peak - baseline)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Analyser plugins
+
+/// The SDK README's trace analyser example (`tests/plugins/slow-root`).
+const SLOW_ROOT: &str = env!("WASMCOL_TEST_PLUGIN_SLOW_ROOT");
+/// An analyser that finds every root and fails on purpose on a span named `trigger`
+/// (`tests/plugins/analyser-hostile`).
+const ANALYSER_HOSTILE: &str = env!("WASMCOL_TEST_PLUGIN_ANALYSER_HOSTILE");
+
+/// OTLP → `trace_analysis` (`analysers`: the YAML list, indented as an option of the
+/// connector) → analysed traces and findings to files; the collector's own metrics on
+/// `metrics_port`.
+fn analyser_config(grpc: u16, metrics_port: u16, analysers: &str) -> String {
+    let analysers: String = analysers.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  file/traces:
+    path: "{{dir}}/traces.jsonl"
+    flush_interval: 50ms
+  file/metrics:
+    path: "{{dir}}/metrics.jsonl"
+    flush_interval: 50ms
+connectors:
+  trace_analysis:
+    decision_wait: 1s
+    metrics_flush_interval: 1h
+    analysers:
+{analysers}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [trace_analysis]
+    traces/analysed:
+      receivers: [trace_analysis]
+      exporters: [file/traces]
+    metrics:
+      receivers: [trace_analysis]
+      exporters: [file/metrics]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics_port}
+"#
+    )
+}
+
+/// Runs `wasmcol validate` on `config` (`{dir}` replaced by a scratch directory).
+fn validate(config: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        config.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .expect("write config");
+    Command::new(wasmcol_tests::binary("wasmcol"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run wasmcol validate")
+}
+
+/// Starts a collector on `config`, validated first with no time limit (that compiles the
+/// plugins into the on-disk cache, so start-up is then quick).
+fn start_validated(config: &str, grpc: u16) -> Collector {
+    let checked = validate(config);
+    assert!(
+        checked.status.success(),
+        "the test's config does not validate:\n{}\n{config}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    Collector::start(config, grpc)
+}
+
+/// Traces `send_tail.py` sent, by group: (trace id, span ids with the root's first).
+type SentGroups = BTreeMap<String, Vec<(String, Vec<String>)>>;
+
+/// Sends `spec` (see `tests/python/send_tail.py`) with the OpenTelemetry Python SDK.
+fn send_tail(grpc: u16, spec: serde_json::Value) -> (SentGroups, usize) {
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/python/send_tail.py"))
+        .args([
+            "--protocol",
+            "grpc",
+            "--endpoint",
+            &format!("127.0.0.1:{grpc}"),
+        ])
+        .args(["--spec", &spec.to_string()])
+        .output()
+        .expect("run send_tail.py");
+    assert!(
+        out.status.success(),
+        "send_tail.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let groups = summary["groups"]
+        .as_object()
+        .expect("groups")
+        .iter()
+        .map(|(name, traces)| {
+            let traces = traces
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|t| {
+                    let ids = t["span_ids"].as_array().expect("span_ids");
+                    (
+                        t["trace_id"].as_str().expect("trace_id").to_owned(),
+                        ids.iter().map(|s| s.as_str().unwrap().to_owned()).collect(),
+                    )
+                })
+                .collect();
+            (name.clone(), traces)
+        })
+        .collect();
+    (groups, summary["spans"].as_u64().expect("spans") as usize)
+}
+
+/// The analysed spans written so far: (trace id, span id) → the span.
+fn analysed_spans(
+    c: &Collector,
+) -> BTreeMap<(String, String), opentelemetry_proto::tonic::trace::v1::Span> {
+    let path = c.path("traces.jsonl");
+    if !path.exists() {
+        return BTreeMap::new();
+    }
+    all_spans(&read_json_lines(&path))
+        .into_iter()
+        .map(|s| ((hex(&s.trace_id), hex(&s.span_id)), s.clone()))
+        .collect()
+}
+
+/// The findings metric's points: (pattern, service, span name) → (value, worst trace id).
+fn findings_metric(c: &Collector) -> BTreeMap<(String, String, String), (f64, String)> {
+    let file = std::fs::read_to_string(c.path("metrics.jsonl")).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for rm in file
+        .lines()
+        .filter(|l| l.starts_with(r#"{"resourceMetrics""#))
+        .flat_map(|l| {
+            wasmcol::otlp::json::decode_metrics(l.as_bytes())
+                .unwrap()
+                .resource_metrics
+        })
+    {
+        for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            if m.name != "trace_analysis.findings" {
+                continue;
+            }
+            let Some(metric::Data::Sum(sum)) = &m.data else {
+                panic!("{} is not a sum", m.name)
+            };
+            for p in &sum.data_points {
+                let Some(number_data_point::Value::AsDouble(v)) = p.value else {
+                    panic!("{p:?}")
+                };
+                let key = |k: &str| text(&p.attributes, k).unwrap_or_default();
+                out.insert(
+                    (key("pattern"), key("service.name"), key("span.name")),
+                    (v, key("trace_analysis.worst_trace_id")),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The SDK README's example analyser, built to wasm and configured in `analysers:`, finds the
+/// slow traces a real OpenTelemetry SDK sent, and only those: on the traces side the root span
+/// of each carries `slow_root` (and the attribute the plugin set), no other span does; the
+/// findings metric counts one per slow trace under the root's service and name, its worst
+/// trace one of them. Every span passes on, and the built-in detectors run beside it.
+#[test]
+fn a_custom_analyser_finds_slow_roots_end_to_end() {
+    let (grpc, metrics_port) = (free_port(), free_port());
+    let analysers = format!(
+        "- plugin: {SLOW_ROOT}\n  config: {{ threshold_ms: 300 }}\n  limits: {{ memory_mib: 64, call_timeout: 1s }}"
+    );
+    let mut c = start_validated(&analyser_config(grpc, metrics_port, &analysers), grpc);
+    let (sent, spans) = send_tail(
+        grpc,
+        serde_json::json!({
+            "services": ["frontend", "checkout"],
+            "groups": [
+                {"name": "slow", "count": 3, "spans": 3, "duration_ms": 500, "service": "frontend"},
+                {"name": "quick", "count": 4, "spans": 3, "duration_ms": 20, "service": "frontend"},
+                {"name": "failing", "count": 2, "spans": 2, "duration_ms": 20, "error": true, "service": "frontend"},
+            ]
+        }),
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || analysed_spans(&c).len()
+            == spans),
+        "analysed traces not passed on:\n{}",
+        c.log()
+    );
+    assert_eq!(c.stop(), 0, "{}", c.log());
+
+    let out = analysed_spans(&c);
+    let patterns = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
+        strings(&s.attributes, "trace_analysis.findings")
+    };
+    let mut slow_roots = BTreeSet::new();
+    for (trace_id, ids) in &sent["slow"] {
+        let root = &out[&(trace_id.clone(), ids[0].clone())];
+        assert_eq!(patterns(root), ["slow_root"], "{root:?}");
+        let threshold = root
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "slow_root.threshold_ms")
+            .and_then(|kv| kv.value.as_ref()?.value.clone());
+        assert_eq!(threshold, Some(any_value::Value::IntValue(300)));
+        slow_roots.insert(root.name.clone());
+    }
+    let marked: Vec<_> = out
+        .values()
+        .filter(|s| patterns(s).contains(&"slow_root".to_owned()))
+        .collect();
+    assert_eq!(marked.len(), 3, "only the slow roots: {marked:?}");
+    // The detectors still run: each failing trace's error origin is marked.
+    for (trace_id, ids) in &sent["failing"] {
+        let origin = &out[&(trace_id.clone(), ids[1].clone())];
+        assert_eq!(patterns(origin), ["error_origin"], "{origin:?}");
+    }
+
+    let metric = findings_metric(&c);
+    let slow: BTreeMap<_, _> = metric
+        .iter()
+        .filter(|((p, _, _), _)| p == "slow_root")
+        .collect();
+    assert_eq!(
+        slow.keys()
+            .map(|(_, s, n)| (s.as_str(), n.clone()))
+            .collect::<BTreeSet<_>>(),
+        slow_roots.iter().map(|n| ("frontend", n.clone())).collect(),
+        "{metric:?}"
+    );
+    let slow_ids: BTreeSet<&String> = sent["slow"].iter().map(|(t, _)| t).collect();
+    for (value, worst) in slow.values() {
+        assert_eq!(*value, 1.0);
+        assert!(slow_ids.contains(worst), "worst trace {worst}");
+    }
+    let origins: f64 = metric
+        .iter()
+        .filter(|((p, _, _), _)| p == "error_origin")
+        .map(|(_, (v, _))| v)
+        .sum();
+    assert_eq!(origins, 2.0, "{metric:?}");
+}
+
+/// The SDK README's "Trace analysers" example is the plugin the test above runs.
+#[test]
+fn the_sdk_readme_example_is_the_tested_analyser() {
+    let readme = std::fs::read_to_string(workspace_root().join("plugin-sdk/README.md"))
+        .expect("read the SDK README");
+    let lib = std::fs::read_to_string(workspace_root().join("tests/plugins/slow-root/src/lib.rs"))
+        .expect("read the example");
+    assert!(
+        readme.contains(&format!("```rust\n{lib}```\n")),
+        "plugin-sdk/README.md does not show tests/plugins/slow-root/src/lib.rs as it is"
+    );
+}
+
+/// Analysers that fail on a batch (a trap, a sleep past `call_timeout`, an error, a finding
+/// naming a span that does not exist, memory past `memory_mib`) beside one that works: the
+/// batch's traces all pass on, with the working analyser's findings and none of the failing
+/// ones'; each failure is counted by reason, on each side of the connector; the next batch
+/// gets findings from every analyser again (fresh instances).
+#[test]
+fn failing_analysers_cost_only_their_own_findings() {
+    let (grpc, metrics_port) = (free_port(), free_port());
+    let modes = [
+        ("trap", "trap"),
+        ("sleep", "timeout"),
+        ("error", "error"),
+        ("bad-index", "invalid_output"),
+        ("memory", "memory_limit"),
+    ];
+    let mut analysers = String::new();
+    for (mode, _) in modes {
+        analysers.push_str(&format!(
+            "- plugin: {ANALYSER_HOSTILE}\n  config: {{ mode: {mode} }}\n  limits: {{ memory_mib: 32, call_timeout: 300ms }}\n"
+        ));
+    }
+    analysers.push_str(&format!(
+        "- plugin: {SLOW_ROOT}\n  config: {{ threshold_ms: 300 }}\n"
+    ));
+    let mut c = start_validated(&analyser_config(grpc, metrics_port, &analysers), grpc);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let scrape = || runtime.block_on(scrape_metrics(metrics_port));
+
+    // A batch with the trigger: every hostile analyser fails on it.
+    let (first, first_spans) = send_tail(
+        grpc,
+        serde_json::json!({
+            "services": ["frontend", "checkout"],
+            "groups": [
+                {"name": "trigger", "count": 1, "spans": 2, "span_name": "trigger", "duration_ms": 500, "service": "frontend"},
+                {"name": "with", "count": 2, "spans": 2, "duration_ms": 500, "service": "frontend"},
+            ]
+        }),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || analysed_spans(&c).len()
+            == first_spans),
+        "the traces of the failed calls did not pass on:\n{}",
+        c.log()
+    );
+    let failures = |analyser: usize, reason: &str, text: &str| {
+        let mut n = 0.0;
+        for side in ["metrics", "traces"] {
+            n += metric_value(
+                text,
+                &format!(
+                    r#"wasmcol_plugin_failures_total{{processor="trace_analysis.analysers[{analyser}].{side}",reason="{reason}"}}"#
+                ),
+            )
+            .unwrap_or(0.0);
+        }
+        n
+    };
+    let mut text = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            text = scrape();
+            modes
+                .iter()
+                .enumerate()
+                .all(|(i, (_, reason))| failures(i, reason, &text) == 2.0)
+        }),
+        "each hostile analyser failed once per side, by its reason:\n{text}"
+    );
+
+    // The next batch: every analyser works again.
+    let (second, second_spans) = send_tail(
+        grpc,
+        serde_json::json!({
+            "services": ["frontend", "checkout"],
+            "groups": [{"name": "plain", "count": 3, "spans": 2, "duration_ms": 500, "service": "frontend"}]
+        }),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || analysed_spans(&c).len()
+            == first_spans + second_spans),
+        "later traces did not pass on:\n{}",
+        c.log()
+    );
+    assert_eq!(c.stop(), 0, "{}", c.log());
+    let out = analysed_spans(&c);
+    let root_patterns = |group: &[(String, Vec<String>)]| -> Vec<Vec<String>> {
+        group
+            .iter()
+            .map(|(t, ids)| {
+                strings(
+                    &out[&(t.clone(), ids[0].clone())].attributes,
+                    "trace_analysis.findings",
+                )
+            })
+            .collect()
+    };
+    // The failed call: only the working analyser's findings.
+    for p in root_patterns(&first["trigger"])
+        .into_iter()
+        .chain(root_patterns(&first["with"]))
+    {
+        assert_eq!(p, ["slow_root"]);
+    }
+    // The next call: every analyser's.
+    for p in root_patterns(&second["plain"]) {
+        assert_eq!(p, ["hostile_root", "slow_root"]);
+    }
+    let metric = findings_metric(&c);
+    let total = |pattern: &str| -> f64 {
+        metric
+            .iter()
+            .filter(|((p, _, _), _)| p == pattern)
+            .map(|(_, (v, _))| v)
+            .sum()
+    };
+    assert_eq!(total("slow_root"), 6.0, "{metric:?}");
+    assert_eq!(
+        total("hostile_root"),
+        3.0 * modes.len() as f64,
+        "{metric:?}"
+    );
+}
+
+/// `wasmcol validate` names the connector, the analyser's place in the list and the option:
+/// an unknown option, a plugin that is not there, a processor plugin, a configuration the
+/// plugin rejects (with its message), a limit out of range.
+#[test]
+fn validate_rejects_bad_analysers() {
+    let (grpc, metrics_port) = (free_port(), free_port());
+    let tagger = env!("WASMCOL_TEST_PLUGIN_TAGGER");
+    for (analysers, want) in [
+        (
+            format!("- plugin: {SLOW_ROOT}\n  configs: {{ threshold_ms: 1 }}"),
+            "unknown field `configs`".to_owned(),
+        ),
+        (
+            "- plugin: /nonexistent/analyser.wasm".to_owned(),
+            "connectors.trace_analysis.analysers[0].plugin: cannot read the plugin file \"/nonexistent/analyser.wasm\"".to_owned(),
+        ),
+        (
+            format!("- plugin: {SLOW_ROOT}\n  config: {{ threshold_ms: 1 }}\n- plugin: {tagger}"),
+            "connectors.trace_analysis.analysers[1].plugin: ".to_owned(),
+        ),
+        (
+            format!("- plugin: {SLOW_ROOT}\n  config: {{ threshold: 1 }}"),
+            "connectors.trace_analysis.analysers[0].config: the analyser plugin rejected its configuration: config.threshold: unknown field `threshold`, expected `threshold_ms`".to_owned(),
+        ),
+        (
+            format!("- plugin: {SLOW_ROOT}\n  config: {{ threshold_ms: 1 }}\n  limits: {{ memory_mib: 0 }}"),
+            "connectors.trace_analysis.analysers[0].limits.memory_mib: must be between 1 and 4096".to_owned(),
+        ),
+    ] {
+        let config = analyser_config(grpc, metrics_port, &analysers);
+        let out = validate(&config);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "validate must fail:\n{stderr}\n{config}");
+        assert!(stderr.contains(&want), "expected {want:?} in:\n{stderr}");
+        if analysers.contains("tagger") {
+            assert!(
+                stderr.contains("is not a trace analyser plugin"),
+                "a processor plugin is named as such:\n{stderr}"
+            );
+        }
+    }
 }
 
 /// SIGTERM with every trace still waiting in `trace_analysis` (its traces side, `decision_wait:

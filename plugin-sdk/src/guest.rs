@@ -62,6 +62,78 @@ pub mod policy {
     pub use wit::PolicyInfo;
 }
 
+/// Bindings for the trace analyser world.
+pub mod analyser {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "analyser",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "wasmcol_plugin_sdk::guest::analyser",
+    });
+
+    use exports::wasmcol::plugin::analysis as wit;
+
+    use crate::policy::TraceSummary;
+
+    /// Analyses a batch through the runtime, converting from and to the WIT types.
+    pub fn analyse<A: crate::analyser::Analyser>(
+        batch: Vec<u8>,
+        traces: Vec<wit::TraceSummary>,
+    ) -> Result<Vec<wit::Finding>, String> {
+        let counts: Vec<u32> = traces.iter().map(|t| t.resource_spans).collect();
+        let summaries: Vec<TraceSummary> = traces.into_iter().map(summary).collect();
+        let found = crate::runtime::analyse::<A>(&batch, &summaries, &counts)?;
+        Ok(found
+            .into_iter()
+            .map(|(trace, f)| wit::Finding {
+                trace,
+                pattern: f.pattern,
+                anchor: f.anchor,
+                spans: f.spans,
+                magnitude: f.magnitude,
+                attributes: f
+                    .attributes
+                    .into_iter()
+                    .map(|(k, v)| (k, value(v)))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn summary(t: wit::TraceSummary) -> TraceSummary {
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&t.trace_id.0.to_be_bytes());
+        trace_id[8..].copy_from_slice(&t.trace_id.1.to_be_bytes());
+        TraceSummary {
+            trace_id,
+            span_count: t.span_count,
+            encoded_bytes: t.encoded_bytes,
+            start_unix_nano: t.start_unix_nano,
+            end_unix_nano: t.end_unix_nano,
+            has_root: t.has_root,
+            error_spans: t.error_spans,
+            ok_spans: t.ok_spans,
+            service_name: t.service_name,
+            first_seen_unix_nano: t.first_seen_unix_nano,
+        }
+    }
+
+    fn value(v: crate::value::Value) -> wasmcol::plugin::types::Value {
+        use crate::value::Value;
+        use prost::Message;
+        use wasmcol::plugin::types::Value as W;
+        match v {
+            Value::Str(s) => W::Str(s),
+            Value::Int(i) => W::Int(i),
+            Value::Double(d) => W::Double(d),
+            Value::Bool(b) => W::Boolean(b),
+            Value::Bytes(b) => W::Bytes(b),
+            Value::Any(a) => W::Encoded(a.encode_to_vec()),
+        }
+    }
+}
+
 use wasmcol::plugin::types as wit;
 
 use crate::edit::{Edit, Output, StatusCode, Target};

@@ -42,10 +42,16 @@
 //! [`LogBatch`]), one in a metrics pipeline metrics batches through
 //! [`Plugin::process_metrics`] (a [`MetricBatch`]); their defaults pass them on unchanged.
 //!
+//! Two other kinds of plugin see whole traces: a tail-sampling policy ([`policy::Policy`],
+//! [`export_policy!`]) decides whether to keep each, and a trace analyser
+//! ([`analyser::Analyser`], [`export_analyser!`]) reports findings in each for the
+//! `trace_analysis` connector.
+//!
 //! The batch crosses into the plugin as OTLP protobuf (one copy) and changes go back as small
 //! [`Edit`]s that the host checks and applies; see `plugin-sdk/README.md` for why and the
 //! numbers behind it.
 
+pub mod analyser;
 mod attributes;
 mod batch;
 pub mod edit;
@@ -57,6 +63,7 @@ pub mod policy;
 pub mod runtime;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod units;
 mod value;
 pub mod view;
 pub mod wire;
@@ -193,6 +200,35 @@ macro_rules! export_policy {
                 }
             }
             $crate::guest::policy::export!(Export);
+        };
+    };
+}
+
+/// Registers `$analyser` (a type implementing [`analyser::Analyser`]) as a trace analyser
+/// plugin's entry point. Expands to nothing in native builds.
+#[macro_export]
+macro_rules! export_analyser {
+    ($analyser:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct Export;
+            impl $crate::guest::analyser::exports::wasmcol::plugin::analysis::Guest for Export {
+                fn init(config: String) -> Result<(), String> {
+                    $crate::runtime::init_analyser::<$analyser>(config)
+                }
+                fn analyse(
+                    batch: Vec<u8>,
+                    traces: Vec<
+                        $crate::guest::analyser::exports::wasmcol::plugin::analysis::TraceSummary,
+                    >,
+                ) -> Result<
+                    Vec<$crate::guest::analyser::exports::wasmcol::plugin::analysis::Finding>,
+                    String,
+                > {
+                    $crate::guest::analyser::analyse::<$analyser>(batch, traces)
+                }
+            }
+            $crate::guest::analyser::export!(Export);
         };
     };
 }

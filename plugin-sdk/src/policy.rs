@@ -279,13 +279,14 @@ impl Decision {
 }
 
 /// Splits `resource_spans` into the traces the summaries describe (`counts[i]` consecutive
-/// entries each) and runs `decide` over them in order.
-pub fn decide_all(
+/// entries each) and runs `decide` over them in order (a policy's decisions, an analyser's
+/// findings).
+pub fn decide_all<T>(
     resource_spans: &[ResourceSpans],
     summaries: &[TraceSummary],
     counts: &[u32],
-    mut decide: impl FnMut(&Trace<'_>) -> Decision,
-) -> Result<Vec<Decision>, String> {
+    mut decide: impl FnMut(&Trace<'_>) -> T,
+) -> Result<Vec<T>, String> {
     let mut at = 0usize;
     let mut out = Vec::with_capacity(summaries.len());
     for (summary, &n) in summaries.iter().zip(counts) {

@@ -1,5 +1,6 @@
-//! The glue [`crate::export_plugin!`] and [`crate::export_policy!`] expand to: one plugin value
-//! per instance, built by `init` and driven by `process` or `decide`.
+//! The glue [`crate::export_plugin!`], [`crate::export_policy!`] and
+//! [`crate::export_analyser!`] expand to: one plugin value per instance, built by `init` and
+//! driven by `process`, `decide` or `analyse`.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -7,6 +8,7 @@ use std::cell::RefCell;
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
 
+use crate::analyser::{Analyser, Finding, analyse_all};
 use crate::policy::{Decision, Policy, TraceSummary, decide_all};
 use crate::{Batch, Output, Plugin, PluginConfig};
 
@@ -92,6 +94,33 @@ pub fn decide<P: Policy>(
         policy.begin(crate::host::now_unix_nano());
         decide_all(&data.resource_spans, summaries, counts, |t| {
             policy.decide(t)
+        })
+    })
+}
+
+/// Builds a trace analyser from its configuration (JSON text).
+pub fn init_analyser<A: Analyser>(config: String) -> Result<(), String> {
+    let analyser = A::new(parse_config(&config)?)?;
+    PLUGIN.with_borrow_mut(|p| *p = Some(Box::new(analyser)));
+    Ok(())
+}
+
+/// Analyses a batch of traces: `bytes` is their `TracesData`, `counts[i]` how many of its
+/// resource spans belong to trace `i`. Each finding comes with its trace's index.
+pub fn analyse<A: Analyser>(
+    bytes: &[u8],
+    summaries: &[TraceSummary],
+    counts: &[u32],
+) -> Result<Vec<(u32, Finding)>, String> {
+    let data =
+        TracesData::decode(bytes).map_err(|e| format!("the host sent a malformed batch: {e}"))?;
+    PLUGIN.with_borrow_mut(|p| {
+        let analyser = p
+            .as_mut()
+            .and_then(|p| p.downcast_mut::<A>())
+            .ok_or_else(|| "analyse was called before init".to_string())?;
+        analyse_all(&data.resource_spans, summaries, counts, |t| {
+            analyser.analyse(t)
         })
     })
 }

@@ -37,6 +37,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
+use crate::analyser::{Analyser, Finding};
 use crate::edit::{self, Output};
 use crate::host::{Level, Row};
 use crate::policy::{Decision, Policy, Trace, TraceSummary};
@@ -401,6 +402,67 @@ impl<P: Policy> PolicyHarness<P> {
     /// The policy itself.
     pub fn policy(&mut self) -> &mut P {
         &mut self.policy
+    }
+}
+
+/// A trace analyser running natively: it sees each trace as the `trace_analysis` connector
+/// hands it over (summarised as the host summarises it), and its findings get the host's
+/// checks.
+///
+/// ```
+/// use wasmcol_plugin_sdk::PluginConfig;
+/// use wasmcol_plugin_sdk::analyser::{Analyser, Finding, Trace};
+/// use wasmcol_plugin_sdk::testing::{AnalyserHarness, resource_spans, span};
+///
+/// struct Roots;
+/// impl Analyser for Roots {
+///     fn new(_: PluginConfig) -> Result<Self, String> { Ok(Roots) }
+///     fn analyse(&mut self, t: &Trace<'_>) -> Result<Vec<Finding>, String> {
+///         Ok(t.root().map(|r| Finding::new("root", r)).into_iter().collect())
+///     }
+/// }
+///
+/// let mut h = AnalyserHarness::<Roots>::new(serde_json::json!({})).unwrap();
+/// let found = h.analyse(&[vec![resource_spans("checkout", vec![span("GET /cart", &[])])]]);
+/// assert_eq!(found.unwrap(), vec![(0, Finding::new("root", 0))]);
+/// ```
+pub struct AnalyserHarness<A: Analyser> {
+    analyser: A,
+}
+
+impl<A: Analyser> AnalyserHarness<A> {
+    /// Builds the analyser from `config`, as the collector does at start-up.
+    pub fn new(config: serde_json::Value) -> Result<Self, String> {
+        Ok(Self {
+            analyser: A::new(PluginConfig::new(config))?,
+        })
+    }
+
+    /// Analyses `traces` (each the resource spans of one trace) as one batch: the findings,
+    /// each with its trace's index, or the error the host would count. A finding the host
+    /// would refuse (a span number out of range, a pattern empty or too long) is an error
+    /// here too.
+    pub fn analyse(
+        &mut self,
+        traces: &[Vec<ResourceSpans>],
+    ) -> Result<Vec<(u32, Finding)>, String> {
+        let now = crate::host::now_unix_nano();
+        let summaries: Vec<TraceSummary> =
+            traces.iter().map(|t| TraceSummary::of(t, now)).collect();
+        let counts: Vec<u32> = traces.iter().map(|t| t.len() as u32).collect();
+        let flat: Vec<ResourceSpans> = traces.iter().flatten().cloned().collect();
+        let found =
+            crate::analyser::analyse_all(&flat, &summaries, &counts, |t| self.analyser.analyse(t))?;
+        for (trace, f) in &found {
+            let spans = summaries[*trace as usize].span_count;
+            crate::analyser::check(f, spans)?;
+        }
+        Ok(found)
+    }
+
+    /// The analyser itself.
+    pub fn analyser(&mut self) -> &mut A {
+        &mut self.analyser
     }
 }
 

@@ -22,6 +22,19 @@ pub mod policy {
     });
 }
 
+/// The trace analyser world. It imports the same `host` interface as processors, and its
+/// findings' attribute values are the processors' `value`s, so both bindings are shared.
+pub mod analyser {
+    wasmtime::component::bindgen!({
+        path: "../plugin-sdk/wit",
+        world: "analyser",
+        with: {
+            "wasmcol:plugin/host": crate::plugin_host::bindings::wasmcol::plugin::host,
+            "wasmcol:plugin/types": crate::plugin_host::bindings::wasmcol::plugin::types,
+        },
+    });
+}
+
 /// The processor world of `wasmcol:plugin@0.1.0`. Its `host` interface is the same as
 /// 0.2.0's, and the host implements both with the same functions.
 pub mod v0_1 {

@@ -601,7 +601,7 @@ fn target(t: wit::Target) -> Target {
 }
 
 /// A value from the plugin's answer, counted against the output cap; `what` names it in errors.
-fn value(
+pub(crate) fn value(
     v: wit::Value,
     size: &mut usize,
     what: impl FnOnce() -> String,

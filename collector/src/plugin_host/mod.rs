@@ -3,7 +3,8 @@
 //!
 //! - [`engine`]: the one wasmtime engine (compilation settings, on-disk cache, epoch clock)
 //!   and the linker with everything a plugin may import.
-//! - [`plugin`] loads a processor plugin (built in or a file), [`policy`] a policy plugin.
+//! - [`plugin`] loads a processor plugin (built in or a file), [`policy`] a policy plugin,
+//!   [`analyser`] a trace analyser plugin (and runs it, with failure back-off).
 //! - [`instance`]: one live processor instance and its calls; [`CallError`] says how a call
 //!   failed.
 //! - [`limits`]: memory budget (linear memory and tables), deadline and output cap of each
@@ -13,6 +14,7 @@
 //! - [`tables`]: read-only lookup tables.
 //! - [`worker`]: the threads that run processor instances, with failure back-off.
 
+pub mod analyser;
 pub mod bindings;
 mod builtin;
 pub mod engine;

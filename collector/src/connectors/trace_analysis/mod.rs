@@ -1,5 +1,6 @@
 //! `trace_analysis`: a traces → metrics and traces → traces connector that analyses every
-//! complete trace for performance anti-patterns and error origins (see [`detect`]).
+//! complete trace for performance anti-patterns and error origins (see [`detect`], from the
+//! `trace-analysis-plugin` crate, linked natively).
 //!
 //! Spans wait in the trace buffer `tail_sampling` uses (encoded, per trace, with its
 //! `decision_wait`, trace count and byte budget, per-trace cap and evictions), and a trace is
@@ -15,16 +16,24 @@
 //! are (traces side) and not analysed again, while its id is remembered
 //! (`late_span_cache_size`).
 //!
+//! Analyser plugins (`analysers:`, the `wasmcol:plugin/analyser` world) get each batch of
+//! due traces after the detectors, on a blocking thread; their findings join the detectors'
+//! in the metric and on the spans. A plugin that fails (trap, error, timeout, out of memory,
+//! a finding out of range) costs only its own findings for that batch: the traces pass on,
+//! the failure is counted (`wasmcol_plugin_failures_total`) and logged at a limited rate.
+//! Without analysers, nothing of this runs and the metrics side buffers spans cut down to
+//! what the detectors read.
+//!
 //! Used on both sides, the connector is two instances, each with its own buffer.
 
 mod config;
-pub mod detect;
-mod spans;
 mod strip;
 #[cfg(test)]
 mod tests;
 
 pub use config::TraceAnalysisConfig;
+pub use trace_analysis_plugin::detect;
+use trace_analysis_plugin::spans;
 
 use crate::connectors::unix_nanos;
 use std::collections::{BTreeMap, HashMap};
@@ -51,9 +60,14 @@ use crate::otlp::wire;
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, Metrics, SharedConsumer, SignalKind, TraceBatch, Traces,
 };
-use crate::processors::tail_sampling::buffer::{Buffer, BufferLimits, DueTrace, Eviction};
+use crate::plugin_host::Services;
+use crate::plugin_host::analyser::{AnalyserRunner, PluginFinding};
+use crate::processors::tail_sampling::buffer::{
+    Buffer, BufferLimits, DueTrace, Eviction, encode_for_policy,
+};
 use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
 use crate::telemetry::{ExporterMetrics, TraceAnalysisMetrics};
+use config::Detectors;
 use detect::{Finding, Pattern, TraceSpan};
 
 /// The metric sent.
@@ -74,6 +88,10 @@ pub const DEPENDENCY_FAILED_ENTRIES_METRIC: &str = "trace_analysis.dependency.fa
 pub const WORST_TRACE_ATTRIBUTE: &str = "trace_analysis.worst_trace_id";
 /// Instrumentation scope of the metrics.
 pub const SCOPE_NAME: &str = "wasmcol/trace_analysis";
+/// Most traces handed to an analyser plugin in one call (as to a tail-sampling policy).
+const MAX_TRACES_PER_CALL: usize = 4096;
+/// About how many span bytes go into one analyser call (as into a policy call).
+const MAX_BYTES_PER_CALL: usize = 8 << 20;
 
 impl ConnectorConfig for TraceAnalysisConfig {
     fn pairs(&self) -> Vec<(SignalKind, SignalKind)> {
@@ -127,7 +145,7 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct Findings {
     start_unix_nano: u64,
-    series: BTreeMap<(String, &'static str, String), Series>,
+    series: BTreeMap<(String, String, String), Series>,
     /// Weighted seconds of self time on critical paths per service, per span name.
     critical: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per caller service, per callee: weighted calls, failed calls, failed calls whose
@@ -159,14 +177,14 @@ struct Sums<'a> {
     /// apart here and together in [`Findings`].
     dependencies: HashMap<(&'a str, &'a str, Option<&'a str>), [f64; 3], KeyedHash>,
     /// Per (service, pattern, span name): findings, weighted, and the worst.
-    series: BTreeMap<(&'a str, &'static str, &'a str), Series>,
+    series: BTreeMap<(&'a str, &'a str, &'a str), Series>,
 }
 
 impl<'a> Sums<'a> {
     /// Adds a finding; `trace_id` is called only when it is the worst of its series so far.
     fn add(
         &mut self,
-        key: (&'a str, &'static str, &'a str),
+        key: (&'a str, &'a str, &'a str),
         weight: f64,
         magnitude: u32,
         trace_id: &impl Fn() -> String,
@@ -206,7 +224,7 @@ impl Findings {
             // Rare (traces with findings): the key is made whole.
             let into = self
                 .series
-                .entry((service.to_owned(), pattern, span.to_owned()))
+                .entry((service.to_owned(), pattern.to_owned(), span.to_owned()))
                 .or_default();
             into.total += s.total;
             if s.worst.0 > into.worst.0 || into.worst.1.is_empty() {
@@ -346,7 +364,7 @@ impl Findings {
 fn record<'a>(
     spans: &[TraceSpan<'a>],
     trace_id: impl Fn() -> String,
-    config: &TraceAnalysisConfig,
+    config: &Detectors,
     sums: &mut Sums<'a>,
     scratch: &mut detect::Scratch<'a>,
 ) -> Vec<Finding> {
@@ -386,21 +404,54 @@ fn record<'a>(
     findings
 }
 
-/// Marks the spans involved in `findings` (indices in the order of `resources`' spans) with
-/// their patterns and, on error origins, where the error propagated.
-fn mark(resources: &mut [ResourceSpans], findings: &[Finding]) {
+/// Adds an analyser plugin's findings in one trace to `sums`, as [`record`] does the
+/// detectors'.
+fn record_plugin<'a>(
+    spans: &[TraceSpan<'a>],
+    found: &'a [PluginFinding],
+    trace_id: impl Fn() -> String,
+    sums: &mut Sums<'a>,
+) {
+    for f in found {
+        // Checked against the trace's span count when the plugin answered.
+        let Some(anchor) = spans.get(f.anchor) else {
+            continue;
+        };
+        sums.add(
+            (anchor.service, &f.pattern, anchor.name),
+            adjusted_count(anchor.trace_state),
+            f.magnitude,
+            &trace_id,
+        );
+    }
+}
+
+/// Marks the spans involved in `findings` and the plugins' `found` (indices in the order of
+/// `resources`' spans) with their patterns and, on error origins, where the error propagated;
+/// writes the plugins' attributes on their anchors.
+fn mark(resources: &mut [ResourceSpans], findings: &[Finding], found: &[PluginFinding]) {
     // Patterns per span, in the order found, once each.
-    let mut marks: BTreeMap<usize, Vec<&'static str>> = BTreeMap::new();
+    let mut marks: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     let mut propagated: BTreeMap<usize, &[String]> = BTreeMap::new();
-    for f in findings {
-        for &i in &f.spans {
+    let mut extra: BTreeMap<usize, Vec<&(String, AnyValue)>> = BTreeMap::new();
+    let native = findings.iter().map(|f| (f.pattern.name(), &f.spans[..]));
+    let plugins = found.iter().map(|f| (f.pattern.as_str(), &f.spans[..]));
+    for (pattern, spans) in native.chain(plugins) {
+        for &i in spans {
             let list = marks.entry(i).or_default();
-            if !list.contains(&f.pattern.name()) {
-                list.push(f.pattern.name());
+            if !list.contains(&pattern) {
+                list.push(pattern);
             }
         }
+    }
+    for f in findings {
         if f.pattern == Pattern::ErrorOrigin && !f.propagated_to.is_empty() {
             propagated.insert(f.anchor, &f.propagated_to);
+        }
+    }
+    for f in found {
+        if !f.attributes.is_empty() {
+            extra.entry(f.anchor).or_default().extend(&f.attributes);
         }
     }
     let strings = |values: Vec<String>| AnyValue {
@@ -419,20 +470,33 @@ fn mark(resources: &mut [ResourceSpans], findings: &[Finding]) {
         .flat_map(|ss| &mut ss.spans)
         .enumerate();
     for (i, span) in spans {
-        let Some(list) = marks.get(&i) else { continue };
-        span.attributes
-            .retain(|kv| kv.key != SPAN_ATTRIBUTE && kv.key != PROPAGATED_ATTRIBUTE);
-        span.attributes.push(KeyValue {
-            key: SPAN_ATTRIBUTE.to_owned(),
-            value: Some(strings(list.iter().map(|s| (*s).to_owned()).collect())),
-            ..Default::default()
-        });
-        if let Some(reached) = propagated.get(&i) {
+        if let Some(list) = marks.get(&i) {
+            span.attributes
+                .retain(|kv| kv.key != SPAN_ATTRIBUTE && kv.key != PROPAGATED_ATTRIBUTE);
             span.attributes.push(KeyValue {
-                key: PROPAGATED_ATTRIBUTE.to_owned(),
-                value: Some(strings(reached.to_vec())),
+                key: SPAN_ATTRIBUTE.to_owned(),
+                value: Some(strings(list.iter().map(|s| (*s).to_owned()).collect())),
                 ..Default::default()
             });
+            if let Some(reached) = propagated.get(&i) {
+                span.attributes.push(KeyValue {
+                    key: PROPAGATED_ATTRIBUTE.to_owned(),
+                    value: Some(strings(reached.to_vec())),
+                    ..Default::default()
+                });
+            }
+        }
+        // After the marks, which clear the connector's own attributes first: a plugin may
+        // write one of them (`builtin:trace-analysis` writes an error origin's services).
+        if let Some(attributes) = extra.get(&i) {
+            for (key, value) in attributes {
+                span.attributes.retain(|kv| kv.key != *key);
+                span.attributes.push(KeyValue {
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                    ..Default::default()
+                });
+            }
         }
     }
 }
@@ -467,12 +531,12 @@ pub fn analyse_trace(
     let findings = record(
         &spans,
         || trace_id.to_owned(),
-        config,
+        &config.detectors(),
         &mut sums,
         &mut detect::Scratch::default(),
     );
     findings_out.add(&mut sums);
-    mark(resources, &findings);
+    mark(resources, &findings, &[]);
     findings
 }
 
@@ -481,6 +545,11 @@ struct State {
     /// The buffer's size and its evictions.
     buffer_metrics: TraceAnalysisMetrics,
     findings: Mutex<Findings>,
+    /// The detector sections of the configuration.
+    detectors: Detectors,
+    /// The analyser plugins (`None` without any), called on a blocking thread: a call may
+    /// take up to its `call_timeout`.
+    analysers: Option<Arc<Mutex<Vec<AnalyserRunner>>>>,
 }
 
 struct TraceAnalysis {
@@ -511,8 +580,35 @@ impl TraceAnalysis {
         } else {
             SampledCache::Exact(ExactCache::new(config.late_span_cache_size))
         };
+        let id = ctx.id.to_string();
+        let analysers = config.loaded.get().filter(|l| !l.is_empty()).map(|loaded| {
+            let runners = loaded
+                .iter()
+                .zip(&config.analysers)
+                .enumerate()
+                .map(|(i, ((analyser, json), entry))| {
+                    // Each side runs its own instances, counted apart.
+                    let side = match output {
+                        Output::Metrics(_) => "metrics",
+                        Output::Traces(_) => "traces",
+                    };
+                    let services = Arc::new(Services::new(
+                        format!("{id}.analysers[{i}].{side}"),
+                        ctx.metrics.clone(),
+                        Arc::new(Default::default()),
+                    ));
+                    AnalyserRunner::new(
+                        analyser.clone(),
+                        json.clone(),
+                        services,
+                        entry.limits.clone(),
+                    )
+                })
+                .collect();
+            Arc::new(Mutex::new(runners))
+        });
         Self {
-            id: ctx.id.to_string(),
+            id,
             config: Arc::new(config.clone()),
             state: Arc::new(State {
                 buffer: Mutex::new(Buffer::new(limits, sampled, ExactCache::new(0))),
@@ -521,6 +617,8 @@ impl TraceAnalysis {
                     start_unix_nano: unix_nanos(),
                     ..Default::default()
                 }),
+                detectors: config.detectors(),
+                analysers,
             }),
             output,
             metrics: ctx
@@ -534,13 +632,7 @@ impl TraceAnalysis {
 
 /// Analyses every due trace; on the traces side, sends them on. The buffer is locked only to
 /// take the due traces and to finish them, not while they are analysed.
-async fn run_due(
-    id: &str,
-    state: &State,
-    config: &TraceAnalysisConfig,
-    output: &Output,
-    metrics: &ExporterMetrics,
-) {
+async fn run_due(id: &str, state: &State, output: &Output, metrics: &ExporterMetrics) {
     let due: Vec<DueTrace> = state.buffer.lock().expect("trace_analysis lock").take_due(
         Instant::now(),
         usize::MAX,
@@ -549,6 +641,10 @@ async fn run_due(
     if due.is_empty() {
         return;
     }
+    let plugin_findings = match &state.analysers {
+        Some(runners) => run_analysers(runners, &due).await,
+        None => Vec::new(),
+    };
     let traces_side = matches!(output, Output::Traces(_));
     // On the traces side: the analysed traces as one `TracesData`, and its span count.
     let mut out: Vec<u8> = Vec::new();
@@ -556,7 +652,7 @@ async fn run_due(
     let mut sums = Sums::default();
     let mut trace: Vec<TraceSpan<'_>> = Vec::new();
     let mut scratch = detect::Scratch::default();
-    for t in &due {
+    for (at, t) in due.iter().enumerate() {
         trace.clear();
         for g in &t.groups {
             let service = g
@@ -569,15 +665,17 @@ async fn run_due(
         let findings = record(
             &trace,
             || format!("{:032x}", t.id),
-            config,
+            &state.detectors,
             &mut sums,
             &mut scratch,
         );
+        let plugins: &[PluginFinding] = plugin_findings.get(at).map_or(&[], Vec::as_slice);
+        record_plugin(&trace, plugins, || format!("{:032x}", t.id), &mut sums);
         if !traces_side {
             continue;
         }
         out_spans += trace.len();
-        if findings.is_empty() {
+        if findings.is_empty() && plugins.is_empty() {
             for g in &t.groups {
                 g.write_traces_data_entry(&mut out);
             }
@@ -588,7 +686,7 @@ async fn run_due(
                 .iter()
                 .map(|g| g.decode().unwrap_or_default())
                 .collect();
-            mark(&mut resources, &findings);
+            mark(&mut resources, &findings, plugins);
             prost::encoding::message::encode_repeated(1, &resources, &mut out);
         }
     }
@@ -632,6 +730,48 @@ async fn run_due(
             tracing::warn!(connector = %id, error = %e, spans, "analysed traces refused by the next stage; lost");
         }
     }
+}
+
+/// Hands `due` to every analyser plugin, in calls of at most [`MAX_TRACES_PER_CALL`] traces
+/// and about [`MAX_BYTES_PER_CALL`] bytes, on a blocking thread: the findings, per trace.
+async fn run_analysers(
+    runners: &Arc<Mutex<Vec<AnalyserRunner>>>,
+    due: &[DueTrace],
+) -> Vec<Vec<PluginFinding>> {
+    let mut per_trace: Vec<Vec<PluginFinding>> = vec![Vec::new(); due.len()];
+    let mut start = 0;
+    while start < due.len() {
+        let (mut end, mut bytes) = (start, 0usize);
+        while end < due.len()
+            && (end == start || (end - start < MAX_TRACES_PER_CALL && bytes < MAX_BYTES_PER_CALL))
+        {
+            bytes += due[end].summary.encoded_bytes as usize;
+            end += 1;
+        }
+        let chunk = &due[start..end];
+        let mut batch = Vec::with_capacity(bytes + bytes / 8);
+        let counts = encode_for_policy(chunk, &mut batch);
+        let summaries: Vec<_> = chunk.iter().map(|t| t.summary.clone()).collect();
+        let spans: Vec<u32> = chunk
+            .iter()
+            .map(|t| t.groups.iter().map(|g| g.span_count() as u32).sum())
+            .collect();
+        let runners = runners.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut runners = runners.lock().unwrap_or_else(|e| e.into_inner());
+            runners
+                .iter_mut()
+                .flat_map(|r| r.analyse(&batch, &summaries, &counts, &spans))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for f in found {
+            per_trace[start + f.trace].push(f);
+        }
+        start = end;
+    }
+    per_trace
 }
 
 /// Sets the buffer gauges to what `buffer` holds and counts `evictions`.
@@ -678,7 +818,9 @@ impl Consumer<Traces> for TraceAnalysis {
         }
         // On the metrics side only what the analysis reads is buffered, cut out before the
         // buffer is locked.
-        let stripped = matches!(self.output, Output::Metrics(_)).then(|| {
+        // With analyser plugins every span is buffered whole: plugins read what they like.
+        let strip = matches!(self.output, Output::Metrics(_)) && self.state.analysers.is_none();
+        let stripped = strip.then(|| {
             let mut stripped = Vec::with_capacity(batch.protobuf_len() / 4);
             let mut lens = Vec::new();
             match batch.protobuf_parts() {
@@ -742,7 +884,7 @@ impl Lifecycle for TraceAnalysis {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = ticks.tick() => run_due(&id, &state, &config, &output, &metrics).await,
+                    _ = ticks.tick() => run_due(&id, &state, &output, &metrics).await,
                     _ = flushes.tick() => {
                         if let Output::Metrics(next) = &output
                             && let Some(batch) = take_metrics(&state)
@@ -769,14 +911,7 @@ impl Lifecycle for TraceAnalysis {
             .lock()
             .expect("trace_analysis lock")
             .expire_all();
-        run_due(
-            &self.id,
-            &self.state,
-            &self.config,
-            &self.output,
-            &self.metrics,
-        )
-        .await;
+        run_due(&self.id, &self.state, &self.output, &self.metrics).await;
         let Output::Metrics(next) = &self.output else {
             return;
         };

@@ -7,7 +7,7 @@
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use wasmcol_plugin_sdk::wire::{FieldValue, Fields, RawField, raw_fields};
 
-use super::spans::is_read;
+use trace_analysis_plugin::spans::is_read;
 
 /// `Span` fields kept as they are: trace id, span id, trace state, parent span id, name,
 /// kind, start and end times, status, flags. Attributes (9) are kept when [`is_read`].

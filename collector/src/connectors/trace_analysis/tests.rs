@@ -87,7 +87,7 @@ impl Trace {
 
     fn findings(&self, config: &TraceAnalysisConfig) -> Vec<Finding> {
         let bodies = self.bodies();
-        detect::analyse(&read(&bodies), config)
+        detect::analyse(&read(&bodies), &config.detectors())
     }
 
     fn resources(&self) -> Vec<ResourceSpans> {

@@ -7,23 +7,41 @@ use wasmcol_plugin_sdk::wire::{FieldValue, Fields};
 /// The span attributes the detectors read, by position in [`TraceSpan::attributes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
+    /// `db.system`.
     DbSystem,
+    /// `db.system.name`.
     DbSystemName,
+    /// `db.namespace`.
     DbNamespace,
+    /// `db.name`.
     DbName,
+    /// `server.address`.
     ServerAddress,
+    /// `db.query.text`.
     DbQueryText,
+    /// `db.statement`.
     DbStatement,
+    /// `peer.service`.
     PeerService,
+    /// `net.peer.name`.
     NetPeerName,
+    /// `rpc.service`.
     RpcService,
+    /// `http.request.method`.
     HttpRequestMethod,
+    /// `http.method`.
     HttpMethod,
+    /// `url.full`.
     UrlFull,
+    /// `http.url`.
     HttpUrl,
+    /// `url.path`.
     UrlPath,
+    /// `http.target`.
     HttpTarget,
+    /// `http.route`.
     HttpRoute,
+    /// `url.template`.
     UrlTemplate,
 }
 

@@ -15,9 +15,9 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use super::config::TraceAnalysisConfig;
-pub use super::spans::TraceSpan;
-use super::spans::{Fnv, Key};
+use crate::config::Detectors;
+pub use crate::spans::TraceSpan;
+use crate::spans::{Fnv, Key};
 
 /// `SpanKind` values.
 const SERVER: i32 = 2;
@@ -492,18 +492,14 @@ pub struct Scratch<'a> {
 
 /// Runs everything enabled over one complete trace: the tree and the calls are worked out
 /// once for all.
-pub fn analyse_all<'a>(spans: &[TraceSpan<'a>], config: &TraceAnalysisConfig) -> Analysis<'a> {
+pub fn analyse_all<'a>(spans: &[TraceSpan<'a>], config: &Detectors) -> Analysis<'a> {
     let mut scratch = Scratch::default();
     analyse_in(spans, config, &mut scratch);
     scratch.analysis
 }
 
 /// [`analyse_all`] in `scratch`'s buffers: the result is `scratch.analysis`.
-pub fn analyse_in<'a>(
-    spans: &[TraceSpan<'a>],
-    config: &TraceAnalysisConfig,
-    scratch: &mut Scratch<'a>,
-) {
+pub fn analyse_in<'a>(spans: &[TraceSpan<'a>], config: &Detectors, scratch: &mut Scratch<'a>) {
     let Scratch {
         tree,
         keys,
@@ -574,7 +570,7 @@ pub fn analyse_in<'a>(
 }
 
 /// Runs the enabled detectors over one complete trace: the findings.
-pub fn analyse(spans: &[TraceSpan<'_>], config: &TraceAnalysisConfig) -> Vec<Finding> {
+pub fn analyse(spans: &[TraceSpan<'_>], config: &Detectors) -> Vec<Finding> {
     let mut config = config.clone();
     config.critical_path.enabled = false;
     config.dependencies.enabled = false;
@@ -587,7 +583,7 @@ fn repeated_calls(
     kids: &[u32],
     spans: &[TraceSpan<'_>],
     calls: &[Option<Call<'_>>],
-    config: &TraceAnalysisConfig,
+    config: &Detectors,
     keyed: &mut Vec<(u64, usize)>,
     findings: &mut Vec<Finding>,
 ) {
@@ -689,7 +685,7 @@ fn serial_calls(
     kids: &[u32],
     spans: &[TraceSpan<'_>],
     calls: &[Option<Call<'_>>],
-    config: &TraceAnalysisConfig,
+    config: &Detectors,
     order: &mut Vec<(u64, usize)>,
     findings: &mut Vec<Finding>,
 ) {
@@ -778,7 +774,7 @@ fn callee_of<'a>(i: usize, call: &Call<'a>, spans: &[TraceSpan<'a>], tree: &Tree
 /// caller's dependency on the callee is (1: each callee failure fails the request; 0: the
 /// caller copes).
 pub fn dependencies<'a>(spans: &[TraceSpan<'a>]) -> Vec<Dependency<'a>> {
-    let mut config = TraceAnalysisConfig::default();
+    let mut config = Detectors::default();
     config.critical_path.enabled = false;
     analyse_all(spans, &config).dependencies
 }
@@ -787,7 +783,7 @@ pub fn dependencies<'a>(spans: &[TraceSpan<'a>]) -> Vec<Dependency<'a>> {
 /// call) per call.
 fn fan_out(
     per_callee: &mut [(usize, Name<'_>, usize)],
-    config: &TraceAnalysisConfig,
+    config: &Detectors,
     findings: &mut Vec<Finding>,
 ) {
     let max = config.fan_out.max_calls_per_callee as usize;

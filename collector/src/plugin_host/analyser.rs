@@ -1,0 +1,385 @@
+//! Trace analyser plugins (the `wasmcol:plugin/analyser` world): loading, one sandboxed
+//! instance analysing batches of complete traces, and the runner that calls it with the
+//! failure handling of policy plugins (a failed call is counted, logged and skipped; the
+//! instance is replaced; repeated failures pause the plugin). The `trace_analysis` connector
+//! owns the buffer and the findings; this is only the call into the guest.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
+
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use prometheus_client::metrics::counter::Counter;
+use wasmcol_plugin_sdk::analyser::MAX_PATTERN;
+use wasmcol_plugin_sdk::policy::TraceSummary;
+use wasmtime::Store;
+
+use super::bindings::analyser::AnalyserPre;
+use super::bindings::analyser::exports::wasmcol::plugin::analysis as wit;
+use super::bindings::{self, CURRENT_VERSION};
+use super::host::{HostState, Services};
+use super::instance::{CallError, Deadline, classify, new_store, too_large, value};
+use super::limits::Limits;
+use super::plugin::{StartupError, compile};
+use super::tables::Tables;
+use super::worker::pause_after;
+use crate::panics;
+use crate::telemetry::{Metrics, log_limited};
+
+/// Most attributes one finding may carry.
+const MAX_ATTRIBUTES: usize = 64;
+
+/// A compiled and linked analyser plugin, ready to instantiate.
+pub struct LoadedAnalyser {
+    /// `builtin:NAME` or the file path, for messages.
+    pub source: String,
+    pre: AnalyserPre<HostState>,
+}
+
+impl std::fmt::Debug for LoadedAnalyser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedAnalyser")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl LoadedAnalyser {
+    /// Loads `source`: `builtin:NAME` or a path to a `.wasm` component.
+    pub fn load(source: &str) -> Result<Self, String> {
+        let (linked, version) = compile(source)?;
+        if let Some(v) = version.as_deref()
+            && v != CURRENT_VERSION
+        {
+            return Err(format!(
+                "{source:?} was built for wasmcol:plugin@{v}; trace analyser plugins must be \
+                 built for wasmcol:plugin@{CURRENT_VERSION}: rebuild it with the current \
+                 wasmcol-plugin-sdk"
+            ));
+        }
+        let pre = AnalyserPre::new(linked).map_err(|e| {
+            format!(
+                "{source:?} is not a trace analyser plugin (it does not implement the \
+                 wasmcol:plugin/analyser world): {e:#}"
+            )
+        })?;
+        Ok(Self {
+            source: source.to_string(),
+            pre,
+        })
+    }
+
+    /// Instantiates the plugin once and hands it its configuration, as start-up will.
+    pub fn check_config(&self, config_json: &str, limits: &Limits) -> Result<(), StartupError> {
+        let services = Arc::new(Services::new(
+            "validate".into(),
+            Arc::new(Metrics::new()),
+            Arc::new(Tables::default()),
+        ));
+        match AnalyserInstance::new(self, services, limits, config_json) {
+            Ok(_) => Ok(()),
+            Err(CallError::Rejected(reason)) => Err(StartupError {
+                path: "config",
+                message: format!("the analyser plugin rejected its configuration: {reason}"),
+            }),
+            Err(e) => Err(StartupError {
+                path: "plugin",
+                message: format!("{:?} failed while starting: {e}", self.source),
+            }),
+        }
+    }
+}
+
+/// One finding of a plugin, checked: indices in range, the pattern short.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginFinding {
+    /// The trace, by index into the traces of the call.
+    pub trace: usize,
+    /// What was found.
+    pub pattern: String,
+    /// The span it is about, numbered within its trace.
+    pub anchor: usize,
+    /// The spans involved, numbered within the trace.
+    pub spans: Vec<usize>,
+    /// How bad.
+    pub magnitude: u32,
+    /// Attributes for the anchor span.
+    pub attributes: Vec<(String, AnyValue)>,
+}
+
+/// A live analyser instance.
+pub struct AnalyserInstance {
+    store: Store<HostState>,
+    bindings: bindings::analyser::Analyser,
+    deadline: Deadline,
+    max_output: usize,
+}
+
+impl AnalyserInstance {
+    /// Instantiates `analyser` and calls its `init` with `config_json`.
+    pub fn new(
+        analyser: &LoadedAnalyser,
+        services: Arc<Services>,
+        limits: &Limits,
+        config_json: &str,
+    ) -> Result<Self, CallError> {
+        let (mut store, deadline) = new_store(services, limits)?;
+        let bindings = analyser
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&store, e))?;
+        bindings
+            .wasmcol_plugin_analysis()
+            .call_init(&mut store, config_json)
+            .map_err(|e| classify(&store, e))?
+            .map_err(CallError::Rejected)?;
+        Ok(Self {
+            store,
+            bindings,
+            deadline,
+            max_output: limits.max_output_bytes.0 as usize,
+        })
+    }
+
+    /// Linear memory the instance holds now, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
+    }
+
+    /// Analyses the traces of `batch` (their `TracesData`; `counts[i]` resource spans of
+    /// trace `i`, `spans[i]` spans). Every finding is checked; one out of range fails the
+    /// call.
+    pub fn analyse(
+        &mut self,
+        batch: &[u8],
+        summaries: &[TraceSummary],
+        counts: &[u32],
+        spans: &[u32],
+    ) -> Result<Vec<PluginFinding>, CallError> {
+        let traces: Vec<wit::TraceSummary> = summaries
+            .iter()
+            .zip(counts)
+            .map(|(s, &n)| to_wit(s, n))
+            .collect();
+        self.deadline.arm(&mut self.store);
+        let answer = self
+            .bindings
+            .wasmcol_plugin_analysis()
+            .call_analyse(&mut self.store, batch, &traces)
+            .map_err(|e| classify(&self.store, e))?
+            .map_err(CallError::Failed)?;
+        let mut size = 0usize;
+        answer
+            .into_iter()
+            .map(|f| {
+                size += 16 + f.pattern.len() + 4 * f.spans.len();
+                if size > self.max_output {
+                    return Err(too_large(size, self.max_output));
+                }
+                check(f, spans, &mut size)
+            })
+            .collect()
+    }
+}
+
+fn check(f: wit::Finding, spans: &[u32], size: &mut usize) -> Result<PluginFinding, CallError> {
+    let invalid = |m: String| Err(CallError::InvalidOutput(m));
+    if f.pattern.is_empty() || f.pattern.len() > MAX_PATTERN {
+        return invalid(format!(
+            "a finding's pattern is {} bytes long; 1 to {MAX_PATTERN} are allowed",
+            f.pattern.len()
+        ));
+    }
+    let Some(&n) = spans.get(f.trace as usize) else {
+        return invalid(format!(
+            "finding {:?} names trace {} of a call with {} traces",
+            f.pattern,
+            f.trace,
+            spans.len()
+        ));
+    };
+    if let Some(bad) = std::iter::once(&f.anchor)
+        .chain(&f.spans)
+        .find(|&&s| s >= n)
+    {
+        return invalid(format!(
+            "finding {:?} names span {bad} of trace {}, which has {n} spans",
+            f.pattern, f.trace
+        ));
+    }
+    if f.attributes.len() > MAX_ATTRIBUTES {
+        return invalid(format!(
+            "finding {:?} has {} attributes, at most {MAX_ATTRIBUTES} are allowed",
+            f.pattern,
+            f.attributes.len()
+        ));
+    }
+    let mut attributes = Vec::with_capacity(f.attributes.len());
+    for (key, v) in f.attributes {
+        *size += key.len();
+        let v = value(v, size, || {
+            format!("attribute {key:?} of finding {:?}", f.pattern)
+        })?;
+        attributes.push((key, v.into_any_value()));
+    }
+    Ok(PluginFinding {
+        trace: f.trace as usize,
+        pattern: f.pattern,
+        anchor: f.anchor as usize,
+        spans: f.spans.into_iter().map(|s| s as usize).collect(),
+        magnitude: f.magnitude,
+        attributes,
+    })
+}
+
+fn to_wit(s: &TraceSummary, resource_spans: u32) -> wit::TraceSummary {
+    let hi = u64::from_be_bytes(s.trace_id[..8].try_into().expect("8 bytes"));
+    let lo = u64::from_be_bytes(s.trace_id[8..].try_into().expect("8 bytes"));
+    wit::TraceSummary {
+        trace_id: (hi, lo),
+        resource_spans,
+        span_count: s.span_count,
+        encoded_bytes: s.encoded_bytes,
+        start_unix_nano: s.start_unix_nano,
+        end_unix_nano: s.end_unix_nano,
+        has_root: s.has_root,
+        error_spans: s.error_spans,
+        ok_spans: s.ok_spans,
+        service_name: s.service_name.clone(),
+        first_seen_unix_nano: s.first_seen_unix_nano,
+    }
+}
+
+/// One analyser plugin and its (lazily created) instance, called with the failure handling
+/// of policy plugins: a failed call is counted (`wasmcol_plugin_failures_total{processor,
+/// reason}`, the `processor` label naming the connector and the analyser), logged at a
+/// limited rate and yields no findings; the instance is replaced; after repeated failures the
+/// plugin is not called for a while (as processor plugins are paused).
+pub struct AnalyserRunner {
+    analyser: Arc<LoadedAnalyser>,
+    config_json: String,
+    services: Arc<Services>,
+    limits: Limits,
+    instance: Option<AnalyserInstance>,
+    failures: u32,
+    paused_until: Option<Instant>,
+    calls: Counter,
+    instantiations: Counter,
+    skipped: Counter,
+}
+
+impl AnalyserRunner {
+    /// A runner for `analyser` with its configuration; `services.id` labels its metrics and
+    /// logs.
+    pub fn new(
+        analyser: Arc<LoadedAnalyser>,
+        config_json: String,
+        services: Arc<Services>,
+        limits: Limits,
+    ) -> Self {
+        let id = services.id.clone();
+        let metrics = services.metrics.clone();
+        Self {
+            analyser,
+            config_json,
+            services,
+            limits,
+            instance: None,
+            failures: 0,
+            paused_until: None,
+            calls: metrics.plugin_calls(&id),
+            instantiations: metrics.plugin_instantiations(&id),
+            skipped: metrics.plugin_skipped(&id),
+        }
+    }
+
+    /// The id labelling the runner's metrics.
+    pub fn id(&self) -> &str {
+        &self.services.id
+    }
+
+    fn instance(&mut self) -> Result<&mut AnalyserInstance, CallError> {
+        if self.instance.is_none() {
+            self.instantiations.inc();
+            self.instance = Some(AnalyserInstance::new(
+                &self.analyser,
+                self.services.clone(),
+                &self.limits,
+                &self.config_json,
+            )?);
+        }
+        Ok(self.instance.as_mut().expect("just created"))
+    }
+
+    /// The plugin's findings for one call, or nothing when it failed or is paused.
+    pub fn analyse(
+        &mut self,
+        batch: &[u8],
+        summaries: &[TraceSummary],
+        counts: &[u32],
+        spans: &[u32],
+    ) -> Vec<PluginFinding> {
+        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+            self.skipped.inc();
+            return Vec::new();
+        }
+        let started = Instant::now();
+        // A host-side panic during the call counts as the plugin failing (`reason="panic"`).
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.instance()
+                .and_then(|inst| inst.analyse(batch, summaries, counts, spans))
+        }))
+        .unwrap_or_else(|payload| {
+            let message = panics::message(&*payload);
+            panics::report(
+                &self
+                    .services
+                    .metrics
+                    .component_panics("connector", &self.services.id),
+                &self.services.id,
+                "trace analyser call",
+                &message,
+                "the analyser instance is replaced; these traces pass on without its findings",
+            );
+            Err(CallError::Panic(message))
+        });
+        match result {
+            Ok(found) => {
+                self.calls.inc();
+                self.failures = 0;
+                self.paused_until = None;
+                if self
+                    .instance
+                    .as_ref()
+                    .is_some_and(|i| i.memory_bytes() > self.limits.recycle_bytes())
+                {
+                    self.instance = None;
+                }
+                found
+            }
+            Err(e) => {
+                self.instance = None;
+                self.failures += 1;
+                self.services
+                    .metrics
+                    .plugin_failures(&self.services.id, e.reason())
+                    .inc();
+                let pause = pause_after(self.failures);
+                if let Some(p) = pause {
+                    self.paused_until = Some(Instant::now() + p);
+                }
+                log_limited!(warn, "trace analyser plugin failed";
+                    analyser = %self.services.id,
+                    plugin = %self.analyser.source,
+                    traces = summaries.len(),
+                    failures = self.failures,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    reason = %e.reason(),
+                    paused_for = ?pause,
+                    "trace analyser plugin {e}; these traces pass on without its findings"
+                );
+                Vec::new()
+            }
+        }
+    }
+}
