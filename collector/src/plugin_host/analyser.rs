@@ -100,23 +100,8 @@ impl Instance for AnalyserInstance {
     type Plugin = LoadedAnalyser;
     const KIND: &'static str = "analyser";
 
-    fn instantiate(
-        analyser: &LoadedAnalyser,
-        services: Arc<Services>,
-        limits: &Limits,
-        config_json: &str,
-    ) -> Result<Self, CallError> {
-        Self::new(analyser, services, limits, config_json)
-    }
-
-    fn memory_bytes(&self) -> usize {
-        self.store.data().limiter.memory_bytes
-    }
-}
-
-impl AnalyserInstance {
     /// Instantiates `analyser` and calls its `init` with `config_json`.
-    pub fn new(
+    fn instantiate(
         analyser: &LoadedAnalyser,
         services: Arc<Services>,
         limits: &Limits,
@@ -140,6 +125,12 @@ impl AnalyserInstance {
         })
     }
 
+    fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
+    }
+}
+
+impl AnalyserInstance {
     /// Analyses the traces of `batch` (their `TracesData`; `counts[i]` resource spans of
     /// trace `i`, `spans[i]` spans). Every finding is checked; one out of range fails the
     /// call.

@@ -100,23 +100,8 @@ impl Instance for PolicyInstance {
     type Plugin = LoadedPolicy;
     const KIND: &'static str = "policy";
 
-    fn instantiate(
-        policy: &LoadedPolicy,
-        services: Arc<Services>,
-        limits: &Limits,
-        config_json: &str,
-    ) -> Result<Self, CallError> {
-        Self::new(policy, services, limits, config_json)
-    }
-
-    fn memory_bytes(&self) -> usize {
-        self.store.data().limiter.memory_bytes
-    }
-}
-
-impl PolicyInstance {
     /// Instantiates `policy` and calls its `init` with `config_json`.
-    pub fn new(
+    fn instantiate(
         policy: &LoadedPolicy,
         services: Arc<Services>,
         limits: &Limits,
@@ -149,6 +134,12 @@ impl PolicyInstance {
         })
     }
 
+    fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
+    }
+}
+
+impl PolicyInstance {
     /// Whether the plugin reads span contents (else the host sends summaries only).
     pub fn needs_spans(&self) -> bool {
         self.needs_spans
