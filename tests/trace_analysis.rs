@@ -30,6 +30,11 @@ const CLEAN_SPANS_PER_TRACE: usize = 1 + 14 + 6 + 30 + 3 + 5;
 /// OTLP → `trace_analysis` (with `options`: more YAML lines of the connector, indented as
 /// its options) → analysed traces and findings to files.
 fn config(grpc: u16, options: &str) -> String {
+    config_with_metrics(grpc, "none", options)
+}
+
+/// [`config`], the collector's own metrics served on `metrics_address` (or `none`).
+fn config_with_metrics(grpc: u16, metrics_address: &str, options: &str) -> String {
     format!(
         r#"
 receivers:
@@ -62,7 +67,7 @@ service:
       exporters: [file/metrics]
   telemetry:
     metrics:
-      address: none
+      address: {metrics_address}
 "#
     )
 }
@@ -554,41 +559,10 @@ const ANALYSER_HOSTILE: &str = env!("WASMCOL_TEST_PLUGIN_ANALYSER_HOSTILE");
 /// `metrics_port`.
 fn analyser_config(grpc: u16, metrics_port: u16, analysers: &str) -> String {
     let analysers: String = analysers.lines().map(|l| format!("    {l}\n")).collect();
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-exporters:
-  file/traces:
-    path: "{{dir}}/traces.jsonl"
-    flush_interval: 50ms
-  file/metrics:
-    path: "{{dir}}/metrics.jsonl"
-    flush_interval: 50ms
-connectors:
-  trace_analysis:
-    decision_wait: 1s
-    metrics_flush_interval: 1h
-    analysers:
-{analysers}
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [trace_analysis]
-    traces/analysed:
-      receivers: [trace_analysis]
-      exporters: [file/traces]
-    metrics:
-      receivers: [trace_analysis]
-      exporters: [file/metrics]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics_port}
-"#
+    config_with_metrics(
+        grpc,
+        &format!("127.0.0.1:{metrics_port}"),
+        &format!("    analysers:\n{analysers}"),
     )
 }
 
@@ -623,8 +597,20 @@ fn start_validated(config: &str, grpc: u16) -> Collector {
 /// Traces `send_tail.py` sent, by group: (trace id, span ids with the root's first).
 type SentGroups = BTreeMap<String, Vec<(String, Vec<String>)>>;
 
-/// Sends `spec` (see `tests/python/send_tail.py`) with the OpenTelemetry Python SDK.
+/// Sends `spec` (see `tests/python/send_tail.py`) with the OpenTelemetry Python SDK; returns
+/// what it sent and how many spans.
 fn send_tail(grpc: u16, spec: serde_json::Value) -> (SentGroups, usize) {
+    let (groups, summary) = send_tail_with(grpc, spec, &[]);
+    (groups, summary["spans"].as_u64().expect("spans") as usize)
+}
+
+/// [`send_tail`] with more arguments for `send_tail.py`; returns what it sent and its summary.
+/// It fails unless every request was answered OK: every span it sent was acknowledged.
+fn send_tail_with(
+    grpc: u16,
+    spec: serde_json::Value,
+    args: &[&str],
+) -> (SentGroups, serde_json::Value) {
     let out = Command::new(python())
         .arg(workspace_root().join("tests/python/send_tail.py"))
         .args([
@@ -634,6 +620,7 @@ fn send_tail(grpc: u16, spec: serde_json::Value) -> (SentGroups, usize) {
             &format!("127.0.0.1:{grpc}"),
         ])
         .args(["--spec", &spec.to_string()])
+        .args(args)
         .output()
         .expect("run send_tail.py");
     assert!(
@@ -662,7 +649,7 @@ fn send_tail(grpc: u16, spec: serde_json::Value) -> (SentGroups, usize) {
             (name.clone(), traces)
         })
         .collect();
-    (groups, summary["spans"].as_u64().expect("spans") as usize)
+    (groups, summary)
 }
 
 /// The analysed spans written so far: (trace id, span id) → the span.
@@ -1034,38 +1021,11 @@ service:
             {"name": "errors", "count": 5, "spans": 4, "error": true},
         ],
     });
-    let out = Command::new(python())
-        .arg(workspace_root().join("tests/python/send_tail.py"))
-        .args([
-            "--protocol",
-            "grpc",
-            "--endpoint",
-            &format!("127.0.0.1:{grpc}"),
-        ])
-        .args(["--spec", &spec.to_string(), "--batch", "20", "--by-service"])
-        .output()
-        .expect("run send_tail.py");
-    // send_tail.py fails if a request was not answered OK: every span it sent was acknowledged.
-    assert!(
-        out.status.success(),
-        "send_tail.py failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut sent: Vec<(String, String)> = summary["groups"]
-        .as_object()
-        .unwrap()
+    let (groups, summary) = send_tail_with(grpc, spec, &["--batch", "20", "--by-service"]);
+    let mut sent: Vec<(String, String)> = groups
         .values()
-        .flat_map(|traces| traces.as_array().unwrap())
-        .flat_map(|t| {
-            let trace = t["trace_id"].as_str().unwrap().to_owned();
-            t["span_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(move |s| (trace.clone(), s.as_str().unwrap().to_owned()))
-        })
+        .flatten()
+        .flat_map(|(trace, spans)| spans.iter().map(|s| (trace.clone(), s.clone())))
         .collect();
     sent.sort();
     assert_eq!(sent.len(), TRACES * 4);

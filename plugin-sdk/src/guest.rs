@@ -8,6 +8,30 @@ wit_bindgen::generate!({
     default_bindings_module: "wasmcol_plugin_sdk::guest",
 });
 
+/// `fn summary`: a [`crate::policy::TraceSummary`] from a world's `trace-summary` record (the
+/// policy and analyser worlds each generate their own type of it, with the same fields).
+macro_rules! summary_from_wit {
+    ($wit:ty) => {
+        fn summary(t: $wit) -> TraceSummary {
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&t.trace_id.0.to_be_bytes());
+            trace_id[8..].copy_from_slice(&t.trace_id.1.to_be_bytes());
+            TraceSummary {
+                trace_id,
+                span_count: t.span_count,
+                encoded_bytes: t.encoded_bytes,
+                start_unix_nano: t.start_unix_nano,
+                end_unix_nano: t.end_unix_nano,
+                has_root: t.has_root,
+                error_spans: t.error_spans,
+                ok_spans: t.ok_spans,
+                service_name: t.service_name,
+                first_seen_unix_nano: t.first_seen_unix_nano,
+            }
+        }
+    };
+}
+
 /// Bindings for the tail-sampling policy world.
 pub mod policy {
     wit_bindgen::generate!({
@@ -33,23 +57,7 @@ pub mod policy {
         Ok(decisions.into_iter().map(decision).collect())
     }
 
-    fn summary(t: wit::TraceSummary) -> TraceSummary {
-        let mut trace_id = [0u8; 16];
-        trace_id[..8].copy_from_slice(&t.trace_id.0.to_be_bytes());
-        trace_id[8..].copy_from_slice(&t.trace_id.1.to_be_bytes());
-        TraceSummary {
-            trace_id,
-            span_count: t.span_count,
-            encoded_bytes: t.encoded_bytes,
-            start_unix_nano: t.start_unix_nano,
-            end_unix_nano: t.end_unix_nano,
-            has_root: t.has_root,
-            error_spans: t.error_spans,
-            ok_spans: t.ok_spans,
-            service_name: t.service_name,
-            first_seen_unix_nano: t.first_seen_unix_nano,
-        }
-    }
+    summary_from_wit!(wit::TraceSummary);
 
     fn decision(d: Decision) -> wit::Decision {
         wit::Decision {
@@ -101,23 +109,7 @@ pub mod analyser {
             .collect())
     }
 
-    fn summary(t: wit::TraceSummary) -> TraceSummary {
-        let mut trace_id = [0u8; 16];
-        trace_id[..8].copy_from_slice(&t.trace_id.0.to_be_bytes());
-        trace_id[8..].copy_from_slice(&t.trace_id.1.to_be_bytes());
-        TraceSummary {
-            trace_id,
-            span_count: t.span_count,
-            encoded_bytes: t.encoded_bytes,
-            start_unix_nano: t.start_unix_nano,
-            end_unix_nano: t.end_unix_nano,
-            has_root: t.has_root,
-            error_spans: t.error_spans,
-            ok_spans: t.ok_spans,
-            service_name: t.service_name,
-            first_seen_unix_nano: t.first_seen_unix_nano,
-        }
-    }
+    summary_from_wit!(wit::TraceSummary);
 
     fn value(v: crate::value::Value) -> wasmcol::plugin::types::Value {
         use crate::value::Value;

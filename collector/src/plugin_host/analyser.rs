@@ -4,9 +4,7 @@
 //! instance is replaced; repeated failures pause the plugin). The `trace_analysis` connector
 //! owns the buffer and the findings; this is only the call into the guest.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Instant;
 
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use prometheus_client::metrics::counter::Counter;
@@ -21,10 +19,8 @@ use super::host::{HostState, Services};
 use super::instance::{CallError, Deadline, classify, new_store, too_large, value};
 use super::limits::Limits;
 use super::plugin::{StartupError, compile};
-use super::tables::Tables;
-use super::worker::pause_after;
-use crate::panics;
-use crate::telemetry::{Metrics, log_limited};
+use super::supervised::{Instance, Supervised, check_config};
+use crate::telemetry::log_limited;
 
 /// Most attributes one finding may carry.
 const MAX_ATTRIBUTES: usize = 64;
@@ -71,22 +67,7 @@ impl LoadedAnalyser {
 
     /// Instantiates the plugin once and hands it its configuration, as start-up will.
     pub fn check_config(&self, config_json: &str, limits: &Limits) -> Result<(), StartupError> {
-        let services = Arc::new(Services::new(
-            "validate".into(),
-            Arc::new(Metrics::new()),
-            Arc::new(Tables::default()),
-        ));
-        match AnalyserInstance::new(self, services, limits, config_json) {
-            Ok(_) => Ok(()),
-            Err(CallError::Rejected(reason)) => Err(StartupError {
-                path: "config",
-                message: format!("the analyser plugin rejected its configuration: {reason}"),
-            }),
-            Err(e) => Err(StartupError {
-                path: "plugin",
-                message: format!("{:?} failed while starting: {e}", self.source),
-            }),
-        }
+        check_config::<AnalyserInstance>(self, &self.source, config_json, limits)
     }
 }
 
@@ -115,9 +96,12 @@ pub struct AnalyserInstance {
     max_output: usize,
 }
 
-impl AnalyserInstance {
+impl Instance for AnalyserInstance {
+    type Plugin = LoadedAnalyser;
+    const KIND: &'static str = "analyser";
+
     /// Instantiates `analyser` and calls its `init` with `config_json`.
-    pub fn new(
+    fn instantiate(
         analyser: &LoadedAnalyser,
         services: Arc<Services>,
         limits: &Limits,
@@ -141,11 +125,12 @@ impl AnalyserInstance {
         })
     }
 
-    /// Linear memory the instance holds now, in bytes.
-    pub fn memory_bytes(&self) -> usize {
+    fn memory_bytes(&self) -> usize {
         self.store.data().limiter.memory_bytes
     }
+}
 
+impl AnalyserInstance {
     /// Analyses the traces of `batch` (their `TracesData`; `counts[i]` resource spans of
     /// trace `i`, `spans[i]` spans). Every finding is checked; one out of range fails the
     /// call.
@@ -256,15 +241,7 @@ fn to_wit(s: &TraceSummary, resource_spans: u32) -> wit::TraceSummary {
 /// limited rate and yields no findings; the instance is replaced; after repeated failures the
 /// plugin is not called for a while (as processor plugins are paused).
 pub struct AnalyserRunner {
-    analyser: Arc<LoadedAnalyser>,
-    config_json: String,
-    services: Arc<Services>,
-    limits: Limits,
-    instance: Option<AnalyserInstance>,
-    failures: u32,
-    paused_until: Option<Instant>,
-    calls: Counter,
-    instantiations: Counter,
+    plugin: Supervised<AnalyserInstance>,
     skipped: Counter,
 }
 
@@ -277,38 +254,16 @@ impl AnalyserRunner {
         services: Arc<Services>,
         limits: Limits,
     ) -> Self {
-        let id = services.id.clone();
-        let metrics = services.metrics.clone();
+        let skipped = services.metrics.plugin_skipped(&services.id);
         Self {
-            analyser,
-            config_json,
-            services,
-            limits,
-            instance: None,
-            failures: 0,
-            paused_until: None,
-            calls: metrics.plugin_calls(&id),
-            instantiations: metrics.plugin_instantiations(&id),
-            skipped: metrics.plugin_skipped(&id),
+            plugin: Supervised::new(analyser, config_json, services, limits),
+            skipped,
         }
     }
 
     /// The id labelling the runner's metrics.
     pub fn id(&self) -> &str {
-        &self.services.id
-    }
-
-    fn instance(&mut self) -> Result<&mut AnalyserInstance, CallError> {
-        if self.instance.is_none() {
-            self.instantiations.inc();
-            self.instance = Some(AnalyserInstance::new(
-                &self.analyser,
-                self.services.clone(),
-                &self.limits,
-                &self.config_json,
-            )?);
-        }
-        Ok(self.instance.as_mut().expect("just created"))
+        &self.plugin.services().id
     }
 
     /// The plugin's findings for one call, or nothing when it failed or is paused.
@@ -319,67 +274,29 @@ impl AnalyserRunner {
         counts: &[u32],
         spans: &[u32],
     ) -> Vec<PluginFinding> {
-        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+        if self.plugin.paused_until().is_some() {
             self.skipped.inc();
             return Vec::new();
         }
-        let started = Instant::now();
-        // A host-side panic during the call counts as the plugin failing (`reason="panic"`).
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            self.instance()
-                .and_then(|inst| inst.analyse(batch, summaries, counts, spans))
-        }))
-        .unwrap_or_else(|payload| {
-            let message = panics::message(&*payload);
-            panics::report(
-                &self
-                    .services
-                    .metrics
-                    .component_panics("connector", &self.services.id),
-                &self.services.id,
-                "trace analyser call",
-                &message,
-                "the analyser instance is replaced; these traces pass on without its findings",
+        let answer = self.plugin.call(
+            "connector",
+            "trace analyser call",
+            "the analyser instance is replaced; these traces pass on without its findings",
+            |inst| inst.analyse(batch, summaries, counts, spans),
+        );
+        answer.unwrap_or_else(|failure| {
+            let e = failure.error;
+            log_limited!(warn, "trace analyser plugin failed";
+                analyser = %self.plugin.services().id,
+                plugin = %self.plugin.plugin().source,
+                traces = summaries.len(),
+                failures = failure.failures,
+                elapsed_ms = failure.elapsed.as_millis() as u64,
+                reason = %e.reason(),
+                paused_for = ?failure.pause,
+                "trace analyser plugin {e}; these traces pass on without its findings"
             );
-            Err(CallError::Panic(message))
-        });
-        match result {
-            Ok(found) => {
-                self.calls.inc();
-                self.failures = 0;
-                self.paused_until = None;
-                if self
-                    .instance
-                    .as_ref()
-                    .is_some_and(|i| i.memory_bytes() > self.limits.recycle_bytes())
-                {
-                    self.instance = None;
-                }
-                found
-            }
-            Err(e) => {
-                self.instance = None;
-                self.failures += 1;
-                self.services
-                    .metrics
-                    .plugin_failures(&self.services.id, e.reason())
-                    .inc();
-                let pause = pause_after(self.failures);
-                if let Some(p) = pause {
-                    self.paused_until = Some(Instant::now() + p);
-                }
-                log_limited!(warn, "trace analyser plugin failed";
-                    analyser = %self.services.id,
-                    plugin = %self.analyser.source,
-                    traces = summaries.len(),
-                    failures = self.failures,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    reason = %e.reason(),
-                    paused_for = ?pause,
-                    "trace analyser plugin {e}; these traces pass on without its findings"
-                );
-                Vec::new()
-            }
-        }
+            Vec::new()
+        })
     }
 }

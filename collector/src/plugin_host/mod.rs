@@ -13,6 +13,8 @@
 //!   counters, clock, lookups).
 //! - [`tables`]: read-only lookup tables.
 //! - [`worker`]: the threads that run processor instances, with failure back-off.
+//! - [`supervised`]: a policy or analyser instance called under the same back-off, made anew
+//!   after a failure.
 
 pub mod analyser;
 pub mod bindings;
@@ -23,6 +25,7 @@ pub mod instance;
 pub mod limits;
 pub mod plugin;
 pub mod policy;
+pub mod supervised;
 pub mod tables;
 pub mod worker;
 

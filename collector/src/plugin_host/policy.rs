@@ -16,8 +16,7 @@ use super::host::{HostState, Services};
 use super::instance::{CallError, Deadline, classify, new_store, too_large};
 use super::limits::Limits;
 use super::plugin::{StartupError, compile};
-use super::tables::Tables;
-use crate::telemetry::Metrics;
+use super::supervised::{Instance, check_config};
 
 /// Longest policy name a plugin may return; names label metrics, so they stay short.
 const MAX_POLICY_NAME: usize = 128;
@@ -84,22 +83,7 @@ impl LoadedPolicy {
 
     /// Instantiates the plugin once and hands it its configuration, as start-up will.
     pub fn check_config(&self, config_json: &str, limits: &Limits) -> Result<(), StartupError> {
-        let services = Arc::new(Services::new(
-            "validate".into(),
-            Arc::new(Metrics::new()),
-            Arc::new(Tables::default()),
-        ));
-        match PolicyInstance::new(self, services, limits, config_json) {
-            Ok(_) => Ok(()),
-            Err(CallError::Rejected(reason)) => Err(StartupError {
-                path: "config",
-                message: format!("the policy plugin rejected its configuration: {reason}"),
-            }),
-            Err(e) => Err(StartupError {
-                path: "plugin",
-                message: format!("{:?} failed while starting: {e}", self.source),
-            }),
-        }
+        check_config::<PolicyInstance>(self, &self.source, config_json, limits)
     }
 }
 
@@ -112,9 +96,12 @@ pub struct PolicyInstance {
     needs_spans: bool,
 }
 
-impl PolicyInstance {
+impl Instance for PolicyInstance {
+    type Plugin = LoadedPolicy;
+    const KIND: &'static str = "policy";
+
     /// Instantiates `policy` and calls its `init` with `config_json`.
-    pub fn new(
+    fn instantiate(
         policy: &LoadedPolicy,
         services: Arc<Services>,
         limits: &Limits,
@@ -147,14 +134,15 @@ impl PolicyInstance {
         })
     }
 
+    fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
+    }
+}
+
+impl PolicyInstance {
     /// Whether the plugin reads span contents (else the host sends summaries only).
     pub fn needs_spans(&self) -> bool {
         self.needs_spans
-    }
-
-    /// Linear memory the instance holds now, in bytes.
-    pub fn memory_bytes(&self) -> usize {
-        self.store.data().limiter.memory_bytes
     }
 
     /// Asks for one decision per trace. `batch` is the traces' `TracesData` (empty when the

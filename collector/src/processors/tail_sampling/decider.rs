@@ -24,7 +24,8 @@ use crate::otlp::wire;
 use crate::panics;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, Traces};
 use crate::plugin_host::policy::{LoadedPolicy, PolicyInstance};
-use crate::plugin_host::{CallError, Limits, OnError, Services, pause_after};
+use crate::plugin_host::supervised::Supervised;
+use crate::plugin_host::{Limits, OnError, Services};
 use crate::telemetry::{Metrics, ProcessorMetrics, TailSamplingMetrics};
 
 /// Most traces handed to the policy plugin in one call.
@@ -73,17 +74,10 @@ impl Shared {
     }
 }
 
-/// One policy plugin and its (lazily created) instance.
+/// One policy plugin, called under supervision: a failed call is counted and logged, and
+/// its traces follow `on_error`.
 pub struct PolicyRunner {
-    policy: Arc<LoadedPolicy>,
-    config_json: String,
-    services: Arc<Services>,
-    limits: Limits,
-    instance: Option<PolicyInstance>,
-    failures: u32,
-    paused_until: Option<Instant>,
-    calls: Counter,
-    instantiations: Counter,
+    plugin: Supervised<PolicyInstance>,
 }
 
 impl PolicyRunner {
@@ -93,56 +87,10 @@ impl PolicyRunner {
         config_json: String,
         services: Arc<Services>,
         limits: Limits,
-        metrics: &Metrics,
     ) -> Self {
-        let id = services.id.clone();
         Self {
-            policy,
-            config_json,
-            services,
-            limits,
-            instance: None,
-            failures: 0,
-            paused_until: None,
-            calls: metrics.plugin_calls(&id),
-            instantiations: metrics.plugin_instantiations(&id),
+            plugin: Supervised::new(policy, config_json, services, limits),
         }
-    }
-
-    fn instance(&mut self) -> Result<&mut PolicyInstance, CallError> {
-        if self.instance.is_none() {
-            self.instantiations.inc();
-            self.instance = Some(PolicyInstance::new(
-                &self.policy,
-                self.services.clone(),
-                &self.limits,
-                &self.config_json,
-            )?);
-        }
-        Ok(self.instance.as_mut().expect("just created"))
-    }
-
-    /// One call of the plugin over `due`, creating the instance first if needed.
-    fn call(
-        &mut self,
-        due: &[DueTrace],
-        spans: &mut Option<(Vec<u8>, Vec<u32>)>,
-    ) -> Result<Vec<Decision>, CallError> {
-        #[cfg(test)]
-        tests::maybe_panic(&self.services.id);
-        self.instance().and_then(|inst| {
-            let summaries: Vec<_> = due.iter().map(|t| t.summary.clone()).collect();
-            if inst.needs_spans() {
-                let (bytes, counts) = spans.get_or_insert_with(|| {
-                    let mut bytes = Vec::new();
-                    let counts = encode_for_policy(due, &mut bytes);
-                    (bytes, counts)
-                });
-                inst.decide(bytes, &summaries, counts)
-            } else {
-                inst.decide(&[], &summaries, &vec![0; due.len()])
-            }
-        })
     }
 
     /// Asks the plugin; `None` when it failed or is paused after failing (the caller then
@@ -152,60 +100,43 @@ impl PolicyRunner {
         due: &[DueTrace],
         spans: &mut Option<(Vec<u8>, Vec<u32>)>,
     ) -> Option<Vec<Decision>> {
-        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+        if self.plugin.paused_until().is_some() {
             return None;
         }
-        let started = Instant::now();
-        // A host-side panic during the call counts as the plugin failing (`reason="panic"`):
-        // the instance is replaced and these traces follow `on_error`.
-        let result =
-            catch_unwind(AssertUnwindSafe(|| self.call(due, spans))).unwrap_or_else(|payload| {
-                let message = panics::message(&*payload);
-                panics::report(
-                    &self
-                        .services
-                        .metrics
-                        .component_panics("processor", &self.services.id),
-                    &self.services.id,
-                    "tail_sampling policy call",
-                    &message,
-                    "the policy instance is replaced; these traces are decided per on_error",
-                );
-                Err(CallError::Panic(message))
-            });
-        match result {
-            Ok(decisions) => {
-                self.calls.inc();
-                self.failures = 0;
-                self.paused_until = None;
-                if self
-                    .instance
-                    .as_ref()
-                    .is_some_and(|i| i.memory_bytes() > self.limits.recycle_bytes())
-                {
-                    self.instance = None;
+        #[cfg(test)]
+        let id = self.plugin.services().id.clone();
+        let answer = self.plugin.call(
+            "processor",
+            "tail_sampling policy call",
+            "the policy instance is replaced; these traces are decided per on_error",
+            |inst| {
+                #[cfg(test)]
+                tests::maybe_panic(&id);
+                let summaries: Vec<_> = due.iter().map(|t| t.summary.clone()).collect();
+                if inst.needs_spans() {
+                    let (bytes, counts) = spans.get_or_insert_with(|| {
+                        let mut bytes = Vec::new();
+                        let counts = encode_for_policy(due, &mut bytes);
+                        (bytes, counts)
+                    });
+                    inst.decide(bytes, &summaries, counts)
+                } else {
+                    inst.decide(&[], &summaries, &vec![0; due.len()])
                 }
-                Some(decisions)
-            }
-            Err(e) => {
-                self.instance = None;
-                self.failures += 1;
-                self.services
-                    .metrics
-                    .plugin_failures(&self.services.id, e.reason())
-                    .inc();
-                let pause = pause_after(self.failures);
-                if let Some(p) = pause {
-                    self.paused_until = Some(Instant::now() + p);
-                }
+            },
+        );
+        match answer {
+            Ok(decisions) => Some(decisions),
+            Err(failure) => {
+                let e = failure.error;
                 tracing::warn!(
-                    processor = %self.services.id,
-                    plugin = %self.policy.source,
+                    processor = %self.plugin.services().id,
+                    plugin = %self.plugin.plugin().source,
                     traces = due.len(),
-                    failures = self.failures,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    failures = failure.failures,
+                    elapsed_ms = failure.elapsed.as_millis() as u64,
                     reason = %e.reason(),
-                    paused_for = ?pause,
+                    paused_for = ?failure.pause,
                     "policy plugin {e}; deciding these traces per on_error"
                 );
                 None
@@ -262,7 +193,7 @@ impl Decider {
     /// escaped it (see [`crate::panics::spawn_thread`]): policy instances start afresh.
     pub fn run(&mut self) {
         for p in &mut self.policies {
-            p.instance = None;
+            p.plugin.reset();
         }
         let mut restarts = panics::Restarts::new();
         loop {
@@ -299,7 +230,7 @@ impl Decider {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.decide_and_forward(due))) {
                 self.shared.processor.dropped.inc_by(spans);
                 for p in &mut self.policies {
-                    p.instance = None;
+                    p.plugin.reset();
                 }
                 let wait = restarts.panicked();
                 panics::report(
@@ -383,11 +314,10 @@ impl Decider {
         for runner in &mut self.policies {
             answers.push(runner.decide(due, &mut spans));
         }
-        let now = Instant::now();
         let paused = self
             .policies
             .iter()
-            .filter_map(|r| r.paused_until.filter(|t| *t > now))
+            .filter_map(|r| r.plugin.paused_until())
             .max();
         *self
             .shared

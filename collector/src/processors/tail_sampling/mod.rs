@@ -78,13 +78,7 @@ impl ProcessorConfig for TailSamplingConfig {
         let policies = loaded
             .into_iter()
             .map(|(policy, json)| {
-                PolicyRunner::new(
-                    policy,
-                    json,
-                    services.clone(),
-                    self.limits.clone(),
-                    &ctx.metrics,
-                )
+                PolicyRunner::new(policy, json, services.clone(), self.limits.clone())
             })
             .collect();
         let now = Instant::now();
