@@ -131,11 +131,10 @@ fn half_open_http_connections_are_closed_and_a_real_client_is_served() {
             s
         })
         .collect();
+    // The listener queues them all (its backlog is the kernel's `somaxconn`), so this is quick
+    // unless the machine is overloaded; then the early check below is skipped and the deadline
+    // for the closes moves by as much.
     let all_open = opened.elapsed();
-    assert!(
-        all_open < READ_HEADER_TIMEOUT - Duration::from_secs(5),
-        "opening {HALF_OPEN} connections took {all_open:?}"
-    );
 
     // A real SDK client is served while they are held.
     let expected_path = collector.path("expected.json");
@@ -175,7 +174,7 @@ fn half_open_http_connections_are_closed_and_a_real_client_is_served() {
             assert_eq!(peek(s), Seen::Open, "closed before its timeout");
         }
     } else {
-        eprintln!("the SDK took {sdk_done:?}: the early check is skipped");
+        eprintln!("opening took {all_open:?} and the SDK {sdk_done:?}: the early check is skipped");
     }
 
     // After the timeouts, every one is closed without an answer.

@@ -28,12 +28,30 @@ pub async fn resolve(endpoint: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow::anyhow!("{endpoint}: the name resolves to no address"))
 }
 
+/// The accept queue asked of the kernel, which caps it at `net.core.somaxconn` (4096 on
+/// current Linux). Tokio's default of 1024 overflows when a few thousand clients connect at
+/// once (sidecars reconnecting after a gateway restarts): their SYNs are then dropped and
+/// retried seconds later. Go's listeners (and so the Collector's) use `somaxconn` too.
+const LISTEN_BACKLOG: u32 = 65_535;
+
 /// Binds a TCP listener on `endpoint`, naming the endpoint and the component on failure.
 pub async fn bind(endpoint: &str, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
     let addr = resolve(endpoint).await?;
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("{what}: cannot listen on {endpoint} ({addr}): {e}"))
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted collector can bind while the old
+        // connections are in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|e: std::io::Error| {
+        anyhow::anyhow!("{what}: cannot listen on {endpoint} ({addr}): {e}")
+    })
 }
 
 /// Reads at most `cap` bytes of an HTTP response body; the rest is left unread (and the
@@ -124,6 +142,49 @@ pub fn warn_plaintext_credentials<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// More clients than tokio's default backlog connect at once to a collector that has not
+    /// accepted any of them yet: each handshake completes at once, none waits for a SYN retry.
+    #[tokio::test]
+    async fn a_burst_of_connections_beyond_1024_is_queued_not_dropped() {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let clients = somaxconn.min(2_000);
+        let limit = getrlimit(Resource::Nofile);
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+        let files = getrlimit(Resource::Nofile).current;
+        assert!(
+            clients > 1_100 && files.is_none_or(|n| n > clients as u64 + 100),
+            "this test needs net.core.somaxconn > 1100 (it is {somaxconn}) and more open \
+             files than {clients} (the limit is {files:?})"
+        );
+
+        let listener = bind("127.0.0.1:0", "test").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connected = tokio::task::spawn_blocking(move || {
+            (0..clients)
+                .map(|i| {
+                    // A dropped SYN is retried after 1 s: 900 ms tells queued from dropped.
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(900))
+                        .unwrap_or_else(|e| panic!("client {i} of {clients}: {e}"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        assert_eq!(connected.len(), clients);
+        drop(listener);
+    }
 
     #[test]
     fn loopback_endpoints() {
