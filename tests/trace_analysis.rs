@@ -1088,3 +1088,79 @@ service:
         .count();
     assert_eq!(origins, 5, "one error origin per error trace");
 }
+
+/// A client that puts ids in its span names (`GET /users/1`, `GET /users/2`, ...) makes a
+/// series per id; with `aggregation_cardinality_limit: 3` the findings metric holds three
+/// of them and sums the rest into the overflow series, its only attribute
+/// `otel.metric.overflow="true"`. Nothing is lost from the totals, and every span passes on.
+#[test]
+fn span_names_with_ids_fill_the_cardinality_limit_and_the_rest_overflows() {
+    const NAMES: usize = 8;
+    let grpc = free_port();
+    let mut c = start_validated(&config(grpc, "    aggregation_cardinality_limit: 3"), grpc);
+    let groups: Vec<serde_json::Value> = (0..NAMES)
+        .map(|i| {
+            serde_json::json!({"name": format!("user{i}"), "count": 1, "spans": 1,
+                "error": true, "span_name": format!("GET /users/{i}"), "service": "frontend"})
+        })
+        .collect();
+    let (_, spans) = send_tail(
+        grpc,
+        serde_json::json!({"services": ["frontend"], "groups": groups}),
+    );
+    assert_eq!(spans, NAMES);
+    assert!(
+        wait_until(Duration::from_secs(15), || analysed_spans(&c).len()
+            == spans),
+        "analysed traces not passed on:\n{}",
+        c.log()
+    );
+    // The metrics go out at shutdown (`metrics_flush_interval: 1h`).
+    assert_eq!(c.stop(), 0, "{}", c.log());
+
+    let metric = findings_metric(&c);
+    let own: Vec<_> = metric
+        .iter()
+        .filter(|((p, _, _), _)| !p.is_empty())
+        .collect();
+    assert_eq!(own.len(), 3, "{metric:?}");
+    for ((pattern, service, span), (value, _)) in &own {
+        assert_eq!(
+            (pattern.as_str(), service.as_str(), *value),
+            ("error_origin", "frontend", 1.0)
+        );
+        assert!(span.starts_with("GET /users/"), "{span}");
+    }
+    // The overflow series: no pattern, service or span name; the other five findings.
+    let overflow = &metric[&(String::new(), String::new(), String::new())];
+    assert_eq!(overflow.0, (NAMES - 3) as f64, "{metric:?}");
+
+    let file = std::fs::read_to_string(c.path("metrics.jsonl")).unwrap();
+    let overflow_points = file
+        .lines()
+        .filter(|l| l.starts_with(r#"{"resourceMetrics""#))
+        .flat_map(|l| {
+            wasmcol::otlp::json::decode_metrics(l.as_bytes())
+                .unwrap()
+                .resource_metrics
+        })
+        .flat_map(|rm| rm.scope_metrics)
+        .flat_map(|sm| sm.metrics)
+        .filter_map(|m| match m.data {
+            Some(metric::Data::Sum(sum)) => Some((m.name, sum.data_points)),
+            _ => None,
+        })
+        .flat_map(|(name, points)| points.into_iter().map(move |p| (name.clone(), p)))
+        .filter(|(_, p)| text(&p.attributes, "otel.metric.overflow").as_deref() == Some("true"))
+        .map(|(name, p)| (name, p.attributes.len()))
+        .collect::<BTreeMap<_, _>>();
+    // Critical-path self time per span name overflows too; each overflow point has only the
+    // overflow attribute.
+    assert_eq!(
+        overflow_points,
+        BTreeMap::from([
+            ("trace_analysis.critical_path.self_time".to_owned(), 1),
+            ("trace_analysis.findings".to_owned(), 1),
+        ])
+    );
+}

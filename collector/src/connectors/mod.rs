@@ -11,6 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::pipeline::{Batch, Metrics, SharedConsumer};
 
+/// The attribute of the series that takes what would start a series past a connector's
+/// `aggregation_cardinality_limit`.
+pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
+
 /// The time now, in nanoseconds since the Unix epoch (0 before it).
 pub(crate) fn unix_nanos() -> u64 {
     SystemTime::now()

@@ -20,8 +20,7 @@ use super::config::{SpanMetricsConfig, Temporality};
 use super::spans::{Attributes, SpanRef, Value, for_each_resource};
 use crate::connectors::adjusted::adjusted_count;
 
-/// The attribute of the series that takes spans beyond `aggregation_cardinality_limit`.
-pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
+pub use crate::connectors::OVERFLOW_ATTRIBUTE;
 
 /// The instrumentation scope of the metrics, as the OpenTelemetry Collector names it.
 pub const SCOPE_NAME: &str = "spanmetricsconnector";

@@ -40,6 +40,18 @@ pub struct TraceAnalysisConfig {
     /// How often the findings metric is sent (default 60s, as `spanmetrics`).
     #[serde(default = "default_metrics_flush_interval")]
     pub metrics_flush_interval: Duration,
+    /// Series per metric family at most (findings, critical-path self time, dependency
+    /// edges; default 10000, 0: no limit). Service and span names come from clients and
+    /// patterns from plugins: what would start a series past the limit is summed into one
+    /// overflow series whose only attribute is `otel.metric.overflow="true"`, as in
+    /// `spanmetrics`.
+    #[serde(default = "default_aggregation_cardinality_limit")]
+    pub aggregation_cardinality_limit: usize,
+    /// A series not updated for this long is no longer sent, making room under the limit (a
+    /// later finding starts it again from zero). `0s` (default): series are kept for the
+    /// connector's lifetime, as in `spanmetrics`.
+    #[serde(default)]
+    pub metrics_expiration: Duration,
     /// Serial loops of one statement.
     #[serde(default)]
     pub n_plus_one: NPlusOne,
@@ -103,6 +115,9 @@ fn default_late_span_cache_size() -> usize {
 }
 fn default_metrics_flush_interval() -> Duration {
     Duration::from_secs(60)
+}
+fn default_aggregation_cardinality_limit() -> usize {
+    10_000
 }
 impl TraceAnalysisConfig {
     /// The detector sections.

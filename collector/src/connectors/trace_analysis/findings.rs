@@ -14,6 +14,7 @@ use super::{
     CRITICAL_PATH_METRIC, DEPENDENCY_CALLS_METRIC, DEPENDENCY_FAILED_ENTRIES_METRIC,
     DEPENDENCY_FAILED_METRIC, METRIC, SCOPE_NAME, WORST_TRACE_ATTRIBUTE,
 };
+use crate::connectors::OVERFLOW_ATTRIBUTE;
 use crate::keyed_hash::KeyedHash;
 
 /// One series of the findings metric.
@@ -25,16 +26,127 @@ pub(super) struct Series {
     worst: (u32, String),
 }
 
-/// Findings per (service, pattern, span name), cumulative since start.
-#[derive(Debug, Default)]
+/// The three families of series, cumulative since each started: findings per (service,
+/// pattern, span name), critical-path self time per (service, span name), dependency edges per
+/// (caller, callee). Service and span names are the clients', and patterns the plugins', so
+/// each family holds at most `aggregation_cardinality_limit` series; a series that would be
+/// one more is summed into that family's overflow series instead.
+#[derive(Debug)]
 pub struct Findings {
     pub(super) start_unix_nano: u64,
-    pub(super) series: BTreeMap<(String, String, String), Series>,
-    /// Weighted seconds of self time on critical paths per service, per span name.
-    pub(super) critical: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Series per family at most (0: no limit).
+    limit: usize,
+    /// Nanoseconds without an update after which a series is forgotten (0: never).
+    expiration: u64,
+    /// Per service, per (pattern, span name): findings, weighted, and the worst.
+    pub(super) series: Family<(String, String), Series>,
+    /// Per service, per span name: weighted seconds of self time on critical paths.
+    pub(super) critical: Family<String, f64>,
     /// Per caller service, per callee: weighted calls, failed calls, failed calls whose
     /// caller's entry span failed.
-    pub(super) dependencies: BTreeMap<String, BTreeMap<String, [f64; 3]>>,
+    pub(super) dependencies: Family<String, [f64; 3]>,
+}
+
+/// A value and when it was last updated (Unix nanoseconds).
+#[derive(Debug, Default)]
+struct Stamped<V> {
+    value: V,
+    seen: u64,
+}
+
+/// One family of series, per service then per key, counted against a limit; the overflow
+/// series takes what would start a series past it.
+#[derive(Debug)]
+pub(super) struct Family<K, V> {
+    map: BTreeMap<String, BTreeMap<K, Stamped<V>>>,
+    /// Series in `map`.
+    len: usize,
+    overflow: Option<Stamped<V>>,
+}
+
+impl<K, V> Default for Family<K, V> {
+    fn default() -> Self {
+        Self {
+            map: BTreeMap::new(),
+            len: 0,
+            overflow: None,
+        }
+    }
+}
+
+impl<K: Ord, V: Default> Family<K, V> {
+    /// The series of (`service`, `key`), stamped `now`; the overflow series when it is new and
+    /// the family already holds `limit` (0: no limit). A lookup of a known series by borrowed
+    /// names allocates nothing.
+    fn slot<Q>(&mut self, service: &str, key: &Q, limit: usize, now: u64) -> &mut V
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
+        let known = self.map.get(service).is_some_and(|m| m.contains_key(key));
+        let s = if known {
+            self.map
+                .get_mut(service)
+                .and_then(|m| m.get_mut(key))
+                .expect("known")
+        } else if limit > 0 && self.len >= limit {
+            self.overflow.get_or_insert_with(Stamped::default)
+        } else {
+            self.len += 1;
+            slot(&mut self.map, service)
+                .entry(key.to_owned())
+                .or_default()
+        };
+        s.seen = now;
+        &mut s.value
+    }
+
+    /// Forgets the series not updated for `after` nanoseconds before `now` (none when `after`
+    /// is 0), making room under the limit.
+    fn expire(&mut self, now: u64, after: u64) {
+        if after == 0 {
+            return;
+        }
+        let fresh = |s: &Stamped<V>| now.saturating_sub(s.seen) < after;
+        for series in self.map.values_mut() {
+            series.retain(|_, s| fresh(s));
+        }
+        self.map.retain(|_, series| !series.is_empty());
+        self.len = self.map.values().map(BTreeMap::len).sum();
+        if self.overflow.as_ref().is_some_and(|s| !fresh(s)) {
+            self.overflow = None;
+        }
+    }
+
+    /// Every series: (service, key, value).
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &K, &V)> {
+        self.map.iter().flat_map(|(service, series)| {
+            series
+                .iter()
+                .map(move |(key, s)| (service.as_str(), key, &s.value))
+        })
+    }
+
+    /// The value of (`service`, `key`), if it has a series.
+    #[cfg(test)]
+    pub(super) fn get<Q>(&self, service: &str, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        Some(&self.map.get(service)?.get(key)?.value)
+    }
+
+    /// The overflow series' value, if any series overflowed.
+    pub(super) fn overflow(&self) -> Option<&V> {
+        self.overflow.as_ref().map(|s| &s.value)
+    }
+
+    /// Series held, the overflow series not included.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// The entry of `key` in `map`, made (with an owned key) only when new: a lookup by a
@@ -82,8 +194,22 @@ impl<'a> Sums<'a> {
 }
 
 impl Findings {
-    /// Adds a run's sums.
-    pub(super) fn add(&mut self, sums: &mut Sums<'_>) {
+    /// No series yet; `limit` series per family at most (0: no limit), each forgotten after
+    /// `expiration` nanoseconds without an update (0: never).
+    pub(super) fn new(start_unix_nano: u64, limit: usize, expiration: u64) -> Self {
+        Self {
+            start_unix_nano,
+            limit,
+            expiration,
+            series: Family::default(),
+            critical: Family::default(),
+            dependencies: Family::default(),
+        }
+    }
+
+    /// Adds a run's sums at `now`.
+    pub(super) fn add(&mut self, sums: &mut Sums<'_>, now: u64) {
+        let limit = self.limit;
         let mut joined = String::new();
         for ((caller, first, second), counts) in sums.dependencies.drain() {
             let callee = match second {
@@ -96,20 +222,18 @@ impl Findings {
                     &joined
                 }
             };
-            let into = slot(slot(&mut self.dependencies, caller), callee);
+            let into = self.dependencies.slot(caller, callee, limit, now);
             for (a, b) in into.iter_mut().zip(counts) {
                 *a += b;
             }
         }
         for ((service, span), seconds) in sums.critical.drain() {
-            *slot(slot(&mut self.critical, service), span) += seconds;
+            *self.critical.slot(service, span, limit, now) += seconds;
         }
         for ((service, pattern, span), s) in std::mem::take(&mut sums.series) {
             // Rare (traces with findings): the key is made whole.
-            let into = self
-                .series
-                .entry((service.to_owned(), pattern.to_owned(), span.to_owned()))
-                .or_default();
+            let key = (pattern.to_owned(), span.to_owned());
+            let into = self.series.slot(service, &key, limit, now);
             into.total += s.total;
             if s.worst.0 > into.worst.0 || into.worst.1.is_empty() {
                 into.worst = s.worst;
@@ -117,8 +241,12 @@ impl Findings {
         }
     }
 
-    /// The metrics now: a `ResourceMetrics` per service.
-    pub(super) fn flush(&self, now: u64) -> Vec<ResourceMetrics> {
+    /// The metrics now: a `ResourceMetrics` per service (and one without a service for the
+    /// overflow series); series past `expiration` are forgotten first.
+    pub(super) fn flush(&mut self, now: u64) -> Vec<ResourceMetrics> {
+        self.series.expire(now, self.expiration);
+        self.critical.expire(now, self.expiration);
+        self.dependencies.expire(now, self.expiration);
         let text = |key: &str, value: &str| KeyValue {
             key: key.to_owned(),
             value: Some(AnyValue {
@@ -144,47 +272,46 @@ impl Findings {
             })),
             ..Default::default()
         };
-        // Per service, per metric (in a fixed order): the points.
-        let mut per_service: BTreeMap<&str, BTreeMap<usize, Vec<NumberDataPoint>>> =
+        // Per service (`None`: the overflow series), per metric (in a fixed order): the points.
+        let mut per_service: BTreeMap<Option<&str>, BTreeMap<usize, Vec<NumberDataPoint>>> =
             BTreeMap::new();
-        for ((service, pattern, span), s) in &self.series {
+        let mut add = |service, m: usize, attributes, value| {
+            per_service
+                .entry(service)
+                .or_default()
+                .entry(m)
+                .or_default()
+                .push(point(attributes, value));
+        };
+        let overflow = || vec![text(OVERFLOW_ATTRIBUTE, "true")];
+        for (service, (pattern, span), s) in self.series.iter() {
             let attributes = vec![
                 text("pattern", pattern),
                 text("service.name", service),
                 text("span.name", span),
                 text(WORST_TRACE_ATTRIBUTE, &s.worst.1),
             ];
-            per_service
-                .entry(service)
-                .or_default()
-                .entry(0)
-                .or_default()
-                .push(point(attributes, s.total));
+            add(Some(service), 0, attributes, s.total);
         }
-        for (service, span, seconds) in self
-            .critical
-            .iter()
-            .flat_map(|(service, spans)| spans.iter().map(move |(span, s)| (service, span, s)))
-        {
+        if let Some(s) = self.series.overflow() {
+            add(None, 0, overflow(), s.total);
+        }
+        for (service, span, seconds) in self.critical.iter() {
             let attributes = vec![text("service.name", service), text("span.name", span)];
-            per_service
-                .entry(service)
-                .or_default()
-                .entry(1)
-                .or_default()
-                .push(point(attributes, *seconds));
+            add(Some(service), 1, attributes, *seconds);
         }
-        for (caller, callee, counts) in self.dependencies.iter().flat_map(|(caller, callees)| {
-            callees.iter().map(move |(callee, c)| (caller, callee, c))
-        }) {
+        if let Some(seconds) = self.critical.overflow() {
+            add(None, 1, overflow(), *seconds);
+        }
+        for (caller, callee, counts) in self.dependencies.iter() {
             for (m, value) in counts.iter().enumerate() {
                 let attributes = vec![text("client", caller), text("server", callee)];
-                per_service
-                    .entry(caller)
-                    .or_default()
-                    .entry(2 + m)
-                    .or_default()
-                    .push(point(attributes, *value));
+                add(Some(caller), 2 + m, attributes, *value);
+            }
+        }
+        if let Some(counts) = self.dependencies.overflow() {
+            for (m, value) in counts.iter().enumerate() {
+                add(None, 2 + m, overflow(), *value);
             }
         }
         let describe = |m: usize, points| match m {
@@ -223,7 +350,9 @@ impl Findings {
             .into_iter()
             .map(|(service, metrics)| ResourceMetrics {
                 resource: Some(Resource {
-                    attributes: vec![text("service.name", service)],
+                    attributes: service
+                        .map(|service| vec![text("service.name", service)])
+                        .unwrap_or_default(),
                     ..Default::default()
                 }),
                 scope_metrics: vec![ScopeMetrics {

@@ -302,7 +302,7 @@ pub fn analyse_trace(
         &mut sums,
         &mut detect::Scratch::default(),
     );
-    findings_out.add(&mut sums);
+    findings_out.add(&mut sums, unix_nanos());
     mark(resources, &findings, &[]);
     findings
 }
@@ -380,10 +380,11 @@ impl TraceAnalysis {
             state: Arc::new(State {
                 buffer: Mutex::new(Buffer::new(limits, sampled, ExactCache::new(0))),
                 buffer_metrics: ctx.metrics.trace_analysis(&ctx.id.to_string()),
-                findings: Mutex::new(Findings {
-                    start_unix_nano: unix_nanos(),
-                    ..Default::default()
-                }),
+                findings: Mutex::new(Findings::new(
+                    unix_nanos(),
+                    config.aggregation_cardinality_limit,
+                    config.metrics_expiration.0.as_nanos() as u64,
+                )),
                 detectors: config.detectors(),
                 analysers,
             }),
@@ -461,7 +462,7 @@ async fn run_due(id: &str, state: &State, output: &Output, metrics: &ExporterMet
         .findings
         .lock()
         .expect("trace_analysis lock")
-        .add(&mut sums);
+        .add(&mut sums, unix_nanos());
     drop((trace, scratch, sums));
     {
         let now = Instant::now();

@@ -1,5 +1,5 @@
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric, number_data_point};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -7,6 +7,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use super::detect::{self, Finding, Pattern, TraceSpan, normalize_path, normalize_query};
 use super::*;
 use crate::component::{ConnectorConfig, Validate};
+use crate::connectors::OVERFLOW_ATTRIBUTE;
 use crate::testing::{Recorder, context};
 use prost::Message;
 
@@ -344,7 +345,7 @@ fn findings_mark_the_spans_and_count_weighted_by_adjusted_counts() {
     let mut t = db_calls(12, true, |i| format!("SELECT * FROM items WHERE id = {i}"));
     t.spans[0].1.trace_state = "ot=th:8".into();
     let mut resources = t.resources();
-    let mut findings = Findings::default();
+    let mut findings = Findings::new(0, 0, 0);
     let found = analyse_trace(&mut resources, "01", &config, &mut findings);
     assert_eq!(found.len(), 1);
     let marked = resources
@@ -596,7 +597,7 @@ fn dependencies_tell_failures_that_failed_the_request_from_handled_ones() {
     );
     // In the metrics: per caller → callee, weighted.
     let config = TraceAnalysisConfig::default();
-    let mut findings = Findings::default();
+    let mut findings = Findings::new(0, 0, 0);
     analyse_trace(&mut t.resources(), "01", &config, &mut findings);
     analyse_trace(
         &mut propagated(true).resources(),
@@ -605,8 +606,8 @@ fn dependencies_tell_failures_that_failed_the_request_from_handled_ones() {
         &mut findings,
     );
     assert_eq!(
-        findings.dependencies["checkout"]["payments"],
-        [2.0, 2.0, 1.0]
+        findings.dependencies.get("checkout", "payments"),
+        Some(&[2.0, 2.0, 1.0])
     );
     let names: Vec<String> = findings
         .flush(1)
@@ -855,14 +856,119 @@ fn the_metrics_side_buffers_only_what_the_analysis_reads() {
         &mut request.resource_spans.clone(),
         "01",
         &config,
-        &mut Findings::default(),
+        &mut Findings::new(0, 0, 0),
     );
     let from_stripped = analyse_trace(
         &mut back.resource_spans.clone(),
         "01",
         &config,
-        &mut Findings::default(),
+        &mut Findings::new(0, 0, 0),
     );
     assert_eq!(found, from_stripped);
     assert_eq!(patterns(&found), [(Pattern::NPlusOne, 6)]);
+}
+
+/// The points of `metric` in `resources`, as (value, whether it is the overflow series).
+fn points_of(resources: &[ResourceMetrics], metric: &str) -> Vec<(f64, bool)> {
+    resources
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics[0].metrics)
+        .filter(|m| m.name == metric)
+        .flat_map(|m| match &m.data {
+            Some(metric::Data::Sum(sum)) => sum.data_points.clone(),
+            _ => panic!("{} is not a sum", m.name),
+        })
+        .map(|p| {
+            let Some(number_data_point::Value::AsDouble(v)) = p.value else {
+                panic!("{metric}: not a double")
+            };
+            let overflow = p.attributes.iter().any(|kv| kv.key == OVERFLOW_ATTRIBUTE);
+            // The overflow series has no other attribute.
+            assert!(!overflow || p.attributes.len() == 1, "{:?}", p.attributes);
+            (v, overflow)
+        })
+        .collect()
+}
+
+#[test]
+fn each_family_holds_at_most_the_cardinality_limit_and_the_rest_overflows() {
+    let mut findings = Findings::new(0, 2, 10);
+    // A client that puts ids in its span names: five series per family where two fit.
+    let names: Vec<String> = (0..5).map(|i| format!("GET /users/{i}")).collect();
+    let mut sums = Sums::default();
+    for n in &names {
+        sums.critical.insert(("shop", n), 1.0);
+        sums.dependencies.insert(("shop", n, None), [1.0, 1.0, 0.0]);
+        sums.add(("shop", "n_plus_one", n), 1.0, 1, &|| "01".to_owned());
+    }
+    findings.add(&mut sums, 1);
+    assert_eq!(findings.series.len(), 2);
+    assert_eq!(findings.critical.len(), 2);
+    assert_eq!(findings.dependencies.len(), 2);
+    // Again: the two known series take their own, the other three the overflow's.
+    for n in &names {
+        sums.critical.insert(("shop", n), 1.0);
+    }
+    findings.add(&mut sums, 2);
+    assert_eq!(findings.critical.len(), 2);
+
+    let metrics = findings.flush(3);
+    let overflow_resources: Vec<_> = metrics
+        .iter()
+        .filter(|rm| rm.resource.as_ref().unwrap().attributes.is_empty())
+        .collect();
+    assert_eq!(
+        overflow_resources.len(),
+        1,
+        "one resource holds the overflow"
+    );
+    for (metric, per_series) in [
+        (METRIC, 1.0),
+        (CRITICAL_PATH_METRIC, 2.0),
+        (DEPENDENCY_CALLS_METRIC, 1.0),
+        (DEPENDENCY_FAILED_METRIC, 1.0),
+    ] {
+        let points = points_of(&metrics, metric);
+        let own: Vec<f64> = points.iter().filter(|p| !p.1).map(|p| p.0).collect();
+        let overflow: Vec<f64> = points.iter().filter(|p| p.1).map(|p| p.0).collect();
+        assert_eq!(own, [per_series, per_series], "{metric}");
+        assert_eq!(overflow, [3.0 * per_series], "{metric}");
+    }
+
+    // Ten nanoseconds without an update: every series is forgotten, and new ones fit again.
+    assert!(findings.flush(12).is_empty());
+    sums.critical.insert(("shop", &names[4]), 1.0);
+    findings.add(&mut sums, 13);
+    assert_eq!(findings.critical.len(), 1);
+    assert_eq!(
+        points_of(&findings.flush(14), CRITICAL_PATH_METRIC),
+        [(1.0, false)]
+    );
+}
+
+#[test]
+fn without_a_limit_or_expiration_every_series_is_kept() {
+    let mut findings = Findings::new(0, 0, 0);
+    let names: Vec<String> = (0..100).map(|i| format!("GET /users/{i}")).collect();
+    let mut sums = Sums::default();
+    for n in &names {
+        sums.critical.insert(("shop", n), 1.0);
+    }
+    findings.add(&mut sums, 1);
+    assert_eq!(findings.critical.len(), 100);
+    let points = points_of(&findings.flush(u64::MAX), CRITICAL_PATH_METRIC);
+    assert_eq!(points.len(), 100);
+    assert!(points.iter().all(|p| !p.1));
+}
+
+#[test]
+fn the_cardinality_limit_defaults_to_ten_thousand() {
+    let config: TraceAnalysisConfig =
+        serde_yaml_ng::from_str("metrics_expiration: 5m").expect("parses");
+    assert_eq!(config.aggregation_cardinality_limit, 10_000);
+    assert_eq!(config.metrics_expiration.0, Duration::from_secs(300));
+    assert_eq!(
+        TraceAnalysisConfig::default().metrics_expiration.0,
+        Duration::ZERO
+    );
 }
