@@ -130,19 +130,23 @@ pub fn analyse_all(
 /// The host's checks of one finding in a trace of `spans` spans: the anchor and every span
 /// involved exist, the pattern is 1 to [`MAX_PATTERN`] bytes. The message says what is wrong.
 pub fn check(f: &Finding, spans: u32) -> Result<(), String> {
-    if f.pattern.is_empty() || f.pattern.len() > MAX_PATTERN {
+    check_parts(&f.pattern, f.anchor, &f.spans, spans)
+}
+
+/// [`check`] on a finding's parts, as the host reads them from the plugin's answer.
+pub fn check_parts(pattern: &str, anchor: u32, involved: &[u32], spans: u32) -> Result<(), String> {
+    if pattern.is_empty() || pattern.len() > MAX_PATTERN {
         return Err(format!(
             "a finding's pattern is {} bytes long; 1 to {MAX_PATTERN} are allowed",
-            f.pattern.len()
+            pattern.len()
         ));
     }
-    if let Some(bad) = std::iter::once(&f.anchor)
-        .chain(&f.spans)
+    if let Some(bad) = std::iter::once(&anchor)
+        .chain(involved)
         .find(|&&s| s >= spans)
     {
         return Err(format!(
-            "finding {:?} names span {bad} of a trace of {spans} spans",
-            f.pattern
+            "finding {pattern:?} names span {bad} of a trace of {spans} spans"
         ));
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use prometheus_client::metrics::counter::Counter;
-use wasmcol_plugin_sdk::analyser::MAX_PATTERN;
+use wasmcol_plugin_sdk::analyser;
 use wasmcol_plugin_sdk::policy::TraceSummary;
 use wasmtime::Store;
 
@@ -169,12 +169,6 @@ impl AnalyserInstance {
 
 fn check(f: wit::Finding, spans: &[u32], size: &mut usize) -> Result<PluginFinding, CallError> {
     let invalid = |m: String| Err(CallError::InvalidOutput(m));
-    if f.pattern.is_empty() || f.pattern.len() > MAX_PATTERN {
-        return invalid(format!(
-            "a finding's pattern is {} bytes long; 1 to {MAX_PATTERN} are allowed",
-            f.pattern.len()
-        ));
-    }
     let Some(&n) = spans.get(f.trace as usize) else {
         return invalid(format!(
             "finding {:?} names trace {} of a call with {} traces",
@@ -183,14 +177,8 @@ fn check(f: wit::Finding, spans: &[u32], size: &mut usize) -> Result<PluginFindi
             spans.len()
         ));
     };
-    if let Some(bad) = std::iter::once(&f.anchor)
-        .chain(&f.spans)
-        .find(|&&s| s >= n)
-    {
-        return invalid(format!(
-            "finding {:?} names span {bad} of trace {}, which has {n} spans",
-            f.pattern, f.trace
-        ));
+    if let Err(message) = analyser::check_parts(&f.pattern, f.anchor, &f.spans, n) {
+        return invalid(message);
     }
     if f.attributes.len() > MAX_ATTRIBUTES {
         return invalid(format!(
