@@ -280,37 +280,37 @@ fn settle_by(
     (missing, ids.len(), ids.len() - got.len())
 }
 
-#[test]
-fn kill_9_loop_loses_nothing_acknowledged() {
-    const CYCLES: usize = 20;
-    let sink = Sink::start(free_port());
-    let queue = tempfile::tempdir().unwrap();
+/// What a kill -9 loop saw.
+struct Killed {
+    /// Items acknowledged to the clients.
+    acked: usize,
+    /// Acknowledged items the back end never got.
+    missing: Vec<u64>,
+    /// Items the back end wrote, and how many of them twice or more.
+    delivered: usize,
+    duplicates: usize,
+}
+
+/// Runs a collector on `config(http)` (its queue on disk in a directory that outlives it)
+/// under a load of `signal` from 4 clients, kills it with SIGKILL `cycles` times at moments
+/// varied by `stagger` and starts it again; the last one stops the load, drains into `sink`
+/// and stops cleanly. `check` looks at each collector once it has acknowledged some data.
+fn kill_9_loop(
+    signal: Signal,
+    cycles: usize,
+    stagger: u64,
+    sink: &Sink,
+    config: impl Fn(u16) -> String,
+    check: impl Fn(&Collector),
+) -> Killed {
     let port = Arc::new(AtomicU64::new(0));
-    let load_port = port.clone();
     let mut load = None;
-    let started = Instant::now();
-    for cycle in 0..=CYCLES {
+    for cycle in 0..=cycles {
         let http = free_port();
-        let config = gateway_config(
-            http,
-            free_port(),
-            sink.http,
-            queue.path(),
-            "num_consumers: 4",
-        );
-        let mut gateway = Collector::start(&config, http);
+        let mut gateway = Collector::start(&config(http), http);
         port.store(u64::from(http), Ordering::Relaxed);
-        if load.is_none() {
-            load = Some(Load::start(
-                load_port.clone(),
-                Signal::Traces,
-                4,
-                50,
-                32,
-                Duration::ZERO,
-            ));
-        }
-        let l = load.as_ref().unwrap();
+        let l = load
+            .get_or_insert_with(|| Load::start(port.clone(), signal, 4, 50, 32, Duration::ZERO));
         let before = l.acked();
         // Under load for a while (at least some requests acknowledged by this process).
         assert!(
@@ -318,30 +318,68 @@ fn kill_9_loop_loses_nothing_acknowledged() {
             "cycle {cycle}: no progress:\n{}",
             gateway.log()
         );
-        std::thread::sleep(Duration::from_millis(300 + 37 * cycle as u64 % 400));
-        if cycle == CYCLES {
+        check(&gateway);
+        std::thread::sleep(Duration::from_millis(300 + stagger * cycle as u64 % 400));
+        if cycle == cycles {
             // The last process stops the load, drains and stops cleanly.
             let (acked, _, _) = load.take().unwrap().finish();
-            let (missing, delivered, duplicates) = settle(&sink, &acked, Duration::from_secs(60));
+            let (missing, delivered, duplicates) =
+                settle_by(&acked, Duration::from_secs(60), || match signal {
+                    Signal::Traces => sink.ids(),
+                    Signal::Logs => sink.log_times(),
+                });
             assert_eq!(gateway.stop(), 0, "{}", gateway.log());
-            println!(
-                "RELIABILITY kill -9 loop: cycles {CYCLES}, acknowledged {}, delivered {delivered}, \
-                 duplicates {duplicates}, missing {}, {:.0?}",
-                acked.len(),
-                missing.len(),
-                started.elapsed()
-            );
-            assert!(
-                missing.is_empty(),
-                "{} acknowledged spans never reached the back end (first: {:?})",
-                missing.len(),
-                &missing[..missing.len().min(10)]
-            );
-            break;
+            return Killed {
+                acked: acked.len(),
+                missing,
+                delivered,
+                duplicates,
+            };
         }
         // kill -9 (dropping the handle sends SIGKILL and reaps it).
         drop(gateway);
     }
+    unreachable!("the last cycle returns")
+}
+
+impl Killed {
+    fn assert_nothing_missing(&self, what: &str) {
+        let Killed { missing, .. } = self;
+        assert!(
+            missing.is_empty(),
+            "{} acknowledged {what} never reached the back end (first: {:?})",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
+}
+
+#[test]
+fn kill_9_loop_loses_nothing_acknowledged() {
+    const CYCLES: usize = 20;
+    let sink = Sink::start(free_port());
+    let queue = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let config = |http| {
+        gateway_config(
+            http,
+            free_port(),
+            sink.http,
+            queue.path(),
+            "num_consumers: 4",
+        )
+    };
+    let k = kill_9_loop(Signal::Traces, CYCLES, 37, &sink, config, |_| {});
+    println!(
+        "RELIABILITY kill -9 loop: cycles {CYCLES}, acknowledged {}, delivered {}, duplicates \
+         {}, missing {}, {:.0?}",
+        k.acked,
+        k.delivered,
+        k.duplicates,
+        k.missing.len(),
+        started.elapsed()
+    );
+    k.assert_nothing_missing("spans");
 }
 
 /// Log records through the on-disk queue (its folder `exporter_otlphttp__logs`): killed with
@@ -351,10 +389,48 @@ fn kill_9_loop_loses_no_acknowledged_log_record() {
     const CYCLES: usize = 8;
     let sink = Sink::start(free_port());
     let queue = tempfile::tempdir().unwrap();
-    let port = Arc::new(AtomicU64::new(0));
-    let mut load = None;
-    for cycle in 0..=CYCLES {
-        let http = free_port();
+    let config = |http| {
+        gateway_config(
+            http,
+            free_port(),
+            sink.http,
+            queue.path(),
+            "num_consumers: 4",
+        )
+    };
+    let k = kill_9_loop(Signal::Logs, CYCLES, 53, &sink, config, |_| {});
+    println!(
+        "RELIABILITY kill -9 loop, logs: cycles {CYCLES}, acknowledged {}, delivered {}, \
+         duplicates {}, missing {}",
+        k.acked,
+        k.delivered,
+        k.duplicates,
+        k.missing.len()
+    );
+    assert!(
+        queue.path().join("exporter_otlphttp__logs").is_dir(),
+        "the logs queue is not where it should be: {:?}",
+        std::fs::read_dir(queue.path())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    k.assert_nothing_missing("log records");
+}
+
+/// A `forward` connector passes acknowledgement on: with `otlp → batch → forward` in one
+/// pipeline and `forward → batch → otlphttp` (queue on disk) in the next, the first pipeline's
+/// clients are answered once their data is stored, as if the connector were not there, so
+/// kill -9 under load loses nothing acknowledged.
+#[test]
+fn kill_9_loop_through_a_forward_connector_loses_nothing_acknowledged() {
+    const CYCLES: usize = 8;
+    let sink = Sink::start(free_port());
+    let queue = tempfile::tempdir().unwrap();
+    let config = |http| {
+        let direct = "    traces:\n      receivers: [otlp]\n      processors: [batch]\n      \
+                      exporters: [otlphttp]\n";
+        let forwarded = "    traces:\n      receivers: [otlp]\n      processors: [batch]\n      \
+                         exporters: [forward]\n    traces/stored:\n      receivers: [forward]\n      \
+                         processors: [batch]\n      exporters: [otlphttp]\n";
         let config = gateway_config(
             http,
             free_port(),
@@ -362,45 +438,34 @@ fn kill_9_loop_loses_no_acknowledged_log_record() {
             queue.path(),
             "num_consumers: 4",
         );
-        let mut gateway = Collector::start(&config, http);
-        port.store(u64::from(http), Ordering::Relaxed);
-        let l = load.get_or_insert_with(|| {
-            Load::start(port.clone(), Signal::Logs, 4, 50, 32, Duration::ZERO)
-        });
-        let before = l.acked();
-        assert!(
-            wait_until(Duration::from_secs(20), || l.acked() >= before + 200),
-            "cycle {cycle}: no progress:\n{}",
-            gateway.log()
-        );
-        std::thread::sleep(Duration::from_millis(300 + 53 * cycle as u64 % 400));
-        if cycle == CYCLES {
-            let (acked, _, _) = load.take().unwrap().finish();
-            let (missing, delivered, duplicates) =
-                settle_by(&acked, Duration::from_secs(60), || sink.log_times());
-            assert_eq!(gateway.stop(), 0, "{}", gateway.log());
-            println!(
-                "RELIABILITY kill -9 loop, logs: cycles {CYCLES}, acknowledged {}, delivered \
-                 {delivered}, duplicates {duplicates}, missing {}",
-                acked.len(),
-                missing.len()
-            );
+        assert!(config.contains(direct));
+        config
+            .replace(direct, forwarded)
+            .replace("\nservice:\n", "\nconnectors:\n  forward:\nservice:\n")
+    };
+    let stored = |c: &Collector| {
+        let log = c.log();
+        for pipeline in ["traces", "traces/stored"] {
+            let field = format!("pipeline={pipeline}");
             assert!(
-                queue.path().join("exporter_otlphttp__logs").is_dir(),
-                "the logs queue is not where it should be: {:?}",
-                std::fs::read_dir(queue.path())
-                    .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                log.lines().any(
+                    |l| l.contains("clients are answered once their data is stored")
+                        && l.split_whitespace().any(|w| w == field)
+                ),
+                "pipeline {pipeline} is not said to be stored:\n{log}"
             );
-            assert!(
-                missing.is_empty(),
-                "{} acknowledged log records never reached the back end (first: {:?})",
-                missing.len(),
-                &missing[..missing.len().min(10)]
-            );
-            break;
         }
-        drop(gateway);
-    }
+    };
+    let k = kill_9_loop(Signal::Traces, CYCLES, 41, &sink, config, stored);
+    println!(
+        "RELIABILITY kill -9 loop through forward: cycles {CYCLES}, acknowledged {}, delivered \
+         {}, duplicates {}, missing {}",
+        k.acked,
+        k.delivered,
+        k.duplicates,
+        k.missing.len()
+    );
+    k.assert_nothing_missing("spans");
 }
 
 #[test]

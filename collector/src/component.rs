@@ -328,6 +328,14 @@ pub trait ConnectorConfig: fmt::Debug + Send + Sync {
     /// The (exporter pipeline signal, receiver pipeline signal) pairs it connects.
     fn pairs(&self) -> Vec<(SignalKind, SignalKind)>;
 
+    /// True for a connector that hands each batch on, with its acknowledgement, before it
+    /// answers (`forward`): a pipeline exporting to it is stored when the pipelines it feeds
+    /// are. False (the default) for one that counts data delivered once it has taken it in
+    /// (it aggregates or holds it).
+    fn passes_acknowledgement_on(&self) -> bool {
+        false
+    }
+
     /// Traces in, traces out.
     fn build_traces_to_traces(
         &self,

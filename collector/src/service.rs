@@ -537,48 +537,93 @@ impl Service {
         }
         builder.authenticators = Arc::new(authenticators);
 
-        // Pipelines whose every exporter keeps its queue on disk: their receivers answer once
-        // the data is stored, so what a client was told is accepted survives a crash.
-        let mut stored_pipelines: Vec<&String> = Vec::new();
-        for (name, p) in pipelines {
-            // A connector keeps nothing on disk.
-            if !p.exporters.iter().all(|e| {
-                config
-                    .exporters
-                    .get(&id_of(e))
-                    .is_some_and(|e| e.storage().is_some())
-            }) {
-                continue;
-            }
-            let early: Vec<&String> = p
-                .processors
+        // Pipelines whose data is stored before it counts as delivered: every exporter keeps
+        // its queue on disk, or is a connector that passes acknowledgement on (`forward`) to
+        // pipelines that are stored in turn; and no processor counts data delivered early.
+        // Their receivers answer once the data is stored, so what a client was told is
+        // accepted survives a crash. Connectors do not loop, so this settles.
+        let on_disk = |id: &ComponentId| {
+            config
+                .exporters
+                .get(id)
+                .is_some_and(|e| e.storage().is_some())
+        };
+        let passes_on = |id: &ComponentId| {
+            config
+                .connectors
+                .get(id)
+                .is_some_and(|c| c.passes_acknowledgement_on())
+        };
+        let fed_by = |connector: &ComponentId| -> Vec<&String> {
+            pipelines
+                .iter()
+                .filter(|(_, q)| q.receivers.iter().any(|r| id_of(r) == *connector))
+                .map(|(n, _)| n)
+                .collect()
+        };
+        let feeding = |connector: &ComponentId| -> Vec<&String> {
+            pipelines
+                .iter()
+                .filter(|(_, q)| q.exporters.iter().any(|e| id_of(e) == *connector))
+                .map(|(n, _)| n)
+                .collect()
+        };
+        let early = |p: &crate::config::PipelineConfig| -> Vec<String> {
+            p.processors
                 .iter()
                 .filter(|n| !config.processors[&id_of(n)].passes_acknowledgement_on())
-                .collect();
-            if early.is_empty() {
+                .cloned()
+                .collect()
+        };
+        let exporters_store = |p: &crate::config::PipelineConfig, stored: &[&String]| {
+            p.exporters.iter().all(|e| {
+                let id = id_of(e);
+                on_disk(&id)
+                    || (passes_on(&id) && {
+                        let fed = fed_by(&id);
+                        !fed.is_empty() && fed.iter().all(|q| stored.contains(q))
+                    })
+            })
+        };
+        let mut stored_pipelines: Vec<&String> = Vec::new();
+        loop {
+            let before = stored_pipelines.len();
+            for (name, p) in pipelines {
+                if !stored_pipelines.contains(&name)
+                    && early(p).is_empty()
+                    && exporters_store(p, &stored_pipelines)
+                {
+                    stored_pipelines.push(name);
+                }
+            }
+            if stored_pipelines.len() == before {
+                break;
+            }
+        }
+        for (name, p) in pipelines {
+            if stored_pipelines.contains(&name) {
                 tracing::info!(
                     pipeline = %name,
                     "every exporter keeps its queue on disk: clients are answered once their data is stored"
                 );
-                stored_pipelines.push(name);
-            } else {
+            } else if exporters_store(p, &stored_pipelines) {
                 tracing::warn!(
                     pipeline = %name,
-                    processors = ?early,
+                    processors = ?early(p),
                     "every exporter keeps its queue on disk, but these processors count data as delivered once they buffer it: what they hold is lost if the process is killed"
                 );
             }
         }
 
         // Pipelines exporting to connectors whose data reaches an exporter that keeps its queue
-        // on disk: a connector counts data as delivered once it has taken it in, so those
-        // pipelines are not stored (the loop above passed over them), and the operator, who
-        // asked for a queue on disk, is told why.
+        // on disk: a connector that does not pass acknowledgement on counts data as delivered
+        // once it has taken it in, so those pipelines are not stored (the loop above passed
+        // over them), and the operator, who asked for a queue on disk, is told why.
         for (name, p) in pipelines {
             let connectors: Vec<&String> = p
                 .exporters
                 .iter()
-                .filter(|e| config.connectors.contains_key(&id_of(e)))
+                .filter(|e| config.connectors.contains_key(&id_of(e)) && !passes_on(&id_of(e)))
                 .collect();
             if connectors.is_empty() {
                 continue;
@@ -594,17 +639,8 @@ impl Service {
                 for e in &pipelines[q].exporters {
                     let id = id_of(e);
                     if config.connectors.contains_key(&id) {
-                        todo.extend(
-                            pipelines
-                                .iter()
-                                .filter(|(_, r)| r.receivers.iter().any(|r| id_of(r) == id))
-                                .map(|(n, _)| n),
-                        );
-                    } else if config
-                        .exporters
-                        .get(&id)
-                        .is_some_and(|e| e.storage().is_some())
-                    {
+                        todo.extend(fed_by(&id));
+                    } else if on_disk(&id) {
                         stored = true;
                     }
                 }
@@ -618,27 +654,40 @@ impl Service {
             }
         }
 
-        // A receiver answers on store when every pipeline it feeds is stored; the processors
-        // of a pipeline whose every receiver does may refuse instead of holding data back. A
-        // connector answers once it has the data.
+        // A receiver answers on store when every pipeline it feeds is stored. A pipeline is
+        // answered when every sender waits for that answer: each receiver answers on store, or
+        // is a connector passing acknowledgement on from pipelines that are answered in turn.
+        // Its processors may then refuse instead of holding data back.
         let answers_on_store = |receiver: &ComponentId| {
             !config.connectors.contains_key(receiver)
-                && pipelines
+                && fed_by(receiver)
                     .iter()
-                    .filter(|(_, p)| p.receivers.iter().any(|r| id_of(r) == *receiver))
-                    .all(|(name, _)| stored_pipelines.contains(&name))
+                    .all(|name| stored_pipelines.contains(name))
         };
-        builder.answered_pipelines = stored_pipelines
-            .iter()
-            .copied()
-            .filter(|name| {
-                pipelines[*name]
-                    .receivers
-                    .iter()
-                    .all(|r| answers_on_store(&id_of(r)))
-            })
-            .cloned()
-            .collect();
+        let mut answered: Vec<&String> = Vec::new();
+        loop {
+            let before = answered.len();
+            for name in &stored_pipelines {
+                let waited_on = pipelines[*name].receivers.iter().all(|r| {
+                    let id = id_of(r);
+                    if config.connectors.contains_key(&id) {
+                        let from = feeding(&id);
+                        passes_on(&id)
+                            && !from.is_empty()
+                            && from.iter().all(|q| answered.contains(q))
+                    } else {
+                        answers_on_store(&id)
+                    }
+                });
+                if waited_on && !answered.contains(name) {
+                    answered.push(name);
+                }
+            }
+            if answered.len() == before {
+                break;
+            }
+        }
+        builder.answered_pipelines = answered.into_iter().cloned().collect();
 
         // Deepest first: the pipelines a connector feeds are built before those that feed it.
         let mut order: Vec<&String> = pipelines.keys().collect();

@@ -19,6 +19,11 @@ impl Validate for ForwardConfig {}
 
 impl ConnectorConfig for ForwardConfig {
     crate::component::connects_every_signal_to_itself!(build);
+
+    /// Each batch goes on with its acknowledgement, and the answer is the next stage's.
+    fn passes_acknowledgement_on(&self) -> bool {
+        true
+    }
 }
 
 impl ForwardConfig {
