@@ -14,6 +14,8 @@
 //!   per type, registered in [`components`].
 //! - [`kafka`]: what the Kafka receiver and exporter share (client settings, payload
 //!   encodings), so neither component folder imports from the other.
+//! - [`net`]: endpoints and listeners, and what the clients share: the OTLP exporters'
+//!   `compression` option, error messages naming an error's sources.
 //! - [`storage`]: the on-disk queue behind `sending_queue.storage` (the `file_storage`
 //!   extension).
 //! - [`telemetry`]: the collector's own metrics, health and logs.
