@@ -12,6 +12,10 @@
 //!   receiver got, checked by [`otlp::wire`], decoded only by a stage that reads spans.
 //! - [`receivers`], [`processors`], [`exporters`], [`extensions`]: the components, one folder
 //!   per type, registered in [`components`].
+//! - [`kafka`]: what the Kafka receiver and exporter share (client settings, payload
+//!   encodings), so neither component folder imports from the other.
+//! - [`net`]: endpoints and listeners, and what the clients share: the OTLP exporters'
+//!   `compression` option, error messages naming an error's sources.
 //! - [`storage`]: the on-disk queue behind `sending_queue.storage` (the `file_storage`
 //!   extension).
 //! - [`telemetry`]: the collector's own metrics, health and logs.
@@ -27,6 +31,7 @@ pub mod config;
 pub mod connectors;
 pub mod exporters;
 pub mod extensions;
+pub mod kafka;
 pub mod keyed_hash;
 pub mod net;
 pub mod otlp;

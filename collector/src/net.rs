@@ -1,7 +1,25 @@
-//! Endpoint strings (`host:port`) as written in configs, reading HTTP responses safely, and the
-//! warning for credentials sent in plaintext.
+//! Endpoint strings (`host:port`) as written in configs, reading HTTP responses safely, the
+//! warning for credentials sent in plaintext, the `compression` option of the OTLP exporters,
+//! and error messages that name an error's sources.
 
+use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
+
+use serde::Deserialize;
+
+/// Compression of each request body (the OpenTelemetry Collector's `compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip, the OpenTelemetry Collector's default.
+    #[default]
+    Gzip,
+    /// Zstandard.
+    Zstd,
+    /// Uncompressed.
+    #[serde(alias = "")]
+    None,
+}
 
 /// Checks that `endpoint` looks like `host:port` with a numeric port.
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
@@ -137,6 +155,22 @@ pub fn warn_plaintext_credentials<'a>(
          the path can read them; enable TLS"
     );
     true
+}
+
+/// An error and its sources, `outer: inner: innermost` (transport errors hide the useful part
+/// in the sources).
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -460,7 +460,7 @@ impl tower::Service<Uri> for HttpsConnector {
             let tcp = connect.await.map_err(|e| {
                 io::Error::other(format!(
                     "cannot connect to {host}: {}",
-                    crate::exporters::otlp::error_chain(&e)
+                    crate::net::error_chain(&e)
                 ))
             })?;
             if !https {

@@ -24,7 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::tls::client::{ClientTls, HttpsConnector};
-use crate::exporters::otlp::error_chain;
+use crate::net::error_chain;
 
 /// Most of an answer the exporter reads: its statements answer with nothing, and an error page
 /// need not cost memory.

@@ -3,11 +3,11 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::client::{AuthConfig, ClientSettings, default_brokers, default_client_id};
-use super::encoding::Encoding;
 use crate::component::{Problem, Validate};
 use crate::config::Duration;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, nested};
+use crate::kafka::client::{AuthConfig, ClientSettings, default_brokers, default_client_id};
+use crate::kafka::{Encoding, topic_problem};
 use crate::pipeline::SignalKind;
 
 /// `producer.compression`: codec librdkafka applies to each record batch.
@@ -274,22 +274,6 @@ impl KafkaExporterConfig {
             librdkafka_options: Some(&self.librdkafka_options),
         }
     }
-}
-
-/// Kafka's own limit on topic names.
-pub(crate) fn topic_problem(topic: &str) -> Option<String> {
-    if topic.is_empty() {
-        return Some("must not be empty".into());
-    }
-    if topic.len() > 249 || topic == "." || topic == ".." {
-        return Some(format!("{topic:?} is not a valid Kafka topic name"));
-    }
-    let bad = topic
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
-    bad.map(|c| {
-        format!("{topic:?} is not a valid Kafka topic name ({c:?}: only letters, digits, '.', '_' and '-')")
-    })
 }
 
 impl Validate for KafkaExporterConfig {

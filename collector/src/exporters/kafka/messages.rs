@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use prost::encoding::{self, WireType};
 
-use super::encoding::Encoding;
+use crate::kafka::Encoding;
 use crate::pipeline::{Metadata, TraceBatch, count_spans};
 
 /// Bytes a record needs besides its key and value (record header, varints, batch header
@@ -262,7 +262,7 @@ impl Splitter {
             .get(&self.topic_from_metadata_key)
             .filter(|t| !t.is_empty())?;
         let allowed = crate::config::wildcard::any_matches(&self.allowed_topics, topic)
-            && super::topic_problem(topic).is_none();
+            && crate::kafka::topic_problem(topic).is_none();
         Some(if allowed {
             Ok(Arc::from(topic))
         } else {

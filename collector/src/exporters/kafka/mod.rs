@@ -31,19 +31,15 @@
 //! message cut from it; failed messages are retried from the bounded sending queue; when the
 //! queue is full, upstream gets a retryable refusal.
 
-pub mod client;
 mod config;
-pub mod encoding;
 mod messages;
 mod producer;
 mod signal_split;
 mod wire_split;
 
-pub(crate) use config::topic_problem;
 pub use config::{
     KafkaCompression, KafkaExporterConfig, ProducerConfig, RequiredAcks, SignalConfig,
 };
-pub use encoding::Encoding;
 pub use messages::{OutMessage, RECORD_OVERHEAD, Splitter};
 pub use producer::{KafkaSender, SharedProducer};
 pub use signal_split::{KafkaSignal, Keying, SignalSplitter, resource_key};
@@ -53,6 +49,7 @@ use std::sync::Arc;
 use crate::component::{BuildContext, Exporter, ExporterConfig};
 use crate::config::Duration;
 use crate::exporters::sending_queue::SendingQueue;
+use crate::kafka::client;
 
 /// Slack over `timeout` for the sending queue's own bound on an attempt: librdkafka reports a
 /// timed-out message itself, which is the cleaner failure.

@@ -286,8 +286,8 @@ impl SignalSplitter {
 
 #[cfg(test)]
 mod tests {
-    use super::super::encoding::Encoding;
     use super::*;
+    use crate::kafka::Encoding;
     use opentelemetry_proto::tonic::common::v1::AnyValue;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ScopeLogs};
     use opentelemetry_proto::tonic::metrics::v1::{

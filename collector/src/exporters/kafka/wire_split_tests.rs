@@ -20,7 +20,7 @@ use prost::Message as _;
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, encode_varint};
 
 use super::messages::{RECORD_OVERHEAD, Split, Splitter};
-use super::*;
+use crate::kafka::Encoding;
 use crate::otlp::ExportTraceServiceRequest;
 use crate::pipeline::{Metadata, TraceBatch};
 use crate::testing::SplitMix64 as Rng;

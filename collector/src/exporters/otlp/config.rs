@@ -10,21 +10,8 @@ use crate::config::Duration;
 use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+use crate::net::Compression;
 use crate::otlp::OtlpSignal;
-
-/// Compression of each request body (the OpenTelemetry Collector's `compression`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// gzip, the OpenTelemetry Collector's default.
-    #[default]
-    Gzip,
-    /// Zstandard.
-    Zstd,
-    /// Uncompressed.
-    #[serde(alias = "")]
-    None,
-}
 
 /// `exporters.otlp`: OTLP over gRPC.
 #[derive(Debug, Clone, Deserialize)]

@@ -21,9 +21,9 @@ use tonic::{Code, Request, Status};
 use tonic_prost::ProstCodec;
 use tonic_types::StatusExt;
 
-use super::Compression;
 use crate::config::tls::client::{ClientTls, HttpsConnector};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
+use crate::net::{Compression, error_chain};
 use crate::otlp::OtlpSignal;
 use crate::pipeline::Batch;
 /// Responses are tiny; anything this large is not an OTLP response.
@@ -243,22 +243,6 @@ fn code_name(code: Code) -> String {
             out.push('_');
         }
         out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
-/// An error and its sources, `outer: inner: innermost` (transport errors hide the useful part
-/// in the sources).
-pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
     }
     out
 }

@@ -24,5 +24,5 @@ mod grpc;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Compression, OtlpExporterConfig};
-pub use grpc::{GrpcSender, SharedRequest, classify, error_chain};
+pub use config::OtlpExporterConfig;
+pub use grpc::{GrpcSender, SharedRequest, classify};

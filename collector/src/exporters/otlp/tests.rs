@@ -20,6 +20,7 @@ use super::*;
 use crate::component::{BuildContext, ComponentId, Exporter, ExporterConfig, Problem};
 use crate::config::parse_component;
 use crate::exporters::sending_queue::SendError;
+use crate::net::Compression;
 use crate::otlp::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };

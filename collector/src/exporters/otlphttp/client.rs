@@ -20,8 +20,8 @@ use prost::Message;
 
 use super::Encoding;
 use crate::config::tls::client::{ClientTls, HttpsConnector};
-use crate::exporters::otlp::{Compression, error_chain};
 use crate::exporters::sending_queue::{Accepted, SendError, Sender};
+use crate::net::{Compression, error_chain};
 use crate::otlp::OtlpSignal;
 use crate::pipeline::Batch;
 

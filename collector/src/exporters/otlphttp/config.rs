@@ -10,8 +10,8 @@ use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate
 use crate::config::Duration;
 use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
-use crate::exporters::otlp::Compression;
 use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+use crate::net::Compression;
 use crate::otlp::OtlpSignal;
 use crate::pipeline::SignalKind;
 

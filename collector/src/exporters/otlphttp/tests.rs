@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use super::*;
 use crate::component::{BuildContext, ComponentId, Exporter, ExporterConfig, Problem};
 use crate::config::parse_component;
-use crate::exporters::otlp::Compression;
+use crate::net::Compression;
 use crate::otlp::compression::{Encoding as BodyEncoding, decompress};
 use crate::otlp::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,

@@ -4,10 +4,8 @@ use serde::Deserialize;
 
 use crate::component::{Problem, Validate};
 use crate::config::Duration;
-use crate::exporters::kafka::client::{
-    AuthConfig, ClientSettings, default_brokers, default_client_id,
-};
-use crate::exporters::kafka::{Encoding, topic_problem};
+use crate::kafka::client::{AuthConfig, ClientSettings, default_brokers, default_client_id};
+use crate::kafka::{Encoding, topic_problem};
 use crate::pipeline::SignalKind;
 
 /// `initial_offset`: where a consumer group without a committed offset starts reading.

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::offsets::{Offsets, Ticket};
 use super::payloads::Payloads;
 use crate::compute;
-use crate::exporters::kafka::Encoding;
+use crate::kafka::Encoding;
 use crate::otlp::OtlpSignal;
 use crate::otlp::intake::{Budget, Refusal};
 use crate::pipeline::{

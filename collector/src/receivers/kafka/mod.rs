@@ -83,7 +83,7 @@ impl ReceiverConfig for KafkaReceiverConfig {
         if let Some(p) = self.shared_topic(&used) {
             anyhow::bail!("receivers.{id}.{}: {}", p.path, p.message);
         }
-        crate::exporters::kafka::client::warn_plaintext_sasl(
+        crate::kafka::client::warn_plaintext_sasl(
             &format!("receivers.{id}"),
             &self.client().client_config(),
         );
