@@ -10,8 +10,11 @@
 //! - [`pipeline`] holds the one interface every stage implements, [`pipeline::Consumer`],
 //!   and the batch that flows through it, [`pipeline::TraceBatch`]: the protobuf bytes a
 //!   receiver got, checked by [`otlp::wire`], decoded only by a stage that reads spans.
-//! - [`receivers`], [`processors`], [`exporters`], [`extensions`]: the components, one folder
-//!   per type, registered in [`components`].
+//! - [`receivers`], [`processors`], [`exporters`], [`extensions`], [`connectors`]: the
+//!   components, one folder per type, registered in [`components`]. What several of them
+//!   share lives outside their folders: [`trace_buffer`] (spans held per trace until due, for
+//!   `tail_sampling` and `trace_analysis`), [`sampling`] (the sampling threshold in
+//!   `tracestate`, written by the samplers and read back as adjusted counts).
 //! - [`kafka`]: what the Kafka receiver and exporter share (client settings, payload
 //!   encodings), so neither component folder imports from the other.
 //! - [`net`]: endpoints and listeners, and what the clients share: the OTLP exporters'
@@ -41,6 +44,7 @@ pub mod plugin_host;
 pub mod processors;
 pub mod receivers;
 pub mod reload;
+pub mod sampling;
 pub mod scaffold;
 pub mod serve;
 pub mod service;
@@ -49,5 +53,6 @@ pub mod storage;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod trace_buffer;
 
 pub use config::Config;

@@ -1,10 +1,12 @@
 //! Connectors: components that are an exporter of some pipelines and a receiver of others
 //! (see [`crate::component::ConnectorConfig`]).
 
-pub mod adjusted;
 pub mod forward;
 pub mod servicegraph;
+#[cfg(test)]
+pub(crate) mod span_fixtures;
 pub mod spanmetrics;
+pub(crate) mod spans;
 pub mod trace_analysis;
 
 use std::time::{Duration, SystemTime};

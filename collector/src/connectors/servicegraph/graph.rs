@@ -14,8 +14,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span::SpanKind, status};
 
 use super::config::ServiceGraphConfig;
-use crate::connectors::adjusted::adjusted_count;
-use crate::connectors::spanmetrics::spans::{Attributes, SpanRef, for_each_resource};
+use crate::connectors::spans::{Attributes, SpanRef, for_each_resource};
+use crate::sampling::adjusted::adjusted_count;
 
 /// The instrumentation scope of the metrics, as the OpenTelemetry Collector names it.
 pub const SCOPE_NAME: &str = "traces_service_graph";

@@ -323,7 +323,7 @@ fn validation_and_defaults() {
 
 #[test]
 fn spans_read_from_bytes_pair_as_decoded_ones() {
-    use crate::connectors::spanmetrics::tests::{encoded, varied_spans};
+    use crate::connectors::span_fixtures::{encoded, varied_spans};
     let requests = varied_spans();
     let parts = encoded(&requests);
     for yaml in [

@@ -17,8 +17,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span::SpanKind, statu
 use prost::Message;
 
 use super::config::{SpanMetricsConfig, Temporality};
-use super::spans::{Attributes, SpanRef, Value, for_each_resource};
-use crate::connectors::adjusted::adjusted_count;
+use crate::connectors::spans::{Attributes, SpanRef, Value, for_each_resource};
+use crate::sampling::adjusted::adjusted_count;
 
 pub use crate::connectors::OVERFLOW_ATTRIBUTE;
 

@@ -4,7 +4,7 @@
 //! buckets and defaults, so dashboards made for it work.
 //!
 //! Beyond the Collector: each span counts as many spans as its adjusted count, read from the
-//! sampling threshold in its `tracestate` (`ot=th:...`, see [`crate::connectors::adjusted`]), so the counts stay
+//! sampling threshold in its `tracestate` (`ot=th:...`, see [`crate::sampling::adjusted`]), so the counts stay
 //! right behind samplers that record it.
 //!
 //! `consume` only adds the spans to the series (and reports them delivered); a task sends the
@@ -14,9 +14,8 @@
 
 mod aggregate;
 mod config;
-pub(crate) mod spans;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 pub use aggregate::{Aggregator, OVERFLOW_ATTRIBUTE, SCOPE_NAME};
 pub use config::{SpanMetricsConfig, Temporality, Unit};

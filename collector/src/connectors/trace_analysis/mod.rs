@@ -2,11 +2,11 @@
 //! complete trace for performance anti-patterns and error origins (see [`detect`], from the
 //! `trace-analysis-plugin` crate, linked natively).
 //!
-//! Spans wait in the trace buffer `tail_sampling` uses (encoded, per trace, with its
-//! `decision_wait`, trace count and byte budget, per-trace cap and evictions), and a trace is
-//! analysed once it is due. The metrics side sends `trace_analysis.findings`, a cumulative
+//! Spans wait in the trace buffer `tail_sampling` uses ([`crate::trace_buffer`]: encoded, per trace,
+//! with its `decision_wait`, trace count and byte budget, per-trace cap and evictions), and a
+//! trace is analysed once it is due. The metrics side sends `trace_analysis.findings`, a cumulative
 //! sum per pattern, service and span name, each finding weighted by the adjusted count of the
-//! span it is about (its sampling threshold, [`crate::connectors::adjusted`]), with the trace
+//! span it is about (its sampling threshold, [`crate::sampling::adjusted`]), with the trace
 //! id of the worst finding so far as an attribute, and `trace_analysis.critical_path.self_time`,
 //! each span's self time on its trace's critical path per service and span name, and
 //! `trace_analysis.dependency.*`, calls and failures per caller → callee (how often a callee's
@@ -48,18 +48,16 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{BuildContext, Connector, ConnectorConfig, Lifecycle};
-use crate::connectors::adjusted::adjusted_count;
 use crate::otlp::wire;
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, Metrics, SharedConsumer, SignalKind, TraceBatch, Traces,
 };
 use crate::plugin_host::Services;
 use crate::plugin_host::analyser::{AnalyserRunner, PluginFinding};
-use crate::processors::tail_sampling::buffer::{
-    Buffer, BufferLimits, DueTrace, Eviction, encode_for_policy,
-};
-use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
+use crate::sampling::adjusted::adjusted_count;
 use crate::telemetry::{ExporterMetrics, TraceAnalysisMetrics};
+use crate::trace_buffer::cache::{ExactCache, Kept, SampledCache};
+use crate::trace_buffer::{Buffer, BufferLimits, DueTrace, Eviction, encode_for_policy};
 use config::Detectors;
 use detect::{Finding, Pattern, TraceSpan};
 use findings::{Findings, Sums};

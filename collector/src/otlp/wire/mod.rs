@@ -39,6 +39,7 @@
 //!
 //! The views read fields with the plugin SDK's reader (`wasmcol_plugin_sdk::wire`), the one the
 //! byte-level edit applier there (`wasmcol_plugin_sdk::wire::edit`) uses on validated batches.
+//! Stages that assemble messages from bytes they hold write fields with [`write_bytes_field`].
 
 mod cursor;
 mod error;
@@ -46,6 +47,7 @@ mod logs;
 mod metrics;
 mod traces;
 mod views;
+mod write;
 
 #[cfg(test)]
 mod tests;
@@ -62,3 +64,4 @@ pub use views::{
 /// The field reader the plugin SDK's byte-level edit applier (`wasmcol_plugin_sdk::wire::edit`)
 /// walks batches with: one reader for the views here, the host and the SDK.
 pub use wasmcol_plugin_sdk::wire::{RawField, key_value_key, raw_fields, raw_fields_numbered};
+pub use write::write_bytes_field;

@@ -33,11 +33,11 @@ use wasmcol_plugin_sdk::wire::edit as wire_edit;
 
 use crate::component::{BuildContext, Lifecycle, Problem, Processor, ProcessorConfig, Validate};
 use crate::otlp::wire;
+use crate::otlp::wire::write_bytes_field;
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, Logs, SharedConsumer, SignalKind, Signals, TraceBatch, Traces,
 };
-use crate::processors::tail_sampling::tracestate;
-use crate::processors::tail_sampling::write_bytes_field;
+use crate::sampling::tracestate;
 use crate::telemetry::ProcessorMetrics;
 
 const NUM_HASH_BUCKETS: u32 = 0x4000;
@@ -928,7 +928,7 @@ mod tests {
 
     fn weighted(kept: &[(Vec<u8>, String)]) -> f64 {
         kept.iter()
-            .map(|(_, state)| crate::connectors::adjusted::adjusted_count(state))
+            .map(|(_, state)| crate::sampling::adjusted::adjusted_count(state))
             .sum()
     }
 

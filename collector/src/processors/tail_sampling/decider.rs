@@ -17,16 +17,17 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prometheus_client::metrics::counter::Counter;
 use wasmcol_plugin_sdk::policy::Decision;
 
-use super::buffer::{Buffer, DueTrace, Group, Origin, encode_for_policy, write_bytes_field};
-use super::cache::Kept;
-use super::tracestate;
 use crate::otlp::wire;
+use crate::otlp::wire::write_bytes_field;
 use crate::panics;
 use crate::pipeline::{ConsumeError, SharedConsumer, TraceBatch, Traces};
 use crate::plugin_host::policy::{LoadedPolicy, PolicyInstance};
 use crate::plugin_host::supervised::Supervised;
 use crate::plugin_host::{Limits, OnError, Services};
+use crate::sampling::tracestate;
 use crate::telemetry::{Metrics, ProcessorMetrics, TailSamplingMetrics};
+use crate::trace_buffer::cache::Kept;
+use crate::trace_buffer::{Buffer, DueTrace, Group, Origin, encode_for_policy};
 
 /// Most traces handed to the policy plugin in one call.
 pub const MAX_TRACES_PER_CALL: usize = 4096;

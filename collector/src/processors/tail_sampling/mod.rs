@@ -23,11 +23,8 @@
 //! call is a plugin failure (`reason="panic"`, the traces follow `on_error`); one elsewhere in
 //! the decider loses the traces being decided (counted as dropped) and the loop carries on.
 
-pub(crate) mod buffer;
-pub mod cache;
 mod config;
 mod decider;
-pub mod tracestate;
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -36,12 +33,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-pub use buffer::write_bytes_field;
 pub use config::{CacheType, DecisionCacheConfig, EarlyDecision, OnShutdown, TailSamplingConfig};
 pub use decider::POLICY_ATTRIBUTE;
 
-use buffer::{Buffer, BufferLimits, Eviction};
-use cache::{BloomWindowCache, BloomWindowSettings, ExactCache, SampledCache};
 use decider::{DISCARD, DRAIN, Decider, PolicyRunner, RUNNING, Shared};
 
 use crate::component::{BuildContext, Lifecycle, Processor, ProcessorConfig};
@@ -49,6 +43,8 @@ use crate::compute;
 use crate::pipeline::{ConsumeError, Consumer, SharedConsumer, TraceBatch, Traces};
 use crate::plugin_host::OnError;
 use crate::plugin_host::Services;
+use crate::trace_buffer::cache::{BloomWindowCache, BloomWindowSettings, ExactCache, SampledCache};
+use crate::trace_buffer::{Buffer, BufferLimits, Eviction};
 use prometheus_client::metrics::counter::Counter;
 
 /// Late spans waiting to be forwarded past which new data is refused.
@@ -259,7 +255,7 @@ fn buffer_batch(
     panics: &Counter,
     batch: TraceBatch,
     spans: u64,
-) -> Result<buffer::Ingested, ConsumeError> {
+) -> Result<crate::trace_buffer::Ingested, ConsumeError> {
     let m = &shared.processor;
     let pending_late = shared
         .late

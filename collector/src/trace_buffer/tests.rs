@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 use prost::Message;
 
 use super::*;
-use crate::processors::tail_sampling::cache::{ExactCache, Kept, SampledCache};
+use crate::trace_buffer::cache::{ExactCache, Kept, SampledCache};
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -1,6 +1,7 @@
-//! Decision caches: what `tail_sampling` remembers about traces it has already decided, so that
-//! late spans (arriving after their trace was decided and its buffer released) get the same
-//! decision instead of starting a new, incomplete trace.
+//! Decision caches: what a trace buffer's owner (`tail_sampling`, `trace_analysis`) remembers
+//! about traces it has already decided, so that late spans (arriving after their trace was
+//! decided and its buffer released) get the same decision instead of starting a new,
+//! incomplete trace.
 //!
 //! - [`ExactCache`] remembers up to a fixed number of trace ids with a small payload, evicting
 //!   the oldest inserted first. The non-sampled cache is an `ExactCache<()>`.

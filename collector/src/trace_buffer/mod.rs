@@ -12,6 +12,11 @@
 //! per-trace caps. Due traces are *taken* for a decision; spans arriving meanwhile join them.
 //! Once decided, a trace leaves the buffer and its ID goes to the decision caches, which
 //! route late spans: kept traces' spans are forwarded at once, dropped traces' are dropped.
+//!
+//! Shared by the `tail_sampling` processor (a decision keeps or drops a trace) and the
+//! `trace_analysis` connector (a due trace is analysed).
+
+pub mod cache;
 
 use std::collections::{HashMap, VecDeque};
 use std::mem::size_of;
@@ -26,9 +31,10 @@ use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use wasmcol_plugin_sdk::policy::{SpanFacts, TraceSummary};
 
-use super::cache::{ExactCache, Kept, SampledCache};
 use crate::keyed_hash::KeyedHash;
 use crate::otlp::wire;
+use crate::otlp::wire::write_bytes_field;
+use cache::{ExactCache, Kept, SampledCache};
 
 /// A trace ID, the 16 bytes read big-endian.
 pub type TraceId = u128;
@@ -171,13 +177,6 @@ fn framed_len(len: usize) -> usize {
     1 + encoded_len_varint(len as u64) + len
 }
 
-/// Writes a length-delimited field.
-pub fn write_bytes_field(tag: u32, body: &[u8], out: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(body.len() as u64, out);
-    out.extend_from_slice(body);
-}
-
 /// Spans of one trace from one origin: `ScopeSpans.spans` entries, encoded back to back.
 pub struct Group {
     origin: Arc<Origin>,
@@ -274,7 +273,7 @@ pub struct Ingested {
     pub invalid: u64,
 }
 
-/// The buffer of one `tail_sampling` processor.
+/// The buffer of one `tail_sampling` processor or `trace_analysis` connector.
 pub struct Buffer {
     limits: BufferLimits,
     /// Randomly keyed: trace ids come from clients ([`KeyedHash`]).
@@ -731,5 +730,4 @@ pub fn encode_for_policy(traces: &[DueTrace], out: &mut Vec<u8>) -> Vec<u32> {
 }
 
 #[cfg(test)]
-#[path = "buffer_tests.rs"]
 mod tests;
