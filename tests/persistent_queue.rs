@@ -280,6 +280,11 @@ fn settle_by(
     (missing, ids.len(), ids.len() - got.len())
 }
 
+/// [`gateway_config`] on `http` into `sink`, its queue in `queue_dir` with 4 consumers.
+fn four_consumers(http: u16, sink: &Sink, queue_dir: &Path) -> String {
+    gateway_config(http, free_port(), sink.http, queue_dir, "num_consumers: 4")
+}
+
 /// What a kill -9 loop saw.
 struct Killed {
     /// Items acknowledged to the clients.
@@ -360,15 +365,7 @@ fn kill_9_loop_loses_nothing_acknowledged() {
     let sink = Sink::start(free_port());
     let queue = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let config = |http| {
-        gateway_config(
-            http,
-            free_port(),
-            sink.http,
-            queue.path(),
-            "num_consumers: 4",
-        )
-    };
+    let config = |http| four_consumers(http, &sink, queue.path());
     let k = kill_9_loop(Signal::Traces, CYCLES, 37, &sink, config, |_| {});
     println!(
         "RELIABILITY kill -9 loop: cycles {CYCLES}, acknowledged {}, delivered {}, duplicates \
@@ -389,15 +386,7 @@ fn kill_9_loop_loses_no_acknowledged_log_record() {
     const CYCLES: usize = 8;
     let sink = Sink::start(free_port());
     let queue = tempfile::tempdir().unwrap();
-    let config = |http| {
-        gateway_config(
-            http,
-            free_port(),
-            sink.http,
-            queue.path(),
-            "num_consumers: 4",
-        )
-    };
+    let config = |http| four_consumers(http, &sink, queue.path());
     let k = kill_9_loop(Signal::Logs, CYCLES, 53, &sink, config, |_| {});
     println!(
         "RELIABILITY kill -9 loop, logs: cycles {CYCLES}, acknowledged {}, delivered {}, \
@@ -431,13 +420,7 @@ fn kill_9_loop_through_a_forward_connector_loses_nothing_acknowledged() {
         let forwarded = "    traces:\n      receivers: [otlp]\n      processors: [batch]\n      \
                          exporters: [forward]\n    traces/stored:\n      receivers: [forward]\n      \
                          processors: [batch]\n      exporters: [otlphttp]\n";
-        let config = gateway_config(
-            http,
-            free_port(),
-            sink.http,
-            queue.path(),
-            "num_consumers: 4",
-        );
+        let config = four_consumers(http, &sink, queue.path());
         assert!(config.contains(direct));
         config
             .replace(direct, forwarded)

@@ -713,7 +713,7 @@ enum Outcome {
 /// A connection-level failure.
 fn transport_failure(err: &(dyn StdError + 'static)) -> Outcome {
     Outcome::Failed {
-        message: error_chain(err),
+        message: wasmcol::net::error_chain(err),
         transport: true,
     }
 }
@@ -833,23 +833,6 @@ fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs))
-}
-
-/// `err: source: source...`, skipping a source whose text the previous one already contains.
-fn error_chain(err: &(dyn StdError + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut last = out.clone();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !last.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        last = s;
-        cur = e.source();
-    }
-    out
 }
 
 /// TCP with TLS when `tls` is set; the collector's exporters' connector.
