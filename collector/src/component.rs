@@ -194,6 +194,19 @@ impl Problem {
     }
 }
 
+/// Prefixes the paths of `problems` with `prefix` (`sending_queue`, `retry_on_failure`, `tls`), for
+/// components that embed shared blocks in their own config.
+pub fn nested(prefix: &str, problems: Vec<Problem>) -> impl Iterator<Item = Problem> + '_ {
+    problems.into_iter().map(move |p| Problem {
+        path: if p.path.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", p.path)
+        },
+        message: p.message,
+    })
+}
+
 /// Checks a parsed configuration; returns every problem, not the first. Checks that need
 /// the files a component names (TLS certificates, lookup tables, plugins) read them here, so
 /// `wasmcol validate` reports what start-up would.

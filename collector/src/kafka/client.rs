@@ -8,9 +8,9 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use crate::component::Problem;
+use crate::component::nested;
 use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
-use crate::exporters::sending_queue::nested;
 
 /// SASL mechanisms librdkafka supports without extra system libraries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -9,11 +9,12 @@ use super::batcher::Batcher;
 use super::client::Client;
 use super::schema::{MetricsTables, Schema};
 use super::sender::{ChSignal, ClickHouseSender};
+use crate::component::nested;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
 use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
 use crate::config::{ByteSize, Duration};
-use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue};
 
 /// `Content-Encoding` of insert bodies. ClickHouse's HTTP interface decodes each of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

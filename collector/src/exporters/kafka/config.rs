@@ -3,9 +3,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+use crate::component::nested;
 use crate::component::{Problem, Validate};
 use crate::config::Duration;
-use crate::exporters::sending_queue::{QueueConfig, RetryConfig, nested};
+use crate::exporters::sending_queue::{QueueConfig, RetryConfig};
 use crate::kafka::client::{AuthConfig, ClientSettings, default_brokers, default_client_id};
 use crate::kafka::{Encoding, topic_problem};
 use crate::pipeline::SignalKind;

@@ -6,11 +6,12 @@ use http::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::client::HttpSender;
+use crate::component::nested;
 use crate::component::{BuildContext, Exporter, ExporterConfig, Problem, Validate};
 use crate::config::Duration;
 use crate::config::opaque::Opaque;
 use crate::config::tls::client::ClientTlsConfig;
-use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue, nested};
+use crate::exporters::sending_queue::{QueueConfig, RetryConfig, SendingQueue};
 use crate::net::Compression;
 use crate::otlp::OtlpSignal;
 use crate::pipeline::SignalKind;

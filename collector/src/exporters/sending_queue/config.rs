@@ -234,16 +234,3 @@ impl Validate for RetryConfig {
         p
     }
 }
-
-/// Prefixes the paths of `problems` with `prefix` (`sending_queue`, `retry_on_failure`), for
-/// exporters that embed these blocks in their own config.
-pub fn nested(prefix: &str, problems: Vec<Problem>) -> impl Iterator<Item = Problem> + '_ {
-    problems.into_iter().map(move |p| Problem {
-        path: if p.path.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{prefix}.{}", p.path)
-        },
-        message: p.message,
-    })
-}

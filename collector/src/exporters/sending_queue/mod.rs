@@ -37,6 +37,6 @@ mod sender;
 #[cfg(test)]
 mod tests;
 
-pub use config::{QueueConfig, RetryConfig, Sizer, nested};
+pub use config::{QueueConfig, RetryConfig, Sizer};
 pub use queue::SendingQueue;
 pub use sender::{Accepted, SendError, Sender};

@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::*;
-use crate::component::{BuildContext, ComponentId, Lifecycle, Validate};
+use crate::component::{BuildContext, ComponentId, Lifecycle, Validate, nested};
 use crate::config::Duration as ConfigDuration;
 use crate::pipeline::{ConsumeError, Consumer, Delivery, DeliveryTracker, Outcome, TraceBatch};
 use crate::telemetry::{ExporterMetrics, Metrics};
