@@ -1163,4 +1163,22 @@ fn span_names_with_ids_fill_the_cardinality_limit_and_the_rest_overflows() {
             ("trace_analysis.findings".to_owned(), 1),
         ])
     );
+    // Each family that overflowed is named once in a warning.
+    let log = c.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("holds aggregation_cardinality_limit (3) series"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{log}");
+    for metric in [
+        "trace_analysis.findings",
+        "trace_analysis.critical_path.self_time",
+    ] {
+        assert!(
+            warned
+                .iter()
+                .any(|l| l.contains(&format!("{metric} holds"))),
+            "{log}"
+        );
+    }
 }

@@ -33,6 +33,8 @@ pub(super) struct Series {
 /// one more is summed into that family's overflow series instead.
 #[derive(Debug)]
 pub struct Findings {
+    /// The connector's id, for the log.
+    id: String,
     pub(super) start_unix_nano: u64,
     /// Series per family at most (0: no limit).
     limit: usize,
@@ -196,8 +198,9 @@ impl<'a> Sums<'a> {
 impl Findings {
     /// No series yet; `limit` series per family at most (0: no limit), each forgotten after
     /// `expiration` nanoseconds without an update (0: never).
-    pub(super) fn new(start_unix_nano: u64, limit: usize, expiration: u64) -> Self {
+    pub(super) fn new(id: &str, start_unix_nano: u64, limit: usize, expiration: u64) -> Self {
         Self {
+            id: id.to_owned(),
             start_unix_nano,
             limit,
             expiration,
@@ -210,6 +213,11 @@ impl Findings {
     /// Adds a run's sums at `now`.
     pub(super) fn add(&mut self, sums: &mut Sums<'_>, now: u64) {
         let limit = self.limit;
+        let overflowing = [
+            self.series.overflow.is_some(),
+            self.critical.overflow.is_some(),
+            self.dependencies.overflow.is_some(),
+        ];
         let mut joined = String::new();
         for ((caller, first, second), counts) in sums.dependencies.drain() {
             let callee = match second {
@@ -237,6 +245,25 @@ impl Findings {
             into.total += s.total;
             if s.worst.0 > into.worst.0 || into.worst.1.is_empty() {
                 into.worst = s.worst;
+            }
+        }
+        let now_overflowing = [
+            self.series.overflow.is_some(),
+            self.critical.overflow.is_some(),
+            self.dependencies.overflow.is_some(),
+        ];
+        for ((before, after), metric) in overflowing.into_iter().zip(now_overflowing).zip([
+            METRIC,
+            CRITICAL_PATH_METRIC,
+            "trace_analysis.dependency.*",
+        ]) {
+            if after && !before {
+                tracing::warn!(
+                    connector = %self.id,
+                    metric,
+                    aggregation_cardinality_limit = limit,
+                    "{metric} holds aggregation_cardinality_limit ({limit}) series: new ones are summed into its overflow series (otel.metric.overflow=\"true\"); span names with ids in them are the usual cause"
+                );
             }
         }
     }

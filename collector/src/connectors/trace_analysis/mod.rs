@@ -309,7 +309,8 @@ struct State {
     buffer: Mutex<Buffer>,
     /// The buffer's size and its evictions.
     buffer_metrics: TraceAnalysisMetrics,
-    findings: Mutex<Findings>,
+    /// The sums the metrics side sends (`None` on the traces side, which sends none).
+    findings: Option<Mutex<Findings>>,
     /// The detector sections of the configuration.
     detectors: Detectors,
     /// The analyser plugins (`None` without any), called on a blocking thread: a call may
@@ -378,11 +379,14 @@ impl TraceAnalysis {
             state: Arc::new(State {
                 buffer: Mutex::new(Buffer::new(limits, sampled, ExactCache::new(0))),
                 buffer_metrics: ctx.metrics.trace_analysis(&ctx.id.to_string()),
-                findings: Mutex::new(Findings::new(
-                    unix_nanos(),
-                    config.aggregation_cardinality_limit,
-                    config.metrics_expiration.0.as_nanos() as u64,
-                )),
+                findings: matches!(output, Output::Metrics(_)).then(|| {
+                    Mutex::new(Findings::new(
+                        &ctx.id.to_string(),
+                        unix_nanos(),
+                        config.aggregation_cardinality_limit,
+                        config.metrics_expiration.0.as_nanos() as u64,
+                    ))
+                }),
                 detectors: config.detectors(),
                 analysers,
             }),
@@ -456,11 +460,12 @@ async fn run_due(id: &str, state: &State, output: &Output, metrics: &ExporterMet
             prost::encoding::message::encode_repeated(1, &resources, &mut out);
         }
     }
-    state
-        .findings
-        .lock()
-        .expect("trace_analysis lock")
-        .add(&mut sums, unix_nanos());
+    if let Some(findings) = &state.findings {
+        findings
+            .lock()
+            .expect("trace_analysis lock")
+            .add(&mut sums, unix_nanos());
+    }
     drop((trace, scratch, sums));
     {
         let now = Instant::now();
@@ -558,6 +563,7 @@ fn observe(metrics: &TraceAnalysisMetrics, buffer: &Buffer, evictions: &[Evictio
 fn take_metrics(state: &State) -> Option<Batch<Metrics>> {
     let resources = state
         .findings
+        .as_ref()?
         .lock()
         .expect("trace_analysis lock")
         .flush(unix_nanos());

@@ -345,7 +345,7 @@ fn findings_mark_the_spans_and_count_weighted_by_adjusted_counts() {
     let mut t = db_calls(12, true, |i| format!("SELECT * FROM items WHERE id = {i}"));
     t.spans[0].1.trace_state = "ot=th:8".into();
     let mut resources = t.resources();
-    let mut findings = Findings::new(0, 0, 0);
+    let mut findings = Findings::new("trace_analysis", 0, 0, 0);
     let found = analyse_trace(&mut resources, "01", &config, &mut findings);
     assert_eq!(found.len(), 1);
     let marked = resources
@@ -597,7 +597,7 @@ fn dependencies_tell_failures_that_failed_the_request_from_handled_ones() {
     );
     // In the metrics: per caller → callee, weighted.
     let config = TraceAnalysisConfig::default();
-    let mut findings = Findings::new(0, 0, 0);
+    let mut findings = Findings::new("trace_analysis", 0, 0, 0);
     analyse_trace(&mut t.resources(), "01", &config, &mut findings);
     analyse_trace(
         &mut propagated(true).resources(),
@@ -856,13 +856,13 @@ fn the_metrics_side_buffers_only_what_the_analysis_reads() {
         &mut request.resource_spans.clone(),
         "01",
         &config,
-        &mut Findings::new(0, 0, 0),
+        &mut Findings::new("trace_analysis", 0, 0, 0),
     );
     let from_stripped = analyse_trace(
         &mut back.resource_spans.clone(),
         "01",
         &config,
-        &mut Findings::new(0, 0, 0),
+        &mut Findings::new("trace_analysis", 0, 0, 0),
     );
     assert_eq!(found, from_stripped);
     assert_eq!(patterns(&found), [(Pattern::NPlusOne, 6)]);
@@ -892,7 +892,7 @@ fn points_of(resources: &[ResourceMetrics], metric: &str) -> Vec<(f64, bool)> {
 
 #[test]
 fn each_family_holds_at_most_the_cardinality_limit_and_the_rest_overflows() {
-    let mut findings = Findings::new(0, 2, 10);
+    let mut findings = Findings::new("trace_analysis", 0, 2, 10);
     // A client that puts ids in its span names: five series per family where two fit.
     let names: Vec<String> = (0..5).map(|i| format!("GET /users/{i}")).collect();
     let mut sums = Sums::default();
@@ -948,7 +948,7 @@ fn each_family_holds_at_most_the_cardinality_limit_and_the_rest_overflows() {
 
 #[test]
 fn without_a_limit_or_expiration_every_series_is_kept() {
-    let mut findings = Findings::new(0, 0, 0);
+    let mut findings = Findings::new("trace_analysis", 0, 0, 0);
     let names: Vec<String> = (0..100).map(|i| format!("GET /users/{i}")).collect();
     let mut sums = Sums::default();
     for n in &names {
