@@ -15,7 +15,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{
+    NumberDataPoint, ResourceMetrics, metric, number_data_point,
+};
 use wasmcol_tests::{
     Collector, DownPort, all_spans, free_port, metric_value, python, read_json_lines, run_loadgen,
     scrape_metrics, wait_until, workspace_root,
@@ -666,39 +668,56 @@ fn analysed_spans(
         .collect()
 }
 
-/// The findings metric's points: (pattern, service, span name) → (value, worst trace id).
-fn findings_metric(c: &Collector) -> BTreeMap<(String, String, String), (f64, String)> {
+/// Waits until `spans` analysed spans were passed on, then stops the collector with SIGTERM
+/// (which sends the metrics held).
+fn stop_once_passed_on(c: &mut Collector, spans: usize) {
+    assert!(
+        wait_until(Duration::from_secs(15), || analysed_spans(c).len() == spans),
+        "analysed traces not passed on:\n{}",
+        c.log()
+    );
+    assert_eq!(c.stop(), 0, "{}", c.log());
+}
+
+/// Every sum point the connector sent, with its metric's name.
+fn sum_points(c: &Collector) -> Vec<(String, NumberDataPoint)> {
     let file = std::fs::read_to_string(c.path("metrics.jsonl")).unwrap_or_default();
-    let mut out = BTreeMap::new();
-    for rm in file
-        .lines()
+    file.lines()
         .filter(|l| l.starts_with(r#"{"resourceMetrics""#))
         .flat_map(|l| {
             wasmcol::otlp::json::decode_metrics(l.as_bytes())
                 .unwrap()
                 .resource_metrics
         })
-    {
-        for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
-            if m.name != "trace_analysis.findings" {
-                continue;
-            }
-            let Some(metric::Data::Sum(sum)) = &m.data else {
+        .flat_map(|rm| rm.scope_metrics)
+        .flat_map(|sm| sm.metrics)
+        .flat_map(|m| {
+            let Some(metric::Data::Sum(sum)) = m.data else {
                 panic!("{} is not a sum", m.name)
             };
-            for p in &sum.data_points {
-                let Some(number_data_point::Value::AsDouble(v)) = p.value else {
-                    panic!("{p:?}")
-                };
-                let key = |k: &str| text(&p.attributes, k).unwrap_or_default();
-                out.insert(
-                    (key("pattern"), key("service.name"), key("span.name")),
-                    (v, key("trace_analysis.worst_trace_id")),
-                );
-            }
-        }
-    }
-    out
+            sum.data_points
+                .into_iter()
+                .map(move |p| (m.name.clone(), p))
+        })
+        .collect()
+}
+
+/// The findings metric's points: (pattern, service, span name) → (value, worst trace id).
+fn findings_metric(c: &Collector) -> BTreeMap<(String, String, String), (f64, String)> {
+    sum_points(c)
+        .into_iter()
+        .filter(|(name, _)| name == "trace_analysis.findings")
+        .map(|(_, p)| {
+            let Some(number_data_point::Value::AsDouble(v)) = p.value else {
+                panic!("{p:?}")
+            };
+            let key = |k: &str| text(&p.attributes, k).unwrap_or_default();
+            (
+                (key("pattern"), key("service.name"), key("span.name")),
+                (v, key("trace_analysis.worst_trace_id")),
+            )
+        })
+        .collect()
 }
 
 /// The SDK README's example analyser, built to wasm and configured in `analysers:`, finds the
@@ -724,13 +743,7 @@ fn a_custom_analyser_finds_slow_roots_end_to_end() {
             ]
         }),
     );
-    assert!(
-        wait_until(Duration::from_secs(15), || analysed_spans(&c).len()
-            == spans),
-        "analysed traces not passed on:\n{}",
-        c.log()
-    );
-    assert_eq!(c.stop(), 0, "{}", c.log());
+    stop_once_passed_on(&mut c, spans);
 
     let out = analysed_spans(&c);
     let patterns = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
@@ -1109,14 +1122,8 @@ fn span_names_with_ids_fill_the_cardinality_limit_and_the_rest_overflows() {
         serde_json::json!({"services": ["frontend"], "groups": groups}),
     );
     assert_eq!(spans, NAMES);
-    assert!(
-        wait_until(Duration::from_secs(15), || analysed_spans(&c).len()
-            == spans),
-        "analysed traces not passed on:\n{}",
-        c.log()
-    );
     // The metrics go out at shutdown (`metrics_flush_interval: 1h`).
-    assert_eq!(c.stop(), 0, "{}", c.log());
+    stop_once_passed_on(&mut c, spans);
 
     let metric = findings_metric(&c);
     let own: Vec<_> = metric
@@ -1135,22 +1142,8 @@ fn span_names_with_ids_fill_the_cardinality_limit_and_the_rest_overflows() {
     let overflow = &metric[&(String::new(), String::new(), String::new())];
     assert_eq!(overflow.0, (NAMES - 3) as f64, "{metric:?}");
 
-    let file = std::fs::read_to_string(c.path("metrics.jsonl")).unwrap();
-    let overflow_points = file
-        .lines()
-        .filter(|l| l.starts_with(r#"{"resourceMetrics""#))
-        .flat_map(|l| {
-            wasmcol::otlp::json::decode_metrics(l.as_bytes())
-                .unwrap()
-                .resource_metrics
-        })
-        .flat_map(|rm| rm.scope_metrics)
-        .flat_map(|sm| sm.metrics)
-        .filter_map(|m| match m.data {
-            Some(metric::Data::Sum(sum)) => Some((m.name, sum.data_points)),
-            _ => None,
-        })
-        .flat_map(|(name, points)| points.into_iter().map(move |p| (name.clone(), p)))
+    let overflow_points = sum_points(&c)
+        .into_iter()
         .filter(|(_, p)| text(&p.attributes, "otel.metric.overflow").as_deref() == Some("true"))
         .map(|(name, p)| (name, p.attributes.len()))
         .collect::<BTreeMap<_, _>>();
