@@ -125,16 +125,21 @@ enum Output {
 }
 
 /// Adds one trace's analysis (in `scratch`) to `sums` (critical path, dependencies, findings
-/// with `trace_id` for the worst) and returns its findings.
+/// with `trace_id` for the worst) and returns its findings. Without `sums` (the traces side,
+/// which sends no metrics) it only finds.
 fn record<'a>(
     spans: &[TraceSpan<'a>],
     trace_id: impl Fn() -> String,
     config: &Detectors,
-    sums: &mut Sums<'a>,
+    sums: Option<&mut Sums<'a>>,
     scratch: &mut detect::Scratch<'a>,
 ) -> Vec<Finding> {
     detect::analyse_in(spans, config, scratch);
     let analysis = &mut scratch.analysis;
+    let findings = std::mem::take(&mut analysis.findings);
+    let Some(sums) = sums else {
+        return findings;
+    };
     for &(i, nanos) in &analysis.critical {
         let s = &spans[i];
         *sums.critical.entry((s.service, s.name)).or_default() +=
@@ -156,7 +161,6 @@ fn record<'a>(
             into[2] += weight;
         }
     }
-    let findings = std::mem::take(&mut analysis.findings);
     for f in &findings {
         let anchor = &spans[f.anchor];
         sums.add(
@@ -297,7 +301,7 @@ pub fn analyse_trace(
         &spans,
         || trace_id.to_owned(),
         &config.detectors(),
-        &mut sums,
+        Some(&mut sums),
         &mut detect::Scratch::default(),
     );
     findings_out.add(&mut sums, unix_nanos());
@@ -419,7 +423,8 @@ async fn run_due(id: &str, state: &State, output: &Output, metrics: &ExporterMet
     // On the traces side: the analysed traces as one `TracesData`, and its span count.
     let mut out: Vec<u8> = Vec::new();
     let mut out_spans = 0usize;
-    let mut sums = Sums::default();
+    // Only the metrics side sends the sums.
+    let mut sums = state.findings.as_ref().map(|_| Sums::default());
     let mut trace: Vec<TraceSpan<'_>> = Vec::new();
     let mut scratch = detect::Scratch::default();
     for (at, t) in due.iter().enumerate() {
@@ -436,11 +441,13 @@ async fn run_due(id: &str, state: &State, output: &Output, metrics: &ExporterMet
             &trace,
             || format!("{:032x}", t.id),
             &state.detectors,
-            &mut sums,
+            sums.as_mut(),
             &mut scratch,
         );
         let plugins: &[PluginFinding] = plugin_findings.get(at).map_or(&[], Vec::as_slice);
-        record_plugin(&trace, plugins, || format!("{:032x}", t.id), &mut sums);
+        if let Some(sums) = sums.as_mut() {
+            record_plugin(&trace, plugins, || format!("{:032x}", t.id), sums);
+        }
         if !traces_side {
             continue;
         }
@@ -460,11 +467,11 @@ async fn run_due(id: &str, state: &State, output: &Output, metrics: &ExporterMet
             prost::encoding::message::encode_repeated(1, &resources, &mut out);
         }
     }
-    if let Some(findings) = &state.findings {
+    if let (Some(findings), Some(sums)) = (&state.findings, sums.as_mut()) {
         findings
             .lock()
             .expect("trace_analysis lock")
-            .add(&mut sums, unix_nanos());
+            .add(sums, unix_nanos());
     }
     drop((trace, scratch, sums));
     {
